@@ -1,0 +1,31 @@
+// Shapes and strides.
+//
+// A tensor of sizes [n0, n1, ..., nk] with strides [s0, ..., sk] (in elements, not bytes) finds element
+// (i0, ..., ik) at storage_offset + i0*s0 + ... + ik*sk. Contiguous (row-major) strides are
+// s_k = 1, s_{d} = s_{d+1} * n_{d+1}. A stride of 0 repeats one element along a dimension: that is how
+// expand() and broadcasting work without copying.
+#pragma once
+#include <cstdint>
+#include <ostream>
+#include <string>
+#include <vector>
+
+namespace nabla {
+
+using Shape = std::vector<int64_t>;
+using Strides = std::vector<int64_t>;
+
+int64_t numel_of(const Shape& shape);
+Strides contiguous_strides(const Shape& shape);
+// Wraps a possibly negative dim into [0, ndim); throws naming `op` when out of range.
+int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op);
+// NumPy broadcasting of two shapes; throws naming `op` and both shapes when they do not broadcast.
+Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
+std::string shape_str(const Shape& s);
+
+}  // namespace nabla
+
+namespace std {
+// So that error messages can stream shapes: "got [2,3] and [4]".
+inline ostream& operator<<(ostream& os, const vector<int64_t>& s) { return os << nabla::shape_str(s); }
+}  // namespace std

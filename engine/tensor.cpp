@@ -1,0 +1,94 @@
+#include "engine/tensor.h"
+
+#include <cstring>
+
+#include "engine/error.h"
+
+namespace nabla {
+
+Device Device::parse(const std::string& s) {
+  if (s == "cpu") return cpu();
+  if (s == "cuda") return cuda(0);
+  if (s.rfind("cuda:", 0) == 0) {
+    try {
+      size_t used = 0;
+      int idx = std::stoi(s.substr(5), &used);
+      if (used == s.size() - 5 && idx >= 0) return cuda(idx);
+    } catch (const std::exception&) {
+    }
+  }
+  fail("device: cannot parse '", s, "' (expected cpu, cuda or cuda:N)");
+}
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+  for (int64_t s : shape) NABLA_CHECK(s >= 0, "empty: negative size in shape ", shape);
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = std::make_shared<Storage>(numel_of(shape) * nabla::itemsize(dtype), device);
+  impl->sizes = shape;
+  impl->strides = contiguous_strides(shape);
+  impl->dtype = dtype;
+  return Tensor(std::move(impl));
+}
+
+Tensor Tensor::make_view(std::shared_ptr<Storage> storage, Shape sizes, Strides strides, int64_t offset,
+                         DType dtype) {
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = std::move(storage);
+  impl->sizes = std::move(sizes);
+  impl->strides = std::move(strides);
+  impl->offset = offset;
+  impl->dtype = dtype;
+  return Tensor(std::move(impl));
+}
+
+int64_t Tensor::size(int64_t d) const { return impl_->sizes[wrap_dim(d, dim(), "size")]; }
+int64_t Tensor::stride(int64_t d) const { return impl_->strides[wrap_dim(d, dim(), "stride")]; }
+
+bool Tensor::is_contiguous() const {
+  int64_t expected = 1;
+  for (int64_t d = dim() - 1; d >= 0; --d) {
+    if (impl_->sizes[d] == 1) continue;
+    if (impl_->strides[d] != expected) return false;
+    expected *= impl_->sizes[d];
+  }
+  return true;
+}
+
+void* Tensor::data_ptr() const {
+  NABLA_CHECK(defined(), "data_ptr: undefined tensor");
+  return static_cast<char*>(impl_->storage->data()) + impl_->offset * nabla::itemsize(impl_->dtype);
+}
+
+void Tensor::check_dtype(DType expected, const char* what) const {
+  NABLA_CHECK(dtype() == expected, what, ": expected dtype ", expected, ", got ", dtype());
+}
+
+std::vector<double> Tensor::to_double_vector() const {
+  NABLA_CHECK(defined(), "to_vector: undefined tensor");
+  Tensor host = device().is_cpu() ? *this : to(Device::cpu());
+  std::vector<double> out(numel());
+  visit_dtype(dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    const T* base = static_cast<const T*>(host.impl()->storage->data()) + host.offset();
+    const int64_t nd = host.dim();
+    std::vector<int64_t> idx(nd, 0);
+    for (int64_t i = 0; i < static_cast<int64_t>(out.size()); ++i) {
+      int64_t off = 0;
+      for (int64_t d = 0; d < nd; ++d) off += idx[d] * host.strides()[d];
+      out[i] = to_double(base[off]);
+      for (int64_t d = nd - 1; d >= 0; --d) {
+        if (++idx[d] < host.shape()[d]) break;
+        idx[d] = 0;
+      }
+    }
+  });
+  return out;
+}
+
+double Tensor::item_double() const {
+  NABLA_CHECK(defined() && numel() == 1, "item: expected a tensor with one element, got shape ",
+              defined() ? shape() : Shape{});
+  return to_double_vector()[0];
+}
+
+}  // namespace nabla

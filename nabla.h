@@ -1,0 +1,16 @@
+// Nabla: everything a program needs, in one include.
+#pragma once
+#include "autograd/autograd.h"
+#include "autograd/gradcheck.h"
+#include "engine/random.h"
+#include "engine/tensor.h"
+#include "ops/conv.h"
+#include "ops/elementwise.h"
+#include "ops/embedding.h"
+#include "ops/factory.h"
+#include "ops/index.h"
+#include "ops/linalg.h"
+#include "ops/loss.h"
+#include "ops/nn.h"
+#include "ops/op_table.h"
+#include "ops/reduce.h"

@@ -1,0 +1,88 @@
+// matmul: NumPy/PyTorch semantics on top of one batched-GEMM kernel.
+//
+//   C = A @ B,  dA = dC @ B^T,  dB = A^T @ dC   (summed over broadcast batch dims by sum_to)
+// 1-D operands are promoted with unsqueeze and the extra dim squeezed after, through view ops, so their
+// gradients come from the view backwards. A 2-D operand that is the transpose of a contiguous matrix is
+// passed to GEMM with a transpose flag instead of being copied (Linear's W^T and every backward use this).
+#include "ops/linalg.h"
+
+#include "ops/elementwise.h"
+#include "ops/util.h"
+
+namespace nabla {
+using namespace ops;
+
+namespace {
+
+// A matrix operand for GEMM: contiguous [batch, rows, cols], or its transpose with `trans` set.
+struct GemmOperand {
+  Tensor t;
+  bool trans = false;
+  int64_t batch_stride = 0;
+};
+
+GemmOperand gemm_operand(const Tensor& x, const Shape& batch) {
+  const int64_t r = x.size(-2), c = x.size(-1);
+  if (x.dim() == 2) {
+    if (x.is_contiguous()) return {x, false, 0};
+    if (x.stride(0) == 1 && x.stride(1) == r) return {x, true, 0};  // transpose of a contiguous [c, r]
+    return {x.contiguous(), false, 0};
+  }
+  Shape full = batch;
+  full.push_back(r);
+  full.push_back(c);
+  Tensor e = broadcast_view(x, full, "matmul");
+  if (!e.is_contiguous()) {
+    Tensor cpy = Tensor::empty(full, x.dtype(), x.device());
+    copy_kernel.get(x.device(), "matmul")(e, cpy);
+    e = cpy;
+  }
+  return {e, false, r * c};
+}
+
+Tensor matmul_nd(const Tensor& a, const Tensor& b) {
+  const int64_t n = a.size(-2), k = a.size(-1), k2 = b.size(-2), m = b.size(-1);
+  NABLA_CHECK(k == k2, "matmul: inner dims differ: ", a.shape(), " @ ", b.shape(), " (", k, " vs ", k2, ")");
+  Shape ba(a.shape().begin(), a.shape().end() - 2), bb(b.shape().begin(), b.shape().end() - 2);
+  Shape batch = broadcast_shapes(ba, bb, "matmul (batch dims)");
+  Shape out_shape = batch;
+  out_shape.push_back(n);
+  out_shape.push_back(m);
+  Tensor c = Tensor::empty(out_shape, a.dtype(), a.device());
+  if (c.numel() > 0) {
+    if (b.dim() == 2 && a.dim() > 2 && a.is_contiguous()) {
+      // [..., n, k] @ [k, m]: one GEMM with the batch folded into the rows.
+      GemmOperand B = gemm_operand(b, {});
+      GemmArgs args{1, numel_of(batch) * n, m, k, false, B.trans, 0, 0, 0};
+      gemm_kernel.get(a.device(), "matmul")(args, a, B.t, c);
+    } else {
+      GemmOperand A = gemm_operand(a, batch), B = gemm_operand(b, batch);
+      GemmArgs args{numel_of(batch), n, m, k, A.trans, B.trans, A.batch_stride, B.batch_stride, n * m};
+      gemm_kernel.get(a.device(), "matmul")(args, A.t, B.t, c);
+    }
+  } else if (k == 0) {
+    c.fill_(0.0);
+  }
+  autograd::record("matmul", c, {a, b},
+                   [as = a.detach(), bs = b.detach(), need_a = a.requires_grad(),
+                    need_b = b.requires_grad()](const Tensor& g) -> std::vector<Tensor> {
+                     Tensor ga = need_a ? sum_to(matmul_nd(g, bs.transpose(-1, -2)), as.shape()) : Tensor();
+                     Tensor gb = need_b ? sum_to(matmul_nd(as.transpose(-1, -2), g), bs.shape()) : Tensor();
+                     return {ga, gb};
+                   });
+  return c;
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  check_same("matmul", a, b);
+  NABLA_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: both operands need at least 1 dim, got ", a.shape(),
+              " and ", b.shape());
+  if (a.dim() == 1 && b.dim() == 1) return matmul_nd(a.unsqueeze(0), b.unsqueeze(1)).reshape({});
+  if (a.dim() == 1) return matmul_nd(a.unsqueeze(0), b).squeeze(-2);
+  if (b.dim() == 1) return matmul_nd(a, b.unsqueeze(1)).squeeze(-1);
+  return matmul_nd(a, b);
+}
+
+}  // namespace nabla

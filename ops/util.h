@@ -1,0 +1,40 @@
+// Helpers shared by the op layer (not part of the public API).
+#pragma once
+#include "autograd/autograd.h"
+#include "engine/tensor.h"
+
+namespace nabla::ops {
+
+inline void check_defined(const char* op, const Tensor& t, const char* what = "input") {
+  NABLA_CHECK(t.defined(), op, ": ", what, " is an undefined tensor");
+}
+
+// Same dtype and device, or an error naming the op and both tensors.
+inline void check_same(const char* op, const Tensor& a, const Tensor& b) {
+  check_defined(op, a);
+  check_defined(op, b);
+  NABLA_CHECK(a.device() == b.device(), op, ": tensors on different devices: ", a.device(), " ", a.shape(),
+              " and ", b.device(), " ", b.shape());
+  NABLA_CHECK(a.dtype() == b.dtype(), op, ": dtype mismatch: ", a.dtype(), " ", a.shape(), " and ", b.dtype(),
+              " ", b.shape(), " (cast one with .to(dtype))");
+}
+
+inline void check_floating(const char* op, const Tensor& t) {
+  NABLA_CHECK(is_floating(t.dtype()), op, ": expected a floating-point tensor, got ", t.dtype(), " ",
+              t.shape());
+}
+
+inline void check_index_dtype(const char* op, const Tensor& t) {
+  NABLA_CHECK(t.dtype() == DType::i64 || t.dtype() == DType::i32, op,
+              ": expected an i64 or i32 index tensor, got ", t.dtype(), " ", t.shape());
+}
+
+// A broadcast view of t with `shape` (stride 0 along expanded dims), without autograd.
+Tensor broadcast_view(const Tensor& t, const Shape& shape, const char* op);
+
+// A view with other sizes/strides/offset over t's storage, without autograd.
+inline Tensor raw_view(const Tensor& t, Shape sizes, Strides strides, int64_t offset) {
+  return Tensor::make_view(t.storage(), std::move(sizes), std::move(strides), offset, t.dtype());
+}
+
+}  // namespace nabla::ops
