@@ -28,7 +28,12 @@ void random_cpu(Tensor& dst, RandomKind kind, uint64_t seed, uint64_t offset, do
           break;
         }
       }
-      p[i] = from_double<T>(v);
+      T t = from_double<T>(v);
+      // Rounding a double just below `b` to f32 can give `b` itself; uniform draws stay in [a, b).
+      if constexpr (std::is_same_v<T, float>)
+        if (kind == RandomKind::uniform && a < b && t >= static_cast<float>(b))
+          t = std::nextafter(static_cast<float>(b), static_cast<float>(a));
+      p[i] = t;
     }
   });
 }
