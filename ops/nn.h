@@ -10,6 +10,17 @@
 //               evaluation: normalise with the running statistics.
 //   dropout: zero each element with probability p and scale the kept ones by 1/(1-p) (training only);
 //            the mask comes from the Philox generator, so it is reproducible across backends.
+//
+// Backwards (each a fused kernel; the saved tensors are detached):
+//   softmax       dx = y * (g - sum(g * y))            saves y
+//   log_softmax   dx = g - exp(y) * sum(g)             saves y
+//   layer_norm    xhat = (x - mean) * rstd, gh = g * w
+//                 dx = rstd * (gh - mean(gh) - xhat * mean(gh * xhat)),  dw = sum_rows g * xhat,
+//                 db = sum_rows g                      saves x, mean and rstd per row
+//   batch_norm    training: dx = rstd * (gh - mean(gh) - xhat * mean(gh * xhat)) over each channel,
+//                 evaluation: dx = gh * rstd (the running statistics are constants);
+//                 dw = sum g * xhat, db = sum g         saves x and the mean/variance it normalised with
+//   dropout       dx = g * mask / (1 - p)               saves only (seed, offset): the mask is redrawn
 #pragma once
 #include "engine/random.h"
 #include "engine/tensor.h"
@@ -28,3 +39,49 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
 Tensor dropout(const Tensor& x, double p, bool training, Generator* gen = nullptr);
 
 }  // namespace nabla
+
+namespace nabla::ops {
+
+// Kernels see contiguous tensors of the input's dtype; the op layer has checked shapes, dtypes and devices.
+
+// x viewed as [outer, r, inner]: y[o, :, i] = (log_)softmax over the r entries. `log` picks log_softmax.
+using SoftmaxKernelFn = void (*)(const Tensor& x, int64_t outer, int64_t r, int64_t inner, bool log,
+                                 Tensor& y);
+// dx from the output y and the incoming gradient g, both [outer, r, inner].
+using SoftmaxBackwardKernelFn = void (*)(const Tensor& g, const Tensor& y, int64_t outer, int64_t r,
+                                         int64_t inner, bool log, Tensor& dx);
+
+// x viewed as [rows, cols]; weight/bias [cols] or undefined. Writes y and, per row, mean and rstd ([rows]).
+using LayerNormKernelFn = void (*)(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t rows,
+                                   int64_t cols, double eps, Tensor& y, Tensor& mean, Tensor& rstd);
+// Fills whichever of dx [rows, cols], dweight [cols], dbias [cols] are defined.
+using LayerNormBackwardKernelFn = void (*)(const Tensor& g, const Tensor& x, const Tensor& mean,
+                                           const Tensor& rstd, const Tensor& weight, int64_t rows,
+                                           int64_t cols, Tensor& dx, Tensor& dweight, Tensor& dbias);
+
+// x viewed as [n, c, s]; weight/bias [c] or undefined; mean/var [c].
+// training: mean and var are outputs, receiving the batch mean and biased variance per channel;
+// evaluation: they are inputs (the running statistics). Then y = (x - mean) / sqrt(var + eps) * w + b.
+using BatchNormKernelFn = void (*)(const Tensor& x, const Tensor& weight, const Tensor& bias, bool training,
+                                   int64_t n, int64_t c, int64_t s, double eps, Tensor& mean, Tensor& var,
+                                   Tensor& y);
+// mean/var: what the forward normalised with. Fills whichever of dx, dweight, dbias are defined.
+using BatchNormBackwardKernelFn = void (*)(const Tensor& g, const Tensor& x, const Tensor& weight,
+                                           const Tensor& mean, const Tensor& var, bool training, int64_t n,
+                                           int64_t c, int64_t s, double eps, Tensor& dx, Tensor& dweight,
+                                           Tensor& dbias);
+
+// out[i] = philox_uniform(seed, offset, i) >= p ? in[i] * scale : 0, for the row-major index i.
+// The forward (in = x) and the backward (in = g) redraw the same mask from the same (seed, offset).
+using DropoutKernelFn = void (*)(const Tensor& in, double p, double scale, uint64_t seed, uint64_t offset,
+                                 Tensor& out);
+
+inline Kernel<SoftmaxKernelFn> softmax_kernel{"softmax"};
+inline Kernel<SoftmaxBackwardKernelFn> softmax_backward_kernel{"softmax_backward"};
+inline Kernel<LayerNormKernelFn> layer_norm_kernel{"layer_norm"};
+inline Kernel<LayerNormBackwardKernelFn> layer_norm_backward_kernel{"layer_norm_backward"};
+inline Kernel<BatchNormKernelFn> batch_norm_kernel{"batch_norm"};
+inline Kernel<BatchNormBackwardKernelFn> batch_norm_backward_kernel{"batch_norm_backward"};
+inline Kernel<DropoutKernelFn> dropout_kernel{"dropout"};
+
+}  // namespace nabla::ops

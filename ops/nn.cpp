@@ -1,0 +1,212 @@
+// The nn op family: softmax, log_softmax, layer_norm, batch_norm, dropout. Shape/dtype checks, autograd
+// wiring and dispatch; the math lives in the fused kernels (ops/cpu/nn.cpp) and is summarised in ops/nn.h.
+//
+// Every op hands its kernels contiguous tensors (copied here when the input is a strided view), and each
+// backward is one fused kernel call:
+//   softmax / log_softmax  saves y (detached)
+//   layer_norm             saves x, the per-row mean and rstd, the weight
+//   batch_norm             saves x, the weight and the per-channel mean/variance it normalised with (the
+//                          batch statistics in training, a copy of the running ones in evaluation)
+//   dropout                saves (seed, offset, p): the backward redraws the same Philox mask
+#include "ops/nn.h"
+
+#include <algorithm>
+
+#include "ops/elementwise.h"
+#include "ops/util.h"
+
+namespace nabla {
+namespace ops {
+namespace {
+
+// A contiguous tensor with t's values and no autograd history (a copy only when t is strided).
+Tensor contiguous_raw(const Tensor& t, const char* op) {
+  if (t.is_contiguous()) return t.detach();
+  Tensor c = Tensor::empty(t.shape(), t.dtype(), t.device());
+  copy_kernel.get(t.device(), op)(t, c);
+  return c;
+}
+
+Tensor empty_or_undefined(bool want, const Shape& shape, const Tensor& like) {
+  return want ? Tensor::empty(shape, like.dtype(), like.device()) : Tensor();
+}
+
+bool wants_grad(const Tensor& t) { return t.defined() && t.requires_grad(); }
+
+// weight/bias/running stats of a normalisation: undefined, or the input's dtype/device with `shape`.
+void check_param(const char* op, const char* what, const Tensor& p, const Tensor& x, const Shape& shape,
+                 const char* expected_what) {
+  if (!p.defined()) return;
+  NABLA_CHECK(p.device() == x.device(), op, ": ", what, " is on ", p.device(), ", input ", x.shape(), " on ",
+              x.device());
+  NABLA_CHECK(p.dtype() == x.dtype(), op, ": ", what, " has dtype ", p.dtype(), ", input ", x.shape(),
+              " has ", x.dtype(), " (cast one with .to(dtype))");
+  NABLA_CHECK(p.shape() == shape, op, ": ", what, " has shape ", p.shape(), ", expected ", shape, " (",
+              expected_what, " of input ", x.shape(), ")");
+}
+
+Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
+  const char* op = log ? "log_softmax" : "softmax";
+  check_defined(op, x);
+  check_floating(op, x);
+  // A 0-d tensor is one row of one element, as in PyTorch.
+  const int64_t nd = std::max<int64_t>(1, x.dim());
+  const int64_t d = wrap_dim(dim, nd, op);
+  int64_t outer = 1, r = 1, inner = 1;
+  for (int64_t i = 0; i < x.dim(); ++i) {
+    if (i < d)
+      outer *= x.shape()[i];
+    else if (i == d)
+      r = x.shape()[i];
+    else
+      inner *= x.shape()[i];
+  }
+  Tensor xc = contiguous_raw(x, op);
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  softmax_kernel.get(x.device(), op)(xc, outer, r, inner, log, y);
+  autograd::record(op, y, {x},
+                   [ys = y.detach(), outer, r, inner, log, op](const Tensor& g) -> std::vector<Tensor> {
+                     Tensor gc = contiguous_raw(g, op);
+                     Tensor dx = Tensor::empty(ys.shape(), ys.dtype(), ys.device());
+                     softmax_backward_kernel.get(ys.device(), op)(gc, ys, outer, r, inner, log, dx);
+                     return {dx};
+                   });
+  return y;
+}
+
+}  // namespace
+}  // namespace ops
+
+using namespace ops;
+
+Tensor softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, false); }
+Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, true); }
+
+Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
+                  double eps) {
+  const char* op = "layer_norm";
+  check_defined(op, x);
+  check_floating(op, x);
+  const int64_t k = static_cast<int64_t>(normalized_shape.size());
+  NABLA_CHECK(k >= 1, op, ": normalized_shape must name at least one dim, got ", normalized_shape,
+              " for input ", x.shape());
+  bool trailing = x.dim() >= k;
+  for (int64_t i = 0; trailing && i < k; ++i) trailing = x.shape()[x.dim() - k + i] == normalized_shape[i];
+  NABLA_CHECK(trailing, op, ": normalized_shape ", normalized_shape,
+              " does not match the trailing dims of input ", x.shape());
+  NABLA_CHECK(eps >= 0, op, ": eps must be >= 0, got ", eps);
+  check_param(op, "weight", weight, x, normalized_shape, "normalized_shape");
+  check_param(op, "bias", bias, x, normalized_shape, "normalized_shape");
+
+  const int64_t cols = numel_of(normalized_shape);
+  int64_t rows = 1;
+  for (int64_t i = 0; i < x.dim() - k; ++i) rows *= x.shape()[i];
+  Tensor xc = contiguous_raw(x, op);
+  Tensor wc = weight.defined() ? contiguous_raw(weight, op) : Tensor();
+  Tensor bc = bias.defined() ? contiguous_raw(bias, op) : Tensor();
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  Tensor mean = Tensor::empty({rows}, x.dtype(), x.device());
+  Tensor rstd = Tensor::empty({rows}, x.dtype(), x.device());
+  layer_norm_kernel.get(x.device(), op)(xc, wc, bc, rows, cols, eps, y, mean, rstd);
+
+  autograd::record(
+      op, y, {x, weight, bias},
+      [xc, wc, mean, rstd, rows, cols, nshape = normalized_shape, want_x = wants_grad(x),
+       want_w = wants_grad(weight), want_b = wants_grad(bias)](const Tensor& g) -> std::vector<Tensor> {
+        Tensor gc = contiguous_raw(g, "layer_norm");
+        Tensor dx = empty_or_undefined(want_x, xc.shape(), xc);
+        Tensor dw = empty_or_undefined(want_w, nshape, xc);
+        Tensor db = empty_or_undefined(want_b, nshape, xc);
+        layer_norm_backward_kernel.get(xc.device(), "layer_norm")(gc, xc, mean, rstd, wc, rows, cols, dx, dw,
+                                                                  db);
+        return {dx, dw, db};
+      });
+  return y;
+}
+
+Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
+                  const Tensor& running_var, bool training, double momentum, double eps) {
+  const char* op = "batch_norm";
+  check_defined(op, x);
+  check_floating(op, x);
+  NABLA_CHECK(x.dim() >= 2, op, ": expected an input [N, C] or [N, C, *], got ", x.shape());
+  const int64_t n = x.shape()[0], c = x.shape()[1];
+  const int64_t s = numel_of(Shape(x.shape().begin() + 2, x.shape().end()));
+  const Shape per_channel{c};
+  check_param(op, "weight", weight, x, per_channel, "C channels");
+  check_param(op, "bias", bias, x, per_channel, "C channels");
+  check_param(op, "running_mean", running_mean, x, per_channel, "C channels");
+  check_param(op, "running_var", running_var, x, per_channel, "C channels");
+  NABLA_CHECK(running_mean.defined() == running_var.defined(), op,
+              ": pass both running_mean and running_var or neither (input ", x.shape(), ")");
+  NABLA_CHECK(training || running_mean.defined(), op,
+              ": evaluation mode needs running_mean and running_var (input ", x.shape(), ")");
+  NABLA_CHECK(!training || n * s > 1, op,
+              ": expected more than 1 value per channel when training, got input ", x.shape());
+  NABLA_CHECK(eps >= 0, op, ": eps must be >= 0, got ", eps);
+
+  Tensor xc = contiguous_raw(x, op);
+  Tensor wc = weight.defined() ? contiguous_raw(weight, op) : Tensor();
+  Tensor bc = bias.defined() ? contiguous_raw(bias, op) : Tensor();
+  Tensor mean, var;
+  if (training) {
+    mean = Tensor::empty(per_channel, x.dtype(), x.device());
+    var = Tensor::empty(per_channel, x.dtype(), x.device());
+  } else {
+    // Copies: a later training step updates the running statistics in place before this backward runs.
+    mean = running_mean.detach().clone();
+    var = running_var.detach().clone();
+  }
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  batch_norm_kernel.get(x.device(), op)(xc, wc, bc, training, n, c, s, eps, mean, var, y);
+
+  if (training && running_mean.defined()) {
+    // running = (1 - momentum) * running + momentum * batch, with the unbiased batch variance.
+    NoGradGuard no_grad;
+    const double count = static_cast<double>(n * s);
+    Tensor rm = running_mean, rv = running_var;
+    mul_(rm, 1.0 - momentum);
+    add_(rm, mean, momentum);
+    mul_(rv, 1.0 - momentum);
+    add_(rv, var, momentum * count / (count - 1.0));
+  }
+
+  autograd::record(
+      op, y, {x, weight, bias},
+      [xc, wc, mean, var, training, n, c, s, eps, want_x = wants_grad(x), want_w = wants_grad(weight),
+       want_b = wants_grad(bias)](const Tensor& g) -> std::vector<Tensor> {
+        Tensor gc = contiguous_raw(g, "batch_norm");
+        Tensor dx = empty_or_undefined(want_x, xc.shape(), xc);
+        Tensor dw = empty_or_undefined(want_w, {c}, xc);
+        Tensor db = empty_or_undefined(want_b, {c}, xc);
+        batch_norm_backward_kernel.get(xc.device(), "batch_norm")(gc, xc, wc, mean, var, training, n, c, s,
+                                                                  eps, dx, dw, db);
+        return {dx, dw, db};
+      });
+  return y;
+}
+
+Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {
+  const char* op = "dropout";
+  check_defined(op, x);
+  NABLA_CHECK(p >= 0.0 && p <= 1.0, op, ": probability p must be in [0, 1], got ", p, " (input ", x.shape(),
+              ")");
+  if (!training || p == 0.0) return x;
+  check_floating(op, x);
+  Generator& g = gen ? *gen : default_generator();
+  const uint64_t seed = g.seed, offset = g.advance(x.numel());
+  // p = 1 drops everything; a zero scale keeps 0 * inf out of it.
+  const double scale = p == 1.0 ? 0.0 : 1.0 / (1.0 - p);
+  Tensor xc = contiguous_raw(x, op);
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  dropout_kernel.get(x.device(), op)(xc, p, scale, seed, offset, y);
+  autograd::record(op, y, {x}, [p, scale, seed, offset](const Tensor& grad) -> std::vector<Tensor> {
+    Tensor gc = contiguous_raw(grad, "dropout");
+    Tensor dx = Tensor::empty(gc.shape(), gc.dtype(), gc.device());
+    dropout_kernel.get(gc.device(), "dropout")(gc, p, scale, seed, offset, dx);
+    return {dx};
+  });
+  return y;
+}
+
+}  // namespace nabla
