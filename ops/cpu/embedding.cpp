@@ -1,0 +1,90 @@
+// CPU kernels of embedding_bag (plain embedding runs on the index family's kernels).
+//
+//   forward   out[b, :] = s_b * sum_{l in bag b} W[idx[l], :],   s_b = 1 / |bag b| (mean) or 1 (sum);
+//             bag b = [offsets[b], offsets[b + 1]) (the last to L); an empty bag gives zeros.
+//   backward  dW[v, :] += sum_{l : idx[l] = v} s_bag(l) * g[bag(l), :]
+// Forward runs one bag per task. Backward groups the positions l by row v (a counting sort, O(L + V)) and
+// runs one row per task, adding in increasing l: deterministic, and parallel even when many indices repeat.
+#include <algorithm>
+#include <vector>
+
+#include "ops/cpu/loops.h"
+#include "ops/embedding.h"
+
+namespace nabla::ops::cpu {
+namespace {
+
+int64_t bag_end(const int64_t* off, int64_t b, int64_t B, int64_t L) { return b + 1 < B ? off[b + 1] : L; }
+
+void embedding_bag_cpu(const Tensor& weight, const Tensor& indices, const Tensor& offsets, BagMode mode,
+                       Tensor& out) {
+  visit_float(weight.dtype(), "embedding_bag", [&](auto zero) {
+    using T = decltype(zero);
+    const T* pw = base<T>(weight);
+    const int64_t* pi = base<int64_t>(indices);
+    const int64_t* po = base<int64_t>(offsets);
+    T* pout = base<T>(out);
+    const int64_t D = weight.shape()[1], L = indices.numel(), B = offsets.numel();
+#pragma omp parallel for if (L * D >= kParallelGrain) schedule(dynamic, 8)
+    for (int64_t b = 0; b < B; ++b) {
+      T* row = pout + b * D;
+      std::fill(row, row + D, T(0));
+      const int64_t begin = po[b], end = bag_end(po, b, B, L);
+      for (int64_t l = begin; l < end; ++l) {
+        const T* w = pw + pi[l] * D;
+        for (int64_t c = 0; c < D; ++c) row[c] += w[c];
+      }
+      if (mode == BagMode::mean && end > begin) {
+        const T s = T(1) / static_cast<T>(end - begin);
+        for (int64_t c = 0; c < D; ++c) row[c] *= s;
+      }
+    }
+  });
+}
+
+void embedding_bag_backward_cpu(const Tensor& grad, const Tensor& indices, const Tensor& offsets,
+                                BagMode mode, Tensor& dweight) {
+  const int64_t V = dweight.shape()[0], D = dweight.shape()[1], L = indices.numel(), B = offsets.numel();
+  if (L == 0 || D == 0) return;
+  const int64_t* pi = base<int64_t>(indices);
+  const int64_t* po = base<int64_t>(offsets);
+  std::vector<int64_t> bag(L);
+  std::vector<double> scale(B, 1.0);
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t begin = po[b], end = bag_end(po, b, B, L);
+    for (int64_t l = begin; l < end; ++l) bag[l] = b;
+    if (mode == BagMode::mean && end > begin) scale[b] = 1.0 / static_cast<double>(end - begin);
+  }
+  // Counting sort of positions by row (the same grouping as the index family's index_add kernel).
+  std::vector<int64_t> first(V + 1, 0), pos(L), rows;
+  for (int64_t l = 0; l < L; ++l) ++first[pi[l] + 1];
+  for (int64_t v = 0; v < V; ++v) first[v + 1] += first[v];
+  std::vector<int64_t> cursor(first.begin(), first.end() - 1);
+  for (int64_t l = 0; l < L; ++l) pos[cursor[pi[l]]++] = l;
+  for (int64_t v = 0; v < V; ++v)
+    if (first[v + 1] > first[v]) rows.push_back(v);
+  visit_float(dweight.dtype(), "embedding_bag backward", [&](auto zero) {
+    using T = decltype(zero);
+    const T* pg = base<T>(grad);
+    T* pd = base<T>(dweight);
+    const int64_t nrows = static_cast<int64_t>(rows.size());
+#pragma omp parallel for if (L * D >= kParallelGrain) schedule(dynamic, 16)
+    for (int64_t j = 0; j < nrows; ++j) {
+      const int64_t v = rows[j];
+      T* d = pd + v * D;
+      for (int64_t p = first[v]; p < first[v + 1]; ++p) {
+        const int64_t b = bag[pos[p]];
+        const T s = static_cast<T>(scale[b]);
+        const T* g = pg + b * D;
+        for (int64_t c = 0; c < D; ++c) d[c] += s * g[c];
+      }
+    }
+  });
+}
+
+}  // namespace
+
+NABLA_REGISTER_KERNEL(embedding_bag_kernel, cpu, embedding_bag_cpu);
+NABLA_REGISTER_KERNEL(embedding_bag_backward_kernel, cpu, embedding_bag_backward_cpu);
+
+}  // namespace nabla::ops::cpu

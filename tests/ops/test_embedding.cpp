@@ -1,0 +1,197 @@
+// Tests of the embedding family: gradient checks (repeated indices, padding_idx, empty bags), values and
+// backward against naive loops, determinism, and error messages.
+#include <omp.h>
+
+#include "testing.h"
+
+namespace nabla {
+namespace {
+using test::randn64;
+using In = const std::vector<Tensor>&;
+
+Tensor ids(const std::vector<double>& v, const Shape& s, DType dt = DType::i64) {
+  return from_vector(v, s, {.dtype = dt});
+}
+
+// Naive embedding_bag: out[b] = sum (or mean) of W rows over bag b.
+std::vector<double> naive_bag(const std::vector<double>& w, int64_t D, const std::vector<int64_t>& idx,
+                              const std::vector<int64_t>& off, BagMode mode) {
+  const int64_t B = static_cast<int64_t>(off.size()), L = static_cast<int64_t>(idx.size());
+  std::vector<double> out(B * D, 0.0);
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t end = b + 1 < B ? off[b + 1] : L;
+    for (int64_t l = off[b]; l < end; ++l)
+      for (int64_t c = 0; c < D; ++c) out[b * D + c] += w[idx[l] * D + c];
+    if (mode == BagMode::mean && end > off[b])
+      for (int64_t c = 0; c < D; ++c) out[b * D + c] /= static_cast<double>(end - off[b]);
+  }
+  return out;
+}
+
+// ---- gradient checks ----
+NABLA_GRADCHECK(embedding, repeated_indices_with_padding) {
+  // The padding row is still looked up, so finite differences would see it; by design it gets no
+  // gradient. Row 0 (the padding row) is therefore a constant here and rows 1..5 are checked.
+  // (Embedding.BackwardSumsRepeatedRowsAndSkipsPadding checks that dW[padding_idx] is zero.)
+  Tensor pad_row = test::randn64({1, 3}, false), rest = randn64({5, 3});
+  Tensor idx = ids({1, 4, 1, 0, 4, 4, 2, 0}, {2, 4});
+  EXPECT_GRADCHECK([idx, pad_row](In in) { return embedding(cat({pad_row, in[0]}), idx, 0); }, {rest});
+}
+NABLA_GRADCHECK(embedding, no_padding_noncontiguous_weight) {
+  Tensor w = randn64({3, 5});  // used as [5,3]
+  Tensor idx = ids({4, 4, 4, 1, 3}, {5}, DType::i32);
+  EXPECT_GRADCHECK([idx](In in) { return embedding(in[0].t(), idx); }, {w});
+}
+NABLA_GRADCHECK(embedding_bag, sum_with_empty_bags) {
+  Tensor w = randn64({5, 3});
+  Tensor idx = ids({1, 3, 1, 4, 1, 0, 3}, {7});
+  Tensor off = ids({0, 2, 2, 5, 7}, {5});  // bags 1 and 4 (the last) are empty
+  EXPECT_GRADCHECK([idx, off](In in) { return embedding_bag(in[0], idx, off, BagMode::sum); }, {w});
+}
+NABLA_GRADCHECK(embedding_bag, mean_with_empty_bag) {
+  Tensor w = randn64({5, 4});
+  Tensor idx = ids({2, 2, 0, 4, 2, 1}, {6});
+  Tensor off = ids({0, 3, 3}, {3});  // bag 1 is empty; bag 2 runs to L
+  EXPECT_GRADCHECK([idx, off](In in) { return embedding_bag(in[0], idx, off, BagMode::mean); }, {w});
+}
+
+// ---- values ----
+TEST(Embedding, LookupMatchesRowsOfTheWeight) {
+  Tensor w = test::randn32({7, 4});
+  Tensor idx = test::randint64(0, 7, {3, 5});
+  Tensor y = embedding(w, idx);
+  ASSERT_EQ(y.shape(), (Shape{3, 5, 4}));
+  auto vw = w.to_vector(), vy = y.to_vector();
+  auto vi = idx.to_vector<int64_t>();
+  for (int64_t l = 0; l < 15; ++l)
+    for (int64_t c = 0; c < 4; ++c) EXPECT_EQ(vy[l * 4 + c], vw[vi[l] * 4 + c]);
+}
+
+TEST(Embedding, BackwardSumsRepeatedRowsAndSkipsPadding) {
+  Tensor w = test::randn64({6, 3});
+  Tensor idx = cat({test::randint64(0, 6, {38}), ids({2, 2}, {2})});  // the padding row is hit for sure
+  Tensor g = test::randn64({40, 3}, false);
+  embedding(w, idx, 2).backward(g);
+  std::vector<double> ref(18, 0.0);
+  auto vi = idx.to_vector<int64_t>();
+  auto vg = g.to_vector();
+  for (int64_t l = 0; l < 40; ++l)
+    if (vi[l] != 2)
+      for (int c = 0; c < 3; ++c) ref[vi[l] * 3 + c] += vg[l * 3 + c];
+  test::expect_close(w.grad(), ref, 1e-12);
+}
+
+TEST(Embedding, BagMatchesNaiveLoops) {
+  Tensor w = test::randn64({9, 5}, false);
+  Tensor idx = test::randint64(0, 9, {20});
+  Tensor off = ids({0, 0, 4, 11, 11, 19, 20}, {7});  // empty bags first, in the middle and last
+  for (BagMode mode : {BagMode::sum, BagMode::mean}) {
+    Tensor y = embedding_bag(w, idx, off, mode);
+    ASSERT_EQ(y.shape(), (Shape{7, 5}));
+    test::expect_close(
+        y, naive_bag(w.to_vector(), 5, idx.to_vector<int64_t>(), off.to_vector<int64_t>(), mode), 1e-12);
+  }
+  // i32 indices and offsets work too.
+  test::expect_close(embedding_bag(w, idx.to(DType::i32), off.to(DType::i32), BagMode::sum),
+                     embedding_bag(w, idx, off, BagMode::sum), 0);
+}
+
+TEST(Embedding, BagBackwardMatchesNaiveLoops) {
+  Tensor w = test::randn64({6, 3});
+  Tensor idx = ids({5, 1, 5, 5, 0, 1, 3}, {7});
+  Tensor off = ids({0, 3, 3, 6}, {4});
+  Tensor g = test::randn64({4, 3}, false);
+  embedding_bag(w, idx, off, BagMode::mean).backward(g);
+  // Bag sizes 3, 0, 3, 1: each index gets g[bag] / |bag|.
+  std::vector<int64_t> bag = {0, 0, 0, 2, 2, 2, 3};
+  std::vector<double> size = {3, 0, 3, 1};
+  auto vi = idx.to_vector<int64_t>();
+  auto vg = g.to_vector();
+  std::vector<double> ref(18, 0.0);
+  for (int l = 0; l < 7; ++l)
+    for (int c = 0; c < 3; ++c) ref[vi[l] * 3 + c] += vg[bag[l] * 3 + c] / size[bag[l]];
+  test::expect_close(w.grad(), ref, 1e-12);
+}
+
+TEST(Embedding, BackwardIsDeterministicAcrossThreadCounts) {
+  Tensor w = test::randn32({30, 64});
+  Tensor idx = test::randint64(0, 30, {3000});
+  Tensor g = test::randn32({3000, 64});
+  Tensor off = arange(0, 3000, 10);  // 300 bags of 10
+  Tensor gb = test::randn32({300, 64});
+  auto run = [&](int threads) {
+    omp_set_num_threads(threads);
+    Tensor a = w.detach().requires_grad_(), b = w.detach().requires_grad_();
+    embedding(a, idx).backward(g);
+    embedding_bag(b, idx, off, BagMode::mean).backward(gb);
+    return std::make_pair(a.grad().to_vector<float>(), b.grad().to_vector<float>());
+  };
+  const int max_threads = omp_get_max_threads();
+  auto one = run(1), many = run(std::max(2, max_threads));
+  omp_set_num_threads(max_threads);
+  EXPECT_EQ(one.first, many.first);
+  EXPECT_EQ(one.second, many.second);
+}
+
+// ---- errors ----
+TEST(EmbeddingErrors, IndicesOutOfRange) {
+  test::expect_error(
+      [] {
+        embedding(test::randn32({5, 3}), ids({0, 5}, {2}));
+      },
+      {"embedding", "index 5", "size 5", "[5,3]"});
+  test::expect_error(
+      [] {
+        embedding(test::randn32({5, 3}), ids({0, -2}, {1, 2}));
+      },
+      {"embedding", "index -2", "[0,1]"});
+  test::expect_error(
+      [] {
+        embedding_bag(test::randn32({5, 3}), ids({0, 9}, {2}), ids({0}, {1}));
+      },
+      {"embedding_bag", "index 9", "size 5"});
+}
+
+TEST(EmbeddingErrors, BadOffsets) {
+  Tensor w = test::randn32({5, 3});
+  Tensor idx = ids({0, 1, 2, 3}, {4});
+  test::expect_error(
+      [&] {
+        embedding_bag(w, idx, ids({1, 2}, {2}));
+      },
+      {"embedding_bag", "start with 0", "got 1"});
+  test::expect_error(
+      [&] {
+        embedding_bag(w, idx, ids({0, 3, 2}, {3}));
+      },
+      {"embedding_bag", "non-decreasing", "offsets[2] = 2", "offsets[1] = 3"});
+  test::expect_error(
+      [&] {
+        embedding_bag(w, idx, ids({0, 5}, {2}));
+      },
+      {"embedding_bag", "offsets[1] = 5", "beyond", "4 indices"});
+  test::expect_error([&] { embedding_bag(w, idx, Tensor::empty({0}, DType::i64)); },
+                     {"embedding_bag", "start with 0", "empty"});
+  test::expect_error(
+      [&] {
+        embedding_bag(w, idx.reshape({2, 2}), ids({0}, {1}));
+      },
+      {"embedding_bag", "1-D", "[2,2]"});
+}
+
+TEST(EmbeddingErrors, BadWeightAndPadding) {
+  test::expect_error([] { embedding(test::randn32({5}), ids({0}, {1})); }, {"embedding", "2-D", "[5]"});
+  test::expect_error(
+      [] {
+        embedding(test::randn32({5, 3}), ids({0}, {1}), 5);
+      },
+      {"embedding", "padding_idx 5", "[5,3]"});
+  test::expect_error(
+      [] {
+        embedding(test::randn32({5, 3}), from_vector({0}, {1}));
+      },
+      {"embedding", "i64 or i32", "f32"});
+}
+
+}  // namespace
+}  // namespace nabla
