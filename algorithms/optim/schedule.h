@@ -29,13 +29,13 @@ enum class ScheduleKind { constant, step, multi_step, cosine, polynomial };
 struct ScheduleOptions {
   ScheduleKind kind = ScheduleKind::constant;
   double base_lr = 1e-3;
-  int64_t step_size = 0;            // step
+  int64_t step_size = 0;              // step
   std::vector<int64_t> milestones{};  // multi_step: strictly increasing
-  double gamma = 0.1;               // step, multi_step
-  int64_t total_steps = 0;          // cosine, polynomial: T, including the warm-up
-  double end_lr = 0.0;              // cosine (the minimum), polynomial
-  double power = 1.0;               // polynomial
-  int64_t warmup_steps = 0;         // W, any kind
+  double gamma = 0.1;                 // step, multi_step
+  int64_t total_steps = 0;            // cosine, polynomial: T, including the warm-up
+  double end_lr = 0.0;                // cosine (the minimum), polynomial
+  double power = 1.0;                 // polynomial
+  int64_t warmup_steps = 0;           // W, any kind
   double warmup_start_factor = 0.0;
 };
 
