@@ -138,8 +138,9 @@ Prepared prepare(const NamedTensors& tensors, const std::map<std::string, std::s
   std::string json;
   try {
     json = header.dump();
-  } catch (const nlohmann::json::exception& e) {  // a name or metadata string that is not UTF-8
-    fail("safetensors: cannot write the header: ", e.what());
+  } catch (const nlohmann::json::exception& e) {
+    fail("safetensors: cannot write the header: a tensor name or metadata string is not valid UTF-8 (",
+         e.what(), ")");
   }
   json.append((8 - json.size() % 8) % 8, ' ');
   uint64_t n = json.size();

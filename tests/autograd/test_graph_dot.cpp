@@ -143,6 +143,15 @@ TEST(GraphDot, SharedSubexpressionsAreOneNode) {
   EXPECT_EQ(count(dot, "->"), 6u) << dot;  // a->exp, exp->mul x2, mul->add, exp->add, add->sum
 }
 
+TEST(GraphDot, DeepChainsDoNotOverflowTheStack) {
+  Tensor x = test::randn64({2});
+  Tensor y = x;
+  for (int i = 0; i < 3000; ++i) y = y * 2.0;
+  std::string dot = graph_to_dot(y);
+  EXPECT_EQ(count(dot, "label=\"mul\\n[2] f64\""), 3000u);
+  EXPECT_EQ(count(dot, "->"), 6000u);  // each mul: the previous tensor and the constant 2
+}
+
 TEST(GraphDot, RootsWithoutAGraph) {
   Tensor leaf = test::randn64({2, 2});
   std::string dot = graph_to_dot(leaf);

@@ -382,6 +382,8 @@ TEST(Safetensors, AtomicWriteReplacesTheFileAndLeavesNoTemporary) {
   test::expect_error([&] { save_safetensors(path, {{"x", a}, {"x", b}}); }, {"two tensors are called 'x'"});
   test::expect_error([&] { save_safetensors(path, {{"__metadata__", a}}); }, {"reserved"});
   test::expect_error([&] { save_safetensors(path, {{"u", Tensor()}}); }, {"'u' is undefined"});
+  test::expect_error([&] { save_safetensors(path, {{"bad\xff", a}}); }, {"not valid UTF-8"});
+  test::expect_error([&] { save_safetensors(path, {{"a", a}}, {{"k", "\xc3"}}); }, {"not valid UTF-8"});
   EXPECT_EQ(dir.listing(), (std::vector<std::string>{"model.safetensors"}));
   EXPECT_EQ(load_safetensors(path).get("b").to_double_vector(), b.to_double_vector());
 
