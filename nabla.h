@@ -2,7 +2,9 @@
 #pragma once
 #include "autograd/autograd.h"
 #include "autograd/gradcheck.h"
+#include "autograd/graph_dot.h"
 #include "engine/random.h"
+#include "engine/safetensors.h"
 #include "engine/tensor.h"
 #include "ops/conv.h"
 #include "ops/elementwise.h"

@@ -13,6 +13,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "autograd/graph_dot.h"
 #include "engine/error.h"
 
 namespace nabla {
@@ -235,6 +236,7 @@ void Tensor::backward(const Tensor& grad, bool retain_graph) const {
               shape());
   NABLA_CHECK(g.dtype() == dtype(), "backward: gradient dtype ", g.dtype(), " for an output of dtype ",
               dtype());
+  autograd::maybe_dump_graph(*this);
   autograd::run_backward({*this}, {g}, retain_graph);
 }
 

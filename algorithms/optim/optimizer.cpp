@@ -1,0 +1,356 @@
+// Optimizers: the shared bookkeeping (groups, per-parameter state, checkpoints) and each optimizer's step.
+// The maths of every step is written out in optimizer.h.
+#include "algorithms/optim/optimizer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <set>
+
+#include "autograd/autograd.h"
+#include "ops/elementwise.h"
+#include "ops/factory.h"
+#include "ops/reduce.h"
+
+namespace nabla::optim {
+
+namespace {
+
+std::string join(const std::vector<std::string>& items) {
+  std::string s;
+  for (const auto& i : items) s += (s.empty() ? "" : ", ") + i;
+  return s;
+}
+
+// LARS, LAMB: biases and norm scales keep their plain update (no decay, ratio 1) by default.
+bool excluded_by_dim(const Tensor& p, bool exclude_1d) { return exclude_1d && p.dim() <= 1; }
+
+std::vector<ParamGroup> one_group(std::vector<Tensor> params) {
+  ParamGroup g;
+  g.params = std::move(params);
+  return {std::move(g)};
+}
+
+}  // namespace
+
+std::vector<ParamGroup> split_decay_groups(const NamedTensors& named, double weight_decay, double lr) {
+  ParamGroup decay, no_decay;
+  decay.lr = no_decay.lr = lr;
+  decay.weight_decay = weight_decay;
+  no_decay.weight_decay = 0.0;
+  no_decay.exclude_from_adaptation = true;
+  for (const auto& [name, p] : named) {
+    NABLA_CHECK(p.defined(), "split_decay_groups: parameter '", name, "' is undefined");
+    ParamGroup& g = p.dim() <= 1 ? no_decay : decay;
+    g.params.push_back(p);
+    g.names.push_back(name);
+  }
+  std::vector<ParamGroup> groups;
+  for (ParamGroup* g : {&decay, &no_decay})
+    if (!g->params.empty()) groups.push_back(std::move(*g));
+  return groups;
+}
+
+// ---- Optimizer ------------------------------------------------------------------------------------------
+
+Optimizer::Optimizer(std::string name, std::vector<ParamGroup> groups, double default_lr,
+                     double default_weight_decay)
+    : name_(std::move(name)), groups_(std::move(groups)) {
+  NABLA_CHECK(!groups_.empty(), name_, ": no parameter groups");
+  std::set<const TensorImpl*> seen;
+  for (size_t gi = 0; gi < groups_.size(); ++gi) {
+    ParamGroup& g = groups_[gi];
+    if (std::isnan(g.lr)) g.lr = default_lr * g.lr_scale;
+    if (std::isnan(g.weight_decay)) g.weight_decay = default_weight_decay;
+    NABLA_CHECK(g.lr >= 0, name_, ": group ", gi, ": lr must be >= 0, got ", g.lr);
+    NABLA_CHECK(g.weight_decay >= 0, name_, ": group ", gi, ": weight_decay must be >= 0, got ",
+                g.weight_decay);
+    NABLA_CHECK(g.lr_scale > 0, name_, ": group ", gi, ": lr_scale must be > 0, got ", g.lr_scale);
+    NABLA_CHECK(g.names.empty() || g.names.size() == g.params.size(), name_, ": group ", gi, " has ",
+                g.names.size(), " names for ", g.params.size(), " parameters");
+    for (size_t pi = 0; pi < g.params.size(); ++pi) {
+      const Tensor& p = g.params[pi];
+      NABLA_CHECK(p.defined(), name_, ": ", param_label(gi, pi), " is undefined");
+      NABLA_CHECK(is_floating(p.dtype()), name_, ": ", param_label(gi, pi), " has dtype ", p.dtype(),
+                  ", expected a floating type");
+      NABLA_CHECK(seen.insert(p.impl()).second, name_, ": ", param_label(gi, pi),
+                  " appears more than once in the parameter groups");
+    }
+  }
+}
+
+std::string Optimizer::param_label(size_t group, size_t param) const {
+  const ParamGroup& g = groups_[group];
+  std::string s = str_cat("group ", group, " param ", param);
+  if (param < g.names.size()) s += " (" + g.names[param] + ")";
+  return s;
+}
+
+void Optimizer::zero_grad() {
+  for (auto& g : groups_)
+    for (auto& p : g.params) p.zero_grad();
+}
+
+double Optimizer::lr() const { return groups_.front().lr / groups_.front().lr_scale; }
+
+void Optimizer::set_lr(double lr) {
+  NABLA_CHECK(lr >= 0, name_, ": set_lr: lr must be >= 0, got ", lr);
+  for (auto& g : groups_) g.lr = lr * g.lr_scale;
+}
+
+Optimizer::ParamState& Optimizer::state_of(size_t group, size_t param) {
+  if (state_.size() < groups_.size()) state_.resize(groups_.size());
+  auto& s = state_[group];
+  if (s.size() < groups_[group].params.size()) s.resize(groups_[group].params.size());
+  return s[param];
+}
+
+Tensor& Optimizer::buffer(ParamState& state, const std::string& name, const Tensor& param) {
+  auto it = state.buffers.find(name);
+  if (it == state.buffers.end()) it = state.buffers.emplace(name, zeros_like(param)).first;
+  return it->second;
+}
+
+void Optimizer::for_each_param(const UpdateFn& update) {
+  NoGradGuard no_grad;
+  for (size_t gi = 0; gi < groups_.size(); ++gi) {
+    const ParamGroup& g = groups_[gi];
+    for (size_t pi = 0; pi < g.params.size(); ++pi) {
+      Tensor p = g.params[pi];
+      Tensor grad = p.grad();
+      if (!grad.defined()) continue;
+      NABLA_CHECK(grad.shape() == p.shape() && grad.dtype() == p.dtype() && grad.device() == p.device(),
+                  name_, ": ", param_label(gi, pi), " is ", p.shape(), " ", p.dtype(), " but its grad is ",
+                  grad.shape(), " ", grad.dtype());
+      ParamState& st = state_of(gi, pi);
+      ++st.step;
+      update(g, p, grad, st);
+    }
+  }
+  ++step_count_;
+}
+
+// ---- checkpoints ----------------------------------------------------------------------------------------
+
+namespace {
+Tensor count_tensor(int64_t n) { return from_vector({static_cast<double>(n)}, {}, {.dtype = DType::i64}); }
+}  // namespace
+
+NamedTensors Optimizer::state_tensors() const {
+  NoGradGuard no_grad;
+  NamedTensors out{{"step", count_tensor(step_count_)}};
+  for (size_t gi = 0; gi < state_.size(); ++gi)
+    for (size_t pi = 0; pi < state_[gi].size(); ++pi) {
+      const ParamState& st = state_[gi][pi];
+      if (st.step == 0) continue;
+      const std::string prefix = str_cat("group", gi, ".param", pi, ".");
+      out.emplace_back(prefix + "step", count_tensor(st.step));
+      for (const auto& [name, t] : st.buffers) out.emplace_back(prefix + name, t.clone());
+    }
+  return out;
+}
+
+void Optimizer::load_state_tensors(const NamedTensors& state) {
+  NoGradGuard no_grad;
+  const std::vector<std::string> buffers = buffer_names();
+  std::vector<std::string> missing, unexpected, mismatched;
+  std::map<std::pair<size_t, size_t>, ParamState> loaded;
+  std::set<std::string> seen;
+  int64_t step_count = 0;
+
+  auto is_count = [](const Tensor& t) { return t.numel() == 1; };
+  for (const auto& [name, t] : state) {
+    if (!seen.insert(name).second || !t.defined()) {
+      unexpected.push_back(name + (t.defined() ? " (repeated)" : " (undefined)"));
+      continue;
+    }
+    if (name == "step") {
+      if (!is_count(t))
+        mismatched.push_back(str_cat("step (expected one element, got ", t.shape(), ")"));
+      else
+        step_count = t.item<int64_t>();
+      continue;
+    }
+    size_t gi = 0, pi = 0;
+    int used = 0;
+    if (std::sscanf(name.c_str(), "group%zu.param%zu.%n", &gi, &pi, &used) != 2 || used == 0 ||
+        gi >= groups_.size() || pi >= groups_[gi].params.size()) {
+      unexpected.push_back(name);
+      continue;
+    }
+    const std::string key = name.substr(used);
+    const Tensor& p = groups_[gi].params[pi];
+    ParamState& st = loaded[{gi, pi}];
+    if (key == "step") {
+      if (!is_count(t) || t.item<int64_t>() < 1)
+        mismatched.push_back(str_cat(name, " (expected one element >= 1, got ", t.shape(), ")"));
+      else
+        st.step = t.item<int64_t>();
+    } else if (std::find(buffers.begin(), buffers.end(), key) == buffers.end()) {
+      unexpected.push_back(name);
+    } else if (t.shape() != p.shape() || t.dtype() != p.dtype()) {
+      mismatched.push_back(
+          str_cat(name, " (expected ", p.shape(), " ", p.dtype(), ", got ", t.shape(), " ", t.dtype(), ")"));
+    } else {
+      Tensor copy = empty_like(p);
+      copy.copy_(t);
+      st.buffers[key] = copy;
+    }
+  }
+  if (!seen.count("step")) missing.push_back("step");
+  // A parameter with any saved state must have all of it.
+  for (const auto& [where, st] : loaded) {
+    const std::string prefix = str_cat("group", where.first, ".param", where.second, ".");
+    if (!seen.count(prefix + "step")) missing.push_back(prefix + "step");
+    for (const auto& b : buffers)
+      if (!seen.count(prefix + b)) missing.push_back(prefix + b);
+  }
+  NABLA_CHECK(missing.empty() && unexpected.empty() && mismatched.empty(), name_,
+              ": load_state_tensors: missing [", join(missing), "], unexpected [", join(unexpected),
+              "], mismatched [", join(mismatched), "]");
+
+  state_.assign(groups_.size(), {});
+  for (auto& [where, st] : loaded) {
+    state_of(where.first, where.second) = std::move(st);
+  }
+  step_count_ = step_count;
+}
+
+// ---- SGD ------------------------------------------------------------------------------------------------
+
+Sgd::Sgd(std::vector<ParamGroup> groups, SgdOptions o)
+    : Optimizer("SGD", std::move(groups), o.lr, o.weight_decay), o_(o) {
+  NABLA_CHECK(o.momentum >= 0, "SGD: momentum must be >= 0, got ", o.momentum);
+  NABLA_CHECK(o.dampening >= 0 && o.dampening <= 1, "SGD: dampening must be in [0, 1], got ", o.dampening);
+  NABLA_CHECK(!o.nesterov || (o.momentum > 0 && o.dampening == 0),
+              "SGD: nesterov needs momentum > 0 and dampening 0, got momentum ", o.momentum, ", dampening ",
+              o.dampening);
+}
+Sgd::Sgd(std::vector<Tensor> params, SgdOptions o) : Sgd(one_group(std::move(params)), o) {}
+
+std::vector<std::string> Sgd::buffer_names() const {
+  if (o_.momentum == 0) return {};
+  return {"momentum_buffer"};
+}
+
+void Sgd::step() {
+  for_each_param([&](const ParamGroup& group, Tensor& p, const Tensor& grad, ParamState& st) {
+    Tensor d = group.weight_decay != 0 ? add(grad, p, group.weight_decay) : grad;
+    if (o_.momentum != 0) {
+      auto it = st.buffers.find("momentum_buffer");
+      if (it == st.buffers.end()) {
+        it = st.buffers.emplace("momentum_buffer", d.clone()).first;
+      } else {
+        mul_(it->second, o_.momentum);
+        add_(it->second, d, 1.0 - o_.dampening);
+      }
+      d = o_.nesterov ? add(d, it->second, o_.momentum) : it->second;
+    }
+    add_(p, d, -group.lr);
+  });
+}
+
+// ---- Adam, AdamW ----------------------------------------------------------------------------------------
+
+namespace {
+void check_adam_options(const char* name, double beta1, double beta2, double eps) {
+  NABLA_CHECK(beta1 >= 0 && beta1 < 1, name, ": beta1 must be in [0, 1), got ", beta1);
+  NABLA_CHECK(beta2 >= 0 && beta2 < 1, name, ": beta2 must be in [0, 1), got ", beta2);
+  NABLA_CHECK(eps >= 0, name, ": eps must be >= 0, got ", eps);
+}
+AdamOptions as_adam(const AdamWOptions& o) {
+  return {.lr = o.lr, .beta1 = o.beta1, .beta2 = o.beta2, .eps = o.eps, .weight_decay = o.weight_decay};
+}
+}  // namespace
+
+Adam::Adam(const char* name, std::vector<ParamGroup> groups, AdamOptions o, bool decoupled)
+    : Optimizer(name, std::move(groups), o.lr, o.weight_decay), o_(o), decoupled_(decoupled) {
+  check_adam_options(name, o.beta1, o.beta2, o.eps);
+}
+Adam::Adam(std::vector<ParamGroup> groups, AdamOptions o) : Adam("Adam", std::move(groups), o, false) {}
+Adam::Adam(std::vector<Tensor> params, AdamOptions o)
+    : Adam("Adam", one_group(std::move(params)), o, false) {}
+AdamW::AdamW(std::vector<ParamGroup> groups, AdamWOptions o)
+    : Adam("AdamW", std::move(groups), as_adam(o), true) {}
+AdamW::AdamW(std::vector<Tensor> params, AdamWOptions o)
+    : Adam("AdamW", one_group(std::move(params)), as_adam(o), true) {}
+
+void Adam::step() {
+  for_each_param([&](const ParamGroup& group, Tensor& p, const Tensor& grad, ParamState& st) {
+    const double lr = group.lr, wd = group.weight_decay, b1 = o_.beta1, b2 = o_.beta2;
+    Tensor g = grad;
+    if (decoupled_ && wd != 0) mul_(p, 1.0 - lr * wd);
+    if (!decoupled_ && wd != 0) g = add(grad, p, wd);
+    Tensor& m = buffer(st, "exp_avg", p);
+    Tensor& v = buffer(st, "exp_avg_sq", p);
+    add_(mul_(m, b1), g, 1.0 - b1);
+    add_(mul_(v, b2), g * g, 1.0 - b2);
+    const double bias1 = 1.0 - std::pow(b1, static_cast<double>(st.step));
+    const double bias2 = 1.0 - std::pow(b2, static_cast<double>(st.step));
+    Tensor denom = sqrt(v) / std::sqrt(bias2) + o_.eps;
+    add_(p, m / denom, -lr / bias1);
+  });
+}
+
+// ---- LARS -----------------------------------------------------------------------------------------------
+
+Lars::Lars(std::vector<ParamGroup> groups, LarsOptions o)
+    : Optimizer("LARS", std::move(groups), o.lr, o.weight_decay), o_(o) {
+  NABLA_CHECK(o.momentum >= 0, "LARS: momentum must be >= 0, got ", o.momentum);
+  NABLA_CHECK(o.eta > 0, "LARS: eta must be > 0, got ", o.eta);
+  NABLA_CHECK(o.eps >= 0, "LARS: eps must be >= 0, got ", o.eps);
+}
+Lars::Lars(std::vector<Tensor> params, LarsOptions o) : Lars(one_group(std::move(params)), o) {}
+
+void Lars::step() {
+  for_each_param([&](const ParamGroup& group, Tensor& p, const Tensor& grad, ParamState& st) {
+    const bool by_dim = excluded_by_dim(p, o_.exclude_1d);
+    const bool adapt = !by_dim && !group.exclude_from_adaptation;
+    const double wd = by_dim ? 0.0 : group.weight_decay;
+    double local_lr = 1.0;
+    if (adapt) {
+      const double w_norm = norm(p).item(), g_norm = norm(grad).item();
+      if (w_norm > 0 && g_norm > 0) local_lr = o_.eta * w_norm / (g_norm + wd * w_norm + o_.eps);
+    }
+    Tensor d = (wd != 0 ? add(grad, p, wd) : grad) * local_lr;
+    auto it = st.buffers.find("momentum_buffer");
+    if (it == st.buffers.end()) {
+      it = st.buffers.emplace("momentum_buffer", d.clone()).first;
+    } else {
+      add_(mul_(it->second, o_.momentum), d);
+    }
+    add_(p, it->second, -group.lr);
+  });
+}
+
+// ---- LAMB -----------------------------------------------------------------------------------------------
+
+Lamb::Lamb(std::vector<ParamGroup> groups, LambOptions o)
+    : Optimizer("LAMB", std::move(groups), o.lr, o.weight_decay), o_(o) {
+  check_adam_options("LAMB", o.beta1, o.beta2, o.eps);
+}
+Lamb::Lamb(std::vector<Tensor> params, LambOptions o) : Lamb(one_group(std::move(params)), o) {}
+
+void Lamb::step() {
+  for_each_param([&](const ParamGroup& group, Tensor& p, const Tensor& grad, ParamState& st) {
+    const bool by_dim = excluded_by_dim(p, o_.exclude_1d);
+    const bool adapt = !by_dim && !group.exclude_from_adaptation;
+    const double wd = by_dim ? 0.0 : group.weight_decay, b1 = o_.beta1, b2 = o_.beta2;
+    Tensor& m = buffer(st, "exp_avg", p);
+    Tensor& v = buffer(st, "exp_avg_sq", p);
+    add_(mul_(m, b1), grad, 1.0 - b1);
+    add_(mul_(v, b2), grad * grad, 1.0 - b2);
+    const double bias1 = 1.0 - std::pow(b1, static_cast<double>(st.step));
+    const double bias2 = 1.0 - std::pow(b2, static_cast<double>(st.step));
+    Tensor r = (m / bias1) / (sqrt(v / bias2) + o_.eps);
+    if (wd != 0) r = add(r, p, wd);
+    double ratio = 1.0;
+    if (adapt) {
+      const double w_norm = norm(p).item(), r_norm = norm(r).item();
+      if (w_norm > 0 && r_norm > 0) ratio = w_norm / r_norm;
+    }
+    add_(p, r, -group.lr * ratio);
+  });
+}
+
+}  // namespace nabla::optim
