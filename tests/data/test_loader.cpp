@@ -240,6 +240,18 @@ TEST(DataLoader, BadOptionsAreErrors) {
   test::expect_error([&] { DataLoader l(nullptr, {}); }, {"DataLoader: got no dataset"});
 }
 
+TEST(DataLoader, WithoutATransformBatchesKeepTheDatasetDtype) {
+  Tensor images = test::random_bytes({5, 4, 3});
+  auto ds = std::make_shared<TensorDataset>(images, from_vector({0, 1, 2, 3, 4}, {5}, {.dtype = DType::i64}));
+  DataLoader loader(ds, {.batch_size = 3, .num_workers = 1});
+  std::optional<Batch> b = loader.next();
+  ASSERT_TRUE(b.has_value());
+  EXPECT_EQ(b->inputs.dtype(), DType::u8);
+  EXPECT_EQ(b->inputs.shape(), (Shape{3, 4, 3}));
+  EXPECT_EQ(test::bytes_of(b->inputs), test::bytes_of(images.narrow(0, 0, 3)));
+  EXPECT_EQ(b->labels.to_vector<int64_t>(), (std::vector<int64_t>{0, 1, 2}));
+}
+
 TEST(TensorDataset, ServesRowsAndLabels) {
   Tensor images = test::random_bytes({4, 3, 2});
   TensorDataset ds(images, from_vector({3, 1, 4, 1}, {4}, {.dtype = DType::i64}));
