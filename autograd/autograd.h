@@ -41,6 +41,13 @@ struct Node {
   std::vector<Shape> input_shapes;                    // for graph export
   BackwardFn backward;                                // null once released
   uint64_t sequence = 0;                              // creation order (ties in the topological sort)
+
+  Node() = default;
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+  // Releases the graph behind this node iteratively: the default would recurse once per op and overflow
+  // the stack on deep graphs (a 20,000-step chain).
+  ~Node();
 };
 
 // ---- grad mode --------------------------------------------------------------------------------------

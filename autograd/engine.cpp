@@ -41,6 +41,22 @@ std::shared_ptr<AutogradMeta> ensure_meta(const Tensor& t) {
 }
 }  // namespace
 
+Node::~Node() {
+  std::vector<std::shared_ptr<Node>> pending;
+  auto detach_inputs = [&pending](std::vector<std::shared_ptr<AutogradMeta>>& ins) {
+    for (auto& m : ins)
+      // Only nodes that would die with this one are taken over; shared ones stay with their other owners.
+      if (m && m.use_count() == 1 && m->grad_fn && m->grad_fn.use_count() == 1) pending.push_back(std::move(m->grad_fn));
+    ins.clear();
+  };
+  detach_inputs(inputs);
+  while (!pending.empty()) {
+    std::shared_ptr<Node> n = std::move(pending.back());
+    pending.pop_back();
+    detach_inputs(n->inputs);
+  }  // each n is destroyed here with no inputs left, so its destructor does not recurse
+}
+
 bool grad_enabled() { return t_grad_enabled; }
 void set_grad_enabled(bool on) { t_grad_enabled = on; }
 
