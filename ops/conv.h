@@ -1,7 +1,7 @@
 // Convolution and pooling on NCHW tensors.
 //
-//   conv2d: y[n, o, i, j] = b[o] + sum_{c in group(o), p, q} w[o, c, p, q] * x[n, c, i*s + p*d - pad, j*s +
-//   q*d - pad]
+//   conv2d: y[n, o, i, j] = b[o] + sum_{c in group(o), p, q} w[o, c, p, q]
+//                                    * x[n, c, i*s + p*d - pad, j*s + q*d - pad]
 //     x [N, C, H, W], w [K, C / groups, kh, kw], b [K] (optional), y [N, K, OH, OW]
 //     out size = floor((in + 2 pad - d (k - 1) - 1) / s) + 1
 //     CPU: per (batch item, group) cols = im2col(x) [C/g * kh * kw, OH * OW], y = W_g @ cols (1x1 stride-1
