@@ -1,11 +1,21 @@
 // Convolution and pooling on NCHW tensors.
 //
-//   conv2d: y[n, o, i, j] = b[o] + sum_{c in group(o), p, q} w[o, c, p, q] * x[n, c, i*s + p*d - pad, j*s +
-//   q*d - pad] out size = floor((in + 2 pad - d (k - 1) - 1) / s) + 1 CPU: im2col + GEMM per group; backward:
-//   dW = dY @ cols^T, dX = col2im(W^T @ dY). max_pool2d: padding counts as -inf; backward routes each
-//   gradient to the argmax. avg_pool2d: count_include_pad as PyTorch's default (true). adaptive_avg_pool2d:
-//   output cell (i, j) averages rows [floor(i H/oh), ceil((i+1) H/oh)). upsample_nearest2d: y[i, j] =
-//   x[floor(i / sh), floor(j / sw)] for integer scales.
+//   conv2d: y[n, o, i, j] = b[o] + sum_{c in group(o), p, q} w[o, c, p, q]
+//                                    * x[n, c, i*s + p*d - pad, j*s + q*d - pad]
+//     x [N, C, H, W], w [K, C / groups, kh, kw], b [K] (optional), y [N, K, OH, OW]
+//     out size = floor((in + 2 pad - d (k - 1) - 1) / s) + 1
+//     CPU: per (batch item, group) cols = im2col(x) [C/g * kh * kw, OH * OW], y = W_g @ cols (1x1 stride-1
+//     convs use x itself as cols). Backward (one fused kernel, saves x and w): dW = sum_n dY @ cols^T,
+//     db = sum of dY over n, i, j, dX = col2im(W^T @ dY).
+//   max_pool2d: padding counts as -inf; the forward saves the argmax of each window (flat index h * W + w in
+//     its input plane) and backward routes each gradient there.
+//   avg_pool2d: count_include_pad = true divides by kh * kw (PyTorch's default); false divides by the number
+//     of real (non-padding) elements in the window.
+//   adaptive_avg_pool2d: output cell (i, j) averages rows [floor(i H / OH), ceil((i + 1) H / OH)) and the
+//     same for columns, so windows may overlap when H is not a multiple of OH.
+//   upsample_nearest2d: y[i, j] = x[floor(i / sh), floor(j / sw)] for integer scales; backward sums each
+//     sh x sw block.
+// Pool paddings must be at most half the kernel (as in PyTorch), so that every window holds a real element.
 #pragma once
 #include <array>
 
@@ -26,3 +36,59 @@ Tensor adaptive_avg_pool2d(const Tensor& x, Pair output_size);
 Tensor upsample_nearest2d(const Tensor& x, Pair scale);
 
 }  // namespace nabla
+
+namespace nabla::ops {
+
+// The geometry of one conv2d call (checked by the op layer).
+struct Conv2dGeometry {
+  int64_t n, c_in, h, w;  // input
+  int64_t c_out, kh, kw;  // weight [c_out, c_in / groups, kh, kw]
+  int64_t oh, ow;         // output
+  int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
+  int64_t groups;
+};
+
+// x, w contiguous; bias undefined or contiguous [c_out]; y contiguous [n, c_out, oh, ow] (overwritten).
+using Conv2dForwardFn = void (*)(const Conv2dGeometry& g, const Tensor& x, const Tensor& w,
+                                 const Tensor& bias, Tensor& y);
+// gy contiguous. dx, dw, db: each either undefined (not wanted) or a contiguous tensor of the shape of x, w
+// and [c_out], overwritten with the gradient. x (contiguous) is read only when dw is wanted, w only when dx
+// is; the other may be undefined.
+using Conv2dBackwardFn = void (*)(const Conv2dGeometry& g, const Tensor& x, const Tensor& w, const Tensor& gy,
+                                  Tensor& dx, Tensor& dw, Tensor& db);
+
+// The geometry of one pooling call: planes = N * C independent [h, w] -> [oh, ow] maps.
+struct Pool2dGeometry {
+  int64_t planes, h, w, oh, ow;
+  int64_t kh, kw, stride_h, stride_w, pad_h, pad_w;
+  bool count_include_pad = true;  // avg_pool2d only
+  bool adaptive = false;          // adaptive_avg_pool2d: windows come from h / oh, w / ow, not kh, kw
+};
+
+// x contiguous; y and indices (i64) contiguous [planes, oh, ow].
+using MaxPool2dForwardFn = void (*)(const Pool2dGeometry& g, const Tensor& x, Tensor& y, Tensor& indices);
+// gy, indices contiguous; dx contiguous [planes, h, w] (overwritten).
+using MaxPool2dBackwardFn = void (*)(const Pool2dGeometry& g, const Tensor& gy, const Tensor& indices,
+                                     Tensor& dx);
+// Average pooling, plain or adaptive (g.adaptive): x [planes, h, w] -> y [planes, oh, ow] forward,
+// gy -> dx backward (overwritten). All contiguous.
+using AvgPool2dFn = void (*)(const Pool2dGeometry& g, const Tensor& in, Tensor& out);
+// Nearest upsampling by the integer factors (kh, kw) of the geometry: forward x [h, w] -> y [oh, ow],
+// backward gy [oh, ow] -> dx [h, w] (block sums).
+using UpsampleNearest2dFn = void (*)(const Pool2dGeometry& g, const Tensor& in, Tensor& out);
+
+inline Kernel<Conv2dForwardFn> conv2d_forward_kernel{"conv2d_forward"};
+inline Kernel<Conv2dBackwardFn> conv2d_backward_kernel{"conv2d_backward"};
+inline Kernel<MaxPool2dForwardFn> max_pool2d_forward_kernel{"max_pool2d_forward"};
+inline Kernel<MaxPool2dBackwardFn> max_pool2d_backward_kernel{"max_pool2d_backward"};
+inline Kernel<AvgPool2dFn> avg_pool2d_forward_kernel{"avg_pool2d_forward"};
+inline Kernel<AvgPool2dFn> avg_pool2d_backward_kernel{"avg_pool2d_backward"};
+inline Kernel<UpsampleNearest2dFn> upsample_nearest2d_forward_kernel{"upsample_nearest2d_forward"};
+inline Kernel<UpsampleNearest2dFn> upsample_nearest2d_backward_kernel{"upsample_nearest2d_backward"};
+
+// floor((in + 2 pad - dil (k - 1) - 1) / stride) + 1, the output size along one dim.
+inline int64_t conv_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t dil) {
+  return (in + 2 * pad - dil * (k - 1) - 1) / stride + 1;
+}
+
+}  // namespace nabla::ops
