@@ -36,7 +36,6 @@
 
 namespace nabla {
 
-using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 struct SafetensorsFile {
   NamedTensors tensors;  // in the order of their data offsets

@@ -147,4 +147,7 @@ class Tensor {
 
 std::ostream& operator<<(std::ostream& os, const Tensor& t);
 
+// Named tensors in order: state dicts, optimizer state, safetensors files.
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+
 }  // namespace nabla

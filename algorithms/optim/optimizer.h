@@ -56,7 +56,6 @@
 
 namespace nabla::optim {
 
-using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
 // In a ParamGroup, lr or weight_decay equal to kFromOptions is replaced by the optimizer's option.
 inline constexpr double kFromOptions = std::numeric_limits<double>::quiet_NaN();

@@ -1,0 +1,170 @@
+// Losses, written as compositions of ops that each have a CPU (and CUDA) kernel and a backward, so their
+// gradients come from the chain rule through those ops (and are checked in tests/ops/test_loss.cpp).
+//
+// cross_entropy moves the class dim last ([N, C, d...] -> [N*d..., C]), takes log_softmax along it, and
+// picks the target's entry with gather; ignored targets are masked out of the sum and of the mean's count.
+#include "ops/loss.h"
+
+#include "ops/elementwise.h"
+#include "ops/factory.h"
+#include "ops/index.h"
+#include "ops/nn.h"
+#include "ops/reduce.h"
+#include "ops/util.h"
+
+namespace nabla {
+using namespace ops;
+
+namespace {
+
+const char* reduction_name(Reduction r) {
+  switch (r) {
+    case Reduction::none: return "none";
+    case Reduction::mean: return "mean";
+    case Reduction::sum: return "sum";
+    case Reduction::batchmean: return "batchmean";
+  }
+  return "?";
+}
+
+Tensor reduce_loss(const Tensor& per_element, Reduction r, const char* op) {
+  switch (r) {
+    case Reduction::none: return per_element;
+    case Reduction::sum: return sum(per_element);
+    case Reduction::mean: return mean(per_element);
+    case Reduction::batchmean:
+      NABLA_CHECK(per_element.dim() >= 1, op, ": batchmean needs a batch dim");
+      return sum(per_element) / static_cast<double>(per_element.size(0));
+  }
+  fail(op, ": bad reduction");
+}
+
+void check_same_shape(const char* op, const Tensor& a, const Tensor& b) {
+  check_same(op, a, b);
+  NABLA_CHECK(a.shape() == b.shape(), op, ": input ", a.shape(), " and target ", b.shape(), " must have the same shape");
+}
+
+// [N, C, d...] -> [N*d..., C] (class dim last).
+Tensor classes_last(const Tensor& x) {
+  if (x.dim() == 2) return x;
+  std::vector<int64_t> perm{0};
+  for (int64_t d = 2; d < x.dim(); ++d) perm.push_back(d);
+  perm.push_back(1);
+  return x.permute(perm).reshape({-1, x.size(1)});
+}
+
+// Per-sample negative log-likelihood of class-index targets, with ignore_index; returns (loss [M], valid [M]).
+std::pair<Tensor, Tensor> nll_rows(const Tensor& logp, const Tensor& target, int64_t ignore_index, const char* op) {
+  check_index_dtype(op, target);
+  Tensor t = target.reshape({-1}).to(DType::i64);
+  NABLA_CHECK(t.numel() == logp.size(0), op, ": ", logp.size(0), " predictions but ", t.numel(), " targets");
+  Tensor valid = ne(t, full({}, static_cast<double>(ignore_index), {.dtype = DType::i64, .device = t.device()}));
+  Tensor safe = where(valid, t, zeros_like(t));
+  const int64_t C = logp.size(1);
+  for (double v : safe.to_double_vector())
+    NABLA_CHECK(v >= 0 && v < C, op, ": target ", static_cast<int64_t>(v), " is out of range for ", C, " classes");
+  Tensor picked = gather(logp, 1, safe.unsqueeze(1)).squeeze(1);
+  Tensor validf = valid.to(logp.dtype());
+  return {neg(picked) * validf, validf};
+}
+
+Tensor reduce_masked(const Tensor& loss, const Tensor& validf, Reduction r, const Shape& none_shape, const char* op) {
+  switch (r) {
+    case Reduction::none: return loss.reshape(none_shape);
+    case Reduction::sum: return sum(loss);
+    case Reduction::mean: return sum(loss) / sum(validf).item();  // 0/0 = nan when all are ignored, as PyTorch
+    default: fail(op, ": reduction ", reduction_name(r), " is not supported");
+  }
+}
+
+}  // namespace
+
+Tensor nll_loss(const Tensor& log_probs, const Tensor& target, Reduction reduction, int64_t ignore_index) {
+  check_defined("nll_loss", log_probs);
+  check_floating("nll_loss", log_probs);
+  NABLA_CHECK(log_probs.dim() >= 2, "nll_loss: expected log-probabilities [N, C, ...], got ", log_probs.shape());
+  Shape none_shape = target.shape();
+  auto [loss, valid] = nll_rows(classes_last(log_probs), target, ignore_index, "nll_loss");
+  return reduce_masked(loss, valid, reduction, none_shape, "nll_loss");
+}
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntropyOptions& o) {
+  const char* op = "cross_entropy";
+  check_defined(op, logits);
+  check_defined(op, target, "target");
+  check_floating(op, logits);
+  NABLA_CHECK(logits.dim() >= 2, op, ": expected logits [N, C] or [N, C, d...], got ", logits.shape());
+  NABLA_CHECK(o.label_smoothing >= 0.0 && o.label_smoothing <= 1.0, op, ": label_smoothing must be in [0, 1], got ",
+              o.label_smoothing);
+  const double s = o.label_smoothing;
+  const int64_t C = logits.size(1);
+  Tensor logp = log_softmax(classes_last(logits), 1);
+  if (is_floating(target.dtype())) {
+    // Soft targets: probabilities with the logits' shape.
+    check_same_shape(op, logits, target);
+    Tensor t = classes_last(target);
+    if (s > 0) t = t * (1.0 - s) + s / static_cast<double>(C);
+    Tensor per = neg(sum(t * logp, {1}));
+    Shape none_shape = logits.shape();
+    none_shape.erase(none_shape.begin() + 1);
+    if (o.reduction == Reduction::none) return per.reshape(none_shape);
+    return reduce_loss(per, o.reduction, op);
+  }
+  Shape expect = logits.shape();
+  expect.erase(expect.begin() + 1);
+  NABLA_CHECK(target.shape() == expect, op, ": logits ", logits.shape(), " need class-index targets of shape ", expect,
+              ", got ", target.shape());
+  auto [nll, valid] = nll_rows(logp, target, o.ignore_index, op);
+  Tensor loss = nll;
+  if (s > 0) loss = nll * (1.0 - s) + neg(mean(logp, {1})) * valid * s;
+  return reduce_masked(loss, valid, o.reduction, target.shape(), op);
+}
+
+Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction) {
+  check_same_shape("mse_loss", input, target);
+  Tensor d = input - target;
+  return reduce_loss(d * d, reduction, "mse_loss");
+}
+
+Tensor l1_loss(const Tensor& input, const Tensor& target, Reduction reduction) {
+  check_same_shape("l1_loss", input, target);
+  return reduce_loss(abs(input - target), reduction, "l1_loss");
+}
+
+Tensor smooth_l1_loss(const Tensor& input, const Tensor& target, Reduction reduction, double beta) {
+  check_same_shape("smooth_l1_loss", input, target);
+  NABLA_CHECK(beta >= 0, "smooth_l1_loss: beta must be >= 0, got ", beta);
+  Tensor d = input - target;
+  Tensor ad = abs(d);
+  if (beta == 0) return reduce_loss(ad, reduction, "smooth_l1_loss");
+  Tensor quad = d * d * (0.5 / beta);
+  Tensor lin = ad - 0.5 * beta;
+  return reduce_loss(where(lt(ad, scalar_like(beta, ad)), quad, lin), reduction, "smooth_l1_loss");
+}
+
+Tensor binary_cross_entropy_with_logits(const Tensor& x, const Tensor& y, Reduction reduction, const Tensor& pos_weight) {
+  check_same_shape("binary_cross_entropy_with_logits", x, y);
+  // log(1 + exp(-|x|)) + max(-x, 0) = -log sigmoid(x), computed without overflow.
+  Tensor log_sig_neg = log1p(exp(neg(abs(x)))) + relu(neg(x));
+  Tensor loss;
+  if (pos_weight.defined()) {
+    check_same("binary_cross_entropy_with_logits", x, pos_weight);
+    Tensor w = (pos_weight - 1.0) * y + 1.0;
+    loss = (1.0 - y) * x + w * log_sig_neg;
+  } else {
+    loss = (1.0 - y) * x + log_sig_neg;
+  }
+  return reduce_loss(loss, reduction, "binary_cross_entropy_with_logits");
+}
+
+Tensor kl_div(const Tensor& input, const Tensor& target, Reduction reduction) {
+  check_same_shape("kl_div", input, target);
+  Tensor zero = scalar_like(0.0, target);
+  Tensor positive = gt(target, zero);
+  // log(target) only where target > 0; elsewhere the term is 0 (and its gradient must not become NaN).
+  Tensor safe = where(positive, target, ones_like(target));
+  Tensor per = where(positive, target * (log(safe) - input), zeros_like(target));
+  return reduce_loss(per, reduction, "kl_div");
+}
+
+}  // namespace nabla

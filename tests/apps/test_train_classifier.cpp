@@ -1,0 +1,130 @@
+// End-to-end tests of the train_classifier binary on a small Fashion-MNIST-format dataset written here:
+// each class is a bright 7x7 square at its own place on a noisy 28x28 canvas, so a working LeNet-5 learns
+// it in a few dozen steps.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "data/data.h"
+#include "testing.h"
+
+namespace nabla {
+namespace {
+namespace fs = std::filesystem;
+
+struct Result {
+  int code;
+  std::string output;
+};
+
+Result run(const std::string& args) {
+  std::string cmd = std::string(NABLA_BINARY_DIR) + "/train_classifier " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  int status = pclose(p);
+  return {WEXITSTATUS(status), out};
+}
+
+void write_split(const fs::path& dir, const std::string& prefix, int64_t n, uint64_t seed) {
+  Generator g{seed, 0};
+  Tensor labels = randint(0, 10, {n}, {}, &g);
+  Tensor noise = uniform({n, 28, 28}, 0, 60, {}, &g);
+  std::vector<uint8_t> px(n * 28 * 28);
+  auto vn = noise.to_vector();
+  auto vl = labels.to_vector();
+  for (int64_t i = 0; i < n; ++i) {
+    int c = static_cast<int>(vl[i]), top = (c / 4) * 7, left = (c % 4) * 7;
+    for (int y = 0; y < 28; ++y)
+      for (int x = 0; x < 28; ++x) {
+        bool on = y >= top && y < top + 7 && x >= left && x < left + 7;
+        px[(i * 28 + y) * 28 + x] = static_cast<uint8_t>(on ? 200 + vn[(i * 28 + y) * 28 + x] / 2 : vn[(i * 28 + y) * 28 + x]);
+      }
+  }
+  Tensor images = Tensor::empty({n, 28, 28}, DType::u8);
+  std::copy(px.begin(), px.end(), images.data<uint8_t>());
+  data::write_idx((dir / (prefix + "-images-idx3-ubyte")).string(), images);
+  data::write_idx((dir / (prefix + "-labels-idx1-ubyte")).string(), labels.to(DType::u8), /*gzip=*/true);
+}
+
+class TrainClassifier : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = fs::temp_directory_path() / "nabla_train_classifier_test";
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    write_split(dir_, "train", 640, 1);
+    write_split(dir_, "t10k", 200, 2);
+  }
+  static void TearDownTestSuite() { fs::remove_all(dir_); }
+  static fs::path dir_;
+};
+fs::path TrainClassifier::dir_;
+
+TEST_F(TrainClassifier, LearnsWritesMetricsAndResumes) {
+  std::string ck = (dir_ / "ck.safetensors").string(), metrics = (dir_ / "m.jsonl").string();
+  std::string common = "--data-dir " + dir_.string() + " --batch-size 32 --lr 0.05 --warmup-steps 5 --threads 2 --no-progress";
+  Result r = run(common + " --epochs 2 --checkpoint " + ck + " --metrics " + metrics);
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("epoch 2/2"), std::string::npos) << r.output;
+  // The last epoch's test accuracy is far above chance (10%).
+  auto pos = r.output.rfind("test acc ");
+  ASSERT_NE(pos, std::string::npos) << r.output;
+  double acc = std::stod(r.output.substr(pos + 9));
+  EXPECT_GT(acc, 60.0) << r.output;
+  EXPECT_TRUE(fs::exists(ck));
+  EXPECT_FALSE(fs::exists(ck + ".tmp"));
+  std::ifstream m(metrics);
+  std::string line;
+  int epochs = 0;
+  while (std::getline(m, line)) epochs += line.find("\"kind\":\"epoch\"") != std::string::npos;
+  EXPECT_EQ(epochs, 2);
+
+  Result again = run(common + " --epochs 3 --resume " + ck);
+  ASSERT_EQ(again.code, 0) << again.output;
+  EXPECT_NE(again.output.find("resumed from"), std::string::npos) << again.output;
+  EXPECT_NE(again.output.find("epoch 3/3"), std::string::npos) << again.output;
+  EXPECT_EQ(again.output.find("epoch 1/3"), std::string::npos) << again.output;  // epochs 1-2 are not redone
+}
+
+TEST_F(TrainClassifier, BadOptionsEndWithOneLineAndNonZeroExit) {
+  Result r = run("--bogus");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("bogus"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--help"), std::string::npos) << r.output;
+  r = run("--data-dir /no/such/dir");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("/no/such/dir"), std::string::npos) << r.output;
+  r = run("--data-dir " + dir_.string() + " --optimizer rmsprop");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("rmsprop"), std::string::npos) << r.output;
+  r = run("--data-dir " + dir_.string() + " --batch-size 0");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("batch-size"), std::string::npos) << r.output;
+  r = run("--data-dir " + dir_.string() + " --resume " + (dir_ / "missing.safetensors").string());
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("missing.safetensors"), std::string::npos) << r.output;
+  r = run("--help");
+  EXPECT_EQ(r.code, 0);
+  for (const char* opt : {"--model", "--optimizer", "--schedule", "--checkpoint", "--resume", "--metrics", "--seed"})
+    EXPECT_NE(r.output.find(opt), std::string::npos) << opt;
+  EXPECT_NE(r.output.find("(=lenet5)"), std::string::npos) << "defaults are listed";
+}
+
+TEST_F(TrainClassifier, CorruptDataFileNamesTheFileAndOffset) {
+  fs::path bad = dir_ / "bad";
+  fs::create_directories(bad);
+  for (auto& e : fs::directory_iterator(dir_))
+    if (e.is_regular_file() && e.path().filename().string().find("idx") != std::string::npos)
+      fs::copy_file(e.path(), bad / e.path().filename(), fs::copy_options::overwrite_existing);
+  fs::resize_file(bad / "train-images-idx3-ubyte", 5000);  // truncated pixels
+  Result r = run("--data-dir " + bad.string());
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("train-images-idx3-ubyte"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("byte 16"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace nabla
