@@ -1,0 +1,253 @@
+#include "cuda/runtime.h"
+
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "engine/storage.h"
+
+namespace nabla::cuda {
+namespace {
+
+constexpr int kMaxDevices = 16;
+
+bool env_flag(const char* name, bool dflt) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return dflt;
+  return std::string(v) != "0";
+}
+
+// ---- caching allocator --------------------------------------------------------------------------
+size_t round_size(size_t n) {
+  if (n <= (1u << 20)) return (n + 511) / 512 * 512;
+  return (n + (2u << 20) - 1) / (2u << 20) * (2u << 20);
+}
+
+struct DevicePool {
+  std::multimap<size_t, void*> free_blocks;  // size -> block
+  std::map<void*, size_t> live;              // block -> size
+  AllocatorStats stats;
+};
+
+class CachingAllocator final : public Allocator {
+ public:
+  void* allocate(size_t nbytes, Device device) override {
+    if (nbytes == 0) return nullptr;
+    NABLA_CHECK(device.index >= 0 && device.index < device_count(), "cuda allocator: device ", device.str(),
+                " does not exist (", device_count(), " CUDA devices)");
+    const size_t size = round_size(nbytes);
+    std::lock_guard<std::mutex> lock(mu_);
+    DevicePool& pool = pools_[device.index];
+    void* p = nullptr;
+    auto it = pool.free_blocks.lower_bound(size);
+    // Reuse a cached block unless it is much bigger than asked (then splitting would be needed: allocate).
+    if (it != pool.free_blocks.end() && it->first <= size * 2) {
+      p = it->second;
+      pool.live[p] = it->first;
+      pool.free_blocks.erase(it);
+    } else {
+      DeviceGuard g(device.index);
+      cudaError_t err = cudaMalloc(&p, size);
+      if (err != cudaSuccess) {
+        (void)cudaGetLastError();
+        release_cached(device.index);
+        err = cudaMalloc(&p, size);
+      }
+      if (err != cudaSuccess) {
+        (void)cudaGetLastError();
+        fail("cuda: out of memory on ", device.str(), " asking for ", nbytes, " bytes (", pool.stats.allocated,
+             " bytes in use, ", pool.stats.reserved, " reserved): ", cudaGetErrorString(err));
+      }
+      pool.live[p] = size;
+      pool.stats.reserved += size;
+      ++pool.stats.cuda_mallocs;
+    }
+    pool.stats.allocated += pool.live[p];
+    pool.stats.peak_allocated = std::max(pool.stats.peak_allocated, pool.stats.allocated);
+    ++pool.stats.allocations;
+    return p;
+  }
+
+  void deallocate(void* ptr, size_t, Device device) override {
+    if (!ptr) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    DevicePool& pool = pools_[device.index];
+    auto it = pool.live.find(ptr);
+    if (it == pool.live.end()) return;
+    // The block may still be read by queued kernels: reuse is safe because every later user runs on the
+    // same (in-order) compute stream.
+    pool.stats.allocated -= it->second;
+    pool.free_blocks.emplace(it->second, ptr);
+    pool.live.erase(it);
+  }
+
+  AllocatorStats stats(int device) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return pools_[device].stats;
+  }
+  void reset_peak(int device) {
+    std::lock_guard<std::mutex> lock(mu_);
+    pools_[device].stats.peak_allocated = pools_[device].stats.allocated;
+  }
+  void empty() {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (int d = 0; d < kMaxDevices; ++d) release_cached(d);
+  }
+
+ private:
+  void release_cached(int device) {  // mu_ held
+    DevicePool& pool = pools_[device];
+    if (pool.free_blocks.empty()) return;
+    DeviceGuard g(device);
+    cudaDeviceSynchronize();
+    for (auto& [size, p] : pool.free_blocks) {
+      cudaFree(p);
+      pool.stats.reserved -= size;
+    }
+    pool.free_blocks.clear();
+  }
+
+  std::mutex mu_;
+  DevicePool pools_[kMaxDevices];
+};
+
+CachingAllocator& caching_allocator() {
+  static CachingAllocator* a = [] {
+    auto* alloc = new CachingAllocator();  // never destroyed: tensors may outlive static destruction
+    set_allocator(DeviceType::cuda, alloc);
+    return alloc;
+  }();
+  return *a;
+}
+
+// Installs the allocator when the library loads, so that allocating a CUDA tensor needs no setup call.
+[[maybe_unused]] const bool g_installed = (caching_allocator(), true);
+
+struct PerDevice {
+  cudaStream_t stream = nullptr;
+  cublasHandle_t cublas = nullptr;
+  cublasLtHandle_t cublaslt = nullptr;
+  cudnnHandle_t cudnn = nullptr;
+  void* workspace = nullptr;
+  size_t workspace_size = 0;
+};
+
+std::mutex g_mu;
+PerDevice g_dev[kMaxDevices];
+bool g_tf32 = env_flag("NABLA_TF32", true);
+
+PerDevice& per_device() {
+  int d = current_device();
+  PerDevice& pd = g_dev[d];
+  if (!pd.stream) {
+    std::lock_guard<std::mutex> lock(g_mu);
+    if (!pd.stream) NABLA_CUDA_CHECK(cudaStreamCreateWithFlags(&pd.stream, cudaStreamNonBlocking));
+  }
+  return pd;
+}
+
+}  // namespace
+
+bool available() {
+  static const bool ok = [] {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return false;
+    }
+    return n > 0;
+  }();
+  return ok;
+}
+
+int device_count() {
+  if (!available()) return 0;
+  int n = 0;
+  NABLA_CUDA_CHECK(cudaGetDeviceCount(&n));
+  return n;
+}
+
+int current_device() {
+  int d = 0;
+  NABLA_CUDA_CHECK(cudaGetDevice(&d));
+  return d;
+}
+
+void set_device(int device) { NABLA_CUDA_CHECK(cudaSetDevice(device)); }
+
+DeviceGuard::DeviceGuard(int device) : prev_(current_device()) {
+  if (device != prev_) set_device(device);
+}
+DeviceGuard::~DeviceGuard() {
+  int now = 0;
+  if (cudaGetDevice(&now) == cudaSuccess && now != prev_) cudaSetDevice(prev_);
+}
+
+cudaStream_t stream(int device) {
+  DeviceGuard g(device);
+  return per_device().stream;
+}
+cudaStream_t current_stream() { return per_device().stream; }
+void synchronize() { NABLA_CUDA_CHECK(cudaStreamSynchronize(current_stream())); }
+bool sync_every_op() {
+  static const bool on = env_flag("NABLA_SYNC", false);
+  return on;
+}
+
+cublasHandle_t cublas_handle() {
+  PerDevice& pd = per_device();
+  if (!pd.cublas) {
+    NABLA_CUBLAS_CHECK(cublasCreate(&pd.cublas));
+    NABLA_CUBLAS_CHECK(cublasSetStream(pd.cublas, pd.stream));
+  }
+  return pd.cublas;
+}
+
+cublasLtHandle_t cublaslt_handle() {
+  PerDevice& pd = per_device();
+  if (!pd.cublaslt) NABLA_CUBLAS_CHECK(cublasLtCreate(&pd.cublaslt));
+  return pd.cublaslt;
+}
+
+cudnnHandle_t cudnn_handle() {
+  PerDevice& pd = per_device();
+  if (!pd.cudnn) {
+    NABLA_CUDNN_CHECK(cudnnCreate(&pd.cudnn));
+    NABLA_CUDNN_CHECK(cudnnSetStream(pd.cudnn, pd.stream));
+  }
+  return pd.cudnn;
+}
+
+bool tf32_enabled() { return g_tf32; }
+void set_tf32_enabled(bool on) { g_tf32 = on; }
+
+AllocatorStats allocator_stats(int device) { return caching_allocator().stats(device < 0 ? current_device() : device); }
+void reset_peak_stats(int device) { caching_allocator().reset_peak(device < 0 ? current_device() : device); }
+void empty_cache() { caching_allocator().empty(); }
+
+void* workspace(size_t bytes) {
+  PerDevice& pd = per_device();
+  if (bytes > pd.workspace_size) {
+    Device dev = Device::cuda(current_device());
+    if (pd.workspace) caching_allocator().deallocate(pd.workspace, pd.workspace_size, dev);
+    pd.workspace = caching_allocator().allocate(bytes, dev);
+    pd.workspace_size = bytes;
+  }
+  return pd.workspace;
+}
+
+void fail_cuda(const char* what, const char* expr, const char* file, int line) {
+  fail("cuda: ", what, " in ", expr, " at ", file, ":", line);
+}
+
+void check_launch(const char* file, int line) {
+  cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess) fail_cuda(cudaGetErrorString(err), "kernel launch", file, line);
+  if (sync_every_op()) {
+    err = cudaStreamSynchronize(current_stream());
+    if (err != cudaSuccess) fail_cuda(cudaGetErrorString(err), "kernel (NABLA_SYNC=1)", file, line);
+  }
+}
+
+}  // namespace nabla::cuda
