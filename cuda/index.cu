@@ -30,7 +30,8 @@
 //     idle, so positions p = rest * len + j are sorted by the key rest * n + idx[p] and each run's leader
 //     sums its run in increasing j.
 // Integer and bool dtypes add in their own type (bool adds as logical or), as on the CPU; 16-bit floats
-// accumulate in f32 and round once per destination.
+// accumulate in f32 and round once per destination (the serial scatter path reads and writes dst at every
+// step, so it rounds to the type after each add).
 #include <bit>
 
 #include "cuda/dtype.cuh"
