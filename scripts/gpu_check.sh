@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# The one script to run on the GPU machine (shared/DEVICE.md): versions, configure + build (Release, sm_90,
+# ninja -j16, into build-gpu), the whole ctest suite, the CUDA suite on its own, the GPU benchmarks of Nabla
+# and PyTorch and their comparison, then a short summary table, printed last.
+#
+#   bash scripts/gpu_check.sh          # from the repository root; logs go to $OUT when set, else build-gpu/gpu_check
+#
+# It keeps going past a failing step (set -u, no set -e) and records each step's status. Each step runs under
+# `timeout`, with a limit that is the smaller of its own cap and what the whole budget (GPU_CHECK_BUDGET_S,
+# default 540 s, under the device tool's 600 s per command) leaves after reserving time for the steps after
+# it, so the benchmarks and the summary always get their turn.
+# train_classifier on Fashion-MNIST is skipped: the dataset package is not on that machine.
+set -u
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+
+START=$(date +%s)
+BUDGET=${GPU_CHECK_BUDGET_S:-540}
+BUILD=${BUILD_DIR:-build-gpu}
+LOG=${OUT:-$BUILD/gpu_check}
+mkdir -p "$LOG" || exit 1
+LOG=$(cd "$LOG" && pwd)
+
+STEP_NAMES=()
+STEP_STATUS=()
+STEP_SECS=()
+
+now() { date +%s; }
+elapsed() { echo $(($(now) - START)); }
+record() { STEP_NAMES+=("$1"); STEP_STATUS+=("$2"); STEP_SECS+=("$3"); }
+banner() { printf '\n=== [t+%ss] %s\n' "$(elapsed)" "$*"; }
+
+# run_step NAME CAP RESERVE LOGFILE CMD...: runs CMD with stdout+stderr to LOGFILE under a time limit of
+# min(CAP, time left - RESERVE); records ok / FAIL (rc N) / TIMEOUT / skipped. Returns CMD's status.
+run_step() {
+  local name=$1 cap=$2 reserve=$3 log=$4
+  shift 4
+  local left=$((START + BUDGET - $(now) - reserve))
+  local limit=$((cap < left ? cap : left))
+  if ((limit < 5)); then
+    banner "$name: skipped, no time left"
+    record "$name" "skipped (no time left)" 0
+    return 124
+  fi
+  banner "$name (limit ${limit} s, log $log)"
+  local t0
+  t0=$(now)
+  timeout --kill-after=10 "$limit" "$@" >"$log" 2>&1
+  local rc=$?
+  local secs=$(($(now) - t0))
+  if ((rc == 0)); then
+    record "$name" "ok" "$secs"
+  elif ((rc == 124 || rc == 137)); then
+    record "$name" "TIMEOUT (${limit} s)" "$secs"
+  else
+    record "$name" "FAIL (rc $rc)" "$secs"
+  fi
+  return $rc
+}
+
+# ---- 1. machine and library versions ---------------------------------------------------------------------
+# CMake's CUDA check needs nvcc on PATH (or CUDACXX).
+if ! command -v nvcc >/dev/null 2>&1 && [ -z "${CUDACXX:-}" ]; then
+  for d in /usr/local/cuda/bin /usr/local/cuda-13.0/bin /usr/local/cuda-13/bin; do
+    if [ -x "$d/nvcc" ]; then
+      export PATH="$d:$PATH"
+      break
+    fi
+  done
+fi
+
+banner "versions"
+{
+  timeout 30 nvidia-smi || echo "nvidia-smi failed"
+  echo "nvcc: $(command -v nvcc || echo 'NOT FOUND')"
+  nvcc --version 2>/dev/null | tail -n 2
+  gcc --version | head -n 1
+  cmake --version | head -n 1
+  echo "ninja $(ninja --version 2>/dev/null || echo 'NOT FOUND')"
+  for h in /usr/include/x86_64-linux-gnu/cudnn_version*.h /usr/include/cudnn_version*.h \
+    /usr/local/cuda/include/cudnn_version*.h; do
+    [ -f "$h" ] && echo "cuDNN $h: $(grep -E '#define CUDNN_(MAJOR|MINOR|PATCHLEVEL) ' "$h" | awk '{print $3}' | paste -sd.)"
+  done
+  dpkg-query -W -f='${db:Status-Abbrev} ${Package} ${Version}\n' 'libopenblas*' 'libcudnn9*' 'libnccl*' 'libgtest-dev' \
+    'libbenchmark-dev' 'nlohmann-json3-dev' 'libboost-program-options*-dev' 'libjpeg*-dev' 'libpng-dev' 2>/dev/null |
+    awk '$1 == "ii" {print $2, $3}' | sort -u
+  timeout 60 python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn",
+      torch.backends.cudnn.version(), "gpu", torch.cuda.is_available() and torch.cuda.get_device_name(0))' ||
+    echo "python3 torch: import failed"
+} 2>&1 | tee "$LOG/versions.txt"
+record versions ok 0
+
+# ---- 2. configure and build ----------------------------------------------------------------------------
+CMAKE_ARGS=(-S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DNABLA_CUDA=ON)
+if ! run_step configure 120 400 "$LOG/configure.log" cmake "${CMAKE_ARGS[@]}"; then
+  tail -n 30 "$LOG/configure.log" 2>/dev/null
+  if [ -f "$BUILD/CMakeCache.txt" ]; then  # a stale cache (other generator or compiler): start afresh once
+    rm -rf "$BUILD/CMakeCache.txt" "$BUILD/CMakeFiles"
+    unset 'STEP_NAMES[-1]' 'STEP_STATUS[-1]' 'STEP_SECS[-1]'
+    run_step configure 120 400 "$LOG/configure.log" cmake "${CMAKE_ARGS[@]}" || tail -n 30 "$LOG/configure.log"
+  fi
+fi
+grep -E '^-- nabla:' "$LOG/configure.log" 2>/dev/null
+
+# -k 0: build every target that can be built, so that one broken file does not stop the rest.
+if ! run_step build 360 230 "$LOG/build.log" cmake --build "$BUILD" -j 16 -- -k 0; then
+  grep -E 'error|FAILED' "$LOG/build.log" 2>/dev/null | head -n 40
+fi
+tail -n 3 "$LOG/build.log" 2>/dev/null
+
+# ---- 3. tests --------------------------------------------------------------------------------------------
+export OMP_NUM_THREADS=2
+export OPENBLAS_NUM_THREADS=2  # the pthread OpenBLAS would otherwise start one thread per core in every test
+run_step ctest 200 170 "$LOG/ctest.log" ctest --test-dir "$BUILD" --output-on-failure -j 8 --timeout 120
+sed -n '/tests passed/,$p' "$LOG/ctest.log" 2>/dev/null | head -n 60
+
+CUDA_TESTS="$BUILD/nabla_cuda_tests"
+if [ -x "$CUDA_TESTS" ]; then
+  run_step cuda_tests 150 130 "$LOG/cuda_tests.log" "$CUDA_TESTS" --gtest_brief=1
+  grep -E '^\[  (FAILED|PASSED|SKIPPED) *\]|tests? from .* ran' "$LOG/cuda_tests.log" | head -n 60
+else
+  record cuda_tests "FAIL (not built)" 0
+fi
+
+# ---- 4. benchmarks ---------------------------------------------------------------------------------------
+NABLA_JSONL="$LOG/bench_nabla.jsonl"
+TORCH_JSONL="$LOG/bench_torch.jsonl"
+: >"$NABLA_JSONL"
+BENCH="$BUILD/bench_gpu"
+if [ -x "$BENCH" ]; then
+  run_step bench_gpu 150 75 "$NABLA_JSONL" "$BENCH"
+  # A crash, or a sticky CUDA error that fails every later benchmark, loses results: rerun each benchmark
+  # without a result in a process of its own (not those that failed for a missing kernel: they would again).
+  # shellcheck disable=SC2046  # one argument per benchmark name
+  redo=$(python3 - "$NABLA_JSONL" $("$BENCH" --list) <<'EOF'
+import json, sys
+done = set()
+for line in open(sys.argv[1], errors="replace"):
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        continue
+    if "ms" in rec or "kernel slot" in str(rec.get("error", "")):
+        done.add(rec.get("name"))
+print(" ".join(n for n in sys.argv[2:] if n not in done))
+EOF
+  )
+  if [ -n "$redo" ]; then
+    banner "bench_gpu: rerunning one per process: $redo"
+    for name in $redo; do
+      left=$((START + BUDGET - $(now) - 70))
+      if ((left < 10)); then
+        echo "{\"impl\": \"nabla\", \"name\": \"$name\", \"error\": \"not rerun: no time left\"}" >>"$NABLA_JSONL"
+        continue
+      fi
+      out=$(timeout --kill-after=5 $((left < 60 ? left : 60)) "$BENCH" --only "$name" 2>>"$LOG/bench_nabla_rerun.err")
+      rc=$?
+      printf '%s\n' "$out" | grep -v '"_meta"' >>"$NABLA_JSONL"
+      if ! printf '%s\n' "$out" | grep -q "\"name\": *\"$name\""; then
+        echo "{\"impl\": \"nabla\", \"name\": \"$name\", \"error\": \"crashed or timed out (rc $rc) in a process of its own\"}" >>"$NABLA_JSONL"
+      fi
+    done
+  fi
+  grep -c '"ms"' "$NABLA_JSONL" | xargs -I{} echo "nabla: {} benchmarks with a result"
+  grep -v '^{' "$NABLA_JSONL" | tail -n 5
+  tail -n 5 "$LOG/bench_nabla_rerun.err" 2>/dev/null
+else
+  record bench_gpu "FAIL (not built)" 0
+fi
+
+run_step bench_torch 150 15 "$TORCH_JSONL" python3 benchmarks/bench_gpu_torch.py
+grep -c '"ms"' "$TORCH_JSONL" | xargs -I{} echo "torch: {} benchmarks with a result"
+grep -v '^{' "$TORCH_JSONL" | tail -n 5
+
+run_step compare 20 0 "$LOG/compare.txt" python3 benchmarks/compare_gpu.py "$NABLA_JSONL" "$TORCH_JSONL"
+cat "$LOG/compare.txt"
+
+record train_classifier "skipped (no Fashion-MNIST package there)" 0
+
+# ---- 5. summary (last) -----------------------------------------------------------------------------------
+ctest_line=$(grep -E 'tests passed' "$LOG/ctest.log" 2>/dev/null | tail -n 1)
+ctest_failed=$(sed -n '/The following tests FAILED:/,$p' "$LOG/ctest.log" 2>/dev/null |
+  grep -E '^[[:space:]]+[0-9]+ - ' | sed -E 's/^[[:space:]]+[0-9]+ - //; s/ \(.*$//' | head -n 12 | paste -sd, -)
+cuda_count() { grep -E "^\[  $1 *\] [0-9]+ tests?" "$LOG/cuda_tests.log" 2>/dev/null | tail -n 1 | awk '{print $4}'; }
+cuda_failed=$(sed -n '/tests\?, listed below:/,$p' "$LOG/cuda_tests.log" 2>/dev/null |
+  grep -E '^\[  FAILED  \] [A-Za-z_]' | awk '{print $4}' | sed 's/,$//' | sort -u | head -n 12 | paste -sd, -)
+
+echo
+echo "==================== gpu_check summary ===================="
+printf '%-18s %-34s %s\n' step status seconds
+for i in "${!STEP_NAMES[@]}"; do
+  printf '%-18s %-34s %s\n' "${STEP_NAMES[$i]}" "${STEP_STATUS[$i]}" "${STEP_SECS[$i]}"
+done
+echo "ctest:            ${ctest_line:-no summary line}${ctest_failed:+ | failed: $ctest_failed}"
+echo "nabla_cuda_tests: $(cuda_count PASSED || true) passed, $(cuda_count FAILED || true) failed, $(cuda_count SKIPPED || true) skipped${cuda_failed:+ | failed: $cuda_failed}"
+echo "benchmarks, Nabla/PyTorch throughput (>1: Nabla faster):"
+python3 benchmarks/compare_gpu.py --brief "$NABLA_JSONL" "$TORCH_JSONL" 2>&1 | sed 's/^/  /'
+grep -E '^add_' "$LOG/compare.txt" 2>/dev/null | sed 's/^/  /'
+echo "total $(elapsed) s; logs in $LOG"
