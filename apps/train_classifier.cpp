@@ -22,6 +22,9 @@
 #include "algorithms/optim/schedule.h"
 #include "apps/common/checkpoint.h"
 #include "apps/common/progress.h"
+#ifdef NABLA_HAS_CUDA
+#include "cuda/runtime.h"
+#endif
 #include "data/data.h"
 #include "models/classifiers.h"
 #include "nabla.h"
@@ -126,14 +129,14 @@ std::unique_ptr<optim::Optimizer> make_optimizer(const Options& o, const nn::Mod
 
 // Top-1 accuracy over a whole dataset, in evaluation mode.
 double evaluate(nn::Module& model, std::shared_ptr<data::Dataset> set, const data::Transform& transform,
-                int64_t batch_size, int workers) {
+                int64_t batch_size, int workers, Device dev) {
   model.eval();
   NoGradGuard no_grad;
   data::DataLoader loader(set, {.batch_size = batch_size, .num_workers = workers}, transform);
   int64_t correct = 0, seen = 0;
   for (auto& batch : loader) {
-    Tensor pred = argmax(model.forward(batch.inputs), 1);
-    correct += static_cast<int64_t>(sum(eq(pred, batch.labels).to(DType::i64)).item());
+    Tensor pred = argmax(model.forward(batch.inputs.to(dev)), 1);
+    correct += static_cast<int64_t>(sum(eq(pred, batch.labels.to(dev)).to(DType::i64)).item());
     seen += batch.labels.numel();
   }
   model.train();
@@ -182,7 +185,12 @@ Options parse(int argc, char** argv) {
   NABLA_CHECK(o.lr > 0, "--lr must be positive, got ", o.lr);
   NABLA_CHECK(o.threads >= 0 && o.workers >= 0 && o.max_steps >= 0 && o.limit_train >= 0, "--threads, --workers, --max-steps and --limit-train must be >= 0");
   Device dev = Device::parse(o.device);
-  NABLA_CHECK(dev.is_cpu(), "--device ", o.device, ": this build has no CUDA backend yet (it arrives with issue 4)");
+#ifdef NABLA_HAS_CUDA
+  NABLA_CHECK(dev.is_cpu() || dev.index < cuda::device_count(), "--device ", o.device, ": ", cuda::device_count(),
+              " CUDA devices found");
+#else
+  NABLA_CHECK(dev.is_cpu(), "--device ", o.device, ": this build has no CUDA backend (configure with -DNABLA_CUDA=ON)");
+#endif
   NABLA_CHECK(o.resume.empty() || std::filesystem::is_regular_file(o.resume), "--resume ", o.resume, ": no such file");
   if (o.dataset != "image-folder")
     NABLA_CHECK(std::filesystem::is_directory(o.data_dir), "--data-dir ", o.data_dir, " is not a directory",
@@ -198,7 +206,9 @@ int run(int argc, char** argv) {
 
   // 2. data and model
   Data d = load_data(o);
+  const Device dev = Device::parse(o.device);
   auto model = models::make_classifier(o.model, d.channels, d.image_size, d.classes);
+  model->to(dev);
   auto optimizer = make_optimizer(o, *model);
   data::DataLoader loader(d.train, {.batch_size = o.batch_size, .shuffle = true, .drop_last = true, .seed = o.seed,
                                     .num_workers = static_cast<int>(o.workers)},
@@ -243,8 +253,9 @@ int run(int argc, char** argv) {
       const auto t0 = Clock::now();
       const double lr = schedule.lr_at(step);
       optimizer->set_lr(lr);
-      Tensor logits = model->forward(batch.inputs);
-      Tensor loss = cross_entropy(logits, batch.labels, {.label_smoothing = o.label_smoothing});
+      Tensor inputs = batch.inputs.to(dev), labels = batch.labels.to(dev);
+      Tensor logits = model->forward(inputs);
+      Tensor loss = cross_entropy(logits, labels, {.label_smoothing = o.label_smoothing});
       optimizer->zero_grad();
       loss.backward();
       if (o.clip > 0) optim::clip_grad_norm(model->parameters(), o.clip);
@@ -253,7 +264,7 @@ int run(int argc, char** argv) {
       const double loss_v = loss.item();
       {
         NoGradGuard ng;
-        correct += static_cast<int64_t>(sum(eq(argmax(logits, 1), batch.labels).to(DType::i64)).item());
+        correct += static_cast<int64_t>(sum(eq(argmax(logits, 1), labels).to(DType::i64)).item());
       }
       seen += batch.labels.numel();
       loss_sum += loss_v;
@@ -267,7 +278,7 @@ int run(int argc, char** argv) {
     }
     progress.finish_line();
     const double train_acc = seen ? static_cast<double>(correct) / static_cast<double>(seen) : 0.0;
-    const double test_acc = evaluate(*model, d.test, d.test_transform, o.eval_batch_size, static_cast<int>(o.workers));
+    const double test_acc = evaluate(*model, d.test, d.test_transform, o.eval_batch_size, static_cast<int>(o.workers), dev);
     const double elapsed = std::chrono::duration<double>(Clock::now() - run_start).count();
     std::printf("epoch %lld/%lld | train loss %.4f | train acc %.2f%% | test acc %.2f%% | %s elapsed\n",
                 static_cast<long long>(epoch + 1), static_cast<long long>(o.epochs),

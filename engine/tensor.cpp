@@ -85,6 +85,16 @@ std::vector<double> Tensor::to_double_vector() const {
   return out;
 }
 
+void Tensor::set_data(const Tensor& other) const {
+  NABLA_CHECK(defined() && other.defined(), "set_data: undefined tensor");
+  NABLA_CHECK(is_leaf(), "set_data: only leaves can have their data replaced");
+  impl_->storage = other.impl_->storage;
+  impl_->sizes = other.impl_->sizes;
+  impl_->strides = other.impl_->strides;
+  impl_->offset = other.impl_->offset;
+  impl_->dtype = other.impl_->dtype;
+}
+
 double Tensor::item_double() const {
   NABLA_CHECK(defined() && numel() == 1, "item: expected a tensor with one element, got shape ",
               defined() ? shape() : Shape{});

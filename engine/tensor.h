@@ -115,6 +115,9 @@ class Tensor {
   void backward(const Tensor& grad = Tensor(), bool retain_graph = false) const;
   // Same storage, no autograd history.
   Tensor detach() const;
+  // Points this tensor (every handle to it) at other's data: storage, sizes, strides, dtype. Used to move
+  // parameters between devices in place (Module::to), like PyTorch's `param.data = ...`. Only for leaves.
+  void set_data(const Tensor& other) const;
 
   // ---- views and common ops (defined in ops/) ----
   Tensor view(const Shape& shape) const;

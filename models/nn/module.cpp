@@ -83,6 +83,15 @@ int64_t Module::num_parameters(bool trainable_only) const {
   return n;
 }
 
+void Module::to(Device device) {
+  NoGradGuard no_grad;
+  for (auto& [n, t] : state_dict()) {
+    if (t.device() == device) continue;
+    t.zero_grad();
+    t.set_data(t.detach().to(device));
+  }
+}
+
 void Module::train(bool on) {
   training_ = on;
   for (auto& [n, c] : children_) c->train(on);

@@ -38,6 +38,9 @@ class Module {
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_modules() const;
   int64_t num_parameters(bool trainable_only = false) const;
 
+  // Moves every parameter and buffer to `device` in place (handles stay valid; gradients are dropped).
+  void to(Device device);
+
   virtual void train(bool on = true);
   void eval() { train(false); }
   bool is_training() const { return training_; }
