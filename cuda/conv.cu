@@ -1,0 +1,538 @@
+// CUDA conv2d (the conv2d_forward / conv2d_backward slots of ops/conv.h) through cuDNN 9's legacy
+// convolution API, plus two small kernels for the bias.
+//
+// Maths (cross-correlation, as the CPU kernel):
+//   y[n, o, i, j] = b[o] + sum_{c in group(o), p, q}
+//                   w[o, c, p, q] * x[n, c, i*s + p*d - pad, j*s + q*d - pad]
+//   dx = cudnnConvolutionBackwardData(w, dy),  dw = cudnnConvolutionBackwardFilter(x, dy)
+//   db[o] = sum_{n, i, j} dy[n, o, i, j]  (our own deterministic two-stage reduction)
+//
+// Descriptors: x / dx and y / dy are described with their actual strides (cudnnSetTensorNdDescriptor), so
+// an NHWC-strided tensor (a permute of a contiguous [N, H, W, C]) is read in place. The op layer
+// (ops/conv.cpp) currently hands the slot contiguous NCHW tensors only, so channels-last inputs are still
+// copied once there; the kernels here already accept NHWC strides (tests/cuda/test_parity_conv.cpp calls
+// the slot directly with them). Filters are NCHW-contiguous [K, C / groups, kh, kw]; groups go to cuDNN
+// with cudnnSetConvolutionGroupCount.
+//
+// Types: f32 (FLOAT data, FLOAT compute; math CUDNN_TENSOR_OP_MATH when tf32_enabled(), which lets cuDNN
+// use TF32 tensor cores, else CUDNN_FMA_MATH, full f32), f64 (DOUBLE / DOUBLE, CUDNN_DEFAULT_MATH),
+// bf16 and f16 (16-bit data, FLOAT compute, CUDNN_TENSOR_OP_MATH).
+//
+// Algorithms: chosen once per (direction, device, dtype, math type, shapes, strides of x / y, groups,
+// padding, stride, dilation, 16-byte alignment of the pointers) and cached with the descriptors in a map,
+// so the steady state is one map look-up and one cuDNN call. The choice benchmarks with
+// cudnnFind*AlgorithmEx on the call's own buffers (a host synchronisation, first call of a shape only) and
+// takes the fastest DETERMINISTIC algorithm that succeeded (a non-deterministic one only when none is),
+// run with the math type it was timed with (f32 forced back to FMA math while TF32 is off);
+// NABLA_CUDNN_FIND=0 uses the heuristics of cudnnGet*Algorithm_v7 instead (no benchmarking). The Find
+// workspace is the largest any algorithm asks for, capped at 1 GiB; algorithms needing more are skipped.
+// Workspace memory comes from workspace(bytes) (the caching allocator).
+//
+// Bias: forward adds b[o] in a separate element-wise pass over y (one thread per element). Bias gradient:
+// grid (S, K) blocks each sum a contiguous slice of channel k's N * OH * OW values (warp shuffles, then
+// shared memory) into partial[k, s], and a second kernel adds the S partials of each channel in order, so
+// the result does not depend on scheduling; sums accumulate in f64 (the CPU kernel does too).
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "cuda/dtype.cuh"
+#include "cuda/loops.cuh"
+#include "ops/conv.h"
+
+namespace nabla::cuda {
+namespace {
+using ops::Conv2dGeometry;
+
+enum class Dir : int64_t { fwd = 0, bwd_data = 1, bwd_filter = 2 };
+
+bool use_find() {
+  static const bool on = [] {
+    const char* v = std::getenv("NABLA_CUDNN_FIND");
+    return !(v && std::string(v) == "0");
+  }();
+  return on;
+}
+
+constexpr size_t kMaxFindWorkspace = size_t(1) << 30;
+
+cudnnDataType_t cudnn_type(DType t) {
+  switch (t) {
+    case DType::f32:
+      return CUDNN_DATA_FLOAT;
+    case DType::f64:
+      return CUDNN_DATA_DOUBLE;
+    case DType::bf16:
+      return CUDNN_DATA_BFLOAT16;
+    case DType::f16:
+      return CUDNN_DATA_HALF;
+    default:
+      fail("conv2d: dtype ", t, " is not supported on cuda (expected f32, f64, bf16 or f16)");
+  }
+}
+
+cudnnMathType_t math_type(DType t) {
+  switch (t) {
+    case DType::f32:
+      return tf32_enabled() ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;
+    case DType::f64:
+      return CUDNN_DEFAULT_MATH;
+    default:
+      return CUDNN_TENSOR_OP_MATH;
+  }
+}
+
+// alpha = 1, beta = 0 in the type cuDNN expects for the data type (double for DOUBLE, float otherwise).
+struct Scaling {
+  float f1 = 1.f, f0 = 0.f;
+  double d1 = 1.0, d0 = 0.0;
+  const void* one(DType t) const { return t == DType::f64 ? static_cast<const void*>(&d1) : &f1; }
+  const void* zero(DType t) const { return t == DType::f64 ? static_cast<const void*>(&d0) : &f0; }
+};
+const Scaling kScaling{};
+
+int to_int(int64_t v, const char* what) {
+  NABLA_CHECK(v >= 0 && v <= INT32_MAX, "conv2d: ", what, " ", v, " does not fit cuDNN's 32-bit descriptors");
+  return static_cast<int>(v);
+}
+
+// The strides cuDNN sees for a 4-D tensor: its own (contiguous ones canonical, so that a size-1 dim's
+// arbitrary stride does not make two equal layouts look different).
+std::array<int64_t, 4> strides4(const Tensor& t) {
+  if (t.is_contiguous()) {
+    const Strides s = contiguous_strides(t.shape());
+    return {s[0], s[1], s[2], s[3]};
+  }
+  const Strides& s = t.strides();
+  return {s[0], s[1], s[2], s[3]};
+}
+
+// Owns the descriptors of one (direction, geometry, layout, dtype) and the algorithm chosen for it.
+struct Plan {
+  cudnnTensorDescriptor_t x = nullptr, y = nullptr;  // x role: x or dx; y role: y or dy
+  cudnnFilterDescriptor_t w = nullptr;
+  cudnnConvolutionDescriptor_t conv = nullptr;
+  int algo = 0;
+  size_t ws = 0;
+  cudnnMathType_t math = CUDNN_DEFAULT_MATH;  // the math type the chosen algorithm was timed with
+  // Never destroyed: plans live for the process (the map is leaked so that no cuDNN call runs during
+  // static destruction, after the library may be gone).
+};
+
+using PlanKey = std::array<int64_t, 29>;
+
+struct PlanCache {
+  std::mutex mu;
+  std::map<PlanKey, std::unique_ptr<Plan>> plans;
+};
+PlanCache& plan_cache() {
+  static PlanCache* c = new PlanCache();
+  return *c;
+}
+
+void set_tensor_desc(cudnnTensorDescriptor_t d, cudnnDataType_t dt, const std::array<int64_t, 4>& dims,
+                     const std::array<int64_t, 4>& strides) {
+  int di[4], si[4];
+  for (int k = 0; k < 4; ++k) {
+    di[k] = to_int(dims[k], "tensor size");
+    si[k] = to_int(strides[k], "tensor stride");
+  }
+  NABLA_CUDNN_CHECK(cudnnSetTensorNdDescriptor(d, dt, 4, di, si));
+}
+
+std::unique_ptr<Plan> make_descriptors(const Conv2dGeometry& g, DType dtype, const std::array<int64_t, 4>& xs,
+                                       const std::array<int64_t, 4>& ys) {
+  auto p = std::make_unique<Plan>();
+  const cudnnDataType_t dt = cudnn_type(dtype);
+  const cudnnDataType_t compute = dtype == DType::f64 ? CUDNN_DATA_DOUBLE : CUDNN_DATA_FLOAT;
+  NABLA_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p->x));
+  NABLA_CUDNN_CHECK(cudnnCreateTensorDescriptor(&p->y));
+  NABLA_CUDNN_CHECK(cudnnCreateFilterDescriptor(&p->w));
+  NABLA_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&p->conv));
+  set_tensor_desc(p->x, dt, {g.n, g.c_in, g.h, g.w}, xs);
+  set_tensor_desc(p->y, dt, {g.n, g.c_out, g.oh, g.ow}, ys);
+  NABLA_CUDNN_CHECK(cudnnSetFilter4dDescriptor(p->w, dt, CUDNN_TENSOR_NCHW, to_int(g.c_out, "channels"),
+                                               to_int(g.c_in / g.groups, "channels"),
+                                               to_int(g.kh, "kernel size"), to_int(g.kw, "kernel size")));
+  NABLA_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(
+      p->conv, to_int(g.pad_h, "padding"), to_int(g.pad_w, "padding"), to_int(g.stride_h, "stride"),
+      to_int(g.stride_w, "stride"), to_int(g.dil_h, "dilation"), to_int(g.dil_w, "dilation"),
+      CUDNN_CROSS_CORRELATION, compute));
+  NABLA_CUDNN_CHECK(cudnnSetConvolutionGroupCount(p->conv, to_int(g.groups, "groups")));
+  NABLA_CUDNN_CHECK(cudnnSetConvolutionMathType(p->conv, math_type(dtype)));
+  // The output size cuDNN derives must be the op layer's.
+  int on, oc, oh, ow;
+  NABLA_CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(p->conv, p->x, p->w, &on, &oc, &oh, &ow));
+  NABLA_CHECK(on == g.n && oc == g.c_out && oh == g.oh && ow == g.ow, "conv2d: cuDNN output size [", on, ", ",
+              oc, ", ", oh, ", ", ow, "] differs from the expected [", g.n, ", ", g.c_out, ", ", g.oh, ", ",
+              g.ow, "]");
+  return p;
+}
+
+// Picks from benchmark or heuristic results (sorted best first): the first successful deterministic one
+// that fits `max_ws`, else the first successful one. Returns false when none succeeded.
+template <class Perf>
+bool pick(const Perf* perf, int count, size_t max_ws, Plan& p) {
+  for (int pass = 0; pass < 2; ++pass)
+    for (int i = 0; i < count; ++i) {
+      const Perf& r = perf[i];
+      if (r.status != CUDNN_STATUS_SUCCESS || r.memory > max_ws) continue;
+      if (pass == 0 && r.determinism != CUDNN_DETERMINISTIC) continue;
+      p.algo = static_cast<int>(r.algo);
+      p.ws = r.memory;
+      p.math = r.mathType;
+      return true;
+    }
+  return false;
+}
+
+// Runs the chosen algorithm with the math type it was timed with (as PyTorch does), except that f32 never
+// gets tensor-op (TF32) math while TF32 is off.
+void adopt_math(Plan& p, DType dt) {
+  if (dt == DType::f32 && !tf32_enabled()) p.math = CUDNN_FMA_MATH;
+  NABLA_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, p.math));
+}
+
+// The largest workspace any algorithm of `count` asks for (capped), for the Find call.
+template <class SizeFn>
+size_t find_workspace(int count, SizeFn&& size_of) {
+  size_t most = 0;
+  for (int a = 0; a < count; ++a) {
+    size_t s = 0;
+    if (size_of(a, &s) == CUDNN_STATUS_SUCCESS && s <= kMaxFindWorkspace) most = std::max(most, s);
+  }
+  return most;
+}
+
+void choose_forward(Plan& p, const Tensor& x, const Tensor& w, Tensor& y) {
+  cudnnHandle_t h = cudnn_handle();
+  constexpr int kAlgos = CUDNN_CONVOLUTION_FWD_ALGO_COUNT;
+  int max_results = 0;  // results may list an algorithm once per math type
+  NABLA_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(h, &max_results));
+  const int num_results = std::max(max_results, kAlgos);
+  std::vector<cudnnConvolutionFwdAlgoPerf_t> perf_v(num_results);
+  cudnnConvolutionFwdAlgoPerf_t* perf = perf_v.data();
+  int n = 0;
+  bool ok = false;
+  if (use_find()) {
+    const size_t ws = find_workspace(kAlgos, [&](int a, size_t* s) {
+      return cudnnGetConvolutionForwardWorkspaceSize(h, p.x, p.w, p.conv, p.y,
+                                                     static_cast<cudnnConvolutionFwdAlgo_t>(a), s);
+    });
+    // A failed benchmark falls back to the heuristics below.
+    const cudnnStatus_t st = cudnnFindConvolutionForwardAlgorithmEx(
+        h, p.x, x.data_ptr(), p.w, w.data_ptr(), p.conv, p.y, y.data_ptr(), num_results, &n, perf,
+        ws ? workspace(ws) : nullptr, ws);
+    (void)cudaGetLastError();  // an algorithm that failed its trial must not be reported by the next launch
+                               // check
+    ok = st == CUDNN_STATUS_SUCCESS && pick(perf, n, ws, p);
+  }
+  if (!ok) {
+    NABLA_CUDNN_CHECK(
+        cudnnGetConvolutionForwardAlgorithm_v7(h, p.x, p.w, p.conv, p.y, num_results, &n, perf));
+    ok = pick(perf, n, SIZE_MAX, p);
+  }
+  NABLA_CHECK(ok, "conv2d: cuDNN has no forward algorithm for input ", x.shape(), " (strides ", x.strides(),
+              "), weight ", w.shape(), ", dtype ", x.dtype());
+  adopt_math(p, x.dtype());
+  size_t need = 0;
+  NABLA_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(
+      h, p.x, p.w, p.conv, p.y, static_cast<cudnnConvolutionFwdAlgo_t>(p.algo), &need));
+  p.ws = std::max(p.ws, need);
+}
+
+void choose_backward_data(Plan& p, const Tensor& w, const Tensor& gy, Tensor& dx) {
+  cudnnHandle_t h = cudnn_handle();
+  constexpr int kAlgos = CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT;
+  int max_results = 0;  // results may list an algorithm once per math type
+  NABLA_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(h, &max_results));
+  const int num_results = std::max(max_results, kAlgos);
+  std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf_v(num_results);
+  cudnnConvolutionBwdDataAlgoPerf_t* perf = perf_v.data();
+  int n = 0;
+  bool ok = false;
+  if (use_find()) {
+    const size_t ws = find_workspace(kAlgos, [&](int a, size_t* s) {
+      return cudnnGetConvolutionBackwardDataWorkspaceSize(h, p.w, p.y, p.conv, p.x,
+                                                          static_cast<cudnnConvolutionBwdDataAlgo_t>(a), s);
+    });
+    // A failed benchmark falls back to the heuristics below.
+    const cudnnStatus_t st = cudnnFindConvolutionBackwardDataAlgorithmEx(
+        h, p.w, w.data_ptr(), p.y, gy.data_ptr(), p.conv, p.x, dx.data_ptr(), num_results, &n, perf,
+        ws ? workspace(ws) : nullptr, ws);
+    (void)cudaGetLastError();  // an algorithm that failed its trial must not be reported by the next launch
+                               // check
+    ok = st == CUDNN_STATUS_SUCCESS && pick(perf, n, ws, p);
+  }
+  if (!ok) {
+    NABLA_CUDNN_CHECK(
+        cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p.w, p.y, p.conv, p.x, num_results, &n, perf));
+    ok = pick(perf, n, SIZE_MAX, p);
+  }
+  NABLA_CHECK(ok, "conv2d: cuDNN has no backward-data algorithm for input gradient ", dx.shape(), ", weight ",
+              w.shape(), ", dtype ", w.dtype());
+  adopt_math(p, w.dtype());
+  size_t need = 0;
+  NABLA_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(
+      h, p.w, p.y, p.conv, p.x, static_cast<cudnnConvolutionBwdDataAlgo_t>(p.algo), &need));
+  p.ws = std::max(p.ws, need);
+}
+
+void choose_backward_filter(Plan& p, const Tensor& x, const Tensor& gy, Tensor& dw) {
+  cudnnHandle_t h = cudnn_handle();
+  constexpr int kAlgos = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT;
+  int max_results = 0;  // results may list an algorithm once per math type
+  NABLA_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(h, &max_results));
+  const int num_results = std::max(max_results, kAlgos);
+  std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf_v(num_results);
+  cudnnConvolutionBwdFilterAlgoPerf_t* perf = perf_v.data();
+  int n = 0;
+  bool ok = false;
+  if (use_find()) {
+    const size_t ws = find_workspace(kAlgos, [&](int a, size_t* s) {
+      return cudnnGetConvolutionBackwardFilterWorkspaceSize(
+          h, p.x, p.y, p.conv, p.w, static_cast<cudnnConvolutionBwdFilterAlgo_t>(a), s);
+    });
+    // A failed benchmark falls back to the heuristics below.
+    const cudnnStatus_t st = cudnnFindConvolutionBackwardFilterAlgorithmEx(
+        h, p.x, x.data_ptr(), p.y, gy.data_ptr(), p.conv, p.w, dw.data_ptr(), num_results, &n, perf,
+        ws ? workspace(ws) : nullptr, ws);
+    (void)cudaGetLastError();  // an algorithm that failed its trial must not be reported by the next launch
+                               // check
+    ok = st == CUDNN_STATUS_SUCCESS && pick(perf, n, ws, p);
+  }
+  if (!ok) {
+    NABLA_CUDNN_CHECK(
+        cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, p.x, p.y, p.conv, p.w, num_results, &n, perf));
+    ok = pick(perf, n, SIZE_MAX, p);
+  }
+  NABLA_CHECK(ok, "conv2d: cuDNN has no backward-filter algorithm for input ", x.shape(), " (strides ",
+              x.strides(), "), weight gradient ", dw.shape(), ", dtype ", x.dtype());
+  adopt_math(p, x.dtype());
+  size_t need = 0;
+  NABLA_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(
+      h, p.x, p.y, p.conv, p.w, static_cast<cudnnConvolutionBwdFilterAlgo_t>(p.algo), &need));
+  p.ws = std::max(p.ws, need);
+}
+
+int64_t aligned16(const Tensor& t) { return (reinterpret_cast<uintptr_t>(t.data_ptr()) % 16) == 0 ? 1 : 0; }
+
+// The cached plan for this call; on a miss, builds the descriptors and lets `choose` pick the algorithm.
+// xt / yt are the tensors in the x and y roles (x or dx, y or dy); the pointers' alignment is part of the
+// key because some algorithms need 16-byte aligned data.
+template <class Choose>
+Plan& get_plan(Dir dir, const Conv2dGeometry& g, DType dtype, const Tensor& xt, const Tensor& wt,
+               const Tensor& yt, Choose&& choose) {
+  const std::array<int64_t, 4> xs = strides4(xt), ys = strides4(yt);
+  PlanKey key{static_cast<int64_t>(dir),
+              current_device(),
+              static_cast<int64_t>(dtype),
+              static_cast<int64_t>(math_type(dtype)),
+              g.n,
+              g.c_in,
+              g.h,
+              g.w,
+              g.c_out,
+              g.kh,
+              g.kw,
+              g.oh,
+              g.ow,
+              g.stride_h,
+              g.stride_w,
+              g.pad_h,
+              g.pad_w,
+              g.dil_h,
+              g.dil_w,
+              g.groups,
+              xs[0],
+              xs[1],
+              xs[2],
+              xs[3],
+              ys[0],
+              ys[1],
+              ys[2],
+              ys[3],
+              aligned16(xt) | (aligned16(wt) << 1) | (aligned16(yt) << 2)};
+  PlanCache& cache = plan_cache();
+  std::lock_guard<std::mutex> lock(cache.mu);
+  auto it = cache.plans.find(key);
+  if (it != cache.plans.end()) return *it->second;
+  std::unique_ptr<Plan> p = make_descriptors(g, dtype, xs, ys);
+  choose(*p);
+  Plan& ref = *p;
+  cache.plans.emplace(key, std::move(p));
+  return ref;
+}
+
+// ---- bias kernels ----
+
+// y[n, k, e] += b[k] over a contiguous [N, K, OH*OW] output.
+template <class T, class I>
+__global__ void add_bias_kernel(T* __restrict__ y, const T* __restrict__ b, I total, I ohw, I k_count) {
+  for (I i = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; i < total;
+       i += static_cast<I>(blockDim.x) * gridDim.x) {
+    const I k = (i / ohw) % k_count;
+    y[i] = store<T>(load(y[i]) + load(b[k]));
+  }
+}
+
+// partial[k * S + s] = sum of dy[n, k, e] over the s-th of S slices of the per-channel range t = n * ohw + e.
+// grid (S, K), 256 threads.
+template <class T, class I>
+__global__ void bias_grad_partial(const T* __restrict__ gy, double* __restrict__ partial, I n, I k_count,
+                                  I ohw, I chunk) {
+  __shared__ double warp_sums[8];
+  const I k = blockIdx.y, s = blockIdx.x, per_channel = n * ohw;
+  const I t0 = s * chunk, t1 = chunk > per_channel - t0 ? per_channel : t0 + chunk;  // no overflow
+  double acc = 0;
+  for (I t = t0 + threadIdx.x; t < t1; t += blockDim.x) {
+    const I nn = t / ohw, e = t - nn * ohw;
+    acc += static_cast<double>(load(gy[(nn * k_count + k) * ohw + e]));
+  }
+  for (int d = 16; d > 0; d /= 2) acc += __shfl_down_sync(0xffffffffu, acc, d);
+  if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = acc;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double total = 0;
+    for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) total += warp_sums[w];
+    partial[static_cast<int64_t>(k) * gridDim.x + s] = total;
+  }
+}
+
+// db[k] = sum over s of partial[k * S + s], in order.
+template <class T>
+__global__ void bias_grad_finish(const double* __restrict__ partial, T* __restrict__ db, int64_t k_count,
+                                 int64_t slices) {
+  const int64_t k = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (k >= k_count) return;
+  double s = 0;
+  for (int64_t i = 0; i < slices; ++i) s += partial[k * slices + i];
+  db[k] = store<T>(s);
+}
+
+template <class T, class I>
+void add_bias_typed(Tensor& y, const Tensor& b, const Conv2dGeometry& g) {
+  const I total = static_cast<I>(y.numel());
+  add_bias_kernel<T, I><<<grid_for(total), kBlock, 0, current_stream()>>>(
+      ptr<T>(y), ptr<T>(b), total, static_cast<I>(g.oh * g.ow), static_cast<I>(g.c_out));
+  NABLA_CUDA_LAUNCH_CHECK();
+}
+
+template <class T, class I>
+void bias_grad_typed(const Tensor& gy, Tensor& db, const Conv2dGeometry& g) {
+  const int64_t ohw = g.oh * g.ow, per_channel = g.n * ohw;
+  // Enough blocks to fill the GPU (~1024), but slices of at least 4096 values.
+  const int64_t want = std::max<int64_t>(1, 1024 / std::max<int64_t>(g.c_out, 1));
+  const int64_t slices = std::clamp<int64_t>((per_channel + 4095) / 4096, 1, want);
+  const int64_t chunk = (per_channel + slices - 1) / slices;
+  NABLA_CHECK(g.c_out <= 65535, "conv2d: bias gradient of more than 65535 channels (", g.c_out, ") on cuda");
+  Tensor partial = Tensor::empty({g.c_out * slices}, DType::f64, gy.device());
+  dim3 grid(static_cast<unsigned>(slices), static_cast<unsigned>(g.c_out));
+  bias_grad_partial<T, I><<<grid, 256, 0, current_stream()>>>(ptr<T>(gy), ptr<double>(partial),
+                                                              static_cast<I>(g.n), static_cast<I>(g.c_out),
+                                                              static_cast<I>(ohw), static_cast<I>(chunk));
+  NABLA_CUDA_LAUNCH_CHECK();
+  bias_grad_finish<T><<<static_cast<unsigned>((g.c_out + 127) / 128), 128, 0, current_stream()>>>(
+      ptr<double>(partial), ptr<T>(db), g.c_out, slices);
+  NABLA_CUDA_LAUNCH_CHECK();
+}
+
+// 32-bit indexing when no index (including a grid-stride loop's last step past the end) can overflow.
+bool fits_i32(int64_t n) { return n + int64_t(kBlock) * 65535 * 8 < INT32_MAX; }
+
+void add_bias(Tensor& y, const Tensor& b, const Conv2dGeometry& g) {
+  visit_cuda_float(y.dtype(), "conv2d", [&](auto zero) {
+    using T = decltype(zero);
+    if (fits_i32(y.numel()))
+      add_bias_typed<T, int32_t>(y, b, g);
+    else
+      add_bias_typed<T, int64_t>(y, b, g);
+  });
+}
+
+void bias_grad(const Tensor& gy, Tensor& db, const Conv2dGeometry& g) {
+  if (gy.numel() == 0) {
+    db.fill_(0.0);
+    return;
+  }
+  visit_cuda_float(gy.dtype(), "conv2d", [&](auto zero) {
+    using T = decltype(zero);
+    if (fits_i32(gy.numel()))
+      bias_grad_typed<T, int32_t>(gy, db, g);
+    else
+      bias_grad_typed<T, int64_t>(gy, db, g);
+  });
+}
+
+// ---- slots ----
+
+void conv2d_forward_cuda(const Conv2dGeometry& g, const Tensor& x, const Tensor& w, const Tensor& bias,
+                         Tensor& y) {
+  DeviceGuard guard(x.device().index);
+  if (y.numel() == 0) return;
+  if (x.numel() == 0 || w.numel() == 0) {  // nothing to convolve (no input channels, empty planes): y = b
+    y.fill_(0.0);
+  } else {
+    const DType dt = x.dtype();
+    Plan& p = get_plan(Dir::fwd, g, dt, x, w, y, [&](Plan& pl) { choose_forward(pl, x, w, y); });
+    NABLA_CUDNN_CHECK(cudnnConvolutionForward(
+        cudnn_handle(), kScaling.one(dt), p.x, x.data_ptr(), p.w, w.data_ptr(), p.conv,
+        static_cast<cudnnConvolutionFwdAlgo_t>(p.algo), p.ws ? workspace(p.ws) : nullptr, p.ws,
+        kScaling.zero(dt), p.y, y.data_ptr()));
+    NABLA_CUDA_LAUNCH_CHECK();
+  }
+  if (bias.defined()) {
+    NABLA_CHECK(y.is_contiguous(), "conv2d: the cuda bias add needs a contiguous output");
+    add_bias(y, bias, g);
+  }
+}
+
+void conv2d_backward_cuda(const Conv2dGeometry& g, const Tensor& x, const Tensor& w, const Tensor& gy,
+                          Tensor& dx, Tensor& dw, Tensor& db) {
+  DeviceGuard guard(gy.device().index);
+  const DType dt = gy.dtype();
+  if (db.defined()) {
+    NABLA_CHECK(gy.is_contiguous(), "conv2d: the cuda bias gradient needs a contiguous output gradient");
+    bias_grad(gy, db, g);
+  }
+  const bool empty = gy.numel() == 0 || g.c_in == 0 || g.h * g.w == 0;
+  if (dx.defined() && dx.numel() > 0) {
+    if (empty) {
+      dx.fill_(0.0);
+    } else {
+      Plan& p =
+          get_plan(Dir::bwd_data, g, dt, dx, w, gy, [&](Plan& pl) { choose_backward_data(pl, w, gy, dx); });
+      NABLA_CUDNN_CHECK(cudnnConvolutionBackwardData(
+          cudnn_handle(), kScaling.one(dt), p.w, w.data_ptr(), p.y, gy.data_ptr(), p.conv,
+          static_cast<cudnnConvolutionBwdDataAlgo_t>(p.algo), p.ws ? workspace(p.ws) : nullptr, p.ws,
+          kScaling.zero(dt), p.x, dx.data_ptr()));
+      NABLA_CUDA_LAUNCH_CHECK();
+    }
+  }
+  if (dw.defined() && dw.numel() > 0) {
+    if (empty) {
+      dw.fill_(0.0);
+    } else {
+      Plan& p = get_plan(Dir::bwd_filter, g, dt, x, dw, gy,
+                         [&](Plan& pl) { choose_backward_filter(pl, x, gy, dw); });
+      NABLA_CUDNN_CHECK(cudnnConvolutionBackwardFilter(
+          cudnn_handle(), kScaling.one(dt), p.x, x.data_ptr(), p.y, gy.data_ptr(), p.conv,
+          static_cast<cudnnConvolutionBwdFilterAlgo_t>(p.algo), p.ws ? workspace(p.ws) : nullptr, p.ws,
+          kScaling.zero(dt), p.w, dw.data_ptr()));
+      NABLA_CUDA_LAUNCH_CHECK();
+    }
+  }
+}
+
+}  // namespace
+
+NABLA_REGISTER_KERNEL(conv2d_forward_kernel, cuda, conv2d_forward_cuda);
+NABLA_REGISTER_KERNEL(conv2d_backward_kernel, cuda, conv2d_backward_cuda);
+
+}  // namespace nabla::cuda
