@@ -9,7 +9,7 @@
 # `timeout`, with a limit that is the smaller of its own cap and what the whole budget (GPU_CHECK_BUDGET_S,
 # default 540 s, under the device tool's 600 s per command) leaves after reserving time for the steps after
 # it, so the benchmarks and the summary always get their turn.
-# train_classifier on Fashion-MNIST is skipped: the dataset package is not on that machine.
+# train_classifier runs LeNet-5 on Fashion-MNIST from .gpu-data/fashion-mnist when that folder was carried.
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 
@@ -174,7 +174,16 @@ grep -v '^{' "$TORCH_JSONL" | tail -n 5
 run_step compare 20 0 "$LOG/compare.txt" python3 benchmarks/compare_gpu.py "$NABLA_JSONL" "$TORCH_JSONL"
 cat "$LOG/compare.txt"
 
-record train_classifier "skipped (no Fashion-MNIST package there)" 0
+# Fashion-MNIST is not installed there: the lead carries the Debian package's files in .gpu-data/ (ignored
+# by git; `carry` in the device call). LeNet-5, 10 epochs, --device cuda, as the CPU main job.
+FMNIST="${FMNIST_DIR:-.gpu-data/fashion-mnist}"
+if [[ -d "$FMNIST" && -x "$BUILD/train_classifier" ]]; then
+  run_step train_classifier 120 0 "$LOG/train_classifier.log" "$BUILD/train_classifier" --device cuda \
+    --data-dir "$FMNIST" --no-progress --print-every 500
+  grep -E '^epoch|error|train_classifier:' "$LOG/train_classifier.log" | tail -n 12
+else
+  record train_classifier "skipped (no $FMNIST)" 0
+fi
 
 # ---- 5. summary (last) -----------------------------------------------------------------------------------
 ctest_line=$(grep -E 'tests passed' "$LOG/ctest.log" 2>/dev/null | tail -n 1)
@@ -195,4 +204,5 @@ echo "nabla_cuda_tests: $(cuda_count PASSED || true) passed, $(cuda_count FAILED
 echo "benchmarks, Nabla/PyTorch throughput (>1: Nabla faster):"
 python3 benchmarks/compare_gpu.py --brief "$NABLA_JSONL" "$TORCH_JSONL" 2>&1 | sed 's/^/  /'
 grep -E '^add_' "$LOG/compare.txt" 2>/dev/null | sed 's/^/  /'
+grep -E '^epoch 10/10' "$LOG/train_classifier.log" 2>/dev/null | sed 's/^/lenet5 cuda: /'
 echo "total $(elapsed) s; logs in $LOG"
