@@ -51,6 +51,10 @@ void write_split(const fs::path& dir, const std::string& prefix, int64_t n, uint
 
 class TrainClassifier : public ::testing::Test {
  protected:
+  void SetUp() override {
+    if (!fs::exists(std::string(NABLA_BINARY_DIR) + "/train_classifier"))
+      GTEST_SKIP() << "train_classifier was not built (no Boost.Program_options on this machine)";
+  }
   static void SetUpTestSuite() {
     dir_ = fs::temp_directory_path() / "nabla_train_classifier_test";
     fs::remove_all(dir_);
