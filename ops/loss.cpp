@@ -72,7 +72,8 @@ Tensor reduce_masked(const Tensor& loss, const Tensor& validf, Reduction r, cons
   switch (r) {
     case Reduction::none: return loss.reshape(none_shape);
     case Reduction::sum: return sum(loss);
-    case Reduction::mean: return sum(loss) / sum(validf).item();  // 0/0 = nan when all are ignored, as PyTorch
+    // Divided on the device (no host sync); 0/0 = nan when every target is ignored, as PyTorch.
+    case Reduction::mean: return sum(loss) / sum(validf);
     default: fail(op, ": reduction ", reduction_name(r), " is not supported");
   }
 }
