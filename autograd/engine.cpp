@@ -20,6 +20,8 @@ namespace nabla {
 // Defined in ops/ (elementwise add, fill); declared here to keep the include direction engine <- ops.
 Tensor operator+(const Tensor& a, const Tensor& b);
 Tensor ones_like(const Tensor& t);
+bool autocast_enabled();  // ops/autocast.h
+void set_autocast_enabled(bool on);
 }  // namespace nabla
 
 namespace nabla::autograd {
@@ -128,6 +130,13 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
       it->second = it->second + grads[i];
   }
   NoGradGuard no_grad;
+  // Backward formulas run with autocast off (as in PyTorch): the casts forward recorded already bring each
+  // gradient back to its input's dtype, and a formula built from ops (sum_to, ...) must keep its dtypes.
+  struct AutocastOff {
+    bool prev = autocast_enabled();
+    AutocastOff() { set_autocast_enabled(false); }
+    ~AutocastOff() { set_autocast_enabled(prev); }
+  } autocast_off;
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     AutogradMeta* m = *it;
     auto p = pending.find(m);

@@ -7,6 +7,7 @@
 // upsampling save only shapes.
 #include "ops/conv.h"
 
+#include "ops/autocast.h"
 #include "ops/elementwise.h"
 #include "ops/util.h"
 
@@ -77,8 +78,11 @@ Tensor geometry_only_op(const char* op, const Tensor& x, const Pool2dGeometry& g
 
 }  // namespace
 
-Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Pair stride, Pair padding,
+Tensor conv2d(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in, Pair stride, Pair padding,
               Pair dilation, int64_t groups) {
+  const Tensor x = autocast_input(x_in, AutocastKind::lower_precision);
+  const Tensor weight = autocast_input(weight_in, AutocastKind::lower_precision);
+  const Tensor bias = autocast_input(bias_in, AutocastKind::lower_precision);
   check_nchw("conv2d", x);
   check_same("conv2d", x, weight);
   NABLA_CHECK(weight.dim() == 4, "conv2d: expected a 4-D weight [out, in / groups, kh, kw], got ",

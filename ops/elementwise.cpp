@@ -2,6 +2,7 @@
 // Each op's backward sits next to its forward. Saved tensors are detached (see autograd/autograd.h).
 #include "ops/elementwise.h"
 
+#include "ops/autocast.h"
 #include "ops/factory.h"
 #include "ops/reduce.h"
 #include "ops/util.h"
@@ -194,7 +195,9 @@ Tensor pow(const Tensor& x, double e) {
 }
 
 // ---- binary ----
-Tensor add(const Tensor& a, const Tensor& b, double alpha) {
+Tensor add(const Tensor& a_in, const Tensor& b_in, double alpha) {
+  Tensor a = a_in, b = b_in;
+  autocast_promote(a, b);  // f32 with bf16/f16 under autocast: up to f32 (ops/autocast.h)
   Tensor y = binary_raw(BinaryOp::add, a, b, {.alpha = alpha});
   autograd::record("add", y, {a, b},
                    [sa = a.shape(), sb = b.shape(), alpha](const Tensor& g) -> std::vector<Tensor> {
@@ -203,7 +206,9 @@ Tensor add(const Tensor& a, const Tensor& b, double alpha) {
   return y;
 }
 
-Tensor sub(const Tensor& a, const Tensor& b, double alpha) {
+Tensor sub(const Tensor& a_in, const Tensor& b_in, double alpha) {
+  Tensor a = a_in, b = b_in;
+  autocast_promote(a, b);  // f32 with bf16/f16 under autocast: up to f32 (ops/autocast.h)
   Tensor y = binary_raw(BinaryOp::sub, a, b, {.alpha = alpha});
   autograd::record("sub", y, {a, b},
                    [sa = a.shape(), sb = b.shape(), alpha](const Tensor& g) -> std::vector<Tensor> {
@@ -212,7 +217,9 @@ Tensor sub(const Tensor& a, const Tensor& b, double alpha) {
   return y;
 }
 
-Tensor mul(const Tensor& a, const Tensor& b) {
+Tensor mul(const Tensor& a_in, const Tensor& b_in) {
+  Tensor a = a_in, b = b_in;
+  autocast_promote(a, b);  // f32 with bf16/f16 under autocast: up to f32 (ops/autocast.h)
   Tensor y = binary_raw(BinaryOp::mul, a, b);
   bool ga = a.requires_grad(), gb = b.requires_grad();
   autograd::record("mul", y, {a, b},
@@ -224,7 +231,9 @@ Tensor mul(const Tensor& a, const Tensor& b) {
   return y;
 }
 
-Tensor div(const Tensor& a, const Tensor& b) {
+Tensor div(const Tensor& a_in, const Tensor& b_in) {
+  Tensor a = a_in, b = b_in;
+  autocast_promote(a, b);  // f32 with bf16/f16 under autocast: up to f32 (ops/autocast.h)
   Tensor y = binary_raw(BinaryOp::div, a, b);
   autograd::record(
       "div", y, {a, b},

@@ -6,6 +6,7 @@
 // passed to GEMM with a transpose flag instead of being copied (Linear's W^T and every backward use this).
 #include "ops/linalg.h"
 
+#include "ops/autocast.h"
 #include "ops/elementwise.h"
 #include "ops/util.h"
 
@@ -75,7 +76,9 @@ Tensor matmul_nd(const Tensor& a, const Tensor& b) {
 
 }  // namespace
 
-Tensor matmul(const Tensor& a, const Tensor& b) {
+Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+  const Tensor a = autocast_input(a_in, AutocastKind::lower_precision);
+  const Tensor b = autocast_input(b_in, AutocastKind::lower_precision);
   check_same("matmul", a, b);
   NABLA_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: both operands need at least 1 dim, got ", a.shape(),
               " and ", b.shape());

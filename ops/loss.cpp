@@ -5,6 +5,7 @@
 // picks the target's entry with gather; ignored targets are masked out of the sum and of the mean's count.
 #include "ops/loss.h"
 
+#include "ops/autocast.h"
 #include "ops/elementwise.h"
 #include "ops/factory.h"
 #include "ops/index.h"
@@ -80,7 +81,8 @@ Tensor reduce_masked(const Tensor& loss, const Tensor& validf, Reduction r, cons
 
 }  // namespace
 
-Tensor nll_loss(const Tensor& log_probs, const Tensor& target, Reduction reduction, int64_t ignore_index) {
+Tensor nll_loss(const Tensor& log_probs_in, const Tensor& target, Reduction reduction, int64_t ignore_index) {
+  const Tensor log_probs = autocast_input(log_probs_in, AutocastKind::f32);
   check_defined("nll_loss", log_probs);
   check_floating("nll_loss", log_probs);
   NABLA_CHECK(log_probs.dim() >= 2, "nll_loss: expected log-probabilities [N, C, ...], got ", log_probs.shape());
@@ -89,8 +91,10 @@ Tensor nll_loss(const Tensor& log_probs, const Tensor& target, Reduction reducti
   return reduce_masked(loss, valid, reduction, none_shape, "nll_loss");
 }
 
-Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntropyOptions& o) {
+Tensor cross_entropy(const Tensor& logits_in, const Tensor& target_in, const CrossEntropyOptions& o) {
   const char* op = "cross_entropy";
+  const Tensor logits = autocast_input(logits_in, AutocastKind::f32),
+               target = autocast_input(target_in, AutocastKind::f32);
   check_defined(op, logits);
   check_defined(op, target, "target");
   check_floating(op, logits);
@@ -121,18 +125,24 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntr
   return reduce_masked(loss, valid, o.reduction, target.shape(), op);
 }
 
-Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction) {
+Tensor mse_loss(const Tensor& input_in, const Tensor& target_in, Reduction reduction) {
+  const Tensor input = autocast_input(input_in, AutocastKind::f32),
+               target = autocast_input(target_in, AutocastKind::f32);
   check_same_shape("mse_loss", input, target);
   Tensor d = input - target;
   return reduce_loss(d * d, reduction, "mse_loss");
 }
 
-Tensor l1_loss(const Tensor& input, const Tensor& target, Reduction reduction) {
+Tensor l1_loss(const Tensor& input_in, const Tensor& target_in, Reduction reduction) {
+  const Tensor input = autocast_input(input_in, AutocastKind::f32),
+               target = autocast_input(target_in, AutocastKind::f32);
   check_same_shape("l1_loss", input, target);
   return reduce_loss(abs(input - target), reduction, "l1_loss");
 }
 
-Tensor smooth_l1_loss(const Tensor& input, const Tensor& target, Reduction reduction, double beta) {
+Tensor smooth_l1_loss(const Tensor& input_in, const Tensor& target_in, Reduction reduction, double beta) {
+  const Tensor input = autocast_input(input_in, AutocastKind::f32),
+               target = autocast_input(target_in, AutocastKind::f32);
   check_same_shape("smooth_l1_loss", input, target);
   NABLA_CHECK(beta >= 0, "smooth_l1_loss: beta must be >= 0, got ", beta);
   Tensor d = input - target;
@@ -143,7 +153,10 @@ Tensor smooth_l1_loss(const Tensor& input, const Tensor& target, Reduction reduc
   return reduce_loss(where(lt(ad, scalar_like(beta, ad)), quad, lin), reduction, "smooth_l1_loss");
 }
 
-Tensor binary_cross_entropy_with_logits(const Tensor& x, const Tensor& y, Reduction reduction, const Tensor& pos_weight) {
+Tensor binary_cross_entropy_with_logits(const Tensor& x_in, const Tensor& y_in, Reduction reduction,
+                                        const Tensor& pos_weight_in) {
+  const Tensor x = autocast_input(x_in, AutocastKind::f32), y = autocast_input(y_in, AutocastKind::f32);
+  const Tensor pos_weight = autocast_input(pos_weight_in, AutocastKind::f32);
   check_same_shape("binary_cross_entropy_with_logits", x, y);
   // log(1 + exp(-|x|)) + max(-x, 0) = -log sigmoid(x), computed without overflow.
   Tensor log_sig_neg = log1p(exp(neg(abs(x)))) + relu(neg(x));
@@ -158,7 +171,9 @@ Tensor binary_cross_entropy_with_logits(const Tensor& x, const Tensor& y, Reduct
   return reduce_loss(loss, reduction, "binary_cross_entropy_with_logits");
 }
 
-Tensor kl_div(const Tensor& input, const Tensor& target, Reduction reduction) {
+Tensor kl_div(const Tensor& input_in, const Tensor& target_in, Reduction reduction) {
+  const Tensor input = autocast_input(input_in, AutocastKind::f32),
+               target = autocast_input(target_in, AutocastKind::f32);
   check_same_shape("kl_div", input, target);
   Tensor zero = scalar_like(0.0, target);
   Tensor positive = gt(target, zero);

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 
+#include "ops/autocast.h"
 #include "ops/elementwise.h"
 #include "ops/util.h"
 
@@ -79,11 +80,18 @@ Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
 
 using namespace ops;
 
-Tensor softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, false); }
-Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, true); }
+Tensor softmax(const Tensor& x, int64_t dim) {
+  return softmax_impl(autocast_input(x, AutocastKind::f32), dim, false);
+}
+Tensor log_softmax(const Tensor& x, int64_t dim) {
+  return softmax_impl(autocast_input(x, AutocastKind::f32), dim, true);
+}
 
-Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
-                  double eps) {
+Tensor layer_norm(const Tensor& x_in, const Shape& normalized_shape, const Tensor& weight_in,
+                  const Tensor& bias_in, double eps) {
+  const Tensor x = autocast_input(x_in, AutocastKind::f32);
+  const Tensor weight = autocast_input(weight_in, AutocastKind::f32),
+               bias = autocast_input(bias_in, AutocastKind::f32);
   const char* op = "layer_norm";
   check_defined(op, x);
   check_floating(op, x);
@@ -124,8 +132,13 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
   return y;
 }
 
-Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
-                  const Tensor& running_var, bool training, double momentum, double eps) {
+Tensor batch_norm(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in,
+                  const Tensor& running_mean, const Tensor& running_var, bool training, double momentum,
+                  double eps) {
+  // The running statistics are updated in place, so they are never cast (they must already be f32).
+  const Tensor x = autocast_input(x_in, AutocastKind::f32);
+  const Tensor weight = autocast_input(weight_in, AutocastKind::f32),
+               bias = autocast_input(bias_in, AutocastKind::f32);
   const char* op = "batch_norm";
   check_defined(op, x);
   check_floating(op, x);

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "ops/autocast.h"
 #include "ops/elementwise.h"
 #include "ops/factory.h"
 #include "ops/util.h"
@@ -132,7 +133,8 @@ ValuesIndices extremum_dim(ReduceOp op, const char* name, const Tensor& x, int64
 
 using namespace ops;
 
-Tensor sum(const Tensor& x, const Dims& dims, bool keepdim) {
+Tensor sum(const Tensor& x_in, const Dims& dims, bool keepdim) {
+  const Tensor x = autocast_input(x_in, AutocastKind::f32);
   Tensor y = reduce_raw(ReduceOp::sum, x, dims, keepdim, "sum");
   autograd::record("sum", y, {x}, [shape = x.shape(), dims](const Tensor& g) -> std::vector<Tensor> {
     return {expand_back(g, shape, dims).contiguous()};
@@ -140,7 +142,8 @@ Tensor sum(const Tensor& x, const Dims& dims, bool keepdim) {
   return y;
 }
 
-Tensor mean(const Tensor& x, const Dims& dims, bool keepdim) {
+Tensor mean(const Tensor& x_in, const Dims& dims, bool keepdim) {
+  const Tensor x = autocast_input(x_in, AutocastKind::f32);
   check_floating("mean", x);
   Shape s = reduced_shape(x.shape(), dims, keepdim, nullptr, "mean");
   int64_t count = x.numel() / std::max<int64_t>(1, numel_of(s));
@@ -173,7 +176,8 @@ Tensor argmin(const Tensor& x, int64_t dim, bool keepdim) {
   return idx;
 }
 
-Tensor var(const Tensor& x, const Dims& dims, int64_t correction, bool keepdim) {
+Tensor var(const Tensor& x_in, const Dims& dims, int64_t correction, bool keepdim) {
+  const Tensor x = autocast_input(x_in, AutocastKind::f32);
   check_floating("var", x);
   Shape s = reduced_shape(x.shape(), dims, keepdim, nullptr, "var");
   int64_t n = x.numel() / std::max<int64_t>(1, numel_of(s));
@@ -185,7 +189,8 @@ Tensor std_dev(const Tensor& x, const Dims& dims, int64_t correction, bool keepd
   return sqrt(var(x, dims, correction, keepdim));
 }
 
-Tensor norm(const Tensor& x, double p, const Dims& dims, bool keepdim) {
+Tensor norm(const Tensor& x_in, double p, const Dims& dims, bool keepdim) {
+  const Tensor x = autocast_input(x_in, AutocastKind::f32);
   check_floating("norm", x);
   NABLA_CHECK(p > 0, "norm: p must be > 0, got ", p);
   if (std::isinf(p)) return amax(abs(x), dims, keepdim);
@@ -194,7 +199,8 @@ Tensor norm(const Tensor& x, double p, const Dims& dims, bool keepdim) {
   return pow(sum(pow(abs(x), p), dims, keepdim), 1.0 / p);
 }
 
-Tensor logsumexp(const Tensor& x, const Dims& dims, bool keepdim) {
+Tensor logsumexp(const Tensor& x_in, const Dims& dims, bool keepdim) {
+  const Tensor x = autocast_input(x_in, AutocastKind::f32);
   check_floating("logsumexp", x);
   Tensor m = amax(x.detach(), dims, true);
   // A slice that is all -inf would give inf - inf: shift it by 0 instead.

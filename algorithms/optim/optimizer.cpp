@@ -10,6 +10,7 @@
 #include "autograd/autograd.h"
 #include "ops/elementwise.h"
 #include "ops/factory.h"
+#include "ops/optim_kernels.h"
 #include "ops/reduce.h"
 
 namespace nabla::optim {
@@ -29,6 +30,33 @@ std::vector<ParamGroup> one_group(std::vector<Tensor> params) {
   ParamGroup g;
   g.params = std::move(params);
   return {std::move(g)};
+}
+
+// A parameter goes to a fused kernel when its device has one and it, its gradient and its existing buffers
+// are contiguous (the kernels index them flat).
+template <class Slot>
+bool can_fuse(const Slot& slot, const Tensor& p, const Tensor& grad,
+              std::initializer_list<const Tensor*> buffers) {
+  if (!slot.has(p.device()) || !p.is_contiguous() || !grad.is_contiguous()) return false;
+  for (const Tensor* b : buffers)
+    if (b && !b->is_contiguous()) return false;
+  return true;
+}
+
+// Calls run(bucket) once per (device, dtype) among the items' parameters, in order of first appearance.
+template <class Item, class Run>
+void for_each_bucket(const std::vector<Item>& items, Run run) {
+  std::vector<std::vector<Item>> buckets;
+  for (const Item& it : items) {
+    auto b = std::find_if(buckets.begin(), buckets.end(), [&](const std::vector<Item>& v) {
+      return v.front().param.device() == it.param.device() && v.front().param.dtype() == it.param.dtype();
+    });
+    if (b == buckets.end())
+      buckets.push_back({it});
+    else
+      b->push_back(it);
+  }
+  for (const auto& b : buckets) run(b);
 }
 
 }  // namespace
@@ -234,10 +262,23 @@ std::vector<std::string> Sgd::buffer_names() const {
 }
 
 void Sgd::step() {
+  // The fused kernel (ops/optim_kernels.h) does the maths below in one multi-tensor call per device and
+  // dtype, bit-for-bit; a parameter it cannot take (a strided view, a backend without the kernel) runs the
+  // op-by-op version.
+  std::vector<ops::SgdTensor> fused;
+  const ops::SgdConfig config{.momentum = o_.momentum, .dampening = o_.dampening, .nesterov = o_.nesterov};
   for_each_param([&](const ParamGroup& group, Tensor& p, const Tensor& grad, ParamState& st) {
+    auto it = st.buffers.find("momentum_buffer");
+    const bool has_buffer = o_.momentum != 0 && it != st.buffers.end();
+    if (can_fuse(ops::fused_sgd_kernel, p, grad, {has_buffer ? &it->second : nullptr})) {
+      Tensor buf;
+      if (o_.momentum != 0)
+        buf = has_buffer ? it->second : st.buffers.emplace("momentum_buffer", empty_like(p)).first->second;
+      fused.push_back({p, grad, buf, group.lr, group.weight_decay, o_.momentum != 0 && !has_buffer});
+      return;
+    }
     Tensor d = group.weight_decay != 0 ? add(grad, p, group.weight_decay) : grad;
     if (o_.momentum != 0) {
-      auto it = st.buffers.find("momentum_buffer");
       if (it == st.buffers.end()) {
         it = st.buffers.emplace("momentum_buffer", d.clone()).first;
       } else {
@@ -247,6 +288,9 @@ void Sgd::step() {
       d = o_.nesterov ? add(d, it->second, o_.momentum) : it->second;
     }
     add_(p, d, -group.lr);
+  });
+  for_each_bucket(fused, [&](const std::vector<ops::SgdTensor>& bucket) {
+    ops::fused_sgd_kernel.get(bucket.front().param.device(), "SGD")(config, bucket);
   });
 }
 
@@ -276,19 +320,29 @@ AdamW::AdamW(std::vector<Tensor> params, AdamWOptions o)
     : Adam("AdamW", one_group(std::move(params)), as_adam(o), true) {}
 
 void Adam::step() {
+  // Fused as SGD's step is (see there); the op-by-op version below is the same maths.
+  std::vector<ops::AdamTensor> fused;
+  const ops::AdamConfig config{.beta1 = o_.beta1, .beta2 = o_.beta2, .eps = o_.eps, .decoupled = decoupled_};
   for_each_param([&](const ParamGroup& group, Tensor& p, const Tensor& grad, ParamState& st) {
     const double lr = group.lr, wd = group.weight_decay, b1 = o_.beta1, b2 = o_.beta2;
+    Tensor& m = buffer(st, "exp_avg", p);
+    Tensor& v = buffer(st, "exp_avg_sq", p);
+    if (can_fuse(ops::fused_adam_kernel, p, grad, {&m, &v})) {
+      fused.push_back({p, grad, m, v, lr, wd, st.step});
+      return;
+    }
     Tensor g = grad;
     if (decoupled_ && wd != 0) mul_(p, 1.0 - lr * wd);
     if (!decoupled_ && wd != 0) g = add(grad, p, wd);
-    Tensor& m = buffer(st, "exp_avg", p);
-    Tensor& v = buffer(st, "exp_avg_sq", p);
     add_(mul_(m, b1), g, 1.0 - b1);
     add_(mul_(v, b2), g * g, 1.0 - b2);
     const double bias1 = 1.0 - std::pow(b1, static_cast<double>(st.step));
     const double bias2 = 1.0 - std::pow(b2, static_cast<double>(st.step));
     Tensor denom = sqrt(v) / std::sqrt(bias2) + o_.eps;
     add_(p, m / denom, -lr / bias1);
+  });
+  for_each_bucket(fused, [&](const std::vector<ops::AdamTensor>& bucket) {
+    ops::fused_adam_kernel.get(bucket.front().param.device(), name().c_str())(config, bucket);
   });
 }
 

@@ -39,6 +39,9 @@
 //
 // Parameters without a gradient are skipped (their buffers and step count do not advance, as in PyTorch).
 // Updates run under NoGradGuard and write in place (add_, mul_) into the very tensors the model holds.
+// SGD and Adam/AdamW run their element-wise update as fused multi-tensor kernels (ops/optim_kernels.h: one
+// call per device and dtype for the whole step), bit-for-bit the op-by-op maths above on the CPU; a
+// parameter, gradient or buffer that is not contiguous takes the op-by-op path.
 // The trust ratios read two norms back to the host per parameter (one sync each on an accelerator).
 //
 // Checkpoints: state_tensors() lists "step" (calls to step()) and, for each parameter updated at least once,

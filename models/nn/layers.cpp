@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "autograd/autograd.h"
+#include "ops/autocast.h"
 #include "ops/elementwise.h"
 #include "ops/factory.h"
 #include "ops/linalg.h"
@@ -31,7 +32,8 @@ Tensor Linear::forward(const Tensor& x) {
   NABLA_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), "Linear: input has ", x.dim() >= 1 ? x.size(-1) : 0,
               " features, expected ", weight.size(1), " (input ", x.shape(), ", weight ", weight.shape(), ")");
   Tensor y = matmul(x, weight.t());
-  return bias.defined() ? y + bias : y;
+  // Under autocast the bias joins the matmul's dtype, as in torch's linear (ops/autocast.h); else unchanged.
+  return bias.defined() ? y + autocast_input(bias, AutocastKind::lower_precision) : y;
 }
 
 std::string Linear::extra_repr() const {

@@ -1,0 +1,344 @@
+// CUDA kernels of the fused optimizer steps (SGD, Adam/AdamW) and of GradScaler's unscale-and-check
+// (slots, contracts and the element maths in ops/optim_kernels.h; the element functions are shared with
+// the CPU kernels, and their arithmetic is correctly rounded without FMA contraction in device code, so f32
+// and f64 steps match the CPU bit for bit).
+//
+// Launch shape: a "multi-tensor apply" in the manner of apex. Every tensor of the call is cut into chunks
+// of kChunk elements; one block of kThreads threads handles one chunk, and one launch covers up to
+// kMaxTensors tensors (all their chunks). The per-tensor metadata (pointers, sizes, the per-tensor scalars
+// already cast to the compute type, and the index of the tensor's first block) travels in the kernel's
+// parameter block, passed as a __grid_constant__ struct of about 6-16 KB (kernel parameters up to 32 KB are
+// supported since CUDA 12.1 on Volta and newer), so a step needs no host-to-device copy, no device
+// allocation and no synchronisation. A block finds its tensor by binary search over the first-block
+// indices (uniform across the block: constant-cache broadcasts). Within a chunk the threads stride by
+// blockDim, so every load is coalesced; f32 launches whose pointers are all 16-byte aligned move float4s.
+// 16-bit tensors load to f32, compute, and round once on store.
+//
+// Unscale: the same chunking over the gradients of one dtype; a thread that saw an inf/NaN writes 1 to the
+// found_inf flag (a plain store: every writer stores the same value), which GradScaler reads back once.
+#include <climits>
+#include <functional>
+
+#include "cuda/dtype.cuh"
+#include "cuda/loops.cuh"
+#include "ops/optim_kernels.h"
+
+namespace nabla::cuda {
+namespace {
+using ops::AdamConsts;
+using ops::SgdConsts;
+
+constexpr int kThreads = 256;
+constexpr int64_t kChunk = 16384;  // elements per block: 64 per thread
+constexpr int kMaxTensors = 128;
+
+template <class C>
+struct Slot {
+  void* ptr[4];         // SGD: param, grad, momentum_buffer; Adam: param, grad, exp_avg, exp_avg_sq
+  int64_t n;            // elements
+  int64_t first_block;  // blocks of the launch before this tensor's
+  C c;                  // per-tensor constants in the compute type
+};
+
+template <class C>
+struct Meta {
+  int count;
+  Slot<C> slot[kMaxTensors];
+};
+static_assert(sizeof(Meta<AdamConsts<double>>) <= 32764, "kernel parameters are limited to 32764 bytes");
+
+// The tensor of block `b`: the last slot whose first_block <= b (slots with no elements are never added).
+template <class C>
+__device__ __forceinline__ int slot_of(const Meta<C>& meta, int64_t b) {
+  int lo = 0, hi = meta.count - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) >> 1;
+    if (meta.slot[mid].first_block <= b)
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  return lo;
+}
+
+// ---- the element ops: which of the four operands they read and write, and the maths ----
+
+struct SgdOp {
+  template <class A>
+  __device__ static bool reads(int k, const SgdConsts<A>& c) {
+    return k < 2 || (k == 2 && c.has_momentum && !c.first);
+  }
+  template <class A>
+  __device__ static bool writes(int k, const SgdConsts<A>& c) {
+    return k == 0 || (k == 2 && c.has_momentum);
+  }
+  template <class A>
+  __device__ static void apply(A* v, const SgdConsts<A>& c) {
+    ops::sgd_element<A>(v[0], v[1], v[2], c);
+  }
+};
+
+struct AdamOp {
+  template <class A>
+  __device__ static bool reads(int k, const AdamConsts<A>&) {
+    return true;
+  }
+  template <class A>
+  __device__ static bool writes(int k, const AdamConsts<A>&) {
+    return k != 1;
+  }
+  template <class A>
+  __device__ static void apply(A* v, const AdamConsts<A>& c) {
+    ops::adam_element<A>(v[0], v[1], v[2], v[3], c);
+  }
+};
+
+template <class T, class Op, class C>
+__device__ __forceinline__ void step_element(const Slot<C>& s, const C& c, int64_t i) {
+  using A = acc_t<T>;
+  A v[4];
+#pragma unroll
+  for (int k = 0; k < 4; ++k) v[k] = Op::reads(k, c) ? load(static_cast<const T*>(s.ptr[k])[i]) : A(0);
+  Op::apply(v, c);
+#pragma unroll
+  for (int k = 0; k < 4; ++k)
+    if (Op::writes(k, c)) static_cast<T*>(s.ptr[k])[i] = store<T>(v[k]);
+}
+
+template <class T, class Op, class C, bool Vec4>
+__global__ void __launch_bounds__(kThreads) multi_tensor_step(const __grid_constant__ Meta<C> meta) {
+  const int64_t b = blockIdx.x;
+  const Slot<C>& s = meta.slot[slot_of(meta, b)];
+  const C c = s.c;
+  const int64_t start = (b - s.first_block) * kChunk;
+  const int64_t end = start + kChunk < s.n ? start + kChunk : s.n;
+  int64_t scalar_from = start;
+  if constexpr (Vec4) {
+    // f32 only; every pointer is 16-byte aligned and start is a multiple of 4, so i is too.
+    const int64_t vec_end = start + ((end - start) & ~int64_t(3));
+    for (int64_t i = start + 4 * static_cast<int64_t>(threadIdx.x); i < vec_end;
+         i += 4 * int64_t(blockDim.x)) {
+      float4 q[4];
+#pragma unroll
+      for (int k = 0; k < 4; ++k)
+        q[k] = Op::reads(k, c) ? *reinterpret_cast<const float4*>(static_cast<const float*>(s.ptr[k]) + i)
+                               : make_float4(0.f, 0.f, 0.f, 0.f);
+      float v[4];
+      v[0] = q[0].x, v[1] = q[1].x, v[2] = q[2].x, v[3] = q[3].x;
+      Op::apply(v, c);
+      q[0].x = v[0], q[1].x = v[1], q[2].x = v[2], q[3].x = v[3];
+      v[0] = q[0].y, v[1] = q[1].y, v[2] = q[2].y, v[3] = q[3].y;
+      Op::apply(v, c);
+      q[0].y = v[0], q[1].y = v[1], q[2].y = v[2], q[3].y = v[3];
+      v[0] = q[0].z, v[1] = q[1].z, v[2] = q[2].z, v[3] = q[3].z;
+      Op::apply(v, c);
+      q[0].z = v[0], q[1].z = v[1], q[2].z = v[2], q[3].z = v[3];
+      v[0] = q[0].w, v[1] = q[1].w, v[2] = q[2].w, v[3] = q[3].w;
+      Op::apply(v, c);
+      q[0].w = v[0], q[1].w = v[1], q[2].w = v[2], q[3].w = v[3];
+#pragma unroll
+      for (int k = 0; k < 4; ++k)
+        if (Op::writes(k, c)) *reinterpret_cast<float4*>(static_cast<float*>(s.ptr[k]) + i) = q[k];
+    }
+    scalar_from = vec_end;
+  }
+  for (int64_t i = scalar_from + threadIdx.x; i < end; i += blockDim.x) step_element<T, Op>(s, c, i);
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// Host side: add(ptrs, n, consts) appends one tensor (empty ones are skipped) to the parameter block; a full
+// block (kMaxTensors tensors) is launched and refilled, and flush() launches the rest.
+template <class C>
+class MultiTensorLauncher {
+ public:
+  template <class Launch>
+  explicit MultiTensorLauncher(Launch launch) : launch_(launch) {}
+
+  void add(void* const (&ptrs)[4], int64_t n, const C& c) {
+    if (n == 0) return;
+    if (meta_.count == kMaxTensors) flush();
+    Slot<C>& s = meta_.slot[meta_.count++];
+    for (int k = 0; k < 4; ++k) {
+      s.ptr[k] = ptrs[k];
+      if (ptrs[k] && !aligned16(ptrs[k])) aligned_ = false;
+    }
+    s.n = n;
+    s.first_block = blocks_;
+    s.c = c;
+    blocks_ += (n + kChunk - 1) / kChunk;
+  }
+
+  void flush() {
+    if (meta_.count == 0) return;
+    NABLA_CHECK(blocks_ <= INT_MAX, "fused optimizer: ", blocks_, " blocks exceed one launch");
+    launch_(meta_, static_cast<int>(blocks_), aligned_);
+    meta_.count = 0;
+    blocks_ = 0;
+    aligned_ = true;
+  }
+
+ private:
+  std::function<void(const Meta<C>&, int, bool)> launch_;
+  Meta<C> meta_{};
+  int64_t blocks_ = 0;
+  bool aligned_ = true;
+};
+
+template <class T, class Op, class C>
+void launch_step(const Meta<C>& meta, int blocks, bool aligned) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (aligned) {
+      multi_tensor_step<T, Op, C, true><<<blocks, kThreads, 0, current_stream()>>>(meta);
+      NABLA_CUDA_LAUNCH_CHECK();
+      return;
+    }
+  }
+  multi_tensor_step<T, Op, C, false><<<blocks, kThreads, 0, current_stream()>>>(meta);
+  NABLA_CUDA_LAUNCH_CHECK();
+}
+
+void check_member(const char* op, const Tensor& t, const Tensor& param, const char* what) {
+  NABLA_CHECK(t.defined() && t.device() == param.device() && t.dtype() == param.dtype() &&
+                  t.shape() == param.shape() && t.is_contiguous(),
+              op, ": ", what, " must be a contiguous tensor like its parameter ", param.shape(), " ",
+              param.dtype(), " on ", param.device());
+}
+
+// ---- SGD ----
+
+template <class T>
+void fused_sgd_typed(const ops::SgdConfig& config, const std::vector<ops::SgdTensor>& tensors) {
+  using A = acc_t<T>;
+  using C = SgdConsts<A>;
+  MultiTensorLauncher<C> launcher(&launch_step<T, SgdOp, C>);
+  for (const ops::SgdTensor& t : tensors) {
+    const C c = ops::sgd_consts<A>(ops::sgd_scalars(config, t.lr, t.weight_decay, t.first_update));
+    void* const ptrs[4] = {t.param.data_ptr(), t.grad.data_ptr(),
+                           c.has_momentum ? t.momentum_buffer.data_ptr() : nullptr, nullptr};
+    launcher.add(ptrs, t.param.numel(), c);
+  }
+  launcher.flush();
+}
+
+void fused_sgd_cuda(const ops::SgdConfig& config, const std::vector<ops::SgdTensor>& tensors) {
+  if (tensors.empty()) return;
+  const Tensor& first = tensors.front().param;
+  for (const ops::SgdTensor& t : tensors) {
+    NABLA_CHECK(t.param.device() == first.device() && t.param.dtype() == first.dtype(),
+                "fused_sgd: parameters of one call must share device and dtype, got ", first.device(), " ",
+                first.dtype(), " and ", t.param.device(), " ", t.param.dtype());
+    check_member("fused_sgd", t.param, first, "param");
+    check_member("fused_sgd", t.grad, t.param, "grad");
+    if (config.momentum != 0) check_member("fused_sgd", t.momentum_buffer, t.param, "momentum_buffer");
+  }
+  DeviceGuard g(first.device().index);
+  visit_cuda_float(first.dtype(), "fused_sgd",
+                   [&](auto zero) { fused_sgd_typed<decltype(zero)>(config, tensors); });
+}
+
+// ---- Adam ----
+
+template <class T>
+void fused_adam_typed(const ops::AdamConfig& config, const std::vector<ops::AdamTensor>& tensors) {
+  using A = acc_t<T>;
+  using C = AdamConsts<A>;
+  MultiTensorLauncher<C> launcher(&launch_step<T, AdamOp, C>);
+  for (const ops::AdamTensor& t : tensors) {
+    const C c = ops::adam_consts<A>(ops::adam_scalars(config, t.lr, t.weight_decay, t.step));
+    void* const ptrs[4] = {t.param.data_ptr(), t.grad.data_ptr(), t.exp_avg.data_ptr(),
+                           t.exp_avg_sq.data_ptr()};
+    launcher.add(ptrs, t.param.numel(), c);
+  }
+  launcher.flush();
+}
+
+void fused_adam_cuda(const ops::AdamConfig& config, const std::vector<ops::AdamTensor>& tensors) {
+  if (tensors.empty()) return;
+  const Tensor& first = tensors.front().param;
+  for (const ops::AdamTensor& t : tensors) {
+    NABLA_CHECK(t.param.device() == first.device() && t.param.dtype() == first.dtype(),
+                "fused_adam: parameters of one call must share device and dtype, got ", first.device(), " ",
+                first.dtype(), " and ", t.param.device(), " ", t.param.dtype());
+    NABLA_CHECK(t.step >= 1, "fused_adam: step must be >= 1, got ", t.step);
+    check_member("fused_adam", t.param, first, "param");
+    check_member("fused_adam", t.grad, t.param, "grad");
+    check_member("fused_adam", t.exp_avg, t.param, "exp_avg");
+    check_member("fused_adam", t.exp_avg_sq, t.param, "exp_avg_sq");
+  }
+  DeviceGuard g(first.device().index);
+  visit_cuda_float(first.dtype(), "fused_adam",
+                   [&](auto zero) { fused_adam_typed<decltype(zero)>(config, tensors); });
+}
+
+// ---- unscale and check ----
+
+template <class A>
+struct UnscaleConsts {
+  A inv_scale;
+};
+
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    multi_tensor_unscale(const __grid_constant__ Meta<UnscaleConsts<acc_t<T>>> meta,
+                         float* __restrict__ found_inf) {
+  using A = acc_t<T>;
+  const int64_t b = blockIdx.x;
+  const auto& s = meta.slot[slot_of(meta, b)];
+  const A inv = s.c.inv_scale;
+  T* g = static_cast<T*>(s.ptr[0]);
+  const int64_t start = (b - s.first_block) * kChunk;
+  const int64_t end = start + kChunk < s.n ? start + kChunk : s.n;
+  bool bad = false;
+  for (int64_t i = start + threadIdx.x; i < end; i += blockDim.x) {
+    const A v = load(g[i]);
+    bad |= !::isfinite(v);
+    g[i] = store<T>(ops::optim_mul(v, inv));
+  }
+  if (bad) *found_inf = 1.0f;
+}
+
+template <class T>
+void unscale_typed(const std::vector<const Tensor*>& grads, double inv_scale, float* found_inf) {
+  using A = acc_t<T>;
+  using C = UnscaleConsts<A>;
+  MultiTensorLauncher<C> launcher([found_inf](const Meta<C>& meta, int blocks, bool) {
+    multi_tensor_unscale<T><<<blocks, kThreads, 0, current_stream()>>>(meta, found_inf);
+    NABLA_CUDA_LAUNCH_CHECK();
+  });
+  for (const Tensor* t : grads) {
+    void* const ptrs[4] = {t->data_ptr(), nullptr, nullptr, nullptr};
+    launcher.add(ptrs, t->numel(), C{static_cast<A>(inv_scale)});
+  }
+  launcher.flush();
+}
+
+void amp_unscale_cuda(const std::vector<Tensor>& grads, double inv_scale, Tensor& found_inf) {
+  NABLA_CHECK(found_inf.defined() && found_inf.device().is_cuda() && found_inf.dtype() == DType::f32 &&
+                  found_inf.numel() == 1,
+              "amp_unscale: found_inf must be a one-element f32 cuda tensor");
+  for (const Tensor& g : grads)
+    NABLA_CHECK(
+        g.defined() && g.device() == found_inf.device() && is_floating(g.dtype()) && g.is_contiguous(),
+        "amp_unscale: every grad must be a contiguous floating tensor on ", found_inf.device(), ", got ",
+        g.shape(), " ", g.dtype(), " on ", g.device());
+  DeviceGuard guard(found_inf.device().index);
+  float* flag = static_cast<float*>(found_inf.data_ptr());
+  // One launch (per kMaxTensors) per dtype present, usually just f32.
+  for (DType dt : {DType::f32, DType::f16, DType::bf16, DType::f64}) {
+    std::vector<const Tensor*> same;
+    for (const Tensor& g : grads)
+      if (g.dtype() == dt) same.push_back(&g);
+    if (same.empty()) continue;
+    visit_cuda_float(dt, "amp_unscale",
+                     [&](auto zero) { unscale_typed<decltype(zero)>(same, inv_scale, flag); });
+  }
+}
+
+}  // namespace
+
+NABLA_REGISTER_KERNEL(fused_sgd_kernel, cuda, fused_sgd_cuda);
+NABLA_REGISTER_KERNEL(fused_adam_kernel, cuda, fused_adam_cuda);
+NABLA_REGISTER_KERNEL(amp_unscale_kernel, cuda, amp_unscale_cuda);
+
+}  // namespace nabla::cuda

@@ -1,0 +1,186 @@
+// Autocast on CUDA tensors (ops/autocast.h): lower-precision GEMMs whose f32 master weights get f32
+// gradients close to the f32 computation, f32 softmax/reductions/losses, promotion in binary arithmetic,
+// and backward under an active guard. Tests skip without a GPU (and, for ops whose CUDA kernels live in
+// another family, without those kernels).
+#include "models/nn/layers.h"
+#include "parity.h"
+
+namespace nabla {
+namespace {
+
+#define REQUIRE_GPU() \
+  if (!cuda::available()) GTEST_SKIP() << "no CUDA device"
+
+Tensor on_gpu(const Tensor& t, bool requires_grad = false) {
+  Tensor g = t.detach().to(Device::cuda(0));
+  return requires_grad ? g.requires_grad_() : g;
+}
+
+// f32 results without TF32, for references.
+struct NoTf32 {
+  bool prev = cuda::tf32_enabled();
+  NoTf32() { cuda::set_tf32_enabled(false); }
+  ~NoTf32() { cuda::set_tf32_enabled(prev); }
+};
+
+TEST(CudaAutocast, MatmulRunsInBf16AndTheF32WeightGetsAnF32GradientCloseToF32) {
+  REQUIRE_GPU();
+  NoTf32 no_tf32;
+  Tensor xh = test::randn32({64, 96}), wh = test::randn32({96, 80});
+  // f32 reference.
+  Tensor x0 = on_gpu(xh, true), w0 = on_gpu(wh, true);
+  Tensor y0 = matmul(x0, w0);
+  sum(y0 * y0).backward();
+  for (DType dt : {DType::bf16, DType::f16}) {
+    SCOPED_TRACE(dtype_name(dt));
+    Tensor x = on_gpu(xh, true), w = on_gpu(wh, true);
+    Tensor y, loss;
+    {
+      AutocastGuard guard(dt);
+      y = matmul(x, w);
+      EXPECT_EQ(y.dtype(), dt);
+      EXPECT_TRUE(y.device().is_cuda());
+      loss = sum(y * y);  // y * y in dt, the sum in f32
+      EXPECT_EQ(loss.dtype(), DType::f32);
+      loss.backward();  // under the guard: backward runs with autocast off
+      EXPECT_TRUE(autocast_enabled());
+    }
+    EXPECT_FALSE(autocast_enabled());
+    ASSERT_TRUE(w.grad().defined());
+    EXPECT_EQ(w.grad().dtype(), DType::f32);
+    EXPECT_EQ(x.grad().dtype(), DType::f32);
+    // Values ~10, gradients ~1e3: bf16 keeps 8 significant bits.
+    const double rel = dt == DType::bf16 ? 3e-2 : 4e-3;
+    test::compare_tensors(y0.detach(), y.detach().to(DType::f32), {.atol = 10 * rel, .rtol = rel}, "y");
+    test::compare_tensors(w0.grad(), w.grad(), {.atol = 300 * rel, .rtol = rel}, "dL/dw");
+    test::compare_tensors(x0.grad(), x.grad(), {.atol = 300 * rel, .rtol = rel}, "dL/dx");
+  }
+}
+
+TEST(CudaAutocast, SoftmaxUnderAutocastReturnsF32) {
+  REQUIRE_GPU();
+  if (!ops::softmax_kernel.has(Device::cuda(0))) GTEST_SKIP() << "no CUDA softmax kernel in this build";
+  Tensor a = on_gpu(test::randn32({8, 33})), b = on_gpu(test::randn32({33, 40}), true);
+  AutocastGuard guard;
+  Tensor logits = matmul(a, b);
+  ASSERT_EQ(logits.dtype(), DType::bf16);
+  Tensor p = softmax(logits, 1);
+  EXPECT_EQ(p.dtype(), DType::f32);
+  EXPECT_EQ(log_softmax(logits, -1).dtype(), DType::f32);
+  EXPECT_EQ(softmax(on_gpu(test::randn32({4, 5})), 1).dtype(), DType::f32);  // f32 stays f32
+  sum(p * p).backward();
+  EXPECT_EQ(b.grad().dtype(), DType::f32);
+  std::vector<double> rows = sum(p, {1}).to(Device::cpu()).to_double_vector();
+  for (double r : rows) EXPECT_NEAR(r, 1.0, 1e-5);
+}
+
+TEST(CudaAutocast, ReductionsAndLossesComputeInF32) {
+  REQUIRE_GPU();
+  Tensor h = on_gpu(test::randn32({16, 40})).to(DType::bf16);
+  AutocastGuard guard;
+  EXPECT_EQ(sum(h).dtype(), DType::f32);
+  EXPECT_EQ(mean(h, {1}).dtype(), DType::f32);
+  EXPECT_EQ(var(h, {0}).dtype(), DType::f32);
+  EXPECT_EQ(norm(h).dtype(), DType::f32);
+  EXPECT_EQ(amax(h).dtype(), DType::bf16);  // exact in any dtype: not cast
+  Tensor target = on_gpu(test::randn32({16, 40}));
+  Tensor pred = h.detach().requires_grad_();
+  Tensor loss = mse_loss(pred, target);  // bf16 prediction, f32 target
+  EXPECT_EQ(loss.dtype(), DType::f32);
+  loss.backward();
+  EXPECT_EQ(pred.grad().dtype(), DType::bf16);  // each gradient in its input's dtype
+  EXPECT_EQ(l1_loss(h, target).dtype(), DType::f32);
+}
+
+TEST(CudaAutocast, BinaryArithmeticPromotesTheHalfOperandToF32) {
+  REQUIRE_GPU();
+  Tensor h = on_gpu(test::randn32({5, 6})).to(DType::bf16).requires_grad_();
+  Tensor f = on_gpu(test::randn32({5, 6}), true);
+  Tensor y;
+  {
+    AutocastGuard guard;
+    y = h + f;
+    EXPECT_EQ(y.dtype(), DType::f32);
+    EXPECT_EQ((f * h).dtype(), DType::f32);
+    EXPECT_EQ((h - f).dtype(), DType::f32);
+    EXPECT_EQ((f / (h * h + 1.0)).dtype(), DType::f32);
+  }
+  sum(y).backward();
+  EXPECT_EQ(h.grad().dtype(), DType::bf16);
+  EXPECT_EQ(f.grad().dtype(), DType::f32);
+  // Without autocast mixing dtypes stays an error.
+  test::expect_error([&] { add(h, f); }, {"add", "dtype mismatch"});
+}
+
+TEST(CudaAutocast, LinearLayerRunsInBf16WithF32MasterWeights) {
+  REQUIRE_GPU();
+  nn::Linear lin(24, 10);
+  lin.weight = on_gpu(lin.weight, true);
+  lin.bias = on_gpu(lin.bias, true);
+  Tensor x = on_gpu(test::randn32({7, 24}));
+  Tensor y;
+  {
+    AutocastGuard guard;
+    y = lin.forward(x);
+    EXPECT_EQ(y.dtype(), DType::bf16);
+    sum(y).backward();
+  }
+  EXPECT_EQ(lin.weight.grad().dtype(), DType::f32);
+  EXPECT_EQ(lin.bias.grad().dtype(), DType::f32);
+  // d sum / d bias = the batch size, exactly representable in bf16.
+  EXPECT_EQ(lin.bias.grad().to(Device::cpu()).to_double_vector(), std::vector<double>(10, 7.0));
+}
+
+TEST(CudaAutocast, EinsumContractsInBf16) {
+  REQUIRE_GPU();
+  Tensor a = on_gpu(test::randn32({3, 4, 5})), b = on_gpu(test::randn32({5, 6}), true);
+  AutocastGuard guard;
+  Tensor c = einsum("ijk,kl->ijl", {a, b});
+  EXPECT_EQ(c.dtype(), DType::bf16);
+  sum(c).backward();
+  EXPECT_EQ(b.grad().dtype(), DType::f32);
+}
+
+TEST(CudaAutocast, Conv2dRunsInBf16) {
+  REQUIRE_GPU();
+  if (!ops::conv2d_forward_kernel.has(Device::cuda(0))) GTEST_SKIP() << "no CUDA conv2d kernel in this build";
+  NoTf32 no_tf32;
+  Tensor xh = test::randn32({2, 3, 9, 9}), wh = test::randn32({4, 3, 3, 3}), bh = test::randn32({4});
+  Tensor x0 = on_gpu(xh), w0 = on_gpu(wh, true), b0 = on_gpu(bh, true);
+  Tensor y0 = conv2d(x0, w0, b0, {1, 1}, {1, 1});
+  sum(y0).backward();
+  Tensor w = on_gpu(wh, true), b = on_gpu(bh, true);
+  Tensor y;
+  {
+    AutocastGuard guard;
+    y = conv2d(on_gpu(xh), w, b, {1, 1}, {1, 1});
+    EXPECT_EQ(y.dtype(), DType::bf16);
+    sum(y).backward();
+  }
+  EXPECT_EQ(w.grad().dtype(), DType::f32);
+  EXPECT_EQ(b.grad().dtype(), DType::f32);
+  test::compare_tensors(y0.detach(), y.detach().to(DType::f32), {.atol = 0.3, .rtol = 3e-2}, "conv2d y");
+  test::compare_tensors(w0.grad(), w.grad(), {.atol = 1.0, .rtol = 3e-2}, "conv2d dL/dw");
+}
+
+TEST(CudaAutocast, F16TrainingStepWithGradScaler) {
+  // Autocast f16 forward + scaled backward: the f32 weight's unscaled gradient is close to the f32 one.
+  REQUIRE_GPU();
+  NoTf32 no_tf32;
+  Tensor xh = test::randn32({32, 16}), wh = test::randn32({16, 8});
+  Tensor w0 = on_gpu(wh, true);
+  mean(matmul(on_gpu(xh), w0)).backward();
+  Tensor w = on_gpu(wh, true);
+  Tensor loss;
+  {
+    AutocastGuard guard(DType::f16);
+    loss = mean(matmul(on_gpu(xh), w));
+  }
+  EXPECT_EQ(loss.dtype(), DType::f32);
+  (loss * 65536.0).backward();
+  Tensor g = w.grad() / 65536.0;
+  test::compare_tensors(w0.grad(), g, {.atol = 1e-3, .rtol = 4e-3}, "unscaled f16 gradient");
+}
+
+}  // namespace
+}  // namespace nabla
