@@ -149,7 +149,11 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
     }
     if (!m->grad_fn || m->retains_grad) {
       // Accumulate (a fresh tensor, so a hook's or a caller's handle to the old gradient stays valid).
-      m->grad = m->grad.defined() ? m->grad + g : g;
+      // A gradient that shares storage with another tensor (e.g. add's backward hands the same g to both
+      // inputs) is copied, so that in-place updates of one leaf's .grad() (clipping, unscaling) never
+      // change another's.
+      if (m->grad.defined()) m->grad = m->grad + g;
+      else m->grad = (g.impl_ptr().use_count() > 1 || g.storage().use_count() > 1) ? g.clone() : g;
       for (auto& [id, hook] : m->post_accumulate_hooks) hook(m->grad);
     }
     Node* fn = m->grad_fn.get();

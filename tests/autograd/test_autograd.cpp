@@ -99,3 +99,21 @@ TEST(Gradcheck, CatchesAWrongBackward) {
 
 }  // namespace
 }  // namespace nabla
+
+namespace nabla {
+namespace {
+TEST(Autograd, LeavesNeverShareGradientStorage) {
+  // add's backward passes the same gradient to both inputs; scaling one leaf's grad must not touch the other.
+  Tensor a = test::randn64({3}), b = test::randn64({3});
+  (a + b).sum().backward();
+  EXPECT_NE(a.grad().storage(), b.grad().storage());
+  Tensor g = b.grad();
+  {
+    NoGradGuard ng;
+    mul_(g, 3.0);
+  }
+  test::expect_close(a.grad(), {1, 1, 1});
+  test::expect_close(b.grad(), {3, 3, 3});
+}
+}  // namespace
+}  // namespace nabla
