@@ -10,7 +10,6 @@
 // the continuation is bit-identical to an uninterrupted run.
 #include <omp.h>
 
-#include <boost/program_options.hpp>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -21,6 +20,7 @@
 #include "algorithms/optim/optimizer.h"
 #include "algorithms/optim/schedule.h"
 #include "apps/common/checkpoint.h"
+#include "apps/common/cli.h"
 #include "apps/common/progress.h"
 #ifdef NABLA_HAS_CUDA
 #include "cuda/runtime.h"
@@ -29,7 +29,6 @@
 #include "models/classifiers.h"
 #include "nabla.h"
 
-namespace po = boost::program_options;
 using namespace nabla;
 using Clock = std::chrono::steady_clock;
 
@@ -145,42 +144,41 @@ double evaluate(nn::Module& model, std::shared_ptr<data::Dataset> set, const dat
 
 Options parse(int argc, char** argv) {
   Options o;
-  po::options_description desc("train_classifier: train an image classifier (defaults: LeNet-5 on Fashion-MNIST)");
-  desc.add_options()("help,h", "show this help")
-      ("model", po::value(&o.model)->default_value("lenet5"), "lenet5 | mlp")
-      ("dataset", po::value(&o.dataset)->default_value("fashion-mnist"), "fashion-mnist | mnist | cifar10 | cifar100 | image-folder")
-      ("data-dir", po::value(&o.data_dir)->default_value("/usr/share/datasets/fashion-mnist"), "folder with the dataset files (image-folder: with train/ and val/)")
-      ("epochs", po::value(&o.epochs)->default_value(10), "passes over the training set")
-      ("batch-size", po::value(&o.batch_size)->default_value(64), "training batch size")
-      ("eval-batch-size", po::value(&o.eval_batch_size)->default_value(1000), "evaluation batch size")
-      ("optimizer", po::value(&o.optimizer)->default_value("sgd"), "sgd | adam | adamw | lars | lamb")
-      ("lr", po::value(&o.lr)->default_value(0.05), "peak learning rate")
-      ("momentum", po::value(&o.momentum)->default_value(0.9), "SGD/LARS momentum")
-      ("nesterov", po::bool_switch(&o.nesterov), "Nesterov momentum (SGD)")
-      ("weight-decay", po::value(&o.weight_decay)->default_value(5e-4), "weight decay (not applied to biases and norm weights)")
-      ("schedule", po::value(&o.schedule)->default_value("cosine"), "constant | step:size=N,gamma=G | multistep:milestones=a;b | cosine | poly:power=P")
-      ("warmup-steps", po::value(&o.warmup_steps)->default_value(100), "linear warm-up steps")
-      ("label-smoothing", po::value(&o.label_smoothing)->default_value(0.0), "cross-entropy label smoothing")
-      ("clip", po::value(&o.clip)->default_value(0.0), "clip gradients to this global L2 norm (0: off)")
-      ("augment", po::bool_switch(&o.augment), "random crops (and flips for CIFAR)")
-      ("seed", po::value(&o.seed)->default_value(0), "seed of every random draw (init, shuffling, augmentation)")
-      ("threads", po::value(&o.threads)->default_value(0), "CPU threads (0: OMP_NUM_THREADS or all cores)")
-      ("workers", po::value(&o.workers)->default_value(0), "data loader worker threads (0: in the training thread)")
-      ("device", po::value(&o.device)->default_value("cpu"), "cpu | cuda[:N]")
-      ("checkpoint", po::value(&o.checkpoint)->default_value(""), "write a checkpoint here after every epoch")
-      ("resume", po::value(&o.resume)->default_value(""), "resume from this checkpoint")
-      ("metrics", po::value(&o.metrics)->default_value(""), "append JSONL metrics to this file")
-      ("max-steps", po::value(&o.max_steps)->default_value(0), "stop after this many steps in total (0: no limit)")
-      ("limit-train", po::value(&o.limit_train)->default_value(0), "use only the first N training examples (0: all)")
-      ("print-every", po::value(&o.print_every)->default_value(100), "steps between progress lines when not on a terminal")
-      ("no-progress", po::bool_switch(&o.no_progress), "no progress line");
-  po::variables_map vm;
-  po::store(po::parse_command_line(argc, argv, desc), vm);
-  if (vm.count("help")) {
-    std::cout << desc << "\n";
+  bool help = false;
+  apps::OptionParser cli("train_classifier: train an image classifier (defaults: LeNet-5 on Fashion-MNIST)");
+  cli.add_switch("help,h", &help, "show this help")
+      .add("model", &o.model, "lenet5", "lenet5 | mlp")
+      .add("dataset", &o.dataset, "fashion-mnist", "fashion-mnist | mnist | cifar10 | cifar100 | image-folder")
+      .add("data-dir", &o.data_dir, "/usr/share/datasets/fashion-mnist", "folder with the dataset files (image-folder: with train/ and val/)")
+      .add("epochs", &o.epochs, 10, "passes over the training set")
+      .add("batch-size", &o.batch_size, 64, "training batch size")
+      .add("eval-batch-size", &o.eval_batch_size, 1000, "evaluation batch size")
+      .add("optimizer", &o.optimizer, "sgd", "sgd | adam | adamw | lars | lamb")
+      .add("lr", &o.lr, 0.05, "peak learning rate")
+      .add("momentum", &o.momentum, 0.9, "SGD/LARS momentum")
+      .add_switch("nesterov", &o.nesterov, "Nesterov momentum (SGD)")
+      .add("weight-decay", &o.weight_decay, 5e-4, "weight decay (not applied to biases and norm weights)")
+      .add("schedule", &o.schedule, "cosine", "constant | step:size=N,gamma=G | multistep:milestones=a;b | cosine | poly:power=P")
+      .add("warmup-steps", &o.warmup_steps, 100, "linear warm-up steps")
+      .add("label-smoothing", &o.label_smoothing, 0.0, "cross-entropy label smoothing")
+      .add("clip", &o.clip, 0.0, "clip gradients to this global L2 norm (0: off)")
+      .add_switch("augment", &o.augment, "random crops (and flips for CIFAR)")
+      .add("seed", &o.seed, 0, "seed of every random draw (init, shuffling, augmentation)")
+      .add("threads", &o.threads, 0, "CPU threads (0: OMP_NUM_THREADS or all cores)")
+      .add("workers", &o.workers, 0, "data loader worker threads (0: in the training thread)")
+      .add("device", &o.device, "cpu", "cpu | cuda[:N]")
+      .add("checkpoint", &o.checkpoint, "", "write a checkpoint here after every epoch")
+      .add("resume", &o.resume, "", "resume from this checkpoint")
+      .add("metrics", &o.metrics, "", "append JSONL metrics to this file")
+      .add("max-steps", &o.max_steps, 0, "stop after this many steps in total (0: no limit)")
+      .add("limit-train", &o.limit_train, 0, "use only the first N training examples (0: all)")
+      .add("print-every", &o.print_every, 100, "steps between progress lines when not on a terminal")
+      .add_switch("no-progress", &o.no_progress, "no progress line");
+  cli.parse(argc, argv);
+  if (help) {
+    std::cout << cli.help() << "\n";
     std::exit(0);
   }
-  po::notify(vm);
   NABLA_CHECK(o.epochs > 0 && o.batch_size > 0 && o.eval_batch_size > 0, "--epochs, --batch-size and --eval-batch-size must be positive");
   NABLA_CHECK(o.lr > 0, "--lr must be positive, got ", o.lr);
   NABLA_CHECK(o.threads >= 0 && o.workers >= 0 && o.max_steps >= 0 && o.limit_train >= 0, "--threads, --workers, --max-steps and --limit-train must be >= 0");
@@ -306,7 +304,7 @@ int run(int argc, char** argv) {
 int main(int argc, char** argv) {
   try {
     return run(argc, argv);
-  } catch (const po::error& e) {
+  } catch (const apps::CliError& e) {
     std::fprintf(stderr, "train_classifier: %s (see --help)\n", e.what());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "train_classifier: %s\n", e.what());

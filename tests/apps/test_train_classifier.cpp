@@ -53,7 +53,7 @@ class TrainClassifier : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!fs::exists(std::string(NABLA_BINARY_DIR) + "/train_classifier"))
-      GTEST_SKIP() << "train_classifier was not built (no Boost.Program_options on this machine)";
+      GTEST_SKIP() << "train_classifier was not built (ninja train_classifier)";
   }
   static void SetUpTestSuite() {
     dir_ = fs::temp_directory_path() / "nabla_train_classifier_test";
