@@ -198,6 +198,13 @@ void launch_step(const Meta<C>& meta, int blocks, bool aligned) {
   NABLA_CUDA_LAUNCH_CHECK();
 }
 
+// Every parameter of one launch shares the first one's device and dtype (shapes differ).
+void check_param(const char* op, const Tensor& p, const Tensor& first) {
+  NABLA_CHECK(p.defined() && p.device() == first.device() && p.dtype() == first.dtype() && p.is_contiguous(), op,
+              ": parameters of one fused step must be contiguous and share device and dtype: got ", p.shape(), " ",
+              p.dtype(), " on ", p.device(), ", first is ", first.dtype(), " on ", first.device());
+}
+
 void check_member(const char* op, const Tensor& t, const Tensor& param, const char* what) {
   NABLA_CHECK(t.defined() && t.device() == param.device() && t.dtype() == param.dtype() &&
                   t.shape() == param.shape() && t.is_contiguous(),
@@ -228,7 +235,7 @@ void fused_sgd_cuda(const ops::SgdConfig& config, const std::vector<ops::SgdTens
     NABLA_CHECK(t.param.device() == first.device() && t.param.dtype() == first.dtype(),
                 "fused_sgd: parameters of one call must share device and dtype, got ", first.device(), " ",
                 first.dtype(), " and ", t.param.device(), " ", t.param.dtype());
-    check_member("fused_sgd", t.param, first, "param");
+    check_param("fused_sgd", t.param, first);
     check_member("fused_sgd", t.grad, t.param, "grad");
     if (config.momentum != 0) check_member("fused_sgd", t.momentum_buffer, t.param, "momentum_buffer");
   }
@@ -261,7 +268,7 @@ void fused_adam_cuda(const ops::AdamConfig& config, const std::vector<ops::AdamT
                 "fused_adam: parameters of one call must share device and dtype, got ", first.device(), " ",
                 first.dtype(), " and ", t.param.device(), " ", t.param.dtype());
     NABLA_CHECK(t.step >= 1, "fused_adam: step must be >= 1, got ", t.step);
-    check_member("fused_adam", t.param, first, "param");
+    check_param("fused_adam", t.param, first);
     check_member("fused_adam", t.grad, t.param, "grad");
     check_member("fused_adam", t.exp_avg, t.param, "exp_avg");
     check_member("fused_adam", t.exp_avg_sq, t.param, "exp_avg_sq");

@@ -1,6 +1,8 @@
 // End-to-end tests of the train_classifier binary on a small Fashion-MNIST-format dataset written here:
 // each class is a bright 7x7 square at its own place on a noisy 28x28 canvas, so a working LeNet-5 learns
 // it in a few dozen steps.
+#include <unistd.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -56,7 +58,8 @@ class TrainClassifier : public ::testing::Test {
       GTEST_SKIP() << "train_classifier was not built (ninja train_classifier)";
   }
   static void SetUpTestSuite() {
-    dir_ = fs::temp_directory_path() / "nabla_train_classifier_test";
+    // One folder per process: ctest runs each test of this suite in its own process, in parallel.
+    dir_ = fs::temp_directory_path() / ("nabla_train_classifier_test_" + std::to_string(getpid()));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
     write_split(dir_, "train", 640, 1);
