@@ -455,15 +455,16 @@ void norms_typed(const std::vector<Tensor>& tensors, Tensor& norms) {
     multi_tensor_norm_finish<N><<<meta.count, kThreads, 0, current_stream()>>>(meta, part, out);
     NABLA_CUDA_LAUNCH_CHECK();
   });
+  // Empty tensors get no block: their norm is 0 (all-zero bits in f32 and f64). Zeroed before any launch
+  // (add() may launch a full parameter block).
   bool any_empty = false;
+  for (const Tensor& t : tensors) any_empty = any_empty || t.numel() == 0;
+  if (any_empty) NABLA_CUDA_CHECK(cudaMemsetAsync(out, 0, tensors.size() * sizeof(N), current_stream()));
   for (size_t i = 0; i < tensors.size(); ++i) {
     const Tensor& t = tensors[i];
-    if (t.numel() == 0) any_empty = true;
     void* const ptrs[kPtrs] = {t.data_ptr(), nullptr, nullptr, nullptr, nullptr};
     launcher.add(ptrs, t.numel(), NormConsts{static_cast<int64_t>(i)});
   }
-  // Empty tensors get no block: their norm is 0 (all-zero bits in f32 and f64).
-  if (any_empty) NABLA_CUDA_CHECK(cudaMemsetAsync(out, 0, tensors.size() * sizeof(N), current_stream()));
   launcher.flush();
 }
 
