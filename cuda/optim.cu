@@ -1,4 +1,5 @@
-// CUDA kernels of the fused optimizer steps (SGD, Adam/AdamW) and of GradScaler's unscale-and-check
+// CUDA kernels of the fused optimizer steps (SGD, Adam/AdamW, LARS, LAMB), of the per-tensor L2 norms LARS
+// and LAMB need, and of GradScaler's unscale-and-check
 // (slots, contracts and the element maths in ops/optim_kernels.h; the element functions are shared with
 // the CPU kernels, and their arithmetic is correctly rounded without FMA contraction in device code, so f32
 // and f64 steps match the CPU bit for bit).
@@ -13,6 +14,15 @@
 // indices (uniform across the block: constant-cache broadcasts). Within a chunk the threads stride by
 // blockDim, so every load is coalesced; f32 launches whose pointers are all 16-byte aligned move float4s.
 // 16-bit tensors load to f32, compute, and round once on store.
+//
+// LARS, LAMB: the element passes run through the same multi_tensor_step; an op's prepare() runs once per
+// thread before its loop and turns the per-tensor constants into the step's (LARS: local_lr, LAMB: the step
+// factor -lr * ratio), reading the norms from device memory (a broadcast load of two values), so the trust
+// ratio never goes through the host. LAMB's moments pass writes the direction u into a scratch tensor (the
+// fifth operand). Norms: two launches per kMaxTensors tensors. Pass 1: one block per chunk sums its squares
+// (rounded to the compute type, summed in f64: thread-strided, then a fixed warp-shuffle tree and a fixed
+// cross-warp sum) into partials[block]; pass 2: one block per tensor sums that tensor's partials in the same
+// fixed way, rounds to the norm dtype and takes the square root. No atomics: deterministic run to run.
 //
 // Unscale: the same chunking over the gradients of one dtype; a thread that saw an inf/NaN writes 1 to the
 // found_inf flag (a plain store: every writer stores the same value), which GradScaler reads back once.
@@ -31,10 +41,13 @@ using ops::SgdConsts;
 constexpr int kThreads = 256;
 constexpr int64_t kChunk = 16384;  // elements per block: 64 per thread
 constexpr int kMaxTensors = 128;
+constexpr int kPtrs = 5;
 
 template <class C>
 struct Slot {
-  void* ptr[4];         // SGD: param, grad, momentum_buffer; Adam: param, grad, exp_avg, exp_avg_sq
+  void* ptr[kPtrs];     // SGD: param, grad, momentum_buffer; Adam: param, grad, exp_avg, exp_avg_sq;
+                        // LARS: param, grad, momentum_buffer; LAMB: param, grad, exp_avg, exp_avg_sq, update
+                        // (the moments pass) or param, update (the apply pass); norms: the tensor
   int64_t n;            // elements
   int64_t first_block;  // blocks of the launch before this tensor's
   C c;                  // per-tensor constants in the compute type
@@ -64,6 +77,10 @@ __device__ __forceinline__ int slot_of(const Meta<C>& meta, int64_t b) {
 // ---- the element ops: which of the four operands they read and write, and the maths ----
 
 struct SgdOp {
+  template <class C>
+  __device__ static C prepare(const C& c) {
+    return c;
+  }
   template <class A>
   __device__ static bool reads(int k, const SgdConsts<A>& c) {
     return k < 2 || (k == 2 && c.has_momentum && !c.first);
@@ -79,13 +96,17 @@ struct SgdOp {
 };
 
 struct AdamOp {
+  template <class C>
+  __device__ static C prepare(const C& c) {
+    return c;
+  }
   template <class A>
   __device__ static bool reads(int k, const AdamConsts<A>&) {
-    return true;
+    return k < 4;
   }
   template <class A>
   __device__ static bool writes(int k, const AdamConsts<A>&) {
-    return k != 1;
+    return k != 1 && k < 4;
   }
   template <class A>
   __device__ static void apply(A* v, const AdamConsts<A>& c) {
@@ -93,23 +114,117 @@ struct AdamOp {
   }
 };
 
+// A norm from the norms tensor (f32 or f64) as a double.
+__device__ __forceinline__ double norm_at(const void* norms, bool f64, int64_t i) {
+  return f64 ? static_cast<const double*>(norms)[i]
+             : static_cast<double>(static_cast<const float*>(norms)[i]);
+}
+
+template <class A>
+struct LarsDev {
+  ops::LarsConsts<A> k;
+  const void* norms;  // null when the tensor does not adapt
+  bool norms_f64;
+  A local_lr;  // set by prepare()
+};
+struct LarsOp {
+  template <class A>
+  __device__ static LarsDev<A> prepare(LarsDev<A> c) {
+    const double lr = c.k.w_norm < 0 ? 1.0
+                                     : ops::lars_local_lr(norm_at(c.norms, c.norms_f64, c.k.w_norm),
+                                                          norm_at(c.norms, c.norms_f64, c.k.g_norm), c.k.eta,
+                                                          c.k.wd_d, c.k.eps);
+    c.local_lr = static_cast<A>(lr);
+    return c;
+  }
+  template <class A>
+  __device__ static bool reads(int k, const LarsDev<A>& c) {
+    return k < 2 || (k == 2 && !c.k.first);
+  }
+  template <class A>
+  __device__ static bool writes(int k, const LarsDev<A>&) {
+    return k == 0 || k == 2;
+  }
+  template <class A>
+  __device__ static void apply(A* v, const LarsDev<A>& c) {
+    ops::lars_element<A>(v[0], v[1], v[2], c.local_lr, c.k);
+  }
+};
+
+struct LambMomentsOp {
+  template <class C>
+  __device__ static C prepare(const C& c) {
+    return c;
+  }
+  template <class A>
+  __device__ static bool reads(int k, const ops::LambConsts<A>&) {
+    return k < 4;
+  }
+  template <class A>
+  __device__ static bool writes(int k, const ops::LambConsts<A>&) {
+    return k >= 2;
+  }
+  template <class A>
+  __device__ static void apply(A* v, const ops::LambConsts<A>& c) {
+    ops::lamb_moments_element<A>(v[0], v[1], v[2], v[3], v[4], c);
+  }
+};
+
+template <class A>
+struct LambApplyDev {
+  double neg_lr;
+  int64_t w_norm, u_norm;
+  const void* norms;
+  bool norms_f64;
+  A alpha;  // set by prepare(): -lr * ratio
+};
+struct LambApplyOp {
+  template <class A>
+  __device__ static LambApplyDev<A> prepare(LambApplyDev<A> c) {
+    const double a = c.w_norm < 0 ? ops::lamb_alpha(c.neg_lr, 0.0, 0.0)
+                                  : ops::lamb_alpha(c.neg_lr, norm_at(c.norms, c.norms_f64, c.w_norm),
+                                                    norm_at(c.norms, c.norms_f64, c.u_norm));
+    c.alpha = static_cast<A>(a);
+    return c;
+  }
+  template <class A>
+  __device__ static bool reads(int k, const LambApplyDev<A>&) {
+    return k < 2;
+  }
+  template <class A>
+  __device__ static bool writes(int k, const LambApplyDev<A>&) {
+    return k == 0;
+  }
+  template <class A>
+  __device__ static void apply(A* v, const LambApplyDev<A>& c) {
+    v[0] = ops::optim_add(v[0], ops::optim_mul(c.alpha, v[1]));  // add_(p, r, -lr * ratio)
+  }
+};
+
+static_assert(sizeof(Meta<LarsDev<double>>) <= 32764, "kernel parameters are limited to 32764 bytes");
+static_assert(sizeof(Meta<ops::LambConsts<double>>) <= 32764, "kernel parameters are limited to 32764 bytes");
+
 template <class T, class Op, class C>
 __device__ __forceinline__ void step_element(const Slot<C>& s, const C& c, int64_t i) {
   using A = acc_t<T>;
-  A v[4];
+  A v[kPtrs];
 #pragma unroll
-  for (int k = 0; k < 4; ++k) v[k] = Op::reads(k, c) ? load(static_cast<const T*>(s.ptr[k])[i]) : A(0);
+  for (int k = 0; k < kPtrs; ++k) v[k] = Op::reads(k, c) ? load(static_cast<const T*>(s.ptr[k])[i]) : A(0);
   Op::apply(v, c);
 #pragma unroll
-  for (int k = 0; k < 4; ++k)
+  for (int k = 0; k < kPtrs; ++k)
     if (Op::writes(k, c)) static_cast<T*>(s.ptr[k])[i] = store<T>(v[k]);
+}
+
+__device__ __forceinline__ float& lane_of(float4& q, int j) {
+  return j == 0 ? q.x : j == 1 ? q.y : j == 2 ? q.z : q.w;
 }
 
 template <class T, class Op, class C, bool Vec4>
 __global__ void __launch_bounds__(kThreads) multi_tensor_step(const __grid_constant__ Meta<C> meta) {
   const int64_t b = blockIdx.x;
   const Slot<C>& s = meta.slot[slot_of(meta, b)];
-  const C c = s.c;
+  const C c = Op::prepare(s.c);
   const int64_t start = (b - s.first_block) * kChunk;
   const int64_t end = start + kChunk < s.n ? start + kChunk : s.n;
   int64_t scalar_from = start;
@@ -118,26 +233,22 @@ __global__ void __launch_bounds__(kThreads) multi_tensor_step(const __grid_const
     const int64_t vec_end = start + ((end - start) & ~int64_t(3));
     for (int64_t i = start + 4 * static_cast<int64_t>(threadIdx.x); i < vec_end;
          i += 4 * int64_t(blockDim.x)) {
-      float4 q[4];
+      float4 q[kPtrs];
 #pragma unroll
-      for (int k = 0; k < 4; ++k)
+      for (int k = 0; k < kPtrs; ++k)
         q[k] = Op::reads(k, c) ? *reinterpret_cast<const float4*>(static_cast<const float*>(s.ptr[k]) + i)
                                : make_float4(0.f, 0.f, 0.f, 0.f);
-      float v[4];
-      v[0] = q[0].x, v[1] = q[1].x, v[2] = q[2].x, v[3] = q[3].x;
-      Op::apply(v, c);
-      q[0].x = v[0], q[1].x = v[1], q[2].x = v[2], q[3].x = v[3];
-      v[0] = q[0].y, v[1] = q[1].y, v[2] = q[2].y, v[3] = q[3].y;
-      Op::apply(v, c);
-      q[0].y = v[0], q[1].y = v[1], q[2].y = v[2], q[3].y = v[3];
-      v[0] = q[0].z, v[1] = q[1].z, v[2] = q[2].z, v[3] = q[3].z;
-      Op::apply(v, c);
-      q[0].z = v[0], q[1].z = v[1], q[2].z = v[2], q[3].z = v[3];
-      v[0] = q[0].w, v[1] = q[1].w, v[2] = q[2].w, v[3] = q[3].w;
-      Op::apply(v, c);
-      q[0].w = v[0], q[1].w = v[1], q[2].w = v[2], q[3].w = v[3];
 #pragma unroll
-      for (int k = 0; k < 4; ++k)
+      for (int j = 0; j < 4; ++j) {
+        float v[kPtrs];
+#pragma unroll
+        for (int k = 0; k < kPtrs; ++k) v[k] = lane_of(q[k], j);
+        Op::apply(v, c);
+#pragma unroll
+        for (int k = 0; k < kPtrs; ++k) lane_of(q[k], j) = v[k];
+      }
+#pragma unroll
+      for (int k = 0; k < kPtrs; ++k)
         if (Op::writes(k, c)) *reinterpret_cast<float4*>(static_cast<float*>(s.ptr[k]) + i) = q[k];
     }
     scalar_from = vec_end;
@@ -155,11 +266,11 @@ class MultiTensorLauncher {
   template <class Launch>
   explicit MultiTensorLauncher(Launch launch) : launch_(launch) {}
 
-  void add(void* const (&ptrs)[4], int64_t n, const C& c) {
+  void add(void* const (&ptrs)[kPtrs], int64_t n, const C& c) {
     if (n == 0) return;
     if (meta_.count == kMaxTensors) flush();
     Slot<C>& s = meta_.slot[meta_.count++];
-    for (int k = 0; k < 4; ++k) {
+    for (int k = 0; k < kPtrs; ++k) {
       s.ptr[k] = ptrs[k];
       if (ptrs[k] && !aligned16(ptrs[k])) aligned_ = false;
     }
@@ -200,9 +311,10 @@ void launch_step(const Meta<C>& meta, int blocks, bool aligned) {
 
 // Every parameter of one launch shares the first one's device and dtype (shapes differ).
 void check_param(const char* op, const Tensor& p, const Tensor& first) {
-  NABLA_CHECK(p.defined() && p.device() == first.device() && p.dtype() == first.dtype() && p.is_contiguous(), op,
-              ": parameters of one fused step must be contiguous and share device and dtype: got ", p.shape(), " ",
-              p.dtype(), " on ", p.device(), ", first is ", first.dtype(), " on ", first.device());
+  NABLA_CHECK(p.defined() && p.device() == first.device() && p.dtype() == first.dtype() && p.is_contiguous(),
+              op, ": parameters of one fused step must be contiguous and share device and dtype: got ",
+              p.shape(), " ", p.dtype(), " on ", p.device(), ", first is ", first.dtype(), " on ",
+              first.device());
 }
 
 void check_member(const char* op, const Tensor& t, const Tensor& param, const char* what) {
@@ -221,8 +333,8 @@ void fused_sgd_typed(const ops::SgdConfig& config, const std::vector<ops::SgdTen
   MultiTensorLauncher<C> launcher(&launch_step<T, SgdOp, C>);
   for (const ops::SgdTensor& t : tensors) {
     const C c = ops::sgd_consts<A>(ops::sgd_scalars(config, t.lr, t.weight_decay, t.first_update));
-    void* const ptrs[4] = {t.param.data_ptr(), t.grad.data_ptr(),
-                           c.has_momentum ? t.momentum_buffer.data_ptr() : nullptr, nullptr};
+    void* const ptrs[kPtrs] = {t.param.data_ptr(), t.grad.data_ptr(),
+                               c.has_momentum ? t.momentum_buffer.data_ptr() : nullptr, nullptr, nullptr};
     launcher.add(ptrs, t.param.numel(), c);
   }
   launcher.flush();
@@ -253,8 +365,8 @@ void fused_adam_typed(const ops::AdamConfig& config, const std::vector<ops::Adam
   MultiTensorLauncher<C> launcher(&launch_step<T, AdamOp, C>);
   for (const ops::AdamTensor& t : tensors) {
     const C c = ops::adam_consts<A>(ops::adam_scalars(config, t.lr, t.weight_decay, t.step));
-    void* const ptrs[4] = {t.param.data_ptr(), t.grad.data_ptr(), t.exp_avg.data_ptr(),
-                           t.exp_avg_sq.data_ptr()};
+    void* const ptrs[kPtrs] = {t.param.data_ptr(), t.grad.data_ptr(), t.exp_avg.data_ptr(),
+                               t.exp_avg_sq.data_ptr(), nullptr};
     launcher.add(ptrs, t.param.numel(), c);
   }
   launcher.flush();
@@ -276,6 +388,211 @@ void fused_adam_cuda(const ops::AdamConfig& config, const std::vector<ops::AdamT
   DeviceGuard g(first.device().index);
   visit_cuda_float(first.dtype(), "fused_adam",
                    [&](auto zero) { fused_adam_typed<decltype(zero)>(config, tensors); });
+}
+
+// ---- per-tensor norms ----
+
+struct NormConsts {
+  int64_t out;  // index in the norms tensor
+};
+
+// The f64 sum of v over the block, valid in thread 0, in a fixed order (shuffle tree, then the warps' sums
+// in warp order).
+__device__ __forceinline__ double block_sum(double v) {
+  __shared__ double warp_sums[kThreads / 32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+  if (lane == 0) warp_sums[warp] = v;
+  __syncthreads();
+  double total = 0;
+  if (threadIdx.x == 0)
+    for (int w = 0; w < kThreads / 32; ++w) total += warp_sums[w];
+  return total;
+}
+
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    multi_tensor_sumsq(const __grid_constant__ Meta<NormConsts> meta, double* __restrict__ partials) {
+  using A = acc_t<T>;
+  const int64_t b = blockIdx.x;
+  const Slot<NormConsts>& s = meta.slot[slot_of(meta, b)];
+  const T* x = static_cast<const T*>(s.ptr[0]);
+  const int64_t start = (b - s.first_block) * kChunk;
+  const int64_t end = start + kChunk < s.n ? start + kChunk : s.n;
+  double acc = 0;
+  for (int64_t i = start + threadIdx.x; i < end; i += blockDim.x) {
+    const A v = load(x[i]);
+    acc += static_cast<double>(ops::optim_mul(v, v));  // the square rounded to A, as x * x
+  }
+  acc = block_sum(acc);
+  if (threadIdx.x == 0) partials[b] = acc;
+}
+
+// One block per tensor of the launch: the sum of its blocks' partials, rounded to N, square-rooted in N.
+template <class N>
+__global__ void __launch_bounds__(kThreads)
+    multi_tensor_norm_finish(const __grid_constant__ Meta<NormConsts> meta,
+                             const double* __restrict__ partials, N* __restrict__ norms) {
+  const Slot<NormConsts>& s = meta.slot[blockIdx.x];
+  const int64_t nb = (s.n + kChunk - 1) / kChunk;
+  double acc = 0;
+  for (int64_t j = threadIdx.x; j < nb; j += blockDim.x) acc += partials[s.first_block + j];
+  acc = block_sum(acc);
+  if (threadIdx.x == 0) norms[s.c.out] = ops::optim_sqrt(static_cast<N>(acc));
+}
+
+template <class T>
+void norms_typed(const std::vector<Tensor>& tensors, Tensor& norms) {
+  using N = std::conditional_t<std::is_same_v<T, double>, double, float>;
+  N* out = static_cast<N*>(norms.data_ptr());
+  const Device dev = norms.device();
+  MultiTensorLauncher<NormConsts> launcher([out, dev](const Meta<NormConsts>& meta, int blocks, bool) {
+    Tensor partials = Tensor::empty(Shape{blocks}, DType::f64, dev);
+    double* part = static_cast<double*>(partials.data_ptr());
+    multi_tensor_sumsq<T><<<blocks, kThreads, 0, current_stream()>>>(meta, part);
+    NABLA_CUDA_LAUNCH_CHECK();
+    multi_tensor_norm_finish<N><<<meta.count, kThreads, 0, current_stream()>>>(meta, part, out);
+    NABLA_CUDA_LAUNCH_CHECK();
+  });
+  // Empty tensors get no block: their norm is 0 (all-zero bits in f32 and f64). Zeroed before any launch
+  // (add() may launch a full parameter block).
+  bool any_empty = false;
+  for (const Tensor& t : tensors) any_empty = any_empty || t.numel() == 0;
+  if (any_empty) NABLA_CUDA_CHECK(cudaMemsetAsync(out, 0, tensors.size() * sizeof(N), current_stream()));
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const Tensor& t = tensors[i];
+    void* const ptrs[kPtrs] = {t.data_ptr(), nullptr, nullptr, nullptr, nullptr};
+    launcher.add(ptrs, t.numel(), NormConsts{static_cast<int64_t>(i)});
+  }
+  launcher.flush();
+}
+
+void multi_tensor_norm_cuda(const std::vector<Tensor>& tensors, Tensor& norms) {
+  if (tensors.empty()) return;
+  const Tensor& first = tensors.front();
+  for (const Tensor& t : tensors)
+    NABLA_CHECK(
+        t.defined() && t.device() == first.device() && t.dtype() == first.dtype() && t.is_contiguous(),
+        "multi_tensor_norm: tensors must be contiguous and share device and dtype, got ", t.shape(), " ",
+        t.dtype(), " on ", t.device(), ", first is ", first.dtype(), " on ", first.device());
+  NABLA_CHECK(norms.defined() && norms.device() == first.device() &&
+                  norms.dtype() == ops::norm_dtype(first.dtype()) && norms.is_contiguous() &&
+                  norms.numel() == static_cast<int64_t>(tensors.size()),
+              "multi_tensor_norm: norms must be a contiguous ", ops::norm_dtype(first.dtype()), " tensor of ",
+              tensors.size(), " elements on ", first.device(), ", got ", norms.shape(), " ", norms.dtype(),
+              " on ", norms.device());
+  DeviceGuard g(first.device().index);
+  visit_cuda_float(first.dtype(), "multi_tensor_norm",
+                   [&](auto zero) { norms_typed<decltype(zero)>(tensors, norms); });
+}
+
+void check_norms(const char* op, const Tensor& norms, const Tensor& param, int64_t a, int64_t b) {
+  NABLA_CHECK((a < 0) == (b < 0), op, ": both norm indices must be set or both -1, got ", a, " and ", b);
+  if (a < 0) return;
+  NABLA_CHECK(norms.defined() && norms.device() == param.device() &&
+                  norms.dtype() == ops::norm_dtype(param.dtype()) && norms.is_contiguous(),
+              op, ": norms must be a contiguous ", ops::norm_dtype(param.dtype()), " tensor on ",
+              param.device());
+  NABLA_CHECK(a < norms.numel() && b < norms.numel(), op, ": norm indices ", a, ", ", b, " out of range of ",
+              norms.numel(), " norms");
+}
+
+// ---- LARS ----
+
+template <class T>
+void fused_lars_typed(const ops::LarsConfig& config, const std::vector<ops::LarsTensor>& tensors,
+                      const Tensor& norms) {
+  using A = acc_t<T>;
+  using C = LarsDev<A>;
+  MultiTensorLauncher<C> launcher(&launch_step<T, LarsOp, C>);
+  const void* np = norms.defined() ? norms.data_ptr() : nullptr;
+  const bool f64 = norms.defined() && norms.dtype() == DType::f64;
+  for (const ops::LarsTensor& t : tensors) {
+    const C c{ops::lars_consts<A>(config, t), np, f64, A(1)};
+    void* const ptrs[kPtrs] = {t.param.data_ptr(), t.grad.data_ptr(), t.momentum_buffer.data_ptr(), nullptr,
+                               nullptr};
+    launcher.add(ptrs, t.param.numel(), c);
+  }
+  launcher.flush();
+}
+
+void fused_lars_cuda(const ops::LarsConfig& config, const std::vector<ops::LarsTensor>& tensors,
+                     const Tensor& norms) {
+  if (tensors.empty()) return;
+  const Tensor& first = tensors.front().param;
+  for (const ops::LarsTensor& t : tensors) {
+    check_param("fused_lars", t.param, first);
+    check_member("fused_lars", t.grad, t.param, "grad");
+    check_member("fused_lars", t.momentum_buffer, t.param, "momentum_buffer");
+    check_norms("fused_lars", norms, t.param, t.w_norm, t.g_norm);
+  }
+  DeviceGuard g(first.device().index);
+  visit_cuda_float(first.dtype(), "fused_lars",
+                   [&](auto zero) { fused_lars_typed<decltype(zero)>(config, tensors, norms); });
+}
+
+// ---- LAMB ----
+
+template <class T>
+void lamb_moments_typed(const ops::LambConfig& config, const std::vector<ops::LambTensor>& tensors) {
+  using A = acc_t<T>;
+  using C = ops::LambConsts<A>;
+  MultiTensorLauncher<C> launcher(&launch_step<T, LambMomentsOp, C>);
+  for (const ops::LambTensor& t : tensors) {
+    void* const ptrs[kPtrs] = {t.param.data_ptr(), t.grad.data_ptr(), t.exp_avg.data_ptr(),
+                               t.exp_avg_sq.data_ptr(), t.update.data_ptr()};
+    launcher.add(ptrs, t.param.numel(), ops::lamb_consts<A>(config, t));
+  }
+  launcher.flush();
+}
+
+void check_lamb(const char* op, const std::vector<ops::LambTensor>& tensors, bool apply) {
+  const Tensor& first = tensors.front().param;
+  for (const ops::LambTensor& t : tensors) {
+    NABLA_CHECK(t.step >= 1, op, ": step must be >= 1, got ", t.step);
+    check_param(op, t.param, first);
+    check_member(op, t.update, t.param, "update");
+    if (!apply) {
+      check_member(op, t.grad, t.param, "grad");
+      check_member(op, t.exp_avg, t.param, "exp_avg");
+      check_member(op, t.exp_avg_sq, t.param, "exp_avg_sq");
+    }
+  }
+}
+
+void lamb_moments_cuda(const ops::LambConfig& config, const std::vector<ops::LambTensor>& tensors) {
+  if (tensors.empty()) return;
+  check_lamb("lamb_moments", tensors, false);
+  const Tensor& first = tensors.front().param;
+  DeviceGuard g(first.device().index);
+  visit_cuda_float(first.dtype(), "lamb_moments",
+                   [&](auto zero) { lamb_moments_typed<decltype(zero)>(config, tensors); });
+}
+
+template <class T>
+void lamb_apply_typed(const std::vector<ops::LambTensor>& tensors, const Tensor& norms) {
+  using A = acc_t<T>;
+  using C = LambApplyDev<A>;
+  MultiTensorLauncher<C> launcher(&launch_step<T, LambApplyOp, C>);
+  const void* np = norms.defined() ? norms.data_ptr() : nullptr;
+  const bool f64 = norms.defined() && norms.dtype() == DType::f64;
+  for (const ops::LambTensor& t : tensors) {
+    const C c{-t.lr, t.w_norm, t.u_norm, np, f64, A(0)};
+    void* const ptrs[kPtrs] = {t.param.data_ptr(), t.update.data_ptr(), nullptr, nullptr, nullptr};
+    launcher.add(ptrs, t.param.numel(), c);
+  }
+  launcher.flush();
+}
+
+void lamb_apply_cuda(const std::vector<ops::LambTensor>& tensors, const Tensor& norms) {
+  if (tensors.empty()) return;
+  check_lamb("lamb_apply", tensors, true);
+  for (const ops::LambTensor& t : tensors) check_norms("lamb_apply", norms, t.param, t.w_norm, t.u_norm);
+  const Tensor& first = tensors.front().param;
+  DeviceGuard g(first.device().index);
+  visit_cuda_float(first.dtype(), "lamb_apply",
+                   [&](auto zero) { lamb_apply_typed<decltype(zero)>(tensors, norms); });
 }
 
 // ---- unscale and check ----
@@ -314,7 +631,7 @@ void unscale_typed(const std::vector<const Tensor*>& grads, double inv_scale, fl
     NABLA_CUDA_LAUNCH_CHECK();
   });
   for (const Tensor* t : grads) {
-    void* const ptrs[4] = {t->data_ptr(), nullptr, nullptr, nullptr};
+    void* const ptrs[kPtrs] = {t->data_ptr(), nullptr, nullptr, nullptr, nullptr};
     launcher.add(ptrs, t->numel(), C{static_cast<A>(inv_scale)});
   }
   launcher.flush();
@@ -347,5 +664,9 @@ void amp_unscale_cuda(const std::vector<Tensor>& grads, double inv_scale, Tensor
 NABLA_REGISTER_KERNEL(fused_sgd_kernel, cuda, fused_sgd_cuda);
 NABLA_REGISTER_KERNEL(fused_adam_kernel, cuda, fused_adam_cuda);
 NABLA_REGISTER_KERNEL(amp_unscale_kernel, cuda, amp_unscale_cuda);
+NABLA_REGISTER_KERNEL(multi_tensor_norm_kernel, cuda, multi_tensor_norm_cuda);
+NABLA_REGISTER_KERNEL(fused_lars_kernel, cuda, fused_lars_cuda);
+NABLA_REGISTER_KERNEL(lamb_moments_kernel, cuda, lamb_moments_cuda);
+NABLA_REGISTER_KERNEL(lamb_apply_kernel, cuda, lamb_apply_cuda);
 
 }  // namespace nabla::cuda

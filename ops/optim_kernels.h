@@ -25,8 +25,26 @@
 //     p = p + (-lr / bias1) * (m / denom)
 //   Unscale (GradScaler): g = g * inv_scale for every element, and found_inf = 1 if any element was inf/NaN.
 //
-// LARS and LAMB are not fused: their trust ratios need norms of the whole tensor between two element-wise
-// passes, and they read those norms back to the host anyway.
+//   Per-tensor L2 norm (LARS, LAMB): norms[i] = sqrt(sum_k x_i[k]^2), as norm(x) = sqrt(sum(x * x)) rounds:
+//     each square rounded to the compute type, the squares summed in f64, the sum rounded to the norm's
+//     dtype (f64 for f64 tensors, else f32) and its square root taken in that dtype. The CPU sums each
+//     tensor sequentially (the CPU reduce kernel's order for a full reduction: bit-for-bit norm(x)); CUDA
+//     sums per-chunk f64 partials in a fixed tree order, then each tensor's partials in a fixed order
+//     (deterministic, and the same f32 norm but for f64 rounding in the sum).
+//   LARS, per element, with local_lr computed in double from the norms w = ||p||, n = ||g|| (read from the
+//   norms tensor; no host read):
+//     local_lr = adapt && w > 0 && n > 0 ? eta * w / (n + wd * w + eps) : 1
+//     d = (wd != 0 ? g + wd * p : g) * local_lr
+//     buf = d on the tensor's first update, else buf = buf * mu; buf = buf + d
+//     p = p + (-lr) * buf
+//   LAMB, two passes. moments (per element, bias1 = 1 - beta1^t, bias2 = 1 - beta2^t):
+//     m = m * beta1; m = m + (1 - beta1) * g;   v = v * beta2; v = v + (1 - beta2) * (g * g)
+//     u = (m / bias1) / (sqrt(v / bias2) + eps);   wd != 0: u = u + wd * p     (u: a scratch tensor)
+//   then norms w = ||p||, r = ||u||, and apply: ratio = adapt && w > 0 && r > 0 ? w / r : 1 (double),
+//     p = p + (-lr * ratio) * u
+//   The exclusions (dim <= 1 with exclude_1d: wd 0 and no adaptation; a group's exclude_from_adaptation:
+//   no adaptation) are decided on the host: wd is passed as the effective one, and a tensor that does not
+//   adapt has no norm indices.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -76,6 +94,47 @@ using FusedAdamKernelFn = void (*)(const AdamConfig& config, const std::vector<A
 // left alone otherwise (the caller zeroes it first).
 using AmpUnscaleKernelFn = void (*)(const std::vector<Tensor>& grads, double inv_scale, Tensor& found_inf);
 
+// Per-tensor L2 norms of `tensors` (floating, contiguous, one dtype and device; an empty tensor's norm is
+// 0) into norms[0..n) (contiguous, 1-D with n elements, dtype norm_dtype(their dtype), on their device).
+using MultiTensorNormKernelFn = void (*)(const std::vector<Tensor>& tensors, Tensor& norms);
+inline DType norm_dtype(DType t) { return t == DType::f64 ? DType::f64 : DType::f32; }
+
+// One parameter of a fused LARS step; param, grad, momentum_buffer as SgdTensor's (the buffer is always
+// there). weight_decay is the effective one (0 for an excluded dim <= 1 parameter). w_norm and g_norm index
+// ||param|| and ||grad|| in the norms tensor (of norm_dtype(param dtype), on the params' device); both -1:
+// the tensor does not adapt (local_lr 1).
+struct LarsTensor {
+  Tensor param, grad, momentum_buffer;
+  double lr = 0, weight_decay = 0;
+  bool first_update = false;
+  int64_t w_norm = -1, g_norm = -1;
+};
+struct LarsConfig {
+  double momentum = 0.9, eta = 1e-3, eps = 0;
+};
+// norms may be undefined when no tensor adapts.
+using FusedLarsKernelFn = void (*)(const LarsConfig& config, const std::vector<LarsTensor>& tensors,
+                                   const Tensor& norms);
+
+// One parameter of a fused LAMB step. update is a contiguous scratch tensor like param: lamb_moments
+// writes u into it, lamb_apply reads it. weight_decay is the effective one; w_norm and u_norm index ||param||
+// and ||update|| in the norms tensor, both -1: ratio 1. step is the tensor's own update count t >= 1.
+struct LambTensor {
+  Tensor param, grad, exp_avg, exp_avg_sq, update;
+  double lr = 0, weight_decay = 0;
+  int64_t step = 1;
+  int64_t w_norm = -1, u_norm = -1;
+};
+struct LambConfig {
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-6;
+};
+using LambMomentsKernelFn = void (*)(const LambConfig& config, const std::vector<LambTensor>& tensors);
+using LambApplyKernelFn = void (*)(const std::vector<LambTensor>& tensors, const Tensor& norms);
+
+inline Kernel<MultiTensorNormKernelFn> multi_tensor_norm_kernel{"multi_tensor_norm"};
+inline Kernel<FusedLarsKernelFn> fused_lars_kernel{"fused_lars"};
+inline Kernel<LambMomentsKernelFn> lamb_moments_kernel{"lamb_moments"};
+inline Kernel<LambApplyKernelFn> lamb_apply_kernel{"lamb_apply"};
 inline Kernel<FusedSgdKernelFn> fused_sgd_kernel{"fused_sgd"};
 inline Kernel<FusedAdamKernelFn> fused_adam_kernel{"fused_adam"};
 inline Kernel<AmpUnscaleKernelFn> amp_unscale_kernel{"amp_unscale"};
@@ -230,6 +289,92 @@ NABLA_OPTIM_HD void adam_element(A& p, A g, A& m, A& v, const AdamConsts<A>& c) 
   v = optim_add(v, optim_mul(c.omb2, gg));
   const A denom = optim_add(optim_div(optim_sqrt(v), c.sqrt_bias2), c.eps);  // sqrt(v) / sqrt(bias2) + eps
   p = optim_add(p, optim_mul(c.step_size, optim_div(m, denom)));  // add_(p, m / denom, -lr / bias1)
+}
+
+// ---- LARS, LAMB ----
+
+// LARS's trust ratio in double from the norms, as the unfused step wrote it: eta * w / (n + wd * w + eps).
+NABLA_OPTIM_HD double lars_local_lr(double w, double n, double eta, double wd, double eps) {
+  if (!(w > 0 && n > 0)) return 1.0;
+  return optim_div(optim_mul(eta, w), optim_add(optim_add(n, optim_mul(wd, w)), eps));
+}
+// LAMB's step factor in double: -lr * (w > 0 && r > 0 ? w / r : 1).
+NABLA_OPTIM_HD double lamb_alpha(double neg_lr, double w, double r) {
+  return optim_mul(neg_lr, (w > 0 && r > 0) ? optim_div(w, r) : 1.0);
+}
+
+template <class A>
+struct LarsConsts {
+  A neg_lr, wd, mu;
+  double wd_d, eta, eps;  // for the trust ratio
+  int64_t w_norm, g_norm;
+  bool has_wd, first;
+};
+template <class A>
+inline LarsConsts<A> lars_consts(const LarsConfig& c, const LarsTensor& t) {
+  return {static_cast<A>(-t.lr),
+          static_cast<A>(t.weight_decay),
+          static_cast<A>(c.momentum),
+          t.weight_decay,
+          c.eta,
+          c.eps,
+          t.w_norm,
+          t.g_norm,
+          t.weight_decay != 0,
+          t.first_update};
+}
+
+// One element of a LARS step; buf is read only when not first. local_lr is lars_local_lr cast to A.
+template <class A>
+NABLA_OPTIM_HD void lars_element(A& p, A g, A& buf, A local_lr, const LarsConsts<A>& c) {
+  A d = c.has_wd ? optim_add(g, optim_mul(c.wd, p)) : g;  // add(grad, p, wd)
+  d = optim_mul(d, local_lr);                             // * local_lr
+  if (c.first) {
+    buf = d;  // d.clone()
+  } else {
+    buf = optim_mul(buf, c.mu);  // add_(mul_(buf, mu), d)
+    buf = optim_add(buf, d);
+  }
+  p = optim_add(p, optim_mul(c.neg_lr, buf));  // add_(p, buf, -lr)
+}
+
+template <class A>
+struct LambConsts {
+  A b1, omb1, b2, omb2, bias1, bias2, eps, wd;
+  double neg_lr;
+  int64_t w_norm, u_norm;
+  bool has_wd;
+};
+template <class A>
+inline LambConsts<A> lamb_consts(const LambConfig& c, const LambTensor& t) {
+  const double bias1 = 1.0 - std::pow(c.beta1, static_cast<double>(t.step));
+  const double bias2 = 1.0 - std::pow(c.beta2, static_cast<double>(t.step));
+  return {static_cast<A>(c.beta1),
+          static_cast<A>(1.0 - c.beta1),
+          static_cast<A>(c.beta2),
+          static_cast<A>(1.0 - c.beta2),
+          static_cast<A>(bias1),
+          static_cast<A>(bias2),
+          static_cast<A>(c.eps),
+          static_cast<A>(t.weight_decay),
+          -t.lr,
+          t.w_norm,
+          t.u_norm,
+          t.weight_decay != 0};
+}
+
+// LAMB's first pass for one element: the moments and the update direction u.
+template <class A>
+NABLA_OPTIM_HD void lamb_moments_element(A p, A g, A& m, A& v, A& u, const LambConsts<A>& c) {
+  m = optim_mul(m, c.b1);  // add_(mul_(m, b1), grad, 1 - b1)
+  m = optim_add(m, optim_mul(c.omb1, g));
+  const A gg = optim_mul(g, g);  // grad * grad
+  v = optim_mul(v, c.b2);        // add_(mul_(v, b2), grad * grad, 1 - b2)
+  v = optim_add(v, optim_mul(c.omb2, gg));
+  const A num = optim_div(m, c.bias1);                                // m / bias1
+  const A den = optim_add(optim_sqrt(optim_div(v, c.bias2)), c.eps);  // sqrt(v / bias2) + eps
+  u = optim_div(num, den);                                            // r
+  if (c.has_wd) u = optim_add(u, optim_mul(c.wd, p));                 // add(r, p, wd)
 }
 
 }  // namespace nabla::ops

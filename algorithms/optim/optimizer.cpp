@@ -357,23 +357,56 @@ Lars::Lars(std::vector<ParamGroup> groups, LarsOptions o)
 Lars::Lars(std::vector<Tensor> params, LarsOptions o) : Lars(one_group(std::move(params)), o) {}
 
 void Lars::step() {
+  // Fused (ops/optim_kernels.h): one multi-tensor norm call for ||p|| and ||grad|| of every adapting
+  // parameter, then one LARS call that reads those norms from device memory (no host read, no sync). The
+  // op-by-op version below is the same maths, for parameters the kernels cannot take.
+  std::vector<ops::LarsTensor> fused;
+  const ops::LarsConfig config{.momentum = o_.momentum, .eta = o_.eta, .eps = o_.eps};
   for_each_param([&](const ParamGroup& group, Tensor& p, const Tensor& grad, ParamState& st) {
     const bool by_dim = excluded_by_dim(p, o_.exclude_1d);
     const bool adapt = !by_dim && !group.exclude_from_adaptation;
     const double wd = by_dim ? 0.0 : group.weight_decay;
+    auto it = st.buffers.find("momentum_buffer");
+    const bool has_buffer = it != st.buffers.end();
+    if (can_fuse(ops::fused_lars_kernel, p, grad, {has_buffer ? &it->second : nullptr}) &&
+        ops::multi_tensor_norm_kernel.has(p.device())) {
+      Tensor buf =
+          has_buffer ? it->second : st.buffers.emplace("momentum_buffer", empty_like(p)).first->second;
+      // Norm indices are assigned per bucket below; 0 marks "adapts".
+      fused.push_back({p, grad, buf, group.lr, wd, !has_buffer, adapt ? 0 : -1, adapt ? 0 : -1});
+      return;
+    }
     double local_lr = 1.0;
     if (adapt) {
       const double w_norm = norm(p).item(), g_norm = norm(grad).item();
       if (w_norm > 0 && g_norm > 0) local_lr = o_.eta * w_norm / (g_norm + wd * w_norm + o_.eps);
     }
     Tensor d = (wd != 0 ? add(grad, p, wd) : grad) * local_lr;
-    auto it = st.buffers.find("momentum_buffer");
-    if (it == st.buffers.end()) {
+    if (!has_buffer) {
       it = st.buffers.emplace("momentum_buffer", d.clone()).first;
     } else {
       add_(mul_(it->second, o_.momentum), d);
     }
     add_(p, it->second, -group.lr);
+  });
+  for_each_bucket(fused, [&](const std::vector<ops::LarsTensor>& in) {
+    std::vector<ops::LarsTensor> bucket = in;
+    std::vector<Tensor> to_norm;
+    for (ops::LarsTensor& t : bucket) {
+      if (t.w_norm < 0) continue;
+      t.w_norm = static_cast<int64_t>(to_norm.size());
+      to_norm.push_back(t.param);
+      t.g_norm = static_cast<int64_t>(to_norm.size());
+      to_norm.push_back(t.grad);
+    }
+    const Tensor& first = bucket.front().param;
+    Tensor norms;
+    if (!to_norm.empty()) {
+      norms = Tensor::empty(Shape{static_cast<int64_t>(to_norm.size())}, ops::norm_dtype(first.dtype()),
+                            first.device());
+      ops::multi_tensor_norm_kernel.get(first.device(), "LARS")(to_norm, norms);
+    }
+    ops::fused_lars_kernel.get(first.device(), "LARS")(config, bucket, norms);
   });
 }
 
@@ -386,12 +419,22 @@ Lamb::Lamb(std::vector<ParamGroup> groups, LambOptions o)
 Lamb::Lamb(std::vector<Tensor> params, LambOptions o) : Lamb(one_group(std::move(params)), o) {}
 
 void Lamb::step() {
+  // Fused: lamb_moments updates m, v and writes the direction u into a scratch tensor, one multi-tensor
+  // norm call takes ||p|| and ||u|| of every adapting parameter, and lamb_apply reads them from device
+  // memory (no host read, no sync). The op-by-op version below is the same maths.
+  std::vector<ops::LambTensor> fused;
+  const ops::LambConfig config{.beta1 = o_.beta1, .beta2 = o_.beta2, .eps = o_.eps};
   for_each_param([&](const ParamGroup& group, Tensor& p, const Tensor& grad, ParamState& st) {
     const bool by_dim = excluded_by_dim(p, o_.exclude_1d);
     const bool adapt = !by_dim && !group.exclude_from_adaptation;
     const double wd = by_dim ? 0.0 : group.weight_decay, b1 = o_.beta1, b2 = o_.beta2;
     Tensor& m = buffer(st, "exp_avg", p);
     Tensor& v = buffer(st, "exp_avg_sq", p);
+    if (can_fuse(ops::lamb_moments_kernel, p, grad, {&m, &v}) && ops::lamb_apply_kernel.has(p.device()) &&
+        ops::multi_tensor_norm_kernel.has(p.device())) {
+      fused.push_back({p, grad, m, v, Tensor(), group.lr, wd, st.step, adapt ? 0 : -1, adapt ? 0 : -1});
+      return;
+    }
     add_(mul_(m, b1), grad, 1.0 - b1);
     add_(mul_(v, b2), grad * grad, 1.0 - b2);
     const double bias1 = 1.0 - std::pow(b1, static_cast<double>(st.step));
@@ -404,6 +447,27 @@ void Lamb::step() {
       if (w_norm > 0 && r_norm > 0) ratio = w_norm / r_norm;
     }
     add_(p, r, -group.lr * ratio);
+  });
+  for_each_bucket(fused, [&](const std::vector<ops::LambTensor>& in) {
+    std::vector<ops::LambTensor> bucket = in;
+    const Tensor& first = bucket.front().param;
+    for (ops::LambTensor& t : bucket) t.update = empty_like(t.param);
+    ops::lamb_moments_kernel.get(first.device(), "LAMB")(config, bucket);
+    std::vector<Tensor> to_norm;
+    for (ops::LambTensor& t : bucket) {
+      if (t.w_norm < 0) continue;
+      t.w_norm = static_cast<int64_t>(to_norm.size());
+      to_norm.push_back(t.param);
+      t.u_norm = static_cast<int64_t>(to_norm.size());
+      to_norm.push_back(t.update);
+    }
+    Tensor norms;
+    if (!to_norm.empty()) {
+      norms = Tensor::empty(Shape{static_cast<int64_t>(to_norm.size())}, ops::norm_dtype(first.dtype()),
+                            first.device());
+      ops::multi_tensor_norm_kernel.get(first.device(), "LAMB")(to_norm, norms);
+    }
+    ops::lamb_apply_kernel.get(first.device(), "LAMB")(bucket, norms);
   });
 }
 

@@ -1,10 +1,12 @@
-// CPU kernels of the fused optimizer steps and of GradScaler's unscale (slots and maths in
-// ops/optim_kernels.h).
+// CPU kernels of the fused optimizer steps (SGD, Adam/AdamW, LARS, LAMB), of the per-tensor L2 norms LARS
+// and LAMB need, and of GradScaler's unscale (slots and maths in ops/optim_kernels.h).
 //
 // Work split: every tensor of the call is cut into chunks of kChunk elements and one OpenMP loop runs over
 // all chunks of all tensors (static schedule), so many small parameters cost one fork/join, not one each,
 // and a large one is spread over every thread. Each element is independent, so the split does not change
 // any result. f32/f64 compute in their own type; bf16/f16 load to f32, compute, and round once when stored.
+// The norms are the exception: each tensor's squares are summed sequentially (the order of the CPU reduce
+// kernel for a full reduction, so the norm is bit-for-bit norm(x)), one tensor per task.
 #include <cmath>
 
 #include "ops/cpu/loops.h"
@@ -181,6 +183,204 @@ void fused_adam_cpu(const AdamConfig& config, const std::vector<AdamTensor>& ten
   visit_floating(dt, "fused_adam", [&](auto zero) { fused_adam_typed<decltype(zero)>(config, tensors); });
 }
 
+// ---- per-tensor norms ----
+
+template <class T>
+void norms_typed(const std::vector<Tensor>& tensors, Tensor& norms) {
+  using A = compute_t<T>;
+  using N = std::conditional_t<std::is_same_v<T, double>, double, float>;
+  N* out = base<N>(norms);
+  const int64_t n = static_cast<int64_t>(tensors.size());
+  int64_t total = 0;
+  for (const Tensor& t : tensors) total += t.numel();
+#pragma omp parallel for schedule(dynamic, 1) if (total >= kParallelGrain && n > 1)
+  for (int64_t i = 0; i < n; ++i) {
+    const T* x = base<T>(tensors[i]);
+    const int64_t len = tensors[i].numel();
+    double acc = 0;  // sum(x * x): squares rounded to A, summed in f64 in index order
+    for (int64_t k = 0; k < len; ++k) {
+      const A v = ld(x[k]);
+      acc += static_cast<double>(optim_mul(v, v));
+    }
+    out[i] = std::sqrt(static_cast<N>(acc));  // rounded to the norm's dtype, then sqrt there
+  }
+}
+
+void multi_tensor_norm_cpu(const std::vector<Tensor>& tensors, Tensor& norms) {
+  if (tensors.empty()) return;
+  const DType dt = tensors.front().dtype();
+  for (const Tensor& t : tensors)
+    NABLA_CHECK(t.defined() && t.device().is_cpu() && t.dtype() == dt && t.is_contiguous(),
+                "multi_tensor_norm: tensors must be contiguous cpu tensors of one dtype, got ", t.shape(),
+                " ", t.dtype(), " on ", t.device(), ", first is ", dt);
+  NABLA_CHECK(norms.defined() && norms.device().is_cpu() && norms.dtype() == norm_dtype(dt) &&
+                  norms.is_contiguous() && norms.numel() == static_cast<int64_t>(tensors.size()),
+              "multi_tensor_norm: norms must be a contiguous cpu ", norm_dtype(dt), " tensor of ",
+              tensors.size(), " elements, got ", norms.shape(), " ", norms.dtype());
+  visit_floating(dt, "multi_tensor_norm", [&](auto zero) { norms_typed<decltype(zero)>(tensors, norms); });
+}
+
+// norms[i] as a double (the value norm(x).item() gives).
+double norm_at(const Tensor& norms, int64_t i) {
+  NABLA_CHECK(norms.defined() && i >= 0 && i < norms.numel(), "fused LARS/LAMB: norm index ", i,
+              " out of range of a norms tensor of ", norms.defined() ? norms.numel() : 0, " elements");
+  return norms.dtype() == DType::f64 ? base<double>(norms)[i] : static_cast<double>(base<float>(norms)[i]);
+}
+
+void check_norms(const char* op, const Tensor& norms, const Tensor& param) {
+  NABLA_CHECK(norms.device().is_cpu() && norms.dtype() == norm_dtype(param.dtype()) && norms.is_contiguous(),
+              op, ": norms must be a contiguous cpu ", norm_dtype(param.dtype()), " tensor, got ",
+              norms.dtype(), " on ", norms.device());
+}
+
+// ---- LARS ----
+
+template <class T>
+void fused_lars_typed(const LarsConfig& config, const std::vector<LarsTensor>& tensors, const Tensor& norms) {
+  using A = compute_t<T>;
+  std::vector<int64_t> sizes;
+  std::vector<LarsConsts<A>> consts;
+  std::vector<A> local_lr;
+  for (const LarsTensor& t : tensors) {
+    sizes.push_back(t.param.numel());
+    consts.push_back(lars_consts<A>(config, t));
+    const LarsConsts<A>& c = consts.back();
+    local_lr.push_back(static_cast<A>(
+        c.w_norm < 0
+            ? 1.0
+            : lars_local_lr(norm_at(norms, c.w_norm), norm_at(norms, c.g_norm), c.eta, c.wd_d, c.eps)));
+  }
+  int64_t total = 0;
+  const std::vector<Piece> pieces = pieces_of(sizes, &total);
+  const int64_t np = static_cast<int64_t>(pieces.size());
+#pragma omp parallel for schedule(static) if (total >= kParallelGrain)
+  for (int64_t k = 0; k < np; ++k) {
+    const Piece& pc = pieces[k];
+    const LarsTensor& t = tensors[pc.tensor];
+    const LarsConsts<A> c = consts[pc.tensor];
+    const A llr = local_lr[pc.tensor];
+    T* p = base<T>(t.param);
+    const T* g = base<T>(t.grad);
+    T* b = base<T>(t.momentum_buffer);
+    for (int64_t i = pc.begin; i < pc.end; ++i) {
+      A pv = ld(p[i]);
+      A bv = c.first ? A(0) : ld(b[i]);
+      lars_element<A>(pv, ld(g[i]), bv, llr, c);
+      p[i] = st<T>(pv);
+      b[i] = st<T>(bv);
+    }
+  }
+}
+
+void fused_lars_cpu(const LarsConfig& config, const std::vector<LarsTensor>& tensors, const Tensor& norms) {
+  if (tensors.empty()) return;
+  const DType dt = tensors.front().param.dtype();
+  for (const LarsTensor& t : tensors) {
+    NABLA_CHECK(t.param.dtype() == dt, "fused_lars: parameters of one call must share a dtype, got ", dt,
+                " and ", t.param.dtype());
+    check_member("fused_lars", t.param, t.param, "param");
+    check_member("fused_lars", t.grad, t.param, "grad");
+    check_member("fused_lars", t.momentum_buffer, t.param, "momentum_buffer");
+    NABLA_CHECK((t.w_norm < 0) == (t.g_norm < 0),
+                "fused_lars: w_norm and g_norm must both be set or both -1");
+    if (t.w_norm >= 0) check_norms("fused_lars", norms, t.param);
+  }
+  visit_floating(dt, "fused_lars",
+                 [&](auto zero) { fused_lars_typed<decltype(zero)>(config, tensors, norms); });
+}
+
+// ---- LAMB ----
+
+template <class T>
+void lamb_moments_typed(const LambConfig& config, const std::vector<LambTensor>& tensors) {
+  using A = compute_t<T>;
+  std::vector<int64_t> sizes;
+  std::vector<LambConsts<A>> consts;
+  for (const LambTensor& t : tensors) {
+    sizes.push_back(t.param.numel());
+    consts.push_back(lamb_consts<A>(config, t));
+  }
+  int64_t total = 0;
+  const std::vector<Piece> pieces = pieces_of(sizes, &total);
+  const int64_t np = static_cast<int64_t>(pieces.size());
+#pragma omp parallel for schedule(static) if (total >= kParallelGrain)
+  for (int64_t k = 0; k < np; ++k) {
+    const Piece& pc = pieces[k];
+    const LambTensor& t = tensors[pc.tensor];
+    const LambConsts<A> c = consts[pc.tensor];
+    const T* p = base<T>(t.param);
+    const T* g = base<T>(t.grad);
+    T* m = base<T>(t.exp_avg);
+    T* v = base<T>(t.exp_avg_sq);
+    T* u = base<T>(t.update);
+    for (int64_t i = pc.begin; i < pc.end; ++i) {
+      A mv = ld(m[i]), vv = ld(v[i]), uv;
+      lamb_moments_element<A>(ld(p[i]), ld(g[i]), mv, vv, uv, c);
+      m[i] = st<T>(mv);
+      v[i] = st<T>(vv);
+      u[i] = st<T>(uv);
+    }
+  }
+}
+
+void check_lamb(const char* op, const std::vector<LambTensor>& tensors, bool apply) {
+  const DType dt = tensors.front().param.dtype();
+  for (const LambTensor& t : tensors) {
+    NABLA_CHECK(t.param.dtype() == dt, op, ": parameters of one call must share a dtype, got ", dt, " and ",
+                t.param.dtype());
+    NABLA_CHECK(t.step >= 1, op, ": step must be >= 1, got ", t.step);
+    check_member(op, t.param, t.param, "param");
+    check_member(op, t.update, t.param, "update");
+    if (!apply) {
+      check_member(op, t.grad, t.param, "grad");
+      check_member(op, t.exp_avg, t.param, "exp_avg");
+      check_member(op, t.exp_avg_sq, t.param, "exp_avg_sq");
+    }
+    NABLA_CHECK((t.w_norm < 0) == (t.u_norm < 0), op, ": w_norm and u_norm must both be set or both -1");
+  }
+}
+
+void lamb_moments_cpu(const LambConfig& config, const std::vector<LambTensor>& tensors) {
+  if (tensors.empty()) return;
+  check_lamb("lamb_moments", tensors, false);
+  visit_floating(tensors.front().param.dtype(), "lamb_moments",
+                 [&](auto zero) { lamb_moments_typed<decltype(zero)>(config, tensors); });
+}
+
+template <class T>
+void lamb_apply_typed(const std::vector<LambTensor>& tensors, const Tensor& norms) {
+  using A = compute_t<T>;
+  std::vector<int64_t> sizes;
+  std::vector<A> alpha;
+  for (const LambTensor& t : tensors) {
+    sizes.push_back(t.param.numel());
+    alpha.push_back(
+        static_cast<A>(t.w_norm < 0 ? lamb_alpha(-t.lr, 0.0, 0.0)
+                                    : lamb_alpha(-t.lr, norm_at(norms, t.w_norm), norm_at(norms, t.u_norm))));
+  }
+  int64_t total = 0;
+  const std::vector<Piece> pieces = pieces_of(sizes, &total);
+  const int64_t np = static_cast<int64_t>(pieces.size());
+#pragma omp parallel for schedule(static) if (total >= kParallelGrain)
+  for (int64_t k = 0; k < np; ++k) {
+    const Piece& pc = pieces[k];
+    const LambTensor& t = tensors[pc.tensor];
+    const A a = alpha[pc.tensor];
+    T* p = base<T>(t.param);
+    const T* u = base<T>(t.update);
+    for (int64_t i = pc.begin; i < pc.end; ++i) p[i] = st<T>(optim_add(ld(p[i]), optim_mul(a, ld(u[i]))));
+  }
+}
+
+void lamb_apply_cpu(const std::vector<LambTensor>& tensors, const Tensor& norms) {
+  if (tensors.empty()) return;
+  check_lamb("lamb_apply", tensors, true);
+  for (const LambTensor& t : tensors)
+    if (t.w_norm >= 0) check_norms("lamb_apply", norms, t.param);
+  visit_floating(tensors.front().param.dtype(), "lamb_apply",
+                 [&](auto zero) { lamb_apply_typed<decltype(zero)>(tensors, norms); });
+}
+
 // ---- unscale ----
 
 template <class T>
@@ -229,5 +429,9 @@ void amp_unscale_cpu(const std::vector<Tensor>& grads, double inv_scale, Tensor&
 NABLA_REGISTER_KERNEL(fused_sgd_kernel, cpu, fused_sgd_cpu);
 NABLA_REGISTER_KERNEL(fused_adam_kernel, cpu, fused_adam_cpu);
 NABLA_REGISTER_KERNEL(amp_unscale_kernel, cpu, amp_unscale_cpu);
+NABLA_REGISTER_KERNEL(multi_tensor_norm_kernel, cpu, multi_tensor_norm_cpu);
+NABLA_REGISTER_KERNEL(fused_lars_kernel, cpu, fused_lars_cpu);
+NABLA_REGISTER_KERNEL(lamb_moments_kernel, cpu, lamb_moments_cpu);
+NABLA_REGISTER_KERNEL(lamb_apply_kernel, cpu, lamb_apply_cpu);
 
 }  // namespace nabla::ops::cpu

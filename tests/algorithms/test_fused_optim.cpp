@@ -1,4 +1,5 @@
-// The fused SGD and Adam/AdamW steps (ops/optim_kernels.h) against the op-by-op steps, bit for bit.
+// The fused SGD, Adam/AdamW, LARS and LAMB steps (ops/optim_kernels.h) against the op-by-op steps, bit for
+// bit.
 //
 // A strided parameter (a transposed leaf) cannot take the fused kernel, so the optimizer updates it op by op;
 // its contiguous twin, with the same values and gradients, goes through the fused kernel. Every step must
@@ -73,6 +74,10 @@ TEST(OptimFused, CpuHasTheFusedKernels) {
   EXPECT_TRUE(ops::fused_sgd_kernel.has(Device::cpu()));
   EXPECT_TRUE(ops::fused_adam_kernel.has(Device::cpu()));
   EXPECT_TRUE(ops::amp_unscale_kernel.has(Device::cpu()));
+  EXPECT_TRUE(ops::multi_tensor_norm_kernel.has(Device::cpu()));
+  EXPECT_TRUE(ops::fused_lars_kernel.has(Device::cpu()));
+  EXPECT_TRUE(ops::lamb_moments_kernel.has(Device::cpu()));
+  EXPECT_TRUE(ops::lamb_apply_kernel.has(Device::cpu()));
 }
 
 TEST(OptimFused, SgdIsBitForBitTheUnfusedStep) {
@@ -132,6 +137,50 @@ TEST(OptimFused, SixteenBitCpuParametersComputeInF32) {
     b.step();
     EXPECT_EQ(p.dtype(), dt);
     test::expect_close(p, ref.detach().to(dt), 0.0);
+  }
+}
+
+// LARS and LAMB: the fused norms sum each tensor's squares in the order the CPU reduce kernel does, so the
+// trust ratios, and with them every step, are bit for bit the op-by-op ones (group 1 has weight decay 0.2;
+// the 1-D and 0-d parameters are excluded by dim unless exclude_1d is off).
+TEST(OptimFused, LarsIsBitForBitTheUnfusedStep) {
+  for (DType dt : {DType::f32, DType::f64}) {
+    SCOPED_TRACE(dtype_name(dt));
+    expect_fused_equals_unfused<Lars>(
+        LarsOptions{.lr = 0.5, .momentum = 0.9, .weight_decay = 0.05, .eta = 0.02}, dt);
+    expect_fused_equals_unfused<Lars>(
+        LarsOptions{.lr = 0.5, .momentum = 0.9, .eta = 0.02, .eps = 1e-8, .exclude_1d = false}, dt);
+    expect_fused_equals_unfused<Lars>(LarsOptions{.lr = 0.1, .momentum = 0.0, .weight_decay = 0.01}, dt);
+  }
+}
+
+TEST(OptimFused, LambIsBitForBitTheUnfusedStep) {
+  for (DType dt : {DType::f32, DType::f64}) {
+    SCOPED_TRACE(dtype_name(dt));
+    expect_fused_equals_unfused<Lamb>(
+        LambOptions{.lr = 0.01, .beta1 = 0.85, .beta2 = 0.99, .weight_decay = 0.1}, dt);
+    expect_fused_equals_unfused<Lamb>(LambOptions{.lr = 0.05, .weight_decay = 0.0, .exclude_1d = false}, dt);
+  }
+}
+
+TEST(OptimFused, LarsAndLambZeroGradientKeepRatioOne) {
+  // A zero gradient (LARS: ||g|| = 0) and a zero weight (both: ||p|| = 0) take the ratio-1 rule, fused or
+  // not.
+  for (DType dt : {DType::f32, DType::f64}) {
+    Tensor a = zeros({3, 4}, {.dtype = dt, .requires_grad = true});
+    Tensor b = zeros({4, 3}, {.dtype = dt}).t().requires_grad_();
+    Tensor c = test::randn64({2, 5}, false).to(dt).requires_grad_();
+    Tensor d = c.detach().t().contiguous().t().requires_grad_();
+    Lars la({a, c}, {.lr = 0.1, .weight_decay = 0.1}), lb({b, d}, {.lr = 0.1, .weight_decay = 0.1});
+    for (int s = 0; s < 2; ++s) {
+      Tensor g = test::randn64({3, 4}, false).to(dt);
+      a.set_grad(g.clone()), b.set_grad(g.clone());
+      c.set_grad(zeros({2, 5}, {.dtype = dt})), d.set_grad(zeros({2, 5}, {.dtype = dt}));
+      la.step();
+      lb.step();
+      test::expect_close(a, b, 0.0);
+      test::expect_close(c, d, 0.0);
+    }
   }
 }
 
