@@ -53,6 +53,7 @@ run_torch() {
   awk '$1 == "train_s" {s = $2} $1 == "test_acc" {a = $2} END {print s, a}' "$WORK/torch.txt"
 }
 
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 # Alternate the two, so that load from elsewhere on the machine falls on both sides alike.
 for ((i = 1; i <= RUNS; i++)); do
   echo "== run $i/$RUNS: Nabla ($BIN)" >&2
@@ -61,12 +62,13 @@ for ((i = 1; i <= RUNS; i++)); do
   run_torch >> "$WORK/torch_runs.txt"
 done
 
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 TORCH_VER=$("$PY" -c "import torch; print(torch.__version__)")
 CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 CORES=$(env -u OMP_NUM_THREADS nproc)  # nproc itself honours OMP_NUM_THREADS
-"$PY" - "$WORK/nabla_runs.txt" "$WORK/torch_runs.txt" "$THREADS" "$BATCH" "$CPU" "$CORES" "$TORCH_VER" <<'EOF'
+"$PY" - "$WORK/nabla_runs.txt" "$WORK/torch_runs.txt" "$THREADS" "$BATCH" "$CPU" "$CORES" "$TORCH_VER" "$LOAD_BEFORE" "$LOAD_AFTER" <<'EOF'
 import sys
-nabla_f, torch_f, threads, batch, cpu, cores, torch_ver = sys.argv[1:]
+nabla_f, torch_f, threads, batch, cpu, cores, torch_ver, load_before, load_after = sys.argv[1:]
 def runs(path):
     rows = [tuple(map(float, line.split())) for line in open(path) if line.strip()]
     return [r[0] for r in rows], rows[0][1]  # all times; test accuracy of the first run (same seed each run)
@@ -82,5 +84,5 @@ row("images/s", f"{images / n:,.0f}", f"{images / t:,.0f}")
 row("test accuracy", f"{100 * na:.2f}%", f"{100 * ta:.2f}%")
 print(f"ratio (PyTorch s / Nabla s, > 1: Nabla faster): {t / n:.2f}")
 print(f"all runs (s): Nabla {' '.join(f'{x:.2f}' for x in ns)} | PyTorch {' '.join(f'{x:.2f}' for x in ts)}")
-print(f"threads {threads} | batch {batch} | CPU {cpu} ({cores} cores visible)")
+print(f"threads {threads} | batch {batch} | CPU {cpu} ({cores} cores visible) | load average {load_before} before, {load_after} after")
 EOF
