@@ -11,7 +11,10 @@
 # cross-entropy, backward, SGD step (momentum 0.9, weight decay 5e-4 on weights, lr 0.05 constant),
 # loss.item() and the running train accuracy. Nabla's time is the epoch record's train_s in its
 # metrics file; evaluation is excluded on both sides. The two sides run alternately RUNS times and the
-# table keeps each side's fastest run: on a shared machine a single run can take 2-5x longer.
+# table keeps each side's fastest run. Both sides use libgomp, whose threads spin at each of the ~20
+# parallel regions per step: when other processes compete for the cores a run can take 10-30x longer
+# (3 s -> 100 s measured). OMP_WAIT_POLICY=passive, if set, reaches both sides and tames that, at a cost
+# of ~35% on an idle machine (3.1 s -> 4.1-4.5 s); the load average printed under the table tells which case applies.
 # ratio = PyTorch s / Nabla s (> 1: Nabla is faster).
 # Needs Debian's PyTorch for /usr/bin/python3 (the python3 on PATH may be another one).
 set -euo pipefail
