@@ -247,6 +247,7 @@ int run(int argc, char** argv) {
     int64_t correct = 0, seen = 0;
     double loss_sum = 0;
     int64_t loss_count = 0;
+    const auto epoch_start = Clock::now();  // train_s: this epoch's training loop, batches included, evaluation excluded
     for (auto& batch : loader) {
       const auto t0 = Clock::now();
       const double lr = schedule.lr_at(step);
@@ -274,6 +275,7 @@ int run(int argc, char** argv) {
                        {"step_ms", dt * 1e3}, {"img_per_s", batch.labels.numel() / dt}});
       if (step >= total_steps) break;
     }
+    const double train_s = std::chrono::duration<double>(Clock::now() - epoch_start).count();
     progress.finish_line();
     const double train_acc = seen ? static_cast<double>(correct) / static_cast<double>(seen) : 0.0;
     const double test_acc = evaluate(*model, d.test, d.test_transform, o.eval_batch_size, static_cast<int>(o.workers), dev);
@@ -284,7 +286,7 @@ int run(int argc, char** argv) {
                 apps::format_duration(elapsed).c_str());
     std::fflush(stdout);
     metrics.write({{"kind", "epoch"}, {"epoch", epoch + 1}, {"step", step}, {"train_loss", loss_count ? loss_sum / loss_count : 0.0},
-                   {"train_acc", train_acc}, {"test_acc", test_acc}, {"elapsed_s", elapsed}});
+                   {"train_acc", train_acc}, {"test_acc", test_acc}, {"train_s", train_s}, {"elapsed_s", elapsed}});
     state.epoch = epoch + 1;
     if (!o.checkpoint.empty()) {
       state.step = step;
