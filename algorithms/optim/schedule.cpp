@@ -207,29 +207,35 @@ Schedule Schedule::parse(const std::string& spec, ScheduleOptions defaults) {
   return Schedule(std::move(o));
 }
 
+// The shortest text that reads back as the same double (0.05, not 0.050000000000000003).
+static std::string shortest(double v) {
+  char buf[32];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, r.ptr);
+}
+
 std::string Schedule::str() const {
   std::ostringstream s;
-  s.precision(17);
-  s << schedule_kind_name(o_.kind) << ":lr=" << o_.base_lr;
+  s << schedule_kind_name(o_.kind) << ":lr=" << shortest(o_.base_lr);
   switch (o_.kind) {
     case ScheduleKind::constant:
       break;
     case ScheduleKind::step:
-      s << ",every=" << o_.step_size << ",gamma=" << o_.gamma;
+      s << ",every=" << o_.step_size << ",gamma=" << shortest(o_.gamma);
       break;
     case ScheduleKind::multi_step:
       s << ",milestones=";
       for (size_t i = 0; i < o_.milestones.size(); ++i) s << (i ? "/" : "") << o_.milestones[i];
-      s << ",gamma=" << o_.gamma;
+      s << ",gamma=" << shortest(o_.gamma);
       break;
     case ScheduleKind::cosine:
-      s << ",total=" << o_.total_steps << ",end=" << o_.end_lr;
+      s << ",total=" << o_.total_steps << ",end=" << shortest(o_.end_lr);
       break;
     case ScheduleKind::polynomial:
-      s << ",total=" << o_.total_steps << ",end=" << o_.end_lr << ",power=" << o_.power;
+      s << ",total=" << o_.total_steps << ",end=" << shortest(o_.end_lr) << ",power=" << shortest(o_.power);
       break;
   }
-  if (o_.warmup_steps > 0) s << ",warmup=" << o_.warmup_steps << ",warmup_start=" << o_.warmup_start_factor;
+  if (o_.warmup_steps > 0) s << ",warmup=" << o_.warmup_steps << ",warmup_start=" << shortest(o_.warmup_start_factor);
   return s.str();
 }
 
