@@ -14,8 +14,8 @@ namespace nabla::ops::cpu {
 namespace {
 
 template <class T>
-void cross_entropy_rows(const T* x, const int64_t* tgt, int64_t M, int64_t C, int64_t ignore, double s, T* loss,
-                        T* lse) {
+void cross_entropy_rows(const T* x, const int64_t* tgt, int64_t M, int64_t C, int64_t ignore, double s,
+                        T* loss, T* lse) {
 #pragma omp parallel for if (M * C >= kParallelGrain) schedule(static)
   for (int64_t i = 0; i < M; ++i) {
     const int64_t t = tgt[i];
@@ -43,8 +43,8 @@ void cross_entropy_rows(const T* x, const int64_t* tgt, int64_t M, int64_t C, in
 }
 
 template <class T>
-void cross_entropy_backward_rows(const T* x, const int64_t* tgt, const T* lse, const T* g, int64_t M, int64_t C,
-                                 int64_t ignore, double s, T* dx) {
+void cross_entropy_backward_rows(const T* x, const int64_t* tgt, const T* lse, const T* g, int64_t M,
+                                 int64_t C, int64_t ignore, double s, T* dx) {
 #pragma omp parallel for if (M * C >= kParallelGrain) schedule(static)
   for (int64_t i = 0; i < M; ++i) {
     const int64_t t = tgt[i];
@@ -61,8 +61,8 @@ void cross_entropy_backward_rows(const T* x, const int64_t* tgt, const T* lse, c
   }
 }
 
-void cross_entropy_cpu(const Tensor& logits, const Tensor& targets, int64_t ignore_index, double label_smoothing,
-                       Tensor& loss, Tensor& lse) {
+void cross_entropy_cpu(const Tensor& logits, const Tensor& targets, int64_t ignore_index,
+                       double label_smoothing, Tensor& loss, Tensor& lse) {
   visit_float(logits.dtype(), "cross_entropy", [&](auto zero) {
     using T = decltype(zero);
     cross_entropy_rows(base<T>(logits), base<int64_t>(targets), logits.size(0), logits.size(1), ignore_index,
@@ -70,12 +70,14 @@ void cross_entropy_cpu(const Tensor& logits, const Tensor& targets, int64_t igno
   });
 }
 
-void cross_entropy_backward_cpu(const Tensor& logits, const Tensor& targets, const Tensor& lse, const Tensor& grad,
-                                int64_t ignore_index, double label_smoothing, Tensor& dlogits) {
+void cross_entropy_backward_cpu(const Tensor& logits, const Tensor& targets, const Tensor& lse,
+                                const Tensor& grad, int64_t ignore_index, double label_smoothing,
+                                Tensor& dlogits) {
   visit_float(logits.dtype(), "cross_entropy", [&](auto zero) {
     using T = decltype(zero);
     cross_entropy_backward_rows(base<T>(logits), base<int64_t>(targets), base<T>(lse), base<T>(grad),
-                                logits.size(0), logits.size(1), ignore_index, label_smoothing, base<T>(dlogits));
+                                logits.size(0), logits.size(1), ignore_index, label_smoothing,
+                                base<T>(dlogits));
   });
 }
 
