@@ -157,8 +157,9 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& target_in, const Cro
       NABLA_CHECK(v == static_cast<double>(o.ignore_index) || (v >= 0 && v < C), op, ": target ",
                   static_cast<int64_t>(v), " is out of range for ", C, " classes");
     Tensor loss = cross_entropy_rows(classes_last(logits), t, o.ignore_index, s, op);
-    Tensor valid =
-        ne(t, full({}, static_cast<double>(o.ignore_index), {.dtype = DType::i64, .device = t.device()})).to(dt);
+    Tensor ignore =
+        full({}, static_cast<double>(o.ignore_index), {.dtype = DType::i64, .device = t.device()});
+    Tensor valid = ne(t, ignore).to(dt);
     return reduce_masked(loss, valid, o.reduction, target.shape(), op);
   }
   Tensor logp = log_softmax(classes_last(logits), 1);

@@ -56,8 +56,8 @@ using CrossEntropyKernelFn = void (*)(const Tensor& logits, const Tensor& target
                                       double label_smoothing, Tensor& loss, Tensor& lse);
 // grad [M]: the gradient of loss, in the logits' dtype. dlogits [M, C] in the logits' dtype.
 using CrossEntropyBackwardKernelFn = void (*)(const Tensor& logits, const Tensor& targets, const Tensor& lse,
-                                              const Tensor& grad, int64_t ignore_index, double label_smoothing,
-                                              Tensor& dlogits);
+                                              const Tensor& grad, int64_t ignore_index,
+                                              double label_smoothing, Tensor& dlogits);
 
 inline Kernel<CrossEntropyKernelFn> cross_entropy_kernel{"cross_entropy"};
 inline Kernel<CrossEntropyBackwardKernelFn> cross_entropy_backward_kernel{"cross_entropy_backward"};
