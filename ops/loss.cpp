@@ -1,8 +1,11 @@
 // Losses, written as compositions of ops that each have a CPU (and CUDA) kernel and a backward, so their
 // gradients come from the chain rule through those ops (and are checked in tests/ops/test_loss.cpp).
 //
-// cross_entropy moves the class dim last ([N, C, d...] -> [N*d..., C]), takes log_softmax along it, and
-// picks the target's entry with gather; ignored targets are masked out of the sum and of the mean's count.
+// cross_entropy moves the class dim last ([N, C, d...] -> [N*d..., C]). With class-index targets it is one
+// fused kernel pair (cross_entropy_kernel / cross_entropy_backward_kernel, ops/loss.h) recorded as one
+// autograd node that saves the logits, the targets and the per-row log-sum-exp; ignored targets are masked
+// out of the sum and of the mean's count (divided on the device). Soft targets and nll_loss compose
+// log_softmax, gather and reductions.
 #include "ops/loss.h"
 
 #include "ops/autocast.h"
@@ -69,6 +72,32 @@ std::pair<Tensor, Tensor> nll_rows(const Tensor& logp, const Tensor& target, int
   return {neg(picked) * validf, validf};
 }
 
+// A contiguous tensor with t's values and no autograd history (a copy only when t is strided).
+Tensor contiguous_raw(const Tensor& t, const char* op) {
+  if (t.is_contiguous()) return t.detach();
+  Tensor c = Tensor::empty(t.shape(), t.dtype(), t.device());
+  copy_kernel.get(t.device(), op)(t, c);
+  return c;
+}
+
+// The fused class-index path: per-row losses [M] of logits x [M, C] (differentiable) and targets i64 [M]
+// (contiguous, range-checked), 0 for ignored rows.
+Tensor cross_entropy_rows(const Tensor& x, const Tensor& t, int64_t ignore_index, double s, const char* op) {
+  Tensor xc = contiguous_raw(x, op);
+  const DType lse_dtype = x.dtype() == DType::f64 ? DType::f64 : DType::f32;
+  Tensor loss = Tensor::empty({x.size(0)}, x.dtype(), x.device());
+  Tensor lse = Tensor::empty({x.size(0)}, lse_dtype, x.device());
+  cross_entropy_kernel.get(x.device(), op)(xc, t, ignore_index, s, loss, lse);
+  autograd::record(op, loss, {x}, [xc, t, lse, ignore_index, s](const Tensor& g) -> std::vector<Tensor> {
+    const char* name = "cross_entropy";
+    Tensor gc = contiguous_raw(g.dtype() == xc.dtype() ? g : g.to(xc.dtype()), name);
+    Tensor dx = Tensor::empty(xc.shape(), xc.dtype(), xc.device());
+    cross_entropy_backward_kernel.get(xc.device(), name)(xc, t, lse, gc, ignore_index, s, dx);
+    return {dx};
+  });
+  return loss;
+}
+
 Tensor reduce_masked(const Tensor& loss, const Tensor& validf, Reduction r, const Shape& none_shape, const char* op) {
   switch (r) {
     case Reduction::none: return loss.reshape(none_shape);
@@ -103,8 +132,8 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& target_in, const Cro
               o.label_smoothing);
   const double s = o.label_smoothing;
   const int64_t C = logits.size(1);
-  Tensor logp = log_softmax(classes_last(logits), 1);
   if (is_floating(target.dtype())) {
+    Tensor logp = log_softmax(classes_last(logits), 1);
     // Soft targets: probabilities with the logits' shape.
     check_same_shape(op, logits, target);
     Tensor t = classes_last(target);
@@ -119,6 +148,21 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& target_in, const Cro
   expect.erase(expect.begin() + 1);
   NABLA_CHECK(target.shape() == expect, op, ": logits ", logits.shape(), " need class-index targets of shape ", expect,
               ", got ", target.shape());
+  const DType dt = logits.dtype();
+  const bool fused = (dt == DType::f32 || dt == DType::f64 || dt == DType::bf16 || dt == DType::f16) &&
+                     (target.dtype() == DType::i64 || target.dtype() == DType::i32);
+  if (fused) {
+    Tensor t = contiguous_raw(target.reshape({-1}).to(DType::i64), op);
+    for (double v : t.to_double_vector())
+      NABLA_CHECK(v == static_cast<double>(o.ignore_index) || (v >= 0 && v < C), op, ": target ",
+                  static_cast<int64_t>(v), " is out of range for ", C, " classes");
+    Tensor loss = cross_entropy_rows(classes_last(logits), t, o.ignore_index, s, op);
+    Tensor ignore =
+        full({}, static_cast<double>(o.ignore_index), {.dtype = DType::i64, .device = t.device()});
+    Tensor valid = ne(t, ignore).to(dt);
+    return reduce_masked(loss, valid, o.reduction, target.shape(), op);
+  }
+  Tensor logp = log_softmax(classes_last(logits), 1);
   auto [nll, valid] = nll_rows(logp, target, o.ignore_index, op);
   Tensor loss = nll;
   if (s > 0) loss = nll * (1.0 - s) + neg(mean(logp, {1})) * valid * s;

@@ -1,7 +1,12 @@
-// Parity cases of the losses. They have no kernels of their own (ops/loss.cpp composes log_softmax,
-// gather, where, reductions and element-wise ops), so these cases pass once every op they use has a CUDA
-// kernel; they check the compositions end to end, forward and backward: class-index targets with
-// ignore_index and label smoothing, soft targets, spatial [N, C, d...] inputs, every reduction.
+// Parity cases of the losses, forward and backward: class-index targets with ignore_index and label
+// smoothing, soft targets, spatial [N, C, d...] inputs, every reduction.
+// cross_entropy with class-index targets runs the fused kernels of cuda/loss.cu; the cases walk their paths:
+//   warp per row (C <= 1024) and block per row (C > 1024, 256 and 512 threads), each with 16-byte vector
+//   loads (C a multiple of 4 for f32, of 8 for bf16/f16) and scalar ones (odd C, f64), ignored rows in both
+//   (the early exit), label smoothing, -inf (masked) logits, f64, bf16 and f16.
+// The other losses compose log_softmax, gather, where, reductions and element-wise ops.
+// bf16/f16 run on the GPU only: the CPU reference runs in f32 on the logits rounded to the 16-bit type and
+// rounds its result (in_dtype below).
 #include "parity.h"
 
 namespace nabla {
@@ -14,6 +19,24 @@ Tensor ids(const std::vector<double>& v, const Shape& s) { return from_vector(v,
 Tensor rand_ids(int64_t hi, const Shape& s) {
   Generator g{test::next_seed(), 0};
   return randint(0, hi, s, {.dtype = DType::i64}, &g);
+}
+
+// f with the floating inputs cast to dt on the GPU; on the CPU, f in f32 on them rounded to dt, its result
+// rounded to dt. Index inputs pass unchanged.
+Tensor in_dtype(In in, DType dt, const std::function<Tensor(In)>& f) {
+  const bool gpu = in[0].device().is_cuda();
+  std::vector<Tensor> c;
+  for (const Tensor& t : in)
+    c.push_back(!is_floating(t.dtype()) ? t : gpu ? t.to(dt) : t.to(dt).to(DType::f32));
+  Tensor y = f(c);
+  return gpu ? y.to(DType::f32) : y.to(dt).to(DType::f32);
+}
+
+// Targets in [0, c) with every `every`-th one set to ignore_index -100.
+Tensor ids_ignored(int64_t c, int64_t n, int64_t every) {
+  std::vector<double> v = rand_ids(c, {n}).to_double_vector();
+  for (int64_t i = 0; i < n; i += every) v[i] = -100;
+  return ids(v, {n});
 }
 
 // ---- cross_entropy ----
@@ -38,6 +61,93 @@ NABLA_PARITY(cross_entropy, large_vocab_rows) {
   // 32 rows of 5000 classes: long softmax rows.
   EXPECT_PARITY([](In in) { return cross_entropy(in[0] * 3.0, in[1], {.label_smoothing = 0.05}); },
                 {parity_randn({32, 5000}), rand_ids(5000, {32})}, {.atol = 1e-4, .rtol = 1e-4});
+}
+// Fused kernel paths (cuda/loss.cu). Reduction none: every row's loss is compared, and the cotangent
+// weights each row's gradient differently.
+NABLA_PARITY(cross_entropy, warp_widest_row_vector) {
+  EXPECT_PARITY(
+      [](In in) {
+        return cross_entropy(in[0] * 4.0, in[1], {.reduction = Reduction::none, .label_smoothing = 0.1});
+      },
+      {parity_randn({37, 1024}), ids_ignored(1024, 37, 5)});
+}
+NABLA_PARITY(cross_entropy, warp_odd_classes_scalar) {
+  EXPECT_PARITY([](In in) { return cross_entropy(in[0], in[1], {.reduction = Reduction::none}); },
+                {parity_randn({70, 37}), ids_ignored(37, 70, 3)});
+}
+NABLA_PARITY(cross_entropy, block_narrowest_row_scalar) {
+  // C = 1025: the first block-per-row size, odd (scalar loads); ignored rows leave the block early.
+  EXPECT_PARITY(
+      [](In in) {
+        return cross_entropy(in[0], in[1], {.reduction = Reduction::sum, .label_smoothing = 0.2});
+      },
+      {parity_randn({9, 1025}), ids_ignored(1025, 9, 4)}, {.atol = 1e-4, .rtol = 1e-4});
+}
+NABLA_PARITY(cross_entropy, block_5000_classes_ignored_none) {
+  EXPECT_PARITY([](In in) { return cross_entropy(in[0] * 3.0, in[1], {.reduction = Reduction::none}); },
+                {parity_randn({20, 5000}), ids_ignored(5000, 20, 6)}, {.atol = 1e-4, .rtol = 1e-4});
+}
+NABLA_PARITY(cross_entropy, block_512_threads_odd) {
+  // C = 20001 > 8192: 512-thread blocks, scalar loads; mean over the non-ignored rows.
+  EXPECT_PARITY([](In in) { return cross_entropy(in[0] * 2.0, in[1], {.label_smoothing = 0.05}); },
+                {parity_randn({6, 20001}), ids_ignored(20001, 6, 4)}, {.atol = 1e-4, .rtol = 1e-4});
+}
+NABLA_PARITY(cross_entropy, masked_logits) {
+  // -inf logits (never in the 8 target columns): the online max/sum skips them in the warp ([8, 300]) and
+  // block ([8, 3000]) paths, and their gradient is 0.
+  EXPECT_PARITY(
+      [](In in) {
+        Tensor x = cat({in[0], in[2]}, 1);
+        Tensor rest = x.narrow(1, 8, 2992);
+        Tensor xm = cat({x.narrow(1, 0, 8),
+                         where(gt(in[1], scalar_like(-0.5, in[1])), rest, scalar_like(-INFINITY, rest))},
+                        1);
+        return cross_entropy(xm.narrow(1, 0, 300), in[3], {.reduction = Reduction::none}) +
+               cross_entropy(xm, in[3], {.reduction = Reduction::none});
+      },
+      {parity_randn({8, 200}), parity_uniform({8, 2992}, -1.0, 1.0, false), parity_randn({8, 2800}),
+       ids({0, 1, 2, 3, 4, 5, 6, 7}, {8})},
+      {.atol = 1e-4, .rtol = 1e-4});
+}
+NABLA_PARITY(cross_entropy, f64_warp_and_block) {
+  EXPECT_PARITY(
+      [](In in) {
+        return cross_entropy(in[0], in[1], {.reduction = Reduction::none, .label_smoothing = 0.1}).sum() +
+               cross_entropy(in[2], in[3], {.label_smoothing = 0.3});
+      },
+      {parity_randn({11, 100}, true, DType::f64), ids_ignored(100, 11, 5),
+       parity_randn({5, 3000}, true, DType::f64), ids_ignored(3000, 5, 3)},
+      {.atol = 1e-10, .rtol = 1e-10});
+}
+// bf16/f16: losses round to the 16-bit type (0.4% / 0.05%); the gradients g (softmax - onehot) as well.
+NABLA_PARITY(cross_entropy, bf16_warp_vector) {
+  EXPECT_PARITY(
+      [](In in) {
+        return in_dtype(in, DType::bf16, [](In c) {
+          return cross_entropy(c[0], c[1], {.reduction = Reduction::none, .label_smoothing = 0.1});
+        });
+      },
+      {parity_randn({64, 1000}), ids_ignored(1000, 64, 7)}, {.atol = 1e-6, .rtol = 2e-2});
+}
+NABLA_PARITY(cross_entropy, bf16_block_5000_mean) {
+  EXPECT_PARITY(
+      [](In in) { return in_dtype(in, DType::bf16, [](In c) { return cross_entropy(c[0], c[1]); }); },
+      {parity_randn({16, 5000}), ids_ignored(5000, 16, 5)}, {.atol = 1e-6, .rtol = 2e-2});
+}
+NABLA_PARITY(cross_entropy, f16_odd_scalar_and_block) {
+  EXPECT_PARITY(
+      [](In in) {
+        return in_dtype(in, DType::f16, [](In c) {
+          return cross_entropy(c[0], c[1], {.reduction = Reduction::none}) +
+                 cross_entropy(c[2], c[3], {.reduction = Reduction::sum, .label_smoothing = 0.1});
+        });
+      },
+      {parity_randn({33, 37}), ids_ignored(37, 33, 4), parity_randn({4, 1600}), ids_ignored(1600, 4, 3)},
+      {.atol = 1e-5, .rtol = 5e-3});
+}
+NABLA_PARITY(cross_entropy, i32_targets_spatial) {
+  EXPECT_PARITY([](In in) { return cross_entropy(in[0], in[1].to(DType::i32)); },
+                {parity_randn({3, 40, 7}), rand_ids(40, {3, 7})});
 }
 NABLA_PARITY(cross_entropy, soft_targets_smoothing) {
   // Probabilities as targets (rows of a uniform tensor normalised to sum 1), label smoothing 0.2.
