@@ -19,6 +19,7 @@
 #include <cmath>
 
 #include "cuda/dtype.cuh"
+#include "cuda/vec.cuh"
 #include "cuda/loops.cuh"
 #include "ops/loss.h"
 
@@ -32,42 +33,6 @@ constexpr int64_t kMaxWarpRow = 1024;
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-// Elements per 16-byte vector load (f64 loads one at a time).
-template <class T>
-constexpr int kVec = std::is_same_v<T, double> ? 1 : static_cast<int>(16 / sizeof(T));
-
-template <class A>
-__device__ __forceinline__ A neg_inf() {
-  return -static_cast<A>(INFINITY);
-}
-
-template <class T, int V>
-struct alignas(sizeof(T) * V) Pack {
-  T v[V];
-};
-
-template <class T, int V>
-__device__ __forceinline__ void load_pack(const T* p, acc_t<T>* out) {
-  if constexpr (V == 1) {
-    out[0] = load(p[0]);
-  } else {
-    const Pack<T, V> k = *reinterpret_cast<const Pack<T, V>*>(p);
-#pragma unroll
-    for (int e = 0; e < V; ++e) out[e] = load(k.v[e]);
-  }
-}
-
-template <class T, int V>
-__device__ __forceinline__ void store_pack(T* p, const acc_t<T>* in) {
-  if constexpr (V == 1) {
-    p[0] = store<T>(in[0]);
-  } else {
-    Pack<T, V> k;
-#pragma unroll
-    for (int e = 0; e < V; ++e) k.v[e] = store<T>(in[e]);
-    *reinterpret_cast<Pack<T, V>*>(p) = k;
-  }
-}
 
 // Merges (m2, s2) into (m, s).
 template <class A>

@@ -45,6 +45,7 @@
 #include <cmath>
 
 #include "cuda/dtype.cuh"
+#include "cuda/vec.cuh"
 #include "cuda/loops.cuh"
 #include "engine/random.h"
 #include "ops/nn.h"
@@ -70,10 +71,6 @@ bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 
 template <class T>
 constexpr bool is16 = std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half>;
-// Elements per 16-byte vector load (f64 rows are rare on the GPU: they load one at a time).
-template <class T>
-constexpr int kVec = std::is_same_v<T, double> ? 1 : static_cast<int>(16 / sizeof(T));
-
 template <class T>
 constexpr DType dtype_of() {
   if constexpr (std::is_same_v<T, float>)
@@ -86,40 +83,8 @@ constexpr DType dtype_of() {
     return DType::f16;
 }
 
-template <class A>
-__device__ __forceinline__ A neg_inf() {
-  return -static_cast<A>(INFINITY);
-}
-
 // ---- loads, reductions ---------------------------------------------------------------------------
 
-template <class T, int V>
-struct alignas(sizeof(T) * V) Pack {
-  T v[V];
-};
-
-template <class T, int V>
-__device__ __forceinline__ void load_pack(const T* p, acc_t<T>* out) {
-  if constexpr (V == 1) {
-    out[0] = load(p[0]);
-  } else {
-    const Pack<T, V> k = *reinterpret_cast<const Pack<T, V>*>(p);
-#pragma unroll
-    for (int e = 0; e < V; ++e) out[e] = load(k.v[e]);
-  }
-}
-
-template <class T, int V>
-__device__ __forceinline__ void store_pack(T* p, const acc_t<T>* in) {
-  if constexpr (V == 1) {
-    p[0] = store<T>(in[0]);
-  } else {
-    Pack<T, V> k;
-#pragma unroll
-    for (int e = 0; e < V; ++e) k.v[e] = store<T>(in[e]);
-    *reinterpret_cast<Pack<T, V>*>(p) = k;
-  }
-}
 
 struct SumOp {
   template <class A>

@@ -16,13 +16,6 @@ using namespace ops;
 
 namespace {
 
-Tensor contiguous_raw(const Tensor& t, const char* op) {
-  if (t.is_contiguous()) return t.detach();
-  Tensor c = Tensor::empty(t.shape(), t.dtype(), t.device());
-  copy_kernel.get(t.device(), op)(t, c);
-  return c;
-}
-
 void check_nchw(const char* op, const Tensor& x) {
   check_defined(op, x);
   check_floating(op, x);

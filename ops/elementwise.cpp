@@ -56,6 +56,13 @@ Tensor broadcast_view(const Tensor& t, const Shape& shape, const char* op) {
   return raw_view(t, shape, st, t.offset());
 }
 
+Tensor contiguous_raw(const Tensor& t, const char* op) {
+  if (t.is_contiguous()) return t.detach();
+  Tensor c = Tensor::empty(t.shape(), t.dtype(), t.device());
+  copy_kernel.get(t.device(), op)(t, c);
+  return c;
+}
+
 namespace {
 
 Tensor unary_raw(UnaryOp op, const Tensor& x, ElementwiseParams p = {}) {

@@ -17,14 +17,6 @@ namespace nabla {
 namespace ops {
 namespace {
 
-// A contiguous version of t without autograd history (t itself when already contiguous).
-Tensor contiguous_raw(const Tensor& t, const char* op) {
-  if (t.is_contiguous()) return t.detach();
-  Tensor c = Tensor::empty(t.shape(), t.dtype(), t.device());
-  copy_kernel.get(t.device(), op)(t, c);
-  return c;
-}
-
 // A contiguous i64 copy of an index tensor on the CPU, for host-side checks.
 Tensor host_i64(const Tensor& index) {
   return contiguous_raw(index.detach().to(DType::i64).to(Device::cpu()), "index");

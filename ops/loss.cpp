@@ -72,14 +72,6 @@ std::pair<Tensor, Tensor> nll_rows(const Tensor& logp, const Tensor& target, int
   return {neg(picked) * validf, validf};
 }
 
-// A contiguous tensor with t's values and no autograd history (a copy only when t is strided).
-Tensor contiguous_raw(const Tensor& t, const char* op) {
-  if (t.is_contiguous()) return t.detach();
-  Tensor c = Tensor::empty(t.shape(), t.dtype(), t.device());
-  copy_kernel.get(t.device(), op)(t, c);
-  return c;
-}
-
 // The fused class-index path: per-row losses [M] of logits x [M, C] (differentiable) and targets i64 [M]
 // (contiguous, range-checked), 0 for ignored rows.
 Tensor cross_entropy_rows(const Tensor& x, const Tensor& t, int64_t ignore_index, double s, const char* op) {

@@ -20,14 +20,6 @@ namespace nabla {
 namespace ops {
 namespace {
 
-// A contiguous tensor with t's values and no autograd history (a copy only when t is strided).
-Tensor contiguous_raw(const Tensor& t, const char* op) {
-  if (t.is_contiguous()) return t.detach();
-  Tensor c = Tensor::empty(t.shape(), t.dtype(), t.device());
-  copy_kernel.get(t.device(), op)(t, c);
-  return c;
-}
-
 Tensor empty_or_undefined(bool want, const Shape& shape, const Tensor& like) {
   return want ? Tensor::empty(shape, like.dtype(), like.device()) : Tensor();
 }

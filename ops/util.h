@@ -32,6 +32,10 @@ inline void check_index_dtype(const char* op, const Tensor& t) {
 // A broadcast view of t with `shape` (stride 0 along expanded dims), without autograd.
 Tensor broadcast_view(const Tensor& t, const Shape& shape, const char* op);
 
+// A contiguous tensor with t's values and no autograd history (t detached when already contiguous, else a
+// copy): kernels that need contiguous inputs get them from here.
+Tensor contiguous_raw(const Tensor& t, const char* op);
+
 // A view with other sizes/strides/offset over t's storage, without autograd.
 inline Tensor raw_view(const Tensor& t, Shape sizes, Strides strides, int64_t offset) {
   return Tensor::make_view(t.storage(), std::move(sizes), std::move(strides), offset, t.dtype());
