@@ -29,9 +29,9 @@ void print_rec(std::ostringstream& os, const std::vector<double>& v, const Shape
   const bool cut = summarise && n > 2 * kEdge;
   for (int64_t i = 0; i < n; ++i) {
     if (cut && i == kEdge) {
-      os << (d + 1 == static_cast<int64_t>(shape.size())
-                 ? " ..., "
-                 : "\n" + std::string(indent + 1, ' ') + "...,\n" + std::string(indent + 1, ' '));
+      const std::string pad(indent + 1, ' ');
+      if (d + 1 == static_cast<int64_t>(shape.size())) os << " ..., ";
+      else os << "\n" << pad << "...,\n" << pad;
       i = n - kEdge;
     }
     print_rec(os, v, shape, st, d + 1, off + i * st[d], summarise, floating, indent + 1);

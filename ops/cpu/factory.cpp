@@ -14,7 +14,7 @@ void random_cpu(Tensor& dst, RandomKind kind, uint64_t seed, uint64_t offset, do
     T* p = base<T>(dst);
 #pragma omp parallel for if (n >= kParallelGrain) schedule(static)
     for (int64_t i = 0; i < n; ++i) {
-      double v;
+      double v = 0;
       switch (kind) {
         case RandomKind::uniform:
           v = a + (b - a) * philox_uniform(seed, offset, i);

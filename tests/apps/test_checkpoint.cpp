@@ -61,7 +61,7 @@ TEST(Checkpoint, ResumeIsBitIdenticalToAnUninterruptedRun) {
   train(first, n);
   std::string path = (fs::temp_directory_path() / "nabla_resume_test.safetensors").string();
   apps::save_checkpoint(path, *first.model, *first.opt,
-                        {.step = n, .epoch = 0, .loader = first.loader->position(), .rng = default_generator()});
+                        {.step = n, .epoch = 0, .loader = first.loader->position(), .rng = default_generator(), .extra = {}});
 
   TrainRun resumed = make_run(set, 777);  // different init: everything must come from the file
   apps::TrainState s = apps::load_checkpoint(path, *resumed.model, *resumed.opt);

@@ -121,9 +121,10 @@ TEST(FusedLarsLambParity, MultiTensorNormMatchesTheCpu) {
     ops::multi_tensor_norm_kernel.get(Device::cuda(0), "test")(g, ng);
     test::compare_tensors(nc, ng, tol_of(dt), str_cat("norms ", dtype_name(dt)));
     // And the CPU kernel is bit for bit norm(x) for f32/f64.
-    if (dt != DType::bf16)
+    if (dt != DType::bf16) {
       for (size_t i = 0; i < shapes.size(); ++i)
         EXPECT_EQ(nc.to_double_vector()[i], norm(c[i]).item()) << dtype_name(dt) << " tensor " << i;
+    }
     // Deterministic: a second run gives the same bits.
     Tensor ng2 = Tensor::empty(Shape{static_cast<int64_t>(shapes.size())}, nd, Device::cuda(0));
     ops::multi_tensor_norm_kernel.get(Device::cuda(0), "test")(g, ng2);
