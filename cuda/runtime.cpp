@@ -189,6 +189,29 @@ cudaStream_t stream(int device) {
   return per_device().stream;
 }
 cudaStream_t current_stream() { return per_device().stream; }
+
+Event::Event() : device_(current_device()) { NABLA_CUDA_CHECK(cudaEventCreate(&event_)); }
+Event::~Event() {
+  if (event_) cudaEventDestroy(event_);
+}
+void Event::record() { record(stream(device_)); }
+void Event::record(cudaStream_t s) { NABLA_CUDA_CHECK(cudaEventRecord(event_, s)); }
+void Event::synchronize() const { NABLA_CUDA_CHECK(cudaEventSynchronize(event_)); }
+bool Event::done() const {
+  cudaError_t e = cudaEventQuery(event_);
+  if (e == cudaErrorNotReady) {
+    (void)cudaGetLastError();
+    return false;
+  }
+  NABLA_CUDA_CHECK(e);
+  return true;
+}
+void Event::wait(cudaStream_t s) const { NABLA_CUDA_CHECK(cudaStreamWaitEvent(s, event_, 0)); }
+float Event::elapsed_ms(const Event& later) const {
+  float ms = 0;
+  NABLA_CUDA_CHECK(cudaEventElapsedTime(&ms, event_, later.event_));
+  return ms;
+}
 void synchronize() { NABLA_CUDA_CHECK(cudaStreamSynchronize(current_stream())); }
 bool sync_every_op() {
   static const bool on = env_flag("NABLA_SYNC", false);

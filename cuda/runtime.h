@@ -39,6 +39,27 @@ class DeviceGuard {
 };
 
 cudaStream_t stream(int device);  // the compute stream
+
+// A CUDA event on the current device: record() on the compute stream, then elapsed_ms() between two
+// events, synchronize(), or make another stream wait for it. Timing enabled (benchmarks use it).
+class Event {
+ public:
+  Event();
+  ~Event();
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+  void record();                       // on the current device's compute stream
+  void record(cudaStream_t stream);
+  void synchronize() const;            // the host waits until the event has happened
+  bool done() const;                   // non-blocking query
+  void wait(cudaStream_t stream) const;  // `stream` waits for the event (no host sync)
+  float elapsed_ms(const Event& later) const;
+  cudaEvent_t get() const { return event_; }
+
+ private:
+  cudaEvent_t event_ = nullptr;
+  int device_ = 0;
+};
 cudaStream_t current_stream();
 void synchronize();  // waits for the current device's compute stream
 bool sync_every_op();  // NABLA_SYNC=1

@@ -78,3 +78,28 @@ TEST(CudaRuntime, Bf16AndF16MatmulAccumulateInF32) {
 
 }  // namespace
 }  // namespace nabla
+
+namespace nabla {
+namespace {
+TEST(CudaRuntime, EventsOrderAndTimeWorkOnTheComputeStream) {
+  if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  Tensor a = randn({2048, 2048}, {.device = Device::cuda(0)});
+  cuda::Event start, stop;
+  start.record();
+  Tensor b = matmul(a, a);
+  stop.record();
+  stop.synchronize();
+  EXPECT_TRUE(stop.done());
+  const float ms = start.elapsed_ms(stop);
+  EXPECT_GT(ms, 0.0f);
+  EXPECT_LT(ms, 1000.0f);
+  // A second stream waits for the event without the host synchronising.
+  cudaStream_t other;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&other, cudaStreamNonBlocking), cudaSuccess);
+  stop.wait(other);
+  EXPECT_EQ(cudaStreamSynchronize(other), cudaSuccess);
+  cudaStreamDestroy(other);
+  EXPECT_NEAR(b.select(0, 0).select(0, 0).item(), matmul(a.select(0, 0), a.select(1, 0)).item(), 1.0);  // TF32 on both sides
+}
+}  // namespace
+}  // namespace nabla
