@@ -147,7 +147,7 @@ Options parse(int argc, char** argv) {
   bool help = false;
   apps::OptionParser cli("train_classifier: train an image classifier (defaults: LeNet-5 on Fashion-MNIST)");
   cli.add_switch("help,h", &help, "show this help")
-      .add("model", &o.model, "lenet5", "lenet5 | mlp")
+      .add("model", &o.model, "lenet5", "lenet5 | mlp | resnet18/34/50/101/152 | resnet20/32/44/56/110")
       .add("dataset", &o.dataset, "fashion-mnist", "fashion-mnist | mnist | cifar10 | cifar100 | image-folder")
       .add("data-dir", &o.data_dir, "/usr/share/datasets/fashion-mnist", "folder with the dataset files (image-folder: with train/ and val/)")
       .add("epochs", &o.epochs, 10, "passes over the training set")

@@ -1,5 +1,7 @@
 #include "models/classifiers.h"
 
+#include "models/resnet.h"
+
 namespace nabla::models {
 using namespace nn;
 
@@ -39,7 +41,9 @@ std::shared_ptr<Module> make_classifier(const std::string& name, int64_t in_chan
                                         int64_t num_classes) {
   if (name == "lenet5") return lenet5(in_channels, image_size, num_classes);
   if (name == "mlp") return mlp(in_channels * image_size * image_size, {256, 128}, num_classes);
-  fail("unknown model '", name, "' (expected lenet5 or mlp)");
+  if (name.rfind("resnet", 0) == 0)
+    return make_resnet(name, {.num_classes = num_classes, .in_channels = in_channels});
+  fail("unknown model '", name, "' (expected lenet5, mlp, resnet18/34/50/101/152 or resnet20/32/44/56/110)");
 }
 
 }  // namespace nabla::models

@@ -16,7 +16,8 @@ namespace nabla::models {
 std::shared_ptr<nn::Sequential> lenet5(int64_t in_channels = 1, int64_t image_size = 28, int64_t num_classes = 10);
 std::shared_ptr<nn::Sequential> mlp(int64_t in_features, const std::vector<int64_t>& hidden, int64_t num_classes);
 
-// "lenet5" or "mlp" (hidden 256,128); throws naming the known models otherwise.
+// "lenet5", "mlp" (hidden 256,128), or a ResNet of models/resnet.h ("resnet18".."resnet152" for ImageNet-size
+// inputs, "resnet20".."resnet110" for 32x32); throws naming the known models otherwise.
 std::shared_ptr<nn::Module> make_classifier(const std::string& name, int64_t in_channels, int64_t image_size,
                                             int64_t num_classes);
 

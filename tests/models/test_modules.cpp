@@ -89,3 +89,13 @@ TEST(Models, LeNet5LossFallsOnASmallFixedBatch) {
 
 }  // namespace
 }  // namespace nabla
+
+namespace nabla {
+namespace {
+TEST(Models, ClassifierFactoryBuildsResNetsForTheTrainingBinary) {
+  auto net = models::make_classifier("resnet20", 1, 28, 10);
+  EXPECT_EQ(net->forward(test::randn32({2, 1, 28, 28})).shape(), (Shape{2, 10}));
+  test::expect_error([] { models::make_classifier("vgg16", 3, 32, 10); }, {"vgg16", "lenet5", "resnet20"});
+}
+}  // namespace
+}  // namespace nabla
