@@ -108,7 +108,7 @@ TEST(ResNet, ZeroInitResidualZeroesTheLastGammaOfEachBlock) {
 
 TEST(ResNet, ConvsAreKaimingNormalFanOut) {
   auto net = resnet18();
-  const Tensor& w = net->stages[3][1]->named_parameters()[0].second;  // layer4.1.conv1 [512, 512, 3, 3]
+  const Tensor w = net->stages[3][1]->named_parameters()[0].second;  // layer4.1.conv1 [512, 512, 3, 3]
   ASSERT_EQ(w.shape(), (Shape{512, 512, 3, 3}));
   const double want = std::sqrt(2.0 / (512 * 9));
   const double std_dev = std::sqrt(mean(w * w).item());
