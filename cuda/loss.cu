@@ -34,20 +34,6 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 
-// Merges (m2, s2) into (m, s).
-template <class A>
-__device__ __forceinline__ void online_merge(A& m, A& s, A m2, A s2) {
-  if (m2 == neg_inf<A>()) return;  // the other side saw nothing but -inf (or nothing)
-  if (m == neg_inf<A>()) {
-    m = m2;
-    s = s2;
-    return;
-  }
-  const A mn = m < m2 ? m2 : m;
-  s = s * ::exp(m - mn) + s2 * ::exp(m2 - mn);
-  m = mn;
-}
-
 // Warp-wide merge of (m, s) and sum of sx; every lane gets the result.
 template <class A>
 __device__ __forceinline__ void warp_reduce(A& m, A& s, A& sx) {

@@ -140,19 +140,6 @@ __device__ __forceinline__ void online_add(A& m, A& s, A x) {
   }
 }
 
-template <class A>
-__device__ __forceinline__ void online_merge(A& m, A& s, A m2, A s2) {
-  if (m2 == neg_inf<A>()) return;  // the other side saw nothing but -inf
-  if (m == neg_inf<A>()) {
-    m = m2;
-    s = s2;
-    return;
-  }
-  const A mn = m < m2 ? m2 : m;
-  s = s * ::exp(m - mn) + s2 * ::exp(m2 - mn);
-  m = mn;
-}
-
 // Block-wide online merge; every thread gets the result. shm: 66 slots.
 template <class A>
 __device__ __forceinline__ void block_online_allreduce(A& m, A& s, A* shm) {

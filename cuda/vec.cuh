@@ -1,5 +1,6 @@
-// 16-byte vector loads and stores for row kernels (softmax, layer norm, cross-entropy): a row of T is read
-// as Pack<T, kVec<T>> words and converted to the compute type acc_t<T> element by element.
+// Helpers of the row kernels (softmax, layer norm, cross-entropy): 16-byte vector loads and stores (a row of
+// T is read as Pack<T, kVec<T>> words and converted to acc_t<T> element by element) and the online
+// log-sum-exp merge.
 #pragma once
 #include <cmath>
 
@@ -42,6 +43,21 @@ __device__ __forceinline__ void store_pack(T* p, const acc_t<T>* in) {
     for (int e = 0; e < V; ++e) k.v[e] = store<T>(in[e]);
     *reinterpret_cast<Pack<T, V>*>(p) = k;
   }
+}
+
+// Online log-sum-exp: (m, s) stands for sum_i exp(x_i) = s * exp(m). Merges (m2, s2) into (m, s); a side
+// that saw only -inf (or nothing) has m = -inf and adds nothing.
+template <class A>
+__device__ __forceinline__ void online_merge(A& m, A& s, A m2, A s2) {
+  if (m2 == neg_inf<A>()) return;
+  if (m == neg_inf<A>()) {
+    m = m2;
+    s = s2;
+    return;
+  }
+  const A mn = m < m2 ? m2 : m;
+  s = s * ::exp(m - mn) + s2 * ::exp(m2 - mn);
+  m = mn;
 }
 
 }  // namespace nabla::cuda
