@@ -72,10 +72,12 @@ void copy_cuda(const Tensor& src, Tensor& dst) {
     NABLA_CUDA_CHECK(cudaMemcpyAsync(dst.data_ptr(), dev.data_ptr(), nbytes / src.itemsize() * dst.itemsize(),
                                      cudaMemcpyDeviceToHost, current_stream()));
     NABLA_CUDA_CHECK(cudaStreamSynchronize(current_stream()));
+    raise_async_errors(src.device().index);
   } else {
     Tensor host = Tensor::empty(dst.shape(), dst.dtype(), Device::cpu());
     NABLA_CUDA_CHECK(cudaMemcpyAsync(host.data_ptr(), dev.data_ptr(), host.nbytes(), cudaMemcpyDeviceToHost, current_stream()));
     NABLA_CUDA_CHECK(cudaStreamSynchronize(current_stream()));
+    raise_async_errors(src.device().index);
     ops::copy_kernel.get(Device::cpu())(host, dst);
   }
 }

@@ -440,6 +440,42 @@ SortedByKey sort_positions_by_key(const int64_t* keys, int64_t m, int key_bits, 
   return out;
 }
 
+// ---- index_check: the asynchronous range check of engine/async_check.h ----------------------------------
+// One thread per value (grid-stride), coalesced; a bad value becomes 0 in the output and the first thread
+// to claim the record (64-bit compare-and-swap on its id) writes where and what it was. Which of several
+// bad values is reported depends on scheduling; that one is bad is all the message promises.
+template <class I>
+__global__ void index_check_values(const I* __restrict__ in, int64_t* __restrict__ out, int64_t n,
+                                   int64_t size, int64_t allowed, unsigned long long id,
+                                   AsyncCheckRecord* rec) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+    const int64_t v = static_cast<int64_t>(in[i]);
+    const bool ok = v == allowed || (v >= 0 && v < size);
+    out[i] = ok ? v : 0;
+    if (!ok && atomicCAS(&rec->id, 0ull, id) == 0ull) {
+      rec->position = i;
+      rec->value = v;
+    }
+  }
+}
+
+void index_check_cuda(const Tensor& index, Tensor& out, int64_t size, int64_t allowed, uint32_t check_id) {
+  DeviceGuard g(index.device().index);
+  const int64_t n = index.numel();
+  AsyncCheckRecord* rec = async_check_record(index.device().index);
+  if (index.dtype() == DType::i32) {
+    index_check_values<int32_t><<<grid_for(n), kBlock, 0, current_stream()>>>(
+        ptr<int32_t>(index), ptr<int64_t>(out), n, size, allowed, check_id, rec);
+  } else {
+    index_check_values<int64_t><<<grid_for(n), kBlock, 0, current_stream()>>>(
+        ptr<int64_t>(index), ptr<int64_t>(out), n, size, allowed, check_id, rec);
+  }
+  NABLA_CUDA_LAUNCH_CHECK();
+}
+
+NABLA_REGISTER_KERNEL(index_check_kernel, cuda, index_check_cuda);
+
 NABLA_REGISTER_KERNEL(index_select_kernel, cuda, index_select_cuda);
 NABLA_REGISTER_KERNEL(index_add_kernel, cuda, index_add_cuda);
 NABLA_REGISTER_KERNEL(gather_kernel, cuda, gather_cuda);

@@ -5,6 +5,7 @@
 #include <mutex>
 #include <vector>
 
+#include "engine/async_check.h"
 #include "engine/storage.h"
 
 namespace nabla::cuda {
@@ -196,7 +197,10 @@ Event::~Event() {
 }
 void Event::record() { record(stream(device_)); }
 void Event::record(cudaStream_t s) { NABLA_CUDA_CHECK(cudaEventRecord(event_, s)); }
-void Event::synchronize() const { NABLA_CUDA_CHECK(cudaEventSynchronize(event_)); }
+void Event::synchronize() const {
+  NABLA_CUDA_CHECK(cudaEventSynchronize(event_));
+  raise_async_errors(device_);
+}
 bool Event::done() const {
   cudaError_t e = cudaEventQuery(event_);
   if (e == cudaErrorNotReady) {
@@ -212,7 +216,10 @@ float Event::elapsed_ms(const Event& later) const {
   NABLA_CUDA_CHECK(cudaEventElapsedTime(&ms, event_, later.event_));
   return ms;
 }
-void synchronize() { NABLA_CUDA_CHECK(cudaStreamSynchronize(current_stream())); }
+void synchronize() {
+  NABLA_CUDA_CHECK(cudaStreamSynchronize(current_stream()));
+  raise_async_errors(current_device());
+}
 bool sync_every_op() {
   static const bool on = env_flag("NABLA_SYNC", false);
   return on;
@@ -270,7 +277,52 @@ void check_launch(const char* file, int line) {
   if (sync_every_op()) {
     err = cudaStreamSynchronize(current_stream());
     if (err != cudaSuccess) fail_cuda(cudaGetErrorString(err), "kernel (NABLA_SYNC=1)", file, line);
+    raise_async_errors(current_device());
   }
+}
+
+// ---- asynchronous checks ----------------------------------------------------------------------------
+namespace {
+struct AsyncChecks {
+  std::mutex mu;
+  AsyncCheckRecord* record[kMaxDevices] = {};
+  bool pending[kMaxDevices] = {};  // a check was launched since the record was last read
+};
+AsyncChecks& async_checks() {
+  static AsyncChecks a;
+  return a;
+}
+}  // namespace
+
+AsyncCheckRecord* async_check_record(int device) {
+  AsyncChecks& a = async_checks();
+  std::lock_guard<std::mutex> lock(a.mu);
+  if (!a.record[device]) {
+    // Its own cudaMalloc, not the caching allocator: it lives as long as the process.
+    DeviceGuard g(device);
+    NABLA_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&a.record[device]), sizeof(AsyncCheckRecord)));
+    NABLA_CUDA_CHECK(cudaMemsetAsync(a.record[device], 0, sizeof(AsyncCheckRecord), stream(device)));
+  }
+  a.pending[device] = true;
+  return a.record[device];
+}
+
+void raise_async_errors(int device) {
+  AsyncChecks& a = async_checks();
+  AsyncCheckRecord rec{};
+  {
+    std::lock_guard<std::mutex> lock(a.mu);
+    if (device < 0 || device >= kMaxDevices || !a.pending[device]) return;
+    a.pending[device] = false;
+    DeviceGuard g(device);
+    // The caller has synchronised; this small copy is the only cost of the check at a sync point.
+    NABLA_CUDA_CHECK(cudaMemcpyAsync(&rec, a.record[device], sizeof rec, cudaMemcpyDeviceToHost, stream(device)));
+    NABLA_CUDA_CHECK(cudaStreamSynchronize(stream(device)));
+    if (rec.id == 0) return;
+    NABLA_CUDA_CHECK(cudaMemsetAsync(a.record[device], 0, sizeof rec, stream(device)));
+  }
+  fail(describe_async_check(static_cast<uint32_t>(rec.id), rec.position, rec.value),
+       " (found on cuda:", device, " by an asynchronous check, reported at the next synchronisation)");
 }
 
 }  // namespace nabla::cuda

@@ -64,6 +64,20 @@ cudaStream_t current_stream();
 void synchronize();  // waits for the current device's compute stream
 bool sync_every_op();  // NABLA_SYNC=1
 
+// Asynchronous checks (engine/async_check.h). A check kernel writes its first failure into this record,
+// in device memory, with one 64-bit compare-and-swap on `id` (0: no failure) so one failure wins whole.
+struct AsyncCheckRecord {
+  unsigned long long id;
+  long long position;
+  long long value;
+};
+// The record of `device`, for a check kernel about to be launched (marks the device as having a check to
+// look at on the next synchronisation).
+AsyncCheckRecord* async_check_record(int device);
+// Reads the record of `device` (the caller has just synchronised with its compute stream) and throws the
+// described error if a check failed, clearing the record first so the next step starts clean.
+void raise_async_errors(int device);
+
 cublasHandle_t cublas_handle();
 cublasLtHandle_t cublaslt_handle();
 cudnnHandle_t cudnn_handle();

@@ -3,8 +3,9 @@
 //
 // cat writes each input into its slice of the output with the copy kernel, and masked_fill is the where
 // kernel with a broadcast scalar, so neither needs a kernel of its own; split/chunk return narrow views and
-// one_hot is eq(idx[..., None], arange(n)). Index values are checked on the host before any kernel runs,
-// so kernels never see an out-of-range index.
+// one_hot is eq(idx[..., None], arange(n)). Index values of CPU tensors are checked on the host before
+// any kernel runs; those of GPU tensors by a kernel that replaces bad values by 0 and reports the first at
+// the next synchronisation (engine/async_check.h): no kernel ever sees an out-of-range index.
 #include "ops/index.h"
 
 #include <algorithm>
@@ -32,14 +33,6 @@ Shape unravel(int64_t i, const Shape& shape) {
   return pos;
 }
 
-// The flat position of the first value outside [0, size), or -1.
-int64_t first_out_of_range(const Tensor& host, int64_t size) {
-  const int64_t* p = host.data<int64_t>();
-  for (int64_t i = 0, n = host.numel(); i < n; ++i)
-    if (p[i] < 0 || p[i] >= size) return i;
-  return -1;
-}
-
 void check_index_device(const char* op, const Tensor& x, const Tensor& index) {
   check_defined(op, index, "index");
   NABLA_CHECK(index.device() == x.device(), op, ": index on ", index.device(), " ", index.shape(),
@@ -62,15 +55,34 @@ void outer_inner(const Shape& s, int64_t d, int64_t& outer, int64_t& inner) {
 
 }  // namespace
 
+Tensor checked_values(const Tensor& index, int64_t size, int64_t allowed, AsyncCheckMessage message) {
+  if (index.device().is_cpu()) {
+    Tensor host = host_i64(index);
+    const int64_t* p = host.data<int64_t>();
+    for (int64_t i = 0, n = host.numel(); i < n; ++i)
+      NABLA_CHECK(p[i] == allowed || (p[i] >= 0 && p[i] < size), message(i, p[i]));
+    return host.data_ptr() == index.data_ptr() ? index.detach() : host;
+  }
+  Tensor out = Tensor::empty(index.shape(), DType::i64, index.device());
+  if (index.numel() == 0) return out;
+  // With nothing in range every value is bad: say so now, no kernel needed to know it.
+  NABLA_CHECK(size > 0 || allowed != kNoAllowedValue,
+              message(0, static_cast<int64_t>(index.reshape({-1}).narrow(0, 0, 1).item())));
+  const uint32_t id = register_async_check(std::move(message));
+  index_check_kernel.get(index.device(), "index check")(contiguous_raw(index.detach(), "index check"), out,
+                                                        size, allowed, id);
+  return out;
+}
+
 Tensor checked_index(const char* op, const Tensor& index, int64_t size, int64_t dim, const Shape& x_shape) {
   check_defined(op, index, "index");
   check_index_dtype(op, index);
-  Tensor host = host_i64(index);
-  int64_t bad = first_out_of_range(host, size);
-  NABLA_CHECK(bad < 0, op, ": index ", host.data<int64_t>()[bad], " at position ",
-              unravel(bad, index.shape()), " of index ", index.shape(), " is out of range for dim ", dim,
-              " of size ", size, " (input ", x_shape, ")");
-  return index.detach().to(DType::i64);
+  return checked_values(
+      index, size, kNoAllowedValue,
+      [op = std::string(op), ishape = index.shape(), size, dim, x_shape](int64_t pos, int64_t v) {
+        return str_cat(op, ": index ", v, " at position ", unravel(pos, ishape), " of index ", ishape,
+                       " is out of range for dim ", dim, " of size ", size, " (input ", x_shape, ")");
+      });
 }
 
 }  // namespace ops
@@ -286,18 +298,20 @@ Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
 Tensor one_hot(const Tensor& indices, int64_t num_classes) {
   check_defined("one_hot", indices, "indices");
   check_index_dtype("one_hot", indices);
-  Tensor host = host_i64(indices);
   if (num_classes == -1) {
+    Tensor host = host_i64(indices);  // inferring the count needs the values on the host anyway
     NABLA_CHECK(host.numel() > 0, "one_hot: cannot infer num_classes from an empty tensor ", indices.shape());
     const int64_t* p = host.data<int64_t>();
     num_classes = *std::max_element(p, p + host.numel()) + 1;
   }
   NABLA_CHECK(num_classes > 0, "one_hot: num_classes must be positive (or -1 to infer), got ", num_classes);
-  int64_t bad = first_out_of_range(host, num_classes);
-  NABLA_CHECK(bad < 0, "one_hot: index ", host.data<int64_t>()[bad], " at position ",
-              unravel(bad, indices.shape()), " of indices ", indices.shape(),
-              " is out of range for num_classes ", num_classes);
-  Tensor idx = indices.detach().to(DType::i64).unsqueeze(-1);
+  Tensor idx = checked_values(indices, num_classes, kNoAllowedValue,
+                              [ishape = indices.shape(), num_classes](int64_t pos, int64_t v) {
+                                return str_cat("one_hot: index ", v, " at position ", unravel(pos, ishape),
+                                               " of indices ", ishape, " is out of range for num_classes ",
+                                               num_classes);
+                              })
+                   .unsqueeze(-1);
   Tensor classes = arange(num_classes, {.dtype = DType::i64, .device = indices.device()});
   return eq(idx, classes).to(DType::i64);
 }

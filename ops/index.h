@@ -19,6 +19,8 @@
 // The add kernels are deterministic: every output element is summed by one thread in index order, so the
 // result does not depend on the thread count (no atomic float adds).
 #pragma once
+
+#include "engine/async_check.h"
 #include <vector>
 
 #include "engine/tensor.h"
@@ -67,9 +69,23 @@ inline Kernel<IndexAddKernelFn> index_add_kernel{"index_add"};
 inline Kernel<GatherKernelFn> gather_kernel{"gather"};
 inline Kernel<ScatterAddKernelFn> scatter_add_kernel{"scatter_add"};
 
-// An i64 version of `index` on its device, after checking on the host that every value lies in
-// [0, size); the error names `op`, the bad value, its position, the dim and its size. Shared with
-// ops/embedding.cpp.
+// out (i64, contiguous, index's shape) = index (i32 or i64, contiguous) with every value outside
+// [0, size) other than `allowed` replaced by 0, so that the kernels reading it stay inside their tensors;
+// the first replaced value is reported through asynchronous check `check_id` (engine/async_check.h).
+// A device-only slot: on the CPU values are checked on the spot.
+using IndexCheckKernelFn = void (*)(const Tensor& index, Tensor& out, int64_t size, int64_t allowed,
+                                    uint32_t check_id);
+inline Kernel<IndexCheckKernelFn> index_check_kernel{"index_check"};
+inline constexpr int64_t kNoAllowedValue = INT64_MIN;
+
+// A contiguous i64 version of `index` on its device whose values all lie in [0, size) or equal `allowed`.
+// On the CPU a bad value throws now, with message(position, value); on a GPU it is checked by a kernel and
+// reported at the next synchronisation (engine/async_check.h), with the same message, which avoids
+// a host round trip per indexing op.
+Tensor checked_values(const Tensor& index, int64_t size, int64_t allowed, AsyncCheckMessage message);
+
+// checked_values for op inputs: the error names `op`, the bad value, its position, the dim and its size.
+// Shared with ops/embedding.cpp.
 Tensor checked_index(const char* op, const Tensor& index, int64_t size, int64_t dim, const Shape& x_shape);
 
 }  // namespace nabla::ops

@@ -23,19 +23,26 @@ namespace {
 
 const char* reduction_name(Reduction r) {
   switch (r) {
-    case Reduction::none: return "none";
-    case Reduction::mean: return "mean";
-    case Reduction::sum: return "sum";
-    case Reduction::batchmean: return "batchmean";
+    case Reduction::none:
+      return "none";
+    case Reduction::mean:
+      return "mean";
+    case Reduction::sum:
+      return "sum";
+    case Reduction::batchmean:
+      return "batchmean";
   }
   return "?";
 }
 
 Tensor reduce_loss(const Tensor& per_element, Reduction r, const char* op) {
   switch (r) {
-    case Reduction::none: return per_element;
-    case Reduction::sum: return sum(per_element);
-    case Reduction::mean: return mean(per_element);
+    case Reduction::none:
+      return per_element;
+    case Reduction::sum:
+      return sum(per_element);
+    case Reduction::mean:
+      return mean(per_element);
     case Reduction::batchmean:
       NABLA_CHECK(per_element.dim() >= 1, op, ": batchmean needs a batch dim");
       return sum(per_element) / static_cast<double>(per_element.size(0));
@@ -45,7 +52,8 @@ Tensor reduce_loss(const Tensor& per_element, Reduction r, const char* op) {
 
 void check_same_shape(const char* op, const Tensor& a, const Tensor& b) {
   check_same(op, a, b);
-  NABLA_CHECK(a.shape() == b.shape(), op, ": input ", a.shape(), " and target ", b.shape(), " must have the same shape");
+  NABLA_CHECK(a.shape() == b.shape(), op, ": input ", a.shape(), " and target ", b.shape(),
+              " must have the same shape");
 }
 
 // [N, C, d...] -> [N*d..., C] (class dim last).
@@ -57,16 +65,25 @@ Tensor classes_last(const Tensor& x) {
   return x.permute(perm).reshape({-1, x.size(1)});
 }
 
-// Per-sample negative log-likelihood of class-index targets, with ignore_index; returns (loss [M], valid [M]).
-std::pair<Tensor, Tensor> nll_rows(const Tensor& logp, const Tensor& target, int64_t ignore_index, const char* op) {
+// Class-index targets as contiguous i64 [M], each in [0, C) or equal to ignore_index: checked now on the
+// CPU, by an asynchronous device check on a GPU (ops/index.h checked_values), with the same message.
+Tensor checked_targets(const Tensor& target, int64_t C, int64_t ignore_index, const char* op) {
+  return checked_values(target.reshape({-1}), C, ignore_index, [op = std::string(op), C](int64_t, int64_t v) {
+    return str_cat(op, ": target ", v, " is out of range for ", C, " classes");
+  });
+}
+
+// Per-sample negative log-likelihood of class-index targets, with ignore_index; returns (loss [M], valid
+// [M]).
+std::pair<Tensor, Tensor> nll_rows(const Tensor& logp, const Tensor& target, int64_t ignore_index,
+                                   const char* op) {
   check_index_dtype(op, target);
-  Tensor t = target.reshape({-1}).to(DType::i64);
-  NABLA_CHECK(t.numel() == logp.size(0), op, ": ", logp.size(0), " predictions but ", t.numel(), " targets");
-  Tensor valid = ne(t, full({}, static_cast<double>(ignore_index), {.dtype = DType::i64, .device = t.device()}));
+  NABLA_CHECK(target.numel() == logp.size(0), op, ": ", logp.size(0), " predictions but ", target.numel(),
+              " targets");
+  Tensor t = checked_targets(target, logp.size(1), ignore_index, op);
+  Tensor valid =
+      ne(t, full({}, static_cast<double>(ignore_index), {.dtype = DType::i64, .device = t.device()}));
   Tensor safe = where(valid, t, zeros_like(t));
-  const int64_t C = logp.size(1);
-  for (double v : safe.to_double_vector())
-    NABLA_CHECK(v >= 0 && v < C, op, ": target ", static_cast<int64_t>(v), " is out of range for ", C, " classes");
   Tensor picked = gather(logp, 1, safe.unsqueeze(1)).squeeze(1);
   Tensor validf = valid.to(logp.dtype());
   return {neg(picked) * validf, validf};
@@ -90,13 +107,18 @@ Tensor cross_entropy_rows(const Tensor& x, const Tensor& t, int64_t ignore_index
   return loss;
 }
 
-Tensor reduce_masked(const Tensor& loss, const Tensor& validf, Reduction r, const Shape& none_shape, const char* op) {
+Tensor reduce_masked(const Tensor& loss, const Tensor& validf, Reduction r, const Shape& none_shape,
+                     const char* op) {
   switch (r) {
-    case Reduction::none: return loss.reshape(none_shape);
-    case Reduction::sum: return sum(loss);
+    case Reduction::none:
+      return loss.reshape(none_shape);
+    case Reduction::sum:
+      return sum(loss);
     // Divided on the device (no host sync); 0/0 = nan when every target is ignored, as PyTorch.
-    case Reduction::mean: return sum(loss) / sum(validf);
-    default: fail(op, ": reduction ", reduction_name(r), " is not supported");
+    case Reduction::mean:
+      return sum(loss) / sum(validf);
+    default:
+      fail(op, ": reduction ", reduction_name(r), " is not supported");
   }
 }
 
@@ -106,7 +128,8 @@ Tensor nll_loss(const Tensor& log_probs_in, const Tensor& target, Reduction redu
   const Tensor log_probs = autocast_input(log_probs_in, AutocastKind::f32);
   check_defined("nll_loss", log_probs);
   check_floating("nll_loss", log_probs);
-  NABLA_CHECK(log_probs.dim() >= 2, "nll_loss: expected log-probabilities [N, C, ...], got ", log_probs.shape());
+  NABLA_CHECK(log_probs.dim() >= 2, "nll_loss: expected log-probabilities [N, C, ...], got ",
+              log_probs.shape());
   Shape none_shape = target.shape();
   auto [loss, valid] = nll_rows(classes_last(log_probs), target, ignore_index, "nll_loss");
   return reduce_masked(loss, valid, reduction, none_shape, "nll_loss");
@@ -120,8 +143,8 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& target_in, const Cro
   check_defined(op, target, "target");
   check_floating(op, logits);
   NABLA_CHECK(logits.dim() >= 2, op, ": expected logits [N, C] or [N, C, d...], got ", logits.shape());
-  NABLA_CHECK(o.label_smoothing >= 0.0 && o.label_smoothing <= 1.0, op, ": label_smoothing must be in [0, 1], got ",
-              o.label_smoothing);
+  NABLA_CHECK(o.label_smoothing >= 0.0 && o.label_smoothing <= 1.0, op,
+              ": label_smoothing must be in [0, 1], got ", o.label_smoothing);
   const double s = o.label_smoothing;
   const int64_t C = logits.size(1);
   if (is_floating(target.dtype())) {
@@ -138,16 +161,13 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& target_in, const Cro
   }
   Shape expect = logits.shape();
   expect.erase(expect.begin() + 1);
-  NABLA_CHECK(target.shape() == expect, op, ": logits ", logits.shape(), " need class-index targets of shape ", expect,
-              ", got ", target.shape());
+  NABLA_CHECK(target.shape() == expect, op, ": logits ", logits.shape(),
+              " need class-index targets of shape ", expect, ", got ", target.shape());
   const DType dt = logits.dtype();
   const bool fused = (dt == DType::f32 || dt == DType::f64 || dt == DType::bf16 || dt == DType::f16) &&
                      (target.dtype() == DType::i64 || target.dtype() == DType::i32);
   if (fused) {
-    Tensor t = contiguous_raw(target.reshape({-1}).to(DType::i64), op);
-    for (double v : t.to_double_vector())
-      NABLA_CHECK(v == static_cast<double>(o.ignore_index) || (v >= 0 && v < C), op, ": target ",
-                  static_cast<int64_t>(v), " is out of range for ", C, " classes");
+    Tensor t = checked_targets(target, C, o.ignore_index, op);
     Tensor loss = cross_entropy_rows(classes_last(logits), t, o.ignore_index, s, op);
     Tensor ignore =
         full({}, static_cast<double>(o.ignore_index), {.dtype = DType::i64, .device = t.device()});
