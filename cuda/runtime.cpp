@@ -316,7 +316,8 @@ void raise_async_errors(int device) {
     a.pending[device] = false;
     DeviceGuard g(device);
     // The caller has synchronised; this small copy is the only cost of the check at a sync point.
-    NABLA_CUDA_CHECK(cudaMemcpyAsync(&rec, a.record[device], sizeof rec, cudaMemcpyDeviceToHost, stream(device)));
+    NABLA_CUDA_CHECK(
+        cudaMemcpyAsync(&rec, a.record[device], sizeof rec, cudaMemcpyDeviceToHost, stream(device)));
     NABLA_CUDA_CHECK(cudaStreamSynchronize(stream(device)));
     if (rec.id == 0) return;
     NABLA_CUDA_CHECK(cudaMemsetAsync(a.record[device], 0, sizeof rec, stream(device)));
