@@ -4,12 +4,23 @@
 //   ./build/train_classifier --model mlp --optimizer adamw --lr 1e-3 --epochs 5 --metrics run.jsonl
 //   ./build/train_classifier --dataset cifar10 --data-dir ~/cifar-10-batches-bin --augment
 //   ./build/train_classifier --checkpoint ck.safetensors ... ; later: --resume ck.safetensors
+//   ./build/train_classifier --model resnet20 --pad 32 --augment --device cuda   # CIFAR ResNet on 32² F-MNIST
+//   ./build/train_classifier --dataset synthetic --model resnet50 --image-size 224 --classes 1000
+//       --device cuda --amp bf16 --max-steps 100                                  # throughput only
 //
 // Reads like llm.c's main: parse options -> build the model -> load the data -> loop {forward, backward,
 // step, log} -> evaluate -> checkpoint. Resuming restores model, optimizer, RNG and the data position, so
 // the continuation is bit-identical to an uninterrupted run.
+//
+// Batches reach the device through data::DevicePrefetcher (pinned host buffers, copies on a side stream
+// that overlap the previous step; a pass-through on the CPU); --dataset synthetic instead generates one
+// batch on the device once and trains on it every step (no loader, no copy: the model's speed alone).
+// --amp bf16 runs forward and loss under bf16 autocast; the weights, gradients and optimizer state stay
+// f32 (master weights). Evaluation reports top-1 and, with more than 5 classes, top-5 accuracy. The run
+// ends with a throughput summary: the median step time after the warm-up steps.
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -19,6 +30,7 @@
 #include "algorithms/optim/clip.h"
 #include "algorithms/optim/optimizer.h"
 #include "algorithms/optim/schedule.h"
+#include "apps/common/accuracy.h"
 #include "apps/common/checkpoint.h"
 #include "apps/common/cli.h"
 #include "apps/common/progress.h"
@@ -35,17 +47,22 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 struct Options {
-  std::string model, dataset, data_dir, optimizer, schedule, checkpoint, resume, metrics, device;
-  int64_t epochs, batch_size, eval_batch_size, warmup_steps, threads, workers, max_steps, limit_train, print_every;
+  std::string model, dataset, data_dir, optimizer, schedule, checkpoint, resume, metrics, device, amp;
+  int64_t epochs, batch_size, eval_batch_size, warmup_steps, threads, workers, max_steps, limit_train,
+      print_every;
+  int64_t pad, image_size, classes, channels;
   double lr, momentum, weight_decay, label_smoothing, clip;
   bool nesterov, augment, no_progress;
   uint64_t seed;
 };
 
 struct Data {
-  std::shared_ptr<data::Dataset> train, test;
+  std::shared_ptr<data::Dataset> train, test;  // null for synthetic data
   data::Transform train_transform, test_transform;
   int64_t channels, image_size, classes;
+  bool synthetic = false;
+  data::Batch synthetic_batch;  // on the device; trained on every step, and evaluated on
+  int64_t synthetic_steps = 0;  // per epoch
 };
 
 // Whole-dataset preprocessing for small sets: u8 [N, H, W(, C)] -> normalised f32 [N, C, H, W].
@@ -66,33 +83,61 @@ data::LabeledImages head(data::LabeledImages s, int64_t limit) {
   return s;
 }
 
-Data load_data(const Options& o) {
+// Pads the stored images to pad x pad (0: leave them).
+void padded(data::LabeledImages& s, int64_t pad) {
+  if (pad == 0) return;
+  NABLA_CHECK(pad >= s.images.size(1) && pad >= s.images.size(2), "--pad ", pad, ": the images are already ",
+              s.images.size(1), " x ", s.images.size(2));
+  s.images = data::pad_images(s.images, pad, pad);
+}
+
+Data load_data(const Options& o, Device dev) {
   Data d;
   if (o.dataset == "fashion-mnist" || o.dataset == "mnist") {
     bool fashion = o.dataset == "fashion-mnist";
     auto train = head(fashion ? data::load_fashion_mnist(o.data_dir, true) : data::load_mnist(o.data_dir, true), o.limit_train);
     auto test = fashion ? data::load_fashion_mnist(o.data_dir, false) : data::load_mnist(o.data_dir, false);
+    padded(train, o.pad);
+    padded(test, o.pad);
     std::vector<double> mean{fashion ? 0.2860 : 0.1307}, stdv{fashion ? 0.3530 : 0.3081};
     d.train = std::make_shared<data::TensorDataset>(normalised_nchw(train.images, mean, stdv), train.labels);
     d.test = std::make_shared<data::TensorDataset>(normalised_nchw(test.images, mean, stdv), test.labels);
     d.channels = 1;
     d.image_size = train.images.size(1);
     d.classes = 10;
-    if (o.augment) d.train_transform = data::random_crop(d.image_size, d.image_size, 2);
+    // Padded Fashion-MNIST for the CIFAR ResNets gets CIFAR's recipe: crops and flips (clothes are mostly
+    // left-right symmetric; digits are not, so MNIST is never flipped).
+    if (o.augment) {
+      d.train_transform = data::random_crop(d.image_size, d.image_size, 2);
+      if (fashion && o.pad > 0)
+        d.train_transform = data::compose({d.train_transform, data::random_horizontal_flip()});
+    }
   } else if (o.dataset == "cifar10" || o.dataset == "cifar100") {
     bool c10 = o.dataset == "cifar10";
     auto train = head(c10 ? data::load_cifar10(o.data_dir, true) : data::load_cifar100(o.data_dir, true), o.limit_train);
     auto test = c10 ? data::load_cifar10(o.data_dir, false) : data::load_cifar100(o.data_dir, false);
+    padded(train, o.pad);
+    padded(test, o.pad);
     std::vector<double> mean{0.4914, 0.4822, 0.4465}, stdv{0.2470, 0.2435, 0.2616};
     d.train = std::make_shared<data::TensorDataset>(normalised_nchw(train.images, mean, stdv), train.labels);
     d.test = std::make_shared<data::TensorDataset>(normalised_nchw(test.images, mean, stdv), test.labels);
     d.channels = 3;
-    d.image_size = 32;
+    d.image_size = train.images.size(1);
     d.classes = c10 ? 10 : 100;
     if (o.augment)
-      d.train_transform = data::compose({data::random_crop(32, 32, 4), data::random_horizontal_flip()});
+      d.train_transform =
+          data::compose({data::random_crop(d.image_size, d.image_size, 4), data::random_horizontal_flip()});
+  } else if (o.dataset == "synthetic") {
+    d.synthetic = true;
+    d.channels = o.channels;
+    d.image_size = o.image_size;
+    d.classes = o.classes;
+    d.synthetic_batch =
+        data::synthetic_batch(o.batch_size, o.channels, o.image_size, o.image_size, o.classes, dev, o.seed);
+    d.synthetic_steps = o.limit_train > 0 ? std::max<int64_t>(1, o.limit_train / o.batch_size) : 100;
   } else if (o.dataset == "image-folder") {
     NABLA_CHECK(o.limit_train == 0, "--limit-train works with in-memory datasets only");
+    NABLA_CHECK(o.pad == 0, "--pad works with in-memory datasets only (image-folder crops to 224)");
     auto train = std::make_shared<data::ImageFolder>(o.data_dir + "/train");
     d.test = std::make_shared<data::ImageFolder>(o.data_dir + "/val");
     d.train = train;
@@ -104,7 +149,8 @@ Data load_data(const Options& o) {
                                        data::to_float(), norm});
     d.test_transform = data::compose({data::resize_shorter(256), data::center_crop(224, 224), data::to_float(), norm});
   } else {
-    fail("unknown dataset '", o.dataset, "' (expected fashion-mnist, mnist, cifar10, cifar100 or image-folder)");
+    fail("unknown dataset '", o.dataset,
+         "' (expected fashion-mnist, mnist, cifar10, cifar100, image-folder or synthetic)");
   }
   return d;
 }
@@ -126,20 +172,85 @@ std::unique_ptr<optim::Optimizer> make_optimizer(const Options& o, const nn::Mod
   fail("unknown optimizer '", o.optimizer, "' (expected sgd, adam, adamw, lars or lamb)");
 }
 
-// Top-1 accuracy over a whole dataset, in evaluation mode.
-double evaluate(nn::Module& model, std::shared_ptr<data::Dataset> set, const data::Transform& transform,
-                int64_t batch_size, int workers, Device dev) {
+// Training batches on the device: from the loader through the device prefetcher (a pass-through on the
+// CPU), or the one synthetic batch, `synthetic_steps` times per epoch. position() is what a checkpoint saves.
+class TrainBatches {
+ public:
+  TrainBatches(const Options& o, const Data& d, Device dev) : d_(d) {
+    if (d.synthetic) return;
+    loader_ =
+        std::make_unique<data::DataLoader>(d.train,
+                                           data::LoaderOptions{.batch_size = o.batch_size,
+                                                               .shuffle = true,
+                                                               .drop_last = true,
+                                                               .seed = o.seed,
+                                                               .num_workers = static_cast<int>(o.workers)},
+                                           d.train_transform);
+    prefetcher_ = std::make_unique<data::DevicePrefetcher>(*loader_, dev);
+  }
+  int64_t steps_per_epoch() const { return d_.synthetic ? d_.synthetic_steps : loader_->num_batches(); }
+  std::optional<data::Batch> next() {
+    if (!d_.synthetic) return prefetcher_->next();
+    if (synthetic_position_.batch >= d_.synthetic_steps) {
+      synthetic_position_ = {synthetic_position_.epoch + 1, 0};
+      return std::nullopt;
+    }
+    data::Batch b = d_.synthetic_batch;
+    b.epoch = synthetic_position_.epoch;
+    b.index = synthetic_position_.batch++;
+    return b;
+  }
+  data::LoaderPosition position() const {
+    return d_.synthetic ? synthetic_position_ : prefetcher_->position();
+  }
+  void set_position(data::LoaderPosition p) {
+    if (d_.synthetic)
+      synthetic_position_ = p;
+    else
+      prefetcher_->set_position(p);
+  }
+
+ private:
+  const Data& d_;
+  std::unique_ptr<data::DataLoader> loader_;
+  std::unique_ptr<data::DevicePrefetcher> prefetcher_;
+  data::LoaderPosition synthetic_position_;
+};
+
+struct Accuracy {
+  double top1 = 0, top5 = -1;  // top5 < 0: not measured (5 classes or fewer)
+};
+
+// Top-1 (and top-5) accuracy over the test set (the synthetic batch for synthetic data), in evaluation
+// mode. The counts add up on the device; the host reads them once at the end.
+Accuracy evaluate(nn::Module& model, const Data& d, const Options& o, Device dev, bool amp) {
   model.eval();
   NoGradGuard no_grad;
-  data::DataLoader loader(set, {.batch_size = batch_size, .num_workers = workers}, transform);
-  int64_t correct = 0, seen = 0;
-  for (auto& batch : loader) {
-    Tensor pred = argmax(model.forward(batch.inputs.to(dev)), 1);
-    correct += static_cast<int64_t>(sum(eq(pred, batch.labels.to(dev)).to(DType::i64)).item());
-    seen += batch.labels.numel();
+  AutocastGuard autocast(DType::bf16, amp);
+  const bool top5 = d.classes > 5;
+  Tensor correct1 = zeros({}, {.dtype = DType::i64, .device = dev}), correct5 = correct1;
+  int64_t seen = 0;
+  auto add = [&](const Tensor& inputs, const Tensor& labels) {
+    Tensor logits = model.forward(inputs);
+    correct1 = correct1 + apps::topk_correct(logits, labels, 1);
+    if (top5) correct5 = correct5 + apps::topk_correct(logits, labels, 5);
+    seen += labels.numel();
+  };
+  if (d.synthetic) {
+    add(d.synthetic_batch.inputs, d.synthetic_batch.labels);
+  } else {
+    data::DataLoader loader(d.test,
+                            {.batch_size = o.eval_batch_size, .num_workers = static_cast<int>(o.workers)},
+                            d.test_transform);
+    data::DevicePrefetcher batches(loader, dev);
+    while (auto b = batches.next()) add(b->inputs, b->labels);
   }
   model.train();
-  return seen ? static_cast<double>(correct) / static_cast<double>(seen) : 0.0;
+  Accuracy acc;
+  if (seen == 0) return acc;
+  acc.top1 = correct1.item() / static_cast<double>(seen);
+  if (top5) acc.top5 = correct5.item() / static_cast<double>(seen);
+  return acc;
 }
 
 Options parse(int argc, char** argv) {
@@ -148,8 +259,11 @@ Options parse(int argc, char** argv) {
   apps::OptionParser cli("train_classifier: train an image classifier (defaults: LeNet-5 on Fashion-MNIST)");
   cli.add_switch("help,h", &help, "show this help")
       .add("model", &o.model, "lenet5", "lenet5 | mlp | resnet18/34/50/101/152 | resnet20/32/44/56/110")
-      .add("dataset", &o.dataset, "fashion-mnist", "fashion-mnist | mnist | cifar10 | cifar100 | image-folder")
-      .add("data-dir", &o.data_dir, "/usr/share/datasets/fashion-mnist", "folder with the dataset files (image-folder: with train/ and val/)")
+      .add("dataset", &o.dataset, "fashion-mnist",
+           "fashion-mnist | mnist | cifar10 | cifar100 | image-folder | synthetic (random images made once "
+           "on the device, for throughput)")
+      .add("data-dir", &o.data_dir, "/usr/share/datasets/fashion-mnist",
+           "folder with the dataset files (image-folder: with train/ and val/)")
       .add("epochs", &o.epochs, 10, "passes over the training set")
       .add("batch-size", &o.batch_size, 64, "training batch size")
       .add("eval-batch-size", &o.eval_batch_size, 1000, "evaluation batch size")
@@ -162,7 +276,13 @@ Options parse(int argc, char** argv) {
       .add("warmup-steps", &o.warmup_steps, 100, "linear warm-up steps")
       .add("label-smoothing", &o.label_smoothing, 0.0, "cross-entropy label smoothing")
       .add("clip", &o.clip, 0.0, "clip gradients to this global L2 norm (0: off)")
-      .add_switch("augment", &o.augment, "random crops (and flips for CIFAR)")
+      .add_switch("augment", &o.augment, "random crops (and flips for CIFAR and padded Fashion-MNIST)")
+      .add("pad", &o.pad, 0, "pad the images to N x N (e.g. 32 for Fashion-MNIST with resnet20..110; 0: off)")
+      .add("amp", &o.amp, "off",
+           "off | bf16 (autocast for forward and loss on CUDA; weights and optimizer stay f32)")
+      .add("image-size", &o.image_size, 32, "synthetic data: image height and width")
+      .add("classes", &o.classes, 10, "synthetic data: number of classes")
+      .add("channels", &o.channels, 3, "synthetic data: image channels")
       .add("seed", &o.seed, 0, "seed of every random draw (init, shuffling, augmentation)")
       .add("threads", &o.threads, 0, "CPU threads (0: OMP_NUM_THREADS or all cores)")
       .add("workers", &o.workers, 0, "data loader worker threads (0: in the training thread)")
@@ -181,7 +301,11 @@ Options parse(int argc, char** argv) {
   }
   NABLA_CHECK(o.epochs > 0 && o.batch_size > 0 && o.eval_batch_size > 0, "--epochs, --batch-size and --eval-batch-size must be positive");
   NABLA_CHECK(o.lr > 0, "--lr must be positive, got ", o.lr);
-  NABLA_CHECK(o.threads >= 0 && o.workers >= 0 && o.max_steps >= 0 && o.limit_train >= 0, "--threads, --workers, --max-steps and --limit-train must be >= 0");
+  NABLA_CHECK(o.threads >= 0 && o.workers >= 0 && o.max_steps >= 0 && o.limit_train >= 0 && o.pad >= 0,
+              "--threads, --workers, --max-steps, --limit-train and --pad must be >= 0");
+  NABLA_CHECK(o.amp == "off" || o.amp == "bf16", "--amp ", o.amp, ": expected off or bf16");
+  NABLA_CHECK(o.image_size > 0 && o.classes > 0 && o.channels > 0,
+              "--image-size, --classes and --channels must be positive");
   Device dev = Device::parse(o.device);
 #ifdef NABLA_HAS_CUDA
   NABLA_CHECK(dev.is_cpu() || dev.index < cuda::device_count(), "--device ", o.device, ": ", cuda::device_count(),
@@ -189,11 +313,38 @@ Options parse(int argc, char** argv) {
 #else
   NABLA_CHECK(dev.is_cpu(), "--device ", o.device, ": this build has no CUDA backend (configure with -DNABLA_CUDA=ON)");
 #endif
-  NABLA_CHECK(o.resume.empty() || std::filesystem::is_regular_file(o.resume), "--resume ", o.resume, ": no such file");
-  if (o.dataset != "image-folder")
+  NABLA_CHECK(o.resume.empty() || std::filesystem::is_regular_file(o.resume), "--resume ", o.resume,
+              ": no such file");
+  if (o.dataset != "image-folder" && o.dataset != "synthetic")
     NABLA_CHECK(std::filesystem::is_directory(o.data_dir), "--data-dir ", o.data_dir, " is not a directory",
                 o.dataset == "fashion-mnist" ? " (install the Debian package dataset-fashion-mnist, or pass --data-dir)" : "");
   return o;
+}
+
+std::string fixed2(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f", v);
+  return buf;
+}
+
+// The run's speed: the median step time (each step timed from its batch in hand to its loss on the host)
+// after the first quarter of the steps (at most 20), which pay for cuDNN's algorithm search, the caching
+// allocator's first cudaMallocs and the loader's start. The median, not the mean, so that an evaluation
+// or a slow batch now and then does not move it.
+void print_throughput(std::vector<double> seconds, int64_t images_per_step, apps::MetricsLog& metrics) {
+  const size_t skip = std::min<size_t>(20, seconds.size() / 4);
+  if (seconds.size() - skip < 1 || images_per_step == 0) return;
+  std::vector<double> timed(seconds.begin() + static_cast<std::ptrdiff_t>(skip), seconds.end());
+  std::nth_element(timed.begin(), timed.begin() + timed.size() / 2, timed.end());
+  const double median = timed[timed.size() / 2];
+  std::printf("throughput: %s img/s (median step %.2f ms over %zu steps, %zu warm-up steps excluded)\n",
+              apps::with_commas(static_cast<double>(images_per_step) / median).c_str(), median * 1e3,
+              timed.size(), skip);
+  metrics.write({{"kind", "summary"},
+                 {"median_step_ms", median * 1e3},
+                 {"img_per_s", images_per_step / median},
+                 {"timed_steps", timed.size()},
+                 {"warmup_steps", skip}});
 }
 
 int run(int argc, char** argv) {
@@ -203,15 +354,16 @@ int run(int argc, char** argv) {
   manual_seed(o.seed);
 
   // 2. data and model
-  Data d = load_data(o);
   const Device dev = Device::parse(o.device);
+  const bool amp = o.amp == "bf16";
+  if (amp && dev.is_cpu())
+    std::printf("note: --amp bf16 changes nothing on the CPU (autocast is CUDA-only)\n");
+  Data d = load_data(o, dev);
   auto model = models::make_classifier(o.model, d.channels, d.image_size, d.classes);
   model->to(dev);
   auto optimizer = make_optimizer(o, *model);
-  data::DataLoader loader(d.train, {.batch_size = o.batch_size, .shuffle = true, .drop_last = true, .seed = o.seed,
-                                    .num_workers = static_cast<int>(o.workers)},
-                          d.train_transform);
-  const int64_t steps_per_epoch = loader.num_batches();
+  TrainBatches batches(o, d, dev);
+  const int64_t steps_per_epoch = batches.steps_per_epoch();
   int64_t total_steps = steps_per_epoch * o.epochs;
   if (o.max_steps > 0) total_steps = std::min(total_steps, o.max_steps);
   int64_t warmup = o.warmup_steps;
@@ -222,17 +374,21 @@ int run(int argc, char** argv) {
   }
   optim::ScheduleOptions sched_defaults{.base_lr = o.lr, .total_steps = total_steps, .warmup_steps = warmup};
   optim::Schedule schedule = optim::Schedule::parse(o.schedule, sched_defaults);
-  std::printf("model %s: %s parameters | dataset %s: %lld train, %lld test | %lld steps/epoch | %s, %s\n",
-              o.model.c_str(), apps::with_commas(static_cast<double>(model->num_parameters())).c_str(),
-              o.dataset.c_str(), static_cast<long long>(d.train->size()), static_cast<long long>(d.test->size()),
-              static_cast<long long>(steps_per_epoch), optimizer->name().c_str(), schedule.str().c_str());
+  const std::string sizes = d.synthetic
+                                ? str_cat(o.batch_size, " images of ", d.channels, "x", d.image_size, "x",
+                                          d.image_size, ", ", d.classes, " classes, made on ", dev)
+                                : str_cat(d.train->size(), " train, ", d.test->size(), " test");
+  std::printf("model %s: %s parameters | dataset %s: %s | %lld steps/epoch | %s, %s%s\n", o.model.c_str(),
+              apps::with_commas(static_cast<double>(model->num_parameters())).c_str(), o.dataset.c_str(),
+              sizes.c_str(), static_cast<long long>(steps_per_epoch), optimizer->name().c_str(),
+              schedule.str().c_str(), amp ? " | bf16 autocast" : "");
 
   // 3. resume
   apps::TrainState state;
   if (!o.resume.empty()) {
     state = apps::load_checkpoint(o.resume, *model, *optimizer);
     default_generator() = state.rng;
-    loader.set_position(state.loader);
+    batches.set_position(state.loader);
     std::printf("resumed from %s at step %lld (epoch %lld, batch %lld)\n", o.resume.c_str(),
                 static_cast<long long>(state.step), static_cast<long long>(state.loader.epoch),
                 static_cast<long long>(state.loader.batch));
@@ -243,54 +399,72 @@ int run(int argc, char** argv) {
   // 4. the loop
   const auto run_start = Clock::now();
   int64_t step = state.step;
-  for (int64_t epoch = loader.position().epoch; epoch < o.epochs && step < total_steps; ++epoch) {
+  std::vector<double> step_seconds;  // for the throughput summary
+  int64_t images_per_step = 0;
+  for (int64_t epoch = batches.position().epoch; epoch < o.epochs && step < total_steps; ++epoch) {
     int64_t correct = 0, seen = 0;
     double loss_sum = 0;
     int64_t loss_count = 0;
-    const auto epoch_start = Clock::now();  // train_s: this epoch's training loop, batches included, evaluation excluded
-    for (auto& batch : loader) {
+    const auto epoch_start =
+        Clock::now();  // train_s: this epoch's training loop, batches included, evaluation excluded
+    while (auto batch = batches.next()) {
       const auto t0 = Clock::now();
       const double lr = schedule.lr_at(step);
       optimizer->set_lr(lr);
-      Tensor inputs = batch.inputs.to(dev), labels = batch.labels.to(dev);
-      Tensor logits = model->forward(inputs);
-      Tensor loss = cross_entropy(logits, labels, {.label_smoothing = o.label_smoothing});
+      const Tensor& inputs = batch->inputs;
+      const Tensor& labels = batch->labels;
+      Tensor logits, loss;
+      {
+        AutocastGuard autocast(DType::bf16, amp);
+        logits = model->forward(inputs);
+        loss = cross_entropy(logits, labels, {.label_smoothing = o.label_smoothing});
+      }
       optimizer->zero_grad();
       loss.backward();
       if (o.clip > 0) optim::clip_grad_norm(model->parameters(), o.clip);
       optimizer->step();
       ++step;
       const double loss_v = loss.item();
-      {
-        NoGradGuard ng;
-        correct += static_cast<int64_t>(sum(eq(argmax(logits, 1), labels).to(DType::i64)).item());
-      }
-      seen += batch.labels.numel();
+      correct += static_cast<int64_t>(apps::topk_correct(logits.detach(), labels, 1).item());
+      seen += labels.numel();
       loss_sum += loss_v;
       ++loss_count;
       const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
-      progress.step(step, epoch + 1, o.epochs, loss_v, lr, batch.labels.numel(), dt);
+      step_seconds.push_back(dt);
+      images_per_step = labels.numel();
+      progress.step(step, epoch + 1, o.epochs, loss_v, lr, labels.numel(), dt);
       if (metrics.enabled() && (step % 10 == 0 || step == total_steps))
-        metrics.write({{"kind", "step"}, {"step", step}, {"epoch", epoch}, {"loss", loss_v}, {"lr", lr},
-                       {"step_ms", dt * 1e3}, {"img_per_s", batch.labels.numel() / dt}});
+        metrics.write({{"kind", "step"},
+                       {"step", step},
+                       {"epoch", epoch},
+                       {"loss", loss_v},
+                       {"lr", lr},
+                       {"step_ms", dt * 1e3},
+                       {"img_per_s", labels.numel() / dt}});
       if (step >= total_steps) break;
     }
     const double train_s = std::chrono::duration<double>(Clock::now() - epoch_start).count();
     progress.finish_line();
     const double train_acc = seen ? static_cast<double>(correct) / static_cast<double>(seen) : 0.0;
-    const double test_acc = evaluate(*model, d.test, d.test_transform, o.eval_batch_size, static_cast<int>(o.workers), dev);
+    const Accuracy test = evaluate(*model, d, o, dev, amp);
     const double elapsed = std::chrono::duration<double>(Clock::now() - run_start).count();
-    std::printf("epoch %lld/%lld | train loss %.4f | train acc %.2f%% | test acc %.2f%% | %s elapsed\n",
+    const std::string top5 = test.top5 >= 0 ? str_cat(" (top-5 ", fixed2(100 * test.top5), "%)") : "";
+    std::printf("epoch %lld/%lld | train loss %.4f | train acc %.2f%% | test acc %.2f%%%s | %s elapsed\n",
                 static_cast<long long>(epoch + 1), static_cast<long long>(o.epochs),
-                loss_count ? loss_sum / static_cast<double>(loss_count) : 0.0, 100 * train_acc, 100 * test_acc,
-                apps::format_duration(elapsed).c_str());
+                loss_count ? loss_sum / static_cast<double>(loss_count) : 0.0, 100 * train_acc,
+                100 * test.top1, top5.c_str(), apps::format_duration(elapsed).c_str());
     std::fflush(stdout);
-    metrics.write({{"kind", "epoch"}, {"epoch", epoch + 1}, {"step", step}, {"train_loss", loss_count ? loss_sum / loss_count : 0.0},
-                   {"train_acc", train_acc}, {"test_acc", test_acc}, {"train_s", train_s}, {"elapsed_s", elapsed}});
+    nlohmann::json record = {
+        {"kind", "epoch"},        {"epoch", epoch + 1},
+        {"step", step},           {"train_loss", loss_count ? loss_sum / loss_count : 0.0},
+        {"train_acc", train_acc}, {"test_acc", test.top1},
+        {"train_s", train_s},     {"elapsed_s", elapsed}};
+    if (test.top5 >= 0) record["test_top5"] = test.top5;
+    metrics.write(record);
     state.epoch = epoch + 1;
     if (!o.checkpoint.empty()) {
       state.step = step;
-      state.loader = loader.position();
+      state.loader = batches.position();
       state.rng = default_generator();
       state.extra["model"] = o.model;
       state.extra["dataset"] = o.dataset;
@@ -298,6 +472,7 @@ int run(int argc, char** argv) {
       std::printf("checkpoint written to %s\n", o.checkpoint.c_str());
     }
   }
+  print_throughput(step_seconds, images_per_step, metrics);
   return 0;
 }
 

@@ -7,6 +7,7 @@
 
 #include "engine/error.h"
 #include "engine/random.h"
+#include "ops/factory.h"
 
 namespace nabla::data {
 namespace {
@@ -193,6 +194,20 @@ Tensor crop_image(const Tensor& image, int64_t top, int64_t left, int64_t height
         }
       }
   });
+  return out;
+}
+
+Tensor pad_images(const Tensor& images, int64_t height, int64_t width, double fill) {
+  NABLA_CHECK(images.dim() == 3 || images.dim() == 4,
+              "pad_images: expected images [N, H, W] or [N, H, W, C], got ", images.shape());
+  const int64_t h = images.size(1), w = images.size(2);
+  NABLA_CHECK(height >= h && width >= w, "pad_images: cannot pad ", h, " x ", w, " images to ", height, " x ",
+              width, " (smaller)");
+  Shape shape = images.shape();
+  shape[1] = height;
+  shape[2] = width;
+  Tensor out = full(shape, fill, {.dtype = images.dtype(), .device = images.device()});
+  out.narrow(1, (height - h) / 2, h).narrow(2, (width - w) / 2, w).copy_(images);
   return out;
 }
 

@@ -57,6 +57,10 @@ Tensor normalize_chw(const Tensor& image, const std::vector<double>& mean, const
 Tensor crop_image(const Tensor& image, int64_t top, int64_t left, int64_t height, int64_t width,
                   double fill = 0);
 Tensor hflip_image(const Tensor& image);
+// A whole set of u8 (or any dtype) images [N, H, W] or [N, H, W, C] padded to height x width with `fill`,
+// centred (the odd pixel, if any, goes to the bottom / right): Fashion-MNIST's 28² -> 32² for the CIFAR
+// ResNets. Done once on the stored bytes, before normalisation, as torchvision's Pad before Normalize.
+Tensor pad_images(const Tensor& images, int64_t height, int64_t width, double fill = 0);
 Tensor resize_image(const Tensor& image, int64_t height, int64_t width, bool antialias = true);
 
 struct CropBox {

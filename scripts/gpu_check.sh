@@ -10,12 +10,20 @@
 # default 540 s, under the device tool's 600 s per command) leaves after reserving time for the steps after
 # it, so the benchmarks and the summary always get their turn.
 # train_classifier runs LeNet-5 on Fashion-MNIST from .gpu-data/fashion-mnist when that folder was carried.
+#
+# The ResNet part (after the op benchmarks): benchmarks/resnet_bench.sh (ResNet-50 TF32 and bf16, ResNet-18 at
+# 32², Nabla against PyTorch), the image pipeline's decoding rate by loader workers, and ResNet-20 trained on
+# Fashion-MNIST padded to 32² (expected >= 93% test accuracy). GPU_CHECK_PART=core runs only the parts before
+# it, GPU_CHECK_PART=resnet only the versions, the build and the ResNet part (two device calls of 600 s each
+# when one is not enough).
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 
 START=$(date +%s)
 BUDGET=${GPU_CHECK_BUDGET_S:-540}
 BUILD=${BUILD_DIR:-build-gpu}
+PART=${GPU_CHECK_PART:-all}
+FMNIST="${FMNIST_DIR:-.gpu-data/fashion-mnist}"  # carried by the lead (ignored by git)
 LOG=${OUT:-$BUILD/gpu_check}
 mkdir -p "$LOG" || exit 1
 LOG=$(cd "$LOG" && pwd)
@@ -109,6 +117,7 @@ tail -n 3 "$LOG/build.log" 2>/dev/null
 
 # ---- 3. tests --------------------------------------------------------------------------------------------
 export OMP_NUM_THREADS=2
+if [[ $PART != resnet ]]; then
 export OPENBLAS_NUM_THREADS=2  # the pthread OpenBLAS would otherwise start one thread per core in every test
 run_step ctest 200 170 "$LOG/ctest.log" ctest --test-dir "$BUILD" --output-on-failure -j 8 --timeout 120
 sed -n '/tests passed/,$p' "$LOG/ctest.log" 2>/dev/null | head -n 60
@@ -176,7 +185,6 @@ cat "$LOG/compare.txt"
 
 # Fashion-MNIST is not installed there: the lead carries the Debian package's files in .gpu-data/ (ignored
 # by git; `carry` in the device call). LeNet-5, 10 epochs, --device cuda, as the CPU main job.
-FMNIST="${FMNIST_DIR:-.gpu-data/fashion-mnist}"
 if [[ -d "$FMNIST" && -x "$BUILD/train_classifier" ]]; then
   run_step train_classifier 120 0 "$LOG/train_classifier.log" "$BUILD/train_classifier" --device cuda \
     --data-dir "$FMNIST" --no-progress --print-every 500
@@ -185,7 +193,30 @@ else
   record train_classifier "skipped (no $FMNIST)" 0
 fi
 
-# ---- 5. summary (last) -----------------------------------------------------------------------------------
+fi  # PART != resnet
+
+# ---- 5. ResNet: speed against PyTorch, the input pipeline, ResNet-20 on Fashion-MNIST ------------------------
+if [[ $PART != core ]]; then
+  RESNET_LOG="$LOG" run_step resnet_bench 200 150 "$LOG/resnet_bench.log" bash benchmarks/resnet_bench.sh "$BUILD"
+  tail -n 6 "$LOG/resnet_bench.log"
+  if [ -x "$BUILD/bench_resnet_pipeline" ]; then
+    run_step resnet_pipeline 40 130 "$LOG/resnet_pipeline.log" "$BUILD/bench_resnet_pipeline" 512 64 16
+    cat "$LOG/resnet_pipeline.log"
+  fi
+  if [[ -d "$FMNIST" && -x "$BUILD/train_classifier" ]]; then
+    # The CIFAR ResNet recipe (He et al. 2016) on 32² Fashion-MNIST: SGD momentum 0.9, lr 0.1, batch 128,
+    # cosine after 200 warm-up steps, weight decay 5e-4 (not on BN and biases), random crops and flips.
+    run_step resnet20_fmnist 300 0 "$LOG/resnet20_fmnist.log" "$BUILD/train_classifier" --device cuda \
+      --data-dir "$FMNIST" --model resnet20 --pad 32 --augment --epochs 20 --batch-size 128 --lr 0.1 \
+      --momentum 0.9 --weight-decay 5e-4 --schedule cosine --warmup-steps 200 --workers 4 --no-progress \
+      --print-every 1000 --metrics "$LOG/resnet20_fmnist.jsonl"
+    grep -E '^epoch|^throughput|error|train_classifier:' "$LOG/resnet20_fmnist.log" | tail -n 22
+  else
+    record resnet20_fmnist "skipped (no $FMNIST)" 0
+  fi
+fi
+
+# ---- 6. summary (last) -----------------------------------------------------------------------------------
 ctest_line=$(grep -E 'tests passed' "$LOG/ctest.log" 2>/dev/null | tail -n 1)
 ctest_failed=$(sed -n '/The following tests FAILED:/,$p' "$LOG/ctest.log" 2>/dev/null |
   grep -E '^[[:space:]]+[0-9]+ - ' | sed -E 's/^[[:space:]]+[0-9]+ - //; s/ \(.*$//' | head -n 12 | paste -sd, -)
@@ -205,4 +236,10 @@ echo "benchmarks, Nabla/PyTorch throughput (>1: Nabla faster):"
 python3 benchmarks/compare_gpu.py --brief "$NABLA_JSONL" "$TORCH_JSONL" 2>&1 | sed 's/^/  /'
 grep -E '^add_' "$LOG/compare.txt" 2>/dev/null | sed 's/^/  /'
 grep -E '^epoch 10/10' "$LOG/train_classifier.log" 2>/dev/null | sed 's/^/lenet5 cuda: /'
+if [ -s "$LOG/resnet_nabla.jsonl" ]; then
+  echo "resnet training steps, Nabla/PyTorch img/s (>1: Nabla faster):"
+  python3 benchmarks/compare_resnet.py "$LOG/resnet_nabla.jsonl" "$LOG/resnet_torch.jsonl" 2>&1 | sed 's/^/  /'
+fi
+grep -E '^workers' "$LOG/resnet_pipeline.log" 2>/dev/null | sed 's/^/jpeg pipeline: /'
+grep -E '^epoch 20/20|^throughput' "$LOG/resnet20_fmnist.log" 2>/dev/null | sed 's/^/resnet20 fmnist cuda: /'
 echo "total $(elapsed) s; logs in $LOG"

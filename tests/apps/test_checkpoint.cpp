@@ -27,7 +27,8 @@ TrainRun make_run(std::shared_ptr<data::Dataset> set, uint64_t init_seed) {
       std::make_shared<nn::Linear>(8, 16), nn::ReLU(), std::make_shared<nn::Dropout>(0.3),
       std::make_shared<nn::Linear>(16, 3)});
   r.opt = std::make_unique<optim::AdamW>(r.model->parameters(), optim::AdamWOptions{.lr = 1e-2});
-  r.loader = std::make_unique<data::DataLoader>(set, data::LoaderOptions{.batch_size = 16, .shuffle = true, .seed = 9});
+  r.loader = std::make_unique<data::DataLoader>(
+      set, data::LoaderOptions{.batch_size = 16, .shuffle = true, .seed = 9});
   return r;
 }
 
@@ -60,8 +61,9 @@ TEST(Checkpoint, ResumeIsBitIdenticalToAnUninterruptedRun) {
   TrainRun first = make_run(set, 1);
   train(first, n);
   std::string path = (fs::temp_directory_path() / "nabla_resume_test.safetensors").string();
-  apps::save_checkpoint(path, *first.model, *first.opt,
-                        {.step = n, .epoch = 0, .loader = first.loader->position(), .rng = default_generator(), .extra = {}});
+  apps::save_checkpoint(
+      path, *first.model, *first.opt,
+      {.step = n, .epoch = 0, .loader = first.loader->position(), .rng = default_generator(), .extra = {}});
 
   TrainRun resumed = make_run(set, 777);  // different init: everything must come from the file
   apps::TrainState s = apps::load_checkpoint(path, *resumed.model, *resumed.opt);
@@ -73,7 +75,8 @@ TEST(Checkpoint, ResumeIsBitIdenticalToAnUninterruptedRun) {
   for (int i = 0; i < n; ++i) EXPECT_EQ(rest[i], all[n + i]) << "step " << n + i;  // exact, not approximate
   auto a = straight.model->state_dict(), b = resumed.model->state_dict();
   ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].second.to_vector(), b[i].second.to_vector()) << a[i].first;
+  for (size_t i = 0; i < a.size(); ++i)
+    EXPECT_EQ(a[i].second.to_vector(), b[i].second.to_vector()) << a[i].first;
   fs::remove(path);
 }
 
@@ -82,13 +85,16 @@ TEST(Checkpoint, MismatchedModelAndForeignFilesAreNamed) {
   TrainRun r = make_run(set, 1);
   std::string path = (fs::temp_directory_path() / "nabla_ck_mismatch.safetensors").string();
   apps::save_checkpoint(path, *r.model, *r.opt, {});
-  auto other = std::make_shared<nn::Sequential>(std::vector<std::shared_ptr<nn::Module>>{std::make_shared<nn::Linear>(8, 4)});
+  auto other = std::make_shared<nn::Sequential>(
+      std::vector<std::shared_ptr<nn::Module>>{std::make_shared<nn::Linear>(8, 4)});
   optim::AdamW other_opt(other->parameters());
-  test::expect_error([&] { apps::load_checkpoint(path, *other, other_opt); }, {path, "unexpected", "mismatched"});
+  test::expect_error([&] { apps::load_checkpoint(path, *other, other_opt); },
+                     {path, "unexpected", "mismatched"});
   optim::Sgd sgd(r.model->parameters());
   test::expect_error([&] { apps::load_checkpoint(path, *r.model, sgd); }, {path, "AdamW", "SGD"});
   save_safetensors(path, {{"w", zeros({2})}});
-  test::expect_error([&] { apps::load_checkpoint(path, *r.model, *r.opt); }, {path, "not a Nabla checkpoint"});
+  test::expect_error([&] { apps::load_checkpoint(path, *r.model, *r.opt); },
+                     {path, "not a Nabla checkpoint"});
   {
     std::ofstream f(path, std::ios::binary | std::ios::trunc);
     f << "garbage";

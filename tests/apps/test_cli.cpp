@@ -65,7 +65,8 @@ TEST(Cli, DefaultsWhenNothingIsGiven) {
 TEST(Cli, SpaceAndEqualsSyntaxes) {
   Opts o;
   OptionParser p = make(o);
-  p.parse({"--model", "mlp", "--epochs=3", "--seed", "18446744073709551615", "--lr=1e-3", "--out", "a=b.jsonl"});
+  p.parse(
+      {"--model", "mlp", "--epochs=3", "--seed", "18446744073709551615", "--lr=1e-3", "--out", "a=b.jsonl"});
   EXPECT_EQ(o.model, "mlp");
   EXPECT_EQ(o.epochs, 3);
   EXPECT_EQ(o.seed, std::numeric_limits<uint64_t>::max());
@@ -129,7 +130,7 @@ TEST(Cli, UnknownOptions) {
   EXPECT_EQ(e, "unrecognised option '--bogus'");
   EXPECT_EQ(error_of({"--bogus=3"}), "unrecognised option '--bogus'");
   EXPECT_EQ(error_of({"-x"}), "unrecognised option '-x'");
-  EXPECT_EQ(error_of({"-mlp"}), "unrecognised option '-mlp'");  // no -xVALUE form
+  EXPECT_EQ(error_of({"-mlp"}), "unrecognised option '-mlp'");               // no -xVALUE form
   EXPECT_EQ(error_of({"--Model", "mlp"}), "unrecognised option '--Model'");  // names are case-sensitive
   EXPECT_TRUE(contains(error_of({"--epochs", "3", "--bogus", "1"}), "'--bogus'"));
 }
@@ -246,7 +247,8 @@ TEST(Cli, HelpColumnAndWrapping) {
       .add("max-steps", &steps, 0, "")
       .add("print-every", &every, 100, "steps between progress lines when not on a terminal")
       .add("schedule", &sched, "cosine",
-           "constant | step:size=N,gamma=G | multistep:milestones=a;b | cosine | poly:power=P\nsecond paragraph");
+           "constant | step:size=N,gamma=G | multistep:milestones=a;b | cosine | poly:power=P\nsecond "
+           "paragraph");
   // The option column is capped at 39 (+1): longer first columns put the help on the next line. Help text
   // wraps at spaces, up to column 79; '\n' starts a new line.
   const std::string expected =

@@ -42,7 +42,8 @@ void write_split(const fs::path& dir, const std::string& prefix, int64_t n, uint
     for (int y = 0; y < 28; ++y)
       for (int x = 0; x < 28; ++x) {
         bool on = y >= top && y < top + 7 && x >= left && x < left + 7;
-        px[(i * 28 + y) * 28 + x] = static_cast<uint8_t>(on ? 200 + vn[(i * 28 + y) * 28 + x] / 2 : vn[(i * 28 + y) * 28 + x]);
+        px[(i * 28 + y) * 28 + x] =
+            static_cast<uint8_t>(on ? 200 + vn[(i * 28 + y) * 28 + x] / 2 : vn[(i * 28 + y) * 28 + x]);
       }
   }
   Tensor images = Tensor::empty({n, 28, 28}, DType::u8);
@@ -72,7 +73,8 @@ fs::path TrainClassifier::dir_;
 
 TEST_F(TrainClassifier, LearnsWritesMetricsAndResumes) {
   std::string ck = (dir_ / "ck.safetensors").string(), metrics = (dir_ / "m.jsonl").string();
-  std::string common = "--data-dir " + dir_.string() + " --batch-size 32 --lr 0.05 --warmup-steps 5 --threads 2 --no-progress";
+  std::string common =
+      "--data-dir " + dir_.string() + " --batch-size 32 --lr 0.05 --warmup-steps 5 --threads 2 --no-progress";
   Result r = run(common + " --epochs 2 --checkpoint " + ck + " --metrics " + metrics);
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("epoch 2/2"), std::string::npos) << r.output;
@@ -115,7 +117,8 @@ TEST_F(TrainClassifier, BadOptionsEndWithOneLineAndNonZeroExit) {
   EXPECT_NE(r.output.find("missing.safetensors"), std::string::npos) << r.output;
   r = run("--help");
   EXPECT_EQ(r.code, 0);
-  for (const char* opt : {"--model", "--optimizer", "--schedule", "--checkpoint", "--resume", "--metrics", "--seed"})
+  for (const char* opt :
+       {"--model", "--optimizer", "--schedule", "--checkpoint", "--resume", "--metrics", "--seed"})
     EXPECT_NE(r.output.find(opt), std::string::npos) << opt;
   EXPECT_NE(r.output.find("(=lenet5)"), std::string::npos) << "defaults are listed";
 }
@@ -131,6 +134,103 @@ TEST_F(TrainClassifier, CorruptDataFileNamesTheFileAndOffset) {
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.output.find("train-images-idx3-ubyte"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("byte 16"), std::string::npos) << r.output;
+}
+
+// CIFAR-10 binary files (5 train batches of `per_file` images, one test batch): class c is a colour of its
+// own (one of 10 corners and edges of the RGB cube) under uniform noise, which a ResNet's global average
+// pool picks up within a few steps.
+void write_cifar(const fs::path& dir, int64_t per_file, int64_t test_n) {
+  static const int kColours[10][3] = {{200, 40, 40},   {40, 200, 40},  {40, 40, 200},   {200, 200, 40},
+                                      {200, 40, 200},  {40, 200, 200}, {200, 200, 200}, {40, 40, 40},
+                                      {120, 120, 200}, {200, 120, 40}};
+  auto make = [](int64_t n, uint64_t seed) {
+    Generator g{seed, 0};
+    Tensor labels = randint(0, 10, {n}, {}, &g);
+    auto noise = uniform({n, 32, 32, 3}, -40, 40, {}, &g).to_vector();
+    auto vl = labels.to_vector();
+    Tensor images = Tensor::empty({n, 32, 32, 3}, DType::u8);
+    uint8_t* px = images.data<uint8_t>();
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t p = 0; p < 32 * 32 * 3; ++p)
+        px[i * 3072 + p] =
+            static_cast<uint8_t>(kColours[static_cast<int>(vl[i])][p % 3] + noise[i * 3072 + p]);
+    return data::LabeledImages{images, labels};
+  };
+  for (int b = 1; b <= 5; ++b)
+    data::write_cifar_file((dir / ("data_batch_" + std::to_string(b) + ".bin")).string(),
+                           make(per_file, 10 + b));
+  data::write_cifar_file((dir / "test_batch.bin").string(), make(test_n, 20));
+}
+
+// The train_loss of each epoch record in a metrics file.
+std::vector<double> epoch_losses(const std::string& metrics) {
+  std::ifstream m(metrics);
+  std::string line;
+  std::vector<double> out;
+  while (std::getline(m, line)) {
+    if (line.find("\"kind\":\"epoch\"") == std::string::npos) continue;
+    auto pos = line.find("\"train_loss\":");
+    if (pos != std::string::npos) out.push_back(std::stod(line.substr(pos + 13)));
+  }
+  return out;
+}
+
+TEST_F(TrainClassifier, Resnet20OnCifarFormatFilesLowersTheLoss) {
+  fs::path cifar = dir_ / "cifar";
+  fs::create_directories(cifar);
+  write_cifar(cifar, 10, 20);  // 50 train images: 6 steps of 8 per epoch
+  std::string metrics = (dir_ / "cifar.jsonl").string();
+  Result r = run("--dataset cifar10 --data-dir " + cifar.string() +
+                 " --model resnet20 --batch-size 8 --epochs 2 --lr 0.02 --warmup-steps 1 --threads 2"
+                 " --no-progress --metrics " +
+                 metrics);
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("model resnet20: 272,474 parameters"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("top-5"), std::string::npos) << "10 classes: top-5 is reported\n" << r.output;
+  EXPECT_NE(r.output.find("throughput:"), std::string::npos) << r.output;
+  auto losses = epoch_losses(metrics);
+  ASSERT_EQ(losses.size(), 2u) << r.output;
+  EXPECT_LT(losses[1], losses[0]) << r.output;
+  EXPECT_LT(losses[1], 2.0) << "well below chance level (ln 10 = 2.30)\n" << r.output;
+}
+
+// LeNet-5 is built for the padded size (32), so unpadded data would not even fit its classifier layer;
+// the ResNet path is the test above (resnet20 costs seconds per hundred images on the CPU).
+TEST_F(TrainClassifier, PadFeedsFashionMnistToTheCifarResnets) {
+  Result r = run("--data-dir " + dir_.string() +
+                 " --model lenet5 --pad 32 --augment --limit-train 64 --batch-size 16 --epochs 1 --threads 2"
+                 " --no-progress");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("epoch 1/1"), std::string::npos) << r.output;
+  r = run("--data-dir " + dir_.string() + " --pad 20");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("--pad 20: the images are already 28 x 28"), std::string::npos) << r.output;
+}
+
+TEST_F(TrainClassifier, SyntheticDataTrainsOnOneDeviceBatchAndReportsThroughput) {
+  std::string metrics = (dir_ / "synthetic.jsonl").string();
+  Result r =
+      run("--dataset synthetic --model lenet5 --image-size 28 --channels 1 --classes 10 --batch-size 32"
+          " --limit-train 320 --epochs 3 --lr 0.05 --warmup-steps 3 --threads 2 --no-progress --amp bf16"
+          " --metrics " +
+          metrics);
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(
+      r.output.find("dataset synthetic: 32 images of 1x28x28, 10 classes, made on cpu | 10 steps/epoch"),
+      std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("changes nothing on the CPU"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("throughput:"), std::string::npos) << r.output;
+  auto losses = epoch_losses(metrics);
+  ASSERT_EQ(losses.size(), 3u) << r.output;
+  EXPECT_LT(losses[2], losses[0]) << "the one batch is being memorised\n" << r.output;
+  std::ifstream m(metrics);
+  std::string line, last;
+  while (std::getline(m, line)) last = line;
+  EXPECT_NE(last.find("\"kind\":\"summary\""), std::string::npos) << last;
+  r = run("--dataset synthetic --amp f8");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.output.find("--amp f8: expected off or bf16"), std::string::npos) << r.output;
 }
 
 }  // namespace

@@ -1,0 +1,157 @@
+// ResNet training throughput of Nabla on CUDA device 0, one JSON line per case, for comparison with
+// benchmarks/resnet_torch.py (same models, batch, precision, optimizer and timing) by
+// benchmarks/compare_resnet.py; benchmarks/resnet_bench.sh runs all three.
+//
+// One step = zero_grad, forward (under bf16 autocast with --amp bf16), cross-entropy, backward, SGD with
+// momentum 0.9 and weight decay 1e-4 (f32 master weights). Data are synthetic: one batch of N(0,1) images
+// and uniform labels made on the device once (data/synthetic.h), so the step measures the model alone.
+//
+// Timing: `warmup` untimed steps (cuDNN's algorithm search, the caching allocator's first cudaMallocs), a
+// device synchronisation, then `windows` windows of `steps` steps each, bracketed by CUDA events on the
+// compute stream with no host synchronisation inside a window (as a training loop that reads the loss
+// every few steps). img/s of a window = batch * steps / window time; the reported figure is the median
+// window. TF32 on unless --no-tf32 (NABLA_TF32 and PyTorch's allow_tf32 flags).
+//
+// Usage: bench_resnet --name resnet50_b128_tf32 --model resnet50 --batch 128 --image-size 224
+//                     --classes 1000 [--amp bf16] [--warmup 10] [--steps 10] [--windows 5] [--no-tf32]
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "algorithms/optim/optimizer.h"
+#include "cuda/runtime.h"
+#include "data/synthetic.h"
+#include "models/resnet.h"
+#include "nabla.h"
+
+namespace {
+using namespace nabla;
+
+struct Options {
+  std::string name, model = "resnet50", amp = "off";
+  int64_t batch = 128, image_size = 224, classes = 1000, warmup = 10, steps = 10, windows = 5;
+  bool tf32 = true;
+};
+
+[[noreturn]] void usage(const std::string& why) {
+  std::fprintf(stderr,
+               "bench_resnet: %s\nusage: bench_resnet --name NAME --model resnetNN --batch N --image-size S "
+               "--classes C [--amp off|bf16] [--warmup N] [--steps N] [--windows N] [--no-tf32]\n",
+               why.c_str());
+  std::exit(2);
+}
+
+int64_t positive(const std::string& flag, const char* v) {
+  char* end = nullptr;
+  long long x = std::strtoll(v, &end, 10);
+  if (end == v || *end != '\0' || x <= 0) usage(flag + " expects a positive integer, got '" + v + "'");
+  return x;
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--no-tf32") {
+      o.tf32 = false;
+      continue;
+    }
+    if (i + 1 >= argc) usage("missing value for " + a);
+    const char* v = argv[++i];
+    if (a == "--name")
+      o.name = v;
+    else if (a == "--model")
+      o.model = v;
+    else if (a == "--amp")
+      o.amp = v;
+    else if (a == "--batch")
+      o.batch = positive(a, v);
+    else if (a == "--image-size")
+      o.image_size = positive(a, v);
+    else if (a == "--classes")
+      o.classes = positive(a, v);
+    else if (a == "--warmup")
+      o.warmup = positive(a, v);
+    else if (a == "--steps")
+      o.steps = positive(a, v);
+    else if (a == "--windows")
+      o.windows = positive(a, v);
+    else
+      usage("unknown option " + a);
+  }
+  if (o.amp != "off" && o.amp != "bf16") usage("--amp expects off or bf16, got " + o.amp);
+  if (o.name.empty())
+    o.name = o.model + "_b" + std::to_string(o.batch) + "_" + (o.amp == "bf16" ? "bf16" : "tf32");
+  return o;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options o = parse(argc, argv);
+  nlohmann::json j = {{"impl", "nabla"},
+                      {"name", o.name},
+                      {"model", o.model},
+                      {"batch", o.batch},
+                      {"image_size", o.image_size},
+                      {"classes", o.classes},
+                      {"amp", o.amp},
+                      {"tf32", o.tf32}};
+  try {
+    NABLA_CHECK(cuda::available(), "no CUDA device");
+    cuda::set_tf32_enabled(o.tf32);
+    const Device dev = Device::cuda(0);
+    manual_seed(0);
+    auto model = models::make_resnet(o.model, {.num_classes = o.classes});
+    model->to(dev);
+    j["parameters"] = model->num_parameters();
+    optim::Sgd opt(model->parameters(), optim::SgdOptions{.lr = 0.1, .momentum = 0.9, .weight_decay = 1e-4});
+    data::Batch batch = data::synthetic_batch(o.batch, 3, o.image_size, o.image_size, o.classes, dev, 1);
+    const bool amp = o.amp == "bf16";
+    Tensor last_loss;
+    auto step = [&] {
+      opt.zero_grad();
+      Tensor loss;
+      {
+        AutocastGuard autocast(DType::bf16, amp);
+        loss = cross_entropy(model->forward(batch.inputs), batch.labels);
+      }
+      loss.backward();
+      opt.step();
+      last_loss = loss;
+    };
+    for (int64_t i = 0; i < o.warmup; ++i) step();
+    cuda::synchronize();
+    const double first_loss = last_loss.item();
+    std::vector<double> img_per_s;
+    for (int64_t w = 0; w < o.windows; ++w) {
+      cuda::Event start, stop;
+      start.record();
+      for (int64_t i = 0; i < o.steps; ++i) step();
+      stop.record();
+      stop.synchronize();
+      const double ms = start.elapsed_ms(stop);
+      img_per_s.push_back(static_cast<double>(o.batch * o.steps) / (ms * 1e-3));
+    }
+    std::vector<double> sorted = img_per_s;
+    std::sort(sorted.begin(), sorted.end());
+    const double median = sorted[sorted.size() / 2];
+    j["img_per_s"] = median;
+    j["ms_per_step"] = 1e3 * static_cast<double>(o.batch) / median;
+    j["windows_img_per_s"] = img_per_s;
+    j["steps_per_window"] = o.steps;
+    j["warmup"] = o.warmup;
+    j["loss_after_warmup"] = first_loss;
+    j["loss_last"] = last_loss.item();
+    j["peak_gib"] = static_cast<double>(cuda::allocator_stats().peak_allocated) / (1ull << 30);
+  } catch (const std::exception& e) {
+    j["error"] = e.what();
+  }
+  std::printf("%s\n", j.dump().c_str());
+  return j.contains("error") ? 1 : 0;
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# ResNet training throughput, Nabla against PyTorch eager on the same GPU in one call (shared/DEVICE.md's
+# settings): synthetic data made on the device, warm-up steps excluded, median of timed windows.
+#
+#   resnet50_b128_tf32   ResNet-50, batch 128, 224², fp32 with TF32, SGD momentum
+#   resnet50_b128_bf16   ResNet-50, batch 128, 224², bf16 autocast (f32 master weights)
+#   resnet18_b512_tf32   ResNet-18 (10 classes), batch 512, 32², TF32
+#
+#   bash benchmarks/resnet_bench.sh [BUILD_DIR]     # default build-gpu; logs to $OUT or BUILD_DIR/resnet_bench
+#
+# Cases alternate Nabla, PyTorch, case by case, so that drift of the shared machine hits both sides alike.
+# Each runs in a process of its own under `timeout`. Prints the table last (benchmarks/compare_resnet.py).
+set -u
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+BUILD=${1:-${BUILD_DIR:-build-gpu}}
+LOG=${RESNET_LOG:-${OUT:-$BUILD/resnet_bench}}
+mkdir -p "$LOG" || exit 1
+NABLA_JSONL="$LOG/resnet_nabla.jsonl"
+TORCH_JSONL="$LOG/resnet_torch.jsonl"
+: >"$NABLA_JSONL"
+: >"$TORCH_JSONL"
+TIMING=${RESNET_TIMING:---warmup 10 --steps 10 --windows 5}
+CASE_LIMIT=${RESNET_CASE_LIMIT_S:-90}
+
+CASES=(
+  "--name resnet50_b128_tf32 --model resnet50 --batch 128 --image-size 224 --classes 1000"
+  "--name resnet50_b128_bf16 --model resnet50 --batch 128 --image-size 224 --classes 1000 --amp bf16"
+  "--name resnet18_b512_tf32 --model resnet18 --batch 512 --image-size 32 --classes 10"
+)
+for args in "${CASES[@]}"; do
+  name=$(echo "$args" | awk '{print $2}')
+  echo "=== $name"
+  if [ -x "$BUILD/bench_resnet" ]; then
+    # shellcheck disable=SC2086  # word splitting of the argument strings is intended
+    timeout --kill-after=5 "$CASE_LIMIT" "$BUILD/bench_resnet" $args $TIMING >>"$NABLA_JSONL" 2>>"$LOG/resnet_nabla.err" ||
+      echo "{\"impl\": \"nabla\", \"name\": \"$name\", \"error\": \"exit $? (see resnet_nabla.err)\"}" >>"$NABLA_JSONL"
+  else
+    echo "{\"impl\": \"nabla\", \"name\": \"$name\", \"error\": \"$BUILD/bench_resnet not built\"}" >>"$NABLA_JSONL"
+  fi
+  # shellcheck disable=SC2086
+  timeout --kill-after=5 "$CASE_LIMIT" python3 benchmarks/resnet_torch.py $args $TIMING >>"$TORCH_JSONL" 2>>"$LOG/resnet_torch.err" ||
+    echo "{\"impl\": \"torch\", \"name\": \"$name\", \"error\": \"exit $? (see resnet_torch.err)\"}" >>"$TORCH_JSONL"
+  tail -n 1 "$NABLA_JSONL" | cut -c1-400
+  tail -n 1 "$TORCH_JSONL" | cut -c1-400
+done
+tail -n 5 "$LOG/resnet_nabla.err" "$LOG/resnet_torch.err" 2>/dev/null
+echo
+python3 benchmarks/compare_resnet.py "$NABLA_JSONL" "$TORCH_JSONL"
