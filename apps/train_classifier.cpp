@@ -26,6 +26,7 @@
 #include "cuda/runtime.h"
 #endif
 #include "data/data.h"
+#include "dist/session.h"  // data-parallel when launched with several processes (docs/distributed.md)
 #include "models/classifiers.h"
 #include "nabla.h"
 
@@ -128,16 +129,17 @@ std::unique_ptr<optim::Optimizer> make_optimizer(const Options& o, const nn::Mod
 
 // Top-1 accuracy over a whole dataset, in evaluation mode.
 double evaluate(nn::Module& model, std::shared_ptr<data::Dataset> set, const data::Transform& transform,
-                int64_t batch_size, int workers, Device dev) {
+                int64_t batch_size, int workers, Device dev, const dist::Session& ds) {
   model.eval();
   NoGradGuard no_grad;
-  data::DataLoader loader(set, {.batch_size = batch_size, .num_workers = workers}, transform);
+  data::DataLoader loader(ds.shard(set), {.batch_size = batch_size, .num_workers = workers}, transform);
   int64_t correct = 0, seen = 0;
   for (auto& batch : loader) {
     Tensor pred = argmax(model.forward(batch.inputs.to(dev)), 1);
     correct += static_cast<int64_t>(sum(eq(pred, batch.labels.to(dev)).to(DType::i64)).item());
     seen += batch.labels.numel();
   }
+  ds.sum(correct, seen);  // each rank evaluated its shard
   model.train();
   return seen ? static_cast<double>(correct) / static_cast<double>(seen) : 0.0;
 }
@@ -199,6 +201,9 @@ Options parse(int argc, char** argv) {
 int run(int argc, char** argv) {
   // 1. options
   Options o = parse(argc, argv);
+  // --batch-size is global: each of the W processes takes batch-size / W; only rank 0 prints and writes.
+  dist::Session ds = dist::Session::start(o.device, o.batch_size);
+  if (!ds.is_main()) o.checkpoint.clear(), o.metrics.clear(), o.no_progress = true;
   if (o.threads > 0) omp_set_num_threads(static_cast<int>(o.threads));
   manual_seed(o.seed);
 
@@ -208,8 +213,10 @@ int run(int argc, char** argv) {
   auto model = models::make_classifier(o.model, d.channels, d.image_size, d.classes);
   model->to(dev);
   auto optimizer = make_optimizer(o, *model);
+  auto dp = ds.data_parallel(*model);  // null in a single process
   data::DataLoader loader(d.train, {.batch_size = o.batch_size, .shuffle = true, .drop_last = true, .seed = o.seed,
-                                    .num_workers = static_cast<int>(o.workers)},
+                                    .num_workers = static_cast<int>(o.workers), .num_replicas = ds.world_size(),
+                                    .rank = ds.rank()},
                           d.train_transform);
   const int64_t steps_per_epoch = loader.num_batches();
   int64_t total_steps = steps_per_epoch * o.epochs;
@@ -257,6 +264,7 @@ int run(int argc, char** argv) {
       Tensor loss = cross_entropy(logits, labels, {.label_smoothing = o.label_smoothing});
       optimizer->zero_grad();
       loss.backward();
+      if (dp) dp->finish();  // gradients averaged over the ranks
       if (o.clip > 0) optim::clip_grad_norm(model->parameters(), o.clip);
       optimizer->step();
       ++step;
@@ -269,16 +277,18 @@ int run(int argc, char** argv) {
       loss_sum += loss_v;
       ++loss_count;
       const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
-      progress.step(step, epoch + 1, o.epochs, loss_v, lr, batch.labels.numel(), dt);
+      progress.step(step, epoch + 1, o.epochs, loss_v, lr, batch.labels.numel() * ds.world_size(), dt);
       if (metrics.enabled() && (step % 10 == 0 || step == total_steps))
         metrics.write({{"kind", "step"}, {"step", step}, {"epoch", epoch}, {"loss", loss_v}, {"lr", lr},
-                       {"step_ms", dt * 1e3}, {"img_per_s", batch.labels.numel() / dt}});
+                       {"step_ms", dt * 1e3}, {"img_per_s", batch.labels.numel() * ds.world_size() / dt}});
       if (step >= total_steps) break;
     }
     const double train_s = std::chrono::duration<double>(Clock::now() - epoch_start).count();
     progress.finish_line();
+    ds.sum(correct, seen, loss_sum, loss_count);  // over the ranks (a no-op in a single process)
+    if (dp) dp->broadcast_buffers();              // evaluate every shard with rank 0's BatchNorm statistics
     const double train_acc = seen ? static_cast<double>(correct) / static_cast<double>(seen) : 0.0;
-    const double test_acc = evaluate(*model, d.test, d.test_transform, o.eval_batch_size, static_cast<int>(o.workers), dev);
+    const double test_acc = evaluate(*model, d.test, d.test_transform, o.eval_batch_size, static_cast<int>(o.workers), dev, ds);
     const double elapsed = std::chrono::duration<double>(Clock::now() - run_start).count();
     std::printf("epoch %lld/%lld | train loss %.4f | train acc %.2f%% | test acc %.2f%% | %s elapsed\n",
                 static_cast<long long>(epoch + 1), static_cast<long long>(o.epochs),

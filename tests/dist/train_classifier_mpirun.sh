@@ -18,10 +18,25 @@ fail() {
   exit 1
 }
 
-out=$(run --epochs 1 --max-steps 6 --limit-train 768 --batch-size 64 --warmup-steps 0 --no-progress --eval-batch-size 500)
+args=(--epochs 1 --limit-train 768 --batch-size 64 --warmup-steps 0 --no-progress --eval-batch-size 500 --threads 1)
+out=$(run "${args[@]}")
 rc=$?
 echo "$out"
 [ $rc -eq 0 ] || fail "exit code $rc"
+# The loader's shards of a global batch are exactly the single-process batch, and gradients are averaged:
+# one process with the same options must reach the same loss and accuracy (up to f32 summation order).
+single=$("$build/train_classifier" --data-dir "$data" "${args[@]}" 2>&1) || fail "single-process run: $single"
+echo "$single"
+python3 - "$out" "$single" <<'PY' || fail "data-parallel and single-process runs differ"
+import re, sys
+def nums(s):
+    m = re.search(r"train loss ([0-9.]+) \| train acc ([0-9.]+)% \| test acc ([0-9.]+)%", s)
+    return [float(x) for x in m.groups()]
+dp, one = nums(sys.argv[1]), nums(sys.argv[2])
+print("data-parallel", dp, "single", one)
+ok = abs(dp[0] - one[0]) <= 2e-3 and abs(dp[1] - one[1]) <= 0.5 and abs(dp[2] - one[2]) <= 0.3
+sys.exit(0 if ok else 1)
+PY
 [ "$(grep -c '^epoch 1/1 ' <<<"$out")" -eq 1 ] || fail "expected exactly one 'epoch 1/1' line (rank 0 prints alone)"
 [ "$(grep -c '^model lenet5' <<<"$out")" -eq 1 ] || fail "expected exactly one model line"
 grep -q '^data-parallel: 2 processes (mpirun, mpi) | global batch 64 = 2 x 32 per rank' <<<"$out" ||
