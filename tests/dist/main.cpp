@@ -53,6 +53,12 @@ int main(int argc, char** argv) {
           cuda::available() && cuda::device_count() >= local_world;
     if (gpu) cuda::set_device(env.local_rank);
 #endif
+    if (env.world_size > 1 && !gpu && !under_mpirun) {
+      if (env.rank == 0)
+        std::printf("nabla_dist_tests: SKIPPED: %d processes without mpirun (no CPU collectives) and without a GPU "
+                    "per rank (no NCCL); use mpirun -n N, or run on a machine with N GPUs\n", env.world_size);
+      return 0;
+    }
     dist_test::g_comm = dist::init({.device = gpu ? Device::cuda(env.local_rank) : Device::cpu()});
     dist_test::g_gpu = gpu;
     if (env.rank == 0)
