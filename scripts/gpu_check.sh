@@ -185,6 +185,13 @@ else
   record train_classifier "skipped (no $FMNIST)" 0
 fi
 
+# Multi-GPU (dist/): NCCL tests, all-reduce bandwidth, data-parallel ResNet-50 against PyTorch DDP; only with
+# >= 2 GPUs (scripts/dist_check.sh prints its own table; its last lines are repeated in the summary).
+if [ "$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')" -ge 2 ]; then
+  run_step dist_check 400 0 "$LOG/dist_check.log" bash scripts/dist_check.sh "$BUILD" "$LOG/dist"
+  sed -n '/dist_check summary/,$p' "$LOG/dist_check.log"
+fi
+
 # ---- 5. summary (last) -----------------------------------------------------------------------------------
 ctest_line=$(grep -E 'tests passed' "$LOG/ctest.log" 2>/dev/null | tail -n 1)
 ctest_failed=$(sed -n '/The following tests FAILED:/,$p' "$LOG/ctest.log" 2>/dev/null |
@@ -205,4 +212,5 @@ echo "benchmarks, Nabla/PyTorch throughput (>1: Nabla faster):"
 python3 benchmarks/compare_gpu.py --brief "$NABLA_JSONL" "$TORCH_JSONL" 2>&1 | sed 's/^/  /'
 grep -E '^add_' "$LOG/compare.txt" 2>/dev/null | sed 's/^/  /'
 grep -E '^epoch 10/10' "$LOG/train_classifier.log" 2>/dev/null | sed 's/^/lenet5 cuda: /'
+sed -n '/dist_check summary/,$p' "$LOG/dist_check.log" 2>/dev/null
 echo "total $(elapsed) s; logs in $LOG"
