@@ -21,9 +21,12 @@ int main(int argc, char** argv) {
     int iters = 20, warmup = 5;
     int64_t max_mb = 1024;
     for (int i = 1; i + 1 < argc; i += 2) {
-      if (!std::strcmp(argv[i], "--iters")) iters = std::atoi(argv[i + 1]);
-      else if (!std::strcmp(argv[i], "--warmup")) warmup = std::atoi(argv[i + 1]);
-      else if (!std::strcmp(argv[i], "--max-mb")) max_mb = std::atoll(argv[i + 1]);
+      if (!std::strcmp(argv[i], "--iters"))
+        iters = std::atoi(argv[i + 1]);
+      else if (!std::strcmp(argv[i], "--warmup"))
+        warmup = std::atoi(argv[i + 1]);
+      else if (!std::strcmp(argv[i], "--max-mb"))
+        max_mb = std::atoll(argv[i + 1]);
     }
     const dist::LaunchEnv env = dist::detect_launch_env();
     cuda::set_device(env.local_rank);
@@ -35,7 +38,8 @@ int main(int argc, char** argv) {
     for (DType dt : {DType::f32, DType::bf16}) {
       for (int64_t mb = 1; mb <= max_mb; mb *= 4) {
         const int64_t bytes = mb << 20;
-        Tensor t = ones({bytes / static_cast<int64_t>(itemsize(dt))}, {.dtype = dt, .device = Device::cuda(env.local_rank)});
+        Tensor t = ones({bytes / static_cast<int64_t>(itemsize(dt))},
+                        {.dtype = dt, .device = Device::cuda(env.local_rank)});
         for (int i = 0; i < warmup; ++i) comm->all_reduce_async(t)->wait();
         cuda::Event start, stop;
         start.record();
@@ -45,11 +49,13 @@ int main(int argc, char** argv) {
         const double sec = start.elapsed_ms(stop) / 1e3 / iters;
         const double algbw = bytes / sec / 1e9, busbw = algbw * 2.0 * (n - 1) / n;
         if (comm->rank() == 0) {
-          std::printf("%-6s %12lld %10.1f %12.1f %12.1f\n", dtype_name(dt), static_cast<long long>(bytes), sec * 1e6,
-                      algbw, busbw);
-          std::printf("{\"impl\": \"nabla\", \"bench\": \"allreduce\", \"gpus\": %d, \"dtype\": \"%s\", \"bytes\": %lld, "
-                      "\"time_us\": %.2f, \"algbw_GBps\": %.2f, \"busbw_GBps\": %.2f}\n",
-                      n, dtype_name(dt), static_cast<long long>(bytes), sec * 1e6, algbw, busbw);
+          std::printf("%-6s %12lld %10.1f %12.1f %12.1f\n", dtype_name(dt), static_cast<long long>(bytes),
+                      sec * 1e6, algbw, busbw);
+          std::printf(
+              "{\"impl\": \"nabla\", \"bench\": \"allreduce\", \"gpus\": %d, \"dtype\": \"%s\", \"bytes\": "
+              "%lld, "
+              "\"time_us\": %.2f, \"algbw_GBps\": %.2f, \"busbw_GBps\": %.2f}\n",
+              n, dtype_name(dt), static_cast<long long>(bytes), sec * 1e6, algbw, busbw);
           std::fflush(stdout);
         }
       }

@@ -1,6 +1,7 @@
 // bench_ddp: data-parallel ResNet-50 training throughput on synthetic data, one GPU per process.
 //
-//   images/s = W * batch * steps / time;   scaling efficiency (gpu_check.sh) = images/s(W) / (W * images/s(1))
+//   images/s = W * batch * steps / time;   scaling efficiency (gpu_check.sh) = images/s(W) / (W *
+//   images/s(1))
 // Batch 128 per GPU, 224x224, SGD momentum 0.9, bf16 autocast by default (--precision f32: TF32 math);
 // each step: forward, cross-entropy, backward (buckets all-reduced while it runs), finish, step. Time is
 // host wall-clock between device synchronisations over `steps` steps after `warmup` steps.
@@ -27,11 +28,16 @@ int main(int argc, char** argv) {
     int64_t batch = 128, steps = 20, warmup = 5;
     std::string precision = "bf16", model_name = "resnet50";
     for (int i = 1; i + 1 < argc; i += 2) {
-      if (!std::strcmp(argv[i], "--batch")) batch = std::atoll(argv[i + 1]);
-      else if (!std::strcmp(argv[i], "--steps")) steps = std::atoll(argv[i + 1]);
-      else if (!std::strcmp(argv[i], "--warmup")) warmup = std::atoll(argv[i + 1]);
-      else if (!std::strcmp(argv[i], "--precision")) precision = argv[i + 1];
-      else if (!std::strcmp(argv[i], "--model")) model_name = argv[i + 1];
+      if (!std::strcmp(argv[i], "--batch"))
+        batch = std::atoll(argv[i + 1]);
+      else if (!std::strcmp(argv[i], "--steps"))
+        steps = std::atoll(argv[i + 1]);
+      else if (!std::strcmp(argv[i], "--warmup"))
+        warmup = std::atoll(argv[i + 1]);
+      else if (!std::strcmp(argv[i], "--precision"))
+        precision = argv[i + 1];
+      else if (!std::strcmp(argv[i], "--model"))
+        model_name = argv[i + 1];
     }
     const dist::LaunchEnv env = dist::detect_launch_env();
     const Device dev = Device::cuda(env.local_rank);
@@ -67,10 +73,12 @@ int main(int argc, char** argv) {
     const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double ips = static_cast<double>(comm->world_size() * batch * steps) / sec;
     if (comm->rank() == 0)
-      std::printf("{\"impl\": \"nabla\", \"bench\": \"ddp\", \"model\": \"%s\", \"gpus\": %d, \"batch_per_gpu\": %lld, "
-                  "\"precision\": \"%s\", \"step_ms\": %.2f, \"img_per_s\": %.1f}\n",
-                  model_name.c_str(), comm->world_size(), static_cast<long long>(batch), precision.c_str(),
-                  sec / steps * 1e3, ips);
+      std::printf(
+          "{\"impl\": \"nabla\", \"bench\": \"ddp\", \"model\": \"%s\", \"gpus\": %d, \"batch_per_gpu\": "
+          "%lld, "
+          "\"precision\": \"%s\", \"step_ms\": %.2f, \"img_per_s\": %.1f}\n",
+          model_name.c_str(), comm->world_size(), static_cast<long long>(batch), precision.c_str(),
+          sec / steps * 1e3, ips);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_ddp: %s\n", e.what());

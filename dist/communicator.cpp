@@ -72,8 +72,9 @@ Backend& Communicator::backend_for(const Tensor& t, const char* what) {
     return *cuda_;
   }
   NABLA_CHECK(cpu_, what, ": CPU tensors need MPI, and ",
-              mpi_compiled() ? "this process was not started by mpirun (use mpirun -n N, or scripts/launch.sh --mpi)"
-                             : "this build has no MPI (install libopenmpi-dev and configure with -DNABLA_MPI=ON)");
+              mpi_compiled()
+                  ? "this process was not started by mpirun (use mpirun -n N, or scripts/launch.sh --mpi)"
+                  : "this build has no MPI (install libopenmpi-dev and configure with -DNABLA_MPI=ON)");
   return *cpu_;
 }
 
@@ -167,8 +168,8 @@ void Communicator::barrier() {
 
 std::shared_ptr<Communicator> init(const InitOptions& options) {
   LaunchEnv env = detect_launch_env();
-  const std::string who = "dist::init (rank " + std::to_string(env.rank) + " of " + std::to_string(env.world_size) +
-                          ", " + launcher_name(env.launcher) + ")";
+  const std::string who = "dist::init (rank " + std::to_string(env.rank) + " of " +
+                          std::to_string(env.world_size) + ", " + launcher_name(env.launcher) + ")";
   if (env.world_size == 1) return std::make_shared<Communicator>(env, nullptr, nullptr);
 
   // MPI carries CPU tensors. Under srun, MPI_Init works only when Slurm and Open MPI share PMIx; we try it
@@ -178,10 +179,12 @@ std::shared_ptr<Communicator> init(const InitOptions& options) {
   std::unique_ptr<Backend> cpu, cuda;
   if (want_mpi) cpu = make_mpi_backend(env);
   if (options.device.is_cpu()) {
-    NABLA_CHECK(cpu, who, ": a CPU run with ", env.world_size, " processes needs MPI for its collectives, but ",
-                !mpi_compiled() ? "this build has no MPI (install libopenmpi-dev, configure with -DNABLA_MPI=ON)"
-                                : "the processes were not started by mpirun: use mpirun -n N, or scripts/launch.sh --mpi "
-                                  "(docs/distributed.md)");
+    NABLA_CHECK(cpu, who, ": a CPU run with ", env.world_size,
+                " processes needs MPI for its collectives, but ",
+                !mpi_compiled()
+                    ? "this build has no MPI (install libopenmpi-dev, configure with -DNABLA_MPI=ON)"
+                    : "the processes were not started by mpirun: use mpirun -n N, or scripts/launch.sh --mpi "
+                      "(docs/distributed.md)");
   } else {
     NABLA_CHECK(nccl_compiled(), who, ": device ", options.device.str(),
                 " needs NCCL, and this build has none (configure with -DNABLA_NCCL=ON)");

@@ -9,7 +9,8 @@ namespace nabla::dist {
 DataParallel::DataParallel(nn::Module& model, std::shared_ptr<Communicator> comm, DataParallelOptions options)
     : model_(model), comm_(std::move(comm)), options_(options) {
   NABLA_CHECK(comm_, "DataParallel: null communicator");
-  NABLA_CHECK(options_.bucket_cap_mb > 0, "DataParallel: bucket_cap_mb must be positive, got ", options_.bucket_cap_mb);
+  NABLA_CHECK(options_.bucket_cap_mb > 0, "DataParallel: bucket_cap_mb must be positive, got ",
+              options_.bucket_cap_mb);
   for (const Tensor& p : model_.parameters())
     if (p.requires_grad()) params_.push_back(p);
   NABLA_CHECK(!params_.empty(), "DataParallel: the model has no parameters that require grad");
@@ -42,7 +43,8 @@ DataParallel::DataParallel(nn::Module& model, std::shared_ptr<Communicator> comm
   }
   seen_.assign(params_.size(), 0);
   for (size_t i = 0; i < params_.size(); ++i)
-    hooks_.push_back(params_[i].register_post_accumulate_hook([this, i](const Tensor&) { on_gradient(static_cast<int64_t>(i)); }));
+    hooks_.push_back(params_[i].register_post_accumulate_hook(
+        [this, i](const Tensor&) { on_gradient(static_cast<int64_t>(i)); }));
 }
 
 DataParallel::~DataParallel() {
@@ -50,7 +52,8 @@ DataParallel::~DataParallel() {
 }
 
 std::vector<int64_t> DataParallel::bucket_parameters(int64_t b) const {
-  NABLA_CHECK(b >= 0 && b < num_buckets(), "DataParallel::bucket_parameters: bucket ", b, " of ", num_buckets());
+  NABLA_CHECK(b >= 0 && b < num_buckets(), "DataParallel::bucket_parameters: bucket ", b, " of ",
+              num_buckets());
   return buckets_[b].params;
 }
 
@@ -99,7 +102,8 @@ void DataParallel::launch(Bucket& b) {
 }
 
 void DataParallel::finish() {
-  NABLA_CHECK(!no_sync_, "DataParallel::finish: called inside no_sync(); finish after the synchronised backward");
+  NABLA_CHECK(!no_sync_,
+              "DataParallel::finish: called inside no_sync(); finish after the synchronised backward");
   while (next_launch_ < buckets_.size()) launch(buckets_[next_launch_++]);
   NoGradGuard ng;
   for (Bucket& b : buckets_) {

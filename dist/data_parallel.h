@@ -38,7 +38,7 @@
 namespace nabla::dist {
 
 struct DataParallelOptions {
-  double bucket_cap_mb = 25;      // bucket size in MiB (2^20 bytes)
+  double bucket_cap_mb = 25;       // bucket size in MiB (2^20 bytes)
   bool broadcast_at_start = true;  // copy rank 0's parameters and buffers to every rank
 };
 
@@ -90,10 +90,10 @@ class DataParallel {
   nn::Module& model_;
   std::shared_ptr<Communicator> comm_;
   DataParallelOptions options_;
-  std::vector<Tensor> params_;          // model.parameters() that require grad
-  std::vector<int> hooks_;              // one per params_
-  std::vector<int64_t> bucket_of_;      // params_ index -> bucket
-  std::vector<char> seen_;              // gradient arrived in this step
+  std::vector<Tensor> params_;      // model.parameters() that require grad
+  std::vector<int> hooks_;          // one per params_
+  std::vector<int64_t> bucket_of_;  // params_ index -> bucket
+  std::vector<char> seen_;          // gradient arrived in this step
   std::vector<Bucket> buckets_;
   size_t next_launch_ = 0;
   bool no_sync_ = false;

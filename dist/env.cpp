@@ -45,7 +45,8 @@ double timeout_from_env() {
   if (!v) return 300;
   char* end = nullptr;
   double t = std::strtod(v, &end);
-  NABLA_CHECK(end && *end == '\0' && t > 0, "NABLA_DIST_TIMEOUT='", v, "': expected a positive number of seconds");
+  NABLA_CHECK(end && *end == '\0' && t > 0, "NABLA_DIST_TIMEOUT='", v,
+              "': expected a positive number of seconds");
   return t;
 }
 
@@ -77,7 +78,8 @@ LaunchEnv detect_launch_env() {
   if (const char* a = get("MASTER_ADDR")) e.master_addr = a;
   if (get("MASTER_PORT")) {
     e.master_port = int_var("MASTER_PORT", 1);
-    NABLA_CHECK(e.master_port < 65536, "distributed start-up: MASTER_PORT=", e.master_port, " is not a TCP port");
+    NABLA_CHECK(e.master_port < 65536, "distributed start-up: MASTER_PORT=", e.master_port,
+                " is not a TCP port");
   }
   return e;
 }

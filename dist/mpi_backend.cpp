@@ -78,7 +78,8 @@ struct Ops16 {
   Ops16() {
     MPI_User_function* fns[2][3] = {{bf16_sum, bf16_max, bf16_min}, {f16_sum, f16_max, f16_min}};
     for (int d = 0; d < 2; ++d)
-      for (int k = 0; k < 3; ++k) mpi_check(MPI_Op_create(fns[d][k], /*commute=*/1, &op[d][k]), "MPI_Op_create");
+      for (int k = 0; k < 3; ++k)
+        mpi_check(MPI_Op_create(fns[d][k], /*commute=*/1, &op[d][k]), "MPI_Op_create");
   }
 };
 
@@ -194,8 +195,8 @@ class MpiBackend final : public Backend {
     for (int64_t off = 0; off < t.numel(); off += chunk) {
       const int n = static_cast<int>(std::min(chunk, t.numel() - off));
       w->requests.emplace_back();
-      mpi_check(MPI_Iallreduce(MPI_IN_PLACE, p + off * t.itemsize(), n, mpi_type(t.dtype()), mpi_op(op, t.dtype()),
-                               MPI_COMM_WORLD, &w->requests.back()),
+      mpi_check(MPI_Iallreduce(MPI_IN_PLACE, p + off * t.itemsize(), n, mpi_type(t.dtype()),
+                               mpi_op(op, t.dtype()), MPI_COMM_WORLD, &w->requests.back()),
                 "MPI_Iallreduce");
     }
     if (op == ReduceOp::avg) w->scale_by = 1.0 / env_.world_size;
@@ -250,7 +251,8 @@ class MpiBackend final : public Backend {
  private:
   std::unique_ptr<MpiWork> work(std::vector<Tensor> keep, const char* what) {
     for (const Tensor& t : keep)
-      NABLA_CHECK(t.device().is_cpu(), "dist (mpi): ", what, " got a tensor on ", t.device(), "; MPI carries CPU tensors");
+      NABLA_CHECK(t.device().is_cpu(), "dist (mpi): ", what, " got a tensor on ", t.device(),
+                  "; MPI carries CPU tensors");
     return std::make_unique<MpiWork>(std::move(keep), env_.timeout_s,
                                      std::string(what) + " on rank " + std::to_string(env_.rank));
   }
@@ -278,7 +280,8 @@ std::unique_ptr<Backend> make_mpi_backend(const LaunchEnv& env) {
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   NABLA_CHECK(size == env.world_size && rank == env.rank, "dist (mpi): MPI says rank ", rank, " of ", size,
-              ", the environment (", launcher_name(env.launcher), ") says rank ", env.rank, " of ", env.world_size);
+              ", the environment (", launcher_name(env.launcher), ") says rank ", env.rank, " of ",
+              env.world_size);
   return std::make_unique<MpiBackend>(env, owns);
 }
 

@@ -103,7 +103,8 @@ struct Completion {
 
 class NcclWork final : public Work {
  public:
-  NcclWork(std::shared_ptr<Completion> c, std::vector<Tensor> keep) : c_(std::move(c)), keep_(std::move(keep)) {}
+  NcclWork(std::shared_ptr<Completion> c, std::vector<Tensor> keep)
+      : c_(std::move(c)), keep_(std::move(keep)) {}
   ~NcclWork() override {
     if (!waited_) {
       try {
@@ -135,8 +136,9 @@ class NcclBackend final : public Backend {
   NcclBackend(const LaunchEnv& env, const std::string& id_bytes, int device) : env_(env), device_(device) {
     NABLA_CHECK(id_bytes.size() == sizeof(ncclUniqueId), "dist (nccl): unique id of ", id_bytes.size(),
                 " bytes, expected ", sizeof(ncclUniqueId));
-    NABLA_CHECK(device >= 0 && device < cuda::device_count(), "dist (nccl): rank ", env.rank, " wants cuda:", device,
-                " but ", cuda::device_count(), " CUDA devices are visible (LOCAL_RANK picks the device)");
+    NABLA_CHECK(device >= 0 && device < cuda::device_count(), "dist (nccl): rank ", env.rank,
+                " wants cuda:", device, " but ", cuda::device_count(),
+                " CUDA devices are visible (LOCAL_RANK picks the device)");
     ncclUniqueId id;
     std::memcpy(&id, id_bytes.data(), sizeof id);
     cuda::DeviceGuard g(device_);
@@ -173,27 +175,30 @@ class NcclBackend final : public Backend {
   std::unique_ptr<Work> all_reduce(const Tensor& t, ReduceOp op) override {
     cuda::DeviceGuard g(device_);  // NCCL launches on the current device
     begin({t}, "all_reduce");
-    settle(ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t.dtype()), nccl_op(op), comm_, stream_),
+    settle(ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t.dtype()), nccl_op(op), comm_,
+                         stream_),
            "ncclAllReduce");
     return end({t}, "all_reduce");
   }
   std::unique_ptr<Work> broadcast(const Tensor& t, int root) override {
     cuda::DeviceGuard g(device_);  // NCCL launches on the current device
     begin({t}, "broadcast");
-    settle(ncclBroadcast(t.data_ptr(), t.data_ptr(), t.nbytes(), ncclUint8, root, comm_, stream_), "ncclBroadcast");
+    settle(ncclBroadcast(t.data_ptr(), t.data_ptr(), t.nbytes(), ncclUint8, root, comm_, stream_),
+           "ncclBroadcast");
     return end({t}, "broadcast");
   }
   std::unique_ptr<Work> all_gather(const Tensor& in, const Tensor& out) override {
     cuda::DeviceGuard g(device_);  // NCCL launches on the current device
     begin({in, out}, "all_gather");
-    settle(ncclAllGather(in.data_ptr(), out.data_ptr(), in.nbytes(), ncclUint8, comm_, stream_), "ncclAllGather");
+    settle(ncclAllGather(in.data_ptr(), out.data_ptr(), in.nbytes(), ncclUint8, comm_, stream_),
+           "ncclAllGather");
     return end({in, out}, "all_gather");
   }
   std::unique_ptr<Work> reduce_scatter(const Tensor& in, const Tensor& out, ReduceOp op) override {
     cuda::DeviceGuard g(device_);  // NCCL launches on the current device
     begin({in, out}, "reduce_scatter");
-    settle(ncclReduceScatter(in.data_ptr(), out.data_ptr(), out.numel(), nccl_type(in.dtype()), nccl_op(op), comm_,
-                             stream_),
+    settle(ncclReduceScatter(in.data_ptr(), out.data_ptr(), out.numel(), nccl_type(in.dtype()), nccl_op(op),
+                             comm_, stream_),
            "ncclReduceScatter");
     return end({in, out}, "reduce_scatter");
   }
@@ -257,8 +262,8 @@ class NcclBackend final : public Backend {
       std::this_thread::yield();
       ncclCommGetAsyncError(comm_, &r);
     }
-    NABLA_CHECK(r == ncclSuccess, "dist (nccl): rank ", env_.rank, ": ", what, " failed: ", ncclGetErrorString(r),
-                " (", comm_ ? ncclGetLastError(comm_) : "", ")");
+    NABLA_CHECK(r == ncclSuccess, "dist (nccl): rank ", env_.rank, ": ", what,
+                " failed: ", ncclGetErrorString(r), " (", comm_ ? ncclGetLastError(comm_) : "", ")");
   }
   [[noreturn]] void fatal(const std::string& why) {
     std::fprintf(stderr, "nabla dist (nccl): rank %d of %d: %s; aborting the NCCL communicator and exiting\n",
@@ -273,12 +278,14 @@ class NcclBackend final : public Backend {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
       ncclResult_t st = ncclSuccess;
       if (ncclCommGetAsyncError(comm_, &st) == ncclSuccess && st != ncclSuccess && st != ncclInProgress)
-        fatal(std::string("asynchronous NCCL error: ") + ncclGetErrorString(st) + " (" + ncclGetLastError(comm_) + ")");
+        fatal(std::string("asynchronous NCCL error: ") + ncclGetErrorString(st) + " (" +
+              ncclGetLastError(comm_) + ")");
       std::lock_guard<std::mutex> lock(mu_);
       while (!pending_.empty()) {
         cudaError_t e = cudaEventQuery(pending_.front()->event);
         if (e == cudaErrorNotReady) break;
-        if (e != cudaSuccess) fatal(std::string("CUDA error in ") + pending_.front()->what + ": " + cudaGetErrorString(e));
+        if (e != cudaSuccess)
+          fatal(std::string("CUDA error in ") + pending_.front()->what + ": " + cudaGetErrorString(e));
         pending_.pop_front();
       }
       if (!pending_.empty()) {
@@ -297,7 +304,7 @@ class NcclBackend final : public Backend {
   std::thread watchdog_;
   std::atomic<bool> stop_{false};
   std::mutex mu_;
-  std::deque<std::shared_ptr<Completion>> pending_;
+  std::deque<std::shared_ptr<Completion> > pending_;
   uint64_t count_ = 0;
 };
 

@@ -32,14 +32,16 @@ Session Session::start(std::string& device, int64_t& global_batch) {
   s.comm_ = init({.device = dev});
   const int64_t local = global_batch / env.world_size;
   if (s.is_main()) {
-    std::printf("data-parallel: %d processes (%s, %s) | global batch %lld = %d x %lld per rank | %s per rank\n",
-                env.world_size, launcher_name(env.launcher), s.comm_->backend_names().c_str(),
-                static_cast<long long>(global_batch), env.world_size, static_cast<long long>(local),
-                dev.is_cuda() ? "cuda:LOCAL_RANK" : "cpu");
+    std::printf(
+        "data-parallel: %d processes (%s, %s) | global batch %lld = %d x %lld per rank | %s per rank\n",
+        env.world_size, launcher_name(env.launcher), s.comm_->backend_names().c_str(),
+        static_cast<long long>(global_batch), env.world_size, static_cast<long long>(local),
+        dev.is_cuda() ? "cuda:LOCAL_RANK" : "cpu");
     std::fflush(stdout);
   } else {
     std::fflush(stdout);
-    NABLA_CHECK(std::freopen("/dev/null", "w", stdout), "data-parallel: cannot silence stdout on rank ", env.rank);
+    NABLA_CHECK(std::freopen("/dev/null", "w", stdout), "data-parallel: cannot silence stdout on rank ",
+                env.rank);
   }
   device = dev.str();
   global_batch = local;

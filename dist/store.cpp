@@ -116,22 +116,26 @@ std::string serve(const RendezvousOptions& o, const std::string& payload, Clock:
     NABLA_CHECK(hello[0] == kMagic, where, ": a connection that is not a Nabla rank (bad magic 0x", std::hex,
                 hello[0], "); is MASTER_PORT used by another program?");
     const int rank = static_cast<int>(hello[1]), world = static_cast<int>(hello[2]);
-    NABLA_CHECK(world == o.world_size, where, ": rank ", rank, " says the world size is ", world, ", rank 0 says ",
-                o.world_size);
+    NABLA_CHECK(world == o.world_size, where, ": rank ", rank, " says the world size is ", world,
+                ", rank 0 says ", o.world_size);
     NABLA_CHECK(rank >= 1 && rank < o.world_size, where, ": a peer says it is rank ", rank, " of ", world);
-    NABLA_CHECK(peers[rank].fd < 0, where, ": rank ", rank, " arrived twice (two processes with the same RANK)");
+    NABLA_CHECK(peers[rank].fd < 0, where, ": rank ", rank,
+                " arrived twice (two processes with the same RANK)");
     peers[rank] = std::move(c);
     ++arrived;
   }
   const uint64_t n = payload.size();
   for (int i = 1; i < o.world_size; ++i) {
-    io_all(peers[i].fd, const_cast<uint64_t*>(&n), sizeof n, true, deadline, where + " sending to rank " + std::to_string(i));
-    io_all(peers[i].fd, const_cast<char*>(payload.data()), n, true, deadline, where + " sending to rank " + std::to_string(i));
+    io_all(peers[i].fd, const_cast<uint64_t*>(&n), sizeof n, true, deadline,
+           where + " sending to rank " + std::to_string(i));
+    io_all(peers[i].fd, const_cast<char*>(payload.data()), n, true, deadline,
+           where + " sending to rank " + std::to_string(i));
   }
   // Wait for each peer's acknowledgement, so that nobody leaves before everyone has the payload.
   for (int i = 1; i < o.world_size; ++i) {
     uint32_t ack = 0;
-    io_all(peers[i].fd, &ack, sizeof ack, false, deadline, where + " waiting for rank " + std::to_string(i) + "'s ack");
+    io_all(peers[i].fd, &ack, sizeof ack, false, deadline,
+           where + " waiting for rank " + std::to_string(i) + "'s ack");
   }
   return payload;
 }
@@ -176,8 +180,9 @@ std::string join(const RendezvousOptions& o, Clock::time_point deadline) {
       ::freeaddrinfo(res);
     }
     if (fd.fd >= 0) break;
-    NABLA_CHECK(ms_left(deadline) > 0, where, ": could not reach rank 0 within ", o.timeout_s, " s (last error: ",
-                last_error, "); is rank 0 running, and are MASTER_ADDR/MASTER_PORT right? (timeout: NABLA_DIST_TIMEOUT)");
+    NABLA_CHECK(ms_left(deadline) > 0, where, ": could not reach rank 0 within ", o.timeout_s,
+                " s (last error: ", last_error,
+                "); is rank 0 running, and are MASTER_ADDR/MASTER_PORT right? (timeout: NABLA_DIST_TIMEOUT)");
     std::this_thread::sleep_for(std::chrono::milliseconds(std::min(100, ms_left(deadline))));
   }
   int one = 1;
@@ -199,7 +204,8 @@ std::string join(const RendezvousOptions& o, Clock::time_point deadline) {
 std::string rendezvous_exchange(const RendezvousOptions& o, const std::string& payload) {
   NABLA_CHECK(o.world_size >= 1 && o.rank >= 0 && o.rank < o.world_size, "rendezvous: rank ", o.rank,
               " of world size ", o.world_size);
-  NABLA_CHECK(o.master_port > 0 && o.master_port < 65536, "rendezvous: MASTER_PORT ", o.master_port, " is not a port");
+  NABLA_CHECK(o.master_port > 0 && o.master_port < 65536, "rendezvous: MASTER_PORT ", o.master_port,
+              " is not a port");
   if (o.world_size == 1) return payload;
   const auto deadline = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(o.timeout_s * 1000));
   return o.rank == 0 ? serve(o, payload, deadline) : join(o, deadline);

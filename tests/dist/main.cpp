@@ -36,7 +36,8 @@ Device gpu() { return Device::cuda(g_comm->local_rank()); }
 int main(int argc, char** argv) {
   using namespace nabla;
   ::testing::InitGoogleTest(&argc, argv);
-  const bool under_mpirun = std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr && std::getenv("WORLD_SIZE") == nullptr;
+  const bool under_mpirun =
+      std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr && std::getenv("WORLD_SIZE") == nullptr;
 #ifdef NABLA_HAS_MPI
   if (under_mpirun) {
     int provided = 0;
@@ -48,22 +49,25 @@ int main(int argc, char** argv) {
     const dist::LaunchEnv env = dist::detect_launch_env();
     bool gpu = false;
 #ifdef NABLA_HAS_CUDA
-    const int local_world = dist_test::env_int("LOCAL_WORLD_SIZE", dist_test::env_int("OMPI_COMM_WORLD_LOCAL_SIZE", env.world_size));
+    const int local_world = dist_test::env_int(
+        "LOCAL_WORLD_SIZE", dist_test::env_int("OMPI_COMM_WORLD_LOCAL_SIZE", env.world_size));
     gpu = dist::nccl_compiled() && env.world_size > 1 && dist_test::env_int("NABLA_DIST_TEST_GPU", 1) != 0 &&
           cuda::available() && cuda::device_count() >= local_world;
     if (gpu) cuda::set_device(env.local_rank);
 #endif
     if (env.world_size > 1 && !gpu && !under_mpirun) {
       if (env.rank == 0)
-        std::printf("nabla_dist_tests: SKIPPED: %d processes without mpirun (no CPU collectives) and without a GPU "
-                    "per rank (no NCCL); use mpirun -n N, or run on a machine with N GPUs\n", env.world_size);
+        std::printf(
+            "nabla_dist_tests: SKIPPED: %d processes without mpirun (no CPU collectives) and without a GPU "
+            "per rank (no NCCL); use mpirun -n N, or run on a machine with N GPUs\n",
+            env.world_size);
       return 0;
     }
     dist_test::g_comm = dist::init({.device = gpu ? Device::cuda(env.local_rank) : Device::cpu()});
     dist_test::g_gpu = gpu;
     if (env.rank == 0)
-      std::printf("nabla_dist_tests: %d process(es), %s, backends: %s\n", env.world_size, dist::launcher_name(env.launcher),
-                  dist_test::g_comm->backend_names().c_str());
+      std::printf("nabla_dist_tests: %d process(es), %s, backends: %s\n", env.world_size,
+                  dist::launcher_name(env.launcher), dist_test::g_comm->backend_names().c_str());
     rc = RUN_ALL_TESTS();
     dist_test::g_comm.reset();
   } catch (const std::exception& e) {

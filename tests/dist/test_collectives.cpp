@@ -14,7 +14,8 @@ namespace {
 using dist::ReduceOp;
 using dist_test::comm;
 
-constexpr DType kAllDTypes[] = {DType::f32, DType::f64, DType::bf16, DType::f16, DType::i32, DType::i64, DType::u8};
+constexpr DType kAllDTypes[] = {DType::f32, DType::f64, DType::bf16, DType::f16,
+                                DType::i32, DType::i64, DType::u8};
 
 // Rank r's input for a test: integers in [lo, hi) (any dtype), or N(0,1) for f32/f64 when gaussian.
 Tensor rank_input(int r, uint64_t seed, const Shape& shape, DType dt, bool gaussian = false) {
@@ -56,7 +57,8 @@ void expect_values(const Tensor& got, const std::vector<double>& want, double to
   auto g = got.to_vector<double>();
   ASSERT_EQ(g.size(), want.size()) << what;
   for (size_t i = 0; i < g.size(); ++i)
-    ASSERT_NEAR(g[i], want[i], tol * std::max(1.0, std::abs(want[i]))) << what << " at " << i << " on rank " << comm().rank();
+    ASSERT_NEAR(g[i], want[i], tol * std::max(1.0, std::abs(want[i])))
+        << what << " at " << i << " on rank " << comm().rank();
 }
 
 void check_all_reduce(Device dev) {
@@ -72,7 +74,8 @@ void check_all_reduce(Device dev) {
         comm().all_reduce(t, op);
         EXPECT_EQ(t.dtype(), dt);
         expect_values(t, expected_reduce(seed, shape, dt, op, gaussian), tolerance(dt, gaussian),
-                      std::string("all_reduce ") + dist::reduce_op_name(op) + " " + dtype_name(dt) + " on " + dev.str());
+                      std::string("all_reduce ") + dist::reduce_op_name(op) + " " + dtype_name(dt) + " on " +
+                          dev.str());
       }
 }
 
@@ -96,7 +99,8 @@ void check_broadcast_gather_scatter_alltoall(Device dev) {
     Tensor g = comm().all_gather(input(me, {3, 5}).to(dev));
     ASSERT_EQ(g.shape(), (Shape{w, 3, 5}));
     for (int r = 0; r < w; ++r)
-      expect_values(g.select(0, r), input(r, {3, 5}).to_vector<double>(), 0, std::string("all_gather ") + dtype_name(dt));
+      expect_values(g.select(0, r), input(r, {3, 5}).to_vector<double>(), 0,
+                    std::string("all_gather ") + dtype_name(dt));
     // all_to_all: chunk j of rank i lands in chunk i of rank j
     Tensor a = comm().all_to_all(input(me, {2 * w, 3}).to(dev));
     ASSERT_EQ(a.shape(), (Shape{2 * w, 3}));
@@ -110,8 +114,8 @@ void check_broadcast_gather_scatter_alltoall(Device dev) {
     Tensor rs = comm().reduce_scatter(rank_input(me, seed, full, dt).to(dev), op);
     ASSERT_EQ(rs.shape(), (Shape{3, 4}));
     auto want = expected_reduce(seed, full, dt, op, false);
-    expect_values(rs, std::vector<double>(want.begin() + me * 12, want.begin() + (me + 1) * 12), tolerance(dt, false),
-                  std::string("reduce_scatter ") + dtype_name(dt));
+    expect_values(rs, std::vector<double>(want.begin() + me * 12, want.begin() + (me + 1) * 12),
+                  tolerance(dt, false), std::string("reduce_scatter ") + dtype_name(dt));
   }
 }
 
@@ -125,13 +129,15 @@ void check_async_and_noncontiguous(Device dev) {
   }
   for (int k = 3; k >= 0; --k) {
     works[k]->wait();
-    expect_values(ts[k], expected_reduce(900 + k, {1000 + 17 * k}, DType::f32, ReduceOp::sum, true), 1e-5, "async all_reduce");
+    expect_values(ts[k], expected_reduce(900 + k, {1000 + 17 * k}, DType::f32, ReduceOp::sum, true), 1e-5,
+                  "async all_reduce");
   }
   // A transposed view is reduced through a contiguous copy and written back in place.
   Tensor base = rank_input(comm().rank(), 950, {6, 4}, DType::f64, true).to(dev);
   Tensor view = base.t();
   comm().all_reduce(view, ReduceOp::max);
-  expect_values(base, expected_reduce(950, {6, 4}, DType::f64, ReduceOp::max, true), 0, "non-contiguous all_reduce");
+  expect_values(base, expected_reduce(950, {6, 4}, DType::f64, ReduceOp::max, true), 0,
+                "non-contiguous all_reduce");
   comm().barrier();
 }
 

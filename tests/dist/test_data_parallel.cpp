@@ -3,9 +3,9 @@
 // gradient sums in another order). Each rank computes the single-process reference itself.
 //
 // The model is an MLP without BatchNorm on purpose: BatchNorm normalises with the statistics of the local
-// batch (B/W rows), so data-parallel and single-process runs differ by design (that would need SyncBatchNorm).
-// The run mixes plain steps, a step of two micro-batches accumulated under no_sync, a bucket cap small
-// enough to give several buckets, and SGD with momentum and weight decay, then AdamW.
+// batch (B/W rows), so data-parallel and single-process runs differ by design (that would need
+// SyncBatchNorm). The run mixes plain steps, a step of two micro-batches accumulated under no_sync, a bucket
+// cap small enough to give several buckets, and SGD with momentum and weight decay, then AdamW.
 #include <gtest/gtest.h>
 
 #include "algorithms/optim/optimizer.h"
@@ -43,14 +43,17 @@ struct Batch {
   Tensor x, y;
 };
 Batch global_batch(int64_t step, int64_t micro, Device dev) {
-  Generator g{7777 + step * 31 + micro, 0};
-  return {randn({kBatch, kIn}, {}, &g).to(dev), randint(0, kClasses, {kBatch}, {.dtype = DType::i64}, &g).to(dev)};
+  Generator g{static_cast<uint64_t>(7777 + step * 31 + micro), 0};
+  return {randn({kBatch, kIn}, {}, &g).to(dev),
+          randint(0, kClasses, {kBatch}, {.dtype = DType::i64}, &g).to(dev)};
 }
 
 std::unique_ptr<optim::Optimizer> make_optimizer(const std::string& kind, nn::Module& m) {
   if (kind == "sgd")
-    return std::make_unique<optim::Sgd>(m.parameters(), optim::SgdOptions{.lr = 0.1, .momentum = 0.9, .weight_decay = 1e-3});
-  return std::make_unique<optim::AdamW>(m.parameters(), optim::AdamWOptions{.lr = 3e-3, .weight_decay = 1e-2});
+    return std::make_unique<optim::Sgd>(m.parameters(),
+                                        optim::SgdOptions{.lr = 0.1, .momentum = 0.9, .weight_decay = 1e-3});
+  return std::make_unique<optim::AdamW>(m.parameters(),
+                                        optim::AdamWOptions{.lr = 3e-3, .weight_decay = 1e-2});
 }
 
 // Steps 0, 1, 3: one batch; step 2: two micro-batches (gradient accumulation, each loss halved).
@@ -109,8 +112,8 @@ void check_equivalence(Device dev, const std::string& optimizer) {
   for (size_t i = 0; i < want.size(); ++i) {
     auto a = want[i].second.to_vector<double>(), b = got[i].second.to_vector<double>();
     for (size_t j = 0; j < a.size(); ++j)
-      ASSERT_NEAR(a[j], b[j], 2e-5) << optimizer << ": " << want[i].first << "[" << j << "] on rank " << comm().rank()
-                                    << " of " << comm().world_size() << " (" << dev << ")";
+      ASSERT_NEAR(a[j], b[j], 2e-5) << optimizer << ": " << want[i].first << "[" << j << "] on rank "
+                                    << comm().rank() << " of " << comm().world_size() << " (" << dev << ")";
   }
   // Training really moved the weights (so the comparison is not between two untouched copies).
   auto init = make_mlp(dev)->named_parameters();
@@ -158,7 +161,8 @@ void check_unused_parameters(Device dev) {
   loss.backward();
   dp.finish();
   // Rank 0's gradient of sum(x W^T + b) wrt W is the column sums of x: sum_i x_i.
-  Tensor want = sum(b.x, {0}).reshape({1, kIn}).to(Device::cpu()) * scalar_like(1.0 / comm().world_size(), b.x.to(Device::cpu()));
+  Tensor want = sum(b.x, {0}).reshape({1, kIn}).to(Device::cpu()) *
+                scalar_like(1.0 / comm().world_size(), b.x.to(Device::cpu()));
   auto g = sometimes->weight.grad().to_vector<double>(), e = want.to_vector<double>();
   for (size_t j = 0; j < g.size(); ++j) ASSERT_NEAR(g[j], e[j], 1e-5) << j;
   ASSERT_TRUE(never->weight.grad().defined());

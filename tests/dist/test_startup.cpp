@@ -40,18 +40,18 @@ int free_port() {
 class ScopedEnv {
  public:
   explicit ScopedEnv(const std::map<std::string, std::string>& vars) {
-    for (const char* n : {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "OMPI_COMM_WORLD_RANK",
-                          "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS",
-                          "SLURM_LOCALID", "NABLA_DIST_TIMEOUT"}) {
+    for (const char* n : {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT",
+                          "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK",
+                          "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "NABLA_DIST_TIMEOUT"}) {
       if (const char* v = std::getenv(n)) saved_[n] = v;
       ::unsetenv(n);
     }
     for (auto& [k, v] : vars) ::setenv(k.c_str(), v.c_str(), 1);
   }
   ~ScopedEnv() {
-    for (const char* n : {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "OMPI_COMM_WORLD_RANK",
-                          "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS",
-                          "SLURM_LOCALID", "NABLA_DIST_TIMEOUT"})
+    for (const char* n : {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT",
+                          "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK",
+                          "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", "NABLA_DIST_TIMEOUT"})
       ::unsetenv(n);
     for (auto& [k, v] : saved_) ::setenv(k.c_str(), v.c_str(), 1);
   }
@@ -71,8 +71,14 @@ std::string error_of(const std::function<void()>& f) {
 
 TEST(DistEnv, ReadsTorchrunMpirunAndSlurmVariables) {
   {
-    ScopedEnv e({{"RANK", "3"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"}, {"MASTER_ADDR", "node7"}, {"MASTER_PORT", "29611"},
-                 {"OMPI_COMM_WORLD_RANK", "0"}, {"OMPI_COMM_WORLD_SIZE", "2"}, {"NABLA_DIST_TIMEOUT", "12.5"}});
+    ScopedEnv e({{"RANK", "3"},
+                 {"WORLD_SIZE", "8"},
+                 {"LOCAL_RANK", "1"},
+                 {"MASTER_ADDR", "node7"},
+                 {"MASTER_PORT", "29611"},
+                 {"OMPI_COMM_WORLD_RANK", "0"},
+                 {"OMPI_COMM_WORLD_SIZE", "2"},
+                 {"NABLA_DIST_TIMEOUT", "12.5"}});
     auto env = dist::detect_launch_env();
     EXPECT_EQ(env.launcher, dist::Launcher::torchrun);  // explicit RANK/WORLD_SIZE win over mpirun's
     EXPECT_EQ(env.rank, 3);
@@ -83,7 +89,8 @@ TEST(DistEnv, ReadsTorchrunMpirunAndSlurmVariables) {
     EXPECT_DOUBLE_EQ(env.timeout_s, 12.5);
   }
   {
-    ScopedEnv e({{"OMPI_COMM_WORLD_RANK", "5"}, {"OMPI_COMM_WORLD_SIZE", "6"}, {"OMPI_COMM_WORLD_LOCAL_RANK", "2"}});
+    ScopedEnv e(
+        {{"OMPI_COMM_WORLD_RANK", "5"}, {"OMPI_COMM_WORLD_SIZE", "6"}, {"OMPI_COMM_WORLD_LOCAL_RANK", "2"}});
     auto env = dist::detect_launch_env();
     EXPECT_EQ(env.launcher, dist::Launcher::mpirun);
     EXPECT_EQ(env.rank, 5);
@@ -91,7 +98,8 @@ TEST(DistEnv, ReadsTorchrunMpirunAndSlurmVariables) {
     EXPECT_EQ(env.local_rank, 2);
   }
   {
-    ScopedEnv e({{"SLURM_PROCID", "9"}, {"SLURM_NTASKS", "16"}, {"SLURM_LOCALID", "1"}, {"MASTER_ADDR", "gpu-a01"}});
+    ScopedEnv e(
+        {{"SLURM_PROCID", "9"}, {"SLURM_NTASKS", "16"}, {"SLURM_LOCALID", "1"}, {"MASTER_ADDR", "gpu-a01"}});
     auto env = dist::detect_launch_env();
     EXPECT_EQ(env.launcher, dist::Launcher::slurm);
     EXPECT_EQ(env.rank, 9);
@@ -111,7 +119,8 @@ TEST(DistEnv, ReadsTorchrunMpirunAndSlurmVariables) {
 TEST(DistEnv, MalformedOrInconsistentVariablesAreClearErrors) {
   {
     ScopedEnv e({{"RANK", "4"}, {"WORLD_SIZE", "4"}});
-    EXPECT_NE(error_of([] { dist::detect_launch_env(); }).find("rank 4 is not below the world size 4"), std::string::npos);
+    EXPECT_NE(error_of([] { dist::detect_launch_env(); }).find("rank 4 is not below the world size 4"),
+              std::string::npos);
   }
   {
     ScopedEnv e({{"RANK", "x1"}, {"WORLD_SIZE", "4"}});
@@ -144,7 +153,8 @@ TEST(DistRendezvous, EveryRankGetsRankZerosPayload) {
       return dist::rendezvous_exchange({"127.0.0.1", port, r, world, 10.0}, "");
     }));
   std::string id(128, '\0');
-  for (size_t i = 0; i < id.size(); ++i) id[i] = static_cast<char>((i * 37 + 11) & 0xff);  // binary, NULs included
+  for (size_t i = 0; i < id.size(); ++i)
+    id[i] = static_cast<char>((i * 37 + 11) & 0xff);  // binary, NULs included
   EXPECT_EQ(dist::rendezvous_exchange({"127.0.0.1", port, 0, world, 10.0}, id), id);
   for (auto& p : peers) EXPECT_EQ(p.get(), id);
 }
@@ -172,8 +182,12 @@ TEST(DistRendezvous, ARankZeroThatNeverListensFailsWithinTheTimeout) {
 
 TEST(DistRendezvous, TwoProcessesWithTheSameRankAreAnError) {
   const int port = free_port();
-  auto a = std::async(std::launch::async, [=] { return error_of([&] { dist::rendezvous_exchange({"127.0.0.1", port, 1, 3, 2.0}, ""); }); });
-  auto b = std::async(std::launch::async, [=] { return error_of([&] { dist::rendezvous_exchange({"127.0.0.1", port, 1, 3, 2.0}, ""); }); });
+  auto a = std::async(std::launch::async, [=] {
+    return error_of([&] { dist::rendezvous_exchange({"127.0.0.1", port, 1, 3, 2.0}, ""); });
+  });
+  auto b = std::async(std::launch::async, [=] {
+    return error_of([&] { dist::rendezvous_exchange({"127.0.0.1", port, 1, 3, 2.0}, ""); });
+  });
   std::string err = error_of([&] { dist::rendezvous_exchange({"127.0.0.1", port, 0, 3, 2.0}, "x"); });
   EXPECT_NE(err.find("rank 1 arrived twice"), std::string::npos) << err;
   a.get();
