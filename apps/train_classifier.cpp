@@ -38,6 +38,7 @@
 #include "cuda/runtime.h"
 #endif
 #include "data/data.h"
+#include "dist/session.h"  // data-parallel when launched with several processes (docs/distributed.md)
 #include "models/classifiers.h"
 #include "nabla.h"
 
@@ -176,7 +177,7 @@ std::unique_ptr<optim::Optimizer> make_optimizer(const Options& o, const nn::Mod
 // CPU), or the one synthetic batch, `synthetic_steps` times per epoch. position() is what a checkpoint saves.
 class TrainBatches {
  public:
-  TrainBatches(const Options& o, const Data& d, Device dev) : d_(d) {
+  TrainBatches(const Options& o, const Data& d, Device dev, const dist::Session& ds) : d_(d) {
     if (d.synthetic) return;
     loader_ =
         std::make_unique<data::DataLoader>(d.train,
@@ -184,7 +185,9 @@ class TrainBatches {
                                                                .shuffle = true,
                                                                .drop_last = true,
                                                                .seed = o.seed,
-                                                               .num_workers = static_cast<int>(o.workers)},
+                                                               .num_workers = static_cast<int>(o.workers),
+                                                               .num_replicas = ds.world_size(),
+                                                               .rank = ds.rank()},
                                            d.train_transform);
     prefetcher_ = std::make_unique<data::DevicePrefetcher>(*loader_, dev);
   }
@@ -223,7 +226,8 @@ struct Accuracy {
 
 // Top-1 (and top-5) accuracy over the test set (the synthetic batch for synthetic data), in evaluation
 // mode. The counts add up on the device; the host reads them once at the end.
-Accuracy evaluate(nn::Module& model, const Data& d, const Options& o, Device dev, bool amp) {
+Accuracy evaluate(nn::Module& model, const Data& d, const Options& o, Device dev, bool amp,
+                  const dist::Session& ds) {
   model.eval();
   NoGradGuard no_grad;
   AutocastGuard autocast(DType::bf16, amp);
@@ -239,7 +243,7 @@ Accuracy evaluate(nn::Module& model, const Data& d, const Options& o, Device dev
   if (d.synthetic) {
     add(d.synthetic_batch.inputs, d.synthetic_batch.labels);
   } else {
-    data::DataLoader loader(d.test,
+    data::DataLoader loader(ds.shard(d.test),
                             {.batch_size = o.eval_batch_size, .num_workers = static_cast<int>(o.workers)},
                             d.test_transform);
     data::DevicePrefetcher batches(loader, dev);
@@ -247,9 +251,11 @@ Accuracy evaluate(nn::Module& model, const Data& d, const Options& o, Device dev
   }
   model.train();
   Accuracy acc;
+  double c1 = correct1.item(), c5 = top5 ? correct5.item() : 0.0;
+  ds.sum(c1, c5, seen);  // each rank evaluated its shard
   if (seen == 0) return acc;
-  acc.top1 = correct1.item() / static_cast<double>(seen);
-  if (top5) acc.top5 = correct5.item() / static_cast<double>(seen);
+  acc.top1 = c1 / static_cast<double>(seen);
+  if (top5) acc.top5 = c5 / static_cast<double>(seen);
   return acc;
 }
 
@@ -350,6 +356,9 @@ void print_throughput(std::vector<double> seconds, int64_t images_per_step, apps
 int run(int argc, char** argv) {
   // 1. options
   Options o = parse(argc, argv);
+  // --batch-size is global: each of the W processes takes batch-size / W; only rank 0 prints and writes.
+  dist::Session ds = dist::Session::start(o.device, o.batch_size);
+  if (!ds.is_main()) o.checkpoint.clear(), o.metrics.clear(), o.no_progress = true;
   if (o.threads > 0) omp_set_num_threads(static_cast<int>(o.threads));
   manual_seed(o.seed);
 
@@ -362,7 +371,8 @@ int run(int argc, char** argv) {
   auto model = models::make_classifier(o.model, d.channels, d.image_size, d.classes);
   model->to(dev);
   auto optimizer = make_optimizer(o, *model);
-  TrainBatches batches(o, d, dev);
+  auto dp = ds.data_parallel(*model);  // null in a single process
+  TrainBatches batches(o, d, dev, ds);
   const int64_t steps_per_epoch = batches.steps_per_epoch();
   int64_t total_steps = steps_per_epoch * o.epochs;
   if (o.max_steps > 0) total_steps = std::min(total_steps, o.max_steps);
@@ -421,6 +431,7 @@ int run(int argc, char** argv) {
       }
       optimizer->zero_grad();
       loss.backward();
+      if (dp) dp->finish();  // gradients averaged over the ranks
       if (o.clip > 0) optim::clip_grad_norm(model->parameters(), o.clip);
       optimizer->step();
       ++step;
@@ -431,8 +442,8 @@ int run(int argc, char** argv) {
       ++loss_count;
       const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
       step_seconds.push_back(dt);
-      images_per_step = labels.numel();
-      progress.step(step, epoch + 1, o.epochs, loss_v, lr, labels.numel(), dt);
+      images_per_step = labels.numel() * ds.world_size();
+      progress.step(step, epoch + 1, o.epochs, loss_v, lr, labels.numel() * ds.world_size(), dt);
       if (metrics.enabled() && (step % 10 == 0 || step == total_steps))
         metrics.write({{"kind", "step"},
                        {"step", step},
@@ -440,13 +451,15 @@ int run(int argc, char** argv) {
                        {"loss", loss_v},
                        {"lr", lr},
                        {"step_ms", dt * 1e3},
-                       {"img_per_s", labels.numel() / dt}});
+                       {"img_per_s", labels.numel() * ds.world_size() / dt}});
       if (step >= total_steps) break;
     }
     const double train_s = std::chrono::duration<double>(Clock::now() - epoch_start).count();
     progress.finish_line();
+    ds.sum(correct, seen, loss_sum, loss_count);  // over the ranks (a no-op in a single process)
+    if (dp) dp->broadcast_buffers();              // evaluate every shard with rank 0's BatchNorm statistics
     const double train_acc = seen ? static_cast<double>(correct) / static_cast<double>(seen) : 0.0;
-    const Accuracy test = evaluate(*model, d, o, dev, amp);
+    const Accuracy test = evaluate(*model, d, o, dev, amp, ds);
     const double elapsed = std::chrono::duration<double>(Clock::now() - run_start).count();
     const std::string top5 = test.top5 >= 0 ? str_cat(" (top-5 ", fixed2(100 * test.top5), "%)") : "";
     std::printf("epoch %lld/%lld | train loss %.4f | train acc %.2f%% | test acc %.2f%%%s | %s elapsed\n",

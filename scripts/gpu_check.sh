@@ -13,9 +13,10 @@
 #
 # The ResNet part (after the op benchmarks): benchmarks/resnet_bench.sh (ResNet-50 TF32 and bf16, ResNet-18 at
 # 32², Nabla against PyTorch), the image pipeline's decoding rate by loader workers, and ResNet-20 trained on
-# Fashion-MNIST padded to 32² (expected >= 93% test accuracy). GPU_CHECK_PART=core runs only the parts before
-# it, GPU_CHECK_PART=resnet only the versions, the build and the ResNet part (two device calls of 600 s each
-# when one is not enough).
+# Fashion-MNIST padded to 32² (expected >= 93% test accuracy). GPU_CHECK_PART picks the parts (the versions
+# and the build always run): all (default), or a comma list of core (tests, op benchmarks, LeNet), resnet,
+# dist (multi-GPU: scripts/dist_check.sh, only with >= 2 GPUs); split them over device calls of 600 s each
+# when one is not enough.
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 
@@ -23,6 +24,7 @@ START=$(date +%s)
 BUDGET=${GPU_CHECK_BUDGET_S:-540}
 BUILD=${BUILD_DIR:-build-gpu}
 PART=${GPU_CHECK_PART:-all}
+want() { [[ $PART == all || ",$PART," == *",$1,"* ]]; }  # GPU_CHECK_PART: all, or a list like core,dist
 FMNIST="${FMNIST_DIR:-.gpu-data/fashion-mnist}"  # carried by the lead (ignored by git)
 LOG=${OUT:-$BUILD/gpu_check}
 mkdir -p "$LOG" || exit 1
@@ -117,7 +119,7 @@ tail -n 3 "$LOG/build.log" 2>/dev/null
 
 # ---- 3. tests --------------------------------------------------------------------------------------------
 export OMP_NUM_THREADS=2
-if [[ $PART != resnet ]]; then
+if want core; then
 export OPENBLAS_NUM_THREADS=2  # the pthread OpenBLAS would otherwise start one thread per core in every test
 run_step ctest 200 170 "$LOG/ctest.log" ctest --test-dir "$BUILD" --output-on-failure -j 8 --timeout 120
 sed -n '/tests passed/,$p' "$LOG/ctest.log" 2>/dev/null | head -n 60
@@ -193,10 +195,10 @@ else
   record train_classifier "skipped (no $FMNIST)" 0
 fi
 
-fi  # PART != resnet
+fi  # want core
 
 # ---- 5. ResNet: speed against PyTorch, the input pipeline, ResNet-20 on Fashion-MNIST ------------------------
-if [[ $PART != core ]]; then
+if want resnet; then
   RESNET_LOG="$LOG" run_step resnet_bench 200 150 "$LOG/resnet_bench.log" bash benchmarks/resnet_bench.sh "$BUILD"
   tail -n 6 "$LOG/resnet_bench.log"
   if [ -x "$BUILD/bench_resnet_pipeline" ]; then
@@ -216,7 +218,15 @@ if [[ $PART != core ]]; then
   fi
 fi
 
-# ---- 6. summary (last) -----------------------------------------------------------------------------------
+# ---- 6. multi-GPU -----------------------------------------------------------------------------------------
+# Multi-GPU (dist/): NCCL tests, all-reduce bandwidth, data-parallel ResNet-50 against PyTorch DDP; only with
+# >= 2 GPUs (scripts/dist_check.sh prints its own table; its last lines are repeated in the summary).
+if want dist && [ "$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')" -ge 2 ]; then
+  run_step dist_check 400 0 "$LOG/dist_check.log" bash scripts/dist_check.sh "$BUILD" "$LOG/dist"
+  sed -n '/dist_check summary/,$p' "$LOG/dist_check.log"
+fi
+
+# ---- 7. summary (last) -----------------------------------------------------------------------------------
 ctest_line=$(grep -E 'tests passed' "$LOG/ctest.log" 2>/dev/null | tail -n 1)
 ctest_failed=$(sed -n '/The following tests FAILED:/,$p' "$LOG/ctest.log" 2>/dev/null |
   grep -E '^[[:space:]]+[0-9]+ - ' | sed -E 's/^[[:space:]]+[0-9]+ - //; s/ \(.*$//' | head -n 12 | paste -sd, -)
@@ -242,4 +252,5 @@ if [ -s "$LOG/resnet_nabla.jsonl" ]; then
 fi
 grep -E '^workers' "$LOG/resnet_pipeline.log" 2>/dev/null | sed 's/^/jpeg pipeline: /'
 grep -E '^epoch 20/20|^throughput' "$LOG/resnet20_fmnist.log" 2>/dev/null | sed 's/^/resnet20 fmnist cuda: /'
+sed -n '/dist_check summary/,$p' "$LOG/dist_check.log" 2>/dev/null
 echo "total $(elapsed) s; logs in $LOG"
