@@ -178,6 +178,32 @@ void bench_conv(const ConvShape& cs, bool backward) {
   });
 }
 
+// The same shapes in bf16 channels-last (NHWC activations and filters), ResNet-50's layout under
+// autocast with model->to(MemoryFormat::ChannelsLast); PyTorch's side uses torch.channels_last.
+std::string conv_cl_name(const ConvShape& cs) { return "conv_bf16_cl_fwdbwd_" + cs.tag; }
+
+void bench_conv_cl(const ConvShape& cs) {
+  const int64_t oh = (cs.h + 2 * cs.p - cs.kk) / cs.s + 1;
+  const bool stem = cs.c == 3;
+  const double fwd = 2.0 * cs.n * cs.k * oh * oh * cs.c * cs.kk * cs.kk;
+  const double work = fwd * (stem ? 2.0 : 3.0);
+  const MemoryFormat cl = MemoryFormat::ChannelsLast;
+  run_case(conv_cl_name(cs), conv_shape_str(cs), "bf16", true, Unit::tflops, work, [&] {
+    Tensor x = randn_gpu({cs.n, cs.c, cs.h, cs.h}, DType::bf16).contiguous(cl);
+    Tensor w = randn_gpu({cs.k, cs.c, cs.kk, cs.kk}, DType::bf16).contiguous(cl);
+    if (!stem) x.requires_grad_();
+    w.requires_grad_();
+    const Pair stride{cs.s, cs.s}, padding{cs.p, cs.p};
+    Tensor gy = randn_gpu({cs.n, cs.k, oh, oh}, DType::bf16).contiguous(cl);
+    return median_ms([&] {
+      w.zero_grad();
+      if (!stem) x.zero_grad();
+      Tensor y = conv2d(x, w, Tensor(), stride, padding);
+      y.backward(gy);
+    });
+  });
+}
+
 // ---- layer_norm, softmax, add --------------------------------------------------------------------------
 void bench_layer_norm() {
   const int64_t rows = 8192, cols = 1024;
@@ -284,6 +310,7 @@ std::vector<Case> all_cases() {
   for (bool backward : {false, true})
     for (const auto& cs : convs)
       cases.push_back({conv_name(cs, backward), [=] { bench_conv(cs, backward); }});
+  for (const auto& cs : convs) cases.push_back({conv_cl_name(cs), [=] { bench_conv_cl(cs); }});
   cases.push_back({"layer_norm_fwdbwd", bench_layer_norm});
   cases.push_back({"softmax_fwd", bench_softmax});
   cases.push_back({"add_f32_256M", bench_add});

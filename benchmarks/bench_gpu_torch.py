@@ -133,6 +133,32 @@ def conv_case(r, spec, backward):
     r.case(conv_name(tag, backward), shape, "f32", True, "tflops", work, measure)
 
 
+def conv_cl_case(r, spec):
+    # bf16, torch.channels_last activations and weights (what ResNet-50 uses under autocast).
+    tag, n, c, h, k, kk, s, p = spec
+    oh = (h + 2 * p - kk) // s + 1
+    stem = c == 3
+    work = 2.0 * n * k * oh * oh * c * kk * kk * (2.0 if stem else 3.0)
+    shape = f"{n}x{c}x{h}x{h} k{k} {kk}x{kk} s{s} p{p}"
+    cl = torch.channels_last
+
+    def measure():
+        x = randn(n, c, h, h, dtype=torch.bfloat16).contiguous(memory_format=cl).requires_grad_(not stem)
+        w = randn(k, c, kk, kk, dtype=torch.bfloat16).contiguous(memory_format=cl).requires_grad_(True)
+        gy = randn(n, k, oh, oh, dtype=torch.bfloat16).contiguous(memory_format=cl)
+
+        def step():
+            w.grad = None
+            if not stem:
+                x.grad = None
+            y = F.conv2d(x, w, None, s, p)
+            y.backward(gy)
+
+        return r.time(step)
+
+    r.case("conv_bf16_cl_fwdbwd_" + tag, shape, "bf16", True, "tflops", work, measure)
+
+
 def layer_norm_case(r):
     rows, cols = 8192, 1024
 
@@ -209,6 +235,8 @@ def all_cases(r):
     for backward in (False, True):
         for spec in CONVS:
             cases.append((conv_name(spec[0], backward), lambda spec=spec, bw=backward: conv_case(r, spec, bw)))
+    for spec in CONVS:
+        cases.append(("conv_bf16_cl_fwdbwd_" + spec[0], lambda spec=spec: conv_cl_case(r, spec)))
     cases += [
         ("layer_norm_fwdbwd", lambda: layer_norm_case(r)),
         ("softmax_fwd", lambda: softmax_case(r)),

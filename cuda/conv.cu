@@ -8,11 +8,11 @@
 //   db[o] = sum_{n, i, j} dy[n, o, i, j]  (our own deterministic two-stage reduction)
 //
 // Descriptors: x / dx and y / dy are described with their actual strides (cudnnSetTensorNdDescriptor), so
-// an NHWC-strided tensor (a permute of a contiguous [N, H, W, C]) is read in place. The op layer
-// (ops/conv.cpp) currently hands the slot contiguous NCHW tensors only, so channels-last inputs are still
-// copied once there; the kernels here already accept NHWC strides (tests/cuda/test_parity_conv.cpp calls
-// the slot directly with them). Filters are NCHW-contiguous [K, C / groups, kh, kw]; groups go to cuDNN
-// with cudnnSetConvolutionGroupCount.
+// an NHWC-strided tensor (a permute of a contiguous [N, H, W, C]) is read in place. Filters: NCHW
+// [K, C / groups, kh, kw] row-major, or, when the geometry says channels_last (ops/conv.h: the op layer
+// then hands every tensor channels-last), CUDNN_TENSOR_NHWC ([K, kh, kw, C / groups] in memory). cuDNN 9
+// has fast tensor-core NHWC kernels, and no backward algorithms at all for NHWC data with an NCHW filter,
+// which is why the filter follows the activations. Groups go to cuDNN with cudnnSetConvolutionGroupCount.
 //
 // Types: f32 (FLOAT data, FLOAT compute; math CUDNN_TENSOR_OP_MATH when tf32_enabled(), which lets cuDNN
 // use TF32 tensor cores, else CUDNN_FMA_MATH, full f32), f64 (DOUBLE / DOUBLE, CUDNN_DEFAULT_MATH),
@@ -28,10 +28,13 @@
 // workspace is the largest any algorithm asks for, capped at 1 GiB; algorithms needing more are skipped.
 // Workspace memory comes from workspace(bytes) (the caching allocator).
 //
-// Bias: forward adds b[o] in a separate element-wise pass over y (one thread per element). Bias gradient:
-// grid (S, K) blocks each sum a contiguous slice of channel k's N * OH * OW values (warp shuffles, then
-// shared memory) into partial[k, s], and a second kernel adds the S partials of each channel in order, so
-// the result does not depend on scheduling; sums accumulate in f64 (the CPU kernel does too).
+// Bias: forward adds b[o] in a separate element-wise pass over y (one thread per element; channel
+// (i / OH OW) % K in NCHW, i % K in NHWC). Bias gradient, NCHW: grid (S, K) blocks each sum a contiguous
+// slice of channel k's N * OH * OW values (warp shuffles, then shared memory) into partial[k, s]; NHWC (dy
+// is [M = N OH OW, K] row-major): grid (S, ceil(K / 32)) blocks of 32 x 8 threads, thread (tx, ty) summing
+// column k = 32 bx + tx over rows ty, ty + 8, ... of slice s (coalesced over k), then the 8 row-threads
+// added in a fixed order into partial[k, s]. A second kernel adds the S partials of each channel in order,
+// so the result does not depend on scheduling; sums accumulate in f64 (the CPU kernel does too).
 #include <algorithm>
 #include <array>
 #include <cstdint>
@@ -109,6 +112,10 @@ std::array<int64_t, 4> strides4(const Tensor& t) {
     const Strides s = contiguous_strides(t.shape());
     return {s[0], s[1], s[2], s[3]};
   }
+  if (t.is_contiguous(MemoryFormat::ChannelsLast)) {
+    const Strides s = channels_last_strides(t.shape());
+    return {s[0], s[1], s[2], s[3]};
+  }
   const Strides& s = t.strides();
   return {s[0], s[1], s[2], s[3]};
 }
@@ -125,7 +132,7 @@ struct Plan {
   // static destruction, after the library may be gone).
 };
 
-using PlanKey = std::array<int64_t, 29>;
+using PlanKey = std::array<int64_t, 30>;
 
 struct PlanCache {
   std::mutex mu;
@@ -157,7 +164,8 @@ std::unique_ptr<Plan> make_descriptors(const Conv2dGeometry& g, DType dtype, con
   NABLA_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&p->conv));
   set_tensor_desc(p->x, dt, {g.n, g.c_in, g.h, g.w}, xs);
   set_tensor_desc(p->y, dt, {g.n, g.c_out, g.oh, g.ow}, ys);
-  NABLA_CUDNN_CHECK(cudnnSetFilter4dDescriptor(p->w, dt, CUDNN_TENSOR_NCHW, to_int(g.c_out, "channels"),
+  NABLA_CUDNN_CHECK(cudnnSetFilter4dDescriptor(p->w, dt, g.channels_last ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW,
+                                               to_int(g.c_out, "channels"),
                                                to_int(g.c_in / g.groups, "channels"),
                                                to_int(g.kh, "kernel size"), to_int(g.kw, "kernel size")));
   NABLA_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(
@@ -358,7 +366,8 @@ Plan& get_plan(Dir dir, const Conv2dGeometry& g, DType dtype, const Tensor& xt, 
               ys[1],
               ys[2],
               ys[3],
-              aligned16(xt) | (aligned16(wt) << 1) | (aligned16(yt) << 2)};
+              aligned16(xt) | (aligned16(wt) << 1) | (aligned16(yt) << 2),
+              g.channels_last ? 1 : 0};
   PlanCache& cache = plan_cache();
   std::lock_guard<std::mutex> lock(cache.mu);
   auto it = cache.plans.find(key);
@@ -372,14 +381,33 @@ Plan& get_plan(Dir dir, const Conv2dGeometry& g, DType dtype, const Tensor& xt, 
 
 // ---- bias kernels ----
 
-// y[n, k, e] += b[k] over a contiguous [N, K, OH*OW] output.
-template <class T, class I>
+// y[n, k, e] += b[k] over a contiguous [N, K, OH*OW] output (NHWC: over [N*OH*OW, K], k = i % K).
+template <class T, class I, bool NHWC>
 __global__ void add_bias_kernel(T* __restrict__ y, const T* __restrict__ b, I total, I ohw, I k_count) {
   for (I i = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<I>(blockDim.x) * gridDim.x) {
-    const I k = (i / ohw) % k_count;
+    const I k = NHWC ? i % k_count : (i / ohw) % k_count;
     y[i] = store<T>(load(y[i]) + load(b[k]));
   }
+}
+
+// NHWC: dy is [M, K] row-major (M = N * OH * OW). partial[k * S + s] = sum of dy[m, k] over the s-th of S
+// row slices. grid (S, ceil(K / 32)), block (32, 8).
+template <class T, class I>
+__global__ void bias_grad_partial_nhwc(const T* __restrict__ gy, double* __restrict__ partial, I m_count,
+                                       I k_count, I chunk) {
+  __shared__ double sums[8][33];
+  const I s = blockIdx.x, k = static_cast<I>(blockIdx.y) * 32 + threadIdx.x;
+  const I r0 = s * chunk, r1 = chunk > m_count - r0 ? m_count : r0 + chunk;  // no overflow
+  double acc = 0;
+  if (k < k_count)
+    for (I r = r0 + threadIdx.y; r < r1; r += 8) acc += static_cast<double>(load(gy[r * k_count + k]));
+  sums[threadIdx.y][threadIdx.x] = acc;
+  __syncthreads();
+  if (threadIdx.y != 0 || k >= k_count) return;
+  double total = sums[0][threadIdx.x];
+  for (int q = 1; q < 8; ++q) total += sums[q][threadIdx.x];
+  partial[static_cast<int64_t>(k) * gridDim.x + s] = total;
 }
 
 // partial[k * S + s] = sum of dy[n, k, e] over the s-th of S slices of the per-channel range t = n * ohw + e.
@@ -419,8 +447,32 @@ __global__ void bias_grad_finish(const double* __restrict__ partial, T* __restri
 template <class T, class I>
 void add_bias_typed(Tensor& y, const Tensor& b, const Conv2dGeometry& g) {
   const I total = static_cast<I>(y.numel());
-  add_bias_kernel<T, I><<<grid_for(total), kBlock, 0, current_stream()>>>(
-      ptr<T>(y), ptr<T>(b), total, static_cast<I>(g.oh * g.ow), static_cast<I>(g.c_out));
+  if (g.channels_last)
+    add_bias_kernel<T, I, true><<<grid_for(total), kBlock, 0, current_stream()>>>(
+        ptr<T>(y), ptr<T>(b), total, static_cast<I>(g.oh * g.ow), static_cast<I>(g.c_out));
+  else
+    add_bias_kernel<T, I, false><<<grid_for(total), kBlock, 0, current_stream()>>>(
+        ptr<T>(y), ptr<T>(b), total, static_cast<I>(g.oh * g.ow), static_cast<I>(g.c_out));
+  NABLA_CUDA_LAUNCH_CHECK();
+}
+
+template <class T, class I>
+void bias_grad_nhwc_typed(const Tensor& gy, Tensor& db, const Conv2dGeometry& g) {
+  const int64_t rows = g.n * g.oh * g.ow, col_tiles = (g.c_out + 31) / 32;
+  // About 1024 blocks, but slices of at least 256 rows (8 per thread-row).
+  const int64_t want = std::max<int64_t>(1, 1024 / col_tiles);
+  const int64_t slices = std::clamp<int64_t>((rows + 255) / 256, 1, std::min<int64_t>(want, 65535));
+  const int64_t chunk = (rows + slices - 1) / slices;
+  NABLA_CHECK(col_tiles <= 65535, "conv2d: bias gradient of more than ", 65535 * 32, " channels (", g.c_out,
+              ") on cuda");
+  Tensor partial = Tensor::empty({g.c_out * slices}, DType::f64, gy.device());
+  bias_grad_partial_nhwc<T, I>
+      <<<dim3(static_cast<unsigned>(slices), static_cast<unsigned>(col_tiles)), dim3(32, 8), 0,
+         current_stream()>>>(ptr<T>(gy), ptr<double>(partial), static_cast<I>(rows), static_cast<I>(g.c_out),
+                             static_cast<I>(chunk));
+  NABLA_CUDA_LAUNCH_CHECK();
+  bias_grad_finish<T><<<static_cast<unsigned>((g.c_out + 127) / 128), 128, 0, current_stream()>>>(
+      ptr<double>(partial), ptr<T>(db), g.c_out, slices);
   NABLA_CUDA_LAUNCH_CHECK();
 }
 
@@ -463,10 +515,16 @@ void bias_grad(const Tensor& gy, Tensor& db, const Conv2dGeometry& g) {
   }
   visit_cuda_float(gy.dtype(), "conv2d", [&](auto zero) {
     using T = decltype(zero);
-    if (fits_i32(gy.numel()))
+    if (g.channels_last) {
+      if (fits_i32(gy.numel()))
+        bias_grad_nhwc_typed<T, int32_t>(gy, db, g);
+      else
+        bias_grad_nhwc_typed<T, int64_t>(gy, db, g);
+    } else if (fits_i32(gy.numel())) {
       bias_grad_typed<T, int32_t>(gy, db, g);
-    else
+    } else {
       bias_grad_typed<T, int64_t>(gy, db, g);
+    }
   });
 }
 
@@ -488,7 +546,9 @@ void conv2d_forward_cuda(const Conv2dGeometry& g, const Tensor& x, const Tensor&
     NABLA_CUDA_LAUNCH_CHECK();
   }
   if (bias.defined()) {
-    NABLA_CHECK(y.is_contiguous(), "conv2d: the cuda bias add needs a contiguous output");
+    NABLA_CHECK(g.channels_last ? y.is_contiguous(MemoryFormat::ChannelsLast) : y.is_contiguous(),
+                "conv2d: the cuda bias add needs a ", g.channels_last ? "channels-last" : "contiguous",
+                " output, got strides ", y.strides());
     add_bias(y, bias, g);
   }
 }
@@ -498,7 +558,9 @@ void conv2d_backward_cuda(const Conv2dGeometry& g, const Tensor& x, const Tensor
   DeviceGuard guard(gy.device().index);
   const DType dt = gy.dtype();
   if (db.defined()) {
-    NABLA_CHECK(gy.is_contiguous(), "conv2d: the cuda bias gradient needs a contiguous output gradient");
+    NABLA_CHECK(g.channels_last ? gy.is_contiguous(MemoryFormat::ChannelsLast) : gy.is_contiguous(),
+                "conv2d: the cuda bias gradient needs a ", g.channels_last ? "channels-last" : "contiguous",
+                " output gradient, got strides ", gy.strides());
     bias_grad(gy, db, g);
   }
   const bool empty = gy.numel() == 0 || g.c_in == 0 || g.h * g.w == 0;

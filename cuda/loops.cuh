@@ -2,7 +2,9 @@
 //
 // launch_elementwise<N>(out_shape, {strides of t0..tN-1}, f) runs f(offsets) on every element of
 // out_shape, where offsets[k] is the element's offset inside tensor k (broadcast dims have stride 0).
-// When every tensor is contiguous the offsets are the linear index itself; otherwise each thread turns its
+// When every tensor is contiguous the offsets are the linear index itself, and so they are when N >= 2
+// tensors all share one dense, non-overlapping layout (e.g. all channels-last: the walk is then in memory
+// order, which is still one visit per element with matching offsets); otherwise each thread turns its
 // linear index into per-tensor offsets with one division per dim (dims of size 1 are dropped and adjacent
 // dims that are contiguous in every tensor merged first, so most views need 1-2 divisions).
 // f is a __device__ lambda (nvcc --extended-lambda).
@@ -95,6 +97,10 @@ void launch_elementwise(const Shape& shape, const std::array<const Strides*, N>&
   for (int k = 0; k < N; ++k)
     for (size_t d = 0; d < shape.size(); ++d)
       if (shape[d] != 1 && (*strides[k])[d] != cs[d]) contiguous = false;
+  if (!contiguous && N >= 2 && is_non_overlapping_and_dense(shape, *strides[0])) {
+    contiguous = true;
+    for (int k = 1; k < N; ++k) contiguous = contiguous && *strides[k] == *strides[0];
+  }
   OffsetCalc<N> calc = contiguous ? OffsetCalc<N>{} : make_offset_calc<N>(shape, strides);
   elementwise_kernel<N><<<grid_for(n), kBlock, 0, current_stream()>>>(n, calc, contiguous, f);
   NABLA_CUDA_LAUNCH_CHECK();

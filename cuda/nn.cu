@@ -1155,6 +1155,25 @@ __global__ void __launch_bounds__(256)
   }
 }
 
+// s == 1 (a channels-last input seen as [N H W, C], or [N, C]): flat over the n * c elements, channel
+// e % c; a grid-stride loop over all elements keeps every thread busy whatever c is (the column kernel
+// above would leave most of a 256-thread block idle for c = 64).
+template <class T, bool BWD, class I>
+__global__ void __launch_bounds__(256)
+    bn_apply_flat(const T* __restrict__ x, const T* __restrict__ g, const acc_t<T>* __restrict__ coef, I total,
+                  I c, T* __restrict__ out) {
+  using A = acc_t<T>;
+  for (I e = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; e < total;
+       e += static_cast<I>(blockDim.x) * gridDim.x) {
+    const I ch = e % c;
+    if constexpr (BWD) {
+      out[e] = store<T>(load(g[e]) * coef[ch] - coef[c + ch] * (load(x[e]) - coef[3 * c + ch]) - coef[2 * c + ch]);
+    } else {
+      out[e] = store<T>(load(x[e]) * coef[ch] + coef[c + ch]);
+    }
+  }
+}
+
 // The stage-1 layout of a batch_norm reduction over [n, c, s].
 struct BnPlan {
   bool planes = false;
@@ -1185,6 +1204,17 @@ BnPlan plan_bn(int64_t n, int64_t c, int64_t s) {
 
 template <class T, bool BWD>
 void bn_launch_apply(const T* x, const T* g, const acc_t<T>* coef, int64_t n, int64_t c, int64_t s, T* out) {
+  if (s == 1) {
+    const int64_t total = n * c;
+    const int blocks = static_cast<int>(std::min<int64_t>(ceil_div(total, 256), 65535LL * 8));
+    if (total + int64_t(256) * 65535 * 8 < INT32_MAX)
+      bn_apply_flat<T, BWD, int32_t><<<blocks, 256, 0, current_stream()>>>(
+          x, g, coef, static_cast<int32_t>(total), static_cast<int32_t>(c), out);
+    else
+      bn_apply_flat<T, BWD, int64_t><<<blocks, 256, 0, current_stream()>>>(x, g, coef, total, c, out);
+    NABLA_CUDA_LAUNCH_CHECK();
+    return;
+  }
   const int64_t gx = ceil_div(c * s, 256);
   NABLA_CHECK(gx <= INT32_MAX, "batch_norm: cuda grid limit: ", c, " x ", s);
   const int64_t gy = std::clamp<int64_t>(ceil_div(4096, gx), 1, std::min<int64_t>(n, 65535));

@@ -1,5 +1,7 @@
 #include "engine/shape.h"
 
+#include <algorithm>
+
 #include "engine/error.h"
 
 namespace nabla {
@@ -18,6 +20,28 @@ Strides contiguous_strides(const Shape& shape) {
     acc *= shape[d];
   }
   return st;
+}
+
+Strides channels_last_strides(const Shape& shape) {
+  NABLA_CHECK(shape.size() == 4, "channels_last: expected a 4-D [N, C, H, W] shape, got ", shape);
+  const int64_t c = shape[1], h = shape[2], w = shape[3];
+  return {h * w * c, 1, w * c, c};
+}
+
+bool is_non_overlapping_and_dense(const Shape& shape, const Strides& strides) {
+  std::vector<size_t> dims;
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (shape[d] == 0) return true;  // no elements: nothing to overlap or leave out
+    if (shape[d] != 1) dims.push_back(d);
+  }
+  // Innermost first; equal strides (only possible when overlapping) fail the check below.
+  std::sort(dims.begin(), dims.end(), [&](size_t a, size_t b) { return strides[a] < strides[b]; });
+  int64_t expected = 1;
+  for (size_t d : dims) {
+    if (strides[d] != expected) return false;
+    expected *= shape[d];
+  }
+  return true;
 }
 
 int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op) {

@@ -17,6 +17,12 @@ using Strides = std::vector<int64_t>;
 
 int64_t numel_of(const Shape& shape);
 Strides contiguous_strides(const Shape& shape);
+// Channels-last strides of a 4-D [N, C, H, W] shape: {H*W*C, 1, W*C, C} (memory order N, H, W, C).
+Strides channels_last_strides(const Shape& shape);
+// True when the strides place every element at its own offset and the offsets fill [0, numel) with no
+// gap: a permutation of some contiguous layout (size-1 dims may carry any stride). Element-wise kernels may
+// then walk such tensors as flat arrays.
+bool is_non_overlapping_and_dense(const Shape& shape, const Strides& strides);
 // Wraps a possibly negative dim into [0, ndim); throws naming `op` when out of range.
 int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op);
 // NumPy broadcasting of two shapes; throws naming `op` and both shapes when they do not broadcast.

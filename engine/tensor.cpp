@@ -20,12 +20,32 @@ Device Device::parse(const std::string& s) {
   fail("device: cannot parse '", s, "' (expected cpu, cuda or cuda:N)");
 }
 
-Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
+const char* memory_format_name(MemoryFormat f) {
+  return f == MemoryFormat::ChannelsLast ? "channels_last" : "contiguous";
+}
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, Device device, MemoryFormat format) {
   for (int64_t s : shape) NABLA_CHECK(s >= 0, "empty: negative size in shape ", shape);
+  NABLA_CHECK(format == MemoryFormat::Contiguous || shape.size() == 4,
+              "empty: channels_last needs a 4-D [N, C, H, W] shape, got ", shape);
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = std::make_shared<Storage>(numel_of(shape) * nabla::itemsize(dtype), device);
   impl->sizes = shape;
-  impl->strides = contiguous_strides(shape);
+  impl->strides =
+      format == MemoryFormat::ChannelsLast ? channels_last_strides(shape) : contiguous_strides(shape);
+  impl->dtype = dtype;
+  return Tensor(std::move(impl));
+}
+
+Tensor Tensor::empty_strided(const Shape& shape, const Strides& strides, DType dtype, Device device) {
+  for (int64_t s : shape) NABLA_CHECK(s >= 0, "empty_strided: negative size in shape ", shape);
+  NABLA_CHECK(strides.size() == shape.size() && nabla::is_non_overlapping_and_dense(shape, strides),
+              "empty_strided: strides ", strides, " are not a dense, non-overlapping layout of shape ",
+              shape);
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = std::make_shared<Storage>(numel_of(shape) * nabla::itemsize(dtype), device);
+  impl->sizes = shape;
+  impl->strides = strides;
   impl->dtype = dtype;
   return Tensor(std::move(impl));
 }
@@ -52,6 +72,28 @@ bool Tensor::is_contiguous() const {
     expected *= impl_->sizes[d];
   }
   return true;
+}
+
+bool Tensor::is_contiguous(MemoryFormat format) const {
+  if (format == MemoryFormat::Contiguous) return is_contiguous();
+  if (dim() != 4) return false;
+  int64_t expected = 1;
+  for (int64_t d : {1, 3, 2, 0}) {  // C innermost, then W, H, N
+    if (impl_->sizes[d] == 1) continue;
+    if (impl_->strides[d] != expected) return false;
+    expected *= impl_->sizes[d];
+  }
+  return true;
+}
+
+MemoryFormat Tensor::suggest_memory_format() const {
+  return dim() == 4 && !is_contiguous() && is_contiguous(MemoryFormat::ChannelsLast)
+             ? MemoryFormat::ChannelsLast
+             : MemoryFormat::Contiguous;
+}
+
+bool Tensor::is_non_overlapping_and_dense() const {
+  return nabla::is_non_overlapping_and_dense(impl_->sizes, impl_->strides);
 }
 
 void* Tensor::data_ptr() const {

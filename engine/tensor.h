@@ -31,6 +31,14 @@ struct Node;
 
 class Tensor;
 
+// How a 4-D [N, C, H, W] tensor is laid out in memory (PyTorch's torch.contiguous_format and
+// torch.channels_last). Contiguous: row-major NCHW. ChannelsLast: memory order N, H, W, C, i.e. strides
+// {H*W*C, 1, W*C, C}; the logical shape stays [N, C, H, W], so every op sees the same indices and only the
+// kernels that care (convolution, batch norm, pooling) look at the layout. cuDNN's NHWC convolutions on
+// tensor cores are much faster than NCHW ones in bf16, which is why this exists.
+enum class MemoryFormat { Contiguous, ChannelsLast };
+const char* memory_format_name(MemoryFormat f);
+
 struct TensorImpl {
   std::shared_ptr<Storage> storage;
   Shape sizes;
@@ -45,8 +53,13 @@ class Tensor {
   Tensor() = default;
   explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
 
-  // A new contiguous tensor with uninitialised memory.
-  static Tensor empty(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu());
+  // A new tensor with uninitialised memory, row-major or (4-D only) channels-last.
+  static Tensor empty(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu(),
+                      MemoryFormat format = MemoryFormat::Contiguous);
+  // A new tensor with uninitialised memory and the given strides, which must be non-overlapping and dense
+  // (a permutation of a contiguous layout: the storage holds exactly numel elements).
+  static Tensor empty_strided(const Shape& shape, const Strides& strides, DType dtype = DType::f32,
+                              Device device = Device::cpu());
   // A view of existing storage.
   static Tensor make_view(std::shared_ptr<Storage> storage, Shape sizes, Strides strides, int64_t offset,
                           DType dtype);
@@ -70,6 +83,13 @@ class Tensor {
   size_t itemsize() const { return nabla::itemsize(impl_->dtype); }
   size_t nbytes() const { return numel() * itemsize(); }
   bool is_contiguous() const;
+  // Row-major (Contiguous) or channels-last (a 4-D tensor with strides {H*W*C, 1, W*C, C}); size-1 dims
+  // may have any stride, so a tensor can be both (e.g. C == 1 or H == W == 1), as in PyTorch.
+  bool is_contiguous(MemoryFormat format) const;
+  // ChannelsLast for a 4-D tensor that is channels-last and not also row-major; else Contiguous.
+  MemoryFormat suggest_memory_format() const;
+  // Non-overlapping and dense (see engine/shape.h): a flat walk over the storage visits each element once.
+  bool is_non_overlapping_and_dense() const;
   const std::shared_ptr<Storage>& storage() const { return impl_->storage; }
 
   // ---- raw data (CPU) ----
@@ -132,6 +152,8 @@ class Tensor {
   Tensor unsqueeze(int64_t dim) const;
   Tensor flatten(int64_t start_dim = 0, int64_t end_dim = -1) const;
   Tensor contiguous() const;
+  // This tensor when it already has `format`, else a copy in that layout (differentiable).
+  Tensor contiguous(MemoryFormat format) const;
   Tensor clone() const;
   Tensor to(DType dtype) const;
   Tensor to(Device device) const;

@@ -1,7 +1,8 @@
 // The conv family's op layer: shape checks, output sizes, autograd wiring and dispatch.
 //
-// Kernels see contiguous NCHW tensors (a strided input is copied once here, outside autograd, so its
-// gradient still flows through the caller's view). conv2d's backward is one fused kernel (dX, dW and db in
+// Kernels see contiguous NCHW tensors, or channels-last ones when the input (or conv2d's weight) is
+// channels-last (ops/conv.h); a strided input is copied once here, outside autograd, so its gradient still
+// flows through the caller's view. conv2d's backward is one fused kernel (dX, dW and db in
 // a single pass over the batch) that saves only x and w: the im2col buffer is rebuilt in backward rather
 // than kept alive between forward and backward. max_pool2d saves its argmax indices; the average pools and
 // upsampling save only shapes.
@@ -22,6 +23,15 @@ void check_nchw(const char* op, const Tensor& x) {
   NABLA_CHECK(x.dim() == 4, op, ": expected a 4-D NCHW input, got ", x.shape());
 }
 
+// Pools keep their input's layout: channels-last in, channels-last out.
+MemoryFormat layout_of(const Pool2dGeometry& g) {
+  return g.channels_last ? MemoryFormat::ChannelsLast : MemoryFormat::Contiguous;
+}
+void set_layout(Pool2dGeometry& g, const Tensor& x) {
+  g.channels_last = x.suggest_memory_format() == MemoryFormat::ChannelsLast;
+  g.channels = x.size(1);
+}
+
 // Checks the pooling window against the input and returns the geometry (strides of 0 mean = kernel).
 Pool2dGeometry pool_geometry(const char* op, const Tensor& x, Pair kernel, Pair stride, Pair padding) {
   check_nchw(op, x);
@@ -40,6 +50,7 @@ Pool2dGeometry pool_geometry(const char* op, const Tensor& x, Pair kernel, Pair 
               w + 2 * padding[1], " (input ", x.shape(), ", padding ", padding[0], "x", padding[1], ")");
   Pool2dGeometry g{};
   g.planes = x.size(0) * x.size(1);
+  set_layout(g, x);
   g.h = h;
   g.w = w;
   g.kh = kernel[0];
@@ -58,12 +69,13 @@ Shape nchw(const Tensor& x, int64_t h, int64_t w) { return {x.size(0), x.size(1)
 // y = fwd(x) and dx = bwd(gy) for the pools whose backward needs only the geometry.
 Tensor geometry_only_op(const char* op, const Tensor& x, const Pool2dGeometry& g, Kernel<AvgPool2dFn>& fwd,
                         Kernel<AvgPool2dFn>& bwd) {
-  Tensor xc = contiguous_raw(x, op);
-  Tensor y = Tensor::empty(nchw(x, g.oh, g.ow), x.dtype(), x.device());
+  const MemoryFormat f = layout_of(g);
+  Tensor xc = contiguous_raw(x, op, f);
+  Tensor y = Tensor::empty(nchw(x, g.oh, g.ow), x.dtype(), x.device(), f);
   fwd.get(x.device(), op)(g, xc, y);
-  autograd::record(op, y, {x}, [g, &bwd, op, shape = x.shape(), dt = x.dtype()](const Tensor& gy) {
-    Tensor dx = Tensor::empty(shape, dt, gy.device());
-    bwd.get(gy.device(), op)(g, contiguous_raw(gy, op), dx);
+  autograd::record(op, y, {x}, [g, &bwd, op, f, shape = x.shape(), dt = x.dtype()](const Tensor& gy) {
+    Tensor dx = Tensor::empty(shape, dt, gy.device(), f);
+    bwd.get(gy.device(), op)(g, contiguous_raw(gy, op, f), dx);
     return std::vector<Tensor>{dx};
   });
   return y;
@@ -122,9 +134,15 @@ Tensor conv2d(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in
   g.oh = conv_out_size(g.h, g.kh, g.stride_h, g.pad_h, g.dil_h);
   g.ow = conv_out_size(g.w, g.kw, g.stride_w, g.pad_w, g.dil_w);
 
-  Tensor xc = contiguous_raw(x, "conv2d"), wc = contiguous_raw(weight, "conv2d");
+  // Channels-last when the input or the weight is (PyTorch's rule): everything then goes channels-last.
+  g.channels_last = x.suggest_memory_format() == MemoryFormat::ChannelsLast ||
+                    weight.suggest_memory_format() == MemoryFormat::ChannelsLast;
+  const MemoryFormat f = g.channels_last ? MemoryFormat::ChannelsLast : MemoryFormat::Contiguous;
+  // The weight gradient is returned in the weight's own layout.
+  const MemoryFormat wf = weight.is_contiguous(f) ? f : weight.suggest_memory_format();
+  Tensor xc = contiguous_raw(x, "conv2d", f), wc = contiguous_raw(weight, "conv2d", f);
   Tensor bc = bias.defined() ? contiguous_raw(bias, "conv2d") : Tensor();
-  Tensor y = Tensor::empty({g.n, c_out, g.oh, g.ow}, x.dtype(), x.device());
+  Tensor y = Tensor::empty({g.n, c_out, g.oh, g.ow}, x.dtype(), x.device(), f);
   conv2d_forward_kernel.get(x.device(), "conv2d")(g, xc, wc, bc, y);
 
   // dX needs only w and dW only x: save just what the wanted gradients need.
@@ -132,13 +150,14 @@ Tensor conv2d(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in
              need_b = bias.defined() && bias.requires_grad();
   autograd::record(
       "conv2d", y, {x, weight, bias},
-      [g, xs = need_w ? xc : Tensor(), ws = need_x ? wc : Tensor(), need_x, need_w, need_b,
+      [g, f, wf, xs = need_w ? xc : Tensor(), ws = need_x ? wc : Tensor(), need_x, need_w, need_b,
        dt = x.dtype()](const Tensor& gy) -> std::vector<Tensor> {
         const Device dev = gy.device();
-        Tensor dx = need_x ? Tensor::empty({g.n, g.c_in, g.h, g.w}, dt, dev) : Tensor();
-        Tensor dw = need_w ? Tensor::empty({g.c_out, g.c_in / g.groups, g.kh, g.kw}, dt, dev) : Tensor();
+        Tensor dx = need_x ? Tensor::empty({g.n, g.c_in, g.h, g.w}, dt, dev, f) : Tensor();
+        Tensor dw = need_w ? Tensor::empty({g.c_out, g.c_in / g.groups, g.kh, g.kw}, dt, dev, f) : Tensor();
         Tensor db = need_b ? Tensor::empty({g.c_out}, dt, dev) : Tensor();
-        conv2d_backward_kernel.get(dev, "conv2d")(g, xs, ws, contiguous_raw(gy, "conv2d"), dx, dw, db);
+        conv2d_backward_kernel.get(dev, "conv2d")(g, xs, ws, contiguous_raw(gy, "conv2d", f), dx, dw, db);
+        if (need_w && wf != f) dw = contiguous_raw(dw, "conv2d", wf);
         return {dx, dw, db};
       });
   return y;
@@ -146,15 +165,16 @@ Tensor conv2d(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in
 
 Tensor max_pool2d(const Tensor& x, Pair kernel, Pair stride, Pair padding) {
   Pool2dGeometry g = pool_geometry("max_pool2d", x, kernel, stride, padding);
-  Tensor xc = contiguous_raw(x, "max_pool2d");
-  Tensor y = Tensor::empty(nchw(x, g.oh, g.ow), x.dtype(), x.device());
-  Tensor idx = Tensor::empty(y.shape(), DType::i64, x.device());
+  const MemoryFormat f = layout_of(g);
+  Tensor xc = contiguous_raw(x, "max_pool2d", f);
+  Tensor y = Tensor::empty(nchw(x, g.oh, g.ow), x.dtype(), x.device(), f);
+  Tensor idx = Tensor::empty(y.shape(), DType::i64, x.device(), f);
   max_pool2d_forward_kernel.get(x.device(), "max_pool2d")(g, xc, y, idx);
   autograd::record("max_pool2d", y, {x},
-                   [g, idx, shape = x.shape(), dt = x.dtype()](const Tensor& gy) -> std::vector<Tensor> {
-                     Tensor dx = Tensor::empty(shape, dt, gy.device());
+                   [g, f, idx, shape = x.shape(), dt = x.dtype()](const Tensor& gy) -> std::vector<Tensor> {
+                     Tensor dx = Tensor::empty(shape, dt, gy.device(), f);
                      max_pool2d_backward_kernel.get(gy.device(), "max_pool2d")(
-                         g, contiguous_raw(gy, "max_pool2d"), idx, dx);
+                         g, contiguous_raw(gy, "max_pool2d", f), idx, dx);
                      return {dx};
                    });
   return y;
@@ -174,6 +194,7 @@ Tensor adaptive_avg_pool2d(const Tensor& x, Pair output_size) {
   NABLA_CHECK(x.size(2) > 0 && x.size(3) > 0, "adaptive_avg_pool2d: input has an empty plane: ", x.shape());
   Pool2dGeometry g{};
   g.planes = x.size(0) * x.size(1);
+  set_layout(g, x);
   g.h = x.size(2);
   g.w = x.size(3);
   g.oh = output_size[0];
@@ -188,6 +209,7 @@ Tensor upsample_nearest2d(const Tensor& x, Pair scale) {
               scale[0], "x", scale[1], " (input ", x.shape(), ")");
   Pool2dGeometry g{};
   g.planes = x.size(0) * x.size(1);
+  set_layout(g, x);
   g.h = x.size(2);
   g.w = x.size(3);
   g.kh = scale[0];

@@ -16,6 +16,14 @@
 //   upsample_nearest2d: y[i, j] = x[floor(i / sh), floor(j / sw)] for integer scales; backward sums each
 //     sh x sw block.
 // Pool paddings must be at most half the kernel (as in PyTorch), so that every window holds a real element.
+//
+// Channels-last (MemoryFormat::ChannelsLast, memory order N, H, W, C): conv2d runs channels-last when its
+// input or its weight is channels-last (PyTorch's rule); then the input and weight are brought to
+// channels-last (a copy only when they are not), the output and the input gradient are channels-last, and
+// the weight gradient comes back in the weight's own layout. The pools and upsampling keep their input's
+// layout (output and input gradient). Kernels get a flag in the geometry: the CUDA ones run cuDNN with NHWC
+// descriptors / NHWC-indexed kernels; the CPU ones compute in NCHW and place the results, so both backends
+// give the same values and layouts.
 #pragma once
 #include <array>
 
@@ -46,14 +54,18 @@ struct Conv2dGeometry {
   int64_t oh, ow;         // output
   int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
   int64_t groups;
+  // false: x, y, dx, gy row-major NCHW and w, dw row-major [K, C / g, kh, kw]. true: all of them
+  // channels-last (x, y, dx, gy with strides {H W C, 1, W C, C}; w, dw with {C/g kh kw, 1, kw C/g, C/g}).
+  bool channels_last = false;
 };
 
-// x, w contiguous; bias undefined or contiguous [c_out]; y contiguous [n, c_out, oh, ow] (overwritten).
+// x, w contiguous (or channels-last, see the geometry); bias undefined or contiguous [c_out]; y [n, c_out,
+// oh, ow] in x's layout (overwritten).
 using Conv2dForwardFn = void (*)(const Conv2dGeometry& g, const Tensor& x, const Tensor& w,
                                  const Tensor& bias, Tensor& y);
-// gy contiguous. dx, dw, db: each either undefined (not wanted) or a contiguous tensor of the shape of x, w
-// and [c_out], overwritten with the gradient. x (contiguous) is read only when dw is wanted, w only when dx
-// is; the other may be undefined.
+// gy in the geometry's layout. dx, dw, db: each either undefined (not wanted) or a tensor of the shape of
+// x, w (in the geometry's layout) and [c_out] (contiguous), overwritten with the gradient. x is read only
+// when dw is wanted, w only when dx is; the other may be undefined.
 using Conv2dBackwardFn = void (*)(const Conv2dGeometry& g, const Tensor& x, const Tensor& w, const Tensor& gy,
                                   Tensor& dx, Tensor& dw, Tensor& db);
 
@@ -63,9 +75,16 @@ struct Pool2dGeometry {
   int64_t kh, kw, stride_h, stride_w, pad_h, pad_w;
   bool count_include_pad = true;  // avg_pool2d only
   bool adaptive = false;          // adaptive_avg_pool2d: windows come from h / oh, w / ow, not kh, kw
+  // channels_last: every [N, C, *, *] tensor of the call (x, y, indices, gy, dx) is channels-last, and
+  // plane p = n * channels + c lives at n * H * W * C + c with its elements C apart. Else planes are
+  // contiguous [h, w] blocks.
+  bool channels_last = false;
+  int64_t channels = 1;
 };
 
-// x contiguous; y and indices (i64) contiguous [planes, oh, ow].
+// Tensors are contiguous [planes, *, *] or (g.channels_last) channels-last [N, C, *, *]; indices (i64)
+// hold the flat in-plane position a * W + b of each window's maximum, in y's layout.
+// x; y and indices [planes, oh, ow].
 using MaxPool2dForwardFn = void (*)(const Pool2dGeometry& g, const Tensor& x, Tensor& y, Tensor& indices);
 // gy, indices contiguous; dx contiguous [planes, h, w] (overwritten).
 using MaxPool2dBackwardFn = void (*)(const Pool2dGeometry& g, const Tensor& gy, const Tensor& indices,

@@ -63,12 +63,66 @@ Tensor contiguous_raw(const Tensor& t, const char* op) {
   return c;
 }
 
+Tensor contiguous_raw(const Tensor& t, const char* op, MemoryFormat format) {
+  if (format == MemoryFormat::Contiguous) return contiguous_raw(t, op);
+  if (t.is_contiguous(format)) return t.detach();
+  Tensor c = Tensor::empty(t.shape(), t.dtype(), t.device(), format);
+  copy_kernel.get(t.device(), op)(t, c);
+  return c;
+}
+
+Tensor empty_preserving(const Tensor& t, DType dtype) {
+  if (!t.is_contiguous() && t.is_non_overlapping_and_dense())
+    return Tensor::empty_strided(t.shape(), t.strides(), dtype, t.device());
+  return Tensor::empty(t.shape(), dtype, t.device());
+}
+Tensor empty_preserving(const Tensor& t) { return empty_preserving(t, t.dtype()); }
+
+Tensor flat_view(const Tensor& t) {
+  // The lowest address of a dense tensor is its offset when all strides are non-negative, which dense
+  // strides are.
+  return raw_view(t, {t.numel()}, {1}, t.offset());
+}
+
 namespace {
+
+// The layout of an element-wise result: the strides of the first input that has the output's shape and
+// a dense, non-overlapping, non-row-major layout (a channels-last activation, a transposed matrix), else
+// row-major. `flat` says whether every input shares those strides exactly, so that the kernel can walk all
+// of them as flat arrays (the vectorised path on CUDA) instead of through strides.
+struct ElementwiseLayout {
+  Strides strides;  // empty: row-major
+  bool flat = false;
+};
+
+ElementwiseLayout elementwise_layout(const Shape& shape, std::initializer_list<const Tensor*> inputs) {
+  ElementwiseLayout l;
+  for (const Tensor* t : inputs)
+    if (t->shape() == shape && !t->is_contiguous() && t->is_non_overlapping_and_dense()) {
+      l.strides = t->strides();
+      break;
+    }
+  if (l.strides.empty()) return l;
+  l.flat = true;
+  for (const Tensor* t : inputs) l.flat = l.flat && t->shape() == shape && t->strides() == l.strides;
+  return l;
+}
+
+Tensor empty_with_layout(const ElementwiseLayout& l, const Shape& shape, DType dtype, Device device) {
+  return l.strides.empty() ? Tensor::empty(shape, dtype, device)
+                           : Tensor::empty_strided(shape, l.strides, dtype, device);
+}
 
 Tensor unary_raw(UnaryOp op, const Tensor& x, ElementwiseParams p = {}) {
   check_defined(unary_op_name(op), x);
-  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
-  unary_kernel.get(x.device(), unary_op_name(op))(op, x, out, p);
+  const ElementwiseLayout l = elementwise_layout(x.shape(), {&x});
+  Tensor out = empty_with_layout(l, x.shape(), x.dtype(), x.device());
+  if (l.flat) {
+    Tensor xf = flat_view(x), of = flat_view(out);
+    unary_kernel.get(x.device(), unary_op_name(op))(op, xf, of, p);
+  } else {
+    unary_kernel.get(x.device(), unary_op_name(op))(op, x, out, p);
+  }
   return out;
 }
 
@@ -77,9 +131,15 @@ Tensor binary_raw(BinaryOp op, const Tensor& a, const Tensor& b, ElementwisePara
   check_same(name, a, b);
   Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
   bool cmp = op >= BinaryOp::eq && op <= BinaryOp::ge;
-  Tensor out = Tensor::empty(shape, cmp ? DType::b8 : a.dtype(), a.device());
-  binary_kernel.get(a.device(), name)(op, broadcast_view(a, shape, name), broadcast_view(b, shape, name), out,
-                                      p);
+  const ElementwiseLayout l = elementwise_layout(shape, {&a, &b});
+  Tensor out = empty_with_layout(l, shape, cmp ? DType::b8 : a.dtype(), a.device());
+  if (l.flat) {
+    Tensor af = flat_view(a), bf = flat_view(b), of = flat_view(out);
+    binary_kernel.get(a.device(), name)(op, af, bf, of, p);
+  } else {
+    binary_kernel.get(a.device(), name)(op, broadcast_view(a, shape, name), broadcast_view(b, shape, name),
+                                        out, p);
+  }
   return out;
 }
 

@@ -21,18 +21,19 @@ Tensor random_tensor(const Shape& shape, RandomKind kind, double a, double b, Te
   Generator& g = gen ? *gen : default_generator();
   uint64_t at = g.advance(t.numel());
   random_kernel.get(o.device, op)(t, kind, g.seed, at, a, b);
+  if (o.memory_format != MemoryFormat::Contiguous) t = ops::contiguous_raw(t, op, o.memory_format);
   return finish(t, o);
 }
 }  // namespace
 
 Tensor empty(const Shape& shape, TensorOptions o) {
-  return finish(Tensor::empty(shape, o.dtype, o.device), o);
+  return finish(Tensor::empty(shape, o.dtype, o.device, o.memory_format), o);
 }
 Tensor zeros(const Shape& shape, TensorOptions o) { return full(shape, 0.0, o); }
 Tensor ones(const Shape& shape, TensorOptions o) { return full(shape, 1.0, o); }
 
 Tensor full(const Shape& shape, double value, TensorOptions o) {
-  Tensor t = Tensor::empty(shape, o.dtype, o.device);
+  Tensor t = Tensor::empty(shape, o.dtype, o.device, o.memory_format);
   fill_kernel.get(o.device, "full")(t, value);
   return finish(t, o);
 }
@@ -87,12 +88,14 @@ Tensor from_vector(const std::vector<double>& values, const Shape& shape, Tensor
   return finish(t, o);
 }
 
-Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), {.dtype = t.dtype(), .device = t.device()}); }
-Tensor ones_like(const Tensor& t) { return ones(t.shape(), {.dtype = t.dtype(), .device = t.device()}); }
+Tensor empty_like(const Tensor& t) { return ops::empty_preserving(t); }
 Tensor full_like(const Tensor& t, double v) {
-  return full(t.shape(), v, {.dtype = t.dtype(), .device = t.device()});
+  Tensor r = ops::empty_preserving(t);
+  fill_kernel.get(t.device(), "full_like")(r, v);
+  return r;
 }
-Tensor empty_like(const Tensor& t) { return Tensor::empty(t.shape(), t.dtype(), t.device()); }
+Tensor zeros_like(const Tensor& t) { return full_like(t, 0.0); }
+Tensor ones_like(const Tensor& t) { return full_like(t, 1.0); }
 
 namespace {
 Tensor& random_inplace(Tensor& t, RandomKind kind, double a, double b, Generator* gen, const char* op) {

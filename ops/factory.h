@@ -13,6 +13,9 @@ struct TensorOptions {
   DType dtype = DType::f32;
   Device device = Device::cpu();
   bool requires_grad = false;
+  // ChannelsLast (4-D shapes only) lays the new tensor out N, H, W, C; values are the same either way
+  // (random draws are made in row-major order, then placed).
+  MemoryFormat memory_format = MemoryFormat::Contiguous;
 };
 
 Tensor empty(const Shape& shape, TensorOptions o = {});
@@ -34,6 +37,8 @@ Tensor randint(int64_t lo, int64_t hi, const Shape& shape, TensorOptions o = {.d
 // A tensor with the given values (row-major), for tests and small constants.
 Tensor from_vector(const std::vector<double>& values, const Shape& shape, TensorOptions o = {});
 
+// The *_like factories keep t's layout when it is dense and non-overlapping (a channels-last tensor gives a
+// channels-last one), as PyTorch's default memory_format=torch.preserve_format; otherwise row-major.
 Tensor zeros_like(const Tensor& t);
 Tensor ones_like(const Tensor& t);
 Tensor full_like(const Tensor& t, double value);

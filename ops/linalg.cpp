@@ -4,10 +4,16 @@
 // 1-D operands are promoted with unsqueeze and the extra dim squeezed after, through view ops, so their
 // gradients come from the view backwards. A 2-D operand that is the transpose of a contiguous matrix is
 // passed to GEMM with a transpose flag instead of being copied (Linear's W^T and every backward use this).
+//
+// linear: the fused kernels of ops/linalg.h when the device has them and they take the call; otherwise the
+// composition matmul(x, w^T) + b, relu, whose autograd gives the same gradients. The fused path records one
+// node that saves x, w and (for ReLU) y; its backward is dx = gz @ w (a plain GEMM) and dw, db from one
+// GEMM with the bias-gradient epilogue.
 #include "ops/linalg.h"
 
 #include "ops/autocast.h"
 #include "ops/elementwise.h"
+#include "ops/reduce.h"
 #include "ops/util.h"
 
 namespace nabla {
@@ -86,6 +92,73 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   if (a.dim() == 1) return matmul_nd(a.unsqueeze(0), b).squeeze(-2);
   if (b.dim() == 1) return matmul_nd(a, b.unsqueeze(1)).squeeze(-1);
   return matmul_nd(a, b);
+}
+
+Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, bool relu) {
+  const Tensor x = autocast_input(x_in, AutocastKind::lower_precision);
+  const Tensor w = autocast_input(w_in, AutocastKind::lower_precision);
+  const Tensor b = autocast_input(b_in, AutocastKind::lower_precision);
+  check_same("linear", x, w);
+  check_floating("linear", x);
+  NABLA_CHECK(w.dim() == 2, "linear: expected a 2-D weight [out, in], got ", w.shape(), " (input ", x.shape(),
+              ")");
+  NABLA_CHECK(x.dim() >= 1 && x.size(-1) == w.size(1), "linear: input has ", x.dim() >= 1 ? x.size(-1) : 0,
+              " features, expected ", w.size(1), " (input ", x.shape(), ", weight ", w.shape(), ")");
+  if (b.defined()) {
+    check_same("linear", x, b);
+    NABLA_CHECK(b.dim() == 1 && b.size(0) == w.size(0), "linear: bias must be [", w.size(0), "], got ",
+                b.shape(), " (weight ", w.shape(), ")");
+  }
+  const LinearArgs args{x.numel() / std::max<int64_t>(1, x.size(-1)), w.size(1), w.size(0), relu};
+  Shape out_shape = x.shape();
+  out_shape.back() = args.out;
+  const Device dev = x.device();
+  if (x.dim() >= 2 && args.rows > 0 && args.in > 0 && args.out > 0 && linear_forward_kernel.has(dev)) {
+    Tensor xc = contiguous_raw(x, "linear"), wc = contiguous_raw(w, "linear");
+    Tensor bc = b.defined() ? contiguous_raw(b, "linear") : Tensor();
+    Tensor x2 = raw_view(xc, {args.rows, args.in}, {args.in, 1}, xc.offset());
+    Tensor y = Tensor::empty(out_shape, x.dtype(), dev);
+    Tensor y2 = raw_view(y, {args.rows, args.out}, {args.out, 1}, 0);
+    if (linear_forward_kernel.get(dev, "linear")(args, x2, wc, bc, y2)) {
+      const bool need_x = x.requires_grad(), need_w = w.requires_grad(),
+                 need_b = b.defined() && b.requires_grad();
+      autograd::record(
+          "linear", y, {x, w, b},
+          [args, x2 = need_w ? x2 : Tensor(), wc = need_x ? wc : Tensor(), ys = relu ? y2.detach() : Tensor(),
+           need_x, need_w, need_b, xshape = x.shape()](const Tensor& g) -> std::vector<Tensor> {
+            Tensor g2 = contiguous_raw(g, "linear");
+            g2 = raw_view(g2, {args.rows, args.out}, {args.out, 1}, g2.offset());
+            Tensor gz = g2;
+            if (args.relu) {  // g where y > 0 (relu's gradient from its output)
+              gz = Tensor::empty(g2.shape(), g2.dtype(), g2.device());
+              binary_kernel.get(g2.device(), "linear")(BinaryOp::relu_grad, g2, ys, gz, {});
+            }
+            Tensor dx = need_x ? matmul(gz, wc).reshape(xshape) : Tensor();
+            Tensor dw, db;
+            if (need_w || need_b) {
+              const Device d = gz.device();
+              Tensor dw_t = Tensor::empty({args.out, args.in}, gz.dtype(), d);
+              Tensor db_t = need_b ? Tensor::empty({args.out}, gz.dtype(), d) : Tensor();
+              const bool fused = need_w && linear_weight_grad_kernel.has(d) &&
+                                 linear_weight_grad_kernel.get(d, "linear")(args, gz, x2, dw_t, db_t);
+              if (fused) {
+                dw = dw_t;
+                db = db_t;
+              } else {
+                if (need_w) dw = matmul(gz.t(), x2);
+                if (need_b) db = sum(gz, {0});
+              }
+              if (!need_w) dw = Tensor();
+            }
+            return {dx, dw, db};
+          });
+      return y;
+    }
+  }
+  // The composition (CPU, f64 on CUDA, shapes the fused kernel declined).
+  Tensor y = matmul(x, w.t());
+  if (b.defined()) y = y + b;
+  return relu ? nabla::relu(y) : y;
 }
 
 }  // namespace nabla

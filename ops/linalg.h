@@ -8,6 +8,12 @@
 //   supported; "..." is not supported). Contracts pairwise with matmul, so it is as fast as the GEMM.
 //   tensordot(a, b, dims_a, dims_b): contracts dims_a of a with dims_b of b; the result has a's free dims
 //   then b's.
+//   linear(x, w, b, relu): y = act(x @ w^T + b) over the last dim of x (w [out, in], b [out] or undefined,
+//   act = relu or identity), nn::Linear's forward. Backward: gz = relu ? g * (y > 0) : g,
+//   dx = gz @ w, dw = gz^T @ x, db = sum of gz over the rows. A backend may fuse the bias (and ReLU) into
+//   the forward GEMM and the bias gradient into the dw GEMM (CUDA: cuBLASLt epilogues BIAS / RELU_BIAS and
+//   BGRADB); where it has no fused kernel, or the kernel declines the call (a dtype or shape its library
+//   has no algorithm for), the op is composed from matmul, add and relu: the same values either way.
 #pragma once
 #include <string>
 #include <vector>
@@ -21,6 +27,7 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 Tensor einsum(const std::string& equation, const std::vector<Tensor>& operands);
 Tensor tensordot(const Tensor& a, const Tensor& b, const std::vector<int64_t>& dims_a,
                  const std::vector<int64_t>& dims_b);
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), bool relu = false);
 
 }  // namespace nabla
 
@@ -36,5 +43,21 @@ struct GemmArgs {
 };
 using GemmKernelFn = void (*)(const GemmArgs& args, const Tensor& a, const Tensor& b, Tensor& c);
 inline Kernel<GemmKernelFn> gemm_kernel{"gemm"};
+
+// linear's optional fused kernels. x [rows, in], w [out, in], y / gy [rows, out], all contiguous and of one
+// floating dtype; bias / db contiguous [out] or undefined. Each returns false, having written nothing, when
+// it cannot take the call, and the op layer then composes the op from matmul, add and relu.
+struct LinearArgs {
+  int64_t rows, in, out;
+  bool relu = false;
+};
+// y = act(x @ w^T + bias).
+using LinearForwardFn = bool (*)(const LinearArgs& args, const Tensor& x, const Tensor& w, const Tensor& bias,
+                                 Tensor& y);
+// dw = gy^T @ x and, when db is defined, db = sum of gy over the rows, in one GEMM.
+using LinearWeightGradFn = bool (*)(const LinearArgs& args, const Tensor& gy, const Tensor& x, Tensor& dw,
+                                    Tensor& db);
+inline Kernel<LinearForwardFn> linear_forward_kernel{"linear_forward"};
+inline Kernel<LinearWeightGradFn> linear_weight_grad_kernel{"linear_weight_grad"};
 
 }  // namespace nabla::ops

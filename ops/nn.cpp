@@ -1,8 +1,9 @@
 // The nn op family: softmax, log_softmax, layer_norm, batch_norm, dropout. Shape/dtype checks, autograd
 // wiring and dispatch; the math lives in the fused kernels (ops/cpu/nn.cpp) and is summarised in ops/nn.h.
 //
-// Every op hands its kernels contiguous tensors (copied here when the input is a strided view), and each
-// backward is one fused kernel call:
+// Every op hands its kernels contiguous tensors (copied here when the input is a strided view), except that
+// batch_norm and dropout keep a channels-last input's layout (see there), and each backward is one fused
+// kernel call:
 //   softmax / log_softmax  saves y (detached)
 //   layer_norm             saves x, the per-row mean and rstd, the weight
 //   batch_norm             saves x, the weight and the per-channel mean/variance it normalised with (the
@@ -150,7 +151,13 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& weight_in, const Tensor& bia
               ": expected more than 1 value per channel when training, got input ", x.shape());
   NABLA_CHECK(eps >= 0, op, ": eps must be >= 0, got ", eps);
 
-  Tensor xc = contiguous_raw(x, op);
+  // A channels-last [N, C, H, W] input is, in memory, [N H W, C]: the same statistics per channel with
+  // n = N H W rows and s = 1, which the kernels already handle (and on CUDA, coalesced over channels). So
+  // it is normalised in place in its layout, and y and dx are channels-last too.
+  const MemoryFormat f = x.suggest_memory_format();
+  const int64_t kn = f == MemoryFormat::ChannelsLast ? n * s : n,
+                ks = f == MemoryFormat::ChannelsLast ? 1 : s;
+  Tensor xc = contiguous_raw(x, op, f);
   Tensor wc = weight.defined() ? contiguous_raw(weight, op) : Tensor();
   Tensor bc = bias.defined() ? contiguous_raw(bias, op) : Tensor();
   Tensor mean, var;
@@ -162,8 +169,8 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& weight_in, const Tensor& bia
     mean = running_mean.detach().clone();
     var = running_var.detach().clone();
   }
-  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  batch_norm_kernel.get(x.device(), op)(xc, wc, bc, training, n, c, s, eps, mean, var, y);
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device(), f);
+  batch_norm_kernel.get(x.device(), op)(xc, wc, bc, training, kn, c, ks, eps, mean, var, y);
 
   if (training && running_mean.defined()) {
     // running = (1 - momentum) * running + momentum * batch, with the unbiased batch variance.
@@ -178,13 +185,13 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& weight_in, const Tensor& bia
 
   autograd::record(
       op, y, {x, weight, bias},
-      [xc, wc, mean, var, training, n, c, s, eps, want_x = wants_grad(x), want_w = wants_grad(weight),
+      [xc, wc, mean, var, training, f, kn, c, ks, eps, want_x = wants_grad(x), want_w = wants_grad(weight),
        want_b = wants_grad(bias)](const Tensor& g) -> std::vector<Tensor> {
-        Tensor gc = contiguous_raw(g, "batch_norm");
-        Tensor dx = empty_or_undefined(want_x, xc.shape(), xc);
+        Tensor gc = contiguous_raw(g, "batch_norm", f);
+        Tensor dx = want_x ? Tensor::empty(xc.shape(), xc.dtype(), xc.device(), f) : Tensor();
         Tensor dw = empty_or_undefined(want_w, {c}, xc);
         Tensor db = empty_or_undefined(want_b, {c}, xc);
-        batch_norm_backward_kernel.get(xc.device(), "batch_norm")(gc, xc, wc, mean, var, training, n, c, s,
+        batch_norm_backward_kernel.get(xc.device(), "batch_norm")(gc, xc, wc, mean, var, training, kn, c, ks,
                                                                   eps, dx, dw, db);
         return {dx, dw, db};
       });
@@ -202,15 +209,27 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {
   const uint64_t seed = g.seed, offset = g.advance(x.numel());
   // p = 1 drops everything; a zero scale keeps 0 * inf out of it.
   const double scale = p == 1.0 ? 0.0 : 1.0 / (1.0 - p);
-  Tensor xc = contiguous_raw(x, op);
-  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dropout_kernel.get(x.device(), op)(xc, p, scale, seed, offset, y);
-  autograd::record(op, y, {x}, [p, scale, seed, offset](const Tensor& grad) -> std::vector<Tensor> {
-    Tensor gc = contiguous_raw(grad, "dropout");
-    Tensor dx = Tensor::empty(gc.shape(), gc.dtype(), gc.device());
-    dropout_kernel.get(gc.device(), "dropout")(gc, p, scale, seed, offset, dx);
-    return {dx};
-  });
+  // A dense non-row-major input (channels-last) keeps its layout: the kernel walks the storage flat, so the
+  // mask index is the memory position (for row-major inputs, the row-major index, as before). The
+  // backward brings the gradient to the same layout so that it meets the same mask.
+  const bool keep = !x.is_contiguous() && x.is_non_overlapping_and_dense();
+  Tensor xc = keep ? x.detach() : contiguous_raw(x, op);
+  Tensor y = empty_preserving(xc);
+  Tensor xf = flat_view(xc), yf = flat_view(y);
+  dropout_kernel.get(x.device(), op)(xf, p, scale, seed, offset, yf);
+  autograd::record(
+      op, y, {x},
+      [p, scale, seed, offset, strides = xc.strides()](const Tensor& grad) -> std::vector<Tensor> {
+        Tensor gc = grad;
+        if (gc.strides() != strides || !gc.is_non_overlapping_and_dense()) {
+          gc = Tensor::empty_strided(grad.shape(), strides, grad.dtype(), grad.device());
+          copy_kernel.get(grad.device(), "dropout")(grad, gc);
+        }
+        Tensor dx = empty_preserving(gc);
+        Tensor gf = flat_view(gc), df = flat_view(dx);
+        dropout_kernel.get(gc.device(), "dropout")(gf, p, scale, seed, offset, df);
+        return {dx};
+      });
   return y;
 }
 

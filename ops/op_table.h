@@ -73,6 +73,7 @@
   X(matmul, linalg, Differentiable)                                 \
   X(einsum, linalg, Differentiable)                                 \
   X(tensordot, linalg, Differentiable)                              \
+  X(linear, linalg, Differentiable)                                 \
   /* normalisation, activation layers */                            \
   X(softmax, nn, Differentiable)                                    \
   X(log_softmax, nn, Differentiable)                                \

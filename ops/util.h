@@ -35,6 +35,18 @@ Tensor broadcast_view(const Tensor& t, const Shape& shape, const char* op);
 // A contiguous tensor with t's values and no autograd history (t detached when already contiguous, else a
 // copy): kernels that need contiguous inputs get them from here.
 Tensor contiguous_raw(const Tensor& t, const char* op);
+// The same in a memory format (ChannelsLast: 4-D only): t detached when already in it, else a copy.
+Tensor contiguous_raw(const Tensor& t, const char* op, MemoryFormat format);
+
+// A new tensor of t's shape, dtype and device with t's strides when t is dense and non-overlapping (so
+// element-wise results keep a channels-last or permuted layout), else row-major: PyTorch's
+// memory_format=torch.preserve_format.
+Tensor empty_preserving(const Tensor& t);
+Tensor empty_preserving(const Tensor& t, DType dtype);
+
+// A 1-D view of all of a dense, non-overlapping tensor's storage span, in memory order: element-wise
+// kernels run their flat loop over it whatever the logical order of the dims.
+Tensor flat_view(const Tensor& t);
 
 // A view with other sizes/strides/offset over t's storage, without autograd.
 inline Tensor raw_view(const Tensor& t, Shape sizes, Strides strides, int64_t offset) {

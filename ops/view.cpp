@@ -211,6 +211,16 @@ Tensor Tensor::contiguous() const {
   return y;
 }
 
+Tensor Tensor::contiguous(MemoryFormat format) const {
+  if (format == MemoryFormat::Contiguous) return contiguous();
+  NABLA_CHECK(dim() == 4, "contiguous(channels_last): expected a 4-D [N, C, H, W] tensor, got ", shape());
+  if (is_contiguous(format)) return *this;
+  Tensor y = Tensor::empty(shape(), dtype(), device(), format);
+  copy_kernel.get(device(), "contiguous")(*this, y);
+  autograd::record("contiguous", y, {*this}, [](const Tensor& g) -> std::vector<Tensor> { return {g}; });
+  return y;
+}
+
 Tensor Tensor::clone() const {
   Tensor y = Tensor::empty(shape(), dtype(), device());
   copy_kernel.get(device(), "clone")(*this, y);
@@ -220,7 +230,9 @@ Tensor Tensor::clone() const {
 
 Tensor Tensor::to(DType dt) const {
   if (dt == dtype()) return *this;
-  Tensor y = Tensor::empty(shape(), dt, device());
+  // Casts and moves keep a channels-last layout (autocast of a channels-last activation or weight, a
+  // channels-last model moved to the GPU); other layouts come out row-major.
+  Tensor y = Tensor::empty(shape(), dt, device(), suggest_memory_format());
   copy_kernel.get(device(), "cast")(*this, y);
   if (is_floating(dt))
     autograd::record("cast", y, {*this},
@@ -230,7 +242,7 @@ Tensor Tensor::to(DType dt) const {
 
 Tensor Tensor::to(Device dev) const {
   if (dev == device()) return *this;
-  Tensor y = Tensor::empty(shape(), dtype(), dev);
+  Tensor y = Tensor::empty(shape(), dtype(), dev, suggest_memory_format());
   Device backend = dev.is_cpu() ? device() : dev;  // the non-CPU side's backend moves the bytes
   copy_kernel.get(backend, "to(device)")(*this, y);
   autograd::record("to_device", y, {*this},

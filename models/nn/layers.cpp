@@ -31,9 +31,9 @@ Linear::Linear(int64_t in, int64_t out, bool has_bias) : Module("Linear") {
 Tensor Linear::forward(const Tensor& x) {
   NABLA_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), "Linear: input has ", x.dim() >= 1 ? x.size(-1) : 0,
               " features, expected ", weight.size(1), " (input ", x.shape(), ", weight ", weight.shape(), ")");
-  Tensor y = matmul(x, weight.t());
-  // Under autocast the bias joins the matmul's dtype, as in torch's linear (ops/autocast.h); else unchanged.
-  return bias.defined() ? y + autocast_input(bias, AutocastKind::lower_precision) : y;
+  // One op: on CUDA the bias add and the bias gradient ride on the GEMMs (cuBLASLt epilogues, ops/linalg.h).
+  // Under autocast the bias joins the matmul's dtype, as in torch's linear (ops/autocast.h).
+  return linear(x, weight, bias);
 }
 
 std::string Linear::extra_repr() const {

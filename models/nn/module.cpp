@@ -92,6 +92,15 @@ void Module::to(Device device) {
   }
 }
 
+void Module::to(MemoryFormat format) {
+  NoGradGuard no_grad;
+  for (auto& [n, t] : state_dict()) {
+    if (t.dim() != 4 || t.is_contiguous(format)) continue;
+    t.zero_grad();
+    t.set_data(t.detach().contiguous(format));
+  }
+}
+
 void Module::train(bool on) {
   training_ = on;
   for (auto& [n, c] : children_) c->train(on);

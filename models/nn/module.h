@@ -17,7 +17,6 @@
 
 namespace nabla::nn {
 
-
 class Module {
  public:
   explicit Module(std::string type_name) : type_name_(std::move(type_name)) {}
@@ -40,6 +39,11 @@ class Module {
 
   // Moves every parameter and buffer to `device` in place (handles stay valid; gradients are dropped).
   void to(Device device);
+  // Lays every 4-D parameter and buffer out in `format` in place (conv weights become [K, kh, kw, C] in
+  // memory for ChannelsLast), keeping the handles, so optimizers built before or after keep working;
+  // gradients are dropped. Other tensors are untouched. Use with inputs in the same format
+  // (x.contiguous(MemoryFormat::ChannelsLast)), as model.to(memory_format=torch.channels_last) in PyTorch.
+  void to(MemoryFormat format);
 
   virtual void train(bool on = true);
   void eval() { train(false); }

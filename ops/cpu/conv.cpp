@@ -14,6 +14,11 @@
 //
 // Pools work on planes = N * C independent [H, W] maps, one plane per loop iteration, so backward scatters
 // (max-pool argmax, overlapping average windows) never race.
+//
+// Channels-last calls (the geometry's flag) are computed in NCHW: inputs copied to row-major scratch, the
+// NCHW kernel run, results copied into the caller's channels-last outputs. The CPU gains nothing from NHWC
+// here (im2col reads planes), and this keeps one set of loops; what matters is that the values and the
+// output layouts equal the CUDA backend's, which runs NHWC natively.
 #include <cblas.h>
 #include <omp.h>
 
@@ -26,6 +31,8 @@
 
 #include "ops/conv.h"
 #include "ops/cpu/loops.h"
+#include "ops/elementwise.h"
+#include "ops/util.h"
 
 namespace nabla::ops::cpu {
 namespace {
@@ -249,13 +256,41 @@ void conv2d_backward_t(const Conv2dGeometry& g, const Tensor& x, const Tensor& w
   }
 }
 
+// ---- channels-last calls: computed in NCHW scratch ----
+
+// A row-major copy of a (channels-last) input; undefined stays undefined.
+Tensor nchw_in(const Tensor& t) { return t.defined() ? contiguous_raw(t, "channels_last") : Tensor(); }
+// Row-major scratch for a (channels-last) output; undefined (not wanted) stays undefined.
+Tensor nchw_out(const Tensor& t) {
+  return t.defined() ? Tensor::empty(t.shape(), t.dtype(), t.device()) : Tensor();
+}
+// Copies the scratch result into the caller's output, in its layout.
+void place(const Tensor& scratch, Tensor& out) {
+  if (out.defined()) copy_kernel.get(out.device(), "channels_last")(scratch, out);
+}
+
 void conv2d_forward_cpu(const Conv2dGeometry& g, const Tensor& x, const Tensor& w, const Tensor& bias,
                         Tensor& y) {
+  if (g.channels_last) {
+    Conv2dGeometry g2 = g;
+    g2.channels_last = false;
+    Tensor ys = nchw_out(y);
+    conv2d_forward_cpu(g2, nchw_in(x), nchw_in(w), bias, ys);
+    return place(ys, y);
+  }
   visit_float(y.dtype(), "conv2d", [&](auto zero) { conv2d_forward_t<decltype(zero)>(g, x, w, bias, y); });
 }
 
 void conv2d_backward_cpu(const Conv2dGeometry& g, const Tensor& x, const Tensor& w, const Tensor& gy,
                          Tensor& dx, Tensor& dw, Tensor& db) {
+  if (g.channels_last) {
+    Conv2dGeometry g2 = g;
+    g2.channels_last = false;
+    Tensor dxs = nchw_out(dx), dws = nchw_out(dw);
+    conv2d_backward_cpu(g2, nchw_in(x), nchw_in(w), nchw_in(gy), dxs, dws, db);
+    place(dxs, dx);
+    return place(dws, dw);
+  }
   visit_float(gy.dtype(), "conv2d",
               [&](auto zero) { conv2d_backward_t<decltype(zero)>(g, x, w, gy, dx, dw, db); });
 }
@@ -290,7 +325,19 @@ AvgWindow avg_window(const Pool2dGeometry& g, int64_t i, int64_t j) {
   return {h0, h1, w0, w1, static_cast<double>(g.count_include_pad ? padded : (h1 - h0) * (w1 - w0))};
 }
 
+Pool2dGeometry as_nchw(const Pool2dGeometry& g) {
+  Pool2dGeometry g2 = g;
+  g2.channels_last = false;
+  return g2;
+}
+
 void max_pool2d_forward_cpu(const Pool2dGeometry& g, const Tensor& x, Tensor& y, Tensor& indices) {
+  if (g.channels_last) {
+    Tensor ys = nchw_out(y), is = nchw_out(indices);
+    max_pool2d_forward_cpu(as_nchw(g), nchw_in(x), ys, is);
+    place(ys, y);
+    return place(is, indices);
+  }
   visit_float(x.dtype(), "max_pool2d", [&](auto zero) {
     using T = decltype(zero);
     const T* px = base<T>(x);
@@ -323,6 +370,11 @@ void max_pool2d_forward_cpu(const Pool2dGeometry& g, const Tensor& x, Tensor& y,
 }
 
 void max_pool2d_backward_cpu(const Pool2dGeometry& g, const Tensor& gy, const Tensor& indices, Tensor& dx) {
+  if (g.channels_last) {
+    Tensor dxs = nchw_out(dx);
+    max_pool2d_backward_cpu(as_nchw(g), nchw_in(gy), nchw_in(indices), dxs);
+    return place(dxs, dx);
+  }
   visit_float(gy.dtype(), "max_pool2d", [&](auto zero) {
     using T = decltype(zero);
     const T* pg = base<T>(gy);
@@ -337,6 +389,11 @@ void max_pool2d_backward_cpu(const Pool2dGeometry& g, const Tensor& gy, const Te
 }
 
 void avg_pool2d_forward_cpu(const Pool2dGeometry& g, const Tensor& x, Tensor& y) {
+  if (g.channels_last) {
+    Tensor s = nchw_out(y);
+    avg_pool2d_forward_cpu(as_nchw(g), nchw_in(x), s);
+    return place(s, y);
+  }
   visit_float(x.dtype(), "avg_pool2d", [&](auto zero) {
     using T = decltype(zero);
     const T* px = base<T>(x);
@@ -357,6 +414,11 @@ void avg_pool2d_forward_cpu(const Pool2dGeometry& g, const Tensor& x, Tensor& y)
 }
 
 void avg_pool2d_backward_cpu(const Pool2dGeometry& g, const Tensor& gy, Tensor& dx) {
+  if (g.channels_last) {
+    Tensor s = nchw_out(dx);
+    avg_pool2d_backward_cpu(as_nchw(g), nchw_in(gy), s);
+    return place(s, dx);
+  }
   visit_float(gy.dtype(), "avg_pool2d", [&](auto zero) {
     using T = decltype(zero);
     const T* pg = base<T>(gy);
@@ -378,6 +440,11 @@ void avg_pool2d_backward_cpu(const Pool2dGeometry& g, const Tensor& gy, Tensor& 
 
 // kh, kw hold the integer scales.
 void upsample_nearest2d_forward_cpu(const Pool2dGeometry& g, const Tensor& x, Tensor& y) {
+  if (g.channels_last) {
+    Tensor s = nchw_out(y);
+    upsample_nearest2d_forward_cpu(as_nchw(g), nchw_in(x), s);
+    return place(s, y);
+  }
   visit_float(x.dtype(), "upsample_nearest2d", [&](auto zero) {
     using T = decltype(zero);
     const T* px = base<T>(x);
@@ -394,6 +461,11 @@ void upsample_nearest2d_forward_cpu(const Pool2dGeometry& g, const Tensor& x, Te
 }
 
 void upsample_nearest2d_backward_cpu(const Pool2dGeometry& g, const Tensor& gy, Tensor& dx) {
+  if (g.channels_last) {
+    Tensor s = nchw_out(dx);
+    upsample_nearest2d_backward_cpu(as_nchw(g), nchw_in(gy), s);
+    return place(s, dx);
+  }
   visit_float(gy.dtype(), "upsample_nearest2d", [&](auto zero) {
     using T = decltype(zero);
     const T* pg = base<T>(gy);

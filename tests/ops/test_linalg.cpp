@@ -5,6 +5,23 @@ namespace {
 using test::randn64;
 using In = const std::vector<Tensor>&;
 
+NABLA_GRADCHECK(linear, bias) {
+  EXPECT_GRADCHECK([](In in) { return linear(in[0], in[1], in[2]); },
+                   {randn64({5, 4}), randn64({3, 4}), randn64({3})});
+}
+NABLA_GRADCHECK(linear, relu_3d_input_no_bias) {
+  EXPECT_GRADCHECK([](In in) { return linear(in[0], in[1], Tensor(), true); },
+                   {randn64({2, 3, 4}), randn64({6, 4})});
+}
+
+TEST(Linear, EqualsMatmulPlusBiasThenRelu) {
+  Tensor x = randn64({4, 2, 5}, false), w = randn64({3, 5}, false), b = randn64({3}, false);
+  test::expect_close(linear(x, w, b), matmul(x, w.t()) + b, 1e-12);
+  test::expect_close(linear(x, w, b, true), relu(matmul(x, w.t()) + b), 1e-12);
+  test::expect_error([&] { linear(x, randn64({3, 4}, false)); }, {"linear", "5 features", "expected 4"});
+  test::expect_error([&] { linear(x, w, randn64({4}, false)); }, {"linear", "bias", "[3]"});
+}
+
 NABLA_GRADCHECK(matmul, two_d) {
   EXPECT_GRADCHECK([](In in) { return matmul(in[0], in[1]); }, {randn64({3, 4}), randn64({4, 5})});
 }

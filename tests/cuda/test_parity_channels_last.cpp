@@ -1,0 +1,264 @@
+// CUDA/CPU parity in channels-last (MemoryFormat::ChannelsLast): conv2d through cuDNN with NHWC data and an
+// NHWC filter (forward, dX, dW, db; channels-last input with a row-major weight, both channels-last,
+// groups, 1x1 stride 2, the 7x7 stem; f32 and bf16), batch_norm training and evaluation through the
+// [N H W, C] reduction (s = 1, odd channel counts around the 32-column tiles), the NHWC pool kernels
+// (max with overlap and padding, average both count modes, adaptive global and overlapping, upsampling),
+// element-wise ops and the residual add on the flat path, dropout in memory order. Sizes are odd on purpose
+// (not multiples of 4 or 32). Inputs are row-major leaves; each case converts them inside f, so the
+// gradients flow back through the conversion and are compared in the row-major leaves.
+//
+// Plain tests at the end check what parity cannot see: the layouts of the GPU outputs and gradients, and
+// a CIFAR ResNet-20 forward+backward in channels-last on the GPU against the row-major GPU net.
+#include "algorithms/optim/optimizer.h"
+#include "models/resnet.h"
+#include "parity.h"
+
+namespace nabla {
+namespace {
+using test::parity_randn;
+using In = const std::vector<Tensor>&;
+constexpr MemoryFormat kCL = MemoryFormat::ChannelsLast;
+
+constexpr test::ParityOptions kConvTol{.atol = 1e-3, .rtol = 1e-4};
+constexpr test::ParityOptions kBf16Tol{.atol = 1.5e-1, .rtol = 2e-2};
+constexpr test::ParityOptions kBnTol{.atol = 1e-4, .rtol = 1e-4};
+
+Tensor cl(const Tensor& t) { return t.contiguous(kCL); }
+// bf16 on the GPU; on the CPU the same bf16-rounded values in f32 (as test_parity_conv.cpp).
+Tensor bf16_or_rounded(const Tensor& t) {
+  Tensor b = t.to(DType::bf16);
+  return t.device().is_cuda() ? b : b.to(DType::f32);
+}
+
+// ---- conv2d ----
+NABLA_PARITY(conv2d, channels_last_input_nchw_weight_bias) {
+  EXPECT_PARITY(
+      [](In in) {
+        return conv2d(cl(in[0]), in[1], in[2], {1, 1}, {1, 1});
+      },
+      {parity_randn({2, 5, 9, 11}), parity_randn({7, 5, 3, 3}), parity_randn({7})}, kConvTol);
+}
+NABLA_PARITY(conv2d, channels_last_both_stride2_bias) {
+  EXPECT_PARITY(
+      [](In in) {
+        return conv2d(cl(in[0]), cl(in[1]), in[2], {2, 2}, {1, 1});
+      },
+      {parity_randn({3, 12, 13, 10}), parity_randn({37, 12, 3, 3}), parity_randn({37})}, kConvTol);
+}
+NABLA_PARITY(conv2d, channels_last_weight_only) {
+  EXPECT_PARITY(
+      [](In in) {
+        return conv2d(in[0], cl(in[1]), Tensor(), {1, 2}, {2, 0}, {2, 1});
+      },
+      {parity_randn({2, 6, 11, 9}), parity_randn({10, 6, 3, 2})}, kConvTol);
+}
+NABLA_PARITY(conv2d, channels_last_groups) {
+  EXPECT_PARITY(
+      [](In in) {
+        return conv2d(cl(in[0]), cl(in[1]), in[2], {1, 1}, {1, 1}, {1, 1}, 4);
+      },
+      {parity_randn({2, 16, 7, 9}), parity_randn({24, 4, 3, 3}), parity_randn({24})}, kConvTol);
+}
+NABLA_PARITY(conv2d, channels_last_pointwise_stride2) {
+  EXPECT_PARITY(
+      [](In in) {
+        return conv2d(cl(in[0]), cl(in[1]), Tensor(), {2, 2});
+      },
+      {parity_randn({4, 64, 15, 15}), parity_randn({130, 64, 1, 1})}, kConvTol);
+}
+NABLA_PARITY(conv2d, channels_last_stem_7x7) {
+  EXPECT_PARITY(
+      [](In in) {
+        return conv2d(cl(in[0]), cl(in[1]), Tensor(), {2, 2}, {3, 3});
+      },
+      {parity_randn({2, 3, 37, 41}), parity_randn({16, 3, 7, 7})}, kConvTol);
+}
+NABLA_PARITY(conv2d, channels_last_resnet_64x28) {
+  EXPECT_PARITY(
+      [](In in) {
+        return conv2d(cl(in[0]), cl(in[1]), Tensor(), {1, 1}, {1, 1});
+      },
+      {parity_randn({2, 64, 28, 28}), parity_randn({64, 64, 3, 3})}, kConvTol);
+}
+NABLA_PARITY(conv2d, channels_last_bf16_bias) {
+  EXPECT_PARITY(
+      [](In in) {
+        return conv2d(bf16_or_rounded(cl(in[0])), bf16_or_rounded(cl(in[1])), bf16_or_rounded(in[2]), {1, 1},
+                      {1, 1})
+            .to(DType::f32);
+      },
+      {parity_randn({2, 24, 10, 13}), parity_randn({40, 24, 3, 3}), parity_randn({40})}, kBf16Tol);
+}
+NABLA_PARITY(conv2d, channels_last_bf16_1x1) {
+  EXPECT_PARITY(
+      [](In in) {
+        return conv2d(bf16_or_rounded(cl(in[0])), bf16_or_rounded(cl(in[1])), Tensor()).to(DType::f32);
+      },
+      {parity_randn({3, 64, 9, 9}), parity_randn({32, 64, 1, 1})}, kBf16Tol);
+}
+
+// ---- batch_norm ----
+NABLA_PARITY(batch_norm, channels_last_training) {
+  EXPECT_PARITY(
+      [](In in) { return batch_norm(cl(in[0]), in[1], in[2], Tensor(), Tensor(), true, 0.1, 1e-5); },
+      {parity_randn({4, 37, 9, 7}), parity_randn({37}), parity_randn({37})}, kBnTol);
+}
+NABLA_PARITY(batch_norm, channels_last_training_wide) {
+  EXPECT_PARITY(
+      [](In in) { return batch_norm(cl(in[0]), in[1], in[2], Tensor(), Tensor(), true, 0.1, 1e-5); },
+      {parity_randn({8, 300, 5, 3}), parity_randn({300}), parity_randn({300})}, kBnTol);
+}
+NABLA_PARITY(batch_norm, channels_last_training_many_rows) {
+  EXPECT_PARITY(
+      [](In in) { return batch_norm(cl(in[0]), in[1], in[2], Tensor(), Tensor(), true, 0.1, 1e-5); },
+      {parity_randn({16, 5, 33, 31}), parity_randn({5}), parity_randn({5})}, kBnTol);
+}
+NABLA_PARITY(batch_norm, channels_last_eval) {
+  EXPECT_PARITY([](In in) { return batch_norm(cl(in[0]), in[1], in[2], in[3], in[4], false, 0.1, 1e-5); },
+                {parity_randn({3, 19, 6, 5}), parity_randn({19}), parity_randn({19}),
+                 parity_randn({19}, false), test::parity_uniform({19}, 0.5, 2.0, false)},
+                kBnTol);
+}
+NABLA_PARITY(batch_norm, channels_last_bf16) {
+  EXPECT_PARITY(
+      [](In in) {
+        return batch_norm(bf16_or_rounded(cl(in[0])), in[1], in[2], Tensor(), Tensor(), true, 0.1, 1e-5)
+            .to(DType::f32);
+      },
+      {parity_randn({4, 33, 7, 5}), parity_randn({33}), parity_randn({33})}, {.atol = 3e-2, .rtol = 1e-2});
+}
+
+// ---- pools ----
+NABLA_PARITY(max_pool2d, channels_last_k3_s2_pad1) {
+  EXPECT_PARITY(
+      [](In in) {
+        return max_pool2d(cl(in[0]), {3, 3}, {2, 2}, {1, 1});
+      },
+      {parity_randn({2, 37, 13, 11})});
+}
+NABLA_PARITY(max_pool2d, channels_last_bf16) {
+  EXPECT_PARITY(
+      [](In in) {
+        return max_pool2d(bf16_or_rounded(cl(in[0])), {2, 3}, {1, 2}, {1, 1}).to(DType::f32);
+      },
+      {parity_randn({2, 9, 10, 11})}, {.atol = 1e-2, .rtol = 1e-2});
+}
+NABLA_PARITY(avg_pool2d, channels_last_include_pad) {
+  EXPECT_PARITY(
+      [](In in) {
+        return avg_pool2d(cl(in[0]), {3, 3}, {2, 2}, {1, 1}, true);
+      },
+      {parity_randn({2, 13, 9, 10})});
+}
+NABLA_PARITY(avg_pool2d, channels_last_exclude_pad_asymmetric) {
+  EXPECT_PARITY(
+      [](In in) {
+        return avg_pool2d(cl(in[0]), {3, 2}, {1, 2}, {1, 1}, false);
+      },
+      {parity_randn({3, 7, 8, 9})});
+}
+NABLA_PARITY(adaptive_avg_pool2d, channels_last_global) {
+  EXPECT_PARITY(
+      [](In in) {
+        return adaptive_avg_pool2d(cl(in[0]), {1, 1}).flatten(1);
+      },
+      {parity_randn({4, 130, 7, 7})});
+}
+NABLA_PARITY(adaptive_avg_pool2d, channels_last_overlapping) {
+  EXPECT_PARITY([](In in) { return adaptive_avg_pool2d(cl(in[0]), {4, 3}); }, {parity_randn({2, 11, 9, 7})});
+}
+NABLA_PARITY(upsample_nearest2d, channels_last) {
+  EXPECT_PARITY([](In in) { return upsample_nearest2d(cl(in[0]), {2, 3}); }, {parity_randn({2, 7, 5, 4})});
+}
+
+// ---- element-wise, add, dropout ----
+NABLA_PARITY(relu, channels_last) {
+  EXPECT_PARITY([](In in) { return relu(cl(in[0])); }, {parity_randn({3, 37, 5, 7})});
+}
+NABLA_PARITY(add, channels_last_residual) {
+  EXPECT_PARITY([](In in) { return relu(add(cl(in[0]), cl(in[1]))); },
+                {parity_randn({2, 33, 7, 5}), parity_randn({2, 33, 7, 5})});
+}
+NABLA_PARITY(add, channels_last_mixed_layouts_and_broadcast) {
+  EXPECT_PARITY([](In in) { return add(cl(in[0]), in[1]) * in[2]; },
+                {parity_randn({2, 9, 5, 7}), parity_randn({2, 9, 5, 7}), parity_randn({9, 1, 1})});
+}
+NABLA_PARITY(mul, channels_last_bf16) {
+  EXPECT_PARITY(
+      [](In in) { return mul(bf16_or_rounded(cl(in[0])), bf16_or_rounded(cl(in[1]))).to(DType::f32); },
+      {parity_randn({2, 17, 3, 5}), parity_randn({2, 17, 3, 5})}, {.atol = 2e-2, .rtol = 1e-2});
+}
+NABLA_PARITY(dropout, channels_last) {
+  EXPECT_PARITY(
+      [](In in) {
+        Generator g{4242, 0};
+        return dropout(cl(in[0]), 0.25, true, &g);
+      },
+      {parity_randn({2, 13, 5, 7})});
+}
+
+// ---- layouts on the GPU ----
+TEST(CudaChannelsLast, OutputsAndGradientsKeepTheLayout) {
+  if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  const Device d = Device::cuda(0);
+  Tensor x = parity_randn({2, 8, 9, 7}, false).to(d).contiguous(kCL).requires_grad_(true);
+  Tensor w_cl = parity_randn({12, 8, 3, 3}, false).to(d).contiguous(kCL).requires_grad_(true);
+  Tensor w_nchw = parity_randn({12, 8, 3, 3}, false).to(d).requires_grad_(true);
+  Tensor bn_w = parity_randn({12}, false).to(d).requires_grad_(true);
+  Tensor y1 = conv2d(x, w_cl, Tensor(), {1, 1}, {1, 1});
+  Tensor y2 = conv2d(x, w_nchw, Tensor(), {1, 1}, {1, 1});
+  for (const Tensor& y : {y1, y2}) EXPECT_TRUE(y.is_contiguous(kCL) && !y.is_contiguous());
+  Tensor h = relu(batch_norm(y1 + y2, bn_w, Tensor(), Tensor(), Tensor(), true));
+  EXPECT_TRUE(h.is_contiguous(kCL) && !h.is_contiguous());
+  Tensor p = max_pool2d(h, {3, 3}, {2, 2}, {1, 1});
+  EXPECT_TRUE(p.is_contiguous(kCL) && !p.is_contiguous());
+  adaptive_avg_pool2d(p, {1, 1}).flatten(1).sum().backward();
+  EXPECT_TRUE(x.grad().is_contiguous(kCL) && !x.grad().is_contiguous());
+  EXPECT_TRUE(w_cl.grad().is_contiguous(kCL) && !w_cl.grad().is_contiguous());
+  EXPECT_TRUE(w_nchw.grad().is_contiguous());
+}
+
+// A CIFAR ResNet-20 in channels-last against the same net row-major, both on the GPU (f32 with TF32 off,
+// then under bf16 autocast with a loose tolerance), forward, loss and every parameter gradient.
+TEST(CudaChannelsLast, CifarResNetForwardBackwardEqualsRowMajor) {
+  if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  const bool prev_tf32 = cuda::tf32_enabled();
+  cuda::set_tf32_enabled(false);
+  const Device d = Device::cuda(0);
+  auto a = models::cifar_resnet(20, {.num_classes = 10});
+  auto b = models::cifar_resnet(20, {.num_classes = 10});
+  b->load_state_dict(a->state_dict());
+  a->to(d);
+  b->to(d);
+  b->to(kCL);
+  for (auto& [n, t] : b->state_dict())
+    if (t.dim() == 4) EXPECT_TRUE(t.is_contiguous(kCL)) << n;
+  for (bool bf16 : {false, true}) {
+    SCOPED_TRACE(bf16 ? "bf16 autocast" : "f32");
+    const double tol = bf16 ? 5e-2 : 1e-3;
+    Tensor x = parity_randn({8, 3, 16, 16}, false).to(d);
+    Tensor labels = test::randint64(0, 10, {8}).to(d);
+    a->zero_grad();
+    b->zero_grad();
+    Tensor la, lb, ya, yb;
+    {
+      AutocastGuard ac(DType::bf16, bf16);
+      ya = a->forward(x);
+      yb = b->forward(x.contiguous(kCL));
+      la = cross_entropy(ya.to(DType::f32), labels);
+      lb = cross_entropy(yb.to(DType::f32), labels);
+    }
+    test::compare_tensors(ya.to(DType::f32).to(Device::cpu()), yb.to(DType::f32), {.atol = tol, .rtol = tol},
+                          "logits");
+    la.backward();
+    lb.backward();
+    const NamedTensors pa = a->named_parameters(), pb = b->named_parameters();
+    for (size_t i = 0; i < pa.size(); ++i)
+      test::compare_tensors(pa[i].second.grad().to(Device::cpu()), pb[i].second.grad(),
+                            {.atol = bf16 ? 1e-1 : 2e-3, .rtol = bf16 ? 5e-2 : 1e-3}, "grad " + pa[i].first);
+  }
+  cuda::set_tf32_enabled(prev_tf32);
+}
+
+}  // namespace
+}  // namespace nabla
