@@ -22,6 +22,7 @@
 #include "apps/common/checkpoint.h"
 #include "apps/common/cli.h"
 #include "apps/common/progress.h"
+#include "apps/common/vrgd_step.h"
 #ifdef NABLA_HAS_CUDA
 #include "cuda/runtime.h"
 #endif
@@ -36,6 +37,8 @@ namespace {
 
 struct Options {
   std::string model, dataset, data_dir, optimizer, schedule, checkpoint, resume, metrics, device;
+  int64_t gsnr_partitions;  // VRGD
+  double gsnr_gamma;
   int64_t epochs, batch_size, eval_batch_size, warmup_steps, threads, workers, max_steps, limit_train, print_every;
   double lr, momentum, weight_decay, label_smoothing, clip;
   bool nesterov, augment, no_progress;
@@ -111,6 +114,9 @@ Data load_data(const Options& o) {
 
 std::unique_ptr<optim::Optimizer> make_optimizer(const Options& o, const nn::Module& model) {
   auto groups = optim::split_decay_groups(model.named_parameters(), o.weight_decay, o.lr);
+  if (vrgd::is_vr_optimizer_kind(o.optimizer))
+    return vrgd::make_vr_optimizer(o.optimizer, groups, {.lr = o.lr, .momentum = o.momentum, .weight_decay = o.weight_decay,
+                                                         .nesterov = o.nesterov, .gsnr = {.gamma = o.gsnr_gamma}});
   if (o.optimizer == "sgd")
     return std::make_unique<optim::Sgd>(groups, optim::SgdOptions{.lr = o.lr, .momentum = o.momentum,
                                                                   .weight_decay = o.weight_decay, .nesterov = o.nesterov});
@@ -123,7 +129,7 @@ std::unique_ptr<optim::Optimizer> make_optimizer(const Options& o, const nn::Mod
                                                                     .weight_decay = o.weight_decay});
   if (o.optimizer == "lamb")
     return std::make_unique<optim::Lamb>(groups, optim::LambOptions{.lr = o.lr, .weight_decay = o.weight_decay});
-  fail("unknown optimizer '", o.optimizer, "' (expected sgd, adam, adamw, lars or lamb)");
+  fail("unknown optimizer '", o.optimizer, "' (expected sgd, adam, adamw, lars, lamb or vr-...)");
 }
 
 // Top-1 accuracy over a whole dataset, in evaluation mode.
@@ -153,7 +159,9 @@ Options parse(int argc, char** argv) {
       .add("epochs", &o.epochs, 10, "passes over the training set")
       .add("batch-size", &o.batch_size, 64, "training batch size")
       .add("eval-batch-size", &o.eval_batch_size, 1000, "evaluation batch size")
-      .add("optimizer", &o.optimizer, "sgd", "sgd | adam | adamw | lars | lamb")
+      .add("optimizer", &o.optimizer, "sgd", "sgd | adam | adamw | lars | lamb | vr-sgd | vr-momentum | vr-adam | vr-adamw | vr-lars | vr-lamb")
+      .add("gsnr-gamma", &o.gsnr_gamma, 0.1, "VR optimizers: lower clamp of the GSNR multiplier, in (0, 1]")
+      .add("gsnr-partitions", &o.gsnr_partitions, 8, "VR optimizers: k micro-batches per step (must divide the batch)")
       .add("lr", &o.lr, 0.05, "peak learning rate")
       .add("momentum", &o.momentum, 0.9, "SGD/LARS momentum")
       .add_switch("nesterov", &o.nesterov, "Nesterov momentum (SGD)")
@@ -208,6 +216,9 @@ int run(int argc, char** argv) {
   auto model = models::make_classifier(o.model, d.channels, d.image_size, d.classes);
   model->to(dev);
   auto optimizer = make_optimizer(o, *model);
+  auto* vr = dynamic_cast<vrgd::VrOptimizer*>(optimizer.get());  // null for the non-VR optimizers
+  if (vr) std::printf("VRGD: %lld micro-batches of %lld per step, gamma %g\n", static_cast<long long>(o.gsnr_partitions),
+                      static_cast<long long>(o.batch_size / std::max<int64_t>(1, o.gsnr_partitions)), o.gsnr_gamma);
   data::DataLoader loader(d.train, {.batch_size = o.batch_size, .shuffle = true, .drop_last = true, .seed = o.seed,
                                     .num_workers = static_cast<int>(o.workers)},
                           d.train_transform);
@@ -253,18 +264,27 @@ int run(int argc, char** argv) {
       const double lr = schedule.lr_at(step);
       optimizer->set_lr(lr);
       Tensor inputs = batch.inputs.to(dev), labels = batch.labels.to(dev);
-      Tensor logits = model->forward(inputs);
-      Tensor loss = cross_entropy(logits, labels, {.label_smoothing = o.label_smoothing});
-      optimizer->zero_grad();
-      loss.backward();
-      if (o.clip > 0) optim::clip_grad_norm(model->parameters(), o.clip);
-      optimizer->step();
-      ++step;
-      const double loss_v = loss.item();
-      {
+      double loss_v = 0;
+      if (vr) {  // VRGD: k forward/backward passes over micro-batches, then the GSNR (apps/common/vrgd_step.h)
+        const bool stats = metrics.enabled() && ((step + 1) % 10 == 0 || step + 1 == total_steps);
+        auto r = apps::vr_forward_backward(vr->gsnr(), *model, inputs, labels, o.gsnr_partitions, o.label_smoothing, stats);
+        loss_v = r.loss;
+        correct += r.correct;
+        if (stats) metrics.write(apps::gsnr_stats_record(vr->gsnr(), step + 1));
+        if (o.clip > 0) optim::clip_grad_norm(model->parameters(), o.clip);
+        optimizer->step();
+      } else {
+        Tensor logits = model->forward(inputs);
+        Tensor loss = cross_entropy(logits, labels, {.label_smoothing = o.label_smoothing});
+        optimizer->zero_grad();
+        loss.backward();
+        if (o.clip > 0) optim::clip_grad_norm(model->parameters(), o.clip);
+        optimizer->step();
+        loss_v = loss.item();
         NoGradGuard ng;
         correct += static_cast<int64_t>(sum(eq(argmax(logits, 1), labels).to(DType::i64)).item());
       }
+      ++step;
       seen += batch.labels.numel();
       loss_sum += loss_v;
       ++loss_count;
