@@ -12,7 +12,8 @@ set: there is no separate validation split here, so the tuned column is optimist
       --batches 256,1024,4096,8192,16384                          # full size on the GPU
   (c) ResNet-20 on Fashion-MNIST padded to 32: scripts/vrgd_resnet_gpu.sh
 
-Writes <out>.md (tables) and <out>.png (test accuracy and gap against batch size), and <out>.jsonl (runs).
+Writes <out>.md (tables), <dir of out>/images/<name>.png (test accuracy and gap against batch size) and
+<out>.jsonl (runs).
 """
 import argparse, json, math, os, re, subprocess, sys, time
 
@@ -133,7 +134,9 @@ def report(a, runs, batches):
         x.grid(alpha=0.3)
     ax[0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(a.out + ".png", dpi=110)
+    png = os.path.join(os.path.dirname(a.out) or ".", "images", os.path.basename(a.out) + ".png")
+    os.makedirs(os.path.dirname(png), exist_ok=True)
+    fig.savefig(png, dpi=110)
 
 
 if __name__ == "__main__":
