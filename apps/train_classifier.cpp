@@ -34,6 +34,7 @@
 #include "apps/common/checkpoint.h"
 #include "apps/common/cli.h"
 #include "apps/common/progress.h"
+#include "apps/common/vrgd_step.h"
 #ifdef NABLA_HAS_CUDA
 #include "cuda/runtime.h"
 #endif
@@ -52,6 +53,8 @@ struct Options {
   int64_t epochs, batch_size, eval_batch_size, warmup_steps, threads, workers, max_steps, limit_train,
       print_every;
   int64_t pad, image_size, classes, channels;
+  int64_t gsnr_partitions;  // VRGD
+  double gsnr_gamma;
   double lr, momentum, weight_decay, label_smoothing, clip;
   bool nesterov, augment, no_progress;
   uint64_t seed;
@@ -158,6 +161,9 @@ Data load_data(const Options& o, Device dev) {
 
 std::unique_ptr<optim::Optimizer> make_optimizer(const Options& o, const nn::Module& model) {
   auto groups = optim::split_decay_groups(model.named_parameters(), o.weight_decay, o.lr);
+  if (vrgd::is_vr_optimizer_kind(o.optimizer))
+    return vrgd::make_vr_optimizer(o.optimizer, groups, {.lr = o.lr, .momentum = o.momentum, .weight_decay = o.weight_decay,
+                                                         .nesterov = o.nesterov, .gsnr = {.gamma = o.gsnr_gamma}});
   if (o.optimizer == "sgd")
     return std::make_unique<optim::Sgd>(groups, optim::SgdOptions{.lr = o.lr, .momentum = o.momentum,
                                                                   .weight_decay = o.weight_decay, .nesterov = o.nesterov});
@@ -170,7 +176,24 @@ std::unique_ptr<optim::Optimizer> make_optimizer(const Options& o, const nn::Mod
                                                                     .weight_decay = o.weight_decay});
   if (o.optimizer == "lamb")
     return std::make_unique<optim::Lamb>(groups, optim::LambOptions{.lr = o.lr, .weight_decay = o.weight_decay});
-  fail("unknown optimizer '", o.optimizer, "' (expected sgd, adam, adamw, lars or lamb)");
+  fail("unknown optimizer '", o.optimizer, "' (expected sgd, adam, adamw, lars, lamb or vr-...)");
+}
+
+// VRGD's rank-mode collective: the GSNR's sum and square buffers flattened into one tensor, summed over the
+// ranks with one all-reduce, and written back in place.
+vrgd::AllReduceSum gsnr_all_reduce(dist::Communicator& comm) {
+  return [&comm](std::vector<Tensor>& buffers) {
+    if (buffers.empty()) return;
+    std::vector<Tensor> flat;
+    for (const Tensor& b : buffers) flat.push_back(b.reshape({-1}));
+    Tensor all = cat(flat, 0);
+    comm.all_reduce(all, dist::ReduceOp::sum);
+    int64_t offset = 0;
+    for (Tensor& b : buffers) {
+      b.copy_(all.narrow(0, offset, b.numel()).view(b.shape()));
+      offset += b.numel();
+    }
+  };
 }
 
 // Training batches on the device: from the loader through the device prefetcher (a pass-through on the
@@ -273,7 +296,9 @@ Options parse(int argc, char** argv) {
       .add("epochs", &o.epochs, 10, "passes over the training set")
       .add("batch-size", &o.batch_size, 64, "training batch size")
       .add("eval-batch-size", &o.eval_batch_size, 1000, "evaluation batch size")
-      .add("optimizer", &o.optimizer, "sgd", "sgd | adam | adamw | lars | lamb")
+      .add("optimizer", &o.optimizer, "sgd", "sgd | adam | adamw | lars | lamb | vr-sgd | vr-momentum | vr-adam | vr-adamw | vr-lars | vr-lamb")
+      .add("gsnr-gamma", &o.gsnr_gamma, 0.1, "VR optimizers: lower clamp of the GSNR multiplier, in (0, 1]")
+      .add("gsnr-partitions", &o.gsnr_partitions, 8, "VR optimizers: k micro-batches per step (must divide the batch)")
       .add("lr", &o.lr, 0.05, "peak learning rate")
       .add("momentum", &o.momentum, 0.9, "SGD/LARS momentum")
       .add_switch("nesterov", &o.nesterov, "Nesterov momentum (SGD)")
@@ -374,6 +399,20 @@ int run(int argc, char** argv) {
   auto dp = ds.data_parallel(*model);  // null in a single process
   TrainBatches batches(o, d, dev, ds);
   const int64_t steps_per_epoch = batches.steps_per_epoch();
+  auto* vr = dynamic_cast<vrgd::VrOptimizer*>(optimizer.get());  // null for the non-VR optimizers
+  // VRGD partitions: micro-batches on one process; with W ranks, each rank is gsnr_partitions / W of them
+  // (the statistics are then summed over the ranks: apps/common/vrgd_step.h).
+  const int64_t vr_local_partitions = o.gsnr_partitions / ds.world_size();
+  if (vr) {
+    NABLA_CHECK(vr_local_partitions >= 1 && vr_local_partitions * ds.world_size() == o.gsnr_partitions,
+                "--gsnr-partitions ", o.gsnr_partitions, " must be a multiple of the ", ds.world_size(),
+                " data-parallel ranks");
+    if (ds.is_main())
+      std::printf("VRGD: %lld partitions of %lld examples per step (%s), gamma %g\n",
+                  static_cast<long long>(o.gsnr_partitions),
+                  static_cast<long long>(o.batch_size / vr_local_partitions),
+                  ds.active() ? str_cat(vr_local_partitions, " per rank").c_str() : "micro-batches", o.gsnr_gamma);
+  }
   int64_t total_steps = steps_per_epoch * o.epochs;
   if (o.max_steps > 0) total_steps = std::min(total_steps, o.max_steps);
   int64_t warmup = o.warmup_steps;
@@ -423,20 +462,40 @@ int run(int argc, char** argv) {
       optimizer->set_lr(lr);
       const Tensor& inputs = batch->inputs;
       const Tensor& labels = batch->labels;
-      Tensor logits, loss;
-      {
+      double loss_v = 0;
+      if (vr) {  // VRGD: forward/backward per partition, then the GSNR (apps/common/vrgd_step.h)
+        const bool stats = metrics.enabled() && ((step + 1) % 10 == 0 || step + 1 == total_steps);
+        apps::VrStepResult r;
         AutocastGuard autocast(DType::bf16, amp);
-        logits = model->forward(inputs);
-        loss = cross_entropy(logits, labels, {.label_smoothing = o.label_smoothing});
+        if (dp) {
+          auto local = dp->no_sync();  // the GSNR needs each rank's own gradient; its all-reduce sums them
+          r = apps::vr_forward_backward(vr->gsnr(), *model, inputs, labels, vr_local_partitions, o.label_smoothing,
+                                        stats, gsnr_all_reduce(*ds.communicator()), ds.world_size());
+        } else {
+          r = apps::vr_forward_backward(vr->gsnr(), *model, inputs, labels, vr_local_partitions, o.label_smoothing,
+                                        stats);
+        }
+        loss_v = r.loss;
+        correct += r.correct;
+        if (stats && ds.is_main()) metrics.write(apps::gsnr_stats_record(vr->gsnr(), step + 1));
+        if (o.clip > 0) optim::clip_grad_norm(model->parameters(), o.clip);
+        optimizer->step();
+      } else {
+        Tensor logits, loss;
+        {
+          AutocastGuard autocast(DType::bf16, amp);
+          logits = model->forward(inputs);
+          loss = cross_entropy(logits, labels, {.label_smoothing = o.label_smoothing});
+        }
+        optimizer->zero_grad();
+        loss.backward();
+        if (dp) dp->finish();  // gradients averaged over the ranks
+        if (o.clip > 0) optim::clip_grad_norm(model->parameters(), o.clip);
+        optimizer->step();
+        loss_v = loss.item();
+        correct += static_cast<int64_t>(apps::topk_correct(logits.detach(), labels, 1).item());
       }
-      optimizer->zero_grad();
-      loss.backward();
-      if (dp) dp->finish();  // gradients averaged over the ranks
-      if (o.clip > 0) optim::clip_grad_norm(model->parameters(), o.clip);
-      optimizer->step();
       ++step;
-      const double loss_v = loss.item();
-      correct += static_cast<int64_t>(apps::topk_correct(logits.detach(), labels, 1).item());
       seen += labels.numel();
       loss_sum += loss_v;
       ++loss_count;

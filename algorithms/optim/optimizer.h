@@ -95,9 +95,10 @@ class Optimizer {
   const std::string& name() const { return name_; }
 
   // Copies of the state (safe to keep while training goes on), named as in the file comment.
-  NamedTensors state_tensors() const;
+  // Virtual so that a wrapping optimizer (algorithms/vrgd: VR-*) can add its own state.
+  virtual NamedTensors state_tensors() const;
   // Replaces the whole state. Throws one Error listing missing, unexpected and mismatched names.
-  void load_state_tensors(const NamedTensors& state);
+  virtual void load_state_tensors(const NamedTensors& state);
 
  protected:
   struct ParamState {
@@ -116,6 +117,8 @@ class Optimizer {
   void for_each_param(const UpdateFn& update);
   // The named buffer of a state, created as zeros like `param` on first use.
   static Tensor& buffer(ParamState& state, const std::string& name, const Tensor& param);
+  // For a derived optimizer that keeps a base's step under its own name (VR-SGD over SGD).
+  void set_name(std::string name) { name_ = std::move(name); }
 
  private:
   ParamState& state_of(size_t group, size_t param);

@@ -44,6 +44,25 @@ grep -q '^data-parallel: 2 processes (mpirun, mpi) | global batch 64 = 2 x 32 pe
 # The test accuracy is a count over the whole test set (sharded, summed): a percentage with two decimals.
 grep -qE 'test acc [0-9]+\.[0-9]{2}%' <<<"$out" || fail "no test accuracy"
 
+# VRGD in rank mode: 2 ranks x 2 micro-batches each are the same 4 partitions as 4 strided micro-batches in
+# one process (apps/common/vrgd_step.h), so VR-SGD must reach the same loss and accuracies.
+vr_args=(--epochs 1 --limit-train 2048 --batch-size 128 --warmup-steps 0 --no-progress --eval-batch-size 500
+  --threads 1 --optimizer vr-momentum --gsnr-partitions 4 --lr 0.3)
+out=$(run "${vr_args[@]}") || fail "VR data-parallel run: $out"
+echo "$out"
+single=$("$build/train_classifier" --data-dir "$data" "${vr_args[@]}" 2>&1) || fail "VR single-process run: $single"
+echo "$single"
+grep -q '^VRGD: 4 partitions of 32 examples per step (2 per rank)' <<<"$out" || fail "no VRGD rank-mode line"
+python3 - "$out" "$single" <<'PY' || fail "VRGD rank mode and micro-batch mode differ"
+import re, sys
+def nums(s):
+    m = re.search(r"train loss ([0-9.]+) \| train acc ([0-9.]+)% \| test acc ([0-9.]+)%", s)
+    return [float(x) for x in m.groups()]
+dp, one = nums(sys.argv[1]), nums(sys.argv[2])
+print("VRGD ranks", dp, "micro-batches", one)
+sys.exit(0 if abs(dp[0] - one[0]) <= 2e-3 and abs(dp[1] - one[1]) <= 0.5 and abs(dp[2] - one[2]) <= 0.3 else 1)
+PY
+
 out=$(run --epochs 1 --max-steps 2 --limit-train 256 --batch-size 63 --no-progress)
 rc=$?
 echo "$out"

@@ -1,0 +1,126 @@
+// bench_vrgd: the cost of a VRGD step relative to a training step, on ResNet-50's parameters.
+//
+//   ./build/bench_vrgd --device cuda --batch 256 --k 8       (the lead's GPU run; the target is <= 10%)
+//
+// Times (median of --iters after warm-up, device synchronised around each):
+//   fwd_bwd      forward + backward of ResNet-50 on the whole batch (one pass; bf16 autocast off)
+//   base_step    the LARS step alone (fused kernels)
+//   vr_overhead  what VR adds per step: k accumulate() calls (the per-partition sum and square; the
+//                partition gradients are the same tensor here, which costs the same) + reduce() + apply()
+// and prints one JSON line with the three and vr_overhead / (fwd_bwd + base_step). The k micro-batch
+// forward/backward passes themselves are not counted as overhead: data-parallel runs do them on k devices
+// anyway, and on one device they cost what the same batch costs (less GEMM efficiency at small parts).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "algorithms/vrgd/vr_optimizer.h"
+#include "apps/common/cli.h"
+#ifdef NABLA_HAS_CUDA
+#include "cuda/runtime.h"
+#endif
+#include "models/classifiers.h"
+#include "nabla.h"
+
+using namespace nabla;
+
+namespace {
+void sync(Device d) {
+#ifdef NABLA_HAS_CUDA
+  if (!d.is_cpu()) cuda::synchronize();
+#endif
+  (void)d;
+}
+
+template <class F>
+double median_ms(Device dev, int64_t iters, F&& f) {
+  std::vector<double> t;
+  for (int64_t i = 0; i < iters + 2; ++i) {
+    sync(dev);
+    auto t0 = std::chrono::steady_clock::now();
+    f();
+    sync(dev);
+    if (i >= 2)
+      t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    std::string device, model_name;
+    int64_t batch, k, iters, image;
+    bool help = false;
+    apps::OptionParser cli("bench_vrgd: VRGD step cost against a ResNet-50 training step");
+    cli.add_switch("help,h", &help, "show this help")
+        .add("device", &device, "cuda", "cpu | cuda")
+        .add("model", &model_name, "resnet50", "classifier name")
+        .add("batch", &batch, 256, "batch size of the forward/backward")
+        .add("image", &image, 224, "image size")
+        .add("k", &k, 8, "partitions")
+        .add("iters", &iters, 10, "timed iterations");
+    cli.parse(argc, argv);
+    if (help) {
+      std::cout << cli.help() << "\n";
+      return 0;
+    }
+    const Device dev = Device::parse(device);
+    auto model = models::make_classifier(model_name, 3, image, 1000);
+    model->to(dev);
+    Tensor x = randn({batch, 3, image, image}, {.device = dev});
+    Tensor y = randint(0, 1000, {batch}, {.dtype = DType::i64, .device = dev});
+    auto groups = optim::split_decay_groups(model->named_parameters(), 5e-5, 0.1);
+    optim::Lars base(groups, {.lr = 0.1, .weight_decay = 5e-5});
+    vrgd::VrLars vr(groups, {.lr = 0.1, .weight_decay = 5e-5});
+    auto params = model->parameters();
+
+    auto fwd_bwd = [&] {
+      for (auto& p : params) p.zero_grad();
+      cross_entropy(model->forward(x), y).backward();
+    };
+    const double t_fb = median_ms(dev, iters, fwd_bwd);
+    std::vector<Tensor> grads;
+    for (auto& p : params) grads.push_back(p.grad().detach().clone());
+    auto set_grads = [&] {
+      for (size_t i = 0; i < params.size(); ++i) params[i].set_grad(grads[i].clone());
+    };
+    auto share_grads = [&] {  // handles, no copy: the base step only reads the gradients
+      for (size_t i = 0; i < params.size(); ++i) params[i].set_grad(grads[i]);
+    };
+    const double t_base = median_ms(dev, iters, [&] {
+      share_grads();
+      base.step();
+    });
+    const double t_copy = median_ms(dev, iters, set_grads);  // subtracted: the benchmark's own grad copies
+    const double t_vr = median_ms(dev, iters, [&] {
+      for (int64_t d = 0; d < k; ++d) {
+        d == 0 ? set_grads() : share_grads();  // the first becomes GSNR's sum buffer (written), so a copy
+        vr.gsnr().accumulate();
+      }
+      vr.gsnr().reduce();
+      vr.gsnr().apply();
+    });
+    const double overhead = t_vr - t_copy;
+    nlohmann::json j{{"model", model_name},
+                     {"device", device},
+                     {"batch", batch},
+                     {"k", k},
+                     {"params", model->num_parameters()},
+                     {"tensors", params.size()},
+                     {"fwd_bwd_ms", t_fb},
+                     {"base_step_ms", t_base},
+                     {"vr_overhead_ms", overhead},
+                     {"overhead_fraction", overhead / (t_fb + t_base)}};
+    std::printf("%s\n", j.dump().c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_vrgd: %s\n", e.what());
+    return 2;
+  }
+  return 0;
+}
