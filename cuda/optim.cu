@@ -31,6 +31,7 @@
 
 #include "cuda/dtype.cuh"
 #include "cuda/loops.cuh"
+#include "ops/util.h"
 #include "ops/optim_kernels.h"
 
 namespace nabla::cuda {
@@ -311,16 +312,16 @@ void launch_step(const Meta<C>& meta, int blocks, bool aligned) {
 
 // Every parameter of one launch shares the first one's device and dtype (shapes differ).
 void check_param(const char* op, const Tensor& p, const Tensor& first) {
-  NABLA_CHECK(p.defined() && p.device() == first.device() && p.dtype() == first.dtype() && p.is_contiguous(),
-              op, ": parameters of one fused step must be contiguous and share device and dtype: got ",
+  NABLA_CHECK(p.defined() && p.device() == first.device() && p.dtype() == first.dtype() && p.is_non_overlapping_and_dense(),
+              op, ": parameters of one fused step must be dense and share device and dtype: got ",
               p.shape(), " ", p.dtype(), " on ", p.device(), ", first is ", first.dtype(), " on ",
               first.device());
 }
 
 void check_member(const char* op, const Tensor& t, const Tensor& param, const char* what) {
   NABLA_CHECK(t.defined() && t.device() == param.device() && t.dtype() == param.dtype() &&
-                  t.shape() == param.shape() && t.is_contiguous(),
-              op, ": ", what, " must be a contiguous tensor like its parameter ", param.shape(), " ",
+                  ops::same_dense_layout(t, param),
+              op, ": ", what, " must be a dense tensor laid out like its parameter ", param.shape(), " ",
               param.dtype(), " on ", param.device());
 }
 
@@ -473,7 +474,7 @@ void multi_tensor_norm_cuda(const std::vector<Tensor>& tensors, Tensor& norms) {
   const Tensor& first = tensors.front();
   for (const Tensor& t : tensors)
     NABLA_CHECK(
-        t.defined() && t.device() == first.device() && t.dtype() == first.dtype() && t.is_contiguous(),
+        t.defined() && t.device() == first.device() && t.dtype() == first.dtype() && t.is_non_overlapping_and_dense(),
         "multi_tensor_norm: tensors must be contiguous and share device and dtype, got ", t.shape(), " ",
         t.dtype(), " on ", t.device(), ", first is ", first.dtype(), " on ", first.device());
   NABLA_CHECK(norms.defined() && norms.device() == first.device() &&
@@ -643,7 +644,7 @@ void amp_unscale_cuda(const std::vector<Tensor>& grads, double inv_scale, Tensor
               "amp_unscale: found_inf must be a one-element f32 cuda tensor");
   for (const Tensor& g : grads)
     NABLA_CHECK(
-        g.defined() && g.device() == found_inf.device() && is_floating(g.dtype()) && g.is_contiguous(),
+        g.defined() && g.device() == found_inf.device() && is_floating(g.dtype()) && g.is_non_overlapping_and_dense(),
         "amp_unscale: every grad must be a contiguous floating tensor on ", found_inf.device(), ", got ",
         g.shape(), " ", g.dtype(), " on ", g.device());
   DeviceGuard guard(found_inf.device().index);

@@ -38,6 +38,16 @@ Tensor contiguous_raw(const Tensor& t, const char* op);
 // The same in a memory format (ChannelsLast: 4-D only): t detached when already in it, else a copy.
 Tensor contiguous_raw(const Tensor& t, const char* op, MemoryFormat format);
 
+// True when a and b are both dense and non-overlapping with the same element order (equal shapes, equal
+// strides on every dim of size > 1): flat kernels (the fused optimizer steps) may then index them as one
+// array of numel() elements each, whether row-major or channels-last.
+inline bool same_dense_layout(const Tensor& a, const Tensor& b) {
+  if (a.shape() != b.shape() || !a.is_non_overlapping_and_dense() || !b.is_non_overlapping_and_dense()) return false;
+  for (int64_t d = 0; d < a.dim(); ++d)
+    if (a.size(d) > 1 && a.strides()[d] != b.strides()[d]) return false;
+  return true;
+}
+
 // A new tensor of t's shape, dtype and device with t's strides when t is dense and non-overlapping (so
 // element-wise results keep a channels-last or permuted layout), else row-major: PyTorch's
 // memory_format=torch.preserve_format.

@@ -46,8 +46,10 @@ void GradScaler::unscale(Optimizer& opt) {
     for (const Tensor& p : g.params) {
       Tensor grad = p.grad();
       if (!grad.defined() || grad.numel() == 0 || !seen.insert(grad.data_ptr()).second) continue;
-      NABLA_CHECK(grad.is_contiguous(), "GradScaler::unscale: a gradient of ", opt.name(),
-                  " is not contiguous (", grad.shape(), ")");
+      // The unscale kernel works on flat element arrays: row-major or channels-last, both dense.
+      NABLA_CHECK(grad.is_contiguous() || grad.is_contiguous(MemoryFormat::ChannelsLast),
+                  "GradScaler::unscale: a gradient of ", opt.name(), " is not dense (", grad.shape(), ", strides ",
+                  grad.strides(), ")");
       auto it = std::find_if(by_device.begin(), by_device.end(),
                              [&](const auto& e) { return e.first == grad.device(); });
       if (it == by_device.end()) {

@@ -2,6 +2,8 @@
 // The maths of every step is written out in optimizer.h.
 #include "algorithms/optim/optimizer.h"
 
+#include "ops/util.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -33,13 +35,14 @@ std::vector<ParamGroup> one_group(std::vector<Tensor> params) {
 }
 
 // A parameter goes to a fused kernel when its device has one and it, its gradient and its existing buffers
-// are contiguous (the kernels index them flat).
+// lie densely in one element order (the kernels index them flat): row-major, or channels-last for the
+// convolution weights of a model converted with Module::to(MemoryFormat::ChannelsLast).
 template <class Slot>
 bool can_fuse(const Slot& slot, const Tensor& p, const Tensor& grad,
               std::initializer_list<const Tensor*> buffers) {
-  if (!slot.has(p.device()) || !p.is_contiguous() || !grad.is_contiguous()) return false;
+  if (!slot.has(p.device()) || !ops::same_dense_layout(p, grad)) return false;
   for (const Tensor* b : buffers)
-    if (b && !b->is_contiguous()) return false;
+    if (b && !ops::same_dense_layout(p, *b)) return false;
   return true;
 }
 

@@ -10,6 +10,7 @@
 #include <cmath>
 
 #include "ops/cpu/loops.h"
+#include "ops/util.h"
 #include "ops/optim_kernels.h"
 
 namespace nabla::ops::cpu {
@@ -85,8 +86,8 @@ std::vector<Piece> pieces_of(const std::vector<int64_t>& sizes, int64_t* total) 
 
 void check_member(const char* op, const Tensor& t, const Tensor& param, const char* what) {
   NABLA_CHECK(t.defined() && t.device().is_cpu() && t.dtype() == param.dtype() &&
-                  t.shape() == param.shape() && t.is_contiguous(),
-              op, ": ", what, " must be a contiguous cpu tensor like its parameter ", param.shape(), " ",
+                  same_dense_layout(t, param),
+              op, ": ", what, " must be a dense cpu tensor laid out like its parameter ", param.shape(), " ",
               param.dtype());
 }
 
@@ -210,8 +211,8 @@ void multi_tensor_norm_cpu(const std::vector<Tensor>& tensors, Tensor& norms) {
   if (tensors.empty()) return;
   const DType dt = tensors.front().dtype();
   for (const Tensor& t : tensors)
-    NABLA_CHECK(t.defined() && t.device().is_cpu() && t.dtype() == dt && t.is_contiguous(),
-                "multi_tensor_norm: tensors must be contiguous cpu tensors of one dtype, got ", t.shape(),
+    NABLA_CHECK(t.defined() && t.device().is_cpu() && t.dtype() == dt && t.is_non_overlapping_and_dense(),
+                "multi_tensor_norm: tensors must be dense cpu tensors of one dtype, got ", t.shape(),
                 " ", t.dtype(), " on ", t.device(), ", first is ", dt);
   NABLA_CHECK(norms.defined() && norms.device().is_cpu() && norms.dtype() == norm_dtype(dt) &&
                   norms.is_contiguous() && norms.numel() == static_cast<int64_t>(tensors.size()),
@@ -402,7 +403,7 @@ void amp_unscale_cpu(const std::vector<Tensor>& grads, double inv_scale, Tensor&
               "amp_unscale: found_inf must be a one-element f32 cpu tensor");
   std::vector<int64_t> sizes;
   for (const Tensor& g : grads) {
-    NABLA_CHECK(g.defined() && g.device().is_cpu() && is_floating(g.dtype()) && g.is_contiguous(),
+    NABLA_CHECK(g.defined() && g.device().is_cpu() && is_floating(g.dtype()) && g.is_non_overlapping_and_dense(),
                 "amp_unscale: every grad must be a contiguous floating cpu tensor, got ", g.shape(), " ",
                 g.dtype(), " on ", g.device());
     sizes.push_back(g.numel());

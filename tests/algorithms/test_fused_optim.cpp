@@ -163,6 +163,35 @@ TEST(OptimFused, LambIsBitForBitTheUnfusedStep) {
   }
 }
 
+// Channels-last convolution weights (Module::to(MemoryFormat::ChannelsLast)) take the fused kernels too: the
+// kernels index dense tensors flat, and the parameter, its gradient and its buffers share one layout. The
+// result must equal the row-major twin's element for element.
+template <class Opt, class Options>
+void expect_channels_last_equals_row_major(const Options& o) {
+  const Shape shape{6, 5, 3, 3};
+  Tensor v = test::randn64(shape, false).to(DType::f32);
+  Tensor rm = v.clone().requires_grad_();
+  Tensor cl = v.contiguous(MemoryFormat::ChannelsLast).requires_grad_();
+  ASSERT_FALSE(cl.is_contiguous());
+  Opt a(std::vector<Tensor>{rm}, o), b(std::vector<Tensor>{cl}, o);
+  for (int s = 0; s < 3; ++s) {
+    Tensor g = test::randn64(shape, false).to(DType::f32);
+    rm.set_grad(g.clone());
+    cl.set_grad(g.contiguous(MemoryFormat::ChannelsLast));
+    a.step();
+    b.step();
+    EXPECT_TRUE(cl.is_contiguous(MemoryFormat::ChannelsLast)) << "the step kept the layout";
+    EXPECT_EQ(cl.contiguous().to_vector(), rm.to_vector()) << "step " << s + 1;
+  }
+}
+
+TEST(OptimFused, ChannelsLastParametersStepLikeRowMajorOnes) {
+  expect_channels_last_equals_row_major<Sgd>(SgdOptions{.lr = 0.1, .momentum = 0.9, .weight_decay = 1e-2});
+  expect_channels_last_equals_row_major<AdamW>(AdamWOptions{.lr = 1e-2, .weight_decay = 0.1});
+  expect_channels_last_equals_row_major<Lars>(LarsOptions{.lr = 0.1, .weight_decay = 1e-3});
+  expect_channels_last_equals_row_major<Lamb>(LambOptions{.lr = 1e-2, .weight_decay = 1e-2});
+}
+
 TEST(OptimFused, LarsAndLambZeroGradientKeepRatioOne) {
   // A zero gradient (LARS: ||g|| = 0) and a zero weight (both: ||p|| = 0) take the ratio-1 rule, fused or
   // not.
