@@ -36,13 +36,15 @@ struct Options {
   std::string name, model = "resnet50", amp = "off";
   int64_t batch = 128, image_size = 224, classes = 1000, warmup = 10, steps = 10, windows = 5;
   bool tf32 = true;
+  bool channels_last = false;  // model and input in NHWC (Module::to(MemoryFormat::ChannelsLast))
 };
 
 [[noreturn]] void usage(const std::string& why) {
-  std::fprintf(stderr,
-               "bench_resnet: %s\nusage: bench_resnet --name NAME --model resnetNN --batch N --image-size S "
-               "--classes C [--amp off|bf16] [--warmup N] [--steps N] [--windows N] [--no-tf32]\n",
-               why.c_str());
+  std::fprintf(
+      stderr,
+      "bench_resnet: %s\nusage: bench_resnet --name NAME --model resnetNN --batch N --image-size S "
+      "--classes C [--amp off|bf16] [--channels-last] [--warmup N] [--steps N] [--windows N] [--no-tf32]\n",
+      why.c_str());
   std::exit(2);
 }
 
@@ -59,6 +61,10 @@ Options parse(int argc, char** argv) {
     std::string a = argv[i];
     if (a == "--no-tf32") {
       o.tf32 = false;
+      continue;
+    }
+    if (a == "--channels-last") {
+      o.channels_last = true;
       continue;
     }
     if (i + 1 >= argc) usage("missing value for " + a);
@@ -86,7 +92,8 @@ Options parse(int argc, char** argv) {
   }
   if (o.amp != "off" && o.amp != "bf16") usage("--amp expects off or bf16, got " + o.amp);
   if (o.name.empty())
-    o.name = o.model + "_b" + std::to_string(o.batch) + "_" + (o.amp == "bf16" ? "bf16" : "tf32");
+    o.name = o.model + "_b" + std::to_string(o.batch) + "_" + (o.amp == "bf16" ? "bf16" : "tf32") +
+             (o.channels_last ? "_cl" : "");
   return o;
 }
 
@@ -101,6 +108,7 @@ int main(int argc, char** argv) {
                       {"image_size", o.image_size},
                       {"classes", o.classes},
                       {"amp", o.amp},
+                      {"channels_last", o.channels_last},
                       {"tf32", o.tf32}};
   try {
     NABLA_CHECK(cuda::available(), "no CUDA device");
@@ -109,9 +117,11 @@ int main(int argc, char** argv) {
     manual_seed(0);
     auto model = models::make_resnet(o.model, {.num_classes = o.classes});
     model->to(dev);
+    if (o.channels_last) model->to(MemoryFormat::ChannelsLast);
     j["parameters"] = model->num_parameters();
     optim::Sgd opt(model->parameters(), optim::SgdOptions{.lr = 0.1, .momentum = 0.9, .weight_decay = 1e-4});
     data::Batch batch = data::synthetic_batch(o.batch, 3, o.image_size, o.image_size, o.classes, dev, 1);
+    if (o.channels_last) batch.inputs = batch.inputs.contiguous(MemoryFormat::ChannelsLast);
     const bool amp = o.amp == "bf16";
     Tensor last_loss;
     auto step = [&] {

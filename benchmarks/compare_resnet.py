@@ -53,7 +53,8 @@ def main():
         rn, rt = n.get(name), t.get(name)
         ref = rn or rt
         what = f"{ref.get('model')} b{ref.get('batch')} {ref.get('image_size')}² " + \
-               ("bf16 autocast" if ref.get("amp") == "bf16" else ("TF32" if ref.get("tf32") else "fp32"))
+               ("bf16 autocast" if ref.get("amp") == "bf16" else ("TF32" if ref.get("tf32") else "fp32")) + \
+               (", channels-last" if ref.get("channels_last") else "")
         ratio = "-"
         if rn and rt and "img_per_s" in rn and "img_per_s" in rt and rt["img_per_s"] > 0:
             ratio = f"{rn['img_per_s'] / rt['img_per_s']:.2f}x"

@@ -24,8 +24,10 @@ CASE_LIMIT=${RESNET_CASE_LIMIT_S:-90}
 
 CASES=(
   "--name resnet50_b128_tf32 --model resnet50 --batch 128 --image-size 224 --classes 1000"
+  "--name resnet50_b128_bf16_cl --model resnet50 --batch 128 --image-size 224 --classes 1000 --amp bf16 --channels-last"
   "--name resnet50_b128_bf16 --model resnet50 --batch 128 --image-size 224 --classes 1000 --amp bf16"
   "--name resnet18_b512_tf32 --model resnet18 --batch 512 --image-size 32 --classes 10"
+  "--name resnet18_b512_tf32_cl --model resnet18 --batch 512 --image-size 32 --classes 10 --channels-last"
 )
 for args in "${CASES[@]}"; do
   name=$(echo "$args" | awk '{print $2}')

@@ -115,11 +115,12 @@ def main():
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--windows", type=int, default=5)
     p.add_argument("--no-tf32", action="store_true")
+    p.add_argument("--channels-last", action="store_true")
     p.add_argument("--device", default="cuda")
     a = p.parse_args()
-    name = a.name or f"{a.model}_b{a.batch}_{'bf16' if a.amp == 'bf16' else 'tf32'}"
+    name = a.name or f"{a.model}_b{a.batch}_{'bf16' if a.amp == 'bf16' else 'tf32'}{'_cl' if a.channels_last else ''}"
     rec = {"impl": "torch", "name": name, "model": a.model, "batch": a.batch, "image_size": a.image_size,
-           "classes": a.classes, "amp": a.amp, "tf32": not a.no_tf32, "torch": torch.__version__}
+           "classes": a.classes, "amp": a.amp, "channels_last": a.channels_last, "tf32": not a.no_tf32, "torch": torch.__version__}
     try:
         dev = torch.device(a.device)
         cuda = dev.type == "cuda"
@@ -130,10 +131,11 @@ def main():
                 torch.backends.cudnn.allow_tf32 = not a.no_tf32
             torch.backends.cudnn.benchmark = True
         torch.manual_seed(0)
-        model = ResNet(a.model, a.classes).to(dev)
+        fmt = torch.channels_last if a.channels_last else torch.contiguous_format
+        model = ResNet(a.model, a.classes).to(dev, memory_format=fmt)
         rec["parameters"] = sum(t.numel() for t in model.parameters())
         opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-        x = torch.randn(a.batch, 3, a.image_size, a.image_size, device=dev)
+        x = torch.randn(a.batch, 3, a.image_size, a.image_size, device=dev).contiguous(memory_format=fmt)
         y = torch.randint(0, a.classes, (a.batch,), device=dev)
         amp = a.amp == "bf16"
         last = {}
