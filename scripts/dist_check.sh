@@ -20,7 +20,11 @@ if [ "${NGPU:-0}" -lt 2 ]; then
   exit 0
 fi
 status() { [ "$1" -eq 0 ] && echo ok || { [ "$1" -eq 124 ] && echo TIMEOUT || echo "FAIL (rc $1)"; }; }
-tests_line() { grep -E '^\[  (PASSED|FAILED|SKIPPED) *\]' "$1" 2>/dev/null | sort | uniq -c | tr -s ' ' | paste -sd';' -; }
+# The per-rank gtest totals ("[  PASSED  ] 14 tests.", "[  SKIPPED ] 8 tests, listed below:"), counted over ranks.
+tests_line() {
+  grep -E '^\[  (PASSED|FAILED|SKIPPED) *\] [0-9]+ tests?' "$1" 2>/dev/null | sed -E 's/, listed below:?//' |
+    sort | uniq -c | tr -s ' ' | paste -sd';' -
+}
 
 echo "=== dist tests on 2 GPUs"
 timeout "$STEP_S" scripts/launch.sh -n 2 -- "$BUILD/nabla_dist_tests" >"$LOG/dist_tests.log" 2>&1

@@ -83,7 +83,7 @@ Tensor BatchNorm::forward(const Tensor& x) {
   const bool use_batch_stats = is_training() || !running_mean.defined();
   if (is_training() && num_batches_tracked.defined()) {
     NoGradGuard ng;
-    add_(num_batches_tracked, ones({}, {.dtype = DType::i64}));
+    add_(num_batches_tracked, ones({}, {.dtype = DType::i64, .device = num_batches_tracked.device()}));
   }
   return batch_norm(x, weight, bias, running_mean, running_var, use_batch_stats, momentum, eps);
 }

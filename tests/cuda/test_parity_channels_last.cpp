@@ -97,6 +97,16 @@ NABLA_PARITY(conv2d, channels_last_bf16_1x1) {
       {parity_randn({3, 64, 9, 9}), parity_randn({32, 64, 1, 1})}, kBf16Tol);
 }
 
+NABLA_PARITY(conv2d,
+             channels_last_1x1_gemm_bias) {  // the cuBLAS path of pointwise convolutions (cuda/conv.cu)
+  EXPECT_PARITY([](In in) { return conv2d(cl(in[0]), cl(in[1]), in[2]); },
+                {parity_randn({3, 48, 7, 11}), parity_randn({40, 48, 1, 1}), parity_randn({40})}, kConvTol);
+}
+NABLA_PARITY(conv2d, channels_last_1x1_gemm_nchw_weight) {  // a [K, C, 1, 1] weight is both layouts at once
+  EXPECT_PARITY([](In in) { return conv2d(cl(in[0]), in[1], Tensor()); },
+                {parity_randn({2, 33, 5, 6}), parity_randn({17, 33, 1, 1})}, kConvTol);
+}
+
 // ---- batch_norm ----
 NABLA_PARITY(batch_norm, channels_last_training) {
   EXPECT_PARITY(
@@ -122,7 +132,8 @@ NABLA_PARITY(batch_norm, channels_last_eval) {
 NABLA_PARITY(batch_norm, channels_last_bf16) {
   EXPECT_PARITY(
       [](In in) {
-        return batch_norm(bf16_or_rounded(cl(in[0])), in[1], in[2], Tensor(), Tensor(), true, 0.1, 1e-5)
+        return batch_norm(bf16_or_rounded(cl(in[0])), bf16_or_rounded(in[1]), bf16_or_rounded(in[2]),
+                          Tensor(), Tensor(), true, 0.1, 1e-5)
             .to(DType::f32);
       },
       {parity_randn({4, 33, 7, 5}), parity_randn({33}), parity_randn({33})}, {.atol = 3e-2, .rtol = 1e-2});
