@@ -13,7 +13,10 @@
 //   AutocastKind::lower_precision  matmul (so einsum and tensordot, which contract through it), conv2d
 //                                  (input, weight, bias), nn::Linear's bias: a CUDA f32 input (or one of
 //                                  the other 16-bit type) is cast to the autocast dtype; f64 is left alone.
-//   AutocastKind::f32              softmax, log_softmax, layer_norm, batch_norm (input, weight, bias), the
+//   batch_norm                     runs in its input's dtype (as in PyTorch): under autocast a CUDA bf16/f16
+//                                  input keeps its dtype, weight and bias are cast to it, the batch and
+//                                  running statistics stay f32 (ops/nn.cpp).
+//   AutocastKind::f32              softmax, log_softmax, layer_norm, the
 //                                  accumulating reductions (sum, mean, var, std_dev, norm, logsumexp) and
 //                                  every loss: a CUDA bf16/f16 input is cast up to f32. (max/min/argmax are
 //                                  exact in any dtype and keep it.)

@@ -128,10 +128,20 @@ Tensor layer_norm(const Tensor& x_in, const Shape& normalized_shape, const Tenso
 Tensor batch_norm(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in,
                   const Tensor& running_mean, const Tensor& running_var, bool training, double momentum,
                   double eps) {
-  // The running statistics are updated in place, so they are never cast (they must already be f32).
-  const Tensor x = autocast_input(x_in, AutocastKind::f32);
-  const Tensor weight = autocast_input(weight_in, AutocastKind::f32),
-               bias = autocast_input(bias_in, AutocastKind::f32);
+  // Autocast: batch_norm runs in its input's dtype, as under torch.autocast (where it is on neither list).
+  // A bf16 activation from a bf16 convolution stays bf16, so no cast kernel goes over every activation of a
+  // ResNet twice (those casts and the f32 traffic behind them made bf16 ResNet-50 slower than TF32); the
+  // weight and bias (C values) join the input's dtype through a recorded cast, so their gradients come back
+  // f32; the batch statistics are kept in f32 (the kernels accumulate in f32 or f64 anyway), and the running
+  // statistics, updated in place, stay f32 and are never cast.
+  const Tensor& x = x_in;
+  const bool low = autocast_enabled() && x.defined() && x.device().is_cuda() &&
+                   (x.dtype() == DType::bf16 || x.dtype() == DType::f16);
+  auto join = [&](const Tensor& p) {
+    return low && p.defined() && p.dtype() != x.dtype() ? p.to(x.dtype()) : p;
+  };
+  const Tensor weight = join(weight_in), bias = join(bias_in);
+  const DType stat_dtype = low ? DType::f32 : x.defined() ? x.dtype() : DType::f32;
   const char* op = "batch_norm";
   check_defined(op, x);
   check_floating(op, x);
@@ -141,8 +151,15 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& weight_in, const Tensor& bia
   const Shape per_channel{c};
   check_param(op, "weight", weight, x, per_channel, "C channels");
   check_param(op, "bias", bias, x, per_channel, "C channels");
-  check_param(op, "running_mean", running_mean, x, per_channel, "C channels");
-  check_param(op, "running_var", running_var, x, per_channel, "C channels");
+  for (auto [what, r] : {std::pair{"running_mean", &running_mean}, std::pair{"running_var", &running_var}}) {
+    if (!low) {
+      check_param(op, what, *r, x, per_channel, "C channels");
+    } else if (r->defined()) {  // under autocast the running statistics are f32 whatever the input
+      NABLA_CHECK(r->device() == x.device() && r->dtype() == DType::f32 && r->shape() == per_channel, op,
+                  ": ", what, " must be an f32 ", per_channel, " tensor on ", x.device(),
+                  " under autocast, got ", r->dtype(), " ", r->shape(), " on ", r->device());
+    }
+  }
   NABLA_CHECK(running_mean.defined() == running_var.defined(), op,
               ": pass both running_mean and running_var or neither (input ", x.shape(), ")");
   NABLA_CHECK(training || running_mean.defined(), op,
@@ -162,8 +179,8 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& weight_in, const Tensor& bia
   Tensor bc = bias.defined() ? contiguous_raw(bias, op) : Tensor();
   Tensor mean, var;
   if (training) {
-    mean = Tensor::empty(per_channel, x.dtype(), x.device());
-    var = Tensor::empty(per_channel, x.dtype(), x.device());
+    mean = Tensor::empty(per_channel, stat_dtype, x.device());
+    var = Tensor::empty(per_channel, stat_dtype, x.device());
   } else {
     // Copies: a later training step updates the running statistics in place before this backward runs.
     mean = running_mean.detach().clone();

@@ -163,6 +163,48 @@ TEST(CudaAutocast, Conv2dRunsInBf16) {
   test::compare_tensors(w0.grad(), w.grad(), {.atol = 1.0, .rtol = 3e-2}, "conv2d dL/dw");
 }
 
+TEST(CudaAutocast, BatchNormRunsInItsInputsDtypeWithF32StatisticsAndGradients) {
+  REQUIRE_GPU();
+  // As under torch.autocast: a bf16 activation stays bf16 through batch_norm (no casts over it), the weight
+  // and bias get f32 gradients, and the running statistics stay f32 and match the f32 module's.
+  manual_seed(3);
+  auto ref = nn::BatchNorm2d(16), amp = nn::BatchNorm2d(16);
+  Tensor wh = test::randn32({16}), bh = test::randn32({16});
+  for (auto* m : {&ref, &amp}) {
+    (*m)->weight.set_data(wh.clone());
+    (*m)->bias.set_data(bh.clone());
+    (*m)->to(Device::cuda(0));
+  }
+  Tensor x = on_gpu((test::randn32({8, 16, 6, 6}) * 3.0 + 1.5).contiguous(MemoryFormat::ChannelsLast));
+  Tensor r = on_gpu(test::randn32({8, 16, 6, 6}));
+  Tensor y0 = ref->forward(x);
+  sum(y0 * r).backward();
+  Tensor y;
+  {
+    AutocastGuard guard;
+    y = amp->forward(x.to(DType::bf16));
+    EXPECT_EQ(y.dtype(), DType::bf16);
+    EXPECT_TRUE(y.is_contiguous(MemoryFormat::ChannelsLast));
+    sum(y.to(DType::f32) * r).backward();
+  }
+  EXPECT_EQ(amp->weight.grad().dtype(), DType::f32);
+  EXPECT_EQ(amp->bias.grad().dtype(), DType::f32);
+  EXPECT_EQ(amp->running_mean.dtype(), DType::f32);
+  test::compare_tensors(y0.detach(), y.detach().to(DType::f32), {.atol = 5e-2, .rtol = 2e-2}, "bn y");
+  test::compare_tensors(ref->weight.grad(), amp->weight.grad(), {.atol = 0.5, .rtol = 3e-2}, "bn dL/dw");
+  test::compare_tensors(ref->bias.grad(), amp->bias.grad(), {.atol = 0.5, .rtol = 3e-2}, "bn dL/db");
+  test::compare_tensors(ref->running_mean, amp->running_mean, {.atol = 2e-2, .rtol = 1e-2}, "running_mean");
+  test::compare_tensors(ref->running_var, amp->running_var, {.atol = 5e-2, .rtol = 2e-2}, "running_var");
+  // Evaluation under autocast reads the f32 running statistics with a bf16 input.
+  ref->eval();
+  amp->eval();
+  AutocastGuard guard;
+  Tensor e = amp->forward(x.to(DType::bf16));
+  EXPECT_EQ(e.dtype(), DType::bf16);
+  test::compare_tensors(ref->forward(x).detach(), e.to(DType::f32), {.atol = 5e-2, .rtol = 2e-2},
+                        "bn eval y");
+}
+
 TEST(CudaAutocast, F16TrainingStepWithGradScaler) {
   // Autocast f16 forward + scaled backward: the f32 weight's unscaled gradient is close to the f32 one.
   REQUIRE_GPU();
