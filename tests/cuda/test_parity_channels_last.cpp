@@ -136,7 +136,9 @@ NABLA_PARITY(batch_norm, channels_last_bf16) {
                           Tensor(), Tensor(), true, 0.1, 1e-5)
             .to(DType::f32);
       },
-      {parity_randn({4, 33, 7, 5}), parity_randn({33}), parity_randn({33})}, {.atol = 3e-2, .rtol = 1e-2});
+      // The CUDA weight gradient is a bf16 sum of 140 bf16 products against the CPU's f32 sum: seen 10 ulps
+      // (0.078) off at magnitude 1 on the H200, so the bf16 tolerance of the other batch_norm cases.
+      {parity_randn({4, 33, 7, 5}), parity_randn({33}), parity_randn({33})}, {.atol = 1.5e-1, .rtol = 3e-2});
 }
 
 // ---- pools ----
@@ -229,8 +231,12 @@ TEST(CudaChannelsLast, OutputsAndGradientsKeepTheLayout) {
   EXPECT_TRUE(w_nchw.grad().is_contiguous());
 }
 
-// A CIFAR ResNet-20 in channels-last against the same net row-major, both on the GPU (f32 with TF32 off,
-// then under bf16 autocast with a loose tolerance), forward, loss and every parameter gradient.
+// A CIFAR ResNet-20 in channels-last against the same net row-major, both on the GPU: in f32 (TF32 off)
+// forward, loss and every parameter gradient agree tightly. Under bf16 autocast the two layouts round
+// differently (other cuDNN algorithms, other summation orders) and after 20 layers the first layers'
+// gradients differ by more than any element-wise tolerance could tell from a bug; so each bf16 gradient is
+// measured against the f32 one, and channels-last must be about as close to it as row-major is (a layout
+// bug would move whole tensors far away).
 TEST(CudaChannelsLast, CifarResNetForwardBackwardEqualsRowMajor) {
   if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
   const bool prev_tf32 = cuda::tf32_enabled();
@@ -244,41 +250,39 @@ TEST(CudaChannelsLast, CifarResNetForwardBackwardEqualsRowMajor) {
   b->to(kCL);
   for (auto& [n, t] : b->state_dict())
     if (t.dim() == 4) EXPECT_TRUE(t.is_contiguous(kCL)) << n;
-  for (bool bf16 : {false, true}) {
-    SCOPED_TRACE(bf16 ? "bf16 autocast" : "f32");
-    const double tol = bf16 ? 5e-2 : 1e-3;
-    Tensor x = parity_randn({8, 3, 16, 16}, false).to(d);
-    Tensor labels = test::randint64(0, 10, {8}).to(d);
-    a->zero_grad();
-    b->zero_grad();
-    Tensor la, lb, ya, yb;
+  const Tensor x = parity_randn({8, 3, 16, 16}, false).to(d);
+  const Tensor labels = test::randint64(0, 10, {8}).to(d);
+  // One training-mode pass of each net; returns the logits (f32, on the CPU) and the gradients (f64, CPU).
+  auto pass = [&](nn::Module& m, const Tensor& input, bool bf16) {
+    m.zero_grad();
+    Tensor y, loss;
     {
       AutocastGuard ac(DType::bf16, bf16);
-      ya = a->forward(x);
-      yb = b->forward(x.contiguous(kCL));
-      la = cross_entropy(ya.to(DType::f32), labels);
-      lb = cross_entropy(yb.to(DType::f32), labels);
+      y = m.forward(input);
+      loss = cross_entropy(y.to(DType::f32), labels);
     }
-    test::compare_tensors(ya.to(DType::f32).to(Device::cpu()), yb.to(DType::f32), {.atol = tol, .rtol = tol},
-                          "logits");
-    la.backward();
-    lb.backward();
-    const NamedTensors pa = a->named_parameters(), pb = b->named_parameters();
-    for (size_t i = 0; i < pa.size(); ++i) {
-      if (!bf16) {
-        test::compare_tensors(pa[i].second.grad().to(Device::cpu()), pb[i].second.grad(),
-                              {.atol = 2e-3, .rtol = 1e-3}, "grad " + pa[i].first);
-        continue;
-      }
-      // bf16 through 20 layers: the two layouts round differently (other cuDNN algorithms, other summation
-      // orders), and element-wise the first layers' gradients drift by a few bf16 ulps of the largest
-      // entries. A layout bug moves whole tensors: the norm of the difference must stay small next to the
-      // gradient's own norm.
-      const Tensor ga = pa[i].second.grad().to(Device::cpu()).to(DType::f64),
-                   gb = pb[i].second.grad().to(Device::cpu()).to(DType::f64);
-      const double rel = norm(ga - gb).item() / std::max(norm(ga).item(), 1e-12);
-      EXPECT_LT(rel, 0.08) << "grad " << pa[i].first << ": |cl - nchw| / |nchw| = " << rel;
-    }
+    loss.backward();
+    std::vector<Tensor> grads;
+    for (auto& [n, p] : m.named_parameters()) grads.push_back(p.grad().to(Device::cpu()).to(DType::f64));
+    return std::pair{y.detach().to(DType::f32).to(Device::cpu()), grads};
+  };
+  const NamedTensors names = a->named_parameters();
+  auto [ya, ga] = pass(*a, x, false);
+  auto [yb, gb] = pass(*b, x.contiguous(kCL), false);
+  test::compare_tensors(ya, yb.to(d), {.atol = 1e-3, .rtol = 1e-3}, "f32 logits");
+  for (size_t i = 0; i < ga.size(); ++i)
+    test::compare_tensors(ga[i].to(DType::f32), gb[i].to(DType::f32).to(d), {.atol = 2e-3, .rtol = 1e-3},
+                          "f32 grad " + names[i].first);
+  auto [ya16, ga16] = pass(*a, x, true);
+  auto [yb16, gb16] = pass(*b, x.contiguous(kCL), true);
+  test::compare_tensors(ya16, yb16.to(d), {.atol = 5e-2, .rtol = 5e-2}, "bf16 logits");
+  auto rel = [](const Tensor& g, const Tensor& ref) {
+    return norm(g - ref).item() / std::max(norm(ref).item(), 1e-12);
+  };
+  for (size_t i = 0; i < ga.size(); ++i) {
+    const double e_rm = rel(ga16[i], ga[i]), e_cl = rel(gb16[i], ga[i]);
+    EXPECT_LT(e_cl, 1.5 * e_rm + 0.05)
+        << "bf16 grad " << names[i].first << ": channels-last " << e_cl << " from f32, row-major " << e_rm;
   }
   cuda::set_tf32_enabled(prev_tf32);
 }
