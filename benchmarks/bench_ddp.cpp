@@ -27,7 +27,14 @@ int main(int argc, char** argv) {
   try {
     int64_t batch = 128, steps = 20, warmup = 5;
     std::string precision = "bf16", model_name = "resnet50";
+    bool channels_last = false;  // --channels-last: NHWC weights and input (Module::to(MemoryFormat))
+    for (int i = 1; i < argc; ++i)
+      if (!std::strcmp(argv[i], "--channels-last")) channels_last = true;
     for (int i = 1; i + 1 < argc; i += 2) {
+      if (!std::strcmp(argv[i], "--channels-last")) {
+        --i;  // a switch: no value to skip
+        continue;
+      }
       if (!std::strcmp(argv[i], "--batch"))
         batch = std::atoll(argv[i + 1]);
       else if (!std::strcmp(argv[i], "--steps"))
@@ -46,10 +53,12 @@ int main(int argc, char** argv) {
     manual_seed(0);
     auto model = models::make_resnet(model_name);
     model->to(dev);
+    if (channels_last) model->to(MemoryFormat::ChannelsLast);
     std::unique_ptr<dist::DataParallel> dp;
     if (comm->world_size() > 1) dp = std::make_unique<dist::DataParallel>(*model, comm);
     optim::Sgd opt(model->parameters(), optim::SgdOptions{.lr = 0.01, .momentum = 0.9, .weight_decay = 1e-4});
     Tensor x = randn({batch, 3, 224, 224}, {.device = dev});
+    if (channels_last) x = x.contiguous(MemoryFormat::ChannelsLast);
     Tensor y = randint(0, 1000, {batch}, {.dtype = DType::i64, .device = dev});
     auto step = [&] {
       opt.zero_grad();
@@ -76,9 +85,9 @@ int main(int argc, char** argv) {
       std::printf(
           "{\"impl\": \"nabla\", \"bench\": \"ddp\", \"model\": \"%s\", \"gpus\": %d, \"batch_per_gpu\": "
           "%lld, "
-          "\"precision\": \"%s\", \"step_ms\": %.2f, \"img_per_s\": %.1f}\n",
+          "\"precision\": \"%s\", \"channels_last\": %s, \"step_ms\": %.2f, \"img_per_s\": %.1f}\n",
           model_name.c_str(), comm->world_size(), static_cast<long long>(batch), precision.c_str(),
-          sec / steps * 1e3, ips);
+          channels_last ? "true" : "false", sec / steps * 1e3, ips);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_ddp: %s\n", e.what());

@@ -54,7 +54,9 @@ def main():
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--precision", default="bf16", choices=["bf16", "f32"])
+    p.add_argument("--channels-last", action="store_true")
     a = p.parse_args()
+    fmt = torch.channels_last if a.channels_last else torch.contiguous_format
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     torch.cuda.set_device(local)
@@ -64,11 +66,11 @@ def main():
     if world > 1:
         dist.init_process_group("nccl", device_id=torch.device("cuda", local))
     torch.manual_seed(0)
-    model = ResNet50().cuda()
+    model = ResNet50().cuda().to(memory_format=fmt)
     if world > 1:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[local], bucket_cap_mb=25)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-    x = torch.randn(a.batch, 3, 224, 224, device="cuda")
+    x = torch.randn(a.batch, 3, 224, 224, device="cuda").contiguous(memory_format=fmt)
     y = torch.randint(0, 1000, (a.batch,), device="cuda")
 
     def step():
@@ -92,7 +94,7 @@ def main():
     sec = time.perf_counter() - t0
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps({"impl": "torch", "bench": "ddp", "model": "resnet50", "gpus": world, "batch_per_gpu": a.batch,
-                          "precision": a.precision, "step_ms": round(sec / a.steps * 1e3, 2),
+                          "precision": a.precision, "channels_last": a.channels_last, "step_ms": round(sec / a.steps * 1e3, 2),
                           "img_per_s": round(world * a.batch * a.steps / sec, 1)}), flush=True)
     if world > 1:
         dist.destroy_process_group()
