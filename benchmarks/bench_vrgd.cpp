@@ -7,7 +7,11 @@
 //   base_step    the LARS step alone (fused kernels)
 //   vr_overhead  what VR adds per step: k accumulate() calls (the per-partition sum and square; the
 //                partition gradients are the same tensor here, which costs the same) + reduce() + apply()
-// and prints one JSON line with the three and vr_overhead / (fwd_bwd + base_step). The k micro-batch
+//   rank_mode    the same for one partition per rank (accumulate once, the k-rank sum excluded)
+//   step_base / step_vr   whole steps (fwd_bwd + [rank-mode GSNR] + step) with no synchronisation inside,
+//                where the GSNR's launches queue behind the backward's kernels
+// and prints one JSON line with them, vr_overhead / (fwd_bwd + base_step) and
+// step_overhead_fraction = (step_vr - step_base) / step_base. The k micro-batch
 // forward/backward passes themselves are not counted as overhead: data-parallel runs do them on k devices
 // anyway, and on one device they cost what the same batch costs (less GEMM efficiency at small parts).
 #include <algorithm>
@@ -107,6 +111,33 @@ int main(int argc, char** argv) {
       vr.gsnr().apply();
     });
     const double overhead = t_vr - t_copy;
+    // Rank mode (one partition per GPU, the setting): each rank accumulates its own gradient once,
+    // the statistics are summed over the k ranks (a no-op here: the all-reduce is excluded, as the target
+    // says "beyond the extra all-reduce"), then reduce + apply. Timed two ways: alone (device synchronised
+    // around it, as above) and inside whole training steps, where its launches queue behind the backward's
+    // kernels (the cost a run actually pays): (VR step - plain step) / plain step.
+    const vrgd::AllReduceSum no_comm = [](std::vector<Tensor>&) {};
+    auto vr_rank_stats = [&] {
+      vr.gsnr().accumulate();
+      vr.gsnr().all_reduce(no_comm, k);
+      vr.gsnr().reduce();
+    };
+    const double t_rank = median_ms(dev, iters,
+                                    [&] {
+                                      set_grads();
+                                      vr_rank_stats();
+                                      vr.gsnr().apply();
+                                    }) -
+                          t_copy;
+    const double t_step_base = median_ms(dev, iters, [&] {
+      fwd_bwd();
+      base.step();
+    });
+    const double t_step_vr = median_ms(dev, iters, [&] {
+      fwd_bwd();
+      vr_rank_stats();
+      vr.step();  // applies the multipliers, then the LARS step
+    });
     nlohmann::json j{{"model", model_name},
                      {"device", device},
                      {"batch", batch},
@@ -116,7 +147,12 @@ int main(int argc, char** argv) {
                      {"fwd_bwd_ms", t_fb},
                      {"base_step_ms", t_base},
                      {"vr_overhead_ms", overhead},
-                     {"overhead_fraction", overhead / (t_fb + t_base)}};
+                     {"overhead_fraction", overhead / (t_fb + t_base)},
+                     {"rank_mode_overhead_ms", t_rank},
+                     {"rank_mode_overhead_fraction", t_rank / (t_fb + t_base)},
+                     {"step_base_ms", t_step_base},
+                     {"step_vr_ms", t_step_vr},
+                     {"step_overhead_fraction", (t_step_vr - t_step_base) / t_step_base}};
     std::printf("%s\n", j.dump().c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_vrgd: %s\n", e.what());
