@@ -101,18 +101,23 @@ record versions ok 0
 
 # ---- 2. configure and build ----------------------------------------------------------------------------
 CMAKE_ARGS=(-S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DNABLA_CUDA=ON)
-if ! run_step configure 120 400 "$LOG/configure.log" cmake "${CMAKE_ARGS[@]}"; then
+# The time kept back for the later steps while configuring and building: sized for the whole run, and
+# never more than half the budget, so that a short GPU_CHECK_BUDGET_S still builds (a budget of 400 once
+# left no time to configure at all).
+CONF_RESERVE=$((BUDGET / 2 < 400 ? BUDGET / 2 : 400))
+BUILD_RESERVE=$((BUDGET / 3 < 230 ? BUDGET / 3 : 230))
+if ! run_step configure 120 "$CONF_RESERVE" "$LOG/configure.log" cmake "${CMAKE_ARGS[@]}"; then
   tail -n 30 "$LOG/configure.log" 2>/dev/null
   if [ -f "$BUILD/CMakeCache.txt" ]; then  # a stale cache (other generator or compiler): start afresh once
     rm -rf "$BUILD/CMakeCache.txt" "$BUILD/CMakeFiles"
     unset 'STEP_NAMES[-1]' 'STEP_STATUS[-1]' 'STEP_SECS[-1]'
-    run_step configure 120 400 "$LOG/configure.log" cmake "${CMAKE_ARGS[@]}" || tail -n 30 "$LOG/configure.log"
+    run_step configure 120 "$CONF_RESERVE" "$LOG/configure.log" cmake "${CMAKE_ARGS[@]}" || tail -n 30 "$LOG/configure.log"
   fi
 fi
 grep -E '^-- nabla:' "$LOG/configure.log" 2>/dev/null
 
 # -k 0: build every target that can be built, so that one broken file does not stop the rest.
-if ! run_step build 360 230 "$LOG/build.log" cmake --build "$BUILD" -j 16 -- -k 0; then
+if ! run_step build 360 "$BUILD_RESERVE" "$LOG/build.log" cmake --build "$BUILD" -j 16 -- -k 0; then
   grep -E 'error|FAILED' "$LOG/build.log" 2>/dev/null | head -n 40
 fi
 tail -n 3 "$LOG/build.log" 2>/dev/null
