@@ -247,8 +247,10 @@ for i in "${!STEP_NAMES[@]}"; do
 done
 echo "ctest:            ${ctest_line:-no summary line}${ctest_failed:+ | failed: $ctest_failed}"
 echo "nabla_cuda_tests: $(cuda_count PASSED || true) passed, $(cuda_count FAILED || true) failed, $(cuda_count SKIPPED || true) skipped${cuda_failed:+ | failed: $cuda_failed}"
-echo "benchmarks, Nabla/PyTorch throughput (>1: Nabla faster):"
-python3 benchmarks/compare_gpu.py --brief "$NABLA_JSONL" "$TORCH_JSONL" 2>&1 | sed 's/^/  /'
+if [ -s "${NABLA_JSONL:-}" ]; then  # the op benchmarks ran (part core)
+  echo "benchmarks, Nabla/PyTorch throughput (>1: Nabla faster):"
+  python3 benchmarks/compare_gpu.py --brief "$NABLA_JSONL" "$TORCH_JSONL" 2>&1 | sed 's/^/  /'
+fi
 grep -E '^add_' "$LOG/compare.txt" 2>/dev/null | sed 's/^/  /'
 grep -E '^epoch 10/10' "$LOG/train_classifier.log" 2>/dev/null | sed 's/^/lenet5 cuda: /'
 if [ -s "$LOG/resnet_nabla.jsonl" ]; then
