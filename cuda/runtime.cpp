@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "engine/async_check.h"
+#include "engine/profile.h"
 #include "engine/storage.h"
 
 namespace nabla::cuda {
@@ -280,6 +281,16 @@ void check_launch(const char* file, int line) {
     raise_async_errors(current_device());
   }
 }
+
+// The profiler's device synchronisation (engine/profile.h): a kernel's time is taken between two waits
+// for the device's compute stream.
+[[maybe_unused]] const bool g_profile_hook = [] {
+  profile::set_sync_hook(DeviceType::cuda, [](Device d) {
+    DeviceGuard g(d.index);
+    NABLA_CUDA_CHECK(cudaStreamSynchronize(stream(d.index)));
+  });
+  return true;
+}();
 
 // ---- asynchronous checks ----------------------------------------------------------------------------
 namespace {

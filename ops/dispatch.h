@@ -9,11 +9,47 @@
 //
 // Slots are constant-initialised, so registration from static initialisers in any order is safe (the
 // library is shared, so every backend's registrations run when it loads).
+//
+// get() returns a KernelCall: it calls the function and, when the profiler is on (NABLA_PROFILE=1,
+// engine/profile.h), times it under the op's name. When it is off the cost is one relaxed atomic load.
 #pragma once
+#include <chrono>
+#include <utility>
+
 #include "engine/device.h"
 #include "engine/error.h"
+#include "engine/profile.h"
 
 namespace nabla::ops {
+
+template <class Fn>
+struct KernelCall;
+
+// A kernel function bound to the op name and device it is called for.
+template <class R, class... Args>
+struct KernelCall<R (*)(Args...)> {
+  using Fn = R (*)(Args...);
+  Fn fn;
+  const char* op;
+  Device device;
+
+  R operator()(Args... args) const {
+    if (!profile::enabled()) return fn(std::forward<Args>(args)...);
+    profile::synchronize(device);  // earlier queued work is not this kernel's
+    const auto t0 = std::chrono::steady_clock::now();
+    struct Done {  // records on the way out, also when R is void
+      const KernelCall& k;
+      std::chrono::steady_clock::time_point t0;
+      ~Done() {
+        profile::synchronize(k.device);
+        profile::record(k.op, k.device,
+                        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      }
+    } done{*this, t0};
+    return fn(std::forward<Args>(args)...);
+  }
+  operator Fn() const { return fn; }  // NOLINT: call sites may keep the plain function pointer
+};
 
 template <class Fn>
 struct Kernel {
@@ -27,11 +63,11 @@ struct Kernel {
   }
   bool has(Device d) const { return fns[static_cast<int>(d.type)] != nullptr; }
   // `op` is the user-facing op name for the error (defaults to the slot name).
-  Fn get(Device d, const char* op = nullptr) const {
+  KernelCall<Fn> get(Device d, const char* op = nullptr) const {
     Fn f = fns[static_cast<int>(d.type)];
     NABLA_CHECK(f != nullptr, op ? op : name, ": no ", device_type_name(d.type), " kernel (kernel slot '",
                 name, "'); this build's ", device_type_name(d.type), " backend does not implement it");
-    return f;
+    return {f, op ? op : name, d};
   }
 };
 

@@ -1,0 +1,58 @@
+// The kernel profiler (engine/profile.h, ops/dispatch.h's KernelCall): off, it records nothing; on, every
+// kernel call is counted under its op's name with a positive time, backward kernels included.
+#include <regex>
+
+#include "engine/profile.h"
+#include "testing.h"
+
+namespace nabla {
+namespace {
+
+// The calls column of `op`'s cpu row in the report, or -1.
+int64_t calls_of(const std::string& report, const std::string& op) {
+  std::smatch m;
+  const std::regex row("(^|\\n)" + op + " +cpu +([0-9]+) +([0-9.]+)");
+  return std::regex_search(report, m, row) ? std::stoll(m[2]) : -1;
+}
+
+struct ProfileOn {
+  bool prev = profile::enabled();
+  ProfileOn() {
+    profile::reset();
+    profile::set_enabled(true);
+  }
+  ~ProfileOn() {
+    profile::set_enabled(prev);
+    profile::reset();
+  }
+};
+
+TEST(Profile, OffRecordsNothing) {
+  const bool prev = profile::enabled();
+  profile::set_enabled(false);
+  profile::reset();
+  Tensor a = test::randn32({16, 16});
+  (void)matmul(a, a);
+  EXPECT_EQ(profile::report(), "");
+  profile::set_enabled(prev);
+}
+
+TEST(Profile, CountsEachKernelCallUnderItsOpWithItsTime) {
+  ProfileOn on;
+  Tensor a = test::randn32({96, 80}).requires_grad_(), b = test::randn32({80, 64});
+  Tensor y = matmul(a, b);
+  Tensor z = matmul(y, b.t());
+  EXPECT_EQ(calls_of(profile::report(), "matmul"), 2) << profile::report();
+  sum(z).backward();  // each matmul's backward runs one GEMM for a's side (b needs no gradient)
+  const std::string r = profile::report();
+  EXPECT_EQ(calls_of(r, "matmul"), 4) << r;
+  EXPECT_GT(calls_of(r, "sum"), 0) << r;
+  EXPECT_NE(r.find("total (kernels only)"), std::string::npos) << r;
+  // The times are real: a large GEMM's row is not zero.
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r, m, std::regex("(^|\\n)matmul +cpu +[0-9]+ +([0-9.]+)")));
+  EXPECT_GT(std::stod(m[2]), 0.0);
+}
+
+}  // namespace
+}  // namespace nabla
