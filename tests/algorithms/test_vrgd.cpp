@@ -433,7 +433,8 @@ TEST(VrOptimizer, TwoStepsOfEachMatchNaiveReferences) {
     auto& gsnr = dynamic_cast<VrOptimizer&>(*opt).gsnr();
     EXPECT_EQ(*gsnr.options().beta3, beta3) << kind;
     std::vector<RefParam> ref;
-    for (const Tensor& p : params) ref.push_back({.w = values(p), .is_1d = p.dim() == 1});
+    for (const Tensor& p : params)
+      ref.push_back({.w = values(p), .buf = {}, .m = {}, .v = {}, .p = {}, .is_1d = p.dim() == 1});
     for (int t = 1; t <= 2; ++t) {
       auto grads = random_grads(params, k, DType::f64);
       feed(gsnr, params, grads);

@@ -61,8 +61,9 @@ TEST(ChannelsLastModel, CifarResNetForwardBackwardAndStepsEqualRowMajor) {
     const NamedTensors pa = a->named_parameters(), pb = b->named_parameters();
     for (size_t i = 0; i < pa.size(); ++i) {
       ASSERT_TRUE(pb[i].second.grad().defined()) << pb[i].first;
-      if (pb[i].second.dim() == 4 && !pb[i].second.is_contiguous())
+      if (pb[i].second.dim() == 4 && !pb[i].second.is_contiguous()) {
         EXPECT_TRUE(pb[i].second.grad().is_contiguous(kCL)) << pb[i].first;
+      }
       test::expect_close(pb[i].second.grad(), pa[i].second.grad(), 2e-4);
     }
     opt_a.step();
@@ -72,7 +73,9 @@ TEST(ChannelsLastModel, CifarResNetForwardBackwardAndStepsEqualRowMajor) {
   for (size_t i = 0; i < sa.size(); ++i) {
     SCOPED_TRACE(sa[i].first);
     test::expect_close(sb[i].second, sa[i].second, 1e-4);
-    if (sb[i].second.dim() == 4) EXPECT_TRUE(sb[i].second.is_contiguous(kCL));
+    if (sb[i].second.dim() == 4) {
+      EXPECT_TRUE(sb[i].second.is_contiguous(kCL));
+    }
   }
 }
 

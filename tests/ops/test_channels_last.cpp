@@ -23,7 +23,9 @@ Tensor expect_same_as_nchw(const std::function<Tensor(const std::vector<Tensor>&
   for (size_t i = 0; i < inputs.size(); ++i) {
     Tensor base = inputs[i].detach();
     Tensor ra = base.clone(), rb = cl[i] ? base.contiguous(kCL) : base.clone();
-    if (cl[i]) EXPECT_TRUE(rb.is_contiguous(kCL)) << "input " << i;
+    if (cl[i]) {
+      EXPECT_TRUE(rb.is_contiguous(kCL)) << "input " << i;
+    }
     if (inputs[i].requires_grad()) {
       ra.requires_grad_(true);
       rb.requires_grad_(true);
