@@ -12,6 +12,10 @@
 // autograd bookkeeping) is not in the table; the difference between the run's time and the table's total
 // is that overhead.
 //
+// A kernel that calls another slot (a channels-last CPU pool copying its result into place, the CUDA 1x1
+// convolution running the GEMM slot) is one row: only the outermost call on a thread is timed, so the rows
+// add up to the kernel time without counting anything twice.
+//
 // profile::set_enabled() turns it on or off from code; profile::report() returns the table so far and
 // profile::reset() clears it.
 #pragma once
@@ -24,6 +28,7 @@ namespace nabla::profile {
 
 namespace detail {
 inline std::atomic<bool> g_enabled{false};  // set from NABLA_PROFILE when the library loads
+inline thread_local int g_depth = 0;        // kernel calls in progress on this thread (see below)
 }
 
 inline bool enabled() { return detail::g_enabled.load(std::memory_order_relaxed); }

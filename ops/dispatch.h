@@ -34,13 +34,16 @@ struct KernelCall<R (*)(Args...)> {
   Device device;
 
   R operator()(Args... args) const {
-    if (!profile::enabled()) return fn(std::forward<Args>(args)...);
+    // Nested calls (a kernel calling another slot) belong to the outer call's row.
+    if (!profile::enabled() || profile::detail::g_depth > 0) return fn(std::forward<Args>(args)...);
     profile::synchronize(device);  // earlier queued work is not this kernel's
     const auto t0 = std::chrono::steady_clock::now();
-    struct Done {  // records on the way out, also when R is void
+    ++profile::detail::g_depth;
+    struct Done {  // records on the way out (also when R is void, or fn throws)
       const KernelCall& k;
       std::chrono::steady_clock::time_point t0;
       ~Done() {
+        --profile::detail::g_depth;
         profile::synchronize(k.device);
         profile::record(k.op, k.device,
                         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());

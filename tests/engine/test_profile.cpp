@@ -54,5 +54,17 @@ TEST(Profile, CountsEachKernelCallUnderItsOpWithItsTime) {
   EXPECT_GT(std::stod(m[2]), 0.0);
 }
 
+TEST(Profile, AKernelThatCallsAnotherSlotIsOneRow) {
+  ProfileOn on;
+  // On the CPU a channels-last max_pool2d computes in NCHW scratch and copies the result into place
+  // through the copy slot: that copy is part of max_pool2d's row, not a row of its own.
+  Tensor x = test::randn32({2, 5, 8, 8}).contiguous(MemoryFormat::ChannelsLast);
+  Tensor y = max_pool2d(x, {2, 2}, {2, 2});
+  ASSERT_TRUE(y.is_contiguous(MemoryFormat::ChannelsLast));
+  const std::string r = profile::report();
+  EXPECT_EQ(calls_of(r, "max_pool2d"), 1) << r;
+  EXPECT_EQ(r.find("channels_last"), std::string::npos) << r;
+}
+
 }  // namespace
 }  // namespace nabla
