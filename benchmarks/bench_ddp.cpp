@@ -28,23 +28,27 @@ int main(int argc, char** argv) {
     int64_t batch = 128, steps = 20, warmup = 5;
     std::string precision = "bf16", model_name = "resnet50";
     bool channels_last = false;  // --channels-last: NHWC weights and input (Module::to(MemoryFormat))
-    for (int i = 1; i < argc; ++i)
-      if (!std::strcmp(argv[i], "--channels-last")) channels_last = true;
-    for (int i = 1; i + 1 < argc; i += 2) {
-      if (!std::strcmp(argv[i], "--channels-last")) {
-        --i;  // a switch: no value to skip
+    for (int i = 1; i < argc; ++i) {
+      const std::string a = argv[i];
+      if (a == "--channels-last") {
+        channels_last = true;
         continue;
       }
-      if (!std::strcmp(argv[i], "--batch"))
-        batch = std::atoll(argv[i + 1]);
-      else if (!std::strcmp(argv[i], "--steps"))
-        steps = std::atoll(argv[i + 1]);
-      else if (!std::strcmp(argv[i], "--warmup"))
-        warmup = std::atoll(argv[i + 1]);
-      else if (!std::strcmp(argv[i], "--precision"))
-        precision = argv[i + 1];
-      else if (!std::strcmp(argv[i], "--model"))
-        model_name = argv[i + 1];
+      NABLA_CHECK(i + 1 < argc, "bench_ddp: ", a, " needs a value");
+      const char* v = argv[++i];
+      if (a == "--batch")
+        batch = std::atoll(v);
+      else if (a == "--steps")
+        steps = std::atoll(v);
+      else if (a == "--warmup")
+        warmup = std::atoll(v);
+      else if (a == "--precision")
+        precision = v;
+      else if (a == "--model")
+        model_name = v;
+      else
+        fail("bench_ddp: unknown option ", a,
+             " (expected --batch, --steps, --warmup, --precision, --model, --channels-last)");
     }
     const dist::LaunchEnv env = dist::detect_launch_env();
     const Device dev = Device::cuda(env.local_rank);
