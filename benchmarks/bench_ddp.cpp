@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
         channels_last = true;
         continue;
       }
-      NABLA_CHECK(i + 1 < argc, "bench_ddp: ", a, " needs a value");
+      NABLA_CHECK(i + 1 < argc, a, " needs a value");
       const char* v = argv[++i];
       if (a == "--batch")
         batch = std::atoll(v);
@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
       else if (a == "--model")
         model_name = v;
       else
-        fail("bench_ddp: unknown option ", a,
+        fail("unknown option ", a,
              " (expected --batch, --steps, --warmup, --precision, --model, --channels-last)");
     }
     const dist::LaunchEnv env = dist::detect_launch_env();
