@@ -404,6 +404,8 @@ int run(int argc, char** argv) {
   if (amp && dev.is_cpu())
     std::printf("note: --amp bf16 changes nothing on the CPU (autocast is CUDA-only)\n");
   Data d = load_data(o, dev);
+  // The synthetic batch is reused every step: put it in the model's layout once, not per step.
+  if (d.synthetic) d.synthetic_batch.inputs = as_format(d.synthetic_batch.inputs, o.channels_last);
   auto model = models::make_classifier(o.model, d.channels, d.image_size, d.classes);
   model->to(dev);
   if (o.channels_last) model->to(MemoryFormat::ChannelsLast);
