@@ -1,11 +1,15 @@
 // CUDA kernels of the element-wise family (unary, binary with fused activation backwards, where). The maths
 // of each op is the CPU kernel's (ops/cpu/elementwise.cpp); 16-bit floats compute in f32.
 //
-// Contiguous same-dtype f32 inputs take a vectorised path: each thread moves 16 bytes (float4) per operand,
-// which is what it takes to get near the copy bandwidth of HBM; everything else uses the strided launcher.
+// Float operands of one dtype that share a dense layout (row-major, channels-last, any permutation) and are
+// 16-byte aligned take the packed path: each thread moves 16 bytes per operand (4 f32, 8 bf16/f16, 2 f64),
+// which is what it takes to get near the copy bandwidth of HBM; with one 2-byte load per thread a bf16 add
+// ran at about a quarter of it (issue 5's profile). Everything else uses the strided launcher.
 #include "cuda/dtype.cuh"
 #include "cuda/loops.cuh"
+#include "cuda/vec.cuh"
 #include "ops/elementwise.h"
+#include "ops/util.h"
 
 namespace nabla::cuda {
 namespace {
@@ -103,30 +107,52 @@ __device__ __forceinline__ bool compare_fn(BinaryOp op, double x, double y) {
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-__global__ void unary_f32_vec4(UnaryOp op, const float4* __restrict__ x, float4* __restrict__ out, int64_t n4, float a,
-                               float b) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n4;
-       i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
-    float4 v = x[i];
-    v.x = unary_fn(op, v.x, a, b);
-    v.y = unary_fn(op, v.y, a, b);
-    v.z = unary_fn(op, v.z, a, b);
-    v.w = unary_fn(op, v.w, a, b);
-    out[i] = v;
-  }
+// Elements per 16-byte pack on the packed path.
+template <class T>
+constexpr int kPack = static_cast<int>(16 / sizeof(T));
+
+// True when `out` and every input share one dtype and one dense, non-overlapping layout, all 16-byte
+// aligned: the operands are then `numel` consecutive elements from their data pointers, in the same order.
+bool packable(const Tensor& out, std::initializer_list<const Tensor*> inputs) {
+  if (!out.is_non_overlapping_and_dense() || !aligned16(out.data_ptr())) return false;
+  for (const Tensor* t : inputs)
+    if (t->dtype() != out.dtype() || !ops::same_dense_layout(*t, out) || !aligned16(t->data_ptr())) return false;
+  return true;
 }
 
-__global__ void binary_f32_vec4(BinaryOp op, const float4* __restrict__ x, const float4* __restrict__ y,
-                                float4* __restrict__ out, int64_t n4, float a, float b) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n4;
-       i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
-    float4 u = x[i], v = y[i];
-    u.x = binary_fn(op, u.x, v.x, a, b);
-    u.y = binary_fn(op, u.y, v.y, a, b);
-    u.z = binary_fn(op, u.z, v.z, a, b);
-    u.w = binary_fn(op, u.w, v.w, a, b);
-    out[i] = u;
+// No __restrict__: in-place ops (relu_, add_) pass out == x; each element is read and written by one thread.
+template <class T>
+__global__ void unary_packed(UnaryOp op, const T* x, T* out, int64_t n, acc_t<T> a, acc_t<T> b) {
+  using A = acc_t<T>;
+  constexpr int V = kPack<T>;
+  const int64_t packs = n / V, step = static_cast<int64_t>(blockDim.x) * gridDim.x;
+  const int64_t first = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  for (int64_t i = first; i < packs; i += step) {
+    A v[V];
+    load_pack<T, V>(x + i * V, v);
+#pragma unroll
+    for (int e = 0; e < V; ++e) v[e] = unary_fn<A>(op, v[e], a, b);
+    store_pack<T, V>(out + i * V, v);
   }
+  for (int64_t i = packs * V + first; i < n; i += step) out[i] = store<T>(unary_fn<A>(op, load(x[i]), a, b));
+}
+
+template <class T>
+__global__ void binary_packed(BinaryOp op, const T* x, const T* y, T* out, int64_t n, acc_t<T> a, acc_t<T> b) {
+  using A = acc_t<T>;
+  constexpr int V = kPack<T>;
+  const int64_t packs = n / V, step = static_cast<int64_t>(blockDim.x) * gridDim.x;
+  const int64_t first = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  for (int64_t i = first; i < packs; i += step) {
+    A u[V], v[V];
+    load_pack<T, V>(x + i * V, u);
+    load_pack<T, V>(y + i * V, v);
+#pragma unroll
+    for (int e = 0; e < V; ++e) u[e] = binary_fn<A>(op, u[e], v[e], a, b);
+    store_pack<T, V>(out + i * V, u);
+  }
+  for (int64_t i = packs * V + first; i < n; i += step)
+    out[i] = store<T>(binary_fn<A>(op, load(x[i]), load(y[i]), a, b));
 }
 
 template <class T>
@@ -135,6 +161,13 @@ void unary_typed(UnaryOp op, const Tensor& x, Tensor& out, ElementwiseParams p) 
   const T* px = ptr<T>(x);
   T* po = ptr<T>(out);
   const A a = static_cast<A>(p.alpha), b = static_cast<A>(p.beta);
+  if (packable(out, {&x})) {
+    const int64_t n = out.numel();
+    if (n == 0) return;
+    unary_packed<T><<<grid_for((n + kPack<T> - 1) / kPack<T>), kBlock, 0, current_stream()>>>(op, px, po, n, a, b);
+    NABLA_CUDA_LAUNCH_CHECK();
+    return;
+  }
   launch_elementwise<2>(out.shape(), {&out.strides(), &x.strides()}, [=] __device__(const std::array<int64_t, 2>& o) {
     po[o[0]] = store<T>(unary_fn<A>(op, load(px[o[1]]), a, b));
   });
@@ -142,15 +175,6 @@ void unary_typed(UnaryOp op, const Tensor& x, Tensor& out, ElementwiseParams p) 
 
 void unary_cuda(UnaryOp op, const Tensor& x, Tensor& out, ElementwiseParams p) {
   DeviceGuard g(x.device().index);
-  const int64_t n = out.numel();
-  if (x.dtype() == DType::f32 && x.is_contiguous() && out.is_contiguous() && n % 4 == 0 && aligned16(x.data_ptr()) &&
-      aligned16(out.data_ptr())) {
-    unary_f32_vec4<<<grid_for(n / 4), kBlock, 0, current_stream()>>>(
-        op, static_cast<const float4*>(x.data_ptr()), static_cast<float4*>(out.data_ptr()), n / 4,
-        static_cast<float>(p.alpha), static_cast<float>(p.beta));
-    NABLA_CUDA_LAUNCH_CHECK();
-    return;
-  }
   visit_cuda_float(x.dtype(), ops::unary_op_name(op), [&](auto zero) { unary_typed<decltype(zero)>(op, x, out, p); });
 }
 
@@ -170,6 +194,14 @@ void binary_typed(BinaryOp op, bool cmp, const Tensor& a, const Tensor& b, Tenso
   T* po = ptr<T>(out);
   const A alpha = static_cast<A>(p.alpha), beta = static_cast<A>(p.beta);
   if constexpr (std::is_floating_point_v<A>) {
+    if (packable(out, {&a, &b})) {
+      const int64_t n = out.numel();
+      if (n == 0) return;
+      binary_packed<T><<<grid_for((n + kPack<T> - 1) / kPack<T>), kBlock, 0, current_stream()>>>(op, pa, pb, po, n,
+                                                                                                 alpha, beta);
+      NABLA_CUDA_LAUNCH_CHECK();
+      return;
+    }
     launch_elementwise<3>(out.shape(), {&out.strides(), &a.strides(), &b.strides()},
                           [=] __device__(const std::array<int64_t, 3>& o) {
                             po[o[0]] = store<T>(binary_fn<A>(op, load(pa[o[1]]), load(pb[o[2]]), alpha, beta));
@@ -187,16 +219,6 @@ void binary_typed(BinaryOp op, bool cmp, const Tensor& a, const Tensor& b, Tenso
 void binary_cuda(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out, ElementwiseParams p) {
   DeviceGuard g(a.device().index);
   const bool cmp = op >= BinaryOp::eq && op <= BinaryOp::ge;
-  const int64_t n = out.numel();
-  if (!cmp && a.dtype() == DType::f32 && a.is_contiguous() && b.is_contiguous() && out.is_contiguous() &&
-      a.shape() == out.shape() && b.shape() == out.shape() && n % 4 == 0 && aligned16(a.data_ptr()) &&
-      aligned16(b.data_ptr()) && aligned16(out.data_ptr()) && a.strides() == out.strides() && b.strides() == out.strides()) {
-    binary_f32_vec4<<<grid_for(n / 4), kBlock, 0, current_stream()>>>(
-        op, static_cast<const float4*>(a.data_ptr()), static_cast<const float4*>(b.data_ptr()),
-        static_cast<float4*>(out.data_ptr()), n / 4, static_cast<float>(p.alpha), static_cast<float>(p.beta));
-    NABLA_CUDA_LAUNCH_CHECK();
-    return;
-  }
   visit_all(a.dtype(), [&](auto zero) { binary_typed<decltype(zero)>(op, cmp, a, b, out, p); });
 }
 

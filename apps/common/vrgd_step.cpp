@@ -40,17 +40,18 @@ VrStepResult vr_forward_backward(vrgd::Gsnr& gsnr, nn::Module& model, const Tens
 }
 
 nlohmann::json gsnr_stats_record(const vrgd::Gsnr& gsnr, int64_t step) {
-  nlohmann::json layers = nlohmann::json::object();
+  nlohmann::json layers = nlohmann::json::object(), sizes = nlohmann::json::object();
   double n = 0, mean = 0, lo = 0, hi = 0;
   for (const auto& s : gsnr.last_stats()) {
     layers[s.name] = {s.mean_ratio, s.frac_at_gamma, s.frac_at_one};
+    sizes[s.name] = s.numel;
     const double w = static_cast<double>(s.numel);
     n += w, mean += w * s.mean_ratio, lo += w * s.frac_at_gamma, hi += w * s.frac_at_one;
   }
   if (n > 0) mean /= n, lo /= n, hi /= n;
   return {{"kind", "gsnr"},      {"step", step},      {"mean_ratio", mean},
           {"frac_at_gamma", lo}, {"frac_at_one", hi}, {"gamma", gsnr.options().gamma},
-          {"layers", layers}};
+          {"layers", layers},    {"numel", sizes}};
 }
 
 }  // namespace nabla::apps

@@ -30,7 +30,8 @@ VrStepResult vr_forward_backward(vrgd::Gsnr& gsnr, nn::Module& model, const Tens
                                  const vrgd::AllReduceSum& ranks = {}, int64_t world_size = 1);
 
 // {"kind": "gsnr", "step", "mean_ratio", "frac_at_gamma", "frac_at_one" (element-weighted over the model),
-//  "layers": {name: [mean_ratio, frac_at_gamma, frac_at_one]}} from the last reduce's statistics.
+//  "layers": {name: [mean_ratio, frac_at_gamma, frac_at_one]}, "numel": {name: elements}} from the last
+//  reduce's statistics.
 nlohmann::json gsnr_stats_record(const vrgd::Gsnr& gsnr, int64_t step);
 
 }  // namespace nabla::apps

@@ -201,6 +201,46 @@ NABLA_PARITY(mul, channels_last_bf16) {
       [](In in) { return mul(bf16_or_rounded(cl(in[0])), bf16_or_rounded(cl(in[1]))).to(DType::f32); },
       {parity_randn({2, 17, 3, 5}), parity_randn({2, 17, 3, 5})}, {.atol = 2e-2, .rtol = 1e-2});
 }
+// The packed path of cuda/elementwise.cu (16 bytes per operand and thread) for each float dtype: sizes
+// that leave a tail after the last pack, channels-last, in place, and a view 2 bytes off alignment (which
+// must take the strided path and still agree).
+NABLA_PARITY(relu, packed_bf16_channels_last_tail) {  // 3*37*5*7 = 3885 = 485 packs of 8 + 5
+  EXPECT_PARITY([](In in) { return relu(bf16_or_rounded(cl(in[0]))).to(DType::f32); }, {parity_randn({3, 37, 5, 7})},
+                {.atol = 2e-2, .rtol = 1e-2});
+}
+NABLA_PARITY(add, packed_bf16_residual_relu) {
+  EXPECT_PARITY(
+      [](In in) {
+        return relu(add(bf16_or_rounded(cl(in[0])), bf16_or_rounded(cl(in[1])), 0.5)).to(DType::f32);
+      },
+      {parity_randn({2, 40, 7, 9}), parity_randn({2, 40, 7, 9})}, {.atol = 3e-2, .rtol = 1e-2});
+}
+NABLA_PARITY(add, packed_bf16_in_place) {
+  EXPECT_PARITY(
+      [](In in) {
+        Tensor y = bf16_or_rounded(cl(in[0])) * 2.0;
+        add_(y, bf16_or_rounded(cl(in[1])), -1.5);
+        return y.to(DType::f32);
+      },
+      {parity_randn({2, 24, 5, 3}), parity_randn({2, 24, 5, 3})}, {.atol = 5e-2, .rtol = 1e-2});
+}
+NABLA_PARITY(sub, packed_f16_tail) {  // 1003 = 125 packs of 8 + 3
+  EXPECT_PARITY([](In in) { return sub(in[0].to(DType::f16), in[1].to(DType::f16)).to(DType::f32); },
+                {parity_randn({17, 59}), parity_randn({17, 59})}, {.atol = 1e-2, .rtol = 1e-2});
+}
+NABLA_PARITY(div, packed_f64_odd) {  // 2 per pack, 999 elements
+  EXPECT_PARITY([](In in) { return div(in[0].to(DType::f64), in[1].to(DType::f64) + 3.0).to(DType::f32); },
+                {parity_randn({27, 37}), test::parity_uniform({27, 37}, 0.5, 2.0)});
+}
+NABLA_PARITY(mul, bf16_view_off_alignment) {  // data pointer 2 bytes past a 16-byte boundary: strided path
+  EXPECT_PARITY(
+      [](In in) {
+        Tensor a = bf16_or_rounded(in[0]).narrow(0, 1, 200);
+        Tensor b = bf16_or_rounded(in[1]).narrow(0, 0, 200);
+        return (mul(a, b) + a).to(DType::f32);
+      },
+      {parity_randn({201}), parity_randn({201})}, {.atol = 2e-2, .rtol = 1e-2});
+}
 NABLA_PARITY(dropout, channels_last) {
   EXPECT_PARITY(
       [](In in) {
