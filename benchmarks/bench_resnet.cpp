@@ -11,12 +11,15 @@
 // compute stream with no host synchronisation inside a window (as a training loop that reads the loss
 // every few steps). img/s of a window = batch * steps / window time; the reported figure is the median
 // window. TF32 on unless --no-tf32 (NABLA_TF32 and PyTorch's allow_tf32 flags).
+// host_ms_per_step: the host's time to queue a step (median window); near ms_per_step, the step is bound by
+// launches and host work. Under NABLA_PROFILE=1 the op table printed at exit covers the timed windows only.
 //
 // Usage: bench_resnet --name resnet50_b128_tf32 --model resnet50 --batch 128 --image-size 224
 //                     --classes 1000 [--amp bf16] [--warmup 10] [--steps 10] [--windows 5] [--no-tf32]
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
@@ -26,6 +29,7 @@
 #include "algorithms/optim/optimizer.h"
 #include "cuda/runtime.h"
 #include "data/synthetic.h"
+#include "engine/profile.h"
 #include "models/resnet.h"
 #include "nabla.h"
 
@@ -138,11 +142,19 @@ int main(int argc, char** argv) {
     for (int64_t i = 0; i < o.warmup; ++i) step();
     cuda::synchronize();
     const double first_loss = last_loss.item();
-    std::vector<double> img_per_s;
+    // NABLA_PROFILE=1: the table at exit covers the timed steps only (not cuDNN's algorithm search).
+    if (profile::enabled()) profile::reset();
+    std::vector<double> img_per_s, host_ms;
     for (int64_t w = 0; w < o.windows; ++w) {
       cuda::Event start, stop;
       start.record();
+      const auto h0 = std::chrono::steady_clock::now();
       for (int64_t i = 0; i < o.steps; ++i) step();
+      // The host's time to queue the window: close to the window's device time when the step is bound by
+      // launches and host work rather than by the GPU.
+      host_ms.push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - h0).count() /
+          static_cast<double>(o.steps));
       stop.record();
       stop.synchronize();
       const double ms = start.elapsed_ms(stop);
@@ -153,6 +165,11 @@ int main(int argc, char** argv) {
     const double median = sorted[sorted.size() / 2];
     j["img_per_s"] = median;
     j["ms_per_step"] = 1e3 * static_cast<double>(o.batch) / median;
+    std::sort(host_ms.begin(), host_ms.end());
+    j["host_ms_per_step"] = host_ms[host_ms.size() / 2];
+    if (profile::enabled())
+      std::fprintf(stderr, "NABLA_PROFILE: the table covers %lld timed steps\n",
+                   static_cast<long long>(o.steps * o.windows));
     j["windows_img_per_s"] = img_per_s;
     j["steps_per_window"] = o.steps;
     j["warmup"] = o.warmup;

@@ -24,23 +24,40 @@ constexpr double kInvSqrt2Pi = 0.3989422804014327;
 template <class A>
 __device__ __forceinline__ A unary_fn(UnaryOp op, A v, A alpha, A beta) {
   switch (op) {
-    case UnaryOp::neg: return -v;
-    case UnaryOp::abs: return v < A(0) ? -v : v;
-    case UnaryOp::exp: return ::exp(v);
-    case UnaryOp::log: return ::log(v);
-    case UnaryOp::log1p: return ::log1p(v);
-    case UnaryOp::sqrt: return ::sqrt(v);
-    case UnaryOp::rsqrt: return A(1) / ::sqrt(v);
-    case UnaryOp::tanh: return ::tanh(v);
-    case UnaryOp::sigmoid: return A(1) / (A(1) + ::exp(-v));
-    case UnaryOp::relu: return v > A(0) ? v : A(0);
-    case UnaryOp::leaky_relu: return v > A(0) ? v : v * alpha;
-    case UnaryOp::gelu: return A(0.5) * v * (A(1) + ::erf(v * A(kInvSqrt2)));
-    case UnaryOp::gelu_tanh: return A(0.5) * v * (A(1) + ::tanh(A(kSqrt2OverPi) * (v + A(0.044715) * v * v * v)));
-    case UnaryOp::silu: return v / (A(1) + ::exp(-v));
-    case UnaryOp::clamp: return v < alpha ? alpha : (v > beta ? beta : v);
-    case UnaryOp::pow: return ::pow(v, alpha);
-    case UnaryOp::sign: return A((v > A(0)) - (v < A(0)));
+    case UnaryOp::neg:
+      return -v;
+    case UnaryOp::abs:
+      return v < A(0) ? -v : v;
+    case UnaryOp::exp:
+      return ::exp(v);
+    case UnaryOp::log:
+      return ::log(v);
+    case UnaryOp::log1p:
+      return ::log1p(v);
+    case UnaryOp::sqrt:
+      return ::sqrt(v);
+    case UnaryOp::rsqrt:
+      return A(1) / ::sqrt(v);
+    case UnaryOp::tanh:
+      return ::tanh(v);
+    case UnaryOp::sigmoid:
+      return A(1) / (A(1) + ::exp(-v));
+    case UnaryOp::relu:
+      return v > A(0) ? v : A(0);
+    case UnaryOp::leaky_relu:
+      return v > A(0) ? v : v * alpha;
+    case UnaryOp::gelu:
+      return A(0.5) * v * (A(1) + ::erf(v * A(kInvSqrt2)));
+    case UnaryOp::gelu_tanh:
+      return A(0.5) * v * (A(1) + ::tanh(A(kSqrt2OverPi) * (v + A(0.044715) * v * v * v)));
+    case UnaryOp::silu:
+      return v / (A(1) + ::exp(-v));
+    case UnaryOp::clamp:
+      return v < alpha ? alpha : (v > beta ? beta : v);
+    case UnaryOp::pow:
+      return ::pow(v, alpha);
+    case UnaryOp::sign:
+      return A((v > A(0)) - (v < A(0)));
   }
   return v;
 }
@@ -48,15 +65,24 @@ __device__ __forceinline__ A unary_fn(UnaryOp op, A v, A alpha, A beta) {
 template <class A>
 __device__ __forceinline__ A binary_fn(BinaryOp op, A x, A y, A alpha, A beta) {
   switch (op) {
-    case BinaryOp::add: return x + alpha * y;
-    case BinaryOp::sub: return x - alpha * y;
-    case BinaryOp::mul: return x * y;
-    case BinaryOp::div: return x / y;
-    case BinaryOp::pow: return ::pow(x, y);
-    case BinaryOp::maximum: return x >= y ? x : y;
-    case BinaryOp::minimum: return x <= y ? x : y;
-    case BinaryOp::relu_grad: return y > A(0) ? x : A(0);
-    case BinaryOp::leaky_relu_grad: return y > A(0) ? x : x * alpha;
+    case BinaryOp::add:
+      return x + alpha * y;
+    case BinaryOp::sub:
+      return x - alpha * y;
+    case BinaryOp::mul:
+      return x * y;
+    case BinaryOp::div:
+      return x / y;
+    case BinaryOp::pow:
+      return ::pow(x, y);
+    case BinaryOp::maximum:
+      return x >= y ? x : y;
+    case BinaryOp::minimum:
+      return x <= y ? x : y;
+    case BinaryOp::relu_grad:
+      return y > A(0) ? x : A(0);
+    case BinaryOp::leaky_relu_grad:
+      return y > A(0) ? x : x * alpha;
     case BinaryOp::gelu_grad: {
       A cdf = A(0.5) * (A(1) + ::erf(y * A(kInvSqrt2)));
       A pdf = A(kInvSqrt2Pi) * ::exp(A(-0.5) * y * y);
@@ -72,10 +98,14 @@ __device__ __forceinline__ A binary_fn(BinaryOp op, A x, A y, A alpha, A beta) {
       A s = A(1) / (A(1) + ::exp(-y));
       return x * s * (A(1) + y * (A(1) - s));
     }
-    case BinaryOp::clamp_grad: return (y >= alpha && y <= beta) ? x : A(0);
-    case BinaryOp::sigmoid_grad_from_y: return x * y * (A(1) - y);
-    case BinaryOp::tanh_grad_from_y: return x * (A(1) - y * y);
-    default: return A(0);  // comparisons are handled separately
+    case BinaryOp::clamp_grad:
+      return (y >= alpha && y <= beta) ? x : A(0);
+    case BinaryOp::sigmoid_grad_from_y:
+      return x * y * (A(1) - y);
+    case BinaryOp::tanh_grad_from_y:
+      return x * (A(1) - y * y);
+    default:
+      return A(0);  // comparisons are handled separately
   }
 }
 
@@ -83,25 +113,39 @@ __device__ __forceinline__ A binary_fn(BinaryOp op, A x, A y, A alpha, A beta) {
 template <class A>
 __device__ __forceinline__ A int_binary_fn(BinaryOp op, A x, A y, A alpha) {
   switch (op) {
-    case BinaryOp::add: return x + alpha * y;
-    case BinaryOp::sub: return x - alpha * y;
-    case BinaryOp::mul: return x * y;
-    case BinaryOp::div: return y == A(0) ? A(0) : x / y;
-    case BinaryOp::maximum: return x >= y ? x : y;
-    case BinaryOp::minimum: return x <= y ? x : y;
-    default: return A(0);
+    case BinaryOp::add:
+      return x + alpha * y;
+    case BinaryOp::sub:
+      return x - alpha * y;
+    case BinaryOp::mul:
+      return x * y;
+    case BinaryOp::div:
+      return y == A(0) ? A(0) : x / y;
+    case BinaryOp::maximum:
+      return x >= y ? x : y;
+    case BinaryOp::minimum:
+      return x <= y ? x : y;
+    default:
+      return A(0);
   }
 }
 
 __device__ __forceinline__ bool compare_fn(BinaryOp op, double x, double y) {
   switch (op) {
-    case BinaryOp::eq: return x == y;
-    case BinaryOp::ne: return x != y;
-    case BinaryOp::lt: return x < y;
-    case BinaryOp::le: return x <= y;
-    case BinaryOp::gt: return x > y;
-    case BinaryOp::ge: return x >= y;
-    default: return false;
+    case BinaryOp::eq:
+      return x == y;
+    case BinaryOp::ne:
+      return x != y;
+    case BinaryOp::lt:
+      return x < y;
+    case BinaryOp::le:
+      return x <= y;
+    case BinaryOp::gt:
+      return x > y;
+    case BinaryOp::ge:
+      return x >= y;
+    default:
+      return false;
   }
 }
 
@@ -116,7 +160,8 @@ constexpr int kPack = static_cast<int>(16 / sizeof(T));
 bool packable(const Tensor& out, std::initializer_list<const Tensor*> inputs) {
   if (!out.is_non_overlapping_and_dense() || !aligned16(out.data_ptr())) return false;
   for (const Tensor* t : inputs)
-    if (t->dtype() != out.dtype() || !ops::same_dense_layout(*t, out) || !aligned16(t->data_ptr())) return false;
+    if (t->dtype() != out.dtype() || !ops::same_dense_layout(*t, out) || !aligned16(t->data_ptr()))
+      return false;
   return true;
 }
 
@@ -138,7 +183,8 @@ __global__ void unary_packed(UnaryOp op, const T* x, T* out, int64_t n, acc_t<T>
 }
 
 template <class T>
-__global__ void binary_packed(BinaryOp op, const T* x, const T* y, T* out, int64_t n, acc_t<T> a, acc_t<T> b) {
+__global__ void binary_packed(BinaryOp op, const T* x, const T* y, T* out, int64_t n, acc_t<T> a,
+                              acc_t<T> b) {
   using A = acc_t<T>;
   constexpr int V = kPack<T>;
   const int64_t packs = n / V, step = static_cast<int64_t>(blockDim.x) * gridDim.x;
@@ -164,18 +210,21 @@ void unary_typed(UnaryOp op, const Tensor& x, Tensor& out, ElementwiseParams p) 
   if (packable(out, {&x})) {
     const int64_t n = out.numel();
     if (n == 0) return;
-    unary_packed<T><<<grid_for((n + kPack<T> - 1) / kPack<T>), kBlock, 0, current_stream()>>>(op, px, po, n, a, b);
+    unary_packed<T>
+        <<<grid_for((n + kPack<T> - 1) / kPack<T>), kBlock, 0, current_stream()>>>(op, px, po, n, a, b);
     NABLA_CUDA_LAUNCH_CHECK();
     return;
   }
-  launch_elementwise<2>(out.shape(), {&out.strides(), &x.strides()}, [=] __device__(const std::array<int64_t, 2>& o) {
-    po[o[0]] = store<T>(unary_fn<A>(op, load(px[o[1]]), a, b));
-  });
+  launch_elementwise<2>(out.shape(), {&out.strides(), &x.strides()},
+                        [=] __device__(const std::array<int64_t, 2>& o) {
+                          po[o[0]] = store<T>(unary_fn<A>(op, load(px[o[1]]), a, b));
+                        });
 }
 
 void unary_cuda(UnaryOp op, const Tensor& x, Tensor& out, ElementwiseParams p) {
   DeviceGuard g(x.device().index);
-  visit_cuda_float(x.dtype(), ops::unary_op_name(op), [&](auto zero) { unary_typed<decltype(zero)>(op, x, out, p); });
+  visit_cuda_float(x.dtype(), ops::unary_op_name(op),
+                   [&](auto zero) { unary_typed<decltype(zero)>(op, x, out, p); });
 }
 
 template <class T>
@@ -187,7 +236,8 @@ void binary_typed(BinaryOp op, bool cmp, const Tensor& a, const Tensor& b, Tenso
     bool* po = ptr<bool>(out);
     launch_elementwise<3>(out.shape(), {&out.strides(), &a.strides(), &b.strides()},
                           [=] __device__(const std::array<int64_t, 3>& o) {
-                            po[o[0]] = compare_fn(op, static_cast<double>(load(pa[o[1]])), static_cast<double>(load(pb[o[2]])));
+                            po[o[0]] = compare_fn(op, static_cast<double>(load(pa[o[1]])),
+                                                  static_cast<double>(load(pb[o[2]])));
                           });
     return;
   }
@@ -197,18 +247,19 @@ void binary_typed(BinaryOp op, bool cmp, const Tensor& a, const Tensor& b, Tenso
     if (packable(out, {&a, &b})) {
       const int64_t n = out.numel();
       if (n == 0) return;
-      binary_packed<T><<<grid_for((n + kPack<T> - 1) / kPack<T>), kBlock, 0, current_stream()>>>(op, pa, pb, po, n,
-                                                                                                 alpha, beta);
+      binary_packed<T><<<grid_for((n + kPack<T> - 1) / kPack<T>), kBlock, 0, current_stream()>>>(
+          op, pa, pb, po, n, alpha, beta);
       NABLA_CUDA_LAUNCH_CHECK();
       return;
     }
     launch_elementwise<3>(out.shape(), {&out.strides(), &a.strides(), &b.strides()},
                           [=] __device__(const std::array<int64_t, 3>& o) {
-                            po[o[0]] = store<T>(binary_fn<A>(op, load(pa[o[1]]), load(pb[o[2]]), alpha, beta));
+                            po[o[0]] =
+                                store<T>(binary_fn<A>(op, load(pa[o[1]]), load(pb[o[2]]), alpha, beta));
                           });
   } else {
-    NABLA_CHECK(op <= BinaryOp::minimum && op != BinaryOp::pow, ops::binary_op_name(op), ": dtype ", a.dtype(),
-                " is not supported (expected a float type)");
+    NABLA_CHECK(op <= BinaryOp::minimum && op != BinaryOp::pow, ops::binary_op_name(op), ": dtype ",
+                a.dtype(), " is not supported (expected a float type)");
     launch_elementwise<3>(out.shape(), {&out.strides(), &a.strides(), &b.strides()},
                           [=] __device__(const std::array<int64_t, 3>& o) {
                             po[o[0]] = store<T>(int_binary_fn<A>(op, load(pa[o[1]]), load(pb[o[2]]), alpha));
@@ -228,8 +279,9 @@ void where_typed(const Tensor& cond, const Tensor& a, const Tensor& b, Tensor& o
   const T* pa = ptr<T>(a);
   const T* pb = ptr<T>(b);
   T* po = ptr<T>(out);
-  launch_elementwise<4>(out.shape(), {&out.strides(), &cond.strides(), &a.strides(), &b.strides()},
-                        [=] __device__(const std::array<int64_t, 4>& o) { po[o[0]] = pc[o[1]] ? pa[o[2]] : pb[o[3]]; });
+  launch_elementwise<4>(
+      out.shape(), {&out.strides(), &cond.strides(), &a.strides(), &b.strides()},
+      [=] __device__(const std::array<int64_t, 4>& o) { po[o[0]] = pc[o[1]] ? pa[o[2]] : pb[o[3]]; });
 }
 
 void where_cuda(const Tensor& cond, const Tensor& a, const Tensor& b, Tensor& out) {

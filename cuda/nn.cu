@@ -85,7 +85,6 @@ constexpr DType dtype_of() {
 
 // ---- loads, reductions ---------------------------------------------------------------------------
 
-
 struct SumOp {
   template <class A>
   __device__ __forceinline__ A operator()(A a, A b) const {
@@ -1160,30 +1159,155 @@ __global__ void __launch_bounds__(256)
 // above would leave most of a 256-thread block idle for c = 64).
 template <class T, bool BWD, class I>
 __global__ void __launch_bounds__(256)
-    bn_apply_flat(const T* __restrict__ x, const T* __restrict__ g, const acc_t<T>* __restrict__ coef, I total,
-                  I c, T* __restrict__ out) {
+    bn_apply_flat(const T* __restrict__ x, const T* __restrict__ g, const acc_t<T>* __restrict__ coef,
+                  I total, I c, T* __restrict__ out) {
   using A = acc_t<T>;
   for (I e = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; e < total;
        e += static_cast<I>(blockDim.x) * gridDim.x) {
     const I ch = e % c;
     if constexpr (BWD) {
-      out[e] = store<T>(load(g[e]) * coef[ch] - coef[c + ch] * (load(x[e]) - coef[3 * c + ch]) - coef[2 * c + ch]);
+      out[e] =
+          store<T>(load(g[e]) * coef[ch] - coef[c + ch] * (load(x[e]) - coef[3 * c + ch]) - coef[2 * c + ch]);
     } else {
       out[e] = store<T>(load(x[e]) * coef[ch] + coef[c + ch]);
     }
   }
 }
 
+// ---- s == 1 with 16-byte packs (channels-last activations: [N H W, C] with C a multiple of the pack) ----
+// The column kernel above gives a warp 32 channels of one row: 64 bytes per bf16 load, one value per thread,
+// which left the channels-last batch norms of ResNet-50 behind PyTorch's. Here a thread owns a pack of V
+// consecutive channels (16 bytes: 8 bf16/f16, 4 f32, 2 f64) and keeps V accumulators; the `tpr` threads of
+// a row cover min(c / V, 32) packs, so a warp reads whole rows (C = 64 bf16: 8 threads per row, 4 rows per
+// warp), and a block walks 256 / tpr rows at a time. Partials go to the same planes as the column kernel's
+// (channel ch, chunk ck at ch * J + ck, J = chunks), so bn_finalize is shared.
+template <class T>
+constexpr int kBnPack = static_cast<int>(16 / sizeof(T));
+
+template <class T, bool BWD>
+__global__ void __launch_bounds__(256)
+    bn_partial_rows_packed(const T* __restrict__ x, const T* __restrict__ g, Stat<T> mean, int64_t n,
+                           int64_t c, int64_t chunks, acc_t<T>* __restrict__ part) {
+  using A = acc_t<T>;
+  constexpr int V = kBnPack<T>;
+  __shared__ A sh[BWD ? 2 : 3][256 * V];
+  const int64_t packs = c / V;
+  const int tpr = packs < 32 ? static_cast<int>(packs) : 32;  // threads per row
+  const int rows = 256 / tpr;                                 // rows per block iteration
+  const int t = threadIdx.x, r = t / tpr, pk = t % tpr;
+  const int64_t pack = static_cast<int64_t>(blockIdx.x) * 32 + pk;
+  const bool active = r < rows && pack < packs;
+  const int64_t ck = blockIdx.y, i0 = n * ck / chunks, i1 = n * (ck + 1) / chunks;
+  BnAcc<A, BWD> acc[V];
+  if (active) {
+    A mu[V], xv[V], gv[V];
+#pragma unroll
+    for (int e = 0; e < V; ++e) {
+      mu[e] = BWD ? mean.get(pack * V + e) : A(0);
+      gv[e] = A(0);
+    }
+    if (!BWD && i0 + r < i1) {
+      load_pack<T, V>(x + (i0 + r) * c + pack * V, xv);
+#pragma unroll
+      for (int e = 0; e < V; ++e) acc[e].k = xv[e];
+    }
+    for (int64_t i = i0 + r; i < i1; i += rows) {
+      load_pack<T, V>(x + i * c + pack * V, xv);
+      if constexpr (BWD) load_pack<T, V>(g + i * c + pack * V, gv);
+#pragma unroll
+      for (int e = 0; e < V; ++e) acc[e].add(xv[e], gv[e], mu[e]);
+    }
+  }
+#pragma unroll
+  for (int e = 0; e < V; ++e) {
+    if constexpr (BWD) {
+      sh[0][t * V + e] = acc[e].s1;
+      sh[1][t * V + e] = acc[e].s2;
+    } else {
+      const Moments<A> m = acc[e].moments();
+      sh[0][t * V + e] = m.n;
+      sh[1][t * V + e] = m.mean;
+      sh[2][t * V + e] = m.m2;
+    }
+  }
+  __syncthreads();
+  // Thread t merges channel e of pack column q (t = q * V + e) over the block's rows, in row order.
+  const int q = t / V, e = t % V;
+  const int64_t my_pack = static_cast<int64_t>(blockIdx.x) * 32 + q;
+  if (q >= tpr || my_pack >= packs) return;
+  const int64_t ch = my_pack * V + e, stride = c * chunks, idx = ch * chunks + ck;
+  if constexpr (BWD) {
+    A s1 = 0, s2 = 0;
+    for (int rr = 0; rr < rows; ++rr) {
+      s1 += sh[0][(rr * tpr + q) * V + e];
+      s2 += sh[1][(rr * tpr + q) * V + e];
+    }
+    part[idx] = s1;
+    part[stride + idx] = s2;
+  } else {
+    Moments<A> m{0, 0, 0};
+    for (int rr = 0; rr < rows; ++rr) {
+      const int src = (rr * tpr + q) * V + e;
+      m = merge(m, Moments<A>{sh[0][src], sh[1][src], sh[2][src]});
+    }
+    part[idx] = m.n;
+    part[stride + idx] = m.mean;
+    part[2 * stride + idx] = m.m2;
+  }
+}
+
+// The element pass of s == 1 by packs: pack p covers channels (p mod c / V) * V ... + V - 1 of one row.
+template <class T, bool BWD, class I>
+__global__ void __launch_bounds__(256)
+    bn_apply_packed(const T* __restrict__ x, const T* __restrict__ g, const acc_t<T>* __restrict__ coef,
+                    I total_packs, I row_packs, I c, T* __restrict__ out) {
+  using A = acc_t<T>;
+  constexpr int V = kBnPack<T>;
+  for (I p = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; p < total_packs;
+       p += static_cast<I>(blockDim.x) * gridDim.x) {
+    const I ch0 = (p % row_packs) * V;
+    A xv[V], gv[V];
+    load_pack<T, V>(x + p * V, xv);
+    if constexpr (BWD) {
+      load_pack<T, V>(g + p * V, gv);
+#pragma unroll
+      for (int e = 0; e < V; ++e)
+        xv[e] = gv[e] * coef[ch0 + e] - coef[c + ch0 + e] * (xv[e] - coef[3 * c + ch0 + e]) -
+                coef[2 * c + ch0 + e];
+    } else {
+#pragma unroll
+      for (int e = 0; e < V; ++e) xv[e] = xv[e] * coef[ch0 + e] + coef[c + ch0 + e];
+    }
+    store_pack<T, V>(out + p * V, xv);
+  }
+}
+
+template <class T>
+bool bn_packable(int64_t c, int64_t s, const void* x, const void* g, const void* out) {
+  const auto al = [](const void* q) { return q == nullptr || reinterpret_cast<uintptr_t>(q) % 16 == 0; };
+  return s == 1 && c % kBnPack<T> == 0 && al(x) && al(g) && al(out);
+}
+
 // The stage-1 layout of a batch_norm reduction over [n, c, s].
 struct BnPlan {
-  bool planes = false;
+  bool planes = false, packed = false;
   int64_t chunks = 0, J = 0;  // chunks of n; partials per channel
   dim3 grid, block;
 };
 
-BnPlan plan_bn(int64_t n, int64_t c, int64_t s) {
+BnPlan plan_bn(int64_t n, int64_t c, int64_t s, int pack = 0) {
   BnPlan p;
-  if (s >= 32) {
+  if (pack > 0) {  // bn_partial_rows_packed: tiles of 32 packs, about 1024 blocks, >= 4 block-rows each
+    p.packed = true;
+    const int64_t packs = c / pack, tiles = ceil_div(packs, 32);
+    const int64_t rows = 256 / std::min<int64_t>(packs, 32);
+    NABLA_CHECK(tiles <= INT32_MAX, "batch_norm: cuda grid limit: ", c, " channels");
+    p.chunks = std::clamp<int64_t>(ceil_div(1024, tiles), 1,
+                                   std::min<int64_t>(65535, std::max<int64_t>(1, n / (4 * rows))));
+    p.J = p.chunks;
+    p.grid = dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(p.chunks));
+    p.block = dim3(256);
+  } else if (s >= 32) {
     p.planes = true;
     // About 1024 blocks, each at least 4096 elements (or one plane).
     p.chunks = std::clamp<int64_t>(ceil_div(1024, c), 1, std::max<int64_t>(1, std::min(n, n * s / 4096)));
@@ -1204,6 +1328,19 @@ BnPlan plan_bn(int64_t n, int64_t c, int64_t s) {
 
 template <class T, bool BWD>
 void bn_launch_apply(const T* x, const T* g, const acc_t<T>* coef, int64_t n, int64_t c, int64_t s, T* out) {
+  if (bn_packable<T>(c, s, x, g, out)) {
+    constexpr int V = kBnPack<T>;
+    const int64_t total = n * c / V;
+    const int blocks = static_cast<int>(std::min<int64_t>(ceil_div(total, 256), 65535LL * 8));
+    if (total + int64_t(256) * 65535 * 8 < INT32_MAX)
+      bn_apply_packed<T, BWD, int32_t><<<blocks, 256, 0, current_stream()>>>(
+          x, g, coef, static_cast<int32_t>(total), static_cast<int32_t>(c / V), static_cast<int32_t>(c), out);
+    else
+      bn_apply_packed<T, BWD, int64_t>
+          <<<blocks, 256, 0, current_stream()>>>(x, g, coef, total, c / V, c, out);
+    NABLA_CUDA_LAUNCH_CHECK();
+    return;
+  }
   if (s == 1) {
     const int64_t total = n * c;
     const int blocks = static_cast<int>(std::min<int64_t>(ceil_div(total, 256), 65535LL * 8));
@@ -1239,9 +1376,12 @@ void batch_norm_typed(const Tensor& x, const Tensor& weight, const Tensor& bias,
   BnPlan p;
   Tensor part;
   if (have_sums) {
-    p = plan_bn(n, c, s);
+    p = plan_bn(n, c, s, bn_packable<T>(c, s, px, nullptr, nullptr) ? kBnPack<T> : 0);
     part = Tensor::empty({3 * c * p.J}, acc_dtype<T>(), x.device());
-    if (p.planes)
+    if (p.packed)
+      bn_partial_rows_packed<T, false>
+          <<<p.grid, p.block, 0, st>>>(px, nullptr, sm, n, c, p.chunks, ptr<A>(part));
+    else if (p.planes)
       bn_partial_planes<T, false>
           <<<p.grid, p.block, 0, st>>>(px, nullptr, sm, n, c, s, p.chunks, ptr<A>(part));
     else
@@ -1280,9 +1420,11 @@ void batch_norm_backward_typed(const Tensor& g, const Tensor& x, const Tensor& w
   BnPlan p;
   Tensor part;
   if (have_sums) {
-    p = plan_bn(n, c, s);
+    p = plan_bn(n, c, s, bn_packable<T>(c, s, px, pg, nullptr) ? kBnPack<T> : 0);
     part = Tensor::empty({2 * c * p.J}, acc_dtype<T>(), x.device());
-    if (p.planes)
+    if (p.packed)
+      bn_partial_rows_packed<T, true><<<p.grid, p.block, 0, st>>>(px, pg, sm, n, c, p.chunks, ptr<A>(part));
+    else if (p.planes)
       bn_partial_planes<T, true><<<p.grid, p.block, 0, st>>>(px, pg, sm, n, c, s, p.chunks, ptr<A>(part));
     else
       bn_partial_columns<T, true><<<p.grid, p.block, 0, st>>>(px, pg, sm, n, c, s, p.chunks, ptr<A>(part));

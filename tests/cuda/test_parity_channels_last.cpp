@@ -141,6 +141,57 @@ NABLA_PARITY(batch_norm, channels_last_bf16) {
       {parity_randn({4, 33, 7, 5}), parity_randn({33}), parity_randn({33})}, {.atol = 1.5e-1, .rtol = 3e-2});
 }
 
+// The packed channels-last kernels (cuda/nn.cu, bn_partial_rows_packed / bn_apply_packed: C a multiple
+// of the 16-byte pack): ResNet's C = 64 with many rows (many chunks), a pack count that is not a power of
+// two (C = 24 bf16: 3 threads per row), more than 32 packs (C = 512 bf16: two tiles), f64 (2 per pack),
+// evaluation.
+NABLA_PARITY(batch_norm, channels_last_packed_f32_c64) {
+  EXPECT_PARITY(
+      [](In in) { return batch_norm(cl(in[0]), in[1], in[2], Tensor(), Tensor(), true, 0.1, 1e-5); },
+      {parity_randn({16, 64, 14, 14}), parity_randn({64}), parity_randn({64})}, {.atol = 2e-4, .rtol = 2e-4});
+}
+NABLA_PARITY(batch_norm, channels_last_packed_bf16_c64_many_rows) {
+  EXPECT_PARITY(
+      [](In in) {
+        return batch_norm(bf16_or_rounded(cl(in[0])), in[1], in[2], Tensor(), Tensor(), true, 0.1, 1e-5)
+            .to(DType::f32);
+      },
+      {parity_randn({32, 64, 16, 16}), parity_randn({64}), parity_randn({64})},
+      {.atol = 1.5e-1, .rtol = 3e-2});
+}
+NABLA_PARITY(batch_norm, channels_last_packed_bf16_c24) {
+  EXPECT_PARITY(
+      [](In in) {
+        return batch_norm(bf16_or_rounded(cl(in[0])), in[1], in[2], Tensor(), Tensor(), true, 0.1, 1e-5)
+            .to(DType::f32);
+      },
+      {parity_randn({8, 24, 9, 9}), parity_randn({24}), parity_randn({24})}, {.atol = 1.5e-1, .rtol = 3e-2});
+}
+NABLA_PARITY(batch_norm, channels_last_packed_bf16_c512) {
+  EXPECT_PARITY(
+      [](In in) {
+        return batch_norm(bf16_or_rounded(cl(in[0])), in[1], in[2], Tensor(), Tensor(), true, 0.1, 1e-5)
+            .to(DType::f32);
+      },
+      {parity_randn({4, 512, 5, 5}), parity_randn({512}), parity_randn({512})},
+      {.atol = 1.5e-1, .rtol = 3e-2});
+}
+NABLA_PARITY(batch_norm, channels_last_packed_f64) {
+  EXPECT_PARITY(
+      [](In in) {
+        return batch_norm(cl(in[0].to(DType::f64)), in[1].to(DType::f64), in[2].to(DType::f64), Tensor(),
+                          Tensor(), true, 0.1, 1e-5)
+            .to(DType::f32);
+      },
+      {parity_randn({5, 6, 7, 7}), parity_randn({6}), parity_randn({6})}, {.atol = 1e-5, .rtol = 1e-5});
+}
+NABLA_PARITY(batch_norm, channels_last_packed_eval) {
+  EXPECT_PARITY([](In in) { return batch_norm(cl(in[0]), in[1], in[2], in[3], in[4], false, 0.1, 1e-5); },
+                {parity_randn({3, 32, 6, 5}), parity_randn({32}), parity_randn({32}),
+                 parity_randn({32}, false), test::parity_uniform({32}, 0.5, 2.0, false)},
+                kBnTol);
+}
+
 // ---- pools ----
 NABLA_PARITY(max_pool2d, channels_last_k3_s2_pad1) {
   EXPECT_PARITY(
@@ -205,8 +256,8 @@ NABLA_PARITY(mul, channels_last_bf16) {
 // that leave a tail after the last pack, channels-last, in place, and a view 2 bytes off alignment (which
 // must take the strided path and still agree).
 NABLA_PARITY(relu, packed_bf16_channels_last_tail) {  // 3*37*5*7 = 3885 = 485 packs of 8 + 5
-  EXPECT_PARITY([](In in) { return relu(bf16_or_rounded(cl(in[0]))).to(DType::f32); }, {parity_randn({3, 37, 5, 7})},
-                {.atol = 2e-2, .rtol = 1e-2});
+  EXPECT_PARITY([](In in) { return relu(bf16_or_rounded(cl(in[0]))).to(DType::f32); },
+                {parity_randn({3, 37, 5, 7})}, {.atol = 2e-2, .rtol = 1e-2});
 }
 NABLA_PARITY(add, packed_bf16_residual_relu) {
   EXPECT_PARITY(
