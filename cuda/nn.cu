@@ -199,6 +199,12 @@ Stat<T> stat_of(const Tensor& t, const char* op, const char* what) {
   return {t.data_ptr(), f32};
 }
 
+// A Stat over an optional tensor (p == nullptr when undefined).
+template <class T>
+Stat<T> stat_or_null(const Tensor& t, const char* op, const char* what) {
+  return t.defined() ? stat_of<T>(t, op, what) : Stat<T>{nullptr, false};
+}
+
 template <class T>
 const T* ptr_or_null(const Tensor& t) {
   return t.defined() ? ptr<T>(t) : nullptr;
@@ -1067,11 +1073,14 @@ __global__ void __launch_bounds__(256)
 //   coef[ch] = scale = w rstd, coef[c + ch] = shift = b - mean * scale.
 // Backward: dweight = sum g xhat, dbias = sum g, then coef[0|1|2|3][ch] = w rstd, kx, k0, mean with
 //   dx = g w rstd - kx (x - mean) - k0.
+// w, b, dweight, dbias, running_mean, running_var: Stats (f32 or T; p == nullptr when absent). Training
+// forward with running statistics: running = (1 - momentum) running + momentum batch (unbiased variance),
+// in double, rounded once.
 template <class T, bool BWD>
 __global__ void bn_finalize(const acc_t<T>* __restrict__ part, int64_t c, int64_t J, double count,
-                            bool training, bool have_sums, double eps, const T* __restrict__ w,
-                            const T* __restrict__ b, Stat<T> mean, Stat<T> var, acc_t<T>* __restrict__ coef,
-                            T* __restrict__ dweight, T* __restrict__ dbias) {
+                            bool training, bool have_sums, double eps, Stat<T> w, Stat<T> b, Stat<T> mean,
+                            Stat<T> var, acc_t<T>* __restrict__ coef, Stat<T> dweight, Stat<T> dbias,
+                            Stat<T> running_mean, Stat<T> running_var, double momentum) {
   using A = acc_t<T>;
   const int64_t ch = static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
@@ -1100,7 +1109,7 @@ __global__ void bn_finalize(const acc_t<T>* __restrict__ part, int64_t c, int64_
     }
   }
   if (lane != 0) return;
-  const double wv = w ? static_cast<double>(load(w[ch])) : 1.0;
+  const double wv = w.p ? static_cast<double>(w.get(ch)) : 1.0;
   if constexpr (!BWD) {
     double mu, sigma2;
     if (training) {
@@ -1108,19 +1117,24 @@ __global__ void bn_finalize(const acc_t<T>* __restrict__ part, int64_t c, int64_
       sigma2 = m.m2 / count;
       mean.set(ch, mu);
       var.set(ch, sigma2);
+      if (running_mean.p) {
+        running_mean.set(ch, (1.0 - momentum) * static_cast<double>(running_mean.get(ch)) + momentum * mu);
+        running_var.set(ch, (1.0 - momentum) * static_cast<double>(running_var.get(ch)) +
+                                momentum * sigma2 * count / (count - 1.0));
+      }
     } else {
       mu = mean.get(ch);
       sigma2 = var.get(ch);
     }
     const double sc = wv / ::sqrt(sigma2 + eps);
     coef[ch] = static_cast<A>(sc);
-    coef[c + ch] = static_cast<A>((b ? static_cast<double>(load(b[ch])) : 0.0) - mu * sc);
+    coef[c + ch] = static_cast<A>((b.p ? static_cast<double>(b.get(ch)) : 0.0) - mu * sc);
   } else {
     const double mu = mean.get(ch);
     const double rs = 1.0 / ::sqrt(static_cast<double>(var.get(ch)) + eps);
     s2 *= rs;  // sum g * xhat
-    if (dweight) dweight[ch] = store<T>(s2);
-    if (dbias) dbias[ch] = store<T>(s1);
+    if (dweight.p) dweight.set(ch, s2);
+    if (dbias.p) dbias.set(ch, s1);
     const double wr = wv * rs;
     coef[ch] = static_cast<A>(wr);
     coef[c + ch] = static_cast<A>(training ? wr * rs * s2 / count : 0.0);
@@ -1367,7 +1381,8 @@ DType acc_dtype() {
 
 template <class T>
 void batch_norm_typed(const Tensor& x, const Tensor& weight, const Tensor& bias, bool training, int64_t n,
-                      int64_t c, int64_t s, double eps, Tensor& mean, Tensor& var, Tensor& y) {
+                      int64_t c, int64_t s, double eps, double momentum, Tensor& mean, Tensor& var,
+                      Tensor& running_mean, Tensor& running_var, Tensor& y) {
   using A = acc_t<T>;
   const T* px = ptr<T>(x);
   const Stat<T> sm = stat_of<T>(mean, "batch_norm", "mean"), sv = stat_of<T>(var, "batch_norm", "var");
@@ -1392,17 +1407,22 @@ void batch_norm_typed(const Tensor& x, const Tensor& weight, const Tensor& bias,
   Tensor coef = Tensor::empty({2 * c}, acc_dtype<T>(), x.device());
   bn_finalize<T, false><<<static_cast<unsigned>(ceil_div(c, 4)), 128, 0, st>>>(
       have_sums ? ptr<A>(part) : nullptr, c, p.J, static_cast<double>(n * s), training, have_sums, eps,
-      ptr_or_null<T>(weight), ptr_or_null<T>(bias), sm, sv, ptr<A>(coef), nullptr, nullptr);
+      stat_or_null<T>(weight, "batch_norm", "weight"), stat_or_null<T>(bias, "batch_norm", "bias"), sm, sv,
+      ptr<A>(coef), Stat<T>{nullptr, false}, Stat<T>{nullptr, false},
+      stat_or_null<T>(training && have_sums ? running_mean : Tensor(), "batch_norm", "running_mean"),
+      stat_or_null<T>(training && have_sums ? running_var : Tensor(), "batch_norm", "running_var"), momentum);
   NABLA_CUDA_LAUNCH_CHECK();
   if (n * s > 0) bn_launch_apply<T, false>(px, nullptr, ptr<A>(coef), n, c, s, ptr<T>(y));
 }
 
 void batch_norm_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias, bool training, int64_t n,
-                     int64_t c, int64_t s, double eps, Tensor& mean, Tensor& var, Tensor& y) {
+                     int64_t c, int64_t s, double eps, double momentum, Tensor& mean, Tensor& var,
+                     Tensor& running_mean, Tensor& running_var, Tensor& y) {
   DeviceGuard g(x.device().index);
   if (c == 0) return;
   visit_cuda_float(x.dtype(), "batch_norm", [&](auto zero) {
-    batch_norm_typed<decltype(zero)>(x, weight, bias, training, n, c, s, eps, mean, var, y);
+    batch_norm_typed<decltype(zero)>(x, weight, bias, training, n, c, s, eps, momentum, mean, var,
+                                     running_mean, running_var, y);
   });
 }
 
@@ -1433,8 +1453,10 @@ void batch_norm_backward_typed(const Tensor& g, const Tensor& x, const Tensor& w
   Tensor coef = Tensor::empty({4 * c}, acc_dtype<T>(), x.device());
   bn_finalize<T, true><<<static_cast<unsigned>(ceil_div(c, 4)), 128, 0, st>>>(
       have_sums ? ptr<A>(part) : nullptr, c, p.J, static_cast<double>(n * s), training, have_sums, eps,
-      ptr_or_null<T>(weight), nullptr, sm, sv, ptr<A>(coef), dweight.defined() ? ptr<T>(dweight) : nullptr,
-      dbias.defined() ? ptr<T>(dbias) : nullptr);
+      stat_or_null<T>(weight, "batch_norm", "weight"), Stat<T>{nullptr, false}, sm, sv, ptr<A>(coef),
+      stat_or_null<T>(dweight, "batch_norm", "weight gradient"),
+      stat_or_null<T>(dbias, "batch_norm", "bias gradient"), Stat<T>{nullptr, false}, Stat<T>{nullptr, false},
+      0.0);
   NABLA_CUDA_LAUNCH_CHECK();
   if (dx.defined() && n * s > 0) bn_launch_apply<T, true>(px, pg, ptr<A>(coef), n, c, s, ptr<T>(dx));
 }

@@ -130,17 +130,15 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& weight_in, const Tensor& bia
                   double eps) {
   // Autocast: batch_norm runs in its input's dtype, as under torch.autocast (where it is on neither list).
   // A bf16 activation from a bf16 convolution stays bf16, so no cast kernel goes over every activation of a
-  // ResNet twice (those casts and the f32 traffic behind them made bf16 ResNet-50 slower than TF32); the
-  // weight and bias (C values) join the input's dtype through a recorded cast, so their gradients come back
-  // f32; the batch statistics are kept in f32 (the kernels accumulate in f32 or f64 anyway), and the running
-  // statistics, updated in place, stay f32 and are never cast.
+  // ResNet twice (those casts and the f32 traffic behind them made bf16 ResNet-50 slower than TF32). The
+  // CUDA kernels read an f32 weight and bias as they are and write their gradients in f32, as PyTorch's
+  // mixed-dtype batch norm does (casting them to bf16 and the gradients back cost ResNet-50 212 small
+  // launches a step); the batch statistics are kept in f32 (the kernels accumulate in f32 or f64 anyway),
+  // and the running statistics, updated in place by the kernel, stay f32 and are never cast.
   const Tensor& x = x_in;
   const bool low = autocast_enabled() && x.defined() && x.device().is_cuda() &&
                    (x.dtype() == DType::bf16 || x.dtype() == DType::f16);
-  auto join = [&](const Tensor& p) {
-    return low && p.defined() && p.dtype() != x.dtype() ? p.to(x.dtype()) : p;
-  };
-  const Tensor weight = join(weight_in), bias = join(bias_in);
+  const Tensor &weight = weight_in, &bias = bias_in;
   const DType stat_dtype = low ? DType::f32 : x.defined() ? x.dtype() : DType::f32;
   const char* op = "batch_norm";
   check_defined(op, x);
@@ -149,8 +147,13 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& weight_in, const Tensor& bia
   const int64_t n = x.shape()[0], c = x.shape()[1];
   const int64_t s = numel_of(Shape(x.shape().begin() + 2, x.shape().end()));
   const Shape per_channel{c};
-  check_param(op, "weight", weight, x, per_channel, "C channels");
-  check_param(op, "bias", bias, x, per_channel, "C channels");
+  for (auto [what, p] : {std::pair{"weight", &weight}, std::pair{"bias", &bias}}) {
+    if (low && p->defined() && p->dtype() == DType::f32)  // under autocast: f32 or the input's dtype
+      NABLA_CHECK(p->device() == x.device() && p->shape() == per_channel, op, ": ", what, " must be a ",
+                  per_channel, " tensor on ", x.device(), ", got ", p->shape(), " on ", p->device());
+    else
+      check_param(op, what, *p, x, per_channel, "C channels");
+  }
   for (auto [what, r] : {std::pair{"running_mean", &running_mean}, std::pair{"running_var", &running_var}}) {
     if (!low) {
       check_param(op, what, *r, x, per_channel, "C channels");
@@ -187,27 +190,19 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& weight_in, const Tensor& bia
     var = running_var.detach().clone();
   }
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device(), f);
-  batch_norm_kernel.get(x.device(), op)(xc, wc, bc, training, kn, c, ks, eps, mean, var, y);
-
-  if (training && running_mean.defined()) {
-    // running = (1 - momentum) * running + momentum * batch, with the unbiased batch variance.
-    NoGradGuard no_grad;
-    const double count = static_cast<double>(n * s);
-    Tensor rm = running_mean, rv = running_var;
-    mul_(rm, 1.0 - momentum);
-    add_(rm, mean, momentum);
-    mul_(rv, 1.0 - momentum);
-    add_(rv, var, momentum * count / (count - 1.0));
-  }
+  // Training updates the running statistics in the kernel (ops/nn.h): running = (1 - momentum) running +
+  // momentum batch, with the unbiased batch variance.
+  Tensor rm = training ? running_mean : Tensor(), rv = training ? running_var : Tensor();
+  batch_norm_kernel.get(x.device(), op)(xc, wc, bc, training, kn, c, ks, eps, momentum, mean, var, rm, rv, y);
 
   autograd::record(
       op, y, {x, weight, bias},
       [xc, wc, mean, var, training, f, kn, c, ks, eps, want_x = wants_grad(x), want_w = wants_grad(weight),
-       want_b = wants_grad(bias)](const Tensor& g) -> std::vector<Tensor> {
+       want_b = wants_grad(bias), bc](const Tensor& g) -> std::vector<Tensor> {
         Tensor gc = contiguous_raw(g, "batch_norm", f);
         Tensor dx = want_x ? Tensor::empty(xc.shape(), xc.dtype(), xc.device(), f) : Tensor();
-        Tensor dw = empty_or_undefined(want_w, {c}, xc);
-        Tensor db = empty_or_undefined(want_b, {c}, xc);
+        Tensor dw = want_w ? Tensor::empty({c}, wc.dtype(), xc.device()) : Tensor();  // f32 under autocast
+        Tensor db = want_b ? Tensor::empty({c}, bc.dtype(), xc.device()) : Tensor();
         batch_norm_backward_kernel.get(xc.device(), "batch_norm")(gc, xc, wc, mean, var, training, kn, c, ks,
                                                                   eps, dx, dw, db);
         return {dx, dw, db};

@@ -62,9 +62,16 @@ using LayerNormBackwardKernelFn = void (*)(const Tensor& g, const Tensor& x, con
 // x viewed as [n, c, s]; weight/bias [c] or undefined; mean/var [c].
 // training: mean and var are outputs, receiving the batch mean and biased variance per channel;
 // evaluation: they are inputs (the running statistics). Then y = (x - mean) / sqrt(var + eps) * w + b.
+// Training with running_mean/running_var defined: the kernel also updates them in place,
+//   running_mean = (1 - momentum) running_mean + momentum mean,
+//   running_var  = (1 - momentum) running_var + momentum var * count / (count - 1)   (count = n s),
+// so a step's batch norm is one kernel call, not five more launches for the running statistics.
+// On CUDA under autocast, a 16-bit x may come with f32 weight/bias/mean/var/running statistics (the
+// gradients of weight and bias then come back f32, as torch.autocast's batch norm); otherwise every tensor
+// has x's dtype.
 using BatchNormKernelFn = void (*)(const Tensor& x, const Tensor& weight, const Tensor& bias, bool training,
-                                   int64_t n, int64_t c, int64_t s, double eps, Tensor& mean, Tensor& var,
-                                   Tensor& y);
+                                   int64_t n, int64_t c, int64_t s, double eps, double momentum, Tensor& mean,
+                                   Tensor& var, Tensor& running_mean, Tensor& running_var, Tensor& y);
 // mean/var: what the forward normalised with. Fills whichever of dx, dweight, dbias are defined.
 using BatchNormBackwardKernelFn = void (*)(const Tensor& g, const Tensor& x, const Tensor& weight,
                                            const Tensor& mean, const Tensor& var, bool training, int64_t n,

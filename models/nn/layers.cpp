@@ -29,8 +29,9 @@ Linear::Linear(int64_t in, int64_t out, bool has_bias) : Module("Linear") {
 }
 
 Tensor Linear::forward(const Tensor& x) {
-  NABLA_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), "Linear: input has ", x.dim() >= 1 ? x.size(-1) : 0,
-              " features, expected ", weight.size(1), " (input ", x.shape(), ", weight ", weight.shape(), ")");
+  NABLA_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), "Linear: input has ",
+              x.dim() >= 1 ? x.size(-1) : 0, " features, expected ", weight.size(1), " (input ", x.shape(),
+              ", weight ", weight.shape(), ")");
   // One op: on CUDA the bias add and the bias gradient ride on the GEMMs (cuBLASLt epilogues, ops/linalg.h).
   // Under autocast the bias joins the matmul's dtype, as in torch's linear (ops/autocast.h).
   return linear(x, weight, bias);
@@ -44,7 +45,8 @@ std::string Linear::extra_repr() const {
 // ---- Conv2d ----
 Conv2d::Conv2d(int64_t in, int64_t out, Pair k, Conv2dOptions o) : Module("Conv2d"), options(o) {
   NABLA_CHECK(in > 0 && out > 0 && o.groups > 0 && in % o.groups == 0 && out % o.groups == 0,
-              "Conv2d: channels in ", in, " and out ", out, " must be positive multiples of groups ", o.groups);
+              "Conv2d: channels in ", in, " and out ", out, " must be positive multiples of groups ",
+              o.groups);
   const int64_t fan_in = in / o.groups * k[0] * k[1];
   const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
   weight = register_parameter("weight", uniform_param({out, in / o.groups, k[0], k[1]}, bound));
@@ -56,14 +58,19 @@ Tensor Conv2d::forward(const Tensor& x) {
 }
 
 std::string Conv2d::extra_repr() const {
-  return std::to_string(weight.size(1) * options.groups) + " -> " + std::to_string(weight.size(0)) + ", kernel " +
-         pair_str({weight.size(2), weight.size(3)}) + ", stride " + pair_str(options.stride) + ", padding " +
-         pair_str(options.padding) + (options.groups > 1 ? ", groups " + std::to_string(options.groups) : "");
+  return std::to_string(weight.size(1) * options.groups) + " -> " + std::to_string(weight.size(0)) +
+         ", kernel " + pair_str({weight.size(2), weight.size(3)}) + ", stride " + pair_str(options.stride) +
+         ", padding " + pair_str(options.padding) +
+         (options.groups > 1 ? ", groups " + std::to_string(options.groups) : "");
 }
 
 // ---- BatchNorm ----
 BatchNorm::BatchNorm(int64_t c, int64_t sd, double eps_, double momentum_, bool affine, bool track)
-    : Module(sd == 2 ? "BatchNorm2d" : "BatchNorm1d"), num_features(c), spatial_dims(sd), eps(eps_), momentum(momentum_) {
+    : Module(sd == 2 ? "BatchNorm2d" : "BatchNorm1d"),
+      num_features(c),
+      spatial_dims(sd),
+      eps(eps_),
+      momentum(momentum_) {
   NABLA_CHECK(c > 0, type_name(), ": num_features must be positive, got ", c);
   if (affine) {
     weight = register_parameter("weight", ones({c}));
@@ -83,7 +90,9 @@ Tensor BatchNorm::forward(const Tensor& x) {
   const bool use_batch_stats = is_training() || !running_mean.defined();
   if (is_training() && num_batches_tracked.defined()) {
     NoGradGuard ng;
-    add_(num_batches_tracked, ones({}, {.dtype = DType::i64, .device = num_batches_tracked.device()}));
+    if (!one_.defined() || one_.device() != num_batches_tracked.device())
+      one_ = ones({}, {.dtype = DType::i64, .device = num_batches_tracked.device()});
+    add_(num_batches_tracked, one_);
   }
   return batch_norm(x, weight, bias, running_mean, running_var, use_batch_stats, momentum, eps);
 }
@@ -91,7 +100,8 @@ Tensor BatchNorm::forward(const Tensor& x) {
 std::string BatchNorm::extra_repr() const { return std::to_string(num_features); }
 
 // ---- LayerNorm ----
-LayerNorm::LayerNorm(Shape shape, double eps_, bool affine) : Module("LayerNorm"), normalized_shape(shape), eps(eps_) {
+LayerNorm::LayerNorm(Shape shape, double eps_, bool affine)
+    : Module("LayerNorm"), normalized_shape(shape), eps(eps_) {
   if (affine) {
     weight = register_parameter("weight", ones(shape));
     bias = register_parameter("bias", zeros(shape));
@@ -124,13 +134,21 @@ Dropout::Dropout(double p_) : Module("Dropout"), p(p_) {
 
 Tensor Dropout::forward(const Tensor& x) { return dropout(x, p, is_training()); }
 
-std::shared_ptr<Module> ReLU() { return std::make_shared<Lambda>("ReLU", [](const Tensor& x) { return relu(x); }); }
-std::shared_ptr<Module> GELU() { return std::make_shared<Lambda>("GELU", [](const Tensor& x) { return gelu(x); }); }
-std::shared_ptr<Module> Tanh() { return std::make_shared<Lambda>("Tanh", [](const Tensor& x) { return tanh(x); }); }
+std::shared_ptr<Module> ReLU() {
+  return std::make_shared<Lambda>("ReLU", [](const Tensor& x) { return relu(x); });
+}
+std::shared_ptr<Module> GELU() {
+  return std::make_shared<Lambda>("GELU", [](const Tensor& x) { return gelu(x); });
+}
+std::shared_ptr<Module> Tanh() {
+  return std::make_shared<Lambda>("Tanh", [](const Tensor& x) { return tanh(x); });
+}
 std::shared_ptr<Module> Sigmoid() {
   return std::make_shared<Lambda>("Sigmoid", [](const Tensor& x) { return sigmoid(x); });
 }
-std::shared_ptr<Module> SiLU() { return std::make_shared<Lambda>("SiLU", [](const Tensor& x) { return silu(x); }); }
+std::shared_ptr<Module> SiLU() {
+  return std::make_shared<Lambda>("SiLU", [](const Tensor& x) { return silu(x); });
+}
 std::shared_ptr<Module> LeakyReLU(double s) {
   return std::make_shared<Lambda>("LeakyReLU", [s](const Tensor& x) { return leaky_relu(x, s); });
 }
@@ -144,7 +162,8 @@ std::shared_ptr<Module> AvgPool2d(Pair k, Pair s, Pair p) {
   return std::make_shared<Lambda>("AvgPool2d", [=](const Tensor& x) { return avg_pool2d(x, k, s, p); });
 }
 std::shared_ptr<Module> AdaptiveAvgPool2d(Pair o) {
-  return std::make_shared<Lambda>("AdaptiveAvgPool2d", [=](const Tensor& x) { return adaptive_avg_pool2d(x, o); });
+  return std::make_shared<Lambda>("AdaptiveAvgPool2d",
+                                  [=](const Tensor& x) { return adaptive_avg_pool2d(x, o); });
 }
 
 // ---- Sequential ----

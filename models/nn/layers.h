@@ -52,6 +52,9 @@ class BatchNorm : public Module {
 
  protected:
   std::string extra_repr() const override;
+
+ private:
+  Tensor one_;  // the i64 1 added to num_batches_tracked, made once per device rather than every step
 };
 inline std::shared_ptr<BatchNorm> BatchNorm1d(int64_t c) { return std::make_shared<BatchNorm>(c, 0); }
 inline std::shared_ptr<BatchNorm> BatchNorm2d(int64_t c) { return std::make_shared<BatchNorm>(c, 2); }
@@ -91,7 +94,8 @@ class Dropout : public Module {
 // An element-wise activation or other stateless function of one tensor.
 class Lambda : public Module {
  public:
-  Lambda(std::string name, std::function<Tensor(const Tensor&)> fn) : Module(std::move(name)), fn_(std::move(fn)) {}
+  Lambda(std::string name, std::function<Tensor(const Tensor&)> fn)
+      : Module(std::move(name)), fn_(std::move(fn)) {}
   Tensor forward(const Tensor& x) override { return fn_(x); }
 
  private:

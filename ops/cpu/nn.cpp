@@ -268,7 +268,8 @@ std::vector<double> sum_planes(int64_t n, int64_t c, int64_t s, F plane_sum) {
 }
 
 void batch_norm_cpu(const Tensor& x, const Tensor& weight, const Tensor& bias, bool training, int64_t n,
-                    int64_t c, int64_t s, double eps, Tensor& mean, Tensor& var, Tensor& y) {
+                    int64_t c, int64_t s, double eps, double momentum, Tensor& mean, Tensor& var,
+                    Tensor& running_mean, Tensor& running_var, Tensor& y) {
   visit_float(x.dtype(), "batch_norm", [&](auto zero) {
     using T = decltype(zero);
     const T* px = base<T>(x);
@@ -295,6 +296,19 @@ void batch_norm_cpu(const Tensor& x, const Tensor& weight, const Tensor& bias, b
         sigma2[ch] /= count;
         pmean[ch] = static_cast<T>(mu[ch]);
         pvar[ch] = static_cast<T>(sigma2[ch]);
+      }
+      if (running_mean.defined()) {
+        // The roundings of mul_(r, 1 - momentum) then add_(r, batch, alpha) in T, as the op layer once did.
+        T* prm = base<T>(running_mean);
+        T* prv = base<T>(running_var);
+        const T keep = static_cast<T>(1.0 - momentum), am = static_cast<T>(momentum),
+                av = static_cast<T>(momentum * count / (count - 1.0));
+        for (int64_t ch = 0; ch < c; ++ch) {
+          prm[ch] = static_cast<T>(prm[ch] * keep);
+          prm[ch] = static_cast<T>(prm[ch] + static_cast<T>(am * pmean[ch]));
+          prv[ch] = static_cast<T>(prv[ch] * keep);
+          prv[ch] = static_cast<T>(prv[ch] + static_cast<T>(av * pvar[ch]));
+        }
       }
     } else {
       for (int64_t ch = 0; ch < c; ++ch) {

@@ -11,6 +11,7 @@
 // a CIFAR ResNet-20 forward+backward in channels-last on the GPU against the row-major GPU net.
 #include "algorithms/optim/optimizer.h"
 #include "models/resnet.h"
+#include "models/nn/layers.h"
 #include "parity.h"
 
 namespace nabla {
@@ -153,7 +154,8 @@ NABLA_PARITY(batch_norm, channels_last_packed_f32_c64) {
 NABLA_PARITY(batch_norm, channels_last_packed_bf16_c64_many_rows) {
   EXPECT_PARITY(
       [](In in) {
-        return batch_norm(bf16_or_rounded(cl(in[0])), in[1], in[2], Tensor(), Tensor(), true, 0.1, 1e-5)
+        return batch_norm(bf16_or_rounded(cl(in[0])), bf16_or_rounded(in[1]), bf16_or_rounded(in[2]),
+                          Tensor(), Tensor(), true, 0.1, 1e-5)
             .to(DType::f32);
       },
       {parity_randn({32, 64, 16, 16}), parity_randn({64}), parity_randn({64})},
@@ -162,7 +164,8 @@ NABLA_PARITY(batch_norm, channels_last_packed_bf16_c64_many_rows) {
 NABLA_PARITY(batch_norm, channels_last_packed_bf16_c24) {
   EXPECT_PARITY(
       [](In in) {
-        return batch_norm(bf16_or_rounded(cl(in[0])), in[1], in[2], Tensor(), Tensor(), true, 0.1, 1e-5)
+        return batch_norm(bf16_or_rounded(cl(in[0])), bf16_or_rounded(in[1]), bf16_or_rounded(in[2]),
+                          Tensor(), Tensor(), true, 0.1, 1e-5)
             .to(DType::f32);
       },
       {parity_randn({8, 24, 9, 9}), parity_randn({24}), parity_randn({24})}, {.atol = 1.5e-1, .rtol = 3e-2});
@@ -170,7 +173,8 @@ NABLA_PARITY(batch_norm, channels_last_packed_bf16_c24) {
 NABLA_PARITY(batch_norm, channels_last_packed_bf16_c512) {
   EXPECT_PARITY(
       [](In in) {
-        return batch_norm(bf16_or_rounded(cl(in[0])), in[1], in[2], Tensor(), Tensor(), true, 0.1, 1e-5)
+        return batch_norm(bf16_or_rounded(cl(in[0])), bf16_or_rounded(in[1]), bf16_or_rounded(in[2]),
+                          Tensor(), Tensor(), true, 0.1, 1e-5)
             .to(DType::f32);
       },
       {parity_randn({4, 512, 5, 5}), parity_randn({512}), parity_randn({512})},
@@ -266,18 +270,25 @@ NABLA_PARITY(add, packed_bf16_residual_relu) {
       },
       {parity_randn({2, 40, 7, 9}), parity_randn({2, 40, 7, 9})}, {.atol = 3e-2, .rtol = 1e-2});
 }
-NABLA_PARITY(add, packed_bf16_in_place) {
+NABLA_PARITY(add, packed_bf16_in_place) {  // no gradients: an in-place update of a leaf's copy
   EXPECT_PARITY(
       [](In in) {
         Tensor y = bf16_or_rounded(cl(in[0])) * 2.0;
         add_(y, bf16_or_rounded(cl(in[1])), -1.5);
         return y.to(DType::f32);
       },
-      {parity_randn({2, 24, 5, 3}), parity_randn({2, 24, 5, 3})}, {.atol = 5e-2, .rtol = 1e-2});
+      {parity_randn({2, 24, 5, 3}, false), parity_randn({2, 24, 5, 3}, false)}, {.atol = 5e-2, .rtol = 1e-2});
 }
-NABLA_PARITY(sub, packed_f16_tail) {  // 1003 = 125 packs of 8 + 3
-  EXPECT_PARITY([](In in) { return sub(in[0].to(DType::f16), in[1].to(DType::f16)).to(DType::f32); },
-                {parity_randn({17, 59}), parity_randn({17, 59})}, {.atol = 1e-2, .rtol = 1e-2});
+NABLA_PARITY(sub, packed_f16_tail) {  // 1003 = 125 packs of 8 + 3; the CPU runs f32 on f16-rounded values
+  EXPECT_PARITY(
+      [](In in) {
+        auto half = [](const Tensor& t) {
+          Tensor h = t.to(DType::f16);
+          return t.device().is_cuda() ? h : h.to(DType::f32);
+        };
+        return sub(half(in[0]), half(in[1])).to(DType::f32);
+      },
+      {parity_randn({17, 59}), parity_randn({17, 59})}, {.atol = 1e-2, .rtol = 1e-2});
 }
 NABLA_PARITY(div, packed_f64_odd) {  // 2 per pack, 999 elements
   EXPECT_PARITY([](In in) { return div(in[0].to(DType::f64), in[1].to(DType::f64) + 3.0).to(DType::f32); },
@@ -320,6 +331,32 @@ TEST(CudaChannelsLast, OutputsAndGradientsKeepTheLayout) {
   EXPECT_TRUE(x.grad().is_contiguous(kCL) && !x.grad().is_contiguous());
   EXPECT_TRUE(w_cl.grad().is_contiguous(kCL) && !w_cl.grad().is_contiguous());
   EXPECT_TRUE(w_nchw.grad().is_contiguous());
+}
+
+// The running statistics are updated inside the batch_norm kernel (ops/nn.h): three training forwards of
+// a BatchNorm2d on the GPU (row-major, channels-last with the packed kernels, and a non-multiple-of-pack C)
+// leave the same running_mean, running_var and num_batches_tracked as on the CPU.
+TEST(CudaChannelsLast, BatchNormRunningStatisticsMatchTheCpu) {
+  if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  for (int64_t c : {64, 13}) {
+    for (bool channels_last : {false, true}) {
+      auto cpu = nn::BatchNorm2d(c), gpu = nn::BatchNorm2d(c);
+      cpu->momentum = gpu->momentum = 0.3;
+      gpu->to(Device::cuda(0));
+      for (int step = 0; step < 3; ++step) {
+        Tensor x = parity_randn({6, c, 5, 7}, false) * (1.0 + step) + 0.5 * step;
+        cpu->forward(channels_last ? cl(x) : x);
+        Tensor xg = x.to(Device::cuda(0));
+        gpu->forward(channels_last ? cl(xg) : xg);
+      }
+      const std::string what = str_cat("C ", c, channels_last ? " channels-last" : " row-major");
+      test::compare_tensors(cpu->running_mean, gpu->running_mean, {.atol = 1e-5, .rtol = 1e-5},
+                            what + " running_mean");
+      test::compare_tensors(cpu->running_var, gpu->running_var, {.atol = 1e-5, .rtol = 1e-5},
+                            what + " running_var");
+      EXPECT_EQ(gpu->num_batches_tracked.to(Device::cpu()).item<int64_t>(), 3) << what;
+    }
+  }
 }
 
 // A CIFAR ResNet-20 in channels-last against the same net row-major, both on the GPU: in f32 (TF32 off)
