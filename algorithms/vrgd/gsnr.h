@@ -115,6 +115,8 @@ class Gsnr {
   // Steps 5-9: writes g~ into each parameter's .grad and computes the clamped r. Needs >= 2 partitions.
   void reduce();
   bool reduced() const { return reduced_; }
+  // Whether the current (or last) step runs the fused kernels (decided at its first accumulate()).
+  bool step_fused() const { return step_fused_; }
   // Multiplies each .grad by its multiplier (r, or the GSNR momentum p^), advancing the momentum, and starts
   // the next step's statistics. Called by the VR optimizer's step() after reduce().
   void apply();
