@@ -161,8 +161,8 @@ void expect_fused_matches_reference(const Case& c, DType dt, int64_t k, bool exa
       }
     }
   }
-  // Not degenerate: elements at both clamps and inside, in most tensors.
-  EXPECT_GE(inside, 3 * 3) << what;
+  // Not degenerate: elements at both clamps and inside, in several tensors and steps.
+  EXPECT_GE(inside, 4) << what;
   // The checkpoint state agrees too.
   const NamedTensors sf = fused.state_tensors(), sr = ref.state_tensors();
   ASSERT_EQ(sf.size(), sr.size()) << what;
