@@ -8,6 +8,9 @@
 //   vr_overhead  what VR adds per step: k accumulate() calls (the per-partition sum and square; the
 //                partition gradients are the same tensor here, which costs the same) + reduce() + apply()
 //   rank_mode    the same for one partition per rank (accumulate once, the k-rank sum excluded)
+//   rank_mode_reference   rank_mode with the op-by-op GSNR (GsnrOptions::fused = false), for comparison
+// vr_overhead and rank_mode run the fused multi-tensor GSNR kernels (ops/gsnr_kernels.h; fused_gsnr says
+// whether the step did), as a VR optimizer does by default.
 //   step_base / step_vr   whole steps (fwd_bwd + [rank-mode GSNR] + step) with no synchronisation inside,
 //                where the GSNR's launches queue behind the backward's kernels
 // and prints one JSON line with them, vr_overhead / (fwd_bwd + base_step) and
@@ -82,6 +85,7 @@ int main(int argc, char** argv) {
     auto groups = optim::split_decay_groups(model->named_parameters(), 5e-5, 0.1);
     optim::Lars base(groups, {.lr = 0.1, .weight_decay = 5e-5});
     vrgd::VrLars vr(groups, {.lr = 0.1, .weight_decay = 5e-5});
+    vrgd::VrLars vr_reference(groups, {.lr = 0.1, .weight_decay = 5e-5}, {.fused = false});
     auto params = model->parameters();
 
     auto fwd_bwd = [&] {
@@ -129,6 +133,16 @@ int main(int argc, char** argv) {
                                       vr.gsnr().apply();
                                     }) -
                           t_copy;
+    const bool fused = vr.gsnr().step_fused();
+    const double t_rank_reference = median_ms(dev, iters,
+                                              [&] {
+                                                set_grads();
+                                                vr_reference.gsnr().accumulate();
+                                                vr_reference.gsnr().all_reduce(no_comm, k);
+                                                vr_reference.gsnr().reduce();
+                                                vr_reference.gsnr().apply();
+                                              }) -
+                                    t_copy;
     const double t_step_base = median_ms(dev, iters, [&] {
       fwd_bwd();
       base.step();
@@ -150,6 +164,8 @@ int main(int argc, char** argv) {
                      {"overhead_fraction", overhead / (t_fb + t_base)},
                      {"rank_mode_overhead_ms", t_rank},
                      {"rank_mode_overhead_fraction", t_rank / (t_fb + t_base)},
+                     {"rank_mode_reference_ms", t_rank_reference},
+                     {"fused_gsnr", fused},
                      {"step_base_ms", t_step_base},
                      {"step_vr_ms", t_step_vr},
                      {"step_overhead_fraction", (t_step_vr - t_step_base) / t_step_base}};

@@ -1,8 +1,15 @@
 // GSNR statistics for VRGD: the maths and the design are in gsnr.h.
 //
-// Kernel launches per parameter tensor and step: accumulate 2-3 per partition (add, square, add); reduce
-// about 9 (scale sum and squares, square of the mean, variance, floor, ratio, mean, normalise, clamp);
-// apply 1 (3 more with GSNR momentum). No host reads unless statistics are requested.
+// Two paths. Fused (default when every parameter shares dtype and device): the multi-tensor kernels of
+// ops/gsnr_kernels.h, one call per accumulate(), reduce() and apply() for all tensors; on CUDA a step is 1
+// launch per partition + 3 (reduce; +1 in global scope, +1 with statistics) + 1 (apply), whatever the
+// number of tensors (up to 320 per launch). Reference (fused = false, or mixed dtypes/devices): tensor ops
+// per parameter: accumulate 2-3 launches per partition (add, square, add); reduce about 9 (scale sum and
+// squares, square of the mean, variance, floor, ratio, mean, normalise, clamp); apply 1 (3 more with GSNR
+// momentum). Both do no host reads unless statistics are requested. The fused path reuses the buffers
+// instead of allocating per op: the sum becomes the .grad, sq receives the raw r (then the normalised r
+// when that is the momentum input, then the multiplier), and only the ratio (and the momentum on its
+// first update) is allocated per tensor.
 #include "algorithms/vrgd/gsnr.h"
 
 #include <algorithm>
@@ -14,7 +21,9 @@
 #include "autograd/autograd.h"
 #include "ops/elementwise.h"
 #include "ops/factory.h"
+#include "ops/gsnr_kernels.h"
 #include "ops/reduce.h"
+#include "ops/util.h"
 
 namespace nabla::vrgd {
 
@@ -70,19 +79,42 @@ void Gsnr::clear_step() {
   reduced_ = false;
 }
 
+bool Gsnr::fusable() const {
+  if (!options_.fused) return false;
+  const Tensor& first = params_.front();
+  for (const Tensor& p : params_)
+    if (p.dtype() != first.dtype() || p.device() != first.device()) return false;
+  return ops::gsnr_accumulate_kernel.has(first.device()) && ops::gsnr_reduce_kernel.has(first.device()) &&
+         ops::gsnr_apply_kernel.has(first.device());
+}
+
 void Gsnr::accumulate() {
   NABLA_CHECK(!reduced_, "GSNR: accumulate() after reduce() and before the optimizer step");
   NABLA_CHECK(world_ == 1, "GSNR: accumulate() after all_reduce() in the same step");
   NoGradGuard no_grad;
+  if (partitions_ == 0) step_fused_ = fusable();
+  std::vector<ops::GsnrAccumulateTensor> batch;
   for (size_t i = 0; i < params_.size(); ++i) {
     Tensor g = params_[i].grad();
     if (!g.defined()) continue;
     NABLA_CHECK(g.shape() == params_[i].shape() && g.dtype() == params_[i].dtype(), "GSNR: ", label(i),
                 " is ", params_[i].shape(), " ", params_[i].dtype(), " but its grad is ", g.shape(), " ",
                 g.dtype());
-    if (count_[i] == 0) {
-      // The gradient is dropped from the parameter below, so it can serve as the sum buffer (no copy).
-      sum_[i] = g.is_contiguous() ? g : g.contiguous();
+    if (step_fused_) {
+      const bool first = count_[i] == 0;
+      if (first) {
+        // The gradient is dropped from the parameter below, so it can serve as the sum buffer (no copy).
+        sum_[i] = g.is_non_overlapping_and_dense() ? g : g.contiguous();
+        sq_[i] = ops::empty_preserving(sum_[i]);
+        g = sum_[i];
+      } else if (!ops::same_dense_layout(g, sum_[i])) {  // the kernels index all three as one flat array
+        Tensor t = ops::empty_preserving(sum_[i]);
+        t.copy_(g);
+        g = t;
+      }
+      batch.push_back({g, sum_[i], sq_[i], first});
+    } else if (count_[i] == 0) {
+      sum_[i] = g.is_contiguous() ? g : g.contiguous();  // as above
       sq_[i] = g * g;
     } else {
       add_(sum_[i], g);
@@ -91,6 +123,7 @@ void Gsnr::accumulate() {
     ++count_[i];
     params_[i].zero_grad();
   }
+  if (!batch.empty()) ops::gsnr_accumulate_kernel.get(batch.front().grad.device(), "gsnr accumulate")(batch);
   ++partitions_;
 }
 
@@ -114,15 +147,64 @@ void Gsnr::reduce() {
               "GSNR: needs at least 2 partitions of the batch per step (micro-batches or "
               "ranks), got ",
               partitions_);
-  NoGradGuard no_grad;
   const int64_t local = partitions_ / world_;
+  for (size_t i = 0; i < params_.size(); ++i)
+    NABLA_CHECK(count_[i] == 0 || count_[i] == local, "GSNR: ", label(i), " got a gradient in ", count_[i],
+                " of ", local, " partitions; a parameter needs one in every partition or in none");
+  NoGradGuard no_grad;
+  stats_.clear();
+  if (step_fused_)
+    reduce_fused();
+  else
+    reduce_reference();
+  want_stats_ = false;
+  reduced_ = true;
+}
+
+void Gsnr::reduce_fused() {
+  std::vector<ops::GsnrReduceTensor> batch;
+  std::vector<size_t> index;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    ratio_[i] = Tensor();
+    if (count_[i] == 0) continue;
+    ratio_[i] = ops::empty_preserving(sum_[i]);
+    batch.push_back({sum_[i], sq_[i], ratio_[i]});
+    index.push_back(i);
+  }
+  if (batch.empty()) return;
+  const Device dev = batch.front().sum.device();
+  const ops::GsnrReduceConfig config{
+      .partitions = partitions_,
+      .eps = options_.eps,
+      .gamma = options_.gamma,
+      .global_scope = options_.scope == GsnrScope::kGlobal,
+      .write_normalized = beta3_ > 0 && options_.momentum_input == GsnrMomentumInput::kNormalized};
+  Tensor stats;
+  if (want_stats_) stats = Tensor::empty(Shape{static_cast<int64_t>(batch.size()), 3}, DType::f64, dev);
+  ops::gsnr_reduce_kernel.get(dev, "gsnr reduce")(config, batch, stats);
+  for (size_t j = 0; j < index.size(); ++j) params_[index[j]].set_grad(sum_[index[j]]);
+  if (!want_stats_) return;
+  const Tensor host = stats.to(Device::cpu()).contiguous();  // the one host read (a device sync)
+  const double* v = static_cast<const double*>(host.data_ptr());
+  for (size_t j = 0; j < index.size(); ++j) {
+    const size_t i = index[j];
+    GsnrTensorStats s;
+    s.name = i < names_.size() ? names_[i] : str_cat("param", i);
+    s.numel = ratio_[i].numel();
+    const double n = static_cast<double>(s.numel);
+    s.mean_ratio = v[3 * j] / n;
+    s.frac_at_gamma = v[3 * j + 1] / n;
+    s.frac_at_one = v[3 * j + 2] / n;
+    stats_.push_back(std::move(s));
+  }
+}
+
+void Gsnr::reduce_reference() {
   const double inv_k = 1.0 / static_cast<double>(partitions_);
   std::vector<Tensor> raw(params_.size());  // r before normalisation
   for (size_t i = 0; i < params_.size(); ++i) {
     ratio_[i] = Tensor();
     if (count_[i] == 0) continue;
-    NABLA_CHECK(count_[i] == local, "GSNR: ", label(i), " got a gradient in ", count_[i], " of ", local,
-                " partitions; a parameter needs one in every partition or in none");
     Tensor& mean_g = mul_(sum_[i], inv_k);
     Tensor& mean_sq = mul_(sq_[i], inv_k);
     Tensor g2 = mean_g * mean_g;
@@ -143,7 +225,6 @@ void Gsnr::reduce() {
     }
     if (total.defined()) global_mean = total / static_cast<double>(n);
   }
-  stats_.clear();
   for (size_t i = 0; i < params_.size(); ++i) {
     if (!raw[i].defined()) continue;
     Tensor m = options_.scope == GsnrScope::kGlobal ? global_mean.to(raw[i].dtype()) : mean(raw[i]);
@@ -165,13 +246,62 @@ void Gsnr::reduce() {
     if (raw[i].defined() && !(beta3_ > 0 && options_.momentum_input == GsnrMomentumInput::kNormalized))
       raw[i] = ratio_[i];
   sq_ = std::move(raw);  // the squares are spent; keep the momentum input until apply()
-  want_stats_ = false;
-  reduced_ = true;
 }
 
 void Gsnr::apply() {
   NABLA_CHECK(reduced_, "GSNR: apply() before reduce()");
   NoGradGuard no_grad;
+  if (step_fused_)
+    apply_fused();
+  else
+    apply_reference();
+  clear_step();
+}
+
+void Gsnr::apply_fused() {
+  const bool momentum = beta3_ > 0;
+  const bool normalized_input = momentum && options_.momentum_input == GsnrMomentumInput::kNormalized;
+  std::vector<ops::GsnrApplyTensor> batch;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    multiplier_[i] = Tensor();
+    if (!ratio_[i].defined()) continue;
+    Tensor grad = params_[i].grad();
+    NABLA_CHECK(grad.defined(), "GSNR: ", label(i), " lost its gradient between reduce() and the step");
+    NABLA_CHECK(grad.shape() == ratio_[i].shape() && grad.dtype() == ratio_[i].dtype(), "GSNR: ", label(i),
+                "'s gradient became ", grad.shape(), " ", grad.dtype(),
+                " between reduce() and the step, expected ", ratio_[i].shape(), " ", ratio_[i].dtype());
+    if (!ops::same_dense_layout(grad, ratio_[i])) {  // replaced (e.g. by clipping) in another layout
+      Tensor t = ops::empty_preserving(ratio_[i]);
+      t.copy_(grad);
+      grad = t;
+      params_[i].set_grad(grad);
+    }
+    ops::GsnrApplyTensor t;
+    t.grad = grad;
+    t.input = normalized_input ? sq_[i] : ratio_[i];
+    if (momentum) {
+      t.first = !momentum_[i].defined();
+      if (t.first) {
+        momentum_[i] = ops::empty_preserving(grad);              // written, not read, on the first update
+      } else if (!ops::same_dense_layout(momentum_[i], grad)) {  // e.g. restored from a checkpoint
+        Tensor m = ops::empty_preserving(grad);
+        m.copy_(momentum_[i]);
+        momentum_[i] = m;
+      }
+      t.momentum = momentum_[i];
+      t.multiplier = sq_[i];  // the raw r is spent (with a normalised input: read, then overwritten)
+      t.step = ++momentum_step_[i];
+    }
+    multiplier_[i] = momentum ? sq_[i] : ratio_[i];
+    batch.push_back(std::move(t));
+  }
+  if (batch.empty()) return;
+  const ops::GsnrApplyConfig config{
+      .gamma = options_.gamma, .beta3 = beta3_, .bias_correction = options_.bias_correction};
+  ops::gsnr_apply_kernel.get(batch.front().grad.device(), "gsnr apply")(config, batch);
+}
+
+void Gsnr::apply_reference() {
   for (size_t i = 0; i < params_.size(); ++i) {
     multiplier_[i] = Tensor();
     if (!ratio_[i].defined()) continue;
@@ -190,7 +320,6 @@ void Gsnr::apply() {
     mul_(grad, mult);
     multiplier_[i] = mult;
   }
-  clear_step();
 }
 
 NamedTensors Gsnr::state_tensors() const {

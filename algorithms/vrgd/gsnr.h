@@ -42,8 +42,14 @@
 // the VR optimizer's step() calls reduce() itself if it was not called, multiplies .grad by the multiplier
 // and runs the base optimizer.
 //
-// Everything is tensor ops on the parameters' device (no host reads, so no device syncs) except the
-// statistics, which read three numbers per tensor when asked for (request_stats()).
+// Two implementations, same maths. Fused (GsnrOptions::fused, the default): the multi-tensor kernels of
+// ops/gsnr_kernels.h, one call for all tensors: accumulate 1 launch per partition, reduce 3-5, apply 1 on
+// CUDA (the per-tensor means stay on the device). Used when every parameter shares one dtype and device
+// (and the device has the kernels); otherwise, or with fused = false, the op-by-op reference: ~10 tensor
+// ops per tensor and step, kept as the frozen reference the fused kernels are tested against (on the CPU
+// they agree bit for bit for f32/f64 in per-tensor scope; gsnr_kernels.h says where rounding differs).
+// Neither reads the device from the host (no syncs) except for the statistics, which read three numbers
+// per tensor when asked for (request_stats()); the fused path reads them all in one copy.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -74,6 +80,9 @@ struct GsnrOptions {
   bool bias_correction = true;  // p^ = p / (1 - beta3^t), as Adam corrects its moments
   GsnrScope scope = GsnrScope::kPerTensor;
   GsnrMomentumInput momentum_input = GsnrMomentumInput::kClamped;
+  // Fused multi-tensor kernels when the parameters allow (see the file comment); false: the op-by-op
+  // reference always (for tests and comparisons).
+  bool fused = true;
 };
 
 // One parameter tensor's statistics of the last reduce(): the mean of the clamped r, and the fractions of
@@ -106,6 +115,8 @@ class Gsnr {
   // Steps 5-9: writes g~ into each parameter's .grad and computes the clamped r. Needs >= 2 partitions.
   void reduce();
   bool reduced() const { return reduced_; }
+  // Whether the current (or last) step runs the fused kernels (decided at its first accumulate()).
+  bool step_fused() const { return step_fused_; }
   // Multiplies each .grad by its multiplier (r, or the GSNR momentum p^), advancing the momentum, and starts
   // the next step's statistics. Called by the VR optimizer's step() after reduce().
   void apply();
@@ -130,18 +141,26 @@ class Gsnr {
  private:
   std::string label(size_t i) const;
   void clear_step();
+  bool fusable() const;  // every parameter shares dtype and device, which has the fused kernels
+  void reduce_reference();
+  void reduce_fused();
+  void apply_reference();
+  void apply_fused();
 
   std::vector<Tensor> params_;
   std::vector<std::string> names_;
   GsnrOptions options_;
   double beta3_ = 0;
-  std::vector<Tensor> sum_, sq_;  // per parameter: sum of g_d, sum of g_d^2
-  std::vector<int64_t> count_;    // partitions that reached each parameter (local)
+  // per parameter: sum of g_d, sum of g_d^2; after reduce() the sum is the .grad and sq holds the
+  // momentum input (reference) or the raw/normalised r, then the multiplier (fused)
+  std::vector<Tensor> sum_, sq_;
+  std::vector<int64_t> count_;  // partitions that reached each parameter (local)
   std::vector<Tensor> ratio_, multiplier_;
   std::vector<Tensor> momentum_;        // GSNR momentum p
   std::vector<int64_t> momentum_step_;  // its t
   int64_t partitions_ = 0, world_ = 1;
   bool reduced_ = false, want_stats_ = false;
+  bool step_fused_ = false;  // this step runs the fused kernels (decided at its first accumulate())
   std::vector<GsnrTensorStats> stats_;
 };
 

@@ -1,92 +1,25 @@
 // CPU kernels of the fused optimizer steps (SGD, Adam/AdamW, LARS, LAMB), of the per-tensor L2 norms LARS
 // and LAMB need, and of GradScaler's unscale (slots and maths in ops/optim_kernels.h).
 //
-// Work split: every tensor of the call is cut into chunks of kChunk elements and one OpenMP loop runs over
-// all chunks of all tensors (static schedule), so many small parameters cost one fork/join, not one each,
-// and a large one is spread over every thread. Each element is independent, so the split does not change
-// any result. f32/f64 compute in their own type; bf16/f16 load to f32, compute, and round once when stored.
-// The norms are the exception: each tensor's squares are summed sequentially (the order of the CPU reduce
-// kernel for a full reduction, so the norm is bit-for-bit norm(x)), one tensor per task.
+// Work split: every tensor of the call is cut into chunks of kMultiTensorChunk elements (multi_tensor.h) and
+// one OpenMP loop runs over all chunks of all tensors (static schedule), so many small parameters cost one
+// fork/join, not one each, and a large one is spread over every thread. Each element is independent, so the
+// split does not change any result. f32/f64 compute in their own type; bf16/f16 load to f32, compute, and
+// round once when stored. The norms are the exception: each tensor's squares are summed sequentially (the
+// order of the CPU reduce kernel for a full reduction, so the norm is bit-for-bit norm(x)), one tensor per
+// task.
 #include <cmath>
 
 #include "ops/cpu/loops.h"
+#include "ops/cpu/multi_tensor.h"
 #include "ops/util.h"
 #include "ops/optim_kernels.h"
 
 namespace nabla::ops::cpu {
 namespace {
 
-constexpr int64_t kChunk = 16384;
-
-template <class T>
-struct Compute {
-  using type = T;
-};
-template <>
-struct Compute<bf16> {
-  using type = float;
-};
-template <>
-struct Compute<f16> {
-  using type = float;
-};
-template <class T>
-using compute_t = typename Compute<T>::type;
-
-template <class T>
-inline compute_t<T> ld(T v) {
-  if constexpr (std::is_same_v<T, bf16>)
-    return from_bf16(v);
-  else if constexpr (std::is_same_v<T, f16>)
-    return from_f16(v);
-  else
-    return v;
-}
-template <class T>
-inline T st(compute_t<T> v) {
-  if constexpr (std::is_same_v<T, bf16>)
-    return to_bf16(v);
-  else if constexpr (std::is_same_v<T, f16>)
-    return to_f16(v);
-  else
-    return v;
-}
-
-template <class F>
-decltype(auto) visit_floating(DType t, const char* what, F&& f) {
-  switch (t) {
-    case DType::f32:
-      return f(float{});
-    case DType::f64:
-      return f(double{});
-    case DType::bf16:
-      return f(bf16{});
-    case DType::f16:
-      return f(f16{});
-    default:
-      fail(what, ": dtype ", t, " is not a floating type");
-  }
-}
-
-struct Piece {
-  size_t tensor;
-  int64_t begin, end;
-};
-
-// The chunks of `sizes`, in order.
-std::vector<Piece> pieces_of(const std::vector<int64_t>& sizes, int64_t* total) {
-  std::vector<Piece> out;
-  *total = 0;
-  for (size_t t = 0; t < sizes.size(); ++t) {
-    for (int64_t b = 0; b < sizes[t]; b += kChunk) out.push_back({t, b, std::min(sizes[t], b + kChunk)});
-    *total += sizes[t];
-  }
-  return out;
-}
-
 void check_member(const char* op, const Tensor& t, const Tensor& param, const char* what) {
-  NABLA_CHECK(t.defined() && t.device().is_cpu() && t.dtype() == param.dtype() &&
-                  same_dense_layout(t, param),
+  NABLA_CHECK(t.defined() && t.device().is_cpu() && t.dtype() == param.dtype() && same_dense_layout(t, param),
               op, ": ", what, " must be a dense cpu tensor laid out like its parameter ", param.shape(), " ",
               param.dtype());
 }
@@ -212,8 +145,8 @@ void multi_tensor_norm_cpu(const std::vector<Tensor>& tensors, Tensor& norms) {
   const DType dt = tensors.front().dtype();
   for (const Tensor& t : tensors)
     NABLA_CHECK(t.defined() && t.device().is_cpu() && t.dtype() == dt && t.is_non_overlapping_and_dense(),
-                "multi_tensor_norm: tensors must be dense cpu tensors of one dtype, got ", t.shape(),
-                " ", t.dtype(), " on ", t.device(), ", first is ", dt);
+                "multi_tensor_norm: tensors must be dense cpu tensors of one dtype, got ", t.shape(), " ",
+                t.dtype(), " on ", t.device(), ", first is ", dt);
   NABLA_CHECK(norms.defined() && norms.device().is_cpu() && norms.dtype() == norm_dtype(dt) &&
                   norms.is_contiguous() && norms.numel() == static_cast<int64_t>(tensors.size()),
               "multi_tensor_norm: norms must be a contiguous cpu ", norm_dtype(dt), " tensor of ",
@@ -403,9 +336,10 @@ void amp_unscale_cpu(const std::vector<Tensor>& grads, double inv_scale, Tensor&
               "amp_unscale: found_inf must be a one-element f32 cpu tensor");
   std::vector<int64_t> sizes;
   for (const Tensor& g : grads) {
-    NABLA_CHECK(g.defined() && g.device().is_cpu() && is_floating(g.dtype()) && g.is_non_overlapping_and_dense(),
-                "amp_unscale: every grad must be a contiguous floating cpu tensor, got ", g.shape(), " ",
-                g.dtype(), " on ", g.device());
+    NABLA_CHECK(
+        g.defined() && g.device().is_cpu() && is_floating(g.dtype()) && g.is_non_overlapping_and_dense(),
+        "amp_unscale: every grad must be a contiguous floating cpu tensor, got ", g.shape(), " ", g.dtype(),
+        " on ", g.device());
     sizes.push_back(g.numel());
   }
   int64_t total = 0;
