@@ -15,8 +15,9 @@
 # 32², Nabla against PyTorch), the image pipeline's decoding rate by loader workers, and ResNet-20 trained on
 # Fashion-MNIST padded to 32² (expected >= 93% test accuracy). GPU_CHECK_PART picks the parts (the versions
 # and the build always run): all (default), or a comma list of core (tests, op benchmarks, LeNet), resnet,
-# dist (multi-GPU: scripts/dist_check.sh, only with >= 2 GPUs); split them over device calls of 600 s each
-# when one is not enough.
+# vrgd (benchmarks/bench_vrgd: the VR step's cost on ResNet-50), profile (benchmarks/profile_resnet.sh: where
+# the bf16 channels-last step's time goes, Nabla and PyTorch), dist (multi-GPU: scripts/dist_check.sh, only
+# with >= 2 GPUs); split them over device calls of 600 s each when one is not enough.
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 
@@ -223,6 +224,16 @@ if want resnet; then
   fi
 fi
 
+# ---- 5b. VRGD step cost (issue 7) and the ResNet-50 profile (issue 5), each a part of its own ------------
+if want vrgd && [ -x "$BUILD/bench_vrgd" ]; then
+  run_step bench_vrgd 120 0 "$LOG/bench_vrgd.log" "$BUILD/bench_vrgd" --device cuda --model resnet50 --batch 256 --k 8
+  grep '^{' "$LOG/bench_vrgd.log" | tail -n 1
+fi
+if want profile; then
+  run_step profile_resnet 200 0 "$LOG/profile_resnet.log" bash benchmarks/profile_resnet.sh "$BUILD" "$LOG/profile"
+  head -n 30 "$LOG/profile/nabla_profile.txt" 2>/dev/null
+fi
+
 # ---- 6. multi-GPU -----------------------------------------------------------------------------------------
 # Multi-GPU (dist/): NCCL tests, all-reduce bandwidth, data-parallel ResNet-50 against PyTorch DDP; only with
 # >= 2 GPUs (scripts/dist_check.sh prints its own table; its last lines are repeated in the summary).
@@ -260,4 +271,10 @@ fi
 grep -E '^workers' "$LOG/resnet_pipeline.log" 2>/dev/null | sed 's/^/jpeg pipeline: /'
 grep -E '^epoch 20/20|^throughput' "$LOG/resnet20_fmnist.log" 2>/dev/null | sed 's/^/resnet20 fmnist cuda: /'
 sed -n '/dist_check summary/,$p' "$LOG/dist_check.log" 2>/dev/null
+grep '^{' "$LOG/bench_vrgd.log" 2>/dev/null | tail -n 1 | python3 -c 'import json, sys
+for line in sys.stdin:
+    r = json.loads(line)
+    print("vrgd step cost (ResNet-50, batch %d, k=%d): fwd+bwd %.1f ms, VR overhead %.2f ms (%.1f%%), rank mode %.2f ms (%.1f%%), op-by-op rank mode %s ms, whole step +%.1f%%" % (
+        r["batch"], r["k"], r["fwd_bwd_ms"], r["vr_overhead_ms"], 100 * r["overhead_fraction"], r["rank_mode_overhead_ms"],
+        100 * r["rank_mode_overhead_fraction"], r.get("rank_mode_reference_ms", "-"), 100 * r["step_overhead_fraction"]))' 2>/dev/null
 echo "total $(elapsed) s; logs in $LOG"
