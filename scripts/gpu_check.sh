@@ -274,7 +274,7 @@ sed -n '/dist_check summary/,$p' "$LOG/dist_check.log" 2>/dev/null
 grep '^{' "$LOG/bench_vrgd.log" 2>/dev/null | tail -n 1 | python3 -c 'import json, sys
 for line in sys.stdin:
     r = json.loads(line)
-    print("vrgd step cost (ResNet-50, batch %d, k=%d): fwd+bwd %.1f ms, VR overhead %.2f ms (%.1f%%), rank mode %.2f ms (%.1f%%), op-by-op rank mode %s ms, whole step +%.1f%%" % (
-        r["batch"], r["k"], r["fwd_bwd_ms"], r["vr_overhead_ms"], 100 * r["overhead_fraction"], r["rank_mode_overhead_ms"],
+    print("vrgd step cost (%s, batch %d, k=%d): fwd+bwd %.1f ms, VR overhead %.2f ms (%.1f%%), rank mode %.2f ms (%.1f%%), op-by-op rank mode %s ms, whole step +%.1f%%" % (
+        r["model"], r["batch"], r["k"], r["fwd_bwd_ms"], r["vr_overhead_ms"], 100 * r["overhead_fraction"], r["rank_mode_overhead_ms"],
         100 * r["rank_mode_overhead_fraction"], r.get("rank_mode_reference_ms", "-"), 100 * r["step_overhead_fraction"]))' 2>/dev/null
 echo "total $(elapsed) s; logs in $LOG"
