@@ -91,11 +91,14 @@ NABLA_PARITY(conv2d, odd_channels_5x5) {
       {.atol = 2e-3, .rtol = 1e-3});
 }
 NABLA_PARITY(conv2d, resnet_64x56x56_batch2) {
+  // A weight-gradient element is a sum of 2*56*56 = 6272 products of magnitude ~1 (partial sums ~80):
+  // cuDNN's algorithm choice (some sum in other orders or through transforms) moves it by up to ~3e-3
+  // (seen 2.66e-3 on the H200, 3e-5 of the partial sums), so atol 5e-3 here.
   EXPECT_PARITY(
       [](In in) {
         return conv2d(in[0], in[1], Tensor(), {1, 1}, {1, 1});
       },
-      {parity_randn({2, 64, 56, 56}), parity_randn({64, 64, 3, 3})}, {.atol = 2e-3, .rtol = 1e-3});
+      {parity_randn({2, 64, 56, 56}), parity_randn({64, 64, 3, 3})}, {.atol = 5e-3, .rtol = 1e-3});
 }
 NABLA_PARITY(conv2d, resnet_downsample_1x1_stride2) {
   EXPECT_PARITY(
