@@ -48,10 +48,20 @@ grep -qE 'test acc [0-9]+\.[0-9]{2}%' <<<"$out" || fail "no test accuracy"
 # one process (apps/common/vrgd_step.h), so VR-SGD must reach the same loss and accuracies.
 vr_args=(--epochs 1 --limit-train 2048 --batch-size 128 --warmup-steps 0 --no-progress --eval-batch-size 500
   --threads 1 --optimizer vr-momentum --gsnr-partitions 4 --lr 0.3)
-out=$(run "${vr_args[@]}") || fail "VR data-parallel run: $out"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+out=$(run "${vr_args[@]}" --checkpoint "$tmp/ranks.ckpt" --metrics "$tmp/ranks.jsonl") ||
+  fail "VR data-parallel run: $out"
 echo "$out"
-single=$("$build/train_classifier" --data-dir "$data" "${vr_args[@]}" 2>&1) || fail "VR single-process run: $single"
+single=$("$build/train_classifier" --data-dir "$data" "${vr_args[@]}" --checkpoint "$tmp/micro.ckpt" \
+  --metrics "$tmp/micro.jsonl" 2>&1) || fail "VR single-process run: $single"
 echo "$single"
+# The same check as scripts/scale_check.sh part 3 (there on GPUs): per-layer GSNR statistics and the final
+# parameters (from the checkpoints) agree, not just the loss.
+echo "$out" >"$tmp/ranks.log"
+echo "$single" >"$tmp/micro.log"
+python3 "$(dirname "${BASH_SOURCE[0]}")/../../scripts/compare_vr_runs.py" "$tmp/ranks" "$tmp/micro" 0 0 2 ||
+  fail "VRGD rank mode and micro-batch mode: GSNR or parameters differ"
 grep -q '^VRGD: 4 partitions of 32 examples per step (2 per rank)' <<<"$out" || fail "no VRGD rank-mode line"
 python3 - "$out" "$single" <<'PY' || fail "VRGD rank mode and micro-batch mode differ"
 import re, sys
