@@ -22,7 +22,8 @@
 // padding, stride, dilation, 16-byte alignment of the pointers) and cached with the descriptors in a map,
 // so the steady state is one map look-up and one cuDNN call. The choice benchmarks with
 // cudnnFind*AlgorithmEx on the call's own buffers (a host synchronisation, first call of a shape only) and
-// takes the fastest DETERMINISTIC algorithm that succeeded (a non-deterministic one only when none is),
+// takes the fastest DETERMINISTIC algorithm that succeeded (a non-deterministic one only when none is;
+// NABLA_CUDNN_DETERMINISTIC=0 takes the fastest of all, as PyTorch does by default),
 // run with the math type it was timed with (f32 forced back to FMA math while TF32 is off);
 // NABLA_CUDNN_FIND=0 uses the heuristics of cudnnGet*Algorithm_v7 instead (no benchmarking). The Find
 // workspace is the largest any algorithm asks for, capped at 1 GiB; algorithms needing more are skipped.
@@ -165,10 +166,9 @@ std::unique_ptr<Plan> make_descriptors(const Conv2dGeometry& g, DType dtype, con
   NABLA_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&p->conv));
   set_tensor_desc(p->x, dt, {g.n, g.c_in, g.h, g.w}, xs);
   set_tensor_desc(p->y, dt, {g.n, g.c_out, g.oh, g.ow}, ys);
-  NABLA_CUDNN_CHECK(cudnnSetFilter4dDescriptor(p->w, dt, g.channels_last ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW,
-                                               to_int(g.c_out, "channels"),
-                                               to_int(g.c_in / g.groups, "channels"),
-                                               to_int(g.kh, "kernel size"), to_int(g.kw, "kernel size")));
+  NABLA_CUDNN_CHECK(cudnnSetFilter4dDescriptor(
+      p->w, dt, g.channels_last ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW, to_int(g.c_out, "channels"),
+      to_int(g.c_in / g.groups, "channels"), to_int(g.kh, "kernel size"), to_int(g.kw, "kernel size")));
   NABLA_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(
       p->conv, to_int(g.pad_h, "padding"), to_int(g.pad_w, "padding"), to_int(g.stride_h, "stride"),
       to_int(g.stride_w, "stride"), to_int(g.dil_h, "dilation"), to_int(g.dil_w, "dilation"),
@@ -184,11 +184,23 @@ std::unique_ptr<Plan> make_descriptors(const Conv2dGeometry& g, DType dtype, con
   return p;
 }
 
+// NABLA_CUDNN_DETERMINISTIC=0: take the fastest algorithm whether or not it is deterministic (PyTorch's
+// default, torch.backends.cudnn.deterministic = False); by default Nabla keeps its backward reproducible run
+// to run, as its own kernels are. Read once, at the first algorithm choice.
+bool deterministic_only() {
+  static const bool on = [] {
+    const char* v = std::getenv("NABLA_CUDNN_DETERMINISTIC");
+    return !(v && std::string(v) == "0");
+  }();
+  return on;
+}
+
 // Picks from benchmark or heuristic results (sorted best first): the first successful deterministic one
-// that fits `max_ws`, else the first successful one. Returns false when none succeeded.
+// that fits `max_ws`, else the first successful one (with NABLA_CUDNN_DETERMINISTIC=0: the first successful
+// one). Returns false when none succeeded.
 template <class Perf>
 bool pick(const Perf* perf, int count, size_t max_ws, Plan& p) {
-  for (int pass = 0; pass < 2; ++pass)
+  for (int pass = deterministic_only() ? 0 : 1; pass < 2; ++pass)
     for (int i = 0; i < count; ++i) {
       const Perf& r = perf[i];
       if (r.status != CUDNN_STATUS_SUCCESS || r.memory > max_ws) continue;
@@ -467,10 +479,9 @@ void bias_grad_nhwc_typed(const Tensor& gy, Tensor& db, const Conv2dGeometry& g)
   NABLA_CHECK(col_tiles <= 65535, "conv2d: bias gradient of more than ", 65535 * 32, " channels (", g.c_out,
               ") on cuda");
   Tensor partial = Tensor::empty({g.c_out * slices}, DType::f64, gy.device());
-  bias_grad_partial_nhwc<T, I>
-      <<<dim3(static_cast<unsigned>(slices), static_cast<unsigned>(col_tiles)), dim3(32, 8), 0,
-         current_stream()>>>(ptr<T>(gy), ptr<double>(partial), static_cast<I>(rows), static_cast<I>(g.c_out),
-                             static_cast<I>(chunk));
+  bias_grad_partial_nhwc<T, I><<<dim3(static_cast<unsigned>(slices), static_cast<unsigned>(col_tiles)),
+                                 dim3(32, 8), 0, current_stream()>>>(
+      ptr<T>(gy), ptr<double>(partial), static_cast<I>(rows), static_cast<I>(g.c_out), static_cast<I>(chunk));
   NABLA_CUDA_LAUNCH_CHECK();
   bias_grad_finish<T><<<static_cast<unsigned>((g.c_out + 127) / 128), 128, 0, current_stream()>>>(
       ptr<double>(partial), ptr<T>(db), g.c_out, slices);

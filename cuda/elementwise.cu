@@ -104,6 +104,10 @@ __device__ __forceinline__ A binary_fn(BinaryOp op, A x, A y, A alpha, A beta) {
       return x * y * (A(1) - y);
     case BinaryOp::tanh_grad_from_y:
       return x * (A(1) - y * y);
+    case BinaryOp::add_relu: {
+      const A s = x + y;
+      return s > A(0) ? s : A(0);
+    }
     default:
       return A(0);  // comparisons are handled separately
   }

@@ -40,7 +40,7 @@ int64_t shortcut_macs(const std::shared_ptr<Sequential>& ds, int64_t h, int64_t 
 }
 
 Tensor add_shortcut(const Tensor& residual, const std::shared_ptr<Sequential>& ds, const Tensor& x) {
-  return relu(residual + (ds ? ds->forward(x) : x));
+  return add_relu(residual, ds ? ds->forward(x) : x);  // relu(residual + shortcut), one pass
 }
 
 }  // namespace

@@ -38,7 +38,8 @@ const char* binary_op_name(BinaryOp op) {
                                 "silu_grad",
                                 "clamp_grad",
                                 "sigmoid_grad",
-                                "tanh_grad"};
+                                "tanh_grad",
+                                "add_relu"};
   return names[static_cast<int>(op)];
 }
 
@@ -270,6 +271,21 @@ Tensor add(const Tensor& a_in, const Tensor& b_in, double alpha) {
                    [sa = a.shape(), sb = b.shape(), alpha](const Tensor& g) -> std::vector<Tensor> {
                      return {sum_to(g, sa), sum_to(alpha == 1.0 ? g : g * alpha, sb)};
                    });
+  return y;
+}
+
+Tensor add_relu(const Tensor& a_in, const Tensor& b_in) {
+  Tensor a = a_in, b = b_in;
+  autocast_promote(a, b);  // as add
+  check_floating("add_relu", a);
+  Tensor y = binary_raw(BinaryOp::add_relu, a, b);
+  autograd::record(
+      "add_relu", y, {a, b},
+      [y_saved = y.detach(), sa = a.shape(), sb = b.shape()](const Tensor& g) -> std::vector<Tensor> {
+        // relu'(a + b) is (y > 0): one mask pass, shared by both inputs.
+        Tensor gm = binary_raw(BinaryOp::relu_grad, g, y_saved);
+        return {sum_to(gm, sa), sum_to(gm, sb)};
+      });
   return y;
 }
 

@@ -38,6 +38,9 @@ Tensor pow(const Tensor& x, double exponent);
 
 // ---- binary ----
 Tensor add(const Tensor& a, const Tensor& b, double alpha = 1.0);  // a + alpha * b
+// relu(a + b) in one pass: a ResNet block's shortcut sum and activation, without the intermediate sum
+// (one read and one write of the activation less; backward: g * (y > 0) to both, from the output y).
+Tensor add_relu(const Tensor& a, const Tensor& b);
 Tensor sub(const Tensor& a, const Tensor& b, double alpha = 1.0);  // a - alpha * b
 Tensor mul(const Tensor& a, const Tensor& b);
 Tensor div(const Tensor& a, const Tensor& b);
@@ -123,6 +126,7 @@ enum class BinaryOp : uint8_t {
   clamp_grad,
   sigmoid_grad_from_y,
   tanh_grad_from_y,
+  add_relu,  // max(a + b, 0); float types only
 };
 
 struct ElementwiseParams {

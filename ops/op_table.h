@@ -43,6 +43,7 @@
   X(clamp, elementwise, Differentiable)                             \
   /* element-wise binary, with broadcasting */                      \
   X(add, elementwise, Differentiable)                               \
+  X(add_relu, elementwise, Differentiable)                          \
   X(sub, elementwise, Differentiable)                               \
   X(mul, elementwise, Differentiable)                               \
   X(div, elementwise, Differentiable)                               \

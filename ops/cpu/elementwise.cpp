@@ -82,6 +82,11 @@ void binary_float_only(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& ou
       return map2<T, T>(a, b, out, [](T x, T y) { return std::pow(x, y); });
     case BinaryOp::relu_grad:
       return map2<T, T>(a, b, out, [](T g, T x) { return x > T(0) ? g : T(0); });
+    case BinaryOp::add_relu:
+      return map2<T, T>(a, b, out, [](T x, T y) {
+        const T s = x + y;
+        return s > T(0) ? s : T(0);
+      });
     case BinaryOp::leaky_relu_grad:
       return map2<T, T>(a, b, out, [=](T g, T x) { return x > T(0) ? g : g * alpha; });
     case BinaryOp::gelu_grad:

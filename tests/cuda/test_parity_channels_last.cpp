@@ -273,6 +273,15 @@ NABLA_PARITY(add, packed_bf16_residual_relu) {
       },
       {parity_randn({2, 40, 7, 9}), parity_randn({2, 40, 7, 9})}, {.atol = 3e-2, .rtol = 1e-2});
 }
+NABLA_PARITY(add_relu, channels_last_and_broadcast) {
+  EXPECT_PARITY([](In in) { return add_relu(cl(in[0]), cl(in[1])) * in[2]; },
+                {parity_randn({2, 24, 7, 5}), parity_randn({2, 24, 7, 5}), parity_randn({24, 1, 1})});
+}
+NABLA_PARITY(add_relu, packed_bf16_residual) {  // the ResNet shortcut under autocast
+  EXPECT_PARITY(
+      [](In in) { return add_relu(bf16_or_rounded(cl(in[0])), bf16_or_rounded(cl(in[1]))).to(DType::f32); },
+      {parity_randn({2, 64, 6, 5}), parity_randn({2, 64, 6, 5})}, {.atol = 2e-2, .rtol = 1e-2});
+}
 NABLA_PARITY(add, packed_bf16_in_place) {  // no gradients: an in-place update of a leaf's copy
   EXPECT_PARITY(
       [](In in) {

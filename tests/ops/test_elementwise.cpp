@@ -70,6 +70,21 @@ NABLA_GRADCHECK(pow, tensor_exponent_broadcast) {
   EXPECT_GRADCHECK([](In in) { return pow(in[0], in[1]); }, {a, b});
 }
 
+NABLA_GRADCHECK(add_relu, mixed_signs_broadcast) {
+  // Sums on both sides of 0 but not near it (a + b is kept >= 0.05 away): the kink is not differentiable.
+  Tensor a = rand64({4, 5}, 0.3, 1.0), b = rand64({5}, -0.2, 0.2);
+  Tensor sign = from_vector(std::vector<double>(20, 1.0), {4, 5}, {.dtype = DType::f64});
+  for (int i = 0; i < 20; i += 3) sign.data<double>()[i] = -1.0;
+  EXPECT_GRADCHECK([sign](In in) { return add_relu(in[0] * sign, in[1]); }, {a, b});
+}
+
+TEST(Elementwise, AddReluIsReluOfTheSum) {
+  Tensor a = test::randn32({3, 7, 5}), b = test::randn32({7, 1});
+  test::expect_close(add_relu(a, b), relu(a + b), 0.0);
+  test::expect_error([] { add_relu(zeros({2}, {.dtype = DType::i64}), zeros({2}, {.dtype = DType::i64})); },
+                     {"add_relu"});
+}
+
 #define BINARY_GRADCHECK(op, expr, lo, hi)                            \
   NABLA_GRADCHECK(op, same_shape) {                                   \
     Tensor a = rand64({3, 4}, lo, hi), b = rand64({3, 4}, lo, hi);    \
