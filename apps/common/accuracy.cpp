@@ -15,7 +15,11 @@ Tensor topk_correct(const Tensor& logits, const Tensor& labels, int64_t k) {
   Tensor index = labels.to(DType::i64).unsqueeze(1);          // [B, 1]
   Tensor target = gather(logits, 1, index);                   // [B, 1]
   Tensor rank = sum(gt(logits, target).to(DType::i64), {1});  // [B]: classes scoring above the label
-  return sum(lt(rank, full_like(rank, static_cast<double>(k))).to(DType::i64));
+  // A NaN compares false with everything, so a row of NaN logits (a diverged model) would rank its label
+  // first and count as correct: a run that blew up reported 100% test accuracy. Such rows count as wrong.
+  Tensor nans = sum(ne(logits, logits).to(DType::i64), {1});  // [B]: NaN logits in the row
+  Tensor ranked = add(rank, nans, static_cast<double>(k));    // any NaN puts the label out of the top k
+  return sum(lt(ranked, full_like(ranked, static_cast<double>(k))).to(DType::i64));
 }
 
 }  // namespace nabla::apps

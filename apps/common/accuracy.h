@@ -6,6 +6,9 @@
 // label tied with the best score counts as top-1), where torch.topk would break them by index; with f32
 // logits of a trained network ties are rare enough not to move a percentage.
 //
+// A row with a NaN logit (a diverged model) never counts as correct (without that rule every comparison
+// with NaN is false, the label ranks first, and a blown-up run reported 100%).
+//
 // The count comes back as an i64 scalar tensor on the logits' device, so an evaluation loop can add
 // batches up on the GPU and read the total once (one host synchronisation per evaluation, not per batch).
 #pragma once

@@ -1,5 +1,7 @@
 // apps::topk_correct against a direct count on fresh random logits.
 #include "apps/common/accuracy.h"
+
+#include <cmath>
 #include "testing.h"
 
 namespace nabla {
@@ -35,6 +37,27 @@ TEST(TopkCorrect, MatchesADirectCountForEveryK) {
   EXPECT_EQ(static_cast<int64_t>(apps::topk_correct(logits, labels, 1).item()), argmax_hits);
   // A random top-1 accuracy is far from the all-correct case (the test can fail).
   EXPECT_LT(argmax_hits, batch / 2);
+}
+
+TEST(TopkCorrect, RowsWithNanLogitsAreWrong) {
+  // A diverged model's logits: all NaN in some rows, one NaN in another; the rest stay counted as before.
+  const int64_t batch = 50, classes = 10;
+  Tensor logits = test::randn32({batch, classes});
+  Tensor labels = test::randint64(0, classes, {batch});
+  const int64_t before = static_cast<int64_t>(apps::topk_correct(logits, labels, 10).item());
+  ASSERT_EQ(before, batch);
+  float* p = logits.data<float>();
+  for (int64_t c = 0; c < classes; ++c) p[0 * classes + c] = p[1 * classes + c] = std::nanf("");
+  p[2 * classes + 3] = std::nanf("");  // one NaN, not at the label necessarily
+  for (int64_t k : {1, 10}) {
+    const int64_t got = static_cast<int64_t>(apps::topk_correct(logits, labels, k).item());
+    auto vl = logits.to_vector(), vy = labels.to_vector();
+    const int64_t clean = reference_topk(std::vector<double>(vl.begin() + 3 * classes, vl.end()),
+                                         std::vector<double>(vy.begin() + 3, vy.end()), classes, k);
+    EXPECT_EQ(got, clean) << "k = " << k << ": the three rows with NaN must not count";
+  }
+  Tensor all_nan = full({8, classes}, std::nan(""));
+  EXPECT_EQ(static_cast<int64_t>(apps::topk_correct(all_nan, test::randint64(0, classes, {8}), 1).item()), 0);
 }
 
 TEST(TopkCorrect, RejectsBadShapesAndK) {
