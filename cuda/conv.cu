@@ -38,6 +38,7 @@
 // so the result does not depend on scheduling; sums accumulate in f64 (the CPU kernel does too).
 #include <algorithm>
 #include <array>
+#include <cstdio>
 #include <cstdint>
 #include <cstdlib>
 #include <map>
@@ -191,6 +192,17 @@ bool deterministic_only() {
   static const bool on = [] {
     const char* v = std::getenv("NABLA_CUDNN_DETERMINISTIC");
     return !(v && std::string(v) == "0");
+  }();
+  return on;
+}
+
+// NABLA_CUDNN_LOG=1: one line on stderr per algorithm choice (direction, dtype, geometry, the algorithm,
+// its math type and workspace), so that two runs' choices can be compared (docs/cuda.md: ResNet-18's
+// per-process speed).
+bool log_choices() {
+  static const bool on = [] {
+    const char* v = std::getenv("NABLA_CUDNN_LOG");
+    return v && std::string(v) == "1";
   }();
   return on;
 }
@@ -387,6 +399,19 @@ Plan& get_plan(Dir dir, const Conv2dGeometry& g, DType dtype, const Tensor& xt, 
   if (it != cache.plans.end()) return *it->second;
   std::unique_ptr<Plan> p = make_descriptors(g, dtype, xs, ys);
   choose(*p);
+  if (log_choices()) {
+    static const char* dirs[] = {"fwd", "bwd_data", "bwd_filter"};
+    std::fprintf(
+        stderr,
+        "NABLA_CUDNN_LOG: %s %s n%lld c%lld %lldx%lld -> k%lld %lldx%lld kernel %lldx%lld stride %lld "
+        "groups %lld%s: algo %d, math %d, workspace %zu\n",
+        dirs[static_cast<int>(dir)], dtype_name(dtype), static_cast<long long>(g.n),
+        static_cast<long long>(g.c_in), static_cast<long long>(g.h), static_cast<long long>(g.w),
+        static_cast<long long>(g.c_out), static_cast<long long>(g.oh), static_cast<long long>(g.ow),
+        static_cast<long long>(g.kh), static_cast<long long>(g.kw), static_cast<long long>(g.stride_h),
+        static_cast<long long>(g.groups), g.channels_last ? " NHWC" : "", p->algo, static_cast<int>(p->math),
+        p->ws);
+  }
   Plan& ref = *p;
   cache.plans.emplace(key, std::move(p));
   return ref;
