@@ -43,10 +43,7 @@ void accumulate_typed(const std::vector<GsnrAccumulateTensor>& tensors) {
   for (const auto& t : tensors) sizes.push_back(t.grad.numel());
   int64_t total = 0;
   const std::vector<Piece> pieces = pieces_of(sizes, &total);
-  const int64_t np = static_cast<int64_t>(pieces.size());
-#pragma omp parallel for schedule(static) if (total >= kParallelGrain)
-  for (int64_t k = 0; k < np; ++k) {
-    const Piece& pc = pieces[k];
+  for_each_piece(pieces, total, [&](const Piece& pc) {
     const GsnrAccumulateTensor& t = tensors[pc.tensor];
     const T* g = base<T>(t.grad);
     T* s = base<T>(t.sum);
@@ -58,7 +55,7 @@ void accumulate_typed(const std::vector<GsnrAccumulateTensor>& tensors) {
       if (write_sum) s[i] = st<T>(sv);
       q[i] = st<T>(qv);
     }
-  }
+  });
 }
 
 void gsnr_accumulate_cpu(const std::vector<GsnrAccumulateTensor>& tensors) {
@@ -88,9 +85,7 @@ void reduce_typed(const GsnrReduceConfig& config, const std::vector<GsnrReduceTe
   const int64_t np = static_cast<int64_t>(pieces.size());
 
   // Pass 1: mean gradient and raw r.
-#pragma omp parallel for schedule(static) if (total >= kParallelGrain)
-  for (int64_t k = 0; k < np; ++k) {
-    const Piece& pc = pieces[k];
+  for_each_piece(pieces, total, [&](const Piece& pc) {
     T* s = base<T>(tensors[pc.tensor].sum);
     T* q = base<T>(tensors[pc.tensor].sq);
     for (int64_t i = pc.begin; i < pc.end; ++i) {
@@ -99,7 +94,7 @@ void reduce_typed(const GsnrReduceConfig& config, const std::vector<GsnrReduceTe
       s[i] = st<T>(sv);
       q[i] = st<T>(qv);
     }
-  }
+  });
 
   // Per-tensor sums of raw r as stored, sequential in f64 (the CPU reduce kernel's order).
   std::vector<double> sums(static_cast<size_t>(n), 0.0);
@@ -123,9 +118,7 @@ void reduce_typed(const GsnrReduceConfig& config, const std::vector<GsnrReduceTe
   // Pass 2: normalise and clamp; statistics per chunk.
   const bool want_stats = stats.defined();
   std::vector<double> part(want_stats ? 3 * pieces.size() : 0, 0.0);
-#pragma omp parallel for schedule(static) if (total >= kParallelGrain)
-  for (int64_t k = 0; k < np; ++k) {
-    const Piece& pc = pieces[k];
+  for_each_piece(pieces, total, [&](int64_t k, const Piece& pc) {
     const GsnrReduceTensor& t = tensors[pc.tensor];
     const A m = mean_plus_tiny[pc.tensor];
     T* q = base<T>(t.sq);
@@ -148,7 +141,7 @@ void reduce_typed(const GsnrReduceConfig& config, const std::vector<GsnrReduceTe
       part[3 * k + 1] = below;
       part[3 * k + 2] = above;
     }
-  }
+  });
   if (want_stats) {
     double* out = base<double>(stats);
     std::fill(out, out + 3 * n, 0.0);
@@ -193,11 +186,8 @@ void apply_typed(const GsnrApplyConfig& config, const std::vector<GsnrApplyTenso
   }
   int64_t total = 0;
   const std::vector<Piece> pieces = pieces_of(sizes, &total);
-  const int64_t np = static_cast<int64_t>(pieces.size());
   const auto round = [](A v) { return ld(st<T>(v)); };
-#pragma omp parallel for schedule(static) if (total >= kParallelGrain)
-  for (int64_t k = 0; k < np; ++k) {
-    const Piece& pc = pieces[k];
+  for_each_piece(pieces, total, [&](const Piece& pc) {
     const GsnrApplyTensor& t = tensors[pc.tensor];
     const GsnrApplyConsts<A> c = consts[pc.tensor];
     T* g = base<T>(t.grad);
@@ -213,7 +203,7 @@ void apply_typed(const GsnrApplyConfig& config, const std::vector<GsnrApplyTenso
         m[i] = st<T>(mv);
       }
     }
-  }
+  });
 }
 
 void gsnr_apply_cpu(const GsnrApplyConfig& config, const std::vector<GsnrApplyTensor>& tensors) {

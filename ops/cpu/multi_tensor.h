@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/tensor.h"
+#include "ops/cpu/loops.h"
 
 namespace nabla::ops::cpu {
 
@@ -80,6 +81,20 @@ inline std::vector<Piece> pieces_of(const std::vector<int64_t>& sizes, int64_t* 
     *total += sizes[t];
   }
   return out;
+}
+
+// Runs f(piece), or f(index, piece), for every piece: one OpenMP loop over all of them when the call has
+// kParallelGrain elements or more. Pieces are independent, so the split never changes a result.
+template <class F>
+void for_each_piece(const std::vector<Piece>& pieces, int64_t total, F&& f) {
+  const int64_t np = static_cast<int64_t>(pieces.size());
+#pragma omp parallel for schedule(static) if (total >= kParallelGrain)
+  for (int64_t k = 0; k < np; ++k) {
+    if constexpr (std::is_invocable_v<F&, int64_t, const Piece&>)
+      f(k, pieces[k]);
+    else
+      f(pieces[k]);
+  }
 }
 
 }  // namespace nabla::ops::cpu

@@ -37,10 +37,7 @@ void fused_sgd_typed(const SgdConfig& config, const std::vector<SgdTensor>& tens
   }
   int64_t total = 0;
   const std::vector<Piece> pieces = pieces_of(sizes, &total);
-  const int64_t np = static_cast<int64_t>(pieces.size());
-#pragma omp parallel for schedule(static) if (total >= kParallelGrain)
-  for (int64_t k = 0; k < np; ++k) {
-    const Piece& pc = pieces[k];
+  for_each_piece(pieces, total, [&](const Piece& pc) {
     const SgdTensor& t = tensors[pc.tensor];
     const SgdConsts<A> c = consts[pc.tensor];
     T* p = base<T>(t.param);
@@ -53,7 +50,7 @@ void fused_sgd_typed(const SgdConfig& config, const std::vector<SgdTensor>& tens
       p[i] = st<T>(pv);
       if (b) b[i] = st<T>(bv);
     }
-  }
+  });
 }
 
 void fused_sgd_cpu(const SgdConfig& config, const std::vector<SgdTensor>& tensors) {
@@ -82,10 +79,7 @@ void fused_adam_typed(const AdamConfig& config, const std::vector<AdamTensor>& t
   }
   int64_t total = 0;
   const std::vector<Piece> pieces = pieces_of(sizes, &total);
-  const int64_t np = static_cast<int64_t>(pieces.size());
-#pragma omp parallel for schedule(static) if (total >= kParallelGrain)
-  for (int64_t k = 0; k < np; ++k) {
-    const Piece& pc = pieces[k];
+  for_each_piece(pieces, total, [&](const Piece& pc) {
     const AdamTensor& t = tensors[pc.tensor];
     const AdamConsts<A> c = consts[pc.tensor];
     T* p = base<T>(t.param);
@@ -99,7 +93,7 @@ void fused_adam_typed(const AdamConfig& config, const std::vector<AdamTensor>& t
       m[i] = st<T>(mv);
       v[i] = st<T>(vv);
     }
-  }
+  });
 }
 
 void fused_adam_cpu(const AdamConfig& config, const std::vector<AdamTensor>& tensors) {
@@ -186,10 +180,7 @@ void fused_lars_typed(const LarsConfig& config, const std::vector<LarsTensor>& t
   }
   int64_t total = 0;
   const std::vector<Piece> pieces = pieces_of(sizes, &total);
-  const int64_t np = static_cast<int64_t>(pieces.size());
-#pragma omp parallel for schedule(static) if (total >= kParallelGrain)
-  for (int64_t k = 0; k < np; ++k) {
-    const Piece& pc = pieces[k];
+  for_each_piece(pieces, total, [&](const Piece& pc) {
     const LarsTensor& t = tensors[pc.tensor];
     const LarsConsts<A> c = consts[pc.tensor];
     const A llr = local_lr[pc.tensor];
@@ -203,7 +194,7 @@ void fused_lars_typed(const LarsConfig& config, const std::vector<LarsTensor>& t
       p[i] = st<T>(pv);
       b[i] = st<T>(bv);
     }
-  }
+  });
 }
 
 void fused_lars_cpu(const LarsConfig& config, const std::vector<LarsTensor>& tensors, const Tensor& norms) {
@@ -236,10 +227,7 @@ void lamb_moments_typed(const LambConfig& config, const std::vector<LambTensor>&
   }
   int64_t total = 0;
   const std::vector<Piece> pieces = pieces_of(sizes, &total);
-  const int64_t np = static_cast<int64_t>(pieces.size());
-#pragma omp parallel for schedule(static) if (total >= kParallelGrain)
-  for (int64_t k = 0; k < np; ++k) {
-    const Piece& pc = pieces[k];
+  for_each_piece(pieces, total, [&](const Piece& pc) {
     const LambTensor& t = tensors[pc.tensor];
     const LambConsts<A> c = consts[pc.tensor];
     const T* p = base<T>(t.param);
@@ -254,7 +242,7 @@ void lamb_moments_typed(const LambConfig& config, const std::vector<LambTensor>&
       v[i] = st<T>(vv);
       u[i] = st<T>(uv);
     }
-  }
+  });
 }
 
 void check_lamb(const char* op, const std::vector<LambTensor>& tensors, bool apply) {
@@ -294,16 +282,13 @@ void lamb_apply_typed(const std::vector<LambTensor>& tensors, const Tensor& norm
   }
   int64_t total = 0;
   const std::vector<Piece> pieces = pieces_of(sizes, &total);
-  const int64_t np = static_cast<int64_t>(pieces.size());
-#pragma omp parallel for schedule(static) if (total >= kParallelGrain)
-  for (int64_t k = 0; k < np; ++k) {
-    const Piece& pc = pieces[k];
+  for_each_piece(pieces, total, [&](const Piece& pc) {
     const LambTensor& t = tensors[pc.tensor];
     const A a = alpha[pc.tensor];
     T* p = base<T>(t.param);
     const T* u = base<T>(t.update);
     for (int64_t i = pc.begin; i < pc.end; ++i) p[i] = st<T>(optim_add(ld(p[i]), optim_mul(a, ld(u[i]))));
-  }
+  });
 }
 
 void lamb_apply_cpu(const std::vector<LambTensor>& tensors, const Tensor& norms) {
