@@ -91,18 +91,6 @@ inline Kernel<GsnrApplyKernelFn> gsnr_apply_kernel{"gsnr_apply"};
 // Turns 0/0 into 0 (a gradient that is zero on every partition); the reference's kTiny.
 inline constexpr double kGsnrTiny = 1e-30;
 
-template <class A>
-NABLA_OPTIM_HD A optim_sub(A a, A b) {
-#if defined(__CUDA_ARCH__)
-  if constexpr (std::is_same_v<A, float>)
-    return __fsub_rn(a, b);
-  else
-    return __dsub_rn(a, b);
-#else
-  return a - b;
-#endif
-}
-
 // The clamp kernel's expression (NaN passes through, as there).
 template <class A>
 NABLA_OPTIM_HD A gsnr_clamp(A v, A lo, A hi) {

@@ -154,6 +154,18 @@ NABLA_OPTIM_HD A optim_mul(A a, A b) {
 #endif
 }
 template <class A>
+NABLA_OPTIM_HD A optim_sub(A a, A b) {
+#if defined(__CUDA_ARCH__)
+  if constexpr (std::is_same_v<A, float>)
+    return __fsub_rn(a, b);
+  else
+    return __dsub_rn(a, b);
+#else
+  return a - b;
+#endif
+}
+
+template <class A>
 NABLA_OPTIM_HD A optim_add(A a, A b) {
 #if defined(__CUDA_ARCH__)
   if constexpr (std::is_same_v<A, float>)
