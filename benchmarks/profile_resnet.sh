@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Where a ResNet-50 training step's device time goes, Nabla against PyTorch, for one case (default the bf16
-# channels-last one of issue 5, where Nabla trails), on the GPU machine:
-#   1. Nabla's op table (NABLA_PROFILE=1, engine/profile.h: each kernel call timed between two device
-#      synchronisations, so it is device time per op, and the table's total next to the step time shows
-#      how much is host overhead);
+# channels-last one of issue 5), on the GPU machine:
+#   1. Nabla's throughput and its op table (NABLA_PROFILE=1, engine/profile.h: each kernel call timed
+#      between two device synchronisations, so a row is device time per op plus ~10 us of synchronisation
+#      per call; docs/cuda.md subtracts that);
 #   2. PyTorch's kernels from torch.profiler for the same case (benchmarks/resnet_torch.py --profile).
 # (The GPU machine has no nsys, so there is no kernel-by-kernel view of Nabla's side.)
 #
