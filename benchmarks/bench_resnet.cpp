@@ -13,9 +13,12 @@
 // window. TF32 on unless --no-tf32 (NABLA_TF32 and PyTorch's allow_tf32 flags).
 // host_ms_per_step: the host's time to queue a step (median window); near ms_per_step, the step is bound by
 // launches and host work. Under NABLA_PROFILE=1 the op table printed at exit covers the timed windows only.
+// --cuda-graph: after the warm-up, one step is captured as a CUDA graph (cuda/graph.h) and the timed steps
+// are its replays (one launch a step, no host work per op); the record says "cuda_graph": true.
 //
 // Usage: bench_resnet --name resnet50_b128_tf32 --model resnet50 --batch 128 --image-size 224
-//                     --classes 1000 [--amp bf16] [--warmup 10] [--steps 10] [--windows 5] [--no-tf32]
+//                     --classes 1000 [--amp bf16] [--channels-last] [--cuda-graph] [--warmup 10] [--steps 10]
+//                     [--windows 5] [--no-tf32]
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -27,6 +30,7 @@
 #include <vector>
 
 #include "algorithms/optim/optimizer.h"
+#include "cuda/graph.h"
 #include "cuda/runtime.h"
 #include "data/synthetic.h"
 #include "engine/profile.h"
@@ -41,13 +45,15 @@ struct Options {
   int64_t batch = 128, image_size = 224, classes = 1000, warmup = 10, steps = 10, windows = 5;
   bool tf32 = true;
   bool channels_last = false;  // model and input in NHWC (Module::to(MemoryFormat::ChannelsLast))
+  bool cuda_graph = false;     // capture one step after the warm-up and time its replays (cuda/graph.h)
 };
 
 [[noreturn]] void usage(const std::string& why) {
   std::fprintf(
       stderr,
       "bench_resnet: %s\nusage: bench_resnet --name NAME --model resnetNN --batch N --image-size S "
-      "--classes C [--amp off|bf16] [--channels-last] [--warmup N] [--steps N] [--windows N] [--no-tf32]\n",
+      "--classes C [--amp off|bf16] [--channels-last] [--cuda-graph] [--warmup N] [--steps N] [--windows N] "
+      "[--no-tf32]\n",
       why.c_str());
   std::exit(2);
 }
@@ -69,6 +75,10 @@ Options parse(int argc, char** argv) {
     }
     if (a == "--channels-last") {
       o.channels_last = true;
+      continue;
+    }
+    if (a == "--cuda-graph") {
+      o.cuda_graph = true;
       continue;
     }
     if (i + 1 >= argc) usage("missing value for " + a);
@@ -113,6 +123,7 @@ int main(int argc, char** argv) {
                       {"classes", o.classes},
                       {"amp", o.amp},
                       {"channels_last", o.channels_last},
+                      {"cuda_graph", o.cuda_graph},
                       {"tf32", o.tf32}};
   try {
     NABLA_CHECK(cuda::available(), "no CUDA device");
@@ -142,6 +153,14 @@ int main(int argc, char** argv) {
     for (int64_t i = 0; i < o.warmup; ++i) step();
     cuda::synchronize();
     const double first_loss = last_loss.item();
+    // --cuda-graph: record one step (nothing runs while recording) and time its replays. The warm-up has
+    // chosen cuDNN's algorithms and made the momentum buffers, so the recorded step is a steady-state one.
+    cuda::Graph graph;
+    if (o.cuda_graph) {
+      graph.capture(step);
+      j["graph_nodes"] = graph.num_nodes();
+    }
+    auto timed_step = [&] { o.cuda_graph ? graph.replay() : step(); };
     // NABLA_PROFILE=1: the table at exit covers the timed steps only (not cuDNN's algorithm search).
     if (profile::enabled()) profile::reset();
     std::vector<double> img_per_s, host_ms;
@@ -149,7 +168,7 @@ int main(int argc, char** argv) {
       cuda::Event start, stop;
       start.record();
       const auto h0 = std::chrono::steady_clock::now();
-      for (int64_t i = 0; i < o.steps; ++i) step();
+      for (int64_t i = 0; i < o.steps; ++i) timed_step();
       // The host's time to queue the window: close to the window's device time when the step is bound by
       // launches and host work rather than by the GPU.
       host_ms.push_back(

@@ -33,6 +33,9 @@ CASES=(
   "--name resnet18_b512_tf32 --model resnet18 --batch 512 --image-size 32 --classes 10"
   "--name resnet18_b512_tf32_cl --model resnet18 --batch 512 --image-size 32 --classes 10 --channels-last"
 )
+# RESNET_GRAPH=1 (default) also times Nabla with the step captured as a CUDA graph (bench_resnet --cuda-graph,
+# cuda/graph.h): a third run per case, a column of its own in the table. PyTorch stays eager.
+GRAPH=${RESNET_GRAPH:-1}
 ONLY=${RESNET_CASES:-.}  # a regular expression on the case names (e.g. resnet18 to run the 32² cases)
 for args in "${CASES[@]}"; do
   name=$(echo "$args" | awk '{print $2}')
@@ -47,10 +50,16 @@ for args in "${CASES[@]}"; do
   else
     echo "{\"impl\": \"nabla\", \"name\": \"$name\", \"error\": \"$BUILD/bench_resnet not built\"}" >>"$NABLA_JSONL"
   fi
+  tail -n 1 "$NABLA_JSONL" | cut -c1-400
+  if [[ $GRAPH == 1 && -x "$BUILD/bench_resnet" ]]; then
+    # shellcheck disable=SC2086
+    timeout --kill-after=5 "$CASE_LIMIT" "$BUILD/bench_resnet" $args $TIMING $extra --cuda-graph >>"$NABLA_JSONL" 2>>"$LOG/resnet_nabla.err" ||
+      echo "{\"impl\": \"nabla\", \"name\": \"$name\", \"cuda_graph\": true, \"error\": \"exit $? (see resnet_nabla.err)\"}" >>"$NABLA_JSONL"
+    tail -n 1 "$NABLA_JSONL" | cut -c1-400
+  fi
   # shellcheck disable=SC2086
   timeout --kill-after=5 "$CASE_LIMIT" python3 benchmarks/resnet_torch.py $args $TIMING $extra >>"$TORCH_JSONL" 2>>"$LOG/resnet_torch.err" ||
     echo "{\"impl\": \"torch\", \"name\": \"$name\", \"error\": \"exit $? (see resnet_torch.err)\"}" >>"$TORCH_JSONL"
-  tail -n 1 "$NABLA_JSONL" | cut -c1-400
   tail -n 1 "$TORCH_JSONL" | cut -c1-400
 done
 tail -n 5 "$LOG/resnet_nabla.err" "$LOG/resnet_torch.err" 2>/dev/null

@@ -5,6 +5,7 @@
 // transfer on the device). Copies to the host synchronise the stream, so the host may read the data at once.
 #include "cuda/dtype.cuh"
 #include "cuda/loops.cuh"
+#include "engine/capture.h"
 #include "engine/random.h"
 #include "ops/elementwise.h"
 #include "ops/factory.h"
@@ -45,6 +46,12 @@ void copy_cuda(const Tensor& src, Tensor& dst) {
       convert_on_device(src, dst);
     return;
   }
+  // Between host and device inside a CUDA graph capture, the host buffer would be read or written once, at
+  // capture, and the copy replayed into or out of memory that is gone (engine/capture.h).
+  NABLA_CHECK(!capturing_cuda_graph(), "copy from ", src.device(), " to ", dst.device(), " (", src.shape(), " ",
+              src.dtype(), ") inside a CUDA graph capture: the host side would be read or written once, at "
+              "capture; make the tensor on the device before capturing, and read results (item(), "
+              "to(cpu)) after replay()");
   if (dst.device().is_cuda()) {  // host -> device
     DeviceGuard g(dst.device().index);
     Tensor host = src.is_contiguous() ? src : src.contiguous();

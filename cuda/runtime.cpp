@@ -3,9 +3,11 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include "engine/async_check.h"
+#include "engine/capture.h"
 #include "engine/profile.h"
 #include "engine/storage.h"
 
@@ -26,12 +28,35 @@ size_t round_size(size_t n) {
   return (n + (2u << 20) - 1) / (2u << 20) * (2u << 20);
 }
 
+// A block in use: its rounded size and the pool it goes back to (0: the shared cache; else the private pool
+// of a CUDA graph, cuda/graph.h).
+struct Block {
+  size_t size = 0;
+  uint64_t pool = 0;
+};
+
 struct DevicePool {
-  std::multimap<size_t, void*> free_blocks;  // size -> block
-  std::map<void*, size_t> live;              // block -> size
+  std::multimap<size_t, void*> free_blocks;  // size -> block (the shared cache)
+  std::map<void*, Block> live;               // block -> size, owner
+  // The private pools of CUDA graphs, by id: the memory their replays use, cached for nothing else.
+  std::map<uint64_t, std::multimap<size_t, void*>> graph_pools;
+  uint64_t capture_pool = 0;       // the pool of the graph being captured on this device (0: none)
+  std::thread::id capture_thread;  // the thread capturing it: other threads keep the shared cache
   AllocatorStats stats;
 };
 
+// The allocator and CUDA graphs. A replay runs the captured kernels on the addresses they had at capture,
+// so every block the graph uses must stay the graph's while it can be replayed:
+//   - allocations of the capturing thread come from the graph's private pool (cached blocks of that pool,
+//     or new cudaMallocs), and blocks freed during the capture go back to it, to be reused within the
+//     capture in stream order, exactly as the replays will;
+//   - a block of the shared cache freed during the capture (last step's gradients, dropped by zero_grad)
+//     moves to the graph's pool: the graph's kernels may still touch it before the point of the free;
+//   - nothing outside the capture allocates from a graph's pool, so tensors that outlive the capture (the
+//     gradients and the loss of the captured step) keep their memory and each replay rewrites it;
+//   - when the graph is destroyed, its cached blocks join the shared cache, and blocks still in use join it
+//     when they are freed. All of this is safe without host synchronisation because every user of the
+//     memory runs on the one in-order compute stream.
 class CachingAllocator final : public Allocator {
  public:
   void* allocate(size_t nbytes, Device device) override {
@@ -41,31 +66,35 @@ class CachingAllocator final : public Allocator {
     const size_t size = round_size(nbytes);
     std::lock_guard<std::mutex> lock(mu_);
     DevicePool& pool = pools_[device.index];
+    const uint64_t owner = capturing(pool) ? pool.capture_pool : 0;
+    std::multimap<size_t, void*>& cache = owner ? pool.graph_pools[owner] : pool.free_blocks;
     void* p = nullptr;
-    auto it = pool.free_blocks.lower_bound(size);
+    size_t got = size;
+    auto it = cache.lower_bound(size);
     // Reuse a cached block unless it is much bigger than asked (then splitting would be needed: allocate).
-    if (it != pool.free_blocks.end() && it->first <= size * 2) {
+    if (it != cache.end() && it->first <= size * 2) {
       p = it->second;
-      pool.live[p] = it->first;
-      pool.free_blocks.erase(it);
+      got = it->first;
+      cache.erase(it);
     } else {
       DeviceGuard g(device.index);
       cudaError_t err = cudaMalloc(&p, size);
-      if (err != cudaSuccess) {
+      if (err != cudaSuccess && !owner) {  // freeing the cache synchronises: not inside a capture
         (void)cudaGetLastError();
         release_cached(device.index);
         err = cudaMalloc(&p, size);
       }
       if (err != cudaSuccess) {
         (void)cudaGetLastError();
-        fail("cuda: out of memory on ", device.str(), " asking for ", nbytes, " bytes (", pool.stats.allocated,
-             " bytes in use, ", pool.stats.reserved, " reserved): ", cudaGetErrorString(err));
+        fail("cuda: out of memory on ", device.str(), " asking for ", nbytes, " bytes (",
+             pool.stats.allocated, " bytes in use, ", pool.stats.reserved, " reserved",
+             owner ? ", inside a CUDA graph capture" : "", "): ", cudaGetErrorString(err));
       }
-      pool.live[p] = size;
       pool.stats.reserved += size;
       ++pool.stats.cuda_mallocs;
     }
-    pool.stats.allocated += pool.live[p];
+    pool.live[p] = Block{got, owner};
+    pool.stats.allocated += got;
     pool.stats.peak_allocated = std::max(pool.stats.peak_allocated, pool.stats.allocated);
     ++pool.stats.allocations;
     return p;
@@ -77,11 +106,44 @@ class CachingAllocator final : public Allocator {
     DevicePool& pool = pools_[device.index];
     auto it = pool.live.find(ptr);
     if (it == pool.live.end()) return;
-    // The block may still be read by queued kernels: reuse is safe because every later user runs on the
-    // same (in-order) compute stream.
-    pool.stats.allocated -= it->second;
-    pool.free_blocks.emplace(it->second, ptr);
+    const Block b = it->second;
     pool.live.erase(it);
+    pool.stats.allocated -= b.size;
+    // The block may still be read by queued kernels: reuse is safe because every later user runs on the
+    // same (in-order) compute stream. A shared block freed by the capturing thread becomes the graph's.
+    const uint64_t owner = b.pool ? b.pool : (capturing(pool) ? pool.capture_pool : 0);
+    if (owner) {
+      auto g = pool.graph_pools.find(owner);
+      if (g != pool.graph_pools.end()) {
+        g->second.emplace(b.size, ptr);
+        return;
+      }
+    }
+    pool.free_blocks.emplace(b.size, ptr);  // the shared cache (also for blocks of a destroyed graph)
+  }
+
+  uint64_t begin_capture(int device) {
+    std::lock_guard<std::mutex> lock(mu_);
+    DevicePool& pool = pools_[device];
+    NABLA_CHECK(pool.capture_pool == 0, "cuda graph: cuda:", device,
+                " is already capturing a graph (one capture per device at a time)");
+    pool.capture_pool = ++next_pool_id_;
+    pool.capture_thread = std::this_thread::get_id();
+    pool.graph_pools[pool.capture_pool];
+    return pool.capture_pool;
+  }
+  void end_capture(int device) {
+    std::lock_guard<std::mutex> lock(mu_);
+    pools_[device].capture_pool = 0;
+  }
+
+  void release_graph_pool(int device, uint64_t id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    DevicePool& pool = pools_[device];
+    auto g = pool.graph_pools.find(id);
+    if (g == pool.graph_pools.end()) return;
+    pool.free_blocks.merge(g->second);
+    pool.graph_pools.erase(g);
   }
 
   AllocatorStats stats(int device) {
@@ -98,7 +160,11 @@ class CachingAllocator final : public Allocator {
   }
 
  private:
-  void release_cached(int device) {  // mu_ held
+  static bool capturing(const DevicePool& pool) {
+    return pool.capture_pool != 0 && pool.capture_thread == std::this_thread::get_id();
+  }
+
+  void release_cached(int device) {  // mu_ held; the shared cache only (graph pools stay their graphs')
     DevicePool& pool = pools_[device];
     if (pool.free_blocks.empty()) return;
     DeviceGuard g(device);
@@ -112,6 +178,7 @@ class CachingAllocator final : public Allocator {
 
   std::mutex mu_;
   DevicePool pools_[kMaxDevices];
+  uint64_t next_pool_id_ = 0;
 };
 
 CachingAllocator& caching_allocator() {
@@ -192,6 +259,16 @@ cudaStream_t stream(int device) {
 }
 cudaStream_t current_stream() { return per_device().stream; }
 
+namespace {
+void check_not_capturing(const char* what) {
+  NABLA_CHECK(
+      !capturing_cuda_graph(), what,
+      " inside a CUDA graph capture: the host cannot wait for work that is only being recorded (item(), "
+      "printing or copying a tensor to the host, and synchronize() all wait); do it outside the "
+      "captured function");
+}
+}  // namespace
+
 Event::Event() : device_(current_device()) { NABLA_CUDA_CHECK(cudaEventCreate(&event_)); }
 Event::~Event() {
   if (event_) cudaEventDestroy(event_);
@@ -199,6 +276,7 @@ Event::~Event() {
 void Event::record() { record(stream(device_)); }
 void Event::record(cudaStream_t s) { NABLA_CUDA_CHECK(cudaEventRecord(event_, s)); }
 void Event::synchronize() const {
+  check_not_capturing("cuda::Event::synchronize()");
   NABLA_CUDA_CHECK(cudaEventSynchronize(event_));
   raise_async_errors(device_);
 }
@@ -218,6 +296,7 @@ float Event::elapsed_ms(const Event& later) const {
   return ms;
 }
 void synchronize() {
+  check_not_capturing("cuda::synchronize()");
   NABLA_CUDA_CHECK(cudaStreamSynchronize(current_stream()));
   raise_async_errors(current_device());
 }
@@ -253,7 +332,9 @@ cudnnHandle_t cudnn_handle() {
 bool tf32_enabled() { return g_tf32; }
 void set_tf32_enabled(bool on) { g_tf32 = on; }
 
-AllocatorStats allocator_stats(int device) { return caching_allocator().stats(device < 0 ? current_device() : device); }
+AllocatorStats allocator_stats(int device) {
+  return caching_allocator().stats(device < 0 ? current_device() : device);
+}
 void reset_peak_stats(int device) { caching_allocator().reset_peak(device < 0 ? current_device() : device); }
 void empty_cache() { caching_allocator().empty(); }
 
@@ -268,6 +349,24 @@ void* workspace(size_t bytes) {
   return pd.workspace;
 }
 
+namespace graph_detail {
+uint64_t begin_allocator_capture(int device) {
+  DeviceGuard g(device);
+  PerDevice& pd = per_device();
+  // The graph must not bake in the shared workspace: it is a block of the shared cache, which eager code
+  // may free and hand to a tensor while the graph can still be replayed. Drop it (in stream order, before
+  // the capture), so that the capture's workspace comes from the graph's pool.
+  if (pd.workspace) {
+    caching_allocator().deallocate(pd.workspace, pd.workspace_size, Device::cuda(device));
+    pd.workspace = nullptr;
+    pd.workspace_size = 0;
+  }
+  return caching_allocator().begin_capture(device);
+}
+void end_allocator_capture(int device) { caching_allocator().end_capture(device); }
+void release_graph_pool(int device, uint64_t pool) { caching_allocator().release_graph_pool(device, pool); }
+}  // namespace graph_detail
+
 void fail_cuda(const char* what, const char* expr, const char* file, int line) {
   fail("cuda: ", what, " in ", expr, " at ", file, ":", line);
 }
@@ -275,7 +374,7 @@ void fail_cuda(const char* what, const char* expr, const char* file, int line) {
 void check_launch(const char* file, int line) {
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) fail_cuda(cudaGetErrorString(err), "kernel launch", file, line);
-  if (sync_every_op()) {
+  if (sync_every_op() && !capturing_cuda_graph()) {  // a capture only records: Graph::replay() checks
     err = cudaStreamSynchronize(current_stream());
     if (err != cudaSuccess) fail_cuda(cudaGetErrorString(err), "kernel (NABLA_SYNC=1)", file, line);
     raise_async_errors(current_device());

@@ -48,10 +48,10 @@ class Event {
   ~Event();
   Event(const Event&) = delete;
   Event& operator=(const Event&) = delete;
-  void record();                       // on the current device's compute stream
+  void record();  // on the current device's compute stream
   void record(cudaStream_t stream);
-  void synchronize() const;            // the host waits until the event has happened
-  bool done() const;                   // non-blocking query
+  void synchronize() const;              // the host waits until the event has happened
+  bool done() const;                     // non-blocking query
   void wait(cudaStream_t stream) const;  // `stream` waits for the event (no host sync)
   float elapsed_ms(const Event& later) const;
   cudaEvent_t get() const { return event_; }
@@ -61,7 +61,7 @@ class Event {
   int device_ = 0;
 };
 cudaStream_t current_stream();
-void synchronize();  // waits for the current device's compute stream
+void synchronize();    // waits for the current device's compute stream
 bool sync_every_op();  // NABLA_SYNC=1
 
 // Asynchronous checks (engine/async_check.h). A check kernel writes its first failure into this record,
@@ -101,25 +101,36 @@ void empty_cache();  // returns cached blocks to the driver
 // Scratch memory for cuBLAS/cuDNN, from the caching allocator, valid until the next call on this device.
 void* workspace(size_t bytes);
 
+// For cuda/graph.cpp: while `device` captures a graph, the calling thread's allocations come from the
+// graph's private pool (the returned id) instead of the shared cache (runtime.cpp explains why).
+namespace graph_detail {
+uint64_t begin_allocator_capture(int device);
+void end_allocator_capture(int device);
+void release_graph_pool(int device, uint64_t pool);  // the graph is gone: its memory joins the shared cache
+}  // namespace graph_detail
+
 [[noreturn]] void fail_cuda(const char* what, const char* expr, const char* file, int line);
 void check_launch(const char* file, int line);
 
 }  // namespace nabla::cuda
 
-#define NABLA_CUDA_CHECK(expr)                                                                      \
-  do {                                                                                              \
-    cudaError_t nabla_err_ = (expr);                                                                \
-    if (nabla_err_ != cudaSuccess) ::nabla::cuda::fail_cuda(cudaGetErrorString(nabla_err_), #expr, __FILE__, __LINE__); \
+#define NABLA_CUDA_CHECK(expr)                                                             \
+  do {                                                                                     \
+    cudaError_t nabla_err_ = (expr);                                                       \
+    if (nabla_err_ != cudaSuccess)                                                         \
+      ::nabla::cuda::fail_cuda(cudaGetErrorString(nabla_err_), #expr, __FILE__, __LINE__); \
   } while (0)
-#define NABLA_CUBLAS_CHECK(expr)                                                                    \
-  do {                                                                                              \
-    cublasStatus_t nabla_st_ = (expr);                                                              \
-    if (nabla_st_ != CUBLAS_STATUS_SUCCESS) ::nabla::cuda::fail_cuda(cublasGetStatusString(nabla_st_), #expr, __FILE__, __LINE__); \
+#define NABLA_CUBLAS_CHECK(expr)                                                             \
+  do {                                                                                       \
+    cublasStatus_t nabla_st_ = (expr);                                                       \
+    if (nabla_st_ != CUBLAS_STATUS_SUCCESS)                                                  \
+      ::nabla::cuda::fail_cuda(cublasGetStatusString(nabla_st_), #expr, __FILE__, __LINE__); \
   } while (0)
-#define NABLA_CUDNN_CHECK(expr)                                                                     \
-  do {                                                                                              \
-    cudnnStatus_t nabla_st_ = (expr);                                                               \
-    if (nabla_st_ != CUDNN_STATUS_SUCCESS) ::nabla::cuda::fail_cuda(cudnnGetErrorString(nabla_st_), #expr, __FILE__, __LINE__); \
+#define NABLA_CUDNN_CHECK(expr)                                                            \
+  do {                                                                                     \
+    cudnnStatus_t nabla_st_ = (expr);                                                      \
+    if (nabla_st_ != CUDNN_STATUS_SUCCESS)                                                 \
+      ::nabla::cuda::fail_cuda(cudnnGetErrorString(nabla_st_), #expr, __FILE__, __LINE__); \
   } while (0)
 // After every kernel launch: reports launch errors, and with NABLA_SYNC=1 errors of the kernel itself.
 #define NABLA_CUDA_LAUNCH_CHECK() ::nabla::cuda::check_launch(__FILE__, __LINE__)

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <utility>
 
+#include "engine/capture.h"
 #include "engine/device.h"
 #include "engine/error.h"
 #include "engine/profile.h"
@@ -70,6 +71,10 @@ struct Kernel {
     Fn f = fns[static_cast<int>(d.type)];
     NABLA_CHECK(f != nullptr, op ? op : name, ": no ", device_type_name(d.type), " kernel (kernel slot '",
                 name, "'); this build's ", device_type_name(d.type), " backend does not implement it");
+    // A CPU kernel inside a CUDA graph capture would run once, now, and never on replay (engine/capture.h).
+    NABLA_CHECK(d.type != DeviceType::cpu || !capturing_cuda_graph(), op ? op : name,
+                ": a CPU kernel inside a CUDA graph capture (it would run once, at capture, and not on "
+                "replay); keep the captured function's tensors on the GPU");
     return {f, op ? op : name, d};
   }
 };

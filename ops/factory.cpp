@@ -17,6 +17,7 @@ Tensor finish(Tensor t, const TensorOptions& o) {
 
 Tensor random_tensor(const Shape& shape, RandomKind kind, double a, double b, TensorOptions o, Generator* gen,
                      const char* op) {
+  check_random_not_captured(op);
   Tensor t = Tensor::empty(shape, o.dtype, o.device);
   Generator& g = gen ? *gen : default_generator();
   uint64_t at = g.advance(t.numel());
@@ -101,6 +102,7 @@ namespace {
 Tensor& random_inplace(Tensor& t, RandomKind kind, double a, double b, Generator* gen, const char* op) {
   NABLA_CHECK(!autograd::grad_enabled() || !t.requires_grad(), op,
               ": in-place fill of a tensor that requires grad; do it under NoGradGuard");
+  check_random_not_captured(op);
   Tensor dst = t.is_contiguous() ? t : Tensor::empty(t.shape(), t.dtype(), t.device());
   Generator& g = gen ? *gen : default_generator();
   random_kernel.get(t.device(), op)(dst, kind, g.seed, g.advance(t.numel()), a, b);

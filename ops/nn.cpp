@@ -217,6 +217,7 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {
               ")");
   if (!training || p == 0.0) return x;
   check_floating(op, x);
+  check_random_not_captured(op);
   Generator& g = gen ? *gen : default_generator();
   const uint64_t seed = g.seed, offset = g.advance(x.numel());
   // p = 1 drops everything; a zero scale keeps 0 * inf out of it.

@@ -1,6 +1,7 @@
 // Helpers shared by the op layer (not part of the public API).
 #pragma once
 #include "autograd/autograd.h"
+#include "engine/capture.h"
 #include "engine/tensor.h"
 
 namespace nabla::ops {
@@ -17,6 +18,14 @@ inline void check_same(const char* op, const Tensor& a, const Tensor& b) {
               " and ", b.device(), " ", b.shape());
   NABLA_CHECK(a.dtype() == b.dtype(), op, ": dtype mismatch: ", a.dtype(), " ", a.shape(), " and ", b.dtype(),
               " ", b.shape(), " (cast one with .to(dtype))");
+}
+
+// Random numbers on the device inside a CUDA graph capture would repeat on every replay: the generator's
+// seed and offset are kernel arguments, frozen at capture (engine/capture.h).
+inline void check_random_not_captured(const char* op) {
+  NABLA_CHECK(!capturing_cuda_graph(), op,
+              ": random numbers inside a CUDA graph capture would be the same on every replay (the "
+              "generator's offset is frozen at capture); draw them outside the captured function");
 }
 
 inline void check_floating(const char* op, const Tensor& t) {
@@ -42,7 +51,8 @@ Tensor contiguous_raw(const Tensor& t, const char* op, MemoryFormat format);
 // strides on every dim of size > 1): flat kernels (the fused optimizer steps) may then index them as one
 // array of numel() elements each, whether row-major or channels-last.
 inline bool same_dense_layout(const Tensor& a, const Tensor& b) {
-  if (a.shape() != b.shape() || !a.is_non_overlapping_and_dense() || !b.is_non_overlapping_and_dense()) return false;
+  if (a.shape() != b.shape() || !a.is_non_overlapping_and_dense() || !b.is_non_overlapping_and_dense())
+    return false;
   for (int64_t d = 0; d < a.dim(); ++d)
     if (a.size(d) > 1 && a.strides()[d] != b.strides()[d]) return false;
   return true;

@@ -273,6 +273,10 @@ void Sgd::step() {
   for_each_param([&](const ParamGroup& group, Tensor& p, const Tensor& grad, ParamState& st) {
     auto it = st.buffers.find("momentum_buffer");
     const bool has_buffer = o_.momentum != 0 && it != st.buffers.end();
+    // The first step copies the gradient into the new buffer; a graph would replay that copy every step.
+    NABLA_CHECK(o_.momentum == 0 || has_buffer || !capturing_cuda_graph(), name(),
+                ": the first step (which creates the momentum buffers) inside a CUDA graph capture would be "
+                "replayed as a first step every time; take one eager step before capturing");
     if (can_fuse(ops::fused_sgd_kernel, p, grad, {has_buffer ? &it->second : nullptr})) {
       Tensor buf;
       if (o_.momentum != 0)
@@ -323,6 +327,9 @@ AdamW::AdamW(std::vector<Tensor> params, AdamWOptions o)
     : Adam("AdamW", one_group(std::move(params)), as_adam(o), true) {}
 
 void Adam::step() {
+  NABLA_CHECK(!capturing_cuda_graph(), name(),
+              ": cannot be captured in a CUDA graph: its bias correction is computed on the host from the step "
+              "count, which a replay would not advance (cuda/graph.h); use SGD or LARS, or run it eagerly");
   // Fused as SGD's step is (see there); the op-by-op version below is the same maths.
   std::vector<ops::AdamTensor> fused;
   const ops::AdamConfig config{.beta1 = o_.beta1, .beta2 = o_.beta2, .eps = o_.eps, .decoupled = decoupled_};
@@ -371,6 +378,9 @@ void Lars::step() {
     const double wd = by_dim ? 0.0 : group.weight_decay;
     auto it = st.buffers.find("momentum_buffer");
     const bool has_buffer = it != st.buffers.end();
+    NABLA_CHECK(has_buffer || !capturing_cuda_graph(), name(),
+                ": the first step (which creates the momentum buffers) inside a CUDA graph capture would be "
+                "replayed as a first step every time; take one eager step before capturing");
     if (can_fuse(ops::fused_lars_kernel, p, grad, {has_buffer ? &it->second : nullptr}) &&
         ops::multi_tensor_norm_kernel.has(p.device())) {
       Tensor buf =
@@ -422,6 +432,9 @@ Lamb::Lamb(std::vector<ParamGroup> groups, LambOptions o)
 Lamb::Lamb(std::vector<Tensor> params, LambOptions o) : Lamb(one_group(std::move(params)), o) {}
 
 void Lamb::step() {
+  NABLA_CHECK(!capturing_cuda_graph(), name(),
+              ": cannot be captured in a CUDA graph: its bias correction is computed on the host from the step "
+              "count, which a replay would not advance (cuda/graph.h); use SGD or LARS, or run it eagerly");
   // Fused: lamb_moments updates m, v and writes the direction u into a scratch tensor, one multi-tensor
   // norm call takes ||p|| and ||u|| of every adapting parameter, and lamb_apply reads them from device
   // memory (no host read, no sync). The op-by-op version below is the same maths.
