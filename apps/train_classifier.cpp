@@ -1,10 +1,12 @@
 // train_classifier: trains an image classifier from the command line.
 //
-//   ./build/train_classifier                      # LeNet-5 on Fashion-MNIST from /usr/share/datasets/fashion-mnist
+//   ./build/train_classifier                      # LeNet-5 on Fashion-MNIST from
+//   /usr/share/datasets/fashion-mnist
 //   ./build/train_classifier --model mlp --optimizer adamw --lr 1e-3 --epochs 5 --metrics run.jsonl
 //   ./build/train_classifier --dataset cifar10 --data-dir ~/cifar-10-batches-bin --augment
 //   ./build/train_classifier --checkpoint ck.safetensors ... ; later: --resume ck.safetensors
-//   ./build/train_classifier --model resnet20 --pad 32 --augment --device cuda   # CIFAR ResNet on 32² F-MNIST
+//   ./build/train_classifier --model resnet20 --pad 32 --augment --device cuda   # CIFAR ResNet on 32²
+//   F-MNIST
 //   ./build/train_classifier --dataset synthetic --model resnet50 --image-size 224 --classes 1000
 //       --device cuda --amp bf16 --max-steps 100                                  # throughput only
 //
@@ -36,6 +38,7 @@
 #include "apps/common/progress.h"
 #include "apps/common/vrgd_step.h"
 #ifdef NABLA_HAS_CUDA
+#include "cuda/graph.h"
 #include "cuda/runtime.h"
 #endif
 #include "data/data.h"
@@ -56,7 +59,7 @@ struct Options {
   int64_t gsnr_partitions;  // VRGD
   double gsnr_gamma;
   double lr, momentum, weight_decay, label_smoothing, clip;
-  bool nesterov, augment, no_progress, channels_last;
+  bool nesterov, augment, no_progress, channels_last, cuda_graph;
   uint64_t seed;
 };
 
@@ -70,7 +73,8 @@ struct Data {
 };
 
 // Whole-dataset preprocessing for small sets: u8 [N, H, W(, C)] -> normalised f32 [N, C, H, W].
-Tensor normalised_nchw(const Tensor& images, const std::vector<double>& mean, const std::vector<double>& stdv) {
+Tensor normalised_nchw(const Tensor& images, const std::vector<double>& mean,
+                       const std::vector<double>& stdv) {
   Tensor x = images.to(DType::f32) / 255.0;
   x = x.dim() == 3 ? x.unsqueeze(1) : x.permute({0, 3, 1, 2});
   const int64_t c = x.size(1);
@@ -99,7 +103,9 @@ Data load_data(const Options& o, Device dev) {
   Data d;
   if (o.dataset == "fashion-mnist" || o.dataset == "mnist") {
     bool fashion = o.dataset == "fashion-mnist";
-    auto train = head(fashion ? data::load_fashion_mnist(o.data_dir, true) : data::load_mnist(o.data_dir, true), o.limit_train);
+    auto train =
+        head(fashion ? data::load_fashion_mnist(o.data_dir, true) : data::load_mnist(o.data_dir, true),
+             o.limit_train);
     auto test = fashion ? data::load_fashion_mnist(o.data_dir, false) : data::load_mnist(o.data_dir, false);
     padded(train, o.pad);
     padded(test, o.pad);
@@ -118,7 +124,8 @@ Data load_data(const Options& o, Device dev) {
     }
   } else if (o.dataset == "cifar10" || o.dataset == "cifar100") {
     bool c10 = o.dataset == "cifar10";
-    auto train = head(c10 ? data::load_cifar10(o.data_dir, true) : data::load_cifar100(o.data_dir, true), o.limit_train);
+    auto train = head(c10 ? data::load_cifar10(o.data_dir, true) : data::load_cifar100(o.data_dir, true),
+                      o.limit_train);
     auto test = c10 ? data::load_cifar10(o.data_dir, false) : data::load_cifar100(o.data_dir, false);
     padded(train, o.pad);
     padded(test, o.pad);
@@ -149,9 +156,10 @@ Data load_data(const Options& o, Device dev) {
     d.image_size = 224;
     d.classes = static_cast<int64_t>(train->classes().size());
     auto norm = data::normalize({0.485, 0.456, 0.406}, {0.229, 0.224, 0.225});
-    d.train_transform = data::compose({data::random_resized_crop(224, 224), data::random_horizontal_flip(),
-                                       data::to_float(), norm});
-    d.test_transform = data::compose({data::resize_shorter(256), data::center_crop(224, 224), data::to_float(), norm});
+    d.train_transform = data::compose(
+        {data::random_resized_crop(224, 224), data::random_horizontal_flip(), data::to_float(), norm});
+    d.test_transform =
+        data::compose({data::resize_shorter(256), data::center_crop(224, 224), data::to_float(), norm});
   } else {
     fail("unknown dataset '", o.dataset,
          "' (expected fashion-mnist, mnist, cifar10, cifar100, image-folder or synthetic)");
@@ -162,20 +170,29 @@ Data load_data(const Options& o, Device dev) {
 std::unique_ptr<optim::Optimizer> make_optimizer(const Options& o, const nn::Module& model) {
   auto groups = optim::split_decay_groups(model.named_parameters(), o.weight_decay, o.lr);
   if (vrgd::is_vr_optimizer_kind(o.optimizer))
-    return vrgd::make_vr_optimizer(o.optimizer, groups, {.lr = o.lr, .momentum = o.momentum, .weight_decay = o.weight_decay,
-                                                         .nesterov = o.nesterov, .gsnr = {.gamma = o.gsnr_gamma}});
+    return vrgd::make_vr_optimizer(o.optimizer, groups,
+                                   {.lr = o.lr,
+                                    .momentum = o.momentum,
+                                    .weight_decay = o.weight_decay,
+                                    .nesterov = o.nesterov,
+                                    .gsnr = {.gamma = o.gsnr_gamma}});
   if (o.optimizer == "sgd")
-    return std::make_unique<optim::Sgd>(groups, optim::SgdOptions{.lr = o.lr, .momentum = o.momentum,
-                                                                  .weight_decay = o.weight_decay, .nesterov = o.nesterov});
+    return std::make_unique<optim::Sgd>(
+        groups,
+        optim::SgdOptions{
+            .lr = o.lr, .momentum = o.momentum, .weight_decay = o.weight_decay, .nesterov = o.nesterov});
   if (o.optimizer == "adam")
-    return std::make_unique<optim::Adam>(groups, optim::AdamOptions{.lr = o.lr, .weight_decay = o.weight_decay});
+    return std::make_unique<optim::Adam>(groups,
+                                         optim::AdamOptions{.lr = o.lr, .weight_decay = o.weight_decay});
   if (o.optimizer == "adamw")
-    return std::make_unique<optim::AdamW>(groups, optim::AdamWOptions{.lr = o.lr, .weight_decay = o.weight_decay});
+    return std::make_unique<optim::AdamW>(groups,
+                                          optim::AdamWOptions{.lr = o.lr, .weight_decay = o.weight_decay});
   if (o.optimizer == "lars")
-    return std::make_unique<optim::Lars>(groups, optim::LarsOptions{.lr = o.lr, .momentum = o.momentum,
-                                                                    .weight_decay = o.weight_decay});
+    return std::make_unique<optim::Lars>(
+        groups, optim::LarsOptions{.lr = o.lr, .momentum = o.momentum, .weight_decay = o.weight_decay});
   if (o.optimizer == "lamb")
-    return std::make_unique<optim::Lamb>(groups, optim::LambOptions{.lr = o.lr, .weight_decay = o.weight_decay});
+    return std::make_unique<optim::Lamb>(groups,
+                                         optim::LambOptions{.lr = o.lr, .weight_decay = o.weight_decay});
   fail("unknown optimizer '", o.optimizer, "' (expected sgd, adam, adamw, lars, lamb or vr-...)");
 }
 
@@ -287,6 +304,72 @@ Accuracy evaluate(nn::Module& model, const Data& d, const Options& o, Device dev
   return acc;
 }
 
+#ifdef NABLA_HAS_CUDA
+// --cuda-graph: the forward and backward of a training step recorded once as a CUDA graph (cuda/graph.h) and
+// replayed for every batch of the recorded shape. Only the optimizer step stays eager (a few multi-tensor
+// launches), so every optimizer, the LR schedule and --clip work unchanged; a small model's step is then no
+// longer bound by the host's time to issue hundreds of kernels.
+//
+// The graph reads its batch from tensors of its own (each batch is copied in on the device) and leaves the
+// logits, the loss and the parameters' gradients in tensors the capture made, which each replay rewrites.
+// The gradients are put back on the parameters after each replay, because an eager step (a last batch of
+// another size) replaces them. Captured after the first step of the run, when cuDNN has chosen its
+// algorithms. Work that a graph cannot replay (dropout's random numbers, a CPU op) makes the capture fail
+// with its error: the run then says so and goes on eagerly.
+class GraphedForwardBackward {
+ public:
+  bool ready() const { return graph_.captured(); }
+  bool fits(const Tensor& x, const Tensor& y) const {
+    return ready() && x.shape() == inputs_.shape() && x.strides() == inputs_.strides() &&
+           y.shape() == labels_.shape() && x.dtype() == inputs_.dtype() && y.dtype() == labels_.dtype();
+  }
+  // Records the step for batches like (x, y); false (with the reason printed) if it cannot be captured.
+  bool capture(nn::Module& model, optim::Optimizer& opt, const Tensor& x, const Tensor& y, bool amp,
+               double label_smoothing) {
+    inputs_ = empty_like(x);  // same memory format
+    labels_ = empty_like(y);
+    inputs_.copy_(x);
+    labels_.copy_(y);
+    try {
+      graph_.capture([&] {
+        {
+          AutocastGuard autocast(DType::bf16, amp);
+          opt.zero_grad();
+          logits_ = model.forward(inputs_);
+          loss_ = cross_entropy(logits_, labels_, {.label_smoothing = label_smoothing});
+        }
+        loss_.backward();
+      });
+    } catch (const Error& e) {
+      std::printf("note: --cuda-graph: the step cannot be captured, training eagerly: %s\n", e.what());
+      inputs_ = labels_ = logits_ = loss_ = Tensor();
+      return false;
+    }
+    grads_.clear();
+    for (const Tensor& p : model.parameters())
+      if (p.grad().defined()) grads_.emplace_back(p, p.grad());
+    std::printf(
+        "cuda graph: the forward and backward captured as %zu nodes; replayed for every batch of %s\n",
+        graph_.num_nodes(), str_cat(x.shape()).c_str());
+    return true;
+  }
+  // One forward and backward on (x, y): the gradients are on the parameters afterwards.
+  void run(const Tensor& x, const Tensor& y) {
+    inputs_.copy_(x);
+    labels_.copy_(y);
+    graph_.replay();
+    for (auto& [p, g] : grads_) p.set_grad(g);
+  }
+  const Tensor& logits() const { return logits_; }
+  const Tensor& loss() const { return loss_; }
+
+ private:
+  cuda::Graph graph_;
+  Tensor inputs_, labels_, logits_, loss_;
+  std::vector<std::pair<Tensor, Tensor>> grads_;  // (parameter, the gradient tensor the graph writes)
+};
+#endif
+
 Options parse(int argc, char** argv) {
   Options o;
   bool help = false;
@@ -335,13 +418,17 @@ Options parse(int argc, char** argv) {
       .add("max-steps", &o.max_steps, 0, "stop after this many steps in total (0: no limit)")
       .add("limit-train", &o.limit_train, 0, "use only the first N training examples (0: all)")
       .add("print-every", &o.print_every, 100, "steps between progress lines when not on a terminal")
-      .add_switch("no-progress", &o.no_progress, "no progress line");
+      .add_switch("no-progress", &o.no_progress, "no progress line")
+      .add_switch("cuda-graph", &o.cuda_graph,
+                  "CUDA: record the forward and backward once as a CUDA graph and replay it for each batch "
+                  "(the optimizer step stays eager; docs/cuda_graphs.md)");
   cli.parse(argc, argv);
   if (help) {
     std::cout << cli.help() << "\n";
     std::exit(0);
   }
-  NABLA_CHECK(o.epochs > 0 && o.batch_size > 0 && o.eval_batch_size > 0, "--epochs, --batch-size and --eval-batch-size must be positive");
+  NABLA_CHECK(o.epochs > 0 && o.batch_size > 0 && o.eval_batch_size > 0,
+              "--epochs, --batch-size and --eval-batch-size must be positive");
   NABLA_CHECK(o.lr > 0, "--lr must be positive, got ", o.lr);
   NABLA_CHECK(o.threads >= 0 && o.workers >= 0 && o.max_steps >= 0 && o.limit_train >= 0 && o.pad >= 0,
               "--threads, --workers, --max-steps, --limit-train and --pad must be >= 0");
@@ -350,16 +437,25 @@ Options parse(int argc, char** argv) {
               "--image-size, --classes and --channels must be positive");
   Device dev = Device::parse(o.device);
 #ifdef NABLA_HAS_CUDA
-  NABLA_CHECK(dev.is_cpu() || dev.index < cuda::device_count(), "--device ", o.device, ": ", cuda::device_count(),
-              " CUDA devices found");
+  NABLA_CHECK(dev.is_cpu() || dev.index < cuda::device_count(), "--device ", o.device, ": ",
+              cuda::device_count(), " CUDA devices found");
 #else
-  NABLA_CHECK(dev.is_cpu(), "--device ", o.device, ": this build has no CUDA backend (configure with -DNABLA_CUDA=ON)");
+  NABLA_CHECK(dev.is_cpu(), "--device ", o.device,
+              ": this build has no CUDA backend (configure with -DNABLA_CUDA=ON)");
 #endif
+  NABLA_CHECK(!o.cuda_graph || dev.is_cuda(), "--cuda-graph needs --device cuda (got --device ", o.device,
+              ")");
+  NABLA_CHECK(
+      !o.cuda_graph || !vrgd::is_vr_optimizer_kind(o.optimizer), "--cuda-graph: the VR optimizers run ",
+      "one forward and backward per partition and read their statistics on the host; use --optimizer ",
+      o.optimizer.substr(3), " or leave out --cuda-graph");
   NABLA_CHECK(o.resume.empty() || std::filesystem::is_regular_file(o.resume), "--resume ", o.resume,
               ": no such file");
   if (o.dataset != "image-folder" && o.dataset != "synthetic")
     NABLA_CHECK(std::filesystem::is_directory(o.data_dir), "--data-dir ", o.data_dir, " is not a directory",
-                o.dataset == "fashion-mnist" ? " (install the Debian package dataset-fashion-mnist, or pass --data-dir)" : "");
+                o.dataset == "fashion-mnist"
+                    ? " (install the Debian package dataset-fashion-mnist, or pass --data-dir)"
+                    : "");
   return o;
 }
 
@@ -425,7 +521,8 @@ int run(int argc, char** argv) {
       std::printf("VRGD: %lld partitions of %lld examples per step (%s), gamma %g\n",
                   static_cast<long long>(o.gsnr_partitions),
                   static_cast<long long>(o.batch_size / vr_local_partitions),
-                  ds.active() ? str_cat(vr_local_partitions, " per rank").c_str() : "micro-batches", o.gsnr_gamma);
+                  ds.active() ? str_cat(vr_local_partitions, " per rank").c_str() : "micro-batches",
+                  o.gsnr_gamma);
   }
   int64_t total_steps = steps_per_epoch * o.epochs;
   if (o.max_steps > 0) total_steps = std::min(total_steps, o.max_steps);
@@ -433,7 +530,8 @@ int run(int argc, char** argv) {
   if (warmup > 0 && warmup >= total_steps / 2) {
     warmup = total_steps / 10;
     std::printf("note: --warmup-steps %lld is too long for a %lld-step run; using %lld\n",
-                static_cast<long long>(o.warmup_steps), static_cast<long long>(total_steps), static_cast<long long>(warmup));
+                static_cast<long long>(o.warmup_steps), static_cast<long long>(total_steps),
+                static_cast<long long>(warmup));
   }
   optim::ScheduleOptions sched_defaults{.base_lr = o.lr, .total_steps = total_steps, .warmup_steps = warmup};
   optim::Schedule schedule = optim::Schedule::parse(o.schedule, sched_defaults);
@@ -459,6 +557,17 @@ int run(int argc, char** argv) {
   apps::MetricsLog metrics = o.metrics.empty() ? apps::MetricsLog() : apps::MetricsLog(o.metrics);
   apps::Progress progress(total_steps, o.print_every, !o.no_progress);
 
+#ifdef NABLA_HAS_CUDA
+  std::unique_ptr<GraphedForwardBackward> graphed;
+  if (o.cuda_graph) {
+    if (ds.active())  // the gradient all-reduce hooks into backward, on a stream of its own
+      std::printf(
+          "note: --cuda-graph is not used with several processes (data-parallel); training eagerly\n");
+    else
+      graphed = std::make_unique<GraphedForwardBackward>();
+  }
+#endif
+
   // 4. the loop
   const auto run_start = Clock::now();
   int64_t step = state.step;
@@ -483,11 +592,12 @@ int run(int argc, char** argv) {
         AutocastGuard autocast(DType::bf16, amp);
         if (dp) {
           auto local = dp->no_sync();  // the GSNR needs each rank's own gradient; its all-reduce sums them
-          r = apps::vr_forward_backward(vr->gsnr(), *model, inputs, labels, vr_local_partitions, o.label_smoothing,
-                                        stats, gsnr_all_reduce(*ds.communicator()), ds.world_size());
+          r = apps::vr_forward_backward(vr->gsnr(), *model, inputs, labels, vr_local_partitions,
+                                        o.label_smoothing, stats, gsnr_all_reduce(*ds.communicator()),
+                                        ds.world_size());
         } else {
-          r = apps::vr_forward_backward(vr->gsnr(), *model, inputs, labels, vr_local_partitions, o.label_smoothing,
-                                        stats);
+          r = apps::vr_forward_backward(vr->gsnr(), *model, inputs, labels, vr_local_partitions,
+                                        o.label_smoothing, stats);
         }
         loss_v = r.loss;
         correct += r.correct;
@@ -496,13 +606,26 @@ int run(int argc, char** argv) {
         optimizer->step();
       } else {
         Tensor logits, loss;
+#ifdef NABLA_HAS_CUDA
+        // --cuda-graph: capture at the second step of the run (the first chose cuDNN's algorithms).
+        if (graphed && !graphed->ready() && step > state.step &&
+            !graphed->capture(*model, *optimizer, inputs, labels, amp, o.label_smoothing))
+          graphed.reset();
+        if (graphed && graphed->fits(inputs, labels)) {
+          graphed->run(inputs, labels);
+          logits = graphed->logits();
+          loss = graphed->loss();
+        } else
+#endif
         {
-          AutocastGuard autocast(DType::bf16, amp);
-          logits = model->forward(inputs);
-          loss = cross_entropy(logits, labels, {.label_smoothing = o.label_smoothing});
+          {
+            AutocastGuard autocast(DType::bf16, amp);
+            logits = model->forward(inputs);
+            loss = cross_entropy(logits, labels, {.label_smoothing = o.label_smoothing});
+          }
+          optimizer->zero_grad();
+          loss.backward();
         }
-        optimizer->zero_grad();
-        loss.backward();
         if (dp) dp->finish();  // gradients averaged over the ranks
         if (o.clip > 0) optim::clip_grad_norm(model->parameters(), o.clip);
         optimizer->step();

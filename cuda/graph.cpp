@@ -32,9 +32,9 @@ void Graph::reset() {
 void Graph::capture(const std::function<void()>& fn) {
   NABLA_CHECK(!captured(), "cuda graph: capture() on a Graph that already holds a capture; reset() it first");
   NABLA_CHECK(!capturing_cuda_graph(), "cuda graph: capture() inside another capture (captures do not nest)");
-  NABLA_CHECK(!profile::enabled(),
+  NABLA_CHECK(!profile::enabled() || profile::host_only(),
               "cuda graph: capture() with the profiler on (NABLA_PROFILE=1 synchronises around every kernel, "
-              "which a capture cannot do); profile the eager step instead");
+              "which a capture cannot do); profile the eager step instead, or use NABLA_PROFILE=host");
   const int device = current_device();
   // Work queued earlier (and its asynchronous checks) is settled before recording starts.
   synchronize();

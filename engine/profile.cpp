@@ -40,6 +40,7 @@ const bool g_from_env = [] {
   const char* v = std::getenv("NABLA_PROFILE");
   if (v && *v && std::string(v) != "0") {
     detail::g_enabled = true;
+    detail::g_host = std::string(v) == "host";
     table();  // constructed before the handler is registered, so destroyed after it has run
     std::atexit(print_at_exit);
   }
@@ -48,7 +49,10 @@ const bool g_from_env = [] {
 
 }  // namespace
 
-void set_enabled(bool on) { detail::g_enabled = on; }
+void set_enabled(bool on, bool host_only) {
+  detail::g_enabled = on;
+  detail::g_host = host_only;
+}
 
 void set_sync_hook(DeviceType type, SyncHook hook) {
   Table& t = table();
@@ -89,8 +93,9 @@ std::string report() {
   }
   std::ostringstream os;
   char line[256];
-  std::snprintf(line, sizeof line, "%-36s %-6s %10s %12s %11s %7s\n", "op (NABLA_PROFILE)", "device", "calls",
-                "total ms", "mean us", "share");
+  std::snprintf(line, sizeof line, "%-36s %-6s %10s %12s %11s %7s\n",
+                detail::g_host ? "op (NABLA_PROFILE=host: host time)" : "op (NABLA_PROFILE)", "device",
+                "calls", "total ms", "mean us", "share");
   os << line;
   for (const auto& [k, r] : rows) {
     std::snprintf(line, sizeof line, "%-36.36s %-6s %10lld %12.3f %11.2f %6.1f%%\n", k.first.c_str(),

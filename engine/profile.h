@@ -16,8 +16,9 @@
 // convolution running the GEMM slot) is one row: only the outermost call on a thread is timed, so the rows
 // add up to the kernel time without counting anything twice.
 //
-// profile::set_enabled() turns it on or off from code; profile::report() returns the table so far and
-// profile::reset() clears it.
+// NABLA_PROFILE=host times the host's side of each kernel call instead, without synchronising (see
+// host_only() below). profile::set_enabled() turns it on or off from code; profile::report() returns the
+// table so far and profile::reset() clears it.
 #pragma once
 #include <atomic>
 #include <string>
@@ -28,11 +29,17 @@ namespace nabla::profile {
 
 namespace detail {
 inline std::atomic<bool> g_enabled{false};  // set from NABLA_PROFILE when the library loads
+inline std::atomic<bool> g_host{false};     // NABLA_PROFILE=host: time the host's side only (no syncs)
 inline thread_local int g_depth = 0;        // kernel calls in progress on this thread (see below)
-}
+}  // namespace detail
 
 inline bool enabled() { return detail::g_enabled.load(std::memory_order_relaxed); }
-void set_enabled(bool on);
+// NABLA_PROFILE=host: no synchronisation around the kernels; a row is the host's time inside the kernel
+// call (checks, descriptors, library calls, launches), which is where a small step's time goes when the
+// host, not the GPU, is the bottleneck. The step's host time minus the table's total is the time outside
+// kernel calls (autograd bookkeeping, allocation, op-layer checks).
+inline bool host_only() { return detail::g_host.load(std::memory_order_relaxed); }
+void set_enabled(bool on, bool host_only = false);
 
 // Waits for everything queued on device `d` (the CUDA backend registers its own; the CPU needs none).
 using SyncHook = void (*)(Device d);

@@ -37,19 +37,21 @@ struct KernelCall<R (*)(Args...)> {
   R operator()(Args... args) const {
     // Nested calls (a kernel calling another slot) belong to the outer call's row.
     if (!profile::enabled() || profile::detail::g_depth > 0) return fn(std::forward<Args>(args)...);
-    profile::synchronize(device);  // earlier queued work is not this kernel's
+    const bool sync = !profile::host_only();  // NABLA_PROFILE=host: the host's time only
+    if (sync) profile::synchronize(device);   // earlier queued work is not this kernel's
     const auto t0 = std::chrono::steady_clock::now();
     ++profile::detail::g_depth;
     struct Done {  // records on the way out (also when R is void, or fn throws)
       const KernelCall& k;
       std::chrono::steady_clock::time_point t0;
+      bool sync;
       ~Done() {
         --profile::detail::g_depth;
-        profile::synchronize(k.device);
+        if (sync) profile::synchronize(k.device);
         profile::record(k.op, k.device,
                         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
       }
-    } done{*this, t0};
+    } done{*this, t0, sync};
     return fn(std::forward<Args>(args)...);
   }
   operator Fn() const { return fn; }  // NOLINT: call sites may keep the plain function pointer

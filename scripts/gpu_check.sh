@@ -13,10 +13,11 @@
 #
 # The ResNet part (after the op benchmarks): benchmarks/resnet_bench.sh (ResNet-50 TF32 and bf16, ResNet-18 at
 # 32², Nabla against PyTorch), the image pipeline's decoding rate by loader workers, and ResNet-20 trained on
-# Fashion-MNIST padded to 32² (expected >= 93% test accuracy). GPU_CHECK_PART picks the parts (the versions
+# Fashion-MNIST padded to 32² (expected >= 93% test accuracy), eager and with --cuda-graph. GPU_CHECK_PART picks the parts (the versions
 # and the build always run): all (default), or a comma list of core (tests, op benchmarks, LeNet), resnet,
 # vrgd (benchmarks/bench_vrgd: the VR step's cost on ResNet-50), profile (benchmarks/profile_resnet.sh: where
-# the bf16 channels-last step's time goes, Nabla and PyTorch), dist (multi-GPU: scripts/dist_check.sh, only
+# the bf16 channels-last step's time goes, Nabla and PyTorch; then NABLA_PROFILE=host on ResNet-18 at 32²:
+# the host's time per op of a host-bound step), dist (multi-GPU: scripts/dist_check.sh, only
 # with >= 2 GPUs); split them over device calls of 600 s each when one is not enough.
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
@@ -219,6 +220,12 @@ if want resnet; then
       --momentum 0.9 --weight-decay 5e-4 --schedule cosine --warmup-steps 200 --workers 4 --no-progress \
       --print-every 1000 --metrics "$LOG/resnet20_fmnist.jsonl"
     grep -E '^epoch|^throughput|error|train_classifier:' "$LOG/resnet20_fmnist.log" | tail -n 22
+    # The same run with the forward and backward replayed from a CUDA graph (--cuda-graph).
+    run_step resnet20_fmnist_graph 200 0 "$LOG/resnet20_fmnist_graph.log" "$BUILD/train_classifier" --device cuda \
+      --data-dir "$FMNIST" --model resnet20 --pad 32 --augment --epochs 20 --batch-size 128 --lr 0.1 \
+      --momentum 0.9 --weight-decay 5e-4 --schedule cosine --warmup-steps 200 --workers 4 --no-progress \
+      --print-every 1000 --metrics "$LOG/resnet20_fmnist_graph.jsonl" --cuda-graph
+    grep -E '^epoch 20|^throughput|^cuda graph|error|train_classifier:' "$LOG/resnet20_fmnist_graph.log" | tail -n 5
   else
     record resnet20_fmnist "skipped (no $FMNIST)" 0
   fi
@@ -232,6 +239,13 @@ fi
 if want profile; then
   run_step profile_resnet 200 0 "$LOG/profile_resnet.log" bash benchmarks/profile_resnet.sh "$BUILD" "$LOG/profile"
   head -n 30 "$LOG/profile/nabla_profile.txt" 2>/dev/null
+  # Where the host's time goes in the host-bound ResNet-18 step at 32²: NABLA_PROFILE=host (no syncs), one
+  # step per window so that the host never waits for a full launch queue.
+  if [ -x "$BUILD/bench_resnet" ]; then
+    NABLA_PROFILE=host run_step profile_host 60 0 "$LOG/profile_host_resnet18.txt" "$BUILD/bench_resnet" \
+      --model resnet18 --batch 512 --image-size 32 --classes 10 --warmup 20 --steps 1 --windows 50
+    head -n 25 "$LOG/profile_host_resnet18.txt"
+  fi
 fi
 
 # ---- 6. multi-GPU -----------------------------------------------------------------------------------------
@@ -270,6 +284,7 @@ if [ -s "$LOG/resnet_nabla.jsonl" ]; then
 fi
 grep -E '^workers' "$LOG/resnet_pipeline.log" 2>/dev/null | sed 's/^/jpeg pipeline: /'
 grep -E '^epoch 20/20|^throughput' "$LOG/resnet20_fmnist.log" 2>/dev/null | sed 's/^/resnet20 fmnist cuda: /'
+grep -E '^epoch 20/20|^throughput' "$LOG/resnet20_fmnist_graph.log" 2>/dev/null | sed 's/^/resnet20 fmnist cuda graph: /'
 sed -n '/dist_check summary/,$p' "$LOG/dist_check.log" 2>/dev/null
 grep '^{' "$LOG/bench_vrgd.log" 2>/dev/null | tail -n 1 | python3 -c 'import json, sys
 for line in sys.stdin:

@@ -9,6 +9,9 @@
 #include <sstream>
 
 #include "data/data.h"
+#ifdef NABLA_HAS_CUDA
+#include "cuda/runtime.h"
+#endif
 #include "testing.h"
 
 namespace nabla {
@@ -20,8 +23,8 @@ struct Result {
   std::string output;
 };
 
-Result run(const std::string& args) {
-  std::string cmd = std::string(NABLA_BINARY_DIR) + "/train_classifier " + args + " 2>&1";
+Result run(const std::string& args, const std::string& env = "") {
+  std::string cmd = env + " " + std::string(NABLA_BINARY_DIR) + "/train_classifier " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   std::string out;
   char buf[4096];
@@ -231,6 +234,42 @@ TEST_F(TrainClassifier, SyntheticDataTrainsOnOneDeviceBatchAndReportsThroughput)
   r = run("--dataset synthetic --amp f8");
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.output.find("--amp f8: expected off or bf16"), std::string::npos) << r.output;
+}
+
+TEST_F(TrainClassifier, CudaGraphTrainsAsTheEagerRunDoes) {
+#ifdef NABLA_HAS_CUDA
+  if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  // ResNet-20 (batch norm, residual adds) on padded 28² images; 100 examples make 3 batches of 32 an epoch
+  // (the loader drops the last partial batch): the run's first step is eager, the other 8 are replays. TF32
+  // off and cuDNN's heuristic algorithm choice (NABLA_CUDNN_FIND=0) instead of its timing, which could pick
+  // other algorithms (other roundings) in each process: the two runs then run the same kernels.
+  const std::string common = "--data-dir " + dir_.string() +
+                             " --model resnet20 --pad 32 --device cuda --batch-size 32 --limit-train 100 "
+                             "--epochs 3 --lr 0.05 --warmup-steps 2 --no-progress";
+  const std::string m_eager = (dir_ / "eager.jsonl").string(), m_graph = (dir_ / "graph.jsonl").string();
+  const std::string env = "NABLA_TF32=0 NABLA_CUDNN_FIND=0";
+  Result eager = run(common + " --metrics " + m_eager, env);
+  ASSERT_EQ(eager.code, 0) << eager.output;
+  Result graph = run(common + " --cuda-graph --metrics " + m_graph, env);
+  ASSERT_EQ(graph.code, 0) << graph.output;
+  EXPECT_NE(graph.output.find("cuda graph: the forward and backward captured as"), std::string::npos)
+      << graph.output;
+  const auto le = epoch_losses(m_eager), lg = epoch_losses(m_graph);
+  ASSERT_EQ(le.size(), 3u) << eager.output;
+  ASSERT_EQ(lg.size(), 3u) << graph.output;
+  for (size_t i = 0; i < 3; ++i)
+    EXPECT_NEAR(lg[i], le[i], 1e-4 * le[i]) << "epoch " << i + 1 << "\n" << eager.output << graph.output;
+  EXPECT_LT(lg[2], lg[0]) << graph.output;
+
+  Result bad = run("--cuda-graph --max-steps 1");
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.output.find("--cuda-graph needs --device cuda"), std::string::npos) << bad.output;
+  bad = run("--device cuda --cuda-graph --optimizer vr-lars --max-steps 1");
+  EXPECT_NE(bad.code, 0);
+  EXPECT_NE(bad.output.find("--optimizer lars or leave out --cuda-graph"), std::string::npos) << bad.output;
+#else
+  GTEST_SKIP() << "a build without CUDA";
+#endif
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // The kernel profiler (engine/profile.h, ops/dispatch.h's KernelCall): off, it records nothing; on, every
-// kernel call is counted under its op's name with a positive time, backward kernels included.
+// kernel call is counted under its op's name with a positive time, backward kernels included; in host mode
+// (NABLA_PROFILE=host) the same calls are counted without any synchronisation.
 #include <regex>
 
 #include "engine/profile.h"
@@ -64,6 +65,25 @@ TEST(Profile, AKernelThatCallsAnotherSlotIsOneRow) {
   const std::string r = profile::report();
   EXPECT_EQ(calls_of(r, "max_pool2d"), 1) << r;
   EXPECT_EQ(r.find("channels_last"), std::string::npos) << r;
+}
+
+TEST(Profile, HostModeCountsTheSameCallsWithoutSynchronising) {
+  ProfileOn on;
+  profile::set_enabled(true, /*host_only=*/true);
+  // A sync hook that counts: host mode must never call it.
+  static int syncs = 0;
+  syncs = 0;
+  profile::set_sync_hook(DeviceType::cpu, [](Device) { ++syncs; });
+  Tensor a = test::randn32({64, 48}).requires_grad_(), b = test::randn32({48, 32});
+  sum(matmul(a, b)).backward();
+  const std::string r = profile::report();
+  EXPECT_EQ(calls_of(r, "matmul"), 2) << r;
+  EXPECT_NE(r.find("NABLA_PROFILE=host: host time"), std::string::npos) << r;
+  EXPECT_EQ(syncs, 0);
+  profile::set_enabled(true, /*host_only=*/false);
+  (void)matmul(a, b);
+  EXPECT_EQ(syncs, 2) << "the device profile waits before and after each kernel";
+  profile::set_sync_hook(DeviceType::cpu, nullptr);
 }
 
 }  // namespace
