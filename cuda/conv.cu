@@ -1,5 +1,7 @@
-// CUDA conv2d (the conv2d_forward / conv2d_backward slots of ops/conv.h) through cuDNN 9's legacy
-// convolution API, plus two small kernels for the bias.
+// CUDA conv2d (the conv2d_forward / conv2d_backward slots of ops/conv.h) through cuDNN 9: its graph API by
+// default (cuda/cudnn_graph.h: one cached execution plan per shape, about 4x less host time per call than
+// the legacy calls), its legacy convolution API for a shape the graph API has no engine for or under
+// NABLA_CUDNN_API=legacy; plus two small kernels for the bias.
 //
 // Maths (cross-correlation, as the CPU kernel):
 //   y[n, o, i, j] = b[o] + sum_{c in group(o), p, q}
@@ -18,7 +20,12 @@
 // use TF32 tensor cores, else CUDNN_FMA_MATH, full f32), f64 (DOUBLE / DOUBLE, CUDNN_DEFAULT_MATH),
 // bf16 and f16 (16-bit data, FLOAT compute, CUDNN_TENSOR_OP_MATH).
 //
-// Algorithms: chosen once per (direction, device, dtype, math type, shapes, strides of x / y, groups,
+// Graph API: the same key as below caches the plan; cuda/cudnn_graph.h describes how the engine is chosen
+// (heuristics, filtered as below for determinism and TF32, then the best few timed on the call's buffers).
+// The legacy descriptors are made for every shape (they check the output size), and used only when the
+// graph API has no plan for it.
+//
+// Legacy algorithms: chosen once per (direction, device, dtype, math type, shapes, strides of x / y, groups,
 // padding, stride, dilation, 16-byte alignment of the pointers) and cached with the descriptors in a map,
 // so the steady state is one map look-up and one cuDNN call. The choice benchmarks with
 // cudnnFind*AlgorithmEx on the call's own buffers (a host synchronisation, first call of a shape only) and
@@ -47,6 +54,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/cudnn_graph.h"
 #include "cuda/dtype.cuh"
 #include "cuda/loops.cuh"
 #include "ops/linalg.h"
@@ -131,6 +139,9 @@ struct Plan {
   int algo = 0;
   size_t ws = 0;
   cudnnMathType_t math = CUDNN_DEFAULT_MATH;  // the math type the chosen algorithm was timed with
+  // The graph API's plan (cuda/cudnn_graph.h); when set, it runs instead of the legacy algorithm above.
+  std::shared_ptr<cudnn_graph::ConvPlan> graph;
+  std::string graph_log;  // NABLA_CUDNN_LOG: how the graph plan was chosen, or why there is none
   // Never destroyed: plans live for the process (the map is leaked so that no cuDNN call runs during
   // static destruction, after the library may be gone).
 };
@@ -196,9 +207,9 @@ bool deterministic_only() {
   return on;
 }
 
-// NABLA_CUDNN_LOG=1: one line on stderr per algorithm choice (direction, dtype, geometry, the algorithm,
-// its math type and workspace), so that two runs' choices can be compared (docs/cuda.md: ResNet-18's
-// per-process speed).
+// NABLA_CUDNN_LOG=1: one line on stderr per algorithm choice (direction, dtype, geometry; the graph API's
+// engine with the candidates' times, or the legacy algorithm, its math type and workspace), so that two
+// runs' choices can be compared (docs/cuda.md: ResNet-18's per-process speed).
 bool log_choices() {
   static const bool on = [] {
     const char* v = std::getenv("NABLA_CUDNN_LOG");
@@ -404,17 +415,62 @@ Plan& get_plan(Dir dir, const Conv2dGeometry& g, DType dtype, const Tensor& xt, 
     std::fprintf(
         stderr,
         "NABLA_CUDNN_LOG: %s %s n%lld c%lld %lldx%lld -> k%lld %lldx%lld kernel %lldx%lld stride %lld "
-        "groups %lld%s: algo %d, math %d, workspace %zu\n",
+        "groups %lld%s: %s\n",
         dirs[static_cast<int>(dir)], dtype_name(dtype), static_cast<long long>(g.n),
         static_cast<long long>(g.c_in), static_cast<long long>(g.h), static_cast<long long>(g.w),
         static_cast<long long>(g.c_out), static_cast<long long>(g.oh), static_cast<long long>(g.ow),
         static_cast<long long>(g.kh), static_cast<long long>(g.kw), static_cast<long long>(g.stride_h),
-        static_cast<long long>(g.groups), g.channels_last ? " NHWC" : "", p->algo, static_cast<int>(p->math),
-        p->ws);
+        static_cast<long long>(g.groups), g.channels_last ? " NHWC" : "",
+        p->graph ? p->graph_log.c_str()
+                 : str_cat(p->graph_log.empty() ? "" : p->graph_log + "; ", "legacy algo ", p->algo,
+                           ", math ", static_cast<int>(p->math), ", workspace ", p->ws)
+                       .c_str());
   }
   Plan& ref = *p;
   cache.plans.emplace(key, std::move(p));
   return ref;
+}
+
+// Chooses the plan's way to run: the graph API's plan when cudnn_graph::enabled() and an engine is usable,
+// else `legacy` (the legacy API's algorithm choice). xt / wt / yt are the x, w and y roles (as get_plan's).
+template <class Legacy>
+void choose_plan(Plan& pl, Dir dir, const Conv2dGeometry& g, DType dt, const Tensor& xt, const Tensor& wt,
+                 const Tensor& yt, Legacy&& legacy) {
+  if (cudnn_graph::enabled()) {
+    cudnn_graph::ConvDesc d;
+    d.dir = dir == Dir::fwd        ? cudnn_graph::ConvDir::fwd
+            : dir == Dir::bwd_data ? cudnn_graph::ConvDir::bwd_data
+                                   : cudnn_graph::ConvDir::bwd_filter;
+    d.dtype = dt;
+    d.x_dims = {g.n, g.c_in, g.h, g.w};
+    d.x_strides = strides4(xt);
+    d.w_dims = {g.c_out, g.c_in / g.groups, g.kh, g.kw};
+    const Shape ws{g.c_out, g.c_in / g.groups, g.kh, g.kw};
+    const Strides wst = g.channels_last ? channels_last_strides(ws) : contiguous_strides(ws);
+    d.w_strides = {wst[0], wst[1], wst[2], wst[3]};
+    d.y_dims = {g.n, g.c_out, g.oh, g.ow};
+    d.y_strides = strides4(yt);
+    d.pad = {g.pad_h, g.pad_w};
+    d.stride = {g.stride_h, g.stride_w};
+    d.dilation = {g.dil_h, g.dil_w};
+    const int64_t item = static_cast<int64_t>(itemsize(dt));
+    d.align_x = aligned16(xt) ? 16 : item;
+    d.align_w = aligned16(wt) ? 16 : item;
+    d.align_y = aligned16(yt) ? 16 : item;
+    pl.graph =
+        cudnn_graph::make_conv_plan(d, xt.data_ptr(), wt.data_ptr(), yt.data_ptr(), deterministic_only(),
+                                    tf32_enabled(), use_find(), log_choices() ? &pl.graph_log : nullptr);
+    if (pl.graph) return;
+  }
+  legacy();
+}
+
+// Runs a plan's graph API plan on the x, w and y roles' buffers.
+void run_graph(const Plan& p, const Tensor& xt, const Tensor& wt, const Tensor& yt) {
+  const int64_t ws = cudnn_graph::workspace_size(*p.graph);
+  cudnn_graph::execute(*p.graph, xt.data_ptr(), wt.data_ptr(), yt.data_ptr(),
+                       ws ? workspace(static_cast<size_t>(ws)) : nullptr);
+  NABLA_CUDA_LAUNCH_CHECK();
 }
 
 // ---- bias kernels ----
@@ -601,12 +657,18 @@ void conv2d_forward_cuda(const Conv2dGeometry& g, const Tensor& x, const Tensor&
     gemm(x, w, y, g.n * g.h * g.w, g.c_out, g.c_in, false, true);
   } else {
     const DType dt = x.dtype();
-    Plan& p = get_plan(Dir::fwd, g, dt, x, w, y, [&](Plan& pl) { choose_forward(pl, x, w, y); });
-    NABLA_CUDNN_CHECK(cudnnConvolutionForward(
-        cudnn_handle(), kScaling.one(dt), p.x, x.data_ptr(), p.w, w.data_ptr(), p.conv,
-        static_cast<cudnnConvolutionFwdAlgo_t>(p.algo), p.ws ? workspace(p.ws) : nullptr, p.ws,
-        kScaling.zero(dt), p.y, y.data_ptr()));
-    NABLA_CUDA_LAUNCH_CHECK();
+    Plan& p = get_plan(Dir::fwd, g, dt, x, w, y, [&](Plan& pl) {
+      choose_plan(pl, Dir::fwd, g, dt, x, w, y, [&] { choose_forward(pl, x, w, y); });
+    });
+    if (p.graph) {
+      run_graph(p, x, w, y);
+    } else {
+      NABLA_CUDNN_CHECK(cudnnConvolutionForward(
+          cudnn_handle(), kScaling.one(dt), p.x, x.data_ptr(), p.w, w.data_ptr(), p.conv,
+          static_cast<cudnnConvolutionFwdAlgo_t>(p.algo), p.ws ? workspace(p.ws) : nullptr, p.ws,
+          kScaling.zero(dt), p.y, y.data_ptr()));
+      NABLA_CUDA_LAUNCH_CHECK();
+    }
   }
   if (bias.defined()) {
     NABLA_CHECK(g.channels_last ? y.is_contiguous(MemoryFormat::ChannelsLast) : y.is_contiguous(),
@@ -633,13 +695,18 @@ void conv2d_backward_cuda(const Conv2dGeometry& g, const Tensor& x, const Tensor
     } else if (pointwise_gemm(g)) {
       gemm(gy, w, dx, g.n * g.h * g.w, g.c_in, g.c_out, false, false);
     } else {
-      Plan& p =
-          get_plan(Dir::bwd_data, g, dt, dx, w, gy, [&](Plan& pl) { choose_backward_data(pl, w, gy, dx); });
-      NABLA_CUDNN_CHECK(cudnnConvolutionBackwardData(
-          cudnn_handle(), kScaling.one(dt), p.w, w.data_ptr(), p.y, gy.data_ptr(), p.conv,
-          static_cast<cudnnConvolutionBwdDataAlgo_t>(p.algo), p.ws ? workspace(p.ws) : nullptr, p.ws,
-          kScaling.zero(dt), p.x, dx.data_ptr()));
-      NABLA_CUDA_LAUNCH_CHECK();
+      Plan& p = get_plan(Dir::bwd_data, g, dt, dx, w, gy, [&](Plan& pl) {
+        choose_plan(pl, Dir::bwd_data, g, dt, dx, w, gy, [&] { choose_backward_data(pl, w, gy, dx); });
+      });
+      if (p.graph) {
+        run_graph(p, dx, w, gy);
+      } else {
+        NABLA_CUDNN_CHECK(cudnnConvolutionBackwardData(
+            cudnn_handle(), kScaling.one(dt), p.w, w.data_ptr(), p.y, gy.data_ptr(), p.conv,
+            static_cast<cudnnConvolutionBwdDataAlgo_t>(p.algo), p.ws ? workspace(p.ws) : nullptr, p.ws,
+            kScaling.zero(dt), p.x, dx.data_ptr()));
+        NABLA_CUDA_LAUNCH_CHECK();
+      }
     }
   }
   if (dw.defined() && dw.numel() > 0) {
@@ -648,13 +715,18 @@ void conv2d_backward_cuda(const Conv2dGeometry& g, const Tensor& x, const Tensor
     } else if (pointwise_gemm(g)) {
       gemm(gy, x, dw, g.c_out, g.c_in, g.n * g.h * g.w, true, false);
     } else {
-      Plan& p = get_plan(Dir::bwd_filter, g, dt, x, dw, gy,
-                         [&](Plan& pl) { choose_backward_filter(pl, x, gy, dw); });
-      NABLA_CUDNN_CHECK(cudnnConvolutionBackwardFilter(
-          cudnn_handle(), kScaling.one(dt), p.x, x.data_ptr(), p.y, gy.data_ptr(), p.conv,
-          static_cast<cudnnConvolutionBwdFilterAlgo_t>(p.algo), p.ws ? workspace(p.ws) : nullptr, p.ws,
-          kScaling.zero(dt), p.w, dw.data_ptr()));
-      NABLA_CUDA_LAUNCH_CHECK();
+      Plan& p = get_plan(Dir::bwd_filter, g, dt, x, dw, gy, [&](Plan& pl) {
+        choose_plan(pl, Dir::bwd_filter, g, dt, x, dw, gy, [&] { choose_backward_filter(pl, x, gy, dw); });
+      });
+      if (p.graph) {
+        run_graph(p, x, dw, gy);
+      } else {
+        NABLA_CUDNN_CHECK(cudnnConvolutionBackwardFilter(
+            cudnn_handle(), kScaling.one(dt), p.x, x.data_ptr(), p.y, gy.data_ptr(), p.conv,
+            static_cast<cudnnConvolutionBwdFilterAlgo_t>(p.algo), p.ws ? workspace(p.ws) : nullptr, p.ws,
+            kScaling.zero(dt), p.w, dw.data_ptr()));
+        NABLA_CUDA_LAUNCH_CHECK();
+      }
     }
   }
 }

@@ -1,0 +1,317 @@
+#include "cuda/cudnn_graph.h"
+
+#include <cudnn.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <limits>
+#include <vector>
+
+#include "cuda/runtime.h"
+#include "engine/error.h"
+
+// CUDNN_ATTR_OPERATIONGRAPH_HANDLE and CUDNN_ATTR_EXECUTION_PLAN_HANDLE are marked deprecated in the newest
+// headers, but the cuDNN 9.14 that the GPU machine runs needs them.
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+
+namespace nabla::cuda::cudnn_graph {
+namespace {
+
+constexpr int kTimedCandidates = 6;
+constexpr int64_t kMaxWorkspace = int64_t(1) << 30;
+constexpr int64_t kUidX = 1, kUidW = 2, kUidY = 3;
+
+// An owned backend descriptor.
+class Desc {
+ public:
+  explicit Desc(cudnnBackendDescriptorType_t type) {
+    NABLA_CUDNN_CHECK(cudnnBackendCreateDescriptor(type, &d_));
+  }
+  ~Desc() {
+    if (d_) cudnnBackendDestroyDescriptor(d_);
+  }
+  Desc(const Desc&) = delete;
+  Desc& operator=(const Desc&) = delete;
+  cudnnBackendDescriptor_t get() const { return d_; }
+  cudnnBackendDescriptor_t* ptr() { return &d_; }
+
+  template <class T>
+  void set(cudnnBackendAttributeName_t name, cudnnBackendAttributeType_t type, int64_t count,
+           const T* values) {
+    NABLA_CUDNN_CHECK(cudnnBackendSetAttribute(d_, name, type, count, values));
+  }
+  void finalize() { NABLA_CUDNN_CHECK(cudnnBackendFinalize(d_)); }
+  cudnnStatus_t try_finalize() { return cudnnBackendFinalize(d_); }
+
+ private:
+  cudnnBackendDescriptor_t d_ = nullptr;
+};
+
+cudnnDataType_t data_type(DType t) {
+  switch (t) {
+    case DType::f32:
+      return CUDNN_DATA_FLOAT;
+    case DType::f64:
+      return CUDNN_DATA_DOUBLE;
+    case DType::bf16:
+      return CUDNN_DATA_BFLOAT16;
+    case DType::f16:
+      return CUDNN_DATA_HALF;
+    default:
+      fail("conv2d: dtype ", t, " is not supported on cuda (expected f32, f64, bf16 or f16)");
+  }
+}
+
+std::unique_ptr<Desc> make_tensor(int64_t uid, cudnnDataType_t dt, const std::array<int64_t, 4>& dims,
+                                  const std::array<int64_t, 4>& strides, int64_t alignment) {
+  auto t = std::make_unique<Desc>(CUDNN_BACKEND_TENSOR_DESCRIPTOR);
+  t->set(CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &dt);
+  t->set(CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 4, dims.data());
+  t->set(CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 4, strides.data());
+  t->set(CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid);
+  t->set(CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1, &alignment);
+  t->finalize();
+  return t;
+}
+
+template <class Note>
+bool has_note(const std::vector<Note>& notes, Note n) {
+  return std::find(notes.begin(), notes.end(), n) != notes.end();
+}
+
+}  // namespace
+
+struct ConvPlan {
+  std::unique_ptr<Desc> x, w, y, conv, op, graph, cfg, plan;
+  int64_t workspace = 0;
+};
+
+bool enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("NABLA_CUDNN_API");
+    return !(v && std::string(v) == "legacy");
+  }();
+  return on;
+}
+
+int64_t workspace_size(const ConvPlan& p) { return p.workspace; }
+
+void execute(const ConvPlan& p, void* x, void* w, void* y, void* workspace) {
+  Desc pack(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
+  const int64_t uids[3] = {kUidX, kUidW, kUidY};
+  void* ptrs[3] = {x, w, y};
+  pack.set(CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, 3, uids);
+  pack.set(CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, 3, ptrs);
+  pack.set(CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &workspace);
+  pack.finalize();
+  NABLA_CUDNN_CHECK(cudnnBackendExecute(cudnn_handle(), p.plan->get(), pack.get()));
+}
+
+std::shared_ptr<ConvPlan> make_conv_plan(const ConvDesc& d, void* x, void* w, void* y, bool deterministic,
+                                         bool allow_tf32, bool time_candidates, std::string* log) {
+  cudnnHandle_t handle = cudnn_handle();
+  const cudnnDataType_t dt = data_type(d.dtype);
+  const cudnnDataType_t compute = d.dtype == DType::f64 ? CUDNN_DATA_DOUBLE : CUDNN_DATA_FLOAT;
+  // The op graph, shared by every candidate (each plan below refers to it).
+  auto base = std::make_shared<ConvPlan>();
+  base->x = make_tensor(kUidX, dt, d.x_dims, d.x_strides, d.align_x);
+  base->w = make_tensor(kUidW, dt, d.w_dims, d.w_strides, d.align_w);
+  base->y = make_tensor(kUidY, dt, d.y_dims, d.y_strides, d.align_y);
+  base->conv = std::make_unique<Desc>(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR);
+  {
+    const int64_t dims = 2;
+    const cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION;
+    Desc& c = *base->conv;
+    c.set(CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &compute);
+    c.set(CUDNN_ATTR_CONVOLUTION_CONV_MODE, CUDNN_TYPE_CONVOLUTION_MODE, 1, &mode);
+    c.set(CUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS, CUDNN_TYPE_INT64, 1, &dims);
+    c.set(CUDNN_ATTR_CONVOLUTION_DILATIONS, CUDNN_TYPE_INT64, 2, d.dilation.data());
+    c.set(CUDNN_ATTR_CONVOLUTION_FILTER_STRIDES, CUDNN_TYPE_INT64, 2, d.stride.data());
+    c.set(CUDNN_ATTR_CONVOLUTION_PRE_PADDINGS, CUDNN_TYPE_INT64, 2, d.pad.data());
+    c.set(CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, CUDNN_TYPE_INT64, 2, d.pad.data());
+    c.finalize();
+  }
+  // alpha = 1, beta = 0, in double for double data and float otherwise.
+  const float f1 = 1.f, f0 = 0.f;
+  const double d1 = 1.0, d0 = 0.0;
+  const bool dbl = d.dtype == DType::f64;
+  const cudnnBackendAttributeType_t st = dbl ? CUDNN_TYPE_DOUBLE : CUDNN_TYPE_FLOAT;
+  const void* one = dbl ? static_cast<const void*>(&d1) : &f1;
+  const void* zero = dbl ? static_cast<const void*>(&d0) : &f0;
+  cudnnBackendDescriptor_t xd = base->x->get(), wd = base->w->get(), yd = base->y->get(),
+                           cd = base->conv->get();
+  switch (d.dir) {
+    case ConvDir::fwd:
+      base->op = std::make_unique<Desc>(CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR);
+      base->op->set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &xd);
+      base->op->set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &wd);
+      base->op->set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &yd);
+      base->op->set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+                    &cd);
+      base->op->set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA, st, 1, one);
+      base->op->set(CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA, st, 1, zero);
+      break;
+    case ConvDir::bwd_data:
+      base->op = std::make_unique<Desc>(CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_DATA_DESCRIPTOR);
+      base->op->set(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DX, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &xd);
+      base->op->set(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_W, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &wd);
+      base->op->set(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DY, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &yd);
+      base->op->set(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_CONV_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+                    &cd);
+      base->op->set(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_ALPHA, st, 1, one);
+      base->op->set(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_BETA, st, 1, zero);
+      break;
+    case ConvDir::bwd_filter:
+      base->op = std::make_unique<Desc>(CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_FILTER_DESCRIPTOR);
+      base->op->set(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_X, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &xd);
+      base->op->set(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DW, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &wd);
+      base->op->set(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DY, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &yd);
+      base->op->set(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_CONV_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+                    &cd);
+      base->op->set(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_ALPHA, st, 1, one);
+      base->op->set(CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_BETA, st, 1, zero);
+      break;
+  }
+  if (base->op->try_finalize() != CUDNN_STATUS_SUCCESS) return nullptr;
+  base->graph = std::make_unique<Desc>(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
+  {
+    cudnnBackendDescriptor_t od = base->op->get();
+    base->graph->set(CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
+    base->graph->set(CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &od);
+    if (base->graph->try_finalize() != CUDNN_STATUS_SUCCESS) return nullptr;
+  }
+
+  // Candidates: the heuristics' ranked engine configurations (mode A, then the fallback list), filtered.
+  struct Candidate {
+    std::unique_ptr<Desc> cfg, plan;
+    int64_t workspace = 0, engine = -1;
+    float ms = std::numeric_limits<float>::infinity();
+  };
+  std::vector<Candidate> candidates;
+  int considered = 0;
+  for (cudnnBackendHeurMode_t mode : {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_FALLBACK}) {
+    if (static_cast<int>(candidates.size()) >= (time_candidates ? kTimedCandidates : 1)) break;
+    Desc heur(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
+    cudnnBackendDescriptor_t gd = base->graph->get();
+    heur.set(CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &gd);
+    heur.set(CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &mode);
+    if (heur.try_finalize() != CUDNN_STATUS_SUCCESS) continue;
+    int64_t count = 0;
+    if (cudnnBackendGetAttribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 0,
+                                 &count, nullptr) != CUDNN_STATUS_SUCCESS ||
+        count <= 0)
+      continue;
+    std::vector<std::unique_ptr<Desc>> cfgs;
+    std::vector<cudnnBackendDescriptor_t> raw;
+    for (int64_t i = 0; i < count; ++i) {
+      cfgs.push_back(std::make_unique<Desc>(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR));
+      raw.push_back(cfgs.back()->get());
+    }
+    int64_t got = 0;
+    if (cudnnBackendGetAttribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR,
+                                 count, &got, raw.data()) != CUDNN_STATUS_SUCCESS)
+      continue;
+    for (int64_t i = 0; i < got; ++i) {
+      if (static_cast<int>(candidates.size()) >= (time_candidates ? kTimedCandidates : 1)) break;
+      ++considered;
+      Desc engine(CUDNN_BACKEND_ENGINE_DESCRIPTOR);
+      int64_t n = 0;
+      cudnnBackendDescriptor_t ed = engine.get();
+      if (cudnnBackendGetAttribute(raw[i], CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &n,
+                                   &ed) != CUDNN_STATUS_SUCCESS)
+        continue;
+      std::vector<cudnnBackendNumericalNote_t> notes(CUDNN_NUMERICAL_NOTE_TYPE_COUNT);
+      int64_t nn = 0;
+      if (cudnnBackendGetAttribute(ed, CUDNN_ATTR_ENGINE_NUMERICAL_NOTE, CUDNN_TYPE_NUMERICAL_NOTE,
+                                   CUDNN_NUMERICAL_NOTE_TYPE_COUNT, &nn,
+                                   notes.data()) != CUDNN_STATUS_SUCCESS)
+        nn = 0;
+      notes.resize(static_cast<size_t>(nn));
+      std::vector<cudnnBackendBehaviorNote_t> behavior(CUDNN_BEHAVIOR_NOTE_TYPE_COUNT);
+      int64_t nb = 0;
+      if (cudnnBackendGetAttribute(ed, CUDNN_ATTR_ENGINE_BEHAVIOR_NOTE, CUDNN_TYPE_BEHAVIOR_NOTE,
+                                   CUDNN_BEHAVIOR_NOTE_TYPE_COUNT, &nb,
+                                   behavior.data()) != CUDNN_STATUS_SUCCESS)
+        nb = 0;
+      behavior.resize(static_cast<size_t>(nb));
+      if (has_note(behavior, CUDNN_BEHAVIOR_NOTE_RUNTIME_COMPILATION)) continue;
+      if (has_note(notes, CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS)) continue;
+      if (deterministic && has_note(notes, CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC)) continue;
+      if (d.dtype == DType::f32 && !allow_tf32 && has_note(notes, CUDNN_NUMERICAL_NOTE_TENSOR_CORE)) continue;
+      Candidate c;
+      c.plan = std::make_unique<Desc>(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
+      c.plan->set(CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle);
+      c.plan->set(CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &raw[i]);
+      if (c.plan->try_finalize() != CUDNN_STATUS_SUCCESS) continue;
+      if (cudnnBackendGetAttribute(c.plan->get(), CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64,
+                                   1, &n, &c.workspace) != CUDNN_STATUS_SUCCESS ||
+          c.workspace < 0 || c.workspace > kMaxWorkspace)
+        continue;
+      if (cudnnBackendGetAttribute(ed, CUDNN_ATTR_ENGINE_GLOBAL_INDEX, CUDNN_TYPE_INT64, 1, &n, &c.engine) !=
+          CUDNN_STATUS_SUCCESS)
+        c.engine = -1;
+      c.cfg = std::move(cfgs[i]);  // the plan refers to its configuration: keep it alive
+      candidates.push_back(std::move(c));
+    }
+  }
+  (void)cudaGetLastError();
+  if (candidates.empty()) {
+    if (log) *log = str_cat("no usable engine among ", considered, " (legacy API)");
+    return nullptr;
+  }
+
+  size_t best = 0;
+  if (time_candidates && candidates.size() > 1) {
+    int64_t most = 0;
+    for (const Candidate& c : candidates) most = std::max(most, c.workspace);
+    void* ws = most ? workspace(static_cast<size_t>(most)) : nullptr;
+    const cudaStream_t s = current_stream();
+    cudaEvent_t e0 = nullptr, e1 = nullptr;
+    NABLA_CUDA_CHECK(cudaEventCreate(&e0));
+    NABLA_CUDA_CHECK(cudaEventCreate(&e1));
+    for (Candidate& c : candidates) {
+      ConvPlan probe;
+      probe.plan = std::move(c.plan);
+      bool ok = true;
+      try {
+        execute(probe, x, w, y, ws);  // warm-up (and a check that it runs)
+        NABLA_CUDA_CHECK(cudaEventRecord(e0, s));
+        for (int r = 0; r < 3; ++r) execute(probe, x, w, y, ws);
+        NABLA_CUDA_CHECK(cudaEventRecord(e1, s));
+        NABLA_CUDA_CHECK(cudaEventSynchronize(e1));
+        float ms = 0;
+        NABLA_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+        c.ms = ms / 3;
+      } catch (const Error&) {
+        ok = false;
+      }
+      (void)cudaGetLastError();
+      if (!ok) c.ms = std::numeric_limits<float>::infinity();
+      c.plan = std::move(probe.plan);
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    for (size_t i = 1; i < candidates.size(); ++i)
+      if (candidates[i].ms < candidates[best].ms) best = i;
+    if (!(candidates[best].ms < std::numeric_limits<float>::infinity())) {
+      if (log) *log = str_cat("none of ", candidates.size(), " candidates ran (legacy API)");
+      return nullptr;
+    }
+  }
+  Candidate& c = candidates[best];
+  if (log) {
+    *log = str_cat("graph API engine ", c.engine, " (candidate ", best + 1, " of ", candidates.size(),
+                   " in heuristics order");
+    if (time_candidates && candidates.size() > 1) {
+      *log += ", ms";
+      for (const Candidate& k : candidates) *log += str_cat(" ", k.ms);
+    }
+    *log += str_cat("), workspace ", c.workspace);
+  }
+  base->cfg = std::move(c.cfg);
+  base->plan = std::move(c.plan);
+  base->workspace = c.workspace;
+  return base;
+}
+
+}  // namespace nabla::cuda::cudnn_graph
