@@ -56,6 +56,7 @@
 
 #include "cuda/cudnn_graph.h"
 #include "cuda/dtype.cuh"
+#include "engine/capture.h"
 #include "cuda/loops.cuh"
 #include "ops/linalg.h"
 #include "ops/conv.h"
@@ -66,12 +67,15 @@ using ops::Conv2dGeometry;
 
 enum class Dir : int64_t { fwd = 0, bwd_data = 1, bwd_filter = 2 };
 
+// Benchmarking the candidates (cudnnFind*AlgorithmEx, or timing the graph API's plans) waits for the device:
+// not inside a CUDA graph capture, where a shape first met (rare: the warm-up step sees them all) takes
+// the heuristics' choice instead.
 bool use_find() {
   static const bool on = [] {
     const char* v = std::getenv("NABLA_CUDNN_FIND");
     return !(v && std::string(v) == "0");
   }();
-  return on;
+  return on && !capturing_cuda_graph();
 }
 
 constexpr size_t kMaxFindWorkspace = size_t(1) << 30;
@@ -415,7 +419,7 @@ Plan& get_plan(Dir dir, const Conv2dGeometry& g, DType dtype, const Tensor& xt, 
     std::fprintf(
         stderr,
         "NABLA_CUDNN_LOG: %s %s n%lld c%lld %lldx%lld -> k%lld %lldx%lld kernel %lldx%lld stride %lld "
-        "groups %lld%s: %s\n",
+        "groups %lld%s: %s%s\n",
         dirs[static_cast<int>(dir)], dtype_name(dtype), static_cast<long long>(g.n),
         static_cast<long long>(g.c_in), static_cast<long long>(g.h), static_cast<long long>(g.w),
         static_cast<long long>(g.c_out), static_cast<long long>(g.oh), static_cast<long long>(g.ow),
@@ -424,7 +428,8 @@ Plan& get_plan(Dir dir, const Conv2dGeometry& g, DType dtype, const Tensor& xt, 
         p->graph ? p->graph_log.c_str()
                  : str_cat(p->graph_log.empty() ? "" : p->graph_log + "; ", "legacy algo ", p->algo,
                            ", math ", static_cast<int>(p->math), ", workspace ", p->ws)
-                       .c_str());
+                       .c_str(),
+        capturing_cuda_graph() ? " (chosen during a CUDA graph capture)" : "");
   }
   Plan& ref = *p;
   cache.plans.emplace(key, std::move(p));
