@@ -85,8 +85,8 @@ TEST(CudaGraph, ReplayedTrainingStepsMatchEagerSteps) {
   for (size_t i = 0; i < pe.size(); ++i)
     EXPECT_LT(max_abs_diff(pe[i].second, pg[i].second), 1e-5) << pe[i].first;
   // The batch-norm running statistics (buffers updated inside the kernels) follow the same steps.
-  const Tensor& rm_e = eager->named_buffers()[0].second;
-  const Tensor& rm_g = graphed->named_buffers()[0].second;
+  const Tensor rm_e = eager->named_buffers()[0].second;  // copies: named_buffers() returns a temporary
+  const Tensor rm_g = graphed->named_buffers()[0].second;
   EXPECT_LT(max_abs_diff(rm_e, rm_g), 1e-5);
 }
 
