@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "cuda/dtype.cuh"
+#include "cuda/multi_tensor.cuh"
 #include "cuda/runtime.h"
 #include "ops/gsnr_kernels.h"
 #include "ops/util.h"
@@ -59,31 +60,10 @@ static_assert(sizeof(Meta<ops::GsnrApplyConsts<double>>) <= 32764,
 
 template <class C>
 __device__ __forceinline__ const Slot& slot_of(const Meta<C>& meta, int64_t b) {
-  int lo = 0, hi = meta.count - 1;
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) >> 1;
-    if (meta.slot[mid].first_block <= b)
-      lo = mid;
-    else
-      hi = mid - 1;
-  }
-  return meta.slot[lo];
+  return meta.slot[multi_tensor_slot(meta.slot, meta.count, b)];
 }
 
-// The f64 sum of v over the block, valid in thread 0, in a fixed order. Safe to call repeatedly.
-__device__ __forceinline__ double block_sum(double v) {
-  __shared__ double warp_sums[kThreads / 32];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-  __syncthreads();  // a previous call's reads of warp_sums are done
-  if (lane == 0) warp_sums[warp] = v;
-  __syncthreads();
-  double total = 0;
-  if (threadIdx.x == 0)
-    for (int w = 0; w < kThreads / 32; ++w) total += warp_sums[w];
-  return total;
-}
+__device__ __forceinline__ double block_sum(double v) { return cuda::block_sum<kThreads>(v); }
 
 // The element range of block b.
 struct Range {

@@ -31,6 +31,7 @@
 
 #include "cuda/dtype.cuh"
 #include "cuda/loops.cuh"
+#include "cuda/multi_tensor.cuh"
 #include "ops/util.h"
 #include "ops/optim_kernels.h"
 
@@ -61,18 +62,10 @@ struct Meta {
 };
 static_assert(sizeof(Meta<AdamConsts<double>>) <= 32764, "kernel parameters are limited to 32764 bytes");
 
-// The tensor of block `b`: the last slot whose first_block <= b (slots with no elements are never added).
+// The tensor of block `b` (cuda/multi_tensor.cuh).
 template <class C>
 __device__ __forceinline__ int slot_of(const Meta<C>& meta, int64_t b) {
-  int lo = 0, hi = meta.count - 1;
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) >> 1;
-    if (meta.slot[mid].first_block <= b)
-      lo = mid;
-    else
-      hi = mid - 1;
-  }
-  return lo;
+  return multi_tensor_slot(meta.slot, meta.count, b);
 }
 
 // ---- the element ops: which of the four operands they read and write, and the maths ----
@@ -312,10 +305,10 @@ void launch_step(const Meta<C>& meta, int blocks, bool aligned) {
 
 // Every parameter of one launch shares the first one's device and dtype (shapes differ).
 void check_param(const char* op, const Tensor& p, const Tensor& first) {
-  NABLA_CHECK(p.defined() && p.device() == first.device() && p.dtype() == first.dtype() && p.is_non_overlapping_and_dense(),
-              op, ": parameters of one fused step must be dense and share device and dtype: got ",
-              p.shape(), " ", p.dtype(), " on ", p.device(), ", first is ", first.dtype(), " on ",
-              first.device());
+  NABLA_CHECK(p.defined() && p.device() == first.device() && p.dtype() == first.dtype() &&
+                  p.is_non_overlapping_and_dense(),
+              op, ": parameters of one fused step must be dense and share device and dtype: got ", p.shape(),
+              " ", p.dtype(), " on ", p.device(), ", first is ", first.dtype(), " on ", first.device());
 }
 
 void check_member(const char* op, const Tensor& t, const Tensor& param, const char* what) {
@@ -397,20 +390,7 @@ struct NormConsts {
   int64_t out;  // index in the norms tensor
 };
 
-// The f64 sum of v over the block, valid in thread 0, in a fixed order (shuffle tree, then the warps' sums
-// in warp order).
-__device__ __forceinline__ double block_sum(double v) {
-  __shared__ double warp_sums[kThreads / 32];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-  if (lane == 0) warp_sums[warp] = v;
-  __syncthreads();
-  double total = 0;
-  if (threadIdx.x == 0)
-    for (int w = 0; w < kThreads / 32; ++w) total += warp_sums[w];
-  return total;
-}
+__device__ __forceinline__ double block_sum(double v) { return cuda::block_sum<kThreads>(v); }
 
 template <class T>
 __global__ void __launch_bounds__(kThreads)
@@ -473,10 +453,10 @@ void multi_tensor_norm_cuda(const std::vector<Tensor>& tensors, Tensor& norms) {
   if (tensors.empty()) return;
   const Tensor& first = tensors.front();
   for (const Tensor& t : tensors)
-    NABLA_CHECK(
-        t.defined() && t.device() == first.device() && t.dtype() == first.dtype() && t.is_non_overlapping_and_dense(),
-        "multi_tensor_norm: tensors must be contiguous and share device and dtype, got ", t.shape(), " ",
-        t.dtype(), " on ", t.device(), ", first is ", first.dtype(), " on ", first.device());
+    NABLA_CHECK(t.defined() && t.device() == first.device() && t.dtype() == first.dtype() &&
+                    t.is_non_overlapping_and_dense(),
+                "multi_tensor_norm: tensors must be contiguous and share device and dtype, got ", t.shape(),
+                " ", t.dtype(), " on ", t.device(), ", first is ", first.dtype(), " on ", first.device());
   NABLA_CHECK(norms.defined() && norms.device() == first.device() &&
                   norms.dtype() == ops::norm_dtype(first.dtype()) && norms.is_contiguous() &&
                   norms.numel() == static_cast<int64_t>(tensors.size()),
@@ -643,10 +623,10 @@ void amp_unscale_cuda(const std::vector<Tensor>& grads, double inv_scale, Tensor
                   found_inf.numel() == 1,
               "amp_unscale: found_inf must be a one-element f32 cuda tensor");
   for (const Tensor& g : grads)
-    NABLA_CHECK(
-        g.defined() && g.device() == found_inf.device() && is_floating(g.dtype()) && g.is_non_overlapping_and_dense(),
-        "amp_unscale: every grad must be a contiguous floating tensor on ", found_inf.device(), ", got ",
-        g.shape(), " ", g.dtype(), " on ", g.device());
+    NABLA_CHECK(g.defined() && g.device() == found_inf.device() && is_floating(g.dtype()) &&
+                    g.is_non_overlapping_and_dense(),
+                "amp_unscale: every grad must be a contiguous floating tensor on ", found_inf.device(),
+                ", got ", g.shape(), " ", g.dtype(), " on ", g.device());
   DeviceGuard guard(found_inf.device().index);
   float* flag = static_cast<float*>(found_inf.data_ptr());
   // One launch (per kMaxTensors) per dtype present, usually just f32.
