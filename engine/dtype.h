@@ -222,6 +222,24 @@ decltype(auto) visit_float(DType t, std::string_view what, F&& f) {
   fail(what, ": dtype ", t, " is not supported on this backend (expected f32 or f64)");
 }
 
+// f32, f64, bf16, f16: the floating types (the fused multi-tensor kernels, which compute 16-bit types in
+// f32).
+template <class F>
+decltype(auto) visit_floating(DType t, std::string_view what, F&& f) {
+  switch (t) {
+    case DType::f32:
+      return f(float{});
+    case DType::f64:
+      return f(double{});
+    case DType::bf16:
+      return f(bf16{});
+    case DType::f16:
+      return f(f16{});
+    default:
+      fail(what, ": dtype ", t, " is not a floating type");
+  }
+}
+
 // f32, f64, i32, i64, u8, bool: the types element-wise CPU kernels handle.
 template <class F>
 decltype(auto) visit_arith(DType t, std::string_view what, F&& f) {

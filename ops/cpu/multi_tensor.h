@@ -1,8 +1,8 @@
 // Helpers of the CPU multi-tensor kernels (the fused optimizer steps in optim_kernels.cpp, the GSNR kernels
 // in gsnr_kernels.cpp): the compute type of a storage type (bf16/f16 compute in f32), loads and stores
-// through it, a dispatch over the four float types, and the split of many tensors into chunks that one
-// OpenMP loop runs over (so many small tensors cost one fork/join, and a large one is spread over every
-// thread).
+// through it, and the split of many tensors into chunks that one OpenMP loop runs over (so many small
+// tensors cost one fork/join, and a large one is spread over every thread). The dispatch over the four
+// float types is engine/dtype.h's visit_floating.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -48,22 +48,6 @@ inline T st(compute_t<T> v) {
     return to_f16(v);
   else
     return v;
-}
-
-template <class F>
-decltype(auto) visit_floating(DType t, const char* what, F&& f) {
-  switch (t) {
-    case DType::f32:
-      return f(float{});
-    case DType::f64:
-      return f(double{});
-    case DType::bf16:
-      return f(bf16{});
-    case DType::f16:
-      return f(f16{});
-    default:
-      fail(what, ": dtype ", t, " is not a floating type");
-  }
 }
 
 struct Piece {
