@@ -447,6 +447,7 @@ void choose_plan(Plan& pl, Dir dir, const Conv2dGeometry& g, DType dt, const Ten
             : dir == Dir::bwd_data ? cudnn_graph::ConvDir::bwd_data
                                    : cudnn_graph::ConvDir::bwd_filter;
     d.dtype = dt;
+    d.data_type = cudnn_type(dt);
     d.x_dims = {g.n, g.c_in, g.h, g.w};
     d.x_strides = strides4(xt);
     d.w_dims = {g.c_out, g.c_in / g.groups, g.kh, g.kw};

@@ -47,21 +47,6 @@ class Desc {
   cudnnBackendDescriptor_t d_ = nullptr;
 };
 
-cudnnDataType_t data_type(DType t) {
-  switch (t) {
-    case DType::f32:
-      return CUDNN_DATA_FLOAT;
-    case DType::f64:
-      return CUDNN_DATA_DOUBLE;
-    case DType::bf16:
-      return CUDNN_DATA_BFLOAT16;
-    case DType::f16:
-      return CUDNN_DATA_HALF;
-    default:
-      fail("conv2d: dtype ", t, " is not supported on cuda (expected f32, f64, bf16 or f16)");
-  }
-}
-
 std::unique_ptr<Desc> make_tensor(int64_t uid, cudnnDataType_t dt, const std::array<int64_t, 4>& dims,
                                   const std::array<int64_t, 4>& strides, int64_t alignment) {
   auto t = std::make_unique<Desc>(CUDNN_BACKEND_TENSOR_DESCRIPTOR);
@@ -110,7 +95,7 @@ void execute(const ConvPlan& p, void* x, void* w, void* y, void* workspace) {
 std::shared_ptr<ConvPlan> make_conv_plan(const ConvDesc& d, void* x, void* w, void* y, bool deterministic,
                                          bool allow_tf32, bool time_candidates, std::string* log) {
   cudnnHandle_t handle = cudnn_handle();
-  const cudnnDataType_t dt = data_type(d.dtype);
+  const cudnnDataType_t dt = d.data_type;
   const cudnnDataType_t compute = d.dtype == DType::f64 ? CUDNN_DATA_DOUBLE : CUDNN_DATA_FLOAT;
   // The op graph, shared by every candidate (each plan below refers to it).
   auto base = std::make_shared<ConvPlan>();

@@ -17,6 +17,8 @@
 // and the fastest is kept. NABLA_CUDNN_FIND=0 takes the heuristics' first instead, the same in every
 // process. NABLA_CUDNN_API=legacy sends every convolution to the legacy API.
 #pragma once
+#include <cudnn.h>
+
 #include <array>
 #include <cstdint>
 #include <memory>
@@ -33,6 +35,7 @@ enum class ConvDir { fwd, bwd_data, bwd_filter };
 struct ConvDesc {
   ConvDir dir = ConvDir::fwd;
   DType dtype = DType::f32;
+  cudnnDataType_t data_type = CUDNN_DATA_FLOAT;  // dtype's cuDNN type (cuda/conv.cu's cudnn_type)
   std::array<int64_t, 4> x_dims{}, x_strides{}, w_dims{}, w_strides{}, y_dims{}, y_strides{};
   std::array<int64_t, 2> pad{}, stride{}, dilation{};
   int64_t align_x = 16, align_w = 16, align_y = 16;
