@@ -103,6 +103,16 @@ record versions ok 0
 
 # ---- 2. configure and build ----------------------------------------------------------------------------
 CMAKE_ARGS=(-S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DNABLA_CUDA=ON)
+# Boost.Program_options: the GPU machine has Boost 1.83 headers but no compiled library. The lead carries
+# Debian's Boost 1.74 packages (headers and library of one version) in .gpu-deps/ (scripts/fetch_gpu_deps.sh;
+# ignored by git, named in the device call's `carry`); unpack them into one prefix and point CMake there.
+BOOST_PREFIX=${BOOST_PREFIX:-/tmp/nabla-boost}
+if ls .gpu-deps/libboost*.deb >/dev/null 2>&1; then
+  mkdir -p "$BOOST_PREFIX"
+  for deb in .gpu-deps/libboost*.deb; do dpkg -x "$deb" "$BOOST_PREFIX"; done
+  CMAKE_ARGS+=(-DBoost_ROOT="$BOOST_PREFIX/usr" -DBoost_NO_SYSTEM_PATHS=ON)
+  echo "boost: Debian packages unpacked into $BOOST_PREFIX"
+fi
 # The time kept back for the later steps while configuring and building: sized for the whole run, and
 # never more than half the budget, so that a short GPU_CHECK_BUDGET_S still builds (a budget of 400 once
 # left no time to configure at all).
