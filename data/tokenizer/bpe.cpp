@@ -314,6 +314,7 @@ void Gpt2Tokenizer::bpe(std::string_view piece, std::vector<int32_t>& out) const
   }
   const size_t first = out.size();
   bpe_uncached(piece, out);
+  if (piece.size() > Cache::kMaxPieceBytes) return;  // long runs (base64, binary) would only fill the cache
   std::lock_guard lock(cache_->mutex);
   if (cache_->pieces.size() >= Cache::kLimit) cache_->pieces.clear();
   cache_->pieces.try_emplace(std::string(piece), out.begin() + first, out.end());

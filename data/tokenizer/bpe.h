@@ -75,6 +75,7 @@ class Gpt2Tokenizer {
 
   struct Cache {                               // behind a pointer, so that the tokenizer stays movable
     static constexpr size_t kLimit = 1 << 17;  // pieces; cleared whole when full
+    static constexpr size_t kMaxPieceBytes = 256;
     std::mutex mutex;
     std::unordered_map<std::string, std::vector<int32_t>, Hash, std::equal_to<>> pieces;
   };

@@ -11,6 +11,7 @@
 // 2,000; it skips when the variables are unset.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -19,6 +20,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
+#include <thread>
 
 #include "data/tokenizer/bpe.h"
 #include "data/tokenizer/unicode.h"
@@ -157,6 +159,30 @@ TEST(Gpt2Tokenizer, RoundTripsRandomBytesAndRandomUtf8Exactly) {
       expect_round_trip(t, u, "random UTF-8");
     }
   }
+}
+
+TEST(Gpt2Tokenizer, ThreadsSharingOneTokenizerGetTheSerialIds) {
+  Gpt2Tokenizer t = have_real() ? real() : tiny();
+  std::mt19937 rng(static_cast<uint32_t>(next_seed()));
+  std::vector<std::string> texts(64);
+  for (std::string& s : texts)
+    for (int k = 0, n = 50 + static_cast<int>(rng() % 400); k < n; ++k)
+      s += rng() % 6 == 0 ? ' ' : static_cast<char>('a' + rng() % 26);
+  std::vector<Ids> serial;
+  for (const std::string& s : texts) serial.push_back(t.encode(s));
+  data::BertTokenizer bert = data::BertTokenizer::from_file(kFixtures + "bert_vocab.txt");
+  std::vector<Ids> bert_serial;
+  for (const std::string& s : texts) bert_serial.push_back(bert.encode_ids(s));
+  std::vector<std::thread> threads;
+  std::atomic<int> wrong{0};
+  for (int w = 0; w < 4; ++w)
+    threads.emplace_back([&, w] {
+      for (int r = 0; r < 20; ++r)
+        for (size_t i = (w * 7 + r) % texts.size(), k = 0; k < texts.size(); ++k, i = (i + 1) % texts.size())
+          wrong += (t.encode(texts[i]) != serial[i]) + (bert.encode_ids(texts[i]) != bert_serial[i]);
+    });
+  for (std::thread& th : threads) th.join();
+  EXPECT_EQ(wrong.load(), 0);
 }
 
 TEST(Gpt2Tokenizer, RoundTripsEveryFileOfTheSharedData) {
