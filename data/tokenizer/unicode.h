@@ -14,38 +14,12 @@
 namespace nabla::data::unicode {
 
 // General categories, in the order of the generator's CATEGORIES list.
+// clang-format off
 enum class Category : uint8_t {
-  Cn,
-  Cc,
-  Cf,
-  Co,
-  Cs,
-  Lu,
-  Ll,
-  Lt,
-  Lm,
-  Lo,
-  Mn,
-  Mc,
-  Me,
-  Nd,
-  Nl,
-  No,
-  Pc,
-  Pd,
-  Ps,
-  Pe,
-  Pi,
-  Pf,
-  Po,
-  Sm,
-  Sc,
-  Sk,
-  So,
-  Zs,
-  Zl,
-  Zp
+  Cn, Cc, Cf, Co, Cs, Lu, Ll, Lt, Lm, Lo, Mn, Mc, Me, Nd, Nl, No,
+  Pc, Pd, Ps, Pe, Pi, Pf, Po, Sm, Sc, Sk, So, Zs, Zl, Zp
 };
+// clang-format on
 
 Category category(char32_t cp);
 inline bool is_letter(Category c) { return c >= Category::Lu && c <= Category::Lo; }       // \p{L}
