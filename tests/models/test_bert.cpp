@@ -597,6 +597,67 @@ TEST(BertTraining, MlmLossFallsFarBelowUniformOnASyntheticLanguage) {
   EXPECT_LT(held_out, 0.25 * uniform) << "first loss " << first_loss << ", uniform " << uniform;
 }
 
+// ---- CUDA (skipped where there is no CUDA backend or device; the lead's GPU run takes it) ----
+bool cuda_usable() {
+  try {
+    return zeros({1}, {.device = Device::cuda()}).device().is_cuda();
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+// Relative to the reference's largest magnitude (at least 1): TF32 GEMMs (the CUDA default for f32) and bf16
+// autocast round differently from the CPU, so the bounds are loose; a wrong mask or a wrong gradient is off
+// by O(1).
+double scaled_diff(const Tensor& a, const Tensor& ref) {
+  return max_abs_diff(a.to(Device::cpu()), ref) / std::max(1.0, amax(abs(ref.detach())).item());
+}
+
+TEST(BertCuda, LossLogitsAndGradientsMatchTheCpu) {
+  if (!cuda_usable()) GTEST_SKIP() << "no CUDA backend or device";
+  BertConfig c = small_config();
+  BertForPreTraining cpu(c), gpu(c);
+  perturb(cpu);
+  load_bert_state_dict(gpu, cpu.state_dict());
+  gpu.to(Device::cuda());
+  EXPECT_TRUE(gpu.cls->predictions->decoder_weight.is_same(gpu.bert->embeddings->word_embeddings->weight));
+  cpu.eval();
+  gpu.eval();
+  Batch in = random_batch(c.vocab_size, 12, {12, 7, 3});
+  Tensor u = test::rand64({3, 12}, 0, 1, false);
+  Tensor labels = where(lt(u, scalar_like(0.3, u)), in.ids, full({3, 12}, -100, {.dtype = DType::i64}));
+  labels = where(eq(in.mask, scalar_like(0, in.mask)), full({3, 12}, -100, {.dtype = DType::i64}), labels);
+  Tensor nsp = test::randint64(0, 2, {3});
+  auto cuda = [](const Tensor& t) { return t.to(Device::cuda()); };
+
+  BertPreTrainingOutput oc = cpu.forward(in.ids, in.types, in.mask);
+  BertPreTrainingOutput og = gpu.forward(cuda(in.ids), cuda(in.types), cuda(in.mask));
+  EXPECT_TRUE(og.mlm_logits.device().is_cuda());
+  EXPECT_LT(scaled_diff(og.mlm_logits, oc.mlm_logits), 1e-2);
+  EXPECT_LT(scaled_diff(og.nsp_logits, oc.nsp_logits), 1e-2);
+
+  Tensor lc = cpu.loss(in.ids, in.types, in.mask, labels, nsp);
+  Tensor lg = gpu.loss(cuda(in.ids), cuda(in.types), cuda(in.mask), cuda(labels), cuda(nsp));
+  EXPECT_NEAR(lg.item(), lc.item(), 1e-2 * std::max(1.0, std::abs(lc.item())));
+  lc.backward();
+  lg.backward();
+  auto pc = cpu.named_parameters(), pg = gpu.named_parameters();
+  ASSERT_EQ(pc.size(), pg.size());
+  for (size_t i = 0; i < pc.size(); ++i)
+    EXPECT_LT(scaled_diff(pg[i].second.grad(), pc[i].second.grad()), 2e-2) << pc[i].first;
+
+  {  // bf16 autocast: the f32 mask meets bf16 scores (promoted), softmax and LayerNorm in f32
+    AutocastGuard guard(DType::bf16);
+    BertPreTrainingOutput ob = gpu.forward(cuda(in.ids), cuda(in.types), cuda(in.mask));
+    EXPECT_LT(scaled_diff(ob.mlm_logits.to(DType::f32), oc.mlm_logits), 0.1);
+    EXPECT_LT(scaled_diff(ob.nsp_logits.to(DType::f32), oc.nsp_logits), 0.1);
+  }
+  // Dropout (training) runs on the device and changes the outputs.
+  gpu.train();
+  BertPreTrainingOutput od = gpu.forward(cuda(in.ids), cuda(in.types), cuda(in.mask));
+  EXPECT_GT(scaled_diff(od.mlm_logits, oc.mlm_logits), 1e-3);
+}
+
 // ---- Hugging Face oracle (files from benchmarks/bert_hf_oracle.py) ----
 TEST(BertHfOracle, LogitsLossAndGradientsMatchTransformers) {
   const char* env = std::getenv("NABLA_BERT_ORACLE_DIR");
