@@ -387,7 +387,8 @@ def check_ours(args):
     ok = not missing and not unexpected and not mismatched and all(d < args.tol for d in diffs.values())
     for k, d in diffs.items():
         print(f"  max |diff| {k}: {d:.3g}")
-    print("bert_hf_oracle: " + ("OK: transformers reproduces our logits" if ok else f"FAILED (tolerance {args.tol})"))
+    who = "transformers" if reference == "transformers" else "the plain-PyTorch reference"
+    print("bert_hf_oracle: " + (f"OK: {who} reproduces our logits" if ok else f"FAILED (tolerance {args.tol})"))
     return 0 if ok else 1
 
 
