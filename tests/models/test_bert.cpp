@@ -7,6 +7,7 @@
 // benchmarks/bert_hf_oracle.py writes; it is skipped unless NABLA_BERT_ORACLE_DIR names that folder
 // (docs/bert.md has the commands). BertHfOracle.BothDirectionsAgainstThePlainPyTorchReference runs the same
 // script against its plain-PyTorch BERT where /usr/bin/python3 has torch.
+#include <omp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -68,6 +69,15 @@ void perturb(nn::Module& m, double scale = 0.05) {
   NoGradGuard ng;
   for (auto& p : m.parameters()) add_(p, test::randn32(p.shape()).to(p.dtype()), scale);
 }
+
+// One OpenMP thread for the tests that run thousands of tiny ops: with ctest running tests side by side on
+// two cores, every op's parallel region would wait for a descheduled thread (135 s instead of 5 s for the
+// training test on the loaded 2-core machine).
+struct SingleThreadScope {
+  int saved = omp_get_max_threads();
+  SingleThreadScope() { omp_set_num_threads(1); }
+  ~SingleThreadScope() { omp_set_num_threads(saved); }
+};
 
 fs::path temp_dir(const std::string& name) {
   fs::path d = fs::temp_directory_path() / ("nabla_bert_" + name + "_" + std::to_string(getpid()));
@@ -320,6 +330,7 @@ TEST(Bert, PaddingDoesNotChangeTheRealTokensOutputs) {
 
 // ---- gradient checks in f64 ----
 TEST(BertGrad, EncoderLayerMatchesFiniteDifferences) {
+  SingleThreadScope one_thread;
   BertConfig c = small_config();
   c.hidden_size = 8;
   c.intermediate_size = 12;
@@ -338,6 +349,7 @@ TEST(BertGrad, EncoderLayerMatchesFiniteDifferences) {
 }
 
 TEST(BertGrad, WholePretrainingLossMatchesFiniteDifferences) {
+  SingleThreadScope one_thread;
   BertConfig c = small_config();
   c.vocab_size = 9;
   c.hidden_size = 6;
@@ -543,6 +555,7 @@ TEST(BertCheckpoint, MismatchesNameTheKeyAndBothShapes) {
 // positions are masked ([MASK] = 1) and predicted; the loss must fall far below the uniform ln(V) (ln 18 =
 // 2.89; this recipe reached held-out losses of 0.04-0.28 with manual_seed 1-4, 0.13 with 7).
 TEST(BertTraining, MlmLossFallsFarBelowUniformOnASyntheticLanguage) {
+  SingleThreadScope one_thread;
   manual_seed(7);
   const int64_t k = 16, vocab = k + 2, seq = 8, batch = 32;
   BertConfig c;
