@@ -6,7 +6,8 @@
 // BertHfOracle.LogitsLossAndGradientsMatchTransformers compares with Hugging Face transformers on files that
 // benchmarks/bert_hf_oracle.py writes; it is skipped unless NABLA_BERT_ORACLE_DIR names that folder
 // (docs/bert.md has the commands). BertHfOracle.BothDirectionsAgainstThePlainPyTorchReference runs the same
-// script against its plain-PyTorch BERT where /usr/bin/python3 has torch.
+// script against its plain-PyTorch BERT where /usr/bin/python3 has torch. BertCuda.* compares the GPU with
+// the CPU and is skipped without a CUDA device.
 #include <omp.h>
 #include <unistd.h>
 
