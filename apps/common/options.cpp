@@ -24,7 +24,7 @@ std::string quoted(const std::string& s) { return "'" + s + "'"; }
 
 std::string number_text(double v) {
   char buf[64];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  auto r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::general);  // shortest: 0.0005, 1e-05
   return std::string(buf, r.ptr);
 }
 template <class T>
@@ -118,18 +118,28 @@ struct Option<T>::Def {
         throw UsageError("option '--" + name + "': " + problem);
   }
 
-  // The --help text: help, accepted values or range, unit.
+  // The --help text: help, then the accepted values, or the range and unit: "peak learning rate; > 0",
+  // "pad to N x N; 0 to 4096 pixels", "momentum; in [0, 1)".
   std::string describe() const {
     std::string s = help;
     if (!choices.empty()) {
       std::string list;
       for (const auto& c : choices) list += (list.empty() ? "" : " | ") + c;
-      s += (s.empty() ? "" : ": ") + list;
-    } else if (expected() != kind_name<T>()) {
-      s += " (" + expected().substr(expected().find(' ') + 1) + ")";
+      return s + (s.empty() ? "" : ": ") + list;
     }
-    if (!unit.empty()) s += " [" + unit + "]";
-    return s;
+    std::string range;
+    if constexpr (!std::is_same_v<T, std::string>) {
+      if (low && high && !low_open && !high_open)
+        range = to_text(*low) + " to " + to_text(*high);
+      else if (low && high)
+        range = str_cat("in ", low_open ? "(" : "[", to_text(*low), ", ", to_text(*high), high_open ? ")" : "]");
+      else if (low)
+        range = str_cat(low_open ? "> " : ">= ", to_text(*low));
+      else if (high)
+        range = str_cat(high_open ? "< " : "<= ", to_text(*high));
+    }
+    if (!unit.empty()) range += (range.empty() ? "in " : " ") + unit;
+    return range.empty() ? s : s + "; " + range;
   }
 };
 
@@ -321,7 +331,7 @@ namespace {
 
 // Boost's description of the options: `general` holds --help, --config and --print-config.
 struct Descriptions {
-  po::options_description all{"", 100, 50};
+  po::options_description all{"", 100, 60};
   po::options_description file{""};  // what a config file may hold: the binary's own options
 };
 
@@ -331,7 +341,7 @@ static Descriptions describe_all(const std::string& program,
                                  const std::vector<std::unique_ptr<OptionSet::Entry>>& entries,
                                  bool for_help) {
   Descriptions d;
-  po::options_description general("General", 100, 50);
+  po::options_description general("General", 100, 60);
   general.add_options()("help", "show this help and exit (also -h)")(
       "config", po::value<std::string>()->value_name("FILE"),
       "read options from FILE: one `name = value` a line, # comments, switches as `name = true`; the "
@@ -342,7 +352,7 @@ static Descriptions describe_all(const std::string& program,
     if (std::find(sections.begin(), sections.end(), e->section) == sections.end())
       sections.push_back(e->section);
   for (const std::string& title : sections) {
-    po::options_description group(title, 100, 50);
+    po::options_description group(title, 100, 60);
     for (const auto& e : entries) {
       if (e->section != title) continue;
       const std::string help = for_help ? e->describe() : "";
@@ -457,7 +467,7 @@ bool OptionSet::given(const std::string& name) const {
 
 std::string OptionSet::help() const {
   std::ostringstream os;
-  os << "Usage: " << program_ << " [options]\n" << summary_ << "\n\n";
+  os << "Usage: " << program_ << " [options]\n" << summary_ << "\n";
   os << describe_all(program_, entries_, true).all;
   if (!examples_.empty()) {
     os << "\nExamples:\n";

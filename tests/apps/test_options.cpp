@@ -206,8 +206,8 @@ TEST(Options, HelpShowsDefaultsRangesUnitsAndExamples) {
   const std::string h = p.cli.help();
   for (const char* part :
        {"Usage: demo [options]", "a test program", "Training:", "--model ARG (=lenet5)",
-        "network: lenet5 | mlp", "--batch-size N (=64)", "batch (>= 1) [examples]", "--momentum X (=0.9)",
-        "momentum (in [0, 1))", "--out FILE", "--nesterov", "--config FILE", "--print-config",
+        "network: lenet5 | mlp", "--batch-size N (=64)", "batch; >= 1 examples", "--momentum X (=0.9)",
+        "momentum; in [0, 1)", "--out FILE", "--nesterov", "--config FILE", "--print-config",
         "Examples:", "  demo --model mlp --epochs 3\n      a short MLP run"})
     EXPECT_NE(h.find(part), std::string::npos) << "missing '" << part << "' in\n" << h;
   EXPECT_EQ(h.find("--out FILE (="), std::string::npos) << "an empty default shows no (=)\n" << h;
