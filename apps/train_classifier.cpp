@@ -151,6 +151,10 @@ Data load_data(const Options& o, Device dev) {
     d.channels = o.channels;
     d.image_size = o.image_size;
     d.classes = o.classes;
+    // Sizes from the command line: the bytes of the batch must not wrap before the allocation sees them.
+    const std::string what = "--dataset synthetic: batch x channels x image size x image size x 4 bytes";
+    int64_t bytes = apps::checked_mul(o.batch_size, o.channels, what);
+    for (int64_t f : {o.image_size, o.image_size, int64_t{4}}) bytes = apps::checked_mul(bytes, f, what);
     d.synthetic_batch = data::synthetic_batch(o.batch_size, o.channels, o.image_size, o.image_size, o.classes,
                                               dev, o.run.seed);
     d.synthetic_steps = o.limit_train > 0 ? std::max<int64_t>(1, o.limit_train / o.batch_size) : 100;
@@ -336,7 +340,7 @@ optim::Schedule make_schedule(const Options& o, int64_t total_steps, bool quiet)
 
 // The option checks that involve more than one option (run after each option's own range check).
 void check_options(const Options& o) {
-  NABLA_CHECK(o.run.amp == "off" || o.run.amp == "bf16", "--amp ", o.run.amp, ": expected off or bf16");
+  apps::check_run_options(o.run);
   const bool cuda = o.run.device.rfind("cuda", 0) == 0;
   NABLA_CHECK(!o.cuda_graph || cuda, "--cuda-graph needs --device cuda (got --device ", o.run.device, ")");
   NABLA_CHECK(
@@ -388,9 +392,9 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
       .non_negative()
       .unit("steps");
   cli.add("batch-size", &o.batch_size, 64, "training batch, global (split over the data-parallel ranks)")
-      .positive()
+      .in_range(1, int64_t{1} << 30)
       .unit("examples");
-  cli.add("eval-batch-size", &o.eval_batch_size, 1000, "evaluation batch").positive().unit("examples");
+  cli.add("eval-batch-size", &o.eval_batch_size, 1000, "evaluation batch").in_range(1, int64_t{1} << 30).unit("examples");
   cli.add("optimizer", &o.optimizer, "sgd", "optimizer (vr-*: VRGD, docs/vrgd.md)")
       .value_name("NAME")
       .one_of({"sgd", "adam", "adamw", "lars", "lamb", "vr-sgd", "vr-momentum", "vr-adam", "vr-adamw",

@@ -132,7 +132,8 @@ struct Option<T>::Def {
       if (low && high && !low_open && !high_open)
         range = to_text(*low) + " to " + to_text(*high);
       else if (low && high)
-        range = str_cat("in ", low_open ? "(" : "[", to_text(*low), ", ", to_text(*high), high_open ? ")" : "]");
+        range =
+            str_cat("in ", low_open ? "(" : "[", to_text(*low), ", ", to_text(*high), high_open ? ")" : "]");
       else if (low)
         range = str_cat(low_open ? "> " : ">= ", to_text(*low));
       else if (high)

@@ -39,8 +39,8 @@ void add_run_options(OptionSet& cli, RunOptions& o) {
         }
         return std::string();
       });
-  cli.add("amp", &o.amp, o.amp, "autocast for forward and loss on CUDA (weights and optimizer stay f32)")
-      .one_of({"off", "bf16"});
+  cli.add("amp", &o.amp, o.amp,
+          "off | bf16: autocast for forward and loss on CUDA (weights and optimizer stay f32)");
   cli.add("threads", &o.threads, o.threads, "CPU threads (0: OMP_NUM_THREADS or all cores)")
       .in_range(0, 4096);
   cli.add("seed", &o.seed, o.seed, "seed of every random draw (initialisation, shuffling, augmentation)");
@@ -58,6 +58,10 @@ void add_run_options(OptionSet& cli, RunOptions& o) {
   cli.add_switch("no-progress", &o.no_progress, "no progress line");
   cli.add_switch("allow-nonfinite", &o.allow_nonfinite,
                  "go on when the loss becomes NaN or infinite (by default the run stops, naming the step)");
+}
+
+void check_run_options(const RunOptions& o) {
+  NABLA_CHECK(o.amp == "off" || o.amp == "bf16", "--amp ", o.amp, ": expected off or bf16");
 }
 
 int64_t checked_mul(int64_t a, int64_t b, const std::string& what) {

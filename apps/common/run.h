@@ -51,6 +51,8 @@ struct RunOptions {
 // Declares --device --amp --threads --seed --checkpoint --resume --metrics --print-every --no-progress
 // --allow-nonfinite under the section "Run".
 void add_run_options(OptionSet& cli, RunOptions& o);
+// Their checks beyond each option's own (call from the binary's OptionSet::parse validator).
+void check_run_options(const RunOptions& o);
 
 // Checked arithmetic for sizes that come from outside (options, files): an Error naming `what` instead of
 // a wrapped number.

@@ -303,7 +303,7 @@ TEST_F(TrainClassifier, EachBadOptionClassExitsWith2AndOneLine) {
       {"--lr --epochs 3",
        "option '--lr' needs a value, got the option '--epochs' (write --lr=VALUE for a value that starts with --)"},
       {"--lr fast", "option '--lr': 'fast' is not a number (expected a number > 0)"},
-      {"--batch-size 0", "option '--batch-size': '0' is out of range (expected an integer >= 1)"},
+      {"--batch-size 0", "option '--batch-size': '0' is out of range (expected an integer in [1, 1073741824])"},
       {"--lr nan", "option '--lr': 'nan' is not a finite number"},
       {"--epochs -3", "option '--epochs': '-3' is out of range (expected an integer >= 1)"},
       {"--momentum 5", "option '--momentum': '5' is out of range (expected a number in [0, 1))"},
@@ -397,6 +397,11 @@ TEST_F(TrainClassifier, HostileSizesAndDataSetsGetOneClearLine) {
       << r.output;
   r = run_in(dir_, "--epochs 9223372036854775807 --max-steps 2" + quick);
   EXPECT_EQ(r.code, 0) << r.output;
+  r = run("--dataset synthetic --batch-size 1073741824 --channels 4096 --image-size 4096 --max-steps 1");
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_TRUE(has_error(r, "--dataset synthetic: batch x channels x image size x image size x 4 bytes: 18014398509481984 "
+                           "x 4096 does not fit a 64-bit integer"))
+      << r.output;
 
   // A batch larger than the training set; an empty training set.
   r = run_in(dir_, "--limit-train 10" + quick);
