@@ -37,12 +37,9 @@
 #include "apps/common/cli.h"
 #include "apps/common/progress.h"
 #include "apps/common/vrgd_step.h"
-#ifdef NABLA_HAS_CUDA
-#include "cuda/graph.h"
-#include "cuda/runtime.h"
-#endif
 #include "data/data.h"
 #include "dist/session.h"  // data-parallel when launched with several processes (docs/distributed.md)
+#include "engine/device_runtime.h"
 #include "models/classifiers.h"
 #include "nabla.h"
 
@@ -364,7 +361,7 @@ class GraphedForwardBackward {
   const Tensor& loss() const { return loss_; }
 
  private:
-  cuda::Graph graph_;
+  runtime::Graph graph_;  // captures on the current CUDA device
   Tensor inputs_, labels_, logits_, loss_;
   std::vector<std::pair<Tensor, Tensor>> grads_;  // (parameter, the gradient tensor the graph writes)
 };
@@ -436,13 +433,7 @@ Options parse(int argc, char** argv) {
   NABLA_CHECK(o.image_size > 0 && o.classes > 0 && o.channels > 0,
               "--image-size, --classes and --channels must be positive");
   Device dev = Device::parse(o.device);
-#ifdef NABLA_HAS_CUDA
-  NABLA_CHECK(dev.is_cpu() || dev.index < cuda::device_count(), "--device ", o.device, ": ",
-              cuda::device_count(), " CUDA devices found");
-#else
-  NABLA_CHECK(dev.is_cpu(), "--device ", o.device,
-              ": this build has no CUDA backend (configure with -DNABLA_CUDA=ON)");
-#endif
+  runtime::require_device(dev, ("--device " + o.device).c_str());
   NABLA_CHECK(!o.cuda_graph || dev.is_cuda(), "--cuda-graph needs --device cuda (got --device ", o.device,
               ")");
   NABLA_CHECK(
