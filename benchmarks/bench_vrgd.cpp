@@ -27,9 +27,7 @@
 
 #include "algorithms/vrgd/vr_optimizer.h"
 #include "apps/common/options.h"
-#ifdef NABLA_HAS_CUDA
-#include "cuda/runtime.h"
-#endif
+#include "engine/device_runtime.h"
 #include "models/classifiers.h"
 #include "nabla.h"
 
@@ -37,9 +35,7 @@ using namespace nabla;
 
 namespace {
 void sync(Device d) {
-#ifdef NABLA_HAS_CUDA
-  if (!d.is_cpu()) cuda::synchronize();
-#endif
+  runtime::synchronize(d);
   (void)d;
 }
 

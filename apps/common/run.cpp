@@ -9,7 +9,7 @@
 #include <cstdio>
 #include <limits>
 
-#include "apps/common/device_setup.h"
+#include "engine/device_runtime.h"
 #include "engine/random.h"
 
 namespace nabla::apps {
@@ -86,7 +86,7 @@ Run Run::start(RunOptions& o, int64_t& global_batch) {
   if (!r.session_.is_main()) o.checkpoint.clear(), o.metrics.clear(), o.no_progress = true;
   r.o_ = o;
   r.device_ = Device::parse(o.device);
-  require_device(r.device_, "--device " + o.device);
+  runtime::require_device(r.device_, ("--device " + o.device).c_str());
   if (o.threads > 0) omp_set_num_threads(static_cast<int>(o.threads));
   manual_seed(o.seed);
   if (!o.resume.empty()) check_checkpoint_file(o.resume, "--resume");

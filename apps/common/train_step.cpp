@@ -6,8 +6,8 @@
 
 #include "algorithms/optim/clip.h"
 #include "apps/common/accuracy.h"
-#include "apps/common/device_setup.h"
 #include "autograd/autograd.h"
+#include "engine/device_runtime.h"
 #include "ops/autocast.h"
 #include "ops/factory.h"
 #include "ops/index.h"
@@ -99,7 +99,7 @@ class TrainStep::Graphed {
   const Tensor& loss() const { return loss_; }
 
  private:
-  DeviceGraph graph_;
+  runtime::Graph graph_;  // captures on the current CUDA device
   Tensor inputs_, labels_, logits_, loss_;
   std::vector<std::pair<Tensor, Tensor>> grads_;  // (parameter, the gradient tensor the graph writes)
 };

@@ -2,8 +2,9 @@
 //
 //   eager        zero_grad, forward + loss (bf16 autocast with --amp bf16), backward, [gradient all-reduce],
 //                [clip], optimizer step
-//   device graph --cuda-graph: the forward and backward recorded once as a CUDA graph (the run's second step,
-//                after the first chose cuDNN's algorithms) and replayed for every batch of the recorded
+//   device graph --cuda-graph: the forward and backward recorded once as a CUDA graph (runtime::Graph of
+//                engine/device_runtime.h; apps/ never includes cuda/) at the run's second step,
+//                after the first chose cuDNN's algorithms, and replayed for every batch of the recorded
 //                shape; the optimizer step stays eager, so every optimizer, schedule and --clip work as they
 //                do eagerly. A batch of another shape (an epoch's last) runs eagerly. Work a graph cannot
 //                replay (dropout, a CPU op) makes the capture fail: the run says so and stays eager.
