@@ -301,25 +301,32 @@ TEST_F(TrainClassifier, EachBadOptionClassExitsWith2AndOneLine) {
       {"--bogus", "unrecognised option '--bogus'"},
       {"--lr", "the required argument for option '--lr' is missing"},
       {"--lr --epochs 3",
-       "option '--lr' needs a value, got the option '--epochs' (write --lr=VALUE for a value that starts with --)"},
+       "option '--lr' needs a value, got the option '--epochs' (write --lr=VALUE for a value that starts "
+       "with --)"},
       {"--lr fast", "option '--lr': 'fast' is not a number (expected a number > 0)"},
-      {"--batch-size 0", "option '--batch-size': '0' is out of range (expected an integer in [1, 1073741824])"},
+      {"--batch-size 0",
+       "option '--batch-size': '0' is out of range (expected an integer in [1, 1073741824])"},
       {"--lr nan", "option '--lr': 'nan' is not a finite number"},
       {"--epochs -3", "option '--epochs': '-3' is out of range (expected an integer >= 1)"},
       {"--momentum 5", "option '--momentum': '5' is out of range (expected a number in [0, 1))"},
       {"--clip -1", "option '--clip': '-1' is out of range (expected a number >= 0)"},
-      {"--threads 4294967297", "option '--threads': '4294967297' is out of range (expected an integer in [0, 4096])"},
-      {"--workers 4294967296", "option '--workers': '4294967296' is out of range (expected an integer in [0, 256])"},
+      {"--threads 4294967297",
+       "option '--threads': '4294967297' is out of range (expected an integer in [0, 4096])"},
+      {"--workers 4294967296",
+       "option '--workers': '4294967296' is out of range (expected an integer in [0, 256])"},
       {"--seed -1", "option '--seed': '-1' is out of range (expected a non-negative integer)"},
       {"--model vgg",
-       "option '--model': 'vgg' is not one of lenet5, mlp, resnet18, resnet34, resnet50, resnet101, resnet152, "
+       "option '--model': 'vgg' is not one of lenet5, mlp, resnet18, resnet34, resnet50, resnet101, "
+       "resnet152, "
        "resnet20, resnet32, resnet44, resnet56, resnet110"},
-      {"--schedule step:size=10", "schedule 'step:size=10': unknown key 'size' for step (keys: lr, warmup, "
-                                  "warmup_start, every, gamma)"},
+      {"--schedule step:size=10",
+       "schedule 'step:size=10': unknown key 'size' for step (keys: lr, warmup, "
+       "warmup_start, every, gamma)"},
       {"--schedule cosine:end=inf", "--schedule cosine:end=inf: end must be a finite number, got inf"},
       {"--cuda-graph", "--cuda-graph needs --device cuda (got --device cpu)"},
       {"--device gpu", "option '--device': 'gpu' is not a device (expected cpu, cuda or cuda:N)"},
-      {"stray", "unexpected argument 'stray' (options start with --; this program takes no positional arguments)"},
+      {"stray",
+       "unexpected argument 'stray' (options start with --; this program takes no positional arguments)"},
   };
   for (const auto& [args, message] : cases) {
     Result r = run(args);
@@ -358,7 +365,8 @@ TEST_F(TrainClassifier, HelpExamplesAndReadmeCommandLinesParse) {
       const size_t at = line.find("./build/train_classifier");
       if (!code || at == std::string::npos) continue;
       std::string cmd = line.substr(at + std::string("./build/train_classifier").size());
-      while (!cmd.empty() && cmd.back() == '\\' && std::getline(f, line)) cmd = cmd.substr(0, cmd.size() - 1) + line;
+      while (!cmd.empty() && cmd.back() == '\\' && std::getline(f, line))
+        cmd = cmd.substr(0, cmd.size() - 1) + line;
       for (const char* stop : {" #", "&&", " | ", ";"})
         if (size_t s = cmd.find(stop); s != std::string::npos) cmd = cmd.substr(0, s);
       if (cmd.find("...") != std::string::npos || cmd.find("train_classifier") != std::string::npos) continue;
@@ -372,15 +380,19 @@ TEST_F(TrainClassifier, HelpExamplesAndReadmeCommandLinesParse) {
 
 TEST_F(TrainClassifier, ConfigFileRunsAsTheCommandLine) {
   const fs::path cfg = dir_ / "run.cfg";
-  std::ofstream(cfg) << "# a config\nmodel = mlp\nlr = 0.01\nnesterov = true\nschedule = step:every=5,gamma=0.5\n";
+  std::ofstream(cfg)
+      << "# a config\nmodel = mlp\nlr = 0.01\nnesterov = true\nschedule = step:every=5,gamma=0.5\n";
   Result a = run("--config " + cfg.string() + " --epochs 2 --print-config");
-  Result b = run("--model mlp --lr 0.01 --nesterov --schedule step:every=5,gamma=0.5 --epochs 2 --print-config");
+  Result b =
+      run("--model mlp --lr 0.01 --nesterov --schedule step:every=5,gamma=0.5 --epochs 2 --print-config");
   ASSERT_EQ(a.code, 0) << a.output;
   EXPECT_EQ(a.output, b.output);
   EXPECT_NE(a.output.find("model = mlp\n"), std::string::npos) << a.output;
 }
 
-Result run_in(const fs::path& data, const std::string& args) { return run("--data-dir " + data.string() + " " + args); }
+Result run_in(const fs::path& data, const std::string& args) {
+  return run("--data-dir " + data.string() + " " + args);
+}
 
 // The line `train_classifier: <message>` is in the output.
 bool has_error(const Result& r, const std::string& message) {
@@ -392,22 +404,27 @@ TEST_F(TrainClassifier, HostileSizesAndDataSetsGetOneClearLine) {
   // --epochs times the steps per epoch must not wrap.
   Result r = run_in(dir_, "--epochs 9223372036854775807" + quick);
   EXPECT_EQ(r.code, 1) << r.output;
-  EXPECT_TRUE(has_error(r, "--epochs 9223372036854775807 x 20 steps per epoch does not fit a 64-bit step count "
-                           "(give fewer --epochs, or --max-steps)"))
+  EXPECT_TRUE(has_error(r,
+                        "--epochs 9223372036854775807 x 20 steps per epoch does not fit a 64-bit step count "
+                        "(give fewer --epochs, or --max-steps)"))
       << r.output;
   r = run_in(dir_, "--epochs 9223372036854775807 --max-steps 2" + quick);
   EXPECT_EQ(r.code, 0) << r.output;
   r = run("--dataset synthetic --batch-size 1073741824 --channels 4096 --image-size 4096 --max-steps 1");
   EXPECT_EQ(r.code, 1) << r.output;
-  EXPECT_TRUE(has_error(r, "--dataset synthetic: batch x channels x image size x image size x 4 bytes: 18014398509481984 "
-                           "x 4096 does not fit a 64-bit integer"))
+  EXPECT_TRUE(has_error(
+      r,
+      "--dataset synthetic: batch x channels x image size x image size x 4 bytes: 18014398509481984 "
+      "x 4096 does not fit a 64-bit integer"))
       << r.output;
 
   // A batch larger than the training set; an empty training set.
   r = run_in(dir_, "--limit-train 10" + quick);
   EXPECT_EQ(r.code, 1) << r.output;
-  EXPECT_TRUE(has_error(r, "--batch-size 32 is larger than the training set's 10 examples (an epoch drops the last "
-                           "partial batch, so it would have no step)"))
+  EXPECT_TRUE(
+      has_error(r,
+                "--batch-size 32 is larger than the training set's 10 examples (an epoch drops the last "
+                "partial batch, so it would have no step)"))
       << r.output;
   const fs::path empty = dir_ / "empty_train";
   fs::create_directories(empty);
@@ -427,8 +444,9 @@ TEST_F(TrainClassifier, HostileSizesAndDataSetsGetOneClearLine) {
   data::write_idx((sizes / "t10k-labels-idx1-ubyte").string(), zeros({10}).to(DType::u8));
   r = run_in(sizes, quick);
   EXPECT_EQ(r.code, 1) << r.output;
-  EXPECT_TRUE(has_error(r, "--data-dir " + sizes.string() + ": the training images are [28,28] but the test images "
-                           "are [32,32] (one size for both is needed; --pad N pads both to N x N)"))
+  EXPECT_TRUE(has_error(r, "--data-dir " + sizes.string() +
+                               ": the training images are [28,28] but the test images "
+                               "are [32,32] (one size for both is needed; --pad N pads both to N x N)"))
       << r.output;
   EXPECT_EQ(r.output.find("epoch 1/"), std::string::npos) << r.output;
 
@@ -439,22 +457,26 @@ TEST_F(TrainClassifier, HostileSizesAndDataSetsGetOneClearLine) {
   write_split(no_test, "t10k", 0, 2);
   r = run_in(no_test, "--epochs 1" + quick);
   EXPECT_EQ(r.code, 0) << r.output;
-  EXPECT_NE(r.output.find("note: the test set is empty; no test accuracy will be reported"), std::string::npos)
+  EXPECT_NE(r.output.find("note: the test set is empty; no test accuracy will be reported"),
+            std::string::npos)
       << r.output;
   EXPECT_NE(r.output.find("test acc n/a (empty test set)"), std::string::npos) << r.output;
   EXPECT_EQ(r.output.find("test acc 0.00%"), std::string::npos) << r.output;
 }
 
 TEST_F(TrainClassifier, DivergedLossStopsNamingTheStep) {
-  const std::string args = " --lr 1e30 --warmup-steps 0 --schedule constant --max-steps 6 --threads 2 --no-progress";
+  const std::string args =
+      " --lr 1e30 --warmup-steps 0 --schedule constant --max-steps 6 --threads 2 --no-progress";
   Result r = run_in(dir_, args);
   EXPECT_EQ(r.code, 1) << r.output;
   const size_t at = r.output.find("train_classifier: step ");
   ASSERT_NE(at, std::string::npos) << r.output;
   const std::string line = r.output.substr(at, r.output.find('\n', at) - at);
   EXPECT_NE(line.find(": the loss is "), std::string::npos) << line;
-  EXPECT_NE(line.find("(the run diverged: lower --lr, warm up longer or clip with --clip; --allow-nonfinite goes on)"),
-            std::string::npos)
+  EXPECT_NE(
+      line.find(
+          "(the run diverged: lower --lr, warm up longer or clip with --clip; --allow-nonfinite goes on)"),
+      std::string::npos)
       << line;
   r = run_in(dir_, args + " --allow-nonfinite");
   EXPECT_EQ(r.code, 0) << r.output;
@@ -463,7 +485,8 @@ TEST_F(TrainClassifier, DivergedLossStopsNamingTheStep) {
 TEST_F(TrainClassifier, ResumeRefusesDirectoriesAndBadCheckpointsAndCleansStaleTemporaries) {
   Result r = run_in(dir_, "--resume " + dir_.string());
   EXPECT_EQ(r.code, 1) << r.output;
-  EXPECT_TRUE(has_error(r, "--resume " + dir_.string() + ": is a directory, expected a checkpoint file")) << r.output;
+  EXPECT_TRUE(has_error(r, "--resume " + dir_.string() + ": is a directory, expected a checkpoint file"))
+      << r.output;
 
   const std::string ck = (dir_ / "hostile.safetensors").string();
   const std::string common = " --batch-size 32 --threads 2 --no-progress --max-steps 3";
@@ -481,9 +504,10 @@ TEST_F(TrainClassifier, ResumeRefusesDirectoriesAndBadCheckpointsAndCleansStaleT
   save_safetensors(ck, NamedTensors(f.tensors.begin(), f.tensors.end()), f.metadata);
   r = run_in(dir_, "--resume " + ck + common);
   EXPECT_EQ(r.code, 1) << r.output;
-  EXPECT_TRUE(has_error(r, "checkpoint " + ck +
-                               ": field 'loader_batch' is 9223372036854775807, expected at most the run's 20 steps "
-                               "per epoch"))
+  EXPECT_TRUE(
+      has_error(r, "checkpoint " + ck +
+                       ": field 'loader_batch' is 9223372036854775807, expected at most the run's 20 steps "
+                       "per epoch"))
       << r.output;
 }
 
@@ -538,9 +562,9 @@ TEST_F(TrainClassifier, SignalWritesACheckpointAndResumeEndsAsAnUninterruptedRun
   const std::string straight_ck = (dir_ / "straight.safetensors").string();
   const std::string stopped_ck = (dir_ / "stopped.safetensors").string();
   // 80 steps an epoch: the signal, sent at step 3, lands well inside the run even on a loaded machine.
-  const std::vector<std::string> common = {"--data-dir", dir_.string(), "--batch-size", "8", "--epochs", "2",
-                                           "--lr", "0.05", "--warmup-steps", "5", "--threads", "2", "--print-every",
-                                           "1"};
+  const std::vector<std::string> common = {
+      "--data-dir",     dir_.string(), "--batch-size", "8", "--epochs",      "2", "--lr", "0.05",
+      "--warmup-steps", "5",           "--threads",    "2", "--print-every", "1"};
   auto with = [&](std::vector<std::string> extra) {
     std::vector<std::string> a = common;
     a.insert(a.end(), extra.begin(), extra.end());
@@ -574,7 +598,8 @@ TEST_F(TrainClassifier, SignalWritesACheckpointAndResumeEndsAsAnUninterruptedRun
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << resumed_out;
   for (int e = 1; e <= 2; ++e) {
     EXPECT_FALSE(epoch_line(straight_out, e).empty()) << straight_out;
-    EXPECT_EQ(epoch_line(resumed_out, e), epoch_line(straight_out, e)) << "epoch " << e << "\n" << resumed_out;
+    EXPECT_EQ(epoch_line(resumed_out, e), epoch_line(straight_out, e)) << "epoch " << e << "\n"
+                                                                       << resumed_out;
   }
   SafetensorsFile a = load_safetensors(straight_ck), b = load_safetensors(stopped_ck);
   ASSERT_EQ(a.tensors.size(), b.tensors.size());
