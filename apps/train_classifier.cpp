@@ -106,6 +106,11 @@ void check_same_image_size(const data::LabeledImages& train, const data::Labeled
 }
 
 Data load_data(const Options& o, Device dev) {
+  if (o.dataset != "image-folder" && o.dataset != "synthetic")
+    NABLA_CHECK(std::filesystem::is_directory(o.data_dir), "--data-dir ", o.data_dir, " is not a directory",
+                o.dataset == "fashion-mnist"
+                    ? " (install the Debian package dataset-fashion-mnist, or pass --data-dir)"
+                    : "");
   Data d;
   if (o.dataset == "fashion-mnist" || o.dataset == "mnist") {
     bool fashion = o.dataset == "fashion-mnist";
@@ -394,7 +399,9 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
   cli.add("batch-size", &o.batch_size, 64, "training batch, global (split over the data-parallel ranks)")
       .in_range(1, int64_t{1} << 30)
       .unit("examples");
-  cli.add("eval-batch-size", &o.eval_batch_size, 1000, "evaluation batch").in_range(1, int64_t{1} << 30).unit("examples");
+  cli.add("eval-batch-size", &o.eval_batch_size, 1000, "evaluation batch")
+      .in_range(1, int64_t{1} << 30)
+      .unit("examples");
   cli.add("optimizer", &o.optimizer, "sgd", "optimizer (vr-*: VRGD, docs/vrgd.md)")
       .value_name("NAME")
       .one_of({"sgd", "adam", "adamw", "lars", "lamb", "vr-sgd", "vr-momentum", "vr-adam", "vr-adamw",
@@ -489,11 +496,6 @@ int run(Options& o) {
   apps::Run r = apps::Run::start(o.run, o.batch_size);
   const dist::Session& ds = r.session();
   const Device dev = r.device();
-  if (o.dataset != "image-folder" && o.dataset != "synthetic")
-    NABLA_CHECK(std::filesystem::is_directory(o.data_dir), "--data-dir ", o.data_dir, " is not a directory",
-                o.dataset == "fashion-mnist"
-                    ? " (install the Debian package dataset-fashion-mnist, or pass --data-dir)"
-                    : "");
 
   // 2. data, model, optimizer, the step
   Data d = load_data(o, dev);

@@ -72,6 +72,9 @@ void save_checkpoint(const std::string& path, const nn::Module& model, const opt
   meta["rng_seed"] = std::to_string(s.rng.seed);
   meta["rng_offset"] = std::to_string(s.rng.offset);
   meta["optimizer"] = optimizer.name();
+  // The state's extra entries may come from a loaded checkpoint: its running sums are not this state's.
+  for (const char* key : {"epoch_loss_sum", "epoch_loss_count", "epoch_correct", "epoch_seen"})
+    meta.erase(key);
   if (s.partial.loss_count > 0) {
     meta["epoch_loss_sum"] = exact(s.partial.loss_sum);
     meta["epoch_loss_count"] = std::to_string(s.partial.loss_count);

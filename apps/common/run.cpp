@@ -150,10 +150,11 @@ bool Run::stop_requested(int64_t step) {
     if (v[0] > 0) stop_signal_ = g_stop_signal ? static_cast<int>(g_stop_signal) : SIGTERM;
   }
   if (stop_signal_ && is_main())
-    std::printf("\nstopping at step %lld on signal %d (%s)\n", static_cast<long long>(step), stop_signal_,
+    std::printf("\nstopping at step %lld on signal %d (%s)%s\n", static_cast<long long>(step), stop_signal_,
                 stop_signal_ == SIGINT    ? "SIGINT"
                 : stop_signal_ == SIGTERM ? "SIGTERM"
-                                          : "signal");
+                                          : "signal",
+                o_.checkpoint.empty() ? "; no --checkpoint given, nothing is saved" : "");
   return stop_signal_ != 0;
 }
 
