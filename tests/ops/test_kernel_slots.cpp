@@ -172,18 +172,21 @@ TEST(KernelSlots, KernelFilesPairBetweenCpuAndCuda) {
   }
   for (const auto& f : families) {
     EXPECT_TRUE(fs::exists(kSource / cuda_file(f))) << "family '" << f << "': no " << cuda_file(f);
-    if (cpu_families.count(f))
+    if (cpu_families.count(f)) {
       EXPECT_TRUE(fs::exists(kSource / "ops/cpu" / (f + ".cpp")))
           << "family '" << f << "': no ops/cpu/" << f << ".cpp";
+    }
   }
-  for (const auto& entry : fs::directory_iterator(kSource / "ops/cpu"))
-    if (entry.path().extension() == ".cpp")
-      EXPECT_TRUE(families.count(entry.path().stem().string()))
-          << "ops/cpu/" << entry.path().filename().string() << " is no family of ops/kernel_table.h";
-  for (const auto& entry : fs::directory_iterator(kSource / "cuda"))
-    if (entry.path().extension() == ".cu")
-      EXPECT_TRUE(families.count(entry.path().stem().string()))
-          << "cuda/" << entry.path().filename().string() << " is no family of ops/kernel_table.h";
+  for (const auto& entry : fs::directory_iterator(kSource / "ops/cpu")) {
+    if (entry.path().extension() != ".cpp") continue;
+    EXPECT_TRUE(families.count(entry.path().stem().string()))
+        << "ops/cpu/" << entry.path().filename().string() << " is no family of ops/kernel_table.h";
+  }
+  for (const auto& entry : fs::directory_iterator(kSource / "cuda")) {
+    if (entry.path().extension() != ".cu") continue;
+    EXPECT_TRUE(families.count(entry.path().stem().string()))
+        << "cuda/" << entry.path().filename().string() << " is no family of ops/kernel_table.h";
+  }
 }
 
 // The markdown table of docs/internals.md, between its kernel-slot-table markers.
