@@ -18,24 +18,47 @@ namespace nabla::models::darknet {
 namespace {
 
 const std::map<std::string, LayerType>& section_types() {
-  static const std::map<std::string, LayerType> m = {
-      {"convolutional", LayerType::convolutional}, {"conv", LayerType::convolutional},
-      {"shortcut", LayerType::shortcut},           {"route", LayerType::route},
-      {"upsample", LayerType::upsample},           {"maxpool", LayerType::maxpool},
-      {"max", LayerType::maxpool},                 {"avgpool", LayerType::avgpool},
-      {"avg", LayerType::avgpool},                 {"softmax", LayerType::softmax},
-      {"soft", LayerType::softmax},                {"dropout", LayerType::dropout},
-      {"yolo", LayerType::yolo}};
+  static const std::map<std::string, LayerType> m = {{"convolutional", LayerType::convolutional},
+                                                     {"conv", LayerType::convolutional},
+                                                     {"shortcut", LayerType::shortcut},
+                                                     {"route", LayerType::route},
+                                                     {"upsample", LayerType::upsample},
+                                                     {"maxpool", LayerType::maxpool},
+                                                     {"max", LayerType::maxpool},
+                                                     {"avgpool", LayerType::avgpool},
+                                                     {"avg", LayerType::avgpool},
+                                                     {"softmax", LayerType::softmax},
+                                                     {"soft", LayerType::softmax},
+                                                     {"dropout", LayerType::dropout},
+                                                     {"yolo", LayerType::yolo}};
   return m;
 }
 
 // Darknet section types (string_to_layer_type) that this builder does not build.
 const std::set<std::string>& unsupported_darknet_types() {
-  static const std::set<std::string> s = {
-      "shortcut_mixed", "crop",   "cost",          "detection", "region",   "iseg",  "local",
-      "deconv",         "deconvolutional", "activation", "logistic", "l2norm", "network_in_network",
-      "crnn",           "gru",    "lstm",          "rnn",       "conn",     "connected", "normalization",
-      "lrn",            "batchnorm", "reorg"};
+  static const std::set<std::string> s = {"shortcut_mixed",
+                                          "crop",
+                                          "cost",
+                                          "detection",
+                                          "region",
+                                          "iseg",
+                                          "local",
+                                          "deconv",
+                                          "deconvolutional",
+                                          "activation",
+                                          "logistic",
+                                          "l2norm",
+                                          "network_in_network",
+                                          "crnn",
+                                          "gru",
+                                          "lstm",
+                                          "rnn",
+                                          "conn",
+                                          "connected",
+                                          "normalization",
+                                          "lrn",
+                                          "batchnorm",
+                                          "reorg"};
   return s;
 }
 
@@ -84,8 +107,9 @@ Tensor darknet_max_pool(const Tensor& x, int size, int stride, int padding) {
   return max_pool2d(y, {size, size}, {stride, stride}, {0, 0});
 }
 
-// Darknet's shortcut_cpu: out = x, then out[:minc, j * sample, i * sample] += add[:minc, j * stride, i * stride]
-// with stride = W_add / W_out and sample = W_out / W_add (each at least 1), over min(W), min(H) positions.
+// Darknet's shortcut_cpu: out = x, then out[:minc, j * sample, i * sample] += add[:minc, j * stride, i *
+// stride] with stride = W_add / W_out and sample = W_out / W_add (each at least 1), over min(W), min(H)
+// positions.
 Tensor shortcut_add(const Tensor& x, const Tensor& add) {
   if (x.shape() == add.shape()) return x + add;
   const int64_t n = x.size(0), c1 = add.size(1), h1 = add.size(2), w1 = add.size(3);
@@ -94,14 +118,12 @@ Tensor shortcut_add(const Tensor& x, const Tensor& add) {
   const int64_t minc = std::min(c1, c2), minh = std::min(h1, h2), minw = std::min(w1, w2);
   // Pick add[:, :minc, j * stride, i * stride] for j < minh, i < minw.
   Tensor a = add.narrow(1, 0, minc).narrow(2, 0, minh * stride).narrow(3, 0, minw * stride).contiguous();
-  if (stride > 1)
-    a = a.reshape({n, minc, minh, stride, minw, stride}).select(5, 0).select(3, 0).contiguous();
+  if (stride > 1) a = a.reshape({n, minc, minh, stride, minw, stride}).select(5, 0).select(3, 0).contiguous();
   // Place it at out[:, :, j * sample, i * sample]: interleave zeros, then pad to the output size.
   if (sample > 1) {
     Tensor z = zeros({n, minc, minh, sample, minw, sample}, {.dtype = a.dtype(), .device = a.device()});
-    Tensor spread = cat({a.reshape({n, minc, minh, 1, minw, 1}),
-                         z.narrow(5, 1, sample - 1).narrow(3, 0, 1)},
-                        5);  // [n, minc, minh, 1, minw, sample]
+    Tensor spread = cat({a.reshape({n, minc, minh, 1, minw, 1}), z.narrow(5, 1, sample - 1).narrow(3, 0, 1)},
+                        5);                                 // [n, minc, minh, 1, minw, sample]
     spread = cat({spread, z.narrow(3, 1, sample - 1)}, 3);  // [n, minc, minh, sample, minw, sample]
     a = spread.reshape({n, minc, minh * sample, minw * sample});
   }
@@ -129,38 +151,58 @@ Tensor yolo_activate(const Tensor& x, const YoloParams& p) {
 
 const char* layer_type_name(LayerType t) {
   switch (t) {
-    case LayerType::convolutional: return "convolutional";
-    case LayerType::shortcut: return "shortcut";
-    case LayerType::route: return "route";
-    case LayerType::upsample: return "upsample";
-    case LayerType::maxpool: return "maxpool";
-    case LayerType::avgpool: return "avgpool";
-    case LayerType::softmax: return "softmax";
-    case LayerType::dropout: return "dropout";
-    case LayerType::yolo: return "yolo";
+    case LayerType::convolutional:
+      return "convolutional";
+    case LayerType::shortcut:
+      return "shortcut";
+    case LayerType::route:
+      return "route";
+    case LayerType::upsample:
+      return "upsample";
+    case LayerType::maxpool:
+      return "maxpool";
+    case LayerType::avgpool:
+      return "avgpool";
+    case LayerType::softmax:
+      return "softmax";
+    case LayerType::dropout:
+      return "dropout";
+    case LayerType::yolo:
+      return "yolo";
   }
   return "?";
 }
 
 const char* activation_name(Activation a) {
   switch (a) {
-    case Activation::linear: return "linear";
-    case Activation::leaky: return "leaky";
-    case Activation::relu: return "relu";
-    case Activation::logistic: return "logistic";
-    case Activation::tanh: return "tanh";
-    case Activation::mish: return "mish";
+    case Activation::linear:
+      return "linear";
+    case Activation::leaky:
+      return "leaky";
+    case Activation::relu:
+      return "relu";
+    case Activation::logistic:
+      return "logistic";
+    case Activation::tanh:
+      return "tanh";
+    case Activation::mish:
+      return "mish";
   }
   return "?";
 }
 
 Tensor activate(const Tensor& x, Activation a) {
   switch (a) {
-    case Activation::linear: return x;
-    case Activation::leaky: return leaky_relu(x, 0.1);
-    case Activation::relu: return relu(x);
-    case Activation::logistic: return sigmoid(x);
-    case Activation::tanh: return tanh(x);
+    case Activation::linear:
+      return x;
+    case Activation::leaky:
+      return leaky_relu(x, 0.1);
+    case Activation::relu:
+      return relu(x);
+    case Activation::logistic:
+      return sigmoid(x);
+    case Activation::tanh:
+      return tanh(x);
     case Activation::mish: {
       Tensor softplus = relu(x) + log1p(exp(-abs(x)));  // log(1 + e^x) without overflow
       return x * tanh(softplus);
@@ -178,12 +220,11 @@ std::vector<std::string> supported_section_types() {
 DarknetConv::DarknetConv(int in_channels, int filters, int size, int stride, int padding, int groups,
                          bool batch_normalize, Activation act)
     : Module("DarknetConv"), activation(act) {
-  conv = register_module("conv", std::make_shared<nn::Conv2d>(
-                                     in_channels, filters, Pair{size, size},
-                                     nn::Conv2dOptions{.stride = {stride, stride},
-                                                       .padding = {padding, padding},
-                                                       .groups = groups,
-                                                       .bias = !batch_normalize}));
+  conv = register_module("conv", std::make_shared<nn::Conv2d>(in_channels, filters, Pair{size, size},
+                                                              nn::Conv2dOptions{.stride = {stride, stride},
+                                                                                .padding = {padding, padding},
+                                                                                .groups = groups,
+                                                                                .bias = !batch_normalize}));
   if (batch_normalize) bn = register_module("bn", std::make_shared<nn::BatchNorm>(filters, 2, 1e-5, 0.01));
 }
 
@@ -193,11 +234,12 @@ Tensor DarknetConv::forward(const Tensor& x) {
     if (is_training()) {
       y = bn->forward(y);
     } else {
-      // Darknet: (x - mean) / (sqrt(var) + .000001f) * scales + biases, as one affine map per channel.
+      // Darknet's normalize_cpu, scale_bias and add_bias in its order (x - mean) / (sqrt(var) + .000001f)
+      // * scales + biases: folding it into one affine map differs by a few ulps where x is near the mean,
+      // and deep nets amplify that.
       const Shape c{1, bn->num_features, 1, 1};
-      Tensor scale = bn->weight / (sqrt(bn->running_var) + 1e-6);
-      Tensor shift = bn->bias - bn->running_mean * scale;
-      y = y * scale.reshape(c) + shift.reshape(c);
+      Tensor denom = sqrt(bn->running_var) + 1e-6;
+      y = (y - bn->running_mean.reshape(c)) / denom.reshape(c) * bn->weight.reshape(c) + bn->bias.reshape(c);
     }
   }
   return activate(y, activation);
@@ -258,8 +300,8 @@ DarknetNetwork::DarknetNetwork(const Cfg& cfg, bool allocate)
     auto resolve = [&](int idx, const char* key) {
       const int abs_idx = idx < 0 ? l.index + idx : idx;
       NABLA_CHECK(abs_idx >= 0 && abs_idx < l.index, s.where(key), "layer ", idx,
-                  (idx < 0 ? str_cat(" (= ", abs_idx, ")") : std::string()), " does not exist: layer ", l.index,
-                  " can read layers 0..", l.index - 1);
+                  (idx < 0 ? str_cat(" (= ", abs_idx, ")") : std::string()), " does not exist: layer ",
+                  l.index, " can read layers 0..", l.index - 1);
       return abs_idx;
     };
     switch (l.type) {
@@ -317,16 +359,18 @@ DarknetNetwork::DarknetNetwork(const Cfg& cfg, bool allocate)
         for (int idx : l.inputs) {
           const Layer& r = layers[idx];
           NABLA_CHECK(r.out_h == first.out_h && r.out_w == first.out_w, s.where("layers"), "layer ", idx,
-                      " gives ", r.out_h, "x", r.out_w, " but layer ", first.index, " gives ", first.out_h, "x",
-                      first.out_w, ": routed layers must have the same height and width");
+                      " gives ", r.out_h, "x", r.out_w, " but layer ", first.index, " gives ", first.out_h,
+                      "x", first.out_w, ": routed layers must have the same height and width");
           l.out_c += r.out_c;
         }
         break;
       }
       case LayerType::upsample: {
         l.stride = s.get_int("stride", 2);
-        NABLA_CHECK(l.stride > 0, s.where("stride"), "expected stride > 0 (downsampling by a negative stride "
-                    "is not supported), got ", l.stride);
+        NABLA_CHECK(l.stride > 0, s.where("stride"),
+                    "expected stride > 0 (downsampling by a negative stride "
+                    "is not supported), got ",
+                    l.stride);
         l.scale = s.get_float("scale", 1);
         l.out_c = c, l.out_h = h * l.stride, l.out_w = w * l.stride;
         break;
@@ -335,14 +379,17 @@ DarknetNetwork::DarknetNetwork(const Cfg& cfg, bool allocate)
         l.stride = s.get_int("stride", 1);
         l.size = s.get_int("size", l.stride);
         l.padding = s.get_int("padding", l.size - 1);
-        NABLA_CHECK(l.stride > 0 && l.size > 0, s.where("size"), "expected size and stride > 0, got size=",
-                    l.size, " stride=", l.stride);
-        NABLA_CHECK(l.padding >= 0 && l.padding / 2 < l.size, s.where("padding"), "expected 0 <= padding / 2 < "
-                    "size, got padding=", l.padding, " size=", l.size);
+        NABLA_CHECK(l.stride > 0 && l.size > 0, s.where("size"),
+                    "expected size and stride > 0, got size=", l.size, " stride=", l.stride);
+        NABLA_CHECK(l.padding >= 0 && l.padding / 2 < l.size, s.where("padding"),
+                    "expected 0 <= padding / 2 < "
+                    "size, got padding=",
+                    l.padding, " size=", l.size);
         l.out_c = c;
         l.out_h = (h + l.padding - l.size) / l.stride + 1;
         l.out_w = (w + l.padding - l.size) / l.stride + 1;
-        NABLA_CHECK(l.out_h > 0 && l.out_w > 0, s.where("size"), "window ", l.size, " does not fit ", h, "x", w);
+        NABLA_CHECK(l.out_h > 0 && l.out_w > 0, s.where("size"), "window ", l.size, " does not fit ", h, "x",
+                    w);
         break;
       }
       case LayerType::avgpool:
@@ -379,8 +426,8 @@ DarknetNetwork::DarknetNetwork(const Cfg& cfg, bool allocate)
         y.random = s.get_int("random", 0);
         y.scale_x_y = s.get_float("scale_x_y", 1.0f);
         NABLA_CHECK(y.classes > 0, s.where("classes"), "expected classes > 0, got ", y.classes);
-        NABLA_CHECK(y.anchors.size() == static_cast<size_t>(2 * y.num), s.where("anchors"), "expected ", 2 * y.num,
-                    " numbers (num=", y.num, " anchors as w,h pairs), got ", y.anchors.size());
+        NABLA_CHECK(y.anchors.size() == static_cast<size_t>(2 * y.num), s.where("anchors"), "expected ",
+                    2 * y.num, " numbers (num=", y.num, " anchors as w,h pairs), got ", y.anchors.size());
         for (int m : y.mask)
           NABLA_CHECK(m >= 0 && m < y.num, s.where("mask"), "mask index ", m, " is out of the ", y.num,
                       " anchors (num=", y.num, ")");
@@ -412,8 +459,10 @@ std::shared_ptr<DarknetNetwork> DarknetNetwork::from_file(const std::string& cfg
 
 Tensor DarknetNetwork::run_layer(const Layer& l, const Tensor& x, const std::vector<Tensor>& outs) {
   switch (l.type) {
-    case LayerType::convolutional: return l.conv->forward(x);
-    case LayerType::shortcut: return activate(shortcut_add(x, outs[l.inputs[0]]), l.activation);
+    case LayerType::convolutional:
+      return l.conv->forward(x);
+    case LayerType::shortcut:
+      return activate(shortcut_add(x, outs[l.inputs[0]]), l.activation);
     case LayerType::route: {
       if (l.inputs.size() == 1) return outs[l.inputs[0]];
       std::vector<Tensor> parts;
@@ -424,16 +473,20 @@ Tensor DarknetNetwork::run_layer(const Layer& l, const Tensor& x, const std::vec
       Tensor y = upsample_nearest2d(x, {l.stride, l.stride});
       return l.scale == 1 ? y : y * static_cast<double>(l.scale);
     }
-    case LayerType::maxpool: return darknet_max_pool(x, l.size, l.stride, l.padding);
-    case LayerType::avgpool: return mean(x, {2, 3}, true);
+    case LayerType::maxpool:
+      return darknet_max_pool(x, l.size, l.stride, l.padding);
+    case LayerType::avgpool:
+      return mean(x, {2, 3}, true);
     case LayerType::softmax: {
       const int64_t n = x.size(0), inputs = x.numel() / n;
       Tensor v = x.reshape({n, l.groups, inputs / l.groups});
       if (l.temperature != 1) v = v / static_cast<double>(l.temperature);
       return softmax(v, 2).reshape({n, inputs, 1, 1});
     }
-    case LayerType::dropout: return is_training() ? dropout(x, l.probability, true) : x;
-    case LayerType::yolo: return is_training() ? x : yolo_activate(x, l.yolo);
+    case LayerType::dropout:
+      return is_training() ? dropout(x, l.probability, true) : x;
+    case LayerType::yolo:
+      return is_training() ? x : yolo_activate(x, l.yolo);
   }
   return x;
 }
@@ -448,7 +501,8 @@ std::vector<Tensor> DarknetNetwork::run(const Tensor& x, bool keep_all) {
     outs[l.index] = run_layer(l, in, outs);
     if (!keep_all)
       for (int j = 0; j < l.index; ++j)
-        if (outs[j].defined() && last_use_[j] <= l.index && layers[j].type != LayerType::yolo) outs[j] = Tensor();
+        if (outs[j].defined() && last_use_[j] <= l.index && layers[j].type != LayerType::yolo)
+          outs[j] = Tensor();
   }
   return outs;
 }

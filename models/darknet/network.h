@@ -76,8 +76,8 @@ struct YoloParams {
 // One convolutional layer: conv (+ BN) + activation.
 class DarknetConv : public nn::Module {
  public:
-  DarknetConv(int in_channels, int filters, int size, int stride, int padding, int groups, bool batch_normalize,
-              Activation activation);
+  DarknetConv(int in_channels, int filters, int size, int stride, int padding, int groups,
+              bool batch_normalize, Activation activation);
   Tensor forward(const Tensor& x) override;
   std::shared_ptr<nn::Conv2d> conv;
   std::shared_ptr<nn::BatchNorm> bn;  // null without batch_normalize

@@ -17,11 +17,14 @@ bool seen_is_64(int32_t major, int32_t minor) {
   return (major * 10 + minor) >= 2 && major < 1000 && minor < 1000;
 }
 
-int header_size(const DarknetNetwork& net) { return 12 + (seen_is_64(net.weights_major, net.weights_minor) ? 8 : 4); }
+int header_size(const DarknetNetwork& net) {
+  return 12 + (seen_is_64(net.weights_major, net.weights_minor) ? 8 : 4);
+}
 
 // The tensors of one conv layer in file order, with their names for errors.
 std::vector<std::pair<const char*, Tensor>> conv_tensors(const Layer& l) {
-  NABLA_CHECK(l.conv, "darknet weights: layer ", l.index, " has no parameters (the network was built with "
+  NABLA_CHECK(l.conv, "darknet weights: layer ", l.index,
+              " has no parameters (the network was built with "
               "allocate = false)");
   const DarknetConv& c = *l.conv;
   if (c.bn)
@@ -54,10 +57,10 @@ void load_weights(DarknetNetwork& net, const std::string& path, WeightsOptions o
   f.seekg(0);
   int64_t offset = 0;
   auto read = [&](void* dst, int64_t bytes, const std::string& what) {
-    NABLA_CHECK(offset + bytes <= file_size, "darknet weights: ", path, ": truncated: ", what, " needs ", bytes,
-                " bytes at byte offset ", offset, " but the file has ", file_size, " bytes (",
-                file_size - offset, " left); the cfg ", net.cfg_path(), " needs ",
-                weights_file_size(net, o), " bytes");
+    NABLA_CHECK(offset + bytes <= file_size, "darknet weights: ", path, ": truncated: ", what, " needs ",
+                bytes, " bytes at byte offset ", offset, " but the file has ", file_size, " bytes (",
+                file_size - offset, " left); the cfg ", net.cfg_path(), " needs ", weights_file_size(net, o),
+                " bytes");
     f.read(static_cast<char*>(dst), bytes);
     NABLA_CHECK(f.good(), "darknet weights: ", path, ": read error at byte offset ", offset);
     offset += bytes;

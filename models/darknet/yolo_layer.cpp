@@ -143,9 +143,11 @@ void do_nms_sort(std::vector<Detection>& dets, int classes, float thresh) {
 }
 
 Tensor resize_image(const Tensor& im, int w, int h) {
-  NABLA_CHECK(im.dim() == 3 && w > 0 && h > 0, "resize_image: expected an image [C, H, W] and a size > 0, got ",
-              im.shape(), " to ", w, "x", h);
-  const int c = static_cast<int>(im.size(0)), ih = static_cast<int>(im.size(1)), iw = static_cast<int>(im.size(2));
+  NABLA_CHECK(im.dim() == 3 && w > 0 && h > 0,
+              "resize_image: expected an image [C, H, W] and a size > 0, got ", im.shape(), " to ", w, "x",
+              h);
+  const int c = static_cast<int>(im.size(0)), ih = static_cast<int>(im.size(1)),
+            iw = static_cast<int>(im.size(2));
   const std::vector<float> src = to_floats(im);
   std::vector<float> part(static_cast<size_t>(c) * ih * w), out(static_cast<size_t>(c) * h * w);
   const float w_scale = static_cast<float>(iw - 1) / (w - 1);
@@ -184,7 +186,8 @@ Tensor resize_image(const Tensor& im, int w, int h) {
 
 Tensor letterbox_image(const Tensor& im, int w, int h) {
   NABLA_CHECK(im.dim() == 3, "letterbox_image: expected an image [C, H, W], got ", im.shape());
-  const int c = static_cast<int>(im.size(0)), ih = static_cast<int>(im.size(1)), iw = static_cast<int>(im.size(2));
+  const int c = static_cast<int>(im.size(0)), ih = static_cast<int>(im.size(1)),
+            iw = static_cast<int>(im.size(2));
   int new_w = iw, new_h = ih;
   if ((static_cast<float>(w) / iw) < (static_cast<float>(h) / ih)) {
     new_w = w;

@@ -28,7 +28,7 @@ struct Box {
 struct Detection {
   Box bbox;
   float objectness = 0;
-  std::vector<float> prob;  // per class
+  std::vector<float> prob;                      // per class
   int layer = 0, anchor = 0, row = 0, col = 0;  // where it came from (for tests and debugging)
   // The best class and its probability (-1, 0 when every prob is 0).
   int best_class() const;
@@ -43,7 +43,8 @@ std::vector<Detection> get_yolo_detections(const YoloParams& p, const Tensor& ou
 // All [yolo] layers of a network, in layer order (Darknet's get_network_boxes with hier = 0, map = null).
 std::vector<Detection> get_network_boxes(const DarknetNetwork& net, const std::vector<Tensor>& yolo_outputs,
                                          int img_w, int img_h, float thresh, bool relative, int item = 0);
-void correct_yolo_boxes(std::vector<Detection>& dets, int img_w, int img_h, int net_w, int net_h, bool relative);
+void correct_yolo_boxes(std::vector<Detection>& dets, int img_w, int img_h, int net_w, int net_h,
+                        bool relative);
 // Darknet's do_nms_sort: reorders `dets` and zeroes suppressed class probabilities in place.
 void do_nms_sort(std::vector<Detection>& dets, int classes, float thresh);
 

@@ -70,6 +70,16 @@ void randomize(DarknetNetwork& net, uint64_t seed) {
     } else {
       c.conv->bias.copy_(normal(c.conv->bias.shape(), 0, 0.2, {}, &g));
     }
+    // Before a [yolo] layer: objectness and class logits 1.5 lower, so that a threshold keeps a minority of
+    // boxes and NMS has overlapping candidates to sort out.
+    if (l.index + 1 < static_cast<int>(net.layers.size()) &&
+        net.layers[l.index + 1].type == LayerType::yolo && c.conv->bias.defined()) {
+      const int entries = 5 + net.layers[l.index + 1].yolo.classes;
+      std::vector<double> b = c.conv->bias.to_vector<double>();
+      for (size_t i = 0; i < b.size(); ++i)
+        if (i % entries >= 4) b[i] -= 1.5;
+      c.conv->bias.copy_(from_vector(b, c.conv->bias.shape()));
+    }
   }
 }
 
@@ -115,17 +125,23 @@ TEST(DarknetCfg, BadValuesAndLayersNameFileLineAndKey) {
                      {"v.cfg:6", "[convolutional] filters", "expected an integer", "x8"});
   test::expect_error([] { build(kNet + "[convolutional]\nfilters=8\nactivation=swishy\n", "a.cfg"); },
                      {"a.cfg:7", "activation", "swishy", "leaky"});
-  test::expect_error([] { build(kNet + "[frobnicate]\nx=1\n[convolutional]\n[region]\nclasses=1\n", "u.cfg"); },
-                     {"u.cfg: layer types not supported", "[frobnicate] at line 5 (not a Darknet layer type)",
-                      "[region] at line 8", "supported: net,", "yolo"});
+  test::expect_error(
+      [] { build(kNet + "[frobnicate]\nx=1\n[convolutional]\n[region]\nclasses=1\n", "u.cfg"); },
+      {"u.cfg: layer types not supported", "[frobnicate] at line 5 (not a Darknet layer type)",
+       "[region] at line 8", "supported: net,", "yolo"});
   test::expect_error([] { build(kNet + "[convolutional]\nfilters=4\n[route]\nlayers=-1,5\n", "rt.cfg"); },
                      {"rt.cfg:8", "[route] layers", "layer 5 does not exist", "0..0"});
   test::expect_error([] { build(kNet + "[convolutional]\nfilters=4\n[route]\nlayers=-3\n", "rt2.cfg"); },
                      {"rt2.cfg:8", "layer -3 (= -2) does not exist"});
   test::expect_error(
-      [] { build(kNet + "[convolutional]\nfilters=4\n[convolutional]\nfilters=8\nsize=2\nstride=2\n[maxpool]\nsize=1\nstride=1\n"
-                   "[route]\nlayers=-1\n[shortcut]\nfrom=-4\n", "s.cfg"); },
-      {"s.cfg:10", "[shortcut] from", "shape mismatch", "4x16x16", "8x8x8", "ratios"});
+      [] {
+        build(
+            "[net]\nwidth=15\nheight=16\nchannels=3\n[convolutional]\nfilters=4\n[maxpool]\nsize=2\nstride="
+            "2\n"
+            "[shortcut]\nfrom=-2\n",
+            "s.cfg");
+      },
+      {"s.cfg:11", "[shortcut] from", "shape mismatch", "4x16x15", "4x8x8", "ratios"});
   test::expect_error(
       [] {
         build(kNet + "[convolutional]\nfilters=12\n[yolo]\nmask=0,4\nnum=3\nclasses=1\nanchors=1,2,3,4,5,6\n",
@@ -133,11 +149,19 @@ TEST(DarknetCfg, BadValuesAndLayersNameFileLineAndKey) {
       },
       {"y.cfg:8", "[yolo] mask", "mask index 4 is out of the 3 anchors"});
   test::expect_error(
-      [] { build(kNet + "[convolutional]\nfilters=10\n[yolo]\nmask=0,1\nnum=2\nclasses=1\nanchors=1,2,3,4\n", "c.cfg"); },
+      [] {
+        build(kNet + "[convolutional]\nfilters=10\n[yolo]\nmask=0,1\nnum=2\nclasses=1\nanchors=1,2,3,4\n",
+              "c.cfg");
+      },
       {"c.cfg", "[yolo] classes", "10 channels", "12"});
-  test::expect_error([] { build(kNet + "[convolutional]\nfilters=4\n[route]\nlayers=-1,0\n[maxpool]\nsize=2\nstride=2\n"
-                                       "[route]\nlayers=-1,-3\n", "m.cfg"); },
-                     {"m.cfg:13", "8x8", "16x16", "same height and width"});
+  test::expect_error(
+      [] {
+        build(kNet +
+                  "[convolutional]\nfilters=4\n[route]\nlayers=-1,0\n[maxpool]\nsize=2\nstride=2\n"
+                  "[route]\nlayers=-1,-3\n",
+              "m.cfg");
+      },
+      {"m.cfg:13", "8x8", "16x16", "same height and width"});
   test::expect_error([] { build("[net]\nwidth=16\nheight=16\n[convolutional]\n", "n.cfg"); },
                      {"n.cfg:1", "channels=0"});
 }
@@ -150,7 +174,7 @@ TEST(DarknetBuild, YoloV3FamilyShapesAndWeightSizes) {
   EXPECT_EQ(v3->layers.size(), 107u);
   EXPECT_EQ(v3->yolo_layers(), (std::vector<int>{82, 94, 106}));
   EXPECT_EQ(v3->net.width, 608);  // Debian ships the 608 x 608 testing setting
-  EXPECT_EQ(v3->net.batch, 1);
+  EXPECT_EQ(v3->net.batch, 64);
   EXPECT_EQ(v3->net.steps, (std::vector<int>{400000, 450000}));
   EXPECT_EQ(v3->layers[82].out_h, 19);
   EXPECT_EQ(v3->layers[94].out_h, 38);
@@ -164,7 +188,8 @@ TEST(DarknetBuild, YoloV3FamilyShapesAndWeightSizes) {
   EXPECT_EQ(weights_file_size(*tiny), 35434956);
   int64_t bn_filters = 0;
   for (const Layer& l : tiny->layers) bn_filters += l.batch_normalize ? l.filters : 0;
-  EXPECT_EQ(tiny->num_parameters(), (35434956 - 20) / 4 - 2 * bn_filters);  // the file also holds rolling stats
+  EXPECT_EQ(tiny->num_parameters(),
+            (35434956 - 20) / 4 - 2 * bn_filters);  // the file also holds rolling stats
   EXPECT_EQ(tiny->yolo_layers(), (std::vector<int>{16, 23}));
   // The size-2 stride-1 maxpool keeps 13 x 13.
   EXPECT_EQ(tiny->layers[11].type, LayerType::maxpool);
@@ -175,7 +200,8 @@ TEST(DarknetBuild, YoloV3FamilyShapesAndWeightSizes) {
   for (const Layer& l : spp->layers)
     if (l.type == LayerType::route && l.inputs.size() == 4) spp_route = l.index;
   ASSERT_GE(spp_route, 4);
-  EXPECT_EQ(spp->layers[spp_route].out_c, 2048);  // four 512-channel branches: maxpools 5, 9, 13 and the input
+  EXPECT_EQ(spp->layers[spp_route].out_c,
+            2048);  // four 512-channel branches: maxpools 5, 9, 13 and the input
   EXPECT_EQ(spp->layers[spp_route].out_h, 19);
   for (int k = 1; k <= 3; ++k) EXPECT_EQ(spp->layers[spp_route - 2 * k + 1].out_h, 19);
   auto d53 = DarknetNetwork::from_file(kDebianCfg + "/darknet53.cfg", false);
@@ -185,11 +211,10 @@ TEST(DarknetBuild, YoloV3FamilyShapesAndWeightSizes) {
 
 TEST(DarknetBuild, EveryDebianCfgBuildsOrNamesItsUnsupportedLayer) {
   if (!fs::exists(kDebianCfg)) GTEST_SKIP() << kDebianCfg << " absent (Debian package darknet)";
-  const std::set<std::string> must_build = {"yolov3.cfg",        "yolov3-tiny.cfg", "yolov3-spp.cfg",
-                                            "yolov3-voc.cfg",    "yolov3-openimages.cfg", "darknet53.cfg",
-                                            "darknet53_448.cfg", "darknet19.cfg",   "darknet.cfg",
-                                            "tiny.cfg",          "resnet18.cfg",    "resnet50.cfg",
-                                            "resnext50.cfg",     "densenet201.cfg", "vgg-conv.cfg"};
+  const std::set<std::string> must_build = {
+      "yolov3.cfg",    "yolov3-tiny.cfg",   "yolov3-spp.cfg", "yolov3-voc.cfg",  "yolov3-openimages.cfg",
+      "darknet53.cfg", "darknet53_448.cfg", "darknet19.cfg",  "darknet.cfg",     "tiny.cfg",
+      "resnet18.cfg",  "resnet50.cfg",      "resnext50.cfg",  "densenet201.cfg", "vgg-conv.cfg"};
   int built = 0, refused = 0;
   std::string report;
   for (const auto& e : fs::directory_iterator(kDebianCfg)) {
@@ -204,7 +229,8 @@ TEST(DarknetBuild, EveryDebianCfgBuildsOrNamesItsUnsupportedLayer) {
       EXPECT_FALSE(must_build.count(name)) << name << ": " << msg;
       // Refusals must name the file, a line and an unsupported layer type (or a feature of one).
       EXPECT_NE(msg.find(e.path().string() + ":"), std::string::npos) << msg;
-      EXPECT_NE(msg.find("layer types not supported by this builder: ["), std::string::npos) << name << ": " << msg;
+      EXPECT_NE(msg.find("layer types not supported by this builder: ["), std::string::npos)
+          << name << ": " << msg;
       ++refused;
       report += name + " refused: " + msg + "\n";
     }
@@ -259,23 +285,27 @@ std::vector<float> reference_maxpool(const std::vector<float>& in, int c, int h,
 }
 
 TEST(DarknetLayers, MaxPoolUsesDarknetPadding) {
-  struct Case { int size, stride, h, w; };
+  struct Case {
+    int size, stride, h, w;
+  };
   for (Case cs : {Case{2, 1, 5, 7}, Case{2, 2, 5, 5}, Case{2, 2, 6, 4}, Case{5, 1, 6, 6}, Case{3, 2, 7, 6},
                   Case{9, 1, 4, 5}}) {
-    auto net = build(str_cat("[net]\nwidth=", cs.w, "\nheight=", cs.h, "\nchannels=2\n[maxpool]\nsize=", cs.size,
-                             "\nstride=", cs.stride, "\n"));
+    auto net = build(str_cat("[net]\nwidth=", cs.w, "\nheight=", cs.h,
+                             "\nchannels=2\n[maxpool]\nsize=", cs.size, "\nstride=", cs.stride, "\n"));
     Tensor x = test::randn32({1, 2, cs.h, cs.w});
     Tensor y = net->forward(x);
-    std::vector<float> ref = reference_maxpool(x.to_vector<float>(), 2, cs.h, cs.w, cs.size, cs.stride, cs.size - 1);
+    std::vector<float> ref =
+        reference_maxpool(x.to_vector<float>(), 2, cs.h, cs.w, cs.size, cs.stride, cs.size - 1);
     const Layer& l = net->layers[0];
     EXPECT_EQ(y.shape(), (Shape{1, 2, l.out_h, l.out_w}));
     test::expect_close(y, std::vector<double>(ref.begin(), ref.end()), 0);
   }
 }
 
-// Darknet's shortcut_cpu, transcribed: out = x; out[k, j * sample, i * sample] += add[k, j * stride, i * stride].
-std::vector<float> reference_shortcut(const std::vector<float>& x, int c2, int h2, int w2, const std::vector<float>& add,
-                                      int c1, int h1, int w1) {
+// Darknet's shortcut_cpu, transcribed: out = x; out[k, j * sample, i * sample] += add[k, j * stride, i *
+// stride].
+std::vector<float> reference_shortcut(const std::vector<float>& x, int c2, int h2, int w2,
+                                      const std::vector<float>& add, int c1, int h1, int w1) {
   int stride = std::max(1, w1 / w2), sample = std::max(1, w2 / w1);
   std::vector<float> out = x;
   for (int k = 0; k < std::min(c1, c2); ++k)
@@ -287,10 +317,11 @@ std::vector<float> reference_shortcut(const std::vector<float>& x, int c2, int h
 
 TEST(DarknetLayers, ShortcutOfDifferentShapesAddsAsDarknet) {
   // from a wider, higher-resolution layer (ResNet's downsampling shortcut), and from a smaller one.
-  for (const char* text : {"[convolutional]\nfilters=6\nsize=1\n[convolutional]\nfilters=4\nsize=3\nstride=2\npad=1\n"
-                           "[shortcut]\nfrom=-2\n",
-                           "[convolutional]\nfilters=3\nsize=3\nstride=2\npad=1\n[upsample]\nstride=2\n"
-                           "[convolutional]\nfilters=5\nsize=1\n[shortcut]\nfrom=0\nactivation=leaky\n"}) {
+  for (const char* text :
+       {"[convolutional]\nfilters=6\nsize=1\n[convolutional]\nfilters=4\nsize=3\nstride=2\npad=1\n"
+        "[shortcut]\nfrom=-2\n",
+        "[convolutional]\nfilters=3\nsize=3\nstride=2\npad=1\n[upsample]\nstride=2\n"
+        "[convolutional]\nfilters=5\nsize=1\n[shortcut]\nfrom=0\nactivation=leaky\n"}) {
     auto net = build(kNet + text);
     randomize(*net, test::next_seed());
     net->eval();
@@ -308,7 +339,8 @@ TEST(DarknetLayers, ShortcutOfDifferentShapesAddsAsDarknet) {
 }
 
 TEST(DarknetLayers, ConvBatchNormIsDarknetsNormalizeInEvaluation) {
-  auto net = build(kNet + "[convolutional]\nbatch_normalize=1\nfilters=4\nsize=3\nstride=2\npad=1\nactivation=leaky\n");
+  auto net = build(
+      kNet + "[convolutional]\nbatch_normalize=1\nfilters=4\nsize=3\nstride=2\npad=1\nactivation=leaky\n");
   randomize(*net, test::next_seed());
   net->eval();
   auto& c = *net->layers[0].conv;
@@ -329,13 +361,13 @@ TEST(DarknetLayers, ConvBatchNormIsDarknetsNormalizeInEvaluation) {
 
 TEST(DarknetLayers, RouteShortcutUpsampleAndYoloActivation) {
   auto net = build(kNet +
-                   "[convolutional]\nfilters=4\nsize=1\nactivation=linear\n"   // 0
+                   "[convolutional]\nfilters=4\nsize=1\nactivation=linear\n"       // 0
                    "[convolutional]\nfilters=4\nsize=3\npad=1\nactivation=mish\n"  // 1
-                   "[shortcut]\nfrom=-2\nactivation=linear\n"                  // 2
-                   "[route]\nlayers=0,-2\n"                                    // 3: 8 channels
-                   "[upsample]\nstride=2\n"                                    // 4: 32 x 32
-                   "[convolutional]\nfilters=14\nsize=1\nactivation=linear\n"  // 5
-                   "[yolo]\nmask=0,1\nnum=3\nclasses=2\nanchors=4,5,6,7,8,9\n");  // 6
+                   "[shortcut]\nfrom=-2\nactivation=linear\n"                      // 2
+                   "[route]\nlayers=0,-2\n"                                        // 3: 8 channels
+                   "[upsample]\nstride=2\n"                                        // 4: 32 x 32
+                   "[convolutional]\nfilters=14\nsize=1\nactivation=linear\n"      // 5
+                   "[yolo]\nmask=0,1\nnum=3\nclasses=2\nanchors=4,5,6,7,8,9\n");   // 6
   randomize(*net, test::next_seed());
   net->eval();
   Tensor x = test::randn32({1, 3, 16, 16});
@@ -344,11 +376,14 @@ TEST(DarknetLayers, RouteShortcutUpsampleAndYoloActivation) {
   test::expect_close(outs[2], outs[1] + outs[0], 1e-6);
   test::expect_close(outs[3], cat({outs[0], outs[1]}, 1), 0);
   EXPECT_EQ(outs[4].shape(), (Shape{1, 8, 32, 32}));
-  test::expect_close(outs[4].narrow(2, 2, 2).narrow(3, 4, 2), outs[3].narrow(2, 1, 1).narrow(3, 2, 1).expand({1, 8, 2, 2}), 0);
+  test::expect_close(outs[4].narrow(2, 2, 2).narrow(3, 4, 2),
+                     outs[3].narrow(2, 1, 1).narrow(3, 2, 1).expand({1, 8, 2, 2}), 0);
   // Mish against its definition in double.
-  Tensor pre = conv2d(outs[0], net->layers[1].conv->conv->weight, net->layers[1].conv->conv->bias, {1, 1}, {1, 1});
+  Tensor pre =
+      conv2d(outs[0], net->layers[1].conv->conv->weight, net->layers[1].conv->conv->bias, {1, 1}, {1, 1});
   std::vector<double> pv = pre.to_double_vector(), mv = outs[1].to_double_vector();
-  for (size_t i = 0; i < pv.size(); ++i) EXPECT_NEAR(mv[i], pv[i] * std::tanh(std::log1p(std::exp(pv[i]))), 1e-5);
+  for (size_t i = 0; i < pv.size(); ++i)
+    EXPECT_NEAR(mv[i], pv[i] * std::tanh(std::log1p(std::exp(pv[i]))), 1e-5);
   // yolo: logistic on x, y, objectness, classes; w, h raw.
   std::vector<double> raw = outs[5].to_double_vector(), act = outs[6].to_double_vector();
   const size_t plane = 32 * 32;
@@ -381,7 +416,8 @@ TEST(DarknetWeights, RoundTripIsByteIdenticalAndRestoresValues) {
   EXPECT_EQ(b->images_seen, 123456789012ull);
   auto sa = a->state_dict(), sb = b->state_dict();
   for (size_t i = 0; i < sa.size(); ++i)
-    if (sa[i].first.find("num_batches") == std::string::npos) test::expect_close(sb[i].second, sa[i].second, 0);
+    if (sa[i].first.find("num_batches") == std::string::npos)
+      test::expect_close(sb[i].second, sa[i].second, 0);
   save_weights(*b, p2);
   EXPECT_EQ(file_bytes(p1), file_bytes(p2));
   // Darknet's layout by hand: header, then layer 0's biases (BN beta) first, then scales.
@@ -409,14 +445,16 @@ TEST(DarknetWeights, RoundTripIsByteIdenticalAndRestoresValues) {
 }
 
 TEST(DarknetWeights, TruncatedOrOversizedFilesNameFileAndOffset) {
-  const std::string cfg = kNet + "[convolutional]\nbatch_normalize=1\nfilters=6\nsize=3\npad=1\nactivation=leaky\n";
+  const std::string cfg =
+      kNet + "[convolutional]\nbatch_normalize=1\nfilters=6\nsize=3\npad=1\nactivation=leaky\n";
   auto a = build(cfg, "small.cfg");
   randomize(*a, test::next_seed());
   const std::string p = temp_path("ok.weights");
   save_weights(*a, p);
   std::vector<uint8_t> bytes = file_bytes(p);
   const std::string shortp = temp_path("short.weights"), longp = temp_path("long.weights");
-  std::ofstream(shortp, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), bytes.size() - 10);
+  std::ofstream(shortp, std::ios::binary)
+      .write(reinterpret_cast<const char*>(bytes.data()), bytes.size() - 10);
   bytes.insert(bytes.end(), 8, 0);
   std::ofstream(longp, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
   // 20 header + 4 * 6 * 4 BN = 116: the weights [6, 3, 3, 3] start there and need 648 bytes.
@@ -427,8 +465,9 @@ TEST(DarknetWeights, TruncatedOrOversizedFilesNameFileAndOffset) {
 }
 
 TEST(DarknetWeights, CutoffReadsAndWritesALeadingPart) {
-  const std::string cfg = kNet + "[convolutional]\nfilters=6\nsize=3\npad=1\nactivation=leaky\n"
-                                 "[convolutional]\nfilters=5\nsize=1\nactivation=leaky\n";
+  const std::string cfg = kNet +
+                          "[convolutional]\nfilters=6\nsize=3\npad=1\nactivation=leaky\n"
+                          "[convolutional]\nfilters=5\nsize=1\nactivation=leaky\n";
   auto a = build(cfg), b = build(cfg);
   randomize(*a, test::next_seed());
   const std::string p = temp_path("part.weights");
@@ -458,11 +497,11 @@ TEST(DarknetYolo, DecodeFollowsGetYoloBoxAndLetterboxCorrection) {
   EXPECT_EQ(d.col, 0);
   EXPECT_NEAR(d.objectness, 0.9, 1e-7);
   EXPECT_NEAR(d.prob[0], 0.45, 1e-6);
-  EXPECT_EQ(d.prob[1], 0.0f);  // 0.09 is under 0.4
-  EXPECT_NEAR(d.bbox.x, 0.125, 1e-6);                          // (0 + .25) / 2
-  EXPECT_NEAR(d.bbox.y, (0.75 - 16.0 / 64) / 0.5, 1e-6);       // (1 + .5) / 2, then the letterbox
-  EXPECT_NEAR(d.bbox.w, 30.0 / 64, 1e-6);                      // exp(0) * anchor 1's w / 64
-  EXPECT_NEAR(d.bbox.h, 2 * 40.0 / 64 * 2, 1e-5);              // exp(log 2) * 40 / 64, times 64 / 32
+  EXPECT_EQ(d.prob[1], 0.0f);                             // 0.09 is under 0.4
+  EXPECT_NEAR(d.bbox.x, 0.125, 1e-6);                     // (0 + .25) / 2
+  EXPECT_NEAR(d.bbox.y, (0.75 - 16.0 / 64) / 0.5, 1e-6);  // (1 + .5) / 2, then the letterbox
+  EXPECT_NEAR(d.bbox.w, 30.0 / 64, 1e-6);                 // exp(0) * anchor 1's w / 64
+  EXPECT_NEAR(d.bbox.h, 2 * 40.0 / 64 * 2, 1e-5);         // exp(log 2) * 40 / 64, times 64 / 32
   auto abs_dets = get_yolo_detections(p, out, 200, 100, 64, 64, 0.4f, false);
   EXPECT_NEAR(abs_dets[0].bbox.x, 0.125 * 200, 1e-4);
   EXPECT_NEAR(abs_dets[0].bbox.h, 2.5 * 100, 1e-3);
@@ -477,10 +516,10 @@ TEST(DarknetYolo, NmsSuppressesPerClassInProbabilityOrder) {
     return d;
   };
   std::vector<Detection> dets = {
-      det(0.50f, 0.5f, 0.2f, 0.2f, 0.8f, {0.6f, 0.0f}),  // overlaps the next one (IoU 0.82)
-      det(0.51f, 0.5f, 0.2f, 0.2f, 0.9f, {0.7f, 0.5f}),  // best of class 0; only one of class 1
+      det(0.50f, 0.5f, 0.2f, 0.2f, 0.8f, {0.6f, 0.0f}),   // overlaps the next one (IoU 0.82)
+      det(0.51f, 0.5f, 0.2f, 0.2f, 0.9f, {0.7f, 0.5f}),   // best of class 0; only one of class 1
       det(0.90f, 0.9f, 0.1f, 0.1f, 0.7f, {0.65f, 0.0f}),  // far away: kept
-      det(0.50f, 0.5f, 0.2f, 0.2f, 0.0f, {0.9f, 0.9f}),  // objectness 0: ignored and moved last
+      det(0.50f, 0.5f, 0.2f, 0.2f, 0.0f, {0.9f, 0.9f}),   // objectness 0: ignored and moved last
   };
   EXPECT_NEAR(box_iou(dets[0].bbox, dets[1].bbox), (0.19 * 0.2) / (0.08 - 0.19 * 0.2), 1e-6);
   do_nms_sort(dets, 2, 0.45f);
@@ -491,8 +530,11 @@ TEST(DarknetYolo, NmsSuppressesPerClassInProbabilityOrder) {
   int kept0 = 0;
   for (int i = 0; i < 3; ++i) kept0 += dets[i].prob[0] > 0;
   EXPECT_EQ(kept0, 2);
-  for (int i = 0; i < 3; ++i)
-    if (dets[i].bbox.x == 0.50f) EXPECT_EQ(dets[i].prob[0], 0.0f);  // suppressed by the 0.7 box
+  for (int i = 0; i < 3; ++i) {  // the 0.6 box is suppressed by the 0.7 box
+    if (dets[i].bbox.x == 0.50f) {
+      EXPECT_EQ(dets[i].prob[0], 0.0f);
+    }
+  }
 }
 
 TEST(DarknetYolo, LetterboxKeepsAspectAndFillsGrey) {
@@ -566,17 +608,38 @@ std::vector<OracleDet> read_dets(const std::string& path) {
   return dets;
 }
 
+// Sets every BN's rolling statistics to those of `x` (a training-mode pass with momentum 1), then perturbs
+// them a little, so that activations stay O(1) through deep random nets in evaluation mode.
+void calibrate_batch_norm(DarknetNetwork& net, const Tensor& x) {
+  NoGradGuard ng;
+  net.train();
+  for (const Layer& l : net.layers)
+    if (l.conv && l.conv->bn) l.conv->bn->momentum = 1.0;
+  net.forward(x);
+  Generator g{test::next_seed(), 0};
+  for (const Layer& l : net.layers)
+    if (l.conv && l.conv->bn) {
+      auto& bn = *l.conv->bn;
+      bn.momentum = 0.01;
+      bn.running_mean.copy_(bn.running_mean + normal(bn.running_mean.shape(), 0, 0.05, {}, &g));
+      bn.running_var.copy_(bn.running_var * uniform(bn.running_var.shape(), 0.8, 1.25, {}, &g));
+    }
+  net.eval();
+}
+
 // Runs the oracle on `cfg` with fresh random weights and compares image decode, letterbox, every [yolo]
-// layer's output (1e-4) and the boxes after NMS.
-void check_against_darknet(const std::string& cfg, const std::string& image, float thresh, const std::string& tag) {
+// layer's output (|ours - darknet| / (1 + |darknet|) <= raw_tol) and the boxes after NMS.
+void check_against_darknet(const std::string& cfg, const std::string& image, float thresh,
+                           const std::string& tag, double raw_tol) {
   auto net = DarknetNetwork::from_file(cfg);
   randomize(*net, test::next_seed());
-  net->eval();
+  Tensor image_chw = data::read_image(image, data::ImageMode::rgb).permute({2, 0, 1}).to(DType::f32) / 255.0;
+  calibrate_batch_norm(*net, letterbox_image(image_chw, net->net.width, net->net.height).unsqueeze(0));
   const std::string dir = temp_path("oracle_" + tag), weights = dir + "/random.weights";
   fs::create_directories(dir);
   save_weights(*net, weights);
-  const std::string cmd = str_cat("bash ", NABLA_SOURCE_DIR, "/scripts/darknet_oracle.sh ", cfg, " ", weights, " ",
-                                  image, " ", dir, " ", thresh, " >", dir, "/script.log 2>&1");
+  const std::string cmd = str_cat("bash ", NABLA_SOURCE_DIR, "/scripts/darknet_oracle.sh ", cfg, " ", weights,
+                                  " ", image, " ", dir, " ", thresh, " >", dir, "/script.log 2>&1");
   ASSERT_EQ(run(cmd), 0) << "see " << dir << "/script.log";
 
   // 1. The decoded image: ours (libjpeg-turbo) against Darknet's (OpenCV's imread).
@@ -585,7 +648,7 @@ void check_against_darknet(const std::string& cfg, const std::string& image, flo
   std::memcpy(hdr, hdr_bytes.data(), 12);
   const int w = hdr[0], h = hdr[1];
   Tensor theirs = tensor_of(read_floats(dir + "/image.bin", 12), {3, h, w});
-  Tensor ours = data::read_image(image, data::ImageMode::rgb).permute({2, 0, 1}).to(DType::f32) / 255.0;
+  const Tensor& ours = image_chw;
   ASSERT_EQ(ours.shape(), theirs.shape());
   const double decode_diff = amax(abs(ours - theirs)).item();
   std::printf("[%s] JPEG decode: max |ours - darknet| = %.3g (%d x %d)\n", tag.c_str(), decode_diff, w, h);
@@ -607,9 +670,9 @@ void check_against_darknet(const std::string& cfg, const std::string& image, flo
     std::snprintf(name, sizeof name, "/layer_%03d.bin", idx[k]);
     Tensor ref = tensor_of(read_floats(dir + name), heads[k].shape());
     const double diff = amax(abs(heads[k] - ref) / (abs(ref) + 1.0)).item();
-    std::printf("[%s] layer %d [yolo] %s: max |ours - darknet| / (1 + |darknet|) = %.3g\n", tag.c_str(), idx[k],
-                str_cat(heads[k].shape()).c_str(), diff);
-    EXPECT_LE(diff, 1e-4) << "layer " << idx[k];
+    std::printf("[%s] layer %d [yolo] %s: max |ours - darknet| / (1 + |darknet|) = %.3g\n", tag.c_str(),
+                idx[k], str_cat(heads[k].shape()).c_str(), diff);
+    EXPECT_LE(diff, raw_tol) << "layer " << idx[k];
   }
 
   // 4. Boxes after the threshold and NMS, in Darknet's order.
@@ -624,7 +687,8 @@ void check_against_darknet(const std::string& cfg, const std::string& image, flo
     const std::vector<float>& r = ref[i].v;
     ASSERT_EQ(r.size(), 5u + classes);
     const float mine[5] = {d.bbox.x, d.bbox.y, d.bbox.w, d.bbox.h, d.objectness};
-    for (int j = 0; j < 5; ++j) EXPECT_NEAR(mine[j], r[j], 1e-4 * (1 + std::fabs(r[j]))) << "det " << i << " field " << j;
+    for (int j = 0; j < 5; ++j)
+      EXPECT_NEAR(mine[j], r[j], 1e-4 * (1 + std::fabs(r[j]))) << "det " << i << " field " << j;
     for (int j = 0; j < classes; ++j) {
       kept += r[5 + j] > 0;
       if ((d.prob[j] > 0) != (r[5 + j] > 0)) ++mismatched;
@@ -632,8 +696,8 @@ void check_against_darknet(const std::string& cfg, const std::string& image, flo
     }
   }
   EXPECT_EQ(mismatched, 0);
-  std::printf("[%s] %zu detections over thresh %.2f, %d (box, class) pairs kept after NMS, all equal\n", tag.c_str(),
-              dets.size(), thresh, kept);
+  std::printf("[%s] %zu detections over thresh %.2f, %d (box, class) pairs kept after NMS, all equal\n",
+              tag.c_str(), dets.size(), thresh, kept);
 
   // 5. The `darknet detector test` printout: "name: NN%" per kept (box, class), in the same order.
   std::vector<std::string> names;
@@ -651,25 +715,31 @@ void check_against_darknet(const std::string& cfg, const std::string& image, flo
   }
   for (const Detection& d : dets)
     for (int j = 0; j < classes; ++j)
-      if (d.prob[j] > thresh) expected += str_cat(names[j], ": ", [&] {
-        char b[16];
-        std::snprintf(b, sizeof b, "%.0f%%", d.prob[j] * 100);
-        return std::string(b);
-      }(), "\n");
+      if (d.prob[j] > thresh)
+        expected += str_cat(
+            names[j], ": ",
+            [&] {
+              char b[16];
+              std::snprintf(b, sizeof b, "%.0f%%", d.prob[j] * 100);
+              return std::string(b);
+            }(),
+            "\n");
   EXPECT_EQ(printed, expected);
 }
 
 TEST(DarknetOracle, YoloV3TinyMatchesDarknetOnDogJpg) {
   if (!have_darknet()) GTEST_SKIP() << "Debian's darknet is not installed";
-  check_against_darknet(kDebianCfg + "/yolov3-tiny.cfg", kDebianData + "/dog.jpg", 0.6f, "tiny");
+  check_against_darknet(kDebianCfg + "/yolov3-tiny.cfg", kDebianData + "/dog.jpg", 0.6f, "tiny", 1e-4);
 }
 
 TEST(DarknetOracle, PrunedUcsdYoloV3MatchesDarknet) {
   const std::string cfg = kPruned + "/yolov3_ucsd_abcp.cfg";
   if (!have_darknet() || !fs::exists(cfg)) GTEST_SKIP() << "needs Debian's darknet and " << cfg;
   const std::string img = NABLA_SOURCE_DIR
-      "/../shared/data/detection-samples/sample_datasets/UCSD-dataset/JPEGImages/cctv052x2004080516x01638_0.jpg";
-  check_against_darknet(cfg, img, 0.6f, "ucsd");
+      "/../shared/data/detection-samples/sample_datasets/UCSD-dataset/JPEGImages/"
+      "cctv052x2004080516x01638_0.jpg";
+  // 62 layers deep: float rounding in two different GEMM orders accumulates to about 1e-4 at the heads.
+  check_against_darknet(cfg, img, 0.6f, "ucsd", 3e-4);
 }
 
 }  // namespace
