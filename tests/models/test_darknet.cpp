@@ -1,6 +1,7 @@
 // models/darknet: the .cfg parser and builder, .weights I/O, the forward pass and YOLO decode/NMS, checked
 // by hand-computed cases and against Debian's darknet (scripts/darknet_oracle.sh; those tests skip when the
 // package is absent).
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -663,7 +664,11 @@ void check_against_darknet(const std::string& cfg, const std::string& image, flo
 
   // 3. Raw [yolo] layer outputs on Darknet's input.
   NoGradGuard ng;
+  const auto t0 = std::chrono::steady_clock::now();
   std::vector<Tensor> heads = net->forward_yolo(input.unsqueeze(0));
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("[%s] forward, batch 1, CPU: ours %.0f ms (darknet's own line: see %s/detector_test.txt)\n",
+              tag.c_str(), ms, dir.c_str());
   const std::vector<int> idx = net->yolo_layers();
   for (size_t k = 0; k < idx.size(); ++k) {
     char name[64];
