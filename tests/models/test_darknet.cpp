@@ -397,6 +397,36 @@ TEST(DarknetLayers, RouteShortcutUpsampleAndYoloActivation) {
   test::expect_close(net->forward_all(x)[6], outs[5], 0);  // training: the logits
 }
 
+TEST(DarknetLayers, TrainingModeGivesLogitsBatchStatisticsAndGradients) {
+  auto net = build(kNet +
+                   "[convolutional]\nbatch_normalize=1\nfilters=6\nsize=3\npad=1\nactivation=leaky\n"
+                   "[maxpool]\nsize=2\nstride=1\n"
+                   "[convolutional]\nfilters=14\nsize=1\nactivation=linear\n"
+                   "[yolo]\nmask=0,1\nnum=2\nclasses=2\nanchors=4,5,6,7\n");
+  randomize(*net, test::next_seed());
+  net->train();
+  auto& bn = *net->layers[0].conv->bn;
+  const std::vector<double> mean_before = bn.running_mean.to_vector<double>();
+  Tensor x = test::randn32({2, 3, 16, 16});
+  auto heads = net->forward_yolo(x);
+  ASSERT_EQ(heads.size(), 1u);
+  // Training: the yolo layer passes the logits through; BN normalised with the batch statistics.
+  Tensor logits =
+      conv2d(net->forward_all(x)[1], net->layers[2].conv->conv->weight, net->layers[2].conv->conv->bias);
+  test::expect_close(heads[0], logits, 1e-5);
+  // Darknet's rolling update: running = 0.99 running + 0.01 batch mean (two forwards ran).
+  Tensor z = conv2d(x, net->layers[0].conv->conv->weight, Tensor(), {1, 1}, {1, 1});
+  std::vector<double> batch_mean = mean(z, {0, 2, 3}).to_vector<double>();
+  std::vector<double> after = bn.running_mean.to_vector<double>();
+  for (size_t c = 0; c < after.size(); ++c)
+    EXPECT_NEAR(after[c], 0.99 * 0.99 * mean_before[c] + (0.99 * 0.01 + 0.01) * batch_mean[c], 1e-5);
+  (heads[0] * heads[0]).mean().backward();
+  for (const Tensor& p : net->parameters()) {
+    ASSERT_TRUE(p.grad().defined());
+    EXPECT_GT(amax(abs(p.grad())).item(), 0.0);
+  }
+}
+
 // ---- weights ----------------------------------------------------------------------------------------
 
 TEST(DarknetWeights, RoundTripIsByteIdenticalAndRestoresValues) {
