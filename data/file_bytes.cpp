@@ -46,7 +46,7 @@ int open_regular(const std::string& path, std::string_view who, uint64_t* size) 
   check_regular_file(path, who);
   int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   NABLA_CHECK(fd >= 0, who, ": ", path, ": cannot open: ", std::strerror(errno));
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
     fail(who, ": ", path, ": is not a regular file (it changed while opening)");
@@ -76,7 +76,8 @@ std::string limit_text(uint64_t max_bytes, std::string_view reason) {
 std::vector<uint8_t> read_raw(int fd, uint64_t size, const std::string& path, std::string_view who,
                               uint64_t max_bytes, bool prefix, std::string_view reason) {
   if (!prefix)
-    NABLA_CHECK(size <= max_bytes, who, ": ", path, ": ", size, " bytes, more than ", limit_text(max_bytes, reason));
+    NABLA_CHECK(size <= max_bytes, who, ": ", path, ": ", size, " bytes, more than ",
+                limit_text(max_bytes, reason));
   std::vector<uint8_t> out(static_cast<size_t>(std::min(size, max_bytes)));
   out.resize(read_some(fd, out.data(), out.size(), path, who, 0));
   return out;
@@ -116,8 +117,8 @@ std::vector<uint8_t> read_gzip(int fd, uint64_t file_size, const std::string& pa
         z.avail_in = static_cast<uInt>(got + 1);
       }
       const uint64_t rest = file_size > consumed ? file_size - consumed : z.avail_in;
-      NABLA_CHECK(z.avail_in >= 2 && z.next_in[0] == 0x1f && z.next_in[1] == 0x8b, who, ": ", path, ": ", rest,
-                  " bytes of trailing garbage after the gzip stream, which ends at byte ", consumed,
+      NABLA_CHECK(z.avail_in >= 2 && z.next_in[0] == 0x1f && z.next_in[1] == 0x8b, who, ": ", path, ": ",
+                  rest, " bytes of trailing garbage after the gzip stream, which ends at byte ", consumed,
                   " (expected end of file or another gzip member)");
       NABLA_CHECK(inflateReset(&z) == Z_OK, who, ": ", path, ": zlib cannot restart");
       at_member_end = false;
@@ -141,7 +142,8 @@ std::vector<uint8_t> read_gzip(int fd, uint64_t file_size, const std::string& pa
     if (rc == Z_BUF_ERROR || (rc == Z_OK && z.avail_in == 0)) {
       NABLA_CHECK(!(eof && z.avail_in == 0 && z.avail_out > 0), who, ": ", path,
                   ": truncated gzip data after ", produced,
-                  " decompressed bytes (the file ends at compressed byte ", consumed, ", before the stream's end)");
+                  " decompressed bytes (the file ends at compressed byte ", consumed,
+                  ", before the stream's end)");
       continue;
     }
     NABLA_CHECK(rc == Z_OK, who, ": ", path, ": corrupt gzip data near byte ", consumed, " after ", produced,
@@ -183,7 +185,7 @@ uint64_t default_max_file_bytes() {
 }
 
 void check_regular_file(const std::string& path, std::string_view who) {
-  struct stat st{};
+  struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     const int err = errno;
     if (err == ELOOP) fail(who, ": ", path, ": is a symlink loop (too many levels of symbolic links)");

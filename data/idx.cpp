@@ -42,17 +42,20 @@ IdxView read_idx(const std::string& path, uint32_t expected_magic, const char* w
   for (int d = 0; d < ndim; ++d) v.dims.push_back(read_be32(head.bytes.data() + 4 + 4 * d));
   // Checked even when a dimension is 0: the strides of the other dimensions must still fit.
   v.count = checked_product(v.dims, str_cat("idx: ", path, ": the dimensions at byte 4"));
-  const int64_t total = checked_add(v.count, static_cast<int64_t>(v.data_at), str_cat("idx: ", path, ": file size"));
+  const int64_t total =
+      checked_add(v.count, static_cast<int64_t>(v.data_at), str_cat("idx: ", path, ": file size"));
   // A raw file's size is known before reading: its extra bytes get an exact count below.
-  *file = head.gzipped ? read_file_bytes_bounded(path, "idx", static_cast<uint64_t>(total),
-                                                 str_cat("its header declares (", shape_str(v.dims), " ", what, ")"))
-                       : read_file_bytes(path, "idx");
+  *file = head.gzipped
+              ? read_file_bytes_bounded(path, "idx", static_cast<uint64_t>(total),
+                                        str_cat("its header declares (", shape_str(v.dims), " ", what, ")"))
+              : read_file_bytes(path, "idx");
   const std::vector<uint8_t>& b = file->bytes;
   const size_t have = b.size() - std::min(b.size(), v.data_at);
-  NABLA_CHECK(static_cast<uint64_t>(v.count) <= have, "idx: ", path, ": expected ", v.count, " bytes of ", what,
-              " at byte ", v.data_at, ", file has ", have, size_unit);
-  NABLA_CHECK(static_cast<uint64_t>(v.count) == have, "idx: ", path, ": ", have - static_cast<size_t>(v.count),
-              " unexpected bytes after the ", what, " at byte ", v.data_at + static_cast<size_t>(v.count));
+  NABLA_CHECK(static_cast<uint64_t>(v.count) <= have, "idx: ", path, ": expected ", v.count, " bytes of ",
+              what, " at byte ", v.data_at, ", file has ", have, size_unit);
+  NABLA_CHECK(static_cast<uint64_t>(v.count) == have, "idx: ", path, ": ",
+              have - static_cast<size_t>(v.count), " unexpected bytes after the ", what, " at byte ",
+              v.data_at + static_cast<size_t>(v.count));
   return v;
 }
 

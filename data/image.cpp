@@ -339,8 +339,8 @@ int64_t max_image_pixels() {
     char* end = nullptr;
     errno = 0;
     long long n = std::strtoll(env, &end, 10);
-    NABLA_CHECK(*end == '\0' && errno == 0 && n > 0, "NABLA_MAX_IMAGE_PIXELS='", std::string(env).substr(0, 40),
-                "': expected a positive number of pixels");
+    NABLA_CHECK(*end == '\0' && errno == 0 && n > 0, "NABLA_MAX_IMAGE_PIXELS='",
+                std::string(env).substr(0, 40), "': expected a positive number of pixels");
     v = n;
   }
   g_max_image_pixels.store(v, std::memory_order_relaxed);
@@ -363,7 +363,8 @@ Tensor decode_image(const uint8_t* bytes, size_t size, const std::string& name, 
   if (size >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF) {
     bool ok = decode_jpeg_raw(bytes, size, &raw, &error);
     check_size("JPEG");
-    NABLA_CHECK(ok, "image: ", name, ": corrupt JPEG near byte ", error.at, " of ", size, ": ", error.message);
+    NABLA_CHECK(ok, "image: ", name, ": corrupt JPEG near byte ", error.at, " of ", size, ": ",
+                error.message);
   } else if (size >= 8 && png_sig_cmp(bytes, 0, 8) == 0) {
     PngIo io{bytes, size, 0, nullptr, &error};
     bool ok = decode_png_raw(&io, &raw);
@@ -467,7 +468,8 @@ namespace {
 // One line for a filesystem error: a symlink loop gets its own words instead of the library's
 // "filesystem error: ... Too many levels of symbolic links [path]".
 std::string fs_error(const fs::path& p, const std::error_code& ec) {
-  if (ec.value() == ELOOP) return str_cat(p.string(), ": is a symlink loop (too many levels of symbolic links)");
+  if (ec.value() == ELOOP)
+    return str_cat(p.string(), ": is a symlink loop (too many levels of symbolic links)");
   return str_cat(p.string(), ": cannot list: ", ec.message());
 }
 
@@ -475,7 +477,7 @@ std::string fs_error(const fs::path& p, const std::error_code& ec) {
 // that leads back to a folder already on the way down (a loop) is an error naming it.
 void list_images(const fs::path& dir, std::vector<std::pair<uint64_t, uint64_t>>* ancestors,
                  std::vector<std::string>* files) {
-  struct stat st{};
+  struct stat st {};
   if (::stat(dir.c_str(), &st) != 0) {
     std::error_code ec(errno, std::generic_category());
     fail("ImageFolder: ", fs_error(dir, ec));
@@ -523,7 +525,8 @@ ImageFolder::ImageFolder(const std::string& root, ImageMode mode, const std::vec
     if (!sec && fs::is_directory(status)) found.push_back(it->path().filename().string());
   }
   NABLA_CHECK(!ec, "ImageFolder: ", fs_error(root, ec));
-  NABLA_CHECK(!found.empty(), "ImageFolder: ", root, " is empty: expected one sub-folder of images per class");
+  NABLA_CHECK(!found.empty(), "ImageFolder: ", root,
+              " is empty: expected one sub-folder of images per class");
   std::sort(found.begin(), found.end());
   // Labels: the sorted folder names, or the positions in `classes` (the training set's), matched by name.
   classes_ = classes.empty() ? found : classes;
@@ -542,7 +545,8 @@ ImageFolder::ImageFolder(const std::string& root, ImageMode mode, const std::vec
     std::vector<std::string> files;
     std::vector<std::pair<uint64_t, uint64_t>> ancestors;
     list_images(dir, &ancestors, &files);
-    NABLA_CHECK(!files.empty(), "ImageFolder: class folder ", dir.string(), " has no .jpg, .jpeg or .png files");
+    NABLA_CHECK(!files.empty(), "ImageFolder: class folder ", dir.string(),
+                " has no .jpg, .jpeg or .png files");
     std::sort(files.begin(), files.end());
     for (std::string& f : files) samples_.push_back({std::move(f), it->second});
   }

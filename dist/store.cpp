@@ -104,8 +104,7 @@ uint32_t u32_at(const std::string& b, size_t i) {
 // Printable and short: job ids and junk come from the network.
 std::string printable(const std::string& s) {
   std::string r;
-  for (size_t i = 0; i < s.size() && i < 64; ++i)
-    r += (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+  for (size_t i = 0; i < s.size() && i < 64; ++i) r += (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
   return s.size() > 64 ? r + "..." : r;
 }
 
@@ -192,8 +191,8 @@ std::string serve(const RendezvousOptions& o, const std::string& payload, Clock:
           continue;
         }
         if (version != kVersion) {
-          drop(i, str_cat("a Nabla rank speaking rendezvous protocol ", version, ", this one speaks ", kVersion,
-                          " (mixed builds?)"));
+          drop(i, str_cat("a Nabla rank speaking rendezvous protocol ", version, ", this one speaks ",
+                          kVersion, " (mixed builds?)"));
           continue;
         }
         if (len > kMaxJobId) {

@@ -19,13 +19,15 @@ namespace nabla {
 // a * b, or nabla::Error "what: a x b does not fit in 64 bits (overflow)".
 inline int64_t checked_mul(int64_t a, int64_t b, std::string_view what) {
   int64_t r;
-  if (__builtin_mul_overflow(a, b, &r)) fail(what, ": ", a, " x ", b, " does not fit in a signed 64-bit size");
+  if (__builtin_mul_overflow(a, b, &r))
+    fail(what, ": ", a, " x ", b, " does not fit in a signed 64-bit size");
   return r;
 }
 
 inline int64_t checked_add(int64_t a, int64_t b, std::string_view what) {
   int64_t r;
-  if (__builtin_add_overflow(a, b, &r)) fail(what, ": ", a, " + ", b, " does not fit in a signed 64-bit size");
+  if (__builtin_add_overflow(a, b, &r))
+    fail(what, ": ", a, " + ", b, " does not fit in a signed 64-bit size");
   return r;
 }
 

@@ -1,8 +1,8 @@
 // CRC-32C (crc32c.h): a slice-by-8 table version and, on x86-64 with SSE4.2, the crc32 instruction.
 //
 // Slice-by-8: table[k][b] is the CRC of byte b followed by k zero bytes, so eight bytes are folded in with
-// eight independent look-ups: crc' = T7[b0 ^ c0] ^ T6[b1 ^ c1] ^ T5[b2 ^ c2] ^ T4[b3 ^ c3] ^ T3[b4] ^ ... ^ T0[b7]
-// where c0..c3 are the bytes of the running crc (little-endian).
+// eight independent look-ups: crc' = T7[b0 ^ c0] ^ T6[b1 ^ c1] ^ T5[b2 ^ c2] ^ T4[b3 ^ c3] ^ T3[b4] ^ ... ^
+// T0[b7] where c0..c3 are the bytes of the running crc (little-endian).
 #include "engine/crc32c.h"
 
 #include <array>

@@ -128,7 +128,8 @@ struct Prepared {
   NamedTensors tensors;  // contiguous host tensors, in data order
 };
 
-Prepared prepare(const NamedTensors& tensors, const std::map<std::string, std::string>& metadata) {
+Prepared prepare(const NamedTensors& tensors, const std::map<std::string, std::string>& metadata,
+                 const SafetensorsSaveOptions& options) {
   std::set<std::string> names;
   for (const auto& [name, t] : tensors) {
     NABLA_CHECK(name != kMetadataKey, "safetensors: a tensor cannot be called ", kMetadataKey,
@@ -155,7 +156,8 @@ Prepared prepare(const NamedTensors& tensors, const std::map<std::string, std::s
   std::vector<Tensor> host(tensors.size());
   for (size_t i = 0; i < tensors.size(); ++i) {
     host[i] = contiguous_host(tensors[i].second);
-    all_metadata[kChecksumPrefix + tensors[i].first] = hex8(crc32c(host[i].data_ptr(), host[i].nbytes()));
+    if (options.checksums)
+      all_metadata[kChecksumPrefix + tensors[i].first] = hex8(crc32c(host[i].data_ptr(), host[i].nbytes()));
   }
   if (!all_metadata.empty()) {
     OrderedJson m = OrderedJson::object();
@@ -238,8 +240,9 @@ class KeyLocator final : public nlohmann::json_sax<Json> {
       if (slashes % 2 == 0) break;
     }
     if (depth_ == 1) {
-      NABLA_CHECK(names_.insert(k).second, where_, "the name '", short_text(k),
-                  "' appears twice in the header (the second time at byte ", 8 + q, ")");
+      auto [prev, fresh] = names_.emplace(k, q);
+      NABLA_CHECK(fresh, where_, "the name '", short_text(k), "' appears twice in the header (at bytes ",
+                  8 + prev->second, " and ", 8 + q, ")");
       keys.push_back({k, q});
     } else if (depth_ == 2 && !keys.empty()) {
       NABLA_CHECK(fields_.insert(k).second, where_, "entry '", short_text(keys.back().key), "' (at byte ",
@@ -278,7 +281,7 @@ class KeyLocator final : public nlohmann::json_sax<Json> {
     error = str_cat("JSON nested deeper than ", kMaxHeaderDepth, " levels (a safetensors header is 3 deep)");
     return false;
   }
-  std::set<std::string> names_;
+  std::map<std::string, uint64_t> names_;  // top-level keys and where they are
   const char* begin_;
   const char* const* read_to_;
   std::string where_;
@@ -429,10 +432,10 @@ Header parse_header(const std::string& where, const char* json, uint64_t n, uint
   uint64_t expect = 0;
   const Entry* prev = nullptr;
   for (const Entry& e : h.entries) {
-    NABLA_CHECK(e.begin >= expect, where, "tensors '", short_text(prev ? prev->name : ""), "' (entry at byte ",
-                prev ? prev->at : 0, ") and '", short_text(e.name), "' (entry at byte ", e.at,
-                ") overlap: data offsets [", prev ? prev->begin : 0, ",", expect, ") and [", e.begin, ",",
-                e.end, ")");
+    NABLA_CHECK(e.begin >= expect, where, "tensors '", short_text(prev ? prev->name : ""),
+                "' (entry at byte ", prev ? prev->at : 0, ") and '", short_text(e.name), "' (entry at byte ",
+                e.at, ") overlap: data offsets [", prev ? prev->begin : 0, ",", expect, ") and [", e.begin,
+                ",", e.end, ")");
     NABLA_CHECK(e.begin == expect, where, "no tensor covers data offsets [", expect, ",", e.begin,
                 ") (bytes ", data_start + expect, "..", data_start + e.begin,
                 " of the file), before tensor '", short_text(e.name), "' (entry at byte ", e.at,
@@ -551,21 +554,22 @@ SafetensorsFile load(const std::string& source, uint64_t size, const ReadFn& rea
     if (options.verify_checksums && sum != checksums.end()) {
       const uint32_t got = crc32c(t.data_ptr(), t.nbytes());
       NABLA_CHECK(got == sum->second, where, "tensor '", short_text(e.name), "' (entry at byte ", e.at,
-                  "): the CRC-32C of its data (bytes ", 8 + n + e.begin, "..", 8 + n + e.end, ") is ", hex8(got),
-                  ", the header says ", hex8(sum->second), ": the file is corrupt");
+                  "): the CRC-32C of its data (bytes ", 8 + n + e.begin, "..", 8 + n + e.end, ") is ",
+                  hex8(got), ", the header says ", hex8(sum->second), ": the file is corrupt");
     }
     if (!options.allow_non_finite) {
       const int64_t bad = first_non_finite(t);
-      NABLA_CHECK(bad < 0, where, "tensor '", short_text(e.name), "' (entry at byte ", e.at, "): element ", bad,
-                  " (byte ", 8 + n + e.begin + static_cast<uint64_t>(bad) * t.itemsize(), ") is ",
+      NABLA_CHECK(bad < 0, where, "tensor '", short_text(e.name), "' (entry at byte ", e.at, "): element ",
+                  bad, " (byte ", 8 + n + e.begin + static_cast<uint64_t>(bad) * t.itemsize(), ") is ",
                   element_text(t, bad < 0 ? 0 : bad),
                   "; non-finite weights are refused (load with allow_non_finite to accept them)");
     }
     if (e.dtype == DType::b8) {  // any byte but 0 and 1 would be an invalid C++ bool
       const auto* b = static_cast<const unsigned char*>(t.data_ptr());
       for (uint64_t i = 0; i < e.end - e.begin; ++i)
-        NABLA_CHECK(b[i] <= 1, where, "tensor '", short_text(e.name), "' (entry at byte ", e.at, "): BOOL element ", i,
-                    " at byte ", 8 + n + e.begin + i, " holds ", static_cast<int>(b[i]), ", expected 0 or 1");
+        NABLA_CHECK(b[i] <= 1, where, "tensor '", short_text(e.name), "' (entry at byte ", e.at,
+                    "): BOOL element ", i, " at byte ", 8 + n + e.begin + i, " holds ",
+                    static_cast<int>(b[i]), ", expected 0 or 1");
     }
     f.tensors.emplace_back(e.name, std::move(t));
   }
@@ -604,23 +608,26 @@ bool SafetensorsFile::contains(const std::string& name) const {
 }
 
 std::string save_safetensors_to_bytes(const NamedTensors& tensors,
-                                      const std::map<std::string, std::string>& metadata) {
-  Prepared p = prepare(tensors, metadata);
+                                      const std::map<std::string, std::string>& metadata,
+                                      const SafetensorsSaveOptions& options) {
+  Prepared p = prepare(tensors, metadata, options);
   std::string out = std::move(p.head);
   for (const auto& [name, t] : p.tensors) out.append(static_cast<const char*>(t.data_ptr()), t.nbytes());
   return out;
 }
 
 SafetensorsFile load_safetensors_from_bytes(const std::string& bytes, const std::string& source,
-                                           const SafetensorsLoadOptions& options) {
+                                            const SafetensorsLoadOptions& options) {
   return load(
       source, bytes.size(),
       [&](uint64_t at, void* dst, uint64_t len) { std::memcpy(dst, bytes.data() + at, len); }, options);
 }
 
 void save_safetensors(const std::string& path, const NamedTensors& tensors,
-                      const std::map<std::string, std::string>& metadata) {
-  Prepared p = prepare(tensors, metadata);  // before touching the disk: bad input leaves nothing behind
+                      const std::map<std::string, std::string>& metadata,
+                      const SafetensorsSaveOptions& options) {
+  Prepared p =
+      prepare(tensors, metadata, options);  // before touching the disk: bad input leaves nothing behind
   const std::string tmp = path + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   NABLA_CHECK(fd >= 0, "safetensors: cannot create ", tmp, ": ", std::strerror(errno));
@@ -652,16 +659,17 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
 SafetensorsFile load_safetensors(const std::string& path, const SafetensorsLoadOptions& options) {
   // Only regular files: a FIFO would block the open, a device (/dev/zero) never ends. O_NONBLOCK keeps the
   // open itself from waiting on a FIFO that slipped in after the stat.
-  struct stat st{};
+  struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     const int err = errno;
-    fail("safetensors: ", path, ": ",
-         err == ELOOP ? "a symlink loop (too many levels of symbolic links)"
-                      : err == ENOENT ? "no such file" : std::strerror(err));
+    fail("safetensors: cannot open ", path, ": ",
+         err == ELOOP ? "a symlink loop (too many levels of symbolic links)" : std::strerror(err));
   }
   NABLA_CHECK(!S_ISDIR(st.st_mode), "safetensors: ", path, " is a directory, not a file");
   NABLA_CHECK(S_ISREG(st.st_mode), "safetensors: ", path, " is not a regular file (",
-              S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISCHR(st.st_mode) ? "a character device" : "a special file",
+              S_ISFIFO(st.st_mode)  ? "a FIFO"
+              : S_ISCHR(st.st_mode) ? "a character device"
+                                    : "a special file",
               "); checkpoints are read from regular files only");
   int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   NABLA_CHECK(fd >= 0, "safetensors: cannot open ", path, ": ", std::strerror(errno));

@@ -51,7 +51,6 @@
 
 namespace nabla {
 
-
 struct SafetensorsFile {
   NamedTensors tensors;  // in the order of their data offsets
   std::map<std::string, std::string> metadata;
@@ -61,9 +60,15 @@ struct SafetensorsFile {
   bool contains(const std::string& name) const;
 };
 
+struct SafetensorsSaveOptions {
+  bool checksums = true;  // false: exactly the reference writer's bytes, with no nabla.crc32c.* metadata
+};
+
 // Writes `tensors` (any device, dtype, strides; names unique, not "__metadata__") atomically to `path`.
+// Metadata keys starting with "nabla.crc32c." are reserved for the checksums.
 void save_safetensors(const std::string& path, const NamedTensors& tensors,
-                      const std::map<std::string, std::string>& metadata = {});
+                      const std::map<std::string, std::string>& metadata = {},
+                      const SafetensorsSaveOptions& options = {});
 struct SafetensorsLoadOptions {
   bool allow_non_finite = false;  // accept NaN / infinity in floating tensors
   bool verify_checksums = true;   // check the nabla.crc32c.* checksums when the file has them
@@ -74,8 +79,9 @@ SafetensorsFile load_safetensors(const std::string& path, const SafetensorsLoadO
 
 // The same, in memory: the bytes of a whole file. `source` names the bytes in error messages.
 std::string save_safetensors_to_bytes(const NamedTensors& tensors,
-                                      const std::map<std::string, std::string>& metadata = {});
+                                      const std::map<std::string, std::string>& metadata = {},
+                                      const SafetensorsSaveOptions& options = {});
 SafetensorsFile load_safetensors_from_bytes(const std::string& bytes, const std::string& source = "<bytes>",
-                                           const SafetensorsLoadOptions& options = {});
+                                            const SafetensorsLoadOptions& options = {});
 
 }  // namespace nabla

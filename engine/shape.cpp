@@ -19,8 +19,8 @@ int64_t numel_of(const Shape& shape) {
 int64_t nbytes_of(const Shape& shape, int64_t itemsize) {
   int64_t n = checked_product(shape, "shape");
   int64_t bytes;
-  NABLA_CHECK(!__builtin_mul_overflow(n, itemsize, &bytes), "shape ", shape, ": ", n, " elements of ", itemsize,
-              " bytes do not fit in a signed 64-bit size");
+  NABLA_CHECK(!__builtin_mul_overflow(n, itemsize, &bytes), "shape ", shape, ": ", n, " elements of ",
+              itemsize, " bytes do not fit in a signed 64-bit size");
   return bytes;
 }
 
@@ -40,7 +40,8 @@ Strides channels_last_strides(const Shape& shape) {
   NABLA_CHECK(shape.size() == 4, "channels_last: expected a 4-D [N, C, H, W] shape, got ", shape);
   const int64_t c = shape[1], h = shape[2], w = shape[3];
   checked_product(shape, "channels_last strides of shape");
-  const int64_t wc = checked_mul(w, c, "channels_last strides"), hwc = checked_mul(h, wc, "channels_last strides");
+  const int64_t wc = checked_mul(w, c, "channels_last strides"),
+                hwc = checked_mul(h, wc, "channels_last strides");
   return {hwc, 1, wc, c};
 }
 
