@@ -96,8 +96,8 @@ bool decode_jpeg_raw(const uint8_t* data, size_t size, RawImage* out, DecodeErro
   jpeg_create_decompress(&cinfo);
   // libjpeg's own buffers (a progressive image keeps every coefficient: 2 bytes per pixel and component)
   // are bounded too; past this it stops with "Backing store not supported" instead of allocating.
-  cinfo.mem->max_memory_to_use = static_cast<long>(std::min<int64_t>(
-      8 * max_image_pixels() + (int64_t{64} << 20), std::numeric_limits<long>::max() / 2));
+  cinfo.mem->max_memory_to_use = static_cast<long>(
+      std::min<int64_t>(8 * max_image_pixels() + (int64_t{64} << 20), std::numeric_limits<long>::max() / 2));
   jpeg_mem_src(&cinfo, data, static_cast<unsigned long>(size));
   jpeg_read_header(&cinfo, TRUE);
   if (static_cast<int64_t>(cinfo.image_width) * cinfo.image_height > max_image_pixels()) {

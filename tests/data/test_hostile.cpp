@@ -11,6 +11,7 @@
 #include <filesystem>
 
 #include "data_testing.h"
+#include "models/classifiers.h"
 
 namespace nabla {
 namespace {
@@ -244,6 +245,17 @@ TEST(HostileImageFolder, SymlinkLoopsAreOneLineNamingTheLink) {
                       ": is a symlink loop (too many levels of symbolic links)"});
   fs::remove(dir.file("train/dog/self.jpg"));
   EXPECT_EQ(data::ImageFolder(dir.file("train")).size(), 2);
+}
+
+TEST(HostileSizes, ModelSizesFromDataDimensionsAreChecked) {
+  // An image size from a file header or a command line whose square overflows: an error, not
+  // "Linear: features must be positive, got -103079214960".
+  test::expect_error([] { models::make_classifier("mlp", 3, 3037000500, 10); },
+                     {"mlp: input features channels x size x size: the product of sizes [3,3037000500,3037000500] "
+                      "does not fit in a signed 64-bit size"});
+  const int64_t side = 8 + static_cast<int64_t>(test::next_seed() % 8);
+  auto net = models::make_classifier("mlp", 1, side, 10);
+  EXPECT_EQ(net->parameters()[0].shape(), (Shape{256, side * side}));
 }
 
 }  // namespace
