@@ -149,6 +149,9 @@ std::vector<uint8_t> read_gzip(int fd, uint64_t file_size, const std::string& pa
     NABLA_CHECK(rc == Z_OK, who, ": ", path, ": corrupt gzip data near byte ", consumed, " after ", produced,
                 " decompressed bytes (", z.msg ? z.msg : "zlib error " + std::to_string(rc), ")");
   }
+  // The last member may end exactly one byte past the limit, without the buffer ever filling up.
+  NABLA_CHECK(prefix || produced <= max_bytes, who, ": ", path, ": more than ", limit_text(max_bytes, reason),
+              " after decompression (", produced, " bytes)");
   out.resize(static_cast<size_t>(std::min(produced, max_bytes)));
   out.shrink_to_fit();
   return out;

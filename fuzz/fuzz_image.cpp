@@ -10,7 +10,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return true;
   }();
   (void)once;
-  for (auto mode : {nabla::data::ImageMode::keep, nabla::data::ImageMode::gray, nabla::data::ImageMode::rgb}) {
+  for (auto mode :
+       {nabla::data::ImageMode::keep, nabla::data::ImageMode::gray, nabla::data::ImageMode::rgb}) {
     try {
       nabla::Tensor t = nabla::data::decode_image(data, size, "fuzz", mode);
       if (t.dim() != 3 || t.size(0) * t.size(1) > (int64_t{1} << 22)) __builtin_trap();

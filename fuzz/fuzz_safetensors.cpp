@@ -9,8 +9,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string bytes(reinterpret_cast<const char*>(data), size);
   for (bool allow : {false, true}) {
     try {
-      nabla::SafetensorsFile f =
-          nabla::load_safetensors_from_bytes(bytes, "fuzz", {.allow_non_finite = allow, .verify_checksums = !allow});
+      nabla::SafetensorsFile f = nabla::load_safetensors_from_bytes(
+          bytes, "fuzz", {.allow_non_finite = allow, .verify_checksums = !allow});
       nabla::SafetensorsFile g = nabla::load_safetensors_from_bytes(
           nabla::save_safetensors_to_bytes(f.tensors, f.metadata), "again", {.allow_non_finite = true});
       if (g.tensors.size() != f.tensors.size()) __builtin_trap();

@@ -13,7 +13,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   defaults.total_steps = 1000;
   try {
     nabla::optim::Schedule s = nabla::optim::Schedule::parse(spec, defaults);
-    for (int64_t step : {int64_t{0}, int64_t{1}, int64_t{499}, int64_t{999}, int64_t{5000}}) (void)s.lr_at(step);
+    for (int64_t step : {int64_t{0}, int64_t{1}, int64_t{499}, int64_t{999}, int64_t{5000}})
+      (void)s.lr_at(step);
     nabla::optim::Schedule::parse(s.str(), defaults);
   } catch (const nabla::Error&) {
   }

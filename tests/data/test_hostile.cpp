@@ -82,6 +82,14 @@ TEST(HostileIdx, GzipBombStopsOneBytePastTheDeclaredSize) {
        std::to_string(n) + ",4,4] pixels) after decompression (stopped at compressed byte "});
   // It stopped early: inflating all 256 MiB takes far longer than reading a few KB.
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 0.5);
+  // One byte too many, ending right at the bound + 1 (found by fuzz_idx_gzip): still refused.
+  std::vector<uint8_t> one_more = idx_header(0x00000803, {1, 2, 2});
+  one_more.resize(one_more.size() + 5, 9);
+  data::write_file_bytes(path, one_more, /*gzip=*/true);
+  test::expect_error([&] { data::read_idx_images(path); },
+                     {"idx: " + path +
+                      ": more than the 20 bytes its header declares ([1,2,2] pixels) after "
+                      "decompression (21 bytes)"});
   // The same bound holds for any reader: read_file_bytes with an explicit cap.
   test::expect_error(
       [&] { data::read_file_bytes(path, "test", 1000); },
@@ -150,7 +158,8 @@ TEST(HostileFiles, DevZeroFifoAndSymlinkLoopAreRefusedAtOnce) {
       {"test: " + small + ": 11 bytes, more than the limit of 10 bytes (NABLA_MAX_FILE_BYTES)"});
 }
 
-// A PNG with only a signature, an IHDR declaring w x h, a 2-byte IDAT and IEND (CRCs correct, so libpng reads the header).
+// A PNG with only a signature, an IHDR declaring w x h, a 2-byte IDAT and IEND (CRCs correct, so libpng reads
+// the header).
 std::vector<uint8_t> png_header_only(uint32_t w, uint32_t h) {
   std::vector<uint8_t> b{0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
   auto chunk = [&](const char* type, const std::vector<uint8_t>& data) {
@@ -250,9 +259,10 @@ TEST(HostileImageFolder, SymlinkLoopsAreOneLineNamingTheLink) {
 TEST(HostileSizes, ModelSizesFromDataDimensionsAreChecked) {
   // An image size from a file header or a command line whose square overflows: an error, not
   // "Linear: features must be positive, got -103079214960".
-  test::expect_error([] { models::make_classifier("mlp", 3, 3037000500, 10); },
-                     {"mlp: input features channels x size x size: the product of sizes [3,3037000500,3037000500] "
-                      "does not fit in a signed 64-bit size"});
+  test::expect_error(
+      [] { models::make_classifier("mlp", 3, 3037000500, 10); },
+      {"mlp: input features channels x size x size: the product of sizes [3,3037000500,3037000500] "
+       "does not fit in a signed 64-bit size"});
   const int64_t side = 8 + static_cast<int64_t>(test::next_seed() % 8);
   auto net = models::make_classifier("mlp", 1, side, 10);
   EXPECT_EQ(net->parameters()[0].shape(), (Shape{256, side * side}));
