@@ -85,9 +85,10 @@ TEST(HostileIdx, GzipBombStopsOneBytePastTheDeclaredSize) {
   // One byte too many, ending right at the bound + 1 (found by fuzz_idx_gzip): still refused.
   std::vector<uint8_t> one_more = idx_header(0x00000803, {1, 2, 2});
   one_more.resize(one_more.size() + 5, 9);
-  data::write_file_bytes(path, one_more, /*gzip=*/true);
-  test::expect_error([&] { data::read_idx_images(path); },
-                     {"idx: " + path +
+  const std::string near = dir.file("near-idx3-ubyte.gz");
+  data::write_file_bytes(near, one_more, /*gzip=*/true);
+  test::expect_error([&] { data::read_idx_images(near); },
+                     {"idx: " + near +
                       ": more than the 20 bytes its header declares ([1,2,2] pixels) after "
                       "decompression (21 bytes)"});
   // The same bound holds for any reader: read_file_bytes with an explicit cap.
