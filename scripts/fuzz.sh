@@ -36,7 +36,7 @@ for t in "${targets[@]}"; do
   mkdir -p "$work"
   echo "== $t: ${seconds} s"
   # New inputs go to the work corpus; the seeds in the repo are read only.
-  if ! "$build/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
+  if ! "$build/$t" -max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
       -max_len=65536 -print_final_stats=1 -artifact_prefix="$build/artifacts/$t-" "$work" "fuzz/corpus/$t" \
       >"$build/$t.log" 2>&1; then
     echo "fuzz.sh: $t FAILED; the input is in $build/artifacts/, the log in $build/$t.log:"
