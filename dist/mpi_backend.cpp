@@ -153,14 +153,14 @@ class MpiWork final : public Work {
   }
   void wait() override {
     // Spin briefly (a collective of a few KB finishes in microseconds), then sleep between tests, 50 us
-    // doubling to 1 ms: a peer that is stopped or slow must not cost a core per waiting rank (a yield loop
+    // doubling to 4 ms: a peer that is stopped or slow must not cost a core per waiting rank (a yield loop
     // kept one at 86%), and ranks are often oversubscribed on CI machines.
     int64_t spins = 0;
     auto nap = std::chrono::microseconds(50);
     while (!test()) {
       if (++spins < 64) continue;
       std::this_thread::sleep_for(nap);
-      nap = std::min(nap * 2, std::chrono::microseconds(1000));
+      nap = std::min(nap * 2, std::chrono::microseconds(4000));
       if (spins % 16 == 0) {
         const double waited = std::chrono::duration<double>(Clock::now() - start_).count();
         NABLA_CHECK(waited < timeout_s_, "dist (mpi): ", what_, " did not complete within ", timeout_s_,
