@@ -415,7 +415,7 @@ TEST_F(TrainClassifier, HostileSizesAndDataSetsGetOneClearLine) {
   EXPECT_TRUE(has_error(
       r,
       "--dataset synthetic: batch x channels x image size x image size x 4 bytes: 18014398509481984 "
-      "x 4096 does not fit a 64-bit integer"))
+      "x 4096 does not fit in a signed 64-bit size"))
       << r.output;
 
   // A batch larger than the training set; an empty training set.
