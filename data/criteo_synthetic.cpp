@@ -29,6 +29,7 @@ constexpr std::array<double, kNumDense> kMu = {0.7, 2.0, 2.5, 1.8, 7.5, 3.5, 1.5
 constexpr std::array<double, kNumDense> kSigma = {1.2, 1.5, 1.5, 1.0, 2.0, 1.8, 1.5,
                                                   1.0, 1.3, 0.6, 1.0, 1.0, 1.2};
 constexpr uint64_t kRowStride = 128;
+constexpr int64_t kChunk = 8192;  // rows drawn in parallel before they are written in order
 
 uint32_t fmix32(uint32_t h) {
   h ^= h >> 16;
@@ -86,13 +87,12 @@ SyntheticCriteo::SyntheticCriteo(SyntheticOptions options) : options_(std::move(
     std::swap(all[i], all[bits % static_cast<uint64_t>(i + 1)]);
   }
   pairs_.assign(all.begin(), all.begin() + o.num_pairs);
+  for (auto [f, g] : pairs_) in_pair_[f] = in_pair_[g] = true;
   // Bias: mean sigmoid(b + logit) = positive_rate on a calibration draw of 20,000 rows, by bisection.
-  std::vector<double> logits;
+  std::vector<double> logits(20000);
   const int64_t cal_first = int64_t{1} << 41;
-  for (int64_t i = 0; i < 20000; ++i) {
-    SyntheticRow r = row(cal_first + i);  // bias_ is 0 here: probability is of the unbiased logit
-    logits.push_back(std::log(r.probability) - std::log1p(-r.probability));
-  }
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < 20000; ++i) logits[i] = row(cal_first + i).logit;  // bias_ is still 0 here
   double lo = -30, hi = 30;
   for (int it = 0; it < 100; ++it) {
     double mid = 0.5 * (lo + hi), mean = 0;
@@ -102,18 +102,39 @@ SyntheticCriteo::SyntheticCriteo(SyntheticOptions options) : options_(std::move(
   bias_ = 0.5 * (lo + hi);
 }
 
+namespace {
+// Normals 0 .. 2 * pairs - 1 at counter `base` of `key`, exactly philox_normal's: normals 2m and 2m + 1
+// share counter base + m (r cos, r sin), so one Philox call gives two.
+void normals(uint64_t key, uint64_t base, int count, double* out) {
+  for (int m = 0; 2 * m < count; ++m) {
+    auto w = philox4x32(base + static_cast<uint64_t>(m), key);
+    uint64_t b1 = ((static_cast<uint64_t>(w[0]) << 21) ^ (w[1] >> 11)) & ((1ull << 53) - 1);
+    uint64_t b2 = ((static_cast<uint64_t>(w[2]) << 21) ^ (w[3] >> 11)) & ((1ull << 53) - 1);
+    double u1 = (static_cast<double>(b1) + 1.0) * (1.0 / 9007199254740993.0);
+    double u2 = static_cast<double>(b2) * (1.0 / 9007199254740992.0);
+    double r = std::sqrt(-2.0 * std::log(u1)), theta = 6.283185307179586 * u2;
+    out[2 * m] = r * std::cos(theta);
+    if (2 * m + 1 < count) out[2 * m + 1] = r * std::sin(theta);
+  }
+}
+}  // namespace
+
 double SyntheticCriteo::unbiased_logit(const std::array<float, kNumDense>& dense,
                                        const std::array<int32_t, kNumSparse>& ids) const {
   double z = 0;
   for (int j = 0; j < kNumDense; ++j) z += dense_weight_[j] * dense[j];
   const int k = options_.latent_dim;
-  auto base = [&](int f) { return (static_cast<uint64_t>(f + 1) << 40) + 4 * static_cast<uint64_t>(ids[f]); };
-  for (int f = 0; f < kNumSparse; ++f) z += options_.sparse_std * philox_normal(weight_key_, base(f), 0);
-  double pair_scale = options_.pair_std * options_.pair_std / std::sqrt(static_cast<double>(k));
+  // per feature: w at element 0, u at 1..k of counter ((f + 1) << 40) + 4 id
+  double v[kNumSparse][8];
+  for (int f = 0; f < kNumSparse; ++f) {
+    uint64_t base = (static_cast<uint64_t>(f + 1) << 40) + 4 * static_cast<uint64_t>(ids[f]);
+    normals(weight_key_, base, in_pair_[f] ? k + 1 : 1, v[f]);
+    z += options_.sparse_std * v[f][0];
+  }
+  const double pair_scale = options_.pair_std * options_.pair_std / std::sqrt(static_cast<double>(k));
   for (auto [f, g] : pairs_) {
     double dot = 0;
-    for (int d = 1; d <= k; ++d)
-      dot += philox_normal(weight_key_, base(f), d) * philox_normal(weight_key_, base(g), d);
+    for (int d = 1; d <= k; ++d) dot += v[f][d] * v[g][d];
     z += pair_scale * dot;
   }
   return z;
@@ -152,7 +173,8 @@ SyntheticRow SyntheticCriteo::row(int64_t i) const {
                                       : std::pow(1 + u * (std::pow(m + 1, 1 - s) - 1), 1 / (1 - s));
     r.ids[f] = static_cast<int32_t>(std::clamp(static_cast<int64_t>(std::floor(x)), int64_t{1}, card - 1));
   }
-  r.probability = sigmoid(logit(d, r.ids));
+  r.logit = logit(d, r.ids);
+  r.probability = sigmoid(r.logit);
   r.label = philox_uniform(seed, u_at, kNumDense + 2 * kNumSparse) < r.probability ? 1 : 0;
   return r;
 }
@@ -194,15 +216,18 @@ TeacherReport SyntheticCriteo::teacher_report(int64_t rows, int64_t first_row) c
   std::vector<double> p(rows), y(rows);
   TeacherReport t;
   t.rows = rows;
-  double ll = 0;
+#pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < rows; ++i) {
     SyntheticRow r = row(first_row + i);
     p[i] = r.probability;
     y[i] = r.label;
-    t.positive_rate += r.label;
-    t.mean_probability += r.probability;
-    double q = std::clamp(r.probability, 1e-7, 1 - 1e-7);
-    ll -= r.label ? std::log(q) : std::log1p(-q);
+  }
+  double ll = 0;
+  for (int64_t i = 0; i < rows; ++i) {
+    t.positive_rate += y[i];
+    t.mean_probability += p[i];
+    double q = std::clamp(p[i], 1e-7, 1 - 1e-7);
+    ll -= y[i] == 1 ? std::log(q) : std::log1p(-q);
   }
   t.positive_rate /= static_cast<double>(rows);
   t.mean_probability /= static_cast<double>(rows);
@@ -228,7 +253,14 @@ TeacherReport SyntheticCriteo::teacher_report(int64_t rows, int64_t first_row) c
 
 void SyntheticCriteo::write_text(const std::string& path, int64_t rows, int64_t first_row) const {
   TextWriter w(path);
-  for (int64_t i = 0; i < rows; ++i) w.write(raw_row(first_row + i));
+  std::vector<RawRow> chunk;
+  for (int64_t at = 0; at < rows; at += kChunk) {
+    const int64_t n = std::min(kChunk, rows - at);
+    chunk.resize(static_cast<size_t>(n));
+#pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < n; ++k) chunk[k] = raw_row(first_row + at + k);
+    for (const auto& r : chunk) w.write(r);
+  }
   w.close();
 }
 
@@ -236,9 +268,17 @@ void SyntheticCriteo::write_binary(const std::string& path, int64_t rows, int da
   NABLA_CHECK(days >= 1, "criteo synthetic: days must be >= 1, got ", days);
   BinaryWriter w(path, options_.cardinalities);
   std::vector<int64_t> per_day = days == 1 ? std::vector<int64_t>{rows} : kaggle_day_rows(rows, days);
-  int64_t i = 0;
-  for (int64_t n : per_day) {
-    for (int64_t k = 0; k < n; ++k) w.write(encoded_row(i++));
+  int64_t first = 0;
+  std::vector<EncodedRow> chunk;
+  for (int64_t day : per_day) {
+    for (int64_t at = 0; at < day; at += kChunk) {
+      const int64_t n = std::min(kChunk, day - at);
+      chunk.resize(static_cast<size_t>(n));
+#pragma omp parallel for schedule(static)
+      for (int64_t k = 0; k < n; ++k) chunk[k] = encoded_row(first + at + k);
+      for (const auto& r : chunk) w.write(r);
+    }
+    first += day;
     w.end_day();
   }
   w.finish();

@@ -33,9 +33,9 @@ struct SyntheticOptions {
   std::vector<int64_t> cardinalities;  // 26 table sizes (>= 1); empty: scaled_kaggle_sizes(10000)
   double zipf_exponent = 1.1;
   double positive_rate = 0.25;
-  double dense_std = 0.3;
-  double sparse_std = 0.5;
-  double pair_std = 0.7;
+  double dense_std = 0.1;
+  double sparse_std = 0.2;
+  double pair_std = 0.5;
   int num_pairs = 8;
   int latent_dim = 4;
   uint64_t seed = 1;
@@ -52,7 +52,8 @@ struct SyntheticRow {
   std::array<int64_t, kNumDense> dense{};
   std::array<bool, kNumDense> dense_missing{};
   std::array<int32_t, kNumSparse> ids{};  // 0 = missing
-  double probability = 0;                 // the teacher's click probability
+  double logit = 0;                       // the teacher's
+  double probability = 0;                 // sigmoid(logit): the click probability
 };
 
 struct TeacherReport {
@@ -97,6 +98,7 @@ class SyntheticCriteo {
   std::array<double, kNumDense> dense_weight_{};
   std::array<uint32_t, kNumSparse> hex_key_{};
   std::vector<std::pair<int, int>> pairs_;
+  std::array<bool, kNumSparse> in_pair_{};
   double bias_ = 0;
 };
 

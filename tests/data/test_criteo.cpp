@@ -161,6 +161,11 @@ TEST(CriteoText, BadRowsGiveExactMessagesWithFileLineAndField) {
   EXPECT_EQ(n, 1 + static_cast<int>(cases.size()));
   EXPECT_EQ(r.bad_rows(), static_cast<int64_t>(cases.size()));
   EXPECT_EQ(r.first_bad_row(), "criteo: " + p + ":2: " + cases[0].message);
+  TextOptions skip{.skip_bad_rows = true};
+  ConvertStats st = convert_text_to_binary({p}, dir.file("skip.bin"), Preprocessor::hashing({97}), &skip);
+  EXPECT_EQ(st.rows, n);
+  EXPECT_EQ(st.bad_rows, static_cast<int64_t>(cases.size()));
+  EXPECT_EQ(BinaryFile(dir.file("skip.bin")).size(), n);
   EXPECT_EQ(error_of([&] { TextReader(dir.file("none.txt"), {}); }),
             "criteo: " + dir.file("none.txt") + ": no such file");
 }
@@ -485,8 +490,8 @@ TEST(CriteoSynthetic, TeacherAucIsHighAndReproducible) {
   const uint64_t seed = test::next_seed();
   SyntheticCriteo g(small_synthetic(seed));
   TeacherReport t = g.teacher_report(20000);
-  EXPECT_GT(t.auc, 0.72);
-  EXPECT_LT(t.auc, 0.95);
+  EXPECT_GT(t.auc, 0.75);  // about 0.79 with the default teacher: Criteo-like (DLRM reaches ~0.80 on Kaggle)
+  EXPECT_LT(t.auc, 0.84);
   EXPECT_NEAR(t.positive_rate, 0.25, 0.02);
   EXPECT_NEAR(t.mean_probability, 0.25, 0.015);
   EXPECT_LT(t.log_loss, 0.5623);  // below the entropy of a constant 25% guess
