@@ -118,7 +118,8 @@ LoraAdapter::LoraAdapter(int64_t in, int64_t out, const LoraConfig& c, uint64_t 
 }
 
 Tensor LoraAdapter::forward(const Tensor& x) {
-  Tensor h = (dropout_p > 0 && is_training()) ? dropout(x, dropout_p, true) : x;
+  // The layer registers lora_A and lora_B (not this object) as its children, so they carry the mode.
+  Tensor h = (dropout_p > 0 && lora_A->is_training()) ? dropout(x, dropout_p, true) : x;
   return lora_B->forward(lora_A->forward(h)) * scaling;
 }
 

@@ -248,7 +248,7 @@ TEST(GptTraining, ArithmeticSequenceLossFallsFarBelowLogV) {
   optim::AdamW opt(model.parameters(), {.lr = 3e-3, .weight_decay = 0.0});
   Generator g{4242, 0};
   double first = 0, last = 0;
-  for (int step = 0; step < 60; ++step) {
+  for (int step = 0; step < 80; ++step) {
     Tensor start = randint(0, 64, {8, 1}, {.dtype = DType::i64}, &g);
     Tensor ids = (start + arange(16, {.dtype = DType::i64}).reshape({1, 16}) * 3.0);
     auto v = ids.to_vector<int64_t>();
@@ -391,6 +391,31 @@ TEST(GptGenerate, StopTokensAndStopStrings) {
 }
 
 // ---- Hugging Face oracle (benchmarks/gpt_hf_oracle.py; docs/gpt.md) ----
+// Writes dir/ours/: a seeded model of `config` (save_pretrained), a LoRA adapter on c_attn, c_proj and c_fc
+// with random B (PEFT files), and io.safetensors with input_ids, logits_base and logits_lora.
+void write_ours(const std::string& dir, const GPTConfig& config, const Tensor& ids) {
+  GPT ours(config, 99);
+  {
+    NoGradGuard ng;  // biases and LayerNorms away from 0 and 1, so that a wrong layout cannot hide
+    for (auto& [name, p] : ours.named_parameters())
+      if (p.dim() == 1) p.copy_(p + randn32(p.shape()) * 0.05);
+  }
+  ours.eval();
+  std::filesystem::create_directories(dir + "/ours");
+  ours.save_pretrained(dir + "/ours/model");
+  Tensor base_logits = ours.logits(ids);
+  nn::LoraConfig lc{
+      .r = 4, .lora_alpha = 8, .target_modules = {"c_attn", "c_proj", "c_fc"}, .fan_in_fan_out = true};
+  nn::apply_lora(ours, lc);
+  for (auto& [name, l] : nn::lora_layers(ours)) {
+    NoGradGuard ng;
+    l->adapter()->lora_B->weight.copy_(randn32(l->adapter()->lora_B->weight.shape()) * 0.1);
+  }
+  nn::save_lora(ours, lc, dir + "/ours/adapter");
+  save_safetensors(dir + "/ours/io.safetensors",
+                   {{"input_ids", ids}, {"logits_base", base_logits}, {"logits_lora", ours.logits(ids)}});
+}
+
 TEST(GptHfOracle, LogitsAndLossEqualTransformers) {
   const char* env = std::getenv("NABLA_GPT_ORACLE_DIR");
   if (!env) GTEST_SKIP() << "set NABLA_GPT_ORACLE_DIR (benchmarks/gpt_hf_oracle.py --make DIR)";
@@ -415,22 +440,21 @@ TEST(GptHfOracle, LogitsAndLossEqualTransformers) {
         worst = std::max(worst, max_abs_diff(lm.select(0, b).select(0, i), ref.select(0, b).select(0, i)));
   EXPECT_LT(worst, 1e-4);
 
-  // Ours for the other direction (--check-ours): a model and a trained LoRA adapter, with our logits.
-  GPT ours(model->config(), 99);
-  ours.eval();
-  std::filesystem::create_directories(dir + "/ours");
-  ours.save_pretrained(dir + "/ours/model");
-  Tensor base_logits = ours.logits(ids);
-  nn::LoraConfig lc{
-      .r = 4, .lora_alpha = 8, .target_modules = {"c_attn", "c_proj", "c_fc"}, .fan_in_fan_out = true};
-  nn::apply_lora(ours, lc);
-  for (auto& [name, l] : nn::lora_layers(ours)) {
-    NoGradGuard ng;
-    l->adapter()->lora_B->weight.copy_(randn32(l->adapter()->lora_B->weight.shape()) * 0.1);
-  }
-  nn::save_lora(ours, lc, dir + "/ours/adapter");
-  save_safetensors(dir + "/ours/io.safetensors",
-                   {{"input_ids", ids}, {"logits_base", base_logits}, {"logits_lora", ours.logits(ids)}});
+  write_ours(dir, model->config(), ids);
+}
+
+// Our model, LoRA adapter and logits checked by an independent plain-torch GPT-2 (transformers' maths,
+// Conv1D layout, PEFT's LoRA formula) through Debian's python3-torch; skipped when it is absent.
+TEST(GptTorchReference, SavedModelAndAdapterGiveOurLogits) {
+  if (std::system("/usr/bin/python3 -c 'import torch, numpy' > /dev/null 2>&1") != 0)
+    GTEST_SKIP() << "/usr/bin/python3 with torch and numpy not found";
+  TempDir dir("gpt_torch_ref");
+  GPTConfig c;
+  c.vocab_size = 300, c.n_positions = 32, c.n_embd = 64, c.n_layer = 2, c.n_head = 4;
+  write_ours(dir.str(), c, random_ids(2, 13, 300));
+  const std::string cmd = std::string("/usr/bin/python3 ") + NABLA_SOURCE_DIR +
+                          "/benchmarks/gpt_hf_oracle.py --reference-ours " + dir.str();
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // LoRA (models/nn/lora.h) on the tiny GPT: fresh adapters leave logits unchanged, training moves only the
 // adapters, merge/unmerge, dropout, PEFT-named files and their round trip, and clear errors.
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "algorithms/optim/optimizer.h"
