@@ -55,7 +55,8 @@ std::string LoraConfig::to_json() const {
   j["fan_in_fan_out"] = fan_in_fan_out;
   j["bias"] = "none";
   j["inference_mode"] = true;
-  j["base_model_name_or_path"] = base_model_name_or_path;
+  j["base_model_name_or_path"] =
+      base_model_name_or_path.empty() ? nlohmann::json(nullptr) : nlohmann::json(base_model_name_or_path);
   j["modules_to_save"] = nullptr;
   j["init_lora_weights"] = true;
   j["use_rslora"] = false;
