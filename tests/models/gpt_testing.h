@@ -1,6 +1,7 @@
 // Helpers shared by the GPT and LoRA tests: small models, random ids, comparisons, temporary folders.
 #pragma once
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -26,6 +27,14 @@ inline double max_abs_diff(const Tensor& a, const Tensor& b) {
 inline bool bitwise_equal(const Tensor& a, const Tensor& b) {
   return a.shape() == b.shape() && a.to_double_vector() == b.to_double_vector();
 }
+
+// One OpenMP thread for tests that run thousands of tiny ops: with ctest running tests side by side on two
+// cores, every op's parallel region would wait for a descheduled thread (as tests/models/test_bert.cpp).
+struct SingleThreadScope {
+  int saved = omp_get_max_threads();
+  SingleThreadScope() { omp_set_num_threads(1); }
+  ~SingleThreadScope() { omp_set_num_threads(saved); }
+};
 
 // A fresh, empty folder under the system's temporary directory, removed with the object.
 class TempDir {

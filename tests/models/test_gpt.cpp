@@ -114,6 +114,7 @@ TEST(Gpt, ChangingTokenTLeavesEarlierLogitsUnchanged) {
 }
 
 TEST(GptGrad, BlockMatchesFiniteDifferencesInF64) {
+  SingleThreadScope one_thread;
   GPTConfig c = tiny_config();
   c.n_embd = 8, c.n_head = 2;
   auto block = std::make_shared<models::GPTBlock>(c);
@@ -131,6 +132,7 @@ TEST(GptGrad, BlockMatchesFiniteDifferencesInF64) {
 }
 
 TEST(GptGrad, CausalAttentionWithKeyMaskMatchesFiniteDifferences) {
+  SingleThreadScope one_thread;
   Tensor q = randn64({2, 2, 3, 4}), k = randn64({2, 2, 5, 4}), v = randn64({2, 2, 5, 4});
   Tensor mask = from_vector({0, 1, 1, 1, 1, 1, 1, 1, 1, 1}, {2, 5}, {.dtype = DType::i64});
   EXPECT_GRADCHECK(
@@ -242,6 +244,7 @@ TEST(GptState, LoadReportsMissingUnexpectedAndMismatchedKeys) {
 // A fully predictable sequence task: x_i = (s + 3 i) mod V with a random start s. After the first token the
 // next one is determined, so the loss must fall far below ln V.
 TEST(GptTraining, ArithmeticSequenceLossFallsFarBelowLogV) {
+  SingleThreadScope one_thread;
   GPTConfig c = tiny_config();
   c.vocab_size = 64;
   GPT model(c, 10);
@@ -274,6 +277,7 @@ std::vector<std::vector<int64_t>> random_prompts(const std::vector<int>& lengths
 }
 
 TEST(GptGenerate, KvCacheMatchesFullRecomputationGreedy) {
+  SingleThreadScope one_thread;
   GPT model(tiny_config(), 11);
   auto prompts = random_prompts({5}, 96);
   GenerationConfig c{.max_new_tokens = 20, .return_logits = true};
@@ -295,6 +299,7 @@ TEST(GptGenerate, KvCacheMatchesFullRecomputationGreedy) {
 }
 
 TEST(GptGenerate, LeftPaddedBatchGivesEachRowItsOwnTokens) {
+  SingleThreadScope one_thread;
   GPT model(tiny_config(), 12);
   auto prompts = random_prompts({3, 9, 6}, 96);
   GenerationConfig c{.max_new_tokens = 12, .return_logits = true};
@@ -310,6 +315,7 @@ TEST(GptGenerate, LeftPaddedBatchGivesEachRowItsOwnTokens) {
 }
 
 TEST(GptGenerate, SamplingIsDeterministicUnderASeedAndTopK1IsGreedy) {
+  SingleThreadScope one_thread;
   GPT model(tiny_config(), 13);
   {
     NoGradGuard ng;  // sharper logits than the 0.02 init, so that sampling has something to choose
@@ -354,6 +360,7 @@ TEST(GptGenerate, ChooseTokenFollowsTopKTopPAndTemperature) {
 }
 
 TEST(GptGenerate, StopTokensAndStopStrings) {
+  SingleThreadScope one_thread;
   GPT model(tiny_config(), 14);
   auto prompts = random_prompts({4, 6}, 96);
   auto free_run = models::generate(model, prompts, {.max_new_tokens = 10});

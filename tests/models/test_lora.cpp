@@ -30,6 +30,7 @@ std::vector<Tensor> trainable(const nn::Module& m) {
 
 // A few AdamW steps on random sequences, so that both A and B move away from their init.
 void train_steps(GPT& model, int steps) {
+  SingleThreadScope one_thread;
   optim::AdamW opt(trainable(model), {.lr = 1e-2, .weight_decay = 0.0});
   for (int i = 0; i < steps; ++i) {
     Tensor ids = random_ids(4, 12, 96);
