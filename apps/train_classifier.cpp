@@ -2,45 +2,41 @@
 //
 //   ./build/train_classifier                      # LeNet-5 on Fashion-MNIST from
 //   /usr/share/datasets/fashion-mnist
+//   ./build/train_classifier --help               # every option, its default and range, and examples
 //   ./build/train_classifier --model mlp --optimizer adamw --lr 1e-3 --epochs 5 --metrics run.jsonl
-//   ./build/train_classifier --dataset cifar10 --data-dir ~/cifar-10-batches-bin --augment
-//   ./build/train_classifier --checkpoint ck.safetensors ... ; later: --resume ck.safetensors
 //   ./build/train_classifier --model resnet20 --pad 32 --augment --device cuda   # CIFAR ResNet on 32²
 //   F-MNIST
-//   ./build/train_classifier --dataset synthetic --model resnet50 --image-size 224 --classes 1000
-//       --device cuda --amp bf16 --max-steps 100                                  # throughput only
+//   ./build/train_classifier --checkpoint ck.safetensors ... ; later: --resume ck.safetensors
 //
-// Reads like llm.c's main: parse options -> build the model -> load the data -> loop {forward, backward,
-// step, log} -> evaluate -> checkpoint. Resuming restores model, optimizer, RNG and the data position, so
-// the continuation is bit-identical to an uninterrupted run.
+// run() reads like llm.c's main: options -> set-up -> data -> model, optimizer, step -> resume -> loop
+// {step, log, stop on a signal} -> evaluate -> checkpoint. The pieces every training binary shares are in
+// apps/common/: the options (options.h), the set-up, resume, signals and log (run.h), the step in its eager,
+// CUDA-graph and VR forms (train_step.h), evaluation (evaluate.h) and checkpoints (checkpoint.h). Resuming
+// restores model, optimizer, RNG, data position and the epoch's running sums, so the continuation is
+// bit-identical to an uninterrupted run, also from a checkpoint written part-way through an epoch on
+// Ctrl-C or SIGTERM.
 //
 // Batches reach the device through data::DevicePrefetcher (pinned host buffers, copies on a side stream
 // that overlap the previous step; a pass-through on the CPU); --dataset synthetic instead generates one
 // batch on the device once and trains on it every step (no loader, no copy: the model's speed alone).
-// --amp bf16 runs forward and loss under bf16 autocast; the weights, gradients and optimizer state stay
-// f32 (master weights). Evaluation reports top-1 and, with more than 5 classes, top-5 accuracy. The run
-// ends with a throughput summary: the median step time after the warm-up steps.
-#include <omp.h>
-
+//
+// Exit codes: 0 done; 1 a failure (bad data, a diverged loss, a bad checkpoint); 2 a bad command line;
+// 130 / 143 stopped by SIGINT / SIGTERM (after writing the checkpoint).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <iostream>
+#include <limits>
 #include <memory>
+#include <utility>
 
-#include "algorithms/optim/clip.h"
 #include "algorithms/optim/optimizer.h"
 #include "algorithms/optim/schedule.h"
-#include "apps/common/accuracy.h"
-#include "apps/common/checkpoint.h"
-#include "apps/common/cli.h"
-#include "apps/common/progress.h"
-#include "apps/common/vrgd_step.h"
-#ifdef NABLA_HAS_CUDA
-#include "cuda/graph.h"
-#include "cuda/runtime.h"
-#endif
+#include "algorithms/vrgd/vr_optimizer.h"
+#include "apps/common/evaluate.h"
+#include "apps/common/options.h"
+#include "apps/common/run.h"
+#include "apps/common/train_step.h"
 #include "data/data.h"
 #include "dist/session.h"  // data-parallel when launched with several processes (docs/distributed.md)
 #include "models/classifiers.h"
@@ -52,15 +48,14 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 struct Options {
-  std::string model, dataset, data_dir, optimizer, schedule, checkpoint, resume, metrics, device, amp;
-  int64_t epochs, batch_size, eval_batch_size, warmup_steps, threads, workers, max_steps, limit_train,
-      print_every;
+  std::string model, dataset, data_dir, optimizer, schedule;
+  int64_t epochs, batch_size, eval_batch_size, warmup_steps, workers, max_steps, limit_train;
   int64_t pad, image_size, classes, channels;
   int64_t gsnr_partitions;  // VRGD
   double gsnr_gamma;
   double lr, momentum, weight_decay, label_smoothing, clip;
-  bool nesterov, augment, no_progress, channels_last, cuda_graph;
-  uint64_t seed;
+  bool nesterov, augment, channels_last, cuda_graph;
+  apps::RunOptions run;
 };
 
 struct Data {
@@ -99,7 +94,23 @@ void padded(data::LabeledImages& s, int64_t pad) {
   s.images = data::pad_images(s.images, pad, pad);
 }
 
+// The model is built for the training images: test images of another size would fail only after a whole
+// epoch, inside the model. Checked at start-up instead.
+void check_same_image_size(const data::LabeledImages& train, const data::LabeledImages& test,
+                           const Options& o) {
+  if (train.size() == 0 || test.size() == 0) return;
+  const Shape a(train.images.shape().begin() + 1, train.images.shape().end());
+  const Shape b(test.images.shape().begin() + 1, test.images.shape().end());
+  NABLA_CHECK(a == b, "--data-dir ", o.data_dir, ": the training images are ", a, " but the test images are ",
+              b, " (one size for both is needed; --pad N pads both to N x N)");
+}
+
 Data load_data(const Options& o, Device dev) {
+  if (o.dataset != "image-folder" && o.dataset != "synthetic")
+    NABLA_CHECK(std::filesystem::is_directory(o.data_dir), "--data-dir ", o.data_dir, " is not a directory",
+                o.dataset == "fashion-mnist"
+                    ? " (install the Debian package dataset-fashion-mnist, or pass --data-dir)"
+                    : "");
   Data d;
   if (o.dataset == "fashion-mnist" || o.dataset == "mnist") {
     bool fashion = o.dataset == "fashion-mnist";
@@ -109,6 +120,7 @@ Data load_data(const Options& o, Device dev) {
     auto test = fashion ? data::load_fashion_mnist(o.data_dir, false) : data::load_mnist(o.data_dir, false);
     padded(train, o.pad);
     padded(test, o.pad);
+    check_same_image_size(train, test, o);
     std::vector<double> mean{fashion ? 0.2860 : 0.1307}, stdv{fashion ? 0.3530 : 0.3081};
     d.train = std::make_shared<data::TensorDataset>(normalised_nchw(train.images, mean, stdv), train.labels);
     d.test = std::make_shared<data::TensorDataset>(normalised_nchw(test.images, mean, stdv), test.labels);
@@ -129,6 +141,7 @@ Data load_data(const Options& o, Device dev) {
     auto test = c10 ? data::load_cifar10(o.data_dir, false) : data::load_cifar100(o.data_dir, false);
     padded(train, o.pad);
     padded(test, o.pad);
+    check_same_image_size(train, test, o);
     std::vector<double> mean{0.4914, 0.4822, 0.4465}, stdv{0.2470, 0.2435, 0.2616};
     d.train = std::make_shared<data::TensorDataset>(normalised_nchw(train.images, mean, stdv), train.labels);
     d.test = std::make_shared<data::TensorDataset>(normalised_nchw(test.images, mean, stdv), test.labels);
@@ -143,12 +156,14 @@ Data load_data(const Options& o, Device dev) {
     d.channels = o.channels;
     d.image_size = o.image_size;
     d.classes = o.classes;
-    d.synthetic_batch =
-        data::synthetic_batch(o.batch_size, o.channels, o.image_size, o.image_size, o.classes, dev, o.seed);
+    // Sizes from the command line: the bytes of the batch must not wrap before the allocation sees them.
+    const std::string what = "--dataset synthetic: batch x channels x image size x image size x 4 bytes";
+    int64_t bytes = apps::checked_mul(o.batch_size, o.channels, what);
+    for (int64_t f : {o.image_size, o.image_size, int64_t{4}}) bytes = apps::checked_mul(bytes, f, what);
+    d.synthetic_batch = data::synthetic_batch(o.batch_size, o.channels, o.image_size, o.image_size, o.classes,
+                                              dev, o.run.seed);
     d.synthetic_steps = o.limit_train > 0 ? std::max<int64_t>(1, o.limit_train / o.batch_size) : 100;
   } else if (o.dataset == "image-folder") {
-    NABLA_CHECK(o.limit_train == 0, "--limit-train works with in-memory datasets only");
-    NABLA_CHECK(o.pad == 0, "--pad works with in-memory datasets only (image-folder crops to 224)");
     auto train = std::make_shared<data::ImageFolder>(o.data_dir + "/train");
     d.test = std::make_shared<data::ImageFolder>(o.data_dir + "/val");
     d.train = train;
@@ -201,23 +216,6 @@ Tensor as_format(const Tensor& x, bool channels_last) {
   return channels_last && x.dim() == 4 ? x.contiguous(MemoryFormat::ChannelsLast) : x;
 }
 
-// VRGD's rank-mode collective: the GSNR's sum and square buffers flattened into one tensor, summed over the
-// ranks with one all-reduce, and written back in place.
-vrgd::AllReduceSum gsnr_all_reduce(dist::Communicator& comm) {
-  return [&comm](std::vector<Tensor>& buffers) {
-    if (buffers.empty()) return;
-    std::vector<Tensor> flat;
-    for (const Tensor& b : buffers) flat.push_back(b.reshape({-1}));
-    Tensor all = cat(flat, 0);
-    comm.all_reduce(all, dist::ReduceOp::sum);
-    int64_t offset = 0;
-    for (Tensor& b : buffers) {
-      b.copy_(all.narrow(0, offset, b.numel()).view(b.shape()));
-      offset += b.numel();
-    }
-  };
-}
-
 // Training batches on the device: from the loader through the device prefetcher (a pass-through on the
 // CPU), or the one synthetic batch, `synthetic_steps` times per epoch. position() is what a checkpoint saves.
 class TrainBatches {
@@ -229,7 +227,7 @@ class TrainBatches {
                                            data::LoaderOptions{.batch_size = o.batch_size,
                                                                .shuffle = true,
                                                                .drop_last = true,
-                                                               .seed = o.seed,
+                                                               .seed = o.run.seed,
                                                                .num_workers = static_cast<int>(o.workers),
                                                                .num_replicas = ds.world_size(),
                                                                .rank = ds.rank()},
@@ -265,435 +263,313 @@ class TrainBatches {
   data::LoaderPosition synthetic_position_;
 };
 
-struct Accuracy {
-  double top1 = 0, top5 = -1;  // top5 < 0: not measured (5 classes or fewer)
-};
-
-// Top-1 (and top-5) accuracy over the test set (the synthetic batch for synthetic data), in evaluation
-// mode. The counts add up on the device; the host reads them once at the end.
-Accuracy evaluate(nn::Module& model, const Data& d, const Options& o, Device dev, bool amp,
-                  const dist::Session& ds) {
-  model.eval();
-  NoGradGuard no_grad;
-  AutocastGuard autocast(DType::bf16, amp);
-  const bool top5 = d.classes > 5;
-  Tensor correct1 = zeros({}, {.dtype = DType::i64, .device = dev}), correct5 = correct1;
-  int64_t seen = 0;
-  auto add = [&](const Tensor& inputs, const Tensor& labels) {
-    Tensor logits = model.forward(as_format(inputs, o.channels_last));
-    correct1 = correct1 + apps::topk_correct(logits, labels, 1);
-    if (top5) correct5 = correct5 + apps::topk_correct(logits, labels, 5);
-    seen += labels.numel();
-  };
-  if (d.synthetic) {
-    add(d.synthetic_batch.inputs, d.synthetic_batch.labels);
-  } else {
-    data::DataLoader loader(ds.shard(d.test),
-                            {.batch_size = o.eval_batch_size, .num_workers = static_cast<int>(o.workers)},
-                            d.test_transform);
-    data::DevicePrefetcher batches(loader, dev);
-    while (auto b = batches.next()) add(b->inputs, b->labels);
-  }
-  model.train();
-  Accuracy acc;
-  double c1 = correct1.item(), c5 = top5 ? correct5.item() : 0.0;
-  ds.sum(c1, c5, seen);  // each rank evaluated its shard
-  if (seen == 0) return acc;
-  acc.top1 = c1 / static_cast<double>(seen);
-  if (top5) acc.top5 = c5 / static_cast<double>(seen);
-  return acc;
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-#ifdef NABLA_HAS_CUDA
-// --cuda-graph: the forward and backward of a training step recorded once as a CUDA graph (cuda/graph.h) and
-// replayed for every batch of the recorded shape. Only the optimizer step stays eager (a few multi-tensor
-// launches), so every optimizer, the LR schedule and --clip work unchanged; a small model's step is then no
-// longer bound by the host's time to issue hundreds of kernels.
-//
-// The graph reads its batch from tensors of its own (each batch is copied in on the device) and leaves the
-// logits, the loss and the parameters' gradients in tensors the capture made, which each replay rewrites.
-// The gradients are put back on the parameters after each replay, because an eager step (a last batch of
-// another size) replaces them. Captured after the first step of the run, when cuDNN has chosen its
-// algorithms. Work that a graph cannot replay (dropout's random numbers, a CPU op) makes the capture fail
-// with its error: the run then says so and goes on eagerly.
-class GraphedForwardBackward {
- public:
-  bool ready() const { return graph_.captured(); }
-  bool fits(const Tensor& x, const Tensor& y) const {
-    return ready() && x.shape() == inputs_.shape() && x.strides() == inputs_.strides() &&
-           y.shape() == labels_.shape() && x.dtype() == inputs_.dtype() && y.dtype() == labels_.dtype();
-  }
-  // Records the step for batches like (x, y); false (with the reason printed) if it cannot be captured.
-  bool capture(nn::Module& model, optim::Optimizer& opt, const Tensor& x, const Tensor& y, bool amp,
-               double label_smoothing) {
-    inputs_ = empty_like(x);  // same memory format
-    labels_ = empty_like(y);
-    inputs_.copy_(x);
-    labels_.copy_(y);
-    try {
-      graph_.capture([&] {
-        {
-          AutocastGuard autocast(DType::bf16, amp);
-          opt.zero_grad();
-          logits_ = model.forward(inputs_);
-          loss_ = cross_entropy(logits_, labels_, {.label_smoothing = label_smoothing});
-        }
-        loss_.backward();
-      });
-    } catch (const Error& e) {
-      std::printf("note: --cuda-graph: the step cannot be captured, training eagerly: %s\n", e.what());
-      inputs_ = labels_ = logits_ = loss_ = Tensor();
-      return false;
-    }
-    grads_.clear();
-    for (const Tensor& p : model.parameters())
-      if (p.grad().defined()) grads_.emplace_back(p, p.grad());
-    std::printf(
-        "cuda graph: the forward and backward captured as %zu nodes; replayed for every batch of %s\n",
-        graph_.num_nodes(), str_cat(x.shape()).c_str());
-    return true;
-  }
-  // One forward and backward on (x, y): the gradients are on the parameters afterwards.
-  void run(const Tensor& x, const Tensor& y) {
-    inputs_.copy_(x);
-    labels_.copy_(y);
-    graph_.replay();
-    for (auto& [p, g] : grads_) p.set_grad(g);
-  }
-  const Tensor& logits() const { return logits_; }
-  const Tensor& loss() const { return loss_; }
+// What a checkpoint holds at `step`: the loader's position, the generator, the epoch's running sums.
+apps::TrainState snapshot(apps::TrainState state, int64_t step, data::LoaderPosition position,
+                          const apps::EpochTotals& partial) {
+  state.step = step;
+  state.loader = position;
+  state.rng = default_generator();
+  state.partial = partial;
+  return state;
+}
 
- private:
-  cuda::Graph graph_;
-  Tensor inputs_, labels_, logits_, loss_;
-  std::vector<std::pair<Tensor, Tensor>> grads_;  // (parameter, the gradient tensor the graph writes)
-};
-#endif
-
-Options parse(int argc, char** argv) {
-  Options o;
-  bool help = false;
-  apps::OptionParser cli("train_classifier: train an image classifier (defaults: LeNet-5 on Fashion-MNIST)");
-  cli.add_switch("help,h", &help, "show this help")
-      .add("model", &o.model, "lenet5", "lenet5 | mlp | resnet18/34/50/101/152 | resnet20/32/44/56/110")
-      .add("dataset", &o.dataset, "fashion-mnist",
-           "fashion-mnist | mnist | cifar10 | cifar100 | image-folder | synthetic (random images made once "
-           "on the device, for throughput)")
-      .add("data-dir", &o.data_dir, "/usr/share/datasets/fashion-mnist",
-           "folder with the dataset files (image-folder: with train/ and val/)")
-      .add("epochs", &o.epochs, 10, "passes over the training set")
-      .add("batch-size", &o.batch_size, 64, "training batch size")
-      .add("eval-batch-size", &o.eval_batch_size, 1000, "evaluation batch size")
-      .add("optimizer", &o.optimizer, "sgd",
-           "sgd | adam | adamw | lars | lamb | vr-sgd | vr-momentum | vr-adam | vr-adamw | vr-lars | vr-lamb")
-      .add("gsnr-gamma", &o.gsnr_gamma, 0.1, "VR optimizers: lower clamp of the GSNR multiplier, in (0, 1]")
-      .add("gsnr-partitions", &o.gsnr_partitions, 8,
-           "VR optimizers: k micro-batches per step (must divide the batch)")
-      .add("lr", &o.lr, 0.05, "peak learning rate")
-      .add("momentum", &o.momentum, 0.9, "SGD/LARS momentum")
-      .add_switch("nesterov", &o.nesterov, "Nesterov momentum (SGD)")
-      .add("weight-decay", &o.weight_decay, 5e-4, "weight decay (not applied to biases and norm weights)")
-      .add("schedule", &o.schedule, "cosine",
-           "constant | step:size=N,gamma=G | multistep:milestones=a;b | cosine | poly:power=P")
-      .add("warmup-steps", &o.warmup_steps, 100, "linear warm-up steps")
-      .add("label-smoothing", &o.label_smoothing, 0.0, "cross-entropy label smoothing")
-      .add("clip", &o.clip, 0.0, "clip gradients to this global L2 norm (0: off)")
-      .add_switch("augment", &o.augment, "random crops (and flips for CIFAR and padded Fashion-MNIST)")
-      .add("pad", &o.pad, 0, "pad the images to N x N (e.g. 32 for Fashion-MNIST with resnet20..110; 0: off)")
-      .add("amp", &o.amp, "off",
-           "off | bf16 (autocast for forward and loss on CUDA; weights and optimizer stay f32)")
-      .add_switch("channels-last", &o.channels_last,
-                  "NHWC memory format for the model's 4-D weights and the input batches (fastest with --amp "
-                  "bf16 on CUDA)")
-      .add("image-size", &o.image_size, 32, "synthetic data: image height and width")
-      .add("classes", &o.classes, 10, "synthetic data: number of classes")
-      .add("channels", &o.channels, 3, "synthetic data: image channels")
-      .add("seed", &o.seed, 0, "seed of every random draw (init, shuffling, augmentation)")
-      .add("threads", &o.threads, 0, "CPU threads (0: OMP_NUM_THREADS or all cores)")
-      .add("workers", &o.workers, 0, "data loader worker threads (0: in the training thread)")
-      .add("device", &o.device, "cpu", "cpu | cuda[:N]")
-      .add("checkpoint", &o.checkpoint, "", "write a checkpoint here after every epoch")
-      .add("resume", &o.resume, "", "resume from this checkpoint")
-      .add("metrics", &o.metrics, "", "append JSONL metrics to this file")
-      .add("max-steps", &o.max_steps, 0, "stop after this many steps in total (0: no limit)")
-      .add("limit-train", &o.limit_train, 0, "use only the first N training examples (0: all)")
-      .add("print-every", &o.print_every, 100, "steps between progress lines when not on a terminal")
-      .add_switch("no-progress", &o.no_progress, "no progress line")
-      .add_switch("cuda-graph", &o.cuda_graph,
-                  "CUDA: record the forward and backward once as a CUDA graph and replay it for each batch "
-                  "(the optimizer step stays eager; docs/cuda_graphs.md)");
-  cli.parse(argc, argv);
-  if (help) {
-    std::cout << cli.help() << "\n";
-    std::exit(0);
+// Top-1 (and top-5) accuracy over the test set (the synthetic batch for synthetic data).
+apps::Accuracy evaluate(nn::Module& model, const Data& d, const Options& o, Device dev, bool amp,
+                        const dist::Session& ds) {
+  if (d.synthetic) {
+    bool done = false;
+    return apps::evaluate_classifier(
+        model,
+        [&]() -> std::optional<data::Batch> {
+          if (std::exchange(done, true)) return std::nullopt;
+          return d.synthetic_batch;
+        },
+        d.classes, amp, ds);
   }
-  NABLA_CHECK(o.epochs > 0 && o.batch_size > 0 && o.eval_batch_size > 0,
-              "--epochs, --batch-size and --eval-batch-size must be positive");
-  NABLA_CHECK(o.lr > 0, "--lr must be positive, got ", o.lr);
-  NABLA_CHECK(o.threads >= 0 && o.workers >= 0 && o.max_steps >= 0 && o.limit_train >= 0 && o.pad >= 0,
-              "--threads, --workers, --max-steps, --limit-train and --pad must be >= 0");
-  NABLA_CHECK(o.amp == "off" || o.amp == "bf16", "--amp ", o.amp, ": expected off or bf16");
-  NABLA_CHECK(o.image_size > 0 && o.classes > 0 && o.channels > 0,
-              "--image-size, --classes and --channels must be positive");
-  Device dev = Device::parse(o.device);
-#ifdef NABLA_HAS_CUDA
-  NABLA_CHECK(dev.is_cpu() || dev.index < cuda::device_count(), "--device ", o.device, ": ",
-              cuda::device_count(), " CUDA devices found");
-#else
-  NABLA_CHECK(dev.is_cpu(), "--device ", o.device,
-              ": this build has no CUDA backend (configure with -DNABLA_CUDA=ON)");
-#endif
-  NABLA_CHECK(!o.cuda_graph || dev.is_cuda(), "--cuda-graph needs --device cuda (got --device ", o.device,
-              ")");
+  auto shard = ds.shard(d.test);
+  if (shard->size() == 0)
+    return apps::evaluate_classifier(
+        model, [] { return std::optional<data::Batch>(); }, d.classes, amp, ds);
+  data::DataLoader loader(
+      shard, {.batch_size = o.eval_batch_size, .num_workers = static_cast<int>(o.workers)}, d.test_transform);
+  data::DevicePrefetcher batches(loader, dev);
+  return apps::evaluate_classifier(
+      model,
+      [&] {
+        auto b = batches.next();
+        if (b) b->inputs = as_format(b->inputs, o.channels_last);
+        return b;
+      },
+      d.classes, amp, ds);
+}
+
+void print_header(const Options& o, const Data& d, const nn::Module& model, const optim::Optimizer& optimizer,
+                  const optim::Schedule& schedule, int64_t steps_per_epoch, Device dev, bool amp) {
+  const std::string sizes = d.synthetic
+                                ? str_cat(o.batch_size, " images of ", d.channels, "x", d.image_size, "x",
+                                          d.image_size, ", ", d.classes, " classes, made on ", dev)
+                                : str_cat(d.train->size(), " train, ", d.test->size(), " test");
+  std::printf("model %s: %s parameters | dataset %s: %s | %lld steps/epoch | %s, %s%s\n", o.model.c_str(),
+              apps::with_commas(static_cast<double>(model.num_parameters())).c_str(), o.dataset.c_str(),
+              sizes.c_str(), static_cast<long long>(steps_per_epoch), optimizer.name().c_str(),
+              schedule.str().c_str(), amp ? " | bf16 autocast" : "");
+  std::fflush(stdout);
+}
+
+// The schedule of --schedule with the run's lr, length and warm-up. Its numbers must be finite
+// (`cosine:end=inf` would make every lr NaN).
+optim::Schedule make_schedule(const Options& o, int64_t total_steps, bool quiet) {
+  int64_t warmup = o.warmup_steps;
+  if (warmup > 0 && warmup >= total_steps / 2) {
+    warmup = total_steps / 10;
+    if (!quiet)
+      std::printf("note: --warmup-steps %lld is too long for a %lld-step run; using %lld\n",
+                  static_cast<long long>(o.warmup_steps), static_cast<long long>(total_steps),
+                  static_cast<long long>(warmup));
+  }
+  optim::Schedule s = optim::Schedule::parse(
+      o.schedule, {.base_lr = o.lr, .total_steps = total_steps, .warmup_steps = warmup});
+  const optim::ScheduleOptions& so = s.options();
+  for (auto [key, v] : {std::pair<const char*, double>{"lr", so.base_lr},
+                        {"gamma", so.gamma},
+                        {"end", so.end_lr},
+                        {"power", so.power},
+                        {"warmup_start", so.warmup_start_factor}})
+    NABLA_CHECK(std::isfinite(v), "--schedule ", o.schedule, ": ", key, " must be a finite number, got ", v);
+  return s;
+}
+
+// The option checks that involve more than one option (run after each option's own range check).
+void check_options(const Options& o) {
+  apps::check_run_options(o.run);
+  const bool cuda = o.run.device.rfind("cuda", 0) == 0;
+  NABLA_CHECK(!o.cuda_graph || cuda, "--cuda-graph needs --device cuda (got --device ", o.run.device, ")");
   NABLA_CHECK(
       !o.cuda_graph || !vrgd::is_vr_optimizer_kind(o.optimizer), "--cuda-graph: the VR optimizers run ",
       "one forward and backward per partition and read their statistics on the host; use --optimizer ",
       o.optimizer.substr(3), " or leave out --cuda-graph");
-  NABLA_CHECK(o.resume.empty() || std::filesystem::is_regular_file(o.resume), "--resume ", o.resume,
-              ": no such file");
-  if (o.dataset != "image-folder" && o.dataset != "synthetic")
-    NABLA_CHECK(std::filesystem::is_directory(o.data_dir), "--data-dir ", o.data_dir, " is not a directory",
-                o.dataset == "fashion-mnist"
-                    ? " (install the Debian package dataset-fashion-mnist, or pass --data-dir)"
-                    : "");
-  return o;
+  if (o.dataset == "image-folder") {
+    NABLA_CHECK(o.limit_train == 0, "--limit-train works with in-memory datasets only");
+    NABLA_CHECK(o.pad == 0, "--pad works with in-memory datasets only (image-folder crops to 224)");
+  }
+  // The schedule's syntax and numbers, on a stand-in run length (the real one needs the data).
+  (void)make_schedule(o, std::numeric_limits<int32_t>::max(), true);
 }
 
-std::string fixed2(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.2f", v);
-  return buf;
+std::optional<int> parse(int argc, char** argv, Options& o) {
+  apps::OptionSet cli("train_classifier",
+                      "Trains an image classifier (defaults: LeNet-5 on Fashion-MNIST, 10 epochs).");
+  cli.section("Model and data");
+  cli.add("model", &o.model, "lenet5", "network")
+      .value_name("NAME")
+      .one_of({"lenet5", "mlp", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet20",
+               "resnet32", "resnet44", "resnet56", "resnet110"});
+  cli.add("dataset", &o.dataset, "fashion-mnist",
+          "data set (synthetic: random images made once on the device)")
+      .value_name("NAME")
+      .one_of({"fashion-mnist", "mnist", "cifar10", "cifar100", "image-folder", "synthetic"});
+  cli.add("data-dir", &o.data_dir, "/usr/share/datasets/fashion-mnist",
+          "folder with the data set's files (image-folder: with train/<class>/ and val/<class>/)")
+      .value_name("DIR");
+  cli.add("limit-train", &o.limit_train, 0, "use only the first N training examples (0: all)").non_negative();
+  cli.add("pad", &o.pad, 0, "pad the images to N x N (32 for Fashion-MNIST with resnet20..110; 0: off)")
+      .in_range(0, 4096)
+      .unit("pixels");
+  cli.add_switch("augment", &o.augment, "random crops (and flips for CIFAR and padded Fashion-MNIST)");
+  cli.add("workers", &o.workers, 0, "data loader worker threads (0: in the training thread)")
+      .in_range(0, 256);
+  cli.add("image-size", &o.image_size, 32, "synthetic data: image height and width")
+      .in_range(1, 4096)
+      .unit("pixels");
+  cli.add("classes", &o.classes, 10, "synthetic data: number of classes").in_range(1, 1 << 24);
+  cli.add("channels", &o.channels, 3, "synthetic data: image channels").in_range(1, 4096);
+  cli.add_switch(
+      "channels-last", &o.channels_last,
+      "NHWC memory format for the model's 4-D weights and the input batches (fastest with --amp bf16 on "
+      "CUDA)");
+  cli.section("Training");
+  cli.add("epochs", &o.epochs, 10, "passes over the training set").positive();
+  cli.add("max-steps", &o.max_steps, 0, "stop after this many steps in total (0: no limit)")
+      .non_negative()
+      .unit("steps");
+  cli.add("batch-size", &o.batch_size, 64, "training batch, global (split over the data-parallel ranks)")
+      .in_range(1, int64_t{1} << 30)
+      .unit("examples");
+  cli.add("eval-batch-size", &o.eval_batch_size, 1000, "evaluation batch")
+      .in_range(1, int64_t{1} << 30)
+      .unit("examples");
+  cli.add("optimizer", &o.optimizer, "sgd", "optimizer (vr-*: VRGD, docs/vrgd.md)")
+      .value_name("NAME")
+      .one_of({"sgd", "adam", "adamw", "lars", "lamb", "vr-sgd", "vr-momentum", "vr-adam", "vr-adamw",
+               "vr-lars", "vr-lamb"});
+  cli.add("lr", &o.lr, 0.05, "peak learning rate (after the warm-up)").positive();
+  cli.add("momentum", &o.momentum, 0.9, "SGD/LARS momentum").in_range(0, 1, apps::Bound::open_high);
+  cli.add_switch("nesterov", &o.nesterov, "Nesterov momentum (SGD)");
+  cli.add("weight-decay", &o.weight_decay, 5e-4, "weight decay (not on biases and norm weights)")
+      .non_negative();
+  cli.add(
+         "schedule", &o.schedule, "cosine",
+         "learning-rate schedule: constant | step:every=N[,gamma=G] | multistep:milestones=A/B/C[,gamma=G] | "
+         "cosine[:end=LR] | poly[:power=P,end=LR]; every kind also takes warmup=N,warmup_start=F and total=N "
+         "(default: --warmup-steps and the run's steps); N in steps")
+      .value_name("SPEC");
+  cli.add("warmup-steps", &o.warmup_steps, 100, "linear warm-up from 0 to --lr").non_negative().unit("steps");
+  cli.add("label-smoothing", &o.label_smoothing, 0.0, "cross-entropy label smoothing")
+      .in_range(0, 1, apps::Bound::open_high);
+  cli.add("clip", &o.clip, 0.0, "clip gradients to this global L2 norm (0: off)").non_negative();
+  cli.add("gsnr-gamma", &o.gsnr_gamma, 0.1, "VR optimizers: lower clamp of the GSNR multiplier")
+      .in_range(0, 1, apps::Bound::open_low);
+  cli.add("gsnr-partitions", &o.gsnr_partitions, 8,
+          "VR optimizers: partitions of each batch (micro-batches, or ranks x micro-batches); must divide "
+          "the batch")
+      .positive();
+  cli.add_switch(
+      "cuda-graph", &o.cuda_graph,
+      "CUDA: record the forward and backward once as a CUDA graph and replay it for each batch (the "
+      "optimizer step stays eager; docs/cuda_graphs.md)");
+  apps::add_run_options(cli, o.run);
+  cli.example(
+      "", "LeNet-5 on Fashion-MNIST, SGD with momentum, cosine schedule, 10 epochs (about 1 min on 2 cores)");
+  cli.example("--model mlp --optimizer adamw --lr 1e-3 --epochs 5 --metrics run.jsonl",
+              "an MLP with AdamW; JSON lines for scripts/plot_metrics.py");
+  cli.example("--schedule step:every=2000,gamma=0.1 --warmup-steps 0", "lr x 0.1 every 2,000 steps");
+  cli.example("--schedule multistep:milestones=3000/6000/8000,gamma=0.1",
+              "lr x 0.1 at steps 3,000, 6,000, 8,000");
+  cli.example("--schedule cosine:end=1e-4,warmup_start=0.1",
+              "cosine decay to 1e-4 after a warm-up from 0.1 x lr");
+  cli.example("--schedule poly:power=2 --epochs 3", "quadratic decay to 0");
+  cli.example("--checkpoint ck.safetensors --epochs 5", "a checkpoint after every epoch and on Ctrl-C");
+  cli.example("--resume ck.safetensors --checkpoint ck.safetensors --epochs 10",
+              "continue from it, bit-identical, to 10 epochs");
+  cli.example(
+      "--model resnet20 --pad 32 --augment --epochs 20 --batch-size 128 --lr 0.1 --warmup-steps 200 "
+      "--workers 4 "
+      "--device cuda",
+      "a CIFAR ResNet-20 on Fashion-MNIST padded to 32 x 32");
+  cli.example("--optimizer vr-lars --gsnr-partitions 8 --batch-size 1024 --lr 2",
+              "VR-LARS over 8 micro-batches");
+  cli.example(
+      "--dataset synthetic --model resnet50 --image-size 224 --classes 1000 --batch-size 128 --max-steps 100 "
+      "--amp bf16 --channels-last --cuda-graph --device cuda",
+      "throughput only: one random batch made on the GPU");
+  return cli.parse(argc, argv, [&] { check_options(o); });
 }
 
-// The run's speed: the median step time (each step timed from its batch in hand to its loss on the host)
-// after the first quarter of the steps (at most 20), which pay for cuDNN's algorithm search, the caching
-// allocator's first cudaMallocs and the loader's start. The median, not the mean, so that an evaluation
-// or a slow batch now and then does not move it.
-void print_throughput(std::vector<double> seconds, int64_t images_per_step, apps::MetricsLog& metrics) {
-  const size_t skip = std::min<size_t>(20, seconds.size() / 4);
-  if (seconds.size() - skip < 1 || images_per_step == 0) return;
-  std::vector<double> timed(seconds.begin() + static_cast<std::ptrdiff_t>(skip), seconds.end());
-  std::nth_element(timed.begin(), timed.begin() + timed.size() / 2, timed.end());
-  const double median = timed[timed.size() / 2];
-  std::printf("throughput: %s img/s (median step %.2f ms over %zu steps, %zu warm-up steps excluded)\n",
-              apps::with_commas(static_cast<double>(images_per_step) / median).c_str(), median * 1e3,
-              timed.size(), skip);
-  metrics.write({{"kind", "summary"},
-                 {"median_step_ms", median * 1e3},
-                 {"img_per_s", images_per_step / median},
-                 {"timed_steps", timed.size()},
-                 {"warmup_steps", skip}});
+// Checks at start-up, before any training: a data set that cannot make one step, a data directory that is
+// not there. (The loader drops the last partial batch, so an epoch of a set smaller than a batch has no
+// step.)
+void check_data(const Options& o, const Data& d, const dist::Session& ds) {
+  if (d.synthetic) return;
+  NABLA_CHECK(d.train->size() > 0, "--data-dir ", o.data_dir, ": the training set is empty");
+  const int64_t per_rank = (d.train->size() + ds.world_size() - 1) / ds.world_size();
+  NABLA_CHECK(per_rank >= o.batch_size, "--batch-size ", o.batch_size * ds.world_size(),
+              " is larger than the training set's ", d.train->size(),
+              " examples (an epoch drops the last partial batch, so it would have no step)");
+  if (d.test->size() == 0 && ds.is_main())
+    std::printf("note: the test set is empty; no test accuracy will be reported\n");
 }
 
-int run(int argc, char** argv) {
-  // 1. options
-  Options o = parse(argc, argv);
-  // --batch-size is global: each of the W processes takes batch-size / W; only rank 0 prints and writes.
-  dist::Session ds = dist::Session::start(o.device, o.batch_size);
-  if (!ds.is_main()) o.checkpoint.clear(), o.metrics.clear(), o.no_progress = true;
-  if (o.threads > 0) omp_set_num_threads(static_cast<int>(o.threads));
-  manual_seed(o.seed);
+void print_epoch(int64_t epoch, int64_t epochs, int64_t step, const apps::EpochTotals& t,
+                 const apps::Accuracy& test, double train_s, apps::TrainLog& log) {
+  const double train_loss = t.loss_count ? t.loss_sum / static_cast<double>(t.loss_count) : 0.0;
+  const double train_acc = t.seen ? static_cast<double>(t.correct) / static_cast<double>(t.seen) : 0.0;
+  const std::string top5 = test.top5 >= 0 ? " (top-5 " + apps::percent(test.top5) + ")" : "";
+  std::printf("epoch %lld/%lld | train loss %.4f | train acc %.2f%% | test acc %s%s | %s elapsed\n",
+              static_cast<long long>(epoch + 1), static_cast<long long>(epochs), train_loss, 100 * train_acc,
+              test.seen ? apps::percent(test.top1).c_str() : "n/a (empty test set)", top5.c_str(),
+              apps::format_duration(log.elapsed()).c_str());
+  std::fflush(stdout);
+  nlohmann::json record = {{"kind", "epoch"},           {"epoch", epoch + 1},     {"step", step},
+                           {"train_loss", train_loss},  {"train_acc", train_acc}, {"train_s", train_s},
+                           {"elapsed_s", log.elapsed()}};
+  if (test.seen) record["test_acc"] = test.top1;
+  if (test.seen && test.top5 >= 0) record["test_top5"] = test.top5;
+  log.write(record);
+}
 
-  // 2. data and model
-  const Device dev = Device::parse(o.device);
-  const bool amp = o.amp == "bf16";
-  if (amp && dev.is_cpu())
-    std::printf("note: --amp bf16 changes nothing on the CPU (autocast is CUDA-only)\n");
+int run(Options& o) {
+  // 1. set-up: data-parallel session (--batch-size becomes this rank's share), device, threads, seed, signals
+  apps::Run r = apps::Run::start(o.run, o.batch_size);
+  const dist::Session& ds = r.session();
+  const Device dev = r.device();
+
+  // 2. data, model, optimizer, the step
   Data d = load_data(o, dev);
+  check_data(o, d, ds);
   // The synthetic batch is reused every step: put it in the model's layout once, not per step.
   if (d.synthetic) d.synthetic_batch.inputs = as_format(d.synthetic_batch.inputs, o.channels_last);
   auto model = models::make_classifier(o.model, d.channels, d.image_size, d.classes);
   model->to(dev);
   if (o.channels_last) model->to(MemoryFormat::ChannelsLast);
   auto optimizer = make_optimizer(o, *model);
-  auto dp = ds.data_parallel(*model);  // null in a single process
+  apps::TrainStep train_step(
+      *model, *optimizer, ds, apps::classifier_forward(o.label_smoothing),
+      {.amp = r.amp(), .clip = o.clip, .cuda_graph = o.cuda_graph, .vr_partitions = o.gsnr_partitions});
   TrainBatches batches(o, d, dev, ds);
   const int64_t steps_per_epoch = batches.steps_per_epoch();
-  auto* vr = dynamic_cast<vrgd::VrOptimizer*>(optimizer.get());  // null for the non-VR optimizers
-  // VRGD partitions: micro-batches on one process; with W ranks, each rank is gsnr_partitions / W of them
-  // (the statistics are then summed over the ranks: apps/common/vrgd_step.h).
-  const int64_t vr_local_partitions = o.gsnr_partitions / ds.world_size();
-  if (vr) {
-    NABLA_CHECK(vr_local_partitions >= 1 && vr_local_partitions * ds.world_size() == o.gsnr_partitions,
-                "--gsnr-partitions ", o.gsnr_partitions, " must be a multiple of the ", ds.world_size(),
-                " data-parallel ranks");
-    if (ds.is_main())
-      std::printf("VRGD: %lld partitions of %lld examples per step (%s), gamma %g\n",
-                  static_cast<long long>(o.gsnr_partitions),
-                  static_cast<long long>(o.batch_size / vr_local_partitions),
-                  ds.active() ? str_cat(vr_local_partitions, " per rank").c_str() : "micro-batches",
-                  o.gsnr_gamma);
-  }
-  int64_t total_steps = steps_per_epoch * o.epochs;
-  if (o.max_steps > 0) total_steps = std::min(total_steps, o.max_steps);
-  int64_t warmup = o.warmup_steps;
-  if (warmup > 0 && warmup >= total_steps / 2) {
-    warmup = total_steps / 10;
-    std::printf("note: --warmup-steps %lld is too long for a %lld-step run; using %lld\n",
-                static_cast<long long>(o.warmup_steps), static_cast<long long>(total_steps),
-                static_cast<long long>(warmup));
-  }
-  optim::ScheduleOptions sched_defaults{.base_lr = o.lr, .total_steps = total_steps, .warmup_steps = warmup};
-  optim::Schedule schedule = optim::Schedule::parse(o.schedule, sched_defaults);
-  const std::string sizes = d.synthetic
-                                ? str_cat(o.batch_size, " images of ", d.channels, "x", d.image_size, "x",
-                                          d.image_size, ", ", d.classes, " classes, made on ", dev)
-                                : str_cat(d.train->size(), " train, ", d.test->size(), " test");
-  std::printf("model %s: %s parameters | dataset %s: %s | %lld steps/epoch | %s, %s%s\n", o.model.c_str(),
-              apps::with_commas(static_cast<double>(model->num_parameters())).c_str(), o.dataset.c_str(),
-              sizes.c_str(), static_cast<long long>(steps_per_epoch), optimizer->name().c_str(),
-              schedule.str().c_str(), amp ? " | bf16 autocast" : "");
+  const int64_t total_steps = apps::total_steps(steps_per_epoch, o.epochs, o.max_steps);
+  if (train_step.is_vr()) std::printf("%s\n", train_step.describe(o.batch_size).c_str());
+  const optim::Schedule schedule = make_schedule(o, total_steps, false);
+  print_header(o, d, *model, *optimizer, schedule, steps_per_epoch, dev, r.amp());
 
-  // 3. resume
-  apps::TrainState state;
-  if (!o.resume.empty()) {
-    state = apps::load_checkpoint(o.resume, *model, *optimizer);
-    default_generator() = state.rng;
-    batches.set_position(state.loader);
-    std::printf("resumed from %s at step %lld (epoch %lld, batch %lld)\n", o.resume.c_str(),
-                static_cast<long long>(state.step), static_cast<long long>(state.loader.epoch),
-                static_cast<long long>(state.loader.batch));
-  }
-  apps::MetricsLog metrics = o.metrics.empty() ? apps::MetricsLog() : apps::MetricsLog(o.metrics);
-  apps::Progress progress(total_steps, o.print_every, !o.no_progress);
-
-#ifdef NABLA_HAS_CUDA
-  std::unique_ptr<GraphedForwardBackward> graphed;
-  if (o.cuda_graph) {
-    if (ds.active())  // the gradient all-reduce hooks into backward, on a stream of its own
-      std::printf(
-          "note: --cuda-graph is not used with several processes (data-parallel); training eagerly\n");
-    else
-      graphed = std::make_unique<GraphedForwardBackward>();
-  }
-#endif
+  // 3. resume: model, optimizer, RNG, data position and the epoch's running sums, checked against this run
+  apps::TrainState state = r.resume(*model, *optimizer, steps_per_epoch, o.epochs);
+  batches.set_position(state.loader);
+  if (!r.is_main()) state.partial = {};  // rank 0 saved the sums over all ranks
+  state.extra["model"] = o.model;
+  state.extra["dataset"] = o.dataset;
+  apps::TrainLog log(r, total_steps, o.epochs);
 
   // 4. the loop
-  const auto run_start = Clock::now();
   int64_t step = state.step;
-  std::vector<double> step_seconds;  // for the throughput summary
-  int64_t images_per_step = 0;
+  const int64_t world = ds.world_size();
   for (int64_t epoch = batches.position().epoch; epoch < o.epochs && step < total_steps; ++epoch) {
-    int64_t correct = 0, seen = 0;
-    double loss_sum = 0;
-    int64_t loss_count = 0;
-    const auto epoch_start =
-        Clock::now();  // train_s: this epoch's training loop, batches included, evaluation excluded
+    apps::EpochTotals t = std::exchange(state.partial, {});
+    const auto epoch_start = Clock::now();  // train_s: the epoch's training, batches included, evaluation not
     while (auto batch = batches.next()) {
       const auto t0 = Clock::now();
       const double lr = schedule.lr_at(step);
-      optimizer->set_lr(lr);
-      const Tensor inputs = as_format(batch->inputs, o.channels_last);
-      const Tensor& labels = batch->labels;
-      double loss_v = 0;
-      if (vr) {  // VRGD: forward/backward per partition, then the GSNR (apps/common/vrgd_step.h)
-        const bool stats = metrics.enabled() && ((step + 1) % 10 == 0 || step + 1 == total_steps);
-        apps::VrStepResult r;
-        AutocastGuard autocast(DType::bf16, amp);
-        if (dp) {
-          auto local = dp->no_sync();  // the GSNR needs each rank's own gradient; its all-reduce sums them
-          r = apps::vr_forward_backward(vr->gsnr(), *model, inputs, labels, vr_local_partitions,
-                                        o.label_smoothing, stats, gsnr_all_reduce(*ds.communicator()),
-                                        ds.world_size());
-        } else {
-          r = apps::vr_forward_backward(vr->gsnr(), *model, inputs, labels, vr_local_partitions,
-                                        o.label_smoothing, stats);
-        }
-        loss_v = r.loss;
-        correct += r.correct;
-        if (stats && ds.is_main()) metrics.write(apps::gsnr_stats_record(vr->gsnr(), step + 1));
-        if (o.clip > 0) optim::clip_grad_norm(model->parameters(), o.clip);
-        optimizer->step();
-      } else {
-        Tensor logits, loss;
-#ifdef NABLA_HAS_CUDA
-        // --cuda-graph: capture at the second step of the run (the first chose cuDNN's algorithms).
-        if (graphed && !graphed->ready() && step > state.step &&
-            !graphed->capture(*model, *optimizer, inputs, labels, amp, o.label_smoothing))
-          graphed.reset();
-        if (graphed && graphed->fits(inputs, labels)) {
-          graphed->run(inputs, labels);
-          logits = graphed->logits();
-          loss = graphed->loss();
-        } else
-#endif
-        {
-          {
-            AutocastGuard autocast(DType::bf16, amp);
-            logits = model->forward(inputs);
-            loss = cross_entropy(logits, labels, {.label_smoothing = o.label_smoothing});
-          }
-          optimizer->zero_grad();
-          loss.backward();
-        }
-        if (dp) dp->finish();  // gradients averaged over the ranks
-        if (o.clip > 0) optim::clip_grad_norm(model->parameters(), o.clip);
-        optimizer->step();
-        loss_v = loss.item();
-        correct += static_cast<int64_t>(apps::topk_correct(logits.detach(), labels, 1).item());
-      }
-      ++step;
-      seen += labels.numel();
-      loss_sum += loss_v;
-      ++loss_count;
-      const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
-      step_seconds.push_back(dt);
-      images_per_step = labels.numel() * ds.world_size();
-      progress.step(step, epoch + 1, o.epochs, loss_v, lr, labels.numel() * ds.world_size(), dt);
-      if (metrics.enabled() && (step % 10 == 0 || step == total_steps))
-        metrics.write({{"kind", "step"},
-                       {"step", step},
-                       {"epoch", epoch},
-                       {"loss", loss_v},
-                       {"lr", lr},
-                       {"step_ms", dt * 1e3},
-                       {"img_per_s", labels.numel() * ds.world_size() / dt}});
+      const bool stats = train_step.is_vr() && log.records(step + 1);
+      const apps::StepResult s =
+          train_step.run(as_format(batch->inputs, o.channels_last), batch->labels, lr, stats);
+      apps::check_loss(s.loss, ++step, o.run.allow_nonfinite);
+      if (stats) log.write(train_step.gsnr_record(step));
+      t.loss_sum += s.loss, ++t.loss_count, t.correct += s.correct, t.seen += batch->labels.numel();
+      log.step(step, epoch, s.loss, lr, batch->labels.numel() * world, seconds_since(t0));
       if (step >= total_steps) break;
+      if (r.stop_requested(step)) {  // Ctrl-C / SIGTERM: a checkpoint at this step, then exit 130 / 143
+        log.finish_line();
+        ds.sum(t.loss_sum, t.loss_count, t.correct, t.seen);
+        r.save(*model, *optimizer, snapshot(state, step, batches.position(), t));
+        return r.stop_code();
+      }
     }
-    const double train_s = std::chrono::duration<double>(Clock::now() - epoch_start).count();
-    progress.finish_line();
-    ds.sum(correct, seen, loss_sum, loss_count);  // over the ranks (a no-op in a single process)
-    if (dp) dp->broadcast_buffers();              // evaluate every shard with rank 0's BatchNorm statistics
-    const double train_acc = seen ? static_cast<double>(correct) / static_cast<double>(seen) : 0.0;
-    const Accuracy test = evaluate(*model, d, o, dev, amp, ds);
-    const double elapsed = std::chrono::duration<double>(Clock::now() - run_start).count();
-    const std::string top5 = test.top5 >= 0 ? str_cat(" (top-5 ", fixed2(100 * test.top5), "%)") : "";
-    std::printf("epoch %lld/%lld | train loss %.4f | train acc %.2f%% | test acc %.2f%%%s | %s elapsed\n",
-                static_cast<long long>(epoch + 1), static_cast<long long>(o.epochs),
-                loss_count ? loss_sum / static_cast<double>(loss_count) : 0.0, 100 * train_acc,
-                100 * test.top1, top5.c_str(), apps::format_duration(elapsed).c_str());
-    std::fflush(stdout);
-    nlohmann::json record = {
-        {"kind", "epoch"},        {"epoch", epoch + 1},
-        {"step", step},           {"train_loss", loss_count ? loss_sum / loss_count : 0.0},
-        {"train_acc", train_acc}, {"test_acc", test.top1},
-        {"train_s", train_s},     {"elapsed_s", elapsed}};
-    if (test.top5 >= 0) record["test_top5"] = test.top5;
-    metrics.write(record);
+    const double train_s = seconds_since(epoch_start);
+    log.finish_line();
+    ds.sum(t.correct, t.seen, t.loss_sum, t.loss_count);  // over the ranks (a no-op in a single process)
+    train_step.sync_buffers();  // evaluate every shard with rank 0's BatchNorm statistics
+    const apps::Accuracy test = evaluate(*model, d, o, dev, r.amp(), ds);
+    print_epoch(epoch, o.epochs, step, t, test, train_s, log);
     state.epoch = epoch + 1;
-    if (!o.checkpoint.empty()) {
-      state.step = step;
-      state.loader = batches.position();
-      state.rng = default_generator();
-      state.extra["model"] = o.model;
-      state.extra["dataset"] = o.dataset;
-      apps::save_checkpoint(o.checkpoint, *model, *optimizer, state);
-      std::printf("checkpoint written to %s\n", o.checkpoint.c_str());
-    }
+    r.save(*model, *optimizer, snapshot(state, step, batches.position(), {}));
   }
-  print_throughput(step_seconds, images_per_step, metrics);
+  log.summary();
   return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  Options o;
+  if (std::optional<int> code = parse(argc, argv, o)) return *code;
   try {
-    return run(argc, argv);
-  } catch (const apps::CliError& e) {
-    std::fprintf(stderr, "train_classifier: %s (see --help)\n", e.what());
+    return run(o);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "train_classifier: %s\n", e.what());
   }
-  return 2;
+  return apps::kExitFailure;
 }

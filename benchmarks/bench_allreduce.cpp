@@ -10,8 +10,8 @@
 #include <cstring>
 #include <string>
 
-#include "cuda/runtime.h"
 #include "dist/communicator.h"
+#include "engine/device_runtime.h"
 #include "nabla.h"
 
 using namespace nabla;
@@ -29,7 +29,7 @@ int main(int argc, char** argv) {
         max_mb = std::atoll(argv[i + 1]);
     }
     const dist::LaunchEnv env = dist::detect_launch_env();
-    cuda::set_device(env.local_rank);
+    runtime::set_device(Device::cuda(env.local_rank));
     auto comm = dist::init({.device = Device::cuda(env.local_rank)});
     const int n = comm->world_size();
     if (comm->rank() == 0)
@@ -41,7 +41,7 @@ int main(int argc, char** argv) {
         Tensor t = ones({bytes / static_cast<int64_t>(itemsize(dt))},
                         {.dtype = dt, .device = Device::cuda(env.local_rank)});
         for (int i = 0; i < warmup; ++i) comm->all_reduce_async(t)->wait();
-        cuda::Event start, stop;
+        runtime::Event start(Device::cuda(env.local_rank)), stop(Device::cuda(env.local_rank));
         start.record();
         for (int i = 0; i < iters; ++i) comm->all_reduce_async(t)->wait();
         stop.record();

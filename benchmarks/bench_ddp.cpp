@@ -15,8 +15,8 @@
 #include <string>
 
 #include "algorithms/optim/optimizer.h"
-#include "cuda/runtime.h"
 #include "dist/data_parallel.h"
+#include "engine/device_runtime.h"
 #include "models/resnet.h"
 #include "nabla.h"
 #include "ops/autocast.h"
@@ -52,7 +52,7 @@ int main(int argc, char** argv) {
     }
     const dist::LaunchEnv env = dist::detect_launch_env();
     const Device dev = Device::cuda(env.local_rank);
-    cuda::set_device(dev.index);
+    runtime::set_device(dev);
     auto comm = dist::init({.device = dev});
     manual_seed(0);
     auto model = models::make_resnet(model_name);
@@ -77,11 +77,11 @@ int main(int argc, char** argv) {
       opt.step();
     };
     for (int64_t i = 0; i < warmup; ++i) step();
-    cuda::synchronize();
+    runtime::synchronize(dev);
     comm->barrier();
     const auto t0 = std::chrono::steady_clock::now();
     for (int64_t i = 0; i < steps; ++i) step();
-    cuda::synchronize();
+    runtime::synchronize(dev);
     comm->barrier();
     const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double ips = static_cast<double>(comm->world_size() * batch * steps) / sec;

@@ -19,8 +19,6 @@
 // Usage: bench_resnet --name resnet50_b128_tf32 --model resnet50 --batch 128 --image-size 224
 //                     --classes 1000 [--amp bf16] [--channels-last] [--cuda-graph] [--warmup 10] [--steps 10]
 //                     [--windows 5] [--no-tf32]
-#include <cuda_runtime_api.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -30,9 +28,8 @@
 #include <vector>
 
 #include "algorithms/optim/optimizer.h"
-#include "cuda/graph.h"
-#include "cuda/runtime.h"
 #include "data/synthetic.h"
+#include "engine/device_runtime.h"
 #include "engine/profile.h"
 #include "models/resnet.h"
 #include "nabla.h"
@@ -126,9 +123,9 @@ int main(int argc, char** argv) {
                       {"cuda_graph", o.cuda_graph},
                       {"tf32", o.tf32}};
   try {
-    NABLA_CHECK(cuda::available(), "no CUDA device");
-    cuda::set_tf32_enabled(o.tf32);
     const Device dev = Device::cuda(0);
+    runtime::require_device(dev, "bench_resnet");
+    runtime::set_tf32_enabled(o.tf32);
     manual_seed(0);
     auto model = models::make_resnet(o.model, {.num_classes = o.classes});
     model->to(dev);
@@ -151,11 +148,11 @@ int main(int argc, char** argv) {
       last_loss = loss;
     };
     for (int64_t i = 0; i < o.warmup; ++i) step();
-    cuda::synchronize();
+    runtime::synchronize(dev);
     const double first_loss = last_loss.item();
     // --cuda-graph: record one step (nothing runs while recording) and time its replays. The warm-up has
     // chosen cuDNN's algorithms and made the momentum buffers, so the recorded step is a steady-state one.
-    cuda::Graph graph;
+    runtime::Graph graph(dev);
     if (o.cuda_graph) {
       graph.capture(step);
       j["graph_nodes"] = graph.num_nodes();
@@ -165,7 +162,7 @@ int main(int argc, char** argv) {
     if (profile::enabled()) profile::reset();
     std::vector<double> img_per_s, host_ms;
     for (int64_t w = 0; w < o.windows; ++w) {
-      cuda::Event start, stop;
+      runtime::Event start(dev), stop(dev);
       start.record();
       const auto h0 = std::chrono::steady_clock::now();
       for (int64_t i = 0; i < o.steps; ++i) timed_step();
@@ -194,7 +191,7 @@ int main(int argc, char** argv) {
     j["warmup"] = o.warmup;
     j["loss_after_warmup"] = first_loss;
     j["loss_last"] = last_loss.item();
-    j["peak_gib"] = static_cast<double>(cuda::allocator_stats().peak_allocated) / (1ull << 30);
+    j["peak_gib"] = static_cast<double>(runtime::memory_stats(dev).peak_allocated) / (1ull << 30);
   } catch (const std::exception& e) {
     j["error"] = e.what();
   }

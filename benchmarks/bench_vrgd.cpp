@@ -26,10 +26,8 @@
 #include <nlohmann/json.hpp>
 
 #include "algorithms/vrgd/vr_optimizer.h"
-#include "apps/common/cli.h"
-#ifdef NABLA_HAS_CUDA
-#include "cuda/runtime.h"
-#endif
+#include "apps/common/options.h"
+#include "engine/device_runtime.h"
 #include "models/classifiers.h"
 #include "nabla.h"
 
@@ -37,9 +35,7 @@ using namespace nabla;
 
 namespace {
 void sync(Device d) {
-#ifdef NABLA_HAS_CUDA
-  if (!d.is_cpu()) cuda::synchronize();
-#endif
+  runtime::synchronize(d);
   (void)d;
 }
 
@@ -60,23 +56,18 @@ double median_ms(Device dev, int64_t iters, F&& f) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::string device, model_name;
+  int64_t batch, k, iters, image;
+  apps::OptionSet cli("bench_vrgd", "VRGD step cost against a ResNet-50 training step.");
+  cli.add("device", &device, "cuda", "cpu | cuda | cuda:N").value_name("DEV");
+  cli.add("model", &model_name, "resnet50", "classifier name").value_name("NAME");
+  cli.add("batch", &batch, 256, "batch size of the forward/backward").positive().unit("examples");
+  cli.add("image", &image, 224, "image size").in_range(1, 4096).unit("pixels");
+  cli.add("k", &k, 8, "partitions").positive();
+  cli.add("iters", &iters, 10, "timed iterations").positive();
+  cli.example("--device cuda --batch 256 --k 8", "the GPU run (target: at most 10% overhead)");
+  if (auto code = cli.parse(argc, argv)) return *code;
   try {
-    std::string device, model_name;
-    int64_t batch, k, iters, image;
-    bool help = false;
-    apps::OptionParser cli("bench_vrgd: VRGD step cost against a ResNet-50 training step");
-    cli.add_switch("help,h", &help, "show this help")
-        .add("device", &device, "cuda", "cpu | cuda")
-        .add("model", &model_name, "resnet50", "classifier name")
-        .add("batch", &batch, 256, "batch size of the forward/backward")
-        .add("image", &image, 224, "image size")
-        .add("k", &k, 8, "partitions")
-        .add("iters", &iters, 10, "timed iterations");
-    cli.parse(argc, argv);
-    if (help) {
-      std::cout << cli.help() << "\n";
-      return 0;
-    }
     const Device dev = Device::parse(device);
     auto model = models::make_classifier(model_name, 3, image, 1000);
     model->to(dev);

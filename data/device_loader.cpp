@@ -1,4 +1,5 @@
-// DevicePrefetcher (device_loader.h). The CUDA pipeline lives in Pipeline; a run (one stager thread) covers
+// DevicePrefetcher (device_loader.h). The device pipeline lives in Pipeline, written against the device
+// runtime (engine/device_runtime.h), not a backend; a run (one stager thread) covers
 // one epoch, like the DataLoader's own worker runs, and ends at the epoch's end or on set_position.
 #include "data/device_loader.h"
 
@@ -10,22 +11,17 @@
 #include <thread>
 #include <vector>
 
+#include "engine/device_runtime.h"
 #include "engine/error.h"
-
-#ifdef NABLA_HAS_CUDA
-#include "cuda/pinned.h"
-#include "cuda/runtime.h"
-#endif
 
 namespace nabla::data {
 
-#ifdef NABLA_HAS_CUDA
-
 struct DevicePrefetcher::Pipeline {
   struct Slot {
-    cuda::PinnedBuffer inputs, labels;
-    std::unique_ptr<cuda::Event> copied;  // recorded on the copy stream after the copies that read the slot
-    bool copy_recorded = false;           // written by the consumer before it frees the slot (under mutex)
+    runtime::PinnedBuffer inputs, labels;  // page-locked for the device's backend
+    std::unique_ptr<runtime::Event>
+        copied;                  // recorded on the copy stream after the copies that read the slot
+    bool copy_recorded = false;  // written by the consumer before it frees the slot (under mutex)
     Shape shape;
     DType dtype = DType::f32;
     std::vector<int64_t> indices;
@@ -43,8 +39,8 @@ struct DevicePrefetcher::Pipeline {
 
   DataLoader& loader;
   Device device;
-  cuda::CopyStream copy;  // declared before the slots: they are freed first, after it has drained
-  cuda::Event compute_mark;
+  runtime::SideStream copy;  // declared before the slots: they are freed first, after it has drained
+  runtime::Event compute_mark;
   std::vector<Slot> slots;
   LoaderPosition position;
 
@@ -58,8 +54,13 @@ struct DevicePrefetcher::Pipeline {
   bool stop = false;
   std::deque<InFlight> in_flight;  // consumer only: copies queued, batches not handed out yet
 
-  Pipeline(DataLoader& l, Device d, int depth) : loader(l), device(d), slots(static_cast<size_t>(depth)) {
-    for (Slot& s : slots) s.copied = std::make_unique<cuda::Event>();
+  Pipeline(DataLoader& l, Device d, int depth)
+      : loader(l), device(d), copy(d), compute_mark(d), slots(static_cast<size_t>(depth)) {
+    for (Slot& s : slots) {
+      s.inputs = runtime::PinnedBuffer(d.type);
+      s.labels = runtime::PinnedBuffer(d.type);
+      s.copied = std::make_unique<runtime::Event>(d);
+    }
     position = loader.position();
   }
   ~Pipeline() { stop_run(); }
@@ -99,7 +100,12 @@ struct DevicePrefetcher::Pipeline {
   }
 
   void stage_loop() {
-    cudaSetDevice(device.index);  // the events below belong to this device (raw: nothing may throw here)
+    try {
+      runtime::set_device(device);  // this thread's pinned allocations and event waits are about `device`
+    } catch (...) {
+      push_staged({.slot = -1, .error = std::current_exception()});
+      return;
+    }
     for (;;) {
       int k;
       {
@@ -139,21 +145,19 @@ struct DevicePrefetcher::Pipeline {
   // Queues the copy of a staged slot (see the file comment of device_loader.h for the ordering).
   void issue(int k) {
     Slot& s = slots[k];
-    cuda::DeviceGuard g(device.index);
+    runtime::DeviceGuard g(device);
     Batch b;
     b.inputs = Tensor::empty(s.shape, s.dtype, device);
     b.labels = Tensor::empty({static_cast<int64_t>(s.indices.size())}, DType::i64, device);
     b.indices = s.indices;
     b.epoch = s.epoch;
     b.index = s.index;
-    compute_mark.record(cuda::stream(device.index));
+    compute_mark.record();  // on the compute stream
     compute_mark.wait(copy.get());
-    if (b.inputs.nbytes())
-      NABLA_CUDA_CHECK(cudaMemcpyAsync(b.inputs.data_ptr(), s.inputs.data(), b.inputs.nbytes(),
-                                       cudaMemcpyHostToDevice, copy.get()));
-    if (b.labels.nbytes())
-      NABLA_CUDA_CHECK(cudaMemcpyAsync(b.labels.data_ptr(), s.labels.data(), b.labels.nbytes(),
-                                       cudaMemcpyHostToDevice, copy.get()));
+    runtime::copy_async(b.inputs.data_ptr(), device, s.inputs.data(), Device::cpu(), b.inputs.nbytes(),
+                        copy.get());
+    runtime::copy_async(b.labels.data_ptr(), device, s.labels.data(), Device::cpu(), b.labels.nbytes(),
+                        copy.get());
     s.copied->record(copy.get());
     s.copy_recorded = true;
     in_flight.push_back({std::move(b), k});
@@ -193,7 +197,7 @@ struct DevicePrefetcher::Pipeline {
     InFlight f = std::move(in_flight.front());
     in_flight.pop_front();
     if (auto s = take_staged(false)) issue(s->slot);  // look-ahead: batch k + 1's copy overlaps step k
-    slots[f.slot].copied->wait(cuda::stream(device.index));
+    slots[f.slot].copied->wait(runtime::compute_stream(device));
     {
       std::lock_guard<std::mutex> lock(mu);
       free_slots.push_back(f.slot);
@@ -204,45 +208,29 @@ struct DevicePrefetcher::Pipeline {
   }
 };
 
-#else
-
-struct DevicePrefetcher::Pipeline {};
-
-#endif
-
 DevicePrefetcher::DevicePrefetcher(DataLoader& loader, Device device, int depth)
     : loader_(loader), device_(device) {
   NABLA_CHECK(depth >= 2, "DevicePrefetcher: depth must be at least 2 (one slot copying, one filling), got ",
               depth);
   if (device.is_cpu()) return;
-#ifdef NABLA_HAS_CUDA
-  NABLA_CHECK(device.index >= 0 && device.index < cuda::device_count(), "DevicePrefetcher: device ", device,
-              " not found (", cuda::device_count(), " CUDA devices)");
-  cuda::DeviceGuard g(device.index);
+  runtime::require_device(device, "DevicePrefetcher");
+  runtime::DeviceGuard g(device);
   pipeline_ = std::make_unique<Pipeline>(loader, device, depth);
-#else
-  fail("DevicePrefetcher: device ", device, ": this build has no CUDA backend");
-#endif
 }
 
 DevicePrefetcher::~DevicePrefetcher() = default;
 
 std::optional<Batch> DevicePrefetcher::next() {
-#ifdef NABLA_HAS_CUDA
   if (pipeline_) return pipeline_->next();
-#endif
   return loader_.next();
 }
 
 LoaderPosition DevicePrefetcher::position() const {
-#ifdef NABLA_HAS_CUDA
   if (pipeline_) return pipeline_->position;
-#endif
   return loader_.position();
 }
 
 void DevicePrefetcher::set_position(LoaderPosition p) {
-#ifdef NABLA_HAS_CUDA
   if (pipeline_) {
     NABLA_CHECK(p.epoch >= 0 && p.batch >= 0 && p.batch <= loader_.num_batches(),
                 "DevicePrefetcher: position (epoch ", p.epoch, ", batch ", p.batch,
@@ -251,7 +239,6 @@ void DevicePrefetcher::set_position(LoaderPosition p) {
     pipeline_->position = p;
     return;
   }
-#endif
   loader_.set_position(p);
 }
 

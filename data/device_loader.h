@@ -1,8 +1,8 @@
 // DevicePrefetcher: a DataLoader's batches delivered on a device, the host-to-device copy hidden behind
 // the compute of the previous step.
 //
-// For a CUDA device (builds with NABLA_HAS_CUDA) the batches flow through a ring of `depth` page-locked
-// host slots (cuda/pinned.h):
+// For a CUDA device the batches flow through a ring of `depth` page-locked host slots
+// (runtime::PinnedBuffer, engine/device_runtime.h):
 //
 //   stager thread:  slot free (its last copy's event has completed) -> loader.next() -> memcpy the batch
 //                   into the slot's pinned buffers -> staged queue

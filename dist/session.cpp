@@ -3,11 +3,9 @@
 
 #include <cstdio>
 
+#include "engine/device_runtime.h"
 #include "engine/error.h"
-#include "nabla.h"
-#ifdef NABLA_HAS_CUDA
-#include "cuda/runtime.h"
-#endif
+#include "ops/factory.h"
 
 namespace nabla::dist {
 
@@ -17,13 +15,13 @@ Session Session::start(std::string& device, int64_t& global_batch) {
   if (env.world_size == 1) return s;
   Device dev = Device::parse(device);
   if (dev.is_cuda()) {
-#ifdef NABLA_HAS_CUDA
-    NABLA_CHECK(env.local_rank < cuda::device_count(), "data-parallel: rank ", env.rank, " has LOCAL_RANK ",
-                env.local_rank, " but only ", cuda::device_count(),
-                " CUDA devices are visible (one GPU per process: start at most that many per node)");
+    const int visible = runtime::device_count(DeviceType::cuda);
+    NABLA_CHECK(env.local_rank < visible, "data-parallel: rank ", env.rank, " has LOCAL_RANK ",
+                env.local_rank, " but only ", visible,
+                " CUDA devices are visible (one GPU per process: start at most that many per node)",
+                runtime::has_backend(DeviceType::cuda) ? "" : "; this build has no CUDA backend");
     dev = Device::cuda(env.local_rank);
-    cuda::set_device(dev.index);
-#endif
+    runtime::set_device(dev);
   }
   NABLA_CHECK(global_batch % env.world_size == 0, "data-parallel: --batch-size ", global_batch,
               " is the global batch and must be a multiple of the ", env.world_size,

@@ -3,6 +3,8 @@
 //   step 120/938 | epoch 1/10 | loss 0.4123 | lr 1.0e-02 | 12 ms | 5,310 img/s | ETA 0:01:45
 // On a terminal the line redraws in place (a live bar); otherwise (logs, CI) it prints every `every`
 // steps. MetricsLog appends one JSON object per line (JSONL) and flushes, so a crash loses nothing.
+// A training loop drives both through apps::TrainLog (apps/common/run.h), which adds the step records and
+// the throughput summary.
 #pragma once
 #include <chrono>
 #include <cstdio>

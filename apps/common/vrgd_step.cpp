@@ -1,6 +1,9 @@
 #include "apps/common/vrgd_step.h"
 
-#include "nabla.h"
+#include "apps/common/accuracy.h"
+#include "autograd/autograd.h"
+#include "engine/tensor.h"
+#include "ops/elementwise.h"
 
 namespace nabla::apps {
 
@@ -15,7 +18,7 @@ Tensor strided_part(const Tensor& t, int64_t j, int64_t k) {
 }  // namespace
 
 VrStepResult vr_forward_backward(vrgd::Gsnr& gsnr, nn::Module& model, const Tensor& inputs,
-                                 const Tensor& labels, int64_t k, double label_smoothing, bool want_stats,
+                                 const Tensor& labels, int64_t k, const ForwardFn& forward, bool want_stats,
                                  const vrgd::AllReduceSum& ranks, int64_t world_size) {
   Tensor hits;  // on the device: one host read per step
   VrStepResult out;
@@ -24,13 +27,13 @@ VrStepResult vr_forward_backward(vrgd::Gsnr& gsnr, nn::Module& model, const Tens
     // from the sharded loader (data/loader.h), so micro-batches and ranks see the same partitions.
     const int64_t j = start / n;
     Tensor x = strided_part(inputs, j, k), y = strided_part(labels, j, k);
-    Tensor logits = model.forward(x);
+    ForwardOutput f = forward(model, x, y);
     {
       NoGradGuard ng;
-      Tensor h = sum(eq(argmax(logits, 1), y).to(DType::i64));
+      Tensor h = topk_correct(f.logits.detach(), y, 1);
       hits = hits.defined() ? hits + h : h;
     }
-    return cross_entropy(logits, y, {.label_smoothing = label_smoothing});
+    return f.loss;
   });
   out.correct = static_cast<int64_t>(hits.item());
   if (ranks) gsnr.all_reduce(ranks, world_size);

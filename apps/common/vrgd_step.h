@@ -5,6 +5,7 @@
 // step), as per-device batch norm does in the paper's data-parallel runs.
 #pragma once
 #include <cstdint>
+#include <functional>
 
 #include <nlohmann/json.hpp>
 
@@ -12,6 +13,13 @@
 #include "models/nn/module.h"
 
 namespace nabla::apps {
+
+// The model's mean loss on (inputs, targets), and the logits that top-1 hits are counted on.
+struct ForwardOutput {
+  Tensor loss, logits;
+};
+using ForwardFn =
+    std::function<ForwardOutput(nn::Module& model, const Tensor& inputs, const Tensor& targets)>;
 
 struct VrStepResult {
   double loss = 0;      // mean cross-entropy over the batch
@@ -25,8 +33,9 @@ struct VrStepResult {
 // Data-parallel (rank mode): `ranks` sums the statistics of the `world_size` ranks (each ran its own k
 // micro-batches on its local batch, with the data-parallel gradient averaging off) before the reduce, so
 // the GSNR is taken over k * world_size partitions.
+// `forward` gives each part's loss and logits (train_classifier: cross-entropy with label smoothing).
 VrStepResult vr_forward_backward(vrgd::Gsnr& gsnr, nn::Module& model, const Tensor& inputs,
-                                 const Tensor& labels, int64_t k, double label_smoothing, bool want_stats,
+                                 const Tensor& labels, int64_t k, const ForwardFn& forward, bool want_stats,
                                  const vrgd::AllReduceSum& ranks = {}, int64_t world_size = 1);
 
 // {"kind": "gsnr", "step", "mean_ratio", "frac_at_gamma", "frac_at_one" (element-weighted over the model),

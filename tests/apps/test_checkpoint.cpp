@@ -5,6 +5,7 @@
 #include "algorithms/optim/optimizer.h"
 #include "apps/common/checkpoint.h"
 #include "data/data.h"
+#include "engine/safetensors.h"
 #include "models/nn/layers.h"
 #include "testing.h"
 
@@ -101,6 +102,93 @@ TEST(Checkpoint, MismatchedModelAndForeignFilesAreNamed) {
   }
   test::expect_error([&] { apps::load_checkpoint(path, *r.model, *r.opt); }, {path});
   fs::remove(path);
+}
+
+// A checkpoint of `r` whose metadata field `key` is replaced by `value`.
+void write_with_field(const std::string& path, TrainRun& r, const std::string& key,
+                      const std::string& value) {
+  apps::save_checkpoint(path, *r.model, *r.opt,
+                        {.step = 9, .epoch = 1, .loader = {1, 2}, .rng = {0, 40}, .extra = {}});
+  SafetensorsFile f = load_safetensors(path);
+  f.metadata[key] = value;
+  NamedTensors tensors(f.tensors.begin(), f.tensors.end());
+  save_safetensors(path, tensors, f.metadata);
+}
+
+TEST(Checkpoint, BadRestoredFieldsNameTheFileAndTheField) {
+  auto set = dataset();
+  TrainRun r = make_run(set, 1);
+  const std::string path = (fs::temp_directory_path() / "nabla_ck_fields.safetensors").string();
+  auto error_of = [&](const std::string& key, const std::string& value) {
+    write_with_field(path, r, key, value);
+    try {
+      apps::TrainState s = apps::load_checkpoint(path, *r.model, *r.opt);
+      apps::check_against_run(path, s, /*steps_per_epoch=*/7, /*epochs=*/3, /*seed=*/0,
+                              /*min_rng_offset=*/10);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  const std::string ck = "checkpoint " + path + ": ";
+  EXPECT_EQ(error_of("step", "9"), "");  // 1 x 7 + 2: consistent
+  EXPECT_EQ(error_of("rng_offset", "-1"),
+            ck + "field 'rng_offset' is '-1', expected an integer in [0, 9223372036854775807]");
+  EXPECT_EQ(
+      error_of("rng_offset", "18446744073709551615"),
+      ck + "field 'rng_offset' is '18446744073709551615', expected an integer in [0, 9223372036854775807]");
+  EXPECT_EQ(error_of("rng_offset", "3"),
+            ck + "field 'rng_offset' is 3, below 10, where the model's initialisation "
+                 "leaves the generator");
+  EXPECT_EQ(error_of("step", "12abc"),
+            ck + "field 'step' is '12abc', expected an integer in [0, 9223372036854775807]");
+  EXPECT_EQ(error_of("loader_batch", "9223372036854775807"),
+            ck + "field 'loader_batch' is 9223372036854775807, expected at most the run's 7 steps per epoch");
+  EXPECT_EQ(error_of("loader_epoch", "9223372036854775807"),
+            ck + "field 'loader_epoch' is 9223372036854775807, expected at most the run's --epochs 3");
+  EXPECT_EQ(error_of("step", "100"),
+            ck + "field 'step' is 100, but the loader position (epoch 1, batch 2) at 7 steps "
+                 "per epoch means step 9 (was it written by a run with another --batch-size, "
+                 "--limit-train or data set?)");
+  EXPECT_EQ(error_of("rng_seed", "5"),
+            ck + "field 'rng_seed' is 5, this run has --seed 0 (resume with --seed 5)");
+  EXPECT_EQ(error_of("epoch_loss_sum", "nan"),
+            ck + "field 'epoch_loss_sum' is 'nan', expected a finite number");
+  fs::remove(path);
+}
+
+TEST(Checkpoint, PartialEpochSumsRoundTripExactly) {
+  auto set = dataset();
+  TrainRun r = make_run(set, 1);
+  const std::string path = (fs::temp_directory_path() / "nabla_ck_partial.safetensors").string();
+  apps::TrainState s{.step = 3, .loader = {0, 3}};
+  s.partial = {.loss_sum = 0.1 + 0.2 + 1.0 / 3, .loss_count = 3, .correct = 17, .seen = 48};
+  apps::save_checkpoint(path, *r.model, *r.opt, s);
+  apps::TrainState back = apps::load_checkpoint(path, *r.model, *r.opt);
+  EXPECT_EQ(back.partial.loss_sum, s.partial.loss_sum);  // bit for bit
+  EXPECT_EQ(back.partial.loss_count, 3);
+  EXPECT_EQ(back.partial.correct, 17);
+  EXPECT_EQ(back.partial.seen, 48);
+  // Saved again at an epoch's end (no running sums) with the loaded metadata: no stale sums come back.
+  back.partial = {};
+  apps::save_checkpoint(path, *r.model, *r.opt, back);
+  EXPECT_EQ(apps::load_checkpoint(path, *r.model, *r.opt).partial.loss_count, 0);
+  fs::remove(path);
+}
+
+TEST(Checkpoint, ResumePathsAndStaleTemporaries) {
+  const fs::path dir = fs::temp_directory_path() / "nabla_ck_paths";
+  fs::create_directories(dir);
+  test::expect_error([&] { apps::check_checkpoint_file(dir.string(), "--resume"); },
+                     {"--resume " + dir.string() + ": is a directory, expected a checkpoint file"});
+  test::expect_error([&] { apps::check_checkpoint_file((dir / "none").string(), "--resume"); },
+                     {"--resume " + (dir / "none").string() + ": no such file"});
+  const std::string ck = (dir / "ck.safetensors").string();
+  EXPECT_FALSE(apps::remove_stale_temporary(ck));
+  std::ofstream(ck + ".tmp") << "half a checkpoint";
+  EXPECT_TRUE(apps::remove_stale_temporary(ck));
+  EXPECT_FALSE(fs::exists(ck + ".tmp"));
+  fs::remove_all(dir);
 }
 
 }  // namespace

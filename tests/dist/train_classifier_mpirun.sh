@@ -11,8 +11,21 @@ if [ ! -d "$data" ]; then
   echo "SKIP: no Fashion-MNIST at $data (Debian package dataset-fashion-mnist)"
   exit 77
 fi
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 NABLA_DIST_TIMEOUT=60
-run() { "$mpiexec" --allow-run-as-root --oversubscribe -n 2 "$build/train_classifier" --data-dir "$data" "$@" 2>&1; }
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 NABLA_DIST_TIMEOUT=60
+# BLAS threads pinned to one, for every rank and for the single-process runs they are compared with. The
+# comparisons below hold the two runs to the summation-order noise of one thread each (VRGD: 1e-4 relative
+# L2 on the parameters). The OpenMP build of OpenBLAS follows OMP_NUM_THREADS (and --threads), but the
+# pthread build (the GPU machine's only one) ignores both and starts a thread per core of its own, whose
+# GEMM splits change with the machine's core count and differ between a 2-rank run (two BLAS instances
+# competing for the cores) and a single process: there the VRGD comparison drifted to 1.39e-3. With
+# OPENBLAS_NUM_THREADS=1 every GEMM sums in the same order on every machine (here 6.6e-6).
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 GOTO_NUM_THREADS=1 MKL_NUM_THREADS=1
+# -x: Open MPI passes only what it is told to the ranks it starts (on this host it copies the whole
+# environment, on other nodes not): name the pinning variables explicitly.
+run() {
+  "$mpiexec" --allow-run-as-root --oversubscribe -x OMP_NUM_THREADS -x OPENBLAS_NUM_THREADS -x GOTO_NUM_THREADS \
+    -x MKL_NUM_THREADS -n 2 "$build/train_classifier" --data-dir "$data" "$@" 2>&1
+}
 fail() {
   echo "FAIL: $*"
   exit 1

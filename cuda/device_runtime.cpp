@@ -1,0 +1,114 @@
+// The CUDA backend's implementation of the device runtime (engine/device_runtime.h), registered when the
+// library loads. Each call sets the device it is about and then uses the backend's own pieces: the compute
+// stream and caching allocator (runtime.h), events (runtime.h), side streams and page-locked memory
+// (pinned.h), graphs (graph.h). Handles handed out as void* are cuda::Event* and cuda::CopyStream*.
+#include <cuda_runtime_api.h>
+
+#include <memory>
+
+#include "cuda/graph.h"
+#include "cuda/pinned.h"
+#include "cuda/runtime.h"
+#include "engine/capture.h"
+#include "engine/device_runtime.h"
+#include "engine/error.h"
+
+namespace nabla::cuda {
+namespace {
+
+class CudaGraph final : public runtime::Graph::Impl {
+ public:
+  explicit CudaGraph(int index) : index_(index) {}
+  void capture(const std::function<void()>& fn) override {
+    if (index_ < 0) return graph_.capture(fn);
+    DeviceGuard g(index_);
+    graph_.capture(fn);
+  }
+  void replay() override { graph_.replay(); }  // on the device it captured on
+  void reset() override { graph_.reset(); }
+  bool captured() const override { return graph_.captured(); }
+  size_t num_nodes() const override { return graph_.num_nodes(); }
+
+ private:
+  int index_;
+  Graph graph_;
+};
+
+Event* event(void* e) { return static_cast<Event*>(e); }
+CopyStream* side_stream(void* s) { return static_cast<CopyStream*>(s); }
+
+class CudaRuntime final : public runtime::Backend {
+ public:
+  bool available() override { return cuda::available(); }
+  int device_count() override { return cuda::device_count(); }
+  int current_device() override { return cuda::current_device(); }
+  void set_device(int index) override { cuda::set_device(index); }
+  void synchronize(int index) override {
+    DeviceGuard g(index);
+    cuda::synchronize();
+  }
+
+  void* compute_stream(int index) override { return stream(index); }
+  void* create_stream(int index) override {
+    DeviceGuard g(index);
+    return new CopyStream();
+  }
+  void destroy_stream(int, void* s) noexcept override { delete side_stream(s); }  // drains it first
+  void synchronize_stream(int, void* s) override { side_stream(s)->synchronize(); }
+
+  void* create_event(int index) override {
+    DeviceGuard g(index);
+    return new Event();
+  }
+  void destroy_event(int, void* e) noexcept override { delete event(e); }
+  void record_event(int, void* e, void* s) override { event(e)->record(static_cast<cudaStream_t>(s)); }
+  void wait_event(int, void* e, void* s) override { event(e)->wait(static_cast<cudaStream_t>(s)); }
+  void synchronize_event(int, void* e) override { event(e)->synchronize(); }
+  bool event_done(int, void* e) override { return event(e)->done(); }
+  float elapsed_ms(void* start, void* end) override { return event(start)->elapsed_ms(*event(end)); }
+
+  void copy_async(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes,
+                  runtime::Stream s) override {
+    NABLA_CHECK(!capturing_cuda_graph() || (dst_device.is_cuda() && src_device.is_cuda()),
+                "runtime::copy_async ", src_device, " -> ", dst_device,
+                " inside a CUDA graph capture: the host buffer would be read or written once, at capture");
+    DeviceGuard g(s.device.index);
+    NABLA_CUDA_CHECK(
+        cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDefault, static_cast<cudaStream_t>(s.handle)));
+  }
+  void* allocate_pinned(size_t nbytes) override {
+    void* p = nullptr;
+    cudaError_t e = cudaHostAlloc(&p, nbytes, cudaHostAllocPortable);
+    if (e != cudaSuccess) {
+      (void)cudaGetLastError();
+      fail("pinned memory: cudaHostAlloc of ", nbytes, " bytes failed: ", cudaGetErrorString(e));
+    }
+    return p;
+  }
+  void free_pinned(void* p) noexcept override { cudaFreeHost(p); }
+  bool is_pinned(const void* p) override { return cuda::is_pinned(p); }
+
+  std::unique_ptr<runtime::Graph::Impl> make_graph(int index) override {
+    return std::make_unique<CudaGraph>(index);
+  }
+
+  runtime::MemoryStats memory_stats(int index) override {
+    const AllocatorStats s = allocator_stats(index);
+    return {.allocated = s.allocated,
+            .reserved = s.reserved,
+            .peak_allocated = s.peak_allocated,
+            .allocations = s.allocations,
+            .device_mallocs = s.cuda_mallocs};
+  }
+  void reset_peak_memory_stats(int index) override { reset_peak_stats(index); }
+  void empty_cache() override { cuda::empty_cache(); }
+
+  bool tf32_enabled() override { return cuda::tf32_enabled(); }
+  void set_tf32_enabled(bool on) override { cuda::set_tf32_enabled(on); }
+};
+
+CudaRuntime g_cuda_runtime;  // constant-initialised (no state): usable before this file's initialisers
+NABLA_REGISTER_RUNTIME(cuda, g_cuda_runtime);
+
+}  // namespace
+}  // namespace nabla::cuda
