@@ -10,6 +10,7 @@
 #include "engine/error.h"
 #include "engine/random.h"
 #include "ops/factory.h"
+#include "ops/linalg.h"
 
 namespace nabla::models {
 
@@ -102,15 +103,18 @@ GenerationResult generate(GPT& model, const std::vector<std::vector<int64_t>>& p
 
   for (int64_t step = 0; step < c.max_new_tokens; ++step) {
     const int64_t len = static_cast<int64_t>(ids[0].size());
-    Tensor lg;
+    Tensor h;  // [B, T, E]; only the last position goes through the vocabulary projection
     if (c.use_cache) {
       const int64_t from = cache.length;
-      lg = model.logits(to_tensor(ids, from, len - from), to_tensor(mask, 0, len),
-                        to_tensor(pos, from, len - from), &cache);
+      h = model.hidden(to_tensor(ids, from, len - from), to_tensor(mask, 0, len),
+                       to_tensor(pos, from, len - from), &cache);
     } else {
-      lg = model.logits(to_tensor(ids, 0, len), to_tensor(mask, 0, len), to_tensor(pos, 0, len));
+      h = model.hidden(to_tensor(ids, 0, len), to_tensor(mask, 0, len), to_tensor(pos, 0, len));
     }
-    Tensor last = lg.select(1, lg.size(1) - 1).to(DType::f32).to(Device::cpu()).contiguous();  // [B, V]
+    Tensor last = linear(h.select(1, h.size(1) - 1), model.transformer->wte->weight)
+                      .to(DType::f32)
+                      .to(Device::cpu())
+                      .contiguous();  // [B, V]
     if (c.return_logits) res.step_logits.push_back(last);
     const float* lp_data = last.data<float>();
     for (int64_t r = 0; r < b; ++r) {
