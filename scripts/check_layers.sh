@@ -20,30 +20,14 @@
 set -euo pipefail
 cd "${1:-$(dirname "$0")/..}"
 
-# Files another branch is rewriting (issue 14, item 5: apps/common and tests/apps); reported as pending,
-# not failed. Remove each entry once its file is fixed.
-PENDING=(
-  tests/apps/test_train_classifier.cpp  # rule 1: cuda::available() -> runtime::available(DeviceType::cuda)
-  apps/common/accuracy.cpp              # rule 3
-  apps/common/vrgd_step.cpp             # rule 3
-)
-
 # rank of each layer folder (cuda/ sits beside ops/)
 declare -A RANK=([engine]=0 [autograd]=1 [ops]=2 [cuda]=2 [models]=3 [data]=4 [algorithms]=5 [dist]=6 [apps]=7)
 LIBRARY_DIRS=(engine autograd ops cuda models data algorithms dist apps/common)
 
 failures=0
-pending=0
 report() {  # file, message
   local f=$1
   shift
-  for p in "${PENDING[@]}"; do
-    if [[ $f == "$p" ]]; then
-      echo "check_layers: pending (another branch fixes it): $f: $*"
-      pending=$((pending + 1))
-      return
-    fi
-  done
   echo "check_layers: $f: $*"
   failures=$((failures + 1))
 }
@@ -86,4 +70,4 @@ if ((failures > 0)); then
   echo "check_layers: $failures violation(s) of the layer rules (scripts/check_layers.sh explains them)"
   exit 1
 fi
-echo "check_layers: ok (cuda/ includes, layer order, no nabla.h in library code; $pending pending)"
+echo "check_layers: ok (cuda/ includes, layer order, no nabla.h in library code)"
