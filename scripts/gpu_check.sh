@@ -14,7 +14,8 @@
 # The ResNet part (after the op benchmarks): benchmarks/resnet_bench.sh (ResNet-50 TF32 and bf16, ResNet-18 at
 # 32², Nabla against PyTorch), the image pipeline's decoding rate by loader workers, and ResNet-20 trained on
 # Fashion-MNIST padded to 32² (expected >= 93% test accuracy), eager and with --cuda-graph. GPU_CHECK_PART picks the parts (the versions
-# and the build always run): all (default), or a comma list of core (tests, op benchmarks, LeNet), resnet,
+# and the build always run): all (default), or a comma list of core (tests, op benchmarks, LeNet), tests (ctest and
+# the CUDA suite only), resnet,
 # vrgd (benchmarks/bench_vrgd: the VR step's cost on ResNet-50), oracles (tokenizers, BERT and GPT-2 against
 # Hugging Face: part 5c), profile (benchmarks/profile_resnet.sh: where
 # the bf16 channels-last step's time goes, Nabla and PyTorch; then NABLA_PROFILE=host on ResNet-18 at 32²:
@@ -137,8 +138,8 @@ tail -n 3 "$LOG/build.log" 2>/dev/null
 
 # ---- 3. tests --------------------------------------------------------------------------------------------
 export OMP_NUM_THREADS=2
-if want core; then
 export OPENBLAS_NUM_THREADS=2  # the pthread OpenBLAS would otherwise start one thread per core in every test
+if want core || want tests; then
 run_step ctest 200 170 "$LOG/ctest.log" ctest --test-dir "$BUILD" --output-on-failure -j 8 --timeout 120
 sed -n '/tests passed/,$p' "$LOG/ctest.log" 2>/dev/null | head -n 60
 
@@ -150,7 +151,10 @@ else
   record cuda_tests "FAIL (not built)" 0
 fi
 
+fi  # want core || want tests
+
 # ---- 4. benchmarks ---------------------------------------------------------------------------------------
+if want core; then
 NABLA_JSONL="$LOG/bench_nabla.jsonl"
 TORCH_JSONL="$LOG/bench_torch.jsonl"
 : >"$NABLA_JSONL"
