@@ -4,9 +4,10 @@
 // Each kernel is templated on kMaxD in {32, 64, 128}, the smallest that holds D: shared tiles are zero
 // beyond D, so the dot products run over kMaxD unrolled and a D of 26 (BERT 4L-312) costs a D of 32.
 //
-// Forward (grid: query tiles of 16 rows x B H; 4 warps, each owning 4 query rows):
+// Forward (grid: B H x query tiles of 16 rows; 4 warps, each owning 4 query rows):
 //   the block walks the K/V tiles of 32 keys (only those the causal rule can reach), loaded into shared
-//   memory as f32; lane j of a warp scores key j of the tile for each of the warp's rows, the warp keeps the
+//   memory as f32; lane j of a warp scores key j of the tile against the warp's 4 rows (one pass over k_j,
+//   each k element read once for 4 FMAs), the warp keeps the
 //   online softmax (running max m, sum l) of each row, and each lane accumulates the output dims
 //   d = lane + 32 e in registers: o = o exp(m_old - m_new) + sum_j p_j M_j / (1 - p) v_j, with p_j passed
 //   through shared memory. At the end out = o / l and lse = m + log l (a row with no allowed key: out = 0,
@@ -110,8 +111,8 @@ __global__ void __launch_bounds__(kWarps * 32)
   float* v_s = k_s + kKeyTile * (kMaxD + 1);  // [32][kMaxD]
   float* p_s = v_s + kKeyTile * kMaxD;        // [4 warps][4 rows][32]
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t bh = blockIdx.y, b = bh / p.h;
-  const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock;
+  const int64_t bh = blockIdx.x, b = bh / p.h;
+  const int64_t row0 = static_cast<int64_t>(blockIdx.y) * kRowsPerBlock;
   const T* qh = q + bh * p.tq * p.d;
   const T* kh = k + bh * p.tk * p.d;
   const T* vh = v + bh * p.tk * p.d;
@@ -137,40 +138,56 @@ __global__ void __launch_bounds__(kWarps * 32)
     __syncthreads();
     const int64_t j = j0 + lane;
     const bool key_ok = j < p.tk && (!mrow || mrow[j]);
+    // Scores of key j against the warp's 4 rows in one pass over k_j (rows past Tq are zero in q_s).
+    float s[kRowsPerWarp];
+    {
+      float acc[kRowsPerWarp] = {};
+      const float* kr = k_s + lane * (kMaxD + 1);
+      const float* qw = q_s + warp * kRowsPerWarp * kMaxD;
+#pragma unroll
+      for (int c = 0; c < kMaxD; ++c) {
+        const float kc = kr[c];
+#pragma unroll
+        for (int rr = 0; rr < kRowsPerWarp; ++rr) acc[rr] = fmaf(qw[rr * kMaxD + c], kc, acc[rr]);
+      }
+#pragma unroll
+      for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+        const int64_t i = row0 + warp * kRowsPerWarp + rr;
+        const bool allowed = key_ok && i < p.tq && j < causal_limit(p, i);
+        s[rr] = allowed ? acc[rr] * p.scale : kNegInf;
+      }
+    }
+    float* pw = p_s + warp * kRowsPerWarp * kKeyTile;  // [4 rows][32 keys] of this warp
 #pragma unroll
     for (int rr = 0; rr < kRowsPerWarp; ++rr) {
-      const int lr = warp * kRowsPerWarp + rr;
-      const int64_t i = row0 + lr;
-      if (i >= p.tq) break;  // warp-uniform
-      const bool allowed = key_ok && j < causal_limit(p, i);
-      float s = kNegInf;
-      if (allowed) {
-        float acc = 0.0f;
-        const float* qr = q_s + lr * kMaxD;
-        const float* kr = k_s + lane * (kMaxD + 1);
-#pragma unroll
-        for (int c = 0; c < kMaxD; ++c) acc = fmaf(qr[c], kr[c], acc);
-        s = acc * p.scale;
+      const float m_new = fmaxf(m[rr], warp_max(s[rr]));
+      if (m_new == kNegInf) {  // nothing allowed yet for this row (warp-uniform)
+        pw[rr * kKeyTile + lane] = 0.0f;
+        continue;
       }
-      const float m_new = fmaxf(m[rr], warp_max(s));
-      if (m_new == kNegInf) continue;             // nothing allowed yet for this row
       const float alpha = __expf(m[rr] - m_new);  // 0 when m was -inf
-      const float e = allowed ? __expf(s - m_new) : 0.0f;
+      const float e = s[rr] == kNegInf ? 0.0f : __expf(s[rr] - m_new);
       l[rr] = l[rr] * alpha + warp_sum(e);
       m[rr] = m_new;
-      float* pw = p_s + (warp * kRowsPerWarp + rr) * kKeyTile;
-      pw[lane] = allowed ? e * dropout_keep(p, (bh * p.tq + i) * p.tk + j) : 0.0f;
-      __syncwarp();
+      const int64_t i = row0 + warp * kRowsPerWarp + rr;
+      pw[rr * kKeyTile + lane] = e > 0.0f ? e * dropout_keep(p, (bh * p.tq + i) * p.tk + j) : 0.0f;
 #pragma unroll
       for (int x = 0; x < kE; ++x) o[rr][x] *= alpha;
-      for (int jj = 0; jj < kKeyTile; ++jj) {
-        const float w = pw[jj];
-        const float* vr = v_s + jj * kMaxD;
-#pragma unroll
-        for (int x = 0; x < kE; ++x) o[rr][x] = fmaf(w, vr[lane + 32 * x], o[rr][x]);
-      }
-      __syncwarp();
     }
+    __syncwarp();
+    // o += p v: each v element read once for the 4 rows.
+    for (int jj = 0; jj < kKeyTile; ++jj) {
+      float vv[kE];
+#pragma unroll
+      for (int x = 0; x < kE; ++x) vv[x] = v_s[jj * kMaxD + lane + 32 * x];
+#pragma unroll
+      for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+        const float w = pw[rr * kKeyTile + jj];
+#pragma unroll
+        for (int x = 0; x < kE; ++x) o[rr][x] = fmaf(w, vv[x], o[rr][x]);
+      }
+    }
+    __syncwarp();
   }
 #pragma unroll
   for (int rr = 0; rr < kRowsPerWarp; ++rr) {
@@ -222,8 +239,8 @@ __global__ void __launch_bounds__(kWarps * 32)
   float* v_s = k_s + kKeyTile * (kMaxD + 1);   // [32][kMaxD + 1]
   float* ds_s = v_s + kKeyTile * (kMaxD + 1);  // [4 warps][4 rows][32]
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t bh = blockIdx.y, b = bh / p.h;
-  const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock;
+  const int64_t bh = blockIdx.x, b = bh / p.h;
+  const int64_t row0 = static_cast<int64_t>(blockIdx.y) * kRowsPerBlock;
   const uint8_t* mrow = mask ? mask + b * p.tk : nullptr;
   load_tile<T, kMaxD>(q_s, kMaxD, kRowsPerBlock, q + bh * p.tq * p.d, row0, p.tq, p.d);
   load_tile<T, kMaxD>(do_s, kMaxD, kRowsPerBlock, dout + bh * p.tq * p.d, row0, p.tq, p.d);
@@ -247,40 +264,50 @@ __global__ void __launch_bounds__(kWarps * 32)
     __syncthreads();
     const int64_t j = j0 + lane;
     const bool key_ok = j < p.tk && (!mrow || mrow[j]);
+    // q_i . k_j and dout_i . v_j for the warp's 4 rows in one pass over k_j and v_j.
+    float s[kRowsPerWarp] = {}, dpd[kRowsPerWarp] = {};
+    {
+      const float* kr = k_s + lane * (kMaxD + 1);
+      const float* vr = v_s + lane * (kMaxD + 1);
+      const float* qw = q_s + warp * kRowsPerWarp * kMaxD;
+      const float* dw = do_s + warp * kRowsPerWarp * kMaxD;
+#pragma unroll
+      for (int c = 0; c < kMaxD; ++c) {
+        const float kc = kr[c], vc = vr[c];
+#pragma unroll
+        for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+          s[rr] = fmaf(qw[rr * kMaxD + c], kc, s[rr]);
+          dpd[rr] = fmaf(dw[rr * kMaxD + c], vc, dpd[rr]);
+        }
+      }
+    }
+    float* dsw = ds_s + warp * kRowsPerWarp * kKeyTile;  // [4 rows][32 keys] of this warp
 #pragma unroll
     for (int rr = 0; rr < kRowsPerWarp; ++rr) {
-      const int lr = warp * kRowsPerWarp + rr;
-      const int64_t i = row0 + lr;
-      if (i >= p.tq) break;
-      if (row_lse[rr] == kNegInf) continue;  // no allowed key: dq = 0
-      const bool allowed = key_ok && j < causal_limit(p, i);
+      const int64_t i = row0 + warp * kRowsPerWarp + rr;
+      // Rows past Tq or without an allowed key have lse -inf: dS = 0.
+      const bool allowed = key_ok && row_lse[rr] != kNegInf && i < p.tq && j < causal_limit(p, i);
       float ds = 0.0f;
       if (allowed) {
-        const float* qr = q_s + lr * kMaxD;
-        const float* dor = do_s + lr * kMaxD;
-        const float* kr = k_s + lane * (kMaxD + 1);
-        const float* vr = v_s + lane * (kMaxD + 1);
-        float s = 0.0f, dpd = 0.0f;
-#pragma unroll
-        for (int c = 0; c < kMaxD; ++c) {
-          s = fmaf(qr[c], kr[c], s);
-          dpd = fmaf(dor[c], vr[c], dpd);
-        }
-        const float pij = __expf(s * p.scale - row_lse[rr]);
+        const float pij = __expf(s[rr] * p.scale - row_lse[rr]);
         const float keep = dropout_keep(p, (bh * p.tq + i) * p.tk + j);
-        ds = pij * (dpd * keep - row_dr[rr]) * p.scale;
+        ds = pij * (dpd[rr] * keep - row_dr[rr]) * p.scale;
       }
-      float* dw = ds_s + (warp * kRowsPerWarp + rr) * kKeyTile;
-      dw[lane] = ds;
-      __syncwarp();
-      for (int jj = 0; jj < kKeyTile; ++jj) {
-        const float w = dw[jj];
-        const float* kr = k_s + jj * (kMaxD + 1);
-#pragma unroll
-        for (int x = 0; x < kE; ++x) acc[rr][x] = fmaf(w, kr[lane + 32 * x], acc[rr][x]);
-      }
-      __syncwarp();
+      dsw[rr * kKeyTile + lane] = ds;
     }
+    __syncwarp();
+    for (int jj = 0; jj < kKeyTile; ++jj) {
+      float kk[kE];
+#pragma unroll
+      for (int x = 0; x < kE; ++x) kk[x] = k_s[jj * (kMaxD + 1) + lane + 32 * x];
+#pragma unroll
+      for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+        const float w = dsw[rr * kKeyTile + jj];
+#pragma unroll
+        for (int x = 0; x < kE; ++x) acc[rr][x] = fmaf(w, kk[x], acc[rr][x]);
+      }
+    }
+    __syncwarp();
   }
 #pragma unroll
   for (int rr = 0; rr < kRowsPerWarp; ++rr) {
@@ -313,8 +340,8 @@ __global__ void __launch_bounds__(kWarps * 32)
   float* dr_s = lse_s + kQRowTile;          // [16]
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int quarter = lane % 4;
-  const int64_t bh = blockIdx.y, b = bh / p.h;
-  const int64_t j = static_cast<int64_t>(blockIdx.x) * kKeysPerBlock + warp * 8 + lane / 4;
+  const int64_t bh = blockIdx.x, b = bh / p.h;
+  const int64_t j = static_cast<int64_t>(blockIdx.y) * kKeysPerBlock + warp * 8 + lane / 4;
   const bool key_ok = j < p.tk && (!mask || mask[b * p.tk + j]);
   float kr[kT], vr[kT], dka[kT], dva[kT];
 #pragma unroll
@@ -326,7 +353,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     dka[t] = dva[t] = 0.0f;
   }
   // Rows that can see the block's first key: causal i >= j - (Tk - Tq).
-  const int64_t first_key = static_cast<int64_t>(blockIdx.x) * kKeysPerBlock;
+  const int64_t first_key = static_cast<int64_t>(blockIdx.y) * kKeysPerBlock;
   int64_t row_begin = p.causal ? first_key - (p.tk - p.tq) : 0;
   if (row_begin < 0) row_begin = 0;
   row_begin = row_begin / kQRowTile * kQRowTile;
@@ -382,6 +409,10 @@ __global__ void __launch_bounds__(kWarps * 32)
 // ---- launchers ---------------------------------------------------------------------------------------
 
 DeviceParams device_params(const AttentionParams& a) {
+  // grid.y counts query tiles of 16 rows or key tiles of 32 keys: at most 65535.
+  NABLA_CHECK(a.tq <= 65535LL * kRowsPerBlock && a.tk <= 65535LL * kKeysPerBlock,
+              "scaled_dot_product_attention: sequence too long for cuda (Tq ", a.tq, ", Tk ", a.tk,
+              "; at most ", 65535LL * kRowsPerBlock, ")");
   DeviceParams p{};
   p.h = a.h, p.tq = a.tq, p.tk = a.tk, p.d = static_cast<int>(a.d);
   p.scale = static_cast<float>(a.scale);
@@ -441,8 +472,8 @@ void attention_forward_cuda(const Tensor& q, const Tensor& k, const Tensor& v, c
       constexpr size_t smem = forward_smem<kMaxD>();
       auto kernel = sdpa_forward_kernel<T, kMaxD>;
       allow_smem(kernel, smem);
-      const dim3 grid(static_cast<unsigned>((a.tq + kRowsPerBlock - 1) / kRowsPerBlock),
-                      static_cast<unsigned>(a.b * a.h));
+      const dim3 grid(static_cast<unsigned>(a.b * a.h),
+                      static_cast<unsigned>((a.tq + kRowsPerBlock - 1) / kRowsPerBlock));
       kernel<<<grid, kWarps * 32, smem, current_stream()>>>(ptr<T>(q), ptr<T>(k), ptr<T>(v), mask_ptr(mask),
                                                             p, ptr<T>(out), ptr<float>(lse));
       NABLA_CUDA_LAUNCH_CHECK();
@@ -471,8 +502,8 @@ void attention_backward_cuda(const Tensor& dout, const Tensor& q, const Tensor& 
         constexpr size_t smem = dq_smem<kMaxD>();
         auto kernel = sdpa_dq_kernel<T, kMaxD>;
         allow_smem(kernel, smem);
-        const dim3 grid(static_cast<unsigned>((a.tq + kRowsPerBlock - 1) / kRowsPerBlock),
-                        static_cast<unsigned>(a.b * a.h));
+        const dim3 grid(static_cast<unsigned>(a.b * a.h),
+                        static_cast<unsigned>((a.tq + kRowsPerBlock - 1) / kRowsPerBlock));
         kernel<<<grid, kWarps * 32, smem, current_stream()>>>(ptr<T>(dout), ptr<T>(q), ptr<T>(k), ptr<T>(v),
                                                               mask_ptr(mask), ptr<float>(lse), ptr<float>(dr),
                                                               p, ptr<T>(dq));
@@ -482,8 +513,8 @@ void attention_backward_cuda(const Tensor& dout, const Tensor& q, const Tensor& 
         constexpr size_t smem = dkdv_smem<kMaxD>();
         auto kernel = sdpa_dkdv_kernel<T, kMaxD>;
         allow_smem(kernel, smem);
-        const dim3 grid(static_cast<unsigned>((a.tk + kKeysPerBlock - 1) / kKeysPerBlock),
-                        static_cast<unsigned>(a.b * a.h));
+        const dim3 grid(static_cast<unsigned>(a.b * a.h),
+                        static_cast<unsigned>((a.tk + kKeysPerBlock - 1) / kKeysPerBlock));
         kernel<<<grid, kWarps * 32, smem, current_stream()>>>(ptr<T>(dout), ptr<T>(q), ptr<T>(k), ptr<T>(v),
                                                               mask_ptr(mask), ptr<float>(lse), ptr<float>(dr),
                                                               p, ptr<T>(dk), ptr<T>(dv));
