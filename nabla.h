@@ -1,7 +1,6 @@
 // Nabla: everything a program needs, in one include.
 #pragma once
 #include "autograd/autograd.h"
-#include "autograd/gradcheck.h"
 #include "autograd/graph_dot.h"
 #include "engine/random.h"
 #include "engine/safetensors.h"
@@ -12,6 +11,7 @@
 #include "ops/elementwise.h"
 #include "ops/embedding.h"
 #include "ops/factory.h"
+#include "ops/gradcheck.h"
 #include "ops/index.h"
 #include "ops/linalg.h"
 #include "ops/loss.h"

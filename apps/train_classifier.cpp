@@ -158,14 +158,15 @@ Data load_data(const Options& o, Device dev) {
     d.classes = o.classes;
     // Sizes from the command line: the bytes of the batch must not wrap before the allocation sees them.
     const std::string what = "--dataset synthetic: batch x channels x image size x image size x 4 bytes";
-    int64_t bytes = apps::checked_mul(o.batch_size, o.channels, what);
-    for (int64_t f : {o.image_size, o.image_size, int64_t{4}}) bytes = apps::checked_mul(bytes, f, what);
+    int64_t bytes = checked_mul(o.batch_size, o.channels, what);
+    for (int64_t f : {o.image_size, o.image_size, int64_t{4}}) bytes = checked_mul(bytes, f, what);
     d.synthetic_batch = data::synthetic_batch(o.batch_size, o.channels, o.image_size, o.image_size, o.classes,
                                               dev, o.run.seed);
     d.synthetic_steps = o.limit_train > 0 ? std::max<int64_t>(1, o.limit_train / o.batch_size) : 100;
   } else if (o.dataset == "image-folder") {
     auto train = std::make_shared<data::ImageFolder>(o.data_dir + "/train");
-    d.test = std::make_shared<data::ImageFolder>(o.data_dir + "/val");
+    // val/ classes are mapped by name to the training classes; one the training set lacks is refused.
+    d.test = std::make_shared<data::ImageFolder>(o.data_dir + "/val", data::ImageMode::rgb, train->classes());
     d.train = train;
     d.channels = 3;
     d.image_size = 224;

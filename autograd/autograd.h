@@ -78,6 +78,23 @@ void record(const char* name, Tensor& out, const std::vector<Tensor>& inputs, Ba
 // Runs backward from `roots` with `grads` (same count); accumulates into leaves' .grad().
 void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads, bool retain_graph);
 
+// ---- the ops autograd itself runs ----------------------------------------------------------------------
+// autograd/ sits below ops/ and includes none of it, yet the engine needs three things that are ops: an
+// element-wise add to sum the gradients arriving at a tensor, ones_like for backward()'s implicit seed of a
+// scalar, and the autocast switch (backward formulas run with autocast off, as in PyTorch). ops/ registers
+// them when the library loads (ops/autograd_hooks.cpp), the way kernels register into ops' slots. This is
+// the one dependency of autograd/ on ops/ that remains, and it is a link-time one: both are in libnabla,
+// so the hooks are set before any code can call backward(). Without them backward() throws, naming the
+// missing hook.
+struct OpHooks {
+  Tensor (*add)(const Tensor& a, const Tensor& b) = nullptr;  // gradient accumulation
+  Tensor (*ones_like)(const Tensor& t) = nullptr;             // the implicit seed of backward()
+  bool (*autocast_enabled)() = nullptr;                       // ops/autocast.h
+  void (*set_autocast_enabled)(bool on) = nullptr;
+};
+bool set_op_hooks(const OpHooks& hooks);  // returns true, for use in a static initialiser
+const OpHooks& op_hooks();                // throws when a hook is missing
+
 }  // namespace nabla::autograd
 
 namespace nabla {

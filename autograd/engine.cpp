@@ -16,16 +16,12 @@
 #include "autograd/graph_dot.h"
 #include "engine/error.h"
 
-namespace nabla {
-// Defined in ops/ (elementwise add, fill); declared here to keep the include direction engine <- ops.
-Tensor operator+(const Tensor& a, const Tensor& b);
-Tensor ones_like(const Tensor& t);
-bool autocast_enabled();  // ops/autocast.h
-void set_autocast_enabled(bool on);
-}  // namespace nabla
-
 namespace nabla::autograd {
 namespace {
+OpHooks g_op_hooks;  // constant-initialised; set by ops/autograd_hooks.cpp when the library loads
+
+const OpHooks& hooks() { return op_hooks(); }
+Tensor add(const Tensor& a, const Tensor& b) { return hooks().add(a, b); }
 thread_local bool t_grad_enabled = true;
 std::atomic<uint64_t> g_sequence{0};
 std::atomic<int> g_hook_id{0};
@@ -48,7 +44,8 @@ Node::~Node() {
   auto detach_inputs = [&pending](std::vector<std::shared_ptr<AutogradMeta>>& ins) {
     for (auto& m : ins)
       // Only nodes that would die with this one are taken over; shared ones stay with their other owners.
-      if (m && m.use_count() == 1 && m->grad_fn && m->grad_fn.use_count() == 1) pending.push_back(std::move(m->grad_fn));
+      if (m && m.use_count() == 1 && m->grad_fn && m->grad_fn.use_count() == 1)
+        pending.push_back(std::move(m->grad_fn));
     ins.clear();
   };
   detach_inputs(inputs);
@@ -61,6 +58,19 @@ Node::~Node() {
 
 bool grad_enabled() { return t_grad_enabled; }
 void set_grad_enabled(bool on) { t_grad_enabled = on; }
+
+bool set_op_hooks(const OpHooks& h) {
+  g_op_hooks = h;
+  return true;
+}
+// The hooks, checked: a build without ops/ linked in cannot differentiate.
+const OpHooks& op_hooks() {
+  NABLA_CHECK(g_op_hooks.add && g_op_hooks.ones_like && g_op_hooks.autocast_enabled &&
+                  g_op_hooks.set_autocast_enabled,
+              "autograd: the ops backward needs (add, ones_like, autocast) were not registered; link "
+              "libnabla's ops/ (ops/autograd_hooks.cpp registers them)");
+  return g_op_hooks;
+}
 
 bool needs_grad(std::initializer_list<const Tensor*> inputs) {
   if (!t_grad_enabled) return false;
@@ -127,15 +137,15 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
     if (it == pending.end())
       pending.emplace(rm, grads[i]);
     else
-      it->second = it->second + grads[i];
+      it->second = add(it->second, grads[i]);
   }
   NoGradGuard no_grad;
   // Backward formulas run with autocast off (as in PyTorch): the casts forward recorded already bring each
   // gradient back to its input's dtype, and a formula built from ops (sum_to, ...) must keep its dtypes.
   struct AutocastOff {
-    bool prev = autocast_enabled();
-    AutocastOff() { set_autocast_enabled(false); }
-    ~AutocastOff() { set_autocast_enabled(prev); }
+    bool prev = hooks().autocast_enabled();
+    AutocastOff() { hooks().set_autocast_enabled(false); }
+    ~AutocastOff() { hooks().set_autocast_enabled(prev); }
   } autocast_off;
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
     AutogradMeta* m = *it;
@@ -152,8 +162,10 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
       // A gradient that shares storage with another tensor (e.g. add's backward hands the same g to both
       // inputs) is copied, so that in-place updates of one leaf's .grad() (clipping, unscaling) never
       // change another's.
-      if (m->grad.defined()) m->grad = m->grad + g;
-      else m->grad = (g.impl_ptr().use_count() > 1 || g.storage().use_count() > 1) ? g.clone() : g;
+      if (m->grad.defined())
+        m->grad = add(m->grad, g);
+      else
+        m->grad = (g.impl_ptr().use_count() > 1 || g.storage().use_count() > 1) ? g.clone() : g;
       for (auto& [id, hook] : m->post_accumulate_hooks) hook(m->grad);
     }
     Node* fn = m->grad_fn.get();
@@ -172,7 +184,7 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
       if (q == pending.end())
         pending.emplace(im, std::move(in_grads[i]));
       else
-        q->second = q->second + in_grads[i];
+        q->second = add(q->second, in_grads[i]);
     }
     if (!retain_graph) fn->backward = nullptr;  // frees the saved tensors
   }
@@ -259,7 +271,7 @@ void Tensor::backward(const Tensor& grad, bool retain_graph) const {
   if (!g.defined()) {
     NABLA_CHECK(numel() == 1, "backward: grad can be implicit only for a one-element output, got shape ",
                 shape(), "; pass a gradient of that shape");
-    g = ones_like(*this);
+    g = autograd::op_hooks().ones_like(*this);
   }
   NABLA_CHECK(g.shape() == shape(), "backward: gradient of shape ", g.shape(), " for an output of shape ",
               shape());

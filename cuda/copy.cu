@@ -1,4 +1,5 @@
-// CUDA kernels for copies (any strides, any dtype pair, host <-> device), fills, ranges and Philox draws.
+// CUDA kernels for copies (any strides, any dtype pair, host <-> device) and fills. The CPU twin is
+// ops/cpu/copy.cpp; ranges and Philox draws are in cuda/factory.cu.
 //
 // Transfers: the bytes cross with cudaMemcpyAsync on the compute stream, contiguous and in the source
 // dtype; strides and dtype conversion are then done by a device kernel (or, device -> host, before the
@@ -6,9 +7,7 @@
 #include "cuda/dtype.cuh"
 #include "cuda/loops.cuh"
 #include "engine/capture.h"
-#include "engine/random.h"
 #include "ops/elementwise.h"
-#include "ops/factory.h"
 
 namespace nabla::cuda {
 namespace {
@@ -18,8 +17,9 @@ template <class S, class D>
 void convert_typed(const Tensor& src, Tensor& dst) {
   const S* ps = ptr<S>(src);
   D* pd = ptr<D>(dst);
-  launch_elementwise<2>(dst.shape(), {&dst.strides(), &src.strides()},
-                        [=] __device__(const std::array<int64_t, 2>& o) { pd[o[0]] = store<D>(load(ps[o[1]])); });
+  launch_elementwise<2>(
+      dst.shape(), {&dst.strides(), &src.strides()},
+      [=] __device__(const std::array<int64_t, 2>& o) { pd[o[0]] = store<D>(load(ps[o[1]])); });
 }
 
 // dst = convert(src), both on the same CUDA device, any strides.
@@ -37,32 +37,36 @@ void copy_cuda(const Tensor& src, Tensor& dst) {
   const size_t nbytes = src.numel() * src.itemsize();
   if (src.numel() == 0) return;
   if (src.device().is_cuda() && dst.device().is_cuda()) {
-    NABLA_CHECK(src.device() == dst.device(), "copy: between two CUDA devices (", src.device(), " -> ", dst.device(),
-                ") is not supported; go through the host");
+    NABLA_CHECK(src.device() == dst.device(), "copy: between two CUDA devices (", src.device(), " -> ",
+                dst.device(), ") is not supported; go through the host");
     DeviceGuard g(dst.device().index);
     if (same_layout_contiguous(src, dst))
-      NABLA_CUDA_CHECK(cudaMemcpyAsync(dst.data_ptr(), src.data_ptr(), nbytes, cudaMemcpyDeviceToDevice, current_stream()));
+      NABLA_CUDA_CHECK(cudaMemcpyAsync(dst.data_ptr(), src.data_ptr(), nbytes, cudaMemcpyDeviceToDevice,
+                                       current_stream()));
     else
       convert_on_device(src, dst);
     return;
   }
   // Between host and device inside a CUDA graph capture, the host buffer would be read or written once, at
   // capture, and the copy replayed into or out of memory that is gone (engine/capture.h).
-  NABLA_CHECK(!capturing_cuda_graph(), "copy from ", src.device(), " to ", dst.device(), " (", src.shape(), " ",
-              src.dtype(), ") inside a CUDA graph capture: the host side would be read or written once, at "
+  NABLA_CHECK(!capturing_cuda_graph(), "copy from ", src.device(), " to ", dst.device(), " (", src.shape(),
+              " ", src.dtype(),
+              ") inside a CUDA graph capture: the host side would be read or written once, at "
               "capture; make the tensor on the device before capturing, and read results (item(), "
               "to(cpu)) after replay()");
   if (dst.device().is_cuda()) {  // host -> device
     DeviceGuard g(dst.device().index);
     Tensor host = src.is_contiguous() ? src : src.contiguous();
     if (same_layout_contiguous(host, dst)) {
-      NABLA_CUDA_CHECK(cudaMemcpyAsync(dst.data_ptr(), host.data_ptr(), nbytes, cudaMemcpyHostToDevice, current_stream()));
+      NABLA_CUDA_CHECK(
+          cudaMemcpyAsync(dst.data_ptr(), host.data_ptr(), nbytes, cudaMemcpyHostToDevice, current_stream()));
       // The host buffer may be freed when this returns: wait for the (pageable) copy to finish reading it.
       NABLA_CUDA_CHECK(cudaStreamSynchronize(current_stream()));
       return;
     }
     Tensor staged = Tensor::empty(host.shape(), host.dtype(), dst.device());
-    NABLA_CUDA_CHECK(cudaMemcpyAsync(staged.data_ptr(), host.data_ptr(), nbytes, cudaMemcpyHostToDevice, current_stream()));
+    NABLA_CUDA_CHECK(cudaMemcpyAsync(staged.data_ptr(), host.data_ptr(), nbytes, cudaMemcpyHostToDevice,
+                                     current_stream()));
     NABLA_CUDA_CHECK(cudaStreamSynchronize(current_stream()));
     convert_on_device(staged, dst);
     return;
@@ -82,7 +86,8 @@ void copy_cuda(const Tensor& src, Tensor& dst) {
     raise_async_errors(src.device().index);
   } else {
     Tensor host = Tensor::empty(dst.shape(), dst.dtype(), Device::cpu());
-    NABLA_CUDA_CHECK(cudaMemcpyAsync(host.data_ptr(), dev.data_ptr(), host.nbytes(), cudaMemcpyDeviceToHost, current_stream()));
+    NABLA_CUDA_CHECK(cudaMemcpyAsync(host.data_ptr(), dev.data_ptr(), host.nbytes(), cudaMemcpyDeviceToHost,
+                                     current_stream()));
     NABLA_CUDA_CHECK(cudaStreamSynchronize(current_stream()));
     raise_async_errors(src.device().index);
     ops::copy_kernel.get(Device::cpu())(host, dst);
@@ -93,7 +98,8 @@ template <class T>
 void fill_typed(Tensor& dst, double value) {
   T* p = ptr<T>(dst);
   const T v = store<T>(value);
-  launch_elementwise<1>(dst.shape(), {&dst.strides()}, [=] __device__(const std::array<int64_t, 1>& o) { p[o[0]] = v; });
+  launch_elementwise<1>(dst.shape(), {&dst.strides()},
+                        [=] __device__(const std::array<int64_t, 1>& o) { p[o[0]] = v; });
 }
 
 void fill_cuda(Tensor& dst, double value) {
@@ -101,46 +107,9 @@ void fill_cuda(Tensor& dst, double value) {
   visit_all(dst.dtype(), [&](auto zero) { fill_typed<decltype(zero)>(dst, value); });
 }
 
-template <class T>
-void random_typed(Tensor& dst, ops::RandomKind kind, uint64_t seed, uint64_t offset, double a, double b) {
-  {
-    T* p = ptr<T>(dst);
-    launch_elementwise<1>(dst.shape(), {&dst.strides()}, [=] __device__(const std::array<int64_t, 1>& o) {
-      const int64_t i = o[0];  // contiguous: the element index is the offset
-      double v;
-      if (kind == ops::RandomKind::uniform) v = a + (b - a) * philox_uniform(seed, offset, i);
-      else if (kind == ops::RandomKind::normal) v = a + b * philox_normal(seed, offset, i);
-      else v = a + static_cast<double>(philox_bits64(seed, offset, i) % static_cast<uint64_t>(b - a));
-      T t = store<T>(v);
-      if constexpr (std::is_same_v<T, float>)
-        if (kind == ops::RandomKind::uniform && a < b && t >= static_cast<float>(b)) t = nextafterf(static_cast<float>(b), static_cast<float>(a));
-      p[i] = t;
-    });
-  }
-}
-
-void random_cuda(Tensor& dst, ops::RandomKind kind, uint64_t seed, uint64_t offset, double a, double b) {
-  DeviceGuard g(dst.device().index);
-  visit_all(dst.dtype(), [&](auto zero) { random_typed<decltype(zero)>(dst, kind, seed, offset, a, b); });
-}
-
-template <class T>
-void arange_typed(Tensor& dst, double start, double step) {
-  T* p = ptr<T>(dst);
-  launch_elementwise<1>(dst.shape(), {&dst.strides()},
-                        [=] __device__(const std::array<int64_t, 1>& o) { p[o[0]] = store<T>(start + static_cast<double>(o[0]) * step); });
-}
-
-void arange_cuda(Tensor& dst, double start, double step) {
-  DeviceGuard g(dst.device().index);
-  visit_all(dst.dtype(), [&](auto zero) { arange_typed<decltype(zero)>(dst, start, step); });
-}
-
 }  // namespace
 
 NABLA_REGISTER_KERNEL(copy_kernel, cuda, copy_cuda);
 NABLA_REGISTER_KERNEL(fill_kernel, cuda, fill_cuda);
-NABLA_REGISTER_KERNEL(random_kernel, cuda, random_cuda);
-NABLA_REGISTER_KERNEL(arange_kernel, cuda, arange_cuda);
 
 }  // namespace nabla::cuda

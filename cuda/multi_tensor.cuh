@@ -1,6 +1,6 @@
-// Device helpers shared by the multi-tensor kernels (cuda/optim.cu: the fused optimizers and norms;
-// cuda/gsnr.cu: the fused GSNR statistics). One launch covers many tensors: each tensor's slot records the
-// index of its first block, and a block finds its tensor by binary search over the slots.
+// Device helpers shared by the multi-tensor kernels (cuda/optim_kernels.cu: the fused optimizers and norms;
+// cuda/gsnr_kernels.cu: the fused GSNR statistics). One launch covers many tensors: each tensor's slot
+// records the index of its first block, and a block finds its tensor by binary search over the slots.
 #pragma once
 #include <cstdint>
 

@@ -1,5 +1,5 @@
 // CUDA pooling and nearest upsampling (the max_pool2d / avg_pool2d (plain and adaptive) /
-// upsample_nearest2d slots of ops/conv.h). The maths is the CPU kernels' (ops/cpu/conv.cpp), term for term:
+// upsample_nearest2d slots of ops/conv.h). The maths is the CPU kernels' (ops/cpu/pool.cpp), term for term:
 //
 //   max_pool2d   y[i, j] = max over the window clipped to the input (padding never wins), first maximum
 //                kept, a NaN wins (the last NaN, as the CPU loop); indices[i, j] = a * W + b of the winner.
@@ -105,7 +105,7 @@ __device__ __forceinline__ I imin(I a, I b) {
   return a < b ? a : b;
 }
 
-// Average window of output (i, j): rows [h0, h1), columns [w0, w1), divisor count (ops/cpu/conv.cpp's
+// Average window of output (i, j): rows [h0, h1), columns [w0, w1), divisor count (ops/cpu/pool.cpp's
 // avg_window).
 template <class I>
 struct Window {
@@ -299,66 +299,72 @@ void max_pool2d_forward_cuda(const Pool2dGeometry& g, const Tensor& x, Tensor& y
   DeviceGuard guard(x.device().index);
   const int64_t total = y.numel();
   if (total == 0) return;
-  dispatch(x.dtype(), std::max(total, x.numel()), g.channels_last, "max_pool2d", [&]<class T, class I, bool CL>() {
-    max_pool_forward_kernel<T, I, CL><<<grid_for(total), kBlock, 0, current_stream()>>>(
-        geo<I>(g), ptr<T>(x), ptr<T>(y), ptr<int64_t>(indices), static_cast<I>(total));
-    NABLA_CUDA_LAUNCH_CHECK();
-  });
+  dispatch(x.dtype(), std::max(total, x.numel()), g.channels_last, "max_pool2d",
+           [&]<class T, class I, bool CL>() {
+             max_pool_forward_kernel<T, I, CL><<<grid_for(total), kBlock, 0, current_stream()>>>(
+                 geo<I>(g), ptr<T>(x), ptr<T>(y), ptr<int64_t>(indices), static_cast<I>(total));
+             NABLA_CUDA_LAUNCH_CHECK();
+           });
 }
 
 void max_pool2d_backward_cuda(const Pool2dGeometry& g, const Tensor& gy, const Tensor& indices, Tensor& dx) {
   DeviceGuard guard(gy.device().index);
   const int64_t total = dx.numel();
   if (total == 0) return;
-  dispatch(gy.dtype(), std::max(total, gy.numel()), g.channels_last, "max_pool2d", [&]<class T, class I, bool CL>() {
-    max_pool_backward_kernel<T, I, CL><<<grid_for(total), kBlock, 0, current_stream()>>>(
-        geo<I>(g), ptr<T>(gy), ptr<int64_t>(indices), ptr<T>(dx), static_cast<I>(total));
-    NABLA_CUDA_LAUNCH_CHECK();
-  });
+  dispatch(gy.dtype(), std::max(total, gy.numel()), g.channels_last, "max_pool2d",
+           [&]<class T, class I, bool CL>() {
+             max_pool_backward_kernel<T, I, CL><<<grid_for(total), kBlock, 0, current_stream()>>>(
+                 geo<I>(g), ptr<T>(gy), ptr<int64_t>(indices), ptr<T>(dx), static_cast<I>(total));
+             NABLA_CUDA_LAUNCH_CHECK();
+           });
 }
 
 void avg_pool2d_forward_cuda(const Pool2dGeometry& g, const Tensor& x, Tensor& y) {
   DeviceGuard guard(x.device().index);
   const int64_t total = y.numel();
   if (total == 0) return;
-  dispatch(x.dtype(), std::max(total, x.numel()), g.channels_last, "avg_pool2d", [&]<class T, class I, bool CL>() {
-    avg_pool_forward_kernel<T, I, CL><<<grid_for(total), kBlock, 0, current_stream()>>>(
-        geo<I>(g), ptr<T>(x), ptr<T>(y), static_cast<I>(total));
-    NABLA_CUDA_LAUNCH_CHECK();
-  });
+  dispatch(x.dtype(), std::max(total, x.numel()), g.channels_last, "avg_pool2d",
+           [&]<class T, class I, bool CL>() {
+             avg_pool_forward_kernel<T, I, CL><<<grid_for(total), kBlock, 0, current_stream()>>>(
+                 geo<I>(g), ptr<T>(x), ptr<T>(y), static_cast<I>(total));
+             NABLA_CUDA_LAUNCH_CHECK();
+           });
 }
 
 void avg_pool2d_backward_cuda(const Pool2dGeometry& g, const Tensor& gy, Tensor& dx) {
   DeviceGuard guard(gy.device().index);
   const int64_t total = dx.numel();
   if (total == 0) return;
-  dispatch(gy.dtype(), std::max(total, gy.numel()), g.channels_last, "avg_pool2d", [&]<class T, class I, bool CL>() {
-    avg_pool_backward_kernel<T, I, CL><<<grid_for(total), kBlock, 0, current_stream()>>>(
-        geo<I>(g), ptr<T>(gy), ptr<T>(dx), static_cast<I>(total));
-    NABLA_CUDA_LAUNCH_CHECK();
-  });
+  dispatch(gy.dtype(), std::max(total, gy.numel()), g.channels_last, "avg_pool2d",
+           [&]<class T, class I, bool CL>() {
+             avg_pool_backward_kernel<T, I, CL><<<grid_for(total), kBlock, 0, current_stream()>>>(
+                 geo<I>(g), ptr<T>(gy), ptr<T>(dx), static_cast<I>(total));
+             NABLA_CUDA_LAUNCH_CHECK();
+           });
 }
 
 void upsample_nearest2d_forward_cuda(const Pool2dGeometry& g, const Tensor& x, Tensor& y) {
   DeviceGuard guard(x.device().index);
   const int64_t total = y.numel();
   if (total == 0) return;
-  dispatch(x.dtype(), std::max(total, x.numel()), g.channels_last, "upsample_nearest2d", [&]<class T, class I, bool CL>() {
-    upsample_forward_kernel<T, I, CL><<<grid_for(total), kBlock, 0, current_stream()>>>(
-        geo<I>(g), ptr<T>(x), ptr<T>(y), static_cast<I>(total));
-    NABLA_CUDA_LAUNCH_CHECK();
-  });
+  dispatch(x.dtype(), std::max(total, x.numel()), g.channels_last, "upsample_nearest2d",
+           [&]<class T, class I, bool CL>() {
+             upsample_forward_kernel<T, I, CL><<<grid_for(total), kBlock, 0, current_stream()>>>(
+                 geo<I>(g), ptr<T>(x), ptr<T>(y), static_cast<I>(total));
+             NABLA_CUDA_LAUNCH_CHECK();
+           });
 }
 
 void upsample_nearest2d_backward_cuda(const Pool2dGeometry& g, const Tensor& gy, Tensor& dx) {
   DeviceGuard guard(gy.device().index);
   const int64_t total = dx.numel();
   if (total == 0) return;
-  dispatch(gy.dtype(), std::max(total, gy.numel()), g.channels_last, "upsample_nearest2d", [&]<class T, class I, bool CL>() {
-    upsample_backward_kernel<T, I, CL><<<grid_for(total), kBlock, 0, current_stream()>>>(
-        geo<I>(g), ptr<T>(gy), ptr<T>(dx), static_cast<I>(total));
-    NABLA_CUDA_LAUNCH_CHECK();
-  });
+  dispatch(gy.dtype(), std::max(total, gy.numel()), g.channels_last, "upsample_nearest2d",
+           [&]<class T, class I, bool CL>() {
+             upsample_backward_kernel<T, I, CL><<<grid_for(total), kBlock, 0, current_stream()>>>(
+                 geo<I>(g), ptr<T>(gy), ptr<T>(dx), static_cast<I>(total));
+             NABLA_CUDA_LAUNCH_CHECK();
+           });
 }
 
 }  // namespace

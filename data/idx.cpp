@@ -1,11 +1,14 @@
-// IDX reader and writer (idx.h). The file is read whole (decompressed if gzip) and parsed from memory, so
-// every check can say at which byte the problem is and how many bytes the file really has.
+// IDX reader and writer (idx.h). The header is read first; the file is then read whole (decompressed if
+// gzip, never past the size the header declares) and parsed from memory, so every check can say at which
+// byte the problem is and how many bytes the file really has. Sizes from the header are multiplied with
+// overflow checks (engine/checked.h): three dimensions of 2^32 - 1 are an error, not a wrapped count.
 #include "data/idx.h"
 
 #include <filesystem>
 #include <vector>
 
 #include "data/file_bytes.h"
+#include "engine/checked.h"
 #include "engine/error.h"
 
 namespace nabla::data {
@@ -20,31 +23,39 @@ struct IdxView {
   int64_t count = 0;  // elements
 };
 
-IdxView parse_idx(const FileBytes& file, const std::string& path, uint32_t expected_magic, const char* what) {
-  const std::vector<uint8_t>& b = file.bytes;
-  const char* size_unit = file.gzipped ? " (decompressed)" : "";
-  NABLA_CHECK(b.size() >= 4, "idx: ", path, ": expected a 4-byte magic number at byte 0, file has ", b.size(),
-              " bytes", size_unit);
-  uint32_t magic = read_be32(b.data());
+// Reads the header first (a prefix of the file, decompressed if gzip), then the whole file with the size
+// the header declares as the bound: a small gzip file that inflates to gigabytes stops one byte past it.
+IdxView read_idx(const std::string& path, uint32_t expected_magic, const char* what, FileBytes* file) {
+  FileBytes head = read_file_prefix(path, "idx", 4);
+  const char* size_unit = head.gzipped ? " (decompressed)" : "";
+  NABLA_CHECK(head.bytes.size() >= 4, "idx: ", path, ": expected a 4-byte magic number at byte 0, file has ",
+              head.bytes.size(), " bytes", size_unit);
+  uint32_t magic = read_be32(head.bytes.data());
   NABLA_CHECK(magic == expected_magic, "idx: ", path, ": bad magic ", hex32(magic), " at byte 0, expected ",
               hex32(expected_magic));
   IdxView v;
-  int ndim = static_cast<int>(magic & 0xff);
+  const int ndim = static_cast<int>(magic & 0xff);
   v.data_at = 4 + 4 * static_cast<size_t>(ndim);
-  NABLA_CHECK(b.size() >= v.data_at, "idx: ", path, ": expected a ", v.data_at, "-byte header, file has ",
-              b.size(), " bytes", size_unit);
-  unsigned __int128 count = 1;  // dims are u32: three of them can overflow 64 bits
-  for (int d = 0; d < ndim; ++d) {
-    uint32_t n = read_be32(b.data() + 4 + 4 * d);
-    v.dims.push_back(n);
-    count *= n;
-  }
-  size_t have = b.size() - v.data_at;
-  NABLA_CHECK(count <= have, "idx: ", path, ": expected ", static_cast<unsigned long long>(count),
-              " bytes of ", what, " at byte ", v.data_at, ", file has ", have, size_unit);
-  NABLA_CHECK(count == have, "idx: ", path, ": ", have - static_cast<size_t>(count),
-              " unexpected bytes after the ", what, " at byte ", v.data_at + static_cast<size_t>(count));
-  v.count = static_cast<int64_t>(count);
+  head = read_file_prefix(path, "idx", v.data_at);
+  NABLA_CHECK(head.bytes.size() >= v.data_at, "idx: ", path, ": expected a ", v.data_at,
+              "-byte header, file has ", head.bytes.size(), " bytes", size_unit);
+  for (int d = 0; d < ndim; ++d) v.dims.push_back(read_be32(head.bytes.data() + 4 + 4 * d));
+  // Checked even when a dimension is 0: the strides of the other dimensions must still fit.
+  v.count = checked_product(v.dims, str_cat("idx: ", path, ": the dimensions at byte 4"));
+  const int64_t total =
+      checked_add(v.count, static_cast<int64_t>(v.data_at), str_cat("idx: ", path, ": file size"));
+  // A raw file's size is known before reading: its extra bytes get an exact count below.
+  *file = head.gzipped
+              ? read_file_bytes_bounded(path, "idx", static_cast<uint64_t>(total),
+                                        str_cat("its header declares (", shape_str(v.dims), " ", what, ")"))
+              : read_file_bytes(path, "idx");
+  const std::vector<uint8_t>& b = file->bytes;
+  const size_t have = b.size() - std::min(b.size(), v.data_at);
+  NABLA_CHECK(static_cast<uint64_t>(v.count) <= have, "idx: ", path, ": expected ", v.count, " bytes of ",
+              what, " at byte ", v.data_at, ", file has ", have, size_unit);
+  NABLA_CHECK(static_cast<uint64_t>(v.count) == have, "idx: ", path, ": ",
+              have - static_cast<size_t>(v.count), " unexpected bytes after the ", what, " at byte ",
+              v.data_at + static_cast<size_t>(v.count));
   return v;
 }
 
@@ -70,8 +81,8 @@ LabeledImages load_idx_dataset(const std::string& dir, bool train, const char* w
   std::string labels_path = find_idx_file(dir, prefix + "-labels-idx1-ubyte", who);
   LabeledImages d;
   d.images = read_idx_images(images_path);
-  FileBytes labels = read_file_bytes(labels_path, "idx");
-  IdxView v = parse_idx(labels, labels_path, kIdxLabelsMagic, "labels");
+  FileBytes labels;
+  IdxView v = read_idx(labels_path, kIdxLabelsMagic, "labels", &labels);
   NABLA_CHECK(v.dims[0] == d.images.size(0), who, ": ", images_path, " has ", d.images.size(0),
               " images but ", labels_path, " has ", v.dims[0], " labels");
   d.labels = Tensor::empty({v.dims[0]}, DType::i64);
@@ -88,16 +99,16 @@ LabeledImages load_idx_dataset(const std::string& dir, bool train, const char* w
 }  // namespace
 
 Tensor read_idx_images(const std::string& path) {
-  FileBytes file = read_file_bytes(path, "idx");
-  IdxView v = parse_idx(file, path, kIdxImagesMagic, "pixels");
+  FileBytes file;
+  IdxView v = read_idx(path, kIdxImagesMagic, "pixels", &file);
   Tensor images = Tensor::empty(v.dims, DType::u8);
   if (v.count > 0) std::copy_n(file.bytes.data() + v.data_at, v.count, images.data<uint8_t>());
   return images;
 }
 
 Tensor read_idx_labels(const std::string& path) {
-  FileBytes file = read_file_bytes(path, "idx");
-  IdxView v = parse_idx(file, path, kIdxLabelsMagic, "labels");
+  FileBytes file;
+  IdxView v = read_idx(path, kIdxLabelsMagic, "labels", &file);
   Tensor labels = Tensor::empty(v.dims, DType::i64);
   int64_t* out = labels.data<int64_t>();
   for (int64_t i = 0; i < v.count; ++i) out[i] = file.bytes[v.data_at + static_cast<size_t>(i)];

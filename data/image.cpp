@@ -14,10 +14,17 @@
 #include <jerror.h>
 #include <png.h>
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cctype>
+#include <cerrno>
+#include <cstdlib>
 #include <filesystem>
+#include <limits>
 #include <map>
+#include <set>
 
 #include "data/file_bytes.h"
 #include "engine/error.h"
@@ -37,7 +44,19 @@ struct RawImage {
 struct DecodeError {
   char message[JMSG_LENGTH_MAX + 64] = {0};
   size_t at = 0;  // byte offset the decoder had reached
+  // Set when the header declares more pixels than max_image_pixels(): nothing was allocated.
+  bool too_large = false;
+  int64_t width = 0, height = 0;
 };
+
+std::atomic<int64_t> g_max_image_pixels{-1};  // -1: not read from the environment yet
+
+// Grows `pixels` to hold `need` bytes, doubling up to `total`: memory follows the rows actually decoded,
+// so a file that declares a large image and then ends costs what it holds, not what it claims.
+void grow_to(std::vector<uint8_t>* pixels, size_t need, size_t total) {
+  if (pixels->size() >= need) return;
+  pixels->resize(std::min(total, std::max(need, 2 * pixels->size())));
+}
 
 // ---- JPEG ---------------------------------------------------------------------------------------
 
@@ -75,8 +94,19 @@ bool decode_jpeg_raw(const uint8_t* data, size_t size, RawImage* out, DecodeErro
     return false;
   }
   jpeg_create_decompress(&cinfo);
+  // libjpeg's own buffers (a progressive image keeps every coefficient: 2 bytes per pixel and component)
+  // are bounded too; past this it stops with "Backing store not supported" instead of allocating.
+  cinfo.mem->max_memory_to_use = static_cast<long>(
+      std::min<int64_t>(8 * max_image_pixels() + (int64_t{64} << 20), std::numeric_limits<long>::max() / 2));
   jpeg_mem_src(&cinfo, data, static_cast<unsigned long>(size));
   jpeg_read_header(&cinfo, TRUE);
+  if (static_cast<int64_t>(cinfo.image_width) * cinfo.image_height > max_image_pixels()) {
+    error->too_large = true;
+    error->width = cinfo.image_width;
+    error->height = cinfo.image_height;
+    jpeg_destroy_decompress(&cinfo);
+    return false;
+  }
   switch (cinfo.jpeg_color_space) {
     case JCS_GRAYSCALE:
       cinfo.out_color_space = JCS_GRAYSCALE;
@@ -94,8 +124,9 @@ bool decode_jpeg_raw(const uint8_t* data, size_t size, RawImage* out, DecodeErro
   out->channels = cinfo.output_components;
   out->adobe_inverted = cinfo.saw_Adobe_marker;
   size_t stride = static_cast<size_t>(out->width * out->channels);
-  out->pixels.resize(stride * static_cast<size_t>(out->height));
+  const size_t total = stride * static_cast<size_t>(out->height);
   while (cinfo.output_scanline < cinfo.output_height) {
+    grow_to(&out->pixels, stride * (cinfo.output_scanline + 1), total);
     JSAMPROW row = out->pixels.data() + stride * cinfo.output_scanline;
     jpeg_read_scanlines(&cinfo, &row, 1);
   }
@@ -194,6 +225,15 @@ bool decode_png_raw(PngIo* io, RawImage* out) {
   }
   png_set_read_fn(png, io, png_read_fn);
   png_read_info(png, info);
+  {
+    const int64_t w = png_get_image_width(png, info), h = png_get_image_height(png, info);
+    if (w * h > max_image_pixels()) {
+      io->error->too_large = true;
+      io->error->width = w;
+      io->error->height = h;
+      png_error(png, "image too large");
+    }
+  }
   png_set_expand(png);    // palette -> RGB, gray < 8 bits -> 8 bits, tRNS -> alpha
   png_set_scale_16(png);  // 16 -> 8 bits with rounding
   png_set_strip_alpha(png);
@@ -205,11 +245,15 @@ bool decode_png_raw(PngIo* io, RawImage* out) {
   size_t stride = png_get_rowbytes(png, info);
   if (stride != static_cast<size_t>(out->width * out->channels))
     png_error(png, "unexpected row size after conversion");
-  out->pixels.resize(stride * static_cast<size_t>(out->height));
+  const size_t total = stride * static_cast<size_t>(out->height);
   // Row by row rather than png_read_image: no row-pointer array for a longjmp to leak. An interlaced
-  // image takes every row once per pass; libpng merges each pass into the row.
+  // image takes every row once per pass; libpng merges each pass into the row (so the first pass grows
+  // the buffer and the others find it whole).
   for (int pass = 0; pass < num_passes; ++pass)
-    for (int64_t y = 0; y < out->height; ++y) png_read_row(png, out->pixels.data() + stride * y, nullptr);
+    for (int64_t y = 0; y < out->height; ++y) {
+      grow_to(&out->pixels, stride * static_cast<size_t>(y + 1), total);
+      png_read_row(png, out->pixels.data() + stride * y, nullptr);
+    }
   png_read_end(png, nullptr);
   png_destroy_read_struct(&png, &info, nullptr);
   return true;
@@ -292,16 +336,45 @@ bool is_image_file(const fs::path& p) {
 
 }  // namespace
 
+int64_t max_image_pixels() {
+  int64_t v = g_max_image_pixels.load(std::memory_order_relaxed);
+  if (v >= 0) return v;
+  v = kDefaultMaxImagePixels;
+  if (const char* env = std::getenv("NABLA_MAX_IMAGE_PIXELS"); env && *env) {
+    char* end = nullptr;
+    errno = 0;
+    long long n = std::strtoll(env, &end, 10);
+    NABLA_CHECK(*end == '\0' && errno == 0 && n > 0, "NABLA_MAX_IMAGE_PIXELS='",
+                std::string(env).substr(0, 40), "': expected a positive number of pixels");
+    v = n;
+  }
+  g_max_image_pixels.store(v, std::memory_order_relaxed);
+  return v;
+}
+
+void set_max_image_pixels(int64_t pixels) {
+  NABLA_CHECK(pixels > 0, "set_max_image_pixels: expected a positive number of pixels, got ", pixels);
+  g_max_image_pixels.store(pixels, std::memory_order_relaxed);
+}
+
 Tensor decode_image(const uint8_t* bytes, size_t size, const std::string& name, ImageMode mode) {
   RawImage raw;
   DecodeError error;
+  auto check_size = [&](const char* format) {
+    NABLA_CHECK(!error.too_large, "image: ", name, ": the ", format, " header declares ", error.width, "x",
+                error.height, " = ", error.width * error.height, " pixels, more than the limit of ",
+                max_image_pixels(), " (raise it with NABLA_MAX_IMAGE_PIXELS or data::set_max_image_pixels)");
+  };
   if (size >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF) {
-    NABLA_CHECK(decode_jpeg_raw(bytes, size, &raw, &error), "image: ", name, ": corrupt JPEG near byte ",
-                error.at, " of ", size, ": ", error.message);
+    bool ok = decode_jpeg_raw(bytes, size, &raw, &error);
+    check_size("JPEG");
+    NABLA_CHECK(ok, "image: ", name, ": corrupt JPEG near byte ", error.at, " of ", size, ": ",
+                error.message);
   } else if (size >= 8 && png_sig_cmp(bytes, 0, 8) == 0) {
     PngIo io{bytes, size, 0, nullptr, &error};
-    NABLA_CHECK(decode_png_raw(&io, &raw), "image: ", name, ": corrupt PNG near byte ", error.at, " of ",
-                size, ": ", error.message);
+    bool ok = decode_png_raw(&io, &raw);
+    check_size("PNG");
+    NABLA_CHECK(ok, "image: ", name, ": corrupt PNG near byte ", error.at, " of ", size, ": ", error.message);
   } else {
     std::string head;
     for (size_t i = 0; i < std::min<size_t>(size, 4); ++i)
@@ -395,29 +468,95 @@ void write_png(const std::string& path, const Tensor& image, bool palette) {
 
 // ---- ImageFolder --------------------------------------------------------------------------------
 
-ImageFolder::ImageFolder(const std::string& root, ImageMode mode) : root_(root), mode_(mode) {
+namespace {
+
+// One line for a filesystem error: a symlink loop gets its own words instead of the library's
+// "filesystem error: ... Too many levels of symbolic links [path]".
+std::string fs_error(const fs::path& p, const std::error_code& ec) {
+  if (ec.value() == ELOOP)
+    return str_cat(p.string(), ": is a symlink loop (too many levels of symbolic links)");
+  return str_cat(p.string(), ": cannot list: ", ec.message());
+}
+
+// The image files under `dir`, recursively, following directory symlinks as torchvision does; a symlink
+// that leads back to a folder already on the way down (a loop) is an error naming it.
+void list_images(const fs::path& dir, std::vector<std::pair<uint64_t, uint64_t>>* ancestors,
+                 std::vector<std::string>* files) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) {
+    std::error_code ec(errno, std::generic_category());
+    fail("ImageFolder: ", fs_error(dir, ec));
+  }
+  const std::pair<uint64_t, uint64_t> id{st.st_dev, st.st_ino};
+  for (const auto& a : *ancestors)
+    NABLA_CHECK(a != id, "ImageFolder: ", dir.string(),
+                ": is a symlink loop (it leads back to a folder above it); remove the link");
+  ancestors->push_back(id);
   std::error_code ec;
-  NABLA_CHECK(fs::is_directory(root, ec), "ImageFolder: ", root, ": no such directory");
-  for (const auto& entry : fs::directory_iterator(root, ec))
-    if (entry.is_directory()) classes_.push_back(entry.path().filename().string());
-  NABLA_CHECK(!ec, "ImageFolder: ", root, ": cannot list: ", ec.message());
-  NABLA_CHECK(!classes_.empty(), "ImageFolder: ", root,
-              " is empty: expected one sub-folder of images per class");
-  std::sort(classes_.begin(), classes_.end());
-  for (size_t label = 0; label < classes_.size(); ++label) {
-    fs::path dir = fs::path(root) / classes_[label];
-    std::vector<std::string> files;
-    for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::follow_directory_symlink, ec);
-         it != fs::recursive_directory_iterator(); it.increment(ec)) {
-      if (ec) break;
-      if (!it->is_directory() && is_image_file(it->path())) files.push_back(it->path().string());
+  std::vector<fs::path> subdirs;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code sec;
+    const fs::file_status status = it->status(sec);  // follows symlinks
+    if (sec) {
+      if (sec.value() == ELOOP) fail("ImageFolder: ", fs_error(it->path(), sec));
+      continue;  // a dangling symlink: not an image
     }
-    NABLA_CHECK(!ec, "ImageFolder: ", dir.string(), ": cannot list: ", ec.message());
+    if (fs::is_directory(status))
+      subdirs.push_back(it->path());
+    else if (is_image_file(it->path()))
+      files->push_back(it->path().string());
+  }
+  NABLA_CHECK(!ec, "ImageFolder: ", fs_error(dir, ec));
+  for (const fs::path& sub : subdirs) list_images(sub, ancestors, files);
+  ancestors->pop_back();
+}
+
+}  // namespace
+
+ImageFolder::ImageFolder(const std::string& root, ImageMode mode) : ImageFolder(root, mode, {}) {}
+
+ImageFolder::ImageFolder(const std::string& root, ImageMode mode, const std::vector<std::string>& classes)
+    : root_(root), mode_(mode) {
+  std::error_code ec;
+  if (!fs::is_directory(root, ec)) {
+    NABLA_CHECK(ec.value() != ELOOP, "ImageFolder: ", fs_error(root, ec));
+    fail("ImageFolder: ", root, ": no such directory");
+  }
+  std::vector<std::string> found;
+  for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code sec;
+    const fs::file_status status = it->status(sec);
+    NABLA_CHECK(!sec || sec.value() != ELOOP, "ImageFolder: ", fs_error(it->path(), sec));
+    if (!sec && fs::is_directory(status)) found.push_back(it->path().filename().string());
+  }
+  NABLA_CHECK(!ec, "ImageFolder: ", fs_error(root, ec));
+  NABLA_CHECK(!found.empty(), "ImageFolder: ", root,
+              " is empty: expected one sub-folder of images per class");
+  std::sort(found.begin(), found.end());
+  // Labels: the sorted folder names, or the positions in `classes` (the training set's), matched by name.
+  classes_ = classes.empty() ? found : classes;
+  std::map<std::string, int64_t> label_of;
+  for (size_t i = 0; i < classes_.size(); ++i) label_of.emplace(classes_[i], static_cast<int64_t>(i));
+  for (const std::string& name : found) {
+    auto it = label_of.find(name);
+    if (it == label_of.end()) {
+      std::string have;
+      for (size_t i = 0; i < classes_.size() && i < 10; ++i) have += (i ? ", " : "") + classes_[i];
+      if (classes_.size() > 10) have += ", ...";
+      fail("ImageFolder: ", root, ": class folder '", name, "' is not one of the ", classes_.size(),
+           " training classes (", have, "); every class must also be in the training set");
+    }
+    fs::path dir = fs::path(root) / name;
+    std::vector<std::string> files;
+    std::vector<std::pair<uint64_t, uint64_t>> ancestors;
+    list_images(dir, &ancestors, &files);
     NABLA_CHECK(!files.empty(), "ImageFolder: class folder ", dir.string(),
                 " has no .jpg, .jpeg or .png files");
     std::sort(files.begin(), files.end());
-    for (std::string& f : files) samples_.push_back({std::move(f), static_cast<int64_t>(label)});
+    for (std::string& f : files) samples_.push_back({std::move(f), it->second});
   }
+  std::stable_sort(samples_.begin(), samples_.end(),
+                   [](const Sample& a, const Sample& b) { return a.label < b.label; });
 }
 
 Example ImageFolder::get(int64_t i) const {

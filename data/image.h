@@ -24,6 +24,17 @@ enum class ImageMode : uint8_t {
   rgb,   // always 3 channels
 };
 
+// The largest image decoded, in pixels (width x height): 16384 x 16384 = 268,435,456 by default, or
+// NABLA_MAX_IMAGE_PIXELS from the environment, or what set_max_image_pixels() set (for this process).
+// A header that declares more is refused before anything is allocated:
+//   image: big.png: the PNG header declares 60000x60000 = 3600000000 pixels, more than the limit of
+//   268435456 (raise it with NABLA_MAX_IMAGE_PIXELS or data::set_max_image_pixels)
+// Below the limit, the pixel buffer grows with the rows actually decoded, so a truncated file that
+// declares a large image costs only what it holds.
+inline constexpr int64_t kDefaultMaxImagePixels = int64_t{16384} * 16384;
+int64_t max_image_pixels();
+void set_max_image_pixels(int64_t pixels);
+
 // `name` only labels errors (a path, usually).
 Tensor decode_image(const uint8_t* bytes, size_t size, const std::string& name,
                     ImageMode mode = ImageMode::keep);
@@ -42,7 +53,14 @@ void write_png(const std::string& path, const Tensor& image, bool palette = fals
 // sorted (byte) order -> class index; files are sorted by their path inside the class folder, searched
 // recursively (as torchvision's ImageFolder). get(i) decodes sample i into u8 [H, W, C] with the given
 // mode (rgb by default, so that gray and CMYK files batch with colour ones). Errors for a missing root, a
-// root without class folders, and a class folder without images.
+// root without class folders, a class folder without images, and a symlink loop (one line naming it).
+//
+// A validation folder must use the training set's labels: pass the training classes, and each folder is
+// mapped by name to its index there (a val/ with fewer classes keeps the training indices); a folder
+// that is not a training class is an error, never a silently shifted label:
+//   ImageFolder val(dir + "/val", ImageMode::rgb, train.classes());
+//   -> ImageFolder: d/val: class folder 'zebra' is not one of the 3 training classes (cat, dog, owl);
+//      every class must also be in the training set
 class ImageFolder final : public Dataset {
  public:
   struct Sample {
@@ -51,10 +69,13 @@ class ImageFolder final : public Dataset {
   };
 
   explicit ImageFolder(const std::string& root, ImageMode mode = ImageMode::rgb);
+  // classes: the label names, in label order (the training set's classes()); empty = the folders found.
+  ImageFolder(const std::string& root, ImageMode mode, const std::vector<std::string>& classes);
 
   int64_t size() const override { return static_cast<int64_t>(samples_.size()); }
   Example get(int64_t i) const override;
 
+  // The label names in label order: the folders found, or the classes given to the constructor.
   const std::vector<std::string>& classes() const { return classes_; }
   const std::vector<Sample>& samples() const { return samples_; }
 

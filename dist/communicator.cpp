@@ -2,9 +2,9 @@
 // The transports live in mpi_backend.cpp and nccl_backend.cpp.
 #include "dist/communicator.h"
 
+#include "autograd/autograd.h"
 #include "dist/store.h"
 #include "engine/error.h"
-#include "nabla.h"
 
 namespace nabla::dist {
 namespace {

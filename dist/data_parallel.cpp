@@ -1,8 +1,8 @@
 // DataParallel (data_parallel.h): buckets, hooks, in-order launches, finish.
 #include "dist/data_parallel.h"
 
+#include "autograd/autograd.h"
 #include "engine/error.h"
-#include "nabla.h"
 
 namespace nabla::dist {
 

@@ -14,6 +14,7 @@
 #include <climits>
 #include <cstdlib>
 #include <exception>
+#include <algorithm>
 #include <thread>
 #include <vector>
 
@@ -151,13 +152,16 @@ class MpiWork final : public Work {
     return done_;
   }
   void wait() override {
-    // Spin briefly (a collective of a few KB finishes in microseconds), then yield the core: ranks are
-    // often oversubscribed on CI machines.
+    // Spin briefly (a collective of a few KB finishes in microseconds), then sleep between tests, 50 us
+    // doubling to 4 ms: a peer that is stopped or slow must not cost a core per waiting rank (a yield loop
+    // kept one at 86%), and ranks are often oversubscribed on CI machines.
     int64_t spins = 0;
+    auto nap = std::chrono::microseconds(50);
     while (!test()) {
       if (++spins < 64) continue;
-      std::this_thread::yield();
-      if (spins % 256 == 0) {
+      std::this_thread::sleep_for(nap);
+      nap = std::min(nap * 2, std::chrono::microseconds(4000));
+      if (spins % 16 == 0) {
         const double waited = std::chrono::duration<double>(Clock::now() - start_).count();
         NABLA_CHECK(waited < timeout_s_, "dist (mpi): ", what_, " did not complete within ", timeout_s_,
                     " s; a peer is stuck or gone (timeout: NABLA_DIST_TIMEOUT)");

@@ -259,7 +259,7 @@ class NcclBackend final : public Backend {
         fail("dist (nccl): rank ", env_.rank, ": ", what, " did not complete within ", env_.timeout_s,
              " s; a rank is missing or stuck (timeout: NABLA_DIST_TIMEOUT)");
       }
-      std::this_thread::yield();
+      std::this_thread::sleep_for(std::chrono::microseconds(200));  // not a yield loop: no core burnt
       ncclCommGetAsyncError(comm_, &r);
     }
     NABLA_CHECK(r == ncclSuccess, "dist (nccl): rank ", env_.rank, ": ", what,

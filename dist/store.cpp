@@ -1,5 +1,6 @@
 // TCP rendezvous (store.h). Plain POSIX sockets: poll() with a deadline around every accept, connect, read
-// and write, so that no call can block past the timeout.
+// and write, so that no call can block past the timeout. Rank 0 polls the listening socket and every
+// connection still in its handshake together, so a silent or slow connection delays nobody.
 #include "dist/store.h"
 
 #include <arpa/inet.h>
@@ -14,6 +15,8 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -25,6 +28,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr uint32_t kMagic = 0x4e41424c;  // "NABL"
+constexpr uint32_t kVersion = 2;         // 1: {magic, rank, world}; 2 adds the version and the job id
+constexpr uint32_t kMaxJobId = 255;
+constexpr size_t kHelloFixed = 5 * sizeof(uint32_t);  // magic, version, rank, world, job id length
+constexpr size_t kMaxPending = 256;                   // connections in their handshake at once
+constexpr int kMaxDropNotes = 8;                      // stderr lines about dropped connections
 
 struct Fd {
   int fd = -1;
@@ -64,6 +72,42 @@ void io_all(int fd, void* buf, size_t n, bool write, Clock::time_point deadline,
   }
 }
 
+// A connection rank 0 has accepted and whose hello is not complete yet.
+struct Pending {
+  Fd fd;
+  std::string from;  // "address:port", for messages
+  Clock::time_point deadline;
+  std::string hello;  // bytes received so far
+};
+
+std::string peer_name(const sockaddr_storage& a) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  int port = 0;
+  if (a.ss_family == AF_INET6) {
+    const auto* a6 = reinterpret_cast<const sockaddr_in6*>(&a);
+    ::inet_ntop(AF_INET6, &a6->sin6_addr, host, sizeof host);
+    port = ntohs(a6->sin6_port);
+  } else if (a.ss_family == AF_INET) {
+    const auto* a4 = reinterpret_cast<const sockaddr_in*>(&a);
+    ::inet_ntop(AF_INET, &a4->sin_addr, host, sizeof host);
+    port = ntohs(a4->sin_port);
+  }
+  return std::string(host) + ":" + std::to_string(port);
+}
+
+uint32_t u32_at(const std::string& b, size_t i) {
+  uint32_t v;
+  std::memcpy(&v, b.data() + 4 * i, 4);
+  return v;
+}
+
+// Printable and short: job ids and junk come from the network.
+std::string printable(const std::string& s) {
+  std::string r;
+  for (size_t i = 0; i < s.size() && i < 64; ++i) r += (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+  return s.size() > 64 ? r + "..." : r;
+}
+
 std::string serve(const RendezvousOptions& o, const std::string& payload, Clock::time_point deadline) {
   const std::string where = "rendezvous (rank 0 serving port " + std::to_string(o.master_port) + ")";
   Fd lfd(::socket(AF_INET6, SOCK_STREAM, 0));
@@ -93,11 +137,29 @@ std::string serve(const RendezvousOptions& o, const std::string& payload, Clock:
   set_nonblocking(lfd.fd);
 
   std::vector<Fd> peers(o.world_size);
-  int arrived = 0;
+  std::vector<Pending> pending;
+  int arrived = 0, notes = 0;
+  const auto handshake = std::chrono::milliseconds(static_cast<int64_t>(o.handshake_timeout_s * 1000));
+  auto drop = [&](size_t i, const std::string& why) {
+    if (notes++ < kMaxDropNotes)
+      std::fprintf(stderr, "nabla %s: dropped a connection from %s: %s%s\n", where.c_str(),
+                   pending[i].from.c_str(), why.c_str(),
+                   notes == kMaxDropNotes ? " (further drops are not reported)" : "");
+    pending.erase(pending.begin() + static_cast<std::ptrdiff_t>(i));
+  };
   while (arrived < o.world_size - 1) {
-    pollfd pfd{lfd.fd, POLLIN, 0};
-    int r = ::poll(&pfd, 1, ms_left(deadline));
-    if (r == 0) {
+    // Connections that did not finish their hello in time go; the rest wait together with the listener.
+    const auto now = Clock::now();
+    for (size_t i = pending.size(); i-- > 0;)
+      if (pending[i].deadline <= now)
+        drop(i, str_cat("no complete hello within ", o.handshake_timeout_s, " s (", pending[i].hello.size(),
+                        " bytes came)"));
+    auto wake = deadline;
+    for (const Pending& p : pending) wake = std::min(wake, p.deadline);
+    std::vector<pollfd> fds{{lfd.fd, POLLIN, 0}};
+    for (const Pending& p : pending) fds.push_back({p.fd.fd, POLLIN, 0});
+    int r = ::poll(fds.data(), fds.size(), ms_left(wake));
+    if (r == 0 && Clock::now() >= deadline) {
       std::string missing;
       int shown = 0;
       for (int i = 1; i < o.world_size && shown < 16; ++i)
@@ -107,29 +169,73 @@ std::string serve(const RendezvousOptions& o, const std::string& payload, Clock:
            "); a rank failed to start or has another MASTER_ADDR/MASTER_PORT (timeout: NABLA_DIST_TIMEOUT)");
     }
     if (r < 0 && errno == EINTR) continue;
-    NABLA_CHECK(r > 0, where, ": poll failed: ", std::strerror(errno));
-    Fd c(::accept(lfd.fd, nullptr, nullptr));
-    if (c.fd < 0) continue;  // EAGAIN: the connection went away
-    set_nonblocking(c.fd);
-    uint32_t hello[3];
-    io_all(c.fd, hello, sizeof hello, false, deadline, where + " reading a peer's hello");
-    NABLA_CHECK(hello[0] == kMagic, where, ": a connection that is not a Nabla rank (bad magic 0x", std::hex,
-                hello[0], "); is MASTER_PORT used by another program?");
-    const int rank = static_cast<int>(hello[1]), world = static_cast<int>(hello[2]);
-    NABLA_CHECK(world == o.world_size, where, ": rank ", rank, " says the world size is ", world,
-                ", rank 0 says ", o.world_size);
-    NABLA_CHECK(rank >= 1 && rank < o.world_size, where, ": a peer says it is rank ", rank, " of ", world);
-    NABLA_CHECK(peers[rank].fd < 0, where, ": rank ", rank,
-                " arrived twice (two processes with the same RANK)");
-    peers[rank] = std::move(c);
-    ++arrived;
+    NABLA_CHECK(r >= 0, where, ": poll failed: ", std::strerror(errno));
+    // Read what the pending connections sent (from the back, so that drops keep the indices valid).
+    for (size_t i = pending.size(); i-- > 0;) {
+      if (!(fds[i + 1].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      Pending& p = pending[i];
+      size_t want = kHelloFixed;
+      if (p.hello.size() >= kHelloFixed) want += std::min(u32_at(p.hello, 4), kMaxJobId);
+      char buf[kHelloFixed + kMaxJobId];
+      ssize_t k = ::recv(p.fd.fd, buf, want - p.hello.size(), 0);
+      if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
+      if (k <= 0) {
+        drop(i, str_cat("closed after ", p.hello.size(), " bytes, before a complete hello"));
+        continue;
+      }
+      p.hello.append(buf, static_cast<size_t>(k));
+      if (p.hello.size() == kHelloFixed) {
+        const uint32_t magic = u32_at(p.hello, 0), version = u32_at(p.hello, 1), len = u32_at(p.hello, 4);
+        if (magic != kMagic) {
+          drop(i, str_cat("not a Nabla rank (bad magic ", printable(p.hello.substr(0, 4)), ")"));
+          continue;
+        }
+        if (version != kVersion) {
+          drop(i, str_cat("a Nabla rank speaking rendezvous protocol ", version, ", this one speaks ",
+                          kVersion, " (mixed builds?)"));
+          continue;
+        }
+        if (len > kMaxJobId) {
+          drop(i, str_cat("a job id of ", len, " bytes (at most ", kMaxJobId, ")"));
+          continue;
+        }
+      }
+      if (p.hello.size() < kHelloFixed || p.hello.size() < kHelloFixed + u32_at(p.hello, 4)) continue;
+      const std::string job = p.hello.substr(kHelloFixed);
+      if (job != o.job_id) {
+        drop(i, str_cat("a rank of job '", printable(job), "', this is job '", printable(o.job_id),
+                        "' (NABLA_JOB_ID); is MASTER_PORT shared by two jobs?"));
+        continue;
+      }
+      const int rank = static_cast<int>(u32_at(p.hello, 2)), world = static_cast<int>(u32_at(p.hello, 3));
+      NABLA_CHECK(world == o.world_size, where, ": rank ", rank, " says the world size is ", world,
+                  ", rank 0 says ", o.world_size);
+      NABLA_CHECK(rank >= 1 && rank < o.world_size, where, ": a peer says it is rank ", rank, " of ", world);
+      NABLA_CHECK(peers[rank].fd < 0, where, ": rank ", rank,
+                  " arrived twice (two processes with the same RANK)");
+      peers[rank] = std::move(p.fd);
+      pending.erase(pending.begin() + static_cast<std::ptrdiff_t>(i));
+      ++arrived;
+    }
+    if (fds[0].revents & POLLIN) {
+      for (;;) {  // every connection waiting in the backlog
+        sockaddr_storage addr{};
+        socklen_t len = sizeof addr;
+        Fd c(::accept(lfd.fd, reinterpret_cast<sockaddr*>(&addr), &len));
+        if (c.fd < 0) break;  // EAGAIN: none left (or it went away)
+        set_nonblocking(c.fd);
+        if (pending.size() >= kMaxPending) drop(0, "too many connections in their handshake at once");
+        pending.push_back({std::move(c), peer_name(addr), Clock::now() + handshake, {}});
+      }
+    }
   }
   const uint64_t n = payload.size();
+  uint32_t magic = kMagic;
   for (int i = 1; i < o.world_size; ++i) {
-    io_all(peers[i].fd, const_cast<uint64_t*>(&n), sizeof n, true, deadline,
-           where + " sending to rank " + std::to_string(i));
-    io_all(peers[i].fd, const_cast<char*>(payload.data()), n, true, deadline,
-           where + " sending to rank " + std::to_string(i));
+    const std::string to = where + " sending to rank " + std::to_string(i);
+    io_all(peers[i].fd, &magic, sizeof magic, true, deadline, to);
+    io_all(peers[i].fd, const_cast<uint64_t*>(&n), sizeof n, true, deadline, to);
+    io_all(peers[i].fd, const_cast<char*>(payload.data()), n, true, deadline, to);
   }
   // Wait for each peer's acknowledgement, so that nobody leaves before everyone has the payload.
   for (int i = 1; i < o.world_size; ++i) {
@@ -187,10 +293,20 @@ std::string join(const RendezvousOptions& o, Clock::time_point deadline) {
   }
   int one = 1;
   ::setsockopt(fd.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  uint32_t hello[3] = {kMagic, static_cast<uint32_t>(o.rank), static_cast<uint32_t>(o.world_size)};
-  io_all(fd.fd, hello, sizeof hello, true, deadline, where + " sending hello");
+  NABLA_CHECK(o.job_id.size() <= kMaxJobId, where, ": the job id has ", o.job_id.size(), " bytes, at most ",
+              kMaxJobId);
+  uint32_t head[5] = {kMagic, kVersion, static_cast<uint32_t>(o.rank), static_cast<uint32_t>(o.world_size),
+                      static_cast<uint32_t>(o.job_id.size())};
+  std::string hello(reinterpret_cast<const char*>(head), sizeof head);
+  hello += o.job_id;
+  io_all(fd.fd, hello.data(), hello.size(), true, deadline, where + " sending hello");
+  uint32_t magic = 0;
+  io_all(fd.fd, &magic, sizeof magic, false, deadline,
+         where + " waiting for every rank to arrive (rank 0 drops ranks of another NABLA_JOB_ID or build)");
+  NABLA_CHECK(magic == kMagic, where, ": the server on the port is not a Nabla rank 0 (bad magic ",
+              printable(std::string(reinterpret_cast<const char*>(&magic), 4)), ")");
   uint64_t n = 0;
-  io_all(fd.fd, &n, sizeof n, false, deadline, where + " waiting for every rank to arrive");
+  io_all(fd.fd, &n, sizeof n, false, deadline, where + " reading the payload size");
   NABLA_CHECK(n < (1u << 30), where, ": implausible payload size ", n);
   std::string payload(n, '\0');
   io_all(fd.fd, payload.data(), n, false, deadline, where + " reading the payload");
@@ -200,6 +316,12 @@ std::string join(const RendezvousOptions& o, Clock::time_point deadline) {
 }
 
 }  // namespace
+
+std::string rendezvous_job_id_from_env() {
+  for (const char* name : {"NABLA_JOB_ID", "TORCHELASTIC_RUN_ID", "SLURM_JOB_ID"})
+    if (const char* v = std::getenv(name); v && *v) return std::string(v).substr(0, kMaxJobId);
+  return "";
+}
 
 std::string rendezvous_exchange(const RendezvousOptions& o, const std::string& payload) {
   NABLA_CHECK(o.world_size >= 1 && o.rank >= 0 && o.rank < o.world_size, "rendezvous: rank ", o.rank,

@@ -1,15 +1,27 @@
+// Shapes and strides (shape.h). Every product of sizes is checked (engine/checked.h): shapes often come
+// from file headers, and a product that wraps around would allocate a small buffer for a huge tensor.
 #include "engine/shape.h"
 
 #include <algorithm>
 
+#include "engine/checked.h"
 #include "engine/error.h"
 
 namespace nabla {
 
 int64_t numel_of(const Shape& shape) {
   int64_t n = 1;
-  for (int64_t s : shape) n *= s;
+  for (int64_t s : shape)
+    if (__builtin_mul_overflow(n, s, &n)) checked_product(shape, "shape");  // throws, naming the shape
   return n;
+}
+
+int64_t nbytes_of(const Shape& shape, int64_t itemsize) {
+  int64_t n = checked_product(shape, "shape");
+  int64_t bytes;
+  NABLA_CHECK(!__builtin_mul_overflow(n, itemsize, &bytes), "shape ", shape, ": ", n, " elements of ",
+              itemsize, " bytes do not fit in a signed 64-bit size");
+  return bytes;
 }
 
 Strides contiguous_strides(const Shape& shape) {
@@ -17,7 +29,9 @@ Strides contiguous_strides(const Shape& shape) {
   int64_t acc = 1;
   for (int64_t d = static_cast<int64_t>(shape.size()) - 1; d >= 0; --d) {
     st[d] = acc;
-    acc *= shape[d];
+    // The last product is never used as a stride; it still must fit for numel to (checked there).
+    if (d > 0 && shape[d] != 0 && __builtin_mul_overflow(acc, shape[d], &acc))
+      checked_product(shape, "contiguous strides of shape");  // throws, naming the shape
   }
   return st;
 }
@@ -25,7 +39,10 @@ Strides contiguous_strides(const Shape& shape) {
 Strides channels_last_strides(const Shape& shape) {
   NABLA_CHECK(shape.size() == 4, "channels_last: expected a 4-D [N, C, H, W] shape, got ", shape);
   const int64_t c = shape[1], h = shape[2], w = shape[3];
-  return {h * w * c, 1, w * c, c};
+  checked_product(shape, "channels_last strides of shape");
+  const int64_t wc = checked_mul(w, c, "channels_last strides"),
+                hwc = checked_mul(h, wc, "channels_last strides");
+  return {hwc, 1, wc, c};
 }
 
 bool is_non_overlapping_and_dense(const Shape& shape, const Strides& strides) {

@@ -15,7 +15,10 @@ namespace nabla {
 using Shape = std::vector<int64_t>;
 using Strides = std::vector<int64_t>;
 
+// The product of the sizes; throws nabla::Error naming the shape when it does not fit in int64_t (shapes
+// come from file headers too). nbytes_of: numel * itemsize, checked the same way (sizes must be >= 0).
 int64_t numel_of(const Shape& shape);
+int64_t nbytes_of(const Shape& shape, int64_t itemsize);
 Strides contiguous_strides(const Shape& shape);
 // Channels-last strides of a 4-D [N, C, H, W] shape: {H*W*C, 1, W*C, C} (memory order N, H, W, C).
 Strides channels_last_strides(const Shape& shape);

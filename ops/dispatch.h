@@ -10,11 +10,16 @@
 // Slots are constant-initialised, so registration from static initialisers in any order is safe (the
 // library is shared, so every backend's registrations run when it loads).
 //
+// Every slot has a row in the kernel-slot table (ops/kernel_table.h: its header, kernel files and whether
+// each backend must register it). Each registration is also recorded (kernel_registrations(): slot, device,
+// file), so tests/ops/test_kernel_slots.cpp can hold the table to what the backends register.
+//
 // get() returns a KernelCall: it calls the function and, when the profiler is on (NABLA_PROFILE=1,
 // engine/profile.h), times it under the op's name. When it is off the cost is one relaxed atomic load.
 #pragma once
 #include <chrono>
 #include <utility>
+#include <vector>
 
 #include "engine/capture.h"
 #include "engine/device.h"
@@ -57,14 +62,29 @@ struct KernelCall<R (*)(Args...)> {
   operator Fn() const { return fn; }  // NOLINT: call sites may keep the plain function pointer
 };
 
+// One NABLA_REGISTER_KERNEL: which slot (its name and address), for which device, from which source file.
+struct KernelRegistration {
+  const char* slot;
+  const void* address;  // two slots that share a name are two addresses
+  DeviceType device;
+  const char* file;  // __FILE__ of the registration
+};
+
+// Every registration so far, in the order the static initialisers ran.
+inline std::vector<KernelRegistration>& kernel_registrations() {
+  static std::vector<KernelRegistration> registrations;
+  return registrations;
+}
+
 template <class Fn>
 struct Kernel {
   const char* name;
   Fn fns[kNumDeviceTypes] = {};
 
   constexpr explicit Kernel(const char* n) : name(n) {}
-  bool set(DeviceType d, Fn f) {
+  bool set(DeviceType d, Fn f, const char* file = "") {
     fns[static_cast<int>(d)] = f;
+    kernel_registrations().push_back({name, this, d, file});
     return true;
   }
   bool has(Device d) const { return fns[static_cast<int>(d.type)] != nullptr; }
@@ -87,4 +107,4 @@ struct Kernel {
 #define NABLA_REGISTER_KERNEL_CAT(a, b) NABLA_REGISTER_KERNEL_CAT2(a, b)
 #define NABLA_REGISTER_KERNEL(slot, device, fn)                                               \
   [[maybe_unused]] static const bool NABLA_REGISTER_KERNEL_CAT(nabla_registered_, __LINE__) = \
-      (::nabla::ops::slot).set(::nabla::DeviceType::device, &(fn))
+      (::nabla::ops::slot).set(::nabla::DeviceType::device, &(fn), __FILE__)

@@ -1,7 +1,7 @@
 // Fused multi-tensor kernels of VRGD's GSNR (algorithms/vrgd/gsnr.h has the method): one call covers every
 // parameter tensor of a step, so a step costs a handful of launches instead of ~10 small ops per tensor.
-// CPU kernels in ops/cpu/gsnr_kernels.cpp (OpenMP), CUDA kernels in cuda/gsnr.cu (multi-tensor launches in
-// the manner of cuda/optim.cu).
+// CPU kernels in ops/cpu/gsnr_kernels.cpp (OpenMP), CUDA kernels in cuda/gsnr_kernels.cu (multi-tensor
+// launches in the manner of cuda/optim_kernels.cu).
 //
 //   accumulate, per element of each tensor (one partition's gradient g):
 //     first partition:  sum = g (sum may be g's own buffer: then nothing is written), sq = g * g

@@ -1,5 +1,6 @@
 // The nn op family: softmax, log_softmax, layer_norm, batch_norm, dropout. Shape/dtype checks, autograd
-// wiring and dispatch; the math lives in the fused kernels (ops/cpu/nn.cpp) and is summarised in ops/nn.h.
+// wiring and dispatch; the math lives in the fused kernels (ops/cpu/softmax.cpp, layer_norm.cpp,
+// batch_norm.cpp, dropout.cpp) and is summarised in ops/nn.h.
 //
 // Every op hands its kernels contiguous tensors (copied here when the input is a strided view), except that
 // batch_norm and dropout keep a channels-last input's layout (see there), and each backward is one fused

@@ -3,7 +3,8 @@
 // Each row is X(name, family, kind). `kind` is Differentiable (the op has a backward and must have an f64
 // gradient check registered in tests/ops: tests/ops/test_op_table.cpp fails for any op without one) or
 // NonDifferentiable (integer/boolean results, factories, random draws: tested on values). `family` names
-// the files: ops/<family>.h/.cpp hold the op, ops/cpu/<family>.cpp (and later cuda/<family>.cu) the kernels.
+// the files that hold the op: ops/<family>.h/.cpp. Its kernels are listed in the kernel-slot table
+// (ops/kernel_table.h), with their files ops/cpu/<kernel family>.cpp and cuda/<kernel family>.cu.
 // Composite ops (losses, logsumexp, ...) are written with other ops; they are listed too, because users
 // call them and they get their own gradient checks.
 #pragma once

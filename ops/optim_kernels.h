@@ -1,7 +1,7 @@
 // Fused optimizer kernels: one multi-tensor call updates every parameter of a step (SGD, Adam/AdamW), and
 // one call unscales every gradient for mixed precision (optim::GradScaler). Used by
 // algorithms/optim/optimizer.cpp and grad_scaler.cpp; CPU kernels in ops/cpu/optim_kernels.cpp (OpenMP),
-// CUDA kernels in cuda/optim.cu (one launch for many tensors).
+// CUDA kernels in cuda/optim_kernels.cu (one launch for many tensors).
 //
 // The element-wise maths of each step is written once below (sgd_element, adam_element), as the sequence of
 // roundings the unfused op-by-op step performed (each mul_, add_ or sqrt rounded to the compute type, scalars

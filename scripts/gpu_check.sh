@@ -15,7 +15,8 @@
 # 32², Nabla against PyTorch), the image pipeline's decoding rate by loader workers, and ResNet-20 trained on
 # Fashion-MNIST padded to 32² (expected >= 93% test accuracy), eager and with --cuda-graph. GPU_CHECK_PART picks the parts (the versions
 # and the build always run): all (default), or a comma list of core (tests, op benchmarks, LeNet), resnet,
-# vrgd (benchmarks/bench_vrgd: the VR step's cost on ResNet-50), profile (benchmarks/profile_resnet.sh: where
+# vrgd (benchmarks/bench_vrgd: the VR step's cost on ResNet-50), oracles (tokenizers, BERT and GPT-2 against
+# Hugging Face: part 5c), profile (benchmarks/profile_resnet.sh: where
 # the bf16 channels-last step's time goes, Nabla and PyTorch; then NABLA_PROFILE=host on ResNet-18 at 32²:
 # the host's time per op of a host-bound step), dist (multi-GPU: scripts/dist_check.sh, only
 # with >= 2 GPUs); split them over device calls of 600 s each when one is not enough.
@@ -256,6 +257,31 @@ if want profile; then
       --model resnet18 --batch 512 --image-size 32 --classes 10 --warmup 20 --steps 1 --windows 50
     head -n 25 "$LOG/profile_host_resnet18.txt"
   fi
+fi
+
+# ---- 5c. oracles: our tokenizers, BERT and GPT-2 against Hugging Face's (transformers is only on the GPU machine)
+# The lead carries .cache/tokenizers (scripts/prepare_tokenizers.sh) and .gpu-data/sentiment.tar.xz (a copy of
+# ../shared/data/sentiment). docs/tokenizers.md, docs/bert.md and docs/gpt.md say what each check asserts.
+if want oracles; then
+  if [ -f .gpu-data/sentiment.tar.xz ] && [ ! -d .gpu-data/sentiment ]; then tar -C .gpu-data -xJf .gpu-data/sentiment.tar.xz; fi
+  if [ -d .cache/tokenizers ] && [ -d .gpu-data/sentiment ]; then
+    run_step tokenizer_oracle 120 60 "$LOG/tokenizer_oracle.log" python3 benchmarks/tokenizer_oracle.py --build "$BUILD" \
+      --data .gpu-data/sentiment --tokenizers .cache/tokenizers
+    tail -n 8 "$LOG/tokenizer_oracle.log"
+  else
+    record tokenizer_oracle "skipped (no .cache/tokenizers or sentiment data)" 0
+  fi
+  rm -rf "$LOG/bert_oracle" "$LOG/gpt_oracle"
+  run_step bert_oracle_make 60 40 "$LOG/bert_oracle_make.log" python3 benchmarks/bert_hf_oracle.py --out "$LOG/bert_oracle" &&
+    NABLA_BERT_ORACLE_DIR="$LOG/bert_oracle" run_step bert_oracle_ours 60 40 "$LOG/bert_oracle_ours.log" \
+      "$BUILD/nabla_models_tests" --gtest_filter='BertHfOracle.*' &&
+    run_step bert_oracle_back 60 40 "$LOG/bert_oracle_back.log" python3 benchmarks/bert_hf_oracle.py --check-ours "$LOG/bert_oracle/ours"
+  tail -n 4 "$LOG"/bert_oracle_*.log
+  run_step gpt_oracle_make 60 20 "$LOG/gpt_oracle_make.log" python3 benchmarks/gpt_hf_oracle.py --make "$LOG/gpt_oracle" &&
+    NABLA_GPT_ORACLE_DIR="$LOG/gpt_oracle" run_step gpt_oracle_ours 60 20 "$LOG/gpt_oracle_ours.log" \
+      "$BUILD/nabla_models_tests" --gtest_filter='GptHfOracle.*' &&
+    run_step gpt_oracle_back 60 10 "$LOG/gpt_oracle_back.log" python3 benchmarks/gpt_hf_oracle.py --check-ours "$LOG/gpt_oracle"
+  tail -n 4 "$LOG"/gpt_oracle_*.log
 fi
 
 # ---- 6. multi-GPU -----------------------------------------------------------------------------------------

@@ -60,9 +60,9 @@ inline bool register_gradcheck(const char* op, const char* name, std::function<v
   return true;
 }
 
-inline void expect_gradcheck(const autograd::GradcheckFn& f, const std::vector<Tensor>& inputs,
-                             autograd::GradcheckOptions o = {}) {
-  auto r = autograd::gradcheck(f, inputs, o);
+inline void expect_gradcheck(const GradcheckFn& f, const std::vector<Tensor>& inputs,
+                             GradcheckOptions o = {}) {
+  auto r = gradcheck(f, inputs, o);
   EXPECT_TRUE(r.ok) << r.report;
 }
 

@@ -4,7 +4,9 @@
 #include "algorithms/optim/optimizer.h"
 #include "algorithms/vrgd/vr_optimizer.h"
 #include "autograd/autograd.h"
-#include "nabla.h"
+#include "ops/factory.h"
+#include "ops/linalg.h"
+#include "ops/loss.h"
 
 namespace nabla::vrgd {
 

@@ -2,7 +2,11 @@
 // are on.
 #include "apps/common/accuracy.h"
 
-#include "nabla.h"
+#include "autograd/autograd.h"
+#include "ops/elementwise.h"
+#include "ops/factory.h"
+#include "ops/index.h"
+#include "ops/reduce.h"
 
 namespace nabla::apps {
 

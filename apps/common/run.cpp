@@ -64,12 +64,6 @@ void check_run_options(const RunOptions& o) {
   NABLA_CHECK(o.amp == "off" || o.amp == "bf16", "--amp ", o.amp, ": expected off or bf16");
 }
 
-int64_t checked_mul(int64_t a, int64_t b, const std::string& what) {
-  int64_t r = 0;
-  NABLA_CHECK(!__builtin_mul_overflow(a, b, &r), what, ": ", a, " x ", b, " does not fit a 64-bit integer");
-  return r;
-}
-
 int64_t total_steps(int64_t steps_per_epoch, int64_t epochs, int64_t max_steps) {
   int64_t total = 0;
   if (__builtin_mul_overflow(steps_per_epoch, epochs, &total)) {

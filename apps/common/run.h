@@ -54,9 +54,8 @@ void add_run_options(OptionSet& cli, RunOptions& o);
 // Their checks beyond each option's own (call from the binary's OptionSet::parse validator).
 void check_run_options(const RunOptions& o);
 
-// Checked arithmetic for sizes that come from outside (options, files): an Error naming `what` instead of
-// a wrapped number.
-int64_t checked_mul(int64_t a, int64_t b, const std::string& what);
+// Checked arithmetic for sizes that come from outside (options, files): nabla::checked_mul in
+// engine/checked.h.
 // steps_per_epoch x epochs, capped at max_steps (0: no cap), without overflow.
 int64_t total_steps(int64_t steps_per_epoch, int64_t epochs, int64_t max_steps);
 

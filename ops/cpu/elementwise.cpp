@@ -1,5 +1,6 @@
-// CPU kernels of the element-wise family: unary, binary (with fused activation backwards), where, copy
-// (with dtype conversion) and fill. Inputs arrive already broadcast to the output's shape; any strides.
+// CPU kernels of the element-wise family: unary, binary (with fused activation backwards) and where. Inputs
+// arrive already broadcast to the output's shape; any strides. Copies and fills are in ops/cpu/copy.cpp. The
+// CUDA twin is cuda/elementwise.cu.
 #include <cmath>
 
 #include "ops/cpu/loops.h"
@@ -170,44 +171,10 @@ void where_cpu(const Tensor& cond, const Tensor& a, const Tensor& b, Tensor& out
   });
 }
 
-void copy_cpu(const Tensor& src, Tensor& dst) {
-  NABLA_CHECK(src.device().is_cpu() && dst.device().is_cpu(),
-              "copy: the cpu backend copies cpu tensors only, got ", src.device(), " -> ", dst.device());
-  visit_dtype(src.dtype(), [&](auto zs) {
-    using S = decltype(zs);
-    visit_dtype(dst.dtype(), [&](auto zd) {
-      using D = decltype(zd);
-      const S* ps = base<S>(src);
-      D* pd = base<D>(dst);
-      strided_for_each<2>(
-          dst.shape(), {&dst.strides(), &src.strides()}, [&](const std::array<int64_t, 2>& o) {
-            if constexpr (std::is_same_v<S, D>)
-              pd[o[0]] = ps[o[1]];
-            else if constexpr (std::is_arithmetic_v<S> && std::is_arithmetic_v<D> && !std::is_same_v<D, bool>)
-              pd[o[0]] = static_cast<D>(ps[o[1]]);
-            else
-              pd[o[0]] = from_double<D>(to_double(ps[o[1]]));
-          });
-    });
-  });
-}
-
-void fill_cpu(Tensor& dst, double value) {
-  visit_dtype(dst.dtype(), [&](auto zero) {
-    using T = decltype(zero);
-    const T v = from_double<T>(value);
-    T* pd = base<T>(dst);
-    strided_for_each<1>(dst.shape(), {&dst.strides()},
-                        [&](const std::array<int64_t, 1>& o) { pd[o[0]] = v; });
-  });
-}
-
 }  // namespace
 
 NABLA_REGISTER_KERNEL(unary_kernel, cpu, unary_cpu);
 NABLA_REGISTER_KERNEL(binary_kernel, cpu, binary_cpu);
 NABLA_REGISTER_KERNEL(where_kernel, cpu, where_cpu);
-NABLA_REGISTER_KERNEL(copy_kernel, cpu, copy_cpu);
-NABLA_REGISTER_KERNEL(fill_kernel, cpu, fill_cpu);
 
 }  // namespace nabla::ops::cpu

@@ -9,9 +9,7 @@
 #include <sstream>
 
 #include "data/data.h"
-#ifdef NABLA_HAS_CUDA
-#include "cuda/runtime.h"
-#endif
+#include "engine/device_runtime.h"
 #include "testing.h"
 
 namespace nabla {
@@ -238,7 +236,7 @@ TEST_F(TrainClassifier, SyntheticDataTrainsOnOneDeviceBatchAndReportsThroughput)
 
 TEST_F(TrainClassifier, CudaGraphTrainsAsTheEagerRunDoes) {
 #ifdef NABLA_HAS_CUDA
-  if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  if (!runtime::available(DeviceType::cuda)) GTEST_SKIP() << "no CUDA device";
   // ResNet-20 (batch norm, residual adds) on padded 28² images; 100 examples make 3 batches of 32 an epoch
   // (the loader drops the last partial batch): the run's first step is eager, the other 8 are replays. TF32
   // off and cuDNN's heuristic algorithm choice (NABLA_CUDNN_FIND=0) instead of its timing, which could pick
@@ -415,7 +413,7 @@ TEST_F(TrainClassifier, HostileSizesAndDataSetsGetOneClearLine) {
   EXPECT_TRUE(has_error(
       r,
       "--dataset synthetic: batch x channels x image size x image size x 4 bytes: 18014398509481984 "
-      "x 4096 does not fit a 64-bit integer"))
+      "x 4096 does not fit in a signed 64-bit size"))
       << r.output;
 
   // A batch larger than the training set; an empty training set.

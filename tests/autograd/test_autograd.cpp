@@ -92,7 +92,7 @@ TEST(Gradcheck, CatchesAWrongBackward) {
     Tensor y = (x * x.detach());  // gradient x instead of 2x
     return y;
   };
-  auto r = autograd::gradcheck(wrong_square, {randn64({4})});
+  auto r = gradcheck(wrong_square, {randn64({4})});
   EXPECT_FALSE(r.ok);
   EXPECT_NE(r.report.find("input 0"), std::string::npos);
 }
@@ -114,6 +114,31 @@ TEST(Autograd, LeavesNeverShareGradientStorage) {
   }
   test::expect_close(a.grad(), {1, 1, 1});
   test::expect_close(b.grad(), {3, 3, 3});
+}
+
+// autograd/ runs ops only through the hooks ops/autograd_hooks.cpp registers (autograd/autograd.h).
+TEST(Autograd, RunsOpsThroughTheHooksOpsRegistered) {
+  const autograd::OpHooks saved = autograd::op_hooks();
+  int adds = 0;
+  static int* counter = nullptr;
+  counter = &adds;
+  autograd::OpHooks counting = saved;
+  counting.add = [](const Tensor& a, const Tensor& b) {
+    ++*counter;
+    return a + b;
+  };
+  autograd::set_op_hooks(counting);
+  Tensor x = test::randn64({4});
+  (x * x + x).sum().backward();  // x reaches the sum by two paths: their gradients are added
+  autograd::set_op_hooks(saved);
+  EXPECT_GE(adds, 1);
+  test::expect_close(x.grad(), (x.detach() * 2.0 + 1.0).to_double_vector());
+
+  autograd::set_op_hooks({});
+  test::expect_error([&] { (x * 3.0).sum().backward(); },
+                     {"autograd", "not registered", "ops/autograd_hooks.cpp"});
+  autograd::set_op_hooks(saved);
+  (x * 3.0).sum().backward();  // usable again
 }
 }  // namespace
 }  // namespace nabla

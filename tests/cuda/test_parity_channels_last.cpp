@@ -142,10 +142,10 @@ NABLA_PARITY(batch_norm, channels_last_bf16) {
       {parity_randn({4, 33, 7, 5}), parity_randn({33}), parity_randn({33})}, {.atol = 1.5e-1, .rtol = 3e-2});
 }
 
-// The packed channels-last kernels (cuda/nn.cu, bn_partial_rows_packed / bn_apply_packed: C a multiple
-// of the 16-byte pack): ResNet's C = 64 with many rows (many chunks), a pack count that is not a power of
-// two (C = 24 bf16: 3 threads per row), more than 32 packs (C = 512 bf16: two tiles), f64 (2 per pack),
-// evaluation.
+// The packed channels-last kernels (cuda/batch_norm.cu, bn_partial_rows_packed / bn_apply_packed: C a
+// multiple of the 16-byte pack): ResNet's C = 64 with many rows (many chunks), a pack count that is not a
+// power of two (C = 24 bf16: 3 threads per row), more than 32 packs (C = 512 bf16: two tiles), f64 (2 per
+// pack), evaluation.
 NABLA_PARITY(batch_norm, channels_last_packed_f32_c64) {
   EXPECT_PARITY(
       [](In in) { return batch_norm(cl(in[0]), in[1], in[2], Tensor(), Tensor(), true, 0.1, 1e-5); },

@@ -13,7 +13,8 @@
 // FMA and whose reduce sums in another order) f32 gets 1e-5.
 //
 // Shapes: a multi-chunk tensor with an odd tail, a 0-d and an empty tensor, and more tensors than one
-// launch takes (kMaxTensors = 320 in cuda/gsnr.cu), so the cross-launch sums and the global mean are tested.
+// launch takes (kMaxTensors = 320 in cuda/gsnr_kernels.cu), so the cross-launch sums and the global mean are
+// tested.
 #include <cmath>
 
 #include "algorithms/vrgd/gsnr.h"

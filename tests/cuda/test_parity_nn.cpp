@@ -1,5 +1,6 @@
-// Parity cases of the nn family (cuda/nn.cu): softmax, log_softmax, layer_norm, batch_norm, dropout, forward
-// and backward. The shapes walk every launch path of the CUDA kernels:
+// Parity cases of the nn family (cuda/softmax.cu, layer_norm.cu, batch_norm.cu, dropout.cu): softmax,
+// log_softmax, layer_norm, batch_norm, dropout, forward and backward. The shapes walk every launch path of
+// the CUDA kernels:
 //   rows (softmax inner == 1, layer_norm): warp per row with 4..32 elements a lane (scalar and 16-byte
 //     vector loads), block per row with 8 or 16 elements a thread (vector and scalar), the looping block
 //     kernel for rows over 8192; softmax with dim not last: the strided kernel with wide and narrow inner

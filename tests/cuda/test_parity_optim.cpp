@@ -1,13 +1,13 @@
 // The fused optimizer steps and GradScaler's unscale on CUDA against the CPU (not op-table ops: plain tests
 // that skip without a GPU).
 //
-// The CUDA kernels (cuda/optim.cu) run the same element functions as the CPU kernels (ops/optim_kernels.h)
-// with correctly rounded, never-contracted arithmetic, so the parameters and buffers after each step must be
-// bit-for-bit the CPU's, in f32, f64 and bf16 (tolerance 0). A mismatch therefore means an indexing or
-// dispatch bug, not rounding. The shapes cover: several 16384-element chunks with a tail that is not a
-// multiple of 4 (the float4 path and its scalar tail), odd small sizes, 0-d and empty parameters, more
-// tensors than one launch takes (128), parameters without a gradient in a step (their own step count), and
-// a misaligned f32 parameter (which moves its whole launch to the scalar path).
+// The CUDA kernels (cuda/optim_kernels.cu) run the same element functions as the CPU kernels
+// (ops/optim_kernels.h) with correctly rounded, never-contracted arithmetic, so the parameters and buffers
+// after each step must be bit-for-bit the CPU's, in f32, f64 and bf16 (tolerance 0). A mismatch therefore
+// means an indexing or dispatch bug, not rounding. The shapes cover: several 16384-element chunks with a tail
+// that is not a multiple of 4 (the float4 path and its scalar tail), odd small sizes, 0-d and empty
+// parameters, more tensors than one launch takes (128), parameters without a gradient in a step (their own
+// step count), and a misaligned f32 parameter (which moves its whole launch to the scalar path).
 #include <cmath>
 
 #include "algorithms/optim/grad_scaler.h"

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <future>
 #include <map>
+#include <random>
 #include <thread>
 
 #include "data/dataset.h"
@@ -192,6 +193,104 @@ TEST(DistRendezvous, TwoProcessesWithTheSameRankAreAnError) {
   EXPECT_NE(err.find("rank 1 arrived twice"), std::string::npos) << err;
   a.get();
   b.get();
+}
+
+// Opens a TCP connection to the rendezvous port (retrying while rank 0 is not listening yet), sends
+// `bytes`, and keeps the connection open for `hold_s` seconds: a port probe, junk, or a silent client.
+std::thread stray_client(int port, std::string bytes, double hold_s) {
+  return std::thread([=] {
+    const auto until = Clock::now() + std::chrono::duration<double>(5.0);
+    int fd = -1;
+    while (Clock::now() < until) {
+      fd = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      a.sin_port = htons(static_cast<uint16_t>(port));
+      if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) break;
+      ::close(fd);
+      fd = -1;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    if (fd < 0) return;
+    if (!bytes.empty()) (void)!::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    std::this_thread::sleep_for(std::chrono::duration<double>(hold_s));
+    ::close(fd);
+  });
+}
+
+TEST(DistRendezvous, JunkAndSilentConnectionsNeitherAbortRankZeroNorDelayThePeers) {
+  const int port = free_port(), world = 3;
+  // Before the real peers: a silent connection held for 4 s, junk bytes, an HTTP probe, a connect-and-close.
+  std::vector<std::thread> strays;
+  strays.push_back(stray_client(port, "", 4.0));
+  strays.push_back(stray_client(port, std::string("\x00\xff junk junk junk junk junk", 30), 4.0));
+  strays.push_back(stray_client(port, "GET / HTTP/1.0\r\n\r\n", 4.0));
+  strays.push_back(stray_client(port, "", 0.0));
+  std::vector<std::future<std::string>> peers;
+  for (int r = 1; r < world; ++r)
+    peers.push_back(std::async(std::launch::async, [=] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));  // after the strays
+      return dist::rendezvous_exchange({"127.0.0.1", port, r, world, 30.0, "job-7"}, "");
+    }));
+  const std::string id = "unique-id-" + std::to_string(std::random_device{}());
+  const auto t0 = Clock::now();
+  EXPECT_EQ(dist::rendezvous_exchange({"127.0.0.1", port, 0, world, 30.0, "job-7"}, id), id);
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  for (auto& p : peers) EXPECT_EQ(p.get(), id);
+  // The real peers did not wait for the silent connection (4 s) nor for its handshake deadline (5 s), though it outlives the rendezvous.
+  EXPECT_LT(secs, 3.0);
+  for (auto& t : strays) t.join();
+}
+
+TEST(DistRendezvous, SilentConnectionsAreDroppedAfterTheHandshakeDeadline) {
+  const int port = free_port();
+  // A silent client that never sends its hello, and the real rank 1 that comes later than its deadline.
+  std::thread silent = stray_client(port, "", 3.0);
+  auto peer = std::async(std::launch::async, [=] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(800));
+    dist::RendezvousOptions o{"127.0.0.1", port, 1, 2, 10.0, "j"};
+    return dist::rendezvous_exchange(o, "");
+  });
+  dist::RendezvousOptions o{"127.0.0.1", port, 0, 2, 10.0, "j"};
+  o.handshake_timeout_s = 0.3;
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(dist::rendezvous_exchange(o, "payload"), "payload");
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(peer.get(), "payload");
+  EXPECT_NE(err.find("nabla rendezvous (rank 0 serving port " + std::to_string(port) +
+                     "): dropped a connection from "),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find(": no complete hello within 0.3 s (0 bytes came)"), std::string::npos) << err;
+  silent.join();
+}
+
+TEST(DistRendezvous, ARankOfAnotherJobIsDroppedAndTheRightOneServed) {
+  const int port = free_port();
+  auto stranger = std::async(std::launch::async, [=] {
+    return error_of([&] { dist::rendezvous_exchange({"127.0.0.1", port, 1, 2, 2.0, "other-job"}, ""); });
+  });
+  auto peer = std::async(std::launch::async, [=] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    return dist::rendezvous_exchange({"127.0.0.1", port, 1, 2, 10.0, "my-job"}, "");
+  });
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(dist::rendezvous_exchange({"127.0.0.1", port, 0, 2, 10.0, "my-job"}, "id"), "id");
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(peer.get(), "id");
+  EXPECT_NE(
+      err.find(": a rank of job 'other-job', this is job 'my-job' (NABLA_JOB_ID); is MASTER_PORT shared by "
+               "two jobs?"),
+      std::string::npos)
+      << err;
+  const std::string stranger_err = stranger.get();
+  EXPECT_NE(
+      stranger_err.find("rendezvous (rank 1 joining 127.0.0.1:" + std::to_string(port) +
+                        ") waiting for every rank to arrive (rank 0 drops ranks of another NABLA_JOB_ID or "
+                        "build): the peer closed the connection"),
+      std::string::npos)
+      << stranger_err;
 }
 
 TEST(DistSession, StridedShardsCoverTheSetExactlyOnce) {

@@ -1,13 +1,18 @@
 // safetensors: bit-exact round trips of every dtype, byte-exact agreement with the format (hand-built
 // files and the reference writer's bytes), and an Error naming the file and a byte offset for every kind
 // of broken file, including every truncation of a valid one.
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
 
+#include "engine/checked.h"
+#include "engine/crc32c.h"
 #include "testing.h"
 
 namespace nabla {
@@ -94,7 +99,10 @@ TEST(Safetensors, RoundTripsEveryDTypeBitExactlyThroughBytesAndFiles) {
   tensors.emplace_back("empty", random_bits({0, 4}, DType::f32, rng));
   const std::string path = dir.file("all.safetensors");
   save_safetensors(path, tensors);
-  for (const SafetensorsFile& f : {load_safetensors(path), load_safetensors_from_bytes(read_file(path))}) {
+  // Random bits hold NaNs and infinities: allowed here, refused by default (NonFiniteWeightsAreRefused...).
+  const SafetensorsLoadOptions any_bits{.allow_non_finite = true};
+  for (const SafetensorsFile& f : {load_safetensors(path, any_bits),
+                                   load_safetensors_from_bytes(read_file(path), "<bytes>", any_bits)}) {
     ASSERT_EQ(f.tensors.size(), tensors.size());
     for (const auto& [name, t] : tensors) {
       Tensor got = f.get(name);
@@ -195,16 +203,17 @@ TEST(Safetensors, ReadsAHandBuiltFileFromTheSpec) {
 
 TEST(Safetensors, WritesExactlyTheBytesTheFormatPrescribes) {
   // Compact JSON, "__metadata__" first, padded with spaces to a multiple of 8, then the raw data; these are
-  // the byte strings the reference implementation's serialization tests expect.
+  // the byte strings the reference implementation's serialization tests expect (without our checksums).
+  const SafetensorsSaveOptions kReference{.checksums = false};
   std::vector<double> values{0, 1, 2, 3, 4, 5};
   NamedTensors one{{"attn0", from_vector(values, {1, 1, 2, 3})}};
   std::string json = R"({"attn0":{"dtype":"F32","shape":[1,1,2,3],"data_offsets":[0,24]}})";
   ASSERT_EQ(json.size(), 65u);
   std::string expected = u64_le(72) + json + std::string(7, ' ') + f32_bytes({0, 1, 2, 3, 4, 5});
-  EXPECT_EQ(save_safetensors_to_bytes(one), expected);
+  EXPECT_EQ(save_safetensors_to_bytes(one, {}, kReference), expected);
 
-  EXPECT_EQ(save_safetensors_to_bytes({}), u64_le(8) + "{}      ");
-  EXPECT_EQ(save_safetensors_to_bytes({}, {{"framework", "pt"}}),
+  EXPECT_EQ(save_safetensors_to_bytes({}, {}, kReference), u64_le(8) + "{}      ");
+  EXPECT_EQ(save_safetensors_to_bytes({}, {{"framework", "pt"}}, kReference),
             u64_le(40) + R"({"__metadata__":{"framework":"pt"}})" + "     ");
 
   NamedTensors two{{"w", from_vector({1.5, -2}, {2})}, {"idx", from_vector({3}, {1}, {.dtype = DType::i64})}};
@@ -212,7 +221,7 @@ TEST(Safetensors, WritesExactlyTheBytesTheFormatPrescribes) {
       R"({"__metadata__":{"a":"1","b":"x"},"idx":{"dtype":"I64","shape":[1],"data_offsets":[0,8]},)"
       R"("w":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})";
   std::string expected2 = file_bytes(json2, std::string("\x03\0\0\0\0\0\0\0", 8) + f32_bytes({1.5f, -2.0f}));
-  EXPECT_EQ(save_safetensors_to_bytes(two, {{"b", "x"}, {"a", "1"}}), expected2);
+  EXPECT_EQ(save_safetensors_to_bytes(two, {{"b", "x"}, {"a", "1"}}, kReference), expected2);
 }
 
 TEST(Safetensors, EveryTruncationGivesAnErrorNamingThePathAndAnOffset) {
@@ -403,6 +412,185 @@ TEST(Safetensors, GetNamesTheMissingTensorAndTheOnesThereAre) {
   EXPECT_TRUE(f.contains("fc1.bias"));
   test::expect_error([&] { f.get("fc2.weight"); },
                      {"ckpt.safetensors", "no tensor named 'fc2.weight'", "2 tensors: fc1.weight, fc1.bias"});
+}
+
+// ---- hostile files (issue 15) ---------------------------------------------------------------------
+
+TEST(SafetensorsHostile, DeeplyNestedHeaderIsRefusedWithoutRecursion) {
+  // 50,000 nested arrays (a 100 KB header) used to overflow the stack while the value was printed.
+  const std::string deep = "{\"w\":" + std::string(50000, '[') + std::string(50000, ']') + "}";
+  test::expect_error(
+      [&] { load_safetensors_from_bytes(file_bytes(deep, ""), "deep.safetensors"); },
+      {"safetensors: deep.safetensors: invalid JSON in the header (bytes 8..100016) at byte 28: "
+       "JSON nested deeper than 16 levels (a safetensors header is 3 deep)"});
+  std::string deep_obj = "1";
+  for (int i = 0; i < 20; ++i) deep_obj = "{\"a\":" + deep_obj + "}";
+  // The 17th object opens at header index 16 * 5 = 80.
+  test::expect_error([&] { load_safetensors_from_bytes(file_bytes(deep_obj, ""), "o"); },
+                     {"safetensors: o: invalid JSON in the header", "at byte 88: JSON nested deeper than 16"});
+}
+
+TEST(SafetensorsHostile, NumberOutOfRangeIsAnErrorWithTheByte) {
+  const std::string json = R"({"w":{"dtype":"F32","shape":[1e309],"data_offsets":[0,4]}})";
+  test::expect_error([&] { load_safetensors_from_bytes(file_bytes(json, "abcd"), "big.safetensors"); },
+                     {"safetensors: big.safetensors: invalid JSON in the header (bytes 8..72) at byte 41: ",
+                      "number overflow parsing '1e309'"});
+}
+
+TEST(SafetensorsHostile, HugeNamesAndValuesArePrintedShort) {
+  const std::string name(100000, 'n');
+  const std::string json = "{\"" + name + "\":{\"dtype\":\"" + std::string(5000, 'Q') +
+                           "\",\"shape\":[1],"
+                           "\"data_offsets\":[0,4]}}";
+  try {
+    load_safetensors_from_bytes(file_bytes(json, "abcd"), "long.safetensors");
+    ADD_FAILURE() << "expected an error";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_LT(msg.size(), 400u) << msg;
+    EXPECT_NE(msg.find("...(100000 bytes)"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("unknown dtype"), std::string::npos) << msg;
+  }
+}
+
+TEST(SafetensorsHostile, FlippedDataBitsFailTheChecksum) {
+  auto rng = fresh_rng();
+  NamedTensors tensors{{"fc.weight", test::randn32({8, 16})},
+                       {"fc.bias", test::randn32({8})},
+                       {"steps", full({3}, 7.0, {.dtype = DType::i64})}};
+  std::string bytes = save_safetensors_to_bytes(tensors, {{"epoch", "3"}});
+  SafetensorsFile ok = load_safetensors_from_bytes(bytes, "ck");
+  EXPECT_EQ(ok.metadata, (std::map<std::string, std::string>{{"epoch", "3"}}));  // checksums stripped
+  EXPECT_EQ(ok.get("fc.weight").to_double_vector(), tensors[0].second.to_double_vector());
+  // The checksum is CRC-32C of the tensor's bytes, in the metadata, where PyTorch sees a string.
+  uint64_t n;
+  std::memcpy(&n, bytes.data(), 8);
+  const std::string header = bytes.substr(8, n);
+  char want[32];
+  std::snprintf(want, sizeof want, "\"nabla.crc32c.fc.bias\":\"%08x\"",
+                crc32c(tensors[1].second.data_ptr(), tensors[1].second.nbytes()));
+  EXPECT_NE(header.find(want), std::string::npos) << header;
+  // Flip one random bit of the data section: the tensor holding it is named, with its bytes.
+  const size_t data_at = 8 + n;
+  const size_t bit = rng() % ((bytes.size() - data_at) * 8);
+  bytes[data_at + bit / 8] ^= static_cast<char>(1 << (bit % 8));
+  test::expect_error([&] { load_safetensors_from_bytes(bytes, "ck.safetensors"); },
+                     {"safetensors: ck.safetensors: tensor '", "the CRC-32C of its data (bytes ",
+                      ", the header says ", ": the file is corrupt"});
+  EXPECT_NO_THROW(load_safetensors_from_bytes(bytes, "ck", {.verify_checksums = false}));
+  // Files from other writers have no checksums and load; a malformed or stray checksum does not.
+  EXPECT_NO_THROW(load_safetensors_from_bytes(save_safetensors_to_bytes(tensors, {}, {.checksums = false})));
+  const std::string d4 = f32_bytes({1.0f});
+  const std::string w = R"("w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]})";
+  test::expect_error(
+      [&] {
+        load_safetensors_from_bytes(file_bytes(R"({"__metadata__":{"nabla.crc32c.w":"xyz"},)" + w + "}", d4),
+                                    "m");
+      },
+      {"safetensors: m: __metadata__: checksum 'nabla.crc32c.w' must be 8 hex digits, got 'xyz'"});
+  test::expect_error(
+      [&] {
+        load_safetensors_from_bytes(
+            file_bytes(R"({"__metadata__":{"nabla.crc32c.v":"00000000"},)" + w + "}", d4), "m");
+      },
+      {"safetensors: m: __metadata__ has a checksum for tensor 'v', which the file does not hold"});
+  test::expect_error(
+      [&] {
+        save_safetensors_to_bytes(tensors, {{"nabla.crc32c.x", "1"}});
+      },
+      {"metadata key 'nabla.crc32c.x' is reserved"});
+}
+
+TEST(SafetensorsHostile, NonFiniteWeightsAreRefusedUnlessAllowed) {
+  auto rng = fresh_rng();
+  for (DType dt : {DType::f32, DType::f64, DType::bf16, DType::f16}) {
+    SCOPED_TRACE(dtype_name(dt));
+    // Random finite values (16-bit: random bits with the exponent forced below all-ones), one NaN.
+    Tensor w = Tensor::empty({4, 5}, dt);
+    const int64_t at = static_cast<int64_t>(rng() % 20);
+    for (int64_t i = 0; i < 20; ++i) {
+      const double v = static_cast<double>(rng() % 2000) / 100.0 - 10.0;
+      if (dt == DType::f32) w.data<float>()[i] = i == at ? std::nanf("") : static_cast<float>(v);
+      if (dt == DType::f64) w.data<double>()[i] = i == at ? std::nan("") : v;
+      if (dt == DType::bf16 || dt == DType::f16) {
+        const uint16_t exp_mask = dt == DType::bf16 ? 0x7f80 : 0x7c00;
+        uint16_t h = static_cast<uint16_t>(rng()) & static_cast<uint16_t>(~(exp_mask & (exp_mask << 1)));
+        if (i == at) h = static_cast<uint16_t>(exp_mask | 1);  // NaN
+        static_cast<uint16_t*>(w.data_ptr())[i] = h;
+      }
+    }
+    std::string bytes = save_safetensors_to_bytes({{"w", w}});
+    test::expect_error(
+        [&] { load_safetensors_from_bytes(bytes, "nan.safetensors"); },
+        {"safetensors: nan.safetensors: tensor 'w' (entry at byte ",
+         "): element " + std::to_string(at) + " (byte ",
+         ") is nan; non-finite weights are refused (load with allow_non_finite to accept them)"});
+    SafetensorsFile f = load_safetensors_from_bytes(bytes, "nan", {.allow_non_finite = true});
+    EXPECT_EQ(bytes_of(f.get("w")), bytes_of(w));
+  }
+  Tensor inf = full({3}, -INFINITY);
+  test::expect_error(
+      [&] {
+        load_safetensors_from_bytes(save_safetensors_to_bytes({{"b", inf}}), "i");
+      },
+      {"tensor 'b'", "element 0 (byte ", ") is -inf"});
+}
+
+TEST(SafetensorsHostile, OnlyRegularFilesAreRead) {
+  TempDir dir;
+  const std::string zero = dir.file("zero.safetensors");
+  fs::create_symlink("/dev/zero", zero);
+  test::expect_error([&] { load_safetensors(zero); },
+                     {"safetensors: " + zero +
+                      " is not a regular file (a character device); checkpoints are read "
+                      "from regular files only"});
+  const std::string fifo = dir.file("fifo.safetensors");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  test::expect_error([&] { load_safetensors(fifo); },
+                     {"safetensors: " + fifo + " is not a regular file (a FIFO)"});
+  const std::string loop = dir.file("loop.safetensors");
+  fs::create_symlink(loop, loop);
+  test::expect_error(
+      [&] { load_safetensors(loop); },
+      {"safetensors: cannot open " + loop + ": a symlink loop (too many levels of symbolic links)"});
+}
+
+TEST(Crc32c, MatchesTheStandardCheckValueAndThePortableVersion) {
+  EXPECT_EQ(crc32c("123456789", 9), 0xE3069283u);
+  EXPECT_EQ(crc32c("", 0), 0u);
+  auto rng = fresh_rng();
+  std::string s(10000 + rng() % 1000, '\0');
+  for (char& c : s) c = static_cast<char>(rng());
+  const size_t cut = rng() % s.size();
+  EXPECT_EQ(crc32c(s.data(), s.size()), crc32c_portable(s.data(), s.size()));
+  EXPECT_EQ(crc32c(s.data() + cut, s.size() - cut, crc32c(s.data(), cut)), crc32c(s.data(), s.size()));
+}
+
+TEST(CheckedShape, ProductsThatOverflowAreErrorsNamingTheShape) {
+  const int64_t big = 4294967295;
+  test::expect_error(
+      [&] {
+        numel_of({big, big, big});
+      },
+      {"shape: the product of sizes [4294967295,4294967295,4294967295] does not fit in a signed "
+       "64-bit size"});
+  test::expect_error(
+      [&] {
+        Tensor::empty({0, big, big}, DType::u8);
+      },
+      {"the product of sizes [0,4294967295,4294967295] does not fit"});
+  test::expect_error(
+      [&] {
+        Tensor::empty({int64_t{1} << 60, 4}, DType::f32);
+      },
+      {"shape [1152921504606846976,4]: 4611686018427387904 elements of 4 bytes do not fit in a signed 64-bit size"});
+  test::expect_error([&] { checked_mul(int64_t{1} << 40, int64_t{1} << 30, "epochs x steps"); },
+                     {"epochs x steps: 1099511627776 x 1073741824 does not fit in a signed 64-bit size"});
+  EXPECT_EQ(checked_product({0, big, 3}, "x"), 0);
+  const int64_t a = static_cast<int64_t>(test::next_seed() % 100000),
+                b = static_cast<int64_t>(test::next_seed() % 100000);
+  EXPECT_EQ(checked_mul(a, b, "x"), a * b);
+  EXPECT_EQ(numel_of({a, b, 3}), a * b * 3);
 }
 
 }  // namespace

@@ -38,12 +38,13 @@ TEST(Module, LoadStateDictCopiesInPlaceAndKeepsHandles) {
 TEST(Module, LoadStateDictListsMissingUnexpectedAndMismatched) {
   auto a = models::mlp(6, {5}, 3);
   auto sd = a->state_dict();
-  sd.erase(sd.begin());                                   // 1.weight missing
-  sd.emplace_back("extra.weight", zeros({2}));            // unexpected
-  sd[0].second = zeros({7});                              // 1.bias mismatched
+  sd.erase(sd.begin());                         // 1.weight missing
+  sd.emplace_back("extra.weight", zeros({2}));  // unexpected
+  sd[0].second = zeros({7});                    // 1.bias mismatched
   Tensor before = a->parameters()[2].clone();
-  test::expect_error([&] { a->load_state_dict(sd); },
-                     {"missing (1): 1.weight", "unexpected (1): extra.weight", "1.bias (expected f32 [5], got f32 [7])"});
+  test::expect_error(
+      [&] { a->load_state_dict(sd); },
+      {"missing (1): 1.weight", "unexpected (1): extra.weight", "1.bias (expected f32 [5], got f32 [7])"});
   test::expect_close(a->parameters()[2], before);  // nothing was written
 }
 

@@ -2,14 +2,14 @@
 // element functions are shared with the CPU kernels and never contracted into FMA in device code, so every
 // element-wise result matches the CPU bit for bit given the same per-tensor mean).
 //
-// Launch shape: the multi-tensor apply of cuda/optim.cu. Every tensor is cut into chunks of kChunk elements,
-// one block of kThreads threads per chunk, one launch for up to kMaxTensors tensors (ResNet-50's 161 fit in
-// one). The per-tensor metadata (pointers, sizes, the tensor's index in the call, the index of its first
-// block, a flag word and one scalar) travels in a __grid_constant__ parameter block of about 20 KB, so a
-// launch needs no host-to-device copy; a block finds its tensor by binary search over the first-block
-// indices. The slots are smaller than optim.cu's (four pointers, no per-tensor constant struct), so more
-// tensors fit in one launch; the few lines of the search and the block sum are repeated here rather than
-// shared, to leave cuda/optim.cu alone.
+// Launch shape: the multi-tensor apply of cuda/optim_kernels.cu. Every tensor is cut into chunks of kChunk
+// elements, one block of kThreads threads per chunk, one launch for up to kMaxTensors tensors (ResNet-50's
+// 161 fit in one). The per-tensor metadata (pointers, sizes, the tensor's index in the call, the index of its
+// first block, a flag word and one scalar) travels in a __grid_constant__ parameter block of about 20 KB, so
+// a launch needs no host-to-device copy; a block finds its tensor by binary search over the first-block
+// indices. The slots are smaller than optim_kernels.cu's (four pointers, no per-tensor constant struct), so
+// more tensors fit in one launch; the few lines of the search and the block sum are repeated here rather than
+// shared, to leave cuda/optim_kernels.cu alone.
 //
 // Launches per step (tensors <= kMaxTensors): accumulate 1 per partition; reduce 3 (raw r with per-block f64
 // partial sums; per-tensor sums of the partials, which also write each tensor's mean; normalise and clamp)

@@ -7,6 +7,9 @@
 // and require |analytic - numeric| <= atol + rtol * |numeric|. Checking the vector-Jacobian product with a
 // random r finds any wrong entry of the Jacobian with probability 1, at the cost of one backward.
 // Inputs must be f64 and contiguous (the check perturbs their storage in place).
+//
+// It lives in ops/, not autograd/: it runs ops (randn, mul, sum) around the engine, and autograd/ includes
+// nothing from ops/ (autograd/autograd.h says what it borrows from ops/ instead).
 #pragma once
 #include <functional>
 #include <string>
@@ -14,7 +17,7 @@
 
 #include "engine/tensor.h"
 
-namespace nabla::autograd {
+namespace nabla {
 
 struct GradcheckOptions {
   double eps = 1e-6;
@@ -34,4 +37,12 @@ using GradcheckFn = std::function<Tensor(const std::vector<Tensor>&)>;
 GradcheckResult gradcheck(const GradcheckFn& f, const std::vector<Tensor>& inputs,
                           const GradcheckOptions& o = {});
 
-}  // namespace nabla::autograd
+// The spelling of the checker before it moved out of autograd/ (tests and older code use it).
+namespace autograd {
+using nabla::gradcheck;
+using nabla::GradcheckFn;
+using nabla::GradcheckOptions;
+using nabla::GradcheckResult;
+}  // namespace autograd
+
+}  // namespace nabla

@@ -1,4 +1,5 @@
-#include "autograd/gradcheck.h"
+// Gradient checking by central finite differences (gradcheck.h).
+#include "ops/gradcheck.h"
 
 #include <cmath>
 #include <sstream>
@@ -8,7 +9,7 @@
 #include "ops/factory.h"
 #include "ops/reduce.h"
 
-namespace nabla::autograd {
+namespace nabla {
 
 GradcheckResult gradcheck(const GradcheckFn& f, const std::vector<Tensor>& inputs,
                           const GradcheckOptions& o) {
@@ -27,7 +28,7 @@ GradcheckResult gradcheck(const GradcheckFn& f, const std::vector<Tensor>& input
   out.backward(r);
 
   auto probe = [&]() {
-    NoGradGuard ng;
+    autograd::NoGradGuard ng;
     return sum(f(inputs).to(DType::f64) * r.to(DType::f64)).item();
   };
   GradcheckResult res;
@@ -70,4 +71,4 @@ GradcheckResult gradcheck(const GradcheckFn& f, const std::vector<Tensor>& input
   return res;
 }
 
-}  // namespace nabla::autograd
+}  // namespace nabla

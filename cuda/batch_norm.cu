@@ -1,0 +1,611 @@
+// CUDA kernels of batch_norm (forward, backward, training and evaluation). The maths and the slot contracts
+// are the CPU kernels' (ops/nn.h, ops/cpu/batch_norm.cpp); every type computes in acc_t<T> (f32 for
+// f32/bf16/f16, f64 for f64), and per-channel constants are worked out in f64 as the CPU does.
+//
+// x viewed as [n, c, s]; every reduction is deterministic and two-stage:
+//   1. partials: s >= 32: a 256-thread block per (channel, chunk of n) walks its planes flat (so small s
+//      still fills the block); s < 32: x is [n, c*s] and 32 x 8 blocks take 32 columns over a chunk of rows.
+//      Forward partials are (count, mean, M2) from per-thread sums shifted by the thread's first value
+//      (robust against large means), merged with Chan's formula; backward partials are sum g and
+//      sum g (x - mean).
+//   2. finalize: one warp per channel merges its partials in a fixed order in f64 and writes the batch
+//      mean/biased variance (training), dweight/dbias, and per-channel coefficients.
+//   3. apply: x as [n, c*s], a thread per column (channel computed once) looping over rows: y = x * scale +
+//      shift; dx = g * w rstd - kx (x - mean) - k0 (training) or g * w rstd (evaluation).
+//   The running-statistics update stays in the op layer (element-wise ops on the CUDA tensors).
+// mean/var are read and written in x's dtype, or f32 for a bf16/f16 x (Stat<T>, cuda/rows.cuh).
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+
+#include "cuda/dtype.cuh"
+#include "cuda/loops.cuh"
+#include "cuda/rows.cuh"
+#include "cuda/vec.cuh"
+#include "ops/nn.h"
+
+namespace nabla::cuda {
+namespace {
+
+// (count, mean, M2) of a set of values; Chan et al.'s pairwise merge.
+template <class A>
+struct Moments {
+  A n, mean, m2;
+};
+
+template <class A>
+__device__ __forceinline__ Moments<A> merge(Moments<A> a, Moments<A> b) {
+  if (b.n == A(0)) return a;
+  if (a.n == A(0)) return b;
+  const A n = a.n + b.n, d = b.mean - a.mean, fb = b.n / n;
+  return {n, a.mean + d * fb, a.m2 + b.m2 + d * d * a.n * fb};
+}
+
+template <class A>
+__device__ __forceinline__ Moments<A> shfl_down(Moments<A> v, int d) {
+  return {__shfl_down_sync(kFull, v.n, d), __shfl_down_sync(kFull, v.mean, d),
+          __shfl_down_sync(kFull, v.m2, d)};
+}
+
+// Per-thread accumulation. Forward: sums of (x - k) and (x - k)^2 with k the thread's first value (a shift
+// that keeps the sums of squares free of cancellation); backward: sum g and sum g * (x - mu).
+template <class A, bool BWD>
+struct BnAcc {
+  A k = 0, n = 0, s1 = 0, s2 = 0;
+  __device__ __forceinline__ void add(A xv, A gv, A mu) {
+    if constexpr (BWD) {
+      s1 += gv;
+      s2 += gv * (xv - mu);
+    } else {
+      const A d = xv - k;
+      n += A(1);
+      s1 += d;
+      s2 += d * d;
+    }
+  }
+  __device__ __forceinline__ Moments<A> moments() const {
+    if (n == A(0)) return {A(0), A(0), A(0)};
+    const A m = s1 / n;
+    return {n, k + m, s2 - s1 * m > A(0) ? s2 - s1 * m : A(0)};
+  }
+};
+
+// Writes one thread's (block-merged) partial: forward part[0 | 1 | 2][idx] = count, mean, M2; backward
+// part[0 | 1][idx] = sum g, sum g (x - mu). `stride` is the size of one of those planes (c * J).
+template <class A, bool BWD>
+__device__ __forceinline__ void bn_store_partial(A* part, int64_t stride, int64_t idx, Moments<A> m, A s1,
+                                                 A s2) {
+  if constexpr (BWD) {
+    part[idx] = s1;
+    part[stride + idx] = s2;
+  } else {
+    part[idx] = m.n;
+    part[stride + idx] = m.mean;
+    part[2 * stride + idx] = m.m2;
+  }
+}
+
+// s >= 32: a 256-thread block per (channel, chunk of n); its planes are walked as one flat range.
+template <class T, bool BWD>
+__global__ void __launch_bounds__(256)
+    bn_partial_planes(const T* __restrict__ x, const T* __restrict__ g, Stat<T> mean, int64_t n, int64_t c,
+                      int64_t s, int64_t chunks, acc_t<T>* __restrict__ part) {
+  using A = acc_t<T>;
+  __shared__ A sh[3][8];
+  const int64_t ch = blockIdx.x / chunks, j = blockIdx.x % chunks;
+  const int64_t i0 = n * j / chunks, i1 = n * (j + 1) / chunks;
+  const int64_t total = (i1 - i0) * s;
+  const int B = blockDim.x;
+  const int64_t di = B / s, dk = B % s;
+  int64_t e = threadIdx.x, i = i0 + e / s, k = e % s;
+  BnAcc<A, BWD> acc;
+  const A mu = BWD ? mean.get(ch) : A(0);
+  if (!BWD && e < total) acc.k = load(x[(i * c + ch) * s + k]);
+  for (; e < total; e += B) {
+    const int64_t off = (i * c + ch) * s + k;
+    acc.add(load(x[off]), BWD ? load(g[off]) : A(0), mu);
+    k += dk;
+    i += di;
+    if (k >= s) {
+      k -= s;
+      ++i;
+    }
+  }
+  const int w = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = B >> 5;
+  Moments<A> m{};
+  A s1 = acc.s1, s2 = acc.s2;
+  if constexpr (BWD) {
+#pragma unroll
+    for (int d = 16; d > 0; d >>= 1) {
+      s1 += __shfl_down_sync(kFull, s1, d);
+      s2 += __shfl_down_sync(kFull, s2, d);
+    }
+    if (lane == 0) {
+      sh[0][w] = s1;
+      sh[1][w] = s2;
+    }
+  } else {
+    m = acc.moments();
+#pragma unroll
+    for (int d = 16; d > 0; d >>= 1) m = merge(m, shfl_down(m, d));
+    if (lane == 0) {
+      sh[0][w] = m.n;
+      sh[1][w] = m.mean;
+      sh[2][w] = m.m2;
+    }
+  }
+  __syncthreads();
+  if (threadIdx.x != 0) return;
+  if constexpr (BWD) {
+    s1 = sh[0][0];
+    s2 = sh[1][0];
+    for (int q = 1; q < nw; ++q) {
+      s1 += sh[0][q];
+      s2 += sh[1][q];
+    }
+  } else {
+    m = {sh[0][0], sh[1][0], sh[2][0]};
+    for (int q = 1; q < nw; ++q) m = merge(m, Moments<A>{sh[0][q], sh[1][q], sh[2][q]});
+  }
+  bn_store_partial<A, BWD>(part, c * chunks, ch * chunks + j, m, s1, s2);
+}
+
+// s < 32: x as [n, Q = c * s]; block (32, 8) takes 32 columns over the rows of chunk blockIdx.y. The partial
+// of column q = ch * s + k in chunk ck goes to channel ch's slot ck * s + k (J = chunks * s per channel).
+template <class T, bool BWD>
+__global__ void __launch_bounds__(256)
+    bn_partial_columns(const T* __restrict__ x, const T* __restrict__ g, Stat<T> mean, int64_t n, int64_t c,
+                       int64_t s, int64_t chunks, acc_t<T>* __restrict__ part) {
+  using A = acc_t<T>;
+  __shared__ A sh[3][8][33];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int64_t Q = c * s;
+  const int64_t q = static_cast<int64_t>(blockIdx.x) * 32 + tx;
+  const int64_t ck = blockIdx.y;
+  const int64_t i0 = n * ck / chunks, i1 = n * (ck + 1) / chunks;
+  const bool active = q < Q;
+  const int64_t ch = active ? q / s : 0;
+  BnAcc<A, BWD> acc;
+  if (active) {
+    const A mu = BWD ? mean.get(ch) : A(0);
+    if (!BWD && i0 + ty < i1) acc.k = load(x[(i0 + ty) * Q + q]);
+    for (int64_t i = i0 + ty; i < i1; i += 8)
+      acc.add(load(x[i * Q + q]), BWD ? load(g[i * Q + q]) : A(0), mu);
+  }
+  if constexpr (BWD) {
+    sh[0][ty][tx] = acc.s1;
+    sh[1][ty][tx] = acc.s2;
+  } else {
+    const Moments<A> m = acc.moments();
+    sh[0][ty][tx] = m.n;
+    sh[1][ty][tx] = m.mean;
+    sh[2][ty][tx] = m.m2;
+  }
+  __syncthreads();
+  if (ty != 0 || !active) return;
+  const int64_t J = chunks * s;
+  const int64_t idx = ch * J + ck * s + (q - ch * s);
+  if constexpr (BWD) {
+    A s1 = sh[0][0][tx], s2 = sh[1][0][tx];
+    for (int r = 1; r < 8; ++r) {
+      s1 += sh[0][r][tx];
+      s2 += sh[1][r][tx];
+    }
+    bn_store_partial<A, BWD>(part, c * J, idx, Moments<A>{}, s1, s2);
+  } else {
+    Moments<A> m{sh[0][0][tx], sh[1][0][tx], sh[2][0][tx]};
+    for (int r = 1; r < 8; ++r) m = merge(m, Moments<A>{sh[0][r][tx], sh[1][r][tx], sh[2][r][tx]});
+    bn_store_partial<A, BWD>(part, c * J, idx, m, A(0), A(0));
+  }
+}
+
+// One warp per channel: merges the channel's J partials (fixed order, f64) and writes the per-channel
+// results. Forward: the batch mean/biased variance (training) or the running ones (read), then
+//   coef[ch] = scale = w rstd, coef[c + ch] = shift = b - mean * scale.
+// Backward: dweight = sum g xhat, dbias = sum g, then coef[0|1|2|3][ch] = w rstd, kx, k0, mean with
+//   dx = g w rstd - kx (x - mean) - k0.
+// w, b, dweight, dbias, running_mean, running_var: Stats (f32 or T; p == nullptr when absent). Training
+// forward with running statistics: running = (1 - momentum) running + momentum batch (unbiased variance),
+// in double, rounded once.
+template <class T, bool BWD>
+__global__ void bn_finalize(const acc_t<T>* __restrict__ part, int64_t c, int64_t J, double count,
+                            bool training, bool have_sums, double eps, Stat<T> w, Stat<T> b, Stat<T> mean,
+                            Stat<T> var, acc_t<T>* __restrict__ coef, Stat<T> dweight, Stat<T> dbias,
+                            Stat<T> running_mean, Stat<T> running_var, double momentum) {
+  using A = acc_t<T>;
+  const int64_t ch = static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  if (ch >= c) return;
+  const int64_t stride = c * J;
+  double s1 = 0, s2 = 0;  // backward sums
+  Moments<double> m{0, 0, 0};
+  if (have_sums) {
+    for (int64_t j = lane; j < J; j += 32) {
+      const int64_t idx = ch * J + j;
+      if constexpr (BWD) {
+        s1 += part[idx];
+        s2 += part[stride + idx];
+      } else {
+        m = merge(m, Moments<double>{part[idx], part[stride + idx], part[2 * stride + idx]});
+      }
+    }
+#pragma unroll
+    for (int d = 16; d > 0; d >>= 1) {
+      if constexpr (BWD) {
+        s1 += __shfl_down_sync(kFull, s1, d);
+        s2 += __shfl_down_sync(kFull, s2, d);
+      } else {
+        m = merge(m, shfl_down(m, d));
+      }
+    }
+  }
+  if (lane != 0) return;
+  const double wv = w.p ? static_cast<double>(w.get(ch)) : 1.0;
+  if constexpr (!BWD) {
+    double mu, sigma2;
+    if (training) {
+      mu = m.mean;
+      sigma2 = m.m2 / count;
+      mean.set(ch, mu);
+      var.set(ch, sigma2);
+      if (running_mean.p) {
+        running_mean.set(ch, (1.0 - momentum) * static_cast<double>(running_mean.get(ch)) + momentum * mu);
+        running_var.set(ch, (1.0 - momentum) * static_cast<double>(running_var.get(ch)) +
+                                momentum * sigma2 * count / (count - 1.0));
+      }
+    } else {
+      mu = mean.get(ch);
+      sigma2 = var.get(ch);
+    }
+    const double sc = wv / ::sqrt(sigma2 + eps);
+    coef[ch] = static_cast<A>(sc);
+    coef[c + ch] = static_cast<A>((b.p ? static_cast<double>(b.get(ch)) : 0.0) - mu * sc);
+  } else {
+    const double mu = mean.get(ch);
+    const double rs = 1.0 / ::sqrt(static_cast<double>(var.get(ch)) + eps);
+    s2 *= rs;  // sum g * xhat
+    if (dweight.p) dweight.set(ch, s2);
+    if (dbias.p) dbias.set(ch, s1);
+    const double wr = wv * rs;
+    coef[ch] = static_cast<A>(wr);
+    coef[c + ch] = static_cast<A>(training ? wr * rs * s2 / count : 0.0);
+    coef[2 * c + ch] = static_cast<A>(training ? wr * s1 / count : 0.0);
+    coef[3 * c + ch] = static_cast<A>(mu);
+  }
+}
+
+// x as [n, Q = c * s]: a thread per column q (channel q / s), looping over rows i = blockIdx.y + k gridDim.y.
+template <class T, bool BWD>
+__global__ void __launch_bounds__(256)
+    bn_apply(const T* __restrict__ x, const T* __restrict__ g, const acc_t<T>* __restrict__ coef, int64_t n,
+             int64_t c, int64_t s, T* __restrict__ out) {
+  using A = acc_t<T>;
+  const int64_t Q = c * s;
+  const int64_t q = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (q >= Q) return;
+  const int64_t ch = q / s;
+  if constexpr (BWD) {
+    const A wr = coef[ch], kx = coef[c + ch], k0 = coef[2 * c + ch], mu = coef[3 * c + ch];
+    for (int64_t i = blockIdx.y; i < n; i += gridDim.y) {
+      const int64_t off = i * Q + q;
+      out[off] = store<T>(load(g[off]) * wr - kx * (load(x[off]) - mu) - k0);
+    }
+  } else {
+    const A sc = coef[ch], sh = coef[c + ch];
+    for (int64_t i = blockIdx.y; i < n; i += gridDim.y) {
+      const int64_t off = i * Q + q;
+      out[off] = store<T>(load(x[off]) * sc + sh);
+    }
+  }
+}
+
+// s == 1 (a channels-last input seen as [N H W, C], or [N, C]): flat over the n * c elements, channel
+// e % c; a grid-stride loop over all elements keeps every thread busy whatever c is (the column kernel
+// above would leave most of a 256-thread block idle for c = 64).
+template <class T, bool BWD, class I>
+__global__ void __launch_bounds__(256)
+    bn_apply_flat(const T* __restrict__ x, const T* __restrict__ g, const acc_t<T>* __restrict__ coef,
+                  I total, I c, T* __restrict__ out) {
+  using A = acc_t<T>;
+  for (I e = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; e < total;
+       e += static_cast<I>(blockDim.x) * gridDim.x) {
+    const I ch = e % c;
+    if constexpr (BWD) {
+      out[e] =
+          store<T>(load(g[e]) * coef[ch] - coef[c + ch] * (load(x[e]) - coef[3 * c + ch]) - coef[2 * c + ch]);
+    } else {
+      out[e] = store<T>(load(x[e]) * coef[ch] + coef[c + ch]);
+    }
+  }
+}
+
+// ---- s == 1 with 16-byte packs (channels-last activations: [N H W, C] with C a multiple of the pack) ----
+// The column kernel above gives a warp 32 channels of one row: 64 bytes per bf16 load, one value per thread,
+// which left the channels-last batch norms of ResNet-50 behind PyTorch's. Here a thread owns a pack of V
+// consecutive channels (16 bytes: 8 bf16/f16, 4 f32, 2 f64) and keeps V accumulators; the `tpr` threads of
+// a row cover min(c / V, 32) packs, so a warp reads whole rows (C = 64 bf16: 8 threads per row, 4 rows per
+// warp), and a block walks 256 / tpr rows at a time. Partials go to the same planes as the column kernel's
+// (channel ch, chunk ck at ch * J + ck, J = chunks), so bn_finalize is shared.
+template <class T>
+constexpr int kBnPack = static_cast<int>(16 / sizeof(T));
+
+template <class T, bool BWD>
+__global__ void __launch_bounds__(256)
+    bn_partial_rows_packed(const T* __restrict__ x, const T* __restrict__ g, Stat<T> mean, int64_t n,
+                           int64_t c, int64_t chunks, acc_t<T>* __restrict__ part) {
+  using A = acc_t<T>;
+  constexpr int V = kBnPack<T>;
+  __shared__ A sh[BWD ? 2 : 3][256 * V];
+  const int64_t packs = c / V;
+  const int tpr = packs < 32 ? static_cast<int>(packs) : 32;  // threads per row
+  const int rows = 256 / tpr;                                 // rows per block iteration
+  const int t = threadIdx.x, r = t / tpr, pk = t % tpr;
+  const int64_t pack = static_cast<int64_t>(blockIdx.x) * 32 + pk;
+  const bool active = r < rows && pack < packs;
+  const int64_t ck = blockIdx.y, i0 = n * ck / chunks, i1 = n * (ck + 1) / chunks;
+  BnAcc<A, BWD> acc[V];
+  if (active) {
+    A mu[V], xv[V], gv[V];
+#pragma unroll
+    for (int e = 0; e < V; ++e) {
+      mu[e] = BWD ? mean.get(pack * V + e) : A(0);
+      gv[e] = A(0);
+    }
+    if (!BWD && i0 + r < i1) {
+      load_pack<T, V>(x + (i0 + r) * c + pack * V, xv);
+#pragma unroll
+      for (int e = 0; e < V; ++e) acc[e].k = xv[e];
+    }
+    for (int64_t i = i0 + r; i < i1; i += rows) {
+      load_pack<T, V>(x + i * c + pack * V, xv);
+      if constexpr (BWD) load_pack<T, V>(g + i * c + pack * V, gv);
+#pragma unroll
+      for (int e = 0; e < V; ++e) acc[e].add(xv[e], gv[e], mu[e]);
+    }
+  }
+#pragma unroll
+  for (int e = 0; e < V; ++e) {
+    if constexpr (BWD) {
+      sh[0][t * V + e] = acc[e].s1;
+      sh[1][t * V + e] = acc[e].s2;
+    } else {
+      const Moments<A> m = acc[e].moments();
+      sh[0][t * V + e] = m.n;
+      sh[1][t * V + e] = m.mean;
+      sh[2][t * V + e] = m.m2;
+    }
+  }
+  __syncthreads();
+  // Thread t merges channel e of pack column q (t = q * V + e) over the block's rows, in row order.
+  const int q = t / V, e = t % V;
+  const int64_t my_pack = static_cast<int64_t>(blockIdx.x) * 32 + q;
+  if (q >= tpr || my_pack >= packs) return;
+  const int64_t ch = my_pack * V + e, stride = c * chunks, idx = ch * chunks + ck;
+  if constexpr (BWD) {
+    A s1 = 0, s2 = 0;
+    for (int rr = 0; rr < rows; ++rr) {
+      s1 += sh[0][(rr * tpr + q) * V + e];
+      s2 += sh[1][(rr * tpr + q) * V + e];
+    }
+    part[idx] = s1;
+    part[stride + idx] = s2;
+  } else {
+    Moments<A> m{0, 0, 0};
+    for (int rr = 0; rr < rows; ++rr) {
+      const int src = (rr * tpr + q) * V + e;
+      m = merge(m, Moments<A>{sh[0][src], sh[1][src], sh[2][src]});
+    }
+    part[idx] = m.n;
+    part[stride + idx] = m.mean;
+    part[2 * stride + idx] = m.m2;
+  }
+}
+
+// The element pass of s == 1 by packs: pack p covers channels (p mod c / V) * V ... + V - 1 of one row.
+template <class T, bool BWD, class I>
+__global__ void __launch_bounds__(256)
+    bn_apply_packed(const T* __restrict__ x, const T* __restrict__ g, const acc_t<T>* __restrict__ coef,
+                    I total_packs, I row_packs, I c, T* __restrict__ out) {
+  using A = acc_t<T>;
+  constexpr int V = kBnPack<T>;
+  for (I p = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; p < total_packs;
+       p += static_cast<I>(blockDim.x) * gridDim.x) {
+    const I ch0 = (p % row_packs) * V;
+    A xv[V], gv[V];
+    load_pack<T, V>(x + p * V, xv);
+    if constexpr (BWD) {
+      load_pack<T, V>(g + p * V, gv);
+#pragma unroll
+      for (int e = 0; e < V; ++e)
+        xv[e] = gv[e] * coef[ch0 + e] - coef[c + ch0 + e] * (xv[e] - coef[3 * c + ch0 + e]) -
+                coef[2 * c + ch0 + e];
+    } else {
+#pragma unroll
+      for (int e = 0; e < V; ++e) xv[e] = xv[e] * coef[ch0 + e] + coef[c + ch0 + e];
+    }
+    store_pack<T, V>(out + p * V, xv);
+  }
+}
+
+template <class T>
+bool bn_packable(int64_t c, int64_t s, const void* x, const void* g, const void* out) {
+  const auto al = [](const void* q) { return q == nullptr || reinterpret_cast<uintptr_t>(q) % 16 == 0; };
+  return s == 1 && c % kBnPack<T> == 0 && al(x) && al(g) && al(out);
+}
+
+// The stage-1 layout of a batch_norm reduction over [n, c, s].
+struct BnPlan {
+  bool planes = false, packed = false;
+  int64_t chunks = 0, J = 0;  // chunks of n; partials per channel
+  dim3 grid, block;
+};
+
+BnPlan plan_bn(int64_t n, int64_t c, int64_t s, int pack = 0) {
+  BnPlan p;
+  if (pack > 0) {  // bn_partial_rows_packed: tiles of 32 packs, about 1024 blocks, >= 4 block-rows each
+    p.packed = true;
+    const int64_t packs = c / pack, tiles = ceil_div(packs, 32);
+    const int64_t rows = 256 / std::min<int64_t>(packs, 32);
+    NABLA_CHECK(tiles <= INT32_MAX, "batch_norm: cuda grid limit: ", c, " channels");
+    p.chunks = std::clamp<int64_t>(ceil_div(1024, tiles), 1,
+                                   std::min<int64_t>(65535, std::max<int64_t>(1, n / (4 * rows))));
+    p.J = p.chunks;
+    p.grid = dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(p.chunks));
+    p.block = dim3(256);
+  } else if (s >= 32) {
+    p.planes = true;
+    // About 1024 blocks, each at least 4096 elements (or one plane).
+    p.chunks = std::clamp<int64_t>(ceil_div(1024, c), 1, std::max<int64_t>(1, std::min(n, n * s / 4096)));
+    p.J = p.chunks;
+    NABLA_CHECK(c * p.chunks <= INT32_MAX, "batch_norm: cuda grid limit: ", c, " channels");
+    p.grid = dim3(static_cast<unsigned>(c * p.chunks));
+    p.block = dim3(256);
+  } else {
+    const int64_t tiles = ceil_div(c * s, 32);
+    NABLA_CHECK(tiles <= INT32_MAX, "batch_norm: cuda grid limit: ", c, " x ", s);
+    p.chunks = std::clamp<int64_t>(ceil_div(512, tiles), 1, ceil_div(n, 32));
+    p.J = p.chunks * s;
+    p.grid = dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(p.chunks));
+    p.block = dim3(32, 8);
+  }
+  return p;
+}
+
+template <class T, bool BWD>
+void bn_launch_apply(const T* x, const T* g, const acc_t<T>* coef, int64_t n, int64_t c, int64_t s, T* out) {
+  if (bn_packable<T>(c, s, x, g, out)) {
+    constexpr int V = kBnPack<T>;
+    const int64_t total = n * c / V;
+    const int blocks = static_cast<int>(std::min<int64_t>(ceil_div(total, 256), 65535LL * 8));
+    if (total + int64_t(256) * 65535 * 8 < INT32_MAX)
+      bn_apply_packed<T, BWD, int32_t><<<blocks, 256, 0, current_stream()>>>(
+          x, g, coef, static_cast<int32_t>(total), static_cast<int32_t>(c / V), static_cast<int32_t>(c), out);
+    else
+      bn_apply_packed<T, BWD, int64_t>
+          <<<blocks, 256, 0, current_stream()>>>(x, g, coef, total, c / V, c, out);
+    NABLA_CUDA_LAUNCH_CHECK();
+    return;
+  }
+  if (s == 1) {
+    const int64_t total = n * c;
+    const int blocks = static_cast<int>(std::min<int64_t>(ceil_div(total, 256), 65535LL * 8));
+    if (total + int64_t(256) * 65535 * 8 < INT32_MAX)
+      bn_apply_flat<T, BWD, int32_t><<<blocks, 256, 0, current_stream()>>>(
+          x, g, coef, static_cast<int32_t>(total), static_cast<int32_t>(c), out);
+    else
+      bn_apply_flat<T, BWD, int64_t><<<blocks, 256, 0, current_stream()>>>(x, g, coef, total, c, out);
+    NABLA_CUDA_LAUNCH_CHECK();
+    return;
+  }
+  const int64_t gx = ceil_div(c * s, 256);
+  NABLA_CHECK(gx <= INT32_MAX, "batch_norm: cuda grid limit: ", c, " x ", s);
+  const int64_t gy = std::clamp<int64_t>(ceil_div(4096, gx), 1, std::min<int64_t>(n, 65535));
+  bn_apply<T, BWD><<<dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy)), 256, 0, current_stream()>>>(
+      x, g, coef, n, c, s, out);
+  NABLA_CUDA_LAUNCH_CHECK();
+}
+
+template <class T>
+DType acc_dtype() {
+  return std::is_same_v<acc_t<T>, double> ? DType::f64 : DType::f32;
+}
+
+template <class T>
+void batch_norm_typed(const Tensor& x, const Tensor& weight, const Tensor& bias, bool training, int64_t n,
+                      int64_t c, int64_t s, double eps, double momentum, Tensor& mean, Tensor& var,
+                      Tensor& running_mean, Tensor& running_var, Tensor& y) {
+  using A = acc_t<T>;
+  const T* px = ptr<T>(x);
+  const Stat<T> sm = stat_of<T>(mean, "batch_norm", "mean"), sv = stat_of<T>(var, "batch_norm", "var");
+  cudaStream_t st = current_stream();
+  const bool have_sums = training && n * s > 0;
+  BnPlan p;
+  Tensor part;
+  if (have_sums) {
+    p = plan_bn(n, c, s, bn_packable<T>(c, s, px, nullptr, nullptr) ? kBnPack<T> : 0);
+    part = Tensor::empty({3 * c * p.J}, acc_dtype<T>(), x.device());
+    if (p.packed)
+      bn_partial_rows_packed<T, false>
+          <<<p.grid, p.block, 0, st>>>(px, nullptr, sm, n, c, p.chunks, ptr<A>(part));
+    else if (p.planes)
+      bn_partial_planes<T, false>
+          <<<p.grid, p.block, 0, st>>>(px, nullptr, sm, n, c, s, p.chunks, ptr<A>(part));
+    else
+      bn_partial_columns<T, false>
+          <<<p.grid, p.block, 0, st>>>(px, nullptr, sm, n, c, s, p.chunks, ptr<A>(part));
+    NABLA_CUDA_LAUNCH_CHECK();
+  }
+  Tensor coef = Tensor::empty({2 * c}, acc_dtype<T>(), x.device());
+  bn_finalize<T, false><<<static_cast<unsigned>(ceil_div(c, 4)), 128, 0, st>>>(
+      have_sums ? ptr<A>(part) : nullptr, c, p.J, static_cast<double>(n * s), training, have_sums, eps,
+      stat_or_null<T>(weight, "batch_norm", "weight"), stat_or_null<T>(bias, "batch_norm", "bias"), sm, sv,
+      ptr<A>(coef), Stat<T>{nullptr, false}, Stat<T>{nullptr, false},
+      stat_or_null<T>(training && have_sums ? running_mean : Tensor(), "batch_norm", "running_mean"),
+      stat_or_null<T>(training && have_sums ? running_var : Tensor(), "batch_norm", "running_var"), momentum);
+  NABLA_CUDA_LAUNCH_CHECK();
+  if (n * s > 0) bn_launch_apply<T, false>(px, nullptr, ptr<A>(coef), n, c, s, ptr<T>(y));
+}
+
+void batch_norm_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias, bool training, int64_t n,
+                     int64_t c, int64_t s, double eps, double momentum, Tensor& mean, Tensor& var,
+                     Tensor& running_mean, Tensor& running_var, Tensor& y) {
+  DeviceGuard g(x.device().index);
+  if (c == 0) return;
+  visit_cuda_float(x.dtype(), "batch_norm", [&](auto zero) {
+    batch_norm_typed<decltype(zero)>(x, weight, bias, training, n, c, s, eps, momentum, mean, var,
+                                     running_mean, running_var, y);
+  });
+}
+
+template <class T>
+void batch_norm_backward_typed(const Tensor& g, const Tensor& x, const Tensor& weight, const Tensor& mean,
+                               const Tensor& var, bool training, int64_t n, int64_t c, int64_t s, double eps,
+                               Tensor& dx, Tensor& dweight, Tensor& dbias) {
+  using A = acc_t<T>;
+  const T* pg = ptr<T>(g);
+  const T* px = ptr<T>(x);
+  const Stat<T> sm = stat_of<T>(mean, "batch_norm", "mean"), sv = stat_of<T>(var, "batch_norm", "var");
+  cudaStream_t st = current_stream();
+  const bool need_sums = training || dweight.defined() || dbias.defined();
+  const bool have_sums = need_sums && n * s > 0;  // with no elements the sums are 0
+  BnPlan p;
+  Tensor part;
+  if (have_sums) {
+    p = plan_bn(n, c, s, bn_packable<T>(c, s, px, pg, nullptr) ? kBnPack<T> : 0);
+    part = Tensor::empty({2 * c * p.J}, acc_dtype<T>(), x.device());
+    if (p.packed)
+      bn_partial_rows_packed<T, true><<<p.grid, p.block, 0, st>>>(px, pg, sm, n, c, p.chunks, ptr<A>(part));
+    else if (p.planes)
+      bn_partial_planes<T, true><<<p.grid, p.block, 0, st>>>(px, pg, sm, n, c, s, p.chunks, ptr<A>(part));
+    else
+      bn_partial_columns<T, true><<<p.grid, p.block, 0, st>>>(px, pg, sm, n, c, s, p.chunks, ptr<A>(part));
+    NABLA_CUDA_LAUNCH_CHECK();
+  }
+  Tensor coef = Tensor::empty({4 * c}, acc_dtype<T>(), x.device());
+  bn_finalize<T, true><<<static_cast<unsigned>(ceil_div(c, 4)), 128, 0, st>>>(
+      have_sums ? ptr<A>(part) : nullptr, c, p.J, static_cast<double>(n * s), training, have_sums, eps,
+      stat_or_null<T>(weight, "batch_norm", "weight"), Stat<T>{nullptr, false}, sm, sv, ptr<A>(coef),
+      stat_or_null<T>(dweight, "batch_norm", "weight gradient"),
+      stat_or_null<T>(dbias, "batch_norm", "bias gradient"), Stat<T>{nullptr, false}, Stat<T>{nullptr, false},
+      0.0);
+  NABLA_CUDA_LAUNCH_CHECK();
+  if (dx.defined() && n * s > 0) bn_launch_apply<T, true>(px, pg, ptr<A>(coef), n, c, s, ptr<T>(dx));
+}
+
+void batch_norm_backward_cuda(const Tensor& g, const Tensor& x, const Tensor& weight, const Tensor& mean,
+                              const Tensor& var, bool training, int64_t n, int64_t c, int64_t s, double eps,
+                              Tensor& dx, Tensor& dweight, Tensor& dbias) {
+  DeviceGuard guard(x.device().index);
+  if (c == 0) return;
+  visit_cuda_float(x.dtype(), "batch_norm", [&](auto zero) {
+    batch_norm_backward_typed<decltype(zero)>(g, x, weight, mean, var, training, n, c, s, eps, dx, dweight,
+                                              dbias);
+  });
+}
+
+}  // namespace
+
+NABLA_REGISTER_KERNEL(batch_norm_kernel, cuda, batch_norm_cuda);
+NABLA_REGISTER_KERNEL(batch_norm_backward_kernel, cuda, batch_norm_backward_cuda);
+
+}  // namespace nabla::cuda
