@@ -5,6 +5,7 @@
 #include "engine/random.h"
 #include "engine/safetensors.h"
 #include "engine/tensor.h"
+#include "ops/attention.h"
 #include "ops/autocast.h"
 #include "ops/conv.h"
 #include "ops/elementwise.h"

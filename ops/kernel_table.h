@@ -46,6 +46,9 @@
   X(batch_norm, nn, batch_norm, AllBackends, "batch_norm (training and evaluation, running statistics)")        \
   X(batch_norm_backward, nn, batch_norm, AllBackends, "batch_norm backward")                                    \
   X(dropout, nn, dropout, AllBackends, "dropout and its backward (the mask redrawn)")                           \
+  /* fused attention (ops/attention.h) */                                                                        \
+  X(attention_forward, attention, attention, AllBackends, "scaled_dot_product_attention")                       \
+  X(attention_backward, attention, attention, AllBackends, "scaled_dot_product_attention backward")             \
   /* embeddings (ops/embedding.h) */                                                                            \
   X(embedding_bag, embedding, embedding, AllBackends, "embedding_bag")                                          \
   X(embedding_bag_backward, embedding, embedding, AllBackends, "embedding_bag backward")                        \

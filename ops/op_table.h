@@ -82,6 +82,8 @@
   X(layer_norm, nn, Differentiable)                                 \
   X(batch_norm, nn, Differentiable)                                 \
   X(dropout, nn, Differentiable)                                    \
+  /* fused attention (ops/attention.h) */                           \
+  X(scaled_dot_product_attention, attention, Differentiable)        \
   /* embeddings */                                                  \
   X(embedding, embedding, Differentiable)                           \
   X(embedding_bag, embedding, Differentiable)                       \

@@ -1,0 +1,157 @@
+// Attention benchmark on CUDA device 0: scaled_dot_product_attention (fused, cuda/attention.cu) and the
+// unfused composition (matmul, additive mask, softmax, matmul: models/bert/attention.cpp's maths), forward
+// and forward+backward, one JSON line per case, for comparison with benchmarks/attention_torch.py (the same
+// cases with torch.nn.functional.scaled_dot_product_attention).
+//
+// Cases: BERT-base (B 32, H 12, T 128, D 64, key-padding mask with the last quarter of each sequence padded)
+// and GPT-2 (B 16, H 12, T 1024, D 64, causal), f32 (TF32 on for the composition's GEMMs) and bf16.
+// Timing: `warmup` untimed calls, then `runs` calls each bracketed by CUDA events on the compute stream;
+// the median interval. forward+backward = forward, then backward of sum(out * cotangent) into q, k, v.
+// Work: forward 4 B H Tq Tk D flops (two GEMMs; half for causal), forward+backward 3.5x that (the backward
+// has five GEMM-sized products, one of them the recomputed scores), the flash-attention convention.
+//
+// Each line: {"impl": "nabla_fused" | "nabla_unfused", "name", "dtype", "shape", "pass": "fwd" | "fwd_bwd",
+// "ms", "tflops"}; a case that throws prints its "error". Usage: bench_attention [--runs N] [--warmup N]
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "cuda/runtime.h"
+#include "nabla.h"
+
+namespace {
+using namespace nabla;
+using json = nlohmann::json;
+
+int g_runs = 20, g_warmup = 5;
+const Device kGpu = Device::cuda(0);
+
+double median_ms(const std::function<void()>& fn) {
+  for (int i = 0; i < g_warmup; ++i) fn();
+  cuda::synchronize();
+  const int runs = std::max(1, g_runs);
+  std::vector<cudaEvent_t> ev(2 * runs);
+  for (auto& e : ev) NABLA_CUDA_CHECK(cudaEventCreate(&e));
+  cudaStream_t s = cuda::current_stream();
+  for (int i = 0; i < runs; ++i) {
+    NABLA_CUDA_CHECK(cudaEventRecord(ev[2 * i], s));
+    fn();
+    NABLA_CUDA_CHECK(cudaEventRecord(ev[2 * i + 1], s));
+  }
+  NABLA_CUDA_CHECK(cudaEventSynchronize(ev.back()));
+  std::vector<double> ms(runs);
+  for (int i = 0; i < runs; ++i) {
+    float t = 0;
+    NABLA_CUDA_CHECK(cudaEventElapsedTime(&t, ev[2 * i], ev[2 * i + 1]));
+    ms[i] = t;
+  }
+  for (auto e : ev) cudaEventDestroy(e);
+  std::sort(ms.begin(), ms.end());
+  return runs % 2 ? ms[runs / 2] : 0.5 * (ms[runs / 2 - 1] + ms[runs / 2]);
+}
+
+struct Shape4 {
+  const char* name;
+  int64_t b, h, t, d;
+  bool causal;
+};
+
+// The composition: softmax(q k^T * scale + additive mask) @ v.
+Tensor unfused(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& additive) {
+  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
+  Tensor s = matmul(q, k.transpose(-1, -2)) * scale + additive;
+  return matmul(softmax(s, -1), v);
+}
+
+void run(const Shape4& c, DType dtype, bool fused) {
+  const std::string shape =
+      std::to_string(c.b) + "x" + std::to_string(c.h) + "x" + std::to_string(c.t) + "x" + std::to_string(c.d);
+  const double fwd_flops = 4.0 * c.b * c.h * c.t * c.t * c.d * (c.causal ? 0.5 : 1.0);
+  for (const char* pass : {"fwd", "fwd_bwd"}) {
+    json j = {{"impl", fused ? "nabla_fused" : "nabla_unfused"},
+              {"name", c.name},
+              {"dtype", dtype_name(dtype)},
+              {"shape", shape},
+              {"pass", pass}};
+    try {
+      cuda::set_tf32_enabled(true);
+      const bool bwd = std::strcmp(pass, "fwd_bwd") == 0;
+      auto make = [&] {
+        Tensor t = randn({c.b, c.h, c.t, c.d}, {.device = kGpu}).to(dtype);
+        if (bwd) t.requires_grad_(true);
+        return t;
+      };
+      Tensor q = make(), k = make(), v = make();
+      // BERT: the last quarter of every sequence is padding; GPT: no padding, causal.
+      std::vector<double> keep(static_cast<size_t>(c.b * c.t), 1.0);
+      if (!c.causal)
+        for (int64_t bi = 0; bi < c.b; ++bi)
+          for (int64_t x = c.t * 3 / 4; x < c.t; ++x) keep[bi * c.t + x] = 0.0;
+      Tensor keep_t = from_vector(keep, {c.b, c.t}).to(kGpu);
+      Tensor kpm = c.causal ? Tensor() : gt(keep_t, scalar_like(0.5, keep_t));
+      Tensor additive;
+      if (!fused) {
+        if (c.causal) {
+          std::vector<double> m(static_cast<size_t>(c.t * c.t));
+          for (int64_t i = 0; i < c.t; ++i)
+            for (int64_t x = 0; x < c.t; ++x) m[i * c.t + x] = x <= i ? 0.0 : -1e30;
+          additive = from_vector(m, {1, 1, c.t, c.t}).to(kGpu).to(dtype == DType::f32 ? dtype : DType::f32);
+        } else {
+          additive = ((keep_t - 1.0) * 1e30).reshape({c.b, 1, 1, c.t});
+        }
+        if (dtype != DType::f32) additive = clamp(additive, -3e38).to(dtype);
+        if (dtype == DType::f16) additive = clamp(additive.to(DType::f32), -6e4).to(dtype);
+      }
+      Tensor cot = randn({c.b, c.h, c.t, c.d}, {.device = kGpu}).to(dtype);
+      auto step = [&] {
+        Tensor out =
+            fused ? scaled_dot_product_attention(q, k, v, kpm, c.causal) : unfused(q, k, v, additive);
+        if (bwd) {
+          out.backward(cot);
+          q.zero_grad(), k.zero_grad(), v.zero_grad();
+        }
+      };
+      const double ms = median_ms(step);
+      j["ms"] = ms;
+      j["tflops"] = (bwd ? 3.5 : 1.0) * fwd_flops / (ms * 1e-3) / 1e12;
+      j["runs"] = g_runs;
+    } catch (const std::exception& e) {
+      j["error"] = e.what();
+      cudaGetLastError();
+    }
+    std::printf("%s\n", j.dump().c_str());
+    std::fflush(stdout);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--runs") == 0 && i + 1 < argc)
+      g_runs = std::atoi(argv[++i]);
+    else if (std::strcmp(argv[i], "--warmup") == 0 && i + 1 < argc)
+      g_warmup = std::atoi(argv[++i]);
+    else {
+      std::fprintf(stderr, "usage: bench_attention [--runs N] [--warmup N] (got %s)\n", argv[i]);
+      return 2;
+    }
+  }
+  if (!cuda::available()) {
+    std::fprintf(stderr, "bench_attention: no CUDA device\n");
+    return 1;
+  }
+  const Shape4 cases[] = {{"bert_base", 32, 12, 128, 64, false}, {"gpt2", 16, 12, 1024, 64, true}};
+  for (const auto& c : cases)
+    for (DType dt : {DType::f32, DType::bf16})
+      for (bool fused : {true, false}) run(c, dt, fused);
+  return 0;
+}
