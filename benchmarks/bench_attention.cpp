@@ -12,7 +12,6 @@
 //
 // Each line: {"impl": "nabla_fused" | "nabla_unfused", "name", "dtype", "shape", "pass": "fwd" | "fwd_bwd",
 // "ms", "tflops"}; a case that throws prints its "error". Usage: bench_attention [--runs N] [--warmup N]
-#include <cuda_runtime_api.h>
 
 #include <algorithm>
 #include <cmath>
@@ -20,11 +19,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
-#include "cuda/runtime.h"
+#include "engine/device_runtime.h"
 #include "nabla.h"
 
 namespace {
@@ -36,24 +36,18 @@ const Device kGpu = Device::cuda(0);
 
 double median_ms(const std::function<void()>& fn) {
   for (int i = 0; i < g_warmup; ++i) fn();
-  cuda::synchronize();
+  runtime::synchronize(kGpu);
   const int runs = std::max(1, g_runs);
-  std::vector<cudaEvent_t> ev(2 * runs);
-  for (auto& e : ev) NABLA_CUDA_CHECK(cudaEventCreate(&e));
-  cudaStream_t s = cuda::current_stream();
+  std::vector<std::unique_ptr<runtime::Event>> ev;
+  for (int i = 0; i < 2 * runs; ++i) ev.push_back(std::make_unique<runtime::Event>(kGpu));
   for (int i = 0; i < runs; ++i) {
-    NABLA_CUDA_CHECK(cudaEventRecord(ev[2 * i], s));
+    ev[2 * i]->record();
     fn();
-    NABLA_CUDA_CHECK(cudaEventRecord(ev[2 * i + 1], s));
+    ev[2 * i + 1]->record();
   }
-  NABLA_CUDA_CHECK(cudaEventSynchronize(ev.back()));
+  ev.back()->synchronize();
   std::vector<double> ms(runs);
-  for (int i = 0; i < runs; ++i) {
-    float t = 0;
-    NABLA_CUDA_CHECK(cudaEventElapsedTime(&t, ev[2 * i], ev[2 * i + 1]));
-    ms[i] = t;
-  }
-  for (auto e : ev) cudaEventDestroy(e);
+  for (int i = 0; i < runs; ++i) ms[i] = ev[2 * i]->elapsed_ms(*ev[2 * i + 1]);
   std::sort(ms.begin(), ms.end());
   return runs % 2 ? ms[runs / 2] : 0.5 * (ms[runs / 2 - 1] + ms[runs / 2]);
 }
@@ -82,7 +76,7 @@ void run(const Shape4& c, DType dtype, bool fused) {
               {"shape", shape},
               {"pass", pass}};
     try {
-      cuda::set_tf32_enabled(true);
+      runtime::set_tf32_enabled(true);
       const bool bwd = std::strcmp(pass, "fwd_bwd") == 0;
       auto make = [&] {
         Tensor t = randn({c.b, c.h, c.t, c.d}, {.device = kGpu}).to(dtype);
@@ -125,7 +119,6 @@ void run(const Shape4& c, DType dtype, bool fused) {
       j["runs"] = g_runs;
     } catch (const std::exception& e) {
       j["error"] = e.what();
-      cudaGetLastError();
     }
     std::printf("%s\n", j.dump().c_str());
     std::fflush(stdout);
@@ -145,7 +138,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (!cuda::available()) {
+  if (!runtime::available(DeviceType::cuda)) {
     std::fprintf(stderr, "bench_attention: no CUDA device\n");
     return 1;
   }
