@@ -17,7 +17,7 @@
 # and the build always run): all (default), or a comma list of core (tests, op benchmarks, LeNet), tests (ctest and
 # the CUDA suite only), resnet,
 # vrgd (benchmarks/bench_vrgd: the VR step's cost on ResNet-50), oracles (tokenizers, BERT and GPT-2 against
-# Hugging Face: part 5c), profile (benchmarks/profile_resnet.sh: where
+# Hugging Face: part 5c), attention (the fused attention op against PyTorch's SDPA: part 5d), profile (benchmarks/profile_resnet.sh: where
 # the bf16 channels-last step's time goes, Nabla and PyTorch; then NABLA_PROFILE=host on ResNet-18 at 32²:
 # the host's time per op of a host-bound step), dist (multi-GPU: scripts/dist_check.sh, only
 # with >= 2 GPUs); split them over device calls of 600 s each when one is not enough.
@@ -286,6 +286,30 @@ if want oracles; then
       "$BUILD/nabla_models_tests" --gtest_filter='GptHfOracle.*' &&
     run_step gpt_oracle_back 60 10 "$LOG/gpt_oracle_back.log" python3 benchmarks/gpt_hf_oracle.py --check-ours "$LOG/gpt_oracle"
   tail -n 4 "$LOG"/gpt_oracle_*.log
+fi
+
+# ---- 5d. fused attention (ops/attention.h) against PyTorch's scaled_dot_product_attention ----------------------
+if want attention && [ -x "$BUILD/bench_attention" ]; then
+  run_step bench_attention 90 20 "$LOG/bench_attention.jsonl" "$BUILD/bench_attention"
+  run_step attention_torch 90 0 "$LOG/attention_torch.jsonl" python3 benchmarks/attention_torch.py
+  python3 - "$LOG/bench_attention.jsonl" "$LOG/attention_torch.jsonl" <<'EOF' | tee "$LOG/attention_compare.txt"
+import json, sys
+rows = {}
+for side, path in (("nabla", sys.argv[1]), ("torch", sys.argv[2])):
+    for line in open(path, errors="replace"):
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        if "ms" not in r:
+            continue
+        impl = r.get("impl", side)
+        rows.setdefault((r.get("name"), r.get("dtype"), r.get("pass")), {})[impl] = r["ms"]
+impls = sorted({k for v in rows.values() for k in v})
+print("attention, median ms: case | " + " | ".join(impls))
+for key in sorted(rows, key=str):
+    print(" ".join(map(str, key)), "|", " | ".join("%.3f" % rows[key][i] if i in rows[key] else "-" for i in impls))
+EOF
 fi
 
 # ---- 6. multi-GPU -----------------------------------------------------------------------------------------
