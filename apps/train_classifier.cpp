@@ -39,6 +39,7 @@
 #include "apps/common/train_step.h"
 #include "data/data.h"
 #include "dist/session.h"  // data-parallel when launched with several processes (docs/distributed.md)
+#include "engine/checked.h"
 #include "models/classifiers.h"
 #include "nabla.h"
 

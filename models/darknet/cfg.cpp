@@ -1,6 +1,7 @@
 // Darknet .cfg parsing and typed option getters (see cfg.h).
 #include "models/darknet/cfg.h"
 
+#include <cstdint>
 #include <cctype>
 #include <cerrno>
 #include <cstdlib>
