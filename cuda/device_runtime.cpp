@@ -1,7 +1,9 @@
 // The CUDA backend's implementation of the device runtime (engine/device_runtime.h), registered when the
 // library loads. Each call sets the device it is about and then uses the backend's own pieces: the compute
 // stream and caching allocator (runtime.h), events (runtime.h), side streams and page-locked memory
-// (pinned.h), graphs (graph.h). Handles handed out as void* are cuda::Event* and cuda::CopyStream*.
+// (pinned.h), graphs (graph.h). Handles handed out as void*: events are cuda::Event*, streams (the compute
+// stream and side streams alike) are the raw cudaStream_t, so that any stream handle can be passed to
+// record_event, wait_event and copy_async.
 #include <cuda_runtime_api.h>
 
 #include <memory>
@@ -35,7 +37,6 @@ class CudaGraph final : public runtime::Graph::Impl {
 };
 
 Event* event(void* e) { return static_cast<Event*>(e); }
-CopyStream* side_stream(void* s) { return static_cast<CopyStream*>(s); }
 
 class CudaRuntime final : public runtime::Backend {
  public:
@@ -49,12 +50,23 @@ class CudaRuntime final : public runtime::Backend {
   }
 
   void* compute_stream(int index) override { return stream(index); }
-  void* create_stream(int index) override {
+  void* create_stream(int index) override {  // non-blocking: it does not wait for the legacy default stream
     DeviceGuard g(index);
-    return new CopyStream();
+    cudaStream_t s = nullptr;
+    NABLA_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    return s;
   }
-  void destroy_stream(int, void* s) noexcept override { delete side_stream(s); }  // drains it first
-  void synchronize_stream(int, void* s) override { side_stream(s)->synchronize(); }
+  void destroy_stream(int index, void* s) noexcept override {  // drains it first; raw calls: must not throw
+    int prev = 0;
+    cudaGetDevice(&prev);
+    if (prev != index) cudaSetDevice(index);
+    cudaStreamSynchronize(static_cast<cudaStream_t>(s));
+    cudaStreamDestroy(static_cast<cudaStream_t>(s));
+    if (prev != index) cudaSetDevice(prev);
+  }
+  void synchronize_stream(int, void* s) override {
+    NABLA_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(s)));
+  }
 
   void* create_event(int index) override {
     DeviceGuard g(index);
