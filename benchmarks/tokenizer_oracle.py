@@ -57,6 +57,13 @@ def hf_backend(tokenizers_dir, backend):
             bert = BertTokenizer(vocab_file=vocab, do_lower_case=True)
             gpt = GPT2TokenizerFast(vocab_file=enc, merges_file=merges)
 
+            # transformers 5 builds these without complaint yet with an empty vocabulary from some
+            # arguments (seen: [1, 1] for "hello world"): probe, and fall back to `tokenizers` if wrong.
+            probe = (bert("hello world", add_special_tokens=False)["input_ids"],
+                     gpt("Hello world", add_special_tokens=False)["input_ids"])
+            if probe != ([7592, 2088], [15496, 995]):
+                raise ValueError(f"probe gave {probe}, expected ([7592, 2088], [15496, 995])")
+
             def pairs(a, b):
                 e = bert(a, b, truncation="longest_first", max_length=32, padding="max_length")
                 return list(zip(e["input_ids"], e["token_type_ids"], e["attention_mask"]))
