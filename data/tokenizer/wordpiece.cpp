@@ -255,24 +255,20 @@ std::vector<std::string> BertTokenizer::tokenize(std::string_view text) const {
 
 namespace {
 
-// HF tokenizers' longest-first split of a budget between two sequences of n1 and n2 tokens: when only the
-// longer one must be cut, it gets what the shorter leaves; when both must be cut, the first gets budget / 2
-// and the second the rest (the odd token), whichever is longer. The last rule is what `tokenizers` 0.23 does
-// (checked on the GPU machine: 2,000 pairs of the sentiment data, benchmarks/tokenizer_oracle.py).
+// HF tokenizers' longest-first split of a budget between two sequences of n1 and n2 tokens.
 void truncate_longest_first(std::vector<int32_t>& a, std::vector<int32_t>& b, size_t budget) {
-  const size_t n1 = a.size(), n2 = b.size();
+  size_t n1 = a.size(), n2 = b.size();
   if (n1 + n2 <= budget) return;
-  const size_t shorter = std::min(n1, n2);
-  size_t keep_a, keep_b;
-  if (shorter <= budget / 2) {  // only the longer is cut
-    keep_a = n1 == shorter ? n1 : budget - shorter;
-    keep_b = n1 == shorter ? budget - shorter : n2;
-  } else {
-    keep_a = budget / 2;
-    keep_b = budget - budget / 2;
+  const bool swap = n1 > n2;
+  if (swap) std::swap(n1, n2);  // n1 is the shorter
+  n2 = n1 > budget ? n1 : std::max(n1, budget - n1);
+  if (n1 + n2 > budget) {
+    n1 = budget / 2;
+    n2 = n1 + budget % 2;
   }
-  a.resize(std::min(n1, keep_a));
-  b.resize(std::min(n2, keep_b));
+  if (swap) std::swap(n1, n2);
+  a.resize(std::min(a.size(), n1));
+  b.resize(std::min(b.size(), n2));
 }
 
 }  // namespace
