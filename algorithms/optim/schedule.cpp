@@ -119,6 +119,8 @@ T parse_number(const std::string& spec, const std::string& key, const std::strin
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
   NABLA_CHECK(ec == std::errc() && end == text.data() + text.size(), "schedule '", spec, "': ", key, "=",
               text, " is not a valid ", std::is_integral_v<T> ? "integer" : "number");
+  if constexpr (std::is_floating_point_v<T>)
+    NABLA_CHECK(std::isfinite(v), "schedule '", spec, "': ", key, "=", text, " is not a finite number");
   return v;
 }
 
@@ -235,7 +237,8 @@ std::string Schedule::str() const {
       s << ",total=" << o_.total_steps << ",end=" << shortest(o_.end_lr) << ",power=" << shortest(o_.power);
       break;
   }
-  if (o_.warmup_steps > 0) s << ",warmup=" << o_.warmup_steps << ",warmup_start=" << shortest(o_.warmup_start_factor);
+  if (o_.warmup_steps > 0)
+    s << ",warmup=" << o_.warmup_steps << ",warmup_start=" << shortest(o_.warmup_start_factor);
   return s.str();
 }
 

@@ -129,6 +129,10 @@ TEST(Schedule, ErrorsNameTheScheduleAndTheBadValue) {
   expect_error([] { Schedule::parse("step:every=3,power=2"); },
                {"unknown key 'power' for step", "every, gamma"});
   expect_error([] { Schedule::parse("cosine:total=1e3"); }, {"total=1e3", "not a valid integer"});
+  // Non-finite numbers are refused where they are parsed (from_chars reads "inf" and "nan").
+  expect_error([] { Schedule::parse("cosine:end=inf"); },
+               {"schedule 'cosine:end=inf': end=inf is not a finite number"});
+  expect_error([] { Schedule::parse("step:every=2,gamma=nan"); }, {"gamma=nan is not a finite number"});
   expect_error([] { Schedule::parse("cosine:total"); }, {"expected key=value, got 'total'"});
   expect_error([] { Schedule::parse("poly:power=two,total=5"); }, {"power=two", "not a valid number"});
   expect_error([] { Schedule::parse("step"); }, {"schedule step", "every must be > 0, got 0"});

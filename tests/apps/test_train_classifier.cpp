@@ -320,7 +320,7 @@ TEST_F(TrainClassifier, EachBadOptionClassExitsWith2AndOneLine) {
       {"--schedule step:size=10",
        "schedule 'step:size=10': unknown key 'size' for step (keys: lr, warmup, "
        "warmup_start, every, gamma)"},
-      {"--schedule cosine:end=inf", "--schedule cosine:end=inf: end must be a finite number, got inf"},
+      {"--schedule cosine:end=inf", "schedule 'cosine:end=inf': end=inf is not a finite number"},
       {"--cuda-graph", "--cuda-graph needs --device cuda (got --device cpu)"},
       {"--device gpu", "option '--device': 'gpu' is not a device (expected cpu, cuda or cuda:N)"},
       {"stray",
