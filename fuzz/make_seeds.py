@@ -114,3 +114,91 @@ for i, spec in enumerate(["constant", "cosine", "cosine:total=1000,end=1e-5,warm
                           "multistep:milestones=30/60/80", "poly:power=2,total=500,warmup_start=0.1",
                           "cosine:lr=0.4,warmup=10,warmup_start=0.01", "step:every=9223372036854775807"]):
     put("fuzz_schedule", "spec%d" % i, spec.encode())
+
+# ---- wave 2: options, tokenizers, Criteo, Darknet cfg ----
+repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+fixtures = os.path.join(repo, "tests", "data", "fixtures")
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+# fuzz_options: argv tokens one per line; after 0x01 a --config file.
+for i, args in enumerate([
+        b"--epochs\n3\n--lr=0.1\n--model\nmlp\n--nesterov", b"--help", b"--print-config\n--threads\n8",
+        b"--momentum\n0\n--name\nrun-1\n--verbose", b"--lr\nnan", b"--epochs\n-1", b"--threads\n4294967297",
+        b"--lr\n--epochs\n3", b"--epoch\n3", b"bare", b"--model\nvgg", b"--nesterov\n--momentum=0",
+        b"--lr\n1e309", b"--epochs=3\n--epochs=4",
+        b"--lr\n0.2\x01# a config\nepochs = 4\nnesterov = true\nmodel = resnet18\n",
+        b"\x01lr = -1\n", b"\x01[section]\nunknown = 1\n"]):
+    put("fuzz_options", "args%d" % i, args)
+
+# fuzz_wordpiece: a mode byte (options), then the text; mode >= 0x80: vocab.txt, 0x00, text.
+bert_vocab = read(os.path.join(fixtures, "bert_vocab.txt"))
+for i, (mode, text) in enumerate([
+        (0x01, "The quick brown fox! Unaffable cafe\u0301 \u4e2d\u56fd hello worlds"),
+        (0x00, "ISN'T resume, na\u00efve jumping?\tthe [MASK] fox"), (0x41, "a b c d e f g\tthe quick brown"),
+        (0x11, "[CLS] hello [SEP]\tworld [PAD]"), (0x21, "unaffableunaffableunaffable \x00\x7f\ufffd"),
+        (0x81, bert_vocab.decode() + "\0the quick brown fox"), (0x81, "[UNK]\n[CLS]\n\0the")]):
+    put("fuzz_wordpiece", "text%d" % i, bytes([mode]) + text.encode("utf-8", "surrogatepass"))
+
+# fuzz_bpe: 0x00 + text for the fixture tokenizer; 0x01 + encoder.json + 0x00 + vocab.bpe.
+for i, text in enumerate([b"Hello world, the quick brown fox's 123 jumps!\n\n  ", b"<|endoftext|>a<|im_start|>",
+                          "caf\u00e9 \u4e2d\u56fd \U0001F600".encode(), b"\xff\xfe\x80 invalid utf-8 \xc3",
+                          b"   \t\r\n x  yy"]):
+    put("fuzz_bpe", "text%d" % i, b"\x00" + text)
+put("fuzz_bpe", "files0", b"\x01" + read(os.path.join(fixtures, "gpt2_encoder.json")) + b"\0" +
+    read(os.path.join(fixtures, "gpt2_vocab.bpe")))
+put("fuzz_bpe", "files1", b"\x01" + read(os.path.join(fixtures, "gpt2_encoder.json")) + b"\0#version: 0.2\nx y\n")
+
+# fuzz_criteo: mode byte (bit 0 binary, bit 1 CSV / unverified binary, bit 2 no label, bit 3 skip bad rows).
+with open(os.path.join(repo, "..", "shared", "data", "criteo-sample", "criteo_sample.txt"), "rb") as f:
+    csv_lines = [next(f) for _ in range(12)]
+csv = b"".join(csv_lines)
+tab = b"".join(b"\t".join(x[:-2] if x.endswith(b".0") else x for x in l.rstrip(b"\n").split(b",")) + b"\n"
+               for l in csv_lines[1:])
+put("fuzz_criteo", "tab", b"\x00" + tab)
+put("fuzz_criteo", "tab_gz", b"\x00" + gzip.compress(tab, mtime=0))
+put("fuzz_criteo", "tab_nolabel", b"\x04" + b"".join(l.split(b"\t", 1)[1] for l in tab.splitlines(True)))
+put("fuzz_criteo", "tab_bad", b"\x08" + tab[:300] + b"\n1\t2\tzz\n" + tab[300:])
+put("fuzz_criteo", "csv", b"\x02" + csv)
+put("fuzz_criteo", "csv_crlf", b"\x02" + csv.replace(b"\n", b"\r\n"))
+
+
+def criteo_binary(rows, day_rows, tables):
+    align = lambda x: (x + 63) // 64 * 64
+    n = len(rows)
+    hb = align(88 + 8 * (26 + len(day_rows)))
+    lab, den = hb, align(hb + n)
+    spa = align(den + 52 * n)
+    end = spa + 104 * n
+    body = bytearray(end - hb)
+    for i, (label, dense, sparse) in enumerate(rows):
+        body[lab - hb + i] = label
+        struct.pack_into("<13f", body, den - hb + 52 * i, *dense)
+        struct.pack_into("<26i", body, spa - hb + 104 * i, *sparse)
+    h = 0xcbf29ce484222325
+    for b in body:
+        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    head = bytearray(hb)
+    head[0:8] = b"NBCRITEO"
+    struct.pack_into("<IIQQIIIIQQQQQ", head, 8, 1, 0, hb, n, 13, 26, 0, len(day_rows), h, lab, den, spa, end)
+    struct.pack_into("<%dq" % (26 + len(day_rows)), head, 88, *tables, *day_rows)
+    return bytes(head) + bytes(body)
+
+
+rows = [(rng.randrange(2), [rng.random() * 5 for _ in range(13)], [rng.randrange(10) for _ in range(26)])
+        for _ in range(5)]
+put("fuzz_criteo", "binary", b"\x01" + criteo_binary(rows, [3, 2], [10] * 26))
+put("fuzz_criteo", "binary_one_day", b"\x03" + criteo_binary(rows[:2], [2], [10] * 26))
+
+# fuzz_darknet_cfg: Darknet's own small cfg files, and a few near misses.
+for name in ["yolov3-tiny.cfg", "yolov2-tiny.cfg", "tiny.cfg"]:
+    path = os.path.join("/usr/share/darknet/cfg", name)
+    if os.path.exists(path):
+        put("fuzz_darknet_cfg", name, read(path))
+put("fuzz_darknet_cfg", "small.cfg", b"[net]\nwidth=32 # comment\nheight = 32\n; note\n\n[convolutional]\n"
+    b"filters=16\nsize=3\nactivation=leaky\nanchors = 10,14,  23,27\nscale=1e-3\n[route]\nlayers=-1,-4\n")
+put("fuzz_darknet_cfg", "bad.cfg", b"width=3\n[net\n[]\nkey\n")

@@ -15,7 +15,8 @@ seconds=${FUZZ_SECONDS:-20}
 build=${FUZZ_BUILD:-build-fuzz}
 cxx=${FUZZ_CXX:-clang++-16}
 cc=${FUZZ_CC:-clang-16}
-all=(fuzz_safetensors fuzz_idx fuzz_idx_gzip fuzz_cifar fuzz_image fuzz_schedule)
+all=(fuzz_safetensors fuzz_idx fuzz_idx_gzip fuzz_cifar fuzz_image fuzz_schedule fuzz_options fuzz_wordpiece fuzz_bpe
+  fuzz_criteo fuzz_darknet_cfg)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 

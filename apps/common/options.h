@@ -119,8 +119,10 @@ class OptionSet {
   // Whether the last parse saw the option (on the command line or in the config file).
   bool given(const std::string& name) const;
 
-  std::string help() const;         // the --help text
-  std::string config_text() const;  // the current values as a --config file
+  std::string help() const;  // the --help text
+  // The current values as a --config file. A string that such a file cannot hold ('#', a line break, a
+  // space or tab at either end) is written as a comment saying so, and reads back as the default.
+  std::string config_text() const;
   const std::string& program() const { return program_; }
   struct Example {
     std::string args, what;
