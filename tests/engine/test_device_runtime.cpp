@@ -85,12 +85,13 @@ TEST(DeviceRuntime, CudaWithoutABackendOrDeviceSaysSo) {
     return;
   }
   EXPECT_EQ(runtime::device_count(DeviceType::cuda), 0);
-  EXPECT_FALSE(runtime::tf32_enabled());
-  runtime::set_tf32_enabled(true);  // nothing to set
   runtime::empty_cache(DeviceType::cuda);
   int on_the_stack = 0;
   EXPECT_FALSE(runtime::is_pinned(&on_the_stack));
   if (!runtime::has_backend(DeviceType::cuda)) {
+    EXPECT_FALSE(runtime::tf32_enabled());
+    runtime::set_tf32_enabled(true);  // nothing to set
+    EXPECT_FALSE(runtime::tf32_enabled());
     const std::string why = "no cuda backend in this build (configure with -DNABLA_CUDA=ON)";
     test::expect_error([] { runtime::require_device(Device::cuda(), "--device cuda"); },
                        {"--device cuda", why});
@@ -100,7 +101,11 @@ TEST(DeviceRuntime, CudaWithoutABackendOrDeviceSaysSo) {
     test::expect_error([] { runtime::synchronize(Device::cuda()); }, {"runtime::synchronize", why});
     test::expect_error([] { runtime::memory_stats(Device::cuda()); }, {"runtime::memory_stats", why});
     test::expect_error([] { runtime::Graph().capture([] {}); }, {"runtime::Graph", why});
-  } else {  // a CUDA build on a machine without a GPU
+  } else {  // a CUDA build on a machine without a GPU: the TF32 switch is the backend's setting
+    const bool was = runtime::tf32_enabled();
+    runtime::set_tf32_enabled(!was);
+    EXPECT_EQ(runtime::tf32_enabled(), !was);
+    runtime::set_tf32_enabled(was);
     test::expect_error([] { runtime::require_device(Device::cuda(), "--device cuda"); },
                        {"--device cuda", "not found (0 cuda devices)"});
   }
