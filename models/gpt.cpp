@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "autograd/autograd.h"
+#include "engine/dtype_limits.h"
 #include "engine/error.h"
 #include "ops/autocast.h"
 #include "ops/elementwise.h"
@@ -19,21 +20,6 @@
 #include "ops/nn.h"
 
 namespace nabla::models {
-namespace {
-
-double lowest_finite(DType dtype) {
-  switch (dtype) {
-    case DType::bf16:
-      return -3.3895313892515355e38;
-    case DType::f16:
-      return -65504.0;
-    default:
-      return static_cast<double>(std::numeric_limits<float>::lowest());
-  }
-}
-
-}  // namespace
-
 // ---- config ----
 void GPTConfig::validate() const {
   NABLA_CHECK(vocab_size > 0, "GPTConfig: vocab_size must be positive, got ", vocab_size);

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "engine/dtype_limits.h"
 #include "engine/error.h"
 #include "ops/autocast.h"
 #include "ops/elementwise.h"
@@ -11,21 +12,6 @@
 #include "ops/nn.h"
 
 namespace nabla::models {
-namespace {
-
-double lowest_finite(DType dtype) {
-  switch (dtype) {
-    case DType::bf16:
-      return -3.3895313892515355e38;
-    case DType::f16:
-      return -65504.0;
-    default:
-      return static_cast<double>(std::numeric_limits<float>::lowest());
-  }
-}
-
-}  // namespace
-
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask, double dropout_p,
                  bool training) {
   NABLA_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4,
