@@ -1,10 +1,11 @@
 // Attention benchmark on CUDA device 0: scaled_dot_product_attention (fused: cuda/attention_mma.cu's
-// tensor-core kernels for bf16/f16 with D 64 or 128, cuda/attention.cu's scalar kernels otherwise), the same
-// op forced onto the scalar kernels (NABLA_ATTENTION_KERNEL=scalar, for A/B), and the unfused composition
-// (matmul, additive mask, softmax, matmul: models/bert/attention.cpp's maths), forward and forward+backward,
-// one JSON line per case, for comparison with benchmarks/attention_torch.py (the same cases with
-// torch.nn.functional.scaled_dot_product_attention).
+// tensor-core kernels for bf16/f16 and TF32 f32 with D 64 or 128, cuda/attention.cu's scalar kernels
+// otherwise), the same op forced onto the scalar kernels (NABLA_ATTENTION_KERNEL=scalar, for A/B), and the
+// unfused composition (matmul, additive mask, softmax, matmul: models/bert/attention.cpp's maths), forward
+// and forward+backward, one JSON line per case, for comparison with benchmarks/attention_torch.py (the same
+// cases with torch.nn.functional.scaled_dot_product_attention).
 //
+// f32 runs with TF32 on (the engine's default), so its fused line is the TF32 tensor-core kernels.
 // Cases: BERT-base (B 32, H 12, T 128, D 64, key-padding mask with the last quarter of each sequence padded),
 // GPT-2 (B 16, H 12, T 1024, D 64, causal) and a D 128 causal case (B 8, H 16, T 1024), in f32 (TF32 on for
 // the composition's GEMMs), bf16 and f16.
@@ -163,7 +164,7 @@ int main(int argc, char** argv) {
   for (const auto& c : cases)
     for (DType dt : {DType::f32, DType::bf16, DType::f16}) {
       run(c, dt, Impl::fused);
-      if (dt != DType::f32) run(c, dt, Impl::fused_scalar);  // f32 has only the scalar kernels
+      run(c, dt, Impl::fused_scalar);
       run(c, dt, Impl::unfused);
     }
   unsetenv("NABLA_ATTENTION_KERNEL");

@@ -1,6 +1,7 @@
 // CUDA kernels of scaled_dot_product_attention (maths and slot contracts in ops/attention.h). bf16 and f16
-// with D = 64 or 128 on sm_80+ go to the tensor-core kernels of cuda/attention_mma.cu (unless
-// NABLA_ATTENTION_KERNEL=scalar); everything else runs the kernels of this file: a
+// with D = 64 or 128 on sm_80+ (and f32 with D = 64 or 128 while TF32 is on) go to the tensor-core kernels
+// of cuda/attention_mma.cu (unless NABLA_ATTENTION_KERNEL=scalar); everything else runs the kernels of this
+// file: a
 // flash-attention-2 style forward and backward on scalar f32 FMAs, for f32, bf16 and
 // f16 inputs (loaded to f32 in shared memory; scores, softmax and every sum in f32), head size D <= 128.
 // Each kernel is templated on kMaxD in {32, 64, 128}, the smallest that holds D: shared tiles are zero

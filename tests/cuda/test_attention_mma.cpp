@@ -8,6 +8,8 @@
 //     generator, where a sharp softmax (scale 4 / sqrt(D)) and few keys make one wrong dropout bit visible;
 //   * against the scalar kernels of cuda/attention.cu (NABLA_ATTENTION_KERNEL=scalar), with and without
 //   dropout;
+//   * f32 with the TF32 switch on (cuda/attention_tf32.cu): the same CPU f64 comparisons and agreement with
+//     the exact scalar kernels;
 //   * the dispatch: the tensor-core path is taken on sm_80+, the environment switch and its error.
 // Errors are measured as max |gpu - ref| / max |ref| per tensor. Every test skips without a GPU.
 #include <cmath>
@@ -52,10 +54,11 @@ class KernelEnv {
   std::string old_;
 };
 
-class NoTf32 {
+// Sets the engine's TF32 switch for a scope (f32 attention takes the TF32 kernels only while it is on).
+class Tf32Switch {
  public:
-  NoTf32() : prev_(cuda::tf32_enabled()) { cuda::set_tf32_enabled(false); }
-  ~NoTf32() { cuda::set_tf32_enabled(prev_); }
+  explicit Tf32Switch(bool on) : prev_(cuda::tf32_enabled()) { cuda::set_tf32_enabled(on); }
+  ~Tf32Switch() { cuda::set_tf32_enabled(prev_); }
 
  private:
   bool prev_;
@@ -163,7 +166,14 @@ TEST(AttentionMma, TakenForBf16AndF16WithHeadSize64And128) {
   for (DType dt : {DType::bf16, DType::f16})
     for (int64_t d : {64, 128})
       EXPECT_EQ(cuda::attention_mma_supports(dt, d, 0), major >= 8) << dtype_name(dt);
-  EXPECT_FALSE(cuda::attention_mma_supports(DType::f32, 64, 0));
+  {
+    Tf32Switch tf32(false);
+    EXPECT_FALSE(cuda::attention_mma_supports(DType::f32, 64, 0));  // exact f32: the scalar kernels
+  }
+  {
+    Tf32Switch tf32(true);
+    EXPECT_EQ(cuda::attention_mma_supports(DType::f32, 128, 0), major >= 8);
+  }
   EXPECT_FALSE(cuda::attention_mma_supports(DType::bf16, 32, 0));
   EXPECT_FALSE(cuda::attention_mma_supports(DType::bf16, 80, 0));
   {
@@ -263,7 +273,7 @@ Tensor composition(const Tensor& q, const Tensor& k, const Tensor& v, const Tens
 
 TEST(AttentionMma, DropoutEqualsTheComposition) {
   SKIP_WITHOUT_MMA();
-  NoTf32 no_tf32;
+  Tf32Switch no_tf32(false);
   KernelEnv env(nullptr);
   for (int64_t d : {64, 128})
     for (const Case& c : {Case{.b = 2, .h = 3, .tq = 37, .tk = 23, .d = d, .mask = true, .p = 0.3},
@@ -307,6 +317,33 @@ TEST(AttentionMma, MatchesTheScalarKernels) {
         const Tol t = tol_for(dt);
         expect_results_close(mma, scalar, {2 * t.out, 2 * t.grad}, describe(c, dt) + " (mma vs scalar)");
       }
+}
+
+TEST(AttentionMma, Tf32ForF32MatchesCpuF64AndTheScalarKernels) {
+  SKIP_WITHOUT_MMA();
+  for (int64_t d : {64, 128}) {
+    const Case cases[] = {{.b = 2, .h = 2, .tq = 77, .tk = 129, .d = d, .mask = true, .p = 0.2},
+                          {.b = 1, .h = 2, .tq = 129, .tk = 129, .d = d, .causal = true},
+                          {.b = 1, .h = 2, .tq = 1, .tk = 513, .d = d, .causal = true},
+                          {.b = 2, .h = 1, .tq = 70, .tk = 77, .d = d, .mask = true, .padded_batch = true}};
+    for (const Case& c : cases) {
+      const Inputs in = make_inputs(c, DType::f32);
+      const Generator gen{99, 1};
+      Result tf32, exact;
+      {
+        Tf32Switch on(true);
+        ASSERT_TRUE(cuda::attention_mma_supports(DType::f32, d, 0));
+        tf32 = run_fused(in, c, kGpu, DType::f32, gen);
+      }
+      {
+        Tf32Switch off(false);  // f32 without TF32: the scalar kernels
+        exact = run_fused(in, c, kGpu, DType::f32, gen);
+      }
+      const Result ref = run_fused(in, c, Device::cpu(), DType::f64, gen);
+      expect_results_close(tf32, ref, tol_for(DType::f32), describe(c, DType::f32) + " (TF32 vs CPU f64)");
+      expect_results_close(exact, ref, {5e-4, 1e-3}, describe(c, DType::f32) + " (scalar f32 vs CPU f64)");
+    }
+  }
 }
 
 TEST(AttentionMma, BertAndGpt2ShapesMatchTheScalarKernels) {
