@@ -296,7 +296,7 @@ fi
 
 # ---- 5d. fused attention (ops/attention.h) against PyTorch's scaled_dot_product_attention ----------------------
 if want attention && [ -x "$BUILD/bench_attention" ]; then
-  run_step bench_attention 90 20 "$LOG/bench_attention.jsonl" "$BUILD/bench_attention"
+  run_step bench_attention 150 20 "$LOG/bench_attention.jsonl" "$BUILD/bench_attention"
   run_step attention_torch 90 0 "$LOG/attention_torch.jsonl" python3 benchmarks/attention_torch.py
   python3 - "$LOG/bench_attention.jsonl" "$LOG/attention_torch.jsonl" <<'EOF' | tee "$LOG/attention_compare.txt"
 import json, sys
@@ -312,9 +312,15 @@ for side, path in (("nabla", sys.argv[1]), ("torch", sys.argv[2])):
         impl = r.get("impl", side)
         rows.setdefault((r.get("name"), r.get("dtype"), r.get("pass")), {})[impl] = r["ms"]
 impls = sorted({k for v in rows.values() for k in v})
-print("attention, median ms: case | " + " | ".join(impls))
+# ratio: PyTorch SDPA ms / Nabla fused ms (> 1: the fused op is faster); scalar: the same for the
+# scalar kernels (NABLA_ATTENTION_KERNEL=scalar), the A/B of the tensor-core path.
+def ratio(row, impl):
+    return "%.2fx" % (row["torch_sdpa"] / row[impl]) if impl in row and "torch_sdpa" in row else "-"
+print("attention, median ms: case | " + " | ".join(impls) + " | fused vs torch | scalar vs torch")
 for key in sorted(rows, key=str):
-    print(" ".join(map(str, key)), "|", " | ".join("%.3f" % rows[key][i] if i in rows[key] else "-" for i in impls))
+    r = rows[key]
+    print(" ".join(map(str, key)), "|", " | ".join("%.3f" % r[i] if i in r else "-" for i in impls), "|",
+          ratio(r, "nabla_fused"), "|", ratio(r, "nabla_fused_scalar"))
 EOF
 fi
 
