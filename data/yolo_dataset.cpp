@@ -47,8 +47,26 @@ float rand_scale(std::mt19937& rng, float s) {
 
 std::string yolo_label_path(const std::string& image_path) {
   std::string s = image_path;
-  replace_first(s, "images", "labels");
-  replace_first(s, "JPEGImages", "labels");
+  // The last folder named images or JPEGImages becomes labels; without one, Darknet's first-substring
+  // replacement (which would also hit "my_images/" in a parent folder: hence the folder rule first).
+  bool replaced = false;
+  for (const std::string dir : {"JPEGImages", "images"}) {
+    const size_t at = s.rfind("/" + dir + "/");
+    if (at != std::string::npos) {
+      s.replace(at + 1, dir.size(), "labels");
+      replaced = true;
+      break;
+    }
+    if (s.rfind(dir + "/", 0) == 0) {
+      s.replace(0, dir.size(), "labels");
+      replaced = true;
+      break;
+    }
+  }
+  if (!replaced) {
+    replace_first(s, "images", "labels");
+    replace_first(s, "JPEGImages", "labels");
+  }
   for (const char* ext : {".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG", ".bmp"}) {
     const std::string e = ext;
     if (s.size() > e.size() && s.compare(s.size() - e.size(), e.size(), e) == 0) {
@@ -115,7 +133,15 @@ YoloDataset::YoloDataset(const std::string& list, int classes) {
     }
   }
   NABLA_CHECK(!images_.empty(), "yolo dataset: no images in '", list, "'");
-  for (const std::string& im : images_) labels_.push_back(read_yolo_labels(yolo_label_path(im), classes));
+  int found = 0;
+  for (const std::string& im : images_) {
+    const std::string lp = yolo_label_path(im);
+    found += fs::exists(lp);
+    labels_.push_back(read_yolo_labels(lp, classes));
+  }
+  NABLA_CHECK(found > 0, "yolo dataset: '", list, "': none of the ", images_.size(),
+              " images has a label file (the first would be ", yolo_label_path(images_[0]),
+              "; labels sit in a labels/ folder beside images/ or JPEGImages/)");
 }
 
 Tensor image_to_chw_float(const Tensor& hwc) {

@@ -3,9 +3,11 @@
 // A dataset is a list of images: a text file with one image path a line (relative paths are taken relative
 // to the list file's folder when they do not exist relative to the working directory), or a folder whose
 // .jpg/.jpeg/.png files are taken in sorted order (recursively). Each image's labels are a text file found
-// as Darknet's fill_truth_detection finds it: in the image path the first "images" and the first
-// "JPEGImages" become "labels", and the extension (.jpg .jpeg .png .JPG .JPEG .PNG .bmp) becomes .txt. A
-// missing label file is an image without objects (Darknet's behaviour too).
+// as Darknet's fill_truth_detection finds it: the folder images/ or JPEGImages/ becomes labels/ (the last
+// such folder in the path; Darknet replaces the first substring "images", which also hits a parent folder
+// such as my_images/: that is used only when no such folder is in the path), and the extension (.jpg .jpeg
+// .png .JPG .JPEG .PNG .bmp) becomes .txt. A missing label file is an image without objects (as in
+// Darknet), but a dataset where no image has one is an error (a path mistake).
 // Label lines: `class cx cy w h`, the box relative to the image (0..1). Blank lines are skipped; anything
 // else that is not five numbers with an integer class >= 0 and cx, cy in [0, 1], w, h in (0, 1] is an
 // error naming the file and line:

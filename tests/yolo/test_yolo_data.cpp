@@ -23,6 +23,9 @@ TEST(YoloData, LabelPathsAsDarknet) {
   EXPECT_EQ(data::yolo_label_path("/d/UCSD/JPEGImages/a.jpg"), "/d/UCSD/labels/a.txt");
   EXPECT_EQ(data::yolo_label_path("coco/images/train/b.png"), "coco/labels/train/b.txt");
   EXPECT_EQ(data::yolo_label_path("x/c.JPEG"), "x/c.txt");
+  // The folder, not the first substring: a parent called my_images/ stays.
+  EXPECT_EQ(data::yolo_label_path("/w/my_images/images/d.jpg"), "/w/my_images/labels/d.txt");
+  EXPECT_EQ(data::yolo_label_path("images/e.png"), "labels/e.txt");
 }
 
 TEST(YoloData, BadLabelLinesNameTheFileAndLine) {

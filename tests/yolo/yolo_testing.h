@@ -60,7 +60,7 @@ inline std::vector<std::vector<data::DetectionBox>> write_synthetic_set(const st
 inline std::string tiny_yolo_cfg(int width = 64) {
   return "[net]\nbatch=2\nsubdivisions=1\nwidth=" + std::to_string(width) +
          "\nheight=" + std::to_string(width) +
-         "\nchannels=3\nmomentum=0.9\ndecay=0.0005\nlearning_rate=0.02\nburn_in=0\nmax_batches=60\n"
+         "\nchannels=3\nmomentum=0.9\ndecay=0.0005\nlearning_rate=0.005\nburn_in=0\nmax_batches=60\n"
          "policy=steps\nsteps=1000\nscales=.1\nhue=.1\nsaturation=1.5\nexposure=1.5\n\n"
          "[convolutional]\nbatch_normalize=1\nfilters=16\nsize=3\nstride=2\npad=1\nactivation=leaky\n\n"
          "[convolutional]\nbatch_normalize=1\nfilters=32\nsize=3\nstride=2\npad=1\nactivation=leaky\n\n"
