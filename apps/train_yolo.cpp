@@ -396,9 +396,14 @@ int run_train(const Options& o, apps::Run& run, DarknetNetwork& net, const std::
     avg_loss = avg_loss < 0 ? darknet_loss : avg_loss * .9 + darknet_loss * .1;
     const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     log.step(step, 0, loss, lr, batch, seconds);
-    if (log.records(step) || step == max_steps) {
-      nlohmann::json rec = {{"step", step},         {"loss", loss}, {"darknet_loss", darknet_loss},
-                            {"avg_loss", avg_loss}, {"lr", lr},     {"images_seen", net.images_seen},
+    if (!o.metrics.empty()) {  // every update (TrainLog adds its own "step" record every 10)
+      nlohmann::json rec = {{"kind", "yolo"},
+                            {"step", step},
+                            {"loss", loss},
+                            {"darknet_loss", darknet_loss},
+                            {"avg_loss", avg_loss},
+                            {"lr", lr},
+                            {"images_seen", net.images_seen},
                             {"seconds", seconds}};
       for (size_t i = 0; i < stats.size(); ++i)
         rec["layers"].push_back({{"avg_iou", stats[i].avg_iou},
