@@ -245,7 +245,7 @@ YoloLossResult yolo_loss(const YoloParams& p, const Tensor& z,
     }
     grad[k] = -d.delta[k];
   }
-  Tensor g = from_vector(grad, z.shape(), TensorOptions{.dtype = z.dtype(), .device = z.device()});
+  Tensor g = from_vector(grad, z.shape(), TensorOptions{.dtype = DType::f32}).to(z.device()).to(z.dtype());
   Tensor linear = sum(z * g);
   const double linear_value = linear.item_double();
   r.loss = linear + (value - linear_value);
