@@ -4,7 +4,7 @@
 # images (the sample sets are tiny: this shows the pipeline working end to end, not generalisation), runs
 # the detector on one image, and prints one table.
 #
-#   bash scripts/yolo_experiments.sh [build-dir=build-gpu] [device=cuda] [steps=300]
+#   bash scripts/yolo_experiments.sh [build-dir=build-gpu] [device=cuda] [steps=500]
 #
 # Data: ../shared/data/detection-samples (or DETECTION_SAMPLES=...): the UCSD traffic frames (3 classes)
 # and the mobile-robot frames (5 classes). The cfg is Debian's yolov3-tiny.cfg when installed, else the copy
@@ -13,7 +13,7 @@ set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 BUILD=${1:-build-gpu}
 DEVICE=${2:-cuda}
-STEPS=${3:-300}
+STEPS=${3:-500}
 SAMPLES=${DETECTION_SAMPLES:-../shared/data/detection-samples}
 CFG=/usr/share/darknet/cfg/yolov3-tiny.cfg
 [[ -f $CFG ]] || CFG=tests/yolo/fixtures/yolov3-tiny.cfg
