@@ -14,6 +14,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 BUILD=${1:-build-gpu}
 DEVICE=${2:-cuda}
 STEPS=${3:-500}
+SIZE=${YOLO_SIZE:-416}    # input size and batch, smaller for a CPU smoke test
+BATCH=${YOLO_BATCH:-16}
 SAMPLES=${DETECTION_SAMPLES:-../shared/data/detection-samples}
 CFG=/usr/share/darknet/cfg/yolov3-tiny.cfg
 [[ -f $CFG ]] || CFG=tests/yolo/fixtures/yolov3-tiny.cfg
@@ -33,16 +35,16 @@ run_set() {  # name, folder, classes
   local t0 t1
   t0=$(date +%s)
   "$BUILD/train_yolo" --cfg "$CFG" --classes "$classes" --data "$dir/JPEGImages" --names "$dir/classes.txt" \
-    --width 416 --height 416 --batch 16 --subdivisions 1 --max-steps "$STEPS" --burn-in 50 --lr 0.001 \
+    --width "$SIZE" --height "$SIZE" --batch "$BATCH" --subdivisions 1 --max-steps "$STEPS" --burn-in 50 --lr 0.001 \
     --device "$DEVICE" --metrics "$LOG/$name.jsonl" --checkpoint "$LOG/$name.weights" --save-every 100 \
     --print-every 25 --no-progress >"$LOG/$name.train.log" 2>&1
   local rc=$?
   t1=$(date +%s)
   "$BUILD/train_yolo" --mode map --cfg "$CFG" --classes "$classes" --weights "$LOG/$name.weights" \
-    --data "$dir/JPEGImages" --names "$dir/classes.txt" --width 416 --height 416 --device "$DEVICE" \
+    --data "$dir/JPEGImages" --names "$dir/classes.txt" --width "$SIZE" --height "$SIZE" --device "$DEVICE" \
     >"$LOG/$name.map.log" 2>&1
   "$BUILD/train_yolo" --mode detect --cfg "$CFG" --classes "$classes" --weights "$LOG/$name.weights" \
-    --data "$(ls "$dir"/JPEGImages/* | head -1)" --names "$dir/classes.txt" --width 416 --height 416 \
+    --data "$(ls "$dir"/JPEGImages/* | head -1)" --names "$dir/classes.txt" --width "$SIZE" --height "$SIZE" \
     --device "$DEVICE" --out "$LOG/$name.dets.json" >"$LOG/$name.detect.log" 2>&1
   local loss
   loss=$(/usr/bin/env python3 - "$LOG/$name.jsonl" <<'PY'
@@ -63,7 +65,7 @@ run_set ucsd UCSD-dataset 3
 run_set robot mobile-robot-detection-dataset 5
 
 echo
-echo "yolov3-tiny from scratch at 416², batch 16, $DEVICE ($(date -u +%F)); mAP on the training images; logs in $LOG"
+echo "yolov3-tiny from scratch at ${SIZE}², batch $BATCH, $DEVICE ($(date -u +%F)); mAP on the training images; logs in $LOG"
 echo "| set | classes | updates | loss, first 10 | loss, last 10 | Darknet avg loss | img/s | train s | mAP@0.5 (all-point) | COCO mAP@0.5 | mAP@[.5:.95] | status |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 printf '%s\n' "${rows[@]}"

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "algorithms/optim/optimizer.h"
@@ -94,6 +95,36 @@ TEST_F(TrainYolo, BadCommandLinesExitWith2AndOneLine) {
   }
   // A run that fails (a cfg that does not exist) exits 1.
   EXPECT_EQ(run_yolo("--cfg /nonexistent.cfg --data /tmp").code, 1);
+}
+
+// Every --help example and every train_yolo command line in docs/yolo.md parses (--print-config).
+TEST_F(TrainYolo, HelpExamplesAndDocCommandLinesParse) {
+  const Result help = run_yolo("--help");
+  ASSERT_EQ(help.code, 0) << help.output;
+  std::istringstream lines(help.output.substr(help.output.find("\nExamples:")));
+  int checked = 0;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("  train_yolo", 0) != 0) continue;
+    const Result r = run_yolo(line.substr(std::string("  train_yolo").size()) + " --print-config");
+    EXPECT_EQ(r.code, 0) << line << "\n" << r.output;
+    ++checked;
+  }
+  EXPECT_GE(checked, 3);
+  std::ifstream doc(std::string(NABLA_SOURCE_DIR) + "/docs/yolo.md");
+  bool code = false;
+  int doc_lines = 0;
+  for (std::string line; std::getline(doc, line);) {
+    if (line.rfind("```", 0) == 0) code = !code;
+    const size_t at = line.find("./build/train_yolo");
+    if (!code || at == std::string::npos) continue;
+    std::string cmd = line.substr(at + std::string("./build/train_yolo").size());
+    while (!cmd.empty() && cmd.back() == '\\' && std::getline(doc, line))
+      cmd = cmd.substr(0, cmd.size() - 1) + line;
+    const Result r = run_yolo(cmd + " --print-config");
+    EXPECT_EQ(r.code, 0) << cmd << "\n" << r.output;
+    ++doc_lines;
+  }
+  EXPECT_GE(doc_lines, 5);
 }
 
 TEST_F(TrainYolo, TrainsResumesDetectsAndEvaluates) {
