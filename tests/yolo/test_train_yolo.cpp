@@ -174,5 +174,111 @@ TEST_F(TrainYolo, TrainsResumesDetectsAndEvaluates) {
   EXPECT_NE(r.output.find("mAP@0.5 = "), std::string::npos) << r.output;
 }
 
+// One training iteration against Debian's `darknet detector train` on a batch of one image built so that
+// Darknet's augmentation draws change nothing (jitter 0, hue 0, saturation and exposure 1, a horizontally
+// symmetric image and box, image size = network size): the Region line, the loss, and every weight after
+// the update. Darknet's batch norm differs from ours in training (unbiased variance, sqrt(var) + 1e-6 in
+// the forward but pow(var + 1e-5, -3/2) in its backward), so the agreement is close, not exact.
+TEST_F(TrainYolo, OneIterationAgreesWithDarknetDetectorTrain) {
+  if (!fs::exists("/usr/bin/darknet")) GTEST_SKIP() << "Debian's darknet is not installed";
+  const std::string dir = test::yolo_temp_dir("darknet_train");
+  fs::create_directories(dir + "/backup");
+  Generator gen{test::next_seed(), 0};
+  Tensor half = randint(60, 200, {64, 32, 3}, {.dtype = DType::i64}, &gen);
+  Tensor im = Tensor::empty({64, 64, 3}, DType::u8);
+  for (int y = 0; y < 64; ++y)
+    for (int x = 0; x < 32; ++x)
+      for (int c = 0; c < 3; ++c) {
+        const bool box = y >= 20 && y < 44 && x >= 22;
+        const uint8_t v =
+            box ? (c == 0 ? 220 : 30) : static_cast<uint8_t>(half.data<int64_t>()[(y * 32 + x) * 3 + c]);
+        im.data<uint8_t>()[(y * 64 + x) * 3 + c] = v;
+        im.data<uint8_t>()[(y * 64 + 63 - x) * 3 + c] = v;
+      }
+  data::write_png(dir + "/images/a.png", im);
+  std::ofstream(dir + "/labels/a.txt") << "1 0.5 0.5 0.3125 0.375\n";
+  std::ofstream(dir + "/train.txt") << dir << "/images/a.png\n";
+  std::ofstream(dir + "/names.txt") << "red\nblue\n";
+  std::ofstream(dir + "/d.data") << "classes=2\ntrain=" << dir << "/train.txt\nnames=" << dir
+                                 << "/names.txt\nbackup=" << dir << "/backup\n";
+  std::string cfg = test::tiny_yolo_cfg();
+  for (auto [from, to] : std::vector<std::pair<std::string, std::string>>{{"batch=2", "batch=1"},
+                                                                          {"max_batches=60", "max_batches=1"},
+                                                                          {"hue=.1", "hue=0"},
+                                                                          {"saturation=1.5", "saturation=1"},
+                                                                          {"exposure=1.5", "exposure=1"},
+                                                                          {"jitter=.2", "jitter=0"}})
+    cfg.replace(cfg.find(from), from.size(), to);
+  std::ofstream(dir + "/tiny.cfg") << cfg;
+  const std::string q = "cd " + dir + " && ";
+  ASSERT_EQ(std::system((q + "darknet partial tiny.cfg /dev/null init.weights 10 >partial.log 2>&1").c_str()),
+            0);
+  ASSERT_EQ(
+      std::system(
+          (q + "darknet detector train d.data tiny.cfg init.weights >darknet.out 2>darknet.err").c_str()),
+      0);
+  std::ifstream dout(dir + "/darknet.out");
+  std::string region, loss_line;
+  for (std::string l; std::getline(dout, l);) {
+    if (l.rfind("Region", 0) == 0) region = l;
+    if (l.rfind("1: ", 0) == 0) loss_line = l;
+  }
+  ASSERT_FALSE(region.empty()) << "no Region line from darknet";
+  float iou, cls, obj, noobj, r5, r75, dk_loss;
+  int count;
+  ASSERT_EQ(
+      std::sscanf(region.c_str(),
+                  "Region %*d Avg IOU: %f, Class: %f, Obj: %f, No Obj: %f, .5R: %f, .75R: %f,  count: %d",
+                  &iou, &cls, &obj, &noobj, &r5, &r75, &count),
+      7)
+      << region;
+  ASSERT_EQ(std::sscanf(loss_line.c_str(), "1: %f,", &dk_loss), 1) << loss_line;
+
+  const Result r = run_yolo("--cfg " + dir + "/tiny.cfg --weights " + dir + "/init.weights --data " + dir +
+                            "/train.txt --max-steps 1 --no-augment --no-progress --metrics " + dir +
+                            "/ours.jsonl --checkpoint " + dir + "/ours.weights");
+  ASSERT_EQ(r.code, 0) << r.output;
+  std::ifstream m(dir + "/ours.jsonl");
+  nlohmann::json rec;
+  for (std::string l; std::getline(m, l);)
+    if (l.find("\"yolo\"") != std::string::npos) rec = nlohmann::json::parse(l);
+  const auto& layer = rec["layers"][0];
+  EXPECT_EQ(layer["count"].get<int>(), count);
+  EXPECT_NEAR(layer["avg_iou"].get<double>(), iou, 5e-3) << region;
+  EXPECT_NEAR(layer["class"].get<double>(), cls, 5e-3) << region;
+  EXPECT_NEAR(layer["obj"].get<double>(), obj, 5e-3) << region;
+  EXPECT_NEAR(layer["no_obj"].get<double>(), noobj, 5e-3) << region;
+  EXPECT_NEAR(rec["darknet_loss"].get<double>(), dk_loss, 1e-2 * dk_loss) << loss_line;
+  std::printf("darknet: %s\n         %s\nours:    loss %.6f, IoU %.6f, class %.6f, obj %.6f, no obj %.6f\n",
+              region.c_str(), loss_line.c_str(), rec["darknet_loss"].get<double>(),
+              layer["avg_iou"].get<double>(), layer["class"].get<double>(), layer["obj"].get<double>(),
+              layer["no_obj"].get<double>());
+
+  // The update: each tensor's change from the initial weights, ours against Darknet's, relative to the
+  // largest change Darknet made in that tensor.
+  DarknetNetwork init(parse_cfg(cfg, "tiny.cfg")), dk(parse_cfg(cfg, "tiny.cfg")),
+      ours(parse_cfg(cfg, "tiny.cfg"));
+  load_weights(init, dir + "/init.weights");
+  load_weights(dk, dir + "/backup/tiny_final.weights");
+  load_weights(ours, dir + "/ours.weights");
+  EXPECT_EQ(dk.images_seen, ours.images_seen);
+  const auto pi = init.named_parameters(), pd = dk.named_parameters(), po = ours.named_parameters();
+  double worst = 0;
+  for (size_t k = 0; k < pi.size(); ++k) {
+    const std::vector<double> a = pi[k].second.to_double_vector(), d = pd[k].second.to_double_vector(),
+                              o = po[k].second.to_double_vector();
+    double scale = 0, diff = 0;
+    for (size_t e = 0; e < a.size(); ++e) {
+      scale = std::max(scale, std::fabs(d[e] - a[e]));
+      diff = std::max(diff, std::fabs((o[e] - a[e]) - (d[e] - a[e])));
+    }
+    ASSERT_GT(scale, 0) << pi[k].first << ": Darknet did not change it";
+    worst = std::max(worst, diff / scale);
+    EXPECT_LT(diff / scale, 0.1) << pi[k].first;
+  }
+  std::printf("update: worst |ours - darknet| / max |darknet's change| over the %zu tensors: %.3g\n",
+              pi.size(), worst);
+}
+
 }  // namespace
 }  // namespace nabla
