@@ -39,7 +39,7 @@ TEST(YoloTraining, LossFallsOnTwoImages) {
   }
   double first = 0, last = 0;
   float first_cost = 0, last_cost = 0;
-  for (int step = 0; step < 35; ++step) {
+  for (int step = 0; step < 25; ++step) {
     sgd.zero_grad();
     NetworkLoss l = network_yolo_loss(net, net.forward_yolo(batch.images), truths);
     (l.loss * 0.5).backward();
