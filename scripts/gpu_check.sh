@@ -17,7 +17,8 @@
 # and the build always run): all (default), or a comma list of core (tests, op benchmarks, LeNet), tests (ctest and
 # the CUDA suite only), resnet,
 # vrgd (benchmarks/bench_vrgd: the VR step's cost on ResNet-50), oracles (tokenizers, BERT and GPT-2 against
-# Hugging Face: part 5c), attention (the fused attention op against PyTorch's SDPA: part 5d), profile (benchmarks/profile_resnet.sh: where
+# Hugging Face: part 5c), attention (the fused attention op against PyTorch's SDPA: part 5d), yolo (YOLOv3
+# from its Darknet cfg against the same network in PyTorch, training step and inference: part 5e), profile (benchmarks/profile_resnet.sh: where
 # the bf16 channels-last step's time goes, Nabla and PyTorch; then NABLA_PROFILE=host on ResNet-18 at 32²:
 # the host's time per op of a host-bound step), dist (multi-GPU: scripts/dist_check.sh, only
 # with >= 2 GPUs); split them over device calls of 600 s each when one is not enough.
@@ -322,6 +323,44 @@ for key in sorted(rows, key=str):
     print(" ".join(map(str, key)), "|", " | ".join("%.3f" % r[i] if i in r else "-" for i in impls), "|",
           ratio(r, "nabla_fused"), "|", ratio(r, "nabla_fused_scalar"))
 EOF
+fi
+
+# ---- 5e. YOLOv3 from a Darknet cfg (benchmarks/bench_yolo.cpp) against the same cfg in PyTorch (yolo_torch.py) ----
+# Training step (surrogate loss on both sides; Nabla also with Darknet's loss, computed on the host) and
+# inference, batch 16 and 32 at 416², TF32 and bf16. One table: img/s per side and the ratio.
+if want yolo && [ -x "$BUILD/bench_yolo" ]; then
+  YCFG=/usr/share/darknet/cfg/yolov3.cfg
+  [ -f "$YCFG" ] || YCFG=tests/yolo/fixtures/yolov3.cfg
+  : >"$LOG/bench_yolo.jsonl"
+  : >"$LOG/yolo_torch.jsonl"
+  for c in "train 16 off" "train 16 bf16" "train 32 bf16" "infer 16 off" "infer 16 bf16" "infer 32 bf16"; do
+    read -r ymode ybatch yamp <<<"$c"
+    ytag=${ymode}_${ybatch}_${yamp}
+    run_step "bench_yolo $c" 60 15 "$LOG/bench_yolo.$ytag.log" "$BUILD/bench_yolo" --cfg "$YCFG" --mode "$ymode" --batch "$ybatch" --amp "$yamp"
+    cat "$LOG/bench_yolo.$ytag.log" >>"$LOG/bench_yolo.jsonl"
+    run_step "yolo_torch $c" 60 15 "$LOG/yolo_torch.$ytag.log" python3 benchmarks/yolo_torch.py --cfg "$YCFG" --mode "$ymode" --batch "$ybatch" --amp "$yamp"
+    cat "$LOG/yolo_torch.$ytag.log" >>"$LOG/yolo_torch.jsonl"
+  done
+  run_step "bench_yolo darknet loss" 60 5 "$LOG/bench_yolo.darknetloss.log" "$BUILD/bench_yolo" --cfg "$YCFG" --mode train --batch 16 --amp bf16 --loss darknet
+  cat "$LOG/bench_yolo.darknetloss.log" >>"$LOG/bench_yolo.jsonl"
+  python3 - "$LOG/bench_yolo.jsonl" "$LOG/yolo_torch.jsonl" <<'EOF2' | tee "$LOG/yolo_compare.txt"
+import json, sys
+rows = {}
+for path in sys.argv[1:]:
+    for line in open(path, errors="replace"):
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        rows.setdefault(r.get("name"), {})[r.get("impl")] = r
+print("| yolov3 416² case | Nabla img/s | PyTorch img/s | Nabla / PyTorch |")
+print("| --- | --- | --- | --- |")
+for name in sorted(rows, key=str):
+    n, t = rows[name].get("nabla", {}), rows[name].get("torch", {})
+    fmt = lambda r: ("%.1f" % r["img_per_s"]) if "img_per_s" in r else ("error: " + str(r.get("error", "-"))[:60] if r else "-")
+    ratio = "%.2fx" % (n["img_per_s"] / t["img_per_s"]) if "img_per_s" in n and "img_per_s" in t else "-"
+    print(f"| {name} | {fmt(n)} | {fmt(t)} | {ratio} |")
+EOF2
 fi
 
 # ---- 6. multi-GPU -----------------------------------------------------------------------------------------
