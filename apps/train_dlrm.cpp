@@ -231,6 +231,9 @@ int run(Options& o) {
   apps::Run r = apps::Run::start(o.run, o.batch_size);  // o.batch_size becomes this rank's share
   const dist::Session& ds = r.session();
   const Device dev = r.device();
+  NABLA_CHECK(!o.sparse || ds.world_size() == 1, "--sparse: the sparse tables are updated in each rank's backward, "
+              "which replicated data-parallel tables cannot average; run one process (the hybrid-parallel model "
+              "with sharded tables is dist/sharded_embedding.h)");
 
   // data
   const std::string path = prepare_data(o, r.is_main());

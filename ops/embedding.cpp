@@ -91,8 +91,8 @@ Tensor bag_of_positions(const std::vector<int64_t>& off_host, int64_t L, Device 
 Tensor checked_per_sample_weights(const Tensor& psw, const Tensor& weight, int64_t L, BagMode mode) {
   if (!psw.defined()) return psw;
   NABLA_CHECK(mode == BagMode::sum, "embedding_bag: per_sample_weights need mode sum (as PyTorch), got mean");
-  NABLA_CHECK(psw.dim() == 1 && psw.shape()[0] == L, "embedding_bag: per_sample_weights must be [", L,
-              "] (one per index), got ", psw.shape());
+  NABLA_CHECK(psw.dim() == 1 && psw.shape()[0] == L, "embedding_bag: per_sample_weights must be ", Shape({L}),
+              " (one per index), got ", psw.shape());
   NABLA_CHECK(psw.dtype() == weight.dtype() && psw.device() == weight.device(),
               "embedding_bag: per_sample_weights are ", psw.dtype(), " on ", psw.device(), ", weight is ",
               weight.dtype(), " on ", weight.device());
@@ -227,7 +227,7 @@ void embedding_bag_sparse_sgd_(Tensor& weight, const Tensor& indices, const Tens
   check_defined("embedding_bag_sparse_sgd_", grad, "grad");
   NABLA_CHECK(grad.shape() == Shape({B, weight.shape()[1]}) && grad.dtype() == weight.dtype() &&
                   grad.device() == weight.device(),
-              "embedding_bag_sparse_sgd_: grad must be ", weight.dtype(), " [", B, ", ", weight.shape()[1], "] on ",
+              "embedding_bag_sparse_sgd_: grad must be ", weight.dtype(), " ", Shape({B, weight.shape()[1]}), " on ",
               weight.device(), ", got ", grad.dtype(), " ", grad.shape(), " on ", grad.device());
   NoGradGuard ng;
   Tensor p = psw.defined() ? contiguous_copy_raw(psw.detach(), "embedding_bag_sparse_sgd_") : Tensor();
