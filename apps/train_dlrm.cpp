@@ -1,9 +1,9 @@
 // train_dlrm: DLRM (models/dlrm.h) on Criteo click logs, as facebookresearch/dlrm's dlrm_s_pytorch.py.
 //
 //   parse options -> data (NBCRITEO binary; Kaggle text or the DeepCTR sample converted once; or synthetic
-//   Criteo with a planted teacher written once) -> model -> optimizer (SGD, Adagrad, VR-SGD) -> loop {forward,
-//   BCE-with-logits, backward, [all-reduce], step, log; every --eval-every steps: AUC and log loss on the
-//   validation rows, a checkpoint} -> final evaluation.
+//   Criteo with a planted teacher written once) -> model -> optimizer (SGD, Adagrad, VR-SGD) -> loop
+//   {forward, BCE-with-logits, backward, [all-reduce], step, log; every --eval-every steps: AUC and log loss
+//   on the validation rows, a checkpoint} -> final evaluation.
 //
 // Data: the reference's split (data/criteo.h: days 0..D-2 train, the last day halved into test and
 // validation). The batches are shuffled per epoch from --seed (a pure function of seed and epoch), so a
@@ -56,21 +56,23 @@ std::string prepare_data(const Options& o, bool is_main) {
   if (o.data == "text") {
     const std::string out = o.data_path + ".nbcriteo";
     if (!std::filesystem::exists(out)) {
-      if (is_main) std::printf("converting %s -> %s (hashing mod %lld)\n", o.data_path.c_str(), out.c_str(),
-                               static_cast<long long>(o.hash_size));
-      if (is_main) criteo::convert_text_to_binary({o.data_path}, out, criteo::Preprocessor::hashing({o.hash_size}));
+      if (is_main)
+        std::printf("converting %s -> %s (hashing mod %lld)\n", o.data_path.c_str(), out.c_str(),
+                    static_cast<long long>(o.hash_size));
+      if (is_main)
+        criteo::convert_text_to_binary({o.data_path}, out, criteo::Preprocessor::hashing({o.hash_size}));
     }
     return out;
   }
-  const std::string out =
-      !o.data_path.empty()
-          ? o.data_path
-          : (std::filesystem::temp_directory_path() /
-             str_cat("train_dlrm_synthetic_s", o.run.seed, "_n", o.synthetic_rows, "_c", o.synthetic_cap, ".bin"))
-                .string();
+  const std::string out = !o.data_path.empty() ? o.data_path
+                                               : (std::filesystem::temp_directory_path() /
+                                                  str_cat("train_dlrm_synthetic_s", o.run.seed, "_n",
+                                                          o.synthetic_rows, "_c", o.synthetic_cap, ".bin"))
+                                                     .string();
   if (!std::filesystem::exists(out) && is_main) {
     std::printf("writing %lld synthetic rows to %s\n", static_cast<long long>(o.synthetic_rows), out.c_str());
-    criteo::SyntheticCriteo gen({.cardinalities = criteo::scaled_kaggle_sizes(o.synthetic_cap), .seed = o.run.seed + 1});
+    criteo::SyntheticCriteo gen(
+        {.cardinalities = criteo::scaled_kaggle_sizes(o.synthetic_cap), .seed = o.run.seed + 1});
     gen.write_binary(out, o.synthetic_rows);
   }
   return out;
@@ -101,11 +103,12 @@ std::unique_ptr<optim::Optimizer> make_optimizer(const Options& o, const models:
   for (auto& [n, t] : named) params.push_back(t);
   std::vector<optim::ParamGroup> groups{{.params = params, .lr = o.lr, .weight_decay = o.weight_decay}};
   if (o.optimizer == "vr-sgd")
-    return vrgd::make_vr_optimizer("vr-sgd", groups,
-                                   {.lr = o.lr, .momentum = 0, .weight_decay = o.weight_decay,
-                                    .gsnr = {.gamma = o.gsnr_gamma}});
+    return vrgd::make_vr_optimizer(
+        "vr-sgd", groups,
+        {.lr = o.lr, .momentum = 0, .weight_decay = o.weight_decay, .gsnr = {.gamma = o.gsnr_gamma}});
   if (o.optimizer == "adagrad")
-    return std::make_unique<optim::Adagrad>(groups, optim::AdagradOptions{.lr = o.lr, .weight_decay = o.weight_decay});
+    return std::make_unique<optim::Adagrad>(
+        groups, optim::AdagradOptions{.lr = o.lr, .weight_decay = o.weight_decay});
   return std::make_unique<optim::Sgd>(groups, optim::SgdOptions{.lr = o.lr, .weight_decay = o.weight_decay});
 }
 
@@ -115,8 +118,8 @@ struct EvalResult {
 };
 
 // AUC (exact, ties by average rank) and log loss of the model's probabilities on `range`.
-EvalResult evaluate(models::Dlrm& model, std::shared_ptr<const criteo::BinaryFile> file, criteo::RowRange range,
-                    int64_t batch, Device dev) {
+EvalResult evaluate(models::Dlrm& model, std::shared_ptr<const criteo::BinaryFile> file,
+                    criteo::RowRange range, int64_t batch, Device dev) {
   EvalResult r;
   if (range.size() <= 0) return r;
   NoGradGuard ng;
@@ -140,33 +143,40 @@ EvalResult evaluate(models::Dlrm& model, std::shared_ptr<const criteo::BinaryFil
 void check_options(const Options& o, const apps::OptionSet& cli) {
   apps::check_run_options(o.run);
   NABLA_CHECK(o.data == "synthetic" || !o.data_path.empty(), "--data ", o.data, " needs --data-path FILE");
-  NABLA_CHECK(o.prepare.empty() || o.data == "text", "--prepare OUT converts text: it needs --data text, got --data ",
-              o.data);
-  NABLA_CHECK(!o.sparse || o.optimizer == "sgd", "--sparse updates the tables by sparse SGD in the backward; ",
+  NABLA_CHECK(o.prepare.empty() || o.data == "text",
+              "--prepare OUT converts text: it needs --data text, got --data ", o.data);
+  NABLA_CHECK(!o.sparse || o.optimizer == "sgd",
+              "--sparse updates the tables by sparse SGD in the backward; ",
               "it works with --optimizer sgd only, got ", o.optimizer);
-  NABLA_CHECK(!o.sparse || o.weight_decay == 0, "--sparse: the sparse SGD has no weight decay (got --weight-decay ",
-              o.weight_decay, ")");
+  NABLA_CHECK(!o.sparse || o.weight_decay == 0,
+              "--sparse: the sparse SGD has no weight decay (got --weight-decay ", o.weight_decay, ")");
   if (!o.mlp_bot.empty()) (void)models::parse_mlp(o.mlp_bot, "--mlp-bot");
   if (!o.mlp_top.empty()) (void)models::parse_mlp(o.mlp_top, "--mlp-top");
-  (void)optim::Schedule::parse(o.schedule, {.base_lr = o.lr, .total_steps = 1 << 30, .warmup_steps = o.warmup_steps});
+  (void)optim::Schedule::parse(o.schedule,
+                               {.base_lr = o.lr, .total_steps = 1 << 30, .warmup_steps = o.warmup_steps});
   (void)cli;
 }
 
 std::optional<int> parse(int argc, char** argv, Options& o) {
-  apps::OptionSet cli("train_dlrm", "Trains DLRM on Criteo click logs (default: synthetic Criteo with a planted "
-                                    "teacher, a tiny model, on the CPU).");
+  apps::OptionSet cli("train_dlrm",
+                      "Trains DLRM on Criteo click logs (default: synthetic Criteo with a planted "
+                      "teacher, a tiny model, on the CPU).");
   cli.section("Data");
-  cli.add("data", &o.data, "synthetic", "synthetic (planted teacher), binary (NBCRITEO file), text (Kaggle "
-                                        "train.txt, a 1TB day file, the DeepCTR CSV sample; .gz too)")
+  cli.add("data", &o.data, "synthetic",
+          "synthetic (planted teacher), binary (NBCRITEO file), text (Kaggle "
+          "train.txt, a 1TB day file, the DeepCTR CSV sample; .gz too)")
       .value_name("KIND")
       .one_of({"synthetic", "binary", "text"});
-  cli.add("data-path", &o.data_path, "", "the file (synthetic: where its rows are written once)").value_name("FILE");
+  cli.add("data-path", &o.data_path, "", "the file (synthetic: where its rows are written once)")
+      .value_name("FILE");
   cli.add("prepare", &o.prepare, "", "convert the --data text file to this binary file (hashing) and exit")
       .value_name("OUT");
-  cli.add("hash-size", &o.hash_size, 10000000, "text: categorical ids are hex value mod this (the reference's "
-                                               "--max-ind-range)")
+  cli.add("hash-size", &o.hash_size, 10000000,
+          "text: categorical ids are hex value mod this (the reference's "
+          "--max-ind-range)")
       .in_range(1, int64_t{1} << 31);
-  cli.add("synthetic-rows", &o.synthetic_rows, 200000, "synthetic: rows (7 days; the last is validation and test)")
+  cli.add("synthetic-rows", &o.synthetic_rows, 200000,
+          "synthetic: rows (7 days; the last is validation and test)")
       .in_range(14, int64_t{1} << 40);
   cli.add("synthetic-cap", &o.synthetic_cap, 1000, "synthetic: Kaggle's table sizes capped at this")
       .in_range(2, int64_t{1} << 31);
@@ -180,11 +190,14 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
       .value_name("WIDTHS");
   cli.add("interaction", &o.interaction, "dot", "feature interaction").one_of({"dot", "cat"});
   cli.add_switch("self-interaction", &o.self_interaction, "dot: include each vector's dot with itself");
-  cli.add_switch("sparse", &o.sparse, "tables updated by sparse SGD in the backward, only the batch's rows "
-                                      "(no dense table gradients; --optimizer sgd)");
+  cli.add_switch("sparse", &o.sparse,
+                 "tables updated by sparse SGD in the backward, only the batch's rows "
+                 "(no dense table gradients; --optimizer sgd)");
   cli.section("Training");
   cli.add("epochs", &o.epochs, 1, "passes over the training rows").positive();
-  cli.add("max-steps", &o.max_steps, 0, "stop after this many steps (0: no limit)").non_negative().unit("steps");
+  cli.add("max-steps", &o.max_steps, 0, "stop after this many steps (0: no limit)")
+      .non_negative()
+      .unit("steps");
   cli.add("batch-size", &o.batch_size, 1024, "global batch (split over data-parallel ranks)")
       .in_range(1, int64_t{1} << 30)
       .unit("rows");
@@ -193,27 +206,31 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
   cli.add("lr", &o.lr, 0.1, "peak learning rate").positive();
   cli.add("weight-decay", &o.weight_decay, 0.0, "L2 weight decay").non_negative();
   cli.add("warmup-steps", &o.warmup_steps, 0, "linear warm-up from 0 to --lr").non_negative().unit("steps");
-  cli.add("schedule", &o.schedule, "constant", "learning-rate schedule after the warm-up (as train_classifier: "
-                                               "constant | cosine[:end=LR] | poly:power=P | step:every=N ...)")
+  cli.add("schedule", &o.schedule, "constant",
+          "learning-rate schedule after the warm-up (as train_classifier: "
+          "constant | cosine[:end=LR] | poly:power=P | step:every=N ...)")
       .value_name("SPEC");
   cli.add("gsnr-partitions", &o.gsnr_partitions, 8, "vr-sgd: partitions of each batch").positive();
   cli.add("gsnr-gamma", &o.gsnr_gamma, 0.1, "vr-sgd: lower clamp of the GSNR multiplier")
       .in_range(0, 1, apps::Bound::open_low);
   cli.section("Evaluation");
-  cli.add("eval-every", &o.eval_every, 0, "AUC and log loss on the validation rows every N steps (0: at the end "
-                                          "only); a checkpoint is written then too")
+  cli.add("eval-every", &o.eval_every, 0,
+          "AUC and log loss on the validation rows every N steps (0: at the end "
+          "only); a checkpoint is written then too")
       .non_negative()
       .unit("steps");
   cli.add("eval-batch-size", &o.eval_batch_size, 16384, "evaluation batch").in_range(1, int64_t{1} << 30);
   cli.add("limit-val", &o.limit_val, 0, "evaluate on the first N validation rows (0: all)").non_negative();
   apps::add_run_options(cli, o.run);
-  cli.example("--max-steps 300 --eval-every 100", "tiny DLRM on 200k synthetic rows (a few seconds on 2 cores)");
+  cli.example("--max-steps 300 --eval-every 100",
+              "tiny DLRM on 200k synthetic rows (a few seconds on 2 cores)");
   cli.example("--data text --data-path train.txt --prepare kaggle.bin", "convert Kaggle's train.txt once");
   cli.example("--data binary --data-path kaggle.bin --arch kaggle --batch-size 128 --lr 0.1 --device cuda",
               "the reference's Kaggle run");
-  cli.example("--arch mlperf --optimizer vr-sgd --batch-size 32768 --lr 8 --warmup-steps 200 --synthetic-cap 100000 "
-              "--device cuda",
-              "VR-SGD at large batch on synthetic Criteo");
+  cli.example(
+      "--arch mlperf --optimizer vr-sgd --batch-size 32768 --lr 8 --warmup-steps 200 --synthetic-cap 100000 "
+      "--device cuda",
+      "VR-SGD at large batch on synthetic Criteo");
   cli.example("--sparse --checkpoint ck.safetensors --eval-every 100 --metrics run.jsonl",
               "sparse tables, checkpoints and JSON lines");
   return cli.parse(argc, argv, [&] { check_options(o, cli); });
@@ -221,19 +238,21 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
 
 int run(Options& o) {
   if (!o.prepare.empty()) {
-    criteo::ConvertStats s =
-        criteo::convert_text_to_binary({o.data_path}, o.prepare, criteo::Preprocessor::hashing({o.hash_size}));
-    std::printf("wrote %s: %lld rows (%lld bad rows skipped)\n", o.prepare.c_str(), static_cast<long long>(s.rows),
-                static_cast<long long>(s.bad_rows));
+    criteo::ConvertStats s = criteo::convert_text_to_binary({o.data_path}, o.prepare,
+                                                            criteo::Preprocessor::hashing({o.hash_size}));
+    std::printf("wrote %s: %lld rows (%lld bad rows skipped)\n", o.prepare.c_str(),
+                static_cast<long long>(s.rows), static_cast<long long>(s.bad_rows));
     return 0;
   }
   const int64_t global_batch = o.batch_size;
   apps::Run r = apps::Run::start(o.run, o.batch_size);  // o.batch_size becomes this rank's share
   const dist::Session& ds = r.session();
   const Device dev = r.device();
-  NABLA_CHECK(!o.sparse || ds.world_size() == 1, "--sparse: the sparse tables are updated in each rank's backward, "
-              "which replicated data-parallel tables cannot average; run one process (the hybrid-parallel model "
-              "with sharded tables is dist/sharded_embedding.h)");
+  NABLA_CHECK(
+      !o.sparse || ds.world_size() == 1,
+      "--sparse: the sparse tables are updated in each rank's backward, "
+      "which replicated data-parallel tables cannot average; run one process (the hybrid-parallel model "
+      "with sharded tables is dist/sharded_embedding.h)");
 
   // data
   const std::string path = prepare_data(o, r.is_main());
@@ -242,13 +261,17 @@ int run(Options& o) {
     ds.sum(ready);  // the other ranks wait until rank 0 wrote the file
   }
   auto file = std::make_shared<criteo::BinaryFile>(path);
+  NABLA_CHECK(o.data != "synthetic" || file->size() == o.synthetic_rows, path, " holds ", file->size(),
+              " rows, but --synthetic-rows is ", o.synthetic_rows,
+              " (a file written by another run: remove it or pass ", "--synthetic-rows ", file->size(), ")");
   const criteo::Split split = criteo::reference_split(*file);
   criteo::RowRange val = split.val;
   if (o.limit_val > 0 && o.limit_val < val.size()) val.end = val.begin + o.limit_val;
   NABLA_CHECK(split.train.size() >= global_batch, path, ": ", split.train.size(),
               " training rows, fewer than one --batch-size ", global_batch);
-  criteo::CriteoLoader loader(file, split.train,
-                              {.batch_size = global_batch, .shuffle = true, .drop_last = true, .seed = o.run.seed});
+  criteo::CriteoLoader loader(
+      file, split.train,
+      {.batch_size = global_batch, .shuffle = true, .drop_last = true, .seed = o.run.seed});
 
   // model, optimizer, step
   auto model = std::make_shared<models::Dlrm>(make_config(o, file->header().table_sizes));
@@ -257,19 +280,34 @@ int run(Options& o) {
   apps::ForwardFn forward = [](nn::Module& m, const Tensor& x, const Tensor& y) {
     return apps::ForwardOutput{binary_cross_entropy_with_logits(m.forward(x), y), Tensor()};
   };
-  apps::TrainStep train_step(*model, *optimizer, ds, forward, {.amp = r.amp(), .vr_partitions = o.gsnr_partitions});
+  apps::TrainStep train_step(*model, *optimizer, ds, forward,
+                             {.amp = r.amp(), .vr_partitions = o.gsnr_partitions});
   const int64_t steps_per_epoch = loader.num_batches();
   const int64_t total = apps::total_steps(steps_per_epoch, o.epochs, o.max_steps);
   const int64_t warmup = std::min(o.warmup_steps, total / 2);
   const optim::Schedule schedule =
       optim::Schedule::parse(o.schedule, {.base_lr = o.lr, .total_steps = total, .warmup_steps = warmup});
   if (r.is_main()) {
-    std::printf("DLRM %s | %s parameters | %s: %lld train, %lld validation rows | %lld steps/epoch | %s, %s\n",
-                model->config().describe().c_str(), apps::with_commas(double(model->num_parameters())).c_str(),
-                path.c_str(), static_cast<long long>(split.train.size()), static_cast<long long>(val.size()),
-                static_cast<long long>(steps_per_epoch), optimizer->name().c_str(), schedule.str().c_str());
+    std::printf(
+        "DLRM %s | %s parameters | %s: %lld train, %lld validation rows | %lld steps/epoch | %s, %s\n",
+        model->config().describe().c_str(), apps::with_commas(double(model->num_parameters())).c_str(),
+        path.c_str(), static_cast<long long>(split.train.size()), static_cast<long long>(val.size()),
+        static_cast<long long>(steps_per_epoch), optimizer->name().c_str(), schedule.str().c_str());
     if (train_step.is_vr()) std::printf("%s\n", train_step.describe(o.batch_size).c_str());
     std::fflush(stdout);
+  }
+
+  // Synthetic data: the teacher's AUC and log loss on the same validation rows, the best any model can do.
+  std::optional<criteo::TeacherReport> teacher;
+  if (o.data == "synthetic" && val.size() >= 2) {
+    criteo::SyntheticCriteo gen(
+        {.cardinalities = criteo::scaled_kaggle_sizes(o.synthetic_cap), .seed = o.run.seed + 1});
+    teacher = gen.teacher_report(val.size(), val.begin);
+    if (r.is_main())
+      std::printf(
+          "teacher (the planted truth) on the validation rows: AUC %.4f | log loss %.4f (the best "
+          "achievable)\n",
+          teacher->auc, teacher->log_loss);
   }
 
   apps::TrainState state = r.resume(*model, *optimizer, steps_per_epoch, o.epochs);
@@ -288,11 +326,19 @@ int run(Options& o) {
     EvalResult e = evaluate(*model, file, val, o.eval_batch_size, dev);
     if (!r.is_main()) return;
     log.finish_line();
-    std::printf("step %lld | validation AUC %.4f | log loss %.4f | %lld rows\n", static_cast<long long>(step), e.auc,
-                e.log_loss, static_cast<long long>(e.rows));
+    char gap[96] = "";
+    if (teacher)
+      std::snprintf(gap, sizeof gap, " | teacher AUC %.4f (gap %.4f)", teacher->auc, teacher->auc - e.auc);
+    std::printf("step %lld | validation AUC %.4f | log loss %.4f | %lld rows%s\n",
+                static_cast<long long>(step), e.auc, e.log_loss, static_cast<long long>(e.rows), gap);
     std::fflush(stdout);
-    log.write({{"kind", "eval"}, {"step", step}, {"auc", e.auc}, {"log_loss", e.log_loss}, {"rows", e.rows},
-               {"elapsed_s", log.elapsed()}});
+    nlohmann::json rec = {{"kind", "eval"},         {"step", step},   {"auc", e.auc},
+                          {"log_loss", e.log_loss}, {"rows", e.rows}, {"elapsed_s", log.elapsed()}};
+    if (teacher) {
+      rec["teacher_auc"] = teacher->auc;
+      rec["teacher_log_loss"] = teacher->log_loss;
+    }
+    log.write(rec);
   };
 
   int64_t step = state.step;

@@ -2,8 +2,8 @@
 // PyTorch with nn.EmbeddingBag) by `GPU_CHECK_PART=dlrm bash scripts/gpu_check.sh`.
 //
 // The model of ../shared/DEVICE.md: 26 tables of 100,000 rows x 128, bottom MLP 13-512-256-128, dot
-// interaction, top MLP 1024-1024-512-256-1 (MLPerf's DLRM widths), BCE with logits, plain SGD (lr 0.01). Data:
-// random dense features and uniformly random ids, made once on the device (the step, not the loader, is
+// interaction, top MLP 1024-1024-512-256-1 (MLPerf's DLRM widths), BCE with logits, plain SGD (lr 0.01).
+// Data: random dense features and uniformly random ids, made once on the device (the step, not the loader, is
 // timed). TF32 on for f32 GEMMs (--no-tf32 turns it off).
 //
 // Two table modes per batch size:
@@ -15,7 +15,8 @@
 // One JSON line per case: {"impl": "nabla", "batch", "mode", "ms_per_step", "samples_per_s", "peak_mib"}.
 //
 //   bench_dlrm                                     the H200 run (cuda, batches 2048 and 65536)
-//   bench_dlrm --device cpu --rows 1000 --batch 64,256 --steps 3 --warmup 1 --bottom 13-64-32 --top 64-1 --dim 32
+//   bench_dlrm --device cpu --rows 1000 --batch 64,256 --steps 3 --warmup 1 --bottom 13-64-32 --top 64-1
+//   --dim 32
 #include <chrono>
 #include <cstdio>
 #include <sstream>
@@ -49,7 +50,8 @@ std::vector<int64_t> parse_list(const std::string& s, const char* what) {
     } catch (const std::exception&) {
       used = 0;
     }
-    NABLA_CHECK(used == part.size() && v >= 1, what, ": '", s, "' is not a comma-separated list of positive numbers");
+    NABLA_CHECK(used == part.size() && v >= 1, what, ": '", s,
+                "' is not a comma-separated list of positive numbers");
     out.push_back(v);
   }
   return out;
@@ -59,7 +61,8 @@ std::vector<int64_t> parse_list(const std::string& s, const char* what) {
 
 int main(int argc, char** argv) {
   Options o;
-  apps::OptionSet cli("bench_dlrm", "DLRM training steps per second (compare with benchmarks/dlrm_torch.py).");
+  apps::OptionSet cli("bench_dlrm",
+                      "DLRM training steps per second (compare with benchmarks/dlrm_torch.py).");
   cli.add("device", &o.device, "cuda", "cpu or cuda[:N]").value_name("DEV");
   cli.add("tables", &o.tables, 26, "embedding tables").in_range(1, 1024);
   cli.add("rows", &o.rows, 100000, "rows per table").in_range(1, int64_t{1} << 31);
@@ -71,8 +74,9 @@ int main(int argc, char** argv) {
   cli.add("steps", &o.steps, 20, "timed steps per case").positive();
   cli.add("warmup", &o.warmup, 5, "untimed steps first").non_negative();
   cli.add_switch("no-tf32", &o.no_tf32, "full f32 GEMMs");
-  cli.example("--device cpu --rows 1000 --batch 64,256 --steps 3 --warmup 1 --bottom 13-64-32 --top 64-1 --dim 32",
-              "a tiny CPU run");
+  cli.example(
+      "--device cpu --rows 1000 --batch 64,256 --steps 3 --warmup 1 --bottom 13-64-32 --top 64-1 --dim 32",
+      "a tiny CPU run");
   if (auto code = cli.parse(argc, argv, [&] {
         (void)parse_list(o.batches, "--batch");
         NABLA_CHECK(o.modes == "dense" || o.modes == "sparse" || o.modes == "dense,sparse" ||
@@ -96,14 +100,18 @@ int main(int argc, char** argv) {
         c.bottom_mlp.assign(bottom.begin() + 1, bottom.end());
         c.top_mlp = models::parse_mlp(o.top, "--top");
         c.sparse_embeddings = sparse;
-        nlohmann::json line = {{"impl", "nabla"}, {"batch", batch}, {"mode", mode}, {"device", o.device},
-                               {"tf32", !o.no_tf32}};
+        nlohmann::json line = {{"impl", "nabla"},
+                               {"batch", batch},
+                               {"mode", mode},
+                               {"device", o.device},
+                               {"tf32", runtime::tf32_enabled()}};
         try {
           manual_seed(1);
           models::Dlrm model(c);
           model.to(dev);
           std::vector<Tensor> params;
-          for (auto& [n, t] : (sparse ? model.dense_parameters() : model.named_parameters())) params.push_back(t);
+          for (auto& [n, t] : (sparse ? model.dense_parameters() : model.named_parameters()))
+            params.push_back(t);
           optim::Sgd opt(params, {.lr = 0.01});
           model.set_sparse_lr(0.01);
           Tensor dense = randn({batch, 13}, {.device = dev});

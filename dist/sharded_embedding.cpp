@@ -1,4 +1,5 @@
-// Hybrid-parallel DLRM: table-wise sharded embeddings over all_to_all (dist/sharded_embedding.h has the plan).
+// Hybrid-parallel DLRM: table-wise sharded embeddings over all_to_all (dist/sharded_embedding.h has the
+// plan).
 #include "dist/sharded_embedding.h"
 
 #include "autograd/autograd.h"
@@ -11,9 +12,8 @@ namespace nabla::dist {
 Tensor all_to_all_differentiable(Communicator& comm, const Tensor& t) {
   Tensor out = comm.all_to_all(t.detach().contiguous());
   Communicator* c = &comm;
-  autograd::record("all_to_all", out, {t}, [c](const Tensor& g) -> std::vector<Tensor> {
-    return {c->all_to_all(g.contiguous())};
-  });
+  autograd::record("all_to_all", out, {t},
+                   [c](const Tensor& g) -> std::vector<Tensor> { return {c->all_to_all(g.contiguous())}; });
   return out;
 }
 
@@ -31,7 +31,8 @@ ShardedDlrm::ShardedDlrm(const models::DlrmConfig& config, Communicator& comm)
 }
 
 void ShardedDlrm::load_from(const models::Dlrm& whole) {
-  NABLA_CHECK(whole.config().table_sizes == config_.table_sizes && whole.config().embedding_dim == config_.embedding_dim,
+  NABLA_CHECK(whole.config().table_sizes == config_.table_sizes &&
+                  whole.config().embedding_dim == config_.embedding_dim,
               "ShardedDlrm::load_from: the whole model's tables differ from this one's");
   NoGradGuard ng;
   auto mine = model_->state_dict(), theirs = whole.state_dict();
@@ -61,13 +62,15 @@ void ShardedDlrm::set_sparse_lr(double lr) { model_->set_sparse_lr(lr / world_);
 Tensor ShardedDlrm::forward(const Tensor& dense, const Tensor& sparse) {
   const int64_t F = config_.num_tables(), D = config_.embedding_dim, W = world_;
   const int64_t b = dense.shape()[0], B = b * W, T = (F + W - 1) / W;
-  NABLA_CHECK(sparse.dim() == 2 && sparse.shape()[0] == b && sparse.shape()[1] == F, "ShardedDlrm: sparse ids must be [",
-              b, ", ", F, "], got ", sparse.shape());
+  NABLA_CHECK(sparse.dim() == 2 && sparse.shape()[0] == b && sparse.shape()[1] == F,
+              "ShardedDlrm: sparse ids must be [", b, ", ", F, "], got ", sparse.shape());
   Tensor x = model_->bottom(dense);
-  Tensor ids = W == 1 ? sparse.to(DType::i64) : comm_.all_gather(sparse.to(DType::i64).contiguous()).reshape({B, F});
+  Tensor ids =
+      W == 1 ? sparse.to(DType::i64) : comm_.all_gather(sparse.to(DType::i64).contiguous()).reshape({B, F});
   std::vector<Tensor> slots;
   for (int64_t f = rank_; f < F; f += W) slots.push_back(model_->lookup(f, ids.select(1, f)));
-  while (static_cast<int64_t>(slots.size()) < T) slots.push_back(zeros({B, D}, {.dtype = x.dtype(), .device = x.device()}));
+  while (static_cast<int64_t>(slots.size()) < T)
+    slots.push_back(zeros({B, D}, {.dtype = x.dtype(), .device = x.device()}));
   Tensor send = stack(slots, 1);  // [B, T, D]: rows in rank order, so chunk j is rank j's rows
   Tensor recv = W == 1 ? send : all_to_all_differentiable(comm_, send);
   Tensor emb = recv.reshape({W, b, T, D}).permute({1, 2, 0, 3}).reshape({b, T * W, D}).narrow(1, 0, F);

@@ -14,11 +14,12 @@
 //   logits = top_mlp(x, emb)                                       [b]
 //
 // Backward: all_to_all is its own inverse, so the gradient of recv goes back by another all_to_all and each
-// owner gets the gradient of its tables' outputs for the whole global batch. Each rank's loss is the mean over
-// its b rows, so the owner's table gradient is W times that of the global mean: finish_backward() divides
-// the table gradients by W (the sparse SGD gets lr / W) and all-reduces (averages) the dense gradients.
-// After that the optimizer steps on every rank's parameters alike, and training equals the replicated model
-// on the global batch (tests/dist/test_sharded_dlrm.cpp, with MPI processes on the CPU, NCCL on GPUs).
+// owner gets the gradient of its tables' outputs for the whole global batch. Each rank's loss is the mean
+// over its b rows, so the owner's table gradient is W times that of the global mean: finish_backward()
+// divides the table gradients by W (the sparse SGD gets lr / W) and all-reduces (averages) the dense
+// gradients. After that the optimizer steps on every rank's parameters alike, and training equals the
+// replicated model on the global batch (tests/dist/test_sharded_dlrm.cpp, with MPI processes on the CPU, NCCL
+// on GPUs).
 #pragma once
 #include <memory>
 #include <vector>

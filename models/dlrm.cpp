@@ -101,9 +101,10 @@ void DlrmConfig::validate() const {
 }
 
 std::string DlrmConfig::describe() const {
-  return str_cat("bottom ", num_dense, "-", join(bottom_mlp), " | ", num_tables(), " tables x ", embedding_dim,
-                 " | ", interaction == DlrmInteraction::dot ? (self_interaction ? "dot (self)" : "dot") : "cat",
-                 " | top ", interaction_width(), "-", join(top_mlp), sparse_embeddings ? " | sparse SGD tables" : "");
+  return str_cat(
+      "bottom ", num_dense, "-", join(bottom_mlp), " | ", num_tables(), " tables x ", embedding_dim, " | ",
+      interaction == DlrmInteraction::dot ? (self_interaction ? "dot (self)" : "dot") : "cat", " | top ",
+      interaction_width(), "-", join(top_mlp), sparse_embeddings ? " | sparse SGD tables" : "");
 }
 
 std::vector<int64_t> parse_mlp(const std::string& text, const std::string& what) {
@@ -122,7 +123,8 @@ std::vector<int64_t> parse_mlp(const std::string& text, const std::string& what)
                 "' is not a list of positive widths like 13-512-256-64 (bad part '", part, "')");
     out.push_back(v);
   }
-  NABLA_CHECK(!out.empty() && text.back() != '-', what, ": '", text, "' is not a list of widths like 13-512-256-64");
+  NABLA_CHECK(!out.empty() && text.back() != '-', what, ": '", text,
+              "' is not a list of widths like 13-512-256-64");
   return out;
 }
 
@@ -143,15 +145,15 @@ Tensor pair_index_tensor(int64_t n, bool self, Device device) {
 
 Tensor interact(const Tensor& x, const Tensor& emb, const Tensor& pair_index) {
   const int64_t B = x.shape()[0], D = x.shape()[1], n = emb.shape()[1] + 1;
-  Tensor T = cat({x.view({B, 1, D}), emb}, 1);               // [B, n, D]
+  Tensor T = cat({x.view({B, 1, D}), emb}, 1);                  // [B, n, D]
   Tensor Z = matmul(T, T.transpose(1, 2)).reshape({B, n * n});  // [B, n*n]
   return cat({x, index_select(Z, 1, pair_index)}, 1);
 }
 }  // namespace
 
 Tensor dlrm_dot_interaction(const Tensor& x, const Tensor& emb, bool self_interaction) {
-  NABLA_CHECK(x.defined() && emb.defined() && x.dim() == 2 && emb.dim() == 3 && emb.shape()[0] == x.shape()[0] &&
-                  emb.shape()[2] == x.shape()[1],
+  NABLA_CHECK(x.defined() && emb.defined() && x.dim() == 2 && emb.dim() == 3 &&
+                  emb.shape()[0] == x.shape()[0] && emb.shape()[2] == x.shape()[1],
               "dlrm_dot_interaction: expected x [B, D] and emb [B, F, D], got x ",
               x.defined() ? str_cat(x.shape()) : std::string("undefined"), " and emb ",
               emb.defined() ? str_cat(emb.shape()) : std::string("undefined"));
@@ -175,7 +177,8 @@ Dlrm::Dlrm(DlrmConfig config) : nn::Module("DLRM"), config_(std::move(config)) {
     emb->add(bag);
   }
   register_module("emb_l", emb);
-  top_ = register_module("top_l", make_mlp(config_.interaction_width(), config_.top_mlp, /*relu_last=*/false));
+  top_ =
+      register_module("top_l", make_mlp(config_.interaction_width(), config_.top_mlp, /*relu_last=*/false));
   anchor_ = zeros({1});
   anchor_.requires_grad_(true);
 }
@@ -188,8 +191,9 @@ NamedTensors Dlrm::dense_parameters() const {
 }
 
 Tensor Dlrm::bottom(const Tensor& dense) {
-  NABLA_CHECK(dense.defined() && dense.dim() == 2 && dense.shape()[1] == config_.num_dense, "dlrm: dense input ",
-              "must be [B, ", config_.num_dense, "], got ", dense.defined() ? str_cat(dense.shape()) : "undefined");
+  NABLA_CHECK(dense.defined() && dense.dim() == 2 && dense.shape()[1] == config_.num_dense,
+              "dlrm: dense input ", "must be [B, ", config_.num_dense, "], got ",
+              dense.defined() ? str_cat(dense.shape()) : "undefined");
   return bot_->forward(dense);
 }
 
@@ -241,9 +245,10 @@ Tensor Dlrm::forward(const Tensor& dense, const Tensor& sparse) {
 
 Tensor Dlrm::forward(const Tensor& packed) {
   const int64_t nd = config_.num_dense, F = config_.num_tables();
-  NABLA_CHECK(packed.defined() && packed.dim() == 2 && packed.shape()[1] == nd + F && packed.dtype() == DType::f64,
-              "dlrm: a packed batch is f64 [B, ", nd + F, "] (dense then ids, dlrm_pack), got ",
-              packed.defined() ? str_cat(packed.dtype(), " ", packed.shape()) : "undefined");
+  NABLA_CHECK(
+      packed.defined() && packed.dim() == 2 && packed.shape()[1] == nd + F && packed.dtype() == DType::f64,
+      "dlrm: a packed batch is f64 [B, ", nd + F, "] (dense then ids, dlrm_pack), got ",
+      packed.defined() ? str_cat(packed.dtype(), " ", packed.shape()) : "undefined");
   return forward(packed.narrow(1, 0, nd).to(DType::f32), packed.narrow(1, nd, F).to(DType::i64));
 }
 

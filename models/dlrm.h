@@ -3,9 +3,9 @@
 //
 //   x   = bottom_mlp(dense)                          [B, 13] -> [B, D]   (Linear + ReLU each layer)
 //   e_f = embedding_bag_f(ids[:, f])  (sum, one id)  [B] -> [B, D]       f = 0..F-1
-//   z   = interaction(x, e)                          dot: [B, D + (F+1)F/2]  (self: + F+1)   cat: [B, D (F+1)]
-//   y   = top_mlp(z)                                 [B, 1] (Linear + ReLU, the last Linear without ReLU)
-//   p   = sigmoid(y)                                 the click probability
+//   z   = interaction(x, e)                          dot: [B, D + (F+1)F/2]  (self: + F+1)   cat: [B, D
+//   (F+1)] y   = top_mlp(z)                                 [B, 1] (Linear + ReLU, the last Linear without
+//   ReLU) p   = sigmoid(y)                                 the click probability
 //
 // The dot interaction, as the reference's interact_features: T = [x, e_0, .., e_{F-1}] stacked to
 // [B, F+1, D], Z = T T^T (a batched matmul), the strictly lower triangle Z[:, i, j], j < i, taken row by row
@@ -55,7 +55,8 @@ struct DlrmConfig {
   static DlrmConfig kaggle(std::vector<int64_t> table_sizes);
   // The reference's Terabyte run: D 64, bottom 13-512-256-64, top 512-512-256-1.
   static DlrmConfig terabyte(std::vector<int64_t> table_sizes);
-  // MLPerf's DLRM (and ../shared/DEVICE.md's benchmark): D 128, bottom 13-512-256-128, top 1024-1024-512-256-1.
+  // MLPerf's DLRM (and ../shared/DEVICE.md's benchmark): D 128, bottom 13-512-256-128, top
+  // 1024-1024-512-256-1.
   static DlrmConfig mlperf(std::vector<int64_t> table_sizes);
   // A small model for tests and CPU runs: D 8, bottom 13-32-8, top 32-16-1.
   static DlrmConfig tiny(std::vector<int64_t> table_sizes);
@@ -88,9 +89,9 @@ class Dlrm : public nn::Module {
   Tensor probabilities(const Tensor& dense, const Tensor& sparse) { return sigmoid(forward(dense, sparse)); }
 
   // Parts of forward, for the hybrid-parallel model (dist/sharded_embedding.h).
-  Tensor bottom(const Tensor& dense);                        // [B, D]
-  Tensor lookup(int64_t table, const Tensor& ids);           // ids [B] -> [B, D], sparse or dense gradient
-  Tensor top(const Tensor& x, const Tensor& emb);            // x [B, D], emb [B, F, D] -> logits [B]
+  Tensor bottom(const Tensor& dense);               // [B, D]
+  Tensor lookup(int64_t table, const Tensor& ids);  // ids [B] -> [B, D], sparse or dense gradient
+  Tensor top(const Tensor& x, const Tensor& emb);   // x [B, D], emb [B, F, D] -> logits [B]
 
   const DlrmConfig& config() const { return config_; }
   const std::vector<Tensor>& tables() const { return tables_; }

@@ -113,20 +113,21 @@ Tensor embedding_bag_impl(const Tensor& weight, const Tensor& idx, const Tensor&
   Tensor bag = psw_grad ? bag_fn() : Tensor();
   Tensor w_saved = psw_grad ? w : Tensor();
   const bool weight_grad = weight.requires_grad();
-  autograd::record("embedding_bag", out, {weight, psw},
-                   [V, D, idx, off, mode, p, bag, w_saved, weight_grad](const Tensor& g) -> std::vector<Tensor> {
-                     Tensor gc = contiguous_copy_raw(g, "embedding_bag backward");
-                     Tensor dw;
-                     if (weight_grad) {
-                       dw = zeros({V, D}, {.dtype = g.dtype(), .device = g.device()});
-                       embedding_bag_backward_kernel.get(g.device(), "embedding_bag backward")(
-                           gc, idx, off, mode, p, 1.0, dw);
-                     }
-                     Tensor dp;
-                     if (bag.defined())  // dp[l] = <g[bag(l)], W[idx[l]]>
-                       dp = sum(mul(index_select(gc, 0, bag), index_select(w_saved, 0, idx)), {1});
-                     return {dw, dp};
-                   });
+  autograd::record(
+      "embedding_bag", out, {weight, psw},
+      [V, D, idx, off, mode, p, bag, w_saved, weight_grad](const Tensor& g) -> std::vector<Tensor> {
+        Tensor gc = contiguous_copy_raw(g, "embedding_bag backward");
+        Tensor dw;
+        if (weight_grad) {
+          dw = zeros({V, D}, {.dtype = g.dtype(), .device = g.device()});
+          embedding_bag_backward_kernel.get(g.device(), "embedding_bag backward")(gc, idx, off, mode, p, 1.0,
+                                                                                  dw);
+        }
+        Tensor dp;
+        if (bag.defined())  // dp[l] = <g[bag(l)], W[idx[l]]>
+          dp = sum(mul(index_select(gc, 0, bag), index_select(w_saved, 0, idx)), {1});
+        return {dw, dp};
+      });
   return out;
 }
 
@@ -151,8 +152,8 @@ CheckedBags check_bags(const Tensor& weight, const Tensor& indices, const Tensor
   NABLA_CHECK(B > 0 && p[0] == 0, "embedding_bag: offsets must start with 0, got ",
               B > 0 ? str_cat(p[0]) : std::string("an empty tensor"), " (offsets ", offsets.shape(), ")");
   for (int64_t b = 1; b < B; ++b)
-    NABLA_CHECK(p[b] >= p[b - 1], "embedding_bag: offsets must be non-decreasing, but offsets[", b, "] = ", p[b],
-                " < offsets[", b - 1, "] = ", p[b - 1]);
+    NABLA_CHECK(p[b] >= p[b - 1], "embedding_bag: offsets must be non-decreasing, but offsets[", b,
+                "] = ", p[b], " < offsets[", b - 1, "] = ", p[b - 1]);
   NABLA_CHECK(p[B - 1] <= L, "embedding_bag: offsets[", B - 1, "] = ", p[B - 1], " is beyond the ", L,
               " indices");
   c.off_host.assign(p, p + B);
@@ -173,7 +174,8 @@ FixedBags check_fixed_bags(const Tensor& weight, const Tensor& indices) {
   f.B = indices.shape()[0];
   f.n = indices.shape()[1];
   const int64_t V = weight.shape()[0], L = f.B * f.n;
-  Tensor idx = contiguous_copy_raw(checked_index("embedding_bag", indices, V, 0, weight.shape()), "embedding_bag");
+  Tensor idx =
+      contiguous_copy_raw(checked_index("embedding_bag", indices, V, 0, weight.shape()), "embedding_bag");
   f.idx = raw_view(idx, {L}, {1}, idx.offset());
   f.off = arange(0.0, static_cast<double>(L), static_cast<double>(f.n),
                  {.dtype = DType::i64, .device = weight.device()});
@@ -192,14 +194,14 @@ Tensor embedding_bag(const Tensor& weight, const Tensor& indices, const Tensor& 
                             [&] { return bag_of_positions(c.off_host, L, device); });
 }
 
-Tensor embedding_bag(const Tensor& weight, const Tensor& indices, BagMode mode, const Tensor& per_sample_weights) {
+Tensor embedding_bag(const Tensor& weight, const Tensor& indices, BagMode mode,
+                     const Tensor& per_sample_weights) {
   FixedBags f = check_fixed_bags(weight, indices);
   Tensor psw = checked_per_sample_weights(per_sample_weights, weight, f.B * f.n, mode);
   const int64_t n = f.n;
   Device device = weight.device();
-  return embedding_bag_impl(weight, f.idx, f.off, mode, psw, [&] {
-    return div_floor_positions(f.B * n, n, device);
-  });
+  return embedding_bag_impl(weight, f.idx, f.off, mode, psw,
+                            [&] { return div_floor_positions(f.B * n, n, device); });
 }
 
 void embedding_bag_sparse_sgd_(Tensor& weight, const Tensor& indices, const Tensor& offsets, BagMode mode,
@@ -227,8 +229,8 @@ void embedding_bag_sparse_sgd_(Tensor& weight, const Tensor& indices, const Tens
   check_defined("embedding_bag_sparse_sgd_", grad, "grad");
   NABLA_CHECK(grad.shape() == Shape({B, weight.shape()[1]}) && grad.dtype() == weight.dtype() &&
                   grad.device() == weight.device(),
-              "embedding_bag_sparse_sgd_: grad must be ", weight.dtype(), " ", Shape({B, weight.shape()[1]}), " on ",
-              weight.device(), ", got ", grad.dtype(), " ", grad.shape(), " on ", grad.device());
+              "embedding_bag_sparse_sgd_: grad must be ", weight.dtype(), " ", Shape({B, weight.shape()[1]}),
+              " on ", weight.device(), ", got ", grad.dtype(), " ", grad.shape(), " on ", grad.device());
   NoGradGuard ng;
   Tensor p = psw.defined() ? contiguous_copy_raw(psw.detach(), "embedding_bag_sparse_sgd_") : Tensor();
   embedding_bag_backward_kernel.get(weight.device(), "embedding_bag_sparse_sgd_")(

@@ -20,8 +20,8 @@
 //
 // embedding_bag_sparse_sgd_ (the sparse path, DLRM's --sparse): W[v] -= lr * dW[v] for the rows touched by
 // the bags only, with dW as above from a given g, in one kernel (the backward kernel accumulating with scale
-// -lr straight into W). No dense [V, D] gradient exists; the cost is O(L D) instead of O(V D). It is plain SGD
-// (no momentum, no weight decay), applied at once, as the reference's sparse SGD and TorchRec's fused
+// -lr straight into W). No dense [V, D] gradient exists; the cost is O(L D) instead of O(V D). It is plain
+// SGD (no momentum, no weight decay), applied at once, as the reference's sparse SGD and TorchRec's fused
 // optimizer do.
 #pragma once
 #include "engine/tensor.h"

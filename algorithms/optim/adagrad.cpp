@@ -10,7 +10,8 @@ namespace nabla::optim {
 
 Adagrad::Adagrad(std::vector<ParamGroup> groups, AdagradOptions o)
     : Optimizer("Adagrad", std::move(groups), o.lr, o.weight_decay), o_(o) {
-  NABLA_CHECK(std::isfinite(o.lr_decay) && o.lr_decay >= 0, "Adagrad: lr_decay must be >= 0, got ", o.lr_decay);
+  NABLA_CHECK(std::isfinite(o.lr_decay) && o.lr_decay >= 0, "Adagrad: lr_decay must be >= 0, got ",
+              o.lr_decay);
   NABLA_CHECK(std::isfinite(o.eps) && o.eps >= 0, "Adagrad: eps must be >= 0, got ", o.eps);
   NABLA_CHECK(std::isfinite(o.initial_accumulator_value) && o.initial_accumulator_value >= 0,
               "Adagrad: initial_accumulator_value must be >= 0, got ", o.initial_accumulator_value);

@@ -8,6 +8,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "engine/safetensors.h"
 #include "testing.h"
 
@@ -43,7 +45,8 @@ class TrainDlrm : public ::testing::Test {
   }
   // 60k synthetic rows (tables capped at 200), written by the first run that needs them.
   static std::string data_args() {
-    return "--data-path " + (dir() / "synthetic.bin").string() + " --synthetic-rows 60000 --synthetic-cap 200 ";
+    return "--data-path " + (dir() / "synthetic.bin").string() +
+           " --synthetic-rows 60000 --synthetic-cap 200 ";
   }
   static void TearDownTestSuite() { fs::remove_all(dir()); }
 };
@@ -58,8 +61,11 @@ std::vector<std::string> lines_with(const std::string& text, const std::string& 
 
 TEST_F(TrainDlrm, LossFallsAndAucPassesPointSeven) {
   const std::string metrics = (dir() / "learn.jsonl").string();
-  Result r = run(data_args() + "--optimizer adagrad --batch-size 256 --lr 0.05 --max-steps 300 --eval-every 150 --limit-val 4000 "
-                 "--no-progress --metrics " + metrics);
+  Result r =
+      run(data_args() +
+          "--optimizer adagrad --batch-size 256 --lr 0.05 --max-steps 300 --eval-every 150 --limit-val 4000 "
+          "--no-progress --metrics " +
+          metrics);
   ASSERT_EQ(r.code, 0) << r.output;
   std::ifstream in(metrics);
   std::vector<double> losses, aucs;
@@ -70,7 +76,8 @@ TEST_F(TrainDlrm, LossFallsAndAucPassesPointSeven) {
   }
   ASSERT_EQ(aucs.size(), 2u) << r.output;
   ASSERT_GE(losses.size(), 10u) << r.output;
-  double first = (losses[0] + losses[1]) / 2, last = (losses[losses.size() - 1] + losses[losses.size() - 2]) / 2;
+  double first = (losses[0] + losses[1]) / 2,
+         last = (losses[losses.size() - 1] + losses[losses.size() - 2]) / 2;
   EXPECT_LT(last, first - 0.02) << r.output;
   EXPECT_GT(aucs.back(), 0.7) << r.output;
 }
@@ -80,8 +87,9 @@ TEST_F(TrainDlrm, LossFallsAndAucPassesPointSeven) {
 TEST_F(TrainDlrm, ResumesExactly) {
   const std::string a = (dir() / "a.safetensors").string(), b = (dir() / "b.safetensors").string(),
                     c = (dir() / "c.safetensors").string();
-  const std::string common = data_args() + "--batch-size 128 --lr 0.05 --optimizer adagrad --warmup-steps 4 "
-                                           "--limit-val 500 --no-progress ";
+  const std::string common = data_args() +
+                             "--batch-size 128 --lr 0.05 --optimizer adagrad --warmup-steps 4 "
+                             "--limit-val 500 --no-progress ";
   Result whole = run(common + "--max-steps 30 --checkpoint " + a);
   ASSERT_EQ(whole.code, 0) << whole.output;
   Result first = run(common + "--max-steps 12 --checkpoint " + b);
@@ -96,16 +104,43 @@ TEST_F(TrainDlrm, ResumesExactly) {
     ++compared;
   }
   EXPECT_GT(compared, 20);
-  EXPECT_NE(fa.get("model.top_l.0.weight").to_double_vector(), fb.get("model.top_l.0.weight").to_double_vector());
-  EXPECT_EQ(lines_with(whole.output, "validation AUC").back(), lines_with(rest.output, "validation AUC").back());
+  EXPECT_NE(fa.get("model.top_l.0.weight").to_double_vector(),
+            fb.get("model.top_l.0.weight").to_double_vector());
+  EXPECT_EQ(lines_with(whole.output, "validation AUC").back(),
+            lines_with(rest.output, "validation AUC").back());
+}
+
+// VR-SGD (algorithms/vrgd) over 4 micro-batches: it runs, writes GSNR records, and the loss stays finite.
+TEST_F(TrainDlrm, RunsVrSgdWithGsnrRecords) {
+  const std::string metrics = (dir() / "vr.jsonl").string();
+  Result r = run(data_args() +
+                 "--optimizer vr-sgd --gsnr-partitions 4 --batch-size 512 --lr 1 --warmup-steps 2 "
+                 "--max-steps 10 --limit-val 500 --no-progress --metrics " +
+                 metrics);
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("VRGD: 4 partitions of 128 examples"), std::string::npos) << r.output;
+  std::ifstream in(metrics);
+  int gsnr = 0, eval = 0;
+  for (std::string line; std::getline(in, line);) {
+    auto j = nlohmann::json::parse(line);
+    gsnr += j.value("kind", "") == "gsnr";
+    if (j.value("kind", "") == "eval") {
+      ++eval;
+      EXPECT_LT(j["log_loss"].get<double>(), 0.7);  // the click rate alone gives about 0.56
+    }
+  }
+  EXPECT_GE(gsnr, 1);
+  EXPECT_EQ(eval, 1);
 }
 
 TEST_F(TrainDlrm, TrainsOnTheTextSample) {
-  const fs::path sample = fs::path(NABLA_SOURCE_DIR) / ".." / "shared" / "data" / "criteo-sample" / "criteo_sample.txt";
+  const fs::path sample =
+      fs::path(NABLA_SOURCE_DIR) / ".." / "shared" / "data" / "criteo-sample" / "criteo_sample.txt";
   if (!fs::exists(sample)) GTEST_SKIP() << "no " << sample;
   const fs::path copy = dir() / "criteo_sample.txt";
   fs::copy_file(sample, copy, fs::copy_options::overwrite_existing);
-  Result r = run("--data text --data-path " + copy.string() + " --hash-size 1000 --batch-size 32 --max-steps 8 "
+  Result r = run("--data text --data-path " + copy.string() +
+                 " --hash-size 1000 --batch-size 32 --max-steps 8 "
                  "--no-progress");
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_TRUE(fs::exists(copy.string() + ".nbcriteo"));
@@ -116,8 +151,9 @@ TEST_F(TrainDlrm, TrainsOnTheTextSample) {
 }
 
 TEST_F(TrainDlrm, BadOptionsExitWithTwo) {
-  for (const char* bad : {"--batch-size 0", "--optimizer adam", "--sparse --optimizer adagrad", "--mlp-top 1-x-1",
-                          "--data binary", "--lr nan", "--interaction sum", "--prepare out.bin"}) {
+  for (const char* bad :
+       {"--batch-size 0", "--optimizer adam", "--sparse --optimizer adagrad", "--mlp-top 1-x-1",
+        "--data binary", "--lr nan", "--interaction sum", "--prepare out.bin"}) {
     Result r = run(bad);
     EXPECT_EQ(r.code, 2) << bad << ": " << r.output;
     EXPECT_EQ(lines_with(r.output, "train_dlrm").size(), 1u) << bad << ": " << r.output;

@@ -93,11 +93,14 @@ NABLA_PARITY(embedding_bag, f64_sum) {
 NABLA_PARITY(embedding_bag, per_sample_weights_both_gradients) {
   // table and weights both get gradients; 300 indices into 40 rows (long runs), 50 bags of 6.
   EXPECT_PARITY([](In in) { return embedding_bag(in[0], in[1], in[2], BagMode::sum, in[3]); },
-                {parity_randn({40, 24}), rand_ids(40, {300}), from_vector([] {
-                   std::vector<double> off;
-                   for (int b = 0; b < 50; ++b) off.push_back(6 * b);
-                   return off;
-                 }(), {50}, {.dtype = DType::i64}),
+                {parity_randn({40, 24}), rand_ids(40, {300}),
+                 from_vector(
+                     [] {
+                       std::vector<double> off;
+                       for (int b = 0; b < 50; ++b) off.push_back(6 * b);
+                       return off;
+                     }(),
+                     {50}, {.dtype = DType::i64}),
                  parity_randn({300})},
                 {.atol = 1e-4, .rtol = 1e-4});
 }

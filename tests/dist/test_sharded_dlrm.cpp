@@ -26,7 +26,8 @@ void run_equivalence(Device dev, bool sparse) {
 
   const int64_t b = 6, B = b * W;
   std::vector<Tensor> whole_params;
-  for (auto& [n, t] : (sparse ? whole.dense_parameters() : whole.named_parameters())) whole_params.push_back(t);
+  for (auto& [n, t] : (sparse ? whole.dense_parameters() : whole.named_parameters()))
+    whole_params.push_back(t);
   optim::Sgd opt_whole(whole_params, {.lr = 0.3});
   optim::Sgd opt_sharded(sharded.parameters(), {.lr = 0.3});
   whole.set_sparse_lr(0.3);

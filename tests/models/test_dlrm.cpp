@@ -23,7 +23,9 @@ TEST(DlrmInteraction, MatchesALoopOverPairsOnRandomInputs) {
     const int64_t pairs = self ? (F + 1) * (F + 2) / 2 : F * (F + 1) / 2;
     ASSERT_EQ(z.shape(), (Shape{B, D + pairs}));
     auto vx = x.to_vector(), ve = e.to_vector();
-    auto vec = [&](int64_t b, int64_t i, int64_t c) { return i == 0 ? vx[b * D + c] : ve[(b * F + i - 1) * D + c]; };
+    auto vec = [&](int64_t b, int64_t i, int64_t c) {
+      return i == 0 ? vx[b * D + c] : ve[(b * F + i - 1) * D + c];
+    };
     std::vector<double> ref;
     for (int64_t b = 0; b < B; ++b) {
       for (int64_t c = 0; c < D; ++c) ref.push_back(vx[b * D + c]);
@@ -41,8 +43,9 @@ TEST(DlrmInteraction, MatchesALoopOverPairsOnRandomInputs) {
 TEST(DlrmInteraction, GradientMatchesFiniteDifferences) {
   Tensor x = test::randn64({2, 3}), e = test::randn64({2, 3, 3});
   for (bool self : {false, true}) {
-    auto r = gradcheck([self](const std::vector<Tensor>& in) { return models::dlrm_dot_interaction(in[0], in[1], self); },
-                       {x, e});
+    auto r = gradcheck(
+        [self](const std::vector<Tensor>& in) { return models::dlrm_dot_interaction(in[0], in[1], self); },
+        {x, e});
     EXPECT_TRUE(r.ok) << r.report;
   }
 }
@@ -54,13 +57,13 @@ TEST(Dlrm, ShapesNamesAndPresets) {
   auto names = m.named_parameters();
   std::vector<std::string> got;
   for (auto& [n, t] : names) got.push_back(n);
-  for (const char* want : {"bot_l.0.weight", "bot_l.0.bias", "bot_l.2.weight", "emb_l.0.weight", "emb_l.2.weight",
-                           "top_l.0.weight", "top_l.4.bias"})
+  for (const char* want : {"bot_l.0.weight", "bot_l.0.bias", "bot_l.2.weight", "emb_l.0.weight",
+                           "emb_l.2.weight", "top_l.0.weight", "top_l.4.bias"})
     EXPECT_NE(std::find(got.begin(), got.end(), want), got.end()) << want;
   EXPECT_EQ(m.tables()[2].shape(), (Shape{11, 8}));
   EXPECT_EQ(m.dense_parameters().size() + 3, names.size());
-  Tensor dense = randn({5, 13}), sparse = from_vector({0, 1, 2, 6, 2, 10, 3, 0, 0, 1, 1, 1, 5, 2, 9}, {5, 3},
-                                                      {.dtype = DType::i64});
+  Tensor dense = randn({5, 13}),
+         sparse = from_vector({0, 1, 2, 6, 2, 10, 3, 0, 0, 1, 1, 1, 5, 2, 9}, {5, 3}, {.dtype = DType::i64});
   Tensor y = m.forward(dense, sparse);
   EXPECT_EQ(y.shape(), (Shape{5}));
   test::expect_close(m.forward(models::dlrm_pack(dense, sparse)), y, 0);
@@ -74,8 +77,13 @@ TEST(Dlrm, ShapesNamesAndPresets) {
   EXPECT_EQ(Dlrm(cat).forward(dense, sparse).shape(), (Shape{5}));
   EXPECT_EQ(models::parse_mlp("13-512-256-1", "x"), (std::vector<int64_t>{13, 512, 256, 1}));
   test::expect_error([] { models::parse_mlp("13-a-1", "--mlp-top"); }, {"--mlp-top", "13-a-1", "'a'"});
-  test::expect_error([&] { DlrmConfig c = DlrmConfig::tiny(sizes); c.bottom_mlp = {32, 9}; c.validate(); },
-                     {"bottom MLP", "embedding dimension 8"});
+  test::expect_error(
+      [&] {
+        DlrmConfig c = DlrmConfig::tiny(sizes);
+        c.bottom_mlp = {32, 9};
+        c.validate();
+      },
+      {"bottom MLP", "embedding dimension 8"});
   test::expect_error([&] { m.forward(dense, sparse.narrow(1, 0, 2)); }, {"[B, 3]", "[5,2]"});
 }
 

@@ -112,7 +112,8 @@ TEST(EmbeddingBag, WeightedAndFixedBagsMatchALoopOnRandomInputs) {
                        embedding_bag(w.detach(), idx2.reshape({3 * B}), off2, mode), 0);
 }
 
-// The sparse SGD equals a dense SGD step with the backward's gradient, and leaves untouched rows as they were.
+// The sparse SGD equals a dense SGD step with the backward's gradient, and leaves untouched rows as they
+// were.
 TEST(EmbeddingBag, SparseSgdEqualsADenseStepOnTouchedRowsOnly) {
   Generator gen{test::next_seed(), 0};
   const int64_t V = 50, D = 5, B = 12;
@@ -137,15 +138,28 @@ TEST(EmbeddingBag, SparseSgdEqualsADenseStepOnTouchedRowsOnly) {
 
 TEST(EmbeddingBagErrors, PerSampleWeightsAndFixedBags) {
   Tensor w = test::randn32({5, 3});
-  test::expect_error([&] { embedding_bag(w, ids({0, 1}, {2}), ids({0}, {1}), BagMode::mean, test::randn32({2})); },
-                     {"per_sample_weights", "sum", "mean"});
-  test::expect_error([&] { embedding_bag(w, ids({0, 1}, {2}), ids({0}, {1}), BagMode::sum, test::randn32({3})); },
-                     {"per_sample_weights", "[2]", "[3]"});
-  test::expect_error([&] { embedding_bag(w, ids({0, 1, 2}, {1, 1, 3}), BagMode::sum); }, {"[B, n]", "[1,1,3]"});
+  test::expect_error(
+      [&] {
+        embedding_bag(w, ids({0, 1}, {2}), ids({0}, {1}), BagMode::mean, test::randn32({2}));
+      },
+      {"per_sample_weights", "sum", "mean"});
+  test::expect_error(
+      [&] {
+        embedding_bag(w, ids({0, 1}, {2}), ids({0}, {1}), BagMode::sum, test::randn32({3}));
+      },
+      {"per_sample_weights", "[2]", "[3]"});
+  test::expect_error(
+      [&] {
+        embedding_bag(w, ids({0, 1, 2}, {1, 1, 3}), BagMode::sum);
+      },
+      {"[B, n]", "[1,1,3]"});
   test::expect_error([&] { embedding_bag(w, ids({0, 7}, {2, 1}), BagMode::sum); }, {"7", "5"});
   Tensor t = w.clone();
-  test::expect_error([&] { embedding_bag_sparse_sgd_(t, ids({0, 1}, {2, 1}), Tensor(), BagMode::sum, test::randn32({3, 3}), 0.1); },
-                     {"grad", "[2,3]", "[3,3]"});
+  test::expect_error(
+      [&] {
+        embedding_bag_sparse_sgd_(t, ids({0, 1}, {2, 1}), Tensor(), BagMode::sum, test::randn32({3, 3}), 0.1);
+      },
+      {"grad", "[2,3]", "[3,3]"});
 }
 
 TEST(Embedding, LookupMatchesRowsOfTheWeight) {
