@@ -150,6 +150,36 @@ TEST_F(TrainDlrm, TrainsOnTheTextSample) {
   EXPECT_NE(p.output.find("200 rows"), std::string::npos) << p.output;
 }
 
+// Every example of --help and every ./build/train_dlrm command line of docs/dlrm.md parses (--print-config).
+TEST_F(TrainDlrm, HelpExamplesAndDocCommandLinesParse) {
+  Result help = run("--help");
+  ASSERT_EQ(help.code, 0) << help.output;
+  std::vector<std::string> commands;
+  std::istringstream lines(help.output.substr(help.output.find("\nExamples:")));
+  for (std::string line; std::getline(lines, line);)
+    if (line.rfind("  train_dlrm", 0) == 0)
+      commands.push_back(line.substr(std::string("  train_dlrm").size()));
+  EXPECT_GE(commands.size(), 4u) << help.output;
+  std::ifstream f(std::string(NABLA_SOURCE_DIR) + "/docs/dlrm.md");
+  bool code = false;
+  int from_doc = 0;
+  for (std::string line; std::getline(f, line);) {
+    if (line.rfind("```", 0) == 0) code = !code;
+    const size_t at = line.find("./build/train_dlrm");
+    if (!code || at == std::string::npos) continue;
+    std::string cmd = line.substr(at + std::string("./build/train_dlrm").size());
+    while (!cmd.empty() && cmd.back() == '\\' && std::getline(f, line))
+      cmd = cmd.substr(0, cmd.size() - 1) + line;
+    commands.push_back(cmd);
+    ++from_doc;
+  }
+  EXPECT_GE(from_doc, 5);
+  for (const std::string& c : commands) {
+    Result r = run(c + " --print-config");
+    EXPECT_EQ(r.code, 0) << c << "\n" << r.output;
+  }
+}
+
 TEST_F(TrainDlrm, BadOptionsExitWithTwo) {
   for (const char* bad :
        {"--batch-size 0", "--optimizer adam", "--sparse --optimizer adagrad", "--mlp-top 1-x-1",
