@@ -20,7 +20,8 @@
 # Hugging Face: part 5c), attention (the fused attention op against PyTorch's SDPA: part 5d), yolo (YOLOv3
 # from its Darknet cfg against the same network in PyTorch, training step and inference: part 5e), profile (benchmarks/profile_resnet.sh: where
 # the bf16 channels-last step's time goes, Nabla and PyTorch; then NABLA_PROFILE=host on ResNet-18 at 32²:
-# the host's time per op of a host-bound step), dist (multi-GPU: scripts/dist_check.sh, only
+# the host's time per op of a host-bound step), dlrm (benchmarks/bench_dlrm against benchmarks/dlrm_torch.py:
+# 26 tables x 100k x 128, batches 2,048 and 65,536, dense and sparse tables: part 5f), dist (multi-GPU: scripts/dist_check.sh, only
 # with >= 2 GPUs); split them over device calls of 600 s each when one is not enough.
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
@@ -361,6 +362,41 @@ for name in sorted(rows, key=str):
     ratio = "%.2fx" % (n["img_per_s"] / t["img_per_s"]) if "img_per_s" in n and "img_per_s" in t else "-"
     print(f"| {name} | {fmt(n)} | {fmt(t)} | {ratio} |")
 EOF2
+fi
+
+# ---- 5f. DLRM training steps (models/dlrm.h) against the same model in PyTorch (benchmarks/dlrm_torch.py) -----
+if want dlrm && [ -x "$BUILD/bench_dlrm" ]; then
+  run_step bench_dlrm 150 60 "$LOG/bench_dlrm.jsonl" "$BUILD/bench_dlrm"
+  run_step dlrm_torch 150 0 "$LOG/dlrm_torch.jsonl" python3 benchmarks/dlrm_torch.py
+  python3 - "$LOG/bench_dlrm.jsonl" "$LOG/dlrm_torch.jsonl" <<'EOF' | tee "$LOG/dlrm_compare.txt"
+import json, sys
+rows = {}
+for side, path in (("nabla", sys.argv[1]), ("torch", sys.argv[2])):
+    for line in open(path, errors="replace"):
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        if "batch" in r:
+            rows.setdefault((r["batch"], r["mode"]), {})[side] = r
+def rate(r):
+    return r["samples_per_s"] if r and "samples_per_s" in r else None
+def cell(r, key, fmt):
+    return fmt % r[key] if r and key in r else (r.get("error", "-")[:40] if r else "-")
+best_torch = {}
+for (b, m), v in rows.items():
+    t = rate(v.get("torch"))
+    if t:
+        best_torch[b] = max(best_torch.get(b, 0), t)
+print("DLRM 26 x 100k x 128, SGD, TF32 | batch | tables | nabla samples/s | torch samples/s | nabla/torch"
+      " | nabla/torch's best mode | nabla peak MiB | torch peak MiB")
+for (b, m) in sorted(rows):
+    n, t = rows[(b, m)].get("nabla"), rows[(b, m)].get("torch")
+    ratio = "%.2fx" % (rate(n) / rate(t)) if rate(n) and rate(t) else "-"
+    best = "%.2fx" % (rate(n) / best_torch[b]) if rate(n) and b in best_torch else "-"
+    print("| %d | %s | %s | %s | %s | %s | %s | %s" % (b, m, cell(n, "samples_per_s", "%.0f"),
+          cell(t, "samples_per_s", "%.0f"), ratio, best, cell(n, "peak_mib", "%.0f"), cell(t, "peak_mib", "%.0f")))
+EOF
 fi
 
 # ---- 6. multi-GPU -----------------------------------------------------------------------------------------
