@@ -31,10 +31,10 @@ void Progress::step(int64_t step, int64_t epoch, int64_t epochs, double loss, do
   if (!live_ && step % every_ != 0 && step != total_) return;
   double eta = smoothed_step_s_ * static_cast<double>(std::max<int64_t>(0, total_ - step));
   char buf[256];
-  std::snprintf(buf, sizeof buf, "step %lld/%lld | epoch %lld/%lld | loss %.4f | lr %.1e | %.0f ms | %s img/s | ETA %s",
+  std::snprintf(buf, sizeof buf, "step %lld/%lld | epoch %lld/%lld | loss %.4f | lr %.1e | %.0f ms | %s %s | ETA %s",
                 static_cast<long long>(step), static_cast<long long>(total_), static_cast<long long>(epoch),
                 static_cast<long long>(epochs), loss, lr, seconds * 1e3,
-                with_commas(static_cast<double>(items) / std::max(seconds, 1e-9)).c_str(), format_duration(eta).c_str());
+                with_commas(static_cast<double>(items) / std::max(seconds, 1e-9)).c_str(), unit_.c_str(), format_duration(eta).c_str());
   if (live_) {
     std::fprintf(stderr, "\r\033[K%s", buf);
     dirty_ = true;

@@ -25,12 +25,16 @@ class Progress {
   void step(int64_t step, int64_t epoch, int64_t epochs, double loss, double lr, int64_t items, double seconds);
   // Ends the live line (call before printing anything else).
   void finish_line();
+  // What `items` counts, per second in the line: "img/s" (the default), "tok/s" for language models.
+  void set_unit(std::string unit) { unit_ = std::move(unit); }
+  const std::string& unit() const { return unit_; }
 
  private:
   int64_t total_, every_;
   bool enabled_, live_;
   bool dirty_ = false;
   double smoothed_step_s_ = 0;
+  std::string unit_ = "img/s";
 };
 
 class MetricsLog {
