@@ -104,15 +104,17 @@ int run(const Options& o) {
   }
   std::filesystem::create_directories(o.out_dir);
   const int64_t nt = write_split(o.out_dir, "train", train, o.shard_tokens, vocab, tok.eot_id());
-  const int64_t nv = val.empty() ? 0 : write_split(o.out_dir, "val", val, o.shard_tokens, vocab, tok.eot_id());
+  const int64_t nv =
+      val.empty() ? 0 : write_split(o.out_dir, "val", val, o.shard_tokens, vocab, tok.eot_id());
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("gpt_tokenize: %s documents (%s bytes) -> train %s tokens in %lld shards, val %s tokens in %lld "
-              "shards (%lld documents) under %s | %.1f s, %.2f MB/s\n",
-              apps::with_commas(static_cast<double>(docs.size())).c_str(),
-              apps::with_commas(static_cast<double>(bytes)).c_str(),
-              apps::with_commas(static_cast<double>(train.size())).c_str(), static_cast<long long>(nt),
-              apps::with_commas(static_cast<double>(val.size())).c_str(), static_cast<long long>(nv),
-              static_cast<long long>(val_docs), o.out_dir.c_str(), s, static_cast<double>(bytes) / s / 1e6);
+  std::printf(
+      "gpt_tokenize: %s documents (%s bytes) -> train %s tokens in %lld shards, val %s tokens in %lld "
+      "shards (%lld documents) under %s | %.1f s, %.2f MB/s\n",
+      apps::with_commas(static_cast<double>(docs.size())).c_str(),
+      apps::with_commas(static_cast<double>(bytes)).c_str(),
+      apps::with_commas(static_cast<double>(train.size())).c_str(), static_cast<long long>(nt),
+      apps::with_commas(static_cast<double>(val.size())).c_str(), static_cast<long long>(nv),
+      static_cast<long long>(val_docs), o.out_dir.c_str(), s, static_cast<double>(bytes) / s / 1e6);
   return 0;
 }
 
@@ -128,7 +130,8 @@ int main(int argc, char** argv) {
   cli.add("encoder", &o.encoder, ".cache/tokenizers/gpt2/encoder.json",
           "GPT-2's encoder.json (scripts/prepare_tokenizers.sh)")
       .value_name("FILE");
-  cli.add("vocab-bpe", &o.vocab_bpe, ".cache/tokenizers/gpt2/vocab.bpe", "GPT-2's vocab.bpe").value_name("FILE");
+  cli.add("vocab-bpe", &o.vocab_bpe, ".cache/tokenizers/gpt2/vocab.bpe", "GPT-2's vocab.bpe")
+      .value_name("FILE");
   cli.add("val-every", &o.val_every, 20, "every N-th document goes to the validation split (0: none)")
       .non_negative();
   cli.add("shard-tokens", &o.shard_tokens, 100000000, "tokens per shard at most").positive();
@@ -136,7 +139,8 @@ int main(int argc, char** argv) {
           "vocabulary size written to the headers (0: the tokenizer's, 50257; a model may be larger)")
       .in_range(0, 65536);
   cli.add("threads", &o.threads, 0, "encoding threads (0: all cores)").in_range(0, 4096);
-  cli.example("--input corpus.txt --out-dir shards", "encode corpus.txt into shards/train_000.bin, val_000.bin");
+  cli.example("--input corpus.txt --out-dir shards",
+              "encode corpus.txt into shards/train_000.bin, val_000.bin");
   if (auto code = cli.parse(argc, argv, [&] {
         NABLA_CHECK(!o.input.empty(), "--input is required");
         NABLA_CHECK(!o.out_dir.empty(), "--out-dir is required");

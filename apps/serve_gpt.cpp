@@ -2,7 +2,8 @@
 // streaming included); the protocol, limits and concurrency are described in apps/common/openai_server.h.
 //
 //   ./build/serve_gpt --model-dir run/hf [--adapter run/adapter] --port 8000 --device cuda
-//   curl -s localhost:8000/v1/chat/completions -d '{"messages":[{"role":"user","content":"Hi"}],"max_tokens":20}'
+//   curl -s localhost:8000/v1/chat/completions -d
+//   '{"messages":[{"role":"user","content":"Hi"}],"max_tokens":20}'
 //
 // --model-dir is a transformers GPT-2 folder (config.json + model.safetensors: what train_gpt
 // --save-pretrained writes, or a Hugging Face GPT-2 checkpoint); --adapter a PEFT LoRA folder (train_gpt
@@ -45,11 +46,13 @@ int run(const Options& o) {
   }
   backend.model->to(dev);
   backend.model->eval();
-  backend.tokenizer = std::make_shared<data::Gpt2Tokenizer>(data::Gpt2Tokenizer::from_files(o.encoder, o.vocab_bpe));
+  backend.tokenizer =
+      std::make_shared<data::Gpt2Tokenizer>(data::Gpt2Tokenizer::from_files(o.encoder, o.vocab_bpe));
   backend.chat = data::add_chat_tokens(*backend.tokenizer);
   NABLA_CHECK(backend.tokenizer->vocab_size() <= backend.model->config().vocab_size, o.model_dir, " has ",
-              backend.model->config().vocab_size, " embedding rows; the tokenizer with the chat markers needs ",
-              backend.tokenizer->vocab_size(), " (train_gpt pads the vocabulary to 50304)");
+              backend.model->config().vocab_size,
+              " embedding rows; the tokenizer with the chat markers needs ", backend.tokenizer->vocab_size(),
+              " (train_gpt pads the vocabulary to 50304)");
   apps::ServerOptions so;
   so.host = o.host;
   so.port = static_cast<int>(o.port);
@@ -82,21 +85,27 @@ int main(int argc, char** argv) {
   cli.add("model-dir", &o.model_dir, "", "transformers GPT-2 folder (config.json, model.safetensors)")
       .value_name("DIR");
   cli.add("adapter", &o.adapter, "", "PEFT LoRA folder merged into the model (optional)").value_name("DIR");
-  cli.add("encoder", &o.encoder, ".cache/tokenizers/gpt2/encoder.json", "GPT-2's encoder.json").value_name("FILE");
-  cli.add("vocab-bpe", &o.vocab_bpe, ".cache/tokenizers/gpt2/vocab.bpe", "GPT-2's vocab.bpe").value_name("FILE");
+  cli.add("encoder", &o.encoder, ".cache/tokenizers/gpt2/encoder.json", "GPT-2's encoder.json")
+      .value_name("FILE");
+  cli.add("vocab-bpe", &o.vocab_bpe, ".cache/tokenizers/gpt2/vocab.bpe", "GPT-2's vocab.bpe")
+      .value_name("FILE");
   cli.add("model-name", &o.model_name, "nabla-gpt", "the id /v1/models lists");
   cli.add("device", &o.device, "cpu", "cpu | cuda | cuda:N").value_name("DEV");
   cli.add("threads", &o.threads, 0, "CPU threads (0: all cores)").in_range(0, 4096);
   cli.section("Server");
   cli.add("host", &o.host, "127.0.0.1", "address to listen on (0.0.0.0: every interface)");
   cli.add("port", &o.port, 8000, "TCP port (0: any free port, printed)").in_range(0, 65535);
-  cli.add("max-body-bytes", &o.max_body_bytes, 1 << 20, "larger request bodies get 413").in_range(1, int64_t{1} << 30);
-  cli.add("max-connections", &o.max_connections, 16, "open connections at most (more get 503)").in_range(1, 4096);
-  cli.add("default-max-tokens", &o.default_max_tokens, 256, "chat completions' max_tokens when absent").positive();
+  cli.add("max-body-bytes", &o.max_body_bytes, 1 << 20, "larger request bodies get 413")
+      .in_range(1, int64_t{1} << 30);
+  cli.add("max-connections", &o.max_connections, 16, "open connections at most (more get 503)")
+      .in_range(1, 4096);
+  cli.add("default-max-tokens", &o.default_max_tokens, 256, "chat completions' max_tokens when absent")
+      .positive();
   cli.add_switch("log-requests", &o.log_requests, "one line per request");
   cli.example("--model-dir run/hf --port 8000", "serve a model that train_gpt --save-pretrained wrote");
   cli.example("--model-dir run/hf --adapter run/adapter --device cuda", "with a LoRA adapter, on the GPU");
-  if (auto code = cli.parse(argc, argv, [&] { NABLA_CHECK(!o.model_dir.empty(), "--model-dir is required"); }))
+  if (auto code =
+          cli.parse(argc, argv, [&] { NABLA_CHECK(!o.model_dir.empty(), "--model-dir is required"); }))
     return *code;
   try {
     return run(o);

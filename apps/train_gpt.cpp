@@ -109,8 +109,8 @@ std::shared_ptr<models::GPT> load_init(const Options& o, int64_t vocab) {
   c.vocab_size = vocab;
   c.resid_pdrop = c.embd_pdrop = c.attn_pdrop = o.dropout;
   c.fused_attention = o.attention == "fused";
-  NABLA_CHECK(c.n_positions >= o.context, "--context ", o.context, " exceeds ", o.init_from, "'s n_positions ",
-              c.n_positions);
+  NABLA_CHECK(c.n_positions >= o.context, "--context ", o.context, " exceeds ", o.init_from,
+              "'s n_positions ", c.n_positions);
   auto model = std::make_shared<models::GPT>(c, o.run.seed);
   SafetensorsFile f = load_safetensors(o.init_from + "/model.safetensors");
   for (auto& [name, t] : f.tensors)
@@ -177,7 +177,8 @@ struct Batches {
       const int64_t t = w.size(1) - 1;
       return {w.narrow(1, 0, t).contiguous(), w.narrow(1, 1, t).contiguous()};
     }
-    Tensor ids = Tensor::empty({b, sft.length}, DType::i64), labels = Tensor::empty({b, sft.length}, DType::i64);
+    Tensor ids = Tensor::empty({b, sft.length}, DType::i64),
+           labels = Tensor::empty({b, sft.length}, DType::i64);
     for (int64_t r = 0; r < b; ++r) {
       const auto row = static_cast<int64_t>(
           philox_bits64(seed ^ 0x5f7a11ull, static_cast<uint64_t>(step * accum + micro), r) %
@@ -197,7 +198,8 @@ double validation_loss(models::GPT& model, const data::TokenWindows& val, const 
   const bool was_training = model.is_training();
   model.eval();
   double sum = 0;
-  const int64_t n = std::min(o.val_batches, std::max<int64_t>(1, val.num_sequential_windows() / o.batch_size));
+  const int64_t n =
+      std::min(o.val_batches, std::max<int64_t>(1, val.num_sequential_windows() / o.batch_size));
   for (int64_t i = 0; i < n; ++i) {
     Tensor w = val.sequential_batch(o.batch_size, i * o.batch_size).to(dev);
     const int64_t t = w.size(1) - 1;
@@ -252,20 +254,23 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
       .in_range(0, 1 << 24);
   cli.add("dropout", &o.dropout, 0.0, "dropout of embeddings, attention and residuals")
       .in_range(0, 1, apps::Bound::open_high);
-  cli.add("init-from", &o.init_from, "", "start from a transformers GPT-2 folder (config.json, model.safetensors)")
+  cli.add("init-from", &o.init_from, "",
+          "start from a transformers GPT-2 folder (config.json, model.safetensors)")
       .value_name("DIR");
   cli.add("save-pretrained", &o.save_pretrained, "",
           "at the end, write the model as a transformers folder (serve_gpt --model-dir reads it)")
       .value_name("DIR");
   cli.section("Data");
-  cli.add("train-data", &o.train_data, "", "training shards: a .bin file, a folder or a glob").value_name("PATTERN");
+  cli.add("train-data", &o.train_data, "", "training shards: a .bin file, a folder or a glob")
+      .value_name("PATTERN");
   cli.add("val-data", &o.val_data, "", "validation shards (optional)").value_name("PATTERN");
   cli.add("sampling", &o.sampling, "random", "random windows, or sequential ones (tiling the shards)")
       .one_of({"random", "sequential"});
   cli.add("encoder", &o.encoder, ".cache/tokenizers/gpt2/encoder.json",
           "GPT-2's encoder.json (samples and --mode sft; scripts/prepare_tokenizers.sh)")
       .value_name("FILE");
-  cli.add("vocab-bpe", &o.vocab_bpe, ".cache/tokenizers/gpt2/vocab.bpe", "GPT-2's vocab.bpe").value_name("FILE");
+  cli.add("vocab-bpe", &o.vocab_bpe, ".cache/tokenizers/gpt2/vocab.bpe", "GPT-2's vocab.bpe")
+      .value_name("FILE");
   cli.section("Training");
   cli.add("batch-size", &o.batch_size, 8, "sequences per micro-batch").in_range(1, 1 << 20).unit("sequences");
   cli.add("grad-accum", &o.grad_accum, 1, "micro-batches per optimizer step").in_range(1, 1 << 20);
@@ -273,17 +278,20 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
   cli.add("lr", &o.lr, 6e-4, "peak learning rate").positive();
   cli.add("min-lr-ratio", &o.min_lr_ratio, 0.1, "cosine decay ends at this fraction of --lr").in_range(0, 1);
   cli.add("warmup-steps", &o.warmup_steps, 100, "linear warm-up").non_negative().unit("steps");
-  cli.add("weight-decay", &o.weight_decay, 0.1, "AdamW weight decay (not on biases and LayerNorm)").non_negative();
+  cli.add("weight-decay", &o.weight_decay, 0.1, "AdamW weight decay (not on biases and LayerNorm)")
+      .non_negative();
   cli.add("beta1", &o.beta1, 0.9, "AdamW beta1").in_range(0, 1, apps::Bound::open_high);
   cli.add("beta2", &o.beta2, 0.95, "AdamW beta2").in_range(0, 1, apps::Bound::open_high);
   cli.add("clip", &o.clip, 1.0, "clip gradients to this global L2 norm (0: off)").non_negative();
   cli.add("stop-at-step", &o.stop_at_step, 0,
-          "stop after this step as a signal would (checkpoint, exit 143); for tests and preemptible jobs (0: off)")
+          "stop after this step as a signal would (checkpoint, exit 143); for tests and preemptible jobs (0: "
+          "off)")
       .non_negative();
   cli.section("Evaluation, samples, checkpoints");
   cli.add("val-every", &o.val_every, 100, "validation loss every N steps (and at the end)").positive();
   cli.add("val-batches", &o.val_batches, 20, "validation micro-batches (sequential windows)").positive();
-  cli.add("sample-every", &o.sample_every, 0, "print a sample every N steps (0: only at the end, if a tokenizer)")
+  cli.add("sample-every", &o.sample_every, 0,
+          "print a sample every N steps (0: only at the end, if a tokenizer)")
       .non_negative();
   cli.add("sample-tokens", &o.sample_tokens, 64, "tokens per sample").positive();
   cli.add("sample-prompt", &o.sample_prompt, "", "text the samples continue (default: <|endoftext|>)");
@@ -294,7 +302,8 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
       .value_name("FILE");
   cli.add("lora-r", &o.lora_r, 8, "LoRA rank").in_range(1, 4096);
   cli.add("lora-alpha", &o.lora_alpha, 16, "LoRA alpha (scaling alpha / r)").positive();
-  cli.add("lora-dropout", &o.lora_dropout, 0.0, "dropout on the adapters' input").in_range(0, 1, apps::Bound::open_high);
+  cli.add("lora-dropout", &o.lora_dropout, 0.0, "dropout on the adapters' input")
+      .in_range(0, 1, apps::Bound::open_high);
   cli.add("lora-targets", &o.lora_targets, "c_attn,c_proj", "layers that get adapters (PEFT's name rule)");
   cli.add("adapter-out", &o.adapter_out, "", "folder for adapter_model.safetensors + adapter_config.json")
       .value_name("DIR");
@@ -302,13 +311,18 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
   cli.example("--model tiny --train-data shards/train_000.bin --max-steps 50 --context 64",
               "a tiny model for a smoke test");
   cli.example(
-      "--model small --train-data shards/train_*.bin --val-data shards/val_*.bin --context 256 --batch-size 32 "
+      "--model small --train-data shards/train_*.bin --val-data shards/val_*.bin --context 256 --batch-size "
+      "32 "
       "--max-steps 3000 --lr 1e-3 --sample-every 500 --device cuda --amp bf16 --save-pretrained run/hf",
       "the experiment of scripts/gpt_experiments.sh");
-  cli.example("--model gpt2 --context 1024 --batch-size 16 --grad-accum 32 --train-data shards --device cuda --amp bf16",
-              "GPT-2 124M with 0.5M-token steps");
-  cli.example("--mode sft --init-from run/hf --sft-data chat.jsonl --adapter-out run/adapter --max-steps 200 --lr 1e-3",
-              "LoRA instruction tuning of that model");
+  cli.example(
+      "--model gpt2 --context 1024 --batch-size 16 --grad-accum 32 --train-data shards --device cuda --amp "
+      "bf16",
+      "GPT-2 124M with 0.5M-token steps");
+  cli.example(
+      "--mode sft --init-from run/hf --sft-data chat.jsonl --adapter-out run/adapter --max-steps 200 --lr "
+      "1e-3",
+      "LoRA instruction tuning of that model");
   return cli.parse(argc, argv, [&] {
     apps::check_run_options(o.run);
     if (o.mode == "pretrain") {
@@ -324,7 +338,8 @@ int run(Options& o) {
   // 1. set-up
   int64_t global_batch = o.batch_size;
   apps::Run r = apps::Run::start(o.run, global_batch);
-  NABLA_CHECK(!r.session().active(), "train_gpt runs in one process (data-parallel GPT training is not done yet)");
+  NABLA_CHECK(!r.session().active(),
+              "train_gpt runs in one process (data-parallel GPT training is not done yet)");
   const Device dev = r.device();
   const bool sft = o.mode == "sft";
 
@@ -345,22 +360,24 @@ int run(Options& o) {
     if (tok) data_vocab = std::max<int64_t>(data_vocab, tok->vocab_size());
   } else {
     std::vector<data::SftExample> examples;
-    for (auto& conv : data::read_instruction_file(o.sft_data)) examples.push_back(data::tokenize_chat(*tok, ct, conv));
+    for (auto& conv : data::read_instruction_file(o.sft_data))
+      examples.push_back(data::tokenize_chat(*tok, ct, conv));
     int64_t dropped = 0;
     batches.sft = data::pack_sft_examples(examples, o.context + 1, ct.eot, &dropped);
-    NABLA_CHECK(batches.sft.rows > 0, o.sft_data, ": no example keeps a response token within --context ", o.context);
-    std::printf("sft data: %lld examples of %lld tokens%s\n", static_cast<long long>(batches.sft.rows),
-                static_cast<long long>(o.context),
-                dropped ? str_cat(" (", dropped, " dropped: no response token within the context)").c_str() : "");
+    NABLA_CHECK(batches.sft.rows > 0, o.sft_data, ": no example keeps a response token within --context ",
+                o.context);
+    std::printf(
+        "sft data: %lld examples of %lld tokens%s\n", static_cast<long long>(batches.sft.rows),
+        static_cast<long long>(o.context),
+        dropped ? str_cat(" (", dropped, " dropped: no response token within the context)").c_str() : "");
     data_vocab = tok->vocab_size();
   }
   const int64_t vocab = o.vocab_size > 0 ? o.vocab_size : round_up(data_vocab, 64);
   NABLA_CHECK(vocab >= data_vocab, "--vocab-size ", vocab, " is below the data's vocabulary ", data_vocab);
 
   // 3. model, optimizer, schedule
-  std::shared_ptr<models::GPT> model = o.init_from.empty()
-                                           ? std::make_shared<models::GPT>(preset(o, vocab), o.run.seed)
-                                           : load_init(o, vocab);
+  std::shared_ptr<models::GPT> model =
+      o.init_from.empty() ? std::make_shared<models::GPT>(preset(o, vocab), o.run.seed) : load_init(o, vocab);
   NABLA_CHECK(model->config().n_positions >= o.context, "--context ", o.context, " exceeds n_positions ",
               model->config().n_positions);
   nn::LoraConfig lora;
@@ -382,29 +399,32 @@ int run(Options& o) {
     if (t.requires_grad()) trainable.emplace_back(name, t);
   std::vector<Tensor> params;
   for (auto& [name, t] : trainable) params.push_back(t);
-  optim::AdamW optimizer(optim::split_decay_groups(trainable, o.weight_decay, o.lr),
-                         {.lr = o.lr, .beta1 = o.beta1, .beta2 = o.beta2, .eps = 1e-8, .weight_decay = o.weight_decay});
+  optim::AdamW optimizer(
+      optim::split_decay_groups(trainable, o.weight_decay, o.lr),
+      {.lr = o.lr, .beta1 = o.beta1, .beta2 = o.beta2, .eps = 1e-8, .weight_decay = o.weight_decay});
   int64_t warmup = o.warmup_steps;
   if (warmup >= o.max_steps) warmup = o.max_steps / 10;
-  const optim::Schedule schedule = optim::Schedule::parse(
-      str_cat("cosine:end=", o.lr * o.min_lr_ratio),
-      {.base_lr = o.lr, .total_steps = o.max_steps, .warmup_steps = warmup});
+  const optim::Schedule schedule =
+      optim::Schedule::parse(str_cat("cosine:end=", o.lr * o.min_lr_ratio),
+                             {.base_lr = o.lr, .total_steps = o.max_steps, .warmup_steps = warmup});
   const int64_t t_len = o.context;
   const int64_t tokens_per_step = o.batch_size * o.grad_accum * t_len;
-  std::printf("model %s: %s parameters (vocab %lld, context %lld, %s attention) | %s | %s tokens/step "
-              "(%lld x %lld x %lld) | AdamW, %s%s\n",
-              o.init_from.empty() ? o.model.c_str() : o.init_from.c_str(),
-              apps::with_commas(static_cast<double>(model->num_parameters())).c_str(), static_cast<long long>(vocab),
-              static_cast<long long>(o.context), o.attention.c_str(),
-              sft ? str_cat("sft on ", o.sft_data).c_str()
-                  : str_cat(apps::with_commas(static_cast<double>(batches.train->num_tokens())), " train tokens",
-                            batches.val ? str_cat(", ", apps::with_commas(static_cast<double>(batches.val->num_tokens())),
-                                                  " val tokens")
-                                        : "")
-                        .c_str(),
-              apps::with_commas(static_cast<double>(tokens_per_step)).c_str(), static_cast<long long>(o.batch_size),
-              static_cast<long long>(o.grad_accum), static_cast<long long>(t_len), schedule.str().c_str(),
-              r.amp() ? " | bf16 autocast" : "");
+  std::printf(
+      "model %s: %s parameters (vocab %lld, context %lld, %s attention) | %s | %s tokens/step "
+      "(%lld x %lld x %lld) | AdamW, %s%s\n",
+      o.init_from.empty() ? o.model.c_str() : o.init_from.c_str(),
+      apps::with_commas(static_cast<double>(model->num_parameters())).c_str(), static_cast<long long>(vocab),
+      static_cast<long long>(o.context), o.attention.c_str(),
+      sft ? str_cat("sft on ", o.sft_data).c_str()
+          : str_cat(apps::with_commas(static_cast<double>(batches.train->num_tokens())), " train tokens",
+                    batches.val
+                        ? str_cat(", ", apps::with_commas(static_cast<double>(batches.val->num_tokens())),
+                                  " val tokens")
+                        : "")
+                .c_str(),
+      apps::with_commas(static_cast<double>(tokens_per_step)).c_str(), static_cast<long long>(o.batch_size),
+      static_cast<long long>(o.grad_accum), static_cast<long long>(t_len), schedule.str().c_str(),
+      r.amp() ? " | bf16 autocast" : "");
 
   // 4. resume (the data position is the step: see the top of the file)
   apps::TrainState state = r.resume(*model, optimizer, o.max_steps, 1);
@@ -415,7 +435,9 @@ int run(Options& o) {
     const auto [h, xent] = unigram_baseline(*batches.train, batches.val.get());
     std::printf("unigram baseline: entropy of the training tokens %.4f nats/token%s\n", h,
                 std::isnan(xent) ? "" : str_cat("; on the validation tokens ", xent, " nats/token").c_str());
-    log.write({{"kind", "unigram"}, {"train_entropy", h}, {"val_xent", std::isnan(xent) ? nlohmann::json() : nlohmann::json(xent)}});
+    log.write({{"kind", "unigram"},
+               {"train_entropy", h},
+               {"val_xent", std::isnan(xent) ? nlohmann::json() : nlohmann::json(xent)}});
   }
   std::fflush(stdout);
   const int64_t ck_every = o.checkpoint_every > 0 ? o.checkpoint_every : o.val_every;

@@ -47,7 +47,8 @@ std::string format_chat(const std::vector<ChatMessage>& messages, bool add_gener
   return out;
 }
 
-SftExample tokenize_chat(const Gpt2Tokenizer& tok, const ChatTokens& ct, const std::vector<ChatMessage>& messages) {
+SftExample tokenize_chat(const Gpt2Tokenizer& tok, const ChatTokens& ct,
+                         const std::vector<ChatMessage>& messages) {
   SftExample ex;
   const std::vector<int32_t> newline = tok.encode("\n", false);
   auto put = [&](const std::vector<int32_t>& ids, bool target) {

@@ -48,7 +48,8 @@ struct SftExample {
 };
 
 // Tokenizes a conversation with the mask above. Throws for a role other than the three.
-SftExample tokenize_chat(const Gpt2Tokenizer& tok, const ChatTokens& ct, const std::vector<ChatMessage>& messages);
+SftExample tokenize_chat(const Gpt2Tokenizer& tok, const ChatTokens& ct,
+                         const std::vector<ChatMessage>& messages);
 
 // Parses one JSONL line in either shape; `where` ("file:line") prefixes errors.
 std::vector<ChatMessage> parse_instruction_line(const std::string& line, const std::string& where);

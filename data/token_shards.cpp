@@ -81,8 +81,8 @@ TokenShard::TokenShard(const std::string& path) : path_(path) {
   try {
     const auto* b = static_cast<const uint8_t*>(p);
     const int32_t magic = read_word(b, 0), version = read_word(b, 1);
-    NABLA_CHECK(magic == kTokenShardMagic, "token shard ", path, ": bad magic ", magic, " at byte 0, expected ",
-                kTokenShardMagic);
+    NABLA_CHECK(magic == kTokenShardMagic, "token shard ", path, ": bad magic ", magic,
+                " at byte 0, expected ", kTokenShardMagic);
     NABLA_CHECK(version == kTokenShardVersion, "token shard ", path, ": version ", version,
                 " at byte 4, expected ", kTokenShardVersion);
     const uint64_t n = static_cast<uint64_t>(static_cast<uint32_t>(read_word(b, 2))) |
@@ -94,12 +94,13 @@ TokenShard::TokenShard(const std::string& path) : path_(path) {
     NABLA_CHECK(info_.eot_id >= -1 && info_.eot_id < info_.vocab_size, "token shard ", path,
                 ": end-of-text id ", info_.eot_id, " at byte 20 is not in [-1, ", info_.vocab_size, ")");
     for (int64_t i = 6; i < 256; ++i)
-      NABLA_CHECK(read_word(b, i) == 0, "token shard ", path, ": reserved header word ", i, " at byte ", 4 * i,
-                  " is ", read_word(b, i), ", expected 0");
+      NABLA_CHECK(read_word(b, i) == 0, "token shard ", path, ": reserved header word ", i, " at byte ",
+                  4 * i, " is ", read_word(b, i), ", expected 0");
     const uint64_t body = bytes - static_cast<uint64_t>(kTokenShardHeaderBytes);
-    NABLA_CHECK(n <= (uint64_t{1} << 62) && body == 2 * n, "token shard ", path, ": the header (byte 8) says ",
-                n, " tokens, i.e. ", kTokenShardHeaderBytes, " + 2 x ", n, " bytes, but the file ",
-                body < 2 * n ? "is truncated: it ends at byte " : "has trailing bytes: it ends at byte ", bytes);
+    NABLA_CHECK(
+        n <= (uint64_t{1} << 62) && body == 2 * n, "token shard ", path, ": the header (byte 8) says ", n,
+        " tokens, i.e. ", kTokenShardHeaderBytes, " + 2 x ", n, " bytes, but the file ",
+        body < 2 * n ? "is truncated: it ends at byte " : "has trailing bytes: it ends at byte ", bytes);
     info_.tokens = static_cast<int64_t>(n);
     tokens_ = reinterpret_cast<const uint16_t*>(b + kTokenShardHeaderBytes);
     const auto v = static_cast<uint16_t>(info_.vocab_size - 1);
@@ -156,8 +157,8 @@ TokenWindows::TokenWindows(const std::vector<std::string>& paths, int64_t contex
     starts_.push_back(starts);
     windows_.push_back(windows);
   }
-  NABLA_CHECK(starts > 0, "token windows: the shards (", paths[0], (paths.size() > 1 ? ", ..." : ""), ") hold ",
-              total_tokens_, " tokens; a window of ", context + 1,
+  NABLA_CHECK(starts > 0, "token windows: the shards (", paths[0], (paths.size() > 1 ? ", ..." : ""),
+              ") hold ", total_tokens_, " tokens; a window of ", context + 1,
               " tokens needs a shard longer than that (lower the context)");
 }
 
@@ -174,7 +175,8 @@ Tensor TokenWindows::random_batch(int64_t batch, uint64_t seed, uint64_t step) c
   for (int64_t r = 0; r < batch; ++r) {
     auto k = static_cast<int64_t>(philox_uniform(seed, step, r) * static_cast<double>(n));
     k = std::min(k, n - 1);
-    const auto s = static_cast<int64_t>(std::upper_bound(starts_.begin(), starts_.end(), k) - starts_.begin());
+    const auto s =
+        static_cast<int64_t>(std::upper_bound(starts_.begin(), starts_.end(), k) - starts_.begin());
     const int64_t before = s == 0 ? 0 : starts_[static_cast<size_t>(s - 1)];
     copy_window(s, k - before, o + r * (t_ + 1));
   }
@@ -190,7 +192,8 @@ Tensor TokenWindows::sequential_batch(int64_t batch, int64_t first_window) const
   NABLA_CHECK(n > 0, "token windows: no shard holds a whole window of ", t_ + 1, " tokens");
   for (int64_t r = 0; r < batch; ++r) {
     const int64_t k = (first_window + r) % n;
-    const auto s = static_cast<int64_t>(std::upper_bound(windows_.begin(), windows_.end(), k) - windows_.begin());
+    const auto s =
+        static_cast<int64_t>(std::upper_bound(windows_.begin(), windows_.end(), k) - windows_.begin());
     const int64_t before = s == 0 ? 0 : windows_[static_cast<size_t>(s - 1)];
     copy_window(s, (k - before) * t_, o + r * (t_ + 1));
   }

@@ -94,7 +94,8 @@ json OpenAIClient::models() {
   return json::parse(r.body);
 }
 
-CompletionResult OpenAIClient::complete(json request, const std::function<void(const std::string&)>& on_delta) {
+CompletionResult OpenAIClient::complete(json request,
+                                        const std::function<void(const std::string&)>& on_delta) {
   return post("/completions", std::move(request), false, on_delta);
 }
 

@@ -54,7 +54,8 @@ class OpenAIClient {
   explicit OpenAIClient(ClientOptions options);
 
   nlohmann::json models();
-  CompletionResult complete(nlohmann::json request, const std::function<void(const std::string&)>& on_delta = {});
+  CompletionResult complete(nlohmann::json request,
+                            const std::function<void(const std::string&)>& on_delta = {});
   CompletionResult chat(nlohmann::json request, const std::function<void(const std::string&)>& on_delta = {});
 
   // One raw HTTP exchange on a fresh connection (tests send malformed bodies with it): `path` is appended

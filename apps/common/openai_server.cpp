@@ -72,8 +72,10 @@ OpenAIServer::OpenAIServer(GptBackend backend, ServerOptions options)
 OpenAIServer::~OpenAIServer() { stop(); }
 
 json OpenAIServer::models_list() const {
-  return {{"object", "list"},
-          {"data", json::array({{{"id", o_.model_name}, {"object", "model"}, {"created", 0}, {"owned_by", "nabla"}}})}};
+  return {
+      {"object", "list"},
+      {"data",
+       json::array({{{"id", o_.model_name}, {"object", "model"}, {"created", 0}, {"owned_by", "nabla"}}})}};
 }
 
 json OpenAIServer::completions(const json& req, bool chat, const std::function<bool(const json&)>& emit) {
@@ -177,8 +179,7 @@ json OpenAIServer::completions(const json& req, bool chat, const std::function<b
   const int64_t room = n_ctx - prompt_len;
   const int64_t max_tokens =
       std::min(room, integer("max_tokens", chat ? std::min(room, o_.default_chat_max_tokens) : 16, 1));
-  if (chat && req.contains("max_completion_tokens"))
-    (void)integer("max_completion_tokens", max_tokens, 1);
+  if (chat && req.contains("max_completion_tokens")) (void)integer("max_completion_tokens", max_tokens, 1);
 
   // ---- generation ----
   models::GenerationConfig g;
@@ -219,7 +220,8 @@ json OpenAIServer::completions(const json& req, bool chat, const std::function<b
     client_gone = !emit(chunk("", json(), true));
     g.on_token = [&](int64_t, const std::vector<int64_t>& tokens) {
       const std::string text = g.decode(tokens);
-      const size_t safe = text.size() - held_back(text, stops);
+      size_t safe = text.size() - held_back(text, stops);
+      for (auto& st : stops) safe = std::min(safe, text.find(st));  // the token that completed a stop string
       if (safe > sent) {
         client_gone = !emit(chunk(text.substr(sent, safe - sent), json(), false));
         sent = safe;
@@ -249,9 +251,8 @@ json OpenAIServer::completions(const json& req, bool chat, const std::function<b
   json out = {{"id", id}, {"created", created}, {"model", model_name}, {"usage", usage}};
   if (chat) {
     out["object"] = "chat.completion";
-    out["choices"] = json::array({{{"index", 0},
-                                   {"message", {{"role", "assistant"}, {"content", text}}},
-                                   {"finish_reason", finish}}});
+    out["choices"] = json::array(
+        {{{"index", 0}, {"message", {{"role", "assistant"}, {"content", text}}}, {"finish_reason", finish}}});
   } else {
     out["object"] = "text_completion";
     out["choices"] =
@@ -325,15 +326,18 @@ void OpenAIServer::start() {
       }
       if (static_cast<int>(connections_.size()) >= o_.max_connections) {
         beast::error_code wec;
-        write_json(c->socket, 11, false, 503,
-                   error_body({503, str_cat("the server has ", o_.max_connections, " connections open; retry later"),
-                               "server_busy", ""}),
-                   wec);
+        write_json(
+            c->socket, 11, false, 503,
+            error_body({503, str_cat("the server has ", o_.max_connections, " connections open; retry later"),
+                        "server_busy", ""}),
+            wec);
         c->socket.shutdown(tcp::socket::shutdown_both, wec);
         continue;
       }
-      timeval tv{static_cast<time_t>(o_.read_timeout_s),
-                 static_cast<suseconds_t>((o_.read_timeout_s - static_cast<double>(static_cast<time_t>(o_.read_timeout_s))) * 1e6)};
+      timeval tv{
+          static_cast<time_t>(o_.read_timeout_s),
+          static_cast<suseconds_t>(
+              (o_.read_timeout_s - static_cast<double>(static_cast<time_t>(o_.read_timeout_s))) * 1e6)};
       ::setsockopt(c->socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
       connections_.push_back(c);
       c->thread = std::thread([this, c] { serve_connection(c); });
@@ -373,7 +377,8 @@ void OpenAIServer::serve_connection(std::shared_ptr<Connection> c) {
       break;
     if (ec) {  // malformed HTTP, or a body / header over the limits: answer and close
       const int status = ec == http::error::body_limit ? 413 : ec == http::error::header_limit ? 431 : 400;
-      const std::string what = status == 413   ? str_cat("the request body exceeds ", o_.max_body_bytes, " bytes")
+      const std::string what = status == 413
+                                   ? str_cat("the request body exceeds ", o_.max_body_bytes, " bytes")
                                : status == 431 ? std::string("the request headers exceed 16 KiB")
                                                : "malformed HTTP request: " + ec.message();
       beast::error_code wec;
@@ -401,8 +406,8 @@ void OpenAIServer::serve_connection(std::shared_ptr<Connection> c) {
           bad(str_cat("the body is not valid JSON: ", e.what()));
         }
         const bool chat = path == "/v1/chat/completions";
-        const bool stream = request.is_object() && request.contains("stream") && request["stream"].is_boolean() &&
-                            request["stream"].get<bool>();
+        const bool stream = request.is_object() && request.contains("stream") &&
+                            request["stream"].is_boolean() && request["stream"].get<bool>();
         if (!stream) {
           body = completions(request, chat);
         } else {
@@ -425,7 +430,8 @@ void OpenAIServer::serve_connection(std::shared_ptr<Connection> c) {
             ok = ok && !wec;
             return ok;
           };
-          completions(request, chat, [&](const json& event) { return send("data: " + dump(event) + "\n\n"); });
+          completions(request, chat,
+                      [&](const json& event) { return send("data: " + dump(event) + "\n\n"); });
           streamed = true;
           if (ok) send("data: [DONE]\n\n");
           beast::error_code wec;
@@ -445,7 +451,8 @@ void OpenAIServer::serve_connection(std::shared_ptr<Connection> c) {
     }
     ++served_;
     if (o_.log_requests)
-      std::printf("%s %s -> %d\n", req.method_string().to_string().c_str(), path.c_str(), streamed ? 200 : status),
+      std::printf("%s %s -> %d\n", req.method_string().to_string().c_str(), path.c_str(),
+                  streamed ? 200 : status),
           std::fflush(stdout);
     if (!streamed) {
       write_json(s, req.version(), keep, status, body, ec);

@@ -186,8 +186,7 @@ void TrainLog::summary() {
   const double median = timed[timed.size() / 2];
   std::printf("throughput: %s %s (median step %.2f ms over %zu steps, %zu warm-up steps excluded)\n",
               with_commas(static_cast<double>(items_per_step_) / median).c_str(), unit_.c_str(), median * 1e3,
-              timed.size(),
-              skip);
+              timed.size(), skip);
   metrics_.write({{"kind", "summary"},
                   {"median_step_ms", median * 1e3},
                   {unit_key_, static_cast<double>(items_per_step_) / median},
