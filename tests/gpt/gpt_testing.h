@@ -1,6 +1,7 @@
 // Helpers for the GPT suite (tests/gpt): the fixture tokenizer with the chat markers, a tiny GPT that fits
 // it, synthetic token shards with a known structure, and running a binary of the build.
 #pragma once
+#include <omp.h>
 #include <sys/wait.h>
 
 #include <cstdio>
@@ -14,6 +15,14 @@
 #include "models/gpt.h"
 
 namespace nabla::test {
+
+// One OpenMP thread for the in-process tests (the binaries get --threads 1): on a machine whose cores are
+// all busy, spinning OpenMP threads make a tiny model's step 20x slower, and these models are too small to
+// gain from a second thread.
+inline const bool kOneOmpThread = [] {
+  omp_set_num_threads(1);
+  return true;
+}();
 
 inline const std::string kGptFixtures = NABLA_SOURCE_DIR "/tests/data/fixtures/";
 inline const std::string kEncoder = kGptFixtures + "gpt2_encoder.json";

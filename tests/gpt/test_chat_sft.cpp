@@ -1,6 +1,7 @@
 // The chat template and instruction data (data/chat.h), and what SFT trains: the loss counts only the
 // response tokens, and with LoRA only the adapters get gradients.
 #include "gpt_testing.h"
+#include "models/generate.h"
 #include "models/nn/lora.h"
 
 namespace nabla::test {
@@ -131,6 +132,39 @@ TEST(Sft, LossIsTheMeanOverResponseTokensAndOnlyLoraGetsGradients) {
     }
   }
   EXPECT_EQ(lora_grads, 2 * 3 * 2);  // 2 blocks x (c_attn, attn.c_proj, mlp.c_proj) x (A, B)
+}
+
+}  // namespace
+}  // namespace nabla::test
+
+namespace nabla::test {
+namespace {
+
+// GPTConfig::fused_attention swaps causal_attention's composition for the fused op: the same logits,
+// gradients and cached generation (left-padded batch: the key mask path) on the CPU.
+TEST(GptFusedAttention, GivesTheComposedLogitsGradientsAndGeneration) {
+  models::GPTConfig c = tiny_config(48);
+  const uint64_t seed = next_seed();
+  models::GPT composed(c, seed);
+  c.fused_attention = true;
+  models::GPT fused(c, seed);
+  Generator g{next_seed(), 0};
+  Tensor ids = randint(0, 320, {3, 20}, {.dtype = DType::i64}, &g);
+  Tensor a = composed.loss(ids, ids), b = fused.loss(ids, ids);
+  EXPECT_NEAR(a.item_double(), b.item_double(), 1e-5);
+  a.backward();
+  b.backward();
+  auto pa = composed.named_parameters(), pb = fused.named_parameters();
+  for (size_t i = 0; i < pa.size(); ++i) {
+    auto x = pa[i].second.grad().to_vector<float>(), y = pb[i].second.grad().to_vector<float>();
+    double worst = 0;
+    for (size_t k = 0; k < x.size(); ++k) worst = std::max(worst, std::abs(static_cast<double>(x[k] - y[k])));
+    EXPECT_LT(worst, 1e-5) << pa[i].first;
+  }
+  models::GenerationConfig gc;
+  gc.max_new_tokens = 10;
+  const std::vector<std::vector<int64_t>> prompts = {{5, 9, 200, 17, 3}, {44}, {8, 8, 8}};
+  EXPECT_EQ(models::generate(composed, prompts, gc).tokens, models::generate(fused, prompts, gc).tokens);
 }
 
 }  // namespace

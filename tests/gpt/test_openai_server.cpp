@@ -6,8 +6,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <omp.h>
-
 #include <thread>
 
 #include "apps/common/openai_client.h"
@@ -36,7 +34,6 @@ std::string ascii_pair(const std::string& text) {
 class OpenAIServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    omp_set_num_threads(1);  // see test_train_gpt.cpp
     backend.model = std::make_shared<models::GPT>(tiny_config(64), next_seed());
     backend.tokenizer = std::make_shared<data::Gpt2Tokenizer>(fixture_tokenizer(&backend.chat));
     apps::ServerOptions so;

