@@ -12,7 +12,8 @@
 // over the timed steps (0 on the CPU).
 // Generation: a prompt of --gen-prompt random ids per row, then --gen-tokens greedy tokens with the KV cache
 // (models/generate.h); tokens/s = batch x new tokens / wall time of the call (prefill included).
-// One JSON line per measurement: {"impl": "nabla_composed" | "nabla_fused", "what": "train" | "generate", ...}.
+// One JSON line per measurement: {"impl": "nabla_composed" | "nabla_fused", "what": "train" | "generate",
+// ...}.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -67,7 +68,8 @@ int run(const Options& o) {
     {
       AutocastGuard ac(DType::bf16, amp);
       Tensor logits = model.logits(x);
-      loss = cross_entropy(logits.reshape({o.batch * o.context, c.vocab_size}), y.reshape({o.batch * o.context}));
+      loss = cross_entropy(logits.reshape({o.batch * o.context, c.vocab_size}),
+                           y.reshape({o.batch * o.context}));
     }
     loss.backward();
     optim::clip_grad_norm(params, 1.0);
@@ -114,7 +116,8 @@ int run(const Options& o) {
     Tensor p = random_ids(b, o.gen_prompt, c.vocab_size, 11, Device::cpu());
     auto pv = p.to_vector<int64_t>();
     std::vector<std::vector<int64_t>> prompts(static_cast<size_t>(b));
-    for (int64_t r = 0; r < b; ++r) prompts[r].assign(pv.begin() + r * o.gen_prompt, pv.begin() + (r + 1) * o.gen_prompt);
+    for (int64_t r = 0; r < b; ++r)
+      prompts[r].assign(pv.begin() + r * o.gen_prompt, pv.begin() + (r + 1) * o.gen_prompt);
     models::GenerationConfig g;
     g.max_new_tokens = o.gen_tokens;
     AutocastGuard ac(DType::bf16, amp);
@@ -147,7 +150,8 @@ int main(int argc, char** argv) {
   cli.add("model", &o.model, "gpt2", "GPTConfig preset").one_of({"gpt2", "gpt2-medium", "tiny"});
   cli.add("vocab", &o.vocab, 50257, "vocabulary size (50304: llm.c's padded one)").in_range(2, 1 << 20);
   cli.add("amp", &o.amp, "bf16", "off | bf16 autocast").one_of({"off", "bf16"});
-  cli.add("attention", &o.attention, "composed", "composed or fused causal attention").one_of({"composed", "fused"});
+  cli.add("attention", &o.attention, "composed", "composed or fused causal attention")
+      .one_of({"composed", "fused"});
   cli.add("batch", &o.batch, 16, "training batch").positive();
   cli.add("context", &o.context, 1024, "training sequence length").positive();
   cli.add("steps", &o.steps, 10, "timed training steps").positive();
@@ -155,8 +159,10 @@ int main(int argc, char** argv) {
   cli.add("gen-batches", &o.gen_batches, "1,32", "generation batch sizes, comma-separated");
   cli.add("gen-tokens", &o.gen_tokens, 128, "new tokens per row").positive();
   cli.add("gen-prompt", &o.gen_prompt, 64, "prompt tokens per row").positive();
-  cli.example("--device cpu --model tiny --batch 2 --context 32 --gen-batches 1,2 --gen-tokens 8 --gen-prompt 4 --steps 2",
-              "a CPU smoke run");
+  cli.example(
+      "--device cpu --model tiny --batch 2 --context 32 --gen-batches 1,2 --gen-tokens 8 --gen-prompt 4 "
+      "--steps 2",
+      "a CPU smoke run");
   if (auto code = cli.parse(argc, argv)) return *code;
   try {
     return run(o);

@@ -141,7 +141,9 @@ TEST_F(OpenAIServerTest, StreamingDeltasAddUpToTheWholeAnswer) {
     EXPECT_EQ(streamed.text, whole.text);
     EXPECT_EQ(streamed.finish_reason, whole.finish_reason);
     EXPECT_EQ(streamed.completion_tokens, whole.completion_tokens);
-    if (whole.text.size() > 3) EXPECT_GT(pieces.size(), 1u);
+    if (whole.text.size() > 3) {
+      EXPECT_GT(pieces.size(), 1u);
+    }
   }
 }
 
