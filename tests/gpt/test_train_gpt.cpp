@@ -78,8 +78,11 @@ TEST_F(TrainGpt, StoppedAndResumedRunIsBitIdenticalToAnUninterruptedOne) {
 }
 
 TEST_F(TrainGpt, SftTrainsOnlyTheAdaptersAndSavesThemInPeftLayout) {
-  // A base model for the fixture tokenizer, and instruction data in both shapes.
-  models::GPT base(tiny_config(64), next_seed());
+  // A base model for the fixture tokenizer with exactly its 275 ids (train_gpt pads the embedding to 320
+  // rows, as it pads GPT-2's 50,257 to 50,304), and instruction data in both shapes.
+  models::GPTConfig bc = tiny_config(64);
+  bc.vocab_size = 275;
+  models::GPT base(bc, next_seed());
   base.save_pretrained(dir.file("base"));
   {
     std::ofstream f(dir.file("chat.jsonl"));
@@ -104,7 +107,9 @@ TEST_F(TrainGpt, SftTrainsOnlyTheAdaptersAndSavesThemInPeftLayout) {
     EXPECT_TRUE(name.find(".lora_A.weight") != std::string::npos ||
                 name.find(".lora_B.weight") != std::string::npos)
         << name;
-    if (name.find("lora_B") != std::string::npos) EXPECT_GT(abs(t).sum().item_double(), 0) << name;
+    if (name.find("lora_B") != std::string::npos) {
+      EXPECT_GT(abs(t).sum().item_double(), 0) << name;
+    }
   }
   EXPECT_TRUE(fs::exists(dir.file("adapter/adapter_config.json")));
   // The base weights in the checkpoint are exactly the base model's.
@@ -113,6 +118,7 @@ TEST_F(TrainGpt, SftTrainsOnlyTheAdaptersAndSavesThemInPeftLayout) {
   for (auto& [name, t] : base.state_dict()) {
     for (auto& [cname, ct] : ck.tensors)
       if (cname == "model." + name) {
+        ASSERT_EQ(ct.size(0), name == "transformer.wte.weight" ? 320 : t.size(0)) << name;
         EXPECT_EQ(std::memcmp(t.data_ptr(), ct.data_ptr(), t.numel() * 4), 0) << name << " changed";
         ++compared;
       }
