@@ -33,7 +33,7 @@ echo "=== 1. pretraining: $model GPT, $steps steps of $batch x $context tokens (
 "$build/train_gpt" --model "$model" --train-data "$shards/train_*.bin" --val-data "$shards/val_*.bin" \
   --encoder "$tok/encoder.json" --vocab-bpe "$tok/vocab.bpe" --context "$context" --batch-size "$batch" --max-steps "$steps" \
   --lr 1e-3 --warmup-steps $((steps / 15)) --weight-decay 0.1 --dropout 0.1 --val-every $(((steps + 11) / 12)) --val-batches 20 \
-  --sample-every $(((steps + 2) / 3)) --sample-prompt "The ship" --attention "$attention" --device "$device" --amp "$amp" \
+  --sample-every $(((steps + 2) / 3)) --checkpoint-every $(((steps + 2) / 3)) --sample-prompt "The ship" --attention "$attention" --device "$device" --amp "$amp" \
   --no-progress --print-every 100 --metrics "$out/pretrain.jsonl" --checkpoint "$out/pretrain.safetensors" \
   --save-pretrained "$out/hf" 2>&1 | tee "$out/pretrain.log"
 
@@ -77,12 +77,12 @@ for q in "Repeat the words.\n\nwhale storm red" "What colour is the ship?"; do
   echo
 done
 curl -s -N "http://127.0.0.1:$port/v1/completions" \
-  -d '{"prompt":"The whale","max_tokens":24,"temperature":0.8,"seed":1,"stream":true}' | head -c 2000
+  -d '{"prompt":"The whale","max_tokens":24,"temperature":0.8,"seed":1,"stream":true}' | head -c 3000 || true
 echo
 kill $pid
 
 echo "=== summary"
-grep -E '^unigram baseline' "$out/pretrain.log"
-grep -E 'val loss' "$out/pretrain.log" | tail -n 3
-grep -E '^sample at step' "$out/pretrain.log" | tail -n 2
-grep -E '^throughput' "$out/pretrain.log" "$out/sft.log"
+grep -aE '^unigram baseline' "$out/pretrain.log"
+grep -aE 'val loss' "$out/pretrain.log" | tail -n 3
+grep -aE '^sample at step' "$out/pretrain.log" | tail -n 2
+grep -aE "^throughput" "$out/pretrain.log" "$out/sft.log" || true

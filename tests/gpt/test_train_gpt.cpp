@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <sstream>
 
 #include "engine/safetensors.h"
 #include "gpt_testing.h"
@@ -133,6 +134,36 @@ TEST_F(TrainGpt, BadOptionsAndDataGiveOneLineAndTheRightExitCode) {
   r = run_binary("train_gpt", "--train-data " + dir.file("nothing_*.bin") + " --max-steps 1");
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.output.find("names no shard"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace nabla::test
+
+namespace nabla::test {
+namespace {
+
+// Every example in the --help of the GPT binaries parses (run with --print-config, which checks the options
+// and exits 0 without running).
+TEST(GptBinaries, EveryHelpExampleParses) {
+  int examples = 0;
+  for (const std::string bin : {"train_gpt", "gpt_tokenize", "serve_gpt"}) {
+    if (!std::filesystem::exists(std::string(NABLA_BINARY_DIR) + "/" + bin)) continue;
+    const Exec help = run_binary(bin, "--help");
+    ASSERT_EQ(help.code, 0) << help.output;
+    std::istringstream lines(help.output);
+    std::string line;
+    while (std::getline(lines, line)) {
+      const std::string prefix = "  " + bin + " ";
+      if (line.rfind(prefix, 0) != 0) continue;
+      std::string args = line.substr(prefix.size());
+      // Globs in the examples must reach the binary unexpanded.
+      for (size_t at = 0; (at = args.find('*', at)) != std::string::npos; at += 2) args.insert(at, "\\");
+      const Exec r = run_binary(bin, args + " --print-config");
+      EXPECT_EQ(r.code, 0) << bin << " " << args << ": " << r.output;
+      ++examples;
+    }
+  }
+  EXPECT_GE(examples, 6);
 }
 
 }  // namespace
