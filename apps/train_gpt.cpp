@@ -32,6 +32,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <sstream>
 
 #include "algorithms/optim/clip.h"

@@ -1,6 +1,7 @@
 // The chat template and instruction data (see chat.h).
 #include "data/chat.h"
 
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 

@@ -2,6 +2,7 @@
 #include "apps/common/openai_client.h"
 
 #include <sys/socket.h>
+#include <sys/time.h>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>

@@ -3,6 +3,7 @@
 // and saves them in PEFT's layout. The binaries run with --threads 1: on a machine whose cores are all busy,
 // OpenMP's spinning threads make a tiny model's step 20x slower.
 #include <filesystem>
+#include <cstring>
 #include <fstream>
 #include <regex>
 #include <sstream>
