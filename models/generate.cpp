@@ -97,6 +97,7 @@ GenerationResult generate(GPT& model, const std::vector<std::vector<int64_t>>& p
   res.texts.assign(b, "");
   res.finish_reasons.assign(b, "length");
   std::vector<bool> done(b, c.max_new_tokens == 0), cut_by_string(b, false);
+  bool aborted = false;
   KVCache cache;
   if (c.use_cache && c.max_new_tokens > 0)
     cache = KVCache::allocate(mc, b, total, model.transformer->wte->weight.dtype(), dev);
@@ -140,13 +141,14 @@ GenerationResult generate(GPT& model, const std::vector<std::vector<int64_t>>& p
               cut_by_string[r] = true;
             }
           }
+          if (c.on_token && !c.on_token(r, res.tokens[r])) aborted = true;
         }
       }
       ids[r].push_back(next);
       mask[r].push_back(1);
       pos[r].push_back(pos[r].back() + 1);
     }
-    if (std::all_of(done.begin(), done.end(), [](bool d) { return d; })) break;
+    if (aborted || std::all_of(done.begin(), done.end(), [](bool d) { return d; })) break;
   }
   if (c.decode)
     for (int64_t r = 0; r < b; ++r)

@@ -43,6 +43,9 @@ struct GenerationConfig {
   int64_t pad_token_id = 0;  // fills the left padding (masked; any valid id)
   bool use_cache = true;
   bool return_logits = false;  // keep every step's last-position logits
+  // Streaming: called after row `row` got a new token (appended to `tokens`, its new tokens so far; never
+  // for a stop token). Returning false ends the whole call there (e.g. a streaming client went away).
+  std::function<bool(int64_t row, const std::vector<int64_t>& tokens)> on_token{};
 };
 
 struct GenerationResult {

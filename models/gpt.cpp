@@ -10,6 +10,7 @@
 #include "autograd/autograd.h"
 #include "engine/dtype_limits.h"
 #include "engine/error.h"
+#include "ops/attention.h"
 #include "ops/autocast.h"
 #include "ops/elementwise.h"
 #include "ops/embedding.h"
@@ -205,7 +206,11 @@ KVCache KVCache::allocate(const GPTConfig& c, int64_t batch, int64_t capacity, D
 
 // ---- layers ----
 GPTAttention::GPTAttention(const GPTConfig& c)
-    : Module("GPT2Attention"), n_head(c.n_head), attn_pdrop(c.attn_pdrop), resid_pdrop(c.resid_pdrop) {
+    : Module("GPT2Attention"),
+      n_head(c.n_head),
+      attn_pdrop(c.attn_pdrop),
+      resid_pdrop(c.resid_pdrop),
+      fused_attention(c.fused_attention) {
   c_attn = register_module("c_attn", std::make_shared<nn::LoraLinear>(c.n_embd, 3 * c.n_embd));
   c_proj = register_module("c_proj", std::make_shared<nn::LoraLinear>(c.n_embd, c.n_embd));
 }
@@ -230,7 +235,13 @@ Tensor GPTAttention::forward(const Tensor& x, const Tensor& key_mask, KVCache* c
     v = cache->v[layer].narrow(2, 0, past + t);
     if (k.dtype() != q.dtype()) k = k.to(q.dtype()), v = v.to(q.dtype());
   }
-  Tensor y = causal_attention(q, k, v, key_mask, attn_pdrop, is_training());
+  Tensor y;
+  if (fused_attention) {
+    Tensor keep = key_mask.defined() ? ne(key_mask, scalar_like(0.0, key_mask)) : Tensor();
+    y = scaled_dot_product_attention(q, k, v, keep, /*causal=*/true, attn_pdrop, is_training());
+  } else {
+    y = causal_attention(q, k, v, key_mask, attn_pdrop, is_training());
+  }
   y = c_proj->forward(y.permute({0, 2, 1, 3}).reshape({b, t, e}));
   return dropout(y, resid_pdrop, is_training());
 }

@@ -47,6 +47,11 @@ struct GPTConfig {
   double layer_norm_epsilon = 1e-5;
   double initializer_range = 0.02;
   int64_t bos_token_id = 50256, eos_token_id = 50256;
+  // Not a transformers field (never written to config.json): how causal_attention runs. false: the
+  // composition below (matmul, mask, softmax, matmul; the default until the fused kernel is at least as
+  // fast on the GPU); true: the fused op scaled_dot_product_attention (ops/attention.h), same maths and
+  // the same bottom-right causal alignment.
+  bool fused_attention = false;
 
   int64_t inner() const { return n_inner > 0 ? n_inner : 4 * n_embd; }
   int64_t head_size() const { return n_embd / n_head; }
@@ -111,6 +116,7 @@ class GPTAttention : public nn::Module {
   std::shared_ptr<nn::LoraLinear> c_attn, c_proj;
   int64_t n_head;
   double attn_pdrop, resid_pdrop;
+  bool fused_attention;
 };
 
 class GPTMLP : public nn::Module {

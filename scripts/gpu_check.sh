@@ -17,7 +17,8 @@
 # and the build always run): all (default), or a comma list of core (tests, op benchmarks, LeNet), tests (ctest and
 # the CUDA suite only), resnet,
 # vrgd (benchmarks/bench_vrgd: the VR step's cost on ResNet-50), oracles (tokenizers, BERT and GPT-2 against
-# Hugging Face: part 5c), attention (the fused attention op against PyTorch's SDPA: part 5d), yolo (YOLOv3
+# Hugging Face: part 5c), attention (the fused attention op against PyTorch's SDPA: part 5d), gpt (GPT-2 124M
+# training step and generation against plain PyTorch: part 5g), yolo (YOLOv3
 # from its Darknet cfg against the same network in PyTorch, training step and inference: part 5e), profile (benchmarks/profile_resnet.sh: where
 # the bf16 channels-last step's time goes, Nabla and PyTorch; then NABLA_PROFILE=host on ResNet-18 at 32²:
 # the host's time per op of a host-bound step), dlrm (benchmarks/bench_dlrm against benchmarks/dlrm_torch.py:
@@ -399,6 +400,41 @@ for (b, m) in sorted(rows):
 EOF
 fi
 
+# ---- 5g. GPT-2 124M (models/gpt.h): training step and generation against plain PyTorch -------------------------
+# bench_gpt with the composed and the fused causal attention, benchmarks/gpt_torch.py eager and compiled; one
+# table with tokens/s, peak memory and the ratios to PyTorch eager (> 1: Nabla faster). B 16, T 1024, bf16.
+if want gpt && [ -x "$BUILD/bench_gpt" ]; then
+  run_step bench_gpt_composed 120 60 "$LOG/bench_gpt_composed.jsonl" "$BUILD/bench_gpt" --attention composed
+  run_step bench_gpt_fused 120 50 "$LOG/bench_gpt_fused.jsonl" "$BUILD/bench_gpt" --attention fused
+  run_step gpt_torch 200 0 "$LOG/gpt_torch.jsonl" python3 benchmarks/gpt_torch.py
+  python3 - "$LOG/bench_gpt_composed.jsonl" "$LOG/bench_gpt_fused.jsonl" "$LOG/gpt_torch.jsonl" <<'EOF' | tee "$LOG/gpt_compare.txt"
+import json, sys
+rows = []
+for path in sys.argv[1:]:
+    for line in open(path, errors="replace"):
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(r, dict) and "impl" in r:
+            rows.append(r)
+ref = {}
+for r in rows:
+    if r["impl"] == "torch_eager" and "tok_per_s" in r:
+        ref[(r["what"], r.get("batch"))] = r["tok_per_s"]
+print("GPT-2 124M, B 16 x T 1024, bf16: case | impl | tokens/s | vs torch eager | peak GiB")
+for r in rows:
+    if "error" in r:
+        print("%s | %s | error: %s" % (r["what"], r["impl"], r["error"][:120]))
+        continue
+    key = (r["what"], r.get("batch"))
+    ratio = r["tok_per_s"] / ref[key] if key in ref else float("nan")
+    what = "train step" if r["what"] == "train" else "generate b=%d" % r["batch"]
+    print("%s | %s | %.0f | %.2fx | %s" % (what, r["impl"], r["tok_per_s"], ratio,
+                                          "%.2f" % r["peak_mem_gib"] if "peak_mem_gib" in r else "-"))
+EOF
+fi
+
 # ---- 6. multi-GPU -----------------------------------------------------------------------------------------
 # Multi-GPU (dist/): NCCL tests, all-reduce bandwidth, data-parallel ResNet-50 against PyTorch DDP; only with
 # >= 2 GPUs (scripts/dist_check.sh prints its own table; its last lines are repeated in the summary).
@@ -433,6 +469,7 @@ if [ -s "$LOG/resnet_nabla.jsonl" ]; then
   echo "resnet training steps, Nabla/PyTorch img/s (>1: Nabla faster):"
   python3 benchmarks/compare_resnet.py "$LOG/resnet_nabla.jsonl" "$LOG/resnet_torch.jsonl" 2>&1 | sed 's/^/  /'
 fi
+sed -n '2,$p' "$LOG/gpt_compare.txt" 2>/dev/null | sed 's/^/gpt: /'
 grep -E '^workers' "$LOG/resnet_pipeline.log" 2>/dev/null | sed 's/^/jpeg pipeline: /'
 grep -E '^epoch 20/20|^throughput' "$LOG/resnet20_fmnist.log" 2>/dev/null | sed 's/^/resnet20 fmnist cuda: /'
 grep -E '^epoch 20/20|^throughput' "$LOG/resnet20_fmnist_graph.log" 2>/dev/null | sed 's/^/resnet20 fmnist cuda graph: /'

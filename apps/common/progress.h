@@ -15,22 +15,27 @@
 
 namespace nabla::apps {
 
-std::string with_commas(double v);           // 9930.4 -> "9,930"
+std::string with_commas(double v);            // 9930.4 -> "9,930"
 std::string format_duration(double seconds);  // 105 -> "0:01:45"
 
 class Progress {
  public:
   Progress(int64_t total_steps, int64_t print_every = 50, bool enabled = true);
   // Records one step: `items` examples took `seconds`.
-  void step(int64_t step, int64_t epoch, int64_t epochs, double loss, double lr, int64_t items, double seconds);
+  void step(int64_t step, int64_t epoch, int64_t epochs, double loss, double lr, int64_t items,
+            double seconds);
   // Ends the live line (call before printing anything else).
   void finish_line();
+  // What `items` counts, per second in the line: "img/s" (the default), "tok/s" for language models.
+  void set_unit(std::string unit) { unit_ = std::move(unit); }
+  const std::string& unit() const { return unit_; }
 
  private:
   int64_t total_, every_;
   bool enabled_, live_;
   bool dirty_ = false;
   double smoothed_step_s_ = 0;
+  std::string unit_ = "img/s";
 };
 
 class MetricsLog {

@@ -152,11 +152,17 @@ bool Run::stop_requested(int64_t step) {
   return stop_signal_ != 0;
 }
 
-TrainLog::TrainLog(const Run& run, int64_t total_steps, int64_t epochs)
+TrainLog::TrainLog(const Run& run, int64_t total_steps, int64_t epochs, const std::string& unit)
     : total_(total_steps),
       epochs_(epochs),
       progress_(total_steps, run.options().print_every, !run.options().no_progress),
-      metrics_(run.options().metrics.empty() ? MetricsLog() : MetricsLog(run.options().metrics)) {}
+      metrics_(run.options().metrics.empty() ? MetricsLog() : MetricsLog(run.options().metrics)),
+      unit_(unit) {
+  progress_.set_unit(unit);
+  unit_key_ = unit;
+  const size_t slash = unit_key_.find('/');
+  if (slash != std::string::npos) unit_key_.replace(slash, 1, "_per_");
+}
 
 void TrainLog::step(int64_t step, int64_t epoch, double loss, double lr, int64_t items, double seconds) {
   seconds_.push_back(seconds);
@@ -169,7 +175,7 @@ void TrainLog::step(int64_t step, int64_t epoch, double loss, double lr, int64_t
                     {"loss", loss},
                     {"lr", lr},
                     {"step_ms", seconds * 1e3},
-                    {"img_per_s", static_cast<double>(items) / seconds}});
+                    {unit_key_, static_cast<double>(items) / seconds}});
 }
 
 void TrainLog::summary() {
@@ -178,12 +184,12 @@ void TrainLog::summary() {
   std::vector<double> timed(seconds_.begin() + static_cast<std::ptrdiff_t>(skip), seconds_.end());
   std::nth_element(timed.begin(), timed.begin() + static_cast<std::ptrdiff_t>(timed.size() / 2), timed.end());
   const double median = timed[timed.size() / 2];
-  std::printf("throughput: %s img/s (median step %.2f ms over %zu steps, %zu warm-up steps excluded)\n",
-              with_commas(static_cast<double>(items_per_step_) / median).c_str(), median * 1e3, timed.size(),
-              skip);
+  std::printf("throughput: %s %s (median step %.2f ms over %zu steps, %zu warm-up steps excluded)\n",
+              with_commas(static_cast<double>(items_per_step_) / median).c_str(), unit_.c_str(), median * 1e3,
+              timed.size(), skip);
   metrics_.write({{"kind", "summary"},
                   {"median_step_ms", median * 1e3},
-                  {"img_per_s", static_cast<double>(items_per_step_) / median},
+                  {unit_key_, static_cast<double>(items_per_step_) / median},
                   {"timed_steps", timed.size()},
                   {"warmup_steps", skip}});
 }

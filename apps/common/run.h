@@ -101,7 +101,9 @@ class Run {
 // The progress line, the JSONL metrics and the throughput summary of a training loop.
 class TrainLog {
  public:
-  TrainLog(const Run& run, int64_t total_steps, int64_t epochs);
+  // unit: what a step's `items` are, per second ("img/s"; "tok/s" for language models). The metrics key is
+  // the unit with "/" spelt "_per_" ("img_per_s", "tok_per_s").
+  TrainLog(const Run& run, int64_t total_steps, int64_t epochs, const std::string& unit = "img/s");
   // Whether step number `step` (1-based) writes a metrics record (every 10th and the last).
   bool records(int64_t step) const { return metrics_.enabled() && (step % 10 == 0 || step == total_); }
   // After step number `step` (1-based) of `epoch` (0-based): `items` examples over all ranks in `seconds`.
@@ -119,6 +121,7 @@ class TrainLog {
   MetricsLog metrics_;
   std::vector<double> seconds_;
   int64_t items_per_step_ = 0;
+  std::string unit_, unit_key_;
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 
