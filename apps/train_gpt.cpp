@@ -246,7 +246,7 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
       .one_of({"pretrain", "sft"});
   cli.add("model", &o.model, "small", "preset: gpt2 (124M), small (6x384), mini (4x128), tiny (2x32)")
       .one_of({"gpt2", "small", "mini", "tiny"});
-  cli.add("attention", &o.attention, "composed",
+  cli.add("attention", &o.attention, "fused",
           "causal attention: composed (matmul + mask + softmax + matmul) or fused (ops/attention.h)")
       .one_of({"composed", "fused"});
   cli.add("context", &o.context, 256, "tokens per training sequence (T)").in_range(2, 1 << 20).unit("tokens");

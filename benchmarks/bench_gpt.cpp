@@ -3,7 +3,7 @@
 // model and shapes in plain PyTorch (scaled_dot_product_attention; eager and torch.compile);
 // scripts/gpu_check.sh (GPU_CHECK_PART=gpt) prints both side by side.
 //
-//   ./build/bench_gpt --device cuda --amp bf16 --attention composed     # the defaults below
+//   ./build/bench_gpt --device cuda --amp bf16 --attention fused        # the defaults below
 //   ./build/bench_gpt --device cpu --model tiny --batch 2 --context 32 --gen-batches 1 --gen-tokens 8
 //
 // Training: random ids (vocab 50257, as GPT-2), labels = the inputs shifted (the same cross-entropy as
@@ -150,7 +150,7 @@ int main(int argc, char** argv) {
   cli.add("model", &o.model, "gpt2", "GPTConfig preset").one_of({"gpt2", "gpt2-medium", "tiny"});
   cli.add("vocab", &o.vocab, 50257, "vocabulary size (50304: llm.c's padded one)").in_range(2, 1 << 20);
   cli.add("amp", &o.amp, "bf16", "off | bf16 autocast").one_of({"off", "bf16"});
-  cli.add("attention", &o.attention, "composed", "composed or fused causal attention")
+  cli.add("attention", &o.attention, "fused", "composed or fused causal attention")
       .one_of({"composed", "fused"});
   cli.add("batch", &o.batch, 16, "training batch").positive();
   cli.add("context", &o.context, 1024, "training sequence length").positive();
