@@ -27,8 +27,8 @@ void check_dims(const char* who, const char* what, const std::vector<int64_t>& v
   for (int64_t d : v) NABLA_CHECK(d >= 1, who, ": every ", what, " entry must be >= 1, got ", join(v));
 }
 
-Tensor normal_core(const Shape& shape, double std, DType dtype) {
-  return normal(shape, 0.0, std, {.dtype = dtype, .requires_grad = true});
+Tensor normal_core(const Shape& shape, double std, const TRLayerOptions& o) {
+  return normal(shape, 0.0, std, {.dtype = o.dtype, .requires_grad = true}, o.generator);
 }
 
 // Multiply-adds of tr_merge_cores over cores with ranks r[0..m] and mode sizes n[0..m-1].
@@ -45,11 +45,11 @@ int64_t merge_macs(const std::vector<int64_t>& r, const std::vector<int64_t>& n)
 // Kaiming fan-in with linear gain (std 1 / sqrt(r[k])).
 std::vector<Tensor> make_cores(const std::function<Tensor(const std::string&, Tensor)>& reg,
                                const std::string& prefix, const std::vector<int64_t>& r,
-                               const std::vector<int64_t>& n, double first_std, DType dtype) {
+                               const std::vector<int64_t>& n, double first_std, const TRLayerOptions& o) {
   std::vector<Tensor> cores;
   for (size_t k = 0; k < n.size(); ++k) {
     const double std = k == 0 ? first_std : 1.0 / std::sqrt(static_cast<double>(r[k]));
-    cores.push_back(reg(prefix + std::to_string(k), normal_core({r[k], n[k], r[k + 1]}, std, dtype)));
+    cores.push_back(reg(prefix + std::to_string(k), normal_core({r[k], n[k], r[k + 1]}, std, o)));
   }
   return cores;
 }
@@ -97,10 +97,10 @@ TRLinear::TRLinear(std::vector<int64_t> in_shape, std::vector<int64_t> out_shape
   std::vector<int64_t> rout(ranks_.begin() + a, ranks_.end());
   rout.push_back(ranks_[0]);
   auto reg = [this](const std::string& n, Tensor t) { return register_parameter(n, std::move(t)); };
-  in_cores = make_cores(reg, "in_core", rin, in_shape_, std::sqrt(1.0 / in_features_), o.dtype);
+  in_cores = make_cores(reg, "in_core", rin, in_shape_, std::sqrt(1.0 / in_features_), o);
   const double gain = o.init == TRInit::lenet ? 2.0 : 1.0;
   out_cores = make_cores(reg, "out_core", rout, out_shape_,
-                         std::sqrt(gain / static_cast<double>(ranks_[a] * ranks_[0])), o.dtype);
+                         std::sqrt(gain / static_cast<double>(ranks_[a] * ranks_[0])), o);
   if (o.bias) bias = register_parameter("bias", zeros({out_features_}, {.dtype = o.dtype, .requires_grad = true}));
 }
 
@@ -178,13 +178,13 @@ TRConv2d::TRConv2d(std::vector<int64_t> in_shape, std::vector<int64_t> out_shape
   std::vector<int64_t> rout = out_ranks_;
   rout.push_back(r0);
   auto reg = [this](const std::string& n, Tensor t) { return register_parameter(n, std::move(t)); };
-  in_cores = make_cores(reg, "in_core", in_ranks_, in_shape_, std::sqrt(1.0 / c_in_), o.dtype);
+  in_cores = make_cores(reg, "in_core", in_ranks_, in_shape_, std::sqrt(1.0 / c_in_), o);
   const double gain = o.init == TRInit::lenet ? 1.0 : std::sqrt(2.0);
   kernel_core = register_parameter(
       "kernel", normal_core({rb, ra, kernel, kernel},
-                            std::sqrt((o.init == TRInit::lenet ? 2.0 : 1.0) / (ra * kernel * kernel)), o.dtype));
+                            std::sqrt((o.init == TRInit::lenet ? 2.0 : 1.0) / (ra * kernel * kernel)), o));
   out_cores =
-      make_cores(reg, "out_core", rout, out_shape_, std::sqrt(gain / static_cast<double>(r0 * rb)), o.dtype);
+      make_cores(reg, "out_core", rout, out_shape_, std::sqrt(gain / static_cast<double>(r0 * rb)), o);
   if (o.bias) bias = register_parameter("bias", zeros({c_out_}, {.dtype = o.dtype, .requires_grad = true}));
 }
 

@@ -43,6 +43,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/random.h"
 #include "models/nn/layers.h"
 
 namespace nabla::models {
@@ -57,7 +58,9 @@ struct TRLayerOptions {
   bool bias = true;
   TRInit init = TRInit::lenet;
   TRContraction order = TRContraction::paper;
-  DType dtype = DType::f32;  // f64 for gradient checks
+  DType dtype = DType::f32;      // f64 for gradient checks
+  Generator* generator = nullptr;  // for the initial cores (nullptr: the default generator); a search
+                                   // evaluating nets on several threads gives each its own
 };
 
 // Merges TR cores [R_{k-1}, n_k, R_k] left to right by GEMMs: [R_first, prod n_k, R_last].
