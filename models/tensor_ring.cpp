@@ -82,7 +82,10 @@ Tensor tr_merge_cores(const std::vector<Tensor>& cores) {
 // ---- TRLinear ----
 TRLinear::TRLinear(std::vector<int64_t> in_shape, std::vector<int64_t> out_shape, std::vector<int64_t> ranks,
                    TRLayerOptions o)
-    : Module("TRLinear"), options(o), in_shape_(std::move(in_shape)), out_shape_(std::move(out_shape)),
+    : Module("TRLinear"),
+      options(o),
+      in_shape_(std::move(in_shape)),
+      out_shape_(std::move(out_shape)),
       ranks_(std::move(ranks)) {
   check_dims("TRLinear", "input shape", in_shape_);
   check_dims("TRLinear", "output shape", out_shape_);
@@ -101,7 +104,8 @@ TRLinear::TRLinear(std::vector<int64_t> in_shape, std::vector<int64_t> out_shape
   const double gain = o.init == TRInit::lenet ? 2.0 : 1.0;
   out_cores = make_cores(reg, "out_core", rout, out_shape_,
                          std::sqrt(gain / static_cast<double>(ranks_[a] * ranks_[0])), o);
-  if (o.bias) bias = register_parameter("bias", zeros({out_features_}, {.dtype = o.dtype, .requires_grad = true}));
+  if (o.bias)
+    bias = register_parameter("bias", zeros({out_features_}, {.dtype = o.dtype, .requires_grad = true}));
 }
 
 Tensor TRLinear::full_weight() const {
@@ -119,11 +123,12 @@ TRContraction TRLinear::resolved_order(int64_t batch) const {
 
 Tensor TRLinear::forward(const Tensor& x) {
   NABLA_CHECK(x.dim() >= 1 && x.size(-1) == in_features_, "TRLinear: input has ",
-              x.dim() >= 1 ? x.size(-1) : 0, " features, expected ", in_features_, " (input ", x.shape(), ")");
+              x.dim() >= 1 ? x.size(-1) : 0, " features, expected ", in_features_, " (input ", x.shape(),
+              ")");
   const int64_t rows = x.numel() / in_features_;
   if (resolved_order(rows) == TRContraction::full_weight) return linear(x, full_weight(), bias);
   const int64_t r0 = ranks_[0], ra = ranks_[in_shape_.size()];
-  Tensor u = tr_merge_cores(in_cores).permute({0, 2, 1}).reshape({r0 * ra, in_features_});   // [R0 Ra, I]
+  Tensor u = tr_merge_cores(in_cores).permute({0, 2, 1}).reshape({r0 * ra, in_features_});    // [R0 Ra, I]
   Tensor v = tr_merge_cores(out_cores).permute({1, 2, 0}).reshape({out_features_, r0 * ra});  // [O, R0 Ra]
   return linear(linear(x, u), v, bias);
 }
@@ -151,23 +156,29 @@ int64_t TRLinear::macs(int64_t batch, TRContraction order) const {
 }
 
 std::string TRLinear::extra_repr() const {
-  return join(in_shape_) + " -> " + join(out_shape_) + ", ranks " + join(ranks_) +
-         ", compression " + std::to_string(compression()).substr(0, 6) + (bias.defined() ? "" : ", bias=false");
+  return join(in_shape_) + " -> " + join(out_shape_) + ", ranks " + join(ranks_) + ", compression " +
+         std::to_string(compression()).substr(0, 6) + (bias.defined() ? "" : ", bias=false");
 }
 
 // ---- TRConv2d ----
-TRConv2d::TRConv2d(std::vector<int64_t> in_shape, std::vector<int64_t> out_shape, std::vector<int64_t> in_ranks,
-                   std::vector<int64_t> out_ranks, int64_t kernel, int64_t stride, int64_t padding,
-                   TRLayerOptions o)
-    : Module("TRConv2d"), options(o), in_shape_(std::move(in_shape)), out_shape_(std::move(out_shape)),
-      in_ranks_(std::move(in_ranks)), out_ranks_(std::move(out_ranks)), kernel_(kernel), stride_(stride),
+TRConv2d::TRConv2d(std::vector<int64_t> in_shape, std::vector<int64_t> out_shape,
+                   std::vector<int64_t> in_ranks, std::vector<int64_t> out_ranks, int64_t kernel,
+                   int64_t stride, int64_t padding, TRLayerOptions o)
+    : Module("TRConv2d"),
+      options(o),
+      in_shape_(std::move(in_shape)),
+      out_shape_(std::move(out_shape)),
+      in_ranks_(std::move(in_ranks)),
+      out_ranks_(std::move(out_ranks)),
+      kernel_(kernel),
+      stride_(stride),
       padding_(padding) {
   check_dims("TRConv2d", "input shape", in_shape_);
   check_dims("TRConv2d", "output shape", out_shape_);
   check_dims("TRConv2d", "input rank", in_ranks_);
   check_dims("TRConv2d", "output rank", out_ranks_);
-  NABLA_CHECK(in_ranks_.size() == in_shape_.size() + 1, "TRConv2d: ", in_shape_.size(),
-              " input modes need ", in_shape_.size() + 1, " input ranks, got ", join(in_ranks_));
+  NABLA_CHECK(in_ranks_.size() == in_shape_.size() + 1, "TRConv2d: ", in_shape_.size(), " input modes need ",
+              in_shape_.size() + 1, " input ranks, got ", join(in_ranks_));
   NABLA_CHECK(out_ranks_.size() == out_shape_.size(), "TRConv2d: ", out_shape_.size(), " output modes need ",
               out_shape_.size(), " output ranks, got ", join(out_ranks_));
   NABLA_CHECK(kernel >= 1 && stride >= 1 && padding >= 0, "TRConv2d: kernel ", kernel, " and stride ", stride,
@@ -214,10 +225,10 @@ Tensor TRConv2d::forward(const Tensor& x) {
   const int64_t r0 = in_ranks_.front(), ra = in_ranks_.back(), rb = out_ranks_.front();
   Tensor u = tr_merge_cores(in_cores).permute({0, 2, 1}).reshape({r0 * ra, c_in_, 1, 1});
   Tensor v = tr_merge_cores(out_cores).permute({1, 2, 0}).reshape({c_out_, r0 * rb, 1, 1});
-  Tensor t = conv2d(x, u).reshape({b * r0, ra, h, w});                                    // steps 1-2
-  t = conv2d(t, kernel_core, Tensor(), {stride_, stride_}, {padding_, padding_});       // step 3
-  t = t.reshape({b, r0 * rb, t.size(2), t.size(3)});                                     // step 4
-  return conv2d(t, v, bias);                                                             // step 5
+  Tensor t = conv2d(x, u).reshape({b * r0, ra, h, w});                             // steps 1-2
+  t = conv2d(t, kernel_core, Tensor(), {stride_, stride_}, {padding_, padding_});  // step 3
+  t = t.reshape({b, r0 * rb, t.size(2), t.size(3)});                               // step 4
+  return conv2d(t, v, bias);                                                       // step 5
 }
 
 int64_t TRConv2d::tr_params() const {
@@ -237,7 +248,8 @@ int64_t TRConv2d::macs(int64_t batch, int64_t h, int64_t w, TRContraction order)
   const int64_t kk = kernel_ * kernel_, pix = out_size(h) * out_size(w);
   if (order == TRContraction::cheapest) order = resolved_order(batch, h, w);
   if (order == TRContraction::full_weight)
-    return merges + r0 * c_in_ * ra * kk * rb + c_out_ * r0 * rb * c_in_ * kk + batch * pix * c_out_ * c_in_ * kk;
+    return merges + r0 * c_in_ * ra * kk * rb + c_out_ * r0 * rb * c_in_ * kk +
+           batch * pix * c_out_ * c_in_ * kk;
   return merges + batch * (h * w * c_in_ * r0 * ra + r0 * pix * ra * rb * kk + pix * r0 * rb * c_out_);
 }
 
@@ -261,14 +273,14 @@ TRLeNet5::TRLeNet5(const std::vector<int64_t>& r, TRLeNet5Options o) : Module("T
   c3 = register_module(
       "c3", std::make_shared<TRConv2d>(std::vector<int64_t>{4, 5}, std::vector<int64_t>{5, 10},
                                        std::vector<int64_t>{r[4], r[5], r[6]},
-                                       std::vector<int64_t>{o.c3_rank7_fixed_to_2 ? 2 : r[7], r[8]}, 5, 1, 0, o.layer));
-  fc5 = register_module("fc5", std::make_shared<TRLinear>(std::vector<int64_t>{5, 5, 5, 10},
-                                                          std::vector<int64_t>{5, 8, 8},
-                                                          std::vector<int64_t>(r.begin() + 9, r.begin() + 16),
-                                                          o.layer));
-  fc6 = register_module("fc6", std::make_shared<TRLinear>(std::vector<int64_t>{5, 8, 8},
-                                                          std::vector<int64_t>{o.num_classes},
-                                                          std::vector<int64_t>(r.begin() + 16, r.end()), o.layer));
+                                       std::vector<int64_t>{o.c3_rank7_fixed_to_2 ? 2 : r[7], r[8]}, 5, 1, 0,
+                                       o.layer));
+  fc5 = register_module(
+      "fc5", std::make_shared<TRLinear>(std::vector<int64_t>{5, 5, 5, 10}, std::vector<int64_t>{5, 8, 8},
+                                        std::vector<int64_t>(r.begin() + 9, r.begin() + 16), o.layer));
+  fc6 = register_module(
+      "fc6", std::make_shared<TRLinear>(std::vector<int64_t>{5, 8, 8}, std::vector<int64_t>{o.num_classes},
+                                        std::vector<int64_t>(r.begin() + 16, r.end()), o.layer));
 }
 
 Tensor TRLeNet5::forward(const Tensor& x) {
@@ -310,8 +322,8 @@ std::shared_ptr<TRConv2d> tr_conv3x3(int64_t c_in, int64_t c_out, int64_t stride
 
 class TRBasicBlock : public Module {
  public:
-  TRBasicBlock(int64_t in, int64_t planes, int64_t stride, int64_t r_in, int64_t r_out, const TRLayerOptions& o,
-               std::vector<std::shared_ptr<TRConv2d>>& convs)
+  TRBasicBlock(int64_t in, int64_t planes, int64_t stride, int64_t r_in, int64_t r_out,
+               const TRLayerOptions& o, std::vector<std::shared_ptr<TRConv2d>>& convs)
       : Module("TRBasicBlock") {
     conv1 = register_module("conv1", tr_conv3x3(in, planes, stride, r_in, r_out, o));
     bn1 = register_module("bn1", BatchNorm2d(planes));
@@ -321,8 +333,9 @@ class TRBasicBlock : public Module {
     convs.push_back(conv2);
     if (stride != 1 || in != planes) {
       downsample = register_module("downsample", std::make_shared<Sequential>());
-      downsample->add(std::make_shared<Conv2d>(in, planes, Pair{1, 1},
-                                               Conv2dOptions{.stride = {stride, stride}, .bias = false}))
+      downsample
+          ->add(std::make_shared<Conv2d>(in, planes, Pair{1, 1},
+                                         Conv2dOptions{.stride = {stride, stride}, .bias = false}))
           .add(BatchNorm2d(planes));
     }
   }
@@ -345,10 +358,10 @@ TRResNet::TRResNet(const std::vector<int64_t>& r, TRResNetOptions o) : Module("T
               o.depth);
   NABLA_CHECK(o.num_classes >= 1 && o.in_channels >= 1, "TRResNet: num_classes ", o.num_classes,
               " and in_channels ", o.in_channels, " must be >= 1");
-  stem_ = register_module("conv1", std::make_shared<TRConv2d>(std::vector<int64_t>{o.in_channels},
-                                                              std::vector<int64_t>{4, 4},
-                                                              std::vector<int64_t>{r[0], r[0]},
-                                                              std::vector<int64_t>{r[0], r[0]}, 3, 1, 1, o.layer));
+  stem_ = register_module(
+      "conv1", std::make_shared<TRConv2d>(std::vector<int64_t>{o.in_channels}, std::vector<int64_t>{4, 4},
+                                          std::vector<int64_t>{r[0], r[0]}, std::vector<int64_t>{r[0], r[0]},
+                                          3, 1, 1, o.layer));
   tr_convs.push_back(stem_);
   stem_bn_ = register_module("bn1", BatchNorm2d(16));
   const int64_t n = (o.depth - 2) / 6;

@@ -58,7 +58,7 @@ struct TRLayerOptions {
   bool bias = true;
   TRInit init = TRInit::lenet;
   TRContraction order = TRContraction::paper;
-  DType dtype = DType::f32;      // f64 for gradient checks
+  DType dtype = DType::f32;        // f64 for gradient checks
   Generator* generator = nullptr;  // for the initial cores (nullptr: the default generator); a search
                                    // evaluating nets on several threads gives each its own
 };

@@ -61,7 +61,8 @@ std::vector<double> crowding_distance(const std::vector<Objectives>& f, const st
   std::vector<size_t> order(n);
   for (size_t k = 0; k < m; ++k) {
     std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return f[front[a]][k] < f[front[b]][k]; });
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t a, size_t b) { return f[front[a]][k] < f[front[b]][k]; });
     const double lo = f[front[order.front()]][k], hi = f[front[order.back()]][k];
     d[order.front()] = inf;
     d[order.back()] = inf;
@@ -73,20 +74,24 @@ std::vector<double> crowding_distance(const std::vector<Objectives>& f, const st
 }
 
 NSGA2::NSGA2(NSGA2Options o) : o_(std::move(o)), rng_(o_.seed) {
-  NABLA_CHECK(!o_.lower.empty() && o_.lower.size() == o_.upper.size(), "NSGA2: need one lower and one upper bound ",
-              "per gene, got ", o_.lower.size(), " and ", o_.upper.size());
+  NABLA_CHECK(!o_.lower.empty() && o_.lower.size() == o_.upper.size(),
+              "NSGA2: need one lower and one upper bound ", "per gene, got ", o_.lower.size(), " and ",
+              o_.upper.size());
   for (size_t i = 0; i < o_.lower.size(); ++i)
-    NABLA_CHECK(o_.lower[i] <= o_.upper[i], "NSGA2: gene ", i, " has lower bound ", o_.lower[i], " above upper ",
-                o_.upper[i]);
-  NABLA_CHECK(o_.pop_size >= 2 && o_.n_offspring >= 1, "NSGA2: population must be >= 2 and offspring >= 1, got ",
-              o_.pop_size, " and ", o_.n_offspring);
-  NABLA_CHECK(o_.crossover_prob >= 0 && o_.crossover_prob <= 1, "NSGA2: crossover probability must be in [0, 1], got ",
-              o_.crossover_prob);
+    NABLA_CHECK(o_.lower[i] <= o_.upper[i], "NSGA2: gene ", i, " has lower bound ", o_.lower[i],
+                " above upper ", o_.upper[i]);
+  NABLA_CHECK(o_.pop_size >= 2 && o_.n_offspring >= 1,
+              "NSGA2: population must be >= 2 and offspring >= 1, got ", o_.pop_size, " and ",
+              o_.n_offspring);
+  NABLA_CHECK(o_.crossover_prob >= 0 && o_.crossover_prob <= 1,
+              "NSGA2: crossover probability must be in [0, 1], got ", o_.crossover_prob);
   NABLA_CHECK(o_.mutation_eta > 0, "NSGA2: mutation eta must be > 0, got ", o_.mutation_eta);
   if (o_.mutation_prob < 0) o_.mutation_prob = 1.0 / static_cast<double>(o_.lower.size());
 }
 
-int64_t NSGA2::random_int(int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng_); }
+int64_t NSGA2::random_int(int64_t lo, int64_t hi) {
+  return std::uniform_int_distribution<int64_t>(lo, hi)(rng_);
+}
 double NSGA2::uniform() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
 
 std::vector<Genes> NSGA2::initial_population() {
@@ -112,8 +117,8 @@ size_t NSGA2::tournament(const std::vector<Individual>& pop, size_t a, size_t b)
 }
 
 std::pair<Genes, Genes> NSGA2::crossover(const Genes& a, const Genes& b) {
-  NABLA_CHECK(a.size() == b.size() && a.size() == o_.lower.size(), "NSGA2: crossover of genes of size ", a.size(),
-              " and ", b.size(), ", expected ", o_.lower.size());
+  NABLA_CHECK(a.size() == b.size() && a.size() == o_.lower.size(), "NSGA2: crossover of genes of size ",
+              a.size(), " and ", b.size(), ", expected ", o_.lower.size());
   Genes c = a, d = b;
   const int64_t n = static_cast<int64_t>(a.size());
   if (n < 2 || uniform() >= o_.crossover_prob) return {c, d};

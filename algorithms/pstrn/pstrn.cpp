@@ -75,8 +75,8 @@ const PstrnOptions& checked(const PstrnOptions& o) {
     NABLA_CHECK(o.steps[p] >= 1 && o.generations[p] >= 1, "PSTRN: phase ", p + 1, " has step ", o.steps[p],
                 " and ", o.generations[p], " generations; both must be >= 1");
   NABLA_CHECK(o.code_low <= 3 && o.code_high >= 3 && o.code_low >= 0,
-              "PSTRN: the codes must span 3 (the centre the progressive phase aims at), got [", o.code_low, ", ",
-              o.code_high, "]");
+              "PSTRN: the codes must span 3 (the centre the progressive phase aims at), got [", o.code_low,
+              ", ", o.code_high, "]");
   NABLA_CHECK(o.min_rank >= 1 && o.top_k >= 1, "PSTRN: min_rank ", o.min_rank, " and top_k ", o.top_k,
               " must be >= 1");
   return o;
@@ -84,7 +84,8 @@ const PstrnOptions& checked(const PstrnOptions& o) {
 
 json map_json(const RankMap& m) { return {{"step", m.step}, {"bias", m.bias}, {"min_rank", m.min_rank}}; }
 RankMap map_from(const json& j) {
-  return {j.at("step").get<int64_t>(), j.at("bias").get<std::vector<int64_t>>(), j.at("min_rank").get<int64_t>()};
+  return {j.at("step").get<int64_t>(), j.at("bias").get<std::vector<int64_t>>(),
+          j.at("min_rank").get<int64_t>()};
 }
 
 }  // namespace
@@ -191,7 +192,8 @@ std::vector<Record> PstrnSearch::pareto_front(int64_t phase) const {
 
 json PstrnSearch::state() const {
   json pop = json::array(), hist = json::array(), cache = json::array(), maps = json::array();
-  for (auto& p : pop_) pop.push_back({{"genes", p.genes}, {"f", p.f}, {"rank", p.rank}, {"crowding", p.crowding}});
+  for (auto& p : pop_)
+    pop.push_back({{"genes", p.genes}, {"f", p.f}, {"rank", p.rank}, {"crowding", p.crowding}});
   for (auto& r : history_)
     hist.push_back({{"phase", r.phase},
                     {"generation", r.generation},
@@ -199,7 +201,8 @@ json PstrnSearch::state() const {
                     {"ranks", r.ranks},
                     {"error", r.result.error},
                     {"compression", r.result.compression}});
-  for (auto& [r, res] : cache_) cache.push_back({{"ranks", r}, {"error", res.error}, {"compression", res.compression}});
+  for (auto& [r, res] : cache_)
+    cache.push_back({{"ranks", r}, {"error", res.error}, {"compression", res.compression}});
   for (auto& m : maps_) maps.push_back(map_json(m));
   // crowding may be +inf, which JSON cannot hold: stored as null and read back as inf.
   for (auto& p : pop)
@@ -223,7 +226,8 @@ json PstrnSearch::state() const {
 
 void PstrnSearch::restore(const json& s) {
   try {
-    NABLA_CHECK(s.at("format") == "pstrn-search-1", "format is ", s.at("format").dump(), ", expected pstrn-search-1");
+    NABLA_CHECK(s.at("format") == "pstrn-search-1", "format is ", s.at("format").dump(),
+                ", expected pstrn-search-1");
     auto same = [&](const char* key, const json& mine) {
       NABLA_CHECK(s.at(key) == mine, key, " is ", s.at(key).dump(), " in the checkpoint but ", mine.dump(),
                   " in this search");
@@ -245,11 +249,12 @@ void PstrnSearch::restore(const json& s) {
       NABLA_CHECK(maps.back().bias.size() == static_cast<size_t>(o_.n_ranks), "a map has ",
                   maps.back().bias.size(), " biases for ", o_.n_ranks, " ranks");
     }
-    NABLA_CHECK(!maps.empty() && static_cast<int64_t>(maps.size()) == std::min(phase + 1, phases), "it holds ",
-                maps.size(), " phase maps at phase ", phase);
+    NABLA_CHECK(!maps.empty() && static_cast<int64_t>(maps.size()) == std::min(phase + 1, phases),
+                "it holds ", maps.size(), " phase maps at phase ", phase);
     std::vector<Individual> pop;
     for (auto& p : s.at("population")) {
-      Individual ind{p.at("genes").get<Genes>(), p.at("f").get<std::vector<double>>(), p.at("rank").get<int64_t>(),
+      Individual ind{p.at("genes").get<Genes>(), p.at("f").get<std::vector<double>>(),
+                     p.at("rank").get<int64_t>(),
                      p.at("crowding").is_null() ? INFINITY : p.at("crowding").get<double>()};
       NABLA_CHECK(ind.genes.size() == static_cast<size_t>(o_.n_ranks), "an individual has ", ind.genes.size(),
                   " genes for ", o_.n_ranks, " ranks");
@@ -257,8 +262,11 @@ void PstrnSearch::restore(const json& s) {
     }
     std::vector<Record> hist;
     for (auto& r : s.at("history"))
-      hist.push_back({r.at("phase").get<int64_t>(), r.at("generation").get<int64_t>(), r.at("codes").get<Genes>(),
-                      r.at("ranks").get<Ranks>(), {r.at("error").get<double>(), r.at("compression").get<double>()}});
+      hist.push_back({r.at("phase").get<int64_t>(),
+                      r.at("generation").get<int64_t>(),
+                      r.at("codes").get<Genes>(),
+                      r.at("ranks").get<Ranks>(),
+                      {r.at("error").get<double>(), r.at("compression").get<double>()}});
     std::map<Ranks, FitnessResult> cache;
     for (auto& c : s.at("cache"))
       cache[c.at("ranks").get<Ranks>()] = {c.at("error").get<double>(), c.at("compression").get<double>()};

@@ -1,5 +1,6 @@
-// PSTRN: progressively searching the ranks of a tensor-ring network (brief: shared/papers/abcp-pstrn-bdarts.md,
-// sections 2.4-2.6, as the authors' evolution_search_multi.py and synthetic-experiment logs do it).
+// PSTRN: progressively searching the ranks of a tensor-ring network (brief:
+// shared/papers/abcp-pstrn-bdarts.md, sections 2.4-2.6, as the authors' evolution_search_multi.py and
+// synthetic-experiment logs do it).
 //
 // Encoding: one integer gene ("rank code") per rank element, code in [1, 5]; phase p decodes
 //   r_i = max(min_rank, step_p * code_i + bias_i)
@@ -59,7 +60,7 @@ using Fitness = std::function<std::vector<FitnessResult>(const std::vector<Ranks
 
 struct PstrnOptions {
   int64_t n_ranks = 4;
-  std::vector<int64_t> steps = {5, 2, 1};        // one per phase
+  std::vector<int64_t> steps = {5, 2, 1};           // one per phase
   std::vector<int64_t> generations = {50, 30, 20};  // per phase, the initial population included
   int64_t code_low = 1, code_high = 5;
   int64_t min_rank = 2;

@@ -41,8 +41,8 @@ Tensor read_text_matrix(const std::string& path, int64_t rows, int64_t cols) {
       values.push_back(v);
       ++n;
     }
-    NABLA_CHECK(s.eof() && n == cols, path, ": line ", lineno, " has ", n, " numbers", s.eof() ? "" : " then text",
-                ", expected ", cols);
+    NABLA_CHECK(s.eof() && n == cols, path, ": line ", lineno, " has ", n, " numbers",
+                s.eof() ? "" : " then text", ", expected ", cols);
     ++got_rows;
   }
   NABLA_CHECK(got_rows == rows, path, ": ", got_rows, " rows, expected ", rows);
@@ -86,7 +86,8 @@ FitnessResult train_synthetic(const SyntheticData& data, const Ranks& ranks, con
     for (int64_t s = 0; s < n; s += o.batch_size) {
       const int64_t b = std::min(o.batch_size, n - s);
       Tensor idx = idx_all.narrow(0, s, b);
-      Tensor loss = mse_loss(layer.forward(index_select(data.x_train, 0, idx)), index_select(data.y_train, 0, idx));
+      Tensor loss =
+          mse_loss(layer.forward(index_select(data.x_train, 0, idx)), index_select(data.y_train, 0, idx));
       opt.zero_grad();
       loss.backward();
       opt.step();
@@ -105,7 +106,7 @@ Fitness synthetic_fitness(const SyntheticData& data, const SyntheticTrainOptions
     std::vector<FitnessResult> out(batch.size());
     std::vector<std::string> errors(batch.size());
     const int64_t n = static_cast<int64_t>(batch.size());
-#pragma omp parallel for schedule(dynamic, 1) num_threads(std::max<int64_t>(1, threads)) if (threads > 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(std::max <int64_t>(1, threads)) if (threads > 1)
     for (int64_t i = 0; i < n; ++i) {
       try {
         out[i] = train_synthetic(data, batch[i], o);

@@ -1,6 +1,6 @@
-// NSGA-II (algorithms/evolution/nsga2.h) and the PSTRN search (algorithms/pstrn/pstrn.h): sorting and crowding
-// on hand-made fronts, the operators' bounds, ZDT1, the progressive update against hand cases and the
-// authors' synthetic-experiment logs, a whole progressive search on a function with a known optimum,
+// NSGA-II (algorithms/evolution/nsga2.h) and the PSTRN search (algorithms/pstrn/pstrn.h): sorting and
+// crowding on hand-made fronts, the operators' bounds, ZDT1, the progressive update against hand cases and
+// the authors' synthetic-experiment logs, a whole progressive search on a function with a known optimum,
 // resuming from a checkpoint, and bad options.
 #include <cmath>
 #include <filesystem>
@@ -73,8 +73,12 @@ TEST(NSGA2, TournamentPrefersDominanceThenCrowding) {
 }
 
 TEST(NSGA2, CrossoverAndMutationStayInBoundsAndSwapContiguousSegments) {
-  NSGA2 ga({.pop_size = 4, .n_offspring = 4, .lower = {1, 1, 1, 1, 1, 1}, .upper = {5, 5, 5, 5, 5, 5},
-            .crossover_prob = 1.0, .seed = test::next_seed()});
+  NSGA2 ga({.pop_size = 4,
+            .n_offspring = 4,
+            .lower = {1, 1, 1, 1, 1, 1},
+            .upper = {5, 5, 5, 5, 5, 5},
+            .crossover_prob = 1.0,
+            .seed = test::next_seed()});
   Genes a = {1, 1, 1, 1, 1, 1}, b = {5, 5, 5, 5, 5, 5};
   int64_t mutated = 0;
   for (int t = 0; t < 2000; ++t) {
@@ -102,7 +106,8 @@ TEST(NSGA2, CrossoverAndMutationStayInBoundsAndSwapContiguousSegments) {
 }
 
 TEST(NSGA2, SameSeedSameRunAndTheGeneratorStateRoundTrips) {
-  evolution::NSGA2Options o{.pop_size = 10, .n_offspring = 10, .lower = {0, 0, 0}, .upper = {20, 20, 20}, .seed = 7};
+  evolution::NSGA2Options o{
+      .pop_size = 10, .n_offspring = 10, .lower = {0, 0, 0}, .upper = {20, 20, 20}, .seed = 7};
   NSGA2 a(o), b(o);
   EXPECT_EQ(a.initial_population(), b.initial_population());
   const std::string s = a.rng_state();
@@ -114,8 +119,8 @@ TEST(NSGA2, SameSeedSameRunAndTheGeneratorStateRoundTrips) {
 }
 
 TEST(NSGA2, ApproachesTheParetoFrontOfZDT1) {
-  // ZDT1 with 6 variables on the grid x = g / 100: f1 = x1, g = 1 + 9 mean(x2..x6), f2 = g (1 - sqrt(f1 / g)).
-  // The front is g = 1; the distance of a point to it is g - 1.
+  // ZDT1 with 6 variables on the grid x = g / 100: f1 = x1, g = 1 + 9 mean(x2..x6), f2 = g (1 - sqrt(f1 /
+  // g)). The front is g = 1; the distance of a point to it is g - 1.
   const int n = 6;
   NSGA2 ga({.pop_size = 40, .n_offspring = 40, .lower = Genes(n, 0), .upper = Genes(n, 100), .seed = 11});
   auto eval = [&](const Genes& genes) {
@@ -166,9 +171,9 @@ TEST(PSTRN, ShrinkMapGivesTheReferenceTables) {
 }
 
 TEST(PSTRN, InterestCentreIsTheModeOfTheTopKTiesToTheBest) {
-  std::vector<std::pair<Ranks, double>> ev = {
-      {{6, 3, 3, 6}, 8.56}, {{3, 3, 6, 6}, 8.57}, {{12, 3, 9, 6}, 8.58}, {{6, 9, 3, 9}, 8.59},
-      {{15, 3, 3, 12}, 8.60}, {{15, 15, 15, 15}, 9.0}};
+  std::vector<std::pair<Ranks, double>> ev = {{{6, 3, 3, 6}, 8.56},   {{3, 3, 6, 6}, 8.57},
+                                              {{12, 3, 9, 6}, 8.58},  {{6, 9, 3, 9}, 8.59},
+                                              {{15, 3, 3, 12}, 8.60}, {{15, 15, 15, 15}, 9.0}};
   EXPECT_EQ(pstrn::interest_centre(ev, 5), (Ranks{6, 3, 3, 6}));
   EXPECT_EQ(pstrn::interest_centre(ev, 1), (Ranks{6, 3, 3, 6}));
   // Top 2: every element ties (one each) except the 2nd and 4th: ties go to the lower error.
@@ -188,19 +193,24 @@ TEST(PSTRN, ProgressiveMapsReproduceTheAuthorsSyntheticLogs) {
     std::vector<std::pair<Genes, Ranks>> out;
     std::string line;
     Genes code;
-    std::regex re_code(R"(rank code = \[(\d+) (\d+) (\d+) (\d+)\])"), re_rank(R"(RANK = \[(\d+), (\d+), (\d+), (\d+)\])");
+    std::regex re_code(R"(rank code = \[(\d+) (\d+) (\d+) (\d+)\])"),
+        re_rank(R"(RANK = \[(\d+), (\d+), (\d+), (\d+)\])");
     std::smatch m;
     while (std::getline(in, line)) {
-      if (std::regex_search(line, m, re_code)) code = {std::stoll(m[1]), std::stoll(m[2]), std::stoll(m[3]), std::stoll(m[4])};
+      if (std::regex_search(line, m, re_code))
+        code = {std::stoll(m[1]), std::stoll(m[2]), std::stoll(m[3]), std::stoll(m[4])};
       if (std::regex_search(line, m, re_rank))
         out.push_back({code, {std::stoll(m[1]), std::stoll(m[2]), std::stoll(m[3]), std::stoll(m[4])}});
     }
     return out;
   };
   const pstrn::RankMap initial{.step = 3, .bias = {0, 0, 0, 0}, .min_rank = 3};
-  const auto immediate = pstrn::shrink_map({6, 3, 3, 6}, 2, 3), final_map = pstrn::shrink_map({4, 3, 6, 6}, 1, 3);
-  for (auto& [file, map] : std::vector<std::pair<std::string, pstrn::RankMap>>{
-           {"initial_phase.txt", initial}, {"immediate_phase.txt", immediate}, {"final_phase.txt", final_map}}) {
+  const auto immediate = pstrn::shrink_map({6, 3, 3, 6}, 2, 3),
+             final_map = pstrn::shrink_map({4, 3, 6, 6}, 1, 3);
+  for (auto& [file, map] :
+       std::vector<std::pair<std::string, pstrn::RankMap>>{{"initial_phase.txt", initial},
+                                                           {"immediate_phase.txt", immediate},
+                                                           {"final_phase.txt", final_map}}) {
     auto ps = pairs(file);
     ASSERT_EQ(ps.size(), 200u) << file;
     for (auto& [c, r] : ps) EXPECT_EQ(map.decode(c), r) << file;
@@ -223,11 +233,18 @@ std::vector<FitnessResult> quadratic(const std::vector<Ranks>& batch, const Rank
 
 TEST(PSTRN, ProgressiveSearchFindsAKnownOptimumOffTheCoarseGrid) {
   const Ranks target = {7, 12, 3, 18, 23};
-  PstrnOptions o{.n_ranks = 5, .steps = {5, 2, 1}, .generations = {8, 8, 8}, .pop_size = 16,
-                 .n_offspring = 16, .top_k = 3, .multi_objective = false, .seed = 5};
+  PstrnOptions o{.n_ranks = 5,
+                 .steps = {5, 2, 1},
+                 .generations = {8, 8, 8},
+                 .pop_size = 16,
+                 .n_offspring = 16,
+                 .top_k = 3,
+                 .multi_objective = false,
+                 .seed = 5};
   PstrnSearch s(o);
   int64_t calls = 0;
-  s.run([&](const std::vector<Ranks>& b) { return quadratic(b, target); }, [&](const PstrnSearch&) { ++calls; });
+  s.run([&](const std::vector<Ranks>& b) { return quadratic(b, target); },
+        [&](const PstrnSearch&) { ++calls; });
   EXPECT_TRUE(s.finished());
   EXPECT_EQ(calls, 24);
   EXPECT_EQ(s.best().ranks, target);
@@ -243,7 +260,8 @@ TEST(PSTRN, ProgressiveSearchFindsAKnownOptimumOffTheCoarseGrid) {
 }
 
 TEST(PSTRN, ParetoFrontIsNonDominatedAndSortedByError) {
-  PstrnOptions o{.n_ranks = 3, .steps = {5, 2}, .generations = {4, 3}, .pop_size = 10, .n_offspring = 10, .seed = 2};
+  PstrnOptions o{
+      .n_ranks = 3, .steps = {5, 2}, .generations = {4, 3}, .pop_size = 10, .n_offspring = 10, .seed = 2};
   PstrnSearch s(o);
   s.run([](const std::vector<Ranks>& b) { return quadratic(b, {9, 9, 9}); });
   auto front = s.pareto_front();
@@ -261,8 +279,8 @@ TEST(PSTRN, ParetoFrontIsNonDominatedAndSortedByError) {
 }
 
 TEST(PSTRN, ResumedSearchContinuesBitIdentically) {
-  PstrnOptions o{.n_ranks = 4, .steps = {5, 2, 1}, .generations = {3, 3, 3}, .pop_size = 8, .n_offspring = 8,
-                 .seed = 9};
+  PstrnOptions o{
+      .n_ranks = 4, .steps = {5, 2, 1}, .generations = {3, 3, 3}, .pop_size = 8, .n_offspring = 8, .seed = 9};
   auto fit = [](const std::vector<Ranks>& b) { return quadratic(b, {4, 3, 6, 6}); };
   PstrnSearch whole(o);
   whole.run(fit);
@@ -291,7 +309,11 @@ TEST(PSTRN, ResumedSearchContinuesBitIdentically) {
 }
 
 TEST(PSTRN, BadOptionsAndCheckpointsAreErrors) {
-  test::expect_error([] { PstrnSearch({.steps = {5, 2, 1}, .generations = {3, 3}}); }, {"3 phase steps", "2 phase"});
+  test::expect_error(
+      [] {
+        PstrnSearch({.steps = {5, 2, 1}, .generations = {3, 3}});
+      },
+      {"3 phase steps", "2 phase"});
   test::expect_error([] { PstrnSearch({.steps = {5, 0}, .generations = {3, 3}}); }, {"phase 2", "step 0"});
   test::expect_error([] { PstrnSearch({.code_low = 4, .code_high = 5}); }, {"span 3", "[4, 5]"});
   test::expect_error([] { NSGA2({.lower = {1, 5}, .upper = {5, 1}}); }, {"gene 1", "lower bound 5"});

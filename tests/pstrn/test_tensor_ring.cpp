@@ -165,7 +165,8 @@ TEST(TRConv2d, FullWeightIsTheRingTraceOfCoresAndKernel) {
   const auto v = w.to_double_vector();
   for (int64_t o = 0; o < 3; ++o)
     for (int64_t c = 0; c < 2; ++c)
-      for (int64_t pq = 0; pq < 4; ++pq) EXPECT_NEAR(v[(o * 2 + c) * 4 + pq], ring_trace(cores, {c, pq, o}), 1e-12);
+      for (int64_t pq = 0; pq < 4; ++pq)
+        EXPECT_NEAR(v[(o * 2 + c) * 4 + pq], ring_trace(cores, {c, pq, o}), 1e-12);
 }
 
 TEST(TRConv2d, GradientsMatchFiniteDifferences) {
