@@ -316,7 +316,8 @@ int main(int argc, char** argv) {
   cli.add("lr", &o.lr, 0, "Adam learning rate (0: 2e-3; synthetic 1e-2)").non_negative();
   cli.add("milestones", &o.milestones, "",
           "epochs where the lr drops x0.1 (default 5,10,15; synthetic 30,60,90)");
-  cli.add("order", &o.order, "", "TR contraction order: paper, full_weight or cheapest (the one holding fewer "
+  cli.add("order", &o.order, "",
+          "TR contraction order: paper, full_weight or cheapest (the one holding fewer "
           "elements, per layer; default for images: TR-LeNet5's c1 costs 40x more in the paper's order) "
           "(default: synthetic paper, images cheapest)")
       .check([](const std::string& v) {
@@ -325,7 +326,8 @@ int main(int argc, char** argv) {
                    : "'" + v + "' is not one of paper, full_weight, cheapest";
       });
   cli.add("compression", &o.compression, "min-layer",
-          "second objective of lenet5 / resnet: the smallest layer ratio (the reference) or the whole network's")
+          "second objective of lenet5 / resnet: the smallest layer ratio (the reference) or the whole "
+          "network's")
       .one_of({"min-layer", "network"});
   cli.section("Run");
   cli.add("device", &o.device, "cpu", "cpu or cuda[:N]");
