@@ -6,6 +6,9 @@
 #              the host's cores (--eval-threads: the nets are far too small for a GPU)
 #   lenet      a small TR-LeNet5 search on Fashion-MNIST on the GPU (pop 8, 3 phases, 10k images, 2 epochs
 #              per net), then the best ranks and the paper's Fashion-MNIST PSTRN-M ranks retrained 20 epochs
+#   bench      evaluation throughput: one TR-LeNet5 trained 1 epoch on 10k images + the 10k test set, Nabla
+#              (search_pstrn --retrain, paper and cheapest orders; a fresh process, so cuDNN plan set-up is
+#              included) against PyTorch eager (benchmarks/pstrn_torch.py, the authors' order, warm-up excluded)
 #   resnet     TR-ResNet-20 (the paper's CIFAR-10 PSTRN-M ranks) trained on Fashion-MNIST (28x28, 1 channel)
 #              if no CIFAR-10 is carried (CIFAR10_DIR), as far as the time allows
 #
@@ -59,6 +62,20 @@ if want lenet; then
   [[ -n $BEST ]] && timeout 100 $B $L --val-size 0 --retrain "$BEST" --metrics "$LOG/lenet_best.jsonl" | tail -1
   timeout 100 $B $L --val-size 0 --retrain 8,14,8,18,14,18,22,28,6,24,20,14,20,20,10,22,20,20,6,20 \
     --metrics "$LOG/lenet_paper_m.jsonl" | tail -1
+fi
+
+if want bench; then
+  R=8,14,8,18,14,18,22,28,6,24,20,14,20,20,10,22,20,20,6,20
+  echo "== evaluation throughput: TR-LeNet5 (paper's Fashion PSTRN-M ranks), 1 epoch on 10k + 10k test =="
+  for order in paper cheapest; do
+    for rep in 1 2 3; do
+      timeout 120 $B --task lenet5 --data-dir "$FMNIST" --device cuda --threads 4 --train-size 10000 --val-size 0 \
+        --epochs 1 --order $order --retrain $R --metrics "$LOG/bench_$order.jsonl" >/dev/null 2>&1
+    done
+    python3 -c "import json,sys; s=sorted(json.loads(l)['seconds'] for l in open(sys.argv[1])); m=s[len(s)//2]; \
+print(f'nabla $order: {m:.3f} s (median of {len(s)}) = {1/m:.2f} nets/s')" "$LOG/bench_$order.jsonl"
+  done
+  timeout 200 python3 benchmarks/pstrn_torch.py "$FMNIST" $R --train-size 10000 --device cuda --repeats 3
 fi
 
 if want resnet; then
