@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# PSTRN experiments for the GPU machine (docs/pstrn.md), one table at the end. Each part fits one device call
+# of 600 s; pick them with PSTRN_PART (default: all, in order):
+#   synthetic  the synthetic experiment at the authors' budget (100 epochs per net, pop 20, 3 x 10 generations)
+#              and its baselines (equal ranks, plain NSGA-II, random search, the {2,3,4,6,8,12}^4 grid), on
+#              the host's cores (--eval-threads: the nets are far too small for a GPU)
+#   lenet      a small TR-LeNet5 search on Fashion-MNIST on the GPU (pop 8, 3 phases, 10k images, 2 epochs
+#              per net), then the best ranks and the paper's Fashion-MNIST PSTRN-M ranks retrained 20 epochs
+#   bench      evaluation throughput: one TR-LeNet5 trained 1 epoch on 10k images + the 10k test set, Nabla
+#              (search_pstrn --retrain, paper and cheapest orders; a fresh process, so cuDNN plan set-up is
+#              included) against PyTorch eager (benchmarks/pstrn_torch.py, the authors' order, warm-up excluded)
+#   resnet     TR-ResNet-20 (the paper's CIFAR-10 PSTRN-M ranks) trained on Fashion-MNIST (28x28, 1 channel)
+#              if no CIFAR-10 is carried (CIFAR10_DIR), as far as the time allows
+#
+#   PSTRN_PART=synthetic bash scripts/pstrn_experiments.sh      # logs under $OUT (else build-gpu/pstrn)
+# Needs build-gpu (scripts/gpu_check.sh builds it) or builds search_pstrn there.
+set -u
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+BUILD=${BUILD_DIR:-build-gpu}
+PART=${PSTRN_PART:-all}
+want() { [[ $PART == all || ",$PART," == *",$1,"* ]]; }
+LOG=${OUT:-$BUILD/pstrn}
+mkdir -p "$LOG"
+FMNIST=${FMNIST_DIR:-.gpu-data/fashion-mnist}
+[[ -d $FMNIST ]] || FMNIST=/usr/share/datasets/fashion-mnist
+SYN=${PSTRN_SYNTHETIC_DIR:-}
+for d in shared/data/pstrn-synthetic ../shared/data/pstrn-synthetic; do
+  [[ -z $SYN && -d $d ]] && SYN=$d
+done
+CORES=$(nproc)
+
+if [[ ! -x $BUILD/search_pstrn ]]; then
+  cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 >"$LOG/configure.txt" 2>&1
+  cmake --build "$BUILD" -j"$CORES" --target search_pstrn >"$LOG/build.txt" 2>&1 || { tail -20 "$LOG/build.txt"; exit 1; }
+fi
+B=$BUILD/search_pstrn
+
+if want synthetic; then
+  if [[ -z $SYN ]]; then
+    echo "synthetic: no pstrn-synthetic data (set PSTRN_SYNTHETIC_DIR)"
+  else
+    C="--data-dir $SYN --threads 1 --eval-threads $CORES"
+    timeout 200 $B $C --metrics "$LOG/pstrn.jsonl" --checkpoint "$LOG/pstrn.ckpt" >"$LOG/pstrn.txt" 2>&1
+    timeout 30 $B $C --baseline equal --metrics "$LOG/equal.jsonl" >"$LOG/equal.txt" 2>&1
+    timeout 150 $B $C --baseline ga --metrics "$LOG/ga.jsonl" --checkpoint "$LOG/ga.ckpt" >"$LOG/ga.txt" 2>&1
+    N=$(grep -o '([0-9]* nets)' "$LOG/pstrn.txt" | tail -1 | tr -dc 0-9)
+    timeout 100 $B $C --baseline random --random-evals "${N:-300}" --metrics "$LOG/random.jsonl" >"$LOG/random.txt" 2>&1
+    timeout 150 $B $C --baseline grid --metrics "$LOG/grid.jsonl" >"$LOG/grid.txt" 2>&1
+    echo "== synthetic experiment, 100 epochs per net ($CORES nets at a time) =="
+    /usr/bin/python3 scripts/pstrn_synthetic_table.py "$LOG" "$SYN/search_logs" 2>/dev/null ||
+      python3 scripts/pstrn_synthetic_table.py "$LOG" "$SYN/search_logs"
+  fi
+fi
+
+if want lenet; then
+  L="--task lenet5 --data-dir $FMNIST --device cuda --threads 4"
+  timeout 330 $B $L --train-size 10000 --val-size 5000 --epochs 2 --steps 5,2,1 --generations 3,2,2 --pop-size 8 \
+    --metrics "$LOG/lenet_search.jsonl" --checkpoint "$LOG/lenet_search.ckpt" >"$LOG/lenet_search.txt" 2>&1
+  BEST=$(grep '^best: ranks' "$LOG/lenet_search.txt" | sed 's/.*\[\(.*\)\].*/\1/' | head -1)
+  echo "== TR-LeNet5 on Fashion-MNIST: small search (56 nets), then 20-epoch retrains (test error) =="
+  grep -E '^phase|^best|^Pareto' "$LOG/lenet_search.txt" | tail -6
+  [[ -n $BEST ]] && timeout 100 $B $L --val-size 0 --retrain "$BEST" --metrics "$LOG/lenet_best.jsonl" | tail -1
+  timeout 100 $B $L --val-size 0 --retrain 8,14,8,18,14,18,22,28,6,24,20,14,20,20,10,22,20,20,6,20 \
+    --metrics "$LOG/lenet_paper_m.jsonl" | tail -1
+fi
+
+if want bench; then
+  R=8,14,8,18,14,18,22,28,6,24,20,14,20,20,10,22,20,20,6,20
+  echo "== evaluation throughput: TR-LeNet5 (paper's Fashion PSTRN-M ranks), 1 epoch on 10k + 10k test =="
+  for order in paper cheapest; do
+    for rep in 1 2 3; do
+      timeout 120 $B --task lenet5 --data-dir "$FMNIST" --device cuda --threads 4 --train-size 10000 --val-size 0 \
+        --epochs 1 --order $order --retrain $R --metrics "$LOG/bench_$order.jsonl" >/dev/null 2>&1
+    done
+    python3 -c "import json,sys; s=sorted(json.loads(l)['seconds'] for l in open(sys.argv[1])); m=s[len(s)//2]; \
+print(f'nabla $order: {m:.3f} s (median of {len(s)}) = {1/m:.2f} nets/s')" "$LOG/bench_$order.jsonl"
+  done
+  timeout 200 python3 benchmarks/pstrn_torch.py "$FMNIST" $R --train-size 10000 --device cuda --repeats 3
+fi
+
+if want resnet; then
+  if [[ -n ${CIFAR10_DIR:-} ]]; then D="--dataset cifar10 --data-dir $CIFAR10_DIR"; else D="--data-dir $FMNIST"; fi
+  echo "== TR-ResNet-20 (reconstruction), the paper's CIFAR-10 PSTRN-M ranks {4,8,6,8,6,12,10} =="
+  timeout 500 $B --task resnet20 $D --device cuda --threads 4 --val-size 0 --epochs 10 --milestones 5,8 \
+    --batch-size 128 --lr 0.002 --retrain 4,8,6,8,6,12,10 --metrics "$LOG/resnet20.jsonl" 2>&1 | tail -2
+fi
