@@ -3,7 +3,8 @@
 //   ./build/search_darts                                    # B-DARTS (BCNN + CLR, first order) on padded
 //                                                           # Fashion-MNIST, the paper's settings otherwise
 //   ./build/search_darts --network darts --no-clr           # vanilla DARTS
-//   ./build/search_darts --dataset cifar10 --data-dir ~/cifar-10-batches-bin --device cuda   # the paper's run
+//   ./build/search_darts --dataset cifar10 --data-dir ~/cifar-10-batches-bin --device cuda   # the paper's
+//   run
 //
 // The loop (train_search_b_confidence.py, brief §3.6): the training set's first half trains the weights,
 // the second half the architecture; per epoch e: weights' lr = cosine(e) (SGD, momentum, weight decay),
@@ -46,7 +47,7 @@ constexpr const char* kFormat = "nabla-darts-search-1";
 struct Options {
   std::string network, genotype_out, second_order_clr;
   apps::ImageSetOptions data;
-  int64_t epochs, batch_size, c, layers, en_layers, limit_val;
+  int64_t epochs, batch_size, c, layers, en_layers, limit_val, stop_after;
   double lr, lr_min, momentum, weight_decay, grad_clip, arch_lr, arch_weight_decay, power, train_portion;
   bool no_clr, unrolled, no_augment;
   apps::RunOptions run;
@@ -55,22 +56,26 @@ struct Options {
 std::optional<int> parse(int argc, char** argv, Options& o) {
   apps::OptionSet cli("search_darts", "DARTS / B-DARTS architecture search (BCNN or DARTS supernet).");
   cli.section("Supernet and data");
-  cli.add("network", &o.network, "bcnn", "supernet: bcnn (2 conv blocks + 1 enhancement cell) or darts (8 cells)")
+  cli.add("network", &o.network, "bcnn",
+          "supernet: bcnn (2 conv blocks + 1 enhancement cell) or darts (8 cells)")
       .one_of({"bcnn", "darts"});
   cli.add("init-channels", &o.c, 16, "initial channels C").in_range(1, 4096);
   cli.add("layers", &o.layers, 0, "bcnn: convolution blocks (0: 2); darts: cells (0: 8)").in_range(0, 64);
   cli.add("en-layers", &o.en_layers, 1, "bcnn: enhancement cells").in_range(1, 16);
   cli.add("dataset", &o.data.dataset, "fashion-mnist", "fashion-mnist (padded to 32), cifar10 or synthetic")
       .one_of({"fashion-mnist", "cifar10", "synthetic"});
-  cli.add("data-dir", &o.data.data_dir, "/usr/share/datasets/fashion-mnist", "folder of the data set").value_name("DIR");
+  cli.add("data-dir", &o.data.data_dir, "/usr/share/datasets/fashion-mnist", "folder of the data set")
+      .value_name("DIR");
   cli.add("limit-train", &o.data.limit, 0, "use the first N training examples (0: all)").non_negative();
   cli.add("pad", &o.data.pad, 32, "fashion-mnist: pad 28 -> N (0: off)").in_range(0, 1024).unit("pixels");
-  cli.add("image-size", &o.data.image_size, 0, "resize the images to N x N (0: leave; must survive 2 halvings)")
+  cli.add("image-size", &o.data.image_size, 0,
+          "resize the images to N x N (0: leave; must survive 2 halvings)")
       .in_range(0, 1024)
       .unit("pixels");
   cli.add("train-portion", &o.train_portion, 0.5, "fraction of the set for the weights (the rest: alphas)")
       .in_range(0, 1, apps::Bound::open);
-  cli.add("limit-val", &o.limit_val, 0, "evaluate on at most N examples of the alphas' half each epoch (0: all)")
+  cli.add("limit-val", &o.limit_val, 0,
+          "evaluate on at most N examples of the alphas' half each epoch (0: all)")
       .non_negative();
   cli.add_switch("no-augment", &o.no_augment, "no random crop and flip (the code crops and flips)");
   cli.section("Search");
@@ -89,15 +94,19 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
   cli.add("second-order-clr", &o.second_order_clr, "loss",
           "with --unrolled: CLR scales the unrolled loss (loss, as the code) or the Adam lr (lr)")
       .one_of({"loss", "lr"});
+  cli.add("stop-after", &o.stop_after, 0,
+          "end this invocation after N epochs (0: run to --epochs); continue with --resume")
+      .non_negative();
   cli.add("genotype-out", &o.genotype_out, "", "write the final genotype here").value_name("FILE");
   apps::add_run_options(cli, o.run);
   cli.example("--limit-train 1000 --image-size 16 --init-channels 4 --batch-size 32 --epochs 10",
               "a CPU-sized B-DARTS search on Fashion-MNIST");
   cli.example("--network darts --no-clr --limit-train 1000 --image-size 16 --init-channels 4 --epochs 10",
               "the same with vanilla DARTS");
-  cli.example("--dataset cifar10 --data-dir cifar-10-batches-bin --device cuda --metrics search.jsonl "
-              "--genotype-out genotype.txt --checkpoint search.safetensors",
-              "the paper's first-order B-DARTS search");
+  cli.example(
+      "--dataset cifar10 --data-dir cifar-10-batches-bin --device cuda --metrics search.jsonl "
+      "--genotype-out genotype.txt --checkpoint search.safetensors",
+      "the paper's first-order B-DARTS search");
   cli.example("--unrolled --epochs 2 --limit-train 256 --image-size 16 --init-channels 2 --batch-size 16",
               "a tiny second-order search");
   auto code = cli.parse(argc, argv, [&] { apps::check_run_options(o.run); });
@@ -122,8 +131,8 @@ NamedTensors prefixed(const std::string& p, const NamedTensors& ts) {
   return out;
 }
 
-void save(const std::string& path, const SearchNetwork& net, const optim::Optimizer& w, const optim::Optimizer& a,
-          int64_t epoch, const Options& o) {
+void save(const std::string& path, const SearchNetwork& net, const optim::Optimizer& w,
+          const optim::Optimizer& a, int64_t epoch, const Options& o) {
   if (path.empty()) return;
   NamedTensors ts = prefixed("model.", net.state_dict());
   for (auto& e : prefixed("w_optim.", w.state_tensors())) ts.push_back(e);
@@ -148,7 +157,8 @@ int64_t resume(const std::string& path, SearchNetwork& net, optim::Optimizer& w,
     NABLA_CHECK(it != f.metadata.end(), "checkpoint ", path, ": metadata has no field '", k, "'");
     return it->second;
   };
-  NABLA_CHECK(meta("format") == kFormat, "checkpoint ", path, ": format '", meta("format"), "', expected ", kFormat);
+  NABLA_CHECK(meta("format") == kFormat, "checkpoint ", path, ": format '", meta("format"), "', expected ",
+              kFormat);
   NABLA_CHECK(meta("network") == o.network, "checkpoint ", path, ": network '", meta("network"),
               "', this run's is '", o.network, "'");
   NABLA_CHECK(meta("epochs") == std::to_string(o.epochs), "checkpoint ", path, ": a ", meta("epochs"),
@@ -160,13 +170,18 @@ int64_t resume(const std::string& path, SearchNetwork& net, optim::Optimizer& w,
   } catch (const std::logic_error&) {
     fail("checkpoint ", path, ": malformed epoch or rng field");
   }
-  NABLA_CHECK(epoch >= 0 && epoch <= o.epochs, "checkpoint ", path, ": epoch ", epoch, " not in [0, ", o.epochs, "]");
+  NABLA_CHECK(epoch >= 0 && epoch <= o.epochs, "checkpoint ", path, ": epoch ", epoch, " not in [0, ",
+              o.epochs, "]");
   NamedTensors model, wo, ao;
   for (auto& [n, t] : f.tensors) {
-    if (n.rfind("model.", 0) == 0) model.emplace_back(n.substr(6), t);
-    else if (n.rfind("w_optim.", 0) == 0) wo.emplace_back(n.substr(8), t);
-    else if (n.rfind("a_optim.", 0) == 0) ao.emplace_back(n.substr(8), t);
-    else fail("checkpoint ", path, ": unexpected tensor '", n, "'");
+    if (n.rfind("model.", 0) == 0)
+      model.emplace_back(n.substr(6), t);
+    else if (n.rfind("w_optim.", 0) == 0)
+      wo.emplace_back(n.substr(8), t);
+    else if (n.rfind("a_optim.", 0) == 0)
+      ao.emplace_back(n.substr(8), t);
+    else
+      fail("checkpoint ", path, ": unexpected tensor '", n, "'");
   }
   net.load_state_dict(model);
   w.load_state_tensors(wo);
@@ -179,7 +194,8 @@ nlohmann::json softmax_rows(const Tensor& alphas) {
   nlohmann::json rows = nlohmann::json::array();
   for (int64_t e = 0; e < p.size(0); ++e) {
     nlohmann::json row = nlohmann::json::array();
-    for (int64_t k = 0; k < p.size(1); ++k) row.push_back(std::round(p.data<double>()[e * p.size(1) + k] * 1e5) / 1e5);
+    for (int64_t k = 0; k < p.size(1); ++k)
+      row.push_back(std::round(p.data<double>()[e * p.size(1) + k] * 1e5) / 1e5);
     rows.push_back(row);
   }
   return rows;
@@ -202,10 +218,11 @@ int run(Options& o) {
   apps::ImageSet all = apps::load_image_set(o.data, true);
   const int64_t split = static_cast<int64_t>(std::floor(o.train_portion * static_cast<double>(all.size())));
   NABLA_CHECK(split >= o.batch_size && all.size() - split >= o.batch_size, "--batch-size ", o.batch_size,
-              " is larger than a half of the ", all.size(), " training examples (", split, " / ", all.size() - split, ")");
+              " is larger than a half of the ", all.size(), " training examples (", split, " / ",
+              all.size() - split, ")");
   apps::ImageSet wset{all.images.narrow(0, 0, split), all.labels.narrow(0, 0, split), all.classes};
-  apps::ImageSet aset{all.images.narrow(0, split, all.size() - split), all.labels.narrow(0, split, all.size() - split),
-                      all.classes};
+  apps::ImageSet aset{all.images.narrow(0, split, all.size() - split),
+                      all.labels.narrow(0, split, all.size() - split), all.classes};
   const bool augment = !o.no_augment;
 
   auto net = make_supernet(o, all.channels(), all.classes);
@@ -221,14 +238,16 @@ int run(Options& o) {
                             .network_momentum = o.momentum,
                             .network_weight_decay = o.weight_decay});
   const int64_t steps_per_epoch = (split + o.batch_size - 1) / o.batch_size;
-  std::printf("search_darts: %s supernet, C %lld: %s weights, %lld alphas | %s: %lld + %lld examples of %lldx%lld | "
-              "%lld steps/epoch | %s order, %s | seed %llu\n",
-              o.network.c_str(), static_cast<long long>(o.c), apps::with_commas(static_cast<double>(net->num_parameters())).c_str(),
-              static_cast<long long>(2 * net->alphas_normal.numel()), o.data.dataset.c_str(),
-              static_cast<long long>(wset.size()), static_cast<long long>(aset.size()),
-              static_cast<long long>(all.image_size()), static_cast<long long>(all.image_size()),
-              static_cast<long long>(steps_per_epoch), o.unrolled ? "second" : "first",
-              o.no_clr ? "no CLR" : str_cat("CLR p = ", o.power).c_str(), static_cast<unsigned long long>(seed));
+  std::printf(
+      "search_darts: %s supernet, C %lld: %s weights, %lld alphas | %s: %lld + %lld examples of %lldx%lld | "
+      "%lld steps/epoch | %s order, %s | seed %llu\n",
+      o.network.c_str(), static_cast<long long>(o.c),
+      apps::with_commas(static_cast<double>(net->num_parameters())).c_str(),
+      static_cast<long long>(2 * net->alphas_normal.numel()), o.data.dataset.c_str(),
+      static_cast<long long>(wset.size()), static_cast<long long>(aset.size()),
+      static_cast<long long>(all.image_size()), static_cast<long long>(all.image_size()),
+      static_cast<long long>(steps_per_epoch), o.unrolled ? "second" : "first",
+      o.no_clr ? "no CLR" : str_cat("CLR p = ", o.power).c_str(), static_cast<unsigned long long>(seed));
   std::fflush(stdout);
 
   int64_t start = 0;
@@ -258,16 +277,16 @@ int run(Options& o) {
     };
     bool stopped = false;
     int64_t done_steps = 0;
-    auto stats = nas::search_epoch(*net, architect, sgd, train, val, lr, confidence, o.grad_clip,
-                                   [&](int64_t s, double loss) {
-                                     apps::check_loss(loss, epoch * steps_per_epoch + s, o.run.allow_nonfinite);
-                                     done_steps = s;
-                                     if (!o.run.no_progress && o.run.print_every > 0 && s % o.run.print_every == 0)
-                                       std::printf("  step %lld/%lld | loss %.4f\n", static_cast<long long>(s),
-                                                   static_cast<long long>(steps_per_epoch), loss);
-                                     if (r.stop_requested(epoch * steps_per_epoch + s)) stopped = true;
-                                     return !stopped;
-                                   });
+    auto stats = nas::search_epoch(
+        *net, architect, sgd, train, val, lr, confidence, o.grad_clip, [&](int64_t s, double loss) {
+          apps::check_loss(loss, epoch * steps_per_epoch + s, o.run.allow_nonfinite);
+          done_steps = s;
+          if (!o.run.no_progress && o.run.print_every > 0 && s % o.run.print_every == 0)
+            std::printf("  step %lld/%lld | loss %.4f\n", static_cast<long long>(s),
+                        static_cast<long long>(steps_per_epoch), loss);
+          if (r.stop_requested(epoch * steps_per_epoch + s)) stopped = true;
+          return !stopped;
+        });
     if (stopped) {
       std::printf("stopped by signal %d after step %lld of epoch %lld; the checkpoint holds epoch %lld\n",
                   r.stop_signal(), static_cast<long long>(done_steps), static_cast<long long>(epoch + 1),
@@ -287,14 +306,16 @@ int run(Options& o) {
     });
     const auto g = net->genotype();
     const int wf_n = count_weight_free(g.normal), wf_r = count_weight_free(g.reduce);
-    const double peak_mb = dev.is_cuda() ? static_cast<double>(runtime::memory_stats(dev).peak_allocated) / (1 << 20)
-                                         : peak_rss_mb();
-    std::printf("epoch %lld/%lld | lr %.4g | arch lr %.3g (confidence %.4g) | train loss %.4f acc %.2f%% | "
-                "val loss %.4f acc %.2f%% | weight-free ops: %s %d/8, %s %d/8 | %.1f s | peak %s %.0f MiB\n",
-                static_cast<long long>(epoch + 1), static_cast<long long>(o.epochs), lr, architect.current_lr(),
-                confidence, stats.train_loss, 100 * stats.train_acc, ev.loss, 100 * ev.acc,
-                o.network == "bcnn" ? "conv cell" : "normal", wf_n, o.network == "bcnn" ? "enhancement" : "reduce",
-                wf_r, stats.seconds, dev.is_cuda() ? "device" : "RSS", peak_mb);
+    const double peak_mb = dev.is_cuda()
+                               ? static_cast<double>(runtime::memory_stats(dev).peak_allocated) / (1 << 20)
+                               : peak_rss_mb();
+    std::printf(
+        "epoch %lld/%lld | lr %.4g | arch lr %.3g (confidence %.4g) | train loss %.4f acc %.2f%% | "
+        "val loss %.4f acc %.2f%% | weight-free ops: %s %d/8, %s %d/8 | %.1f s | peak %s %.0f MiB\n",
+        static_cast<long long>(epoch + 1), static_cast<long long>(o.epochs), lr, architect.current_lr(),
+        confidence, stats.train_loss, 100 * stats.train_acc, ev.loss, 100 * ev.acc,
+        o.network == "bcnn" ? "conv cell" : "normal", wf_n, o.network == "bcnn" ? "enhancement" : "reduce",
+        wf_r, stats.seconds, dev.is_cuda() ? "device" : "RSS", peak_mb);
     std::printf("genotype = %s\n", g.str().c_str());
     std::fflush(stdout);
     metrics.write({{"kind", "epoch"},
@@ -316,6 +337,10 @@ int run(Options& o) {
                    {"step_s", stats.seconds / static_cast<double>(std::max<int64_t>(1, stats.steps))},
                    {"peak_mb", peak_mb}});
     if (r.is_main()) save(o.run.checkpoint, *net, sgd, architect.optimizer(), epoch + 1, o);
+    if (o.stop_after > 0 && epoch + 1 - start == o.stop_after && epoch + 1 < o.epochs) {
+      std::printf("stopping after %lld epochs (--stop-after)\n", static_cast<long long>(o.stop_after));
+      return 0;
+    }
   }
   const auto g = net->genotype();
   if (!o.genotype_out.empty()) {

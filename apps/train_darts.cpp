@@ -4,11 +4,12 @@
 // weight decay 3e-4, gradient clip 5, cutout 16, drop-path 0.3 x epoch / epochs, no auxiliary head.
 //
 //   ./build/train_darts --genotype BNASv2_CLR_v1 --epochs 2 --limit-train 2000 --init-channels 8
-//   ./build/train_darts --genotype genotype.txt --dataset cifar10 --data-dir cifar-10-batches-bin --device cuda
+//   ./build/train_darts --genotype genotype.txt --dataset cifar10 --data-dir cifar-10-batches-bin --device
+//   cuda
 //
 // --genotype takes a published name (BNASv2_CLR_v1, BNASv2_CLR_v2, DARTS_V1, DARTS_V2), a file (its last
-// "Genotype(...)" line: search_darts's --genotype-out or its log) or the text itself. The genotype is saved in
-// the checkpoint's metadata and printed with the parameter and multiply-add counts at start-up.
+// "Genotype(...)" line: search_darts's --genotype-out or its log) or the text itself. The genotype is saved
+// in the checkpoint's metadata and printed with the parameter and multiply-add counts at start-up.
 // Checkpoints after every epoch (model, optimizer, generator, epoch: apps/common/checkpoint.h); --resume
 // continues from the epoch boundary.
 #include <chrono>
@@ -50,11 +51,14 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
   cli.add("en-layers", &o.en_layers, 2, "bcnn: enhancement cells").in_range(1, 16);
   cli.add("dataset", &o.data.dataset, "fashion-mnist", "fashion-mnist (padded to 32), cifar10 or synthetic")
       .one_of({"fashion-mnist", "cifar10", "synthetic"});
-  cli.add("data-dir", &o.data.data_dir, "/usr/share/datasets/fashion-mnist", "folder of the data set").value_name("DIR");
+  cli.add("data-dir", &o.data.data_dir, "/usr/share/datasets/fashion-mnist", "folder of the data set")
+      .value_name("DIR");
   cli.add("limit-train", &o.data.limit, 0, "use the first N training examples (0: all)").non_negative();
   cli.add("limit-test", &o.limit_test, 0, "evaluate on the first N test examples (0: all)").non_negative();
   cli.add("pad", &o.data.pad, 32, "fashion-mnist: pad 28 -> N (0: off)").in_range(0, 1024).unit("pixels");
-  cli.add("image-size", &o.data.image_size, 0, "resize the images to N x N (0: leave)").in_range(0, 1024).unit("pixels");
+  cli.add("image-size", &o.data.image_size, 0, "resize the images to N x N (0: leave)")
+      .in_range(0, 1024)
+      .unit("pixels");
   cli.add_switch("no-augment", &o.no_augment, "no random crop and flip");
   cli.add("cutout", &o.cutout, 16, "cutout square side (0: off)").in_range(0, 1024).unit("pixels");
   cli.section("Training");
@@ -70,20 +74,26 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
   apps::add_run_options(cli, o.run);
   cli.example("--genotype BNASv2_CLR_v1 --epochs 2 --limit-train 2000 --init-channels 8 --batch-size 64",
               "a short CPU run of the authors' genotype on Fashion-MNIST");
-  cli.example("--genotype genotype.txt --dataset cifar10 --data-dir cifar-10-batches-bin --device cuda "
-              "--checkpoint eval.safetensors --metrics eval.jsonl",
-              "the paper's evaluation training of a searched genotype");
+  cli.example(
+      "--genotype genotype.txt --dataset cifar10 --data-dir cifar-10-batches-bin --device cuda "
+      "--checkpoint eval.safetensors --metrics eval.jsonl",
+      "the paper's evaluation training of a searched genotype");
   cli.example("--network darts --genotype DARTS_V2 --init-channels 36", "DARTS-V2 on the same recipe");
   return cli.parse(argc, argv, [&] { apps::check_run_options(o.run); });
 }
 
-std::shared_ptr<darts::EvalNetwork> make_network(const Options& o, const darts::Genotype& g, int64_t in, int64_t classes) {
+std::shared_ptr<darts::EvalNetwork> make_network(const Options& o, const darts::Genotype& g, int64_t in,
+                                                 int64_t classes) {
   if (o.network == "bcnn")
-    return std::make_shared<BcnnEval>(BcnnOptions{.c = o.c, .num_classes = classes, .in_channels = in,
-                                                  .layers = o.layers ? o.layers : 6, .en_layers = o.en_layers},
+    return std::make_shared<BcnnEval>(BcnnOptions{.c = o.c,
+                                                  .num_classes = classes,
+                                                  .in_channels = in,
+                                                  .layers = o.layers ? o.layers : 6,
+                                                  .en_layers = o.en_layers},
                                       g);
   return std::make_shared<DartsEval>(
-      DartsOptions{.c = o.c, .num_classes = classes, .in_channels = in, .layers = o.layers ? o.layers : 20}, g);
+      DartsOptions{.c = o.c, .num_classes = classes, .in_channels = in, .layers = o.layers ? o.layers : 20},
+      g);
 }
 
 int run(Options& o) {
@@ -97,29 +107,31 @@ int run(Options& o) {
   apps::ImageSetOptions test_opts = o.data;
   test_opts.limit = o.limit_test;
   const apps::ImageSet test = apps::load_image_set(test_opts, false);
-  NABLA_CHECK(train.size() >= o.batch_size, "--batch-size ", o.batch_size, " is larger than the ", train.size(),
-              " training examples");
+  NABLA_CHECK(train.size() >= o.batch_size, "--batch-size ", o.batch_size, " is larger than the ",
+              train.size(), " training examples");
 
   auto net = make_network(o, genotype, train.channels(), train.classes);
   const int64_t macs = count_macs(*net, train.channels(), train.image_size());
   net->to(dev);
   optim::Sgd sgd(net->parameters(), {.lr = o.lr, .momentum = o.momentum, .weight_decay = o.weight_decay});
   const int64_t steps_per_epoch = (train.size() + o.batch_size - 1) / o.batch_size;
-  std::printf("train_darts: %s, C %lld | %s parameters | %s multiply-adds per image | %s\n"
-              "%s: %lld train, %lld test, %lldx%lld | %lld steps/epoch\n",
-              o.network.c_str(), static_cast<long long>(o.c), apps::with_commas(static_cast<double>(net->num_parameters())).c_str(),
-              apps::with_commas(static_cast<double>(macs)).c_str(), genotype.str().c_str(), o.data.dataset.c_str(),
-              static_cast<long long>(train.size()), static_cast<long long>(test.size()),
-              static_cast<long long>(train.image_size()), static_cast<long long>(train.image_size()),
-              static_cast<long long>(steps_per_epoch));
+  std::printf(
+      "train_darts: %s, C %lld | %s parameters | %s multiply-adds per image | %s\n"
+      "%s: %lld train, %lld test, %lldx%lld | %lld steps/epoch\n",
+      o.network.c_str(), static_cast<long long>(o.c),
+      apps::with_commas(static_cast<double>(net->num_parameters())).c_str(),
+      apps::with_commas(static_cast<double>(macs)).c_str(), genotype.str().c_str(), o.data.dataset.c_str(),
+      static_cast<long long>(train.size()), static_cast<long long>(test.size()),
+      static_cast<long long>(train.image_size()), static_cast<long long>(train.image_size()),
+      static_cast<long long>(steps_per_epoch));
   std::fflush(stdout);
 
   apps::TrainState state = r.resume(*net, sgd, steps_per_epoch, o.epochs);
   if (!o.run.resume.empty()) {
     auto it = state.extra.find("genotype");
     NABLA_CHECK(it != state.extra.end() && it->second == genotype.str(), "--resume ", o.run.resume,
-                ": the checkpoint was trained with another genotype (", it == state.extra.end() ? "none" : it->second,
-                ")");
+                ": the checkpoint was trained with another genotype (",
+                it == state.extra.end() ? "none" : it->second, ")");
   }
   state.extra["genotype"] = genotype.str();
   state.extra["network"] = o.network;
@@ -163,12 +175,18 @@ int run(Options& o) {
       auto b = apps::gather_batch(test, idx, false, 0, 0, 0, 0);
       return nas::LabeledBatch{b.first.to(dev), b.second.to(dev)};
     });
-    std::printf("epoch %lld/%lld | lr %.4g | drop-path %.3f | train loss %.4f | test loss %.4f acc %.2f%% | %.1f s\n",
-                static_cast<long long>(epoch + 1), static_cast<long long>(o.epochs), lr, net->drop_path_prob,
-                loss_sum / static_cast<double>(seen), ev.loss, 100 * ev.acc, train_s);
+    std::printf(
+        "epoch %lld/%lld | lr %.4g | drop-path %.3f | train loss %.4f | test loss %.4f acc %.2f%% | %.1f s\n",
+        static_cast<long long>(epoch + 1), static_cast<long long>(o.epochs), lr, net->drop_path_prob,
+        loss_sum / static_cast<double>(seen), ev.loss, 100 * ev.acc, train_s);
     std::fflush(stdout);
-    metrics.write({{"kind", "epoch"}, {"epoch", epoch + 1}, {"lr", lr}, {"drop_path", net->drop_path_prob},
-                   {"train_loss", loss_sum / static_cast<double>(seen)}, {"test_loss", ev.loss}, {"test_acc", ev.acc},
+    metrics.write({{"kind", "epoch"},
+                   {"epoch", epoch + 1},
+                   {"lr", lr},
+                   {"drop_path", net->drop_path_prob},
+                   {"train_loss", loss_sum / static_cast<double>(seen)},
+                   {"test_loss", ev.loss},
+                   {"test_acc", ev.acc},
                    {"train_s", train_s}});
     state.epoch = epoch + 1;
     state.step = state.epoch * steps_per_epoch;

@@ -22,7 +22,9 @@ std::shared_ptr<Module> ke(int64_t c_in, int64_t c_out) {  // knowledge embeddin
 }
 std::shared_ptr<Module> fr(int64_t c) { return std::make_shared<FactorizedReduce>(c, c, true); }
 
-Tensor stem(nn::Conv2d& conv, nn::BatchNorm& bn, const Tensor& x) { return bn.forward(counted_conv(conv, x)); }
+Tensor stem(nn::Conv2d& conv, nn::BatchNorm& bn, const Tensor& x) {
+  return bn.forward(counted_conv(conv, x));
+}
 
 Tensor head(nn::Linear& classifier, const std::vector<Tensor>& features) {
   Tensor f = features.size() == 1 ? features[0] : cat(features, 1);
@@ -74,8 +76,9 @@ BcnnSearch::BcnnSearch(BcnnOptions o) : SearchNetwork("BcnnSearch"), options(o) 
       for (int64_t cg : c_gap) gap_fr->add(fr(cg));
   }
   for (int64_t j = 0; j < o.en_layers; ++j) {
-    auto cell = j == 0 ? std::make_shared<SearchCell>(steps, multiplier, c_en[0], c_en[1], c_curr, false, false)
-                       : std::make_shared<SearchCell>(steps, multiplier, c_pp, c_p, c_curr, false, false);
+    auto cell = j == 0
+                    ? std::make_shared<SearchCell>(steps, multiplier, c_en[0], c_en[1], c_curr, false, false)
+                    : std::make_shared<SearchCell>(steps, multiplier, c_pp, c_p, c_curr, false, false);
     en_cells.push_back(register_module("en_cell" + std::to_string(j), cell));
     c_pp = c_p;
     c_p = mult * c_curr;
@@ -103,8 +106,8 @@ Tensor BcnnSearch::forward(const Tensor& x) {
     reduce_taps(en_inputs, en_inputs.size() - 1, *en_fr, re);
   }
   for (size_t j = 0; j < en_cells.size(); ++j) {
-    Tensor next = j == 0 ? en_cells[j]->forward(en_inputs[0], en_inputs[1], w_en)
-                         : en_cells[j]->forward(s0, s1, w_en);
+    Tensor next =
+        j == 0 ? en_cells[j]->forward(en_inputs[0], en_inputs[1], w_en) : en_cells[j]->forward(s0, s1, w_en);
     s0 = s1;
     s1 = next;
     en_outputs.push_back((*out_ke)[j]->forward(s1));
@@ -121,7 +124,9 @@ BcnnEval::BcnnEval(BcnnOptions o, Genotype g) : EvalNetwork("BcnnEval", std::mov
               o.pool_time, ", ", o.layers, ", ", o.en_layers, ")");
   const int64_t distance = o.layers / o.pool_time;
   for (int64_t p = 0; p < o.pool_time; ++p) pool_layers.push_back((p + 1) * distance - 1);
-  auto is_pool = [&](int64_t i) { return std::find(pool_layers.begin(), pool_layers.end(), i) != pool_layers.end(); };
+  auto is_pool = [&](int64_t i) {
+    return std::find(pool_layers.begin(), pool_layers.end(), i) != pool_layers.end();
+  };
   int64_t c_curr = 3 * o.c;
   stem_conv = register_module("stem_conv", conv_no_bias(o.in_channels, c_curr, 3, 1, 1));
   stem_bn = register_module("stem_bn", nn::BatchNorm2d(c_curr));
@@ -137,8 +142,8 @@ BcnnEval::BcnnEval(BcnnOptions o, Genotype g) : EvalNetwork("BcnnEval", std::mov
   for (int64_t i = 0; i < o.layers; ++i) {
     const bool reduction = is_pool(i);
     if (reduction) c_curr *= 2;
-    auto cell = std::make_shared<EvalCell>(genotype.normal, genotype.normal_concat, c_pp, c_p, c_curr, reduction,
-                                           reduction_prev);
+    auto cell = std::make_shared<EvalCell>(genotype.normal, genotype.normal_concat, c_pp, c_p, c_curr,
+                                           reduction, reduction_prev);
     const int64_t mult = cell->multiplier();
     if (is_pool(i + 1)) {
       gap_ke->add(ke(mult * c_curr, c_curr));
@@ -208,7 +213,8 @@ bool darts_reduction(int64_t i, int64_t layers) { return i == layers / 3 || i ==
 }  // namespace
 
 DartsSearch::DartsSearch(DartsOptions o) : SearchNetwork("DartsSearch"), options(o) {
-  NABLA_CHECK(o.c >= 1 && o.layers >= 3, "DartsSearch: need C >= 1 and layers >= 3, got ", o.c, ", ", o.layers);
+  NABLA_CHECK(o.c >= 1 && o.layers >= 3, "DartsSearch: need C >= 1 and layers >= 3, got ", o.c, ", ",
+              o.layers);
   int64_t c_curr = 3 * o.c;
   stem_conv = register_module("stem_conv", conv_no_bias(o.in_channels, c_curr, 3, 1, 1));
   stem_bn = register_module("stem_bn", nn::BatchNorm2d(c_curr));
@@ -218,9 +224,9 @@ DartsSearch::DartsSearch(DartsOptions o) : SearchNetwork("DartsSearch"), options
   for (int64_t i = 0; i < o.layers; ++i) {
     const bool reduction = darts_reduction(i, o.layers);
     if (reduction) c_curr *= 2;
-    cells.push_back(register_module("cell" + std::to_string(i),
-                                    std::make_shared<SearchCell>(steps, multiplier, c_pp, c_p, c_curr, reduction,
-                                                                 reduction_prev)));
+    cells.push_back(register_module(
+        "cell" + std::to_string(i),
+        std::make_shared<SearchCell>(steps, multiplier, c_pp, c_p, c_curr, reduction, reduction_prev)));
     reduction_prev = reduction;
     c_pp = c_p;
     c_p = multiplier * c_curr;
@@ -252,10 +258,10 @@ DartsEval::DartsEval(DartsOptions o, Genotype g) : EvalNetwork("DartsEval", std:
   for (int64_t i = 0; i < o.layers; ++i) {
     const bool reduction = darts_reduction(i, o.layers);
     if (reduction) c_curr *= 2;
-    auto cell = reduction ? std::make_shared<EvalCell>(genotype.reduce, genotype.reduce_concat, c_pp, c_p, c_curr,
-                                                       true, reduction_prev)
-                          : std::make_shared<EvalCell>(genotype.normal, genotype.normal_concat, c_pp, c_p, c_curr,
-                                                       false, reduction_prev);
+    auto cell = reduction ? std::make_shared<EvalCell>(genotype.reduce, genotype.reduce_concat, c_pp, c_p,
+                                                       c_curr, true, reduction_prev)
+                          : std::make_shared<EvalCell>(genotype.normal, genotype.normal_concat, c_pp, c_p,
+                                                       c_curr, false, reduction_prev);
     cells.push_back(register_module("cell" + std::to_string(i), cell));
     reduction_prev = reduction;
     c_pp = c_p;

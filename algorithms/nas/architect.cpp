@@ -16,7 +16,8 @@ namespace nabla::nas {
 double clr_confidence(int64_t epoch, int64_t epochs, double power) {
   NABLA_CHECK(epochs >= 1 && epoch >= 0 && epoch < epochs, "clr_confidence: epoch ", epoch,
               " must be in [0, epochs = ", epochs, ")");
-  NABLA_CHECK(std::isfinite(power) && power >= 0, "clr_confidence: power must be finite and >= 0, got ", power);
+  NABLA_CHECK(std::isfinite(power) && power >= 0, "clr_confidence: power must be finite and >= 0, got ",
+              power);
   return std::pow(static_cast<double>(epoch + 1) / static_cast<double>(epochs), power);
 }
 
@@ -56,7 +57,8 @@ void zero_grads(const std::vector<Tensor>& ts) {
 
 }  // namespace
 
-Architect::Architect(models::darts::SearchNetwork& model, optim::Optimizer& weights_optimizer, ArchitectOptions o)
+Architect::Architect(models::darts::SearchNetwork& model, optim::Optimizer& weights_optimizer,
+                     ArchitectOptions o)
     : model_(model), weights_optimizer_(weights_optimizer), o_(o) {
   adam_ = std::make_unique<optim::Adam>(
       model.arch_parameters(),

@@ -40,7 +40,7 @@ struct ArchitectOptions {
   double power = 2.0;     // p
   bool second_order_scales_loss = true;
   double network_momentum = 0.9, network_weight_decay = 3e-4;  // of the weights' SGD (w' above)
-  double hvp_r = 1e-2;  // eps = hvp_r / ||v||
+  double hvp_r = 1e-2;                                         // eps = hvp_r / ||v||
 };
 
 class Architect {

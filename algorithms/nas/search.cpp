@@ -17,7 +17,8 @@ double cosine_epoch_lr(double lr0, double lr_min, int64_t epoch, int64_t epochs)
   NABLA_CHECK(epochs >= 1 && epoch >= 0 && epoch <= epochs, "cosine_epoch_lr: epoch ", epoch, " not in [0, ",
               epochs, "]");
   constexpr double kPi = 3.14159265358979323846;
-  return lr_min + (lr0 - lr_min) * (1 + std::cos(kPi * static_cast<double>(epoch) / static_cast<double>(epochs))) / 2;
+  return lr_min +
+         (lr0 - lr_min) * (1 + std::cos(kPi * static_cast<double>(epoch) / static_cast<double>(epochs))) / 2;
 }
 
 namespace {

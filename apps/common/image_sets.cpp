@@ -73,7 +73,8 @@ ImageSet load_image_set(const ImageSetOptions& o, bool train) {
     s.labels = d.labels;
   } else if (o.dataset == "cifar10") {
     auto d = head(data::load_cifar10(o.data_dir, train), o.limit);
-    s.images = resized(normalised(d.images, {0.4914, 0.4822, 0.4465}, {0.2470, 0.2435, 0.2616}), o.image_size);
+    s.images =
+        resized(normalised(d.images, {0.4914, 0.4822, 0.4465}, {0.2470, 0.2435, 0.2616}), o.image_size);
     s.labels = d.labels;
   } else {
     fail("unknown dataset '", o.dataset, "' (expected fashion-mnist, cifar10 or synthetic)");
@@ -85,7 +86,8 @@ std::vector<int64_t> shuffled(int64_t n, uint64_t seed, int64_t epoch) {
   std::vector<int64_t> v(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = i;
   data::Rng rng(data::example_seed(seed ^ 0x5a17ull, epoch, -1));
-  for (int64_t i = n - 1; i > 0; --i) std::swap(v[static_cast<size_t>(i)], v[static_cast<size_t>(rng.randint(0, i + 1))]);
+  for (int64_t i = n - 1; i > 0; --i)
+    std::swap(v[static_cast<size_t>(i)], v[static_cast<size_t>(rng.randint(0, i + 1))]);
   return v;
 }
 
@@ -94,15 +96,16 @@ std::vector<int64_t> random_subset(int64_t n, int64_t k, uint64_t seed, int64_t 
   std::vector<int64_t> v(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = i;
   data::Rng rng(data::example_seed(seed ^ 0x7a11ull, epoch, step));
-  for (int64_t i = 0; i < k; ++i) std::swap(v[static_cast<size_t>(i)], v[static_cast<size_t>(rng.randint(i, n))]);
+  for (int64_t i = 0; i < k; ++i)
+    std::swap(v[static_cast<size_t>(i)], v[static_cast<size_t>(rng.randint(i, n))]);
   v.resize(static_cast<size_t>(k));
   return v;
 }
 
 std::pair<Tensor, Tensor> gather_batch(const ImageSet& set, const std::vector<int64_t>& indices, bool augment,
                                        int64_t cutout, uint64_t seed, int64_t epoch, int64_t step) {
-  Tensor idx = from_vector(std::vector<double>(indices.begin(), indices.end()), {static_cast<int64_t>(indices.size())},
-                           {.dtype = DType::i64});
+  Tensor idx = from_vector(std::vector<double>(indices.begin(), indices.end()),
+                           {static_cast<int64_t>(indices.size())}, {.dtype = DType::i64});
   Tensor x = index_select(set.images, 0, idx), y = index_select(set.labels, 0, idx);
   if (!augment && cutout == 0) return {x, y};
   const int64_t s = set.image_size();

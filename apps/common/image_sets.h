@@ -23,10 +23,10 @@ struct ImageSet {
 struct ImageSetOptions {
   std::string dataset = "fashion-mnist";  // fashion-mnist | cifar10 | synthetic
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
-  int64_t limit = 0;        // the first N examples (0: all; synthetic: N examples, default 2,000)
-  int64_t pad = 32;         // fashion-mnist: pad 28 -> pad (0: leave)
-  int64_t image_size = 0;   // resize to S x S after padding (0: leave)
-  uint64_t seed = 0;        // synthetic
+  int64_t limit = 0;       // the first N examples (0: all; synthetic: N examples, default 2,000)
+  int64_t pad = 32;        // fashion-mnist: pad 28 -> pad (0: leave)
+  int64_t image_size = 0;  // resize to S x S after padding (0: leave)
+  uint64_t seed = 0;       // synthetic
 };
 
 // train: the training split (else the test split).

@@ -24,7 +24,8 @@ SearchCell::SearchCell(int steps_, int multiplier_, int64_t c_prev_prev, int64_t
   for (int i = 0; i < steps; ++i)
     for (int j = 0; j < 2 + i; ++j) {
       const int64_t stride = reduction && j < 2 ? 2 : 1;
-      edges.push_back(register_module("edge" + std::to_string(edges.size()), std::make_shared<MixedOp>(c, stride)));
+      edges.push_back(
+          register_module("edge" + std::to_string(edges.size()), std::make_shared<MixedOp>(c, stride)));
     }
 }
 
@@ -69,7 +70,8 @@ Tensor EvalCell::forward(const Tensor& s0, const Tensor& s1, double drop_prob) {
       NABLA_CHECK(input >= 0 && static_cast<size_t>(input) < states.size(), "EvalCell: gene ", g,
                   " reads state ", input, " but only ", states.size(), " exist");
       h[k] = ops[g]->forward(states[static_cast<size_t>(input)]);
-      if (is_training() && drop_prob > 0 && ops[g]->type_name() != "Identity") h[k] = drop_path(h[k], drop_prob);
+      if (is_training() && drop_prob > 0 && ops[g]->type_name() != "Identity")
+        h[k] = drop_path(h[k], drop_prob);
     }
     states.push_back(h[0] + h[1]);
   }

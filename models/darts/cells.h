@@ -32,8 +32,8 @@ class SearchCell : public nn::Module {
 
 class EvalCell : public nn::Module {
  public:
-  EvalCell(const std::vector<Gene>& genes, const std::vector<int>& concat, int64_t c_prev_prev, int64_t c_prev,
-           int64_t c, bool reduction, bool reduction_prev);
+  EvalCell(const std::vector<Gene>& genes, const std::vector<int>& concat, int64_t c_prev_prev,
+           int64_t c_prev, int64_t c, bool reduction, bool reduction_prev);
   Tensor forward(const Tensor& s0, const Tensor& s1, double drop_prob);
   int64_t multiplier() const { return static_cast<int64_t>(concat.size()); }
   std::vector<Gene> genes;

@@ -195,9 +195,8 @@ void Genotype::validate() const {
 }
 
 int count_weight_free(const std::vector<Gene>& genes) {
-  return static_cast<int>(std::count_if(genes.begin(), genes.end(), [](const Gene& g) {
-    return is_weight_free(g.op);
-  }));
+  return static_cast<int>(
+      std::count_if(genes.begin(), genes.end(), [](const Gene& g) { return is_weight_free(g.op); }));
 }
 
 std::vector<Gene> derive_cell(const Tensor& weights, int steps) {
@@ -220,8 +219,9 @@ std::vector<Gene> derive_cell(const Tensor& weights, int steps) {
     const int n = i + 2;
     std::vector<int> order(static_cast<size_t>(n));
     for (int j = 0; j < n; ++j) order[static_cast<size_t>(j)] = j;
-    std::stable_sort(order.begin(), order.end(),
-                     [&](int a, int b) { return at(start + a, best_op(start + a)) > at(start + b, best_op(start + b)); });
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+      return at(start + a, best_op(start + a)) > at(start + b, best_op(start + b));
+    });
     for (int k = 0; k < 2; ++k) {
       const int j = order[static_cast<size_t>(k)];
       genes.push_back({static_cast<OpKind>(best_op(start + j)), j});
@@ -231,7 +231,8 @@ std::vector<Gene> derive_cell(const Tensor& weights, int steps) {
   return genes;
 }
 
-Genotype derive_genotype(const Tensor& alphas_normal, const Tensor& alphas_reduce, int steps, int multiplier) {
+Genotype derive_genotype(const Tensor& alphas_normal, const Tensor& alphas_reduce, int steps,
+                         int multiplier) {
   NABLA_CHECK(multiplier >= 1 && multiplier <= steps, "derive_genotype: multiplier ", multiplier,
               " must be in [1, steps = ", steps, "]");
   Genotype g;

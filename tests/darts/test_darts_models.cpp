@@ -89,9 +89,10 @@ TEST(DartsOps, AvgPoolExcludesPaddingFromTheCount) {
   Tensor x = input({1, 1, 4, 4});
   Tensor y = pool.forward(x);
   // corner (0, 0): the mean of the 2 x 2 real pixels, not of 9
-  const double want = (x.select(2, 0).select(2, 0).item<double>() + x.select(2, 0).select(2, 1).item<double>() +
-                       x.select(2, 1).select(2, 0).item<double>() + x.select(2, 1).select(2, 1).item<double>()) /
-                      4;
+  const double want =
+      (x.select(2, 0).select(2, 0).item<double>() + x.select(2, 0).select(2, 1).item<double>() +
+       x.select(2, 1).select(2, 0).item<double>() + x.select(2, 1).select(2, 1).item<double>()) /
+      4;
   EXPECT_NEAR(y.select(2, 0).select(2, 0).item<double>(), want, 1e-6);
 }
 
@@ -144,7 +145,8 @@ TEST(DartsOps, MixedOpEqualsTheHandWeightedSum) {
   Tensor w = softmax(input({kNumOps}), 0);
   Tensor got = mixed.forward(x, w);
   Tensor want = zeros_like(got);
-  for (int k = 0; k < kNumOps; ++k) want = want + mixed.ops[static_cast<size_t>(k)]->forward(x) * w.select(0, k).item<double>();
+  for (int k = 0; k < kNumOps; ++k)
+    want = want + mixed.ops[static_cast<size_t>(k)]->forward(x) * w.select(0, k).item<double>();
   test::expect_close(got, want, 1e-5);
   // a one-hot weight picks one operation
   Tensor one = zeros({kNumOps});
@@ -174,8 +176,8 @@ TEST(DartsCells, EvalCellFollowsTheGenotype) {
 }
 
 TEST(Genotype, PrintParseRoundTripAndPythonForms) {
-  for (const Genotype* g : {&genotypes::DARTS_V1, &genotypes::DARTS_V2, &genotypes::BNASv2_CLR_v1,
-                            &genotypes::BNASv2_CLR_v2})
+  for (const Genotype* g :
+       {&genotypes::DARTS_V1, &genotypes::DARTS_V2, &genotypes::BNASv2_CLR_v1, &genotypes::BNASv2_CLR_v2})
     EXPECT_EQ(Genotype::parse(g->str()), *g);
   Genotype g = Genotype::parse(
       "Genotype( normal = [(\"skip_connect\", 0), ('dil_conv_5x5', 1),], normal_concat=range(2, 3),\n"
@@ -189,23 +191,33 @@ TEST(Genotype, PrintParseRoundTripAndPythonForms) {
 
 TEST(Genotype, BadTextIsRefusedNamingWhatWasExpected) {
   const std::string ok_reduce = ", reduce=[('max_pool_3x3', 0), ('none', 1)], reduce_concat=[2])";
-  test::expect_error([&] { Genotype::parse("Genotype(normal=[('conv_7x7', 0), ('none', 1)], normal_concat=[2]" + ok_reduce); },
-                     {"unknown operation 'conv_7x7'", "sep_conv_3x3"});
-  test::expect_error([&] { Genotype::parse("Genotype(normal=[('none', 0), ('none', 2)], normal_concat=[2]" + ok_reduce); },
-                     {"'normal' gene 1", "input must be in [0, 2)"});
+  test::expect_error(
+      [&] {
+        Genotype::parse("Genotype(normal=[('conv_7x7', 0), ('none', 1)], normal_concat=[2]" + ok_reduce);
+      },
+      {"unknown operation 'conv_7x7'", "sep_conv_3x3"});
+  test::expect_error(
+      [&] { Genotype::parse("Genotype(normal=[('none', 0), ('none', 2)], normal_concat=[2]" + ok_reduce); },
+      {"'normal' gene 1", "input must be in [0, 2)"});
   test::expect_error([&] { Genotype::parse("Genotype(normal=[('none', 0)], normal_concat=[2]" + ok_reduce); },
                      {"2 genes per node"});
-  test::expect_error([&] { Genotype::parse("Genotype(normal=[('none', 0), ('none', 1)], normal_concat=[2, 7]" + ok_reduce); },
-                     {"normal_concat", "7"});
+  test::expect_error(
+      [&] {
+        Genotype::parse("Genotype(normal=[('none', 0), ('none', 1)], normal_concat=[2, 7]" + ok_reduce);
+      },
+      {"normal_concat", "7"});
   test::expect_error([&] { Genotype::parse("Genotype(normal=[('none' 0)]"); }, {"expected ','", "character"});
-  test::expect_error([&] { Genotype::parse(genotypes::DARTS_V1.str() + " trailing"); }, {"the end of the text"});
+  test::expect_error([&] { Genotype::parse(genotypes::DARTS_V1.str() + " trailing"); },
+                     {"the end of the text"});
   test::expect_error([&] { load_genotype("/nonexistent/genotype.txt"); }, {"neither a known name"});
 }
 
 TEST(Genotype, DerivationKeepsTheTwoStrongestEdgesAndIgnoresNone) {
   // 2 steps: node 2 has edges 0, 1; node 3 has edges 2, 3, 4 (inputs 0, 1, 2).
   std::vector<double> w(5 * kNumOps, 0.01);
-  auto set = [&](int edge, OpKind op, double v) { w[static_cast<size_t>(edge * kNumOps + static_cast<int>(op))] = v; };
+  auto set = [&](int edge, OpKind op, double v) {
+    w[static_cast<size_t>(edge * kNumOps + static_cast<int>(op))] = v;
+  };
   set(0, OpKind::none, 0.9);  // none never counts
   set(0, OpKind::sep_conv_5x5, 0.05);
   set(1, OpKind::max_pool_3x3, 0.3);
@@ -265,7 +277,8 @@ TEST(Darts, VanillaSupernetAndEvaluationNetwork) {
   EXPECT_TRUE(search.cells[1]->reduction && search.cells[3]->reduction);
   EXPECT_EQ(search.forward(input({2, 1, 8, 8})).shape(), (Shape{2, 10}));
   // DARTS-V2 at C = 36, 20 cells (the DARTS paper's 3.3M includes the auxiliary head, not built here)
-  EXPECT_EQ(DartsEval({.c = 36, .layers = 20}, genotypes::DARTS_V2).num_parameters(), 3349342);  // = DARTS train.py's "param size 3.349342MB"
+  EXPECT_EQ(DartsEval({.c = 36, .layers = 20}, genotypes::DARTS_V2).num_parameters(),
+            3349342);  // = DARTS train.py's "param size 3.349342MB"
 }
 
 TEST(Bcnn, MacCountOfASingleConvNetwork) {

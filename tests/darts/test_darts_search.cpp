@@ -85,7 +85,8 @@ class SmoothNet : public SearchNetwork {
     Tensor a = softmax(alphas_normal.select(0, 0), 0), b = softmax(alphas_reduce.select(0, 3), 0);
     Tensor out;
     for (int k = 0; k < kNumOps; ++k) {
-      Tensor t = tanh(matmul(x, W.select(0, k))) * a.select(0, k) + matmul(x, V.select(0, k)) * b.select(0, k);
+      Tensor t =
+          tanh(matmul(x, W.select(0, k))) * a.select(0, k) + matmul(x, V.select(0, k)) * b.select(0, k);
       out = out.defined() ? out + t : t;
     }
     return out;
@@ -94,8 +95,8 @@ class SmoothNet : public SearchNetwork {
 };
 
 // L_val(w - xi (grad_w L_train(w, a) + m + lambda w), a), evaluated without changing w.
-double unrolled_objective(SearchNetwork& net, const nas::LabeledBatch& t, const nas::LabeledBatch& v, double xi,
-                          double lambda) {
+double unrolled_objective(SearchNetwork& net, const nas::LabeledBatch& t, const nas::LabeledBatch& v,
+                          double xi, double lambda) {
   const auto w = net.parameters();
   for (auto& p : w) p.zero_grad();
   cross_entropy(net.forward(t.first), t.second).backward();
@@ -122,15 +123,18 @@ TEST(Architect, SecondOrderGradientMatchesFiniteDifferencesOfTheUnrolledObjectiv
   nas::Architect arch(net, sgd, {.unrolled = true, .network_momentum = 0.9, .network_weight_decay = lambda});
   auto batch = [](uint64_t seed) {
     Generator g{seed, 0};
-    return nas::LabeledBatch{randn({12, 5}, {.dtype = DType::f64}, &g), randint(0, 3, {12}, {.dtype = DType::i64}, &g)};
+    return nas::LabeledBatch{randn({12, 5}, {.dtype = DType::f64}, &g),
+                             randint(0, 3, {12}, {.dtype = DType::i64}, &g)};
   };
   const auto t = batch(21), v = batch(22);
   arch.second_order_grad(t.first, t.second, v.first, v.second, xi);
-  const Tensor g2n = net.alphas_normal.grad().detach().clone(), g2r = net.alphas_reduce.grad().detach().clone();
+  const Tensor g2n = net.alphas_normal.grad().detach().clone(),
+               g2r = net.alphas_reduce.grad().detach().clone();
   arch.first_order_grad(v.first, v.second);
   const Tensor g1n = net.alphas_normal.grad().detach().clone();
   double err2 = 0, err1 = 0, scale = 0;
-  for (auto [alphas, row, g2, g1] : {std::tuple{net.alphas_normal, 0, g2n, g1n}, std::tuple{net.alphas_reduce, 3, g2r, Tensor()}})
+  for (auto [alphas, row, g2, g1] :
+       {std::tuple{net.alphas_normal, 0, g2n, g1n}, std::tuple{net.alphas_reduce, 3, g2r, Tensor()}})
     for (int k = 0; k < kNumOps; ++k) {
       Tensor entry = alphas.select(0, row).select(0, k);  // a view of the alphas
       const double a0 = entry.item<double>(), h = 1e-5;
