@@ -310,12 +310,13 @@ int run(Options& o) {
                                ? static_cast<double>(runtime::memory_stats(dev).peak_allocated) / (1 << 20)
                                : peak_rss_mb();
     std::printf(
-        "epoch %lld/%lld | lr %.4g | arch lr %.3g (confidence %.4g) | train loss %.4f acc %.2f%% | "
+        "epoch %lld/%lld | lr %.4g | arch lr %.3g (%s) | train loss %.4f acc %.2f%% | "
         "val loss %.4f acc %.2f%% | weight-free ops: %s %d/8, %s %d/8 | %.1f s | peak %s %.0f MiB\n",
         static_cast<long long>(epoch + 1), static_cast<long long>(o.epochs), lr, architect.current_lr(),
-        confidence, stats.train_loss, 100 * stats.train_acc, ev.loss, 100 * ev.acc,
-        o.network == "bcnn" ? "conv cell" : "normal", wf_n, o.network == "bcnn" ? "enhancement" : "reduce",
-        wf_r, stats.seconds, dev.is_cuda() ? "device" : "RSS", peak_mb);
+        o.no_clr ? "no CLR" : str_cat("confidence ", confidence).c_str(), stats.train_loss,
+        100 * stats.train_acc, ev.loss, 100 * ev.acc, o.network == "bcnn" ? "conv cell" : "normal", wf_n,
+        o.network == "bcnn" ? "enhancement" : "reduce", wf_r, stats.seconds, dev.is_cuda() ? "device" : "RSS",
+        peak_mb);
     std::printf("genotype = %s\n", g.str().c_str());
     std::fflush(stdout);
     metrics.write({{"kind", "epoch"},
@@ -323,6 +324,7 @@ int run(Options& o) {
                    {"lr", lr},
                    {"arch_lr", architect.current_lr()},
                    {"confidence", confidence},
+                   {"clr", !o.no_clr},
                    {"train_loss", stats.train_loss},
                    {"train_acc", stats.train_acc},
                    {"arch_loss", stats.arch_loss},
