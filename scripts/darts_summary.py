@@ -29,7 +29,7 @@ def main():
     fig = sys.argv[sys.argv.index('--figure') + 1] if '--figure' in sys.argv else None
     runs = {}
     for p in sorted(glob.glob(os.path.join(out, '*_s*.jsonl'))):
-        m = re.match(r'(\w+)_(clr|noclr)_s(\d+)\.jsonl', os.path.basename(p))
+        m = re.match(r'(bcnn|darts)_(clr|noclr)_s(\d+)\.jsonl$', os.path.basename(p))
         if m:
             recs = load(p)
             if recs:
