@@ -8,6 +8,7 @@
 //   col2im(dcols)
 //             db = sum of dY over n, i, j
 // A 1x1 stride-1 unpadded conv's cols are x[n, gi] itself ([cg, H*W]), so it is one GEMM with no copy.
+// Depthwise convs (groups == C_in == C_out) skip im2col: a direct loop per (n, c) plane, and dw per channel.
 // Threads: with at least as many (n, group) items as threads, items run in parallel (each thread owns its
 // cols buffer and, in backward, its own dW accumulator, summed at the end); OpenBLAS runs single-threaded
 // inside an OpenMP parallel region, so nothing is oversubscribed. With fewer items (batch 1), items run one
@@ -135,6 +136,82 @@ bool items_in_parallel(const Conv2dGeometry& g) {
   return nt > 1 && items >= nt && macs >= 8 * kParallelGrain;
 }
 
+// Depthwise convs (groups == C_in == C_out, DARTS's separable and dilated convs): a direct loop per
+// (n, c) plane. The im2col + GEMM path would run N x C GEMMs of one row each.
+bool is_depthwise(const Conv2dGeometry& g) {
+  return g.groups > 1 && g.groups == g.c_in && g.groups == g.c_out;
+}
+
+template <class T>
+void depthwise_forward_t(const Conv2dGeometry& g, const T* px, const T* pw, const T* pb, T* py) {
+  const int64_t planes = g.n * g.c_out, hw = g.h * g.w, ohw = g.oh * g.ow, kk = g.kh * g.kw;
+#pragma omp parallel for if (planes * ohw * kk >= kParallelGrain) schedule(static)
+  for (int64_t plane = 0; plane < planes; ++plane) {
+    const int64_t c = plane % g.c_out;
+    const T* xp = px + plane * hw;
+    const T* wc = pw + c * kk;
+    T* yp = py + plane * ohw;
+    const T b = pb ? pb[c] : T(0);
+    for (int64_t i = 0; i < g.oh; ++i)
+      for (int64_t j = 0; j < g.ow; ++j) {
+        T acc = b;
+        for (int64_t p = 0; p < g.kh; ++p) {
+          const int64_t r = i * g.stride_h + p * g.dil_h - g.pad_h;
+          if (r < 0 || r >= g.h) continue;
+          for (int64_t q = 0; q < g.kw; ++q) {
+            const int64_t col = j * g.stride_w + q * g.dil_w - g.pad_w;
+            if (col >= 0 && col < g.w) acc += wc[p * g.kw + q] * xp[r * g.w + col];
+          }
+        }
+        yp[i * g.ow + j] = acc;
+      }
+  }
+}
+
+// dx per (n, c) plane (a scatter within the plane), dw per channel (summed over n inside one thread).
+template <class T>
+void depthwise_backward_t(const Conv2dGeometry& g, const T* px, const T* pw, const T* pgy, T* pdx, T* pdw) {
+  const int64_t hw = g.h * g.w, ohw = g.oh * g.ow, kk = g.kh * g.kw;
+  auto taps = [&](int64_t plane, auto&& f) {  // f(output index, input index, tap)
+    for (int64_t i = 0; i < g.oh; ++i)
+      for (int64_t p = 0; p < g.kh; ++p) {
+        const int64_t r = i * g.stride_h + p * g.dil_h - g.pad_h;
+        if (r < 0 || r >= g.h) continue;
+        for (int64_t j = 0; j < g.ow; ++j)
+          for (int64_t q = 0; q < g.kw; ++q) {
+            const int64_t col = j * g.stride_w + q * g.dil_w - g.pad_w;
+            if (col >= 0 && col < g.w) f(i * g.ow + j, r * g.w + col, p * g.kw + q);
+          }
+      }
+    (void)plane;
+  };
+  const bool parallel = g.n * g.c_out * ohw * kk >= kParallelGrain;
+  if (pdx) {
+#pragma omp parallel for if (parallel) schedule(static)
+    for (int64_t plane = 0; plane < g.n * g.c_out; ++plane) {
+      const T* gyp = pgy + plane * ohw;
+      const T* wc = pw + (plane % g.c_out) * kk;
+      T* dxp = pdx + plane * hw;
+      std::fill(dxp, dxp + hw, T(0));
+      taps(plane, [&](int64_t o, int64_t in, int64_t t) { dxp[in] += wc[t] * gyp[o]; });
+    }
+  }
+  if (pdw) {
+#pragma omp parallel for if (parallel) schedule(static)
+    for (int64_t c = 0; c < g.c_out; ++c) {
+      double acc[64] = {};  // kk <= 64 (checked by the caller); f64 sums over n * OH * OW terms
+      for (int64_t n = 0; n < g.n; ++n) {
+        const int64_t plane = n * g.c_out + c;
+        const T* gyp = pgy + plane * ohw;
+        const T* xp = px + plane * hw;
+        taps(plane,
+             [&](int64_t o, int64_t in, int64_t t) { acc[t] += static_cast<double>(gyp[o]) * xp[in]; });
+      }
+      for (int64_t t = 0; t < kk; ++t) pdw[c * kk + t] = static_cast<T>(acc[t]);
+    }
+  }
+}
+
 template <class T>
 void conv2d_forward_t(const Conv2dGeometry& g, const Tensor& x, const Tensor& w, const Tensor& bias,
                       Tensor& y) {
@@ -145,6 +222,7 @@ void conv2d_forward_t(const Conv2dGeometry& g, const Tensor& x, const Tensor& w,
   const T* pw = base<T>(w);
   const T* pb = bias.defined() ? base<T>(bias) : nullptr;
   T* py = base<T>(y);
+  if (is_depthwise(g) && g.kh * g.kw <= 64) return depthwise_forward_t<T>(g, px, pw, pb, py);
   auto run_item = [&](int64_t item, T* cols, bool inner_parallel) {
     const int64_t n = item / g.groups, gi = item % g.groups;
     const T* xg = px + (n * g.c_in + gi * cg) * hw;
@@ -201,6 +279,7 @@ void conv2d_backward_t(const Conv2dGeometry& g, const Tensor& x, const Tensor& w
   const T* pw = want_x ? base<T>(w) : nullptr;
   T* pdx = want_x ? base<T>(dx) : nullptr;
   T* pdw = want_w ? base<T>(dw) : nullptr;
+  if (is_depthwise(g) && g.kh * g.kw <= 64) return depthwise_backward_t<T>(g, px, pw, pgy, pdx, pdw);
   const int64_t w_size = g.c_out * ckk;
   if (want_w) std::fill(pdw, pdw + w_size, T(0));
 

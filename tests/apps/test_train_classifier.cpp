@@ -337,7 +337,7 @@ TEST_F(TrainClassifier, EachBadOptionClassExitsWith2AndOneLine) {
 // docs, parses (--print-config: parse and check, no training).
 TEST_F(TrainClassifier, HelpExamplesAndReadmeCommandLinesParse) {
   int checked = 0;
-  for (const std::string binary : {"train_classifier", "vrgd_linreg", "demo_mlp"}) {
+  for (const std::string binary : {"train_classifier", "vrgd_linreg", "demo_mlp", "search_darts", "train_darts"}) {
     Result help = run_binary(binary, "--help");
     ASSERT_EQ(help.code, 0) << binary << "\n" << help.output;
     EXPECT_NE(help.output.find("Usage: " + binary + " [options]"), std::string::npos) << help.output;

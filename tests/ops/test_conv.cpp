@@ -35,6 +35,13 @@ NABLA_GRADCHECK(conv2d, depthwise_multiplier2_no_bias) {
       },
       {randn64({2, 3, 6, 6}), randn64({6, 1, 3, 3})});
 }
+NABLA_GRADCHECK(conv2d, depthwise_dilated_bias) {  // the direct depthwise path of ops/cpu/conv.cpp
+  EXPECT_GRADCHECK(
+      [](In in) {
+        return conv2d(in[0], in[1], in[2], {2, 2}, {2, 2}, {2, 2}, 3);
+      },
+      {randn64({2, 3, 7, 7}), randn64({3, 1, 3, 3}), randn64({3})});
+}
 NABLA_GRADCHECK(conv2d, batch1_asymmetric_no_bias) {
   EXPECT_GRADCHECK(
       [](In in) {
@@ -191,6 +198,9 @@ const std::vector<ConvCase> kConvCases = {
     {{2, 6, 8, 8}, {9, 2, 3, 3}, true, {1, 1}, {1, 1}, {1, 1}, 3},
     {{3, 8, 7, 7}, {8, 1, 3, 3}, false, {2, 2}, {1, 1}, {1, 1}, 8},    // depthwise
     {{1, 8, 7, 7}, {16, 1, 5, 5}, true, {1, 1}, {2, 2}, {1, 1}, 8},    // depthwise, multiplier 2, batch 1
+    {{2, 6, 9, 9}, {6, 1, 5, 5}, false, {1, 1}, {4, 4}, {2, 2}, 6},    // depthwise, dilated (DARTS
+                                                                       // dil_conv_5x5)
+    {{3, 4, 8, 8}, {4, 1, 3, 3}, true, {2, 2}, {2, 2}, {2, 2}, 4},     // depthwise, strided, dilated, bias
     {{4, 16, 6, 6}, {12, 16, 1, 1}, true, {1, 1}, {0, 0}, {1, 1}, 1},  // 1x1: no im2col
     {{1, 16, 6, 6}, {12, 16, 1, 1}, false, {1, 1}, {0, 0}, {1, 1}, 1},
     {{3, 16, 7, 7}, {8, 16, 1, 1}, false, {2, 2}, {0, 0}, {1, 1}, 1},     // strided 1x1

@@ -1,0 +1,91 @@
+// The bilevel search epoch (search.h).
+#include "algorithms/nas/search.h"
+
+#include <chrono>
+#include <cmath>
+
+#include "algorithms/optim/clip.h"
+#include "autograd/autograd.h"
+#include "ops/loss.h"
+#include "ops/reduce.h"
+#include "ops/elementwise.h"
+#include "ops/index.h"
+
+namespace nabla::nas {
+
+double cosine_epoch_lr(double lr0, double lr_min, int64_t epoch, int64_t epochs) {
+  NABLA_CHECK(epochs >= 1 && epoch >= 0 && epoch <= epochs, "cosine_epoch_lr: epoch ", epoch, " not in [0, ",
+              epochs, "]");
+  constexpr double kPi = 3.14159265358979323846;
+  return lr_min +
+         (lr0 - lr_min) * (1 + std::cos(kPi * static_cast<double>(epoch) / static_cast<double>(epochs))) / 2;
+}
+
+namespace {
+int64_t count_correct(const Tensor& logits, const Tensor& labels) {
+  Tensor pred = argmax(logits.detach(), 1);
+  return static_cast<int64_t>(eq(pred, labels.to(pred.dtype())).to(DType::f64).sum().item<double>());
+}
+}  // namespace
+
+SearchEpochStats search_epoch(models::darts::SearchNetwork& model, Architect& architect,
+                              optim::Optimizer& weights_optimizer, const BatchSource& train,
+                              const BatchSource& val, double lr, double confidence, double grad_clip,
+                              const std::function<bool(int64_t, double)>& on_step) {
+  const auto t0 = std::chrono::steady_clock::now();
+  SearchEpochStats s;
+  int64_t seen = 0, correct = 0;
+  double loss_sum = 0, arch_sum = 0;
+  weights_optimizer.set_lr(lr);
+  const std::vector<Tensor> weights = model.parameters();
+  model.train();
+  while (auto batch = train()) {
+    auto vb = val();
+    NABLA_CHECK(vb.has_value(), "search_epoch: the validation source ran dry");
+    arch_sum += architect.step(batch->first, batch->second, vb->first, vb->second, lr, confidence);
+    weights_optimizer.zero_grad();
+    for (const Tensor& a : model.arch_parameters()) a.zero_grad();
+    Tensor logits = model.forward(batch->first);
+    Tensor loss = cross_entropy(logits, batch->second);
+    loss.backward();
+    if (grad_clip > 0) optim::clip_grad_norm(weights, grad_clip);
+    weights_optimizer.step();
+    for (const Tensor& a : model.arch_parameters()) a.zero_grad();  // the w step's alpha gradient is unused
+    const double l = loss.item<double>();
+    loss_sum += l * static_cast<double>(batch->second.numel());
+    correct += count_correct(logits, batch->second);
+    seen += batch->second.numel();
+    ++s.steps;
+    if (on_step && !on_step(s.steps, l)) break;
+  }
+  if (seen > 0) {
+    s.train_loss = loss_sum / static_cast<double>(seen);
+    s.train_acc = static_cast<double>(correct) / static_cast<double>(seen);
+    s.arch_loss = arch_sum / static_cast<double>(s.steps);
+  }
+  s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return s;
+}
+
+EvalStats evaluate_search(nn::Module& model, const BatchSource& batches) {
+  const bool was_training = model.is_training();
+  model.eval();
+  NoGradGuard ng;
+  EvalStats e;
+  double loss_sum = 0;
+  int64_t correct = 0;
+  while (auto b = batches()) {
+    Tensor logits = model.forward(b->first);
+    loss_sum += cross_entropy(logits, b->second).item<double>() * static_cast<double>(b->second.numel());
+    correct += count_correct(logits, b->second);
+    e.seen += b->second.numel();
+  }
+  if (e.seen > 0) {
+    e.loss = loss_sum / static_cast<double>(e.seen);
+    e.acc = static_cast<double>(correct) / static_cast<double>(e.seen);
+  }
+  model.train(was_training);
+  return e;
+}
+
+}  // namespace nabla::nas
