@@ -75,7 +75,9 @@ struct Options {
   apps::RunOptions run;
 };
 
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 std::vector<std::string> split_commas(const std::string& s) {
   std::vector<std::string> out;
@@ -114,12 +116,14 @@ void set_attention(models::BertModel& bert, const std::string& impl) {
 std::unique_ptr<optim::Optimizer> make_optimizer(const Options& o, const nn::Module& model) {
   auto groups = optim::split_decay_groups(model.named_parameters(), o.weight_decay, o.lr);
   if (vrgd::is_vr_optimizer_kind(o.optimizer))
-    return vrgd::make_vr_optimizer(o.optimizer, groups,
-                                   {.lr = o.lr, .weight_decay = o.weight_decay, .gsnr = {.gamma = o.gsnr_gamma}});
+    return vrgd::make_vr_optimizer(
+        o.optimizer, groups, {.lr = o.lr, .weight_decay = o.weight_decay, .gsnr = {.gamma = o.gsnr_gamma}});
   if (o.optimizer == "adamw")
-    return std::make_unique<optim::AdamW>(groups, optim::AdamWOptions{.lr = o.lr, .weight_decay = o.weight_decay});
+    return std::make_unique<optim::AdamW>(groups,
+                                          optim::AdamWOptions{.lr = o.lr, .weight_decay = o.weight_decay});
   if (o.optimizer == "lamb")
-    return std::make_unique<optim::Lamb>(groups, optim::LambOptions{.lr = o.lr, .weight_decay = o.weight_decay});
+    return std::make_unique<optim::Lamb>(groups,
+                                         optim::LambOptions{.lr = o.lr, .weight_decay = o.weight_decay});
   fail("unknown optimizer '", o.optimizer, "' (expected adamw, lamb, vr-adamw or vr-lamb)");
 }
 
@@ -142,13 +146,15 @@ struct Unpacked {
   Tensor ids, types, mask;
 };
 Unpacked unpack(const Tensor& inputs) {
-  return {inputs.select(1, 0).contiguous(), inputs.select(1, 1).contiguous(), inputs.select(1, 2).contiguous()};
+  return {inputs.select(1, 0).contiguous(), inputs.select(1, 1).contiguous(),
+          inputs.select(1, 2).contiguous()};
 }
 
 // One optimizer step over K micro-batches (contiguous slices of the batch) for the non-VR optimizers; with
 // K = 1, or a VR optimizer, TrainStep does the step.
 double accumulated_step(nn::Module& model, optim::Optimizer& opt, const apps::ForwardFn& forward,
-                        const Tensor& inputs, const Tensor& targets, int64_t k, double lr, bool amp, double clip) {
+                        const Tensor& inputs, const Tensor& targets, int64_t k, double lr, bool amp,
+                        double clip) {
   opt.set_lr(lr);
   opt.zero_grad();
   const int64_t b = inputs.size(0), micro = b / k;
@@ -193,7 +199,8 @@ HeldoutResult evaluate_pretraining(models::BertForPreTraining& model, const data
     for (size_t i = 0; i < labels.size(); ++i)
       if (labels[i] != -100) rows.push_back(static_cast<double>(i));
     if (!rows.empty()) {
-      Tensor idx = from_vector(rows, {static_cast<int64_t>(rows.size())}, {.dtype = DType::i64, .device = dev});
+      Tensor idx =
+          from_vector(rows, {static_cast<int64_t>(rows.size())}, {.dtype = DType::i64, .device = dev});
       Tensor picked = index_select(h.sequence_output.reshape({-1, h.sequence_output.size(-1)}), 0, idx);
       Tensor target = index_select(b.mlm_labels.reshape({-1}).to(dev), 0, idx);
       Tensor logits = model.cls->predictions->forward(picked).to(DType::f32);
@@ -206,7 +213,9 @@ HeldoutResult evaluate_pretraining(models::BertForPreTraining& model, const data
     r.examples += b.nsp_labels.numel();
   }
   model.train();
-  if (r.predictions) r.mlm_loss = loss_sum / static_cast<double>(r.predictions), r.mlm_acc = hits / static_cast<double>(r.predictions);
+  if (r.predictions)
+    r.mlm_loss = loss_sum / static_cast<double>(r.predictions),
+    r.mlm_acc = hits / static_cast<double>(r.predictions);
   if (r.examples) r.nsp_acc = nsp_hits / static_cast<double>(r.examples);
   return r;
 }
@@ -216,8 +225,8 @@ int run_pretrain(Options& o) {
   apps::Run r = apps::Run::start(o.run, o.batch_size);
   const dist::Session& ds = r.session();
   const Device dev = r.device();
-  NABLA_CHECK(o.batch_size % o.accum == 0, "--batch-size ", o.batch_size, " per rank is not a multiple of --accum ",
-              o.accum);
+  NABLA_CHECK(o.batch_size % o.accum == 0, "--batch-size ", o.batch_size,
+              " per rank is not a multiple of --accum ", o.accum);
 
   // 2. data: tokenized once; examples are made per step from (seed, epoch, index)
   const data::BertTokenizer tok = data::BertTokenizer::from_file(o.vocab);
@@ -225,23 +234,25 @@ int run_pretrain(Options& o) {
   auto corpus = std::make_shared<data::BertCorpus>(data::BertCorpus::read(
       split_commas(o.train_files), tok, static_cast<int64_t>(o.corpus_limit_mb * 1e6)));
   auto heldout = std::make_shared<data::BertCorpus>(data::BertCorpus::read({o.heldout_file}, tok));
-  const double unigram = data::unigram_cross_entropy(data::unigram_counts(*corpus, tok.vocab_size()), *heldout, tok);
+  const double unigram =
+      data::unigram_cross_entropy(data::unigram_counts(*corpus, tok.vocab_size()), *heldout, tok);
   auto make_data = [&](const std::shared_ptr<data::BertCorpus>& c, int64_t seq_len, uint64_t seed) {
-    return data::BertPretrainData(c, tok,
-                                  {.seq_len = seq_len, .mask_prob = o.mask_prob, .max_predictions = o.max_predictions,
-                                   .seed = seed});
+    return data::BertPretrainData(
+        c, tok,
+        {.seq_len = seq_len, .mask_prob = o.mask_prob, .max_predictions = o.max_predictions, .seed = seed});
   };
   const data::BertPretrainData phase1 = make_data(corpus, o.seq_len, o.run.seed);
   std::optional<data::BertPretrainData> phase2;
   if (o.phase2_steps > 0) phase2.emplace(make_data(corpus, o.phase2_seq_len, o.run.seed + 1));
   const data::BertPretrainData eval1 = make_data(heldout, o.seq_len, 12345);
   const int64_t global_batch = o.batch_size * ds.world_size();
-  NABLA_CHECK(phase1.batches_per_epoch(global_batch) >= 1, "--batch-size ", global_batch, " is larger than the ",
-              phase1.examples_per_epoch(), " examples of an epoch at --seq-len ", o.seq_len);
+  NABLA_CHECK(phase1.batches_per_epoch(global_batch) >= 1, "--batch-size ", global_batch,
+              " is larger than the ", phase1.examples_per_epoch(), " examples of an epoch at --seq-len ",
+              o.seq_len);
   if (phase2)
     NABLA_CHECK(phase2->batches_per_epoch(global_batch) >= 1, "--batch-size ", global_batch,
-                " is larger than the ", phase2->examples_per_epoch(), " examples of an epoch at --phase2-seq-len ",
-                o.phase2_seq_len);
+                " is larger than the ", phase2->examples_per_epoch(),
+                " examples of an epoch at --phase2-seq-len ", o.phase2_seq_len);
 
   // 3. model, optimizer, step
   std::shared_ptr<models::BertForPreTraining> model;
@@ -267,28 +278,34 @@ int run_pretrain(Options& o) {
                          targets.select(1, l).contiguous());
     return f;
   };
-  apps::TrainStep train_step(*model, *optimizer, ds, forward,
-                             {.amp = r.amp(), .clip = o.clip, .vr_partitions = vr ? o.accum * ds.world_size() : 8});
+  apps::TrainStep train_step(
+      *model, *optimizer, ds, forward,
+      {.amp = r.amp(), .clip = o.clip, .vr_partitions = vr ? o.accum * ds.world_size() : 8});
   const int64_t total_steps = o.max_steps + (phase2 ? o.phase2_steps : 0);
   const optim::Schedule schedule = make_schedule(o, total_steps);
   const models::BertConfig& c = model->config;
   if (r.is_main()) {
-    std::printf("model BERT %lldL-%lldH-%lldA-%lldI (%s attention): %s parameters | corpus %s tokens in %zu documents "
-                "(%.1f s to tokenize) | held-out %s tokens\n",
-                static_cast<long long>(c.num_hidden_layers), static_cast<long long>(c.hidden_size),
-                static_cast<long long>(c.num_attention_heads), static_cast<long long>(c.intermediate_size),
-                c.attention_impl.c_str(), apps::with_commas(static_cast<double>(model->num_parameters())).c_str(),
-                apps::with_commas(static_cast<double>(corpus->tokens)).c_str(), corpus->docs.size(),
-                seconds_since(t_read), apps::with_commas(static_cast<double>(heldout->tokens)).c_str());
-    std::printf("phase 1: %lld steps at length %lld (%s examples per epoch)%s | batch %lld (%lld micro-batches) | %s, "
-                "%s%s\n",
-                static_cast<long long>(o.max_steps), static_cast<long long>(o.seq_len),
-                apps::with_commas(static_cast<double>(phase1.examples_per_epoch())).c_str(),
-                phase2 ? str_cat(" | phase 2: ", o.phase2_steps, " steps at length ", o.phase2_seq_len).c_str() : "",
-                static_cast<long long>(global_batch), static_cast<long long>(o.accum), optimizer->name().c_str(),
-                schedule.str().c_str(), r.amp() ? " | bf16 autocast" : "");
-    std::printf("unigram baseline on the held-out text: %.4f nats per token (an MLM that ignores the context)\n",
-                unigram);
+    std::printf(
+        "model BERT %lldL-%lldH-%lldA-%lldI (%s attention): %s parameters | corpus %s tokens in %zu "
+        "documents "
+        "(%.1f s to tokenize) | held-out %s tokens\n",
+        static_cast<long long>(c.num_hidden_layers), static_cast<long long>(c.hidden_size),
+        static_cast<long long>(c.num_attention_heads), static_cast<long long>(c.intermediate_size),
+        c.attention_impl.c_str(), apps::with_commas(static_cast<double>(model->num_parameters())).c_str(),
+        apps::with_commas(static_cast<double>(corpus->tokens)).c_str(), corpus->docs.size(),
+        seconds_since(t_read), apps::with_commas(static_cast<double>(heldout->tokens)).c_str());
+    std::printf(
+        "phase 1: %lld steps at length %lld (%s examples per epoch)%s | batch %lld (%lld micro-batches) | "
+        "%s, "
+        "%s%s\n",
+        static_cast<long long>(o.max_steps), static_cast<long long>(o.seq_len),
+        apps::with_commas(static_cast<double>(phase1.examples_per_epoch())).c_str(),
+        phase2 ? str_cat(" | phase 2: ", o.phase2_steps, " steps at length ", o.phase2_seq_len).c_str() : "",
+        static_cast<long long>(global_batch), static_cast<long long>(o.accum), optimizer->name().c_str(),
+        schedule.str().c_str(), r.amp() ? " | bf16 autocast" : "");
+    std::printf(
+        "unigram baseline on the held-out text: %.4f nats per token (an MLM that ignores the context)\n",
+        unigram);
     std::fflush(stdout);
   }
 
@@ -301,12 +318,18 @@ int run_pretrain(Options& o) {
     HeldoutResult e = evaluate_pretraining(*model, eval1, o.eval_examples, o.eval_batch_size, dev, r.amp());
     if (!r.is_main()) return;
     log.finish_line();
-    std::printf("step %lld | held-out MLM loss %.4f (unigram %.4f) | MLM acc %.2f%% | NSP acc %.2f%% | %s elapsed\n",
-                static_cast<long long>(step), e.mlm_loss, unigram, 100 * e.mlm_acc, 100 * e.nsp_acc,
-                apps::format_duration(log.elapsed()).c_str());
+    std::printf(
+        "step %lld | held-out MLM loss %.4f (unigram %.4f) | MLM acc %.2f%% | NSP acc %.2f%% | %s elapsed\n",
+        static_cast<long long>(step), e.mlm_loss, unigram, 100 * e.mlm_acc, 100 * e.nsp_acc,
+        apps::format_duration(log.elapsed()).c_str());
     std::fflush(stdout);
-    log.write({{"kind", "eval"}, {"step", step}, {"mlm_loss", e.mlm_loss}, {"mlm_acc", e.mlm_acc},
-               {"nsp_acc", e.nsp_acc}, {"unigram_nats", unigram}, {"predictions", e.predictions}});
+    log.write({{"kind", "eval"},
+               {"step", step},
+               {"mlm_loss", e.mlm_loss},
+               {"mlm_acc", e.mlm_acc},
+               {"nsp_acc", e.nsp_acc},
+               {"unigram_nats", unigram},
+               {"predictions", e.predictions}});
   };
 
   // 5. the loop
@@ -315,7 +338,8 @@ int run_pretrain(Options& o) {
     const auto t0 = Clock::now();
     const bool in_phase2 = step >= o.max_steps;
     const data::BertPretrainData& d = in_phase2 ? *phase2 : phase1;
-    data::BertPretrainBatch b = d.batch_at(in_phase2 ? step - o.max_steps : step, global_batch, ds.rank(), ds.world_size());
+    data::BertPretrainBatch b =
+        d.batch_at(in_phase2 ? step - o.max_steps : step, global_batch, ds.rank(), ds.world_size());
     Tensor inputs = pack_inputs(b.input_ids, b.token_type_ids, b.attention_mask).to(dev);
     Tensor targets = cat({b.mlm_labels, b.nsp_labels.unsqueeze(1)}, 1).contiguous().to(dev);
     const double lr = schedule.lr_at(step);
@@ -358,7 +382,8 @@ struct Encoded {
   std::vector<double> targets;
 };
 
-Encoded encode(const data::GlueExamples& ex, const data::BertTokenizer& tok, int64_t seq_len, bool regression) {
+Encoded encode(const data::GlueExamples& ex, const data::BertTokenizer& tok, int64_t seq_len,
+               bool regression) {
   const int64_t n = ex.size(), l = seq_len;
   Encoded e;
   e.inputs = Tensor::empty({n, 3, l}, DType::i64);
@@ -369,7 +394,8 @@ Encoded encode(const data::GlueExamples& ex, const data::BertTokenizer& tok, int
     data::BertEncoding enc = ex.text_b.empty() ? tok.encode(ex.text_a[static_cast<size_t>(i)], eo)
                                                : tok.encode_pair(ex.text_a[static_cast<size_t>(i)],
                                                                  ex.text_b[static_cast<size_t>(i)], eo);
-    for (const auto* v : {&enc.input_ids, &enc.token_type_ids, &enc.attention_mask}) p = std::copy(v->begin(), v->end(), p);
+    for (const auto* v : {&enc.input_ids, &enc.token_type_ids, &enc.attention_mask})
+      p = std::copy(v->begin(), v->end(), p);
     e.labels.data<int64_t>()[i] = regression ? i : ex.labels[static_cast<size_t>(i)];
   }
   e.classes = ex.labels;
@@ -384,8 +410,8 @@ struct DevResult {
   }
 };
 
-DevResult evaluate_classifier(models::BertForSequenceClassification& model, const Encoded& dev_set, int64_t batch,
-                              Device dev, bool amp, bool regression) {
+DevResult evaluate_classifier(models::BertForSequenceClassification& model, const Encoded& dev_set,
+                              int64_t batch, Device dev, bool amp, bool regression) {
   model.eval();
   NoGradGuard ng;
   AutocastGuard autocast(DType::bf16, amp);
@@ -423,13 +449,14 @@ int run_finetune(Options& o) {
   apps::Run r = apps::Run::start(o.run, o.batch_size);
   const dist::Session& ds = r.session();
   const Device dev = r.device();
-  NABLA_CHECK(o.batch_size % o.accum == 0, "--batch-size ", o.batch_size, " per rank is not a multiple of --accum ",
-              o.accum);
+  NABLA_CHECK(o.batch_size % o.accum == 0, "--batch-size ", o.batch_size,
+              " per rank is not a multiple of --accum ", o.accum);
   const bool regression = o.metric == "pearson";
 
   // 2. data
   const data::BertTokenizer tok = data::BertTokenizer::from_file(o.vocab);
-  const data::GlueTsvOptions to{.text_a = o.text_a, .text_b = o.text_b, .label = o.label, .regression = regression};
+  const data::GlueTsvOptions to{
+      .text_a = o.text_a, .text_b = o.text_b, .label = o.label, .regression = regression};
   data::GlueExamples train_ex = data::read_glue_tsv(o.train_tsv, to);
   const data::GlueExamples dev_ex = data::read_glue_tsv(o.dev_tsv, to);
   Encoded train = encode(train_ex, tok, o.seq_len, regression);
@@ -439,14 +466,22 @@ int run_finetune(Options& o) {
   }
   const Encoded dev_set = encode(dev_ex, tok, o.seq_len, regression);
   const int64_t num_labels =
-      regression ? 1 : (o.num_labels > 0 ? o.num_labels : std::max<int64_t>(2, std::max(train_ex.num_classes, dev_ex.num_classes)));
+      regression
+          ? 1
+          : (o.num_labels > 0 ? o.num_labels
+                              : std::max<int64_t>(2, std::max(train_ex.num_classes, dev_ex.num_classes)));
   NABLA_CHECK(regression || std::max(train_ex.num_classes, dev_ex.num_classes) <= num_labels, "--num-labels ",
-              num_labels, ": the files hold labels up to ", std::max(train_ex.num_classes, dev_ex.num_classes) - 1);
+              num_labels, ": the files hold labels up to ",
+              std::max(train_ex.num_classes, dev_ex.num_classes) - 1);
   auto dataset = std::make_shared<data::TensorDataset>(train.inputs, train.labels);
-  data::DataLoader loader(dataset, {.batch_size = o.batch_size, .shuffle = true, .drop_last = true, .seed = o.run.seed,
-                                    .num_replicas = ds.world_size(), .rank = ds.rank()});
-  NABLA_CHECK(loader.num_batches() >= 1, "--batch-size ", o.batch_size * ds.world_size(), " is larger than the ",
-              train.inputs.size(0), " training examples");
+  data::DataLoader loader(dataset, {.batch_size = o.batch_size,
+                                    .shuffle = true,
+                                    .drop_last = true,
+                                    .seed = o.run.seed,
+                                    .num_replicas = ds.world_size(),
+                                    .rank = ds.rank()});
+  NABLA_CHECK(loader.num_batches() >= 1, "--batch-size ", o.batch_size * ds.world_size(),
+              " is larger than the ", train.inputs.size(0), " training examples");
 
   // 3. model (from a pretraining checkpoint: the encoder and pooler; the classifier is new), optimizer, step
   std::shared_ptr<models::BertForSequenceClassification> model;
@@ -461,7 +496,8 @@ int run_finetune(Options& o) {
     }
     set_attention(*model->bert, o.attention);
     model->config.attention_impl = o.attention;
-    if (r.is_main() && !report.clean()) std::printf("init from %s: %s\n", o.init_from.c_str(), report.str().c_str());
+    if (r.is_main() && !report.clean())
+      std::printf("init from %s: %s\n", o.init_from.c_str(), report.str().c_str());
   } else {
     models::BertConfig c = make_config(o, tok.vocab_size());
     c.num_labels = num_labels;
@@ -480,7 +516,8 @@ int run_finetune(Options& o) {
     Tensor logits = model->forward(u.ids, u.types, u.mask);
     if (regression) {
       std::vector<double> t;
-      for (int64_t i : labels.to(Device::cpu()).to_vector<int64_t>()) t.push_back(targets_host[static_cast<size_t>(i)]);
+      for (int64_t i : labels.to(Device::cpu()).to_vector<int64_t>())
+        t.push_back(targets_host[static_cast<size_t>(i)]);
       f.loss = mse_loss(logits.reshape({-1}).to(DType::f32),
                         from_vector(t, {static_cast<int64_t>(t.size())}, {.device = inputs.device()}));
     } else {
@@ -489,22 +526,26 @@ int run_finetune(Options& o) {
     }
     return f;
   };
-  apps::TrainStep train_step(*model, *optimizer, ds, forward,
-                             {.amp = r.amp(), .clip = o.clip, .vr_partitions = vr ? o.accum * ds.world_size() : 8});
+  apps::TrainStep train_step(
+      *model, *optimizer, ds, forward,
+      {.amp = r.amp(), .clip = o.clip, .vr_partitions = vr ? o.accum * ds.world_size() : 8});
   const int64_t spe = loader.num_batches();
   const int64_t total_steps = apps::total_steps(spe, o.epochs, o.max_steps);
   const optim::Schedule schedule = make_schedule(o, total_steps);
   const models::BertConfig& c = model->config;
   if (r.is_main()) {
-    std::printf("model BERT %lldL-%lldH-%lldA (%s attention), %lld labels: %s parameters%s | %s: %lld train, %lld dev "
-                "(%s) | %lld steps/epoch | %s, %s%s\n",
-                static_cast<long long>(c.num_hidden_layers), static_cast<long long>(c.hidden_size),
-                static_cast<long long>(c.num_attention_heads), c.attention_impl.c_str(),
-                static_cast<long long>(num_labels), apps::with_commas(static_cast<double>(model->num_parameters())).c_str(),
-                o.init_from.empty() ? " (from scratch)" : str_cat(" (from ", o.init_from, ")").c_str(),
-                o.train_tsv.c_str(), static_cast<long long>(train.inputs.size(0)), static_cast<long long>(dev_ex.size()),
-                o.dev_tsv.c_str(), static_cast<long long>(spe), optimizer->name().c_str(), schedule.str().c_str(),
-                r.amp() ? " | bf16 autocast" : "");
+    std::printf(
+        "model BERT %lldL-%lldH-%lldA (%s attention), %lld labels: %s parameters%s | %s: %lld train, %lld "
+        "dev "
+        "(%s) | %lld steps/epoch | %s, %s%s\n",
+        static_cast<long long>(c.num_hidden_layers), static_cast<long long>(c.hidden_size),
+        static_cast<long long>(c.num_attention_heads), c.attention_impl.c_str(),
+        static_cast<long long>(num_labels),
+        apps::with_commas(static_cast<double>(model->num_parameters())).c_str(),
+        o.init_from.empty() ? " (from scratch)" : str_cat(" (from ", o.init_from, ")").c_str(),
+        o.train_tsv.c_str(), static_cast<long long>(train.inputs.size(0)),
+        static_cast<long long>(dev_ex.size()), o.dev_tsv.c_str(), static_cast<long long>(spe),
+        optimizer->name().c_str(), schedule.str().c_str(), r.amp() ? " | bf16 autocast" : "");
     std::fflush(stdout);
   }
 
@@ -523,12 +564,21 @@ int run_finetune(Options& o) {
     const bool improved = m > best;
     if (improved) best = m;
     if (regression)
-      std::printf("step %lld | dev pearson %.4f%s\n", static_cast<long long>(step), e.pearson, improved ? " | best" : "");
+      std::printf("step %lld | dev pearson %.4f%s\n", static_cast<long long>(step), e.pearson,
+                  improved ? " | best" : "");
     else
-      std::printf("step %lld | dev loss %.4f | accuracy %.2f%% | F1 %.4f | Matthews %.4f%s\n", static_cast<long long>(step),
-                  e.loss, 100 * e.accuracy, e.f1, e.matthews, improved ? " | best" : "");
-    log.write({{"kind", "eval"}, {"step", step}, {"epoch", epoch}, {"dev_loss", e.loss}, {"accuracy", e.accuracy},
-               {"f1", e.f1}, {"matthews", e.matthews}, {"pearson", e.pearson}, {"best", best}});
+      std::printf("step %lld | dev loss %.4f | accuracy %.2f%% | F1 %.4f | Matthews %.4f%s\n",
+                  static_cast<long long>(step), e.loss, 100 * e.accuracy, e.f1, e.matthews,
+                  improved ? " | best" : "");
+    log.write({{"kind", "eval"},
+               {"step", step},
+               {"epoch", epoch},
+               {"dev_loss", e.loss},
+               {"accuracy", e.accuracy},
+               {"f1", e.f1},
+               {"matthews", e.matthews},
+               {"pearson", e.pearson},
+               {"best", best}});
     if (improved && !o.best_dir.empty()) {
       model->save_pretrained(o.best_dir);
       std::printf("best %s %.4f: saved %s\n", o.metric.c_str(), best, o.best_dir.c_str());
@@ -600,8 +650,9 @@ int run_predict(Options& o) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty()) continue;
     const size_t tab = line.find('\t');  // "a<TAB>b": a sentence pair
-    data::BertEncoding e = tab == std::string::npos ? tok.encode(line, eo)
-                                                    : tok.encode_pair(line.substr(0, tab), line.substr(tab + 1), eo);
+    data::BertEncoding e = tab == std::string::npos
+                               ? tok.encode(line, eo)
+                               : tok.encode_pair(line.substr(0, tab), line.substr(tab + 1), eo);
     auto t = [&](const std::vector<int32_t>& v) {
       std::vector<double> d(v.begin(), v.end());
       return from_vector(d, {1, l}, {.dtype = DType::i64, .device = dev});
@@ -626,14 +677,18 @@ void check_options(const Options& o, const apps::OptionSet& cli) {
   apps::check_run_options(o.run);
   NABLA_CHECK(o.mode != "predict" || !o.init_from.empty(),
               "--mode predict needs --init-from DIR (a fine-tuned model: config.json + model.safetensors)");
-  NABLA_CHECK(o.batch_size % o.accum == 0, "--batch-size ", o.batch_size, " is not a multiple of --accum ", o.accum);
-  NABLA_CHECK(o.hidden == 0 || o.heads > 0 || o.hidden % models::BertConfig::preset(o.preset).num_attention_heads == 0,
+  NABLA_CHECK(o.batch_size % o.accum == 0, "--batch-size ", o.batch_size, " is not a multiple of --accum ",
+              o.accum);
+  NABLA_CHECK(o.hidden == 0 || o.heads > 0 ||
+                  o.hidden % models::BertConfig::preset(o.preset).num_attention_heads == 0,
               "--hidden ", o.hidden, " does not split into the preset's ",
               models::BertConfig::preset(o.preset).num_attention_heads, " heads (give --heads)");
   NABLA_CHECK(o.phase2_steps == 0 || o.mode == "pretrain", "--phase2-steps is for --mode pretrain");
-  NABLA_CHECK(o.mode != "pretrain" || !cli.given("epochs"), "--epochs is for --mode finetune (pretraining counts --max-steps)");
+  NABLA_CHECK(o.mode != "pretrain" || !cli.given("epochs"),
+              "--epochs is for --mode finetune (pretraining counts --max-steps)");
   NABLA_CHECK(o.mode != "pretrain" || o.max_steps > 0, "--mode pretrain needs --max-steps > 0");
-  NABLA_CHECK(!o.text_b.empty() || o.text_a != o.label, "--text-a and --label name the same column '", o.label, "'");
+  NABLA_CHECK(!o.text_b.empty() || o.text_a != o.label, "--text-a and --label name the same column '",
+              o.label, "'");
   if (o.hidden > 0 || o.layers > 0 || o.heads > 0) {
     models::BertConfig c = models::BertConfig::preset(o.preset);
     if (o.hidden > 0) c.hidden_size = o.hidden;
@@ -643,31 +698,40 @@ void check_options(const Options& o, const apps::OptionSet& cli) {
 }
 
 std::optional<int> parse(int argc, char** argv, Options& o) {
-  apps::OptionSet cli("train_bert",
-                      "BERT: masked-LM + next-sentence pretraining on plain text, fine-tuning on GLUE-style TSV, "
-                      "prediction (docs/bert.md).");
+  apps::OptionSet cli(
+      "train_bert",
+      "BERT: masked-LM + next-sentence pretraining on plain text, fine-tuning on GLUE-style TSV, "
+      "prediction (docs/bert.md).");
   cli.section("Mode and model");
-  cli.add("mode", &o.mode, "pretrain", "pretrain | finetune | predict").one_of({"pretrain", "finetune", "predict"});
-  cli.add("preset", &o.preset, "bert-tiny", "model shape: bert-tiny (2L-128), 4L-312, 6L-768, bert-base, bert-large")
+  cli.add("mode", &o.mode, "pretrain", "pretrain | finetune | predict")
+      .one_of({"pretrain", "finetune", "predict"});
+  cli.add("preset", &o.preset, "bert-tiny",
+          "model shape: bert-tiny (2L-128), 4L-312, 6L-768, bert-base, bert-large")
       .value_name("NAME")
       .one_of({"bert-tiny", "4L-312", "6L-768", "bert-base", "bert-large"});
   cli.add("layers", &o.layers, 0, "encoder layers (0: the preset's)").in_range(0, 256);
-  cli.add("hidden", &o.hidden, 0, "hidden size (0: the preset's; the feed-forward size becomes 4x unless given)")
+  cli.add("hidden", &o.hidden, 0,
+          "hidden size (0: the preset's; the feed-forward size becomes 4x unless given)")
       .in_range(0, 65536);
   cli.add("heads", &o.heads, 0, "attention heads (0: the preset's)").in_range(0, 1024);
-  cli.add("intermediate", &o.intermediate, 0, "feed-forward size (0: the preset's, or 4 x --hidden)").in_range(0, 1 << 20);
-  cli.add("max-position", &o.max_position, 0, "position embeddings (0: the preset's 512)").in_range(0, 1 << 16);
+  cli.add("intermediate", &o.intermediate, 0, "feed-forward size (0: the preset's, or 4 x --hidden)")
+      .in_range(0, 1 << 20);
+  cli.add("max-position", &o.max_position, 0, "position embeddings (0: the preset's 512)")
+      .in_range(0, 1 << 16);
   cli.add("dropout", &o.dropout, 0.1, "hidden and attention dropout").in_range(0, 1, apps::Bound::open_high);
   cli.add("attention", &o.attention, "composed",
-          "composed (matmul-softmax-matmul, the reference) | fused (ops/attention.h); docs/bert.md says which is faster")
+          "composed (matmul-softmax-matmul, the reference) | fused (ops/attention.h); docs/bert.md says "
+          "which is faster")
       .one_of({"composed", "fused"});
   cli.add("vocab", &o.vocab, ".cache/tokenizers/bert-base-uncased/vocab.txt",
           "WordPiece vocab.txt (scripts/prepare_tokenizers.sh writes it)")
       .value_name("FILE");
   cli.add("init-from", &o.init_from, "",
-          "start from a Hugging Face checkpoint folder (config.json + model.safetensors: transformers' or ours)")
+          "start from a Hugging Face checkpoint folder (config.json + model.safetensors: transformers' or "
+          "ours)")
       .value_name("DIR");
-  cli.add("save-pretrained", &o.save_pretrained, "", "at the end, write the model as transformers' save_pretrained does")
+  cli.add("save-pretrained", &o.save_pretrained, "",
+          "at the end, write the model as transformers' save_pretrained does")
       .value_name("DIR");
   cli.section("Pretraining data");
   cli.add("train-files", &o.train_files, ".cache/corpus/train.txt",
@@ -675,36 +739,46 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
       .value_name("FILES");
   cli.add("heldout-file", &o.heldout_file, ".cache/corpus/heldout.txt", "held-out text for the MLM loss")
       .value_name("FILE");
-  cli.add("corpus-limit-mb", &o.corpus_limit_mb, 0.0, "read only the first X MB of the training text (0: all)")
+  cli.add("corpus-limit-mb", &o.corpus_limit_mb, 0.0,
+          "read only the first X MB of the training text (0: all)")
       .non_negative();
   cli.add("mask-prob", &o.mask_prob, 0.15, "fraction of the tokens masked").in_range(0, 1, apps::Bound::open);
-  cli.add("max-predictions", &o.max_predictions, 0, "cap on masked positions per sequence (0: none)").non_negative();
+  cli.add("max-predictions", &o.max_predictions, 0, "cap on masked positions per sequence (0: none)")
+      .non_negative();
   cli.add("eval-examples", &o.eval_examples, 512, "held-out examples per evaluation").positive();
   cli.section("Fine-tuning data");
   cli.add("train-tsv", &o.train_tsv, "/work/shared/data/sentiment/standard/SST2/glue/train.tsv",
           "GLUE-style training TSV (header line, tab-separated)")
       .value_name("FILE");
-  cli.add("dev-tsv", &o.dev_tsv, "/work/shared/data/sentiment/standard/SST2/glue/dev.tsv", "GLUE-style dev TSV")
+  cli.add("dev-tsv", &o.dev_tsv, "/work/shared/data/sentiment/standard/SST2/glue/dev.tsv",
+          "GLUE-style dev TSV")
       .value_name("FILE");
   cli.add("text-a", &o.text_a, "sentence", "column of the first text").value_name("NAME");
   cli.add("text-b", &o.text_b, "", "column of the second text of a pair task (empty: single sentences)")
       .value_name("NAME");
   cli.add("label", &o.label, "label", "column of the label").value_name("NAME");
   cli.add("num-labels", &o.num_labels, 0, "classes (0: from the files)").in_range(0, 1 << 20);
-  cli.add("metric", &o.metric, "accuracy", "metric that picks the best checkpoint (pearson: a regression task)")
+  cli.add("metric", &o.metric, "accuracy",
+          "metric that picks the best checkpoint (pearson: a regression task)")
       .one_of({"accuracy", "f1", "matthews", "pearson"});
   cli.add("limit-train", &o.limit_train, 0, "use only the first N training examples (0: all)").non_negative();
-  cli.add("best-dir", &o.best_dir, "", "keep the best dev checkpoint here (transformers' format)").value_name("DIR");
-  cli.add("input", &o.input, "", "predict: sentences, one a line (a<TAB>b for pairs); empty: stdin").value_name("FILE");
+  cli.add("best-dir", &o.best_dir, "", "keep the best dev checkpoint here (transformers' format)")
+      .value_name("DIR");
+  cli.add("input", &o.input, "", "predict: sentences, one a line (a<TAB>b for pairs); empty: stdin")
+      .value_name("FILE");
   cli.section("Training");
-  cli.add("seq-len", &o.seq_len, 128, "sequence length (phase 1 of pretraining)").in_range(8, 1 << 16).unit("tokens");
-  cli.add("phase2-steps", &o.phase2_steps, 0, "pretraining: steps of a second phase after --max-steps (0: none)")
+  cli.add("seq-len", &o.seq_len, 128, "sequence length (phase 1 of pretraining)")
+      .in_range(8, 1 << 16)
+      .unit("tokens");
+  cli.add("phase2-steps", &o.phase2_steps, 0,
+          "pretraining: steps of a second phase after --max-steps (0: none)")
       .non_negative()
       .unit("steps");
   cli.add("phase2-seq-len", &o.phase2_seq_len, 512, "pretraining: the second phase's sequence length")
       .in_range(8, 1 << 16)
       .unit("tokens");
-  cli.add("batch-size", &o.batch_size, 32, "sequences per optimizer step, global").in_range(1, int64_t{1} << 30);
+  cli.add("batch-size", &o.batch_size, 32, "sequences per optimizer step, global")
+      .in_range(1, int64_t{1} << 30);
   cli.add("accum", &o.accum, 1, "micro-batches per step (gradient accumulation; the GSNR partitions of vr-*)")
       .in_range(1, 1 << 20);
   cli.add("max-steps", &o.max_steps, 1000, "pretraining: phase 1 steps; fine-tuning: a cap (0: none)")
@@ -714,13 +788,19 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
   cli.add("optimizer", &o.optimizer, "adamw", "adamw | lamb | vr-adamw | vr-lamb (docs/vrgd.md)")
       .one_of({"adamw", "lamb", "vr-adamw", "vr-lamb"});
   cli.add("lr", &o.lr, 1e-4, "peak learning rate").positive();
-  cli.add("weight-decay", &o.weight_decay, 0.01, "decoupled weight decay (not on biases and LayerNorm)").non_negative();
+  cli.add("weight-decay", &o.weight_decay, 0.01, "decoupled weight decay (not on biases and LayerNorm)")
+      .non_negative();
   cli.add("warmup-steps", &o.warmup_steps, 100, "linear warm-up from 0").non_negative().unit("steps");
-  cli.add("decay", &o.decay, "linear", "after the warm-up: linear | poly (to 0 at the last step)").one_of({"linear", "poly"});
-  cli.add("decay-power", &o.decay_power, 0.5, "--decay poly: the power (NVIDIA's BERT recipe: 0.5)").positive();
+  cli.add("decay", &o.decay, "linear", "after the warm-up: linear | poly (to 0 at the last step)")
+      .one_of({"linear", "poly"});
+  cli.add("decay-power", &o.decay_power, 0.5, "--decay poly: the power (NVIDIA's BERT recipe: 0.5)")
+      .positive();
   cli.add("clip", &o.clip, 1.0, "clip gradients to this global L2 norm (0: off)").non_negative();
-  cli.add("gsnr-gamma", &o.gsnr_gamma, 0.1, "vr-*: lower clamp of the GSNR multiplier").in_range(0, 1, apps::Bound::open_low);
-  cli.add("eval-every", &o.eval_every, 0, "evaluate every N steps (0: at the end / each epoch)").non_negative().unit("steps");
+  cli.add("gsnr-gamma", &o.gsnr_gamma, 0.1, "vr-*: lower clamp of the GSNR multiplier")
+      .in_range(0, 1, apps::Bound::open_low);
+  cli.add("eval-every", &o.eval_every, 0, "evaluate every N steps (0: at the end / each epoch)")
+      .non_negative()
+      .unit("steps");
   cli.add("stop-at-step", &o.stop_at_step, 0,
           "stop after step N as on SIGTERM (checkpoint written) but exit 0: a run split in parts (0: never)")
       .non_negative()
@@ -729,15 +809,21 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
   apps::add_run_options(cli, o.run);
   cli.example("--mode pretrain --preset bert-tiny --max-steps 2000 --lr 1e-3 --save-pretrained out/tiny",
               "pretrain a 2L-128 BERT on .cache/corpus (scripts/prepare_bert_corpus.sh)");
-  cli.example("--mode pretrain --layers 4 --hidden 256 --heads 4 --optimizer lamb --lr 2e-3 --batch-size 1024 --accum 8 "
-              "--decay poly --max-steps 500 --phase2-steps 50 --phase2-seq-len 512 --amp bf16 --device cuda",
-              "4L-256 with LAMB at batch 1,024 (8 micro-batches), then 50 steps at length 512");
-  cli.example("--mode finetune --init-from out/tiny --epochs 3 --lr 1e-4 --eval-every 500 --best-dir out/sst2",
-              "fine-tune on SST-2, keeping the best dev checkpoint");
-  cli.example("--mode finetune --train-tsv mrpc/train.tsv --dev-tsv mrpc/dev.tsv --text-a sentence1 --text-b sentence2 "
-              "--metric f1",
-              "a sentence-pair task");
-  cli.example("--mode predict --init-from out/sst2 --input sentences.txt", "labels and probabilities, one line each");
+  cli.example(
+      "--mode pretrain --layers 4 --hidden 256 --heads 4 --optimizer lamb --lr 2e-3 --batch-size 1024 "
+      "--accum 8 "
+      "--decay poly --max-steps 500 --phase2-steps 50 --phase2-seq-len 512 --amp bf16 --device cuda",
+      "4L-256 with LAMB at batch 1,024 (8 micro-batches), then 50 steps at length 512");
+  cli.example(
+      "--mode finetune --init-from out/tiny --epochs 3 --lr 1e-4 --eval-every 500 --best-dir out/sst2",
+      "fine-tune on SST-2, keeping the best dev checkpoint");
+  cli.example(
+      "--mode finetune --train-tsv mrpc/train.tsv --dev-tsv mrpc/dev.tsv --text-a sentence1 --text-b "
+      "sentence2 "
+      "--metric f1",
+      "a sentence-pair task");
+  cli.example("--mode predict --init-from out/sst2 --input sentences.txt",
+              "labels and probabilities, one line each");
   cli.example("--checkpoint ck.safetensors --max-steps 1000", "a checkpoint at the end and on Ctrl-C");
   return cli.parse(argc, argv, [&] { check_options(o, cli); });
 }

@@ -134,7 +134,8 @@ BertPretrainData::BertPretrainData(std::shared_ptr<const BertCorpus> corpus, con
       }
     }
   }
-  NABLA_CHECK(!chunks_.empty(), "BertPretrainData: the corpus gives no example (every document is one token)");
+  NABLA_CHECK(!chunks_.empty(),
+              "BertPretrainData: the corpus gives no example (every document is one token)");
 }
 
 std::vector<int64_t> BertPretrainData::epoch_order(int64_t epoch) const {
@@ -147,8 +148,8 @@ std::vector<int64_t> BertPretrainData::epoch_order(int64_t epoch) const {
 }
 
 BertPretrainExample BertPretrainData::example(int64_t epoch, int64_t index) const {
-  NABLA_CHECK(index >= 0 && index < examples_per_epoch(), "BertPretrainData: example ", index, " outside [0, ",
-              examples_per_epoch(), ")");
+  NABLA_CHECK(index >= 0 && index < examples_per_epoch(), "BertPretrainData: example ", index,
+              " outside [0, ", examples_per_epoch(), ")");
   Stream r(o_.seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(index));
   const Chunk& c = chunks_[static_cast<size_t>(index)];
   const auto& docs = corpus_->docs;
@@ -248,13 +249,15 @@ BertPretrainBatch BertPretrainData::collate(const std::vector<BertPretrainExampl
   fill(out.attention_mask, &BertPretrainExample::attention_mask);
   fill(out.mlm_labels, &BertPretrainExample::mlm_labels);
   out.nsp_labels = Tensor::empty({b}, DType::i64);
-  for (int64_t i = 0; i < b; ++i) out.nsp_labels.data<int64_t>()[i] = examples[static_cast<size_t>(i)].nsp_label;
+  for (int64_t i = 0; i < b; ++i)
+    out.nsp_labels.data<int64_t>()[i] = examples[static_cast<size_t>(i)].nsp_label;
   return out;
 }
 
 BertPretrainBatch BertPretrainData::batch(int64_t epoch, int64_t first, int64_t count) const {
-  NABLA_CHECK(count >= 1 && first >= 0 && first + count <= examples_per_epoch(), "BertPretrainData: positions [",
-              first, ", ", first + count, ") outside the epoch's ", examples_per_epoch(), " examples");
+  NABLA_CHECK(count >= 1 && first >= 0 && first + count <= examples_per_epoch(),
+              "BertPretrainData: positions [", first, ", ", first + count, ") outside the epoch's ",
+              examples_per_epoch(), " examples");
   const std::vector<int64_t> order = epoch_order(epoch);
   std::vector<BertPretrainExample> ex;
   ex.reserve(static_cast<size_t>(count));
@@ -262,7 +265,8 @@ BertPretrainBatch BertPretrainData::batch(int64_t epoch, int64_t first, int64_t 
   return collate(ex);
 }
 
-BertPretrainBatch BertPretrainData::batch_at(int64_t g, int64_t batch_size, int64_t rank, int64_t world) const {
+BertPretrainBatch BertPretrainData::batch_at(int64_t g, int64_t batch_size, int64_t rank,
+                                             int64_t world) const {
   const int64_t per_epoch = batches_per_epoch(batch_size);
   NABLA_CHECK(per_epoch >= 1, "BertPretrainData: a batch of ", batch_size, " is larger than the ",
               examples_per_epoch(), " examples of an epoch at sequence length ", o_.seq_len);

@@ -10,8 +10,9 @@
 // Chunks (fixed per corpus and length L): each document is cut greedily into runs of whole sentences of
 // about T = L - 3 tokens (the budget of [CLS] A [SEP] B [SEP]); a chunk is one example per epoch.
 // Example (epoch e, chunk c), with a generator keyed by (seed, e, c):
-//   A       the chunk's first 1..n-1 sentences (a random cut; a one-sentence chunk is cut inside the sentence)
-//   B       with probability 1/2 the rest of the chunk (is_next, NSP label 0), else sentences from a random
+//   A       the chunk's first 1..n-1 sentences (a random cut; a one-sentence chunk is cut inside the
+//   sentence) B       with probability 1/2 the rest of the chunk (is_next, NSP label 0), else sentences from
+//   a random
 //           place in another document, up to T - |A| tokens (NSP label 1, "random next"), as Google's
 //           create_pretraining_data.py (label 0 = B follows A, transformers' convention)
 //   truncate A + B to T tokens, one token at a time from the longer, at its front or back at random

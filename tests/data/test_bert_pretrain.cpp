@@ -19,14 +19,14 @@ namespace {
 namespace fs = std::filesystem;
 
 // The statement throws nabla::Error whose message contains `part`.
-#define EXPECT_THROW_MSG(statement, part)                                                              \
-  do {                                                                                                 \
-    try {                                                                                              \
-      statement;                                                                                       \
-      ADD_FAILURE() << "no exception from " #statement;                                                \
-    } catch (const Error& e) {                                                                         \
-      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();                      \
-    }                                                                                                  \
+#define EXPECT_THROW_MSG(statement, part)                                         \
+  do {                                                                            \
+    try {                                                                         \
+      statement;                                                                  \
+      ADD_FAILURE() << "no exception from " #statement;                           \
+    } catch (const Error& e) {                                                    \
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what(); \
+    }                                                                             \
   } while (0)
 
 // [PAD] [UNK] [CLS] [SEP] [MASK] then "w0".."w{n-1}".
@@ -38,8 +38,8 @@ data::BertTokenizer small_tokenizer(int n) {
 
 // `docs` documents of 3..12 sentences of 2..20 random words; document d uses only words w{d*k}..w{d*k+k-1}
 // when `disjoint` (so a token tells its document), any word otherwise. Returns the corpus.
-std::shared_ptr<data::BertCorpus> random_corpus(const data::BertTokenizer& tok, int docs, int words, bool disjoint,
-                                                uint64_t seed) {
+std::shared_ptr<data::BertCorpus> random_corpus(const data::BertTokenizer& tok, int docs, int words,
+                                                bool disjoint, uint64_t seed) {
   std::mt19937_64 g(seed);
   fs::path p = fs::temp_directory_path() / ("nabla_bert_corpus_" + std::to_string(getpid()) + ".txt");
   {
@@ -49,7 +49,8 @@ std::shared_ptr<data::BertCorpus> random_corpus(const data::BertTokenizer& tok, 
       const int sentences = 3 + static_cast<int>(g() % 10);
       for (int s = 0; s < sentences; ++s) {
         const int n = 2 + static_cast<int>(g() % 19);
-        for (int i = 0; i < n; ++i) out << (i ? " " : "") << "w" << (disjoint ? d * k : 0) + static_cast<int>(g() % k);
+        for (int i = 0; i < n; ++i)
+          out << (i ? " " : "") << "w" << (disjoint ? d * k : 0) + static_cast<int>(g() % k);
         out << "\n";
       }
       out << "\n";
@@ -133,7 +134,8 @@ TEST(BertPretrain, ExamplesComeFromTheSeedAndChangeEveryEpoch) {
   const auto tok = small_tokenizer(300);
   auto corpus = random_corpus(tok, 20, 300, false, test::next_seed());
   const uint64_t seed = test::next_seed();
-  data::BertPretrainData a(corpus, tok, {.seq_len = 32, .seed = seed}), b(corpus, tok, {.seq_len = 32, .seed = seed});
+  data::BertPretrainData a(corpus, tok, {.seq_len = 32, .seed = seed}),
+      b(corpus, tok, {.seq_len = 32, .seed = seed});
   data::BertPretrainData c(corpus, tok, {.seq_len = 32, .seed = seed + 1});
   data::BertPretrainBatch x = a.batch_at(5, 8), y = b.batch_at(5, 8), z = c.batch_at(5, 8);
   EXPECT_EQ(x.input_ids.to_vector<int64_t>(), y.input_ids.to_vector<int64_t>());
@@ -143,7 +145,8 @@ TEST(BertPretrain, ExamplesComeFromTheSeedAndChangeEveryEpoch) {
   EXPECT_EQ(x.nsp_labels.shape(), (Shape{8}));
   // Dynamic masking: the same chunk in two epochs gets other masks.
   int64_t differ = 0;
-  for (int64_t i = 0; i < a.examples_per_epoch(); ++i) differ += a.example(0, i).mlm_labels != a.example(1, i).mlm_labels;
+  for (int64_t i = 0; i < a.examples_per_epoch(); ++i)
+    differ += a.example(0, i).mlm_labels != a.example(1, i).mlm_labels;
   EXPECT_GT(differ, a.examples_per_epoch() * 9 / 10);
   // Data-parallel shares: two ranks' halves are the global batch.
   data::BertPretrainBatch r0 = a.batch_at(3, 8, 0, 2), r1 = a.batch_at(3, 8, 1, 2), all = a.batch_at(3, 8);
@@ -189,8 +192,9 @@ TEST(GlueTsv, ReadsSinglesAndPairsAndNamesFileAndLineOnErrors) {
                                   {.text_a = "sentence1", .text_b = "sentence2"});
   EXPECT_EQ(pair.text_b[0], "b");
   EXPECT_EQ(pair.num_classes, 3);
-  auto reg = data::read_glue_tsv(write("sts.tsv", "sentence1\tsentence2\tscore\nx\ty\t3.8\n"),
-                                 {.text_a = "sentence1", .text_b = "sentence2", .label = "score", .regression = true});
+  auto reg = data::read_glue_tsv(
+      write("sts.tsv", "sentence1\tsentence2\tscore\nx\ty\t3.8\n"),
+      {.text_a = "sentence1", .text_b = "sentence2", .label = "score", .regression = true});
   EXPECT_DOUBLE_EQ(reg.targets[0], 3.8);
   const std::string bad_label = write("bad.tsv", "sentence\tlabel\nok\t1\nno\tpositive\n");
   EXPECT_THROW_MSG(data::read_glue_tsv(bad_label), bad_label + ":3: label 'positive'");
