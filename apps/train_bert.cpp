@@ -20,6 +20,9 @@
 // 130 / 143 stopped by SIGINT / SIGTERM (after writing the checkpoint).
 #include <algorithm>
 #include <chrono>
+#include <limits>
+#include <optional>
+#include <string>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -270,6 +273,9 @@ int run_pretrain(Options& o) {
   model->train();
   auto optimizer = make_optimizer(o, *model);
   const bool vr = vrgd::is_vr_optimizer_kind(o.optimizer);
+  NABLA_CHECK(o.accum == 1 || vr || !ds.active(), "--accum ", o.accum, " with --optimizer ", o.optimizer,
+              " runs in one process only (the micro-batches' gradients are not all-reduced); use more ranks "
+              "instead, or a vr-* optimizer");
   apps::ForwardFn forward = [&model](nn::Module&, const Tensor& inputs, const Tensor& targets) {
     Unpacked u = unpack(inputs);
     const int64_t l = inputs.size(2);
@@ -509,6 +515,9 @@ int run_finetune(Options& o) {
   model->train();
   auto optimizer = make_optimizer(o, *model);
   const bool vr = vrgd::is_vr_optimizer_kind(o.optimizer);
+  NABLA_CHECK(o.accum == 1 || vr || !ds.active(), "--accum ", o.accum, " with --optimizer ", o.optimizer,
+              " runs in one process only (the micro-batches' gradients are not all-reduced); use more ranks "
+              "instead, or a vr-* optimizer");
   const std::vector<double>& targets_host = train.targets;
   apps::ForwardFn forward = [&](nn::Module&, const Tensor& inputs, const Tensor& labels) {
     Unpacked u = unpack(inputs);

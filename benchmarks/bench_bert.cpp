@@ -57,7 +57,8 @@ double median_ms(Device dev, const std::function<void()>& fn) {
     for (int i = 0; i < runs; ++i) {
       auto t0 = std::chrono::steady_clock::now();
       fn();
-      ms[static_cast<size_t>(i)] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      ms[static_cast<size_t>(i)] =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     }
   } else {
     std::vector<std::unique_ptr<runtime::Event>> ev;
@@ -75,7 +76,7 @@ double median_ms(Device dev, const std::function<void()>& fn) {
 }
 
 void run(const Case& c, const std::string& attention, Device dev) {
-  json j = {{"impl", "nabla"},  {"attention", attention}, {"name", c.name}, {"precision", c.precision},
+  json j = {{"impl", "nabla"},  {"attention", attention}, {"name", c.name},     {"precision", c.precision},
             {"batch", c.batch}, {"seq", c.seq},           {"device", dev.str()}};
   try {
     runtime::set_tf32_enabled(c.precision == "tf32");
@@ -94,7 +95,8 @@ void run(const Case& c, const std::string& attention, Device dev) {
     std::vector<int64_t> host_ids = ids.to_vector<int64_t>();
     for (int64_t i = 0; i < b * s; ++i) {
       types[static_cast<size_t>(i)] = (i % s) >= s / 2 ? 1.0 : 0.0;
-      if ((i * 7 + 3) % 20 < 3 && i % s != 0) labels[static_cast<size_t>(i)] = static_cast<double>(host_ids[static_cast<size_t>(i)]);
+      if ((i * 7 + 3) % 20 < 3 && i % s != 0)
+        labels[static_cast<size_t>(i)] = static_cast<double>(host_ids[static_cast<size_t>(i)]);
     }
     Tensor input_ids = ids.to(dev);
     Tensor type_ids = from_vector(types, {b, s}, {.dtype = DType::i64, .device = dev});
@@ -160,10 +162,11 @@ int main(int argc, char** argv) {
     else if (std::strcmp(argv[i], "--case") == 0)
       cases.push_back(parse_case(value("--case")));
     else {
-      std::fprintf(stderr,
-                   "usage: bench_bert [--device cuda|cpu] [--runs N] [--warmup N] [--attention composed|fused|both] "
-                   "[--case NAME:PRESET:BATCH:SEQ:PRECISION]... (got %s)\n",
-                   argv[i]);
+      std::fprintf(
+          stderr,
+          "usage: bench_bert [--device cuda|cpu] [--runs N] [--warmup N] [--attention composed|fused|both] "
+          "[--case NAME:PRESET:BATCH:SEQ:PRECISION]... (got %s)\n",
+          argv[i]);
       return 2;
     }
   }
