@@ -13,8 +13,9 @@
 //   inputs  i64 [B, 3, L]  input_ids, token_type_ids, attention_mask
 //   targets pretraining: i64 [B, L + 1] (the MLM labels, then the NSP label); fine-tuning: i64 [B] classes
 //           (regression: the example indices; the targets are looked up on the host)
-// Gradient accumulation (--accum K) runs K micro-batches of B / K before each optimizer step (for the VR
-// optimizers the K micro-batches are the GSNR partitions, so LAMB and VR-LAMB see the same micro-batches).
+// Gradient accumulation (--accum K) runs K micro-batches of B / K (examples j, j + K, ...) before each
+// optimizer step; for the VR optimizers the same K micro-batches are the GSNR partitions, so LAMB and VR-LAMB
+// see the same micro-batches.
 //
 // Exit codes: 0 done; 1 a failure (bad data, a diverged loss, a bad checkpoint); 2 a bad command line;
 // 130 / 143 stopped by SIGINT / SIGTERM (after writing the checkpoint).
@@ -153,20 +154,28 @@ Unpacked unpack(const Tensor& inputs) {
           inputs.select(1, 2).contiguous()};
 }
 
-// One optimizer step over K micro-batches (contiguous slices of the batch) for the non-VR optimizers; with
-// K = 1, or a VR optimizer, TrainStep does the step.
+// Examples j, j + k, j + 2k, ... of a batch (k divides it): the partitions of the VR step
+// (apps/common/vrgd_step.cpp), so accumulation and the VR optimizers see the same micro-batches.
+Tensor strided_part(const Tensor& t, int64_t j, int64_t k) {
+  Shape s = t.shape();
+  Shape split{s[0] / k, k};
+  split.insert(split.end(), s.begin() + 1, s.end());
+  return t.reshape(split).select(1, j).contiguous();
+}
+
+// One optimizer step over K micro-batches for the non-VR optimizers; with K = 1, or a VR optimizer,
+// TrainStep does the step.
 double accumulated_step(nn::Module& model, optim::Optimizer& opt, const apps::ForwardFn& forward,
                         const Tensor& inputs, const Tensor& targets, int64_t k, double lr, bool amp,
                         double clip) {
   opt.set_lr(lr);
   opt.zero_grad();
-  const int64_t b = inputs.size(0), micro = b / k;
   double loss_sum = 0;
   for (int64_t j = 0; j < k; ++j) {
     Tensor loss;
     {
       AutocastGuard autocast(DType::bf16, amp);
-      loss = forward(model, inputs.narrow(0, j * micro, micro), targets.narrow(0, j * micro, micro)).loss;
+      loss = forward(model, strided_part(inputs, j, k), strided_part(targets, j, k)).loss;
     }
     (loss * (1.0 / static_cast<double>(k))).backward();
     loss_sum += loss.item();

@@ -28,14 +28,14 @@ VrStepResult vr_forward_backward(vrgd::Gsnr& gsnr, nn::Module& model, const Tens
     const int64_t j = start / n;
     Tensor x = strided_part(inputs, j, k), y = strided_part(labels, j, k);
     ForwardOutput f = forward(model, x, y);
-    {
+    if (f.logits.defined()) {  // a model without classes (BERT's pretraining loss) counts no hits
       NoGradGuard ng;
       Tensor h = topk_correct(f.logits.detach(), y, 1);
       hits = hits.defined() ? hits + h : h;
     }
     return f.loss;
   });
-  out.correct = static_cast<int64_t>(hits.item());
+  out.correct = hits.defined() ? static_cast<int64_t>(hits.item()) : 0;
   if (ranks) gsnr.all_reduce(ranks, world_size);
   if (want_stats) gsnr.request_stats();
   gsnr.reduce();

@@ -142,14 +142,18 @@ TEST_F(TrainBert, ResumedPretrainingIsBitIdenticalToAnUninterruptedRun) {
   const std::string whole = read_bytes(dir_ / "whole" / "model.safetensors");
   ASSERT_GT(whole.size(), 10000u);
   EXPECT_TRUE(whole == read_bytes(dir_ / "resumed" / "model.safetensors"));
-  // And with gradient accumulation and LAMB.
-  const std::string acc = args + "--optimizer lamb --accum 2 ";
-  ASSERT_EQ(run(acc + "--save-pretrained " + (dir_ / "whole2").string()).code, 0);
-  ASSERT_EQ(run(acc + "--stop-at-step 3 --checkpoint " + ck.string()).code, 0);
-  ASSERT_EQ(run(acc + "--resume " + ck.string() + " --save-pretrained " + (dir_ / "resumed2").string()).code,
-            0);
-  EXPECT_TRUE(read_bytes(dir_ / "whole2" / "model.safetensors") ==
-              read_bytes(dir_ / "resumed2" / "model.safetensors"));
+  // And with gradient accumulation under LAMB, and VR-LAMB over the same 2 micro-batches (its GSNR state is
+  // in the checkpoint too).
+  for (const char* opt : {"lamb", "vr-lamb"}) {
+    const std::string acc = args + "--accum 2 --optimizer " + opt + " ";
+    const fs::path whole = dir_ / (std::string("whole_") + opt),
+                   resumed = dir_ / (std::string("resumed_") + opt);
+    Result w = run(acc + "--save-pretrained " + whole.string());
+    ASSERT_EQ(w.code, 0) << w.output;
+    ASSERT_EQ(run(acc + "--stop-at-step 3 --checkpoint " + ck.string()).code, 0);
+    ASSERT_EQ(run(acc + "--resume " + ck.string() + " --save-pretrained " + resumed.string()).code, 0);
+    EXPECT_TRUE(read_bytes(whole / "model.safetensors") == read_bytes(resumed / "model.safetensors")) << opt;
+  }
 }
 
 TEST_F(TrainBert, FineTunesASeparableTaskKeepsTheBestAndPredicts) {
