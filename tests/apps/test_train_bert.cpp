@@ -213,5 +213,38 @@ TEST_F(TrainBert, BadOptionsExitTwoWithOneLine) {
   EXPECT_NE(h.output.find("--phase2-seq-len"), std::string::npos);
 }
 
+TEST_F(TrainBert, HelpExamplesAndDocCommandLinesParse) {
+  Result help = run("--help");
+  ASSERT_EQ(help.code, 0) << help.output;
+  std::istringstream lines(help.output.substr(help.output.find("\nExamples:")));
+  std::string line;
+  int checked = 0;
+  while (std::getline(lines, line)) {
+    if (line.rfind("  train_bert", 0) != 0) continue;
+    Result r = run(line.substr(std::string("  train_bert").size()) + " --print-config");
+    EXPECT_EQ(r.code, 0) << "example:" << line << "\n" << r.output;
+    ++checked;
+  }
+  EXPECT_GE(checked, 5);
+  // Command lines in docs/bert.md's code blocks, continuation lines joined, up to a comment or an operator.
+  std::ifstream f(std::string(NABLA_SOURCE_DIR) + "/docs/bert.md");
+  bool code = false;
+  int doc_lines = 0;
+  while (std::getline(f, line)) {
+    if (line.rfind("```", 0) == 0) code = !code;
+    const size_t at = line.find("./build/train_bert");
+    if (!code || at == std::string::npos) continue;
+    std::string cmd = line.substr(at + std::string("./build/train_bert").size());
+    while (!cmd.empty() && cmd.back() == '\\' && std::getline(f, line))
+      cmd = cmd.substr(0, cmd.size() - 1) + line;
+    for (const char* stop : {" #", "&&", " | ", ";"})
+      if (size_t s = cmd.find(stop); s != std::string::npos) cmd = cmd.substr(0, s);
+    Result r = run(cmd + " --print-config");
+    EXPECT_EQ(r.code, 0) << "docs/bert.md: ./build/train_bert" << cmd << "\n" << r.output;
+    ++doc_lines;
+  }
+  EXPECT_GE(doc_lines, 5);
+}
+
 }  // namespace
 }  // namespace nabla
