@@ -53,8 +53,14 @@ def run(spec, args):
         torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
         torch.backends.cudnn.allow_tf32 = precision == "tf32"
         torch.manual_seed(1234)
-        cfg = BertConfig(vocab_size=30522, **PRESETS[preset], attn_implementation="sdpa")
-        model = BertForPreTraining(cfg).cuda().train()
+        cfg = BertConfig(vocab_size=30522, **PRESETS[preset])
+        try:
+            model = BertForPreTraining._from_config(cfg, attn_implementation="sdpa")
+        except (TypeError, ValueError, AttributeError):
+            cfg._attn_implementation = "sdpa"
+            model = BertForPreTraining(cfg)
+        model = model.cuda().train()
+        line["attn_implementation"] = getattr(model.config, "_attn_implementation", "?")
         decay, no_decay = [], []
         for n, p in model.named_parameters():
             (no_decay if p.dim() <= 1 else decay).append(p)
