@@ -233,6 +233,7 @@ HeldoutResult evaluate_pretraining(models::BertForPreTraining& model, const data
 }
 
 int run_pretrain(Options& o) {
+  if (o.max_steps == 0) o.max_steps = 1000;
   // 1. set-up
   apps::Run r = apps::Run::start(o.run, o.batch_size);
   const dist::Session& ds = r.session();
@@ -704,7 +705,6 @@ void check_options(const Options& o, const apps::OptionSet& cli) {
   NABLA_CHECK(o.phase2_steps == 0 || o.mode == "pretrain", "--phase2-steps is for --mode pretrain");
   NABLA_CHECK(o.mode != "pretrain" || !cli.given("epochs"),
               "--epochs is for --mode finetune (pretraining counts --max-steps)");
-  NABLA_CHECK(o.mode != "pretrain" || o.max_steps > 0, "--mode pretrain needs --max-steps > 0");
   NABLA_CHECK(!o.text_b.empty() || o.text_a != o.label, "--text-a and --label name the same column '",
               o.label, "'");
   if (o.hidden > 0 || o.layers > 0 || o.heads > 0) {
@@ -799,7 +799,8 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
       .in_range(1, int64_t{1} << 30);
   cli.add("accum", &o.accum, 1, "micro-batches per step (gradient accumulation; the GSNR partitions of vr-*)")
       .in_range(1, 1 << 20);
-  cli.add("max-steps", &o.max_steps, 1000, "pretraining: phase 1 steps; fine-tuning: a cap (0: none)")
+  cli.add("max-steps", &o.max_steps, 0,
+          "pretraining: phase 1 steps (0: 1,000); fine-tuning: a cap on the steps of all epochs (0: none)")
       .non_negative()
       .unit("steps");
   cli.add("epochs", &o.epochs, 3, "fine-tuning: passes over the training set").positive();
