@@ -69,7 +69,7 @@ struct Options {
   double corpus_limit_mb, mask_prob;
   int64_t max_predictions, eval_examples;
   // fine-tuning data
-  std::string train_tsv, dev_tsv, text_a, text_b, label, metric, input;
+  std::string train_tsv, dev_tsv, test_tsv, text_a, text_b, label, metric, input;
   int64_t num_labels, limit_train;
   // training
   int64_t seq_len, batch_size, accum, max_steps, epochs, phase2_steps, phase2_seq_len, warmup_steps,
@@ -637,6 +637,27 @@ int run_finetune(Options& o) {
   }
   log.finish_line();
   if (r.is_main()) std::printf("best dev %s: %.4f\n", o.metric.c_str(), best);
+  // --test-tsv: the model that was best on dev (--best-dir), else the last one, on a file never used for
+  // choices.
+  if (!o.test_tsv.empty() && r.is_main()) {
+    const Encoded test_set = encode(data::read_glue_tsv(o.test_tsv, to), tok, o.seq_len, regression);
+    std::shared_ptr<models::BertForSequenceClassification> chosen = model;
+    if (!o.best_dir.empty() && fs::exists(fs::path(o.best_dir) / "model.safetensors")) {
+      chosen = models::BertForSequenceClassification::from_pretrained(o.best_dir);
+      set_attention(*chosen->bert, o.attention);
+      chosen->to(dev);
+    }
+    DevResult t = evaluate_classifier(*chosen, test_set, o.eval_batch_size, dev, r.amp(), regression);
+    std::printf("test (%s, %s model): accuracy %.2f%% | F1 %.4f | Matthews %.4f | Pearson %.4f\n",
+                o.test_tsv.c_str(), chosen == model ? "last" : "best dev", 100 * t.accuracy, t.f1, t.matthews,
+                t.pearson);
+    log.write({{"kind", "test"},
+               {"accuracy", t.accuracy},
+               {"f1", t.f1},
+               {"matthews", t.matthews},
+               {"pearson", t.pearson},
+               {"model", chosen == model ? "last" : "best_dev"}});
+  }
   if (!o.save_pretrained.empty() && r.is_main()) {
     model->save_pretrained(o.save_pretrained);
     std::printf("saved %s (transformers' BertForSequenceClassification)\n", o.save_pretrained.c_str());
@@ -770,6 +791,9 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
       .value_name("FILE");
   cli.add("dev-tsv", &o.dev_tsv, "/work/shared/data/sentiment/standard/SST2/glue/dev.tsv",
           "GLUE-style dev TSV")
+      .value_name("FILE");
+  cli.add("test-tsv", &o.test_tsv, "",
+          "after fine-tuning, evaluate the best dev checkpoint (--best-dir) or the last model on this TSV")
       .value_name("FILE");
   cli.add("text-a", &o.text_a, "sentence", "column of the first text").value_name("NAME");
   cli.add("text-b", &o.text_b, "", "column of the second text of a pair task (empty: single sentences)")

@@ -160,12 +160,15 @@ TEST_F(TrainBert, FineTunesASeparableTaskKeepsTheBestAndPredicts) {
   const fs::path best = dir_ / "best", metrics = dir_ / "finetune.jsonl";
   Result r =
       run(finetune() + "--epochs 3 --batch-size 16 --lr 3e-3 --warmup-steps 5 --eval-every 30 --best-dir " +
-          best.string() + " --metrics " + metrics.string());
+          best.string() + " --metrics " + metrics.string() + " --test-tsv " + (dir_ / "dev.tsv").string());
   ASSERT_EQ(r.code, 0) << r.output;
-  double best_acc = 0;
-  for (const auto& j : read_jsonl(metrics))
+  double best_acc = 0, test_acc = 0;
+  for (const auto& j : read_jsonl(metrics)) {
     if (j["kind"] == "eval") best_acc = std::max(best_acc, j["accuracy"].get<double>());
+    if (j["kind"] == "test") test_acc = j["accuracy"].get<double>();
+  }
   EXPECT_GE(best_acc, 0.95) << r.output;
+  EXPECT_DOUBLE_EQ(test_acc, best_acc) << r.output;  // --test-tsv is the dev file here: the best model again
   ASSERT_TRUE(fs::exists(best / "model.safetensors")) << r.output;
   const fs::path in = dir_ / "predict.txt";
   std::ofstream(in) << "w20 w0 w33 w41\nw55 w61 w1 w12\n";
