@@ -201,7 +201,9 @@ TEST(GlueTsv, ReadsSinglesAndPairsAndNamesFileAndLineOnErrors) {
   const std::string short_line = write("short.tsv", "sentence1\tsentence2\tlabel\na\tb\t0\nonly one\n");
   EXPECT_THROW_MSG(data::read_glue_tsv(short_line, {.text_a = "sentence1", .text_b = "sentence2"}),
                    short_line + ":3: 1 field(s), expected at least 3");
-  EXPECT_THROW_MSG(data::read_glue_tsv(bad_label, {.text_a = "text"}), ":1: no column 'text'");
+  data::GlueTsvOptions no_column;
+  no_column.text_a = "text";
+  EXPECT_THROW_MSG(data::read_glue_tsv(bad_label, no_column), ":1: no column 'text'");
   fs::remove_all(dir);
 }
 
