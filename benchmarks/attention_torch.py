@@ -1,6 +1,6 @@
 """PyTorch side of benchmarks/bench_attention.cpp: torch.nn.functional.scaled_dot_product_attention on the
 same cases (BERT-base B 32 H 12 T 128 D 64 with the last quarter of each sequence padded; GPT-2 B 16 H 12
-T 1024 D 64 causal), f32 (TF32 on) and bf16, forward and forward+backward, timed the same way (warm-up
+T 1024 D 64 causal; causal_d128 B 8 H 16 T 1024 D 128), f32 (TF32 on), bf16 and f16, forward and forward+backward, timed the same way (warm-up
 calls, then CUDA events around each call, the median), one JSON line per case with impl "torch_sdpa".
 
 The BERT mask is a boolean [B, 1, 1, T] attn_mask (True = attend), which keeps PyTorch off the flash backend
@@ -34,7 +34,7 @@ def median_ms(fn, runs, warmup):
 def run(name, b, h, t, d, causal, dtype, args):
     fwd_flops = 4.0 * b * h * t * t * d * (0.5 if causal else 1.0)
     for pas in ("fwd", "fwd_bwd"):
-        line = {"impl": "torch_sdpa", "name": name, "dtype": "bf16" if dtype == torch.bfloat16 else "f32",
+        line = {"impl": "torch_sdpa", "name": name, "dtype": {torch.bfloat16: "bf16", torch.float16: "f16"}.get(dtype, "f32"),
                 "shape": f"{b}x{h}x{t}x{d}", "pass": pas}
         try:
             bwd = pas == "fwd_bwd"
@@ -66,8 +66,9 @@ def main():
     args = p.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
-    for name, b, h, t, d, causal in (("bert_base", 32, 12, 128, 64, False), ("gpt2", 16, 12, 1024, 64, True)):
-        for dtype in (torch.float32, torch.bfloat16):
+    for name, b, h, t, d, causal in (("bert_base", 32, 12, 128, 64, False), ("gpt2", 16, 12, 1024, 64, True),
+                                     ("causal_d128", 8, 16, 1024, 128, True)):
+        for dtype in (torch.float32, torch.bfloat16, torch.float16):
             run(name, b, h, t, d, causal, dtype, args)
 
 

@@ -1,17 +1,22 @@
-// Attention benchmark on CUDA device 0: scaled_dot_product_attention (fused, cuda/attention.cu) and the
+// Attention benchmark on CUDA device 0: scaled_dot_product_attention (fused: cuda/attention_mma.cu's
+// tensor-core kernels for bf16/f16 and TF32 f32 with D 64 or 128, cuda/attention.cu's scalar kernels
+// otherwise), the same op forced onto the scalar kernels (NABLA_ATTENTION_KERNEL=scalar, for A/B), and the
 // unfused composition (matmul, additive mask, softmax, matmul: models/bert/attention.cpp's maths), forward
 // and forward+backward, one JSON line per case, for comparison with benchmarks/attention_torch.py (the same
 // cases with torch.nn.functional.scaled_dot_product_attention).
 //
-// Cases: BERT-base (B 32, H 12, T 128, D 64, key-padding mask with the last quarter of each sequence padded)
-// and GPT-2 (B 16, H 12, T 1024, D 64, causal), f32 (TF32 on for the composition's GEMMs) and bf16.
+// f32 runs with TF32 on (the engine's default), so its fused line is the TF32 tensor-core kernels.
+// Cases: BERT-base (B 32, H 12, T 128, D 64, key-padding mask with the last quarter of each sequence padded),
+// GPT-2 (B 16, H 12, T 1024, D 64, causal) and a D 128 causal case (B 8, H 16, T 1024), in f32 (TF32 on for
+// the composition's GEMMs), bf16 and f16.
 // Timing: `warmup` untimed calls, then `runs` calls each bracketed by CUDA events on the compute stream;
 // the median interval. forward+backward = forward, then backward of sum(out * cotangent) into q, k, v.
 // Work: forward 4 B H Tq Tk D flops (two GEMMs; half for causal), forward+backward 3.5x that (the backward
 // has five GEMM-sized products, one of them the recomputed scores), the flash-attention convention.
 //
-// Each line: {"impl": "nabla_fused" | "nabla_unfused", "name", "dtype", "shape", "pass": "fwd" | "fwd_bwd",
-// "ms", "tflops"}; a case that throws prints its "error". Usage: bench_attention [--runs N] [--warmup N]
+// Each line: {"impl": "nabla_fused" | "nabla_fused_scalar" | "nabla_unfused", "name", "dtype", "shape",
+// "pass": "fwd" | "fwd_bwd", "ms", "tflops"}; a case that throws prints its "error".
+// Usage: bench_attention [--runs N] [--warmup N]
 
 #include <algorithm>
 #include <cmath>
@@ -65,12 +70,23 @@ Tensor unfused(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& 
   return matmul(softmax(s, -1), v);
 }
 
-void run(const Shape4& c, DType dtype, bool fused) {
+enum class Impl { fused, fused_scalar, unfused };
+const char* impl_name(Impl i) {
+  return i == Impl::fused ? "nabla_fused" : i == Impl::fused_scalar ? "nabla_fused_scalar" : "nabla_unfused";
+}
+
+void run(const Shape4& c, DType dtype, Impl impl) {
+  const bool fused = impl != Impl::unfused;
+  // The environment switch is read at each call (cuda/attention_mma.h).
+  if (impl == Impl::fused_scalar)
+    setenv("NABLA_ATTENTION_KERNEL", "scalar", 1);
+  else
+    unsetenv("NABLA_ATTENTION_KERNEL");
   const std::string shape =
       std::to_string(c.b) + "x" + std::to_string(c.h) + "x" + std::to_string(c.t) + "x" + std::to_string(c.d);
   const double fwd_flops = 4.0 * c.b * c.h * c.t * c.t * c.d * (c.causal ? 0.5 : 1.0);
   for (const char* pass : {"fwd", "fwd_bwd"}) {
-    json j = {{"impl", fused ? "nabla_fused" : "nabla_unfused"},
+    json j = {{"impl", impl_name(impl)},
               {"name", c.name},
               {"dtype", dtype_name(dtype)},
               {"shape", shape},
@@ -142,9 +158,15 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench_attention: no CUDA device\n");
     return 1;
   }
-  const Shape4 cases[] = {{"bert_base", 32, 12, 128, 64, false}, {"gpt2", 16, 12, 1024, 64, true}};
+  const Shape4 cases[] = {{"bert_base", 32, 12, 128, 64, false},
+                          {"gpt2", 16, 12, 1024, 64, true},
+                          {"causal_d128", 8, 16, 1024, 128, true}};
   for (const auto& c : cases)
-    for (DType dt : {DType::f32, DType::bf16})
-      for (bool fused : {true, false}) run(c, dt, fused);
+    for (DType dt : {DType::f32, DType::bf16, DType::f16}) {
+      run(c, dt, Impl::fused);
+      run(c, dt, Impl::fused_scalar);
+      run(c, dt, Impl::unfused);
+    }
+  unsetenv("NABLA_ATTENTION_KERNEL");
   return 0;
 }

@@ -1,5 +1,8 @@
-// CUDA kernels of scaled_dot_product_attention (maths and slot contracts in ops/attention.h): a
-// flash-attention-2 style forward and backward on scalar f32 FMAs (no tensor cores yet), for f32, bf16 and
+// CUDA kernels of scaled_dot_product_attention (maths and slot contracts in ops/attention.h). bf16 and f16
+// with D = 64 or 128 on sm_80+ (and f32 with D = 64 or 128 while TF32 is on) go to the tensor-core kernels
+// of cuda/attention_mma.cu (unless NABLA_ATTENTION_KERNEL=scalar); everything else runs the kernels of this
+// file: a
+// flash-attention-2 style forward and backward on scalar f32 FMAs, for f32, bf16 and
 // f16 inputs (loaded to f32 in shared memory; scores, softmax and every sum in f32), head size D <= 128.
 // Each kernel is templated on kMaxD in {32, 64, 128}, the smallest that holds D: shared tiles are zero
 // beyond D, so the dot products run over kMaxD unrolled and a D of 26 (BERT 4L-312) costs a D of 32.
@@ -24,6 +27,7 @@
 #include <cmath>
 #include <limits>
 
+#include "cuda/attention_mma.h"
 #include "cuda/dtype.cuh"
 #include "cuda/loops.cuh"
 #include "cuda/runtime.h"
@@ -463,6 +467,7 @@ const uint8_t* mask_ptr(const Tensor& mask) {
 
 void attention_forward_cuda(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
                             const AttentionParams& a, Tensor& out, Tensor& lse) {
+  if (attention_mma_takes(q, k, v, out)) return attention_forward_mma(q, k, v, mask, a, out, lse);
   DeviceGuard g(q.device().index);
   const DeviceParams p = device_params(a);
   visit_attention_dtype(q.dtype(), [&](auto zero) {
@@ -484,6 +489,8 @@ void attention_forward_cuda(const Tensor& q, const Tensor& k, const Tensor& v, c
 void attention_backward_cuda(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                              const Tensor& mask, const Tensor& out, const Tensor& lse,
                              const AttentionParams& a, Tensor& dq, Tensor& dk, Tensor& dv) {
+  if (attention_mma_takes(q, k, v, dout))
+    return attention_backward_mma(dout, q, k, v, mask, out, lse, a, dq, dk, dv);
   DeviceGuard g(q.device().index);
   const DeviceParams p = device_params(a);
   const int64_t rows = a.b * a.h * a.tq;

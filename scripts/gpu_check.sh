@@ -17,11 +17,13 @@
 # and the build always run): all (default), or a comma list of core (tests, op benchmarks, LeNet), tests (ctest and
 # the CUDA suite only), resnet,
 # vrgd (benchmarks/bench_vrgd: the VR step's cost on ResNet-50), oracles (tokenizers, BERT and GPT-2 against
-# Hugging Face: part 5c), attention (the fused attention op against PyTorch's SDPA: part 5d), bert (BERT
+# Hugging Face: part 5c), attention (the fused attention op against PyTorch's SDPA: part 5d), yolo (YOLOv3
+# from its Darknet cfg against the same network in PyTorch, training step and inference: part 5e), bert (BERT
 # pretraining steps, bench_bert with composed and fused attention against Hugging Face's BertForPreTraining
-# with SDPA, benchmarks/bert_torch.py: part 5e), profile (benchmarks/profile_resnet.sh: where
+# with SDPA, benchmarks/bert_torch.py: part 5g), profile (benchmarks/profile_resnet.sh: where
 # the bf16 channels-last step's time goes, Nabla and PyTorch; then NABLA_PROFILE=host on ResNet-18 at 32²:
-# the host's time per op of a host-bound step), dist (multi-GPU: scripts/dist_check.sh, only
+# the host's time per op of a host-bound step), dlrm (benchmarks/bench_dlrm against benchmarks/dlrm_torch.py:
+# 26 tables x 100k x 128, batches 2,048 and 65,536, dense and sparse tables: part 5f), dist (multi-GPU: scripts/dist_check.sh, only
 # with >= 2 GPUs); split them over device calls of 600 s each when one is not enough.
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
@@ -32,6 +34,8 @@ BUILD=${BUILD_DIR:-build-gpu}
 PART=${GPU_CHECK_PART:-all}
 want() { [[ $PART == all || ",$PART," == *",$1,"* ]]; }  # GPU_CHECK_PART: all, or a list like core,dist
 FMNIST="${FMNIST_DIR:-.gpu-data/fashion-mnist}"  # carried by the lead (ignored by git)
+# ctest's dist_train_classifier_mpirun reads FMNIST_DIR too (it skips, exit 77, without the data).
+[[ -d $FMNIST ]] && export FMNIST_DIR=$(cd "$FMNIST" && pwd)
 LOG=${OUT:-$BUILD/gpu_check}
 mkdir -p "$LOG" || exit 1
 LOG=$(cd "$LOG" && pwd)
@@ -106,7 +110,9 @@ banner "versions"
 record versions ok 0
 
 # ---- 2. configure and build ----------------------------------------------------------------------------
-CMAKE_ARGS=(-S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DNABLA_CUDA=ON)
+# 8 ctest shards per suite: the 16 cores run them side by side.
+CMAKE_ARGS=(-S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DNABLA_CUDA=ON
+  -DNABLA_TEST_SHARDS=8)
 # Boost.Program_options: the GPU machine has Boost 1.83 headers but no compiled library. The lead carries
 # Debian's Boost 1.74 packages (headers and library of one version) in .gpu-deps/ (scripts/fetch_gpu_deps.sh;
 # ignored by git, named in the device call's `carry`); unpack them into one prefix and point CMake there.
@@ -142,7 +148,9 @@ tail -n 3 "$LOG/build.log" 2>/dev/null
 export OMP_NUM_THREADS=2
 export OPENBLAS_NUM_THREADS=2  # the pthread OpenBLAS would otherwise start one thread per core in every test
 if want core || want tests; then
-run_step ctest 200 170 "$LOG/ctest.log" ctest --test-dir "$BUILD" --output-on-failure -j 8 --timeout 120
+# The CUDA suite runs on its own below (its counts go in the table), so ctest leaves its shards out.
+run_step ctest 200 170 "$LOG/ctest.log" ctest --test-dir "$BUILD" --output-on-failure -j 8 --timeout 180 \
+  -E '^nabla_cuda_tests[.]'
 sed -n '/tests passed/,$p' "$LOG/ctest.log" 2>/dev/null | head -n 60
 
 CUDA_TESTS="$BUILD/nabla_cuda_tests"
@@ -292,7 +300,7 @@ fi
 
 # ---- 5d. fused attention (ops/attention.h) against PyTorch's scaled_dot_product_attention ----------------------
 if want attention && [ -x "$BUILD/bench_attention" ]; then
-  run_step bench_attention 90 20 "$LOG/bench_attention.jsonl" "$BUILD/bench_attention"
+  run_step bench_attention 150 20 "$LOG/bench_attention.jsonl" "$BUILD/bench_attention"
   run_step attention_torch 90 0 "$LOG/attention_torch.jsonl" python3 benchmarks/attention_torch.py
   python3 - "$LOG/bench_attention.jsonl" "$LOG/attention_torch.jsonl" <<'EOF' | tee "$LOG/attention_compare.txt"
 import json, sys
@@ -308,13 +316,92 @@ for side, path in (("nabla", sys.argv[1]), ("torch", sys.argv[2])):
         impl = r.get("impl", side)
         rows.setdefault((r.get("name"), r.get("dtype"), r.get("pass")), {})[impl] = r["ms"]
 impls = sorted({k for v in rows.values() for k in v})
-print("attention, median ms: case | " + " | ".join(impls))
+# ratio: PyTorch SDPA ms / Nabla fused ms (> 1: the fused op is faster); scalar: the same for the
+# scalar kernels (NABLA_ATTENTION_KERNEL=scalar), the A/B of the tensor-core path.
+def ratio(row, impl):
+    return "%.2fx" % (row["torch_sdpa"] / row[impl]) if impl in row and "torch_sdpa" in row else "-"
+print("attention, median ms: case | " + " | ".join(impls) + " | fused vs torch | scalar vs torch")
 for key in sorted(rows, key=str):
-    print(" ".join(map(str, key)), "|", " | ".join("%.3f" % rows[key][i] if i in rows[key] else "-" for i in impls))
+    r = rows[key]
+    print(" ".join(map(str, key)), "|", " | ".join("%.3f" % r[i] if i in r else "-" for i in impls), "|",
+          ratio(r, "nabla_fused"), "|", ratio(r, "nabla_fused_scalar"))
 EOF
 fi
 
-# ---- 5e. BERT pretraining steps (MLM + NSP, AdamW) against Hugging Face's BertForPreTraining (SDPA) --------
+# ---- 5e. YOLOv3 from a Darknet cfg (benchmarks/bench_yolo.cpp) against the same cfg in PyTorch (yolo_torch.py) ----
+# Training step (surrogate loss on both sides; Nabla also with Darknet's loss, computed on the host) and
+# inference, batch 16 and 32 at 416², TF32 and bf16. One table: img/s per side and the ratio.
+if want yolo && [ -x "$BUILD/bench_yolo" ]; then
+  YCFG=/usr/share/darknet/cfg/yolov3.cfg
+  [ -f "$YCFG" ] || YCFG=tests/yolo/fixtures/yolov3.cfg
+  : >"$LOG/bench_yolo.jsonl"
+  : >"$LOG/yolo_torch.jsonl"
+  for c in "train 16 off" "train 16 bf16" "train 32 bf16" "infer 16 off" "infer 16 bf16" "infer 32 bf16"; do
+    read -r ymode ybatch yamp <<<"$c"
+    ytag=${ymode}_${ybatch}_${yamp}
+    run_step "bench_yolo $c" 60 15 "$LOG/bench_yolo.$ytag.log" "$BUILD/bench_yolo" --cfg "$YCFG" --mode "$ymode" --batch "$ybatch" --amp "$yamp"
+    cat "$LOG/bench_yolo.$ytag.log" >>"$LOG/bench_yolo.jsonl"
+    run_step "yolo_torch $c" 60 15 "$LOG/yolo_torch.$ytag.log" python3 benchmarks/yolo_torch.py --cfg "$YCFG" --mode "$ymode" --batch "$ybatch" --amp "$yamp"
+    cat "$LOG/yolo_torch.$ytag.log" >>"$LOG/yolo_torch.jsonl"
+  done
+  run_step "bench_yolo darknet loss" 60 5 "$LOG/bench_yolo.darknetloss.log" "$BUILD/bench_yolo" --cfg "$YCFG" --mode train --batch 16 --amp bf16 --loss darknet
+  cat "$LOG/bench_yolo.darknetloss.log" >>"$LOG/bench_yolo.jsonl"
+  python3 - "$LOG/bench_yolo.jsonl" "$LOG/yolo_torch.jsonl" <<'EOF2' | tee "$LOG/yolo_compare.txt"
+import json, sys
+rows = {}
+for path in sys.argv[1:]:
+    for line in open(path, errors="replace"):
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        rows.setdefault(r.get("name"), {})[r.get("impl")] = r
+print("| yolov3 416² case | Nabla img/s | PyTorch img/s | Nabla / PyTorch |")
+print("| --- | --- | --- | --- |")
+for name in sorted(rows, key=str):
+    n, t = rows[name].get("nabla", {}), rows[name].get("torch", {})
+    fmt = lambda r: ("%.1f" % r["img_per_s"]) if "img_per_s" in r else ("error: " + str(r.get("error", "-"))[:60] if r else "-")
+    ratio = "%.2fx" % (n["img_per_s"] / t["img_per_s"]) if "img_per_s" in n and "img_per_s" in t else "-"
+    print(f"| {name} | {fmt(n)} | {fmt(t)} | {ratio} |")
+EOF2
+fi
+
+# ---- 5f. DLRM training steps (models/dlrm.h) against the same model in PyTorch (benchmarks/dlrm_torch.py) -----
+if want dlrm && [ -x "$BUILD/bench_dlrm" ]; then
+  run_step bench_dlrm 150 60 "$LOG/bench_dlrm.jsonl" "$BUILD/bench_dlrm"
+  run_step dlrm_torch 150 0 "$LOG/dlrm_torch.jsonl" python3 benchmarks/dlrm_torch.py
+  python3 - "$LOG/bench_dlrm.jsonl" "$LOG/dlrm_torch.jsonl" <<'EOF' | tee "$LOG/dlrm_compare.txt"
+import json, sys
+rows = {}
+for side, path in (("nabla", sys.argv[1]), ("torch", sys.argv[2])):
+    for line in open(path, errors="replace"):
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        if "batch" in r:
+            rows.setdefault((r["batch"], r["mode"]), {})[side] = r
+def rate(r):
+    return r["samples_per_s"] if r and "samples_per_s" in r else None
+def cell(r, key, fmt):
+    return fmt % r[key] if r and key in r else (r.get("error", "-")[:40] if r else "-")
+best_torch = {}
+for (b, m), v in rows.items():
+    t = rate(v.get("torch"))
+    if t:
+        best_torch[b] = max(best_torch.get(b, 0), t)
+print("DLRM 26 x 100k x 128, SGD, TF32 | batch | tables | nabla samples/s | torch samples/s | nabla/torch"
+      " | nabla/torch's best mode | nabla peak MiB | torch peak MiB")
+for (b, m) in sorted(rows):
+    n, t = rows[(b, m)].get("nabla"), rows[(b, m)].get("torch")
+    ratio = "%.2fx" % (rate(n) / rate(t)) if rate(n) and rate(t) else "-"
+    best = "%.2fx" % (rate(n) / best_torch[b]) if rate(n) and b in best_torch else "-"
+    print("| %d | %s | %s | %s | %s | %s | %s | %s" % (b, m, cell(n, "samples_per_s", "%.0f"),
+          cell(t, "samples_per_s", "%.0f"), ratio, best, cell(n, "peak_mib", "%.0f"), cell(t, "peak_mib", "%.0f")))
+EOF
+fi
+
+# ---- 5g. BERT pretraining steps (MLM + NSP, AdamW) against Hugging Face's BertForPreTraining (SDPA) --------
 if want bert && [ -x "$BUILD/bench_bert" ]; then
   run_step bench_bert 200 60 "$LOG/bench_bert.jsonl" "$BUILD/bench_bert"
   run_step bert_torch 150 0 "$LOG/bert_torch.jsonl" python3 benchmarks/bert_torch.py

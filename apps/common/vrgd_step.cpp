@@ -28,7 +28,7 @@ VrStepResult vr_forward_backward(vrgd::Gsnr& gsnr, nn::Module& model, const Tens
     const int64_t j = start / n;
     Tensor x = strided_part(inputs, j, k), y = strided_part(labels, j, k);
     ForwardOutput f = forward(model, x, y);
-    if (f.logits.defined()) {  // a model without classes (BERT's pretraining loss) counts no hits
+    if (f.logits.defined()) {  // a model without classes (DLRM's click logit) returns none
       NoGradGuard ng;
       Tensor h = topk_correct(f.logits.detach(), y, 1);
       hits = hits.defined() ? hits + h : h;

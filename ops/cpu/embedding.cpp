@@ -1,8 +1,10 @@
 // CPU kernels of embedding_bag (plain embedding runs on the index family's kernels).
 //
-//   forward   out[b, :] = s_b * sum_{l in bag b} W[idx[l], :],   s_b = 1 / |bag b| (mean) or 1 (sum);
-//             bag b = [offsets[b], offsets[b + 1]) (the last to L); an empty bag gives zeros.
-//   backward  dW[v, :] += sum_{l : idx[l] = v} s_bag(l) * g[bag(l), :]
+//   forward   out[b, :] = s_b * sum_{l in bag b} p_l W[idx[l], :],   s_b = 1 / |bag b| (mean) or 1 (sum),
+//             p_l = per_sample_weights[l] (1 without); bag b = [offsets[b], offsets[b + 1]) (the last to L);
+//             an empty bag gives zeros.
+//   backward  dW[v, :] += scale * sum_{l : idx[l] = v} s_bag(l) p_l g[bag(l), :]
+//             (scale 1 for the backward; -lr for the sparse SGD, with dW the weight itself)
 // Forward runs one bag per task. Backward groups the positions l by row v (a counting sort, O(L + V)) and
 // runs one row per task, adding in increasing l: deterministic, and parallel even when many indices repeat.
 #include <algorithm>
@@ -17,13 +19,14 @@ namespace {
 int64_t bag_end(const int64_t* off, int64_t b, int64_t B, int64_t L) { return b + 1 < B ? off[b + 1] : L; }
 
 void embedding_bag_cpu(const Tensor& weight, const Tensor& indices, const Tensor& offsets, BagMode mode,
-                       Tensor& out) {
+                       const Tensor& per_sample_weights, Tensor& out) {
   visit_float(weight.dtype(), "embedding_bag", [&](auto zero) {
     using T = decltype(zero);
     const T* pw = base<T>(weight);
     const int64_t* pi = base<int64_t>(indices);
     const int64_t* po = base<int64_t>(offsets);
     T* pout = base<T>(out);
+    const T* pp = per_sample_weights.defined() ? base<T>(per_sample_weights) : nullptr;
     const int64_t D = weight.shape()[1], L = indices.numel(), B = offsets.numel();
 #pragma omp parallel for if (L * D >= kParallelGrain) schedule(dynamic, 8)
     for (int64_t b = 0; b < B; ++b) {
@@ -32,7 +35,12 @@ void embedding_bag_cpu(const Tensor& weight, const Tensor& indices, const Tensor
       const int64_t begin = po[b], end = bag_end(po, b, B, L);
       for (int64_t l = begin; l < end; ++l) {
         const T* w = pw + pi[l] * D;
-        for (int64_t c = 0; c < D; ++c) row[c] += w[c];
+        if (pp) {
+          const T s = pp[l];
+          for (int64_t c = 0; c < D; ++c) row[c] += s * w[c];
+        } else {
+          for (int64_t c = 0; c < D; ++c) row[c] += w[c];
+        }
       }
       if (mode == BagMode::mean && end > begin) {
         const T s = T(1) / static_cast<T>(end - begin);
@@ -43,7 +51,8 @@ void embedding_bag_cpu(const Tensor& weight, const Tensor& indices, const Tensor
 }
 
 void embedding_bag_backward_cpu(const Tensor& grad, const Tensor& indices, const Tensor& offsets,
-                                BagMode mode, Tensor& dweight) {
+                                BagMode mode, const Tensor& per_sample_weights, double scale_all,
+                                Tensor& dweight) {
   const int64_t V = dweight.shape()[0], D = dweight.shape()[1], L = indices.numel(), B = offsets.numel();
   if (L == 0 || D == 0) return;
   const int64_t* pi = base<int64_t>(indices);
@@ -53,7 +62,8 @@ void embedding_bag_backward_cpu(const Tensor& grad, const Tensor& indices, const
   for (int64_t b = 0; b < B; ++b) {
     const int64_t begin = po[b], end = bag_end(po, b, B, L);
     for (int64_t l = begin; l < end; ++l) bag[l] = b;
-    if (mode == BagMode::mean && end > begin) scale[b] = 1.0 / static_cast<double>(end - begin);
+    scale[b] = scale_all;
+    if (mode == BagMode::mean && end > begin) scale[b] = 1.0 / static_cast<double>(end - begin) * scale_all;
   }
   // Counting sort of positions by row (the same grouping as the index family's index_add kernel).
   std::vector<int64_t> first(V + 1, 0), pos(L), rows;
@@ -67,14 +77,15 @@ void embedding_bag_backward_cpu(const Tensor& grad, const Tensor& indices, const
     using T = decltype(zero);
     const T* pg = base<T>(grad);
     T* pd = base<T>(dweight);
+    const T* pp = per_sample_weights.defined() ? base<T>(per_sample_weights) : nullptr;
     const int64_t nrows = static_cast<int64_t>(rows.size());
 #pragma omp parallel for if (L * D >= kParallelGrain) schedule(dynamic, 16)
     for (int64_t j = 0; j < nrows; ++j) {
       const int64_t v = rows[j];
       T* d = pd + v * D;
       for (int64_t p = first[v]; p < first[v + 1]; ++p) {
-        const int64_t b = bag[pos[p]];
-        const T s = static_cast<T>(scale[b]);
+        const int64_t l = pos[p], b = bag[l];
+        const T s = pp ? static_cast<T>(scale[b]) * pp[l] : static_cast<T>(scale[b]);
         const T* g = pg + b * D;
         for (int64_t c = 0; c < D; ++c) d[c] += s * g[c];
       }

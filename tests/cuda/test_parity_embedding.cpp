@@ -90,6 +90,38 @@ NABLA_PARITY(embedding_bag, f64_sum) {
       [](In in) { return embedding_bag(in[0].to(DType::f64), in[1], in[2], BagMode::sum).to(DType::f32); },
       {parity_randn({12, 7}), rand_ids(12, {30}), ids({0, 10, 10, 25}, {4})});
 }
+NABLA_PARITY(embedding_bag, per_sample_weights_both_gradients) {
+  // table and weights both get gradients; 300 indices into 40 rows (long runs), 50 bags of 6.
+  EXPECT_PARITY([](In in) { return embedding_bag(in[0], in[1], in[2], BagMode::sum, in[3]); },
+                {parity_randn({40, 24}), rand_ids(40, {300}),
+                 from_vector(
+                     [] {
+                       std::vector<double> off;
+                       for (int b = 0; b < 50; ++b) off.push_back(6 * b);
+                       return off;
+                     }(),
+                     {50}, {.dtype = DType::i64}),
+                 parity_randn({300})},
+                {.atol = 1e-4, .rtol = 1e-4});
+}
+NABLA_PARITY(embedding_bag, fixed_bags_dlrm_shape) {
+  // DLRM's lookup: one id per row (n = 1), 2048 rows into 1000 rows of 128; and bags of 4, mean.
+  EXPECT_PARITY([](In in) { return embedding_bag(in[0], in[1], BagMode::sum); },
+                {parity_randn({1000, 128}), rand_ids(1000, {2048, 1})});
+  EXPECT_PARITY([](In in) { return embedding_bag(in[0], in[1], BagMode::mean); },
+                {parity_randn({100, 33}), rand_ids(100, {64, 4}, DType::i32)});
+}
+NABLA_PARITY(embedding_bag, sparse_sgd_update) {
+  // In place on a copy of the table: the rows of the batch move by -lr * their gradient, the rest stay.
+  EXPECT_PARITY(
+      [](In in) {
+        Tensor t = in[0].detach().clone();
+        embedding_bag_sparse_sgd_(t, in[1], Tensor(), BagMode::sum, in[2].detach(), 0.25);
+        return t;
+      },
+      {parity_randn({500, 64}, false), rand_ids(200, {1024, 1}), parity_randn({1024, 64}, false)},
+      {.atol = 1e-4, .rtol = 1e-4, .check_grads = false});
+}
 
 }  // namespace
 }  // namespace nabla

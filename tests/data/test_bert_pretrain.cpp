@@ -1,6 +1,6 @@
-// BERT pretraining examples (data/bert_pretrain.h), the GLUE TSV reader (data/glue_tsv.h) and the GLUE
-// metrics (algorithms/metrics/classification.h), on fresh random text over a small synthetic vocabulary:
-// masking statistics (15%, 80/10/10, specials never masked), NSP balance and the origin of B, the framing
+// BERT pretraining examples (data/bert_pretrain.h) and the GLUE TSV reader (data/glue_tsv.h), on fresh random
+// text over a small synthetic vocabulary: masking statistics (15%, 80/10/10, specials never masked), NSP
+// balance and the origin of B, the framing
 // ([CLS] A [SEP] B [SEP], types, mask), reproducibility from the seed and new masks each epoch.
 #include <unistd.h>
 
@@ -9,7 +9,6 @@
 #include <fstream>
 #include <random>
 
-#include "algorithms/metrics/classification.h"
 #include "data/bert_pretrain.h"
 #include "data/glue_tsv.h"
 #include "testing.h"
@@ -205,21 +204,6 @@ TEST(GlueTsv, ReadsSinglesAndPairsAndNamesFileAndLineOnErrors) {
   no_column.text_a = "text";
   EXPECT_THROW_MSG(data::read_glue_tsv(bad_label, no_column), ":1: no column 'text'");
   fs::remove_all(dir);
-}
-
-TEST(GlueMetrics, AccuracyF1MatthewsPearsonOnHandCountedCases) {
-  // TP 3, TN 2, FP 1, FN 2.
-  std::vector<int64_t> y{1, 1, 1, 1, 1, 0, 0, 0}, p{1, 1, 1, 0, 0, 1, 0, 0};
-  EXPECT_DOUBLE_EQ(metrics::accuracy(p, y), 5.0 / 8);
-  EXPECT_DOUBLE_EQ(metrics::f1_binary(p, y), 6.0 / 9);
-  EXPECT_NEAR(metrics::matthews_corrcoef(p, y), (3.0 * 2 - 1.0 * 2) / std::sqrt(4.0 * 5 * 3 * 4), 1e-12);
-  EXPECT_DOUBLE_EQ(metrics::matthews_corrcoef(y, y), 1.0);
-  std::vector<int64_t> three{0, 1, 2, 0, 1, 2};
-  EXPECT_DOUBLE_EQ(metrics::matthews_corrcoef(three, three), 1.0);
-  std::vector<double> x{1, 2, 3, 4}, lin{3, 5, 7, 9}, anti{4, 3, 2, 1};
-  EXPECT_NEAR(metrics::pearson(x, lin), 1.0, 1e-12);
-  EXPECT_NEAR(metrics::pearson(x, anti), -1.0, 1e-12);
-  EXPECT_THROW_MSG(metrics::accuracy(p, std::vector<int64_t>{1}), "8 and 1");
 }
 
 }  // namespace

@@ -55,7 +55,113 @@ NABLA_GRADCHECK(embedding_bag, mean_with_empty_bag) {
   EXPECT_GRADCHECK([idx, off](In in) { return embedding_bag(in[0], idx, off, BagMode::mean); }, {w});
 }
 
+NABLA_GRADCHECK(embedding_bag, per_sample_weights_weight_and_weights) {
+  // Both the table and the per-sample weights get gradients; repeated rows across bags, an empty bag.
+  Tensor w = randn64({6, 3}), p = randn64({8});
+  Tensor idx = ids({1, 5, 1, 0, 5, 5, 2, 1}, {8});
+  Tensor off = ids({0, 3, 3, 6}, {4});
+  EXPECT_GRADCHECK([idx, off](In in) { return embedding_bag(in[0], idx, off, BagMode::sum, in[1]); }, {w, p});
+}
+NABLA_GRADCHECK(embedding_bag, fixed_bags_mean_and_weighted_sum) {
+  Tensor w = randn64({7, 4}), p = randn64({15});
+  Tensor idx = ids({6, 0, 6, 3, 3, 1, 6, 2, 0, 4, 4, 4, 5, 1, 6}, {5, 3});
+  EXPECT_GRADCHECK(
+      [idx](In in) {
+        return embedding_bag(in[0], idx, BagMode::mean) + embedding_bag(in[0], idx, BagMode::sum, in[1]);
+      },
+      {w, p});
+}
+
 // ---- values ----
+// Fresh random bags: sizes 0..4, weights, fixed bags; values and both gradients against loops.
+TEST(EmbeddingBag, WeightedAndFixedBagsMatchALoopOnRandomInputs) {
+  Generator gen{test::next_seed(), 0};
+  const int64_t V = 11, D = 6, B = 9;
+  std::vector<double> offv{0};
+  Tensor sizes = randint(0, 5, {B}, {.dtype = DType::i64}, &gen);
+  auto vs = sizes.to_vector<int64_t>();
+  for (int64_t b = 0; b + 1 < B; ++b) offv.push_back(offv.back() + static_cast<double>(vs[b]));
+  const int64_t L = static_cast<int64_t>(offv.back()) + vs[B - 1];
+  Tensor w = randn({V, D}, {.dtype = DType::f64}, &gen).requires_grad_();
+  Tensor p = randn({L}, {.dtype = DType::f64}, &gen).requires_grad_();
+  Tensor idx = randint(0, V, {L}, {.dtype = DType::i64}, &gen);
+  Tensor off = ids(offv, {B});
+  Tensor g = randn({B, D}, {.dtype = DType::f64}, &gen);
+  embedding_bag(w, idx, off, BagMode::sum, p).backward(g);
+  auto vw = w.to_vector(), vp = p.to_vector(), vg = g.to_vector();
+  auto vi = idx.to_vector<int64_t>();
+  std::vector<double> out(B * D, 0.0), dw(V * D, 0.0), dp(L, 0.0);
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t end = b + 1 < B ? static_cast<int64_t>(offv[b + 1]) : L;
+    for (int64_t l = static_cast<int64_t>(offv[b]); l < end; ++l)
+      for (int64_t c = 0; c < D; ++c) {
+        out[b * D + c] += vp[l] * vw[vi[l] * D + c];
+        dw[vi[l] * D + c] += vp[l] * vg[b * D + c];
+        dp[l] += vg[b * D + c] * vw[vi[l] * D + c];
+      }
+  }
+  test::expect_close(embedding_bag(w.detach(), idx, off, BagMode::sum, p.detach()), out, 1e-12);
+  test::expect_close(w.grad(), dw, 1e-12);
+  test::expect_close(p.grad(), dp, 1e-12);
+
+  // Fixed bags of 3 equal the offsets form with offsets 0, 3, 6, ..
+  Tensor idx2 = randint(0, V, {B, 3}, {.dtype = DType::i64}, &gen);
+  Tensor off2 = arange(0, 3 * B, 3);
+  for (BagMode mode : {BagMode::sum, BagMode::mean})
+    test::expect_close(embedding_bag(w.detach(), idx2, mode),
+                       embedding_bag(w.detach(), idx2.reshape({3 * B}), off2, mode), 0);
+}
+
+// The sparse SGD equals a dense SGD step with the backward's gradient, and leaves untouched rows as they
+// were.
+TEST(EmbeddingBag, SparseSgdEqualsADenseStepOnTouchedRowsOnly) {
+  Generator gen{test::next_seed(), 0};
+  const int64_t V = 50, D = 5, B = 12;
+  Tensor w = randn({V, D}, {}, &gen);
+  Tensor idx = randint(0, 10, {B, 2}, {.dtype = DType::i64}, &gen);  // rows 10.. are never touched
+  Tensor g = randn({B, D}, {}, &gen);
+  Tensor wd = w.clone().requires_grad_();
+  embedding_bag(wd, idx, BagMode::mean).backward(g);
+  Tensor expected = w - 0.3 * wd.grad();
+  Tensor ws = w.clone();
+  embedding_bag_sparse_sgd_(ws, idx, Tensor(), BagMode::mean, g, 0.3);
+  test::expect_close(ws, expected, 1e-6);
+  EXPECT_EQ(ws.narrow(0, 10, V - 10).to_vector<float>(), w.narrow(0, 10, V - 10).to_vector<float>());
+  // With offsets and per-sample weights too.
+  Tensor idx1 = idx.reshape({2 * B}), off = arange(0, 2 * B, 2), p = randn({2 * B}, {}, &gen);
+  Tensor wd2 = w.clone().requires_grad_();
+  embedding_bag(wd2, idx1, off, BagMode::sum, p).backward(g);
+  Tensor ws2 = w.clone();
+  embedding_bag_sparse_sgd_(ws2, idx1, off, BagMode::sum, g, 0.3, p);
+  test::expect_close(ws2, w - 0.3 * wd2.grad(), 1e-6);
+}
+
+TEST(EmbeddingBagErrors, PerSampleWeightsAndFixedBags) {
+  Tensor w = test::randn32({5, 3});
+  test::expect_error(
+      [&] {
+        embedding_bag(w, ids({0, 1}, {2}), ids({0}, {1}), BagMode::mean, test::randn32({2}));
+      },
+      {"per_sample_weights", "sum", "mean"});
+  test::expect_error(
+      [&] {
+        embedding_bag(w, ids({0, 1}, {2}), ids({0}, {1}), BagMode::sum, test::randn32({3}));
+      },
+      {"per_sample_weights", "[2]", "[3]"});
+  test::expect_error(
+      [&] {
+        embedding_bag(w, ids({0, 1, 2}, {1, 1, 3}), BagMode::sum);
+      },
+      {"[B, n]", "[1,1,3]"});
+  test::expect_error([&] { embedding_bag(w, ids({0, 7}, {2, 1}), BagMode::sum); }, {"7", "5"});
+  Tensor t = w.clone();
+  test::expect_error(
+      [&] {
+        embedding_bag_sparse_sgd_(t, ids({0, 1}, {2, 1}), Tensor(), BagMode::sum, test::randn32({3, 3}), 0.1);
+      },
+      {"grad", "[2,3]", "[3,3]"});
+}
+
 TEST(Embedding, LookupMatchesRowsOfTheWeight) {
   Tensor w = test::randn32({7, 4});
   Tensor idx = test::randint64(0, 7, {3, 5});

@@ -1,0 +1,393 @@
+// train_dlrm: DLRM (models/dlrm.h) on Criteo click logs, as facebookresearch/dlrm's dlrm_s_pytorch.py.
+//
+//   parse options -> data (NBCRITEO binary; Kaggle text or the DeepCTR sample converted once; or synthetic
+//   Criteo with a planted teacher written once) -> model -> optimizer (SGD, Adagrad, VR-SGD) -> loop
+//   {forward, BCE-with-logits, backward, [all-reduce], step, log; every --eval-every steps: AUC and log loss
+//   on the validation rows, a checkpoint} -> final evaluation.
+//
+// Data: the reference's split (data/criteo.h: days 0..D-2 train, the last day halved into test and
+// validation). The batches are shuffled per epoch from --seed (a pure function of seed and epoch), so a
+// checkpoint's loader position resumes exactly. With W data-parallel ranks (mpirun), each takes its 1/W
+// slice of every global batch; the tables are replicated (the hybrid-parallel model with sharded tables is
+// dist/sharded_embedding.h).
+//
+// Exit codes: 0 done, 1 failed (bad data, diverged loss, bad checkpoint), 2 bad command line, 130/143 stopped
+// by a signal (with --checkpoint written).
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "algorithms/metrics/auc.h"
+#include "algorithms/optim/adagrad.h"
+#include "algorithms/optim/optimizer.h"
+#include "algorithms/optim/schedule.h"
+#include "algorithms/vrgd/vr_optimizer.h"
+#include "apps/common/options.h"
+#include "apps/common/run.h"
+#include "apps/common/train_step.h"
+#include "data/criteo.h"
+#include "data/criteo_synthetic.h"
+#include "models/dlrm.h"
+#include "nabla.h"
+
+using namespace nabla;
+namespace criteo = nabla::data::criteo;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Options {
+  std::string data, data_path, prepare, arch, mlp_bot, mlp_top, interaction, optimizer, schedule;
+  int64_t synthetic_rows, synthetic_cap, hash_size, embedding_dim;
+  int64_t epochs, max_steps, batch_size, eval_batch_size, eval_every, limit_val, warmup_steps;
+  int64_t gsnr_partitions;
+  double lr, gsnr_gamma, weight_decay;
+  bool self_interaction, sparse;
+  apps::RunOptions run;
+};
+
+// The binary file to train on: as given, converted from text once (next to it: <path>.nbcriteo), or
+// synthetic rows written once (to --data-path, or a file in the temporary folder named by its parameters).
+std::string prepare_data(const Options& o, bool is_main) {
+  if (o.data == "binary") return o.data_path;
+  if (o.data == "text") {
+    const std::string out = o.data_path + ".nbcriteo";
+    if (!std::filesystem::exists(out)) {
+      if (is_main)
+        std::printf("converting %s -> %s (hashing mod %lld)\n", o.data_path.c_str(), out.c_str(),
+                    static_cast<long long>(o.hash_size));
+      if (is_main)
+        criteo::convert_text_to_binary({o.data_path}, out, criteo::Preprocessor::hashing({o.hash_size}));
+    }
+    return out;
+  }
+  const std::string out = !o.data_path.empty() ? o.data_path
+                                               : (std::filesystem::temp_directory_path() /
+                                                  str_cat("train_dlrm_synthetic_s", o.run.seed, "_n",
+                                                          o.synthetic_rows, "_c", o.synthetic_cap, ".bin"))
+                                                     .string();
+  if (!std::filesystem::exists(out) && is_main) {
+    std::printf("writing %lld synthetic rows to %s\n", static_cast<long long>(o.synthetic_rows), out.c_str());
+    criteo::SyntheticCriteo gen(
+        {.cardinalities = criteo::scaled_kaggle_sizes(o.synthetic_cap), .seed = o.run.seed + 1});
+    gen.write_binary(out, o.synthetic_rows);
+  }
+  return out;
+}
+
+models::DlrmConfig make_config(const Options& o, const std::vector<int64_t>& table_sizes) {
+  models::DlrmConfig c = models::DlrmConfig::preset(o.arch, table_sizes);
+  if (o.embedding_dim > 0) c.embedding_dim = o.embedding_dim;
+  if (!o.mlp_bot.empty()) {
+    auto bot = models::parse_mlp(o.mlp_bot, "--mlp-bot");
+    NABLA_CHECK(bot.size() >= 2 && bot[0] == c.num_dense, "--mlp-bot ", o.mlp_bot, " must start with the ",
+                c.num_dense, " dense features and have a layer");
+    c.bottom_mlp.assign(bot.begin() + 1, bot.end());
+  } else if (o.embedding_dim > 0) {
+    c.bottom_mlp.back() = o.embedding_dim;
+  }
+  if (!o.mlp_top.empty()) c.top_mlp = models::parse_mlp(o.mlp_top, "--mlp-top");
+  c.interaction = o.interaction == "cat" ? models::DlrmInteraction::cat : models::DlrmInteraction::dot;
+  c.self_interaction = o.self_interaction;
+  c.sparse_embeddings = o.sparse;
+  c.validate();
+  return c;
+}
+
+std::unique_ptr<optim::Optimizer> make_optimizer(const Options& o, const models::Dlrm& model) {
+  NamedTensors named = o.sparse ? model.dense_parameters() : model.named_parameters();
+  std::vector<Tensor> params;
+  for (auto& [n, t] : named) params.push_back(t);
+  std::vector<optim::ParamGroup> groups{{.params = params, .lr = o.lr, .weight_decay = o.weight_decay}};
+  if (o.optimizer == "vr-sgd")
+    return vrgd::make_vr_optimizer(
+        "vr-sgd", groups,
+        {.lr = o.lr, .momentum = 0, .weight_decay = o.weight_decay, .gsnr = {.gamma = o.gsnr_gamma}});
+  if (o.optimizer == "adagrad")
+    return std::make_unique<optim::Adagrad>(
+        groups, optim::AdagradOptions{.lr = o.lr, .weight_decay = o.weight_decay});
+  return std::make_unique<optim::Sgd>(groups, optim::SgdOptions{.lr = o.lr, .weight_decay = o.weight_decay});
+}
+
+struct EvalResult {
+  double auc = 0, log_loss = 0;
+  int64_t rows = 0;
+};
+
+// AUC (exact, ties by average rank) and log loss of the model's probabilities on `range`.
+EvalResult evaluate(models::Dlrm& model, std::shared_ptr<const criteo::BinaryFile> file,
+                    criteo::RowRange range, int64_t batch, Device dev) {
+  EvalResult r;
+  if (range.size() <= 0) return r;
+  NoGradGuard ng;
+  model.eval();
+  criteo::CriteoLoader loader(file, range, {.batch_size = batch});
+  std::vector<float> scores, labels;
+  while (auto b = loader.next()) {
+    Tensor p = model.probabilities(b->dense.to(dev), b->sparse.to(dev)).to(Device::cpu()).contiguous();
+    const float* pp = p.data<float>();
+    const float* pl = b->labels.contiguous().data<float>();
+    scores.insert(scores.end(), pp, pp + p.numel());
+    labels.insert(labels.end(), pl, pl + p.numel());
+  }
+  model.train();
+  r.rows = static_cast<int64_t>(scores.size());
+  r.auc = metrics::roc_auc(std::span<const float>(scores), std::span<const float>(labels));
+  r.log_loss = metrics::log_loss(std::span<const float>(scores), std::span<const float>(labels));
+  return r;
+}
+
+void check_options(const Options& o, const apps::OptionSet& cli) {
+  apps::check_run_options(o.run);
+  NABLA_CHECK(o.data == "synthetic" || !o.data_path.empty(), "--data ", o.data, " needs --data-path FILE");
+  NABLA_CHECK(o.prepare.empty() || o.data == "text",
+              "--prepare OUT converts text: it needs --data text, got --data ", o.data);
+  NABLA_CHECK(!o.sparse || o.optimizer == "sgd",
+              "--sparse updates the tables by sparse SGD in the backward; ",
+              "it works with --optimizer sgd only, got ", o.optimizer);
+  NABLA_CHECK(!o.sparse || o.weight_decay == 0,
+              "--sparse: the sparse SGD has no weight decay (got --weight-decay ", o.weight_decay, ")");
+  if (!o.mlp_bot.empty()) (void)models::parse_mlp(o.mlp_bot, "--mlp-bot");
+  if (!o.mlp_top.empty()) (void)models::parse_mlp(o.mlp_top, "--mlp-top");
+  (void)optim::Schedule::parse(o.schedule,
+                               {.base_lr = o.lr, .total_steps = 1 << 30, .warmup_steps = o.warmup_steps});
+  (void)cli;
+}
+
+std::optional<int> parse(int argc, char** argv, Options& o) {
+  apps::OptionSet cli("train_dlrm",
+                      "Trains DLRM on Criteo click logs (default: synthetic Criteo with a planted "
+                      "teacher, a tiny model, on the CPU).");
+  cli.section("Data");
+  cli.add("data", &o.data, "synthetic",
+          "synthetic (planted teacher), binary (NBCRITEO file), text (Kaggle "
+          "train.txt, a 1TB day file, the DeepCTR CSV sample; .gz too)")
+      .value_name("KIND")
+      .one_of({"synthetic", "binary", "text"});
+  cli.add("data-path", &o.data_path, "", "the file (synthetic: where its rows are written once)")
+      .value_name("FILE");
+  cli.add("prepare", &o.prepare, "", "convert the --data text file to this binary file (hashing) and exit")
+      .value_name("OUT");
+  cli.add("hash-size", &o.hash_size, 10000000,
+          "text: categorical ids are hex value mod this (the reference's "
+          "--max-ind-range)")
+      .in_range(1, int64_t{1} << 31);
+  cli.add("synthetic-rows", &o.synthetic_rows, 200000,
+          "synthetic: rows (7 days; the last is validation and test)")
+      .in_range(14, int64_t{1} << 40);
+  cli.add("synthetic-cap", &o.synthetic_cap, 1000, "synthetic: Kaggle's table sizes capped at this")
+      .in_range(2, int64_t{1} << 31);
+  cli.section("Model");
+  cli.add("arch", &o.arch, "tiny", "preset: tiny (D 8), kaggle (D 16), terabyte (D 64), mlperf (D 128)")
+      .one_of({"tiny", "kaggle", "terabyte", "mlperf"});
+  cli.add("embedding-dim", &o.embedding_dim, 0, "embedding dimension (0: the preset's)").in_range(0, 1 << 16);
+  cli.add("mlp-bot", &o.mlp_bot, "", "bottom MLP as the reference writes it, 13-512-256-64-16 (\"\": preset)")
+      .value_name("WIDTHS");
+  cli.add("mlp-top", &o.mlp_top, "", "top MLP widths after the interaction, 512-256-1 (\"\": preset)")
+      .value_name("WIDTHS");
+  cli.add("interaction", &o.interaction, "dot", "feature interaction").one_of({"dot", "cat"});
+  cli.add_switch("self-interaction", &o.self_interaction, "dot: include each vector's dot with itself");
+  cli.add_switch("sparse", &o.sparse,
+                 "tables updated by sparse SGD in the backward, only the batch's rows "
+                 "(no dense table gradients; --optimizer sgd)");
+  cli.section("Training");
+  cli.add("epochs", &o.epochs, 1, "passes over the training rows").positive();
+  cli.add("max-steps", &o.max_steps, 0, "stop after this many steps (0: no limit)")
+      .non_negative()
+      .unit("steps");
+  cli.add("batch-size", &o.batch_size, 1024, "global batch (split over data-parallel ranks)")
+      .in_range(1, int64_t{1} << 30)
+      .unit("rows");
+  cli.add("optimizer", &o.optimizer, "sgd", "sgd, adagrad or vr-sgd (GSNR-scaled SGD, docs/vrgd.md)")
+      .one_of({"sgd", "adagrad", "vr-sgd"});
+  cli.add("lr", &o.lr, 0.1, "peak learning rate").positive();
+  cli.add("weight-decay", &o.weight_decay, 0.0, "L2 weight decay").non_negative();
+  cli.add("warmup-steps", &o.warmup_steps, 0, "linear warm-up from 0 to --lr").non_negative().unit("steps");
+  cli.add("schedule", &o.schedule, "constant",
+          "learning-rate schedule after the warm-up (as train_classifier: "
+          "constant | cosine[:end=LR] | poly:power=P | step:every=N ...)")
+      .value_name("SPEC");
+  cli.add("gsnr-partitions", &o.gsnr_partitions, 8, "vr-sgd: partitions of each batch").positive();
+  cli.add("gsnr-gamma", &o.gsnr_gamma, 0.1, "vr-sgd: lower clamp of the GSNR multiplier")
+      .in_range(0, 1, apps::Bound::open_low);
+  cli.section("Evaluation");
+  cli.add("eval-every", &o.eval_every, 0,
+          "AUC and log loss on the validation rows every N steps (0: at the end "
+          "only); a checkpoint is written then too")
+      .non_negative()
+      .unit("steps");
+  cli.add("eval-batch-size", &o.eval_batch_size, 16384, "evaluation batch").in_range(1, int64_t{1} << 30);
+  cli.add("limit-val", &o.limit_val, 0, "evaluate on the first N validation rows (0: all)").non_negative();
+  apps::add_run_options(cli, o.run);
+  cli.example("--max-steps 300 --eval-every 100",
+              "tiny DLRM on 200k synthetic rows (a few seconds on 2 cores)");
+  cli.example("--data text --data-path train.txt --prepare kaggle.bin", "convert Kaggle's train.txt once");
+  cli.example("--data binary --data-path kaggle.bin --arch kaggle --batch-size 128 --lr 0.1 --device cuda",
+              "the reference's Kaggle run");
+  cli.example(
+      "--arch mlperf --optimizer vr-sgd --batch-size 32768 --lr 8 --warmup-steps 200 --synthetic-cap 100000 "
+      "--device cuda",
+      "VR-SGD at large batch on synthetic Criteo");
+  cli.example("--sparse --checkpoint ck.safetensors --eval-every 100 --metrics run.jsonl",
+              "sparse tables, checkpoints and JSON lines");
+  return cli.parse(argc, argv, [&] { check_options(o, cli); });
+}
+
+int run(Options& o) {
+  if (!o.prepare.empty()) {
+    criteo::ConvertStats s = criteo::convert_text_to_binary({o.data_path}, o.prepare,
+                                                            criteo::Preprocessor::hashing({o.hash_size}));
+    std::printf("wrote %s: %lld rows (%lld bad rows skipped)\n", o.prepare.c_str(),
+                static_cast<long long>(s.rows), static_cast<long long>(s.bad_rows));
+    return 0;
+  }
+  const int64_t global_batch = o.batch_size;
+  apps::Run r = apps::Run::start(o.run, o.batch_size);  // o.batch_size becomes this rank's share
+  const dist::Session& ds = r.session();
+  const Device dev = r.device();
+  NABLA_CHECK(
+      !o.sparse || ds.world_size() == 1,
+      "--sparse: the sparse tables are updated in each rank's backward, "
+      "which replicated data-parallel tables cannot average; run one process (the hybrid-parallel model "
+      "with sharded tables is dist/sharded_embedding.h)");
+
+  // data
+  const std::string path = prepare_data(o, r.is_main());
+  {
+    int64_t ready = 0;
+    ds.sum(ready);  // the other ranks wait until rank 0 wrote the file
+  }
+  auto file = std::make_shared<criteo::BinaryFile>(path);
+  NABLA_CHECK(o.data != "synthetic" || file->size() == o.synthetic_rows, path, " holds ", file->size(),
+              " rows, but --synthetic-rows is ", o.synthetic_rows,
+              " (a file written by another run: remove it or pass ", "--synthetic-rows ", file->size(), ")");
+  const criteo::Split split = criteo::reference_split(*file);
+  criteo::RowRange val = split.val;
+  if (o.limit_val > 0 && o.limit_val < val.size()) val.end = val.begin + o.limit_val;
+  NABLA_CHECK(split.train.size() >= global_batch, path, ": ", split.train.size(),
+              " training rows, fewer than one --batch-size ", global_batch);
+  criteo::CriteoLoader loader(
+      file, split.train,
+      {.batch_size = global_batch, .shuffle = true, .drop_last = true, .seed = o.run.seed});
+
+  // model, optimizer, step
+  auto model = std::make_shared<models::Dlrm>(make_config(o, file->header().table_sizes));
+  model->to(dev);
+  auto optimizer = make_optimizer(o, *model);
+  apps::ForwardFn forward = [](nn::Module& m, const Tensor& x, const Tensor& y) {
+    return apps::ForwardOutput{binary_cross_entropy_with_logits(m.forward(x), y), Tensor()};
+  };
+  apps::TrainStep train_step(*model, *optimizer, ds, forward,
+                             {.amp = r.amp(), .vr_partitions = o.gsnr_partitions});
+  const int64_t steps_per_epoch = loader.num_batches();
+  const int64_t total = apps::total_steps(steps_per_epoch, o.epochs, o.max_steps);
+  const int64_t warmup = std::min(o.warmup_steps, total / 2);
+  const optim::Schedule schedule =
+      optim::Schedule::parse(o.schedule, {.base_lr = o.lr, .total_steps = total, .warmup_steps = warmup});
+  if (r.is_main()) {
+    std::printf(
+        "DLRM %s | %s parameters | %s: %lld train, %lld validation rows | %lld steps/epoch | %s, %s\n",
+        model->config().describe().c_str(), apps::with_commas(double(model->num_parameters())).c_str(),
+        path.c_str(), static_cast<long long>(split.train.size()), static_cast<long long>(val.size()),
+        static_cast<long long>(steps_per_epoch), optimizer->name().c_str(), schedule.str().c_str());
+    if (train_step.is_vr()) std::printf("%s\n", train_step.describe(o.batch_size).c_str());
+    std::fflush(stdout);
+  }
+
+  // Synthetic data: the teacher's AUC and log loss on the same validation rows, the best any model can do.
+  std::optional<criteo::TeacherReport> teacher;
+  if (o.data == "synthetic" && val.size() >= 2) {
+    criteo::SyntheticCriteo gen(
+        {.cardinalities = criteo::scaled_kaggle_sizes(o.synthetic_cap), .seed = o.run.seed + 1});
+    teacher = gen.teacher_report(val.size(), val.begin);
+    if (r.is_main())
+      std::printf(
+          "teacher (the planted truth) on the validation rows: AUC %.4f | log loss %.4f (the best "
+          "achievable)\n",
+          teacher->auc, teacher->log_loss);
+  }
+
+  apps::TrainState state = r.resume(*model, *optimizer, steps_per_epoch, o.epochs);
+  loader.set_position(state.loader);
+  state.extra["model"] = "dlrm";
+  state.extra["data"] = path;
+  apps::TrainLog log(r, total, o.epochs);
+  auto save = [&](int64_t step) {
+    state.step = step;
+    state.loader = loader.position();
+    state.rng = default_generator();
+    state.epoch = loader.position().epoch;
+    r.save(*model, *optimizer, state);
+  };
+  auto eval_and_log = [&](int64_t step) {
+    EvalResult e = evaluate(*model, file, val, o.eval_batch_size, dev);
+    if (!r.is_main()) return;
+    log.finish_line();
+    char gap[96] = "";
+    if (teacher)
+      std::snprintf(gap, sizeof gap, " | teacher AUC %.4f (gap %.4f)", teacher->auc, teacher->auc - e.auc);
+    std::printf("step %lld | validation AUC %.4f | log loss %.4f | %lld rows%s\n",
+                static_cast<long long>(step), e.auc, e.log_loss, static_cast<long long>(e.rows), gap);
+    std::fflush(stdout);
+    nlohmann::json rec = {{"kind", "eval"},         {"step", step},   {"auc", e.auc},
+                          {"log_loss", e.log_loss}, {"rows", e.rows}, {"elapsed_s", log.elapsed()}};
+    if (teacher) {
+      rec["teacher_auc"] = teacher->auc;
+      rec["teacher_log_loss"] = teacher->log_loss;
+    }
+    log.write(rec);
+  };
+
+  int64_t step = state.step;
+  const int64_t local = o.batch_size, world = ds.world_size();
+  while (step < total) {
+    auto b = loader.next();
+    if (!b) continue;  // an epoch ended; the loader starts the next
+    const auto t0 = Clock::now();
+    Tensor dense = b->dense, sparse = b->sparse, labels = b->labels;
+    if (world > 1) {  // this rank's slice of the global batch
+      dense = dense.narrow(0, ds.rank() * local, local);
+      sparse = sparse.narrow(0, ds.rank() * local, local);
+      labels = labels.narrow(0, ds.rank() * local, local);
+    }
+    const double lr = schedule.lr_at(step);
+    model->set_sparse_lr(lr);
+    const bool stats = train_step.is_vr() && log.records(step + 1);
+    const apps::StepResult s =
+        train_step.run(models::dlrm_pack(dense, sparse).to(dev), labels.contiguous().to(dev), lr, stats);
+    apps::check_loss(s.loss, ++step, o.run.allow_nonfinite);
+    if (stats) log.write(train_step.gsnr_record(step));
+    log.step(step, b->epoch, s.loss, lr, local * world,
+             std::chrono::duration<double>(Clock::now() - t0).count());
+    if (o.eval_every > 0 && step % o.eval_every == 0 && step < total) {
+      eval_and_log(step);
+      save(step);
+    }
+    if (r.stop_requested(step)) {
+      log.finish_line();
+      save(step);
+      return r.stop_code();
+    }
+  }
+  log.finish_line();
+  eval_and_log(step);
+  save(step);
+  if (r.is_main()) log.summary();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  if (std::optional<int> code = parse(argc, argv, o)) return *code;
+  try {
+    return run(o);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "train_dlrm: %s\n", e.what());
+  }
+  return apps::kExitFailure;
+}

@@ -1,0 +1,130 @@
+"""PyTorch side of benchmarks/bench_dlrm.cpp: the same DLRM (facebookresearch/dlrm's dlrm_s_pytorch.py model,
+written in plain PyTorch eager with nn.EmbeddingBag) and the same timed step.
+
+Model: 26 nn.EmbeddingBag(100000, 128, mode="sum") tables (one id per row and table: input [B, 1]), bottom MLP
+13-512-256-128, the reference's dot interaction (T = cat([x] + ly).view(B, -1, D); Z = bmm(T, T^T); Z[:, li, lj]
+for the strictly lower triangle; cat with x), top MLP 1024-1024-512-256-1, BCEWithLogitsLoss, torch.optim.SGD lr
+0.01. Init as the reference (Linear N(0, sqrt(2/(m+n))), bias N(0, sqrt(1/m)); tables U(+-sqrt(1/n))). TF32 on.
+
+Table modes, as bench_dlrm: "dense" (sparse=False: a dense [100000, 128] gradient per table, what the issue's
+260k / 2.39M samples/s were measured with) and "sparse" (nn.EmbeddingBag(sparse=True): sparse COO gradients,
+which torch.optim.SGD applies to the touched rows only). Both run; gpu_check's table shows each beside
+Nabla's mode of the same name.
+
+Timing: --warmup untimed steps, then --steps steps between two torch.cuda.synchronize() calls. Peak memory:
+torch.cuda.max_memory_allocated() over the timed steps. One JSON line per case:
+{"impl": "torch", "batch", "mode", "ms_per_step", "samples_per_s", "peak_mib"}.
+
+Usage: python dlrm_torch.py [--batch 2048,65536] [--steps 20] [--warmup 5] [--modes dense,sparse] [--device cuda]
+"""
+import argparse
+import json
+import math
+import time
+
+import torch
+import torch.nn as nn
+
+
+def mlp(widths, sigmoid_last=False, relu_last=True):
+    layers = []
+    for i in range(len(widths) - 1):
+        m, n = widths[i], widths[i + 1]
+        lin = nn.Linear(m, n, bias=True)
+        with torch.no_grad():
+            lin.weight.normal_(0.0, math.sqrt(2.0 / (m + n)))
+            lin.bias.normal_(0.0, math.sqrt(1.0 / n))
+        layers.append(lin)
+        if i + 2 < len(widths) or relu_last:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class DLRM(nn.Module):
+    def __init__(self, tables, rows, dim, bottom, top, sparse):
+        super().__init__()
+        self.bot_l = mlp(bottom, relu_last=True)
+        self.emb_l = nn.ModuleList()
+        for _ in range(tables):
+            e = nn.EmbeddingBag(rows, dim, mode="sum", sparse=sparse)
+            with torch.no_grad():
+                e.weight.uniform_(-math.sqrt(1.0 / rows), math.sqrt(1.0 / rows))
+            self.emb_l.append(e)
+        n = tables + 1
+        self.li = torch.tensor([i for i in range(n) for j in range(i)])
+        self.lj = torch.tensor([j for i in range(n) for j in range(i)])
+        self.top_l = mlp([dim + n * (n - 1) // 2] + top, relu_last=False)
+
+    def forward(self, dense, ids):
+        x = self.bot_l(dense)
+        ly = [e(ids[:, f : f + 1]) for f, e in enumerate(self.emb_l)]
+        b, d = x.shape
+        T = torch.cat([x] + ly, dim=1).view((b, -1, d))
+        Z = torch.bmm(T, torch.transpose(T, 1, 2))
+        Zflat = Z[:, self.li, self.lj]
+        return self.top_l(torch.cat([x, Zflat], dim=1)).view(-1)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--tables", type=int, default=26)
+    p.add_argument("--rows", type=int, default=100000)
+    p.add_argument("--dim", type=int, default=128)
+    p.add_argument("--bottom", default="13-512-256-128")
+    p.add_argument("--top", default="1024-1024-512-256-1")
+    p.add_argument("--batch", default="2048,65536")
+    p.add_argument("--modes", default="dense,sparse")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=5)
+    a = p.parse_args()
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    dev = torch.device(a.device)
+    cuda = dev.type == "cuda"
+    bottom = [int(v) for v in a.bottom.split("-")]
+    top = [int(v) for v in a.top.split("-")]
+    for batch in [int(v) for v in a.batch.split(",")]:
+        for mode in ("dense", "sparse"):
+            if mode not in a.modes.split(","):
+                continue
+            line = {"impl": "torch", "batch": batch, "mode": mode, "device": a.device, "torch": torch.__version__}
+            try:
+                torch.manual_seed(1)
+                model = DLRM(a.tables, a.rows, a.dim, bottom, top, mode == "sparse").to(dev)
+                model.li, model.lj = model.li.to(dev), model.lj.to(dev)
+                opt = torch.optim.SGD(model.parameters(), lr=0.01)
+                loss_fn = nn.BCEWithLogitsLoss()
+                dense = torch.randn(batch, 13, device=dev)
+                ids = torch.randint(0, a.rows, (batch, a.tables), device=dev)
+                labels = torch.randint(0, 2, (batch,), device=dev).float()
+
+                def step():
+                    opt.zero_grad(set_to_none=True)
+                    loss_fn(model(dense, ids), labels).backward()
+                    opt.step()
+
+                for _ in range(a.warmup):
+                    step()
+                if cuda:
+                    torch.cuda.synchronize()
+                    torch.cuda.reset_peak_memory_stats()
+                t0 = time.perf_counter()
+                for _ in range(a.steps):
+                    step()
+                if cuda:
+                    torch.cuda.synchronize()
+                s = time.perf_counter() - t0
+                line["ms_per_step"] = 1e3 * s / a.steps
+                line["samples_per_s"] = a.steps * batch / s
+                line["peak_mib"] = torch.cuda.max_memory_allocated() / 2**20 if cuda else 0.0
+                del model, opt
+            except Exception as e:  # noqa: BLE001 (one case failing must not stop the others)
+                line["error"] = str(e)
+            if cuda:
+                torch.cuda.empty_cache()
+            print(json.dumps(line), flush=True)
+
+
+if __name__ == "__main__":
+    main()

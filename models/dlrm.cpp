@@ -1,0 +1,259 @@
+// DLRM: configurations, the dot interaction and the model (models/dlrm.h has the maths and the names).
+#include "models/dlrm.h"
+
+#include <cmath>
+#include <sstream>
+
+#include "autograd/autograd.h"
+#include "ops/elementwise.h"
+#include "ops/factory.h"
+#include "ops/index.h"
+#include "ops/linalg.h"
+
+namespace nabla::models {
+namespace {
+
+std::string join(const std::vector<int64_t>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? "-" : "") + std::to_string(v[i]);
+  return s;
+}
+
+// Linear layers with ReLU after each but (optionally) the last, initialised as the reference.
+std::shared_ptr<nn::Sequential> make_mlp(int64_t in, const std::vector<int64_t>& widths, bool relu_last) {
+  auto seq = std::make_shared<nn::Sequential>();
+  for (size_t k = 0; k < widths.size(); ++k) {
+    auto lin = std::make_shared<nn::Linear>(in, widths[k]);
+    {
+      NoGradGuard ng;
+      normal_(lin->weight, 0.0, std::sqrt(2.0 / static_cast<double>(in + widths[k])));
+      normal_(lin->bias, 0.0, std::sqrt(1.0 / static_cast<double>(widths[k])));
+    }
+    seq->add(lin);
+    if (k + 1 < widths.size() || relu_last) seq->add(nn::ReLU());
+    in = widths[k];
+  }
+  return seq;
+}
+
+}  // namespace
+
+// ---- configuration ------------------------------------------------------------------------------------
+DlrmConfig DlrmConfig::kaggle(std::vector<int64_t> sizes) {
+  DlrmConfig c;
+  c.table_sizes = std::move(sizes);
+  c.embedding_dim = 16;
+  c.bottom_mlp = {512, 256, 64, 16};
+  c.top_mlp = {512, 256, 1};
+  return c;
+}
+DlrmConfig DlrmConfig::terabyte(std::vector<int64_t> sizes) {
+  DlrmConfig c;
+  c.table_sizes = std::move(sizes);
+  c.embedding_dim = 64;
+  c.bottom_mlp = {512, 256, 64};
+  c.top_mlp = {512, 512, 256, 1};
+  return c;
+}
+DlrmConfig DlrmConfig::mlperf(std::vector<int64_t> sizes) {
+  DlrmConfig c;
+  c.table_sizes = std::move(sizes);
+  c.embedding_dim = 128;
+  c.bottom_mlp = {512, 256, 128};
+  c.top_mlp = {1024, 1024, 512, 256, 1};
+  return c;
+}
+DlrmConfig DlrmConfig::tiny(std::vector<int64_t> sizes) {
+  DlrmConfig c;
+  c.table_sizes = std::move(sizes);
+  c.embedding_dim = 8;
+  c.bottom_mlp = {32, 8};
+  c.top_mlp = {32, 16, 1};
+  return c;
+}
+DlrmConfig DlrmConfig::preset(const std::string& name, std::vector<int64_t> sizes) {
+  if (name == "kaggle") return kaggle(std::move(sizes));
+  if (name == "terabyte") return terabyte(std::move(sizes));
+  if (name == "mlperf") return mlperf(std::move(sizes));
+  if (name == "tiny") return tiny(std::move(sizes));
+  throw Error(str_cat("dlrm: unknown preset '", name, "', expected kaggle, terabyte, mlperf or tiny"));
+}
+
+int64_t DlrmConfig::interaction_width() const {
+  const int64_t F = num_tables(), D = embedding_dim;
+  if (interaction == DlrmInteraction::cat) return D * (F + 1);
+  const int64_t n = F + 1;
+  return D + (self_interaction ? n * (n + 1) / 2 : n * (n - 1) / 2);
+}
+
+void DlrmConfig::validate() const {
+  NABLA_CHECK(num_dense >= 1, "dlrm: num_dense must be >= 1, got ", num_dense);
+  NABLA_CHECK(!table_sizes.empty(), "dlrm: at least one embedding table expected, got none");
+  for (size_t f = 0; f < table_sizes.size(); ++f)
+    NABLA_CHECK(table_sizes[f] >= 1, "dlrm: table ", f, " has ", table_sizes[f], " rows, expected >= 1");
+  NABLA_CHECK(embedding_dim >= 1, "dlrm: embedding_dim must be >= 1, got ", embedding_dim);
+  NABLA_CHECK(!bottom_mlp.empty() && bottom_mlp.back() == embedding_dim, "dlrm: the bottom MLP must end in ",
+              "the embedding dimension ", embedding_dim, ", got ", num_dense, "-", join(bottom_mlp));
+  NABLA_CHECK(!top_mlp.empty() && top_mlp.back() == 1, "dlrm: the top MLP must end in 1 output, got ",
+              join(top_mlp));
+  for (int64_t w : bottom_mlp) NABLA_CHECK(w >= 1, "dlrm: bottom MLP width ", w, " (", join(bottom_mlp), ")");
+  for (int64_t w : top_mlp) NABLA_CHECK(w >= 1, "dlrm: top MLP width ", w, " (", join(top_mlp), ")");
+}
+
+std::string DlrmConfig::describe() const {
+  return str_cat(
+      "bottom ", num_dense, "-", join(bottom_mlp), " | ", num_tables(), " tables x ", embedding_dim, " | ",
+      interaction == DlrmInteraction::dot ? (self_interaction ? "dot (self)" : "dot") : "cat", " | top ",
+      interaction_width(), "-", join(top_mlp), sparse_embeddings ? " | sparse SGD tables" : "");
+}
+
+std::vector<int64_t> parse_mlp(const std::string& text, const std::string& what) {
+  std::vector<int64_t> out;
+  std::stringstream ss(text);
+  std::string part;
+  while (std::getline(ss, part, '-')) {
+    size_t used = 0;
+    int64_t v = 0;
+    try {
+      v = std::stoll(part, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    NABLA_CHECK(used == part.size() && !part.empty() && v >= 1, what, ": '", text,
+                "' is not a list of positive widths like 13-512-256-64 (bad part '", part, "')");
+    out.push_back(v);
+  }
+  NABLA_CHECK(!out.empty() && text.back() != '-', what, ": '", text,
+              "' is not a list of widths like 13-512-256-64");
+  return out;
+}
+
+// ---- interaction --------------------------------------------------------------------------------------
+std::vector<std::pair<int64_t, int64_t>> dlrm_interaction_pairs(int64_t n, bool self) {
+  std::vector<std::pair<int64_t, int64_t>> p;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < i + (self ? 1 : 0); ++j) p.emplace_back(i, j);
+  return p;
+}
+
+namespace {
+Tensor pair_index_tensor(int64_t n, bool self, Device device) {
+  std::vector<double> flat;
+  for (auto [i, j] : dlrm_interaction_pairs(n, self)) flat.push_back(static_cast<double>(i * n + j));
+  return from_vector(flat, {static_cast<int64_t>(flat.size())}, {.dtype = DType::i64, .device = device});
+}
+
+Tensor interact(const Tensor& x, const Tensor& emb, const Tensor& pair_index) {
+  const int64_t B = x.shape()[0], D = x.shape()[1], n = emb.shape()[1] + 1;
+  Tensor T = cat({x.view({B, 1, D}), emb}, 1);                  // [B, n, D]
+  Tensor Z = matmul(T, T.transpose(1, 2)).reshape({B, n * n});  // [B, n*n]
+  return cat({x, index_select(Z, 1, pair_index)}, 1);
+}
+}  // namespace
+
+Tensor dlrm_dot_interaction(const Tensor& x, const Tensor& emb, bool self_interaction) {
+  NABLA_CHECK(x.defined() && emb.defined() && x.dim() == 2 && emb.dim() == 3 &&
+                  emb.shape()[0] == x.shape()[0] && emb.shape()[2] == x.shape()[1],
+              "dlrm_dot_interaction: expected x [B, D] and emb [B, F, D], got x ",
+              x.defined() ? str_cat(x.shape()) : std::string("undefined"), " and emb ",
+              emb.defined() ? str_cat(emb.shape()) : std::string("undefined"));
+  return interact(x, emb, pair_index_tensor(emb.shape()[1] + 1, self_interaction, x.device()));
+}
+
+// ---- model --------------------------------------------------------------------------------------------
+Dlrm::Dlrm(DlrmConfig config) : nn::Module("DLRM"), config_(std::move(config)) {
+  config_.validate();
+  bot_ = register_module("bot_l", make_mlp(config_.num_dense, config_.bottom_mlp, /*relu_last=*/true));
+  auto emb = std::make_shared<nn::Sequential>();
+  for (int64_t f = 0; f < config_.num_tables(); ++f) {
+    const int64_t n = config_.table_sizes[f];
+    const double bound = std::sqrt(1.0 / static_cast<double>(n));
+    auto bag = std::make_shared<nn::EmbeddingBag>(n, config_.embedding_dim, BagMode::sum);
+    {
+      NoGradGuard ng;
+      uniform_(bag->weight, -bound, bound);
+    }
+    tables_.push_back(bag->weight);
+    emb->add(bag);
+  }
+  register_module("emb_l", emb);
+  top_ =
+      register_module("top_l", make_mlp(config_.interaction_width(), config_.top_mlp, /*relu_last=*/false));
+  anchor_ = zeros({1});
+  anchor_.requires_grad_(true);
+}
+
+NamedTensors Dlrm::dense_parameters() const {
+  NamedTensors out;
+  for (auto& [name, t] : named_parameters())
+    if (name.rfind("emb_l.", 0) != 0) out.emplace_back(name, t);
+  return out;
+}
+
+Tensor Dlrm::bottom(const Tensor& dense) {
+  NABLA_CHECK(dense.defined() && dense.dim() == 2 && dense.shape()[1] == config_.num_dense,
+              "dlrm: dense input ", "must be [B, ", config_.num_dense, "], got ",
+              dense.defined() ? str_cat(dense.shape()) : "undefined");
+  return bot_->forward(dense);
+}
+
+Tensor Dlrm::lookup(int64_t f, const Tensor& ids) {
+  NABLA_CHECK(f >= 0 && f < config_.num_tables(), "dlrm: table ", f, " of ", config_.num_tables());
+  const Tensor& w = tables_[f];
+  Tensor bags = ids.reshape({ids.numel(), 1});
+  if (!config_.sparse_embeddings) return embedding_bag(w, bags, BagMode::sum);
+  Tensor out = embedding_bag(w.detach(), bags, BagMode::sum);
+  if (autograd::grad_enabled() && is_training()) {
+    Tensor table = w, idx = bags.detach();
+    autograd::record("embedding_bag_sparse_sgd", out, {anchor_},
+                     [this, table, idx](const Tensor& g) mutable -> std::vector<Tensor> {
+                       embedding_bag_sparse_sgd_(table, idx, Tensor(), BagMode::sum, g, sparse_lr_);
+                       return {Tensor()};
+                     });
+  }
+  return out;
+}
+
+Tensor Dlrm::top(const Tensor& x, const Tensor& emb) {
+  Tensor z;
+  if (config_.interaction == DlrmInteraction::cat) {
+    z = cat({x, emb.reshape({emb.shape()[0], emb.shape()[1] * emb.shape()[2]})}, 1);
+  } else {
+    if (!pair_index_.defined() || pair_index_device_ != x.device()) {
+      pair_index_ = pair_index_tensor(config_.num_tables() + 1, config_.self_interaction, x.device());
+      pair_index_device_ = x.device();
+    }
+    z = interact(x, emb, pair_index_);
+  }
+  Tensor y = top_->forward(z);
+  return y.reshape({y.shape()[0]});
+}
+
+Tensor Dlrm::forward(const Tensor& dense, const Tensor& sparse) {
+  const int64_t F = config_.num_tables();
+  NABLA_CHECK(sparse.defined() && sparse.dim() == 2 && sparse.shape()[1] == F && dense.defined() &&
+                  dense.dim() == 2 && sparse.shape()[0] == dense.shape()[0],
+              "dlrm: expected sparse ids [B, ", F, "] beside dense [B, ", config_.num_dense, "], got sparse ",
+              sparse.defined() ? str_cat(sparse.shape()) : "undefined", " and dense ",
+              dense.defined() ? str_cat(dense.shape()) : "undefined");
+  Tensor x = bottom(dense);
+  std::vector<Tensor> e;
+  e.reserve(F);
+  for (int64_t f = 0; f < F; ++f) e.push_back(lookup(f, sparse.select(1, f)));
+  return top(x, stack(e, 1));
+}
+
+Tensor Dlrm::forward(const Tensor& packed) {
+  const int64_t nd = config_.num_dense, F = config_.num_tables();
+  NABLA_CHECK(
+      packed.defined() && packed.dim() == 2 && packed.shape()[1] == nd + F && packed.dtype() == DType::f64,
+      "dlrm: a packed batch is f64 [B, ", nd + F, "] (dense then ids, dlrm_pack), got ",
+      packed.defined() ? str_cat(packed.dtype(), " ", packed.shape()) : "undefined");
+  return forward(packed.narrow(1, 0, nd).to(DType::f32), packed.narrow(1, nd, F).to(DType::i64));
+}
+
+Tensor dlrm_pack(const Tensor& dense, const Tensor& sparse) {
+  return cat({dense.detach().to(DType::f64), sparse.detach().to(DType::f64)}, 1);
+}
+
+}  // namespace nabla::models

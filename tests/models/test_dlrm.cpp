@@ -1,0 +1,147 @@
+// Tests of DLRM (models/dlrm.h): the dot interaction against a loop and finite differences, the model's
+// shapes, parameter names and presets, sparse tables against dense SGD, Adagrad against its formula.
+// (Training on synthetic Criteo: tests/apps/test_train_dlrm.cpp.)
+#include <random>
+
+#include "algorithms/metrics/auc.h"
+#include "algorithms/optim/adagrad.h"
+#include "algorithms/optim/optimizer.h"
+#include "models/dlrm.h"
+#include "testing.h"
+
+namespace nabla {
+namespace {
+using models::Dlrm;
+using models::DlrmConfig;
+
+TEST(DlrmInteraction, MatchesALoopOverPairsOnRandomInputs) {
+  Generator gen{test::next_seed(), 0};
+  const int64_t B = 3, F = 4, D = 5;
+  Tensor x = randn({B, D}, {.dtype = DType::f64}, &gen), e = randn({B, F, D}, {.dtype = DType::f64}, &gen);
+  for (bool self : {false, true}) {
+    Tensor z = models::dlrm_dot_interaction(x, e, self);
+    const int64_t pairs = self ? (F + 1) * (F + 2) / 2 : F * (F + 1) / 2;
+    ASSERT_EQ(z.shape(), (Shape{B, D + pairs}));
+    auto vx = x.to_vector(), ve = e.to_vector();
+    auto vec = [&](int64_t b, int64_t i, int64_t c) {
+      return i == 0 ? vx[b * D + c] : ve[(b * F + i - 1) * D + c];
+    };
+    std::vector<double> ref;
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t c = 0; c < D; ++c) ref.push_back(vx[b * D + c]);
+      for (int64_t i = 0; i <= F; ++i)  // the reference's order: row by row of the lower triangle
+        for (int64_t j = 0; j < i + (self ? 1 : 0); ++j) {
+          double d = 0;
+          for (int64_t c = 0; c < D; ++c) d += vec(b, i, c) * vec(b, j, c);
+          ref.push_back(d);
+        }
+    }
+    test::expect_close(z, ref, 1e-12);
+  }
+}
+
+TEST(DlrmInteraction, GradientMatchesFiniteDifferences) {
+  Tensor x = test::randn64({2, 3}), e = test::randn64({2, 3, 3});
+  for (bool self : {false, true}) {
+    auto r = gradcheck(
+        [self](const std::vector<Tensor>& in) { return models::dlrm_dot_interaction(in[0], in[1], self); },
+        {x, e});
+    EXPECT_TRUE(r.ok) << r.report;
+  }
+}
+
+TEST(Dlrm, ShapesNamesAndPresets) {
+  std::vector<int64_t> sizes{7, 3, 11};
+  Dlrm m(DlrmConfig::tiny(sizes));
+  EXPECT_EQ(m.config().interaction_width(), 8 + 6);
+  auto names = m.named_parameters();
+  std::vector<std::string> got;
+  for (auto& [n, t] : names) got.push_back(n);
+  for (const char* want : {"bot_l.0.weight", "bot_l.0.bias", "bot_l.2.weight", "emb_l.0.weight",
+                           "emb_l.2.weight", "top_l.0.weight", "top_l.4.bias"})
+    EXPECT_NE(std::find(got.begin(), got.end(), want), got.end()) << want;
+  EXPECT_EQ(m.tables()[2].shape(), (Shape{11, 8}));
+  EXPECT_EQ(m.dense_parameters().size() + 3, names.size());
+  Tensor dense = randn({5, 13}),
+         sparse = from_vector({0, 1, 2, 6, 2, 10, 3, 0, 0, 1, 1, 1, 5, 2, 9}, {5, 3}, {.dtype = DType::i64});
+  Tensor y = m.forward(dense, sparse);
+  EXPECT_EQ(y.shape(), (Shape{5}));
+  test::expect_close(m.forward(models::dlrm_pack(dense, sparse)), y, 0);
+  // Presets as the reference's scripts.
+  auto k = DlrmConfig::kaggle(sizes);
+  EXPECT_EQ(k.embedding_dim, 16);
+  EXPECT_EQ(k.bottom_mlp, (std::vector<int64_t>{512, 256, 64, 16}));
+  EXPECT_EQ(DlrmConfig::mlperf(std::vector<int64_t>(26, 100)).interaction_width(), 128 + 351);
+  DlrmConfig cat = DlrmConfig::tiny(sizes);
+  cat.interaction = models::DlrmInteraction::cat;
+  EXPECT_EQ(Dlrm(cat).forward(dense, sparse).shape(), (Shape{5}));
+  EXPECT_EQ(models::parse_mlp("13-512-256-1", "x"), (std::vector<int64_t>{13, 512, 256, 1}));
+  test::expect_error([] { models::parse_mlp("13-a-1", "--mlp-top"); }, {"--mlp-top", "13-a-1", "'a'"});
+  test::expect_error(
+      [&] {
+        DlrmConfig c = DlrmConfig::tiny(sizes);
+        c.bottom_mlp = {32, 9};
+        c.validate();
+      },
+      {"bottom MLP", "embedding dimension 8"});
+  test::expect_error([&] { m.forward(dense, sparse.narrow(1, 0, 2)); }, {"[B, 3]", "[5,2]"});
+}
+
+// One step with sparse tables equals one dense SGD step: same loss, same tables, same MLP.
+TEST(Dlrm, SparseTablesEqualDenseSgd) {
+  std::vector<int64_t> sizes{20, 9, 30, 4};
+  DlrmConfig c = DlrmConfig::tiny(sizes);
+  manual_seed(11);
+  Dlrm dense_model(c);
+  c.sparse_embeddings = true;
+  manual_seed(11);
+  Dlrm sparse_model(c);
+  Generator gen{test::next_seed(), 0};
+  Tensor x = randn({16, 13}, {}, &gen), y = randint(0, 2, {16}, {}, &gen);
+  std::vector<Tensor> cols;
+  for (int64_t s : sizes) cols.push_back(randint(0, s, {16, 1}, {.dtype = DType::i64}, &gen));
+  Tensor ids = cat(cols, 1);
+  optim::Sgd a(dense_model.parameters(), {.lr = 0.5});
+  std::vector<Tensor> dp;
+  for (auto& [n, t] : sparse_model.dense_parameters()) dp.push_back(t);
+  optim::Sgd b(dp, {.lr = 0.5});
+  sparse_model.set_sparse_lr(0.5);
+  for (int step = 0; step < 3; ++step) {
+    a.zero_grad();
+    b.zero_grad();
+    Tensor la = binary_cross_entropy_with_logits(dense_model.forward(x, ids), y);
+    Tensor lb = binary_cross_entropy_with_logits(sparse_model.forward(x, ids), y);
+    EXPECT_NEAR(la.item(), lb.item(), 1e-6);
+    la.backward();
+    lb.backward();
+    a.step();
+    b.step();
+  }
+  auto sa = dense_model.state_dict(), sb = sparse_model.state_dict();
+  ASSERT_EQ(sa.size(), sb.size());
+  for (size_t i = 0; i < sa.size(); ++i) test::expect_close(sb[i].second, sa[i].second, 1e-5);
+  for (const Tensor& t : sparse_model.tables()) EXPECT_FALSE(t.grad().defined());
+}
+
+TEST(Adagrad, MatchesItsFormulaOverSteps) {
+  Tensor w = randn({4, 3}).requires_grad_();
+  Tensor ref = w.detach().clone(), acc = zeros({4, 3});
+  optim::Adagrad opt({w}, {.lr = 0.1, .lr_decay = 0.01, .weight_decay = 0.05});
+  for (int t = 1; t <= 3; ++t) {
+    Tensor target = randn({4, 3});
+    opt.zero_grad();
+    sum(mul(w - target, w - target)).backward();
+    Tensor g = 2.0 * (ref - target) + 0.05 * ref;
+    acc = acc + g * g;
+    ref = ref - (0.1 / (1 + (t - 1) * 0.01)) * g / (sqrt(acc) + 1e-10);
+    opt.step();
+    test::expect_close(w, ref, 1e-5);
+  }
+  auto state = opt.state_tensors();
+  bool has_sum = false;
+  for (auto& [n, t] : state) has_sum |= n == "group0.param0.sum";
+  EXPECT_TRUE(has_sum);
+}
+
+}  // namespace
+}  // namespace nabla
