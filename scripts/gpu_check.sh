@@ -18,7 +18,9 @@
 # the CUDA suite only), resnet,
 # vrgd (benchmarks/bench_vrgd: the VR step's cost on ResNet-50), oracles (tokenizers, BERT and GPT-2 against
 # Hugging Face: part 5c), attention (the fused attention op against PyTorch's SDPA: part 5d), gpt (GPT-2 124M
-# training step and generation against plain PyTorch: part 5g), yolo (YOLOv3
+# training step and generation against plain PyTorch: part 5g), bert (BERT
+# pretraining steps, bench_bert with composed and fused attention against Hugging Face's BertForPreTraining
+# with SDPA, benchmarks/bert_torch.py: part 5h), yolo (YOLOv3
 # from its Darknet cfg against the same network in PyTorch, training step and inference: part 5e), profile (benchmarks/profile_resnet.sh: where
 # the bf16 channels-last step's time goes, Nabla and PyTorch; then NABLA_PROFILE=host on ResNet-18 at 32²:
 # the host's time per op of a host-bound step), dlrm (benchmarks/bench_dlrm against benchmarks/dlrm_torch.py:
@@ -432,6 +434,40 @@ for r in rows:
     what = "train step" if r["what"] == "train" else "generate b=%d" % r["batch"]
     print("%s | %s | %.0f | %.2fx | %s" % (what, r["impl"], r["tok_per_s"], ratio,
                                           "%.2f" % r["peak_mem_gib"] if "peak_mem_gib" in r else "-"))
+EOF
+fi
+
+# ---- 5h. BERT pretraining steps (MLM + NSP, AdamW) against Hugging Face's BertForPreTraining (SDPA) --------
+if want bert && [ -x "$BUILD/bench_bert" ]; then
+  run_step bench_bert 200 60 "$LOG/bench_bert.jsonl" "$BUILD/bench_bert"
+  run_step bert_torch 150 0 "$LOG/bert_torch.jsonl" python3 benchmarks/bert_torch.py
+  python3 - "$LOG/bench_bert.jsonl" "$LOG/bert_torch.jsonl" <<'EOF' | tee "$LOG/bert_compare.txt"
+import json, sys
+rows, errors = {}, []
+for path in sys.argv[1:]:
+    for line in open(path, errors="replace"):
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        key = (r.get("name"), r.get("precision"))
+        impl = "torch" if r.get("impl") == "torch" else "nabla_" + r.get("attention", "?")
+        if "error" in r:
+            errors.append(f"{impl} {key}: {r['error'][:200]}")
+        elif "seq_per_s" in r:
+            rows.setdefault(key, {})[impl] = r
+impls = ["nabla_composed", "nabla_fused", "torch"]
+print("BERT pretraining step (MLM + NSP, AdamW), seq/s (peak MiB); ratios against PyTorch")
+print("| case | precision | " + " | ".join(impls) + " | composed / torch | fused / torch |")
+print("| --- | --- | " + " | ".join("---" for _ in impls) + " | --- | --- |")
+for key in sorted(rows, key=str):
+    r = rows[key]
+    cell = lambda i: "%.0f (%.0f)" % (r[i]["seq_per_s"], r[i]["peak_mib"]) if i in r else "-"
+    ratio = lambda i: "%.2fx" % (r[i]["seq_per_s"] / r["torch"]["seq_per_s"]) if i in r and "torch" in r else "-"
+    print(f"| {key[0]} | {key[1]} | " + " | ".join(cell(i) for i in impls) +
+          f" | {ratio('nabla_composed')} | {ratio('nabla_fused')} |")
+for e in errors:
+    print("error:", e)
 EOF
 fi
 

@@ -42,6 +42,8 @@ void BertConfig::validate() const {
   positive("max_position_embeddings", max_position_embeddings);
   positive("type_vocab_size", type_vocab_size);
   positive("num_labels", num_labels);
+  NABLA_CHECK(attention_impl == "composed" || attention_impl == "fused",
+              "BertConfig: attention_impl must be composed or fused, got '", attention_impl, "'");
   NABLA_CHECK(hidden_size % num_attention_heads == 0, "BertConfig: hidden_size ", hidden_size,
               " is not a multiple of num_attention_heads ", num_attention_heads);
   auto prob = [](const char* name, double p) {

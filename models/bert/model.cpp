@@ -4,6 +4,7 @@
 #include "autograd/autograd.h"
 #include "engine/error.h"
 #include "models/bert/attention.h"
+#include "ops/attention.h"
 #include "ops/elementwise.h"
 #include "ops/factory.h"
 #include "ops/nn.h"
@@ -53,7 +54,8 @@ BertSelfAttention::BertSelfAttention(const BertConfig& c)
     : Module("BertSelfAttention"),
       num_heads(c.num_attention_heads),
       head_size(c.head_size()),
-      dropout_p(c.attention_probs_dropout_prob) {
+      dropout_p(c.attention_probs_dropout_prob),
+      fused(c.attention_impl == "fused") {
   query = register_module("query", std::make_shared<nn::Linear>(c.hidden_size, c.hidden_size));
   key = register_module("key", std::make_shared<nn::Linear>(c.hidden_size, c.hidden_size));
   value = register_module("value", std::make_shared<nn::Linear>(c.hidden_size, c.hidden_size));
@@ -64,8 +66,9 @@ Tensor BertSelfAttention::forward(const Tensor& x, const Tensor& mask) {
               "BertSelfAttention: expected [batch, sequence, ", num_heads * head_size, "], got ", x.shape());
   const int64_t b = x.size(0), s = x.size(1);
   auto heads = [&](const Tensor& t) { return t.reshape({b, s, num_heads, head_size}).permute({0, 2, 1, 3}); };
-  Tensor ctx = attention(heads(query->forward(x)), heads(key->forward(x)), heads(value->forward(x)), mask,
-                         dropout_p, is_training());
+  Tensor q = heads(query->forward(x)), k = heads(key->forward(x)), v = heads(value->forward(x));
+  Tensor ctx = fused ? scaled_dot_product_attention(q, k, v, mask, false, dropout_p, is_training())
+                     : attention(q, k, v, mask, dropout_p, is_training());
   return ctx.permute({0, 2, 1, 3}).contiguous().reshape({b, s, num_heads * head_size});
 }
 
@@ -146,7 +149,10 @@ BertModelOutput BertModel::forward(const Tensor& input_ids, const Tensor& token_
   if (attention_mask.defined()) {
     NABLA_CHECK(attention_mask.shape() == input_ids.shape(), "BertModel: attention_mask ",
                 attention_mask.shape(), " must have the shape of input_ids ", input_ids.shape());
-    mask = additive_key_padding_mask(attention_mask, x.dtype());
+    // The fused op takes the key-padding mask itself (1 = attend), the composition an additive one.
+    mask = config.attention_impl == "fused"
+               ? ne(attention_mask, scalar_like(0.0, attention_mask)).to(DType::u8).contiguous()
+               : additive_key_padding_mask(attention_mask, x.dtype());
   }
   BertModelOutput out;
   out.sequence_output = encoder->forward(x, mask);

@@ -5,6 +5,7 @@
 //
 // Inputs: input_ids and token_type_ids i64 [B, S], attention_mask [B, S] (1 = token, 0 = padding) or
 // undefined (no padding); token_type_ids undefined means all 0. S <= max_position_embeddings.
+// config.attention_impl picks the attention: "composed" (attention.h) or "fused" (ops/attention.h).
 //
 //   embeddings  e = dropout(LayerNorm(word[ids] + type[types] + position[0..S)))               [B, S, H]
 //   layer (post-LN), m the additive key-padding mask (attention.h):
@@ -39,11 +40,13 @@ class BertEmbeddings : public nn::Module {
 class BertSelfAttention : public nn::Module {
  public:
   explicit BertSelfAttention(const BertConfig& c);
-  // x [B, S, H], mask additive [B, 1, 1, S] or undefined -> [B, S, H] (before the output projection).
+  // x [B, S, H], mask undefined or (composed) additive [B, 1, 1, S], (fused) u8 [B, S] with 1 = attend
+  // -> [B, S, H] (before the output projection).
   Tensor forward(const Tensor& x, const Tensor& mask);
   std::shared_ptr<nn::Linear> query, key, value;
   int64_t num_heads, head_size;
   double dropout_p;
+  bool fused;  // config.attention_impl == "fused"
 };
 
 // "attention.output" and "output": LayerNorm(residual + dropout(dense(h))).

@@ -405,6 +405,40 @@ TEST(Bert, SparseMlmLossEqualsTheDenseLossAndItsGradients) {
       {"no position has an MLM label"});
 }
 
+TEST(Bert, FusedAttentionGivesTheComposedLossAndGradientsWithPaddingAndDropout) {
+  // The whole pretraining loss, f64, padded sequences, dropout on: config.attention_impl "fused" (ops/
+  // attention.h) against "composed" (attention.h) with the same weights and the same generator state (the
+  // fused op draws attention dropout at the composition's element indices).
+  BertConfig c = small_config();
+  c.attention_probs_dropout_prob = 0.2;
+  BertConfig cf = c;
+  cf.attention_impl = "fused";
+  BertForPreTraining composed(c), fused(cf);
+  perturb(composed);
+  fused.load_state_dict(composed.state_dict());
+  cast_parameters(composed, DType::f64);
+  cast_parameters(fused, DType::f64);
+  Batch in = random_batch(c.vocab_size, 8, {8, 5, 7});
+  Tensor u = test::rand64({3, 8}, 0, 1, false);
+  Tensor labels = where(lt(u, scalar_like(0.4, u)), in.ids, full({3, 8}, -100, {.dtype = DType::i64}));
+  labels = where(eq(in.mask, scalar_like(0, in.mask)), full({3, 8}, -100, {.dtype = DType::i64}), labels);
+  Tensor nsp = test::randint64(0, 2, {3});
+  const Generator start = default_generator();
+  Tensor a = composed.loss(in.ids, in.types, in.mask, labels, nsp);
+  default_generator() = start;
+  Tensor b = fused.loss(in.ids, in.types, in.mask, labels, nsp);
+  EXPECT_NEAR(a.item(), b.item(), 1e-10);
+  a.backward();
+  b.backward();
+  auto pa = composed.named_parameters(), pb = fused.named_parameters();
+  ASSERT_EQ(pa.size(), pb.size());
+  for (size_t i = 0; i < pa.size(); ++i) {
+    ASSERT_EQ(pa[i].first, pb[i].first);
+    if (!pa[i].second.grad().defined()) continue;
+    EXPECT_LT(max_abs_diff(pa[i].second.grad(), pb[i].second.grad()), 1e-9) << pa[i].first;
+  }
+}
+
 TEST(Bert, ClassificationLossesAreTransformers) {
   BertConfig c = small_config();
   BertForSequenceClassification seq(c);
