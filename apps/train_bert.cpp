@@ -758,7 +758,7 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
   cli.add("max-position", &o.max_position, 0, "position embeddings (0: the preset's 512)")
       .in_range(0, 1 << 16);
   cli.add("dropout", &o.dropout, 0.1, "hidden and attention dropout").in_range(0, 1, apps::Bound::open_high);
-  cli.add("attention", &o.attention, "composed",
+  cli.add("attention", &o.attention, "fused",
           "composed (matmul-softmax-matmul, the reference) | fused (ops/attention.h); docs/bert.md says "
           "which is faster")
       .one_of({"composed", "fused"});
