@@ -46,10 +46,11 @@ int run(const std::string& command, int argc, char** argv) {
   if (command == "checkpoint") {
     std::string file;
     apps::OptionSet cli(program, "the tensors of a safetensors file with statistics");
-    cli.add("file", &file, "", "the .safetensors file").check([](const std::string& f) {
-      return f.empty() ? std::string("a file is required") : std::string();
-    });
-    if (auto code = cli.parse(argc, argv)) return *code;
+    cli.add("file", &file, "", "the .safetensors file (required)").value_name("FILE");
+    if (auto code = cli.parse(argc, argv, [&] {
+          if (file.empty()) throw apps::UsageError("option '--file' is required (a .safetensors file)");
+        }))
+      return *code;
     std::cout << apps::describe_checkpoint(file);
     return 0;
   }
