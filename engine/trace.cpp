@@ -51,7 +51,13 @@ int thread_id() {
   return id;
 }
 
-thread_local std::vector<std::string> t_open;  // names of this thread's open ranges
+std::atomic<uint64_t> g_session{0};  // start() counts up: a range opened in an earlier session is not closed
+                                     // in this one (its E would have no B)
+struct Open {
+  std::string name;
+  uint64_t session;
+};
+thread_local std::vector<Open> t_open;  // this thread's open ranges
 
 double us_since_start(Clock::time_point t) {
   return std::chrono::duration<double, std::micro>(t - state().t0).count();
@@ -103,6 +109,7 @@ void start(const std::string& path) {
   {
     std::lock_guard<std::mutex> lock(s.mu);
     s.events.clear();
+    ++g_session;
     s.path = path;
     s.t0 = Clock::now();
     if (!profile::enabled()) {  // the kernel events come from the profiler's hook; host mode: no syncs
@@ -140,7 +147,7 @@ std::string json() {
 void begin(const std::string& name, const char* cat, const std::string& args) {
   State& s = state();
   const double ts = us_since_start(Clock::now());
-  t_open.push_back(name);
+  t_open.push_back({name, g_session.load()});
   std::lock_guard<std::mutex> lock(s.mu);
   s.events.push_back({name, cat, 'B', ts, 0, thread_id(), args});
   if (s.push) s.push(name.c_str());
@@ -149,14 +156,13 @@ void begin(const std::string& name, const char* cat, const std::string& args) {
 void end() {
   State& s = state();
   const double ts = us_since_start(Clock::now());
-  std::string name;
-  if (!t_open.empty()) {
-    name = std::move(t_open.back());
-    t_open.pop_back();
-  }
+  if (t_open.empty()) return;
+  Open o = std::move(t_open.back());
+  t_open.pop_back();
   std::lock_guard<std::mutex> lock(s.mu);
-  s.events.push_back({std::move(name), "", 'E', ts, 0, thread_id(), ""});
-  if (s.pop) s.pop();
+  if (s.pop) s.pop();                                       // its push happened, whatever the session
+  if (!enabled() || o.session != g_session.load()) return;  // opened in an earlier session: no E
+  s.events.push_back({std::move(o.name), "", 'E', ts, 0, thread_id(), ""});
 }
 
 void complete(const char* name, const char* cat, double seconds, const std::string& args) {

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "algorithms/optim/optimizer.h"
@@ -326,4 +327,30 @@ TEST(Inspect, CommandLine) {
   EXPECT_NE(out.find("unknown model 'resnet19'"), std::string::npos) << out;
   std::tie(rc, out) = run_inspect("checkpoint");
   EXPECT_EQ(rc, 2) << out;
+}
+
+TEST(Inspect, TraceAndMemoryFromTheEnvironment) {
+  if (!fs::exists(std::string(NABLA_BINARY_DIR) + "/nabla_inspect"))
+    GTEST_SKIP() << "nabla_inspect not built";
+  const fs::path path = fs::temp_directory_path() / ("nabla_env_trace_" + std::to_string(getpid()) + ".json");
+  const std::string cmd = "NABLA_TRACE=" + path.string() + " NABLA_MEMORY=1 " +
+                          std::string(NABLA_BINARY_DIR) +
+                          "/nabla_inspect graph --model mlp --out /dev/null 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  EXPECT_EQ(WEXITSTATUS(pclose(p)), 0) << out;
+  EXPECT_NE(out.find("trace written to " + path.string()), std::string::npos) << out;
+  EXPECT_NE(out.find("cpu:0  allocated"), std::string::npos) << out;
+  EXPECT_NE(out.find("(reached in '"), std::string::npos) << out;
+  std::ifstream f(path);
+  ASSERT_TRUE(f.good()) << out;
+  const nlohmann::json j = nlohmann::json::parse(f);
+  fs::remove(path);
+  std::set<std::string> names;
+  for (const auto& e : j.at("traceEvents")) names.insert(e.at("name").get<std::string>());
+  EXPECT_TRUE(names.count("matmul") || names.count("linear") || names.count("gemm"))
+      << j.dump().substr(0, 500);
+  EXPECT_TRUE(names.count("randn"));
 }
