@@ -74,8 +74,12 @@ void synchronize(Device d) {
 }
 
 void record(const char* op, Device d, double seconds) {
-  if (trace::enabled())
-    trace::complete(op, "kernel", seconds, std::string("{\"device\":\"") + device_type_name(d.type) + "\"}");
+  if (trace::enabled()) {
+    static const std::string kArgs[kNumDeviceTypes] = {
+        std::string("{\"device\":\"") + device_type_name(DeviceType::cpu) + "\"}",
+        std::string("{\"device\":\"") + device_type_name(DeviceType::cuda) + "\"}"};
+    trace::complete(op, "kernel", seconds, kArgs[static_cast<int>(d.type)]);
+  }
   if (memory::tracking()) memory::detail::after_kernel(op, d);
   Table& t = table();
   std::lock_guard<std::mutex> lock(t.mu);
