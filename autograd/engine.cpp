@@ -15,6 +15,7 @@
 
 #include "autograd/graph_dot.h"
 #include "engine/error.h"
+#include "engine/trace.h"
 
 namespace nabla::autograd {
 namespace {
@@ -109,6 +110,8 @@ void record(const char* name, Tensor& out, const std::vector<Tensor>& inputs, Ba
 void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads, bool retain_graph) {
   NABLA_CHECK(roots.size() == grads.size(), "backward: ", roots.size(), " roots but ", grads.size(),
               " grads");
+  trace::Scope backward_range;  // the whole backward, with one range per node inside (engine/trace.h)
+  if (trace::enabled()) backward_range.begin("backward", "autograd");
   // 1. post-order DFS (iterative: graphs of deep nets are deep).
   std::vector<AutogradMeta*> order;
   std::unordered_set<AutogradMeta*> seen;
@@ -172,7 +175,14 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& g
     if (!fn) continue;
     NABLA_CHECK(fn->backward, "backward: trying to backward through the graph a second time (op ", fn->name,
                 "); pass retain_graph=true the first time");
-    std::vector<Tensor> in_grads = fn->backward(g);
+    std::vector<Tensor> in_grads;
+    {
+      trace::Scope node_range;
+      if (trace::enabled())
+        node_range.begin(fn->name, "autograd",
+                         trace::shape_args(shape_str(g.shape()), dtype_name(g.dtype())));
+      in_grads = fn->backward(g);
+    }
     NABLA_CHECK(in_grads.size() == fn->inputs.size(), "backward of ", fn->name, " returned ", in_grads.size(),
                 " gradients for ", fn->inputs.size(), " inputs");
     for (size_t i = 0; i < in_grads.size(); ++i) {

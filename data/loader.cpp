@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "engine/error.h"
+#include "engine/trace.h"
 #include "engine/random.h"
 
 namespace nabla::data {
@@ -190,6 +191,8 @@ std::optional<Batch> DataLoader::next() {
 
   Produced produced;
   {
+    trace::Scope wait_range;  // engine/trace.h: the consumer waiting for its batch
+    if (trace::enabled()) wait_range.begin("data wait", "data");
     std::unique_lock<std::mutex> lock(run_->mutex);
     run_->ready_cv.wait(lock, [&] { return run_->ready.count(index) > 0; });
     auto it = run_->ready.find(index);

@@ -2,6 +2,9 @@
 // exit when NABLA_PROFILE is set.
 #include "engine/profile.h"
 
+#include "engine/memory.h"
+#include "engine/trace.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -71,6 +74,13 @@ void synchronize(Device d) {
 }
 
 void record(const char* op, Device d, double seconds) {
+  if (trace::enabled()) {
+    static const std::string kArgs[kNumDeviceTypes] = {
+        std::string("{\"device\":\"") + device_type_name(DeviceType::cpu) + "\"}",
+        std::string("{\"device\":\"") + device_type_name(DeviceType::cuda) + "\"}"};
+    trace::complete(op, "kernel", seconds, kArgs[static_cast<int>(d.type)]);
+  }
+  if (memory::tracking()) memory::detail::after_kernel(op, d);
   Table& t = table();
   std::lock_guard<std::mutex> lock(t.mu);
   Row& r = t.rows[{op ? op : "?", static_cast<int>(d.type)}];

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "engine/trace.h"
 #include "ops/elementwise.h"
 #include "ops/factory.h"
 
@@ -21,6 +22,8 @@ Adagrad::Adagrad(std::vector<Tensor> params, AdagradOptions o)
     : Adagrad(std::vector<ParamGroup>{ParamGroup{.params = std::move(params)}}, o) {}
 
 void Adagrad::step() {
+  trace::Scope range;  // engine/trace.h
+  if (trace::enabled()) range.begin(name() + " step", "optim");
   for_each_param([&](const ParamGroup& group, Tensor& p, const Tensor& grad, ParamState& st) {
     const bool fresh = st.buffers.find("sum") == st.buffers.end();
     Tensor& sum = buffer(st, "sum", p);

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "autograd/autograd.h"
+#include "engine/trace.h"
 #include "ops/elementwise.h"
 #include "ops/factory.h"
 #include "ops/optim_kernels.h"
@@ -265,6 +266,8 @@ std::vector<std::string> Sgd::buffer_names() const {
 }
 
 void Sgd::step() {
+  trace::Scope range;  // engine/trace.h
+  if (trace::enabled()) range.begin(name() + " step", "optim");
   // The fused kernel (ops/optim_kernels.h) does the maths below in one multi-tensor call per device and
   // dtype, bit-for-bit; a parameter it cannot take (a strided view, a backend without the kernel) runs the
   // op-by-op version.
@@ -327,9 +330,12 @@ AdamW::AdamW(std::vector<Tensor> params, AdamWOptions o)
     : Adam("AdamW", one_group(std::move(params)), as_adam(o), true) {}
 
 void Adam::step() {
-  NABLA_CHECK(!capturing_cuda_graph(), name(),
-              ": cannot be captured in a CUDA graph: its bias correction is computed on the host from the step "
-              "count, which a replay would not advance (cuda/graph.h); use SGD or LARS, or run it eagerly");
+  trace::Scope range;  // engine/trace.h
+  if (trace::enabled()) range.begin(name() + " step", "optim");
+  NABLA_CHECK(
+      !capturing_cuda_graph(), name(),
+      ": cannot be captured in a CUDA graph: its bias correction is computed on the host from the step "
+      "count, which a replay would not advance (cuda/graph.h); use SGD or LARS, or run it eagerly");
   // Fused as SGD's step is (see there); the op-by-op version below is the same maths.
   std::vector<ops::AdamTensor> fused;
   const ops::AdamConfig config{.beta1 = o_.beta1, .beta2 = o_.beta2, .eps = o_.eps, .decoupled = decoupled_};
@@ -367,6 +373,8 @@ Lars::Lars(std::vector<ParamGroup> groups, LarsOptions o)
 Lars::Lars(std::vector<Tensor> params, LarsOptions o) : Lars(one_group(std::move(params)), o) {}
 
 void Lars::step() {
+  trace::Scope range;  // engine/trace.h
+  if (trace::enabled()) range.begin(name() + " step", "optim");
   // Fused (ops/optim_kernels.h): one multi-tensor norm call for ||p|| and ||grad|| of every adapting
   // parameter, then one LARS call that reads those norms from device memory (no host read, no sync). The
   // op-by-op version below is the same maths, for parameters the kernels cannot take.
@@ -432,9 +440,12 @@ Lamb::Lamb(std::vector<ParamGroup> groups, LambOptions o)
 Lamb::Lamb(std::vector<Tensor> params, LambOptions o) : Lamb(one_group(std::move(params)), o) {}
 
 void Lamb::step() {
-  NABLA_CHECK(!capturing_cuda_graph(), name(),
-              ": cannot be captured in a CUDA graph: its bias correction is computed on the host from the step "
-              "count, which a replay would not advance (cuda/graph.h); use SGD or LARS, or run it eagerly");
+  trace::Scope range;  // engine/trace.h
+  if (trace::enabled()) range.begin(name() + " step", "optim");
+  NABLA_CHECK(
+      !capturing_cuda_graph(), name(),
+      ": cannot be captured in a CUDA graph: its bias correction is computed on the host from the step "
+      "count, which a replay would not advance (cuda/graph.h); use SGD or LARS, or run it eagerly");
   // Fused: lamb_moments updates m, v and writes the direction u into a scratch tensor, one multi-tensor
   // norm call takes ||p|| and ||u|| of every adapting parameter, and lamb_apply reads them from device
   // memory (no host read, no sync). The op-by-op version below is the same maths.

@@ -1,0 +1,44 @@
+// What apps/nabla_inspect prints, as functions the tests call: a model summary (per-layer output shape,
+// parameters and multiply-adds, like torchinfo), a checkpoint's tensors with statistics, the op table with
+// each backend's kernels, and the autograd graph of one training step.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace nabla::apps {
+
+struct SummaryRow {
+  std::string name;   // dotted module name ("layer1.0") or Darknet's "3 convolutional"
+  std::string type;   // module type or Darknet layer type
+  std::string shape;  // output shape for one input, e.g. [1, 64, 56, 56]
+  int64_t params = 0;
+  int64_t macs = 0;  // multiply-adds of convolutions and linear layers (BN, activations, pooling: 0)
+};
+
+struct Summary {
+  std::string model;
+  std::string input;  // the input shape
+  std::vector<SummaryRow> rows;
+  int64_t total_params = 0;  // the model's num_parameters() (rows may not add up to it for a tree)
+  int64_t total_macs = 0;
+};
+
+// `model`: a ResNet name (resnet18..resnet152, resnet20..resnet110), "lenet5", "mlp", or the path of a
+// Darknet .cfg. image_size 0: the model's own (224 ImageNet ResNets, 32 CIFAR ResNets, 28 lenet5/mlp, the
+// cfg's [net] size). Throws nabla::Error naming the known models for anything else.
+Summary summarize_model(const std::string& model, int64_t image_size = 0, int64_t num_classes = 0);
+std::string format_summary(const Summary& s);
+
+// One line per tensor of a safetensors file: name, dtype, shape, mean, std, min, max; then totals.
+std::string describe_checkpoint(const std::string& path);
+
+// The op table (ops/op_table.h) and the kernel slots (ops/kernel_table.h) with the backends that
+// registered each (ops/dispatch.h kernel_registrations()).
+std::string describe_ops();
+
+// Builds `model` (as summarize_model), runs forward and a cross-entropy loss on a random batch and writes
+// the loss's autograd graph as Graphviz to `path`. Returns the number of nodes written.
+int64_t write_step_graph(const std::string& model, const std::string& path, int64_t batch = 2);
+
+}  // namespace nabla::apps
