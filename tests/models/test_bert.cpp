@@ -330,9 +330,14 @@ TEST(Bert, PaddingDoesNotChangeTheRealTokensOutputs) {
 }
 
 // ---- gradient checks in f64 ----
-TEST(BertGrad, EncoderLayerMatchesFiniteDifferences) {
+// Both attention paths of the layer: the composition takes an additive mask, the fused op (the default) the
+// key-padding mask itself (what BertModel::forward hands each).
+class BertLayerGrad : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(BertLayerGrad, EncoderLayerMatchesFiniteDifferences) {
   SingleThreadScope one_thread;
   BertConfig c = small_config();
+  c.attention_impl = GetParam();
   c.hidden_size = 8;
   c.intermediate_size = 12;
   c.layer_norm_eps = 1e-5;  // 1e-12 would make LayerNorm's finite differences needlessly stiff
@@ -342,12 +347,14 @@ TEST(BertGrad, EncoderLayerMatchesFiniteDifferences) {
   layer.eval();
   Tensor x = test::randn64({2, 4, 8});
   Tensor keep = from_vector({1, 1, 1, 1, 1, 1, 0, 0}, {2, 4}, {.dtype = DType::i64});
-  Tensor mask = additive_key_padding_mask(keep, DType::f64);
+  Tensor mask =
+      c.attention_impl == "fused" ? keep.to(DType::u8) : additive_key_padding_mask(keep, DType::f64);
   std::vector<Tensor> inputs{x};
   for (auto& p : layer.parameters()) inputs.push_back(p);
   EXPECT_EQ(inputs.size(), 17u);
   test::expect_gradcheck([&](auto& in) { return layer.forward(in[0], mask); }, inputs);
 }
+INSTANTIATE_TEST_SUITE_P(Attention, BertLayerGrad, ::testing::Values("composed", "fused"));
 
 TEST(BertGrad, WholePretrainingLossMatchesFiniteDifferences) {
   SingleThreadScope one_thread;
