@@ -1,0 +1,280 @@
+// ABCP model surgery (algorithms/pruning/darknet_pruning.h): masked network == physically shrunk network
+// on fresh random inputs, FLOPs / parameters against hand-computed counts, the structure of YOLOv3
+// (23 blocks, 72 prunable convs, stage tie groups), and the exported .cfg / .weights loading back.
+#include <cmath>
+#include <filesystem>
+
+#include "algorithms/pruning/darknet_pruning.h"
+#include "autograd/autograd.h"
+#include "models/darknet/cfg.h"
+#include "models/darknet/network.h"
+#include "models/darknet/weights.h"
+#include "testing.h"
+
+namespace nabla {
+namespace {
+namespace fs = std::filesystem;
+using namespace models::darknet;
+using namespace algorithms::pruning;
+
+// A miniature YOLOv3: stem, two stages of residual blocks, two [yolo] heads joined by route + upsample.
+const char* kMiniYolo = R"(
+[net]
+width=32
+height=32
+channels=3
+[convolutional]
+batch_normalize=1
+filters=8
+size=3
+stride=1
+pad=1
+activation=leaky
+[convolutional]
+batch_normalize=1
+filters=16
+size=3
+stride=2
+pad=1
+activation=leaky
+[convolutional]
+batch_normalize=1
+filters=8
+size=1
+stride=1
+pad=1
+activation=leaky
+[convolutional]
+batch_normalize=1
+filters=16
+size=3
+stride=1
+pad=1
+activation=leaky
+[shortcut]
+from=-3
+activation=linear
+[convolutional]
+batch_normalize=1
+filters=8
+size=1
+stride=1
+pad=1
+activation=leaky
+[convolutional]
+batch_normalize=1
+filters=16
+size=3
+stride=1
+pad=1
+activation=leaky
+[shortcut]
+from=-3
+activation=linear
+[convolutional]
+batch_normalize=1
+filters=32
+size=3
+stride=2
+pad=1
+activation=leaky
+[convolutional]
+batch_normalize=1
+filters=16
+size=1
+stride=1
+pad=1
+activation=leaky
+[convolutional]
+batch_normalize=1
+filters=32
+size=3
+stride=1
+pad=1
+activation=leaky
+[shortcut]
+from=-3
+activation=linear
+[convolutional]
+batch_normalize=1
+filters=16
+size=1
+stride=1
+pad=1
+activation=leaky
+[convolutional]
+size=1
+stride=1
+pad=1
+filters=21
+activation=linear
+[yolo]
+mask=3,4,5
+anchors=4,5, 8,9, 12,10, 16,20, 20,14, 30,28
+classes=2
+num=6
+[route]
+layers=-3
+[upsample]
+stride=2
+[route]
+layers=-1,7
+[convolutional]
+batch_normalize=1
+filters=16
+size=3
+stride=1
+pad=1
+activation=leaky
+[convolutional]
+size=1
+stride=1
+pad=1
+filters=21
+activation=linear
+[yolo]
+mask=0,1,2
+anchors=4,5, 8,9, 12,10, 16,20, 20,14, 30,28
+classes=2
+num=6
+)";
+
+void randomize(DarknetNetwork& net, uint64_t seed) {
+  Generator g{seed, 0};
+  NoGradGuard ng;
+  for (const Layer& l : net.layers) {
+    if (l.type != LayerType::convolutional) continue;
+    auto& c = *l.conv;
+    const double fan_in = static_cast<double>(c.conv->weight.numel() / c.conv->weight.size(0));
+    c.conv->weight.copy_(normal(c.conv->weight.shape(), 0, 1.4 / std::sqrt(fan_in), {}, &g));
+    if (c.bn) {
+      c.bn->running_var.copy_(uniform(c.bn->running_var.shape(), 0.5, 1.5, {}, &g));
+      c.bn->running_mean.copy_(normal(c.bn->running_mean.shape(), 0, 0.2, {}, &g));
+      c.bn->weight.copy_(normal(c.bn->weight.shape(), 0, 1.0, {}, &g));
+      c.bn->bias.copy_(normal(c.bn->bias.shape(), 0, 0.2, {}, &g));
+    } else {
+      c.conv->bias.copy_(normal(c.conv->bias.shape(), 0, 0.2, {}, &g));
+    }
+  }
+}
+
+double max_diff(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double m = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].shape(), b[i].shape());
+    std::vector<double> x = a[i].to_vector<double>(), y = b[i].to_vector<double>();
+    for (size_t j = 0; j < x.size(); ++j) m = std::max(m, std::fabs(x[j] - y[j]));
+  }
+  return m;
+}
+
+TEST(AbcpSurgery, FindsBlocksAndStageTieGroupsOfTheMiniYolo) {
+  DarknetNetwork net(parse_cfg(kMiniYolo, "mini"), false);
+  PruneStructure s = analyze(net);
+  EXPECT_EQ(s.convs.size(), 11u);  // 13 convs, 2 detection outputs without BN
+  ASSERT_EQ(s.blocks.size(), 3u);
+  EXPECT_EQ(s.blocks[1].first_conv, 5);
+  EXPECT_EQ(s.blocks[1].shortcut, 7);
+  ASSERT_EQ(s.tie_groups.size(), 2u);
+  EXPECT_EQ(s.tie_groups[0], (std::vector<int>{1, 3, 6}));
+  EXPECT_EQ(s.tie_groups[1], (std::vector<int>{8, 10}));
+  // tying: the largest ratio below 1 of the group, pruned blocks at 1
+  PruneAction a;
+  a.ratios.assign(11, 0.1);
+  a.ratios[s.conv_slot[3]] = 0.6;
+  a.prune_block = {0, 1, 0};
+  PruneAction r = resolve(s, a);
+  EXPECT_DOUBLE_EQ(r.ratios[s.conv_slot[1]], 0.6);
+  EXPECT_DOUBLE_EQ(r.ratios[s.conv_slot[3]], 0.6);
+  EXPECT_DOUBLE_EQ(r.ratios[s.conv_slot[5]], 1.0);
+  EXPECT_DOUBLE_EQ(r.ratios[s.conv_slot[6]], 1.0);
+  EXPECT_DOUBLE_EQ(r.ratios[s.conv_slot[8]], 0.1);
+  a.ratios.pop_back();
+  EXPECT_THROW(resolve(s, a), Error);
+}
+
+TEST(AbcpSurgery, Yolov3HasThe23BlocksAnd72PrunableConvsOfThePaper) {
+  const std::string cfg = "/usr/share/darknet/cfg/yolov3.cfg";
+  if (!fs::exists(cfg)) GTEST_SKIP() << "Debian's darknet cfgs are not installed";
+  auto net = DarknetNetwork::from_file(cfg, false);
+  PruneStructure s = analyze(*net);
+  EXPECT_EQ(s.convs.size(), 72u);
+  EXPECT_EQ(s.blocks.size(), 23u);
+  std::vector<size_t> sizes;
+  for (const auto& g : s.tie_groups) sizes.push_back(g.size());
+  EXPECT_EQ(sizes, (std::vector<size_t>{2, 3, 9, 9, 5}));  // down-sampling conv + one per block
+  // pjreddie's table: YOLOv3-608 140.69 BFLOPs, YOLOv3-416 65.86 (the ABCP README's 65.5 is TensorFlow's
+  // count)
+  EXPECT_NEAR(count_cost(*net).gflops(), 140.69, 0.01);
+}
+
+TEST(AbcpSurgery, KeepCountFollowsTheOriginalThreshold) {
+  EXPECT_EQ(keep_count(32, 0.0), 32);
+  EXPECT_EQ(keep_count(32, 0.9), 4);  // sorted|gamma|[int(3.2)] keeps 4
+  EXPECT_EQ(keep_count(32, 0.5), 17);
+  EXPECT_EQ(keep_count(32, 1.0), 0);
+}
+
+TEST(AbcpSurgery, CostMatchesAHandComputedNet) {
+  const char* cfg =
+      "[net]\nwidth=8\nheight=8\nchannels=3\n[convolutional]\nbatch_normalize=1\nfilters=4\nsize=3\n"
+      "stride=1\npad=1\nactivation=leaky\n[convolutional]\nfilters=2\nsize=1\nstride=2\npad=1\n"
+      "activation=linear\n";
+  DarknetNetwork net(parse_cfg(cfg, "hand"));
+  Cost full = count_cost(net);
+  EXPECT_EQ(full.macs, 8 * 8 * 9 * 3 * 4 + 4 * 4 * 1 * 4 * 2);
+  EXPECT_EQ(full.params, 9 * 3 * 4 + 2 * 4 + 4 * 2 + 2);
+  randomize(net, 3);
+  PruneStructure s = analyze(net);
+  ChannelPlan plan = plan_channels(net, s, resolve(s, {{0.5}, {}}));  // keeps 3 of 4
+  Cost c = count_cost(net, &plan);
+  EXPECT_EQ(c.macs, 8 * 8 * 9 * 3 * 3 + 4 * 4 * 3 * 2);
+  EXPECT_EQ(c.params, 9 * 3 * 3 + 2 * 3 + 3 * 2 + 2);
+}
+
+TEST(AbcpSurgery, MaskedNetworkEqualsShrunkNetworkAndExportLoadsBack) {
+  Cfg cfg = parse_cfg(kMiniYolo, "mini");
+  Generator g{2026, 0};
+  for (int trial = 0; trial < 3; ++trial) {
+    DarknetNetwork net(cfg);
+    randomize(net, 100 + trial);
+    net.eval();
+    PruneStructure s = analyze(net);
+    PruneAction a;
+    std::vector<double> u =
+        uniform({static_cast<int64_t>(s.convs.size())}, 0, 0.9, {}, &g).to_vector<double>();
+    a.ratios = u;
+    a.prune_block = {trial == 0, 1, trial == 2};
+    PruneAction r = resolve(s, a);
+    ChannelPlan plan = plan_channels(net, s, r);
+    auto small = shrink(cfg, net, plan);
+    small->eval();
+    const int removed = static_cast<int>(std::count(plan.removed.begin(), plan.removed.end(), 1));
+    EXPECT_EQ(small->layers.size(), net.layers.size() - removed);
+    EXPECT_EQ(removed, 3 * (1 + (trial != 1)));
+    apply_masks(net, plan);
+    Tensor x = uniform({2, 3, 32, 32}, 0, 1, {}, &g);
+    NoGradGuard ng;
+    std::vector<Tensor> want = net.forward_yolo(x), got = small->forward_yolo(x);
+    EXPECT_LT(max_diff(want, got), 1e-4) << "trial " << trial;
+    // the counts that follow the masked widths are the shrunk network's exact counts
+    Cost masked = count_cost(net, &plan), exact = count_cost(*small);
+    EXPECT_EQ(masked.macs, exact.macs);
+    EXPECT_EQ(masked.params, exact.params);
+    EXPECT_LT(exact.macs, count_cost(net).macs);
+    // export, read back with our builder and .weights reader
+    fs::path dir = fs::path(NABLA_BINARY_DIR) / "test_abcp";
+    fs::create_directories(dir);
+    const std::string prefix = (dir / ("pruned" + std::to_string(trial))).string();
+    export_darknet(shrink_cfg(cfg, net, plan), *small, prefix);
+    auto back = DarknetNetwork::from_file(prefix + ".cfg");
+    load_weights(*back, prefix + ".weights");
+    back->eval();
+    EXPECT_LT(max_diff(want, back->forward_yolo(x)), 1e-4);
+    EXPECT_FALSE(fs::exists(prefix + ".weights.tmp"));
+  }
+}
+
+}  // namespace
+}  // namespace nabla
