@@ -3,7 +3,9 @@
 // (23 blocks, 72 prunable convs, stage tie groups), and the exported .cfg / .weights loading back.
 #include <cmath>
 #include <filesystem>
+#include <functional>
 
+#include "algorithms/pruning/abcp_controller.h"
 #include "algorithms/pruning/darknet_pruning.h"
 #include "autograd/autograd.h"
 #include "models/darknet/cfg.h"
@@ -274,6 +276,73 @@ TEST(AbcpSurgery, MaskedNetworkEqualsShrunkNetworkAndExportLoadsBack) {
     EXPECT_LT(max_diff(want, back->forward_yolo(x)), 1e-4);
     EXPECT_FALSE(fs::exists(prefix + ".weights.tmp"));
   }
+}
+
+// Two-armed bandit on the block head: pruning the block pays 1, keeping it 0. REINFORCE must move
+// pi(prune) from 1/2 to near 1 (a wrong sign would drive it to 0).
+TEST(AbcpController, ReinforceLearnsTheBetterArmOfATwoArmedBandit) {
+  ActionLayout layout{.num_convs = 2, .block_first = {0}, .block_second = {1}};
+  for (int better : {1, 0}) {
+    AbcpController c(layout,
+                     {.hidden = 16, .entropy_weight = 0, .baseline_decay = 0.9, .lr = 0.02, .seed = 7});
+    double p_first = 0, p_last = 0;
+    for (int it = 0; it < 150; ++it) {
+      ControllerSample s = c.sample();
+      if (it == 0) p_first = s.block_prune_prob[0];
+      p_last = s.block_prune_prob[0];
+      const double r = s.action.prune_block[0] == better ? 1.0 : 0.0;
+      c.update(s, r + 0.01 * std::sin(it));  // never a constant reward
+    }
+    EXPECT_NEAR(p_first, 0.5, 0.1);
+    if (better == 1)
+      EXPECT_GT(p_last, 0.9);
+    else
+      EXPECT_LT(p_last, 0.1);
+    EXPECT_EQ(c.mode().prune_block[0], better);
+  }
+}
+
+// The Gaussian head on one stem conv, reward = p (prune more). sigma >= 0.57 by construction (0.1 +
+// sqrt(exp(-1.5))) and p is clipped to [0, 0.9], so what REINFORCE must do is raise the expected reward: the
+// fixed update does; the original leaves a stem's ratio out of the loss (nothing learnt).
+double mean_reward_after(const ActionLayout& layout, bool original, uint64_t seed,
+                         const std::function<double(const PruneAction&)>& reward, int iters) {
+  AbcpController c(layout, {.hidden = 16,
+                            .entropy_weight = 0,
+                            .baseline_decay = 0.9,
+                            .lr = 0.02,
+                            .original_bugs = original,
+                            .seed = seed});
+  double sum = 0;
+  int n = 0;
+  for (int it = 0; it < iters; ++it) {
+    ControllerSample s = c.sample();
+    const double r = reward(s.action);
+    if (it >= iters - 100) sum += r, ++n;
+    c.update(s, r);
+  }
+  return sum / n;
+}
+
+TEST(AbcpController, GaussianHeadRaisesTheRewardWithTheFixedUpdateOnly) {
+  ActionLayout layout{.num_convs = 1};
+  auto reward = [](const PruneAction& a) { return a.ratios[0]; };
+  const double fixed = mean_reward_after(layout, false, 11, reward, 300);
+  const double original = mean_reward_after(layout, true, 11, reward, 300);
+  const double start = mean_reward_after(layout, false, 11, reward, 100);
+  std::printf("gaussian head: start %.3f fixed %.3f original %.3f\n", start, fixed, original);
+  EXPECT_GT(fixed, 0.85);  // the clip at 0.9 is the best reachable
+  EXPECT_GT(fixed, original + 0.2);
+}
+
+// Inside a kept block the original's sign is inverted for the ratio: reward -|p - 0.5| (and -1 for pruning).
+TEST(AbcpController, OriginalSignOnBlockRatiosLearnsLessThanTheFixedSign) {
+  ActionLayout layout{.num_convs = 2, .block_first = {0}, .block_second = {1}};
+  auto reward = [](const PruneAction& a) { return a.prune_block[0] ? -1.0 : -std::fabs(a.ratios[0] - 0.5); };
+  const double fixed = mean_reward_after(layout, false, 5, reward, 300);
+  const double original = mean_reward_after(layout, true, 5, reward, 300);
+  std::printf("block ratios: fixed %.3f original %.3f\n", fixed, original);
+  EXPECT_GT(fixed, original + 0.05);
 }
 
 }  // namespace
