@@ -1,6 +1,6 @@
 // prune_abcp: ABCP (joint block and channel pruning by an LSTM controller trained with REINFORCE) on a
 // Darknet network, with the CPU classification proxy of the brief (§4.1): a residual Darknet-cfg network
-// (stem + 8 residual blocks in 3 stages, widths 16/32/64) on a Fashion-MNIST subset.
+// (stride-2 stem + 8 residual blocks in 3 stages, widths 16/32/64 by default) on a Fashion-MNIST subset.
 //
 //   parse options -> build + pretrain the proxy -> search (controller and/or random search, same budget):
 //     per candidate: reset to the pretrained weights, mask (|gamma|), fine-tune the classifier head,
@@ -41,7 +41,7 @@ namespace {
 struct Options {
   std::string search = "both", data_dir = "/usr/share/datasets/fashion-mnist", archive, export_prefix;
   int64_t iterations = 100, pretrain_steps = 400, finetune_steps = 20, final_steps = 200, batch = 64;
-  int64_t train_size = 10000, val_size = 1000, test_size = 2000, threads = 0;
+  int64_t width = 16, train_size = 10000, val_size = 1000, test_size = 2000, threads = 0;
   double lambda = 1.0, controller_lr = 1e-3, entropy_weight = 1e-4;
   bool original_bugs = false;
   uint64_t seed = 1;
@@ -63,43 +63,50 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
   cli.add("export", &o.export_prefix, "", "write the best shrunk net as PREFIX.cfg + PREFIX.weights")
       .value_name("PREFIX");
   cli.section("Proxy training");
-  cli.add("data-dir", &o.data_dir, "/usr/share/datasets/fashion-mnist", "Fashion-MNIST IDX files").value_name("DIR");
+  cli.add("data-dir", &o.data_dir, "/usr/share/datasets/fashion-mnist", "Fashion-MNIST IDX files")
+      .value_name("DIR");
   cli.add("train-size", &o.train_size, 10000, "training images used").positive();
-  cli.add("val-size", &o.val_size, 1000, "validation images (the reward's loss), from the test file").positive();
+  cli.add("val-size", &o.val_size, 1000, "validation images (the reward's loss), from the test file")
+      .positive();
   cli.add("test-size", &o.test_size, 2000, "held-out test images (final accuracy), after the validation ones")
       .positive();
   cli.add("pretrain-steps", &o.pretrain_steps, 400, "SGD steps of pretraining").positive();
   cli.add("finetune-steps", &o.finetune_steps, 20, "head-only steps per candidate").non_negative();
-  cli.add("final-steps", &o.final_steps, 200, "all-layer steps for the selected and uniform nets").non_negative();
+  cli.add("final-steps", &o.final_steps, 200, "all-layer steps for the selected and uniform nets")
+      .non_negative();
   cli.add("batch", &o.batch, 64, "batch size").positive();
+  cli.add("width", &o.width, 16, "proxy widths: stem and stage 1 W, stage 2 2W, stage 3 4W")
+      .in_range(2, 1024);
   cli.section("Run");
   cli.add("threads", &o.threads, 0, "CPU threads (0: OMP default)").in_range(0, 4096);
   cli.add("seed", &o.seed, 1, "seed of everything");
   cli.example("--iterations 100 --lambda 1 --archive abcp.jsonl", "controller and random search, 100 each");
   cli.example("--search controller --lambda 4 --iterations 60", "a larger FLOPs weight: blocks get dropped");
   return cli.parse(argc, argv, [&] {
-    NABLA_CHECK(o.val_size + o.test_size <= 10000, "--val-size + --test-size must be <= 10000 (the test file)");
+    NABLA_CHECK(o.val_size + o.test_size <= 10000,
+                "--val-size + --test-size must be <= 10000 (the test file)");
   });
 }
 
 // The proxy: Darknet cfg text of a small residual network for 28 x 28 x 1 inputs.
-std::string proxy_cfg() {
+std::string proxy_cfg(int w) {
   std::string s = "[net]\nwidth=28\nheight=28\nchannels=1\n\n";
   auto conv = [&](int filters, int size, int stride) {
-    s += "[convolutional]\nbatch_normalize=1\nfilters=" + std::to_string(filters) + "\nsize=" + std::to_string(size) +
-         "\nstride=" + std::to_string(stride) + "\npad=1\nactivation=leaky\n\n";
+    s += "[convolutional]\nbatch_normalize=1\nfilters=" + std::to_string(filters) +
+         "\nsize=" + std::to_string(size) + "\nstride=" + std::to_string(stride) +
+         "\npad=1\nactivation=leaky\n\n";
   };
   auto block = [&](int c) {
     conv(c / 2, 1, 1);
     conv(c, 3, 1);
     s += "[shortcut]\nfrom=-3\nactivation=linear\n\n";
   };
-  conv(16, 3, 1);
-  for (int i = 0; i < 2; ++i) block(16);
-  conv(32, 3, 2);
-  for (int i = 0; i < 3; ++i) block(32);
-  conv(64, 3, 2);
-  for (int i = 0; i < 3; ++i) block(64);
+  conv(w, 3, 2);  // 14 x 14
+  for (int i = 0; i < 2; ++i) block(w);
+  conv(2 * w, 3, 2);  // 7 x 7
+  for (int i = 0; i < 3; ++i) block(2 * w);
+  conv(4 * w, 3, 2);  // 4 x 4
+  for (int i = 0; i < 3; ++i) block(4 * w);
   s += "[convolutional]\nfilters=10\nsize=1\nstride=1\npad=1\nactivation=linear\n\n[avgpool]\n";
   return s;
 }
@@ -109,7 +116,8 @@ struct Split {
 };
 
 Split take(const data::LabeledImages& d, int64_t start, int64_t n) {
-  NABLA_CHECK(start + n <= d.size(), "fashion-mnist: asked for images ", start, "..", start + n, " of ", d.size());
+  NABLA_CHECK(start + n <= d.size(), "fashion-mnist: asked for images ", start, "..", start + n, " of ",
+              d.size());
   Tensor x = d.images.narrow(0, start, n).to(DType::f32).reshape({n, 1, 28, 28});
   x = (x / 255.0 - 0.286) / 0.353;
   return {x.contiguous(), d.labels.narrow(0, start, n).to(DType::i64).contiguous()};
@@ -136,8 +144,8 @@ EvalResult evaluate(DarknetNetwork& net, const Split& d) {
 }
 
 // `steps` SGD steps on `params` (momentum 0.9); the network in train mode or eval mode (head-only).
-void train_steps(DarknetNetwork& net, const Split& d, const std::vector<Tensor>& params, int64_t steps, double lr,
-                 int64_t batch, bool train_mode, std::mt19937_64& rng) {
+void train_steps(DarknetNetwork& net, const Split& d, const std::vector<Tensor>& params, int64_t steps,
+                 double lr, int64_t batch, bool train_mode, std::mt19937_64& rng) {
   if (steps == 0) return;
   optim::Sgd opt(params, {.lr = lr, .momentum = 0.9, .weight_decay = 5e-4});
   std::uniform_int_distribution<int64_t> pick(0, d.x.size(0) - 1);
@@ -161,7 +169,7 @@ void set_trainable(DarknetNetwork& net, bool all, int head) {
 int run(const Options& o) {
   if (o.threads > 0) omp_set_num_threads(o.threads);
   std::mt19937_64 rng(o.seed);
-  const Cfg cfg = parse_cfg(proxy_cfg(), "abcp-proxy.cfg");
+  const Cfg cfg = parse_cfg(proxy_cfg(static_cast<int>(o.width)), "abcp-proxy.cfg");
   auto net = std::make_shared<DarknetNetwork>(cfg);
   const int head = static_cast<int>(net->layers.size()) - 2;  // the 1x1 classifier conv before [avgpool]
   data::LabeledImages train_all = data::load_fashion_mnist(o.data_dir, true);
@@ -170,14 +178,17 @@ int run(const Options& o) {
               test = take(test_all, o.val_size, o.test_size);
   const PruneStructure s = analyze(*net);
   const Cost full = count_cost(*net);
-  std::printf("proxy: %zu layers, %zu prunable convs, %zu blocks, %zu tie groups, %.4f MFLOPs (2 MACs), %lld params\n",
-              net->layers.size(), s.convs.size(), s.blocks.size(), s.tie_groups.size(), 2e-6 * full.macs,
-              static_cast<long long>(full.params));
+  std::printf(
+      "proxy: %zu layers, %zu prunable convs, %zu blocks, %zu tie groups, %.4f MFLOPs (2 MACs), %lld "
+      "params\n",
+      net->layers.size(), s.convs.size(), s.blocks.size(), s.tie_groups.size(), 2e-6 * full.macs,
+      static_cast<long long>(full.params));
   auto t0 = std::chrono::steady_clock::now();
   auto secs = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
   train_steps(*net, train, net->parameters(), o.pretrain_steps, 0.05, o.batch, true, rng);
   const EvalResult pre = evaluate(*net, test), pre_val = evaluate(*net, val);
-  std::printf("pretrained: val loss %.4f | test acc %.2f%% | %.1f s\n", pre_val.loss, 100 * pre.accuracy, secs());
+  std::printf("pretrained: val loss %.4f | test acc %.2f%% | %.1f s\n", pre_val.loss, 100 * pre.accuracy,
+              secs());
   const NamedTensors pretrained = [&] {
     NamedTensors st;
     for (auto& [k, v] : net->state_dict()) st.emplace_back(k, v.clone());
@@ -197,21 +208,28 @@ int run(const Options& o) {
   std::shared_ptr<AbcpController> controller;
   for (std::string kind : {"controller", "random"}) {
     if (o.search != "both" && o.search != kind) continue;
-    SearchOptions so{.iterations = static_cast<int>(o.iterations), .lambda = o.lambda, .random_search = kind == "random",
-                     .archive = o.archive.empty() ? "" : o.archive + "." + kind + ".jsonl", .seed = o.seed + 17};
+    SearchOptions so{.iterations = static_cast<int>(o.iterations),
+                     .lambda = o.lambda,
+                     .random_search = kind == "random",
+                     .archive = o.archive.empty() ? "" : o.archive + "." + kind + ".jsonl",
+                     .seed = o.seed + 17};
     if (!so.archive.empty()) std::filesystem::remove(so.archive);
     if (kind == "controller")
-      controller = std::make_shared<AbcpController>(
-          ActionLayout::from(s), ControllerOptions{.entropy_weight = o.entropy_weight, .lr = o.controller_lr,
-                                                   .original_bugs = o.original_bugs, .seed = o.seed});
-    auto archive = abcp_search(s, kind == "controller" ? controller.get() : nullptr, eval_candidate, full, so,
-                               [&](const Candidate& c) {
-                                 if (c.iteration % 10 == 0 || c.iteration + 1 == o.iterations)
-                                   std::printf("%s %d/%d | reward %.4f | val loss %.4f | flops %.1f%% | blocks "
-                                               "%d/%zu | %.0f s\n",
-                                               kind.c_str(), c.iteration + 1, static_cast<int>(o.iterations), c.reward, c.loss,
-                                               100 * c.flops_fraction, c.blocks_kept, s.blocks.size(), secs());
-                               });
+      controller = std::make_shared<AbcpController>(ActionLayout::from(s),
+                                                    ControllerOptions{.entropy_weight = o.entropy_weight,
+                                                                      .lr = o.controller_lr,
+                                                                      .original_bugs = o.original_bugs,
+                                                                      .seed = o.seed});
+    auto archive =
+        abcp_search(s, kind == "controller" ? controller.get() : nullptr, eval_candidate, full, so,
+                    [&](const Candidate& c) {
+                      if (c.iteration % 10 == 0 || c.iteration + 1 == o.iterations)
+                        std::printf(
+                            "%s %d/%d | reward %.4f | val loss %.4f | flops %.1f%% | blocks "
+                            "%d/%zu | %.0f s\n",
+                            kind.c_str(), c.iteration + 1, static_cast<int>(o.iterations), c.reward, c.loss,
+                            100 * c.flops_fraction, c.blocks_kept, s.blocks.size(), secs());
+                    });
     results.emplace_back(kind, std::move(archive));
   }
   // reward by fifths of the search, for the docs' table
@@ -225,8 +243,8 @@ int run(const Options& o) {
       std::printf(" %.4f", m / k);
     }
     const Candidate& b = best_candidate(a);
-    std::printf(" | best %.4f (iter %d, val loss %.4f, flops %.1f%%, blocks %d)\n", b.reward, b.iteration, b.loss,
-                100 * b.flops_fraction, b.blocks_kept);
+    std::printf(" | best %.4f (iter %d, val loss %.4f, flops %.1f%%, blocks %d)\n", b.reward, b.iteration,
+                b.loss, 100 * b.flops_fraction, b.blocks_kept);
   }
   if (controller) {
     PruneAction m = resolve(s, controller->mode());
@@ -242,7 +260,8 @@ int run(const Options& o) {
   set_trainable(*net, true, head);
   net->load_state_dict(pretrained);
   const PruneAction uniform = uniform_action_for_macs(*net, s, best->cost.macs);
-  for (auto [name, action] : {std::pair<const char*, PruneAction>{"abcp-best", best->action}, {"uniform", uniform}}) {
+  for (auto [name, action] :
+       {std::pair<const char*, PruneAction>{"abcp-best", best->action}, {"uniform", uniform}}) {
     net->load_state_dict(pretrained);
     ChannelPlan plan = plan_channels(*net, s, action);
     auto small = shrink(cfg, *net, plan);
@@ -250,10 +269,11 @@ int run(const Options& o) {
     train_steps(*small, train, small->parameters(), o.final_steps, 0.02, o.batch, true, rng);
     const EvalResult after = evaluate(*small, test);
     const Cost c = count_cost(*small);
-    std::printf("%s: %.1f%% of the MACs, %.1f%% of the params, %zu layers | test acc %.2f%% before, %.2f%% after "
-                "%d steps (unpruned %.2f%%)\n",
-                name, 100.0 * c.macs / full.macs, 100.0 * c.params / full.params, small->layers.size(),
-                100 * before.accuracy, 100 * after.accuracy, static_cast<int>(o.final_steps), 100 * pre.accuracy);
+    std::printf(
+        "%s: %.1f%% of the MACs, %.1f%% of the params, %zu layers | test acc %.2f%% before, %.2f%% after "
+        "%d steps (unpruned %.2f%%)\n",
+        name, 100.0 * c.macs / full.macs, 100.0 * c.params / full.params, small->layers.size(),
+        100 * before.accuracy, 100 * after.accuracy, static_cast<int>(o.final_steps), 100 * pre.accuracy);
     if (!o.export_prefix.empty() && std::string(name) == "abcp-best") {
       export_darknet(shrink_cfg(cfg, *net, plan), *small, o.export_prefix);
       std::printf("wrote %s.cfg and %s.weights\n", o.export_prefix.c_str(), o.export_prefix.c_str());

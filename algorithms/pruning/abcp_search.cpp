@@ -1,6 +1,7 @@
 // The ABCP search loop and the uniform-ratio baseline (see abcp_search.h).
 #include "algorithms/pruning/abcp_search.h"
 
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -26,8 +27,8 @@ std::string candidate_json(const Candidate& c) {
   return j.dump();
 }
 
-std::vector<Candidate> abcp_search(const PruneStructure& s, AbcpController* controller, const EvaluateFn& evaluate,
-                                   const Cost& full, const SearchOptions& o,
+std::vector<Candidate> abcp_search(const PruneStructure& s, AbcpController* controller,
+                                   const EvaluateFn& evaluate, const Cost& full, const SearchOptions& o,
                                    const std::function<void(const Candidate&)>& on_candidate) {
   NABLA_CHECK(o.iterations > 0, "abcp search: iterations must be positive, got ", o.iterations);
   NABLA_CHECK(full.macs > 0, "abcp search: the full network has no MACs");
@@ -90,10 +91,19 @@ PruneAction uniform_action_for_macs(const models::darknet::DarknetNetwork& net, 
     const double mid = 0.5 * (lo + hi);
     a.ratios.assign(s.convs.size(), mid);
     ChannelPlan p = plan_channels(net, s, resolve(s, a));
-    if (count_cost(net, &p).macs > target_macs) lo = mid;
-    else hi = mid;
+    if (count_cost(net, &p).macs > target_macs)
+      lo = mid;
+    else
+      hi = mid;
   }
-  a.ratios.assign(s.convs.size(), hi);
+  // of the two ends of the bracket, the one with MACs closest to the target
+  auto macs_at = [&](double r) {
+    a.ratios.assign(s.convs.size(), r);
+    ChannelPlan p = plan_channels(net, s, resolve(s, a));
+    return count_cost(net, &p).macs;
+  };
+  const int64_t d_lo = std::llabs(macs_at(lo) - target_macs), d_hi = std::llabs(macs_at(hi) - target_macs);
+  a.ratios.assign(s.convs.size(), d_lo < d_hi ? lo : hi);
   return resolve(s, a);
 }
 

@@ -40,8 +40,8 @@ struct Evaluation {
 using EvaluateFn = std::function<Evaluation(const PruneAction& resolved)>;
 
 // Runs the search; `controller` may be null for random search. `on_candidate` (optional) sees each one.
-std::vector<Candidate> abcp_search(const PruneStructure& s, AbcpController* controller, const EvaluateFn& evaluate,
-                                   const Cost& full, const SearchOptions& o,
+std::vector<Candidate> abcp_search(const PruneStructure& s, AbcpController* controller,
+                                   const EvaluateFn& evaluate, const Cost& full, const SearchOptions& o,
                                    const std::function<void(const Candidate&)>& on_candidate = {});
 
 const Candidate& best_candidate(const std::vector<Candidate>& archive);

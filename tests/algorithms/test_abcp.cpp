@@ -3,9 +3,11 @@
 // (23 blocks, 72 prunable convs, stage tie groups), and the exported .cfg / .weights loading back.
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 
 #include "algorithms/pruning/abcp_controller.h"
+#include "algorithms/pruning/abcp_search.h"
 #include "algorithms/pruning/darknet_pruning.h"
 #include "autograd/autograd.h"
 #include "models/darknet/cfg.h"
@@ -343,6 +345,37 @@ TEST(AbcpController, OriginalSignOnBlockRatiosLearnsLessThanTheFixedSign) {
   const double original = mean_reward_after(layout, true, 5, reward, 300);
   std::printf("block ratios: fixed %.3f original %.3f\n", fixed, original);
   EXPECT_GT(fixed, original + 0.05);
+}
+
+// The search loop on the mini YOLO with a synthetic evaluation (loss = fraction of channels kept by conv 0):
+// one archive line per iteration, the unpruned net first, the best by reward, the uniform baseline's MACs.
+TEST(AbcpSearch, ArchivesEveryCandidateAndPicksTheBestReward) {
+  DarknetNetwork net(parse_cfg(kMiniYolo, "mini"));
+  randomize(net, 9);
+  PruneStructure s = analyze(net);
+  const Cost full = count_cost(net);
+  EvaluateFn eval = [&](const PruneAction& a) {
+    ChannelPlan p = plan_channels(net, s, a);
+    return Evaluation{1.0 - a.ratios[0], count_cost(net, &p)};
+  };
+  fs::path dir = fs::path(NABLA_BINARY_DIR) / "test_abcp";
+  fs::create_directories(dir);
+  const std::string archive = (dir / "archive.jsonl").string();
+  fs::remove(archive);
+  AbcpController c(ActionLayout::from(s), {.hidden = 8, .seed = 3});
+  auto out = abcp_search(s, &c, eval, full, {.iterations = 12, .lambda = 0.5, .archive = archive});
+  ASSERT_EQ(out.size(), 12u);
+  EXPECT_EQ(out[0].flops_fraction, 1.0);
+  EXPECT_NEAR(out[0].reward, -(1.0 + 0.5), 1e-12);
+  std::ifstream f(archive);
+  int lines = 0;
+  for (std::string l; std::getline(f, l);) ++lines;
+  EXPECT_EQ(lines, 12);
+  const Candidate& best = best_candidate(out);
+  for (const auto& cand : out) EXPECT_LE(cand.reward, best.reward);
+  PruneAction u = uniform_action_for_macs(net, s, best.cost.macs);
+  ChannelPlan p = plan_channels(net, s, u);
+  EXPECT_NEAR(static_cast<double>(count_cost(net, &p).macs) / best.cost.macs, 1.0, 0.25);
 }
 
 }  // namespace
