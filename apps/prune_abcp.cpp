@@ -39,7 +39,7 @@ using namespace nabla::models::darknet;
 namespace {
 
 struct Options {
-  std::string search = "both", data_dir = "/usr/share/datasets/fashion-mnist", archive, export_prefix;
+  std::string finetune = "head", search = "both", data_dir = "/usr/share/datasets/fashion-mnist", archive, export_prefix;
   int64_t iterations = 100, pretrain_steps = 400, finetune_steps = 20, final_steps = 200, batch = 64;
   int64_t width = 16, train_size = 10000, val_size = 1000, test_size = 2000, threads = 0;
   double lambda = 1.0, controller_lr = 1e-3, entropy_weight = 1e-4;
@@ -71,6 +71,10 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
   cli.add("test-size", &o.test_size, 2000, "held-out test images (final accuracy), after the validation ones")
       .positive();
   cli.add("pretrain-steps", &o.pretrain_steps, 400, "SGD steps of pretraining").positive();
+  cli.add("finetune", &o.finetune, "head",
+          "per-candidate fine-tune: head (the classifier conv, as the original) | all (every layer, BN in "
+          "evaluation mode, masks re-applied after each step)")
+      .one_of({"head", "all"});
   cli.add("finetune-steps", &o.finetune_steps, 20, "head-only steps per candidate").non_negative();
   cli.add("final-steps", &o.final_steps, 200, "all-layer steps for the selected and uniform nets")
       .non_negative();
@@ -201,7 +205,16 @@ int run(const Options& o) {
     net->load_state_dict(pretrained);
     ChannelPlan plan = plan_channels(*net, s, a);
     apply_masks(*net, plan);
-    train_steps(*net, train, head_params, o.finetune_steps, 0.02, o.batch, false, rng);
+    if (o.finetune == "head") {
+      train_steps(*net, train, head_params, o.finetune_steps, 0.02, o.batch, false, rng);
+    } else {
+      set_trainable(*net, true, head);
+      for (int64_t k = 0; k < o.finetune_steps; ++k) {
+        train_steps(*net, train, net->parameters(), 1, 0.02, o.batch, false, rng);
+        apply_masks(*net, plan);
+      }
+      set_trainable(*net, false, head);
+    }
     return Evaluation{evaluate(*net, val).loss, count_cost(*net, &plan)};
   };
   std::vector<std::pair<std::string, std::vector<Candidate>>> results;
