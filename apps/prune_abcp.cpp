@@ -39,7 +39,8 @@ using namespace nabla::models::darknet;
 namespace {
 
 struct Options {
-  std::string finetune = "head", search = "both", data_dir = "/usr/share/datasets/fashion-mnist", archive, export_prefix;
+  std::string finetune = "head", search = "both", data_dir = "/usr/share/datasets/fashion-mnist", archive,
+              export_prefix;
   int64_t iterations = 100, pretrain_steps = 400, finetune_steps = 20, final_steps = 200, batch = 64;
   int64_t width = 16, train_size = 10000, val_size = 1000, test_size = 2000, threads = 0;
   double lambda = 1.0, controller_lr = 1e-3, entropy_weight = 1e-4;
