@@ -1,0 +1,110 @@
+// The ABCP search loop and the uniform-ratio baseline (see abcp_search.h).
+#include "algorithms/pruning/abcp_search.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "engine/error.h"
+
+namespace nabla::algorithms::pruning {
+
+std::string candidate_json(const Candidate& c) {
+  nlohmann::json j;
+  j["iteration"] = c.iteration;
+  j["loss"] = c.loss;
+  j["flops_fraction"] = c.flops_fraction;
+  j["reward"] = c.reward;
+  j["macs"] = c.cost.macs;
+  j["params"] = c.cost.params;
+  j["gflops"] = c.cost.gflops();
+  j["blocks_kept"] = c.blocks_kept;
+  j["baseline"] = c.baseline;
+  j["advantage"] = c.advantage;
+  j["ratios"] = c.action.ratios;
+  j["prune_block"] = c.action.prune_block;
+  return j.dump();
+}
+
+std::vector<Candidate> abcp_search(const PruneStructure& s, AbcpController* controller,
+                                   const EvaluateFn& evaluate, const Cost& full, const SearchOptions& o,
+                                   const std::function<void(const Candidate&)>& on_candidate) {
+  NABLA_CHECK(o.iterations > 0, "abcp search: iterations must be positive, got ", o.iterations);
+  NABLA_CHECK(full.macs > 0, "abcp search: the full network has no MACs");
+  std::ofstream archive;
+  if (!o.archive.empty()) {
+    archive.open(o.archive, std::ios::app);
+    NABLA_CHECK(archive.good(), "abcp search: cannot open archive ", o.archive);
+  }
+  std::mt19937_64 rng(o.seed);
+  std::uniform_real_distribution<double> u01(0, 1);
+  std::vector<Candidate> out;
+  for (int it = 0; it < o.iterations; ++it) {
+    PruneAction a;
+    ControllerSample sample;
+    if (it == 0 && o.start_unpruned) {
+      a.ratios.assign(s.convs.size(), 0.0);
+      a.prune_block.assign(s.blocks.size(), 0);
+    } else if (controller && !o.random_search) {
+      sample = controller->sample();
+      a = sample.action;
+    } else {
+      for (size_t i = 0; i < s.convs.size(); ++i) a.ratios.push_back(o.max_ratio * u01(rng));
+      for (size_t b = 0; b < s.blocks.size(); ++b) a.prune_block.push_back(u01(rng) < 0.5);
+    }
+    Candidate c;
+    c.iteration = it;
+    c.action = resolve(s, a);
+    Evaluation e = evaluate(c.action);
+    c.loss = e.loss;
+    c.cost = e.cost;
+    c.flops_fraction = static_cast<double>(e.cost.macs) / static_cast<double>(full.macs);
+    c.reward = -(e.loss + o.lambda * c.flops_fraction);
+    c.blocks_kept = static_cast<int>(s.blocks.size());
+    for (int p : c.action.prune_block) c.blocks_kept -= p;
+    if (controller && !o.random_search && sample.log_prob.defined()) {
+      c.advantage = controller->update(sample, c.reward);
+      c.baseline = controller->baseline();
+    }
+    if (archive.is_open()) archive << candidate_json(c) << "\n" << std::flush;
+    if (on_candidate) on_candidate(c);
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+const Candidate& best_candidate(const std::vector<Candidate>& archive) {
+  NABLA_CHECK(!archive.empty(), "abcp: empty archive");
+  size_t best = 0;
+  for (size_t i = 1; i < archive.size(); ++i)
+    if (archive[i].reward > archive[best].reward) best = i;
+  return archive[best];
+}
+
+PruneAction uniform_action_for_macs(const models::darknet::DarknetNetwork& net, const PruneStructure& s,
+                                    int64_t target_macs) {
+  double lo = 0, hi = 0.999;
+  PruneAction a;
+  a.prune_block.assign(s.blocks.size(), 0);
+  for (int k = 0; k < 40; ++k) {
+    const double mid = 0.5 * (lo + hi);
+    a.ratios.assign(s.convs.size(), mid);
+    ChannelPlan p = plan_channels(net, s, resolve(s, a));
+    if (count_cost(net, &p).macs > target_macs)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  // of the two ends of the bracket, the one with MACs closest to the target
+  auto macs_at = [&](double r) {
+    a.ratios.assign(s.convs.size(), r);
+    ChannelPlan p = plan_channels(net, s, resolve(s, a));
+    return count_cost(net, &p).macs;
+  };
+  const int64_t d_lo = std::llabs(macs_at(lo) - target_macs), d_hi = std::llabs(macs_at(hi) - target_macs);
+  a.ratios.assign(s.convs.size(), d_lo < d_hi ? lo : hi);
+  return resolve(s, a);
+}
+
+}  // namespace nabla::algorithms::pruning
