@@ -9,6 +9,7 @@
 #include <random>
 #include <regex>
 #include <sstream>
+#include <unistd.h>
 
 #include "autograd/autograd.h"
 #include "models/darknet/yolo_loss.h"
@@ -36,10 +37,14 @@ std::string oracle_binary() {
   const std::string out = temp_dir() + "/yolo_loss_oracle";
   const std::string src = std::string(NABLA_SOURCE_DIR) + "/tests/yolo/fixtures/yolo_loss_oracle.c";
   if (fs::exists(out) && fs::last_write_time(out) >= fs::last_write_time(src)) return bin = out;
-  const std::string cmd = std::string("cc -O2 -o ") + out + " " + NABLA_SOURCE_DIR +
+  // Compiled to a file of this process, then renamed into place: ctest runs the suite as several shard
+  // processes, and one once executed the binary while another was still writing it (exit 126).
+  const std::string tmp = out + "." + std::to_string(getpid()) + ".tmp";
+  const std::string cmd = std::string("cc -O2 -o ") + tmp + " " + NABLA_SOURCE_DIR +
                           "/tests/yolo/fixtures/yolo_loss_oracle.c -I/usr/lib/darknet/include "
                           "-L/usr/lib/darknet -ldarknet -Wl,-rpath,/usr/lib/darknet -lm";
   if (std::system(cmd.c_str()) != 0) return "";
+  fs::rename(tmp, out);
   bin = out;
   return bin;
 }
