@@ -10,6 +10,7 @@
 // step count), and a misaligned f32 parameter (which moves its whole launch to the scalar path).
 #include <cmath>
 
+#include "algorithms/optim/clip.h"
 #include "algorithms/optim/grad_scaler.h"
 #include "algorithms/optim/optimizer.h"
 #include "ops/optim_kernels.h"
@@ -222,6 +223,29 @@ TEST(AmpUnscaleParity, MixedDtypeGradientsOnOneDevice) {
   EXPECT_TRUE(scaler.found_inf(opt));
   EXPECT_EQ(a.grad().to(Device::cpu()).to_double_vector(), std::vector<double>(1000, 1.0));
   EXPECT_FALSE(scaler.step(opt));
+}
+
+// clip_grad_norm on CUDA (one multi-tensor norm launch per bucket) against the CPU: the same total norm
+// within f32 rounding of the per-tensor norms, the same clipped grads, for f32 and bf16 grads (the CPU side
+// holds the bf16 values in f32: the CPU has no bf16 arithmetic) with a parameter without a grad, a large
+// one (several chunks) and an empty one.
+TEST(ClipGradNormParity, MatchesCpu) {
+  REQUIRE_GPU();
+  for (DType dt : {DType::f32, DType::bf16}) {
+    Params p = make_params({{70000}, {3, 5}, {0}, {129, 7}, {1}}, dt);
+    set_grads(p, 0, 1);  // parameter 1 has no grad
+    for (Tensor& t : p.cpu)
+      if (t.grad().defined()) t.set_grad(t.grad().to(DType::f32));
+    const double n_cpu = clip_grad_norm(p.cpu, 0.5), n_gpu = clip_grad_norm(p.gpu, 0.5);
+    EXPECT_NEAR(n_gpu, n_cpu, (dt == DType::bf16 ? 1e-3 : 1e-5) * n_cpu) << dt;  // bf16: squares rounded to bf16
+    EXPECT_GT(n_cpu, 0.5);  // so the grads were clipped
+    for (size_t i = 0; i < p.cpu.size(); ++i) {
+      if (!p.cpu[i].grad().defined()) continue;
+      SCOPED_TRACE(str_cat(dt, " grad ", i));
+      test::expect_close(p.gpu[i].grad().to(Device::cpu()).to(DType::f32), p.cpu[i].grad(),
+                         dt == DType::bf16 ? 1e-4 : 1e-7);
+    }
+  }
 }
 
 }  // namespace
