@@ -11,8 +11,13 @@
 // GEMM with the bias-gradient epilogue.
 #include "ops/linalg.h"
 
+#include <cstdlib>
+#include <string>
+
 #include "ops/autocast.h"
 #include "ops/elementwise.h"
+#include "ops/factory.h"
+#include "ops/index.h"
 #include "ops/reduce.h"
 #include "ops/util.h"
 
@@ -110,6 +115,24 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, bool r
                 b.shape(), " (weight ", w.shape(), ")");
   }
   const LinearArgs args{x.numel() / std::max<int64_t>(1, x.size(-1)), w.size(1), w.size(0), relu};
+  // An output width that is not a multiple of 8 (GPT-2's vocabulary of 50,257) makes every GEMM of the op
+  // (forward, input and weight gradients) run with a leading dimension that is not a multiple of 16 bytes,
+  // where cuBLAS(Lt) has only slow kernels: on an H200 that cost GPT-2's tied classifier 30 ms of a 100 ms
+  // training step. Large such layers therefore run on a weight padded with zero rows to a multiple of 64 and
+  // return a view of the first `out` columns (as llm.c pads the vocabulary; autograd carries the gradients
+  // through the narrow and the cat, so the padded rows never reach the caller's weight). Same values up to
+  // the GEMM's summation order.
+  constexpr int64_t kPadMinElements = int64_t{1} << 22;
+  if (x.device().is_cuda() && args.out % 8 != 0 && args.rows * args.out >= kPadMinElements && args.in > 0) {
+    const int64_t padded = (args.out + 63) / 64 * 64;
+    Tensor wp =
+        cat({w_in, zeros({padded - args.out, args.in}, {.dtype = w_in.dtype(), .device = w_in.device()})}, 0);
+    Tensor bp =
+        b_in.defined()
+            ? cat({b_in, zeros({padded - args.out}, {.dtype = b_in.dtype(), .device = b_in.device()})}, 0)
+            : Tensor();
+    return linear(x_in, wp, bp, relu).narrow(-1, 0, args.out);
+  }
   Shape out_shape = x.shape();
   out_shape.back() = args.out;
   const Device dev = x.device();
@@ -139,11 +162,18 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, bool r
               const Device d = gz.device();
               Tensor dw_t = Tensor::empty({args.out, args.in}, gz.dtype(), d);
               Tensor db_t = need_b ? Tensor::empty({args.out}, gz.dtype(), d) : Tensor();
+              // NABLA_LINEAR_BGRADB=0: the bias gradient by the sum kernel instead of the weight-gradient
+              // GEMM's epilogue (cuBLASLt's BGRADB), to compare the two.
+              static const bool bgradb = [] {
+                const char* e = std::getenv("NABLA_LINEAR_BGRADB");
+                return !(e && std::string(e) == "0");
+              }();
+              Tensor db_epilogue = bgradb ? db_t : Tensor();
               const bool fused = need_w && linear_weight_grad_kernel.has(d) &&
-                                 linear_weight_grad_kernel.get(d, "linear")(args, gz, x2, dw_t, db_t);
+                                 linear_weight_grad_kernel.get(d, "linear")(args, gz, x2, dw_t, db_epilogue);
               if (fused) {
                 dw = dw_t;
-                db = db_t;
+                db = need_b && !bgradb ? sum(gz, {0}) : db_t;
               } else {
                 if (need_w) dw = matmul(gz.t(), x2);
                 if (need_b) db = sum(gz, {0});
