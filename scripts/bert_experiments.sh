@@ -113,6 +113,7 @@ EOF
     TRAIN_FILES="$TRAIN_FILES,$OUT/sst2_train_sentences.txt"
   fi
   echo "$PRETRAIN_TEXT" > "$OUT/pretrain_text.txt"
+  rm -rf "$OUT/pretrained" "$OUT/sst2_pretrained" "$OUT/sst2_scratch"  # no stale model from an earlier run
   run pretrain --mode pretrain "${MODEL[@]}" "${COMMON[@]}" --train-files "$TRAIN_FILES" "${CORPUS_LIMIT[@]}" \
     --seq-len "$SEQ" --batch-size "$PRE_BATCH" --max-steps "$PRETRAIN_STEPS" --optimizer adamw --lr "$PRETRAIN_LR" \
     --warmup-steps "$PRE_WARMUP" --eval-every "$PRE_EVAL" --eval-examples "$EVAL_EXAMPLES" \
