@@ -69,7 +69,7 @@ struct Options {
   double corpus_limit_mb, mask_prob;
   int64_t max_predictions, eval_examples;
   // fine-tuning data
-  std::string train_tsv, dev_tsv, test_tsv, text_a, text_b, label, metric, input;
+  std::string train_tsv, dev_tsv, test_tsv, text_a, text_b, label, metric, input, pair_truncation;
   int64_t num_labels, limit_train;
   // training
   int64_t seq_len, batch_size, accum, max_steps, epochs, phase2_steps, phase2_seq_len, warmup_steps,
@@ -78,6 +78,13 @@ struct Options {
   double lr, weight_decay, decay_power, clip, gsnr_gamma;
   apps::RunOptions run;
 };
+
+// --pair-truncation: which longest-first rule shares max_length between the two texts of a pair.
+data::PairTruncation pair_rule(const std::string& name) {
+  if (name == "tokenizers-0.22") return data::PairTruncation::hf_tokenizers_0_22;
+  if (name == "python") return data::PairTruncation::hf_python;
+  return data::PairTruncation::hf_tokenizers;
+}
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
@@ -322,6 +329,7 @@ int run_pretrain(Options& o) {
     std::printf(
         "unigram baseline on the held-out text: %.4f nats per token (an MLM that ignores the context)\n",
         unigram);
+    if (vr) std::printf("%s\n", train_step.describe(global_batch / ds.world_size()).c_str());
     std::fflush(stdout);
   }
 
@@ -398,14 +406,15 @@ struct Encoded {
   std::vector<double> targets;
 };
 
-Encoded encode(const data::GlueExamples& ex, const data::BertTokenizer& tok, int64_t seq_len,
-               bool regression) {
+Encoded encode(const data::GlueExamples& ex, const data::BertTokenizer& tok, int64_t seq_len, bool regression,
+               data::PairTruncation rule) {
   const int64_t n = ex.size(), l = seq_len;
   Encoded e;
   e.inputs = Tensor::empty({n, 3, l}, DType::i64);
   e.labels = Tensor::empty({n}, DType::i64);
   int64_t* p = e.inputs.data<int64_t>();
-  const data::BertEncodeOptions eo{.max_length = static_cast<int>(l), .pad_to_max_length = true};
+  const data::BertEncodeOptions eo{
+      .max_length = static_cast<int>(l), .pad_to_max_length = true, .pair_truncation = rule};
   for (int64_t i = 0; i < n; ++i) {
     data::BertEncoding enc = ex.text_b.empty() ? tok.encode(ex.text_a[static_cast<size_t>(i)], eo)
                                                : tok.encode_pair(ex.text_a[static_cast<size_t>(i)],
@@ -475,12 +484,12 @@ int run_finetune(Options& o) {
       .text_a = o.text_a, .text_b = o.text_b, .label = o.label, .regression = regression};
   data::GlueExamples train_ex = data::read_glue_tsv(o.train_tsv, to);
   const data::GlueExamples dev_ex = data::read_glue_tsv(o.dev_tsv, to);
-  Encoded train = encode(train_ex, tok, o.seq_len, regression);
+  Encoded train = encode(train_ex, tok, o.seq_len, regression, pair_rule(o.pair_truncation));
   if (o.limit_train > 0 && o.limit_train < train.inputs.size(0)) {
     train.inputs = train.inputs.narrow(0, 0, o.limit_train).contiguous();
     train.labels = train.labels.narrow(0, 0, o.limit_train).contiguous();
   }
-  const Encoded dev_set = encode(dev_ex, tok, o.seq_len, regression);
+  const Encoded dev_set = encode(dev_ex, tok, o.seq_len, regression, pair_rule(o.pair_truncation));
   const int64_t num_labels =
       regression
           ? 1
@@ -640,7 +649,8 @@ int run_finetune(Options& o) {
   // --test-tsv: the model that was best on dev (--best-dir), else the last one, on a file never used for
   // choices.
   if (!o.test_tsv.empty() && r.is_main()) {
-    const Encoded test_set = encode(data::read_glue_tsv(o.test_tsv, to), tok, o.seq_len, regression);
+    const Encoded test_set =
+        encode(data::read_glue_tsv(o.test_tsv, to), tok, o.seq_len, regression, pair_rule(o.pair_truncation));
     std::shared_ptr<models::BertForSequenceClassification> chosen = model;
     if (!o.best_dir.empty() && fs::exists(fs::path(o.best_dir) / "model.safetensors")) {
       chosen = models::BertForSequenceClassification::from_pretrained(o.best_dir);
@@ -683,7 +693,9 @@ int run_predict(Options& o) {
   }
   std::istream& in = o.input.empty() ? std::cin : file;
   const int64_t l = std::min(o.seq_len, model->config.max_position_embeddings);
-  const data::BertEncodeOptions eo{.max_length = static_cast<int>(l), .pad_to_max_length = true};
+  const data::BertEncodeOptions eo{.max_length = static_cast<int>(l),
+                                   .pad_to_max_length = true,
+                                   .pair_truncation = pair_rule(o.pair_truncation)};
   std::string line;
   NoGradGuard ng;
   while (std::getline(in, line)) {
@@ -799,6 +811,10 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
   cli.add("text-b", &o.text_b, "", "column of the second text of a pair task (empty: single sentences)")
       .value_name("NAME");
   cli.add("label", &o.label, "label", "column of the label").value_name("NAME");
+  cli.add("pair-truncation", &o.pair_truncation, "tokenizers",
+          "pairs longer than --seq-len, longest first as: tokenizers (>= 0.23, transformers 5) | "
+          "tokenizers-0.22 | python (transformers 4's slow BertTokenizer); docs/tokenizers.md")
+      .one_of({"tokenizers", "tokenizers-0.22", "python"});
   cli.add("num-labels", &o.num_labels, 0, "classes (0: from the files)").in_range(0, 1 << 20);
   cli.add("metric", &o.metric, "accuracy",
           "metric that picks the best checkpoint (pearson: a regression task)")

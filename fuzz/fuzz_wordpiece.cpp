@@ -71,6 +71,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   eopt.truncation = (mode % 3) != 0;
   eopt.pad_to_max_length = (mode % 5) == 0;
   eopt.add_special_tokens = (mode % 11) != 0;
+  eopt.pair_truncation = static_cast<nabla::data::PairTruncation>((mode >> 2) % 3);  // the three rules
   std::string_view text(reinterpret_cast<const char*>(data) + 1, size - 1);
 
   if (mode & 128) {

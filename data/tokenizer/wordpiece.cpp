@@ -4,6 +4,8 @@
 #include "data/tokenizer/wordpiece.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <utility>
 #include <fstream>
 
 #include "data/tokenizer/unicode.h"
@@ -247,6 +249,19 @@ std::vector<int32_t> BertTokenizer::encode_ids(std::string_view text) const {
   return ids;
 }
 
+std::vector<int32_t> BertTokenizer::encode_ids_until(std::string_view text, size_t limit) const {
+  std::vector<int32_t> ids;
+  ids.reserve(std::min(text.size() / 3, limit) + 4);
+  for_each_word(text, [&](std::string_view w, int32_t special) {
+    if (ids.size() >= limit) return;  // the rest of the text is scanned but not tokenized
+    if (special >= 0)
+      ids.push_back(special);
+    else
+      wordpiece(w, ids);
+  });
+  return ids;
+}
+
 std::vector<std::string> BertTokenizer::tokenize(std::string_view text) const {
   std::vector<std::string> pieces;
   for (int32_t id : encode_ids(text)) pieces.push_back(vocab_[id]);
@@ -255,20 +270,28 @@ std::vector<std::string> BertTokenizer::tokenize(std::string_view text) const {
 
 namespace {
 
-// HF tokenizers' longest-first split of a budget between two sequences of n1 and n2 tokens.
-void truncate_longest_first(std::vector<int32_t>& a, std::vector<int32_t>& b, size_t budget) {
-  size_t n1 = a.size(), n2 = b.size();
-  if (n1 + n2 <= budget) return;
-  const bool swap = n1 > n2;
-  if (swap) std::swap(n1, n2);  // n1 is the shorter
-  n2 = n1 > budget ? n1 : std::max(n1, budget - n1);
-  if (n1 + n2 > budget) {
-    n1 = budget / 2;
-    n2 = n1 + budget % 2;
+// Lengths (k1, k2) that longest-first keeps of two texts of n1 and n2 tokens within `budget` (n1 + n2 >
+// budget). Every rule keeps a shorter text of at most budget/2 tokens whole; they differ in who keeps the odd
+// token when both are cut. For hf_tokenizers, n1 and n2 are the lengths after the early exit.
+std::pair<size_t, size_t> longest_first(size_t n1, size_t n2, size_t budget, PairTruncation rule) {
+  if (rule == PairTruncation::hf_python) {
+    // One token at a time off the longer, the second on a tie: first the difference, then alternately,
+    // starting with the second, so the second loses the odd one.
+    const size_t remove = n1 + n2 - budget;
+    const size_t diff = std::min(remove, n1 > n2 ? n1 - n2 : n2 - n1);
+    const size_t rest = remove - diff;
+    if (n1 > n2) return {n1 - diff - rest / 2, n2 - (rest - rest / 2)};
+    return {n1 - rest / 2, n2 - diff - (rest - rest / 2)};
   }
-  if (swap) std::swap(n1, n2);
-  a.resize(std::min(a.size(), n1));
-  b.resize(std::min(b.size(), n2));
+  // tokenizers' truncate_encodings: s <= l are the shorter and the longer, the second text on a tie.
+  const bool swap = n1 > n2;
+  size_t s = swap ? n2 : n1, l;
+  l = s > budget ? s : std::max(s, budget - s);
+  if (s + l > budget) {
+    s = budget / 2;
+    l = s + budget % 2;
+  }
+  return swap ? std::pair{l, s} : std::pair{s, l};
 }
 
 }  // namespace
@@ -299,14 +322,20 @@ BertEncoding BertTokenizer::encode(std::string_view text, const BertEncodeOption
 
 BertEncoding BertTokenizer::encode_pair(std::string_view a, std::string_view b,
                                         const BertEncodeOptions& o) const {
-  std::vector<int32_t> ia = encode_ids(a), ib = encode_ids(b);
+  // tokenizers 0.23 stops each text after the word that reaches max_length (when truncating at all).
+  const bool early_exit =
+      o.max_length > 0 && o.truncation && o.pair_truncation == PairTruncation::hf_tokenizers;
+  const size_t limit = early_exit ? static_cast<size_t>(o.max_length) : SIZE_MAX;
+  std::vector<int32_t> ia = encode_ids_until(a, limit), ib = encode_ids_until(b, limit);
   const size_t specials = o.add_special_tokens ? 3 : 0;
   if (o.max_length > 0 && ia.size() + ib.size() + specials > static_cast<size_t>(o.max_length)) {
     NABLA_CHECK(o.truncation, "BertTokenizer: the pair has ", ia.size() + ib.size() + specials,
                 " tokens, max_length is ", o.max_length, " and truncation is off");
     NABLA_CHECK(static_cast<size_t>(o.max_length) >= specials, "BertTokenizer: max_length ", o.max_length,
                 " leaves no room for the ", specials, " special tokens of a pair");
-    truncate_longest_first(ia, ib, o.max_length - specials);
+    const auto [k1, k2] = longest_first(ia.size(), ib.size(), o.max_length - specials, o.pair_truncation);
+    ia.resize(std::min(ia.size(), k1));
+    ib.resize(std::min(ib.size(), k2));
   }
   BertEncoding e;
   if (o.add_special_tokens) e.input_ids.push_back(cls_id_);

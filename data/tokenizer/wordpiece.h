@@ -14,10 +14,17 @@
 //   6. WordPiece: the longest vocabulary piece that prefixes the rest of the word, "##"-prefixed after the
 //      first; a word longer than 100 code points, or one with a part no piece matches, is [UNK] whole.
 //
-// Truncation is longest-first as HF tokenizers does it. With a budget of B = max_length - 3 for a pair of
-// n1 <= n2 tokens: if n1 <= B/2 the shorter is kept whole and the longer cut to B - n1; otherwise both are
-// cut, the shorter to B/2 (rounded down) and the longer to the rest (the second text on a tie). A single text
-// is cut to max_length - 2. Padding is on the right with [PAD], mask 0 and token type 0.
+// Truncation of a pair is longest-first, by default exactly as Hugging Face `tokenizers` 0.23 (the Rust
+// library behind transformers 5's BertTokenizer and BertTokenizerFast) does it, in two steps:
+//   1. each text is tokenized word by word and dropped after the word that brings it to max_length tokens
+//      or more (0.23's early exit: whole words, and max_length itself, not the budget);
+//   2. with B = max_length - 3 and those lengths n1 <= n2: if n1 <= B/2 the shorter is kept whole and the
+//      longer cut to B - n1; otherwise the shorter keeps floor(B/2) and the longer ceil(B/2); on a tie the
+//      second text counts as the longer.
+// Step 1 matters only when a text reaches max_length: two such texts usually tie after it (the second then
+// keeps the odd token) whatever their full lengths. PairTruncation picks the older rules instead (see there).
+// A single text is cut to max_length - 2 (all rules agree). Padding is on the right with [PAD], mask 0 and
+// token type 0.
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -38,11 +45,29 @@ struct BertTokenizerOptions {
   bool split_special_tokens = false;  // true: "[MASK]" in the text is tokenized as text, not as the token
 };
 
+// How a pair too long for max_length is shared between its two texts (budget B = max_length - 3, or
+// max_length without special tokens). All keep a shorter text of at most floor(B/2) tokens whole and cut
+// the longer to the rest, and cut both to B/2 when B is even; they differ only in which text keeps the odd
+// token when both are cut and B is odd.
+enum class PairTruncation {
+  // `tokenizers` >= 0.23 (transformers 5's BertTokenizer, BertTokenizerFast, BertWordPieceTokenizer with
+  // enable_truncation(strategy="longest_first")): steps 1 and 2 above. The default.
+  hf_tokenizers,
+  // `tokenizers` <= 0.22 (and transformers 4's BertTokenizerFast on it): step 2 on the full lengths, so
+  // the longer text keeps the odd token (the second on a tie).
+  hf_tokenizers_0_22,
+  // transformers' Python truncate_sequences (transformers 4's slow BertTokenizer): one token at a time off
+  // the longer text, the second on a tie; so when both are cut the first keeps ceil(B/2), whichever was
+  // longer.
+  hf_python,
+};
+
 struct BertEncodeOptions {
   int max_length = 0;      // 0: no limit (and no padding)
   bool truncation = true;  // longest-first down to max_length; false: throw when too long
   bool pad_to_max_length = false;
   bool add_special_tokens = true;
+  PairTruncation pair_truncation = PairTruncation::hf_tokenizers;
 };
 
 // One encoded example; the three vectors have the same length.
@@ -66,6 +91,8 @@ class BertTokenizer {
   std::vector<int32_t> encode_ids(std::string_view text) const;
   // Appends the WordPiece ids of one already normalised word.
   void wordpiece(std::string_view word, std::vector<int32_t>& out) const;
+  // encode_ids, stopped after the word that brings it to at least `limit` ids (tokenizers 0.23's early exit).
+  std::vector<int32_t> encode_ids_until(std::string_view text, size_t limit) const;
 
   BertEncoding encode(std::string_view text, const BertEncodeOptions& options = {}) const;
   BertEncoding encode_pair(std::string_view a, std::string_view b,

@@ -156,6 +156,36 @@ TEST_F(TrainBert, ResumedPretrainingIsBitIdenticalToAnUninterruptedRun) {
   }
 }
 
+// VR-LAMB's GSNR partitions are train_bert's accumulation micro-batches: with --gsnr-gamma 1 the GSNR
+// multiplier is exactly 1, so VR-LAMB must be LAMB over the same micro-batches bit for bit (the mean of 4
+// micro-batch gradients, a power of two, is exact either way). Any other split of the batch into partitions
+// gives other dropout masks and other per-partition MLM means, so other bytes. With the default gamma the
+// GSNR acts.
+TEST_F(TrainBert, VrLambPartitionsAreTheAccumulationMicroBatches) {
+  const std::string args =
+      pretrain() + "--max-steps 3 --lr 1e-3 --warmup-steps 1 --eval-examples 16 --accum 4 --dropout 0.1 ";
+  const fs::path lamb = dir_ / "micro_lamb", vr1 = dir_ / "micro_vr1", vr = dir_ / "micro_vr";
+  Result a = run(args + "--optimizer lamb --save-pretrained " + lamb.string());
+  ASSERT_EQ(a.code, 0) << a.output;
+  Result b = run(args + "--optimizer vr-lamb --gsnr-gamma 1 --save-pretrained " + vr1.string());
+  ASSERT_EQ(b.code, 0) << b.output;
+  EXPECT_NE(b.output.find("VRGD: 4 partitions of 4 examples per step (micro-batches)"), std::string::npos)
+      << b.output;
+  const std::string base = read_bytes(lamb / "model.safetensors");
+  ASSERT_GT(base.size(), 10000u);
+  EXPECT_TRUE(base == read_bytes(vr1 / "model.safetensors"));
+  Result c = run(args + "--optimizer vr-lamb --save-pretrained " + vr.string());
+  ASSERT_EQ(c.code, 0) << c.output;
+  EXPECT_FALSE(base == read_bytes(vr / "model.safetensors"));
+  // Another split (2 micro-batches of 8) is another run.
+  Result d = run(pretrain() +
+                 "--max-steps 3 --lr 1e-3 --warmup-steps 1 --eval-examples 16 --accum 2 "
+                 "--dropout 0.1 --optimizer vr-lamb --gsnr-gamma 1 --save-pretrained " +
+                 (dir_ / "micro_vr2").string());
+  ASSERT_EQ(d.code, 0) << d.output;
+  EXPECT_FALSE(base == read_bytes(dir_ / "micro_vr2" / "model.safetensors"));
+}
+
 TEST_F(TrainBert, FineTunesASeparableTaskKeepsTheBestAndPredicts) {
   const fs::path best = dir_ / "best", metrics = dir_ / "finetune.jsonl";
   Result r =

@@ -7,8 +7,9 @@
 // TokenizerDump.WritesIdsForTheOracle is the driver of benchmarks/tokenizer_oracle.py: with
 // NABLA_TOKENIZER_DUMP_IN=sentences.jsonl (one JSON string a line) and NABLA_TOKENIZER_DUMP_OUT=ids.jsonl it
 // writes {"bert": [...], "gpt2": [...]} a line with the real vocabularies (NABLA_TOKENIZER_DIR, default
-// .cache/tokenizers), plus "pair" (encode_pair of texts i and i + 1, max_length 32, padded) for the first
-// 2,000; it skips when the variables are unset.
+// .cache/tokenizers), plus "pair" (encode_pair of texts i and i + 1, max_length 32, padded: the default
+// tokenizers 0.23 rule) and "pair_python" (the same with PairTruncation::hf_python, transformers' Python
+// rule) for the first 2,000; it skips when the variables are unset.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -303,11 +304,14 @@ TEST(TokenizerDump, WritesIdsForTheOracle) {
   for (size_t i = 0; i < texts.size(); ++i, ++n) {
     nlohmann::json row = {{"bert", bert.encode_ids(texts[i])}, {"gpt2", gpt.encode(texts[i])}};
     if (i < kOraclePairs && i + 1 < texts.size()) {  // text i with text i + 1, as the oracle pairs them
-      data::BertEncoding e =
-          bert.encode_pair(texts[i], texts[i + 1], {.max_length = 32, .pad_to_max_length = true});
-      row["pair"] = {{"input_ids", e.input_ids},
-                     {"token_type_ids", e.token_type_ids},
-                     {"attention_mask", e.attention_mask}};
+      for (auto [key, rule] : {std::pair{"pair", data::PairTruncation::hf_tokenizers},
+                               std::pair{"pair_python", data::PairTruncation::hf_python}}) {
+        data::BertEncoding e = bert.encode_pair(
+            texts[i], texts[i + 1], {.max_length = 32, .pad_to_max_length = true, .pair_truncation = rule});
+        row[key] = {{"input_ids", e.input_ids},
+                    {"token_type_ids", e.token_type_ids},
+                    {"attention_mask", e.attention_mask}};
+      }
     }
     out << row.dump() << '\n';
   }

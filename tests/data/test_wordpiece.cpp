@@ -214,6 +214,208 @@ TEST(BertTokenizer, PairsTruncateLongestFirstAsHuggingFaceTokenizers) {
   EXPECT_EQ(t.decode(Ids{CLS, THE}, false), "[CLS] the");
 }
 
+// Lengths kept of each text of a pair: the type-0 and type-1 tokens between the specials, checked to be
+// prefixes of the texts' own ids.
+std::pair<size_t, size_t> kept(const BertTokenizer& t, std::string_view a, std::string_view b,
+                               const BertEncodeOptions& o) {
+  const data::BertEncoding e = t.encode_pair(a, b, o);
+  const size_t s = o.add_special_tokens ? 1 : 0;
+  size_t k1 = 0, k2 = 0;
+  for (size_t i = 0; i < e.input_ids.size(); ++i)
+    if (e.attention_mask[i]) (e.token_type_ids[i] ? k2 : k1)++;
+  k1 -= 2 * s;  // [CLS] and the first [SEP]
+  k2 -= s;
+  const Ids ia = t.encode_ids(a), ib = t.encode_ids(b);
+  EXPECT_LE(k1, ia.size());
+  EXPECT_LE(k2, ib.size());
+  if (k1 <= ia.size() && k2 <= ib.size()) {
+    Ids expect;
+    if (s) expect.push_back(CLS);
+    expect.insert(expect.end(), ia.begin(), ia.begin() + static_cast<std::ptrdiff_t>(k1));
+    if (s) expect.push_back(SEP);
+    expect.insert(expect.end(), ib.begin(), ib.begin() + static_cast<std::ptrdiff_t>(k2));
+    if (s) expect.push_back(SEP);
+    EXPECT_EQ(Ids(e.input_ids.begin(), e.input_ids.begin() + static_cast<std::ptrdiff_t>(expect.size())),
+              expect)
+        << a << " | " << b;
+  }
+  return {k1, k2};
+}
+
+// Worked by hand from tokenizers' truncate_encodings and early exit (0.23) and transformers'
+// truncate_sequences loop; budget B = max_length - 3 (8 -> 5 unless said). Pieces: "unaffable" is 3 tokens,
+// every other word 1.
+TEST(BertTokenizer, PairTruncationRulesOnHandWorkedPairs) {
+  using data::PairTruncation;
+  const BertTokenizer& t = tiny();
+  struct Case {
+    const char* what;
+    std::string a, b;
+    int max_length;
+    bool specials;
+    std::pair<size_t, size_t> tokenizers, tokenizers_0_22, python;
+  };
+  const std::string ten = "the quick brown fox the quick brown fox the quick";  // 10 tokens
+  const std::vector<Case> cases = {
+      {"one long: the shorter (1) kept whole",
+       "fox",
+       "hello world hello world the quick",
+       8,
+       true,
+       {1, 4},
+       {1, 4},
+       {1, 4}},
+      {"shorter exactly floor(B/2) = 2: kept whole",
+       "the quick",
+       "hello world hello world hello world",
+       8,
+       true,
+       {2, 3},
+       {2, 3},
+       {2, 3}},
+      {"shorter 3 > B/2, first shorter: both cut, odd token to the longer / to the first",
+       "the quick brown",
+       "hello world hello world hello world",
+       8,
+       true,
+       {2, 3},
+       {2, 3},
+       {3, 2}},
+      {"first longer (6 and 3): both cut, the first keeps the odd token in every rule",
+       "the quick brown fox the quick",
+       "hello world hello",
+       8,
+       true,
+       {3, 2},
+       {3, 2},
+       {3, 2}},
+      {"tie 4 and 4: the second is the longer / the first keeps it",
+       "the quick brown fox",
+       "hello world hello world",
+       8,
+       true,
+       {2, 3},
+       {2, 3},
+       {3, 2}},
+      {"even budget 6 (max_length 9), 5 and 7: 3 each",
+       "the quick brown fox the",
+       "hello world hello world hello world hello",
+       9,
+       true,
+       {3, 3},
+       {3, 3},
+       {3, 3}},
+      {"early exit flips the order: 10 -> 8 words, 9 -> 9 (unaffable crosses 8)",
+       ten,
+       "hello world hello world hello world unaffable",
+       8,
+       true,
+       {2, 3},
+       {3, 2},
+       {3, 2}},
+      {"early exit makes a tie: 10 -> 8, 9 -> 8",
+       ten,
+       "hello world hello world hello world hello world hello",
+       8,
+       true,
+       {2, 3},
+       {3, 2},
+       {3, 2}},
+      {"early exit keeps the crossing word: 10 stays 10 (7 + unaffable), 11 -> 8",
+       "the quick brown fox the quick brown unaffable",
+       "hello world hello world hello world hello world hello world hello",
+       8,
+       true,
+       {3, 2},
+       {2, 3},
+       {3, 2}},
+      {"no special tokens, budget = max_length 5: 6 -> 5, 9 -> 5, a tie",
+       "the quick brown fox the quick",
+       "hello world hello world hello world unaffable",
+       5,
+       false,
+       {2, 3},
+       {2, 3},
+       {3, 2}},
+      {"fits: nothing cut", "fox", "hello world", 6, true, {1, 2}, {1, 2}, {1, 2}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    BertEncodeOptions o{.max_length = c.max_length, .add_special_tokens = c.specials};
+    EXPECT_EQ(kept(t, c.a, c.b, o), c.tokenizers) << "hf_tokenizers";
+    o.pair_truncation = PairTruncation::hf_tokenizers_0_22;
+    EXPECT_EQ(kept(t, c.a, c.b, o), c.tokenizers_0_22) << "hf_tokenizers_0_22";
+    o.pair_truncation = PairTruncation::hf_python;
+    EXPECT_EQ(kept(t, c.a, c.b, o), c.python) << "hf_python";
+  }
+  // The early-exit case in full, padded.
+  data::BertEncoding e = t.encode_pair(ten, "hello world hello world hello world unaffable",
+                                       {.max_length = 10, .pad_to_max_length = true});
+  // max_length 10: a -> 10 words (no cut: 10 >= 10 right at the last word), b -> 9; budget 7, a longer.
+  EXPECT_EQ(e.input_ids, (Ids{CLS, THE, QUICK, BROWN, FOX, SEP, HELLO, WORLD, HELLO, SEP}));
+  e = t.encode_pair(ten, "hello world hello world hello world unaffable", {.max_length = 8});
+  EXPECT_EQ(e.input_ids, (Ids{CLS, THE, QUICK, SEP, HELLO, WORLD, HELLO, SEP}));
+  EXPECT_EQ(e.token_type_ids, (Ids{0, 0, 0, 0, 1, 1, 1, 1}));
+}
+
+// Random pairs of words of 1 or 3 tokens, random max_length: each rule against a plain statement of it.
+TEST(BertTokenizer, PairTruncationRulesMatchTheirDefinitionsOnRandomPairs) {
+  using data::PairTruncation;
+  const BertTokenizer& t = tiny();
+  std::mt19937 rng(static_cast<uint32_t>(next_seed()));
+  const auto text = [&](std::vector<size_t>& words) {  // words: the token count of each word
+    std::string s;
+    const int n = static_cast<int>(rng() % 14);
+    for (int i = 0; i < n; ++i) {
+      const bool three = rng() % 4 == 0;
+      s += three ? "unaffable " : "hello ";
+      words.push_back(three ? 3 : 1);
+    }
+    return s;
+  };
+  for (int trial = 0; trial < 2000; ++trial) {
+    std::vector<size_t> wa, wb;
+    const std::string a = text(wa), b = text(wb);
+    const bool specials = rng() % 4 != 0;
+    const size_t max_length = 3 + rng() % 14, budget = max_length - (specials ? 3 : 0);
+    const auto total = [](const std::vector<size_t>& w) {
+      size_t n = 0;
+      for (size_t x : w) n += x;
+      return n;
+    };
+    const auto early_exit = [&](const std::vector<size_t>& w) {
+      size_t n = 0;
+      for (size_t x : w) {
+        if (n >= max_length) break;
+        n += x;
+      }
+      return n;
+    };
+    // Python: literally one token at a time off the longer, the second on a tie.
+    size_t p1 = total(wa), p2 = total(wb);
+    while (p1 + p2 > budget) (p1 > p2 ? p1 : p2)--;
+    // tokenizers: the shorter kept whole if <= budget / 2, else floor/ceil with the ceiling to the longer
+    // (the second on a tie).
+    const auto rust = [&](size_t n1, size_t n2) -> std::pair<size_t, size_t> {
+      if (n1 + n2 <= budget) return {n1, n2};
+      const bool first_shorter = n1 <= n2;
+      const size_t s = std::min(n1, n2);
+      if (2 * s <= budget) return first_shorter ? std::pair{s, budget - s} : std::pair{budget - s, s};
+      const size_t lo = budget / 2, hi = budget - lo;
+      return first_shorter ? std::pair{lo, hi} : std::pair{hi, lo};
+    };
+    const auto [r1, r2] = rust(early_exit(wa), early_exit(wb));
+    const auto [q1, q2] = rust(total(wa), total(wb));
+    SCOPED_TRACE(str_cat("'", a, "' | '", b, "' max_length ", max_length, specials ? "" : " no specials"));
+    BertEncodeOptions o{.max_length = static_cast<int>(max_length), .add_special_tokens = specials};
+    ASSERT_EQ(kept(t, a, b, o), (std::pair{std::min(r1, total(wa)), std::min(r2, total(wb))}));
+    o.pair_truncation = PairTruncation::hf_tokenizers_0_22;
+    ASSERT_EQ(kept(t, a, b, o), (std::pair{q1, q2}));
+    o.pair_truncation = PairTruncation::hf_python;
+    ASSERT_EQ(kept(t, a, b, o), (std::pair{p1, p2}));
+  }
+}
+
 TEST(BertTokenizer, RandomSentencesOfKnownWordsGiveTheirIds) {
   // Words with known pieces, in random case, joined by random white space and punctuation.
   const std::vector<std::pair<std::string, Ids>> words = {{"the", {THE}},
