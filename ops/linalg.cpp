@@ -115,23 +115,35 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, bool r
                 b.shape(), " (weight ", w.shape(), ")");
   }
   const LinearArgs args{x.numel() / std::max<int64_t>(1, x.size(-1)), w.size(1), w.size(0), relu};
-  // An output width that is not a multiple of 8 (GPT-2's vocabulary of 50,257) makes every GEMM of the op
-  // (forward, input and weight gradients) run with a leading dimension that is not a multiple of 16 bytes,
-  // where cuBLAS(Lt) has only slow kernels: on an H200 that cost GPT-2's tied classifier 30 ms of a 100 ms
-  // training step. Large such layers therefore run on a weight padded with zero rows to a multiple of 64 and
-  // return a view of the first `out` columns (as llm.c pads the vocabulary; autograd carries the gradients
-  // through the narrow and the cat, so the padded rows never reach the caller's weight). Same values up to
-  // the GEMM's summation order.
-  constexpr int64_t kPadMinElements = int64_t{1} << 22;
-  if (x.device().is_cuda() && args.out % 8 != 0 && args.rows * args.out >= kPadMinElements && args.in > 0) {
-    const int64_t padded = (args.out + 63) / 64 * 64;
-    Tensor wp =
-        cat({w_in, zeros({padded - args.out, args.in}, {.dtype = w_in.dtype(), .device = w_in.device()})}, 0);
-    Tensor bp =
-        b_in.defined()
-            ? cat({b_in, zeros({padded - args.out}, {.dtype = b_in.dtype(), .device = b_in.device()})}, 0)
-            : Tensor();
-    return linear(x_in, wp, bp, relu).narrow(-1, 0, args.out);
+  // A width that is not a multiple of 8 (GPT-2's vocabulary of 50,257 outputs; DLRM's 479 interaction
+  // features into its top MLP) makes the op's GEMMs (forward, input and weight gradients) run with leading
+  // dimensions that are not multiples of 16 bytes, where cuBLAS(Lt) has only slow kernels: on an H200 that
+  // cost GPT-2's tied classifier 30 ms of a 100 ms training step. Large such layers therefore run padded
+  // with zeros: the output width to a multiple of 64 (zero weight rows; the result is a view of the first
+  // `out` columns, as llm.c pads the vocabulary), the input width to a multiple of 8 (zero columns in the
+  // input and the weight). Autograd carries the gradients through the narrow and the cats, so no padding
+  // reaches the caller's tensors; the values are the same up to the GEMM's summation order. Narrow layers
+  // (out < 64: a DLRM's last layer of width 1) keep their shape.
+  constexpr int64_t kPadMinElements = int64_t{1} << 20;
+  const bool pad_out = args.out % 8 != 0 && args.out >= 64, pad_in = args.in % 8 != 0;
+  if (x.device().is_cuda() && (pad_out || pad_in) && args.in > 0 &&
+      args.rows * std::max(args.in, args.out) >= kPadMinElements) {
+    const int64_t out_p = pad_out ? (args.out + 63) / 64 * 64 : args.out, in_p = (args.in + 7) / 8 * 8;
+    const TensorOptions wo{.dtype = w_in.dtype(), .device = w_in.device()};
+    Tensor wp = w_in, xp = x_in, bp = b_in;
+    if (pad_in) {
+      wp = cat({wp, zeros({args.out, in_p - args.in}, wo)}, 1);
+      Shape xs = x_in.shape();
+      xs.back() = in_p - args.in;
+      xp = cat({x_in, zeros(xs, {.dtype = x_in.dtype(), .device = x_in.device()})}, -1);
+    }
+    if (pad_out) {
+      wp = cat({wp, zeros({out_p - args.out, wp.size(1)}, wo)}, 0);
+      if (b_in.defined())
+        bp = cat({b_in, zeros({out_p - args.out}, {.dtype = b_in.dtype(), .device = b_in.device()})}, 0);
+    }
+    Tensor y = linear(xp, wp, bp, relu);
+    return pad_out ? y.narrow(-1, 0, args.out) : y;
   }
   Shape out_shape = x.shape();
   out_shape.back() = args.out;

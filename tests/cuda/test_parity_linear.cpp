@@ -37,12 +37,21 @@ NABLA_PARITY(linear, frozen_weight) {
   EXPECT_PARITY([](In in) { return linear(in[0], in[1], in[2]); },
                 {parity_randn({20, 24}), parity_randn({8, 24}, false), parity_randn({8})}, kTol);
 }
-// A large layer whose output width is not a multiple of 8 (GPT-2's 50,257-word classifier in miniature:
-// 8,192 x 515 outputs, over ops/linalg.cpp's padding threshold of 2^22): on CUDA it runs on a weight padded
-// to 576 rows and returns a narrowed view; values and gradients must be the CPU's, with and without bias.
+// Large layers whose widths are not multiples of 8 (GPT-2's 50,257-word classifier and DLRM's 479 top-MLP
+// inputs in miniature, over ops/linalg.cpp's padding threshold of 2^20 elements): on CUDA they run on
+// zero-padded operands (output width to 576, input width to 48) and return a narrowed view; values and
+// gradients must be the CPU's, with and without bias, and with a ReLU.
 NABLA_PARITY(linear, padded_output_width) {
   EXPECT_PARITY([](In in) { return linear(in[0], in[1], in[2]) * 0.5 + linear(in[0], in[1]) * 0.25; },
-                {parity_randn({2, 4096, 40}), parity_randn({515, 40}), parity_randn({515})}, kTol);
+                {parity_randn({2, 1024, 40}), parity_randn({515, 40}), parity_randn({515})}, kTol);
+}
+NABLA_PARITY(linear, padded_input_width) {
+  EXPECT_PARITY([](In in) { return linear(in[0], in[1], in[2], true); },
+                {parity_randn({4096, 259}), parity_randn({96, 259}), parity_randn({96})}, kTol);
+}
+NABLA_PARITY(linear, padded_both_widths) {
+  EXPECT_PARITY([](In in) { return linear(in[0], in[1], in[2]); },
+                {parity_randn({2048, 45}), parity_randn({577, 45}), parity_randn({577})}, kTol);
 }
 NABLA_PARITY(linear, large_rows_bias_gradient) {
   EXPECT_PARITY([](In in) { return linear(in[0], in[1], in[2]); },
