@@ -69,6 +69,8 @@ bool has_note(const std::vector<Note>& notes, Note n) {
 struct ConvPlan {
   std::unique_ptr<Desc> x, w, y, conv, op, graph, cfg, plan;
   int64_t workspace = 0;
+  int64_t engine = -1;
+  bool preferred = false;
 };
 
 bool enabled() {
@@ -80,6 +82,8 @@ bool enabled() {
 }
 
 int64_t workspace_size(const ConvPlan& p) { return p.workspace; }
+int64_t engine_of(const ConvPlan& p) { return p.engine; }
+bool from_preferred_engine(const ConvPlan& p) { return p.preferred; }
 
 void execute(const ConvPlan& p, void* x, void* w, void* y, void* workspace) {
   Desc pack(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
@@ -93,7 +97,8 @@ void execute(const ConvPlan& p, void* x, void* w, void* y, void* workspace) {
 }
 
 std::shared_ptr<ConvPlan> make_conv_plan(const ConvDesc& d, void* x, void* w, void* y, bool deterministic,
-                                         bool allow_tf32, bool time_candidates, std::string* log) {
+                                         bool allow_tf32, bool time_candidates, std::string* log,
+                                         int64_t preferred_engine) {
   cudnnHandle_t handle = cudnn_handle();
   const cudnnDataType_t dt = d.data_type;
   const cudnnDataType_t compute = d.dtype == DType::f64 ? CUDNN_DATA_DOUBLE : CUDNN_DATA_FLOAT;
@@ -174,8 +179,10 @@ std::shared_ptr<ConvPlan> make_conv_plan(const ConvDesc& d, void* x, void* w, vo
   };
   std::vector<Candidate> candidates;
   int considered = 0;
+  // A preferred engine may be any of the timed candidates, so they are all enumerated then.
+  const int wanted = time_candidates || preferred_engine >= 0 ? kTimedCandidates : 1;
   for (cudnnBackendHeurMode_t mode : {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_FALLBACK}) {
-    if (static_cast<int>(candidates.size()) >= (time_candidates ? kTimedCandidates : 1)) break;
+    if (static_cast<int>(candidates.size()) >= wanted) break;
     Desc heur(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
     cudnnBackendDescriptor_t gd = base->graph->get();
     heur.set(CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &gd);
@@ -197,7 +204,7 @@ std::shared_ptr<ConvPlan> make_conv_plan(const ConvDesc& d, void* x, void* w, vo
                                  count, &got, raw.data()) != CUDNN_STATUS_SUCCESS)
       continue;
     for (int64_t i = 0; i < got; ++i) {
-      if (static_cast<int>(candidates.size()) >= (time_candidates ? kTimedCandidates : 1)) break;
+      if (static_cast<int>(candidates.size()) >= wanted) break;
       ++considered;
       Desc engine(CUDNN_BACKEND_ENGINE_DESCRIPTOR);
       int64_t n = 0;
@@ -246,7 +253,13 @@ std::shared_ptr<ConvPlan> make_conv_plan(const ConvDesc& d, void* x, void* w, vo
   }
 
   size_t best = 0;
-  if (time_candidates && candidates.size() > 1) {
+  bool preferred = false;
+  for (size_t i = 0; i < candidates.size() && preferred_engine >= 0 && !preferred; ++i)
+    if (candidates[i].engine == preferred_engine) {
+      best = i;
+      preferred = true;
+    }
+  if (!preferred && time_candidates && candidates.size() > 1) {
     int64_t most = 0;
     for (const Candidate& c : candidates) most = std::max(most, c.workspace);
     void* ws = most ? workspace(static_cast<size_t>(most)) : nullptr;
@@ -287,7 +300,9 @@ std::shared_ptr<ConvPlan> make_conv_plan(const ConvDesc& d, void* x, void* w, vo
   if (log) {
     *log = str_cat("graph API engine ", c.engine, " (candidate ", best + 1, " of ", candidates.size(),
                    " in heuristics order");
-    if (time_candidates && candidates.size() > 1) {
+    if (preferred) {
+      *log += ", taken from the NABLA_CONV_CACHE file, not timed";
+    } else if (time_candidates && candidates.size() > 1) {
       *log += ", ms";
       for (const Candidate& k : candidates) *log += str_cat(" ", k.ms);
     }
@@ -296,6 +311,8 @@ std::shared_ptr<ConvPlan> make_conv_plan(const ConvDesc& d, void* x, void* w, vo
   base->cfg = std::move(c.cfg);
   base->plan = std::move(c.plan);
   base->workspace = c.workspace;
+  base->engine = c.engine;
+  base->preferred = preferred;
   return base;
 }
 
