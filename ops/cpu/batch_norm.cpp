@@ -4,7 +4,8 @@
 // Statistics are partial sums per (n, c) plane (parallel over n * c), added up over n in order; then one
 // pass applies y = x * scale[c] + shift[c] (+ residual, then relu, for batch_norm_add_relu). Sums accumulate
 // in f64 for both f32 and f64. The backward of batch_norm_add_relu reads gm = (y > 0 ? g : 0) wherever
-// batch_norm's reads g, and writes gm as the residual's gradient. The CUDA twin is cuda/batch_norm.cu.
+// batch_norm's reads g (no pass of its own), and its dx pass also writes gm as the residual's gradient. The
+// CUDA twin is cuda/batch_norm.cu.
 #include <cmath>
 #include <vector>
 
@@ -105,25 +106,17 @@ void batch_norm_cpu(const Tensor& x, const Tensor& weight, const Tensor& bias, c
   });
 }
 
-void batch_norm_backward_cpu(const Tensor& g_in, const Tensor& x, const Tensor& relu_out,
-                             const Tensor& weight, const Tensor& mean, const Tensor& var, bool training,
-                             int64_t n, int64_t c, int64_t s, double eps, Tensor& dx, Tensor& dweight,
-                             Tensor& dbias, Tensor& dresidual) {
+void batch_norm_backward_cpu(const Tensor& g, const Tensor& x, const Tensor& relu_out, const Tensor& weight,
+                             const Tensor& mean, const Tensor& var, bool training, int64_t n, int64_t c,
+                             int64_t s, double eps, Tensor& dx, Tensor& dweight, Tensor& dbias,
+                             Tensor& dresidual) {
   visit_float(x.dtype(), "batch_norm", [&](auto zero) {
     using T = decltype(zero);
-    // The ReLU backward first (gm = g where the output is positive), into dresidual when it is wanted: the
-    // CPU keeps this a separate pass for clarity; the sums and dx below read gm as batch_norm reads g.
-    Tensor g = g_in;
-    if (relu_out.defined()) {
-      g = dresidual.defined() ? dresidual : Tensor::empty(g_in.shape(), g_in.dtype(), g_in.device());
-      const T* src = base<T>(g_in);
-      const T* py = base<T>(relu_out);
-      T* dst = base<T>(g);
-      const int64_t total = n * c * s;
-#pragma omp parallel for if (total >= kParallelGrain) schedule(static)
-      for (int64_t e = 0; e < total; ++e) dst[e] = py[e] > T(0) ? src[e] : T(0);
-    }
+    // The ReLU backward of batch_norm_add_relu folded into every read of g: gm = g where the forward's
+    // output is positive, else 0 (plain batch_norm: py == nullptr, gm = g).
     const T* pg = base<T>(g);
+    const T* py = relu_out.defined() ? base<T>(relu_out) : nullptr;
+    const auto gm = [pg, py](int64_t e) -> T { return py && !(py[e] > T(0)) ? T(0) : pg[e]; };
     const T* px = base<T>(x);
     const T* pw = weight.defined() ? base<T>(weight) : nullptr;
     const T* pmean = base<T>(mean);
@@ -137,17 +130,17 @@ void batch_norm_backward_cpu(const Tensor& g_in, const Tensor& x, const Tensor& 
     std::vector<double> sum_g(c, 0.0), sum_gx(c, 0.0);
     if (training || dweight.defined() || dbias.defined()) {
       sum_g = sum_planes(n, c, s, [&](int64_t i, int64_t ch) {
-        const T* gp = pg + (i * c + ch) * s;
+        const int64_t o = (i * c + ch) * s;
         double acc = 0;
-        for (int64_t k = 0; k < s; ++k) acc += gp[k];
+        for (int64_t k = 0; k < s; ++k) acc += gm(o + k);
         return acc;
       });
       sum_gx = sum_planes(n, c, s, [&](int64_t i, int64_t ch) {
-        const T* gp = pg + (i * c + ch) * s;
-        const T* xp = px + (i * c + ch) * s;
+        const int64_t o = (i * c + ch) * s;
+        const T* xp = px + o;
         const double m = mu[ch];
         double acc = 0;
-        for (int64_t k = 0; k < s; ++k) acc += gp[k] * (xp[k] - m);
+        for (int64_t k = 0; k < s; ++k) acc += gm(o + k) * (xp[k] - m);
         return acc;
       });
       for (int64_t ch = 0; ch < c; ++ch) sum_gx[ch] *= rs[ch];
@@ -160,7 +153,7 @@ void batch_norm_backward_cpu(const Tensor& g_in, const Tensor& x, const Tensor& 
       T* p = base<T>(dbias);
       for (int64_t ch = 0; ch < c; ++ch) p[ch] = static_cast<T>(sum_g[ch]);
     }
-    if (!dx.defined()) return;
+    if (!dx.defined() && !dresidual.defined()) return;
     // training: dx = w * rstd * (g - mean(g) - xhat * mean(g * xhat)); evaluation: dx = w * rstd * g.
     // Written as dx = g * a + x * b + d per channel.
     const double count = static_cast<double>(n * s);
@@ -173,15 +166,25 @@ void batch_norm_backward_cpu(const Tensor& g_in, const Tensor& x, const Tensor& 
       cb[ch] = static_cast<T>(-kx);
       cd[ch] = static_cast<T>(kx * mu[ch] - k0);
     }
-    T* pdx = base<T>(dx);
+    // One pass: dx, and the residual's gradient gm (batch_norm_add_relu).
+    T* pdx = dx.defined() ? base<T>(dx) : nullptr;
+    T* pdr = dresidual.defined() ? base<T>(dresidual) : nullptr;
 #pragma omp parallel for if (n * c * s >= kParallelGrain) schedule(static)
     for (int64_t p = 0; p < n * c; ++p) {
       const int64_t ch = p % c;
       const T a = ca[ch], b = cb[ch], d = cd[ch];
-      const T* gp = pg + p * s;
       const T* xp = px + p * s;
-      T* dp = pdx + p * s;
-      for (int64_t k = 0; k < s; ++k) dp[k] = gp[k] * a + xp[k] * b + d;
+      if (!py) {  // plain batch_norm (dx defined, no residual): the loop without branches
+        const T* gp = pg + p * s;
+        T* dp = pdx + p * s;
+        for (int64_t k = 0; k < s; ++k) dp[k] = gp[k] * a + xp[k] * b + d;
+        continue;
+      }
+      for (int64_t k = 0; k < s; ++k) {
+        const T gv = gm(p * s + k);
+        if (pdr) pdr[p * s + k] = gv;
+        if (pdx) pdx[p * s + k] = gv * a + xp[k] * b + d;
+      }
     }
   });
 }
