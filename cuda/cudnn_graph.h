@@ -59,4 +59,18 @@ bool from_preferred_engine(const ConvPlan& p);  // chosen as make_conv_plan's pr
 // Queues the convolution on the compute stream (workspace: at least workspace_size bytes, or null if 0).
 void execute(const ConvPlan& p, void* x, void* w, void* y, void* workspace);
 
+// ---- a forward convolution with a scale-bias-ReLU prologue (issue 27, experimental) ----
+// y = conv(relu(x * scale + bias), w) as ONE cuDNN operation graph: three pointwise operations (MUL, ADD,
+// RELU_FWD) on virtual f32 tensors feed the convolution's input, so relu(x * scale + bias) is never
+// written to memory (the "BN-ReLU-Conv" prologue: batch norm's apply with its per-channel scale and bias
+// folded into the next convolution). scale and bias are f32 [1, C, 1, 1]; x, w and y are d's tensors.
+// cuDNN serves this graph with runtime-fusion engines only (compiled at the first use of a shape: seconds),
+// so runtime-compiled engines are allowed here; the heuristics' first configuration that finalises is
+// taken, untimed. Null, with the reason in `why`, when none does.
+struct ProloguePlan;
+std::shared_ptr<ProloguePlan> make_prologue_conv_plan(const ConvDesc& d, std::string* why);
+int64_t workspace_size(const ProloguePlan& p);
+void execute_prologue(const ProloguePlan& p, void* x, void* scale, void* bias, void* w, void* y,
+                      void* workspace);
+
 }  // namespace nabla::cuda::cudnn_graph
