@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2086,SC2068  # the argument strings (R50, TIMING, ...) are split into words on purpose
 # Issue 27's GPU experiments (docs/cuda.md, "ResNet fusion"): what batch_norm_add_relu and the convolution
 # choice cache file change, Nabla alone (benchmarks/resnet_bench.sh has the PyTorch side).
 #
