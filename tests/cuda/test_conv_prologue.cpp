@@ -54,7 +54,7 @@ void expect_prologue_matches_ops(DType dt, const Shape& xs, const Shape& ws, std
   Tensor h = relu(x.to(DType::f32) * scale.reshape({1, c, 1, 1}) + bias.reshape({1, c, 1, 1}));
   Tensor ref = conv2d(h.to(dt).contiguous(kCL), w, Tensor(), {stride[0], stride[1]}, {pad[0], pad[1]});
   ASSERT_EQ(y.shape(), ref.shape());
-  test::compare_tensors(ref.to(DType::f32).to(Device::cpu()), y.to(DType::f32).to(Device::cpu()), tol,
+  test::compare_tensors(ref.to(DType::f32).to(Device::cpu()), y.to(DType::f32), tol,
                         "fused prologue convolution");
   cuda::set_tf32_enabled(tf32);
 }
