@@ -16,9 +16,14 @@
 // --cuda-graph: after the warm-up, one step is captured as a CUDA graph (cuda/graph.h) and the timed steps
 // are its replays (one launch a step, no host work per op); the record says "cuda_graph": true.
 //
+// The record says "fused": whether the blocks ran batch_norm_add_relu (NABLA_RESNET_FUSED=0 turns it off).
+// --report-algos: NABLA_CONV_REPORT=1, so every convolution shape's cuDNN choice is listed on stderr at exit
+// (NABLA_CONV_CACHE=file keeps the choices for the next process: cuda/conv_cache.h).
+// --device cpu: the same step on the CPU (for trying the harness without a GPU; no CUDA graph, no TF32).
+//
 // Usage: bench_resnet --name resnet50_b128_tf32 --model resnet50 --batch 128 --image-size 224
 //                     --classes 1000 [--amp bf16] [--channels-last] [--cuda-graph] [--warmup 10] [--steps 10]
-//                     [--windows 5] [--no-tf32]
+//                     [--windows 5] [--no-tf32] [--report-algos] [--device cuda|cpu]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -38,7 +43,7 @@ namespace {
 using namespace nabla;
 
 struct Options {
-  std::string name, model = "resnet50", amp = "off";
+  std::string name, model = "resnet50", amp = "off", device = "cuda";
   int64_t batch = 128, image_size = 224, classes = 1000, warmup = 10, steps = 10, windows = 5;
   bool tf32 = true;
   bool channels_last = false;  // model and input in NHWC (Module::to(MemoryFormat::ChannelsLast))
@@ -50,7 +55,7 @@ struct Options {
       stderr,
       "bench_resnet: %s\nusage: bench_resnet --name NAME --model resnetNN --batch N --image-size S "
       "--classes C [--amp off|bf16] [--channels-last] [--cuda-graph] [--warmup N] [--steps N] [--windows N] "
-      "[--no-tf32]\n",
+      "[--no-tf32] [--report-algos] [--device cuda|cpu]\n",
       why.c_str());
   std::exit(2);
 }
@@ -78,6 +83,10 @@ Options parse(int argc, char** argv) {
       o.cuda_graph = true;
       continue;
     }
+    if (a == "--report-algos") {  // read by cuda/conv.cu at the first convolution, after this
+      setenv("NABLA_CONV_REPORT", "1", 1);
+      continue;
+    }
     if (i + 1 >= argc) usage("missing value for " + a);
     const char* v = argv[++i];
     if (a == "--name")
@@ -98,10 +107,14 @@ Options parse(int argc, char** argv) {
       o.steps = positive(a, v);
     else if (a == "--windows")
       o.windows = positive(a, v);
+    else if (a == "--device")
+      o.device = v;
     else
       usage("unknown option " + a);
   }
   if (o.amp != "off" && o.amp != "bf16") usage("--amp expects off or bf16, got " + o.amp);
+  if (o.device != "cuda" && o.device != "cpu") usage("--device expects cuda or cpu, got " + o.device);
+  if (o.device == "cpu" && o.cuda_graph) usage("--cuda-graph needs --device cuda");
   if (o.name.empty())
     o.name = o.model + "_b" + std::to_string(o.batch) + "_" + (o.amp == "bf16" ? "bf16" : "tf32") +
              (o.channels_last ? "_cl" : "");
@@ -121,11 +134,13 @@ int main(int argc, char** argv) {
                       {"amp", o.amp},
                       {"channels_last", o.channels_last},
                       {"cuda_graph", o.cuda_graph},
-                      {"tf32", o.tf32}};
+                      {"tf32", o.tf32},
+                      {"fused", models::resnet_fused()},
+                      {"device", o.device}};
   try {
-    const Device dev = Device::cuda(0);
+    const Device dev = o.device == "cpu" ? Device::cpu() : Device::cuda(0);
     runtime::require_device(dev, "bench_resnet");
-    runtime::set_tf32_enabled(o.tf32);
+    if (dev.is_cuda()) runtime::set_tf32_enabled(o.tf32);
     manual_seed(0);
     auto model = models::make_resnet(o.model, {.num_classes = o.classes});
     model->to(dev);

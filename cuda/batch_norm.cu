@@ -12,11 +12,16 @@
 //      mean/biased variance (training), dweight/dbias, and per-channel coefficients.
 //   3. apply: x as [n, c*s], a thread per column (channel computed once) looping over rows: y = x * scale +
 //      shift; dx = g * w rstd - kx (x - mean) - k0 (training) or g * w rstd (evaluation).
-//   The running-statistics update stays in the op layer (element-wise ops on the CUDA tensors).
+//   The running statistics are updated in bn_finalize.
+// batch_norm_add_relu fuses into the same kernels (BnEpi): the forward apply adds the residual and clamps at
+// 0; the backward reads gm = (y > 0 ? g : 0) (y the forward's output) wherever batch_norm reads g, in the
+// partials and in the apply, and the apply writes gm as the residual's gradient. So the fused op costs the
+// launches and passes of batch_norm alone: no separate add, relu or relu-backward pass over the activations.
 // mean/var are read and written in x's dtype, or f32 for a bf16/f16 x (Stat<T>, cuda/rows.cuh).
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
+#include <initializer_list>
 
 #include "cuda/dtype.cuh"
 #include "cuda/loops.cuh"
@@ -45,6 +50,23 @@ template <class A>
 __device__ __forceinline__ Moments<A> shfl_down(Moments<A> v, int d) {
   return {__shfl_down_sync(kFull, v.n, d), __shfl_down_sync(kFull, v.mean, d),
           __shfl_down_sync(kFull, v.m2, d)};
+}
+
+// The fused epilogue of batch_norm_add_relu (all null / false for plain batch_norm). Forward: res is added
+// to y and relu clamps it at 0. Backward: ym (the forward's output) masks g, and dres receives the masked g.
+template <class T>
+struct BnEpi {
+  const T* res = nullptr;
+  bool relu = false;
+  const T* ym = nullptr;
+  T* dres = nullptr;
+};
+
+// g at off, zeroed where the forward's output (ym, when given) is not positive: the ReLU backward.
+template <class T>
+__device__ __forceinline__ acc_t<T> masked_g(const T* __restrict__ g, const T* __restrict__ ym, int64_t off) {
+  const acc_t<T> gv = load(g[off]);
+  return ym == nullptr || load(ym[off]) > acc_t<T>(0) ? gv : acc_t<T>(0);
 }
 
 // Per-thread accumulation. Forward: sums of (x - k) and (x - k)^2 with k the thread's first value (a shift
@@ -88,8 +110,9 @@ __device__ __forceinline__ void bn_store_partial(A* part, int64_t stride, int64_
 // s >= 32: a 256-thread block per (channel, chunk of n); its planes are walked as one flat range.
 template <class T, bool BWD>
 __global__ void __launch_bounds__(256)
-    bn_partial_planes(const T* __restrict__ x, const T* __restrict__ g, Stat<T> mean, int64_t n, int64_t c,
-                      int64_t s, int64_t chunks, acc_t<T>* __restrict__ part) {
+    bn_partial_planes(const T* __restrict__ x, const T* __restrict__ g, const T* __restrict__ ym,
+                      Stat<T> mean, int64_t n, int64_t c, int64_t s, int64_t chunks,
+                      acc_t<T>* __restrict__ part) {
   using A = acc_t<T>;
   __shared__ A sh[3][8];
   const int64_t ch = blockIdx.x / chunks, j = blockIdx.x % chunks;
@@ -103,7 +126,7 @@ __global__ void __launch_bounds__(256)
   if (!BWD && e < total) acc.k = load(x[(i * c + ch) * s + k]);
   for (; e < total; e += B) {
     const int64_t off = (i * c + ch) * s + k;
-    acc.add(load(x[off]), BWD ? load(g[off]) : A(0), mu);
+    acc.add(load(x[off]), BWD ? masked_g(g, ym, off) : A(0), mu);
     k += dk;
     i += di;
     if (k >= s) {
@@ -154,8 +177,9 @@ __global__ void __launch_bounds__(256)
 // of column q = ch * s + k in chunk ck goes to channel ch's slot ck * s + k (J = chunks * s per channel).
 template <class T, bool BWD>
 __global__ void __launch_bounds__(256)
-    bn_partial_columns(const T* __restrict__ x, const T* __restrict__ g, Stat<T> mean, int64_t n, int64_t c,
-                       int64_t s, int64_t chunks, acc_t<T>* __restrict__ part) {
+    bn_partial_columns(const T* __restrict__ x, const T* __restrict__ g, const T* __restrict__ ym,
+                       Stat<T> mean, int64_t n, int64_t c, int64_t s, int64_t chunks,
+                       acc_t<T>* __restrict__ part) {
   using A = acc_t<T>;
   __shared__ A sh[3][8][33];
   const int tx = threadIdx.x, ty = threadIdx.y;
@@ -170,7 +194,7 @@ __global__ void __launch_bounds__(256)
     const A mu = BWD ? mean.get(ch) : A(0);
     if (!BWD && i0 + ty < i1) acc.k = load(x[(i0 + ty) * Q + q]);
     for (int64_t i = i0 + ty; i < i1; i += 8)
-      acc.add(load(x[i * Q + q]), BWD ? load(g[i * Q + q]) : A(0), mu);
+      acc.add(load(x[i * Q + q]), BWD ? masked_g(g, ym, i * Q + q) : A(0), mu);
   }
   if constexpr (BWD) {
     sh[0][ty][tx] = acc.s1;
@@ -278,7 +302,7 @@ __global__ void bn_finalize(const acc_t<T>* __restrict__ part, int64_t c, int64_
 template <class T, bool BWD>
 __global__ void __launch_bounds__(256)
     bn_apply(const T* __restrict__ x, const T* __restrict__ g, const acc_t<T>* __restrict__ coef, int64_t n,
-             int64_t c, int64_t s, T* __restrict__ out) {
+             int64_t c, int64_t s, BnEpi<T> ep, T* __restrict__ out) {
   using A = acc_t<T>;
   const int64_t Q = c * s;
   const int64_t q = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -288,13 +312,18 @@ __global__ void __launch_bounds__(256)
     const A wr = coef[ch], kx = coef[c + ch], k0 = coef[2 * c + ch], mu = coef[3 * c + ch];
     for (int64_t i = blockIdx.y; i < n; i += gridDim.y) {
       const int64_t off = i * Q + q;
-      out[off] = store<T>(load(g[off]) * wr - kx * (load(x[off]) - mu) - k0);
+      const A gv = masked_g(g, ep.ym, off);
+      if (ep.dres) ep.dres[off] = store<T>(gv);
+      if (out) out[off] = store<T>(gv * wr - kx * (load(x[off]) - mu) - k0);
     }
   } else {
     const A sc = coef[ch], sh = coef[c + ch];
     for (int64_t i = blockIdx.y; i < n; i += gridDim.y) {
       const int64_t off = i * Q + q;
-      out[off] = store<T>(load(x[off]) * sc + sh);
+      A v = load(x[off]) * sc + sh;
+      if (ep.res) v += load(ep.res[off]);
+      if (ep.relu) v = v > A(0) ? v : A(0);
+      out[off] = store<T>(v);
     }
   }
 }
@@ -305,16 +334,21 @@ __global__ void __launch_bounds__(256)
 template <class T, bool BWD, class I>
 __global__ void __launch_bounds__(256)
     bn_apply_flat(const T* __restrict__ x, const T* __restrict__ g, const acc_t<T>* __restrict__ coef,
-                  I total, I c, T* __restrict__ out) {
+                  I total, I c, BnEpi<T> ep, T* __restrict__ out) {
   using A = acc_t<T>;
   for (I e = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; e < total;
        e += static_cast<I>(blockDim.x) * gridDim.x) {
     const I ch = e % c;
     if constexpr (BWD) {
-      out[e] =
-          store<T>(load(g[e]) * coef[ch] - coef[c + ch] * (load(x[e]) - coef[3 * c + ch]) - coef[2 * c + ch]);
+      const A gv = masked_g(g, ep.ym, e);
+      if (ep.dres) ep.dres[e] = store<T>(gv);
+      if (out)
+        out[e] = store<T>(gv * coef[ch] - coef[c + ch] * (load(x[e]) - coef[3 * c + ch]) - coef[2 * c + ch]);
     } else {
-      out[e] = store<T>(load(x[e]) * coef[ch] + coef[c + ch]);
+      A v = load(x[e]) * coef[ch] + coef[c + ch];
+      if (ep.res) v += load(ep.res[e]);
+      if (ep.relu) v = v > A(0) ? v : A(0);
+      out[e] = store<T>(v);
     }
   }
 }
@@ -331,8 +365,8 @@ constexpr int kBnPack = static_cast<int>(16 / sizeof(T));
 
 template <class T, bool BWD>
 __global__ void __launch_bounds__(256)
-    bn_partial_rows_packed(const T* __restrict__ x, const T* __restrict__ g, Stat<T> mean, int64_t n,
-                           int64_t c, int64_t chunks, acc_t<T>* __restrict__ part) {
+    bn_partial_rows_packed(const T* __restrict__ x, const T* __restrict__ g, const T* __restrict__ ym,
+                           Stat<T> mean, int64_t n, int64_t c, int64_t chunks, acc_t<T>* __restrict__ part) {
   using A = acc_t<T>;
   constexpr int V = kBnPack<T>;
   __shared__ A sh[BWD ? 2 : 3][256 * V];
@@ -345,7 +379,7 @@ __global__ void __launch_bounds__(256)
   const int64_t ck = blockIdx.y, i0 = n * ck / chunks, i1 = n * (ck + 1) / chunks;
   BnAcc<A, BWD> acc[V];
   if (active) {
-    A mu[V], xv[V], gv[V];
+    A mu[V], xv[V], gv[V], yv[V];
 #pragma unroll
     for (int e = 0; e < V; ++e) {
       mu[e] = BWD ? mean.get(pack * V + e) : A(0);
@@ -358,7 +392,14 @@ __global__ void __launch_bounds__(256)
     }
     for (int64_t i = i0 + r; i < i1; i += rows) {
       load_pack<T, V>(x + i * c + pack * V, xv);
-      if constexpr (BWD) load_pack<T, V>(g + i * c + pack * V, gv);
+      if constexpr (BWD) {
+        load_pack<T, V>(g + i * c + pack * V, gv);
+        if (ym) {  // the ReLU backward of batch_norm_add_relu
+          load_pack<T, V>(ym + i * c + pack * V, yv);
+#pragma unroll
+          for (int e = 0; e < V; ++e) gv[e] = yv[e] > A(0) ? gv[e] : A(0);
+        }
+      }
 #pragma unroll
       for (int e = 0; e < V; ++e) acc[e].add(xv[e], gv[e], mu[e]);
     }
@@ -405,16 +446,23 @@ __global__ void __launch_bounds__(256)
 template <class T, bool BWD, class I>
 __global__ void __launch_bounds__(256)
     bn_apply_packed(const T* __restrict__ x, const T* __restrict__ g, const acc_t<T>* __restrict__ coef,
-                    I total_packs, I row_packs, I c, T* __restrict__ out) {
+                    I total_packs, I row_packs, I c, BnEpi<T> ep, T* __restrict__ out) {
   using A = acc_t<T>;
   constexpr int V = kBnPack<T>;
   for (I p = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; p < total_packs;
        p += static_cast<I>(blockDim.x) * gridDim.x) {
     const I ch0 = (p % row_packs) * V;
-    A xv[V], gv[V];
+    A xv[V], gv[V], tv[V];
     load_pack<T, V>(x + p * V, xv);
     if constexpr (BWD) {
       load_pack<T, V>(g + p * V, gv);
+      if (ep.ym) {  // the ReLU backward: gm = g where the forward's output is positive
+        load_pack<T, V>(ep.ym + p * V, tv);
+#pragma unroll
+        for (int e = 0; e < V; ++e) gv[e] = tv[e] > A(0) ? gv[e] : A(0);
+      }
+      if (ep.dres) store_pack<T, V>(ep.dres + p * V, gv);
+      if (out == nullptr) continue;
 #pragma unroll
       for (int e = 0; e < V; ++e)
         xv[e] = gv[e] * coef[ch0 + e] - coef[c + ch0 + e] * (xv[e] - coef[3 * c + ch0 + e]) -
@@ -422,15 +470,26 @@ __global__ void __launch_bounds__(256)
     } else {
 #pragma unroll
       for (int e = 0; e < V; ++e) xv[e] = xv[e] * coef[ch0 + e] + coef[c + ch0 + e];
+      if (ep.res) {
+        load_pack<T, V>(ep.res + p * V, tv);
+#pragma unroll
+        for (int e = 0; e < V; ++e) xv[e] += tv[e];
+      }
+      if (ep.relu) {
+#pragma unroll
+        for (int e = 0; e < V; ++e) xv[e] = xv[e] > A(0) ? xv[e] : A(0);
+      }
     }
     store_pack<T, V>(out + p * V, xv);
   }
 }
 
+// Every pointer (null ones aside) 16-byte aligned, s == 1 and C a multiple of the pack.
 template <class T>
-bool bn_packable(int64_t c, int64_t s, const void* x, const void* g, const void* out) {
-  const auto al = [](const void* q) { return q == nullptr || reinterpret_cast<uintptr_t>(q) % 16 == 0; };
-  return s == 1 && c % kBnPack<T> == 0 && al(x) && al(g) && al(out);
+bool bn_packable(int64_t c, int64_t s, std::initializer_list<const void*> ptrs) {
+  bool ok = s == 1 && c % kBnPack<T> == 0;
+  for (const void* q : ptrs) ok = ok && (q == nullptr || reinterpret_cast<uintptr_t>(q) % 16 == 0);
+  return ok;
 }
 
 // The stage-1 layout of a batch_norm reduction over [n, c, s].
@@ -472,17 +531,19 @@ BnPlan plan_bn(int64_t n, int64_t c, int64_t s, int pack = 0) {
 }
 
 template <class T, bool BWD>
-void bn_launch_apply(const T* x, const T* g, const acc_t<T>* coef, int64_t n, int64_t c, int64_t s, T* out) {
-  if (bn_packable<T>(c, s, x, g, out)) {
+void bn_launch_apply(const T* x, const T* g, const acc_t<T>* coef, int64_t n, int64_t c, int64_t s,
+                     BnEpi<T> ep, T* out) {
+  if (bn_packable<T>(c, s, {x, g, out, ep.res, ep.ym, ep.dres})) {
     constexpr int V = kBnPack<T>;
     const int64_t total = n * c / V;
     const int blocks = static_cast<int>(std::min<int64_t>(ceil_div(total, 256), 65535LL * 8));
     if (total + int64_t(256) * 65535 * 8 < INT32_MAX)
       bn_apply_packed<T, BWD, int32_t><<<blocks, 256, 0, current_stream()>>>(
-          x, g, coef, static_cast<int32_t>(total), static_cast<int32_t>(c / V), static_cast<int32_t>(c), out);
+          x, g, coef, static_cast<int32_t>(total), static_cast<int32_t>(c / V), static_cast<int32_t>(c), ep,
+          out);
     else
       bn_apply_packed<T, BWD, int64_t>
-          <<<blocks, 256, 0, current_stream()>>>(x, g, coef, total, c / V, c, out);
+          <<<blocks, 256, 0, current_stream()>>>(x, g, coef, total, c / V, c, ep, out);
     NABLA_CUDA_LAUNCH_CHECK();
     return;
   }
@@ -491,9 +552,9 @@ void bn_launch_apply(const T* x, const T* g, const acc_t<T>* coef, int64_t n, in
     const int blocks = static_cast<int>(std::min<int64_t>(ceil_div(total, 256), 65535LL * 8));
     if (total + int64_t(256) * 65535 * 8 < INT32_MAX)
       bn_apply_flat<T, BWD, int32_t><<<blocks, 256, 0, current_stream()>>>(
-          x, g, coef, static_cast<int32_t>(total), static_cast<int32_t>(c), out);
+          x, g, coef, static_cast<int32_t>(total), static_cast<int32_t>(c), ep, out);
     else
-      bn_apply_flat<T, BWD, int64_t><<<blocks, 256, 0, current_stream()>>>(x, g, coef, total, c, out);
+      bn_apply_flat<T, BWD, int64_t><<<blocks, 256, 0, current_stream()>>>(x, g, coef, total, c, ep, out);
     NABLA_CUDA_LAUNCH_CHECK();
     return;
   }
@@ -501,7 +562,7 @@ void bn_launch_apply(const T* x, const T* g, const acc_t<T>* coef, int64_t n, in
   NABLA_CHECK(gx <= INT32_MAX, "batch_norm: cuda grid limit: ", c, " x ", s);
   const int64_t gy = std::clamp<int64_t>(ceil_div(4096, gx), 1, std::min<int64_t>(n, 65535));
   bn_apply<T, BWD><<<dim3(static_cast<unsigned>(gx), static_cast<unsigned>(gy)), 256, 0, current_stream()>>>(
-      x, g, coef, n, c, s, out);
+      x, g, coef, n, c, s, ep, out);
   NABLA_CUDA_LAUNCH_CHECK();
 }
 
@@ -511,9 +572,9 @@ DType acc_dtype() {
 }
 
 template <class T>
-void batch_norm_typed(const Tensor& x, const Tensor& weight, const Tensor& bias, bool training, int64_t n,
-                      int64_t c, int64_t s, double eps, double momentum, Tensor& mean, Tensor& var,
-                      Tensor& running_mean, Tensor& running_var, Tensor& y) {
+void batch_norm_typed(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& residual,
+                      bool relu, bool training, int64_t n, int64_t c, int64_t s, double eps, double momentum,
+                      Tensor& mean, Tensor& var, Tensor& running_mean, Tensor& running_var, Tensor& y) {
   using A = acc_t<T>;
   const T* px = ptr<T>(x);
   const Stat<T> sm = stat_of<T>(mean, "batch_norm", "mean"), sv = stat_of<T>(var, "batch_norm", "var");
@@ -522,17 +583,17 @@ void batch_norm_typed(const Tensor& x, const Tensor& weight, const Tensor& bias,
   BnPlan p;
   Tensor part;
   if (have_sums) {
-    p = plan_bn(n, c, s, bn_packable<T>(c, s, px, nullptr, nullptr) ? kBnPack<T> : 0);
+    p = plan_bn(n, c, s, bn_packable<T>(c, s, {px}) ? kBnPack<T> : 0);
     part = Tensor::empty({3 * c * p.J}, acc_dtype<T>(), x.device());
     if (p.packed)
       bn_partial_rows_packed<T, false>
-          <<<p.grid, p.block, 0, st>>>(px, nullptr, sm, n, c, p.chunks, ptr<A>(part));
+          <<<p.grid, p.block, 0, st>>>(px, nullptr, nullptr, sm, n, c, p.chunks, ptr<A>(part));
     else if (p.planes)
       bn_partial_planes<T, false>
-          <<<p.grid, p.block, 0, st>>>(px, nullptr, sm, n, c, s, p.chunks, ptr<A>(part));
+          <<<p.grid, p.block, 0, st>>>(px, nullptr, nullptr, sm, n, c, s, p.chunks, ptr<A>(part));
     else
       bn_partial_columns<T, false>
-          <<<p.grid, p.block, 0, st>>>(px, nullptr, sm, n, c, s, p.chunks, ptr<A>(part));
+          <<<p.grid, p.block, 0, st>>>(px, nullptr, nullptr, sm, n, c, s, p.chunks, ptr<A>(part));
     NABLA_CUDA_LAUNCH_CHECK();
   }
   Tensor coef = Tensor::empty({2 * c}, acc_dtype<T>(), x.device());
@@ -543,27 +604,32 @@ void batch_norm_typed(const Tensor& x, const Tensor& weight, const Tensor& bias,
       stat_or_null<T>(training && have_sums ? running_mean : Tensor(), "batch_norm", "running_mean"),
       stat_or_null<T>(training && have_sums ? running_var : Tensor(), "batch_norm", "running_var"), momentum);
   NABLA_CUDA_LAUNCH_CHECK();
-  if (n * s > 0) bn_launch_apply<T, false>(px, nullptr, ptr<A>(coef), n, c, s, ptr<T>(y));
+  BnEpi<T> ep;
+  ep.res = residual.defined() ? ptr<T>(residual) : nullptr;
+  ep.relu = relu;
+  if (n * s > 0) bn_launch_apply<T, false>(px, nullptr, ptr<A>(coef), n, c, s, ep, ptr<T>(y));
 }
 
-void batch_norm_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias, bool training, int64_t n,
-                     int64_t c, int64_t s, double eps, double momentum, Tensor& mean, Tensor& var,
-                     Tensor& running_mean, Tensor& running_var, Tensor& y) {
+void batch_norm_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& residual,
+                     bool relu, bool training, int64_t n, int64_t c, int64_t s, double eps, double momentum,
+                     Tensor& mean, Tensor& var, Tensor& running_mean, Tensor& running_var, Tensor& y) {
   DeviceGuard g(x.device().index);
   if (c == 0) return;
   visit_cuda_float(x.dtype(), "batch_norm", [&](auto zero) {
-    batch_norm_typed<decltype(zero)>(x, weight, bias, training, n, c, s, eps, momentum, mean, var,
-                                     running_mean, running_var, y);
+    batch_norm_typed<decltype(zero)>(x, weight, bias, residual, relu, training, n, c, s, eps, momentum, mean,
+                                     var, running_mean, running_var, y);
   });
 }
 
 template <class T>
-void batch_norm_backward_typed(const Tensor& g, const Tensor& x, const Tensor& weight, const Tensor& mean,
-                               const Tensor& var, bool training, int64_t n, int64_t c, int64_t s, double eps,
-                               Tensor& dx, Tensor& dweight, Tensor& dbias) {
+void batch_norm_backward_typed(const Tensor& g, const Tensor& x, const Tensor& relu_out, const Tensor& weight,
+                               const Tensor& mean, const Tensor& var, bool training, int64_t n, int64_t c,
+                               int64_t s, double eps, Tensor& dx, Tensor& dweight, Tensor& dbias,
+                               Tensor& dresidual) {
   using A = acc_t<T>;
   const T* pg = ptr<T>(g);
   const T* px = ptr<T>(x);
+  const T* py = relu_out.defined() ? ptr<T>(relu_out) : nullptr;
   const Stat<T> sm = stat_of<T>(mean, "batch_norm", "mean"), sv = stat_of<T>(var, "batch_norm", "var");
   cudaStream_t st = current_stream();
   const bool need_sums = training || dweight.defined() || dbias.defined();
@@ -571,14 +637,16 @@ void batch_norm_backward_typed(const Tensor& g, const Tensor& x, const Tensor& w
   BnPlan p;
   Tensor part;
   if (have_sums) {
-    p = plan_bn(n, c, s, bn_packable<T>(c, s, px, pg, nullptr) ? kBnPack<T> : 0);
+    p = plan_bn(n, c, s, bn_packable<T>(c, s, {px, pg, py}) ? kBnPack<T> : 0);
     part = Tensor::empty({2 * c * p.J}, acc_dtype<T>(), x.device());
     if (p.packed)
-      bn_partial_rows_packed<T, true><<<p.grid, p.block, 0, st>>>(px, pg, sm, n, c, p.chunks, ptr<A>(part));
+      bn_partial_rows_packed<T, true>
+          <<<p.grid, p.block, 0, st>>>(px, pg, py, sm, n, c, p.chunks, ptr<A>(part));
     else if (p.planes)
-      bn_partial_planes<T, true><<<p.grid, p.block, 0, st>>>(px, pg, sm, n, c, s, p.chunks, ptr<A>(part));
+      bn_partial_planes<T, true><<<p.grid, p.block, 0, st>>>(px, pg, py, sm, n, c, s, p.chunks, ptr<A>(part));
     else
-      bn_partial_columns<T, true><<<p.grid, p.block, 0, st>>>(px, pg, sm, n, c, s, p.chunks, ptr<A>(part));
+      bn_partial_columns<T, true>
+          <<<p.grid, p.block, 0, st>>>(px, pg, py, sm, n, c, s, p.chunks, ptr<A>(part));
     NABLA_CUDA_LAUNCH_CHECK();
   }
   Tensor coef = Tensor::empty({4 * c}, acc_dtype<T>(), x.device());
@@ -589,17 +657,22 @@ void batch_norm_backward_typed(const Tensor& g, const Tensor& x, const Tensor& w
       stat_or_null<T>(dbias, "batch_norm", "bias gradient"), Stat<T>{nullptr, false}, Stat<T>{nullptr, false},
       0.0);
   NABLA_CUDA_LAUNCH_CHECK();
-  if (dx.defined() && n * s > 0) bn_launch_apply<T, true>(px, pg, ptr<A>(coef), n, c, s, ptr<T>(dx));
+  BnEpi<T> ep;
+  ep.ym = py;
+  ep.dres = dresidual.defined() ? ptr<T>(dresidual) : nullptr;
+  if ((dx.defined() || ep.dres) && n * s > 0)
+    bn_launch_apply<T, true>(px, pg, ptr<A>(coef), n, c, s, ep, dx.defined() ? ptr<T>(dx) : nullptr);
 }
 
-void batch_norm_backward_cuda(const Tensor& g, const Tensor& x, const Tensor& weight, const Tensor& mean,
-                              const Tensor& var, bool training, int64_t n, int64_t c, int64_t s, double eps,
-                              Tensor& dx, Tensor& dweight, Tensor& dbias) {
+void batch_norm_backward_cuda(const Tensor& g, const Tensor& x, const Tensor& relu_out, const Tensor& weight,
+                              const Tensor& mean, const Tensor& var, bool training, int64_t n, int64_t c,
+                              int64_t s, double eps, Tensor& dx, Tensor& dweight, Tensor& dbias,
+                              Tensor& dresidual) {
   DeviceGuard guard(x.device().index);
   if (c == 0) return;
   visit_cuda_float(x.dtype(), "batch_norm", [&](auto zero) {
-    batch_norm_backward_typed<decltype(zero)>(g, x, weight, mean, var, training, n, c, s, eps, dx, dweight,
-                                              dbias);
+    batch_norm_backward_typed<decltype(zero)>(g, x, relu_out, weight, mean, var, training, n, c, s, eps, dx,
+                                              dweight, dbias, dresidual);
   });
 }
 

@@ -36,6 +36,12 @@
 // workspace is the largest any algorithm asks for, capped at 1 GiB; algorithms needing more are skipped.
 // Workspace memory comes from workspace(bytes) (the caching allocator).
 //
+// Choice cache file (NABLA_CONV_CACHE=path, cuda/conv_cache.h): loaded at the first convolution; a shape
+// found there takes its recorded graph-API engine without timing (no host synchronisation); every newly
+// timed graph-API choice is added and the file rewritten (temporary file + rename). Legacy-API choices are
+// not recorded (they are re-found). NABLA_CONV_REPORT=1 prints every shape's choice when the process exits
+// (bench_resnet --report-algos sets it); NABLA_CUDNN_LOG=1 prints each as it is made.
+//
 // Bias: forward adds b[o] in a separate element-wise pass over y (one thread per element; channel
 // (i / OH OW) % K in NCHW, i % K in NHWC). Bias gradient, NCHW: grid (S, K) blocks each sum a contiguous
 // slice of channel k's N * OH * OW values (warp shuffles, then shared memory) into partial[k, s]; NHWC (dy
@@ -54,6 +60,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/conv_cache.h"
 #include "cuda/cudnn_graph.h"
 #include "cuda/dtype.cuh"
 #include "engine/capture.h"
@@ -145,12 +152,14 @@ struct Plan {
   cudnnMathType_t math = CUDNN_DEFAULT_MATH;  // the math type the chosen algorithm was timed with
   // The graph API's plan (cuda/cudnn_graph.h); when set, it runs instead of the legacy algorithm above.
   std::shared_ptr<cudnn_graph::ConvPlan> graph;
-  std::string graph_log;  // NABLA_CUDNN_LOG: how the graph plan was chosen, or why there is none
+  std::string graph_log;          // NABLA_CUDNN_LOG: how the graph plan was chosen, or why there is none
+  int64_t preferred_engine = -1;  // from the NABLA_CONV_CACHE file, -1 if none
+  std::string report;             // the shape and its choice, for NABLA_CUDNN_LOG / NABLA_CONV_REPORT
   // Never destroyed: plans live for the process (the map is leaked so that no cuDNN call runs during
   // static destruction, after the library may be gone).
 };
 
-using PlanKey = std::array<int64_t, 30>;
+using PlanKey = conv_cache::Key;
 
 struct PlanCache {
   std::mutex mu;
@@ -159,6 +168,61 @@ struct PlanCache {
 PlanCache& plan_cache() {
   static PlanCache* c = new PlanCache();
   return *c;
+}
+
+// NABLA_CONV_REPORT=1: the table of every shape's choice on stderr at exit.
+bool report_choices() {
+  static const bool on = [] {
+    const char* v = std::getenv("NABLA_CONV_REPORT");
+    return v && std::string(v) == "1";
+  }();
+  return on;
+}
+
+void print_report() {
+  PlanCache& cache = plan_cache();
+  std::lock_guard<std::mutex> lock(cache.mu);
+  int64_t graph = 0, from_file = 0;
+  for (const auto& [k, p] : cache.plans) {
+    graph += p->graph != nullptr;
+    from_file += p->graph && cudnn_graph::from_preferred_engine(*p->graph);
+  }
+  std::fprintf(stderr,
+               "NABLA_CONV_REPORT: %zu convolution shapes (direction dtype batch in-channels HxW -> "
+               "out-channels HxW): %lld on cuDNN graph-API engines (%lld of them from NABLA_CONV_CACHE), "
+               "%lld on the legacy API; 1x1 channels-last convolutions on cuBLAS are not listed\n",
+               cache.plans.size(), static_cast<long long>(graph), static_cast<long long>(from_file),
+               static_cast<long long>(static_cast<int64_t>(cache.plans.size()) - graph));
+  for (const auto& [k, p] : cache.plans) std::fprintf(stderr, "  %s\n", p->report.c_str());
+}
+
+void register_report() {
+  static const bool registered = std::atexit(print_report) == 0;
+  (void)registered;
+}
+
+// The process's cache file (NABLA_CONV_CACHE), loaded once. The context ties the choices to the cuDNN
+// version and the GPU model.
+struct CacheFile {
+  std::string path, context;
+  conv_cache::Entries entries;
+};
+CacheFile* cache_file() {
+  static CacheFile* f = []() -> CacheFile* {
+    const char* v = std::getenv("NABLA_CONV_CACHE");
+    if (!v || !*v) return nullptr;
+    auto* c = new CacheFile();
+    c->path = v;
+    cudaDeviceProp prop{};
+    NABLA_CUDA_CHECK(cudaGetDeviceProperties(&prop, current_device()));
+    c->context = str_cat("cudnn ", static_cast<long long>(cudnnGetVersion()), " sm", prop.major, prop.minor,
+                         " ", prop.name);
+    for (char& ch : c->context)
+      if (ch == '\n' || ch == '\r') ch = ' ';
+    c->entries = conv_cache::load(c->path, c->context);
+    return c;
+  }();
+  return f;
 }
 
 void set_tensor_desc(cudnnTensorDescriptor_t d, cudnnDataType_t dt, const std::array<int64_t, 4>& dims,
@@ -413,23 +477,38 @@ Plan& get_plan(Dir dir, const Conv2dGeometry& g, DType dtype, const Tensor& xt, 
   auto it = cache.plans.find(key);
   if (it != cache.plans.end()) return *it->second;
   std::unique_ptr<Plan> p = make_descriptors(g, dtype, xs, ys);
+  CacheFile* file = cache_file();
+  if (file) {
+    auto e = file->entries.find(key);
+    if (e != file->entries.end()) p->preferred_engine = e->second;
+  }
   choose(*p);
-  if (log_choices()) {
+  // A newly timed graph-API choice goes into the file (one rewrite per new shape: the first steps only).
+  // Untimed ones (NABLA_CUDNN_FIND=0, or a shape first met inside a graph capture) are not recorded.
+  if (file && use_find() && p->graph && !cudnn_graph::from_preferred_engine(*p->graph) &&
+      cudnn_graph::engine_of(*p->graph) >= 0) {
+    file->entries[key] = cudnn_graph::engine_of(*p->graph);
+    conv_cache::save(file->path, file->context, file->entries);
+  }
+  if (log_choices() || report_choices()) {
     static const char* dirs[] = {"fwd", "bwd_data", "bwd_filter"};
-    std::fprintf(
-        stderr,
-        "NABLA_CUDNN_LOG: %s %s n%lld c%lld %lldx%lld -> k%lld %lldx%lld kernel %lldx%lld stride %lld "
-        "groups %lld%s: %s%s\n",
-        dirs[static_cast<int>(dir)], dtype_name(dtype), static_cast<long long>(g.n),
-        static_cast<long long>(g.c_in), static_cast<long long>(g.h), static_cast<long long>(g.w),
-        static_cast<long long>(g.c_out), static_cast<long long>(g.oh), static_cast<long long>(g.ow),
-        static_cast<long long>(g.kh), static_cast<long long>(g.kw), static_cast<long long>(g.stride_h),
-        static_cast<long long>(g.groups), g.channels_last ? " NHWC" : "",
-        p->graph ? p->graph_log.c_str()
-                 : str_cat(p->graph_log.empty() ? "" : p->graph_log + "; ", "legacy algo ", p->algo,
-                           ", math ", static_cast<int>(p->math), ", workspace ", p->ws)
-                       .c_str(),
-        capturing_cuda_graph() ? " (chosen during a CUDA graph capture)" : "");
+    char head[256];
+    std::snprintf(head, sizeof head,
+                  "%s %s n%lld c%lld %lldx%lld -> k%lld %lldx%lld kernel %lldx%lld stride %lld groups %lld%s",
+                  dirs[static_cast<int>(dir)], dtype_name(dtype), static_cast<long long>(g.n),
+                  static_cast<long long>(g.c_in), static_cast<long long>(g.h), static_cast<long long>(g.w),
+                  static_cast<long long>(g.c_out), static_cast<long long>(g.oh), static_cast<long long>(g.ow),
+                  static_cast<long long>(g.kh), static_cast<long long>(g.kw),
+                  static_cast<long long>(g.stride_h), static_cast<long long>(g.groups),
+                  g.channels_last ? " NHWC" : "");
+    p->report =
+        str_cat(head, ": ",
+                p->graph ? p->graph_log
+                         : str_cat(p->graph_log.empty() ? "" : p->graph_log + "; ", "legacy algo ", p->algo,
+                                   ", math ", static_cast<int>(p->math), ", workspace ", p->ws),
+                capturing_cuda_graph() ? " (chosen during a CUDA graph capture)" : "");
+    if (log_choices()) std::fprintf(stderr, "NABLA_CUDNN_LOG: %s\n", p->report.c_str());
+    if (report_choices()) register_report();
   }
   Plan& ref = *p;
   cache.plans.emplace(key, std::move(p));
@@ -463,9 +542,9 @@ void choose_plan(Plan& pl, Dir dir, const Conv2dGeometry& g, DType dt, const Ten
     d.align_x = aligned16(xt) ? 16 : item;
     d.align_w = aligned16(wt) ? 16 : item;
     d.align_y = aligned16(yt) ? 16 : item;
-    pl.graph =
-        cudnn_graph::make_conv_plan(d, xt.data_ptr(), wt.data_ptr(), yt.data_ptr(), deterministic_only(),
-                                    tf32_enabled(), use_find(), log_choices() ? &pl.graph_log : nullptr);
+    pl.graph = cudnn_graph::make_conv_plan(
+        d, xt.data_ptr(), wt.data_ptr(), yt.data_ptr(), deterministic_only(), tf32_enabled(), use_find(),
+        log_choices() || report_choices() ? &pl.graph_log : nullptr, pl.preferred_engine);
     if (pl.graph) return;
   }
   legacy();

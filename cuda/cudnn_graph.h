@@ -15,7 +15,8 @@
 // Then up to kTimedCandidates plans that finalise, with a workspace of at most 1 GiB, are each run once
 // and timed over 3 runs on the call's own buffers (a host synchronisation at the first call of a shape),
 // and the fastest is kept. NABLA_CUDNN_FIND=0 takes the heuristics' first instead, the same in every
-// process. NABLA_CUDNN_API=legacy sends every convolution to the legacy API.
+// process. NABLA_CUDNN_API=legacy sends every convolution to the legacy API. A preferred engine (from the
+// NABLA_CONV_CACHE file, cuda/conv_cache.h) that is among the filtered candidates is taken without timing.
 #pragma once
 #include <cudnn.h>
 
@@ -47,10 +48,29 @@ bool enabled();  // NABLA_CUDNN_API is not "legacy"
 
 // Builds, filters and (with timing) benchmarks the candidates on the given buffers. Null when no engine
 // configuration finalises for this convolution; `log` (if not null) gets one line on the choice.
+// preferred_engine >= 0: the first candidate of that engine (global index) is taken without timing when
+// there is one; otherwise the choice proceeds as without it.
 std::shared_ptr<ConvPlan> make_conv_plan(const ConvDesc& d, void* x, void* w, void* y, bool deterministic,
-                                         bool allow_tf32, bool time_candidates, std::string* log);
+                                         bool allow_tf32, bool time_candidates, std::string* log,
+                                         int64_t preferred_engine = -1);
 int64_t workspace_size(const ConvPlan& p);
+int64_t engine_of(const ConvPlan& p);           // the chosen engine's global index (-1 if cuDNN gave none)
+bool from_preferred_engine(const ConvPlan& p);  // chosen as make_conv_plan's preferred_engine
 // Queues the convolution on the compute stream (workspace: at least workspace_size bytes, or null if 0).
 void execute(const ConvPlan& p, void* x, void* w, void* y, void* workspace);
+
+// ---- a forward convolution with a scale-bias-ReLU prologue (issue 27, experimental) ----
+// y = conv(relu(x * scale + bias), w) as ONE cuDNN operation graph: three pointwise operations (MUL, ADD,
+// RELU_FWD) on virtual f32 tensors feed the convolution's input, so relu(x * scale + bias) is never
+// written to memory (the "BN-ReLU-Conv" prologue: batch norm's apply with its per-channel scale and bias
+// folded into the next convolution). scale and bias are f32 [1, C, 1, 1]; x, w and y are d's tensors.
+// cuDNN serves this graph with runtime-fusion engines only (compiled at the first use of a shape: seconds),
+// so runtime-compiled engines are allowed here; the heuristics' first configuration that finalises is
+// taken, untimed. Null, with the reason in `why`, when none does.
+struct ProloguePlan;
+std::shared_ptr<ProloguePlan> make_prologue_conv_plan(const ConvDesc& d, std::string* why);
+int64_t workspace_size(const ProloguePlan& p);
+void execute_prologue(const ProloguePlan& p, void* x, void* scale, void* bias, void* w, void* y,
+                      void* workspace);
 
 }  // namespace nabla::cuda::cudnn_graph

@@ -8,8 +8,9 @@
 // of kChunk elements; one block of kThreads threads handles one chunk, and one launch covers up to
 // kMaxTensors tensors (all their chunks). The per-tensor metadata (pointers, sizes, the per-tensor scalars
 // already cast to the compute type, and the index of the tensor's first block) travels in the kernel's
-// parameter block, passed as a __grid_constant__ struct of about 6-16 KB (kernel parameters up to 32 KB are
-// supported since CUDA 12.1 on Volta and newer), so a step needs no host-to-device copy, no device
+// parameter block, passed as a __grid_constant__ struct of about 9-29 KB (kernel parameters up to 32 KB are
+// supported since CUDA 12.1 on Volta and newer; 192 tensors, so that ResNet-50's 161 parameters take one
+// launch, not two), so a step needs no host-to-device copy, no device
 // allocation and no synchronisation. A block finds its tensor by binary search over the first-block
 // indices (uniform across the block: constant-cache broadcasts). Within a chunk the threads stride by
 // blockDim, so every load is coalesced; f32 launches whose pointers are all 16-byte aligned move float4s.
@@ -42,7 +43,7 @@ using ops::SgdConsts;
 
 constexpr int kThreads = 256;
 constexpr int64_t kChunk = 16384;  // elements per block: 64 per thread
-constexpr int kMaxTensors = 128;
+constexpr int kMaxTensors = 192;
 constexpr int kPtrs = 5;
 
 template <class C>
@@ -61,6 +62,8 @@ struct Meta {
   Slot<C> slot[kMaxTensors];
 };
 static_assert(sizeof(Meta<AdamConsts<double>>) <= 32764, "kernel parameters are limited to 32764 bytes");
+static_assert(sizeof(Meta<ops::LambConsts<double>>) <= 32764, "kernel parameters are limited to 32764 bytes");
+static_assert(sizeof(Meta<ops::LarsConsts<double>>) <= 32764, "kernel parameters are limited to 32764 bytes");
 
 // The tensor of block `b` (cuda/multi_tensor.cuh).
 template <class C>

@@ -1,11 +1,15 @@
 #include "models/resnet.h"
 
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 
 #include "autograd/autograd.h"
 #include "ops/conv.h"
 #include "ops/elementwise.h"
 #include "ops/factory.h"
+#include "ops/nn.h"
 
 namespace nabla::models {
 using namespace nn;
@@ -39,11 +43,36 @@ int64_t shortcut_macs(const std::shared_ptr<Sequential>& ds, int64_t h, int64_t 
   return ds ? conv_macs(static_cast<const Conv2d&>(*(*ds)[0]), h, w) : 0;
 }
 
-Tensor add_shortcut(const Tensor& residual, const std::shared_ptr<Sequential>& ds, const Tensor& x) {
-  return add_relu(residual, ds ? ds->forward(x) : x);  // relu(residual + shortcut), one pass
+// -1: not read yet; 0 / 1: off / on.
+std::atomic<int> g_fused{-1};
+
+// relu(bn(h)): one fused pass, or the two ops.
+Tensor bn_relu(BatchNorm& bn, const Tensor& h) {
+  return resnet_fused() ? bn.forward_add_relu(h) : relu(bn.forward(h));
+}
+
+// relu(bn(h) + shortcut(x)): the block's end. Fused, the shortcut is added inside batch_norm_add_relu (when
+// it has h's dtype; under autocast both are the convolutions' dtype); otherwise bn, then add_relu.
+Tensor bn_add_shortcut(BatchNorm& bn, const Tensor& h, const std::shared_ptr<Sequential>& ds,
+                       const Tensor& x) {
+  const Tensor shortcut = ds ? ds->forward(x) : x;
+  if (resnet_fused() && shortcut.dtype() == h.dtype()) return bn.forward_add_relu(h, shortcut);
+  return add_relu(bn.forward(h), shortcut);  // relu(residual + shortcut), one pass
 }
 
 }  // namespace
+
+bool resnet_fused() {
+  int v = g_fused.load(std::memory_order_relaxed);
+  if (v < 0) {
+    const char* e = std::getenv("NABLA_RESNET_FUSED");
+    v = (e && std::strcmp(e, "0") == 0) ? 0 : 1;
+    g_fused.store(v, std::memory_order_relaxed);
+  }
+  return v == 1;
+}
+
+void set_resnet_fused(bool on) { g_fused.store(on ? 1 : 0, std::memory_order_relaxed); }
 
 // ---- BasicBlock ----
 BasicBlock::BasicBlock(int64_t in_planes, int64_t planes, int64_t stride) : ResidualBlock("BasicBlock") {
@@ -56,8 +85,8 @@ BasicBlock::BasicBlock(int64_t in_planes, int64_t planes, int64_t stride) : Resi
 }
 
 Tensor BasicBlock::forward(const Tensor& x) {
-  Tensor r = bn2->forward(conv2->forward(relu(bn1->forward(conv1->forward(x)))));
-  return add_shortcut(r, downsample, x);
+  Tensor h = bn_relu(*bn1, conv1->forward(x));
+  return bn_add_shortcut(*bn2, conv2->forward(h), downsample, x);
 }
 
 int64_t BasicBlock::macs(int64_t& h, int64_t& w) const {
@@ -79,9 +108,9 @@ Bottleneck::Bottleneck(int64_t in_planes, int64_t planes, int64_t stride) : Resi
 }
 
 Tensor Bottleneck::forward(const Tensor& x) {
-  Tensor h = relu(bn1->forward(conv1->forward(x)));
-  h = relu(bn2->forward(conv2->forward(h)));
-  return add_shortcut(bn3->forward(conv3->forward(h)), downsample, x);
+  Tensor h = bn_relu(*bn1, conv1->forward(x));
+  h = bn_relu(*bn2, conv2->forward(h));
+  return bn_add_shortcut(*bn3, conv3->forward(h), downsample, x);
 }
 
 int64_t Bottleneck::macs(int64_t& h, int64_t& w) const {
@@ -132,7 +161,7 @@ ResNet::ResNet(const ResNetSpec& s, const ResNetOptions& o) : Module("ResNet"), 
 Tensor ResNet::forward(const Tensor& x) {
   NABLA_CHECK(x.dim() == 4 && x.size(1) == options.in_channels, "ResNet: expected input [N, ",
               options.in_channels, ", H, W], got ", x.shape());
-  Tensor h = relu(bn1->forward(conv1->forward(x)));
+  Tensor h = bn_relu(*bn1, conv1->forward(x));
   if (!spec.cifar) h = max_pool2d(h, {3, 3}, {2, 2}, {1, 1});
   for (auto& stage : stages)
     for (auto& block : stage) h = block->forward(h);

@@ -16,6 +16,9 @@
 // Blocks, y = relu(F(x) + shortcut(x)) with shortcut = x or downsample(x) = bn(conv1x1/s(x)):
 //   BasicBlock (expansion 1): F = bn2(conv3x3(relu(bn1(conv3x3/s(x)))))
 //   Bottleneck (expansion 4): F = bn3(conv1x1(relu(bn2(conv3x3/s(relu(bn1(conv1x1(x))))))))
+// Fusion: every bn - relu pair and each block's bn - add - relu run as one batch_norm_add_relu (one pass
+// forward, one fused batch-norm + ReLU backward) unless NABLA_RESNET_FUSED=0 (or set_resnet_fused(false)):
+// the same numbers as the unfused ops up to the roundings of the skipped intermediate tensors.
 // Parameter names match torchvision's state_dict ("layer2.0.downsample.0.weight", "fc.bias").
 // Init as torchvision: convs kaiming normal (fan_out, relu: std = sqrt(2 / (out * kh * kw))), no conv
 // biases, BN weight 1 bias 0, fc PyTorch's default; zero_init_residual sets the last BN gamma of each block
@@ -90,6 +93,11 @@ class ResNet : public nn::Module {
   std::vector<std::vector<std::shared_ptr<ResidualBlock>>> stages;  // registered as layer1.0, layer1.1, ...
   std::shared_ptr<nn::Linear> fc;
 };
+
+// Whether ResNet blocks use batch_norm_add_relu: NABLA_RESNET_FUSED (default 1; 0 turns it off), read once;
+// set_resnet_fused overrides it for the process (tests compare the two paths).
+bool resnet_fused();
+void set_resnet_fused(bool on);
 
 std::shared_ptr<ResNet> resnet18(const ResNetOptions& o = {});
 std::shared_ptr<ResNet> resnet34(const ResNetOptions& o = {});

@@ -43,8 +43,8 @@
   X(softmax_backward, nn, softmax, AllBackends, "softmax log_softmax backward")                                 \
   X(layer_norm, nn, layer_norm, AllBackends, "layer_norm")                                                      \
   X(layer_norm_backward, nn, layer_norm, AllBackends, "layer_norm backward")                                    \
-  X(batch_norm, nn, batch_norm, AllBackends, "batch_norm (training and evaluation, running statistics)")        \
-  X(batch_norm_backward, nn, batch_norm, AllBackends, "batch_norm backward")                                    \
+  X(batch_norm, nn, batch_norm, AllBackends, "batch_norm (training and evaluation, running statistics), batch_norm_add_relu") \
+  X(batch_norm_backward, nn, batch_norm, AllBackends, "batch_norm backward, batch_norm_add_relu backward (ReLU mask fused)") \
   X(dropout, nn, dropout, AllBackends, "dropout and its backward (the mask redrawn)")                           \
   /* fused attention (ops/attention.h) */                                                                        \
   X(attention_forward, attention, attention, AllBackends, "scaled_dot_product_attention")                       \

@@ -126,9 +126,13 @@ Tensor layer_norm(const Tensor& x_in, const Shape& normalized_shape, const Tenso
   return y;
 }
 
-Tensor batch_norm(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in,
-                  const Tensor& running_mean, const Tensor& running_var, bool training, double momentum,
-                  double eps) {
+namespace ops {
+namespace {
+
+// batch_norm, and with fuse_relu batch_norm_add_relu: relu(batch_norm(x) + residual), residual optional.
+Tensor batch_norm_impl(const char* op, const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in,
+                       const Tensor& running_mean, const Tensor& running_var, bool training, double momentum,
+                       double eps, const Tensor& residual, bool fuse_relu) {
   // Autocast: batch_norm runs in its input's dtype, as under torch.autocast (where it is on neither list).
   // A bf16 activation from a bf16 convolution stays bf16, so no cast kernel goes over every activation of a
   // ResNet twice (those casts and the f32 traffic behind them made bf16 ResNet-50 slower than TF32). The
@@ -141,7 +145,6 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& weight_in, const Tensor& bia
                    (x.dtype() == DType::bf16 || x.dtype() == DType::f16);
   const Tensor &weight = weight_in, &bias = bias_in;
   const DType stat_dtype = low ? DType::f32 : x.defined() ? x.dtype() : DType::f32;
-  const char* op = "batch_norm";
   check_defined(op, x);
   check_floating(op, x);
   NABLA_CHECK(x.dim() >= 2, op, ": expected an input [N, C] or [N, C, *], got ", x.shape());
@@ -171,6 +174,12 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& weight_in, const Tensor& bia
   NABLA_CHECK(!training || n * s > 1, op,
               ": expected more than 1 value per channel when training, got input ", x.shape());
   NABLA_CHECK(eps >= 0, op, ": eps must be >= 0, got ", eps);
+  if (residual.defined()) {
+    NABLA_CHECK(
+        residual.shape() == x.shape() && residual.dtype() == x.dtype() && residual.device() == x.device(), op,
+        ": residual must match the input ", x.dtype(), " ", x.shape(), " on ", x.device(), ", got ",
+        residual.dtype(), " ", residual.shape(), " on ", residual.device());
+  }
 
   // A channels-last [N, C, H, W] input is, in memory, [N H W, C]: the same statistics per channel with
   // n = N H W rows and s = 1, which the kernels already handle (and on CUDA, coalesced over channels). So
@@ -181,6 +190,7 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& weight_in, const Tensor& bia
   Tensor xc = contiguous_raw(x, op, f);
   Tensor wc = weight.defined() ? contiguous_raw(weight, op) : Tensor();
   Tensor bc = bias.defined() ? contiguous_raw(bias, op) : Tensor();
+  Tensor rc = residual.defined() ? contiguous_raw(residual, op, f) : Tensor();  // in x's layout
   Tensor mean, var;
   if (training) {
     mean = Tensor::empty(per_channel, stat_dtype, x.device());
@@ -194,21 +204,41 @@ Tensor batch_norm(const Tensor& x_in, const Tensor& weight_in, const Tensor& bia
   // Training updates the running statistics in the kernel (ops/nn.h): running = (1 - momentum) running +
   // momentum batch, with the unbiased batch variance.
   Tensor rm = training ? running_mean : Tensor(), rv = training ? running_var : Tensor();
-  batch_norm_kernel.get(x.device(), op)(xc, wc, bc, training, kn, c, ks, eps, momentum, mean, var, rm, rv, y);
+  batch_norm_kernel.get(x.device(), op)(xc, wc, bc, rc, fuse_relu, training, kn, c, ks, eps, momentum, mean,
+                                        var, rm, rv, y);
 
-  autograd::record(
-      op, y, {x, weight, bias},
-      [xc, wc, mean, var, training, f, kn, c, ks, eps, want_x = wants_grad(x), want_w = wants_grad(weight),
-       want_b = wants_grad(bias), bc](const Tensor& g) -> std::vector<Tensor> {
-        Tensor gc = contiguous_raw(g, "batch_norm", f);
-        Tensor dx = want_x ? Tensor::empty(xc.shape(), xc.dtype(), xc.device(), f) : Tensor();
-        Tensor dw = want_w ? Tensor::empty({c}, wc.dtype(), xc.device()) : Tensor();  // f32 under autocast
-        Tensor db = want_b ? Tensor::empty({c}, bc.dtype(), xc.device()) : Tensor();
-        batch_norm_backward_kernel.get(xc.device(), "batch_norm")(gc, xc, wc, mean, var, training, kn, c, ks,
-                                                                  eps, dx, dw, db);
-        return {dx, dw, db};
-      });
+  // The fused op saves its output (detached) for the ReLU mask: y > 0 exactly where the pre-activation was.
+  autograd::record(op, y, {x, weight, bias, residual},
+                   [op, xc, wc, mean, var, training, f, kn, c, ks, eps, want_x = wants_grad(x),
+                    want_w = wants_grad(weight), want_b = wants_grad(bias), want_r = wants_grad(residual), bc,
+                    ys = fuse_relu ? y.detach() : Tensor()](const Tensor& g) -> std::vector<Tensor> {
+                     Tensor gc = contiguous_raw(g, op, f);
+                     Tensor dx = want_x ? Tensor::empty(xc.shape(), xc.dtype(), xc.device(), f) : Tensor();
+                     Tensor dw = want_w ? Tensor::empty({c}, wc.dtype(), xc.device())
+                                        : Tensor();  // f32 under autocast
+                     Tensor db = want_b ? Tensor::empty({c}, bc.dtype(), xc.device()) : Tensor();
+                     Tensor dr = want_r ? Tensor::empty(xc.shape(), xc.dtype(), xc.device(), f) : Tensor();
+                     batch_norm_backward_kernel.get(xc.device(), op)(gc, xc, ys, wc, mean, var, training, kn,
+                                                                     c, ks, eps, dx, dw, db, dr);
+                     return {dx, dw, db, dr};
+                   });
   return y;
+}
+
+}  // namespace
+}  // namespace ops
+
+Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
+                  const Tensor& running_var, bool training, double momentum, double eps) {
+  return batch_norm_impl("batch_norm", x, weight, bias, running_mean, running_var, training, momentum, eps,
+                         Tensor(), false);
+}
+
+Tensor batch_norm_add_relu(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                           const Tensor& running_mean, const Tensor& running_var, bool training,
+                           const Tensor& residual, double momentum, double eps) {
+  return batch_norm_impl("batch_norm_add_relu", x, weight, bias, running_mean, running_var, training,
+                         momentum, eps, residual, true);
 }
 
 Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {

@@ -81,6 +81,7 @@
   X(log_softmax, nn, Differentiable)                                \
   X(layer_norm, nn, Differentiable)                                 \
   X(batch_norm, nn, Differentiable)                                 \
+  X(batch_norm_add_relu, nn, Differentiable)                        \
   X(dropout, nn, Differentiable)                                    \
   /* fused attention (ops/attention.h) */                           \
   X(scaled_dot_product_attention, attention, Differentiable)        \

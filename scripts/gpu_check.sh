@@ -25,7 +25,9 @@
 # the bf16 channels-last step's time goes, Nabla and PyTorch; then NABLA_PROFILE=host on ResNet-18 at 32²:
 # the host's time per op of a host-bound step), dlrm (benchmarks/bench_dlrm against benchmarks/dlrm_torch.py:
 # 26 tables x 100k x 128, batches 2,048 and 65,536, dense and sparse tables: part 5f), dist (multi-GPU: scripts/dist_check.sh, only
-# with >= 2 GPUs); split them over device calls of 600 s each when one is not enough.
+# with >= 2 GPUs), resnet_fusion (scripts/resnet_fusion_experiments.sh: fused batch norm + add + ReLU against
+# unfused, the conv choice cache file: issue 27); split them over device calls of 600 s each when one is not
+# enough.
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 
@@ -272,6 +274,14 @@ if want profile; then
       --model resnet18 --batch 512 --image-size 32 --classes 10 --warmup 20 --steps 1 --windows 50
     head -n 25 "$LOG/profile_host_resnet18.txt"
   fi
+fi
+
+# ---- 5b'. ResNet fusion (issue 27): batch_norm_add_relu fused against NABLA_RESNET_FUSED=0, and the
+# NABLA_CONV_CACHE file's cold and warm process (scripts/resnet_fusion_experiments.sh prints its table last).
+if want resnet_fusion && [ -x "$BUILD/bench_resnet" ]; then
+  OUT="$LOG/resnet_fusion" run_step resnet_fusion 330 0 "$LOG/resnet_fusion.log" \
+    bash scripts/resnet_fusion_experiments.sh "$BUILD"
+  sed -n '/^case /,$p' "$LOG/resnet_fusion.log"
 fi
 
 # ---- 5c. oracles: our tokenizers, BERT and GPT-2 against Hugging Face's (transformers is only on the GPU machine)

@@ -83,7 +83,7 @@ BatchNorm::BatchNorm(int64_t c, int64_t sd, double eps_, double momentum_, bool 
   }
 }
 
-Tensor BatchNorm::forward(const Tensor& x) {
+bool BatchNorm::begin_forward(const Tensor& x) {
   const int64_t want = 2 + spatial_dims;
   NABLA_CHECK(x.dim() == want || (spatial_dims == 0 && x.dim() == 3), type_name(), ": expected a ", want,
               "-D input [N, C", spatial_dims == 2 ? ", H, W" : "", "], got ", x.shape());
@@ -94,7 +94,18 @@ Tensor BatchNorm::forward(const Tensor& x) {
       one_ = ones({}, {.dtype = DType::i64, .device = num_batches_tracked.device()});
     add_(num_batches_tracked, one_);
   }
+  return use_batch_stats;
+}
+
+Tensor BatchNorm::forward(const Tensor& x) {
+  const bool use_batch_stats = begin_forward(x);
   return batch_norm(x, weight, bias, running_mean, running_var, use_batch_stats, momentum, eps);
+}
+
+Tensor BatchNorm::forward_add_relu(const Tensor& x, const Tensor& residual) {
+  const bool use_batch_stats = begin_forward(x);
+  return batch_norm_add_relu(x, weight, bias, running_mean, running_var, use_batch_stats, residual, momentum,
+                             eps);
 }
 
 std::string BatchNorm::extra_repr() const { return std::to_string(num_features); }

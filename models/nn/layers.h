@@ -46,6 +46,8 @@ class BatchNorm : public Module {
   BatchNorm(int64_t num_features, int64_t spatial_dims, double eps = 1e-5, double momentum = 0.1,
             bool affine = true, bool track_running_stats = true);
   Tensor forward(const Tensor& x) override;
+  // relu(forward(x) + residual) (residual may be undefined) through the fused batch_norm_add_relu op.
+  Tensor forward_add_relu(const Tensor& x, const Tensor& residual = Tensor());
   Tensor weight, bias, running_mean, running_var, num_batches_tracked;
   int64_t num_features, spatial_dims;
   double eps, momentum;
@@ -54,6 +56,7 @@ class BatchNorm : public Module {
   std::string extra_repr() const override;
 
  private:
+  bool begin_forward(const Tensor& x);  // checks x, counts the batch; true: normalise with batch statistics
   Tensor one_;  // the i64 1 added to num_batches_tracked, made once per device rather than every step
 };
 inline std::shared_ptr<BatchNorm> BatchNorm1d(int64_t c) { return std::make_shared<BatchNorm>(c, 0); }

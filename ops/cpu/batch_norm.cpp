@@ -2,8 +2,10 @@
 // tensors arrive contiguous, x viewed as [n, c, s].
 //
 // Statistics are partial sums per (n, c) plane (parallel over n * c), added up over n in order; then one
-// pass applies y = x * scale[c] + shift[c]. Sums accumulate in f64 for both f32 and f64. The CUDA twin is
-// cuda/batch_norm.cu.
+// pass applies y = x * scale[c] + shift[c] (+ residual, then relu, for batch_norm_add_relu). Sums accumulate
+// in f64 for both f32 and f64. The backward of batch_norm_add_relu reads gm = (y > 0 ? g : 0) wherever
+// batch_norm's reads g (no pass of its own), and its dx pass also writes gm as the residual's gradient. The
+// CUDA twin is cuda/batch_norm.cu.
 #include <cmath>
 #include <vector>
 
@@ -25,9 +27,9 @@ std::vector<double> sum_planes(int64_t n, int64_t c, int64_t s, F plane_sum) {
   return out;
 }
 
-void batch_norm_cpu(const Tensor& x, const Tensor& weight, const Tensor& bias, bool training, int64_t n,
-                    int64_t c, int64_t s, double eps, double momentum, Tensor& mean, Tensor& var,
-                    Tensor& running_mean, Tensor& running_var, Tensor& y) {
+void batch_norm_cpu(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& residual,
+                    bool relu, bool training, int64_t n, int64_t c, int64_t s, double eps, double momentum,
+                    Tensor& mean, Tensor& var, Tensor& running_mean, Tensor& running_var, Tensor& y) {
   visit_float(x.dtype(), "batch_norm", [&](auto zero) {
     using T = decltype(zero);
     const T* px = base<T>(x);
@@ -84,22 +86,37 @@ void batch_norm_cpu(const Tensor& x, const Tensor& weight, const Tensor& bias, b
       shift[ch] = static_cast<T>((pb ? static_cast<double>(pb[ch]) : 0.0) - mu[ch] * sc);
     }
     T* py = base<T>(y);
+    const T* pr = residual.defined() ? base<T>(residual) : nullptr;
 #pragma omp parallel for if (n * c * s >= kParallelGrain) schedule(static)
     for (int64_t p = 0; p < n * c; ++p) {
       const T sc = scale[p % c], sh = shift[p % c];
       const T* xp = px + p * s;
       T* yp = py + p * s;
-      for (int64_t k = 0; k < s; ++k) yp[k] = xp[k] * sc + sh;
+      if (!pr && !relu) {
+        for (int64_t k = 0; k < s; ++k) yp[k] = xp[k] * sc + sh;
+        continue;
+      }
+      const T* rp = pr ? pr + p * s : nullptr;
+      for (int64_t k = 0; k < s; ++k) {
+        T v = xp[k] * sc + sh;
+        if (rp) v += rp[k];
+        yp[k] = relu && !(v > T(0)) ? T(0) : v;
+      }
     }
   });
 }
 
-void batch_norm_backward_cpu(const Tensor& g, const Tensor& x, const Tensor& weight, const Tensor& mean,
-                             const Tensor& var, bool training, int64_t n, int64_t c, int64_t s, double eps,
-                             Tensor& dx, Tensor& dweight, Tensor& dbias) {
+void batch_norm_backward_cpu(const Tensor& g, const Tensor& x, const Tensor& relu_out, const Tensor& weight,
+                             const Tensor& mean, const Tensor& var, bool training, int64_t n, int64_t c,
+                             int64_t s, double eps, Tensor& dx, Tensor& dweight, Tensor& dbias,
+                             Tensor& dresidual) {
   visit_float(x.dtype(), "batch_norm", [&](auto zero) {
     using T = decltype(zero);
+    // The ReLU backward of batch_norm_add_relu folded into every read of g: gm = g where the forward's
+    // output is positive, else 0 (plain batch_norm: py == nullptr, gm = g).
     const T* pg = base<T>(g);
+    const T* py = relu_out.defined() ? base<T>(relu_out) : nullptr;
+    const auto gm = [pg, py](int64_t e) -> T { return py && !(py[e] > T(0)) ? T(0) : pg[e]; };
     const T* px = base<T>(x);
     const T* pw = weight.defined() ? base<T>(weight) : nullptr;
     const T* pmean = base<T>(mean);
@@ -113,17 +130,17 @@ void batch_norm_backward_cpu(const Tensor& g, const Tensor& x, const Tensor& wei
     std::vector<double> sum_g(c, 0.0), sum_gx(c, 0.0);
     if (training || dweight.defined() || dbias.defined()) {
       sum_g = sum_planes(n, c, s, [&](int64_t i, int64_t ch) {
-        const T* gp = pg + (i * c + ch) * s;
+        const int64_t o = (i * c + ch) * s;
         double acc = 0;
-        for (int64_t k = 0; k < s; ++k) acc += gp[k];
+        for (int64_t k = 0; k < s; ++k) acc += gm(o + k);
         return acc;
       });
       sum_gx = sum_planes(n, c, s, [&](int64_t i, int64_t ch) {
-        const T* gp = pg + (i * c + ch) * s;
-        const T* xp = px + (i * c + ch) * s;
+        const int64_t o = (i * c + ch) * s;
+        const T* xp = px + o;
         const double m = mu[ch];
         double acc = 0;
-        for (int64_t k = 0; k < s; ++k) acc += gp[k] * (xp[k] - m);
+        for (int64_t k = 0; k < s; ++k) acc += gm(o + k) * (xp[k] - m);
         return acc;
       });
       for (int64_t ch = 0; ch < c; ++ch) sum_gx[ch] *= rs[ch];
@@ -136,7 +153,7 @@ void batch_norm_backward_cpu(const Tensor& g, const Tensor& x, const Tensor& wei
       T* p = base<T>(dbias);
       for (int64_t ch = 0; ch < c; ++ch) p[ch] = static_cast<T>(sum_g[ch]);
     }
-    if (!dx.defined()) return;
+    if (!dx.defined() && !dresidual.defined()) return;
     // training: dx = w * rstd * (g - mean(g) - xhat * mean(g * xhat)); evaluation: dx = w * rstd * g.
     // Written as dx = g * a + x * b + d per channel.
     const double count = static_cast<double>(n * s);
@@ -149,15 +166,25 @@ void batch_norm_backward_cpu(const Tensor& g, const Tensor& x, const Tensor& wei
       cb[ch] = static_cast<T>(-kx);
       cd[ch] = static_cast<T>(kx * mu[ch] - k0);
     }
-    T* pdx = base<T>(dx);
+    // One pass: dx, and the residual's gradient gm (batch_norm_add_relu).
+    T* pdx = dx.defined() ? base<T>(dx) : nullptr;
+    T* pdr = dresidual.defined() ? base<T>(dresidual) : nullptr;
 #pragma omp parallel for if (n * c * s >= kParallelGrain) schedule(static)
     for (int64_t p = 0; p < n * c; ++p) {
       const int64_t ch = p % c;
       const T a = ca[ch], b = cb[ch], d = cd[ch];
-      const T* gp = pg + p * s;
       const T* xp = px + p * s;
-      T* dp = pdx + p * s;
-      for (int64_t k = 0; k < s; ++k) dp[k] = gp[k] * a + xp[k] * b + d;
+      if (!py) {  // plain batch_norm (dx defined, no residual): the loop without branches
+        const T* gp = pg + p * s;
+        T* dp = pdx + p * s;
+        for (int64_t k = 0; k < s; ++k) dp[k] = gp[k] * a + xp[k] * b + d;
+        continue;
+      }
+      for (int64_t k = 0; k < s; ++k) {
+        const T gv = gm(p * s + k);
+        if (pdr) pdr[p * s + k] = gv;
+        if (pdx) pdx[p * s + k] = gv * a + xp[k] * b + d;
+      }
     }
   });
 }

@@ -6,7 +6,7 @@
 // after each step must be bit-for-bit the CPU's, in f32, f64 and bf16 (tolerance 0). A mismatch therefore
 // means an indexing or dispatch bug, not rounding. The shapes cover: several 16384-element chunks with a tail
 // that is not a multiple of 4 (the float4 path and its scalar tail), odd small sizes, 0-d and empty
-// parameters, more tensors than one launch takes (128), parameters without a gradient in a step (their own
+// parameters, more tensors than one launch takes (192), parameters without a gradient in a step (their own
 // step count), and a misaligned f32 parameter (which moves its whole launch to the scalar path).
 #include <cmath>
 
@@ -149,7 +149,7 @@ TEST(FusedOptimParity, MisalignedF32ParameterTakesTheScalarPath) {
 TEST(FusedOptimParity, MoreTensorsThanOneLaunchTakes) {
   REQUIRE_GPU();
   std::vector<Shape> many;
-  for (int i = 0; i < 300; ++i) many.push_back({1 + (i * 37) % 101});
+  for (int i = 0; i < 400; ++i) many.push_back({1 + (i * 37) % 101});
   many.push_back({40000});  // a multi-chunk tensor after two full launches
   expect_cuda_matches_cpu<Adam>(AdamOptions{.lr = 0.01}, DType::f32, many);
   expect_cuda_matches_cpu<Sgd>(SgdOptions{.lr = 0.1, .momentum = 0.9, .nesterov = true}, DType::f32, many);

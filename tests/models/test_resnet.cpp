@@ -139,5 +139,108 @@ TEST(ResNet, Resnet20LossHalvesOnASmallFixedBatch) {
   EXPECT_LT(last, first * 0.5) << "first " << first << " last " << last;
 }
 
+// ---- fusion (batch_norm_add_relu in the blocks, NABLA_RESNET_FUSED) ----
+
+// Restores the process-wide switch.
+struct FusedSwitch {
+  bool saved = resnet_fused();
+  ~FusedSwitch() { set_resnet_fused(saved); }
+};
+
+// A module's output, every parameter gradient and every buffer after one forward + backward on x with the
+// cotangent g; the buffers (running statistics) are put back afterwards, so the next run starts the same.
+std::vector<Tensor> run_module(nn::Module& m, const Tensor& x, const Tensor& g, bool fused) {
+  set_resnet_fused(fused);
+  std::vector<Tensor> saved;
+  for (auto& [n, b] : m.named_buffers()) saved.push_back(b.clone());
+  for (auto& p : m.parameters()) p.zero_grad();
+  Tensor y = m.forward(x);
+  y.backward(g);
+  std::vector<Tensor> out{y.detach()};
+  for (auto& p : m.parameters()) out.push_back(p.grad());
+  size_t i = 0;
+  for (auto& [n, b] : m.named_buffers()) {
+    out.push_back(b.clone());
+    NoGradGuard ng;
+    b.copy_(saved[i++]);
+  }
+  return out;
+}
+
+// |a - b| <= tol (1 + |b|) everywhere.
+void expect_near_rel(const Tensor& a, const Tensor& b, double tol, const std::string& what) {
+  ASSERT_EQ(a.shape(), b.shape()) << what;
+  const std::vector<double> u = a.to_double_vector(), v = b.to_double_vector();
+  int bad = 0;
+  for (size_t k = 0; k < u.size(); ++k) bad += !(std::abs(u[k] - v[k]) <= tol * (1 + std::abs(v[k])));
+  EXPECT_EQ(bad, 0) << what << ": " << bad << " of " << u.size() << " elements differ";
+}
+
+void expect_fused_same_as_unfused(nn::Module& m, const Shape& xshape, bool training) {
+  FusedSwitch keep;
+  m.train(training);
+  Tensor x = test::randn32(xshape);
+  const Tensor probe = m.forward(x);  // the output's shape (and, in training, one step of the statistics)
+  Tensor g = test::randn32(probe.shape());
+  const std::vector<Tensor> f = run_module(m, x, g, true), u = run_module(m, x, g, false);
+  ASSERT_EQ(f.size(), u.size());
+  // Not vacuous: some outputs are cut by the ReLU, some kept.
+  const double kept = mean(gt(f[0], scalar_like(0.0, f[0])).to(DType::f32)).item();
+  EXPECT_GT(kept, 0.05);
+  EXPECT_LT(kept, 0.95);
+  for (size_t i = 0; i < f.size(); ++i) expect_near_rel(f[i], u[i], 1e-5, "tensor " + std::to_string(i));
+}
+
+TEST(ResNetFused, BasicBlockWithProjectionMatchesUnfused) {
+  BasicBlock block(8, 16, 2);
+  expect_fused_same_as_unfused(block, {4, 8, 10, 10}, true);
+  expect_fused_same_as_unfused(block, {4, 8, 10, 10}, false);
+}
+
+TEST(ResNetFused, BottleneckIdentityAndProjectionMatchUnfused) {
+  Bottleneck identity(16, 4, 1), projection(8, 4, 2);
+  expect_fused_same_as_unfused(identity, {3, 16, 9, 9}, true);
+  expect_fused_same_as_unfused(projection, {3, 8, 9, 9}, true);
+  expect_fused_same_as_unfused(projection, {3, 8, 9, 9}, false);
+}
+
+TEST(ResNetFused, ChannelsLastBottleneckMatchesUnfused) {
+  Bottleneck block(32, 8, 1);
+  block.to(MemoryFormat::ChannelsLast);
+  FusedSwitch keep;
+  Tensor x = test::randn32({2, 32, 6, 6}).contiguous(MemoryFormat::ChannelsLast);
+  Tensor g = test::randn32({2, 32, 6, 6});
+  const std::vector<Tensor> f = run_module(block, x, g, true), u = run_module(block, x, g, false);
+  EXPECT_TRUE(f[0].is_contiguous(MemoryFormat::ChannelsLast));
+  for (size_t i = 0; i < f.size(); ++i) expect_near_rel(f[i], u[i], 1e-5, "tensor " + std::to_string(i));
+}
+
+TEST(ResNetFused, Resnet20LossAndGradientsMatchUnfused) {
+  FusedSwitch keep;
+  auto net = cifar_resnet(20, {.num_classes = 10, .in_channels = 1});
+  Tensor x = test::randn32({4, 1, 16, 16});
+  Tensor target = test::randint64(0, 10, {4});
+  std::vector<std::vector<Tensor>> runs;
+  for (bool fused : {true, false}) {
+    set_resnet_fused(fused);
+    for (auto& p : net->parameters()) p.zero_grad();
+    Tensor loss = cross_entropy(net->forward(x), target);
+    loss.backward();
+    std::vector<Tensor> r{loss.detach()};
+    for (auto& p : net->parameters()) r.push_back(p.grad());
+    runs.push_back(r);
+  }
+  for (size_t i = 0; i < runs[0].size(); ++i)
+    expect_near_rel(runs[0][i], runs[1][i], 1e-4, std::to_string(i));
+}
+
+TEST(ResNetFused, SetResnetFusedOverridesTheEnvironment) {
+  FusedSwitch keep;
+  set_resnet_fused(false);
+  EXPECT_FALSE(resnet_fused());
+  set_resnet_fused(true);
+  EXPECT_TRUE(resnet_fused());
+}
+
 }  // namespace
 }  // namespace nabla
