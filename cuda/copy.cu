@@ -4,24 +4,12 @@
 // Transfers: the bytes cross with cudaMemcpyAsync on the compute stream, contiguous and in the source
 // dtype; strides and dtype conversion are then done by a device kernel (or, device -> host, before the
 // transfer on the device). Copies to the host synchronise the stream, so the host may read the data at once.
-#include <cstdlib>
-#include <string>
-
 #include "cuda/dtype.cuh"
 #include "cuda/loops.cuh"
 #include "engine/capture.h"
 #include "ops/elementwise.h"
 
 namespace nabla::cuda {
-
-bool index32_enabled() {
-  static const bool on = [] {
-    const char* e = std::getenv("NABLA_INDEX32");
-    return !(e && std::string(e) == "0");
-  }();
-  return on;
-}
-
 namespace {
 
 // (Device lambdas may not sit inside generic lambdas, so each typed body is a function template.)

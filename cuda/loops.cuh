@@ -68,61 +68,6 @@ OffsetCalc<N> make_offset_calc(const Shape& shape, const std::array<const Stride
   return c;
 }
 
-// The same walk with 32-bit index arithmetic, for tensors whose element count and offsets fit in 31 bits
-// (nearly all): a 64-bit division is a long emulated sequence on the GPU, a 32-bit one a few instructions,
-// and a strided copy is bound by that arithmetic, not by memory (a [16384, 50257] bf16 view of a padded
-// [16384, 50304] buffer took 5x its memory time with 64-bit divisions).
-template <int N>
-struct OffsetCalc32 {
-  int ndim = 0;
-  uint32_t sizes[kMaxDims];
-  uint32_t strides[N][kMaxDims];
-
-  __device__ __forceinline__ std::array<int64_t, N> get(uint32_t linear) const {
-    std::array<uint32_t, N> off{};
-    for (int d = ndim - 1; d >= 0; --d) {
-      const uint32_t q = linear / sizes[d];
-      const uint32_t idx = linear - q * sizes[d];
-      linear = q;
-#pragma unroll
-      for (int k = 0; k < N; ++k) off[k] += idx * strides[k][d];
-    }
-    std::array<int64_t, N> out;
-#pragma unroll
-    for (int k = 0; k < N; ++k) out[k] = off[k];
-    return out;
-  }
-};
-
-// The 32-bit form of c when every count and offset fits in 31 bits (non-negative strides); false otherwise.
-template <int N>
-bool to_offset_calc32(const OffsetCalc<N>& c, int64_t n, OffsetCalc32<N>* out) {
-  constexpr int64_t kMax = INT32_MAX;
-  if (n > kMax) return false;
-  out->ndim = c.ndim;
-  for (int k = 0; k < N; ++k) {
-    int64_t reach = 0;
-    for (int d = 0; d < c.ndim; ++d) {
-      if (c.strides[k][d] < 0) return false;
-      reach += (c.sizes[d] - 1) * c.strides[k][d];
-      if (reach > kMax) return false;
-    }
-  }
-  for (int d = 0; d < c.ndim; ++d) {
-    out->sizes[d] = static_cast<uint32_t>(c.sizes[d]);
-    for (int k = 0; k < N; ++k) out->strides[k][d] = static_cast<uint32_t>(c.strides[k][d]);
-  }
-  return true;
-}
-
-// NABLA_INDEX32=0 turns the 32-bit walk off (to compare).
-bool index32_enabled();
-
-template <int N, class F>
-__global__ void elementwise_kernel32(uint32_t n, OffsetCalc32<N> calc, F f) {
-  for (uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x) f(calc.get(i));
-}
-
 template <int N, class F>
 __global__ void elementwise_kernel(int64_t n, OffsetCalc<N> calc, bool contiguous, F f) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
@@ -157,13 +102,6 @@ void launch_elementwise(const Shape& shape, const std::array<const Strides*, N>&
     for (int k = 1; k < N; ++k) contiguous = contiguous && *strides[k] == *strides[0];
   }
   OffsetCalc<N> calc = contiguous ? OffsetCalc<N>{} : make_offset_calc<N>(shape, strides);
-  OffsetCalc32<N> calc32;
-  if (!contiguous && index32_enabled() && to_offset_calc32<N>(calc, n, &calc32)) {
-    elementwise_kernel32<N>
-        <<<grid_for(n), kBlock, 0, current_stream()>>>(static_cast<uint32_t>(n), calc32, f);
-    NABLA_CUDA_LAUNCH_CHECK();
-    return;
-  }
   elementwise_kernel<N><<<grid_for(n), kBlock, 0, current_stream()>>>(n, calc, contiguous, f);
   NABLA_CUDA_LAUNCH_CHECK();
 }
