@@ -337,8 +337,26 @@ Tensor GPT::loss(const Tensor& input_ids, const Tensor& labels, const Tensor& at
               input_ids.shape(), ", got ", labels.dtype(), " ", labels.shape());
   const int64_t b = input_ids.size(0), t = input_ids.size(1);
   NABLA_CHECK(t >= 2, "GPT: the loss needs sequences of at least 2 tokens, got ", t);
-  Tensor lg = logits(input_ids, attention_mask);
-  Tensor pred = lg.narrow(1, 0, t - 1).reshape({b * (t - 1), config_.vocab_size});
+  // The last position predicts nothing: drop it from the hidden states ([b, t - 1, n_embd], cheap) rather
+  // than from the logits (a copy of b (t - 1) x vocab values, 1.6 GB for GPT-2 at B 16 x T 1024).
+  Tensor h = hidden(input_ids, attention_mask).narrow(1, 0, t - 1);
+  const Tensor& w = transformer->wte->weight;
+  const int64_t v = config_.vocab_size, vp = (v + 63) / 64 * 64;
+  Tensor pred;
+  if (vp != v && (h.device().is_cuda() || pad_loss_vocab_)) {
+    // llm.c's padded vocabulary, for the loss: the classifier runs on wte with zero rows appended up to a
+    // multiple of 64 (GPT-2: 50,257 -> 50,304), so every GEMM has aligned leading dimensions (unaligned ones
+    // have only slow cuBLAS kernels: 30 ms of a 100 ms step on an H200), and a bias of -30,000 on the padded
+    // columns keeps them out of the softmax (exp(-30000 - max) is 0 in f32), so the loss and every gradient
+    // are those of the 50,257-way classifier. The padded logits are contiguous, so the cross entropy reads
+    // them in place (a view of the first 50,257 columns would need strided copies).
+    const TensorOptions o{.dtype = w.dtype(), .device = w.device()};
+    Tensor wp = cat({w, zeros({vp - v, w.size(1)}, o)}, 0);
+    Tensor bias = cat({zeros({v}, o), full({vp - v}, -30000.0, o)}, 0);
+    pred = linear(h, wp, bias).reshape({b * (t - 1), vp});
+  } else {
+    pred = linear(h, w).reshape({b * (t - 1), v});
+  }
   Tensor tgt = labels.narrow(1, 1, t - 1).contiguous().reshape({b * (t - 1)});
   return cross_entropy(pred, tgt, {.ignore_index = ignore_index});
 }

@@ -169,6 +169,9 @@ class GPT : public nn::Module {
   // labels[:, 1:], the mean over labels that are not ignore_index. labels [B, T] i64 (often input_ids).
   Tensor loss(const Tensor& input_ids, const Tensor& labels, const Tensor& attention_mask = Tensor(),
               int64_t ignore_index = -100);
+  // On CUDA the loss runs the classifier on a vocabulary padded to a multiple of 64 (see loss()); this turns
+  // the same path on for the CPU too, so that tests can compare it with the plain one.
+  void set_pad_loss_vocab(bool on) { pad_loss_vocab_ = on; }
 
   // ---- Hugging Face format ----
   // Our parameters with transformers' names and layouts (Conv1D weights [in, out]); no lm_head.weight (tied).
@@ -186,6 +189,7 @@ class GPT : public nn::Module {
 
  private:
   GPTConfig config_;
+  bool pad_loss_vocab_ = false;
 };
 
 // Every parameter's count of the 124M preset etc.: sum of numel (tied weights once).

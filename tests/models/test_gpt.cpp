@@ -96,6 +96,33 @@ TEST(Gpt, LossEqualsShiftedCrossEntropyAndIgnoresMinus100) {
   EXPECT_NEAR(model.loss(ids, lab).item(), sum / n, 1e-5);
 }
 
+// The loss on the padded vocabulary (what CUDA runs: 96 -> 128 classes, the extra ones masked by a -30,000
+// bias) equals the plain 96-way loss, and so do the gradients of every parameter (wte included).
+TEST(Gpt, PaddedVocabularyLossAndGradientsEqualThePlainOnes) {
+  GPT model(tiny_config(), 4);
+  Tensor ids = random_ids(3, 9, 96);
+  Tensor labels = ids.clone();
+  labels.narrow(1, 5, 2).fill_(-100.0);
+  auto run = [&](bool pad) {
+    model.set_pad_loss_vocab(pad);
+    for (Tensor& p : model.parameters()) p.zero_grad();
+    Tensor loss = model.loss(ids, labels);
+    loss.backward();
+    std::vector<std::vector<double>> grads;
+    for (Tensor& p : model.parameters()) grads.push_back(p.grad().to_double_vector());
+    return std::make_pair(loss.item(), grads);
+  };
+  auto [plain, g_plain] = run(false);
+  auto [padded, g_padded] = run(true);
+  EXPECT_NEAR(padded, plain, 1e-6);
+  ASSERT_EQ(g_plain.size(), g_padded.size());
+  for (size_t i = 0; i < g_plain.size(); ++i) {
+    ASSERT_EQ(g_plain[i].size(), g_padded[i].size());
+    for (size_t k = 0; k < g_plain[i].size(); ++k)
+      ASSERT_NEAR(g_padded[i][k], g_plain[i][k], 1e-6) << "parameter " << i << " element " << k;
+  }
+}
+
 TEST(Gpt, ChangingTokenTLeavesEarlierLogitsUnchanged) {
   GPT model(tiny_config(), 3);
   model.eval();
