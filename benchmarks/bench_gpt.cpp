@@ -67,9 +67,9 @@ int run(const Options& o) {
     Tensor loss;
     {
       AutocastGuard ac(DType::bf16, amp);
-      Tensor logits = model.logits(x);
-      loss = cross_entropy(logits.reshape({o.batch * o.context, c.vocab_size}),
-                           y.reshape({o.batch * o.context}));
+      // The model's own classifier + cross entropy (models/gpt.h: on CUDA over the vocabulary padded to a
+      // multiple of 64, as llm.c), on all T positions against the shifted ids, as benchmarks/gpt_torch.py.
+      loss = model.classifier_loss(model.hidden(x), y);
     }
     loss.backward();
     optim::clip_grad_norm(params, 1.0);

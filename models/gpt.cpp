@@ -335,16 +335,27 @@ Tensor GPT::loss(const Tensor& input_ids, const Tensor& labels, const Tensor& at
                  int64_t ignore_index) {
   NABLA_CHECK(labels.shape() == input_ids.shape() && labels.dtype() == DType::i64, "GPT: labels must be i64 ",
               input_ids.shape(), ", got ", labels.dtype(), " ", labels.shape());
-  const int64_t b = input_ids.size(0), t = input_ids.size(1);
+  const int64_t t = input_ids.size(1);
   NABLA_CHECK(t >= 2, "GPT: the loss needs sequences of at least 2 tokens, got ", t);
   // The last position predicts nothing: drop it from the hidden states ([b, t - 1, n_embd], cheap) rather
   // than from the logits (a copy of b (t - 1) x vocab values, 1.6 GB for GPT-2 at B 16 x T 1024).
-  Tensor h = hidden(input_ids, attention_mask).narrow(1, 0, t - 1);
+  return classifier_loss(hidden(input_ids, attention_mask).narrow(1, 0, t - 1), labels.narrow(1, 1, t - 1),
+                         ignore_index);
+}
+
+Tensor GPT::classifier_loss(const Tensor& h, const Tensor& targets, int64_t ignore_index) {
+  NABLA_CHECK(h.dim() >= 2 && h.size(-1) == config_.n_embd && targets.dtype() == DType::i64 &&
+                  targets.numel() * config_.n_embd == h.numel(),
+              "GPT: classifier_loss expects hidden states [..., ", config_.n_embd,
+              "] and i64 targets with one per position, got ", h.shape(), " and ", targets.dtype(), " ",
+              targets.shape());
+  const int64_t n = targets.numel();
   const Tensor& w = transformer->wte->weight;
   const int64_t v = config_.vocab_size, vp = (v + 63) / 64 * 64;
   Tensor pred;
-  if (vp != v && (h.device().is_cuda() || pad_loss_vocab_)) {
-    // llm.c's padded vocabulary, for the loss: the classifier runs on wte with zero rows appended up to a
+  if (vp != v &&
+      (h.device().is_cuda() || pad_loss_vocab_)) {  // llm.c's padded vocabulary, for the loss: the classifier
+                                                    // runs on wte with zero rows appended up to a
     // multiple of 64 (GPT-2: 50,257 -> 50,304), so every GEMM has aligned leading dimensions (unaligned ones
     // have only slow cuBLAS kernels: 30 ms of a 100 ms step on an H200), and a bias of -30,000 on the padded
     // columns keeps them out of the softmax (exp(-30000 - max) is 0 in f32), so the loss and every gradient
@@ -353,12 +364,11 @@ Tensor GPT::loss(const Tensor& input_ids, const Tensor& labels, const Tensor& at
     const TensorOptions o{.dtype = w.dtype(), .device = w.device()};
     Tensor wp = cat({w, zeros({vp - v, w.size(1)}, o)}, 0);
     Tensor bias = cat({zeros({v}, o), full({vp - v}, -30000.0, o)}, 0);
-    pred = linear(h, wp, bias).reshape({b * (t - 1), vp});
+    pred = linear(h, wp, bias).reshape({n, vp});
   } else {
-    pred = linear(h, w).reshape({b * (t - 1), v});
+    pred = linear(h, w).reshape({n, v});
   }
-  Tensor tgt = labels.narrow(1, 1, t - 1).contiguous().reshape({b * (t - 1)});
-  return cross_entropy(pred, tgt, {.ignore_index = ignore_index});
+  return cross_entropy(pred, targets.contiguous().reshape({n}), {.ignore_index = ignore_index});
 }
 
 }  // namespace nabla::models

@@ -169,6 +169,9 @@ class GPT : public nn::Module {
   // labels[:, 1:], the mean over labels that are not ignore_index. labels [B, T] i64 (often input_ids).
   Tensor loss(const Tensor& input_ids, const Tensor& labels, const Tensor& attention_mask = Tensor(),
               int64_t ignore_index = -100);
+  // The classifier and its cross entropy on given hidden states [..., n_embd] (ln_f's output) against
+  // targets with one i64 id per position (or ignore_index): what loss() runs after its shift.
+  Tensor classifier_loss(const Tensor& hidden, const Tensor& targets, int64_t ignore_index = -100);
   // On CUDA the loss runs the classifier on a vocabulary padded to a multiple of 64 (see loss()); this turns
   // the same path on for the CPU too, so that tests can compare it with the plain one.
   void set_pad_loss_vocab(bool on) { pad_loss_vocab_ = on; }
