@@ -11,6 +11,11 @@
 
 namespace nabla::distill {
 
+namespace {
+// f32 for the half types (bf16 autocast), f64 kept (gradient checks).
+Tensor to_float(const Tensor& t) { return t.dtype() == DType::f64 ? t : t.to(DType::f32); }
+}  // namespace
+
 void KdLossOptions::validate() const {
   NABLA_CHECK(std::isfinite(temperature) && temperature > 0, "kd_loss: temperature ", temperature,
               ", expected a finite number > 0");
@@ -22,7 +27,7 @@ Tensor soft_labels(const Tensor& teacher_logits, double temperature) {
   NABLA_CHECK(teacher_logits.dim() == 2, "soft_labels: teacher logits ", teacher_logits.shape(),
               ", expected [batch, classes]");
   NoGradGuard ng;
-  return softmax(teacher_logits.detach().to(DType::f32) * (1.0 / temperature), -1);
+  return softmax(to_float(teacher_logits.detach()) * (1.0 / temperature), -1);
 }
 
 Tensor kd_loss_from_soft_labels(const Tensor& student_logits, const Tensor& teacher_probs,
@@ -31,8 +36,8 @@ Tensor kd_loss_from_soft_labels(const Tensor& student_logits, const Tensor& teac
   NABLA_CHECK(student_logits.dim() == 2 && teacher_probs.shape() == student_logits.shape(),
               "kd_loss: student logits ", student_logits.shape(), " and teacher soft labels ",
               teacher_probs.shape(), ", expected the same [batch, classes]");
-  const Tensor z = student_logits.to(DType::f32);
-  const Tensor p = teacher_probs.detach().to(DType::f32);
+  const Tensor z = to_float(student_logits);
+  const Tensor p = teacher_probs.detach().to(z.dtype());
   Tensor loss;
   if (o.hard_weight < 1) {
     const double scale = (1 - o.hard_weight) * (o.t2_scaling ? o.temperature * o.temperature : 1.0);

@@ -14,7 +14,8 @@
 // 0 (logit distillation only, as a third-party review of the paper says SKD uses).
 //
 // Composed from ops with autograd (softmax, cross_entropy with soft targets, scalar multiplications), so
-// forward and backward run on every backend the ops do; the logits are taken to f32 first (bf16 autocast).
+// forward and backward run on every backend the ops do; half-precision logits (bf16 autocast) are taken to
+// f32 first, f64 stays f64.
 #pragma once
 #include "engine/tensor.h"
 

@@ -19,7 +19,10 @@ constexpr const char* kFingerprintKey = "nabla.distill.fingerprint";
 
 void freeze(nn::Module& model) {
   model.eval();
-  for (Tensor& p : model.parameters()) p.requires_grad_(false);
+  for (Tensor& p : model.parameters()) {
+    p.zero_grad();  // a gradient left from its own training is dropped
+    p.requires_grad_(false);
+  }
 }
 
 void TeacherTeam::add(std::string name, std::shared_ptr<nn::Module> model) {

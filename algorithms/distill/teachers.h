@@ -26,7 +26,7 @@
 
 namespace nabla::distill {
 
-// Evaluation mode and requires_grad off for every parameter.
+// Evaluation mode, requires_grad off and no gradient for every parameter.
 void freeze(nn::Module& model);
 
 using TeacherForward = std::function<Tensor(nn::Module& model, const Tensor& inputs)>;
