@@ -349,6 +349,7 @@ int run(Options& o) {
   state.extra["mode"] = "distill-" + o.mode;
   apps::TrainLog log(r, total_steps, o.epochs, "seq/s");
   for (const auto& j : pending) log.write(j);
+  log.write({{"kind", "student"}, {"parameters", model->num_parameters()}});
   if (kd)
     log.write(
         {{"kind", "teacher_distribution"}, {"mode", o.mode}, {"sampling", o.sampling}, {"p", probabilities}});
