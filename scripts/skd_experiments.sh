@@ -65,8 +65,9 @@ done
 DATA=(--vocab "$VOCAB" --train-tsv "$SST2/train.tsv" --dev-tsv "$SST2/dev.tsv" --test-tsv "$SST2/test.tsv"
   --limit-train "$LIMIT_TRAIN" --seq-len "$SEQ" --batch-size "$BATCH" --eval-batch-size 256)
 COMMON=(--device "$DEVICE" --amp "$AMP" --threads "$THREADS" --no-progress --print-every 100)
-STUDENT_RUN=("${STUDENT[@]}" "${DATA[@]}" "${COMMON[@]}" --limit-dev "$LIMIT_DEV" --epochs "$STUDENT_EPOCHS"
-  --lr "$LR" --warmup-steps "$WARMUP" --eval-every "$EVAL_EVERY" --logit-cache "$OUT/cache")
+RUN_ARGS=("${DATA[@]}" "${COMMON[@]}" --limit-dev "$LIMIT_DEV" --epochs "$STUDENT_EPOCHS" --lr "$LR"
+  --warmup-steps "$WARMUP" --eval-every "$EVAL_EVERY" --logit-cache "$OUT/cache")
+STUDENT_RUN=("${STUDENT[@]}" "${RUN_ARGS[@]}")
 T0_DIR=$OUT/teacher0 T1_DIR=$OUT/teacher1 T2_DIR=$OUT/teacher2
 TEAM=$T0_DIR,$T1_DIR,$T2_DIR
 START=$(date +%s)
@@ -122,7 +123,7 @@ done
 SRD_SCORES=$(mean_best kd_t0),$(mean_best kd_t1),$(mean_best kd_t2)
 method wkd --mode wkd --teachers "$TEAM"
 for seed in $(seq 1 "$SEEDS"); do
-  run "takd_assistant_s$seed" distill_bert --mode kd --teachers "$T2_DIR" "${STUDENT_RUN[@]}" "${ASSISTANT[@]}" \
+  run "takd_assistant_s$seed" distill_bert --mode kd --teachers "$T2_DIR" "${ASSISTANT[@]}" "${RUN_ARGS[@]}" \
     --seed "$seed" --best-dir "$OUT/assistant_s$seed"
 done
 finish "takd_assistant"
@@ -142,7 +143,7 @@ finish "throughput: student alone"
 run thr_teacher2 train_bert --mode finetune "${T2[@]}" "${DATA[@]}" "${COMMON[@]}" --epochs 1 --max-steps "$THROUGHPUT_STEPS"
 finish "throughput: largest teacher"
 
-python3 - "$OUT" "$SEEDS" "$SRD_SCORES" <<'EOF'
+AMP=$AMP python3 - "$OUT" "$SEEDS" "$SRD_SCORES" <<'EOF'
 import json, os, statistics, sys
 out, seeds, srd = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 def records(name):
@@ -181,7 +182,7 @@ for label, name in rows:
     print(f"| {label} | {cell(test)} | {cell(dev)} |")
 print("\n| throughput (median step) | seq/s |")
 print("| --- | --- |")
-for label, name in (("SKD step: drawn teacher's forward (bf16 autocast) + student step", "thr_skd"),
+for label, name in ((f"SKD step: drawn teacher's forward + student step (--amp {os.environ.get('AMP', 'bf16')})", "thr_skd"),
                     ("student step alone", "thr_student"), ("largest teacher (T2) training step", "thr_teacher2")):
     v = first(name, "summary", "seq_per_s")
     if v != v: v = first(name, "summary", "img_per_s")
