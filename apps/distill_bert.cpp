@@ -466,8 +466,6 @@ void check_options(const Options& o, const apps::OptionSet& cli) {
       o.sampling != "srd" || !o.scores.empty() || (m != "skd" && m != "wkd"),
       "--sampling srd needs --scores: for each teacher, the dev accuracy of a student distilled from it "
       "alone (--mode kd runs; docs/skd.md)");
-  NABLA_CHECK(m == "student" || m == "ensemble-eval" || !cli.given("hard-weight") || o.hard_weight <= 1,
-              "--hard-weight ", o.hard_weight, " is outside [0, 1]");
   if (o.shape.hidden > 0 || o.shape.layers > 0 || o.shape.heads > 0) {
     models::BertConfig c = models::BertConfig::preset(o.shape.preset);
     if (o.shape.hidden > 0) c.hidden_size = o.shape.hidden;
