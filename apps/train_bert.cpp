@@ -37,6 +37,7 @@
 #include "algorithms/optim/optimizer.h"
 #include "algorithms/optim/schedule.h"
 #include "algorithms/vrgd/vr_optimizer.h"
+#include "apps/common/bert_task.h"
 #include "apps/common/options.h"
 #include "apps/common/run.h"
 #include "apps/common/train_step.h"
@@ -101,64 +102,25 @@ std::vector<std::string> split_commas(const std::string& s) {
 
 // ---- model ----------------------------------------------------------------------------------------------
 
-models::BertConfig make_config(const Options& o, int64_t vocab_size) {
-  models::BertConfig c = models::BertConfig::preset(o.preset);
-  if (o.layers > 0) c.num_hidden_layers = o.layers;
-  if (o.hidden > 0) {
-    c.hidden_size = o.hidden;
-    if (o.intermediate == 0) c.intermediate_size = 4 * o.hidden;
-  }
-  if (o.heads > 0) c.num_attention_heads = o.heads;
-  if (o.intermediate > 0) c.intermediate_size = o.intermediate;
-  if (o.max_position > 0) c.max_position_embeddings = o.max_position;
-  c.hidden_dropout_prob = c.attention_probs_dropout_prob = o.dropout;
-  c.vocab_size = vocab_size;
-  c.attention_impl = o.attention;
-  c.validate();
-  return c;
-}
-
-// --attention on a model loaded from a checkpoint (config.json does not carry it).
-void set_attention(models::BertModel& bert, const std::string& impl) {
-  bert.config.attention_impl = impl;
-  for (auto& layer : bert.encoder->layers) layer->attention->self->fused = impl == "fused";
+apps::BertShape shape_of(const Options& o) {
+  return {.preset = o.preset,
+          .attention = o.attention,
+          .layers = o.layers,
+          .hidden = o.hidden,
+          .heads = o.heads,
+          .intermediate = o.intermediate,
+          .max_position = o.max_position,
+          .dropout = o.dropout};
 }
 
 std::unique_ptr<optim::Optimizer> make_optimizer(const Options& o, const nn::Module& model) {
-  auto groups = optim::split_decay_groups(model.named_parameters(), o.weight_decay, o.lr);
-  if (vrgd::is_vr_optimizer_kind(o.optimizer))
-    return vrgd::make_vr_optimizer(
-        o.optimizer, groups, {.lr = o.lr, .weight_decay = o.weight_decay, .gsnr = {.gamma = o.gsnr_gamma}});
-  if (o.optimizer == "adamw")
-    return std::make_unique<optim::AdamW>(groups,
-                                          optim::AdamWOptions{.lr = o.lr, .weight_decay = o.weight_decay});
-  if (o.optimizer == "lamb")
-    return std::make_unique<optim::Lamb>(groups,
-                                         optim::LambOptions{.lr = o.lr, .weight_decay = o.weight_decay});
-  fail("unknown optimizer '", o.optimizer, "' (expected adamw, lamb, vr-adamw or vr-lamb)");
+  return apps::make_bert_optimizer(o.optimizer, model, o.lr, o.weight_decay, o.gsnr_gamma);
 }
 
 // Linear warm-up to --lr, then linear (power 1) or polynomial decay to 0 at the run's last step.
 optim::Schedule make_schedule(const Options& o, int64_t total_steps) {
-  int64_t warmup = std::min(o.warmup_steps, std::max<int64_t>(0, total_steps - 1));
-  return optim::Schedule({.kind = optim::ScheduleKind::polynomial,
-                          .base_lr = o.lr,
-                          .total_steps = total_steps,
-                          .end_lr = 0.0,
-                          .power = o.decay == "linear" ? 1.0 : o.decay_power,
-                          .warmup_steps = warmup});
-}
-
-// Inputs [B, 3, L] from the three [B, L] tensors, and back.
-Tensor pack_inputs(const Tensor& ids, const Tensor& types, const Tensor& mask) {
-  return stack({ids, types, mask}, 1).contiguous();
-}
-struct Unpacked {
-  Tensor ids, types, mask;
-};
-Unpacked unpack(const Tensor& inputs) {
-  return {inputs.select(1, 0).contiguous(), inputs.select(1, 1).contiguous(),
-          inputs.select(1, 2).contiguous()};
+  return apps::make_bert_schedule(o.lr, o.warmup_steps, o.decay == "linear" ? 1.0 : o.decay_power,
+                                  total_steps);
 }
 
 // Examples j, j + k, j + 2k, ... of a batch (k divides it): the partitions of the VR step
@@ -278,10 +240,11 @@ int run_pretrain(Options& o) {
   std::shared_ptr<models::BertForPreTraining> model;
   if (!o.init_from.empty()) {
     model = models::BertForPreTraining::from_pretrained(o.init_from);
-    set_attention(*model->bert, o.attention);
+    apps::set_bert_attention(*model->bert, o.attention);
     model->config.attention_impl = o.attention;
   } else {
-    model = std::make_shared<models::BertForPreTraining>(make_config(o, tok.vocab_size()));
+    model =
+        std::make_shared<models::BertForPreTraining>(apps::make_bert_config(shape_of(o), tok.vocab_size()));
   }
   const int64_t longest = std::max(o.seq_len, phase2 ? o.phase2_seq_len : 0);
   NABLA_CHECK(longest <= model->config.max_position_embeddings, "sequence length ", longest,
@@ -294,7 +257,7 @@ int run_pretrain(Options& o) {
               " runs in one process only (the micro-batches' gradients are not all-reduced); use more ranks "
               "instead, or a vr-* optimizer");
   apps::ForwardFn forward = [&model](nn::Module&, const Tensor& inputs, const Tensor& targets) {
-    Unpacked u = unpack(inputs);
+    apps::BertInputs u = apps::unpack_bert_inputs(inputs);
     const int64_t l = inputs.size(2);
     apps::ForwardOutput f;
     f.loss = model->loss(u.ids, u.types, u.mask, targets.narrow(1, 0, l).contiguous(),
@@ -364,7 +327,7 @@ int run_pretrain(Options& o) {
     const data::BertPretrainData& d = in_phase2 ? *phase2 : phase1;
     data::BertPretrainBatch b =
         d.batch_at(in_phase2 ? step - o.max_steps : step, global_batch, ds.rank(), ds.world_size());
-    Tensor inputs = pack_inputs(b.input_ids, b.token_type_ids, b.attention_mask).to(dev);
+    Tensor inputs = apps::pack_bert_inputs(b.input_ids, b.token_type_ids, b.attention_mask).to(dev);
     Tensor targets = cat({b.mlm_labels, b.nsp_labels.unsqueeze(1)}, 1).contiguous().to(dev);
     const double lr = schedule.lr_at(step);
     double loss;
@@ -399,76 +362,6 @@ int run_pretrain(Options& o) {
 
 // ---- fine-tuning ----------------------------------------------------------------------------------------
 
-struct Encoded {
-  Tensor inputs;  // i64 [N, 3, L]
-  Tensor labels;  // i64 [N]: classes, or the example index for regression
-  std::vector<int64_t> classes;
-  std::vector<double> targets;
-};
-
-Encoded encode(const data::GlueExamples& ex, const data::BertTokenizer& tok, int64_t seq_len, bool regression,
-               data::PairTruncation rule) {
-  const int64_t n = ex.size(), l = seq_len;
-  Encoded e;
-  e.inputs = Tensor::empty({n, 3, l}, DType::i64);
-  e.labels = Tensor::empty({n}, DType::i64);
-  int64_t* p = e.inputs.data<int64_t>();
-  const data::BertEncodeOptions eo{
-      .max_length = static_cast<int>(l), .pad_to_max_length = true, .pair_truncation = rule};
-  for (int64_t i = 0; i < n; ++i) {
-    data::BertEncoding enc = ex.text_b.empty() ? tok.encode(ex.text_a[static_cast<size_t>(i)], eo)
-                                               : tok.encode_pair(ex.text_a[static_cast<size_t>(i)],
-                                                                 ex.text_b[static_cast<size_t>(i)], eo);
-    for (const auto* v : {&enc.input_ids, &enc.token_type_ids, &enc.attention_mask})
-      p = std::copy(v->begin(), v->end(), p);
-    e.labels.data<int64_t>()[i] = regression ? i : ex.labels[static_cast<size_t>(i)];
-  }
-  e.classes = ex.labels;
-  e.targets = ex.targets;
-  return e;
-}
-
-struct DevResult {
-  double accuracy = 0, f1 = 0, matthews = 0, pearson = 0, loss = 0;
-  double metric(const std::string& name) const {
-    return name == "f1" ? f1 : name == "matthews" ? matthews : name == "pearson" ? pearson : accuracy;
-  }
-};
-
-DevResult evaluate_classifier(models::BertForSequenceClassification& model, const Encoded& dev_set,
-                              int64_t batch, Device dev, bool amp, bool regression) {
-  model.eval();
-  NoGradGuard ng;
-  AutocastGuard autocast(DType::bf16, amp);
-  const int64_t n = dev_set.inputs.size(0);
-  std::vector<int64_t> pred;
-  std::vector<double> scores;
-  double loss_sum = 0;
-  for (int64_t first = 0; first < n; first += batch) {
-    const int64_t m = std::min(batch, n - first);
-    Unpacked u = unpack(dev_set.inputs.narrow(0, first, m).to(dev));
-    Tensor logits = model.forward(u.ids, u.types, u.mask).to(DType::f32);
-    if (regression) {
-      for (float v : logits.reshape({-1}).to(Device::cpu()).to_vector<float>()) scores.push_back(v);
-    } else {
-      Tensor y = dev_set.labels.narrow(0, first, m).to(dev);
-      loss_sum += cross_entropy(logits, y, {.reduction = Reduction::sum}).item();
-      for (int64_t v : argmax(logits, -1).to(Device::cpu()).to_vector<int64_t>()) pred.push_back(v);
-    }
-  }
-  model.train();
-  DevResult r;
-  if (regression) {
-    r.pearson = metrics::pearson(scores, dev_set.targets);
-    return r;
-  }
-  r.loss = loss_sum / static_cast<double>(n);
-  r.accuracy = metrics::accuracy(pred, dev_set.classes);
-  r.f1 = metrics::f1_binary(pred, dev_set.classes);
-  r.matthews = metrics::matthews_corrcoef(pred, dev_set.classes);
-  return r;
-}
-
 int run_finetune(Options& o) {
   // 1. set-up
   apps::Run r = apps::Run::start(o.run, o.batch_size);
@@ -484,12 +377,14 @@ int run_finetune(Options& o) {
       .text_a = o.text_a, .text_b = o.text_b, .label = o.label, .regression = regression};
   data::GlueExamples train_ex = data::read_glue_tsv(o.train_tsv, to);
   const data::GlueExamples dev_ex = data::read_glue_tsv(o.dev_tsv, to);
-  Encoded train = encode(train_ex, tok, o.seq_len, regression, pair_rule(o.pair_truncation));
+  apps::EncodedGlue train =
+      apps::encode_glue(train_ex, tok, o.seq_len, regression, pair_rule(o.pair_truncation));
   if (o.limit_train > 0 && o.limit_train < train.inputs.size(0)) {
     train.inputs = train.inputs.narrow(0, 0, o.limit_train).contiguous();
     train.labels = train.labels.narrow(0, 0, o.limit_train).contiguous();
   }
-  const Encoded dev_set = encode(dev_ex, tok, o.seq_len, regression, pair_rule(o.pair_truncation));
+  const apps::EncodedGlue dev_set =
+      apps::encode_glue(dev_ex, tok, o.seq_len, regression, pair_rule(o.pair_truncation));
   const int64_t num_labels =
       regression
           ? 1
@@ -519,12 +414,12 @@ int run_finetune(Options& o) {
       model = std::make_shared<models::BertForSequenceClassification>(c);
       report = models::load_bert_safetensors(*model, o.init_from + "/model.safetensors", false);
     }
-    set_attention(*model->bert, o.attention);
+    apps::set_bert_attention(*model->bert, o.attention);
     model->config.attention_impl = o.attention;
     if (r.is_main() && !report.clean())
       std::printf("init from %s: %s\n", o.init_from.c_str(), report.str().c_str());
   } else {
-    models::BertConfig c = make_config(o, tok.vocab_size());
+    models::BertConfig c = apps::make_bert_config(shape_of(o), tok.vocab_size());
     c.num_labels = num_labels;
     model = std::make_shared<models::BertForSequenceClassification>(c);
   }
@@ -539,7 +434,7 @@ int run_finetune(Options& o) {
               "instead, or a vr-* optimizer");
   const std::vector<double>& targets_host = train.targets;
   apps::ForwardFn forward = [&](nn::Module&, const Tensor& inputs, const Tensor& labels) {
-    Unpacked u = unpack(inputs);
+    apps::BertInputs u = apps::unpack_bert_inputs(inputs);
     apps::ForwardOutput f;
     Tensor logits = model->forward(u.ids, u.types, u.mask);
     if (regression) {
@@ -585,7 +480,8 @@ int run_finetune(Options& o) {
   double best = -std::numeric_limits<double>::infinity();
   if (auto it = state.extra.find("best_metric"); it != state.extra.end()) best = std::stod(it->second);
   auto evaluate = [&](int64_t step, int64_t epoch) {
-    DevResult e = evaluate_classifier(*model, dev_set, o.eval_batch_size, dev, r.amp(), regression);
+    apps::DevResult e =
+        apps::evaluate_bert_classifier(*model, dev_set, o.eval_batch_size, dev, r.amp(), regression);
     if (!r.is_main()) return;
     log.finish_line();
     const double m = e.metric(o.metric);
@@ -649,15 +545,16 @@ int run_finetune(Options& o) {
   // --test-tsv: the model that was best on dev (--best-dir), else the last one, on a file never used for
   // choices.
   if (!o.test_tsv.empty() && r.is_main()) {
-    const Encoded test_set =
-        encode(data::read_glue_tsv(o.test_tsv, to), tok, o.seq_len, regression, pair_rule(o.pair_truncation));
+    const apps::EncodedGlue test_set = apps::encode_glue(data::read_glue_tsv(o.test_tsv, to), tok, o.seq_len,
+                                                         regression, pair_rule(o.pair_truncation));
     std::shared_ptr<models::BertForSequenceClassification> chosen = model;
     if (!o.best_dir.empty() && fs::exists(fs::path(o.best_dir) / "model.safetensors")) {
       chosen = models::BertForSequenceClassification::from_pretrained(o.best_dir);
-      set_attention(*chosen->bert, o.attention);
+      apps::set_bert_attention(*chosen->bert, o.attention);
       chosen->to(dev);
     }
-    DevResult t = evaluate_classifier(*chosen, test_set, o.eval_batch_size, dev, r.amp(), regression);
+    apps::DevResult t =
+        apps::evaluate_bert_classifier(*chosen, test_set, o.eval_batch_size, dev, r.amp(), regression);
     std::printf("test (%s, %s model): accuracy %.2f%% | F1 %.4f | Matthews %.4f | Pearson %.4f\n",
                 o.test_tsv.c_str(), chosen == model ? "last" : "best dev", 100 * t.accuracy, t.f1, t.matthews,
                 t.pearson);
@@ -683,7 +580,7 @@ int run_predict(Options& o) {
   const Device dev = r.device();
   const data::BertTokenizer tok = data::BertTokenizer::from_file(o.vocab);
   auto model = models::BertForSequenceClassification::from_pretrained(o.init_from);
-  set_attention(*model->bert, o.attention);
+  apps::set_bert_attention(*model->bert, o.attention);
   model->to(dev);
   model->eval();
   std::ifstream file;
