@@ -5,8 +5,8 @@
 //
 //   sentiment_study --mode sample --out study                       # study/sample_ids.tsv
 //   sentiment_study --mode sft-data --out study                     # study/sft.jsonl (training splits only)
-//   sentiment_study --mode query --out study --endpoint http://127.0.0.1:8000/v1 --model nabla-gpt --shots 0,3
-//   sentiment_study --mode bert-export --out study                  # TSVs + inputs for train_bert
+//   sentiment_study --mode query --out study --endpoint http://127.0.0.1:8000/v1 --model nabla-gpt --shots
+//   0,3 sentiment_study --mode bert-export --out study                  # TSVs + inputs for train_bert
 //   (train_bert --mode finetune / --mode predict, scripts/sentiment_experiments.sh)
 //   sentiment_study --mode bert-import --out study                  # study/answers/bert.jsonl
 //   sentiment_study --mode report --out study                       # Markdown + study/report.json
@@ -106,7 +106,9 @@ std::vector<std::string> gold_items(SentimentTask t, const SentimentExample& e) 
   std::vector<std::string> v;
   switch (t) {
     case SentimentTask::sc:
-    case SentimentTask::absc: v.push_back(e.label); break;
+    case SentimentTask::absc:
+      v.push_back(e.label);
+      break;
     case SentimentTask::e2e_absa:
       for (const auto& [a, p] : e.pairs) v.push_back(data::to_lower(a) + "\x1f" + data::to_lower(p));
       break;
@@ -157,9 +159,15 @@ bool parse_answer(SentimentTask t, const SentimentExample& e, const std::string&
 
 json record(const std::string& run, const std::string& backend, int shots, const Selected& s,
             const SentimentExample& e) {
-  return {{"run", run},           {"backend", backend},       {"shots", shots},
-          {"setting", s.d.setting}, {"task", data::task_name(s.d.task)}, {"dataset", s.d.name},
-          {"id", e.id},             {"text", e.text},           {"aspect", e.aspect},
+  return {{"run", run},
+          {"backend", backend},
+          {"shots", shots},
+          {"setting", s.d.setting},
+          {"task", data::task_name(s.d.task)},
+          {"dataset", s.d.name},
+          {"id", e.id},
+          {"text", e.text},
+          {"aspect", e.aspect},
           {"gold", gold_items(s.d.task, e)}};
 }
 
@@ -181,7 +189,8 @@ int run_sample(const Options& o) {
     std::printf("%-40s %4zu of %5zu\n", s.d.key().c_str(), s.picked.size(), s.test.size());
   }
   fs::create_directories(o.out);
-  const std::string path = o.sample_ids.empty() ? (fs::path(o.out) / "sample_ids.tsv").string() : o.sample_ids;
+  const std::string path =
+      o.sample_ids.empty() ? (fs::path(o.out) / "sample_ids.tsv").string() : o.sample_ids;
   data::write_sample_ids(path, ids);
   std::printf("wrote %s\n", path.c_str());
   return 0;
@@ -202,7 +211,8 @@ int run_query(const Options& o) {
   const auto grid = select_grid(o);
   for (const std::string& shot_s : split(o.shots)) {
     const int shots = std::stoi(shot_s);
-    const std::string run = (o.run_name.empty() ? o.model : o.run_name) + "_" + std::to_string(shots) + "shot";
+    const std::string run =
+        (o.run_name.empty() ? o.model : o.run_name) + "_" + std::to_string(shots) + "shot";
     std::ofstream out = open_answers(o, run);
     int64_t asked = 0, unparsed = 0, errors = 0;
     for (const Selected& s : grid) {
@@ -239,11 +249,12 @@ int run_query(const Options& o) {
       std::printf("%-22s %-40s %4zu instances\n", run.c_str(), s.d.key().c_str(), s.picked.size());
       std::fflush(stdout);
     }
-    std::printf("%s: %lld instances, %lld unparseable answers, %lld errors; %lld requests, %lld cache hits, "
-                "%lld retries\n",
-                run.c_str(), static_cast<long long>(asked), static_cast<long long>(unparsed),
-                static_cast<long long>(errors), static_cast<long long>(llm.requests()),
-                static_cast<long long>(llm.cache_hits()), static_cast<long long>(llm.retries()));
+    std::printf(
+        "%s: %lld instances, %lld unparseable answers, %lld errors; %lld requests, %lld cache hits, "
+        "%lld retries\n",
+        run.c_str(), static_cast<long long>(asked), static_cast<long long>(unparsed),
+        static_cast<long long>(errors), static_cast<long long>(llm.requests()),
+        static_cast<long long>(llm.cache_hits()), static_cast<long long>(llm.retries()));
   }
   return 0;
 }
@@ -279,14 +290,16 @@ int run_sft_data(const Options& o) {
       ++written, ++per_task[data::task_name(d.task)];
     }
   }
-  for (const auto& [t, n] : per_task) std::printf("%-9s %6lld examples\n", t.c_str(), static_cast<long long>(n));
+  for (const auto& [t, n] : per_task)
+    std::printf("%-9s %6lld examples\n", t.c_str(), static_cast<long long>(n));
   std::printf("wrote %lld examples to %s\n", static_cast<long long>(written), path.c_str());
   return 0;
 }
 
 // BERT: label indices of train_bert's classification head.
 const std::vector<std::string>& bert_labels(SentimentTask t) {
-  static const std::vector<std::string> sc = {"negative", "positive"}, absc = {"negative", "neutral", "positive"};
+  static const std::vector<std::string> sc = {"negative", "positive"},
+                                        absc = {"negative", "neutral", "positive"};
   return t == SentimentTask::sc ? sc : absc;
 }
 
@@ -313,8 +326,8 @@ int run_bert_export(const Options& o) {
       f << "sentence1\tsentence2\tlabel\n";
       for (const auto& e : data::read_absc(o.root + "/" + rel)) {
         const auto& l = bert_labels(SentimentTask::absc);
-        f << clean(e.text) << '\t' << clean(e.aspect) << '\t' << (std::find(l.begin(), l.end(), e.label) - l.begin())
-          << '\n';
+        f << clean(e.text) << '\t' << clean(e.aspect) << '\t'
+          << (std::find(l.begin(), l.end(), e.label) - l.begin()) << '\n';
       }
     }
     return path;
@@ -380,8 +393,8 @@ int run_bert_import(const Options& o) {
     for (std::string l; std::getline(pf, l);)  // prediction lines only (label<TAB>...), not notes
       if (!l.empty() && std::isdigit(static_cast<unsigned char>(l[0])) && l.find('\t') != std::string::npos)
         lines.push_back(l);
-    NABLA_CHECK(lines.size() == m["ids"].size(), pred_path, ": ", lines.size(), " predictions for ", m["ids"].size(),
-                " instances");
+    NABLA_CHECK(lines.size() == m["ids"].size(), pred_path, ": ", lines.size(), " predictions for ",
+                m["ids"].size(), " instances");
     std::map<std::string, const SentimentExample*> by_id;
     for (const auto& e : s.test) by_id[e.id] = &e;
     const auto& labels = bert_labels(s.d.task);
@@ -390,8 +403,8 @@ int run_bert_import(const Options& o) {
       json r = record(run, "bert", 0, s, e);
       const size_t tab = lines[k].find('\t');
       const int label = std::stoi(lines[k].substr(0, tab));
-      NABLA_CHECK(label >= 0 && label < static_cast<int>(labels.size()), pred_path, ":", k + 1, ": label ", label,
-                  ", expected 0..", labels.size() - 1);
+      NABLA_CHECK(label >= 0 && label < static_cast<int>(labels.size()), pred_path, ":", k + 1, ": label ",
+                  label, ", expected 0..", labels.size() - 1);
       r["answer"] = labels[label];
       r["parsed"] = true;
       r["pred"] = {labels[label]};
@@ -406,7 +419,8 @@ int run_bert_import(const Options& o) {
 
 int run_report(const Options& o) {
   const fs::path dir = fs::path(o.out) / "answers";
-  NABLA_CHECK(fs::is_directory(dir), dir.string(), " holds no answers: run --mode query or bert-import first");
+  NABLA_CHECK(fs::is_directory(dir), dir.string(),
+              " holds no answers: run --mode query or bert-import first");
   // (setting, task, dataset) -> run -> records
   struct Cell {
     std::vector<std::vector<std::string>> gold, pred;
@@ -438,26 +452,33 @@ int run_report(const Options& o) {
       c.unparsed += !r.at("parsed").get<bool>();
     }
   }
-  const std::vector<std::string> order = {"standard", "polarity-shift", "open-domain", "sentiment-inference"};
+  // Rows in the grid's order (setting, then task, then dataset as data::study_grid lists them).
+  std::map<std::tuple<std::string, std::string, std::string>, size_t> rank;
+  for (const StudyDataset& d : data::study_grid())
+    rank.emplace(std::make_tuple(d.setting, std::string(data::task_name(d.task)), d.name), rank.size());
   std::vector<std::tuple<std::string, std::string, std::string>> keys;
   for (const auto& [k, v] : table) keys.push_back(k);
   std::stable_sort(keys.begin(), keys.end(), [&](const auto& a, const auto& b) {
-    const auto ia = std::find(order.begin(), order.end(), std::get<0>(a)) - order.begin(),
-               ib = std::find(order.begin(), order.end(), std::get<0>(b)) - order.begin();
-    return ia < ib;
+    const size_t ra = rank.count(a) ? rank.at(a) : rank.size(), rb = rank.count(b) ? rank.at(b) : rank.size();
+    return ra < rb;
   });
   json report = {{"runs", runs}, {"rows", json::array()}};
-  std::printf("| setting | task | dataset | metric |");
+  std::printf("| setting | task | dataset | n | metric |");
   for (const auto& r : runs) std::printf(" %s |", r.c_str());
-  std::printf("\n|---|---|---|---|");
+  std::printf("\n|---|---|---|---:|---|");
   for (size_t i = 0; i < runs.size(); ++i) std::printf("---:|");
   std::printf("\n");
   for (const auto& k : keys) {
     const auto& [setting, task, dataset] = k;
     const bool cls = task == "SC" || task == "ABSC";
-    json row = {{"setting", setting}, {"task", task}, {"dataset", dataset}, {"metric", cls ? "accuracy" : "micro-F1"},
+    json row = {{"setting", setting},
+                {"task", task},
+                {"dataset", dataset},
+                {"metric", cls ? "accuracy" : "micro-F1"},
                 {"runs", json::object()}};
-    std::printf("| %s | %s | %s | %s |", setting.c_str(), task.c_str(), dataset.c_str(), cls ? "acc" : "F1");
+    const size_t n = table[k].begin()->second.gold.size();
+    std::printf("| %s | %s | %s | %zu | %s |", setting.c_str(), task.c_str(), dataset.c_str(), n,
+                cls ? "acc" : "F1");
     for (const auto& run : runs) {
       auto it = table[k].find(run);
       if (it == table[k].end()) {
@@ -488,9 +509,10 @@ int run_report(const Options& o) {
     std::printf("\n");
     report["rows"].push_back(row);
   }
-  std::printf("\nacc: accuracy (%%), F1: exact-match micro-F1 (%%); (k?) k answers could not be parsed (scored "
-              "wrong); n per row in %s\n",
-              (fs::path(o.out) / "report.json").c_str());
+  std::printf(
+      "\nacc: accuracy (%%), F1: exact-match micro-F1 (%%); (k?) k answers could not be parsed (scored "
+      "wrong); n: instances (of the first run; each run's n in %s)\n",
+      (fs::path(o.out) / "report.json").c_str());
   std::ofstream(fs::path(o.out) / "report.json") << report.dump(2) << '\n';
   return 0;
 }
@@ -499,42 +521,54 @@ int run_report(const Options& o) {
 
 int main(int argc, char** argv) {
   Options o;
-  apps::OptionSet cli("sentiment_study",
-                      "The sentiment study: an LLM endpoint and a fine-tuned BERT on five tasks in four settings.");
+  apps::OptionSet cli(
+      "sentiment_study",
+      "The sentiment study: an LLM endpoint and a fine-tuned BERT on five tasks in four settings.");
   cli.add("mode", &o.mode, "report", "sample | sft-data | query | bert-export | bert-import | report")
       .one_of({"sample", "sft-data", "query", "bert-export", "bert-import", "report"});
   cli.add("data", &o.root, data::default_sentiment_root(), "the study's data folder").value_name("DIR");
-  cli.add("out", &o.out, "sentiment_study", "output folder (sample ids, answers, cache, report)").value_name("DIR");
+  cli.add("out", &o.out, "sentiment_study", "output folder (sample ids, answers, cache, report)")
+      .value_name("DIR");
   cli.section("Grid");
-  cli.add("settings", &o.settings, "all", "comma list of standard, polarity-shift, open-domain, sentiment-inference");
+  cli.add("settings", &o.settings, "all",
+          "comma list of standard, polarity-shift, open-domain, sentiment-inference");
   cli.add("tasks", &o.tasks, "all", "comma list of SC, ABSC, E2E-ABSA, ECE, ECPE");
   cli.add("datasets", &o.datasets, "all", "comma list of dataset names (sst2, 14res, books, sst2-neg, ...)");
-  cli.add("sample-ids", &o.sample_ids, "", "ids file: --mode sample writes it, other modes reuse it when it exists")
+  cli.add("sample-ids", &o.sample_ids, "",
+          "ids file: --mode sample writes it, other modes reuse it when it exists")
       .value_name("FILE");
-  cli.add("limit", &o.limit, 0, "at most this many instances per dataset (0: the study's sample)").non_negative();
-  cli.add("open-absc-n", &o.open_absc_n, 50, "open-domain ABSC instances per domain (the study: 50; shipped 20, 30)")
+  cli.add("limit", &o.limit, 0, "at most this many instances per dataset (0: the study's sample)")
+      .non_negative();
+  cli.add("open-absc-n", &o.open_absc_n, 50,
+          "open-domain ABSC instances per domain (the study: 50; shipped 20, 30)")
       .positive();
   cli.add("open-e2e-n", &o.open_e2e_n, 30, "open-domain E2E-ABSA instances per domain").positive();
   cli.section("Language model (--mode query)");
   cli.add("endpoint", &o.endpoint, "http://127.0.0.1:8000/v1", "OpenAI-compatible base URL (http only)");
-  cli.add("model", &o.model, "nabla-gpt", "model name sent with each request (gpt-3.5-turbo for the study's)");
-  cli.add("api-key-env", &o.api_key_env, "OPENAI_API_KEY", "environment variable holding the API key (if set)");
+  cli.add("model", &o.model, "nabla-gpt",
+          "model name sent with each request (gpt-3.5-turbo for the study's)");
+  cli.add("api-key-env", &o.api_key_env, "OPENAI_API_KEY",
+          "environment variable holding the API key (if set)");
   cli.add("shots", &o.shots, "0", "comma list of demonstration counts (0 zero-shot; 3, 5 few-shot)")
       .check([](const std::string& s) -> std::string {
         for (const auto& v : split(s))
-          if (v.find_first_not_of("0123456789") != std::string::npos || v.size() > 2) return "'" + v + "' is not a count";
+          if (v.find_first_not_of("0123456789") != std::string::npos || v.size() > 2)
+            return "'" + v + "' is not a count";
         return split(s).empty() ? "no count given" : "";
       });
-  cli.add("prompt", &o.prompt_index, 0, "zero-shot prompt: 0 the study's default (italic), 1 and 2 the alternatives")
+  cli.add("prompt", &o.prompt_index, 0,
+          "zero-shot prompt: 0 the study's default (italic), 1 and 2 the alternatives")
       .in_range(0, 2);
   cli.add("run-name", &o.run_name, "", "answers file name (default: the model name; _<k>shot is appended)");
   cli.add("max-tokens", &o.max_tokens, 96, "max_tokens of each answer").positive();
   cli.add("timeout", &o.timeout_s, 120, "seconds to wait for one answer").positive().unit("s");
   cli.add("max-retries", &o.max_retries, 5, "retries of a timeout, 429 or 5xx").in_range(0, 100);
   cli.add("backoff", &o.backoff_s, 2, "first retry's wait, doubled each retry").non_negative().unit("s");
-  cli.add("requests-per-minute", &o.requests_per_minute, 0, "rate limit (0: none; the study slept 10 s a call)")
+  cli.add("requests-per-minute", &o.requests_per_minute, 0,
+          "rate limit (0: none; the study slept 10 s a call)")
       .non_negative();
-  cli.add("demo-seed", &o.demo_seed, 42, "seed of the demonstrations drawn from training data (and of sft-data)")
+  cli.add("demo-seed", &o.demo_seed, 42,
+          "seed of the demonstrations drawn from training data (and of sft-data)")
       .in_range(0, 4294967295LL);
   cli.add_switch("filter-absent", &o.filter_absent, "E2E-ABSA: drop predicted aspects not in the sentence");
   cli.add_switch("no-cache", &o.no_cache, "do not read or write <out>/llm_cache.jsonl");
@@ -542,10 +576,12 @@ int main(int argc, char** argv) {
   cli.example("--mode sample --out study", "write the study's sampled ids to study/sample_ids.tsv");
   cli.example("--mode query --out study --endpoint http://127.0.0.1:8000/v1 --model nabla-gpt --shots 0,3",
               "ask our served GPT, zero- and 3-shot; answers in study/answers/");
-  cli.example("--mode query --out study --settings standard --tasks SC --endpoint http://127.0.0.1:8080/v1 "
-              "--model gpt-3.5-turbo --requests-per-minute 6",
-              "ask ChatGPT through a local TLS proxy (key from $OPENAI_API_KEY)");
-  cli.example("--mode report --out study", "the study's table, Markdown on stdout, JSON in study/report.json");
+  cli.example(
+      "--mode query --out study --settings standard --tasks SC --endpoint http://127.0.0.1:8080/v1 "
+      "--model gpt-3.5-turbo --requests-per-minute 6",
+      "ask ChatGPT through a local TLS proxy (key from $OPENAI_API_KEY)");
+  cli.example("--mode report --out study",
+              "the study's table, Markdown on stdout, JSON in study/report.json");
   if (auto code = cli.parse(argc, argv)) return *code;
   try {
     if (o.mode == "sample") return run_sample(o);

@@ -116,8 +116,8 @@ std::pair<std::string, std::string> split_hashes(const std::string& line, const 
 }
 
 std::string check_polarity(const std::string& p, const std::string& at) {
-  NABLA_CHECK(p == "positive" || p == "negative" || p == "neutral", at,
-              "polarity '", p, "', expected positive, negative or neutral");
+  NABLA_CHECK(p == "positive" || p == "negative" || p == "neutral", at, "polarity '", p,
+              "', expected positive, negative or neutral");
   return p;
 }
 
@@ -170,11 +170,16 @@ std::vector<std::pair<std::string, std::string>> py_pairs(const PyValue& v) {
 
 const char* task_name(SentimentTask t) {
   switch (t) {
-    case SentimentTask::sc: return "SC";
-    case SentimentTask::absc: return "ABSC";
-    case SentimentTask::e2e_absa: return "E2E-ABSA";
-    case SentimentTask::ece: return "ECE";
-    case SentimentTask::ecpe: return "ECPE";
+    case SentimentTask::sc:
+      return "SC";
+    case SentimentTask::absc:
+      return "ABSC";
+    case SentimentTask::e2e_absa:
+      return "E2E-ABSA";
+    case SentimentTask::ece:
+      return "ECE";
+    case SentimentTask::ecpe:
+      return "ECPE";
   }
   return "?";
 }
@@ -195,7 +200,8 @@ std::vector<SentimentExample> read_sst2(const std::string& path) {
     auto [text, label] = split_hashes(lines[i], at);
     label = trim(label);
     NABLA_CHECK(label == "0" || label == "1", at, "label '", label, "', expected 0 or 1 (text ####label)");
-    out.push_back({.id = std::to_string(i + 1), .text = trim(text), .label = label == "1" ? "positive" : "negative"});
+    out.push_back(
+        {.id = std::to_string(i + 1), .text = trim(text), .label = label == "1" ? "positive" : "negative"});
   }
   return out;
 }
@@ -206,7 +212,8 @@ std::vector<SentimentExample> read_sst2_tsv(const std::string& path) {
   for (int64_t i = 0; i < g.size(); ++i) {
     NABLA_CHECK(g.labels[i] == 0 || g.labels[i] == 1, where(path, i + 2), "label ", g.labels[i],
                 ", expected 0 or 1");
-    out.push_back({.id = std::to_string(i + 2), .text = trim(g.text_a[i]),
+    out.push_back({.id = std::to_string(i + 2),
+                   .text = trim(g.text_a[i]),
                    .label = g.labels[i] == 1 ? "positive" : "negative"});
   }
   return out;
@@ -226,8 +233,10 @@ std::vector<SentimentExample> read_absc(const std::string& path) {
       fail(at, e.what(), " (expected ['aspect', 'polarity'])");
     }
     NABLA_CHECK(pairs.size() == 1, at, pairs.size(), " aspect-polarity pairs, expected 1 for ABSC");
-    out.push_back({.id = std::to_string(i + 1), .text = trim(text),
-                   .label = check_polarity(pairs[0].second, at), .aspect = pairs[0].first});
+    out.push_back({.id = std::to_string(i + 1),
+                   .text = trim(text),
+                   .label = check_polarity(pairs[0].second, at),
+                   .aspect = pairs[0].first});
   }
   return out;
 }
@@ -268,8 +277,8 @@ std::vector<SentimentExample> read_ece(const std::string& path) {
     }
     SentimentExample& d = out.back();
     // Clause ids rise within a document (ECE_test's document 65 starts at clause 2: positions are used).
-    NABLA_CHECK(clause > last_clause, at, "clause ", clause, " of document ", doc, ", expected a clause after ",
-                last_clause);
+    NABLA_CHECK(clause > last_clause, at, "clause ", clause, " of document ", doc,
+                ", expected a clause after ", last_clause);
     last_clause = clause;
     d.clauses.push_back(trim(f[5]));
     const int position = static_cast<int>(d.clauses.size());
@@ -277,7 +286,8 @@ std::vector<SentimentExample> read_ece(const std::string& path) {
     if (f[4] == "yes") d.causes.push_back(position);
   }
   for (auto& d : out) {
-    NABLA_CHECK(d.emotion_clause > 0, path, ": document ", d.id, " has no emotion clause (relative position 0)");
+    NABLA_CHECK(d.emotion_clause > 0, path, ": document ", d.id,
+                " has no emotion clause (relative position 0)");
     for (size_t k = 0; k < d.clauses.size(); ++k) d.text += (k ? " " : "") + d.clauses[k];
   }
   return out;
@@ -342,10 +352,14 @@ std::vector<SentimentExample> read_sentiment_file(SentimentTask task, const std:
   switch (task) {
     case SentimentTask::sc:
       return path.ends_with(".tsv") ? read_sst2_tsv(path) : read_sst2(path);
-    case SentimentTask::absc: return read_absc(path);
-    case SentimentTask::e2e_absa: return read_e2e_absa(path);
-    case SentimentTask::ece: return read_ece(path);
-    case SentimentTask::ecpe: return read_ecpe(path);
+    case SentimentTask::absc:
+      return read_absc(path);
+    case SentimentTask::e2e_absa:
+      return read_e2e_absa(path);
+    case SentimentTask::ece:
+      return read_ece(path);
+    case SentimentTask::ecpe:
+      return read_ecpe(path);
   }
   fail("sentiment: unknown task");
 }
@@ -355,7 +369,8 @@ std::vector<SentimentExample> read_sentiment_file(SentimentTask task, const std:
 PyRandom::PyRandom(uint32_t seed) {
   // init_genrand(19650218) then init_by_array({seed}), as CPython's random_seed does for a small int.
   mt_[0] = 19650218u;
-  for (int i = 1; i < 624; ++i) mt_[i] = 1812433253u * (mt_[i - 1] ^ (mt_[i - 1] >> 30)) + static_cast<uint32_t>(i);
+  for (int i = 1; i < 624; ++i)
+    mt_[i] = 1812433253u * (mt_[i - 1] ^ (mt_[i - 1] >> 30)) + static_cast<uint32_t>(i);
   const uint32_t key[1] = {seed};
   const int key_length = 1;
   int i = 1, j = 0;
@@ -471,7 +486,9 @@ std::vector<StudyDataset> study_grid(const StudyGridOptions& o) {
   auto first = [](std::map<std::string, int64_t> q) {
     return SamplingRule{.kind = SamplingRule::first_per_class, .quotas = std::move(q)};
   };
-  auto py = [](int64_t n, uint32_t seed) { return SamplingRule{.kind = SamplingRule::py_sample, .n = n, .seed = seed}; };
+  auto py = [](int64_t n, uint32_t seed) {
+    return SamplingRule{.kind = SamplingRule::py_sample, .n = n, .seed = seed};
+  };
   const std::string sst_train = "standard/SST2/glue/train.tsv", sst_dev = "standard/SST2/glue/dev.tsv";
   g.push_back({"standard", T::sc, "sst2", "standard/SST2/dev.txt", sst_train, sst_dev,
                first({{"positive", 50}, {"negative", 50}})});
@@ -482,32 +499,48 @@ std::vector<StudyDataset> study_grid(const StudyGridOptions& o) {
   for (const char* d : {"14res", "14lap"})
     g.push_back({"standard", T::e2e_absa, d, str_cat("standard/ASPE/", d, "/test.txt"),
                  str_cat("standard/ASPE/", d, "/train.txt"), str_cat("standard/ASPE/", d, "/dev.txt"),
-                 SamplingRule{.kind = SamplingRule::shipped, .shipped_file = str_cat("standard/ASPE/", d, "/100_test.txt")}});
-  // Polarity shift: 100 per set (the study gives no seed: ours is 29, its open-domain seed); sst2_spec has 88.
+                 SamplingRule{.kind = SamplingRule::shipped,
+                              .shipped_file = str_cat("standard/ASPE/", d, "/100_test.txt")}});
+  // Polarity shift: 100 per set (the study gives no seed: ours is 29, its open-domain seed); sst2_spec
+  // has 88.
   for (const char* s : {"neg", "spec"})
-    g.push_back({"polarity-shift", T::sc, str_cat("sst2-", s), str_cat("polarity_shift/SST2/sst2_", s, ".txt"),
-                 sst_train, sst_dev, py(o.shift_n, 29)});
+    g.push_back({"polarity-shift", T::sc, str_cat("sst2-", s),
+                 str_cat("polarity_shift/SST2/sst2_", s, ".txt"), sst_train, sst_dev, py(o.shift_n, 29)});
   for (const char* d : {"14res", "14lap"})
     for (const char* s : {"neg", "spec"})
-      g.push_back({"polarity-shift", T::absc, str_cat(d, "-", s), str_cat("polarity_shift/ABSC/", d, "/test_", s, ".txt"),
+      g.push_back({"polarity-shift", T::absc, str_cat(d, "-", s),
+                   str_cat("polarity_shift/ABSC/", d, "/test_", s, ".txt"),
                    str_cat("standard/ABSC/", d, "/train.txt"), str_cat("standard/ABSC/", d, "/dev.txt"),
                    py(o.shift_n, 29)});
-  const std::vector<std::string> domains = {"14lap", "14res", "14twitter", "books", "clothing",
-                                            "device", "financial", "hotel", "mets-cov", "service"};
+  const std::vector<std::string> domains = {"14lap",  "14res",     "14twitter", "books",    "clothing",
+                                            "device", "financial", "hotel",     "mets-cov", "service"};
   for (const auto& d : domains) {
     const bool three = d != "hotel" && d != "device";
     // Source domain for BERT: the standard 14res training set (the study trains on the standard set).
-    g.push_back({"open-domain", T::absc, d, "open_domain/ABSC/" + d + "/test.txt", "standard/ABSC/14res/train.txt",
-                 "standard/ABSC/14res/dev.txt",
-                 SamplingRule{.kind = SamplingRule::py_per_class, .seed = 29, .quotas = open_quotas(o.open_absc_n, three)}});
+    g.push_back(
+        {"open-domain", T::absc, d, "open_domain/ABSC/" + d + "/test.txt", "standard/ABSC/14res/train.txt",
+         "standard/ABSC/14res/dev.txt",
+         SamplingRule{
+             .kind = SamplingRule::py_per_class, .seed = 29, .quotas = open_quotas(o.open_absc_n, three)}});
   }
   for (const auto& d : domains)
-    g.push_back({"open-domain", T::e2e_absa, d, "open_domain/ASPE/" + d + "/test.txt", "standard/ASPE/14res/train.txt",
-                 "standard/ASPE/14res/dev.txt", py(o.open_e2e_n, open_e2e_seed(d, o.open_e2e_n))});
-  g.push_back({"sentiment-inference", T::ece, "ece", "sentiment_inference/ECE/ECE_test.txt",
-               "sentiment_inference/ECE/ECE_train.txt", "sentiment_inference/ECE/ECE_valid.txt", {}});
-  g.push_back({"sentiment-inference", T::ecpe, "ecpe", "sentiment_inference/ECPE/ECPE_test.txt",
-               "sentiment_inference/ECPE/ECPE_train.txt", "sentiment_inference/ECPE/ECPE_valid.txt", {}});
+    g.push_back({"open-domain", T::e2e_absa, d, "open_domain/ASPE/" + d + "/test.txt",
+                 "standard/ASPE/14res/train.txt", "standard/ASPE/14res/dev.txt",
+                 py(o.open_e2e_n, open_e2e_seed(d, o.open_e2e_n))});
+  g.push_back({"sentiment-inference",
+               T::ece,
+               "ece",
+               "sentiment_inference/ECE/ECE_test.txt",
+               "sentiment_inference/ECE/ECE_train.txt",
+               "sentiment_inference/ECE/ECE_valid.txt",
+               {}});
+  g.push_back({"sentiment-inference",
+               T::ecpe,
+               "ecpe",
+               "sentiment_inference/ECPE/ECPE_test.txt",
+               "sentiment_inference/ECPE/ECPE_train.txt",
+               "sentiment_inference/ECPE/ECPE_valid.txt",
+               {}});
   return g;
 }
 
@@ -526,8 +559,8 @@ std::vector<int64_t> sample_dataset(const SamplingRule& rule, const std::vector<
         if (q != rule.quotas.end() && taken[q->first] < q->second) ++taken[q->first], out.push_back(i);
       }
       for (const auto& [label, quota] : rule.quotas)
-        NABLA_CHECK(taken[label] == quota, "sampling: ", quota, " '", label, "' instances wanted, the file has ",
-                    taken[label]);
+        NABLA_CHECK(taken[label] == quota, "sampling: ", quota, " '", label,
+                    "' instances wanted, the file has ", taken[label]);
       return out;
     }
     case SamplingRule::py_sample: {
@@ -543,7 +576,8 @@ std::vector<int64_t> sample_dataset(const SamplingRule& rule, const std::vector<
       std::map<std::string, int64_t> quotas = rule.quotas;
       for (auto& [label, q] : quotas) {
         const int64_t have = static_cast<int64_t>(of_class[label].size());
-        if (label != "positive" && q > have && quotas.count("positive")) quotas["positive"] += q - have, q = have;
+        if (label != "positive" && q > have && quotas.count("positive"))
+          quotas["positive"] += q - have, q = have;
       }
       for (const char* label : {"positive", "negative", "neutral"}) {
         auto q = quotas.find(label);

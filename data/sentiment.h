@@ -12,8 +12,9 @@
 //                                                                    read_e2e_absa
 //   ECE            CSV clause rows `doc,clause,emotion_word,relative_position,yes|no,clause text`,
 //                  grouped into documents (the emotion clause is the one at relative position 0; clause
-//                  numbers are positions in the document, 1-based: ECE_test's document 65 starts at id 2)   read_ece
-//   ECPE           blocks: `doc_id n` / ` (e, c), (e, c)` / n rows `id,emotion|null,word|null,text`   read_ecpe
+//                  numbers are positions in the document, 1-based: ECE_test's document 65 starts at id 2)
+//                  read_ece
+//   ECPE           blocks: `doc_id n` / ` (e, c), (e, c)` / n rows `id,emotion|null,word|null,text` read_ecpe
 // CRLF line endings are accepted. A malformed line throws nabla::Error naming the file, the line number and
 // what was expected ("test.txt:17: no '####' separator").
 //
@@ -62,16 +63,16 @@ const char* task_name(SentimentTask t);  // "SC", "ABSC", "E2E-ABSA", "ECE", "EC
 SentimentTask parse_task(const std::string& name);
 
 struct SentimentExample {
-  std::string id{};    // line number (1-based) or document id
-  std::string text{};  // sentence (SC, ABSC, E2E-ABSA); clauses joined by " " (ECE, ECPE)
-  std::string label{};                                     // SC/ABSC: positive | negative | neutral
-  std::string aspect{};                                    // ABSC
+  std::string id{};      // line number (1-based) or document id
+  std::string text{};    // sentence (SC, ABSC, E2E-ABSA); clauses joined by " " (ECE, ECPE)
+  std::string label{};   // SC/ABSC: positive | negative | neutral
+  std::string aspect{};  // ABSC
   std::vector<std::pair<std::string, std::string>> pairs{};  // E2E-ABSA gold (aspect, polarity)
-  std::vector<std::string> clauses{};                      // ECE/ECPE, clause k is clauses[k - 1]
-  std::string emotion_word{};                              // ECE
-  int emotion_clause = 0;                                // ECE: 1-based
-  std::vector<int> causes{};                               // ECE: 1-based cause clauses
-  std::vector<std::pair<int, int>> clause_pairs{};         // ECPE gold (emotion clause, cause clause)
+  std::vector<std::string> clauses{};                        // ECE/ECPE, clause k is clauses[k - 1]
+  std::string emotion_word{};                                // ECE
+  int emotion_clause = 0;                                    // ECE: 1-based
+  std::vector<int> causes{};                                 // ECE: 1-based cause clauses
+  std::vector<std::pair<int, int>> clause_pairs{};           // ECPE gold (emotion clause, cause clause)
 };
 
 std::vector<SentimentExample> read_sst2(const std::string& path);
@@ -103,10 +104,10 @@ class PyRandom {
 
 struct SamplingRule {
   enum Kind { all, first_per_class, py_sample, py_per_class, shipped } kind = all;
-  int64_t n = 0;                          // py_sample
-  uint32_t seed = 29;                     // py_sample, py_per_class
+  int64_t n = 0;                            // py_sample
+  uint32_t seed = 29;                       // py_sample, py_per_class
   std::map<std::string, int64_t> quotas{};  // first_per_class, py_per_class (label -> count)
-  std::string shipped_file{};             // shipped: path relative to the data root
+  std::string shipped_file{};               // shipped: path relative to the data root
 };
 
 struct StudyDataset {

@@ -11,14 +11,40 @@ namespace nabla::data {
 namespace {
 
 // The study's few-shot instructions, verbatim from prompts.md (tests/sentiment checks them against the file).
-constexpr const char* kFewShotPrefix = "I want you to act as an annotator for the Aspect-Based Sentiment Analysis task. I will provide you with a customer review, and you will understand it, extract the aspect terms and predict the corresponding sentiment polarity in this review. Make sure that the aspect terms are present in the review. I want you to only predict the results without giving extra text or explanations. Here are some examples: ";
-constexpr const char* k14Res3 = "Review: But the staff was so horrible to us. Label: [('staff', 'negative')] Review: Best of all is the warm vibe , the owner is super friendly and service is fast . Label: [['vibe', 'positive'], ['owner', 'positive'], ['service', 'positive']] Review: Nevertheless the food itself is pretty good . Label: [('food', 'positive')] My first review is '{sent}'";
-constexpr const char* k14Res5 = "Review: But the staff was so horrible to us. Label: [('staff', 'negative')] Review: Best of all is the warm vibe , the owner is super friendly and service is fast . Label: [['vibe', 'positive'], ['owner', 'positive'], ['service', 'positive']] Review: Nevertheless the food itself is pretty good . Label: [('food', 'positive')] Review: Faan 's got a great concept but a little rough on the delivery .Label: [['delivery', 'negative']] Review: The fried rice is amazing here . Label: [['fried rice', 'positive']] My first review is '{sent}'";
-constexpr const char* k14Lap3 = "Review:  It 's just as fast with one program open as it is with sixteen open . Label: [('program', 'neutral')] Review: I charge it at night and skip taking the cord with me because of the good battery life .  Label: [('battery life', 'positive')] Review: I can barely use any usb devices because they will not stay connected properly . Label: [('usb devices', 'negative')] My first review is '{sent}'\"";
-constexpr const char* k14Lap5 = "Review:  It 's just as fast with one program open as it is with sixteen open . Label: [('program', 'neutral')] Review: I charge it at night and skip taking the cord with me because of the good battery life .  Label: [('battery life', 'positive')]        Review: I can barely use any usb devices because they will not stay connected properly . Label: [('usb devices', 'negative')] Review: -- No backlit keyboard , but not an issue for me . Label: [['keyboard', 'positive']] Review: Another thing I might add is the battery life is excellent . Label: [['battery life', 'positive']] My first review is '{sent}'";
+constexpr const char* kFewShotPrefix =
+    "I want you to act as an annotator for the Aspect-Based Sentiment Analysis task. I will provide you with "
+    "a customer review, and you will understand it, extract the aspect terms and predict the corresponding "
+    "sentiment polarity in this review. Make sure that the aspect terms are present in the review. I want "
+    "you to only predict the results without giving extra text or explanations. Here are some examples: ";
+constexpr const char* k14Res3 =
+    "Review: But the staff was so horrible to us. Label: [('staff', 'negative')] Review: Best of all is the "
+    "warm vibe , the owner is super friendly and service is fast . Label: [['vibe', 'positive'], ['owner', "
+    "'positive'], ['service', 'positive']] Review: Nevertheless the food itself is pretty good . Label: "
+    "[('food', 'positive')] My first review is '{sent}'";
+constexpr const char* k14Res5 =
+    "Review: But the staff was so horrible to us. Label: [('staff', 'negative')] Review: Best of all is the "
+    "warm vibe , the owner is super friendly and service is fast . Label: [['vibe', 'positive'], ['owner', "
+    "'positive'], ['service', 'positive']] Review: Nevertheless the food itself is pretty good . Label: "
+    "[('food', 'positive')] Review: Faan 's got a great concept but a little rough on the delivery .Label: "
+    "[['delivery', 'negative']] Review: The fried rice is amazing here . Label: [['fried rice', 'positive']] "
+    "My first review is '{sent}'";
+constexpr const char* k14Lap3 =
+    "Review:  It 's just as fast with one program open as it is with sixteen open . Label: [('program', "
+    "'neutral')] Review: I charge it at night and skip taking the cord with me because of the good battery "
+    "life .  Label: [('battery life', 'positive')] Review: I can barely use any usb devices because they "
+    "will not stay connected properly . Label: [('usb devices', 'negative')] My first review is '{sent}'\"";
+constexpr const char* k14Lap5 =
+    "Review:  It 's just as fast with one program open as it is with sixteen open . Label: [('program', "
+    "'neutral')] Review: I charge it at night and skip taking the cord with me because of the good battery "
+    "life .  Label: [('battery life', 'positive')]        Review: I can barely use any usb devices because "
+    "they will not stay connected properly . Label: [('usb devices', 'negative')] Review: -- No backlit "
+    "keyboard , but not an issue for me . Label: [['keyboard', 'positive']] Review: Another thing I might "
+    "add is the battery life is excellent . Label: [['battery life', 'positive']] My first review is "
+    "'{sent}'";
 
 std::string replace_all(std::string s, const std::string& from, const std::string& to) {
-  for (size_t p = s.find(from); p != std::string::npos; p = s.find(from, p + to.size())) s.replace(p, from.size(), to);
+  for (size_t p = s.find(from); p != std::string::npos; p = s.find(from, p + to.size()))
+    s.replace(p, from.size(), to);
   return s;
 }
 
@@ -63,36 +89,44 @@ std::string zero_shot_prompt(SentimentTask task, const SentimentExample& e, int 
   const std::string& s = e.text;
   switch (task) {
     case SentimentTask::sc: {
-      const char* p[] = {"Given this text, what is the sentiment conveyed? Is it positive or negative? Text: ",
-                         "Can you analyze the sentiment of this statement and classify it as positive or negative? "
-                         "Statement: ",
-                         "Using sentiment analysis, determine whether the overall tone of this text is positive or "
-                         "negative. Text: "};
+      const char* p[] = {
+          "Given this text, what is the sentiment conveyed? Is it positive or negative? Text: ",
+          "Can you analyze the sentiment of this statement and classify it as positive or negative? "
+          "Statement: ",
+          "Using sentiment analysis, determine whether the overall tone of this text is positive or "
+          "negative. Text: "};
       return p[index] + s;
     }
     case SentimentTask::absc:
-      if (index == 0) return "Sentence: " + s + " What is the sentiment polarity of the aspect " + e.aspect + " in this sentence?";
+      if (index == 0)
+        return "Sentence: " + s + " What is the sentiment polarity of the aspect " + e.aspect +
+               " in this sentence?";
       if (index == 1)
-        return "Review: " + s + " Could you predict the sentiment polarity of the aspect " + e.aspect + " in this review/text?";
-      return "Statement: " + s + " In this statement/sentence, what is the sentiment polarity of the aspect " + e.aspect + "?";
+        return "Review: " + s + " Could you predict the sentiment polarity of the aspect " + e.aspect +
+               " in this review/text?";
+      return "Statement: " + s +
+             " In this statement/sentence, what is the sentiment polarity of the aspect " + e.aspect + "?";
     case SentimentTask::e2e_absa: {
-      const char* p[] = {"Given a sentence or text, extract the aspect term(s) and determine their corresponding "
-                         "sentiment polarity. Text: ",
-                         "Identify the aspect term(s) and sentiment polarity in a product review or feedback. Review: ",
-                         "Analyze the aspect term(s) and sentiment polarity in a social media post or tweet related to "
-                         "a topic or subject. Post: "};
+      const char* p[] = {
+          "Given a sentence or text, extract the aspect term(s) and determine their corresponding "
+          "sentiment polarity. Text: ",
+          "Identify the aspect term(s) and sentiment polarity in a product review or feedback. Review: ",
+          "Analyze the aspect term(s) and sentiment polarity in a social media post or tweet related to "
+          "a topic or subject. Post: "};
       return p[index] + s;
     }
     case SentimentTask::ece:
-      return str_cat("The following Chinese document is split into numbered clauses. Clause ", e.emotion_clause,
-                     " expresses the emotion '", e.emotion_word,
-                     "'. Which clauses are the causes of this emotion? Answer with the clause numbers only.\n",
-                     numbered_clauses(e));
+      return str_cat(
+          "The following Chinese document is split into numbered clauses. Clause ", e.emotion_clause,
+          " expresses the emotion '", e.emotion_word,
+          "'. Which clauses are the causes of this emotion? Answer with the clause numbers only.\n",
+          numbered_clauses(e));
     case SentimentTask::ecpe:
-      return str_cat("The following Chinese document is split into numbered clauses. Find every emotion-cause "
-                     "pair: a clause that expresses an emotion and a clause that causes it. Answer with a list of "
-                     "(emotion clause number, cause clause number) pairs, such as [(3, 2)].\n",
-                     numbered_clauses(e));
+      return str_cat(
+          "The following Chinese document is split into numbered clauses. Find every emotion-cause "
+          "pair: a clause that expresses an emotion and a clause that causes it. Answer with a list of "
+          "(emotion clause number, cause clause number) pairs, such as [(3, 2)].\n",
+          numbered_clauses(e));
   }
   return "";
 }
@@ -100,7 +134,8 @@ std::string zero_shot_prompt(SentimentTask task, const SentimentExample& e, int 
 std::string gold_answer(SentimentTask task, const SentimentExample& e) {
   switch (task) {
     case SentimentTask::sc:
-    case SentimentTask::absc: return e.label;
+    case SentimentTask::absc:
+      return e.label;
     case SentimentTask::e2e_absa: {
       std::string s = "[";
       for (size_t i = 0; i < e.pairs.size(); ++i) {
@@ -133,8 +168,9 @@ std::string study_few_shot_prompt(const std::string& dataset, int shots, const s
   return replace_all(std::string(kFewShotPrefix) + body, "{sent}", sentence);
 }
 
-std::vector<ChatMessage> build_messages(SentimentTask task, const std::string& dataset, const SentimentExample& e,
-                                        int shots, const std::vector<SentimentExample>& demos, int prompt_index) {
+std::vector<ChatMessage> build_messages(SentimentTask task, const std::string& dataset,
+                                        const SentimentExample& e, int shots,
+                                        const std::vector<SentimentExample>& demos, int prompt_index) {
   NABLA_CHECK(shots >= 0, "build_messages: shots ", shots, ", expected >= 0");
   if (shots > 0 && task == SentimentTask::e2e_absa) {
     std::string p = study_few_shot_prompt(dataset, shots, e.text);
@@ -182,7 +218,8 @@ std::optional<std::string> parse_label(const std::string& answer, const std::vec
 std::optional<std::vector<std::pair<std::string, std::string>>> parse_pairs(const std::string& answer,
                                                                             const std::string& sentence,
                                                                             bool filter_absent) {
-  // re.search(r"[[](.*)[]]", answer): the first line holding a '[' with a ']' after it; greedy to the last ']'.
+  // re.search(r"[[](.*)[]]", answer): the first line holding a '[' with a ']' after it; greedy to the last
+  // ']'.
   std::string found;
   size_t line_start = 0;
   while (line_start <= answer.size()) {

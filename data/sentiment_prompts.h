@@ -2,10 +2,13 @@
 // prompts.md is the study's prompt file; what it lacks is marked "ours" below).
 //
 // Zero-shot prompts (index 0 is the default: the one prompts.md sets in italics; --prompt k picks another):
-//   SC        0 "Given this text, what is the sentiment conveyed? Is it positive or negative? Text: {sentence}"
-//             1 "Can you analyze the sentiment of this statement and classify it as positive or negative? ..."
-//             2 "Using sentiment analysis, determine whether the overall tone of this text is positive or ..."
-//   ABSC      0 "Sentence: {sentence} What is the sentiment polarity of the aspect {aspect} in this sentence?"
+//   SC        0 "Given this text, what is the sentiment conveyed? Is it positive or negative? Text:
+//   {sentence}"
+//             1 "Can you analyze the sentiment of this statement and classify it as positive or negative?
+//             ..." 2 "Using sentiment analysis, determine whether the overall tone of this text is positive
+//             or ..."
+//   ABSC      0 "Sentence: {sentence} What is the sentiment polarity of the aspect {aspect} in this
+//   sentence?"
 //             (no italics in prompts.md: the first one), 1 the Review variant, 2 the Statement variant
 //   E2E-ABSA  0 "Given a sentence or text, extract the aspect term(s) and determine their corresponding
 //             sentiment polarity. Text: {sentence}", 1 the product-review variant, 2 the tweet variant
@@ -47,8 +50,9 @@ std::string study_few_shot_prompt(const std::string& dataset, int shots, const s
 
 // The chat messages of one query: shots 0 -> the zero-shot prompt; shots > 0 -> the study's instruction
 // where it has one, else `demos` (training examples) as user/assistant turns, then the question.
-std::vector<ChatMessage> build_messages(SentimentTask task, const std::string& dataset, const SentimentExample& e,
-                                        int shots, const std::vector<SentimentExample>& demos, int prompt_index = 0);
+std::vector<ChatMessage> build_messages(SentimentTask task, const std::string& dataset,
+                                        const SentimentExample& e, int shots,
+                                        const std::vector<SentimentExample>& demos, int prompt_index = 0);
 
 // k demonstrations from `train` (PyRandom(seed).sample), in sampled order.
 std::vector<SentimentExample> pick_demos(const std::vector<SentimentExample>& train, int k, uint32_t seed);

@@ -42,7 +42,8 @@ PrfScores micro_prf(const std::vector<std::vector<std::string>>& gold,
               " predicted sets");
   PrfScores s;
   for (size_t i = 0; i < gold.size(); ++i) {
-    const std::set<std::string> g(gold[i].begin(), gold[i].end()), p(predicted[i].begin(), predicted[i].end());
+    const std::set<std::string> g(gold[i].begin(), gold[i].end()),
+        p(predicted[i].begin(), predicted[i].end());
     s.gold += static_cast<int64_t>(g.size());
     s.predicted += static_cast<int64_t>(p.size());
     for (const auto& x : p) s.tp += g.count(x) ? 1 : 0;

@@ -38,12 +38,14 @@ LlmQuery::LlmQuery(LlmQueryOptions options) : o_(std::move(options)), client_(cl
     if (lines[i].empty()) continue;
     try {
       json j = json::parse(lines[i]);
-      const std::string k = json{{"endpoint", j.at("endpoint")}, {"model", j.at("model")}, {"messages", j.at("messages")}}.dump();
+      const std::string k =
+          json{{"endpoint", j.at("endpoint")}, {"model", j.at("model")}, {"messages", j.at("messages")}}
+              .dump();
       cache_[k] = j.at("answer").get<std::string>();
     } catch (const std::exception& e) {
       if (i + 1 == lines.size()) break;  // cut short by a crash while writing: asked again
-      fail("LlmQuery: ", o_.cache_file, ":", i + 1, ": not a cache record {endpoint, model, messages, answer}: ",
-           e.what());
+      fail("LlmQuery: ", o_.cache_file, ":", i + 1,
+           ": not a cache record {endpoint, model, messages, answer}: ", e.what());
     }
   }
 }
@@ -95,7 +97,10 @@ LlmAnswer LlmQuery::ask(const std::vector<data::ChatMessage>& messages) {
       if (!o_.cache_file.empty()) {
         std::ofstream f(o_.cache_file, std::ios::app);
         NABLA_CHECK(f, "LlmQuery: cannot append to the cache ", o_.cache_file);
-        f << json{{"endpoint", o_.endpoint}, {"model", o_.model}, {"messages", messages_json(messages)}, {"answer", a.text}}
+        f << json{{"endpoint", o_.endpoint},
+                  {"model", o_.model},
+                  {"messages", messages_json(messages)},
+                  {"answer", a.text}}
                  .dump(-1, ' ', false, json::error_handler_t::replace)
           << '\n';
         f.flush();
@@ -109,8 +114,8 @@ LlmAnswer LlmQuery::ask(const std::vector<data::ChatMessage>& messages) {
       last_error = e.what();
     }
   }
-  fail("LlmQuery: no answer from ", o_.endpoint, " after ", o_.max_retries + 1, " attempts; last error: ",
-       last_error);
+  fail("LlmQuery: no answer from ", o_.endpoint, " after ", o_.max_retries + 1,
+       " attempts; last error: ", last_error);
 }
 
 }  // namespace nabla::apps

@@ -1,8 +1,9 @@
 // Querying a language model for a study (the sentiment harness): an OpenAI-compatible chat endpoint behind
 // a response cache on disk, retries with exponential backoff and a rate limit.
 //
-//   apps::LlmQuery q({.endpoint = "http://127.0.0.1:8000/v1", .model = "nabla-gpt", .cache_file = "cache.jsonl"});
-//   apps::LlmAnswer a = q.ask({{"user", "Given this text, ... Text: a gripping film"}});   // a.text
+//   apps::LlmQuery q({.endpoint = "http://127.0.0.1:8000/v1", .model = "nabla-gpt", .cache_file =
+//   "cache.jsonl"}); apps::LlmAnswer a = q.ask({{"user", "Given this text, ... Text: a gripping film"}}); //
+//   a.text
 //
 // Cache: a JSONL file, one line per answered query, {"endpoint", "model", "messages", "answer"}; the key is
 // (endpoint, model, messages), so a run that stops resumes where it was, and a different endpoint or model

@@ -97,9 +97,10 @@ HttpResult OpenAIClient::request(const std::string& method, const std::string& p
   parser.body_limit(std::numeric_limits<std::uint64_t>::max());
   http::async_read(s, buffer, parser, [&](beast::error_code e, size_t) { ec = e; });
   run();
-  NABLA_CHECK(!ec, "OpenAIClient: reading the answer to ", method, " ", path, " failed",
-              ec == beast::error::timeout ? str_cat(" (no answer within ", o_.timeout_s, " s)") : std::string(), ": ",
-              ec.message());
+  NABLA_CHECK(
+      !ec, "OpenAIClient: reading the answer to ", method, " ", path, " failed",
+      ec == beast::error::timeout ? str_cat(" (no answer within ", o_.timeout_s, " s)") : std::string(), ": ",
+      ec.message());
   HttpResult r;
   r.status = static_cast<int>(parser.get().result_int());
   r.content_type = std::string(parser.get()[http::field::content_type]);

@@ -1,130 +1,29 @@
 // The study's query layer (apps/common/llm_query.h) against a loopback HTTP server that answers from a
 // script: canned chat answers, a read timeout, 5xx and 429 answers that are retried, a 400 that is not, and
 // the on-disk cache that lets a run resume without asking again.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <atomic>
 #include <chrono>
-#include <deque>
 #include <fstream>
-#include <mutex>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "apps/common/llm_query.h"
-#include "sentiment_testing.h"
+#include "scripted_server.h"
 
 namespace nabla::test {
 namespace {
 
 using json = nlohmann::json;
 
-// One scripted reply: an HTTP status and body, sent after `delay_s` (a delay past the client's timeout is a
-// timeout).
-struct Reply {
-  int status = 200;
-  std::string body;
-  double delay_s = 0;
-};
-
-Reply chat_reply(const std::string& text) {
-  json choice = {{"index", 0}, {"finish_reason", "stop"}};
-  choice["message"] = {{"role", "assistant"}, {"content", text}};
-  json body = {{"object", "chat.completion"}};
-  body["choices"] = json::array({choice});
-  return {200, body.dump()};
-}
-
-// Answers connections one at a time with the next scripted reply; records each request body.
-class ScriptedServer {
- public:
-  explicit ScriptedServer(std::deque<Reply> script) : script_(std::move(script)) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    int one = 1;
-    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = 0;
-    NABLA_CHECK(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0, "bind failed");
-    socklen_t len = sizeof a;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
-    ::listen(fd_, 16);
-    thread_ = std::thread([this] { loop(); });
-  }
-  ~ScriptedServer() {
-    stop_ = true;
-    ::shutdown(fd_, SHUT_RDWR);
-    ::close(fd_);
-    thread_.join();
-  }
-  int port() const { return port_; }
-  std::vector<json> requests() {
-    std::lock_guard<std::mutex> l(m_);
-    return requests_;
-  }
-  std::vector<std::string> authorizations() {
-    std::lock_guard<std::mutex> l(m_);
-    return auth_;
-  }
-
- private:
-  void loop() {
-    while (!stop_) {
-      const int c = ::accept(fd_, nullptr, nullptr);
-      if (c < 0) return;
-      std::string in;
-      char buf[4096];
-      size_t body_at = std::string::npos, length = 0;
-      while (true) {
-        const ssize_t n = ::recv(c, buf, sizeof buf, 0);
-        if (n <= 0) break;
-        in.append(buf, static_cast<size_t>(n));
-        if (body_at == std::string::npos && (body_at = in.find("\r\n\r\n")) != std::string::npos) {
-          body_at += 4;
-          std::string lower = in.substr(0, body_at);
-          for (char& ch : lower) ch = static_cast<char>(std::tolower(ch));
-          const size_t cl = lower.find("content-length:");
-          length = cl == std::string::npos ? 0 : std::stoul(lower.substr(cl + 15));
-        }
-        if (body_at != std::string::npos && in.size() >= body_at + length) break;
-      }
-      Reply r;
-      {
-        std::lock_guard<std::mutex> l(m_);
-        if (body_at != std::string::npos) {
-          requests_.push_back(json::parse(in.substr(body_at, length)));
-          const std::string head = in.substr(0, body_at);
-          const size_t a = head.find("Authorization: ");
-          auth_.push_back(a == std::string::npos ? "" : head.substr(a + 15, head.find("\r\n", a) - a - 15));
-        }
-        if (!script_.empty()) r = script_.front(), script_.pop_front();
-        else r = {500, R"({"error": {"message": "script exhausted"}})"};
-      }
-      if (r.delay_s > 0) std::this_thread::sleep_for(std::chrono::duration<double>(r.delay_s));
-      const std::string out = "HTTP/1.1 " + std::to_string(r.status) + " X\r\nContent-Type: application/json\r\n"
-                              "Content-Length: " + std::to_string(r.body.size()) + "\r\nConnection: close\r\n\r\n" + r.body;
-      ::send(c, out.data(), out.size(), MSG_NOSIGNAL);
-      ::close(c);
-    }
-  }
-  std::deque<Reply> script_;
-  int fd_ = -1, port_ = 0;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
-  std::mutex m_;
-  std::vector<json> requests_;
-  std::vector<std::string> auth_;
-};
-
 apps::LlmQueryOptions options(int port, const std::string& cache = "") {
-  return {.endpoint = "http://127.0.0.1:" + std::to_string(port) + "/v1", .model = "canned", .api_key = "sk-test",
-          .cache_file = cache, .max_retries = 3, .backoff_s = 0.01, .max_backoff_s = 0.05, .timeout_s = 0.3,
+  return {.endpoint = "http://127.0.0.1:" + std::to_string(port) + "/v1",
+          .model = "canned",
+          .api_key = "sk-test",
+          .cache_file = cache,
+          .max_retries = 3,
+          .backoff_s = 0.01,
+          .max_backoff_s = 0.05,
+          .timeout_s = 0.3,
           .max_tokens = 32};
 }
 
@@ -136,7 +35,8 @@ TEST(LlmQuery, RetriesATimeoutAnd5xxThenCachesTheAnswer) {
                          chat_reply(answer)});
   const std::string cache = write_temp("cache.jsonl", "");
   apps::LlmQuery q(options(server.port(), cache));
-  const std::vector<data::ChatMessage> m = {{"user", "Given a sentence ... Text: But the staff was so horrible to us."}};
+  const std::vector<data::ChatMessage> m = {
+      {"user", "Given a sentence ... Text: But the staff was so horrible to us."}};
   const auto t0 = std::chrono::steady_clock::now();
   apps::LlmAnswer a = q.ask(m);
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0);
@@ -171,7 +71,8 @@ TEST(LlmQuery, GivesUpAfterMaxRetriesAndNeverRetriesA400) {
     EXPECT_EQ(q.requests(), 4);
   }
   {
-    ScriptedServer server({{400, R"({"error": {"message": "max_tokens must be an integer >= 1"}})"}, chat_reply("no")});
+    ScriptedServer server(
+        {{400, R"({"error": {"message": "max_tokens must be an integer >= 1"}})"}, chat_reply("no")});
     apps::LlmQuery q(options(server.port()));
     const std::string e = error_of([&] { q.ask({{"user", "x"}}); });
     EXPECT_NE(e.find("max_tokens must be an integer"), std::string::npos) << e;
@@ -198,15 +99,18 @@ TEST(LlmQuery, RateLimitSpacesRequestsAndTheKeyComesFromTheEnvironment) {
 }
 
 TEST(LlmQuery, ACacheLineCutShortIsAskedAgainAndABadLineThrows) {
-  const std::string rec =
-      json{{"endpoint", "http://127.0.0.1:9/v1"}, {"model", "canned"}, {"messages", {{{"role", "user"}, {"content", "a"}}}}, {"answer", "positive"}}
-          .dump();
+  const std::string rec = json{
+      {"endpoint", "http://127.0.0.1:9/v1"},
+      {"model", "canned"},
+      {"messages", {{{"role", "user"}, {"content", "a"}}}},
+      {"answer", "positive"}}.dump();
   auto o = options(9, write_temp("cache.jsonl", rec + "\n" + rec.substr(0, 20)));
   apps::LlmQuery q(o);
   EXPECT_EQ(q.cache_size(), 1u);
   EXPECT_EQ(q.ask({{"user", "a"}}).text, "positive");
   o.cache_file = write_temp("cache.jsonl", "{\"x\": 1}\n" + rec + "\n");
-  EXPECT_NE(error_of([&] { apps::LlmQuery bad(o); }).find("cache.jsonl:1: not a cache record"), std::string::npos);
+  EXPECT_NE(error_of([&] { apps::LlmQuery bad(o); }).find("cache.jsonl:1: not a cache record"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -15,7 +15,8 @@ namespace {
 using namespace nabla::data;
 
 TEST(PyLiteral, ReadsListsTuplesAndBothQuotes) {
-  PyValue v = parse_py_literal(R"( [['vibe', 'positive'], ("shaquille o'neal", 'negative'), ['a\'b', "c"] ,] )");
+  PyValue v =
+      parse_py_literal(R"( [['vibe', 'positive'], ("shaquille o'neal", 'negative'), ['a\'b', "c"] ,] )");
   ASSERT_EQ(v.items.size(), 3u);
   auto pairs = py_pairs(v);
   EXPECT_EQ(pairs[0], std::make_pair(std::string("vibe"), std::string("positive")));
@@ -27,10 +28,12 @@ TEST(PyLiteral, ReadsListsTuplesAndBothQuotes) {
 
 TEST(PyLiteral, RejectsMalformedTextNamingTheOffset) {
   EXPECT_NE(error_of([] { parse_py_literal("['a', 'b'"); }).find("expected ',' or ']'"), std::string::npos);
-  EXPECT_NE(error_of([] { parse_py_literal("['a', 'b'] x"); }).find("trailing characters"), std::string::npos);
+  EXPECT_NE(error_of([] { parse_py_literal("['a', 'b'] x"); }).find("trailing characters"),
+            std::string::npos);
   EXPECT_NE(error_of([] { parse_py_literal("['a]"); }).find("unterminated string"), std::string::npos);
   EXPECT_NE(error_of([] { parse_py_literal("[a]"); }).find("unexpected character 'a'"), std::string::npos);
-  EXPECT_NE(error_of([] { py_pairs(parse_py_literal("[['a', 'b', 'c']]")); }).find("pair"), std::string::npos);
+  EXPECT_NE(error_of([] { py_pairs(parse_py_literal("[['a', 'b', 'c']]")); }).find("pair"),
+            std::string::npos);
 }
 
 TEST(SentimentReaders, ReadEveryShippedFormatWithTheReadmeCounts) {
@@ -67,7 +70,8 @@ TEST(SentimentReaders, ReadEveryShippedFormatWithTheReadmeCounts) {
   EXPECT_EQ(tw[0].pairs.size(), 1u);
   EXPECT_EQ(tw[0].pairs[0].first, "shaquille o'neal");
 
-  for (auto [file, docs, causes] : {std::tuple{"ECE_test.txt", 100, 116}, std::tuple{"ECE_valid.txt", 111, 115}}) {
+  for (auto [file, docs, causes] :
+       {std::tuple{"ECE_test.txt", 100, 116}, std::tuple{"ECE_valid.txt", 111, 115}}) {
     auto ece = read_ece(sentiment_file(std::string("sentiment_inference/ECE/") + file));
     EXPECT_EQ(ece.size(), static_cast<size_t>(docs)) << file;
     size_t c = 0;
@@ -83,9 +87,11 @@ TEST(SentimentReaders, ReadEveryShippedFormatWithTheReadmeCounts) {
   EXPECT_EQ(ece[0].emotion_clause, 7);
   EXPECT_EQ(ece[0].causes, std::vector<int>{9});
 
-  for (auto [file, docs] : {std::pair{"ECPE_test.txt", 90}, std::pair{"ECPE_valid.txt", 105}, std::pair{"ECPE_train.txt", 1750}})
+  for (auto [file, docs] :
+       {std::pair{"ECPE_test.txt", 90}, std::pair{"ECPE_valid.txt", 105}, std::pair{"ECPE_train.txt", 1750}})
     EXPECT_EQ(read_ecpe(sentiment_file(std::string("sentiment_inference/ECPE/") + file)).size(),
-              static_cast<size_t>(docs)) << file;
+              static_cast<size_t>(docs))
+        << file;
   auto ecpe = read_ecpe(sentiment_file("sentiment_inference/ECPE/ECPE_test.txt"));
   EXPECT_EQ(ecpe[0].clauses.size(), 9u);
   ASSERT_EQ(ecpe[0].clause_pairs.size(), 1u);
@@ -96,8 +102,10 @@ TEST(SentimentReaders, ReadEveryShippedFormatWithTheReadmeCounts) {
 TEST(SentimentReaders, EveryOpenDomainFileReads) {
   for (const char* d : {"14lap", "14res", "14twitter", "books", "clothing", "device", "financial", "hotel",
                         "mets-cov", "service"}) {
-    EXPECT_FALSE(read_absc(sentiment_file(std::string("open_domain/ABSC/") + d + "/30_test.txt")).empty()) << d;
-    EXPECT_FALSE(read_e2e_absa(sentiment_file(std::string("open_domain/ASPE/") + d + "/30_test.txt")).empty()) << d;
+    EXPECT_FALSE(read_absc(sentiment_file(std::string("open_domain/ABSC/") + d + "/30_test.txt")).empty())
+        << d;
+    EXPECT_FALSE(read_e2e_absa(sentiment_file(std::string("open_domain/ASPE/") + d + "/30_test.txt")).empty())
+        << d;
   }
 }
 
@@ -106,31 +114,41 @@ TEST(SentimentReaders, BrokenLinesNameTheFileAndLine) {
     const std::string path = write_temp("broken.txt", text);
     return error_of([&] { reader(path); });
   };
-  EXPECT_NE(msg(read_sst2, "good film ####1\nbad film 0\n").find("broken.txt:2: no '####'"), std::string::npos);
+  EXPECT_NE(msg(read_sst2, "good film ####1\nbad film 0\n").find("broken.txt:2: no '####'"),
+            std::string::npos);
   EXPECT_NE(msg(read_sst2, "good film ####2\n").find("broken.txt:1: label '2'"), std::string::npos);
   EXPECT_NE(msg(read_sst2, "a ####1####0\n").find("broken.txt:1: more than one"), std::string::npos);
-  EXPECT_NE(msg(read_absc, "ok .####['x', 'positive']\nbad .####['x', 'great']\n").find("broken.txt:2: polarity 'great'"),
+  EXPECT_NE(msg(read_absc, "ok .####['x', 'positive']\nbad .####['x', 'great']\n")
+                .find("broken.txt:2: polarity 'great'"),
             std::string::npos);
-  EXPECT_NE(msg(read_absc, "a .####[['x', 'positive'], ['y', 'negative']]\n").find("broken.txt:1: 2 aspect-polarity pairs"),
+  EXPECT_NE(msg(read_absc, "a .####[['x', 'positive'], ['y', 'negative']]\n")
+                .find("broken.txt:1: 2 aspect-polarity pairs"),
             std::string::npos);
-  EXPECT_NE(msg(read_absc, "a .####['x', 'positive'\n").find("broken.txt:1: python literal"), std::string::npos);
-  EXPECT_NE(msg(read_e2e_absa, "a .####[['x', 'positive']]\nb .####[['y']]\n").find("broken.txt:2:"), std::string::npos);
-  EXPECT_NE(msg(read_ece, "1,1,joy,0,no,text\n1,1,joy,1,yes,text\n").find("broken.txt:2: clause 1 of document 1, expected a clause after 1"),
+  EXPECT_NE(msg(read_absc, "a .####['x', 'positive'\n").find("broken.txt:1: python literal"),
             std::string::npos);
-  EXPECT_NE(msg(read_ece, "1,1,joy,0,maybe,text\n").find("broken.txt:1: is_cause 'maybe'"), std::string::npos);
+  EXPECT_NE(msg(read_e2e_absa, "a .####[['x', 'positive']]\nb .####[['y']]\n").find("broken.txt:2:"),
+            std::string::npos);
+  EXPECT_NE(msg(read_ece, "1,1,joy,0,no,text\n1,1,joy,1,yes,text\n")
+                .find("broken.txt:2: clause 1 of document 1, expected a clause after 1"),
+            std::string::npos);
+  EXPECT_NE(msg(read_ece, "1,1,joy,0,maybe,text\n").find("broken.txt:1: is_cause 'maybe'"),
+            std::string::npos);
   EXPECT_NE(msg(read_ece, "1,x,joy,0,no,text\n").find("broken.txt:1: clause_id 'x'"), std::string::npos);
   EXPECT_NE(msg(read_ece, "1,1,joy\n").find("broken.txt:1: 3 field(s), expected 6"), std::string::npos);
   EXPECT_NE(msg(read_ece, "1,1,joy,-1,no,text\n").find("no emotion clause"), std::string::npos);
   const std::string good = "1 2\r\n (2,1)\r\n1,null,null,a\r\n2,happiness,joy,b\r\n";
   EXPECT_EQ(read_ecpe(write_temp("ok.txt", good)).size(), 1u);  // CRLF
-  EXPECT_NE(msg(read_ecpe, "1 2\n (2,3)\n1,null,null,a\n2,x,y,b\n").find("broken.txt:2: pair (2,3) outside clauses 1..2"),
+  EXPECT_NE(msg(read_ecpe, "1 2\n (2,3)\n1,null,null,a\n2,x,y,b\n")
+                .find("broken.txt:2: pair (2,3) outside clauses 1..2"),
             std::string::npos);
   EXPECT_NE(msg(read_ecpe, "1 2\n (2,1)\n1,null,null,a\n").find("the file ends first"), std::string::npos);
-  EXPECT_NE(msg(read_ecpe, "1 2\n (2,1)\n1,null,null,a\n3,x,y,b\n").find("broken.txt:4: clause id '3', expected 2"),
-            std::string::npos);
+  EXPECT_NE(
+      msg(read_ecpe, "1 2\n (2,1)\n1,null,null,a\n3,x,y,b\n").find("broken.txt:4: clause id '3', expected 2"),
+      std::string::npos);
   EXPECT_NE(msg(read_ecpe, "1 2 3\n").find("broken.txt:1: header"), std::string::npos);
   EXPECT_NE(msg(read_ecpe, "1 2\n 2,1\n").find("broken.txt:2: pair line"), std::string::npos);
-  EXPECT_NE(error_of([] { read_sst2("/nonexistent/dev.txt"); }).find("cannot open /nonexistent/dev.txt"), std::string::npos);
+  EXPECT_NE(error_of([] { read_sst2("/nonexistent/dev.txt"); }).find("cannot open /nonexistent/dev.txt"),
+            std::string::npos);
 }
 
 TEST(PyRandom, MatchesCPython) {
@@ -141,7 +159,8 @@ TEST(PyRandom, MatchesCPython) {
   EXPECT_EQ(r.getrandbits(32), 1485336377u);
   PyRandom z(0);
   EXPECT_EQ(z.getrandbits(32), 3626764237u);
-  EXPECT_EQ(PyRandom(29).sample(1000, 8), (std::vector<int64_t>{561, 77, 354, 612, 865, 620, 295, 88}));  // set branch
+  EXPECT_EQ(PyRandom(29).sample(1000, 8),
+            (std::vector<int64_t>{561, 77, 354, 612, 865, 620, 295, 88}));   // set branch
   EXPECT_EQ(PyRandom(7).sample(10, 4), (std::vector<int64_t>{5, 2, 6, 9}));  // pool branch
 }
 
@@ -166,8 +185,8 @@ TEST(SentimentSampling, ReproducesTheStudysShippedSubsets) {
         const int64_t n = g == &grid ? 20 : 30;
         // ABSC domains whose shipped files our per-class rule does not give (the study's quotas or seed
         // differ there): 14lap 30, mets-cov, and the two-class hotel and device.
-        if (d.task == SentimentTask::absc && (d.name == "mets-cov" || d.name == "hotel" || d.name == "device" ||
-                                              (d.name == "14lap" && n == 30)))
+        if (d.task == SentimentTask::absc && (d.name == "mets-cov" || d.name == "hotel" ||
+                                              d.name == "device" || (d.name == "14lap" && n == 30)))
           continue;
         subset = d.test_file.substr(0, d.test_file.rfind('/')) + "/" + std::to_string(n) + "_test.txt";
       }
@@ -205,7 +224,9 @@ TEST(SentimentSampling, QuotasAndCountsOfTheGrid) {
   SamplingRule too_many{.kind = SamplingRule::first_per_class, .quotas = {{"neutral", 5}}};
   std::vector<SentimentExample> few(3);
   for (auto& e : few) e.label = "neutral";
-  EXPECT_NE(error_of([&] { sample_dataset(too_many, few, ""); }).find("5 'neutral' instances wanted, the file has 3"),
+  EXPECT_NE(error_of([&] {
+              sample_dataset(too_many, few, "");
+            }).find("5 'neutral' instances wanted, the file has 3"),
             std::string::npos);
 }
 
@@ -215,10 +236,13 @@ TEST(SentimentSampling, IdsRoundTripThroughTheirFile) {
   const std::string path = write_temp("ids.tsv", "");
   write_sample_ids(path, ids);
   EXPECT_EQ(read_sample_ids(path), ids);
-  EXPECT_NE(error_of([] { read_sample_ids(write_temp("bad.tsv", "a\t1,2\nb 3\n")); }).find("bad.tsv:2: expected key"),
+  EXPECT_NE(error_of([] {
+              read_sample_ids(write_temp("bad.tsv", "a\t1,2\nb 3\n"));
+            }).find("bad.tsv:2: expected key"),
             std::string::npos);
-  EXPECT_NE(error_of([] { read_sample_ids(write_temp("bad.tsv", "a\t1,,2\n")); }).find("bad.tsv:1: an empty id"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([] { read_sample_ids(write_temp("bad.tsv", "a\t1,,2\n")); }).find("bad.tsv:1: an empty id"),
+      std::string::npos);
 }
 
 }  // namespace

@@ -17,11 +17,14 @@ using Pairs = std::vector<std::pair<std::string, std::string>>;
 TEST(SentimentPrompts, ZeroShotPromptsAreTheStudysWithTheItalicOneFirst) {
   SentimentExample e{.text = "the bread is top notch .", .label = "positive", .aspect = "bread"};
   EXPECT_EQ(zero_shot_prompt(SentimentTask::sc, e),
-            "Given this text, what is the sentiment conveyed? Is it positive or negative? Text: the bread is top notch .");
+            "Given this text, what is the sentiment conveyed? Is it positive or negative? Text: the bread is "
+            "top notch .");
   EXPECT_EQ(zero_shot_prompt(SentimentTask::absc, e),
-            "Sentence: the bread is top notch . What is the sentiment polarity of the aspect bread in this sentence?");
+            "Sentence: the bread is top notch . What is the sentiment polarity of the aspect bread in this "
+            "sentence?");
   EXPECT_EQ(zero_shot_prompt(SentimentTask::e2e_absa, e, 1),
-            "Identify the aspect term(s) and sentiment polarity in a product review or feedback. Review: the bread is "
+            "Identify the aspect term(s) and sentiment polarity in a product review or feedback. Review: the "
+            "bread is "
             "top notch .");
   // every prompt of prompts.md's simple-prompt groups is one of ours, the {sentence} slot filled
   std::ifstream f(sentiment_file("prompts.md"));
@@ -35,8 +38,9 @@ TEST(SentimentPrompts, ZeroShotPromptsAreTheStudysWithTheItalicOneFirst) {
     }
   EXPECT_NE(md.find("*" + zero_shot_prompt(SentimentTask::sc, SentimentExample{.text = "{sentence}"}) + "*"),
             std::string::npos);  // the default is the italic one
-  EXPECT_NE(error_of([&] { zero_shot_prompt(SentimentTask::sc, e, 3); }).find("index 3 for SC, expected 0..2"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([&] { zero_shot_prompt(SentimentTask::sc, e, 3); }).find("index 3 for SC, expected 0..2"),
+      std::string::npos);
 }
 
 TEST(SentimentPrompts, FewShotInstructionsAreVerbatimFromPromptsMd) {
@@ -63,7 +67,9 @@ TEST(SentimentPrompts, FewShotInstructionsAreVerbatimFromPromptsMd) {
 TEST(SentimentPrompts, DemonstrationsBecomeUserAssistantTurns) {
   std::vector<SentimentExample> train;
   for (int i = 0; i < 20; ++i)
-    train.push_back({.id = std::to_string(i + 1), .text = "s" + std::to_string(i), .label = i % 2 ? "positive" : "negative"});
+    train.push_back({.id = std::to_string(i + 1),
+                     .text = "s" + std::to_string(i),
+                     .label = i % 2 ? "positive" : "negative"});
   auto demos = pick_demos(train, 3, 42);
   ASSERT_EQ(demos.size(), 3u);
   EXPECT_EQ(demos[0].id, pick_demos(train, 3, 42)[0].id);  // seeded
@@ -81,9 +87,11 @@ TEST(SentimentPrompts, DemonstrationsBecomeUserAssistantTurns) {
   SentimentExample ecpe{.clauses = {"a", "b", "c"}, .clause_pairs = {{3, 2}, {3, 1}}};
   EXPECT_EQ(*parse_clause_pairs(gold_answer(SentimentTask::ecpe, ecpe), 3),
             (std::vector<std::pair<int, int>>{{3, 1}, {3, 2}}));
-  SentimentExample ece{.clauses = {"a", "b", "c"}, .emotion_word = "joy", .emotion_clause = 2, .causes = {1, 3}};
+  SentimentExample ece{
+      .clauses = {"a", "b", "c"}, .emotion_word = "joy", .emotion_clause = 2, .causes = {1, 3}};
   EXPECT_EQ(*parse_clause_ids(gold_answer(SentimentTask::ece, ece), 3), (std::vector<int>{1, 3}));
-  EXPECT_NE(zero_shot_prompt(SentimentTask::ece, ece).find("Clause 2 expresses the emotion 'joy'"), std::string::npos);
+  EXPECT_NE(zero_shot_prompt(SentimentTask::ece, ece).find("Clause 2 expresses the emotion 'joy'"),
+            std::string::npos);
   EXPECT_NE(zero_shot_prompt(SentimentTask::ece, ece).find("\n3. c"), std::string::npos);
 }
 
@@ -92,7 +100,7 @@ TEST(SentimentParsers, LabelWordsFromRealisticAnswers) {
   EXPECT_EQ(parse_label("The sentiment conveyed is positive.", two), "positive");
   EXPECT_EQ(parse_label("Negative. The reviewer dislikes the plot, nothing positive.", two), "negative");
   EXPECT_EQ(parse_label("The sentiment polarity of the aspect \"bread\" is Neutral", three), "neutral");
-  EXPECT_EQ(parse_label("It is neutral", two), std::nullopt);  // not an allowed word for SC
+  EXPECT_EQ(parse_label("It is neutral", two), std::nullopt);                   // not an allowed word for SC
   EXPECT_EQ(parse_label("It is mostly positively framed", two), std::nullopt);  // whole words only
   EXPECT_EQ(parse_label("", two), std::nullopt);
   EXPECT_EQ(parse_label("I cannot determine the sentiment.", three), std::nullopt);
@@ -102,7 +110,9 @@ TEST(SentimentParsers, PairsAsTheStudysComputeF1) {
   const std::string s = "The staff was friendly but the Pizza was cold .";
   EXPECT_EQ(*parse_pairs("[('staff', 'positive'), ('pizza', 'negative')]", s, true),
             (Pairs{{"staff", "positive"}, {"pizza", "negative"}}));
-  EXPECT_EQ(*parse_pairs("Sure! Here are the results:\nLabel: [['Staff', 'Positive'], ['Pizza', 'NEGATIVE']]\nDone.", s, false),
+  EXPECT_EQ(*parse_pairs(
+                "Sure! Here are the results:\nLabel: [['Staff', 'Positive'], ['Pizza', 'NEGATIVE']]\nDone.",
+                s, false),
             (Pairs{{"staff", "positive"}, {"pizza", "negative"}}));
   // aspects absent from the sentence are dropped only with the filter
   EXPECT_EQ(parse_pairs("[('service', 'positive'), ('pizza', 'negative')]", s, true)->size(), 1u);
@@ -141,7 +151,8 @@ TEST(SentimentMetrics, AccuracyAndMacroF1ByHand) {
 }
 
 TEST(SentimentMetrics, MicroPrfByHand) {
-  // instance 1: gold {a, b}, pred {a, c, a} -> TP 1; instance 2: gold {d}, pred {} ; instance 3: gold {}, pred {e}
+  // instance 1: gold {a, b}, pred {a, c, a} -> TP 1; instance 2: gold {d}, pred {} ; instance 3: gold {},
+  // pred {e}
   auto s = metrics::micro_prf({{"a", "b"}, {"d"}, {}}, {{"a", "c", "a"}, {}, {"e"}});
   EXPECT_EQ(s.tp, 1);
   EXPECT_EQ(s.predicted, 3);
