@@ -146,5 +146,22 @@ TEST(SentimentStudyApp, ADeadEndpointFailsNamingIt) {
   EXPECT_EQ(WEXITSTATUS(rc), 2);
 }
 
+// Every example in --help parses (--print-config checks the options and exits 0 without running).
+TEST(SentimentStudyApp, EveryHelpExampleParses) {
+  int rc = 0;
+  const std::string help = run_binary("--help", &rc);
+  ASSERT_EQ(rc, 0) << help;
+  std::istringstream lines(help);
+  int examples = 0;
+  for (std::string line; std::getline(lines, line);) {
+    const std::string prefix = "  sentiment_study ";
+    if (line.rfind(prefix, 0) != 0) continue;
+    const std::string out = run_binary(line.substr(prefix.size()) + " --print-config", &rc);
+    EXPECT_EQ(rc, 0) << line << ": " << out;
+    ++examples;
+  }
+  EXPECT_GE(examples, 4);
+}
+
 }  // namespace
 }  // namespace nabla::test
