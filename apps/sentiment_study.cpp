@@ -1,7 +1,7 @@
 // sentiment_study: the harness of "Is ChatGPT a Good Sentiment Analyzer?" (docs/sentiment.md): the study's
 // grid of setting x task x dataset (data/sentiment.h), a language model behind any OpenAI-compatible
 // endpoint (our serve_gpt, or ChatGPT through a proxy) in zero- and few-shot settings, a fine-tuned BERT
-// (train_bert) for SC and ABSC, per-instance answers saved as JSONL, and the study's tables.
+// (train_bert) for SC, ABSC and ECE, per-instance answers saved as JSONL, and the study's tables.
 //
 //   sentiment_study --mode sample --out study                       # study/sample_ids.tsv
 //   sentiment_study --mode sft-data --out study                     # study/sft.jsonl (training splits only)
@@ -309,9 +309,16 @@ std::string clean(std::string s) {
   return s;
 }
 
+// The second text of an ECE clause pair: the emotion word and the emotion clause.
+std::string ece_context(const SentimentExample& e) {
+  return e.emotion_word + " " + e.clauses[static_cast<size_t>(e.emotion_clause - 1)];
+}
+
 // Writes, under <out>/bert: absc_train_<src>.tsv / absc_dev_<src>.tsv (sentence1 = sentence, sentence2 =
-// aspect, label 0/1/2) for each ABSC source domain, one predict input per dataset (<key>.txt, sentences or
-// sentence<TAB>aspect) and manifest.json naming, per dataset, its input and training files.
+// aspect, label 0/1/2) for each ABSC source domain, ECE clause pairs (clause, emotion word + emotion clause,
+// label 1 for a cause), one predict input per dataset (<key>.txt: sentences, sentence<TAB>aspect, or one
+// clause pair per clause of each document) and manifest.json naming, per dataset, its input and training
+// files.
 int run_bert_export(const Options& o) {
   const fs::path dir = fs::path(o.out) / "bert";
   fs::create_directories(dir);
@@ -332,9 +339,24 @@ int run_bert_export(const Options& o) {
     }
     return path;
   };
+  // ECE as clause classification: (clause, emotion word + emotion clause) -> cause (1) or not (0).
+  auto write_ece_tsv = [&](const std::string& rel) {
+    std::string name = rel;
+    std::replace(name.begin(), name.end(), '/', '_');
+    const std::string path = (dir / name).string() + ".tsv";
+    if (written.insert(path).second) {
+      std::ofstream f(path);
+      f << "sentence1\tsentence2\tlabel\n";
+      for (const auto& e : data::read_ece(o.root + "/" + rel))
+        for (size_t k = 0; k < e.clauses.size(); ++k)
+          f << clean(e.clauses[k]) << '\t' << clean(ece_context(e)) << '\t'
+            << (std::count(e.causes.begin(), e.causes.end(), static_cast<int>(k + 1)) ? 1 : 0) << '\n';
+    }
+    return path;
+  };
   for (const Selected& s : select_grid(o)) {
-    if (s.d.task != SentimentTask::sc && s.d.task != SentimentTask::absc) {
-      std::printf("%-40s skipped: the BERT back end covers SC and ABSC only\n", s.d.key().c_str());
+    if (s.d.task != SentimentTask::sc && s.d.task != SentimentTask::absc && s.d.task != SentimentTask::ece) {
+      std::printf("%-40s skipped: the BERT back end covers SC, ABSC and ECE only\n", s.d.key().c_str());
       continue;
     }
     std::string key = s.d.key();
@@ -344,11 +366,24 @@ int run_bert_export(const Options& o) {
     json ids = json::array();
     for (int64_t i : s.picked) {
       const SentimentExample& e = s.test[i];
-      f << clean(e.text) << (s.d.task == SentimentTask::absc ? "\t" + clean(e.aspect) : "") << '\n';
+      if (s.d.task == SentimentTask::ece) {  // one (clause, emotion context) pair per clause: "doc:position"
+        for (size_t k = 0; k < e.clauses.size(); ++k) {
+          f << clean(e.clauses[k]) << '\t' << clean(ece_context(e)) << '\n';
+          ids.push_back(str_cat(e.id, ":", k + 1));
+        }
+        continue;
+      }
+      f << clean(e.text);
+      if (s.d.task == SentimentTask::absc) f << '\t' << clean(e.aspect);
+      f << '\n';
       ids.push_back(e.id);
     }
     json m = {{"key", s.d.key()}, {"task", data::task_name(s.d.task)}, {"input", input}, {"ids", ids}};
-    if (s.d.task == SentimentTask::sc) {
+    if (s.d.task == SentimentTask::ece) {
+      m["train_tsv"] = write_ece_tsv(s.d.train_file);
+      m["dev_tsv"] = write_ece_tsv(s.d.dev_file);
+      m["model"] = "ece";
+    } else if (s.d.task == SentimentTask::sc) {
       m["train_tsv"] = o.root + "/" + s.d.train_file;
       m["dev_tsv"] = o.root + "/" + s.d.dev_file;
       m["model"] = "sc";
@@ -397,6 +432,25 @@ int run_bert_import(const Options& o) {
                 m["ids"].size(), " instances");
     std::map<std::string, const SentimentExample*> by_id;
     for (const auto& e : s.test) by_id[e.id] = &e;
+    if (s.d.task == SentimentTask::ece) {  // clause predictions -> each document's cause clauses
+      std::map<std::string, std::vector<std::string>> causes;
+      std::vector<std::string> docs;
+      for (size_t k = 0; k < lines.size(); ++k) {
+        const std::string id = m["ids"][k].get<std::string>();
+        const std::string doc = id.substr(0, id.find(':'));
+        if (!causes.count(doc)) docs.push_back(doc), causes[doc] = {};
+        if (lines[k][0] == '1') causes[doc].push_back(id.substr(id.find(':') + 1));
+      }
+      for (const auto& doc : docs) {
+        json r = record(run, "bert", 0, s, *by_id.at(doc));
+        r["answer"] = causes[doc];
+        r["parsed"] = true;
+        r["pred"] = causes[doc];
+        out << r.dump(-1, ' ', false, json::error_handler_t::replace) << '\n';
+        ++n;
+      }
+      continue;
+    }
     const auto& labels = bert_labels(s.d.task);
     for (size_t k = 0; k < lines.size(); ++k) {
       const SentimentExample& e = *by_id.at(m["ids"][k].get<std::string>());

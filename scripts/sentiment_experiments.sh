@@ -8,9 +8,9 @@
 #      save_pretrained folder, e.g. from scripts/gpt_experiments.sh, whose context must hold the prompts),
 #      LoRA instruction tuning on that data, served by serve_gpt;
 #   3. sentiment_study --mode query against it (SHOTS, default 0,3) through the OpenAI client, with the cache;
-#   4. BERT: pretrain a 4L-256 BERT on .cache/corpus (MLM + NSP), fine-tune it on SST-2 (GLUE train) for SC
-#      and on the SemEval-14 14res / 14lap training sets for ABSC (sentence, aspect pairs), predict the
-#      sampled instances, import them;
+#   4. BERT: pretrain a 4L-256 BERT on .cache/corpus (MLM + NSP), fine-tune it on SST-2 (GLUE train) for SC,
+#      on the SemEval-14 14res / 14lap training sets for ABSC (sentence, aspect pairs) and on ECE train for
+#      ECE (clause, emotion word + emotion clause pairs), predict the sampled instances, import them;
 #   5. sentiment_study --mode report: the table (Markdown, and JSON in $OUT/report.json).
 #
 #   bash scripts/sentiment_experiments.sh [build_dir] [out_dir]   (defaults: build-gpu, $OUT or build-gpu/sentiment)
@@ -110,7 +110,7 @@ if [[ -z $bert_pre ]]; then
     --optimizer adamw --lr 1e-3 --warmup-steps $((bert_steps / 10)) --eval-every "$bert_steps" --eval-examples 256 \
     --save-pretrained "$bert_pre" > "$out/bert_pretrain.log" 2>&1 || { tail -n 20 "$out/bert_pretrain.log"; exit 1; }
 fi
-stage "4b. BERT fine-tuning (SC on SST-2 train; ABSC on 14res / 14lap train) and prediction"
+stage "4b. BERT fine-tuning (SC on SST-2 train; ABSC on 14res / 14lap train; ECE clauses) and prediction"
 "${study[@]}" --mode bert-export > "$out/bert_export.log" || exit 1
 python3 - "$out/bert/manifest.json" > "$out/bert/jobs.tsv" <<'PY'
 import json, sys
@@ -121,7 +121,7 @@ for name, (task, train, dev, inputs) in seen.items():
     print("\t".join([name, task, train, dev, ",".join(inputs)]))
 PY
 while IFS=$'\t' read -r name task train dev inputs; do
-  cols=(); [[ $task == ABSC ]] && cols=(--text-a sentence1 --text-b sentence2)
+  cols=(); [[ $task == ABSC || $task == ECE ]] && cols=(--text-a sentence1 --text-b sentence2)
   "$build/train_bert" --mode finetune --init-from "$bert_pre" "${common[@]}" "${cols[@]}" "${bert_limit[@]}" \
     --train-tsv "$train" --dev-tsv "$dev" --seq-len 96 --batch-size 32 --epochs "${BERT_EPOCHS:-$([[ $task == ABSC ]] && echo 4 || echo 1)}" \
     --lr 1e-4 --warmup-steps 100 --eval-batch-size 256 --best-dir "$out/bert_$name" > "$out/bert_$name.log" 2>&1 \

@@ -57,8 +57,8 @@ TEST(SentimentStudyApp, QueriesAnEndpointSavesAnswersAndReportsTheStudysScores) 
   EXPECT_NE(log.find("0 requests, 64 cache hits"), std::string::npos) << log;
   EXPECT_EQ(server.requests().size(), 64u);
 
-  // bert-import: a predictions file as train_bert --mode predict writes it, for standard SC only (the ABSC
-  // sets, exported too, have none: skipped)
+  // bert-import: predictions files as train_bert --mode predict writes them, for standard SC and ECE (the
+  // ABSC sets, exported too, have none: skipped)
   log = run_binary("--mode bert-export" + common + " --sample-ids " + out + "/ids.tsv", &rc);
   ASSERT_EQ(rc, 0) << log;
   const std::string input = out + "/bert/standard_SC_sst2.txt";
@@ -67,6 +67,20 @@ TEST(SentimentStudyApp, QueriesAnEndpointSavesAnswersAndReportsTheStudysScores) 
     std::ofstream pred(input + ".pred");
     int k = 0;
     for (std::string line; std::getline(in, line); ++k) pred << (k % 2) << "\t0.5\t0.5\t" << line << "\n";
+  }
+  {  // ECE: every clause at position 2 predicted a cause, as the canned LLM answers "2"
+    std::ifstream in(out + "/bert/sentiment-inference_ECE_ece.txt");
+    std::ofstream pred(out + "/bert/sentiment-inference_ECE_ece.txt.pred");
+    std::ifstream mf(out + "/bert/manifest.json");
+    const json manifest = json::parse(mf);
+    for (const json& m : manifest)
+      if (m["task"] == "ECE")
+        for (const json& id : m["ids"]) {
+          std::string line;
+          std::getline(in, line);
+          const std::string s = id.get<std::string>();
+          pred << (s.ends_with(":2") ? 1 : 0) << "\t0.5\t0.5\t" << line << "\n";
+        }
   }
   log = run_binary("--mode bert-import" + common + " --sample-ids " + out + "/ids.tsv", &rc);
   ASSERT_EQ(rc, 0) << log;
@@ -118,6 +132,7 @@ TEST(SentimentStudyApp, QueriesAnEndpointSavesAnswersAndReportsTheStudysScores) 
         for (int c : e.causes) g.back().push_back(std::to_string(c));
       }
       EXPECT_DOUBLE_EQ(cell["f1"], metrics::micro_prf(g, p).f1);
+      EXPECT_DOUBLE_EQ(row["runs"]["bert"]["f1"], metrics::micro_prf(g, p).f1);
       ++rows;
     }
   }
