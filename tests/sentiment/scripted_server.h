@@ -62,6 +62,7 @@ class ScriptedServer {
     ::shutdown(fd_, SHUT_RDWR);
     ::close(fd_);
     thread_.join();
+    for (auto& h : handlers_) h.join();
   }
   int port() const { return port_; }
   std::vector<json> requests() {
@@ -74,56 +75,63 @@ class ScriptedServer {
   }
 
  private:
+  // Each connection on a thread of its own, so that a delayed reply does not hold up the retries after it;
+  // replies are taken from the script in the order the requests arrive.
   void loop() {
     while (!stop_) {
       const int c = ::accept(fd_, nullptr, nullptr);
       if (c < 0) return;
-      std::string in;
-      char buf[4096];
-      size_t body_at = std::string::npos, length = 0;
-      while (true) {
-        const ssize_t n = ::recv(c, buf, sizeof buf, 0);
-        if (n <= 0) break;
-        in.append(buf, static_cast<size_t>(n));
-        if (body_at == std::string::npos && (body_at = in.find("\r\n\r\n")) != std::string::npos) {
-          body_at += 4;
-          std::string lower = in.substr(0, body_at);
-          for (char& ch : lower) ch = static_cast<char>(std::tolower(ch));
-          const size_t cl = lower.find("content-length:");
-          length = cl == std::string::npos ? 0 : std::stoul(lower.substr(cl + 15));
-        }
-        if (body_at != std::string::npos && in.size() >= body_at + length) break;
-      }
-      Reply r;
-      {
-        std::lock_guard<std::mutex> l(m_);
-        if (body_at != std::string::npos) {
-          requests_.push_back(json::parse(in.substr(body_at, length)));
-          const std::string head = in.substr(0, body_at);
-          const size_t a = head.find("Authorization: ");
-          auth_.push_back(a == std::string::npos ? "" : head.substr(a + 15, head.find("\r\n", a) - a - 15));
-        }
-        if (!script_.empty())
-          r = script_.front(), script_.pop_front();
-        else if (responder_ && !requests_.empty())
-          r = responder_(requests_.back());
-        else
-          r = {500, R"({"error": {"message": "script exhausted"}})"};
-      }
-      if (r.delay_s > 0) std::this_thread::sleep_for(std::chrono::duration<double>(r.delay_s));
-      const std::string out = "HTTP/1.1 " + std::to_string(r.status) +
-                              " X\r\nContent-Type: application/json\r\n"
-                              "Content-Length: " +
-                              std::to_string(r.body.size()) + "\r\nConnection: close\r\n\r\n" + r.body;
-      ::send(c, out.data(), out.size(), MSG_NOSIGNAL);
-      ::close(c);
+      std::lock_guard<std::mutex> l(m_);
+      handlers_.emplace_back([this, c] { handle(c); });
     }
+  }
+  void handle(int c) {
+    std::string in;
+    char buf[4096];
+    size_t body_at = std::string::npos, length = 0;
+    while (true) {
+      const ssize_t n = ::recv(c, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      in.append(buf, static_cast<size_t>(n));
+      if (body_at == std::string::npos && (body_at = in.find("\r\n\r\n")) != std::string::npos) {
+        body_at += 4;
+        std::string lower = in.substr(0, body_at);
+        for (char& ch : lower) ch = static_cast<char>(std::tolower(ch));
+        const size_t cl = lower.find("content-length:");
+        length = cl == std::string::npos ? 0 : std::stoul(lower.substr(cl + 15));
+      }
+      if (body_at != std::string::npos && in.size() >= body_at + length) break;
+    }
+    Reply r;
+    {
+      std::lock_guard<std::mutex> l(m_);
+      if (body_at != std::string::npos) {
+        requests_.push_back(json::parse(in.substr(body_at, length)));
+        const std::string head = in.substr(0, body_at);
+        const size_t a = head.find("Authorization: ");
+        auth_.push_back(a == std::string::npos ? "" : head.substr(a + 15, head.find("\r\n", a) - a - 15));
+      }
+      if (!script_.empty())
+        r = script_.front(), script_.pop_front();
+      else if (responder_ && !requests_.empty())
+        r = responder_(requests_.back());
+      else
+        r = {500, R"({"error": {"message": "script exhausted"}})"};
+    }
+    if (r.delay_s > 0) std::this_thread::sleep_for(std::chrono::duration<double>(r.delay_s));
+    const std::string out =
+        "HTTP/1.1 " + std::to_string(r.status) +
+        " X\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(r.body.size()) +
+        "\r\nConnection: close\r\n\r\n" + r.body;
+    ::send(c, out.data(), out.size(), MSG_NOSIGNAL);
+    ::close(c);
   }
   std::deque<Reply> script_;
   std::function<Reply(const json&)> responder_;
   int fd_ = -1, port_ = 0;
   std::atomic<bool> stop_{false};
   std::thread thread_;
+  std::vector<std::thread> handlers_;
   std::mutex m_;
   std::vector<json> requests_;
   std::vector<std::string> auth_;

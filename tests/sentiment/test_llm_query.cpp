@@ -23,13 +23,13 @@ apps::LlmQueryOptions options(int port, const std::string& cache = "") {
           .max_retries = 3,
           .backoff_s = 0.01,
           .max_backoff_s = 0.05,
-          .timeout_s = 0.3,
+          .timeout_s = 0.5,
           .max_tokens = 32};
 }
 
 TEST(LlmQuery, RetriesATimeoutAnd5xxThenCachesTheAnswer) {
   const std::string answer = "Label: [('staff', 'negative')]";
-  ScriptedServer server({{.status = 200, .body = chat_reply("too late").body, .delay_s = 0.8},
+  ScriptedServer server({{.status = 200, .body = chat_reply("too late").body, .delay_s = 1.5},
                          {.status = 503, .body = R"({"error": {"message": "overloaded"}})"},
                          {.status = 429, .body = R"({"error": {"message": "slow down"}})"},
                          chat_reply(answer)});
