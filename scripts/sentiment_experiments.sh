@@ -97,6 +97,7 @@ done
 "${study[@]}" --mode query --endpoint "$url" --model nabla-gpt-senti --run-name gpt --shots "$shots" --max-tokens 48 \
   --timeout 60 --backoff 0.5 > "$out/query.log" 2>&1 || { tail -n 20 "$out/query.log"; exit 1; }
 grep -E "unparseable" "$out/query.log"
+"${study[@]}" --mode report > "$out/report_gpt_only.md"  # kept should a later stage fail or run out of time
 kill $server 2>/dev/null
 wait $server 2>/dev/null
 
