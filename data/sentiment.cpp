@@ -670,7 +670,7 @@ std::map<std::string, std::vector<std::string>> read_sample_ids(const std::strin
 
 std::string default_sentiment_root() {
   if (const char* env = std::getenv("NABLA_SENTIMENT_DATA"); env && *env) return env;
-  for (const char* p : {"../shared/data/sentiment", "/work/shared/data/sentiment"})
+  for (const char* p : {"../shared/data/sentiment", "shared/data/sentiment", "/work/shared/data/sentiment"})
     if (std::filesystem::exists(p)) return p;
   return "../shared/data/sentiment";
 }

@@ -138,7 +138,8 @@ std::vector<int64_t> sample_dataset(const SamplingRule& rule, const std::vector<
 void write_sample_ids(const std::string& path, const std::map<std::string, std::vector<std::string>>& ids);
 std::map<std::string, std::vector<std::string>> read_sample_ids(const std::string& path);
 
-// The data root: $NABLA_SENTIMENT_DATA, else ../shared/data/sentiment, else /work/shared/data/sentiment.
+// The data root: $NABLA_SENTIMENT_DATA, else the first of ../shared/data/sentiment, shared/data/sentiment and
+// /work/shared/data/sentiment that exists.
 std::string default_sentiment_root();
 
 }  // namespace nabla::data

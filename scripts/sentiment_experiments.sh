@@ -33,6 +33,7 @@ device="${DEVICE:-cuda}"
 amp=bf16
 [[ $device == cpu ]] && amp=off
 data="${SENTI_DATA:-$root/../shared/data/sentiment}"
+[[ -d $data ]] || data="$root/shared/data/sentiment"
 [[ -d $data ]] || data=/work/shared/data/sentiment
 shots="${SHOTS:-0,3}"
 settings="${SETTINGS:-all}"
