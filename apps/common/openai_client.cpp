@@ -8,6 +8,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <chrono>
 #include <limits>
 
 namespace nabla::apps {
@@ -27,6 +28,12 @@ std::string server_message(int status, const std::string& body) {
   } catch (const std::exception&) {
   }
   return str_cat("HTTP ", status, ": ", body.substr(0, 300));
+}
+
+// SO_RCVTIMEO of `seconds`, fractions kept (0.3 s is 300,000 us, not 0 = no timeout).
+timeval read_timeout(double seconds) {
+  const auto us = static_cast<int64_t>(seconds * 1e6);
+  return timeval{static_cast<time_t>(us / 1000000), static_cast<suseconds_t>(us % 1000000)};
 }
 
 }  // namespace
@@ -55,15 +62,23 @@ OpenAIClient::OpenAIClient(ClientOptions options) : o_(std::move(options)) {
 
 HttpResult OpenAIClient::request(const std::string& method, const std::string& path, const std::string& body,
                                  const std::string& content_type) {
+  // Asynchronous operations under one deadline (timeout_s for connect, write and read together): a
+  // synchronous Asio read ignores SO_RCVTIMEO (it polls again on EAGAIN), so a silent server would block
+  // forever.
   net::io_context ioc;
   tcp::resolver resolver(ioc);
-  tcp::socket s(ioc);
+  beast::tcp_stream s(ioc);
   beast::error_code ec;
   auto endpoints = resolver.resolve(host_, std::to_string(port_), ec);
-  if (!ec) net::connect(s, endpoints, ec);
+  NABLA_CHECK(!ec, "OpenAIClient: cannot resolve ", host_, ": ", ec.message());
+  s.expires_after(std::chrono::microseconds(static_cast<int64_t>(o_.timeout_s * 1e6)));
+  auto run = [&] {
+    ioc.run();
+    ioc.restart();
+  };
+  s.async_connect(endpoints, [&](beast::error_code e, const tcp::endpoint&) { ec = e; });
+  run();
   NABLA_CHECK(!ec, "OpenAIClient: cannot connect to ", host_, ":", port_, ": ", ec.message());
-  timeval tv{static_cast<time_t>(o_.timeout_s), 0};
-  ::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   http::request<http::string_body> req{http::string_to_verb(method), prefix_ + path, 11};
   req.set(http::field::host, host_);
   req.set(http::field::user_agent, "nabla openai_client");
@@ -74,18 +89,23 @@ HttpResult OpenAIClient::request(const std::string& method, const std::string& p
   }
   req.keep_alive(false);
   req.prepare_payload();
-  http::write(s, req, ec);
+  http::async_write(s, req, [&](beast::error_code e, size_t) { ec = e; });
+  run();
   NABLA_CHECK(!ec, "OpenAIClient: sending ", method, " ", path, " failed: ", ec.message());
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
   parser.body_limit(std::numeric_limits<std::uint64_t>::max());
-  http::read(s, buffer, parser, ec);
-  NABLA_CHECK(!ec, "OpenAIClient: reading the answer to ", method, " ", path, " failed: ", ec.message());
+  http::async_read(s, buffer, parser, [&](beast::error_code e, size_t) { ec = e; });
+  run();
+  NABLA_CHECK(
+      !ec, "OpenAIClient: reading the answer to ", method, " ", path, " failed",
+      ec == beast::error::timeout ? str_cat(" (no answer within ", o_.timeout_s, " s)") : std::string(), ": ",
+      ec.message());
   HttpResult r;
   r.status = static_cast<int>(parser.get().result_int());
   r.content_type = std::string(parser.get()[http::field::content_type]);
   r.body = std::move(parser.get().body());
-  s.shutdown(tcp::socket::shutdown_both, ec);
+  s.socket().shutdown(tcp::socket::shutdown_both, ec);
   return r;
 }
 
@@ -132,7 +152,7 @@ CompletionResult OpenAIClient::post(const std::string& path, json request, bool 
   auto endpoints = resolver.resolve(host_, std::to_string(port_), ec);
   if (!ec) net::connect(s, endpoints, ec);
   NABLA_CHECK(!ec, "OpenAIClient: cannot connect to ", host_, ":", port_, ": ", ec.message());
-  timeval tv{static_cast<time_t>(o_.timeout_s), 0};
+  timeval tv = read_timeout(o_.timeout_s);
   ::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   http::request<http::string_body> req{http::verb::post, prefix_ + path, 11};
   req.set(http::field::host, host_);

@@ -9,7 +9,9 @@
 // complete() posts to {base_url}/completions, chat() to {base_url}/chat/completions; with on_delta the
 // request is sent with "stream": true and each text piece of the server-sent events is passed on as it
 // arrives (the result still holds the whole text). A non-2xx answer throws OpenAIError with the status
-// and the server's error message. An api_key is sent as "Authorization: Bearer <key>".
+// and the server's error message. An api_key is sent as "Authorization: Bearer <key>". timeout_s bounds a
+// non-streaming exchange as a whole (connect, send, answer: an Error saying "no answer within"); a stream
+// (on_delta) is read synchronously and is not bounded by it (Asio's blocking reads ignore SO_RCVTIMEO).
 // Only http:// URLs: TLS (https://api.openai.com) would need OpenSSL, which this build does not link;
 // put a local TLS-terminating proxy in front for such endpoints.
 #pragma once
