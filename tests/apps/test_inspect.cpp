@@ -47,6 +47,7 @@ std::vector<Interval> intervals_of(const nlohmann::json& trace) {
   std::map<int, std::vector<Interval>> open;
   for (const auto& e : trace.at("traceEvents")) {
     const std::string ph = e.at("ph");
+    if (ph == "M") continue;  // track names
     const int tid = e.at("tid");
     const double ts = e.at("ts");
     EXPECT_TRUE(e.contains("pid"));
@@ -138,6 +139,32 @@ TEST(Trace, TrainingStepIsValidNestedJson) {
       saw_args = true;
     }
   EXPECT_TRUE(saw_args);
+  // Kernel events carry the device and each tensor argument's shape and dtype: the first linear layer's
+  // forward multiplies the batch [16,64] (flattened from [16,1,8,8]) by its weight, transposed to [64,32],
+  // into [16,32].
+  int kernel_events = 0;
+  bool saw_first_layer = false;
+  for (const auto& e : j.at("traceEvents")) {
+    if (e.at("ph") == "M") {
+      EXPECT_EQ(e.at("pid"), j.at("traceEvents")[0].at("pid"));  // a CPU run: the host process only
+      continue;
+    }
+    if (e.at("cat") != "kernel") continue;
+    ++kernel_events;
+    ASSERT_TRUE(e.contains("args")) << e.dump();
+    const auto& a = e.at("args");
+    EXPECT_EQ(a.at("device"), "cpu");
+    ASSERT_EQ(a.at("shapes").size(), a.at("dtypes").size()) << e.dump();
+    for (const auto& d : a.at("dtypes")) {
+      const std::string dt = d;
+      EXPECT_TRUE(dt == "f32" || dt == "i64" || dt == "list" || dt == "bool" || dt == "u8") << e.dump();
+    }
+    std::set<std::string> shapes;
+    for (const auto& sh : a.at("shapes")) shapes.insert(sh.get<std::string>());
+    saw_first_layer |= shapes.count("[16,64]") && shapes.count("[64,32]") && shapes.count("[16,32]");
+  }
+  EXPECT_GT(kernel_events, 10);
+  EXPECT_TRUE(saw_first_layer) << "no kernel event with shapes [16,64], [64,32] and [16,32]";
 }
 
 TEST(Trace, WritesTheFileAndMeasuresItsCost) {
@@ -231,6 +258,37 @@ TEST(Inspect, ResNetSummariesMatchThePublishedCounts) {
   const apps::Summary c20 = apps::summarize_model("resnet20", 0, 10);
   EXPECT_EQ(c20.total_params, 272474);  // He et al.: 0.27M
   test::expect_error([] { apps::summarize_model("resnet19"); }, {"resnet19", "lenet5", ".cfg"});
+}
+
+TEST(Inspect, ResNet18SummaryMatchesAHandCount) {
+  // ResNet-18 at 224x224 from its layers: the 7x7 stem, then per stage two basic blocks of two 3x3
+  // convolutions, the first block of stages 2-4 halving the side and adding a 1x1 projection; every
+  // convolution is followed by batch norm (scale and shift), none has a bias; then the 512 -> 1000 layer.
+  struct Conv {
+    int64_t in, out, k, side;  // side: of the output
+  };
+  std::vector<Conv> convs = {{3, 64, 7, 112}};
+  int64_t in = 64, side = 56;
+  for (int64_t out : {64, 128, 256, 512}) {
+    if (out != 64) side /= 2;
+    for (int block = 0; block < 2; ++block) {
+      convs.push_back({block == 0 ? in : out, out, 3, side});
+      convs.push_back({out, out, 3, side});
+      if (block == 0 && in != out) convs.push_back({in, out, 1, side});
+    }
+    in = out;
+  }
+  EXPECT_EQ(convs.size(), 20u);  // 1 + 16 + 3 projections
+  int64_t params = 512 * 1000 + 1000, macs = 512 * 1000;
+  for (const Conv& c : convs) {
+    params += c.out * c.in * c.k * c.k + 2 * c.out;
+    macs += c.side * c.side * c.out * c.in * c.k * c.k;
+  }
+  const apps::Summary s = apps::summarize_model("resnet18");
+  EXPECT_EQ(s.total_params, params);
+  EXPECT_EQ(s.total_macs, macs);
+  EXPECT_EQ(params, 11689512);  // torchvision's resnet18: 11,689,512 parameters
+  EXPECT_EQ(macs, 1814073344);  // and 1.81 G multiply-adds
 }
 
 TEST(Inspect, YoloV3TinySummaryMatchesAHandCount) {
