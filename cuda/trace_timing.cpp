@@ -5,10 +5,12 @@
 // waits for it (the one synchronisation tracing adds), so the base happened at the host time read just
 // after; every later mark is placed at base + cudaEventElapsedTime(base, mark). Marks are read back
 // without blocking once more than kDrainAfter are pending (cudaEventQuery on the oldest), and all of them,
-// waiting, at trace::json() / stop(). Events are pooled per device and reused; they are never destroyed
-// (the pool lives until the process exits, when the driver tears the context down).
+// waiting, at trace::json() / stop() and at exit (before the CUDA runtime's teardown). Events are pooled per
+// device and reused; they are never destroyed (the pool lives until the process exits, when the driver tears
+// the context down).
 #include "cuda/trace_timing.h"
 
+#include <cstdlib>
 #include <deque>
 #include <mutex>
 #include <unordered_map>
@@ -113,6 +115,14 @@ const trace::DeviceTimer g_timer{&begin_kernel, &end_kernel, &flush};
 
 int begin_on_stream(int device, cudaStream_t s) {
   if (!trace::enabled() || capturing_cuda_graph() || device < 0 || device >= kDevices) return -1;
+  // NABLA_TRACE writes the file from an atexit handler registered when the library loaded, so it runs
+  // after the CUDA runtime's own exit teardown (registered later, at its first call), when events can no
+  // longer be read. This handler, registered now (the runtime is up), runs before that teardown and turns
+  // the pending marks into events while it still can.
+  [[maybe_unused]] static const bool flush_at_exit = [] {
+    std::atexit([] { flush(); });
+    return true;
+  }();
   Timing& t = timing();
   std::lock_guard<std::mutex> lock(t.mu);
   DeviceGuard g(device);

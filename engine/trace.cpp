@@ -112,7 +112,11 @@ void write_at_exit() {
   State& s = state();
   const std::string path = s.path;
   const std::string text = stop();
-  std::fprintf(stderr, "nabla: trace written to %s (open it in https://ui.perfetto.dev)\n", path.c_str());
+  std::fprintf(
+      stderr,
+      "nabla: trace written to %s (picture: python3 scripts/trace_to_svg.py %s out.svg; or open it in "
+      "https://ui.perfetto.dev)\n",
+      path.c_str(), path.c_str());
   (void)text;
 }
 

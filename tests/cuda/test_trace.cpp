@@ -85,7 +85,9 @@ TEST(CudaTrace, KernelsAndCopiesGetDeviceTimeOnTheirStreamTracks) {
     // The device runs a kernel after the host launched it (within the clock alignment, some us).
     EXPECT_GE(compute[i].ts, host_cuda_kernels[i].ts - 50) << compute[i].name;
     // One stream: the kernels do not overlap.
-    if (i > 0) EXPECT_LE(compute[i - 1].ts + compute[i - 1].dur, compute[i].ts + 1) << compute[i].name;
+    if (i > 0) {
+      EXPECT_LE(compute[i - 1].ts + compute[i - 1].dur, compute[i].ts + 1) << compute[i].name;
+    }
   }
   const auto mm =
       std::find_if(compute.begin(), compute.end(), [](const Ev& e) { return e.name == "matmul"; });
