@@ -27,7 +27,9 @@
 // Under the CUDA build with NVTX headers, every B/E range is also an NVTX range (cuda/nvtx.cpp registers
 // the hooks), so Nsight Systems shows the same names.
 //
-// Cost when off: each hook is one relaxed atomic load and a branch. Cost when on: docs/inspect.md.
+// A picture without a browser: python3 scripts/trace_to_svg.py run.json run.svg (--step K: one training step).
+// Cost when off: each hook is one relaxed atomic load and a branch. Cost when on: docs/inspect.md
+// (nabla_inspect trace-cost measures it).
 #pragma once
 #include <atomic>
 #include <cstdint>
