@@ -478,7 +478,7 @@ fi
 # kernel with its host time, and its device time from CUDA events on the "GPU 0" compute/copy tracks). The
 # 25th step is rendered to $LOG/resnet50_step.svg (scripts/trace_to_svg.py; no browser needed), with the
 # kernels that take the most device time; nabla_inspect prints the model's summary. The median steps of the
-# two runs give the cost of tracing.
+# two runs give the cost of tracing, and nabla_inspect trace-cost measures it again in one process.
 if want inspect; then
   INSPECT_ARGS=(--device cuda --model resnet50 --dataset synthetic --image-size 224 --classes 1000 --channels 3
     --batch-size 64 --epochs 1 --limit-train 1920 --max-steps 30)
@@ -491,6 +491,10 @@ if want inspect; then
     "$LOG/resnet50_step.svg" --step 25 --top 8 --title "Nabla: one ResNet-50 training step, batch 64, 224², H200"
   cat "$LOG/inspect_svg.log"
   grep -h '^throughput' "$LOG/inspect_plain.log" "$LOG/inspect_traced.log"
+  # The same cost in one process, untraced and traced steps alternating (less exposed to drift).
+  run_step inspect_cost 90 0 "$LOG/inspect_cost.log" "$BUILD/nabla_inspect" trace-cost --model resnet50 --batch 64 \
+    --device cuda --pairs 10
+  cat "$LOG/inspect_cost.log"
 fi
 
 # ---- 6. multi-GPU -----------------------------------------------------------------------------------------
@@ -543,5 +547,6 @@ if [ -s "$LOG/inspect_traced.log" ]; then  # part inspect
   traced_ms=$(grep -o 'median step [0-9.]* ms' "$LOG/inspect_traced.log" | awk '{print $3}')
   echo "inspect: resnet50 b64 224² cuda, median step ${plain_ms:-?} ms untraced, ${traced_ms:-?} ms under NABLA_TRACE;" \
     "trace $(du -h "$LOG/resnet50_trace.json" 2>/dev/null | cut -f1), picture $LOG/resnet50_step.svg"
+  grep -h '^trace cost' "$LOG/inspect_cost.log" 2>/dev/null | sed 's/^/inspect: /'
 fi
 echo "total $(elapsed) s; logs in $LOG"
