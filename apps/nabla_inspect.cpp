@@ -5,6 +5,7 @@
 //   ./build/nabla_inspect checkpoint --file model.safetensors      # tensors with dtype, shape, statistics
 //   ./build/nabla_inspect ops                                      # ops and the kernels each backend has
 //   ./build/nabla_inspect graph --model lenet5 --out step.dot      # autograd graph of one training step
+//   ./build/nabla_inspect trace-cost --model resnet20 --batch 32   # step time untraced vs NABLA_TRACE-d
 //
 // The first argument is the command; the rest are its options (apps/common/options.h: --help, exit 2 on a
 // mistake). The work is in apps/common/inspect.cpp.
@@ -26,7 +27,8 @@ constexpr const char* kUsage =
     "  summary     a model's layers with output shape, parameters and multiply-adds\n"
     "  checkpoint  a safetensors file's tensors with dtype, shape, mean, std, min, max\n"
     "  ops         the op table and the kernel slots with the backends that implement them\n"
-    "  graph       the autograd graph of one training step, as Graphviz\n";
+    "  graph       the autograd graph of one training step, as Graphviz\n"
+    "  trace-cost  the step time of a model's training step untraced and traced, alternating\n";
 
 int run(const std::string& command, int argc, char** argv) {
   const std::string program = "nabla_inspect " + command;
@@ -72,8 +74,26 @@ int run(const std::string& command, int argc, char** argv) {
     std::cout << "wrote " << out << " (" << nodes << " labelled nodes)\n";
     return 0;
   }
-  std::fprintf(stderr, "nabla_inspect: unknown command '%s'; expected summary, checkpoint, ops or graph\n%s",
-               command.c_str(), kUsage);
+  if (command == "trace-cost") {
+    std::string model, device;
+    int64_t batch, pairs, image_size;
+    apps::OptionSet cli(program,
+                        "training-step time untraced and traced (engine/trace.h), alternating steps");
+    cli.add("model", &model, "resnet20", "lenet5, mlp or a ResNet name");
+    cli.add("batch", &batch, 32, "batch size").in_range(1, 1 << 16);
+    cli.add("pairs", &pairs, 10, "untraced/traced step pairs to time").in_range(1, 100000);
+    cli.add("device", &device, "cpu", "cpu or cuda[:i]");
+    cli.add("image-size", &image_size, 0, "ResNets: input side (0: 32 for CIFAR ResNets, else 224)")
+        .non_negative();
+    cli.example("--model resnet50 --batch 64 --device cuda", "ResNet-50 at 224x224 on the GPU");
+    if (auto code = cli.parse(argc, argv)) return *code;
+    std::cout << apps::format_trace_cost(apps::measure_trace_cost(model, batch, pairs, device, image_size));
+    return 0;
+  }
+  std::fprintf(
+      stderr,
+      "nabla_inspect: unknown command '%s'; expected summary, checkpoint, ops, graph or trace-cost\n%s",
+      command.c_str(), kUsage);
   return apps::kExitUsage;
 }
 

@@ -7,13 +7,16 @@
 #include <cuda_runtime_api.h>
 
 #include <memory>
+#include <string>
 
 #include "cuda/graph.h"
 #include "cuda/pinned.h"
 #include "cuda/runtime.h"
+#include "cuda/trace_timing.h"
 #include "engine/capture.h"
 #include "engine/device_runtime.h"
 #include "engine/error.h"
+#include "engine/trace.h"
 
 namespace nabla::cuda {
 namespace {
@@ -85,8 +88,14 @@ class CudaRuntime final : public runtime::Backend {
                 "runtime::copy_async ", src_device, " -> ", dst_device,
                 " inside a CUDA graph capture: the host buffer would be read or written once, at capture");
     DeviceGuard g(s.device.index);
-    NABLA_CUDA_CHECK(
-        cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDefault, static_cast<cudaStream_t>(s.handle)));
+    const auto stream = static_cast<cudaStream_t>(s.handle);
+    // While tracing: the copy's device time on its stream's track (trace_timing.h); -1 otherwise.
+    const int mark = trace::enabled() ? trace_timing::begin_on_stream(s.device.index, stream) : -1;
+    NABLA_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDefault, stream));
+    if (mark >= 0)
+      trace_timing::end(mark,
+                        src_device.is_cuda() ? (dst_device.is_cuda() ? "copy d2d" : "copy d2h") : "copy h2d",
+                        "{\"bytes\":" + std::to_string(nbytes) + "}");
   }
   void* allocate_pinned(size_t nbytes) override {
     void* p = nullptr;

@@ -73,8 +73,10 @@ void synchronize(Device d) {
   if (h) h(d);
 }
 
-void record(const char* op, Device d, double seconds) {
-  if (trace::enabled()) {
+void record(const char* op, Device d, double seconds, const std::string& trace_args) {
+  if (trace::enabled() && !trace_args.empty()) {
+    trace::complete(op, "kernel", seconds, trace_args);
+  } else if (trace::enabled()) {
     static const std::string kArgs[kNumDeviceTypes] = {
         std::string("{\"device\":\"") + device_type_name(DeviceType::cpu) + "\"}",
         std::string("{\"device\":\"") + device_type_name(DeviceType::cuda) + "\"}"};

@@ -46,8 +46,9 @@ using SyncHook = void (*)(Device d);
 void set_sync_hook(DeviceType type, SyncHook hook);
 void synchronize(Device d);
 
-// Adds one call of `op` on `d` that took `seconds`.
-void record(const char* op, Device d, double seconds);
+// Adds one call of `op` on `d` that took `seconds`. While tracing, the kernel's trace event gets
+// `trace_args` (a JSON object's text; empty: just the device).
+void record(const char* op, Device d, double seconds, const std::string& trace_args = {});
 
 // The table so far, sorted by total time (empty string when nothing was recorded), and a reset.
 std::string report();

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -28,6 +29,7 @@ struct Event {
   double dur_us;
   int tid;
   std::string args;
+  int pid = 0;  // 0: this process (the host); kDevicePid + i: device i
 };
 
 struct State {
@@ -39,6 +41,8 @@ struct State {
   PushHook push = nullptr;
   PopHook pop = nullptr;
 };
+
+std::atomic<const DeviceTimer*> g_timers[kNumDeviceTypes] = {};
 
 State& state() {
   static State s;
@@ -66,9 +70,29 @@ double us_since_start(Clock::time_point t) {
 std::string to_json_locked(State& s) {
   nlohmann::json events = nlohmann::json::array();
   const int pid = static_cast<int>(getpid());
+  // Names for the tracks (ph "M"): the host process, and each device's process with its stream tracks.
+  auto meta = [&](const char* what, int p, int tid, const std::string& name) {
+    events.push_back({{"name", what}, {"ph", "M"}, {"pid", p}, {"tid", tid}, {"args", {{"name", name}}}});
+  };
+  meta("process_name", pid, 0, "host");
+  std::vector<std::pair<int, int>> tracks;
+  for (const Event& e : s.events)
+    if (e.pid != 0 && std::find(tracks.begin(), tracks.end(), std::make_pair(e.pid, e.tid)) == tracks.end())
+      tracks.emplace_back(e.pid, e.tid);
+  std::sort(tracks.begin(), tracks.end());
+  for (size_t i = 0; i < tracks.size(); ++i) {
+    const auto [p, tid] = tracks[i];
+    if (i == 0 || tracks[i - 1].first != p)
+      meta("process_name", p, 0, "GPU " + std::to_string(p - kDevicePid));
+    meta("thread_name", p, tid, tid == kComputeTrack ? "compute stream" : "copy stream");
+  }
   for (const Event& e : s.events) {
-    nlohmann::json j{{"name", e.name}, {"cat", e.cat}, {"ph", std::string(1, e.ph)},
-                     {"ts", e.ts_us},  {"pid", pid},   {"tid", e.tid}};
+    nlohmann::json j{{"name", e.name},
+                     {"cat", e.cat},
+                     {"ph", std::string(1, e.ph)},
+                     {"ts", e.ts_us},
+                     {"pid", e.pid ? e.pid : pid},
+                     {"tid", e.tid}};
     if (e.ph == 'X') j["dur"] = e.dur_us;
     if (!e.args.empty()) j["args"] = nlohmann::json::parse(e.args, nullptr, false);
     events.push_back(std::move(j));
@@ -88,7 +112,11 @@ void write_at_exit() {
   State& s = state();
   const std::string path = s.path;
   const std::string text = stop();
-  std::fprintf(stderr, "nabla: trace written to %s (open it in https://ui.perfetto.dev)\n", path.c_str());
+  std::fprintf(
+      stderr,
+      "nabla: trace written to %s (picture: python3 scripts/trace_to_svg.py %s out.svg; or open it in "
+      "https://ui.perfetto.dev)\n",
+      path.c_str(), path.c_str());
   (void)text;
 }
 
@@ -120,8 +148,14 @@ void start(const std::string& path) {
   detail::g_on = true;
 }
 
+static void flush_device_timers() {
+  for (auto& t : g_timers)
+    if (const DeviceTimer* timer = t.load()) timer->flush();
+}
+
 std::string stop(const std::string& path) {
   State& s = state();
+  flush_device_timers();  // while recording is on: the marks of this session become events
   detail::g_on = false;
   std::string text;
   std::string out;
@@ -140,6 +174,7 @@ std::string stop(const std::string& path) {
 
 std::string json() {
   State& s = state();
+  flush_device_timers();
   std::lock_guard<std::mutex> lock(s.mu);
   return to_json_locked(s);
 }
@@ -175,6 +210,30 @@ void complete(const char* name, const char* cat, double seconds, const std::stri
 
 std::string shape_args(const std::string& shape, const char* dtype) {
   return nlohmann::json{{"shape", shape}, {"dtype", dtype}}.dump();
+}
+
+void set_device_timer(DeviceType type, const DeviceTimer* timer) { g_timers[static_cast<int>(type)] = timer; }
+
+int device_begin(Device d) {
+  const DeviceTimer* t = g_timers[static_cast<int>(d.type)].load();
+  return t ? t->begin(d) : -1;
+}
+
+void device_end(Device d, int token, const char* name, const std::string& args) {
+  if (token < 0) return;
+  if (const DeviceTimer* t = g_timers[static_cast<int>(d.type)].load()) t->end(token, name, args);
+}
+
+double now_us() { return us_since_start(Clock::now()); }
+
+uint64_t session() { return g_session.load(); }
+
+void device_event(int device_index, int stream_track, std::string name, const char* cat, double ts_us,
+                  double dur_us, std::string args) {
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mu);
+  s.events.push_back(
+      {std::move(name), cat, 'X', ts_us, dur_us, stream_track, std::move(args), kDevicePid + device_index});
 }
 
 void set_range_hooks(PushHook push, PopHook pop) {

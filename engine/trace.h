@@ -7,7 +7,9 @@
 // What is in it (one "traceEvents" array; ts and dur in microseconds since start; pid = the process, tid =
 // a small number per thread):
 //   - every kernel call through ops/dispatch.h (cat "kernel", ph "X"), named as NABLA_PROFILE names it
-//     ("conv2d", "batch_norm backward", "add", ...), args {"device"}. The times come from the profiler's
+//     ("conv2d", "batch_norm backward", "add", ...), args {"device", "shapes", "dtypes"}: the shape and
+//     dtype of each tensor the kernel is given, inputs and outputs in the slot's argument order (a list
+//     of tensors counts as "N tensors"). The times come from the profiler's
 //     hook (engine/profile.h): tracing turns the profiler's recording on in its host mode (no device
 //     synchronisation), so on a GPU an event is the host's time to launch the kernel. Run with
 //     NABLA_PROFILE=1 as well to get each kernel's device time instead (synchronised around each kernel).
@@ -15,13 +17,25 @@
 //     (the op's name, args: the incoming gradient's shape and dtype), with its kernels inside;
 //   - optimizer steps (cat "optim": "SGD step", "Adam step", ...) and data-loader waits (cat "data",
 //     "data wait": the consumer waiting for a batch).
+//   - on a GPU, the device's own time of each kernel and copy: a "GPU <i>" process in the trace (pid
+//     kDevicePid + i) with a "compute stream" track (tid 1: every kernel, measured with a pair of CUDA
+//     events around it on the compute stream) and a "copy stream" track (tid 2: runtime::copy_async on a
+//     side stream, the input pipeline's host-to-device copies). The events are read back without
+//     blocking while the run goes on and waited for at stop() / json(); the one synchronisation is at the
+//     first GPU event of a session, to place the device's clock on the host's (cuda/trace_timing.cpp).
+//     Nothing is recorded inside a CUDA graph capture.
 // Under the CUDA build with NVTX headers, every B/E range is also an NVTX range (cuda/nvtx.cpp registers
 // the hooks), so Nsight Systems shows the same names.
 //
-// Cost when off: each hook is one relaxed atomic load and a branch. Cost when on: docs/inspect.md.
+// A picture without a browser: python3 scripts/trace_to_svg.py run.json run.svg (--step K: one training step).
+// Cost when off: each hook is one relaxed atomic load and a branch. Cost when on: docs/inspect.md
+// (nabla_inspect trace-cost measures it).
 #pragma once
 #include <atomic>
+#include <cstdint>
 #include <string>
+
+#include "engine/device.h"
 
 namespace nabla::trace {
 
@@ -70,5 +84,28 @@ std::string shape_args(const std::string& shape, const char* dtype);
 using PushHook = void (*)(const char* name);
 using PopHook = void (*)();
 void set_range_hooks(PushHook push, PopHook pop);
+
+// ---- device time (a backend's timer; the CUDA backend registers one in cuda/trace_timing.cpp) ---------
+// The op layer calls device_begin() before a kernel on a non-CPU device while tracing and device_end()
+// after it; without a registered timer they do nothing. flush() is called by json() and stop() to wait
+// for the marks recorded so far and turn them into events.
+struct DeviceTimer {
+  int (*begin)(Device d);  // a start mark on d's compute stream; a token (-1: not timed)
+  void (*end)(int token, const char* name, const std::string& args);
+  void (*flush)();
+};
+void set_device_timer(DeviceType type, const DeviceTimer* timer);  // null removes it
+int device_begin(Device d);
+void device_end(Device d, int token, const char* name, const std::string& args);
+
+// For a backend's timer: the host's clock in the trace's microseconds, the session (start() counts up),
+// and a complete event on track `stream_track` (1 compute, 2 copy) of device `device_index`.
+inline constexpr int kDevicePid = 1000000;
+inline constexpr int kComputeTrack = 1;
+inline constexpr int kCopyTrack = 2;
+double now_us();
+uint64_t session();
+void device_event(int device_index, int stream_track, std::string name, const char* cat, double ts_us,
+                  double dur_us, std::string args);
 
 }  // namespace nabla::trace

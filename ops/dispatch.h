@@ -16,8 +16,13 @@
 //
 // get() returns a KernelCall: it calls the function and, when the profiler is on (NABLA_PROFILE=1,
 // engine/profile.h), times it under the op's name. When it is off the cost is one relaxed atomic load.
+// While tracing (engine/trace.h, which turns the profiler on) the call also gives the trace the shapes and
+// dtypes of the tensors it is passed, and on a GPU brackets the kernel with the backend's device timer
+// (CUDA events on the compute stream) through trace::device_begin / device_end: no cuda/ header here.
 #pragma once
 #include <chrono>
+#include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -25,8 +30,51 @@
 #include "engine/device.h"
 #include "engine/error.h"
 #include "engine/profile.h"
+#include "engine/tensor.h"
+#include "engine/trace.h"
 
 namespace nabla::ops {
+
+namespace detail {
+template <class T>
+struct IsListOfStructs : std::false_type {};
+template <class T, class A>
+struct IsListOfStructs<std::vector<T, A>> : std::bool_constant<!std::is_arithmetic_v<T>> {};
+template <class T>
+inline constexpr bool kIsListOfStructs = IsListOfStructs<T>::value;
+
+// The trace's args of a kernel call: {"device": "cuda", "shapes": ["[16,64]", ...], "dtypes": ["f32", ...]}
+// for the Tensor arguments in order; a std::vector argument is "N tensors" (or "N items") in both.
+struct KernelTraceArgs {
+  std::string shapes, dtypes;
+  void add(const std::string& shape, const char* dtype) {
+    if (!shapes.empty()) {
+      shapes += ',';
+      dtypes += ',';
+    }
+    shapes += '"' + shape + '"';
+    dtypes += '"' + std::string(dtype) + '"';
+  }
+  template <class A>
+  void visit(const A& a) {
+    using T = std::decay_t<A>;
+    if constexpr (std::is_same_v<T, Tensor>) {
+      if (a.defined())
+        add(shape_str(a.shape()), dtype_name(a.dtype()));
+      else
+        add("undefined", "-");
+    } else if constexpr (std::is_same_v<T, std::vector<Tensor>>) {
+      add(std::to_string(a.size()) + " tensors", "list");
+    } else if constexpr (kIsListOfStructs<T>) {
+      add(std::to_string(a.size()) + " items", "list");
+    }
+  }
+  std::string json(Device d) const {
+    return std::string("{\"device\":\"") + device_type_name(d.type) + "\",\"shapes\":[" + shapes +
+           "],\"dtypes\":[" + dtypes + "]}";
+  }
+};
+}  // namespace detail
 
 template <class Fn>
 struct KernelCall;
@@ -44,19 +92,32 @@ struct KernelCall<R (*)(Args...)> {
     if (!profile::enabled() || profile::detail::g_depth > 0) return fn(std::forward<Args>(args)...);
     const bool sync = !profile::host_only();  // NABLA_PROFILE=host: the host's time only
     if (sync) profile::synchronize(device);   // earlier queued work is not this kernel's
+    std::string trace_args;                   // read before the call: fn may move from its arguments
+    int device_mark = -1;
+    if (trace::enabled()) {
+      detail::KernelTraceArgs ta;
+      (ta.visit(args), ...);
+      trace_args = ta.json(device);
+      if (device.type != DeviceType::cpu && !capturing_cuda_graph())
+        device_mark = trace::device_begin(device);
+    }
     const auto t0 = std::chrono::steady_clock::now();
     ++profile::detail::g_depth;
     struct Done {  // records on the way out (also when R is void, or fn throws)
       const KernelCall& k;
       std::chrono::steady_clock::time_point t0;
       bool sync;
+      const std::string& trace_args;
+      int device_mark;
       ~Done() {
         --profile::detail::g_depth;
+        if (device_mark >= 0) trace::device_end(k.device, device_mark, k.op, trace_args);
         if (sync) profile::synchronize(k.device);
         profile::record(k.op, k.device,
-                        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+                        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+                        trace_args);
       }
-    } done{*this, t0, sync};
+    } done{*this, t0, sync, trace_args, device_mark};
     return fn(std::forward<Args>(args)...);
   }
   operator Fn() const { return fn; }  // NOLINT: call sites may keep the plain function pointer

@@ -24,10 +24,11 @@
 # from its Darknet cfg against the same network in PyTorch, training step and inference: part 5e), profile (benchmarks/profile_resnet.sh: where
 # the bf16 channels-last step's time goes, Nabla and PyTorch; then NABLA_PROFILE=host on ResNet-18 at 32²:
 # the host's time per op of a host-bound step), dlrm (benchmarks/bench_dlrm against benchmarks/dlrm_torch.py:
-# 26 tables x 100k x 128, batches 2,048 and 65,536, dense and sparse tables: part 5f), dist (multi-GPU: scripts/dist_check.sh, only
-# with >= 2 GPUs), resnet_fusion (scripts/resnet_fusion_experiments.sh: fused batch norm + add + ReLU against
-# unfused, the conv choice cache file: issue 27); split them over device calls of 600 s each when one is not
-# enough.
+# 26 tables x 100k x 128, batches 2,048 and 65,536, dense and sparse tables: part 5f), inspect (part 5i: a
+# ResNet-50 GPU training run under NABLA_TRACE, one step rendered to SVG, nabla_inspect summary, the step
+# time with tracing off and on), resnet_fusion (scripts/resnet_fusion_experiments.sh: fused batch norm + add +
+# ReLU against unfused, the conv choice cache file: issue 27), dist (multi-GPU: scripts/dist_check.sh, only
+# with >= 2 GPUs); split them over device calls of 600 s each when one is not enough.
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 
@@ -481,6 +482,30 @@ for e in errors:
 EOF
 fi
 
+# ---- 5i. inspect: a traced ResNet-50 step on the GPU (docs/inspect.md) ------------------------------------
+# train_classifier on synthetic 224² images, batch 64, 30 steps: once plain, once under NABLA_TRACE (every
+# kernel with its host time, and its device time from CUDA events on the "GPU 0" compute/copy tracks). The
+# 25th step is rendered to $LOG/resnet50_step.svg (scripts/trace_to_svg.py; no browser needed), with the
+# kernels that take the most device time; nabla_inspect prints the model's summary. The median steps of the
+# two runs give the cost of tracing, and nabla_inspect trace-cost measures it again in one process.
+if want inspect; then
+  INSPECT_ARGS=(--device cuda --model resnet50 --dataset synthetic --image-size 224 --classes 1000 --channels 3
+    --batch-size 64 --epochs 1 --limit-train 1920 --max-steps 30)
+  run_step inspect_summary 30 150 "$LOG/inspect_summary.log" "$BUILD/nabla_inspect" summary --model resnet50
+  tail -n 2 "$LOG/inspect_summary.log"
+  run_step inspect_plain 120 100 "$LOG/inspect_plain.log" "$BUILD/train_classifier" "${INSPECT_ARGS[@]}"
+  run_step inspect_traced 120 40 "$LOG/inspect_traced.log" env NABLA_TRACE="$LOG/resnet50_trace.json" \
+    "$BUILD/train_classifier" "${INSPECT_ARGS[@]}"
+  run_step inspect_svg 60 0 "$LOG/inspect_svg.log" python3 scripts/trace_to_svg.py "$LOG/resnet50_trace.json" \
+    "$LOG/resnet50_step.svg" --step 25 --top 8 --title "Nabla: one ResNet-50 training step, batch 64, 224², H200"
+  cat "$LOG/inspect_svg.log"
+  grep -h '^throughput' "$LOG/inspect_plain.log" "$LOG/inspect_traced.log"
+  # The same cost in one process, untraced and traced steps alternating (less exposed to drift).
+  run_step inspect_cost 90 0 "$LOG/inspect_cost.log" "$BUILD/nabla_inspect" trace-cost --model resnet50 --batch 64 \
+    --device cuda --pairs 10
+  cat "$LOG/inspect_cost.log"
+fi
+
 # ---- 6. multi-GPU -----------------------------------------------------------------------------------------
 # Multi-GPU (dist/): NCCL tests, all-reduce bandwidth, data-parallel ResNet-50 against PyTorch DDP; only with
 # >= 2 GPUs (scripts/dist_check.sh prints its own table; its last lines are repeated in the summary).
@@ -526,4 +551,11 @@ for line in sys.stdin:
     print("vrgd step cost (%s, batch %d, k=%d): fwd+bwd %.1f ms, VR overhead %.2f ms (%.1f%%), rank mode %.2f ms (%.1f%%), op-by-op rank mode %s ms, whole step +%.1f%%" % (
         r["model"], r["batch"], r["k"], r["fwd_bwd_ms"], r["vr_overhead_ms"], 100 * r["overhead_fraction"], r["rank_mode_overhead_ms"],
         100 * r["rank_mode_overhead_fraction"], r.get("rank_mode_reference_ms", "-"), 100 * r["step_overhead_fraction"]))' 2>/dev/null
+if [ -s "$LOG/inspect_traced.log" ]; then  # part inspect
+  plain_ms=$(grep -o 'median step [0-9.]* ms' "$LOG/inspect_plain.log" | awk '{print $3}')
+  traced_ms=$(grep -o 'median step [0-9.]* ms' "$LOG/inspect_traced.log" | awk '{print $3}')
+  echo "inspect: resnet50 b64 224² cuda, median step ${plain_ms:-?} ms untraced, ${traced_ms:-?} ms under NABLA_TRACE;" \
+    "trace $(du -h "$LOG/resnet50_trace.json" 2>/dev/null | cut -f1), picture $LOG/resnet50_step.svg"
+  grep -h '^trace cost' "$LOG/inspect_cost.log" 2>/dev/null | sed 's/^/inspect: /'
+fi
 echo "total $(elapsed) s; logs in $LOG"

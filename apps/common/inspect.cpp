@@ -2,16 +2,21 @@
 #include "apps/common/inspect.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
 
+#include "algorithms/optim/optimizer.h"
 #include "autograd/autograd.h"
 #include "autograd/graph_dot.h"
+#include "engine/device_runtime.h"
 #include "engine/error.h"
 #include "engine/safetensors.h"
+#include "engine/trace.h"
 #include "models/classifiers.h"
 #include "models/darknet/network.h"
 #include "models/resnet.h"
@@ -247,6 +252,95 @@ int64_t write_step_graph(const std::string& model, const std::string& path, int6
   int64_t nodes = 0;
   for (size_t p = dot.find("label="); p != std::string::npos; p = dot.find("label=", p + 1)) ++nodes;
   return nodes;
+}
+
+TraceCost measure_trace_cost(const std::string& model, int64_t batch, int64_t pairs,
+                             const std::string& device, int64_t image_size) {
+  NABLA_CHECK(batch >= 1, "trace-cost: batch must be >= 1, got ", batch);
+  NABLA_CHECK(pairs >= 1, "trace-cost: pairs must be >= 1, got ", pairs);
+  NABLA_CHECK(!trace::enabled(),
+              "trace-cost: a trace is already recording (NABLA_TRACE is set?); run without it");
+  const Device dev = Device::parse(device);
+  runtime::require_device(dev, "trace-cost --device");
+  std::shared_ptr<nn::Module> m;
+  Tensor x;
+  int64_t classes = 10;
+  if (model == "lenet5" || model == "mlp") {
+    m = models::make_classifier(model, 1, 28, classes);
+    x = randn({batch, 1, 28, 28});
+  } else {
+    const auto& names = models::resnet_names();
+    NABLA_CHECK(std::find(names.begin(), names.end(), model) != names.end(), "trace-cost: unknown model '",
+                model, "'; expected lenet5, mlp or a ResNet name");
+    auto net = models::make_resnet(model, {});
+    classes = net->fc->weight.size(0);
+    const int64_t side = image_size > 0 ? image_size : (net->spec.cifar ? 32 : 224);
+    x = randn({batch, 3, side, side});
+    m = net;
+  }
+  m->to(dev);
+  x = x.to(dev);
+  const Tensor y = randint(0, classes, {batch}).to(dev);
+  optim::Sgd opt(m->parameters(), {.lr = 0.01, .momentum = 0.9});
+  auto step_ms = [&] {
+    const auto t0 = std::chrono::steady_clock::now();
+    opt.zero_grad();
+    Tensor loss = cross_entropy(m->forward(x), y);
+    loss.backward();
+    opt.step();
+    (void)loss.item();  // waits for the device
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  };
+  TraceCost c{model, dev.str(), batch, pairs};
+  auto traced_ms = [&] {
+    trace::start();
+    const double ms = step_ms();
+    const nlohmann::json j = nlohmann::json::parse(trace::stop());
+    c.events_per_step = c.device_events_per_step = 0;
+    for (const auto& e : j.at("traceEvents")) {
+      if (e.at("ph") == "M" || e.at("ph") == "E") continue;  // a B/E range counts once
+      ++c.events_per_step;
+      c.device_events_per_step += e.at("pid").get<int64_t>() >= trace::kDevicePid;
+    }
+    return ms;
+  };
+  for (int i = 0; i < 2; ++i) {
+    step_ms();
+    traced_ms();
+  }
+  std::vector<double> off, on;
+  for (int64_t i = 0; i < pairs; ++i) {
+    if (i % 2 == 0) {
+      off.push_back(step_ms());
+      on.push_back(traced_ms());
+    } else {
+      on.push_back(traced_ms());
+      off.push_back(step_ms());
+    }
+  }
+  auto median = [](std::vector<double> v) {
+    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+    return v[v.size() / 2];
+  };
+  c.untraced_ms = median(off);
+  c.traced_ms = median(on);
+  return c;
+}
+
+std::string format_trace_cost(const TraceCost& c) {
+  char line[512];
+  const double per_event_us =
+      c.events_per_step > 0 ? 1e3 * (c.traced_ms - c.untraced_ms) / static_cast<double>(c.events_per_step)
+                            : 0;
+  std::snprintf(
+      line, sizeof line,
+      "trace cost: %s, batch %lld, %s, %lld pairs of SGD steps: median step %.3f ms untraced, %.3f ms "
+      "traced (%+.1f%%); %lld events per traced step (%lld on device tracks), %+.2f us per event\n",
+      c.model.c_str(), static_cast<long long>(c.batch), c.device.c_str(), static_cast<long long>(c.pairs),
+      c.untraced_ms, c.traced_ms, 100.0 * (c.traced_ms / c.untraced_ms - 1.0),
+      static_cast<long long>(c.events_per_step), static_cast<long long>(c.device_events_per_step),
+      per_event_us);
+  return line;
 }
 
 }  // namespace nabla::apps

@@ -41,4 +41,21 @@ std::string describe_ops();
 // the loss's autograd graph as Graphviz to `path`. Returns the number of nodes written.
 int64_t write_step_graph(const std::string& model, const std::string& path, int64_t batch = 2);
 
+// The cost of tracing on a training step: SGD steps (momentum 0.9, cross-entropy on a fixed random batch)
+// of `model` (a ResNet name, lenet5 or mlp) on `device`, alternating an untraced step with a traced one
+// (trace::start() before it, trace::stop() after it, both outside the timing; the order inside a pair
+// swaps every pair), so that a machine's drifting load falls on both alike. Each step ends by reading the
+// loss (a device synchronisation). Medians of `pairs` steps each, after 2 warm-up steps of each kind.
+// Refuses to run while a trace is recording (NABLA_TRACE): it would be cut into pieces.
+struct TraceCost {
+  std::string model, device;
+  int64_t batch = 0, pairs = 0;
+  double untraced_ms = 0, traced_ms = 0;  // medians
+  int64_t events_per_step = 0;            // of the last traced step (metadata not counted)
+  int64_t device_events_per_step = 0;     // of those, on a GPU's tracks
+};
+TraceCost measure_trace_cost(const std::string& model, int64_t batch, int64_t pairs,
+                             const std::string& device, int64_t image_size = 0);
+std::string format_trace_cost(const TraceCost& c);
+
 }  // namespace nabla::apps

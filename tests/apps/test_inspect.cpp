@@ -47,6 +47,7 @@ std::vector<Interval> intervals_of(const nlohmann::json& trace) {
   std::map<int, std::vector<Interval>> open;
   for (const auto& e : trace.at("traceEvents")) {
     const std::string ph = e.at("ph");
+    if (ph == "M") continue;  // track names
     const int tid = e.at("tid");
     const double ts = e.at("ts");
     EXPECT_TRUE(e.contains("pid"));
@@ -138,6 +139,32 @@ TEST(Trace, TrainingStepIsValidNestedJson) {
       saw_args = true;
     }
   EXPECT_TRUE(saw_args);
+  // Kernel events carry the device and each tensor argument's shape and dtype: the first linear layer's
+  // forward multiplies the batch [16,64] (flattened from [16,1,8,8]) by its weight, transposed to [64,32],
+  // into [16,32].
+  int kernel_events = 0;
+  bool saw_first_layer = false;
+  for (const auto& e : j.at("traceEvents")) {
+    if (e.at("ph") == "M") {
+      EXPECT_EQ(e.at("pid"), j.at("traceEvents")[0].at("pid"));  // a CPU run: the host process only
+      continue;
+    }
+    if (e.at("cat") != "kernel") continue;
+    ++kernel_events;
+    ASSERT_TRUE(e.contains("args")) << e.dump();
+    const auto& a = e.at("args");
+    EXPECT_EQ(a.at("device"), "cpu");
+    ASSERT_EQ(a.at("shapes").size(), a.at("dtypes").size()) << e.dump();
+    for (const auto& d : a.at("dtypes")) {
+      const std::string dt = d;
+      EXPECT_TRUE(dt == "f32" || dt == "i64" || dt == "list" || dt == "bool" || dt == "u8") << e.dump();
+    }
+    std::set<std::string> shapes;
+    for (const auto& sh : a.at("shapes")) shapes.insert(sh.get<std::string>());
+    saw_first_layer |= shapes.count("[16,64]") && shapes.count("[64,32]") && shapes.count("[16,32]");
+  }
+  EXPECT_GT(kernel_events, 10);
+  EXPECT_TRUE(saw_first_layer) << "no kernel event with shapes [16,64], [64,32] and [16,32]";
 }
 
 TEST(Trace, WritesTheFileAndMeasuresItsCost) {
@@ -163,6 +190,82 @@ TEST(Trace, WritesTheFileAndMeasuresItsCost) {
   EXPECT_GT(j.at("traceEvents").size(), 20u * 20u);
   fs::remove(path);
   test::expect_error([] { trace::stop("/nonexistent-dir/x.json"); }, {"/nonexistent-dir/x.json"});
+}
+
+// scripts/trace_to_svg.py (the picture of a trace without a browser) on a traced training step.
+TEST(Trace, RendersAsAnSvgTimeline) {
+  if (std::system("python3 -c 'import json' >/dev/null 2>&1") != 0) GTEST_SKIP() << "no python3";
+  const std::string dir = fs::temp_directory_path() / ("nabla_svg_" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  manual_seed(9);
+  auto model = models::mlp(64, {32, 16}, 10);
+  optim::Sgd opt(model->parameters(), {.lr = 0.1});
+  trace::start(dir + "/t.json");
+  mlp_step(*model, opt);
+  mlp_step(*model, opt);
+  const nlohmann::json j = nlohmann::json::parse(trace::stop());
+  int kernels_in_trace = 0;
+  for (const auto& e : j.at("traceEvents")) kernels_in_trace += e.value("cat", "") == "kernel";
+  auto run = [&](const std::string& args) {
+    const std::string cmd =
+        "python3 " + std::string(NABLA_SOURCE_DIR) + "/scripts/trace_to_svg.py " + args + " 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    std::string out;
+    char buf[4096];
+    while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+    return std::make_pair(WEXITSTATUS(pclose(p)), out);
+  };
+  auto [rc, out] = run(dir + "/t.json " + dir + "/all.svg --min-px 0");
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("host / thread"), std::string::npos) << out;
+  std::ifstream f(dir + "/all.svg");
+  const std::string svg((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(svg.rfind("<svg", 0), 0u);
+  EXPECT_NE(svg.find("SGD step"), std::string::npos);
+  EXPECT_NE(svg.find("backward"), std::string::npos);
+  // One box (a <title> tooltip) per event: every kernel, range and optimizer step.
+  size_t boxes = 0;
+  for (size_t at = svg.find("<title>"); at != std::string::npos; at = svg.find("<title>", at + 1)) ++boxes;
+  EXPECT_GE(boxes, static_cast<size_t>(kernels_in_trace));
+  // --step 2: the second step only, so fewer boxes; --step 3 does not exist.
+  std::tie(rc, out) = run(dir + "/t.json " + dir + "/step.svg --step 2 --min-px 0");
+  ASSERT_EQ(rc, 0) << out;
+  std::ifstream g(dir + "/step.svg");
+  const std::string step((std::istreambuf_iterator<char>(g)), std::istreambuf_iterator<char>());
+  size_t step_boxes = 0;
+  for (size_t at = step.find("<title>"); at != std::string::npos; at = step.find("<title>", at + 1))
+    ++step_boxes;
+  EXPECT_GT(step_boxes, 10u);
+  EXPECT_LT(step_boxes, boxes);
+  std::tie(rc, out) = run(dir + "/t.json " + dir + "/x.svg --step 3");
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_NE(out.find("--step 3: expected 1..2"), std::string::npos) << out;
+  std::ofstream(dir + "/bad.json") << "{not json";
+  std::tie(rc, out) = run(dir + "/bad.json " + dir + "/x.svg");
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_NE(out.find("is not JSON"), std::string::npos) << out;
+  fs::remove_all(dir);
+}
+
+TEST(Trace, CostOfTracingATrainingStep) {
+  const apps::TraceCost c = apps::measure_trace_cost("mlp", 8, 3, "cpu");
+  EXPECT_FALSE(trace::enabled());
+  EXPECT_EQ(c.device, "cpu");
+  EXPECT_EQ(c.pairs, 3);
+  EXPECT_GT(c.untraced_ms, 0);
+  EXPECT_GT(c.traced_ms, 0);
+  // The MLP's step: its forward, backward nodes and kernels, and the SGD step, all on the host.
+  EXPECT_GT(c.events_per_step, 20);
+  EXPECT_EQ(c.device_events_per_step, 0);
+  const std::string line = apps::format_trace_cost(c);
+  EXPECT_NE(line.find("mlp, batch 8, cpu, 3 pairs"), std::string::npos) << line;
+  EXPECT_NE(line.find(std::to_string(c.events_per_step) + " events per traced step"), std::string::npos)
+      << line;
+  test::expect_error([] { apps::measure_trace_cost("resnet19", 2, 1, "cpu"); }, {"resnet19", "lenet5"});
+  test::expect_error([] { apps::measure_trace_cost("mlp", 0, 1, "cpu"); }, {"batch", ">= 1", "0"});
+  trace::start();
+  test::expect_error([] { apps::measure_trace_cost("mlp", 2, 1, "cpu"); }, {"already recording"});
+  trace::stop();
 }
 
 TEST(Memory, PeakOfAKnownSequence) {
@@ -231,6 +334,37 @@ TEST(Inspect, ResNetSummariesMatchThePublishedCounts) {
   const apps::Summary c20 = apps::summarize_model("resnet20", 0, 10);
   EXPECT_EQ(c20.total_params, 272474);  // He et al.: 0.27M
   test::expect_error([] { apps::summarize_model("resnet19"); }, {"resnet19", "lenet5", ".cfg"});
+}
+
+TEST(Inspect, ResNet18SummaryMatchesAHandCount) {
+  // ResNet-18 at 224x224 from its layers: the 7x7 stem, then per stage two basic blocks of two 3x3
+  // convolutions, the first block of stages 2-4 halving the side and adding a 1x1 projection; every
+  // convolution is followed by batch norm (scale and shift), none has a bias; then the 512 -> 1000 layer.
+  struct Conv {
+    int64_t in, out, k, side;  // side: of the output
+  };
+  std::vector<Conv> convs = {{3, 64, 7, 112}};
+  int64_t in = 64, side = 56;
+  for (int64_t out : {64, 128, 256, 512}) {
+    if (out != 64) side /= 2;
+    for (int block = 0; block < 2; ++block) {
+      convs.push_back({block == 0 ? in : out, out, 3, side});
+      convs.push_back({out, out, 3, side});
+      if (block == 0 && in != out) convs.push_back({in, out, 1, side});
+    }
+    in = out;
+  }
+  EXPECT_EQ(convs.size(), 20u);  // 1 + 16 + 3 projections
+  int64_t params = 512 * 1000 + 1000, macs = 512 * 1000;
+  for (const Conv& c : convs) {
+    params += c.out * c.in * c.k * c.k + 2 * c.out;
+    macs += c.side * c.side * c.out * c.in * c.k * c.k;
+  }
+  const apps::Summary s = apps::summarize_model("resnet18");
+  EXPECT_EQ(s.total_params, params);
+  EXPECT_EQ(s.total_macs, macs);
+  EXPECT_EQ(params, 11689512);  // torchvision's resnet18: 11,689,512 parameters
+  EXPECT_EQ(macs, 1814073344);  // and 1.81 G multiply-adds
 }
 
 TEST(Inspect, YoloV3TinySummaryMatchesAHandCount) {
@@ -320,7 +454,7 @@ TEST(Inspect, CommandLine) {
   EXPECT_EQ(rc, 2) << out;
   std::tie(rc, out) = run_inspect("frobnicate");
   EXPECT_EQ(rc, 2) << out;
-  EXPECT_NE(out.find("expected summary, checkpoint, ops or graph"), std::string::npos) << out;
+  EXPECT_NE(out.find("expected summary, checkpoint, ops, graph or trace-cost"), std::string::npos) << out;
   std::tie(rc, out) = run_inspect("");
   EXPECT_EQ(rc, 2) << out;
   std::tie(rc, out) = run_inspect("summary --model resnet19");
