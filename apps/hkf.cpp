@@ -12,7 +12,8 @@
 //
 //   ./build/hkf --stage text,instructions,baselines --out run/hkf
 //   ./build/hkf --stage fuse --out run/hkf --endpoint http://127.0.0.1:8000/v1
-//   ./build/hkf --stage rank --out run/hkf --knowledge templated --model-dir run/hf --adapter run/adapter --label hkf
+//   ./build/hkf --stage rank --out run/hkf --knowledge templated --model-dir run/hf --adapter run/adapter
+//   --label hkf
 //
 // Each stage skips work whose output exists (--force redoes it); fusion answers are cached per user, so a
 // killed fuse stage resumes where it stopped. Every stage rebuilds the split from the data and --seed (cheap
@@ -142,11 +143,12 @@ Setup load(const Options& o) {
   for (auto& us : s.split.users) s.by_user[us.user] = &us;
   int64_t cold = 0;
   for (auto& us : s.split.users) cold += us.cold;
-  std::printf("movielens: %zu ratings, %d users, %d items | split: %zu users (%lld cold-start, keeping %lld events), "
-              "%lld same-time events dropped, %lld users dropped\n",
-              s.data.ratings.size(), s.data.num_users(), s.data.num_items(), s.split.users.size(),
-              static_cast<long long>(cold), static_cast<long long>(o.cold_keep),
-              static_cast<long long>(s.split.dropped_ties), static_cast<long long>(s.split.dropped_users));
+  std::printf(
+      "movielens: %zu ratings, %d users, %d items | split: %zu users (%lld cold-start, keeping %lld events), "
+      "%lld same-time events dropped, %lld users dropped\n",
+      s.data.ratings.size(), s.data.num_users(), s.data.num_items(), s.split.users.size(),
+      static_cast<long long>(cold), static_cast<long long>(o.cold_keep),
+      static_cast<long long>(s.split.dropped_ties), static_cast<long long>(s.split.dropped_users));
   return s;
 }
 
@@ -179,10 +181,16 @@ void stage_text(const Options& o, const Setup& s) {
       const bool test = c == t;
       const ml::Rating target = test ? us.test : us.train[c];
       std::span<const ml::Rating> hist(us.train.data(), static_cast<size_t>(c));
-      const std::string key = "u" + std::to_string(us.user) + "_" + (test ? std::string("test") : "c" + std::to_string(c));
-      out << json{{"key", key},       {"user", us.user},      {"role", test ? "test" : "train"},
-                  {"cold", us.cold},  {"history", c},         {"target_item", target.item},
-                  {"target_rating", target.rating}, {"target_time", target.time},
+      const std::string key =
+          "u" + std::to_string(us.user) + "_" + (test ? std::string("test") : "c" + std::to_string(c));
+      out << json{{"key", key},
+                  {"user", us.user},
+                  {"role", test ? "test" : "train"},
+                  {"cold", us.cold},
+                  {"history", c},
+                  {"target_item", target.item},
+                  {"target_rating", target.rating},
+                  {"target_time", target.time},
                   {"text", hkf::behaviour_text(s.data, us.user, hist, to)}}
                  .dump()
           << "\n";
@@ -221,7 +229,8 @@ void stage_fuse(const Options& o) {
 // The knowledge text of a row: the templated text, or the fused answer (with the template's profile line
 // kept, as the paper stores one description per user).
 std::string knowledge_of(const Options& o, const json& r) {
-  std::string k = o.knowledge == "fused" ? r.at("knowledge").get<std::string>() : r.at("text").get<std::string>();
+  std::string k =
+      o.knowledge == "fused" ? r.at("knowledge").get<std::string>() : r.at("text").get<std::string>();
   if (static_cast<int64_t>(k.size()) > o.max_knowledge_chars) {
     size_t cut = static_cast<size_t>(o.max_knowledge_chars);
     while (cut > 0 && (static_cast<unsigned char>(k[cut]) & 0xC0) == 0x80) --cut;  // not inside a UTF-8 char
@@ -232,7 +241,8 @@ std::string knowledge_of(const Options& o, const json& r) {
 
 // ---- stage instructions --------------------------------------------------------------------------------
 void stage_instructions(const Options& o, const Setup& s) {
-  const std::string sft = o.out + "/sft_" + o.knowledge + ".jsonl", test = o.out + "/test_" + o.knowledge + ".jsonl";
+  const std::string sft = o.out + "/sft_" + o.knowledge + ".jsonl",
+                    test = o.out + "/test_" + o.knowledge + ".jsonl";
   if (skip(o, sft) && skip(o, test)) return;
   auto rows = read_jsonl(o.out + (o.knowledge == "fused" ? "/fused.jsonl" : "/text.jsonl"));
   const auto& all = hkf::tasks();
@@ -241,31 +251,37 @@ void stage_instructions(const Options& o, const Setup& s) {
   for (const json& r : rows) {
     const auto user = r.at("user").get<int32_t>();
     auto it = s.by_user.find(user);
-    NABLA_CHECK(it != s.by_user.end(), "hkf: user ", user, " of the text file is not in the split (was it made "
+    NABLA_CHECK(it != s.by_user.end(), "hkf: user ", user,
+                " of the text file is not in the split (was it made "
                 "with another --seed or --cold-* ?)");
     const ml::UserSplit& us = *it->second;
     const auto c = r.at("history").get<int64_t>();
     const bool is_test = r.at("role") == "test";
     const ml::Rating target = is_test ? us.test : us.train.at(c);
     NABLA_CHECK(target.item == r.at("target_item").get<int32_t>(), "hkf: ", r.at("key"), ": target item ",
-                r.at("target_item"), " differs from the split's ", target.item, " (another --seed or --cold-*?)");
+                r.at("target_item"), " differs from the split's ", target.item,
+                " (another --seed or --cold-*?)");
     const std::string k = knowledge_of(o, r);
     if (is_test) {
-      to << json{{"user", user}, {"cold", us.cold}, {"item", target.item}, {"knowledge", k}}.dump(-1, ' ', false,
-                                                                                                   json::error_handler_t::replace)
+      to << json{{"user", user}, {"cold", us.cold}, {"item", target.item}, {"knowledge", k}}.dump(
+                -1, ' ', false, json::error_handler_t::replace)
          << "\n";
       continue;
     }
-    hkf::TaskInput in{.ml = &s.data, .history = std::span<const ml::Rating>(us.train.data(), static_cast<size_t>(c)),
-                      .target = target, .item_counts = s.counts, .seed = o.run.seed};
+    hkf::TaskInput in{.ml = &s.data,
+                      .history = std::span<const ml::Rating>(us.train.data(), static_cast<size_t>(c)),
+                      .target = target,
+                      .item_counts = s.counts,
+                      .seed = o.run.seed};
     // The two ranked tasks always, plus --extra-tasks of the other 18 drawn per (user, cut-off).
     std::vector<size_t> chosen{0, 1};
     std::vector<size_t> rest;
     for (size_t t = 2; t < all.size(); ++t) rest.push_back(t);
     for (int64_t e = 0; e < std::min<int64_t>(o.extra_tasks, static_cast<int64_t>(rest.size())); ++e) {
-      const size_t j = static_cast<size_t>(e) +
-                       philox_bits64(o.run.seed, (static_cast<uint64_t>(user) << 24) + static_cast<uint64_t>(c), e) %
-                           (rest.size() - static_cast<size_t>(e));
+      const size_t j =
+          static_cast<size_t>(e) +
+          philox_bits64(o.run.seed, (static_cast<uint64_t>(user) << 24) + static_cast<uint64_t>(c), e) %
+              (rest.size() - static_cast<size_t>(e));
       std::swap(rest[e], rest[j]);
       chosen.push_back(rest[e]);
     }
@@ -280,8 +296,9 @@ void stage_instructions(const Options& o, const Setup& s) {
   write_text(test, to.str());
   int64_t total = 0;
   for (auto& [name, n] : per_task) total += n;
-  std::printf("instructions (%s knowledge): %lld training examples over %zu tasks -> %s; test prompts -> %s\n",
-              o.knowledge.c_str(), static_cast<long long>(total), per_task.size(), sft.c_str(), test.c_str());
+  std::printf(
+      "instructions (%s knowledge): %lld training examples over %zu tasks -> %s; test prompts -> %s\n",
+      o.knowledge.c_str(), static_cast<long long>(total), per_task.size(), sft.c_str(), test.c_str());
 }
 
 // ---- stage rank ----------------------------------------------------------------------------------------
@@ -294,7 +311,8 @@ struct Scored {
   json to_json() const {
     auto j = [](const recsys::RankingMetrics& m0) {
       const auto m = m0.mean();
-      return json{{"hr5", m.hr5}, {"ndcg5", m.ndcg5}, {"hr10", m.hr10}, {"ndcg10", m.ndcg10}, {"users", m.count}};
+      return json{
+          {"hr5", m.hr5}, {"ndcg5", m.ndcg5}, {"hr10", m.hr10}, {"ndcg10", m.ndcg10}, {"users", m.count}};
     };
     return {{"all", j(all)}, {"cold", j(cold)}};
   }
@@ -313,8 +331,9 @@ void stage_rank(const Options& o, const Setup& s) {
   data::ChatTokens ct;
   data::Gpt2Tokenizer tok = data::Gpt2Tokenizer::from_files(o.encoder, o.vocab_bpe);
   ct = data::add_chat_tokens(tok);
-  NABLA_CHECK(tok.vocab_size() <= model->config().vocab_size, o.model_dir, " has ", model->config().vocab_size,
-              " embedding rows, fewer than the tokenizer's ", tok.vocab_size(), " (with the chat markers)");
+  NABLA_CHECK(tok.vocab_size() <= model->config().vocab_size, o.model_dir, " has ",
+              model->config().vocab_size, " embedding rows, fewer than the tokenizer's ", tok.vocab_size(),
+              " (with the chat markers)");
   auto encode = [&](const std::string& text) {
     std::vector<int64_t> v;
     for (int32_t id : tok.encode(text, false)) v.push_back(id);
@@ -338,7 +357,8 @@ void stage_rank(const Options& o, const Setup& s) {
     std::string k = knowledge;
     while (true) {  // drop knowledge from its start until prompt + longest candidate fit the context
       auto ids = encode(data::format_chat({{"user", hkf::user_message(k, instruction)}}, true));
-      if (static_cast<int64_t>(ids.size() + longest) <= model->config().n_positions + 1 || k.empty()) return ids;
+      if (static_cast<int64_t>(ids.size() + longest) <= model->config().n_positions + 1 || k.empty())
+        return ids;
       k = k.substr(std::min(k.size(), std::max<size_t>(16, k.size() / 10)));
     }
   };
@@ -353,14 +373,16 @@ void stage_rank(const Options& o, const Setup& s) {
     const auto user = row.at("user").get<int32_t>();
     const ml::UserSplit& us = *s.by_user.at(user);
     const std::string k = row.at("knowledge").get<std::string>();
-    hkf::TaskInput in{.ml = &s.data, .history = us.train, .target = us.test, .item_counts = s.counts, .seed = o.run.seed};
+    hkf::TaskInput in{
+        .ml = &s.data, .history = us.train, .target = us.test, .item_counts = s.counts, .seed = o.run.seed};
     // item task
     const auto ip = prompt_ids(k, next_movie.instruction(in));
     const auto excluded = train_items(us);
     for (const auto& proto : protocols) {
-      const auto cands = proto == "full" ? recsys::full_candidates(us.test.item, excluded, s.data.num_items())
-                                         : recsys::sample_candidates(us.test.item, excluded, s.data.num_items(),
-                                                                     o.negatives, o.run.seed, user);
+      const auto cands = proto == "full"
+                             ? recsys::full_candidates(us.test.item, excluded, s.data.num_items())
+                             : recsys::sample_candidates(us.test.item, excluded, s.data.num_items(),
+                                                         o.negatives, o.run.seed, user);
       std::vector<std::vector<int64_t>> ct_ids;
       for (int32_t c : cands) ct_ids.push_back(item_tokens[c]);
       const auto sc = hkf::score_candidates(*model, ip, ct_ids, o.score_batch);
@@ -384,12 +406,12 @@ void stage_rank(const Options& o, const Setup& s) {
                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     std::fflush(stdout);
   }
-  json j = {{"label", o.label}, {"knowledge", o.knowledge}, {"model_dir", o.model_dir}, {"adapter", o.adapter},
-            {"negatives", o.negatives}, {"seed", o.run.seed}};
+  json j = {{"label", o.label},     {"knowledge", o.knowledge}, {"model_dir", o.model_dir},
+            {"adapter", o.adapter}, {"negatives", o.negatives}, {"seed", o.run.seed}};
   for (auto& [name, sc] : results) {
     j[name] = sc.to_json();
-    std::printf("rank %s | %-11s | all: %s | cold: %s\n", o.label.c_str(), name.c_str(), sc.all.mean().str().c_str(),
-                sc.cold.mean().str().c_str());
+    std::printf("rank %s | %-11s | all: %s | cold: %s\n", o.label.c_str(), name.c_str(),
+                sc.all.mean().str().c_str(), sc.cold.mean().str().c_str());
   }
   write_text(o.out + "/lm_genres_" + o.label + ".jsonl", genres_out.str());
   write_text(path, j.dump(2) + "\n");
@@ -428,10 +450,12 @@ CtrResult train_dlrm(const Options& o, const hkf::CtrTable& train, const hkf::Ct
     x.reserve(static_cast<size_t>(b * (t.num_dense + t.num_sparse)));
     for (int64_t i : idx) {
       for (int64_t d = 0; d < t.num_dense; ++d) x.push_back(t.dense[i * t.num_dense + d]);
-      for (int64_t s = 0; s < t.num_sparse; ++s) x.push_back(static_cast<double>(t.sparse[i * t.num_sparse + s]));
+      for (int64_t s = 0; s < t.num_sparse; ++s)
+        x.push_back(static_cast<double>(t.sparse[i * t.num_sparse + s]));
       y.push_back(t.labels[i]);
     }
-    return std::pair{from_vector(x, {b, t.num_dense + t.num_sparse}, {.dtype = DType::f64}), from_vector(y, {b})};
+    return std::pair{from_vector(x, {b, t.num_dense + t.num_sparse}, {.dtype = DType::f64}),
+                     from_vector(y, {b})};
   };
   std::vector<int64_t> order(train.rows);
   for (int64_t e = 0; e < o.dlrm_epochs; ++e) {
@@ -467,7 +491,8 @@ CtrResult train_dlrm(const Options& o, const hkf::CtrTable& train, const hkf::Ct
       cl.insert(cl.end(), labels.begin() + u * per_user, labels.begin() + (u + 1) * per_user);
     }
   }
-  r.auc_cold = cs.empty() ? std::nan("") : metrics::roc_auc(std::span<const double>(cs), std::span<const double>(cl));
+  r.auc_cold =
+      cs.empty() ? std::nan("") : metrics::roc_auc(std::span<const double>(cs), std::span<const double>(cl));
   return r;
 }
 
@@ -482,14 +507,15 @@ void stage_features(const Options& o, const Setup& s) {
   std::vector<hkf::CtrRow> test_rows;
   std::vector<bool> cold;
   for (const auto& us : s.split.users) {
-    const auto cands = recsys::sample_candidates(us.test.item, train_items(us), s.data.num_items(), o.negatives,
-                                                 o.run.seed, us.user);
+    const auto cands = recsys::sample_candidates(us.test.item, train_items(us), s.data.num_items(),
+                                                 o.negatives, o.run.seed, us.user);
     for (size_t i = 0; i < cands.size(); ++i) test_rows.push_back({us.user, cands[i], i == 0 ? 1.0f : 0.0f});
     cold.push_back(us.cold);
   }
   hkf::CtrTable train = hkf::base_features(s.data, s.split, train_rows);
   hkf::CtrTable test = hkf::base_features(s.data, s.split, test_rows);
-  std::vector<std::pair<std::string, std::pair<hkf::CtrTable, hkf::CtrTable>>> variants{{"without", {train, test}}};
+  std::vector<std::pair<std::string, std::pair<hkf::CtrTable, hkf::CtrTable>>> variants{
+      {"without", {train, test}}};
   if (!o.lm_features.empty()) {
     std::unordered_map<int32_t, std::vector<float>> prefs;
     for (const json& r : read_jsonl(o.lm_features)) {
@@ -502,16 +528,19 @@ void stage_features(const Options& o, const Setup& s) {
     hkf::join_genre_match(test, test_rows, s.data, prefs);
     variants.push_back({"with_lm", {train, test}});
   }
-  json j = {{"label", label}, {"lm_features", o.lm_features}, {"train_rows", train.rows}, {"test_rows", test.rows},
-            {"epochs", o.dlrm_epochs}, {"negatives_per_positive", o.dlrm_negatives}};
+  json j = {{"label", label},           {"lm_features", o.lm_features},
+            {"train_rows", train.rows}, {"test_rows", test.rows},
+            {"epochs", o.dlrm_epochs},  {"negatives_per_positive", o.dlrm_negatives}};
   for (auto& [name, tables] : variants)
     for (uint64_t seed : seed_list(o.seeds)) {
       CtrResult r = train_dlrm(o, tables.first, tables.second, cold, o.negatives + 1, seed, run.device());
-      std::printf("dlrm %-7s seed %llu | %lld dense | AUC %.4f (cold %.4f) | all: %s | cold: %s\n", name.c_str(),
-                  static_cast<unsigned long long>(seed), static_cast<long long>(tables.first.num_dense), r.auc,
-                  r.auc_cold, r.ranking.all.mean().str().c_str(), r.ranking.cold.mean().str().c_str());
+      std::printf("dlrm %-7s seed %llu | %lld dense | AUC %.4f (cold %.4f) | all: %s | cold: %s\n",
+                  name.c_str(), static_cast<unsigned long long>(seed),
+                  static_cast<long long>(tables.first.num_dense), r.auc, r.auc_cold,
+                  r.ranking.all.mean().str().c_str(), r.ranking.cold.mean().str().c_str());
       std::fflush(stdout);
-      j[name].push_back({{"seed", seed}, {"auc", r.auc}, {"auc_cold", r.auc_cold}, {"ranking", r.ranking.to_json()}});
+      j[name].push_back(
+          {{"seed", seed}, {"auc", r.auc}, {"auc_cold", r.auc_cold}, {"ranking", r.ranking.to_json()}});
     }
   write_text(path, j.dump(2) + "\n");
 }
@@ -534,10 +563,10 @@ void stage_baselines(const Options& o, const Setup& s) {
       const auto ex = train_items(us);
       for (const auto& proto : protocols) {
         const auto c = proto == "full" ? recsys::full_candidates(us.test.item, ex, s.data.num_items())
-                                       : recsys::sample_candidates(us.test.item, ex, s.data.num_items(), o.negatives,
-                                                                   o.run.seed, us.user);
-        res["item_" + proto].add(recsys::rank_of_positive(score(us.user, c), std::span<const int64_t>(&pos0, 1)),
-                                 us.cold);
+                                       : recsys::sample_candidates(us.test.item, ex, s.data.num_items(),
+                                                                   o.negatives, o.run.seed, us.user);
+        res["item_" + proto].add(
+            recsys::rank_of_positive(score(us.user, c), std::span<const int64_t>(&pos0, 1)), us.cold);
       }
       const auto pos = genre_positives(s.data.movies[us.test.item]);
       if (!pos.empty()) {
@@ -553,8 +582,8 @@ void stage_baselines(const Options& o, const Setup& s) {
   json out = {{"negatives", o.negatives}, {"split_seed", o.run.seed}};
   auto report = [&](const std::string& name, const std::map<std::string, Scored>& res) {
     for (auto& [task, sc] : res)
-      std::printf("%-16s | %-11s | all: %s | cold: %s\n", name.c_str(), task.c_str(), sc.all.mean().str().c_str(),
-                  sc.cold.mean().str().c_str());
+      std::printf("%-16s | %-11s | all: %s | cold: %s\n", name.c_str(), task.c_str(),
+                  sc.all.mean().str().c_str(), sc.cold.mean().str().c_str());
     std::fflush(stdout);
   };
   // popularity (items) / popularity of genres over the training events
@@ -562,8 +591,9 @@ void stage_baselines(const Options& o, const Setup& s) {
   for (const auto& us : s.split.users)
     for (const auto& r : us.train)
       for (int g : s.data.movies[r.item].genres) genre_pop[g] += 1;
-  auto [pj, pr] = evaluate([&](int32_t, std::span<const int32_t> items) { return recsys::popularity_scores(s.counts, items); },
-                           [&](const ml::UserSplit&) { return genre_pop; });
+  auto [pj, pr] = evaluate(
+      [&](int32_t, std::span<const int32_t> items) { return recsys::popularity_scores(s.counts, items); },
+      [&](const ml::UserSplit&) { return genre_pop; });
   out["popularity"] = pj;
   report("popularity", pr);
   // the user's own genre shares (a personal genre baseline; items: popularity within the user's genres)
@@ -571,7 +601,8 @@ void stage_baselines(const Options& o, const Setup& s) {
     std::vector<double> g(ml::kNumGenres, 0.0);
     for (const auto& r : us.train)
       for (int x : s.data.movies[r.item].genres) g[x] += 1;
-    for (int x = 0; x < ml::kNumGenres; ++x) g[x] += 1e-3 * genre_pop[x] / static_cast<double>(s.data.ratings.size());
+    for (int x = 0; x < ml::kNumGenres; ++x)
+      g[x] += 1e-3 * genre_pop[x] / static_cast<double>(s.data.ratings.size());
     return g;
   };
   auto [hj, hr] = evaluate(
@@ -596,12 +627,13 @@ void stage_baselines(const Options& o, const Setup& s) {
     recsys::BprMf mf(s.data.num_users(), s.data.num_items(),
                      {.dim = o.mf_dim, .epochs = o.mf_epochs, .lr = o.mf_lr, .seed = seed});
     const auto losses = mf.fit(pairs);
-    auto [mj, mr] = evaluate([&](int32_t user, std::span<const int32_t> items) { return mf.scores(user, items); },
-                             [&](const ml::UserSplit& us) {
-                               auto sc = mf.scores(us.user, all_items);
-                               sc.insert(sc.begin(), 0.0);  // index 0: no item
-                               return recsys::genre_scores_from_items(sc, item_genres, ml::kNumGenres);
-                             });
+    auto [mj, mr] =
+        evaluate([&](int32_t user, std::span<const int32_t> items) { return mf.scores(user, items); },
+                 [&](const ml::UserSplit& us) {
+                   auto sc = mf.scores(us.user, all_items);
+                   sc.insert(sc.begin(), 0.0);  // index 0: no item
+                   return recsys::genre_scores_from_items(sc, item_genres, ml::kNumGenres);
+                 });
     mj["seed"] = seed;
     mj["final_loss"] = losses.empty() ? 0.0 : losses.back();
     out["bpr_mf"].push_back(mj);
@@ -611,38 +643,48 @@ void stage_baselines(const Options& o, const Setup& s) {
 }
 
 std::optional<int> parse(int argc, char** argv, Options& o) {
-  apps::OptionSet cli("hkf", "HKF recommendation through a language model on MovieLens 100K, in resumable stages.");
+  apps::OptionSet cli("hkf",
+                      "HKF recommendation through a language model on MovieLens 100K, in resumable stages.");
   cli.section("Stages and data");
   cli.add("stage", &o.stage, "text,instructions,baselines",
           "comma-separated stages, run in this order: text, fuse, instructions, rank, features, baselines")
       .check([](const std::string& v) {
         for (auto& s : split_list(v))
-          if (s != "text" && s != "fuse" && s != "instructions" && s != "rank" && s != "features" && s != "baselines")
-            return "unknown stage '" + s + "'; expected text, fuse, instructions, rank, features or baselines";
+          if (s != "text" && s != "fuse" && s != "instructions" && s != "rank" && s != "features" &&
+              s != "baselines")
+            return "unknown stage '" + s +
+                   "'; expected text, fuse, instructions, rank, features or baselines";
         return split_list(v).empty() ? std::string("expected at least one stage") : std::string();
       });
-  cli.add("data-dir", &o.data_dir, "../shared/data/movielens-100k", "MovieLens 100K folder (u.data, u.user, u.item)")
+  cli.add("data-dir", &o.data_dir, "../shared/data/movielens-100k",
+          "MovieLens 100K folder (u.data, u.user, u.item)")
       .value_name("DIR");
   cli.add("out", &o.out, "", "folder of every stage's inputs and outputs").value_name("DIR");
   cli.add_switch("force", &o.force, "redo stages whose output exists");
   cli.add("cold-fraction", &o.cold_fraction, 0.2, "fraction of users made cold-start").in_range(0, 1);
-  cli.add("cold-keep", &o.cold_keep, 5, "training events a cold-start user keeps (the most recent)").positive();
+  cli.add("cold-keep", &o.cold_keep, 5, "training events a cold-start user keeps (the most recent)")
+      .positive();
   cli.section("Text and instructions");
   cli.add("max-events", &o.max_events, 300, "history cap per user (most recent)").positive();
-  cli.add("titles-per-group", &o.titles_per_group, 5, "titles listed per (behaviour, scenario) group").non_negative();
-  cli.add("train-cutoffs", &o.train_cutoffs, 3, "training targets per user (its last N training events)").positive();
+  cli.add("titles-per-group", &o.titles_per_group, 5, "titles listed per (behaviour, scenario) group")
+      .non_negative();
+  cli.add("train-cutoffs", &o.train_cutoffs, 3, "training targets per user (its last N training events)")
+      .positive();
   cli.add("extra-tasks", &o.extra_tasks, 4, "tasks besides next_movie and next_genre per training target")
       .in_range(0, 18);
   cli.add("knowledge", &o.knowledge, "templated", "knowledge text: templated (no-HKF) or fused (HKF)")
       .one_of({"templated", "fused"});
-  cli.add("max-knowledge-chars", &o.max_knowledge_chars, 1200, "knowledge text cut to this many bytes").positive();
+  cli.add("max-knowledge-chars", &o.max_knowledge_chars, 1200, "knowledge text cut to this many bytes")
+      .positive();
   cli.section("Fusion (--stage fuse)");
-  cli.add("endpoint", &o.endpoint, "http://127.0.0.1:8000/v1", "OpenAI-compatible base URL (serve_gpt's by default)");
+  cli.add("endpoint", &o.endpoint, "http://127.0.0.1:8000/v1",
+          "OpenAI-compatible base URL (serve_gpt's by default)");
   cli.add("api-key", &o.api_key, "", "sent as a Bearer token when given");
   cli.add("fusion-model", &o.fusion_model, "nabla-gpt", "the requests' model field");
   cli.add("fusion-max-tokens", &o.fusion_max_tokens, 160, "answer length cap").positive();
   cli.section("Ranking (--stage rank) and evaluation");
-  cli.add("model-dir", &o.model_dir, "", "transformers GPT folder (train_gpt --save-pretrained)").value_name("DIR");
+  cli.add("model-dir", &o.model_dir, "", "transformers GPT folder (train_gpt --save-pretrained)")
+      .value_name("DIR");
   cli.add("adapter", &o.adapter, "", "LoRA adapter folder (train_gpt --adapter-out); none: the untuned LM")
       .value_name("DIR");
   cli.add("label", &o.label, "lm", "name of this LM's results (rank_<label>.json, lm_genres_<label>.jsonl)")
@@ -652,8 +694,10 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
             return std::string("expected letters, digits, '_' and '-', got '") + v + "'";
         return v.empty() ? std::string("expected a name") : std::string();
       });
-  cli.add("encoder", &o.encoder, ".cache/tokenizers/gpt2/encoder.json", "GPT-2's encoder.json").value_name("FILE");
-  cli.add("vocab-bpe", &o.vocab_bpe, ".cache/tokenizers/gpt2/vocab.bpe", "GPT-2's vocab.bpe").value_name("FILE");
+  cli.add("encoder", &o.encoder, ".cache/tokenizers/gpt2/encoder.json", "GPT-2's encoder.json")
+      .value_name("FILE");
+  cli.add("vocab-bpe", &o.vocab_bpe, ".cache/tokenizers/gpt2/vocab.bpe", "GPT-2's vocab.bpe")
+      .value_name("FILE");
   cli.add("protocols", &o.protocols, "sampled,full", "item-task candidates: sampled (1 + --negatives), full")
       .check([](const std::string& v) {
         for (auto& s : split_list(v))
@@ -664,7 +708,8 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
   cli.add("max-users", &o.max_users, 0, "rank only the first N test users (0: all)").non_negative();
   cli.add("score-batch", &o.score_batch, 128, "candidates per LM forward").positive();
   cli.section("DLRM features and baselines");
-  cli.add("lm-features", &o.lm_features, "", "lm_genres_<label>.jsonl of --stage rank (empty: DLRM without LM)")
+  cli.add("lm-features", &o.lm_features, "",
+          "lm_genres_<label>.jsonl of --stage rank (empty: DLRM without LM)")
       .value_name("FILE");
   cli.add("seeds", &o.seeds, "0,1,2", "model seeds of BPR-MF and DLRM").check([](const std::string& v) {
     try {
@@ -687,11 +732,14 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
   cli.add("mf-epochs", &o.mf_epochs, 20, "BPR-MF epochs").non_negative();
   cli.add("mf-lr", &o.mf_lr, 5e-3, "BPR-MF Adam learning rate").positive();
   apps::add_run_options(cli, o.run);
-  cli.example("--stage text,instructions,baselines --out run/hkf", "split, texts, instruction data, baselines");
-  cli.example("--stage fuse --out run/hkf --endpoint http://127.0.0.1:8000/v1", "fuse through serve_gpt (cached)");
-  cli.example("--stage rank,features --out run/hkf --model-dir run/hf --adapter run/adapter --label hkf "
-              "--lm-features run/hkf/lm_genres_hkf.jsonl --device cuda",
-              "rank with the tuned LM, then DLRM with its genre preferences");
+  cli.example("--stage text,instructions,baselines --out run/hkf",
+              "split, texts, instruction data, baselines");
+  cli.example("--stage fuse --out run/hkf --endpoint http://127.0.0.1:8000/v1",
+              "fuse through serve_gpt (cached)");
+  cli.example(
+      "--stage rank,features --out run/hkf --model-dir run/hf --adapter run/adapter --label hkf "
+      "--lm-features run/hkf/lm_genres_hkf.jsonl --device cuda",
+      "rank with the tuned LM, then DLRM with its genre preferences");
   return cli.parse(argc, argv, [&] {
     apps::check_run_options(o.run);
     NABLA_CHECK(!o.out.empty(), "--out is required (the folder of every stage's files)");

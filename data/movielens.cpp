@@ -48,7 +48,8 @@ int64_t to_int(std::string_view s, const std::string& name, int64_t line, const 
   int64_t v = 0;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (ec != std::errc() || p != s.data() + s.size() || s.empty())
-    fail("movielens: ", name, ":", line, ": field ", field, ": expected an integer, got '", std::string(s), "'");
+    fail("movielens: ", name, ":", line, ": field ", field, ": expected an integer, got '", std::string(s),
+         "'");
   return v;
 }
 
@@ -78,9 +79,9 @@ int32_t year_of_title(std::string_view t) {
 
 const std::array<const char*, kNumGenres>& default_genre_names() {
   static const std::array<const char*, kNumGenres> names{
-      "unknown", "Action",    "Adventure", "Animation", "Children's", "Comedy",  "Crime",
-      "Documentary", "Drama", "Fantasy",   "Film-Noir", "Horror",     "Musical", "Mystery",
-      "Romance", "Sci-Fi",    "Thriller",  "War",       "Western"};
+      "unknown",     "Action", "Adventure", "Animation", "Children's", "Comedy",  "Crime",
+      "Documentary", "Drama",  "Fantasy",   "Film-Noir", "Horror",     "Musical", "Mystery",
+      "Romance",     "Sci-Fi", "Thriller",  "War",       "Western"};
   return names;
 }
 
@@ -96,8 +97,8 @@ std::vector<Rating> parse_ratings(const std::string& text, const std::string& na
     r.item = static_cast<int32_t>(to_int(f[1], name, n, "item"));
     r.rating = static_cast<int32_t>(to_int(f[2], name, n, "rating"));
     r.time = to_int(f[3], name, n, "time");
-    NABLA_CHECK(r.user >= 1 && r.item >= 1, "movielens: ", name, ":", n, ": ids start at 1, got user ", r.user,
-                " item ", r.item);
+    NABLA_CHECK(r.user >= 1 && r.item >= 1, "movielens: ", name, ":", n, ": ids start at 1, got user ",
+                r.user, " item ", r.item);
     NABLA_CHECK(r.rating >= 1 && r.rating <= 5, "movielens: ", name, ":", n, ": expected a rating 1..5, got ",
                 r.rating);
     out.push_back(r);
@@ -110,8 +111,8 @@ std::vector<User> parse_users(const std::string& text, const std::string& name) 
   for_each_line(text, [&](std::string_view line, int64_t n) {
     auto f = split_fields(line, '|');
     if (f.size() != 5)
-      fail("movielens: ", name, ":", n, ": expected 5 '|'-separated fields (id|age|gender|occupation|zip), got ",
-           f.size());
+      fail("movielens: ", name, ":", n,
+           ": expected 5 '|'-separated fields (id|age|gender|occupation|zip), got ", f.size());
     User u;
     u.id = static_cast<int32_t>(to_int(f[0], name, n, "id"));
     u.age = static_cast<int32_t>(to_int(f[1], name, n, "age"));
@@ -139,8 +140,8 @@ std::vector<Movie> parse_items(const std::string& text, const std::string& name)
     if (m.year == 0) m.year = year_of_title(f[1]);
     for (int g = 0; g < kNumGenres; ++g) {
       const int64_t flag = to_int(f[5 + g], name, n, "genre flag");
-      NABLA_CHECK(flag == 0 || flag == 1, "movielens: ", name, ":", n, ": genre flag ", g, ": expected 0 or 1, got ",
-                  flag);
+      NABLA_CHECK(flag == 0 || flag == 1, "movielens: ", name, ":", n, ": genre flag ", g,
+                  ": expected 0 or 1, got ", flag);
       if (flag) m.genres.push_back(g);
     }
     out.push_back(std::move(m));
@@ -158,7 +159,8 @@ MovieLens read_100k(const std::string& dir) {
     const std::string path = dir + "/u.genre";
     for_each_line(read_text(path), [&](std::string_view line, int64_t n) {
       auto f = split_fields(line, '|');
-      if (f.size() != 2) fail("movielens: ", path, ":", n, ": expected name|index, got ", f.size(), " fields");
+      if (f.size() != 2)
+        fail("movielens: ", path, ":", n, ": expected name|index, got ", f.size(), " fields");
       const int64_t g = to_int(f[1], path, n, "index");
       NABLA_CHECK(g >= 0 && g < kNumGenres, "movielens: ", path, ":", n, ": genre index ", g, " outside [0, ",
                   kNumGenres, ")");
@@ -166,8 +168,8 @@ MovieLens read_100k(const std::string& dir) {
     });
   }
   NABLA_CHECK(ml.num_users() > 0 && ml.num_items() > 0 && !ml.ratings.empty(), "movielens: ", dir,
-              ": expected users, items and ratings, got ", ml.num_users(), " users, ", ml.num_items(), " items, ",
-              ml.ratings.size(), " ratings");
+              ": expected users, items and ratings, got ", ml.num_users(), " users, ", ml.num_items(),
+              " items, ", ml.ratings.size(), " ratings");
   for (size_t i = 0; i < ml.ratings.size(); ++i) {
     const Rating& r = ml.ratings[i];
     NABLA_CHECK(r.user <= ml.num_users(), "movielens: ", dir, "/u.data:", i + 1, ": user ", r.user,
@@ -183,9 +185,12 @@ MovieLens read_100k(const std::string& dir) {
 
 const char* behaviour_name(Behaviour b) {
   switch (b) {
-    case Behaviour::exposure: return "exposure";
-    case Behaviour::click: return "click";
-    case Behaviour::order: return "order";
+    case Behaviour::exposure:
+      return "exposure";
+    case Behaviour::click:
+      return "click";
+    case Behaviour::order:
+      return "order";
   }
   return "?";
 }
@@ -209,28 +214,32 @@ Split leave_last_out(const MovieLens& ml, int64_t min_train) {
   for (size_t u = 1; u < per_user.size(); ++u) {
     auto& ev = per_user[u];
     if (ev.empty()) continue;
-    std::sort(ev.begin(), ev.end(),
-              [](const Rating& a, const Rating& b) { return a.time != b.time ? a.time < b.time : a.item < b.item; });
+    std::sort(ev.begin(), ev.end(), [](const Rating& a, const Rating& b) {
+      return a.time != b.time ? a.time < b.time : a.item < b.item;
+    });
     UserSplit us;
     us.user = static_cast<int32_t>(u);
     us.test = ev.back();
+    int64_t ties = 0;
     for (size_t i = 0; i + 1 < ev.size(); ++i) {
       if (ev[i].time < us.test.time)
         us.train.push_back(ev[i]);
       else
-        ++s.dropped_ties;
+        ++ties;
     }
     if (static_cast<int64_t>(us.train.size()) < min_train) {
       ++s.dropped_users;
       continue;
     }
+    s.dropped_ties += ties;
     s.users.push_back(std::move(us));
   }
   return s;
 }
 
 void make_cold_start(Split& split, double fraction, int64_t keep, uint64_t seed) {
-  NABLA_CHECK(fraction >= 0 && fraction <= 1, "make_cold_start: expected a fraction in [0, 1], got ", fraction);
+  NABLA_CHECK(fraction >= 0 && fraction <= 1, "make_cold_start: expected a fraction in [0, 1], got ",
+              fraction);
   NABLA_CHECK(keep >= 1, "make_cold_start: expected keep >= 1, got ", keep);
   const size_t n = split.users.size();
   std::vector<size_t> order(n);
@@ -244,8 +253,7 @@ void make_cold_start(Split& split, double fraction, int64_t keep, uint64_t seed)
   for (size_t c = 0; c < cold; ++c) {
     UserSplit& us = split.users[order[c]];
     us.cold = true;
-    if (static_cast<int64_t>(us.train.size()) > keep)
-      us.train.erase(us.train.begin(), us.train.end() - keep);
+    if (static_cast<int64_t>(us.train.size()) > keep) us.train.erase(us.train.begin(), us.train.end() - keep);
   }
 }
 

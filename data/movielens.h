@@ -46,15 +46,15 @@ struct User {
 
 struct Movie {
   int32_t id = 0;
-  std::string title;     // "Toy Story (1995)"
-  int32_t year = 0;      // release year (the release date's, else the title's "(YYYY)"; 0: unknown)
+  std::string title;        // "Toy Story (1995)"
+  int32_t year = 0;         // release year (the release date's, else the title's "(YYYY)"; 0: unknown)
   std::vector<int> genres;  // genre indices with flag 1, ascending
 };
 
 struct MovieLens {
   std::vector<Rating> ratings;
-  std::vector<User> users;    // [0] unused; users[u].id == u
-  std::vector<Movie> movies;  // [0] unused
+  std::vector<User> users;               // [0] unused; users[u].id == u
+  std::vector<Movie> movies;             // [0] unused
   std::vector<std::string> genre_names;  // kNumGenres
   std::vector<std::string> occupations;  // distinct occupations, sorted (categorical ids)
   int32_t num_users() const { return static_cast<int32_t>(users.size()) - 1; }
@@ -93,7 +93,7 @@ struct UserSplit {
 
 struct Split {
   std::vector<UserSplit> users;  // ascending user id
-  int64_t dropped_ties = 0;      // training events dropped for sharing the test's timestamp
+  int64_t dropped_ties = 0;      // training events of kept users dropped for sharing the test's timestamp
   int64_t dropped_users = 0;     // users with fewer than min_train training events
 };
 

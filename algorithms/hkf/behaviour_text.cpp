@@ -28,9 +28,12 @@ namespace {
 
 const char* group_phrase(ml::Behaviour b) {
   switch (b) {
-    case ml::Behaviour::order: return "Loved (rated 4-5)";
-    case ml::Behaviour::click: return "Watched and found OK (rated 3)";
-    case ml::Behaviour::exposure: return "Watched but disliked (rated 1-2)";
+    case ml::Behaviour::order:
+      return "Loved (rated 4-5)";
+    case ml::Behaviour::click:
+      return "Watched and found OK (rated 3)";
+    case ml::Behaviour::exposure:
+      return "Watched but disliked (rated 1-2)";
   }
   return "?";
 }
@@ -53,15 +56,20 @@ std::string behaviour_text(const ml::MovieLens& data, int32_t user, std::span<co
                            const TextOptions& o) {
   NABLA_CHECK(user >= 1 && user <= data.num_users(), "behaviour_text: user ", user, " outside [1, ",
               data.num_users(), "]");
-  NABLA_CHECK(o.max_events >= 1 && o.titles_per_group >= 0, "behaviour_text: expected max_events >= 1 and "
-              "titles_per_group >= 0, got ", o.max_events, " and ", o.titles_per_group);
+  NABLA_CHECK(o.max_events >= 1 && o.titles_per_group >= 0,
+              "behaviour_text: expected max_events >= 1 and "
+              "titles_per_group >= 0, got ",
+              o.max_events, " and ", o.titles_per_group);
   for (size_t i = 1; i < history.size(); ++i)
     NABLA_CHECK(history[i - 1].time <= history[i].time, "behaviour_text: user ", user,
                 ": the history is not sorted by time at event ", i);
   std::ostringstream s;
   if (o.profile) {
     const ml::User& u = data.users[user];
-    s << "User: " << u.age << "-year-old " << (u.gender == "F" ? "woman" : u.gender == "M" ? "man" : u.gender)
+    s << "User: " << u.age << "-year-old "
+      << (u.gender == "F"   ? "woman"
+          : u.gender == "M" ? "man"
+                            : u.gender)
       << ", " << u.occupation << ".\n";
   }
   if (history.empty()) {
@@ -89,7 +97,8 @@ std::string behaviour_text(const ml::MovieLens& data, int32_t user, std::span<co
       for (auto it = h.rbegin(); it != h.rend(); ++it)  // most recent first
         if (ml::behaviour_of(it->rating) == b && ml::scenario_of(it->time, ref) == sc) group.push_back(&*it);
       if (group.empty()) continue;
-      s << "\n" << group_phrase(b) << " " << group.size() << (group.size() == 1 ? " movie " : " movies ")
+      s << "\n"
+        << group_phrase(b) << " " << group.size() << (group.size() == 1 ? " movie " : " movies ")
         << (sc == ml::Scenario::recent ? "in the last 30 days" : "earlier");
       const auto shown = std::min<size_t>(group.size(), static_cast<size_t>(o.titles_per_group));
       for (size_t i = 0; i < shown; ++i)
@@ -102,7 +111,8 @@ std::string behaviour_text(const ml::MovieLens& data, int32_t user, std::span<co
 
 std::string fusion_prompt(const std::string& text) {
   return "Here is what a user did on a movie site, by kind of behaviour:\n\n" + text +
-         "\n\nSummarise this user's movie tastes in one short paragraph (at most 80 words): favourite genres, "
+         "\n\nSummarise this user's movie tastes in one short paragraph (at most 80 words): favourite "
+         "genres, "
          "decades and kinds of movies, what they dislike, and how their taste changed recently.";
 }
 

@@ -23,10 +23,10 @@
 namespace nabla::hkf {
 
 struct TextOptions {
-  int64_t max_events = 300;          // history cap (most recent kept)
-  int64_t titles_per_group = 5;      // titles listed per (behaviour, scenario) group
-  int64_t top_genres = 3;            // genres in each summary line
-  bool profile = true;               // the demographic line
+  int64_t max_events = 300;      // history cap (most recent kept)
+  int64_t titles_per_group = 5;  // titles listed per (behaviour, scenario) group
+  int64_t top_genres = 3;        // genres in each summary line
+  bool profile = true;           // the demographic line
 };
 
 // `history` sorted by time (oldest first); may be empty ("No movies rated yet."). `user` indexes ml.users.

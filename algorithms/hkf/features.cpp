@@ -14,7 +14,8 @@ namespace nabla::hkf {
 
 namespace ml = data::movielens;
 
-std::vector<CtrRow> ctr_train_rows(const ml::Split& split, int32_t num_items, int64_t negatives, uint64_t seed) {
+std::vector<CtrRow> ctr_train_rows(const ml::Split& split, int32_t num_items, int64_t negatives,
+                                   uint64_t seed) {
   NABLA_CHECK(negatives >= 0, "ctr_train_rows: expected negatives >= 0, got ", negatives);
   std::vector<CtrRow> rows;
   for (const auto& us : split.users) {
@@ -27,8 +28,9 @@ std::vector<CtrRow> ctr_train_rows(const ml::Split& split, int32_t num_items, in
       for (int64_t k = 0; k < negatives; ++k) {
         int32_t j = 0;
         do {
-          j = 1 + static_cast<int32_t>(philox_bits64(seed ^ 0x63747221ull, static_cast<uint64_t>(us.user), draw++) %
-                                       static_cast<uint64_t>(num_items));
+          j = 1 + static_cast<int32_t>(
+                      philox_bits64(seed ^ 0x63747221ull, static_cast<uint64_t>(us.user), draw++) %
+                      static_cast<uint64_t>(num_items));
         } while (seen.count(j) && draw < 1000000);
         rows.push_back({us.user, j, 0.0f});
       }
@@ -58,17 +60,18 @@ CtrTable base_features(const ml::MovieLens& data, const ml::Split& split, const 
   t.table_sizes = {nu + 1, ni + 1, static_cast<int64_t>(data.occupations.size()), ml::kNumGenres};
   t.dense.reserve(rows.size() * kBaseDense);
   for (const CtrRow& r : rows) {
-    NABLA_CHECK(r.user >= 1 && r.user <= nu && r.item >= 1 && r.item <= ni, "base_features: row (", r.user, ", ",
-                r.item, ") outside users [1, ", nu, "] x items [1, ", ni, "]");
+    NABLA_CHECK(r.user >= 1 && r.user <= nu && r.item >= 1 && r.item <= ni, "base_features: row (", r.user,
+                ", ", r.item, ") outside users [1, ", nu, "] x items [1, ", ni, "]");
     const ml::User& u = data.users[r.user];
     const ml::Movie& m = data.movies[r.item];
     float match = 0;
     for (int g : m.genres) match += frac[r.user][g];
-    t.dense.insert(t.dense.end(),
-                   {static_cast<float>(u.age) / 100.0f, u.gender == "F" ? 1.0f : 0.0f,
-                    m.year > 0 ? static_cast<float>(m.year - 1900) / 100.0f : 0.0f,
-                    max_log > 0 ? static_cast<float>(std::log1p(static_cast<double>(counts[r.item])) / max_log) : 0.0f,
-                    match, static_cast<float>(std::log1p(static_cast<double>(events[r.user])) / std::log1p(300.0))});
+    t.dense.insert(
+        t.dense.end(),
+        {static_cast<float>(u.age) / 100.0f, u.gender == "F" ? 1.0f : 0.0f,
+         m.year > 0 ? static_cast<float>(m.year - 1900) / 100.0f : 0.0f,
+         max_log > 0 ? static_cast<float>(std::log1p(static_cast<double>(counts[r.item])) / max_log) : 0.0f,
+         match, static_cast<float>(std::log1p(static_cast<double>(events[r.user])) / std::log1p(300.0))});
     const auto occ = std::lower_bound(data.occupations.begin(), data.occupations.end(), u.occupation) -
                      data.occupations.begin();
     t.sparse.insert(t.sparse.end(), {r.user, r.item, static_cast<int64_t>(occ), first_genre(m)});
@@ -104,8 +107,8 @@ void join_user_features(CtrTable& table, const std::vector<CtrRow>& rows,
     auto it = per_user.find(rows[i].user);
     NABLA_CHECK(it != per_user.end(), "join_user_features: row ", i, ": user ", rows[i].user,
                 " has no feature vector");
-    NABLA_CHECK(static_cast<int64_t>(it->second.size()) == width, "join_user_features: user ", rows[i].user, " has ",
-                it->second.size(), " features, expected ", width);
+    NABLA_CHECK(static_cast<int64_t>(it->second.size()) == width, "join_user_features: user ", rows[i].user,
+                " has ", it->second.size(), " features, expected ", width);
     std::copy(it->second.begin(), it->second.end(), out);
   });
 }
@@ -116,7 +119,8 @@ void join_genre_match(CtrTable& table, const std::vector<CtrRow>& rows, const ml
               " rows for a table of ", table.rows);
   widen(table, 1, [&](int64_t i, float* out) {
     auto it = per_user.find(rows[i].user);
-    NABLA_CHECK(it != per_user.end(), "join_genre_match: row ", i, ": user ", rows[i].user, " has no genre scores");
+    NABLA_CHECK(it != per_user.end(), "join_genre_match: row ", i, ": user ", rows[i].user,
+                " has no genre scores");
     NABLA_CHECK(it->second.size() == ml::kNumGenres, "join_genre_match: user ", rows[i].user, " has ",
                 it->second.size(), " genre scores, expected ", ml::kNumGenres);
     float s = 0;

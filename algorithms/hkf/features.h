@@ -11,7 +11,8 @@
 //          user's share of training events in genre g, log1p(user's training events) / log1p(300)
 //   sparse user id, item id, occupation, the item's first genre
 // LM features (per user, width W, e.g. W = 19 genre probabilities from the tuned LM's next-genre answer):
-//   join_user_features appends them to every row of the user; genre_match appends sum_g pref_u(g) [item has g].
+//   join_user_features appends them to every row of the user; genre_match appends sum_g pref_u(g) [item has
+//   g].
 #pragma once
 #include <cstdint>
 #include <unordered_map>
@@ -28,9 +29,9 @@ struct CtrRow {
 
 struct CtrTable {
   int64_t rows = 0, num_dense = 0, num_sparse = 0;
-  std::vector<float> dense;      // [rows, num_dense]
-  std::vector<int64_t> sparse;   // [rows, num_sparse]
-  std::vector<float> labels;     // [rows]
+  std::vector<float> dense;     // [rows, num_dense]
+  std::vector<int64_t> sparse;  // [rows, num_sparse]
+  std::vector<float> labels;    // [rows]
   std::vector<int64_t> table_sizes;
 };
 

@@ -26,7 +26,9 @@ std::string genre_name(const TaskInput& in, int g) { return in.ml->genre_names.a
 std::string yes_no(bool b) { return b ? "yes" : "no"; }
 
 uint64_t draw(const TaskInput& in, uint64_t salt, int64_t i) {
-  return philox_bits64(in.seed ^ salt, (static_cast<uint64_t>(in.target.user) << 36) ^ static_cast<uint64_t>(in.target.time), i);
+  return philox_bits64(in.seed ^ salt,
+                       (static_cast<uint64_t>(in.target.user) << 36) ^ static_cast<uint64_t>(in.target.time),
+                       i);
 }
 
 // `n` distinct items, none in the history nor the target, drawn by (salt).
@@ -77,17 +79,21 @@ std::string popularity_level(const TaskInput& in, int32_t item) {
 std::vector<Task> make_tasks() {
   std::vector<Task> t;
   auto add = [&](std::string name, std::function<std::string(const TaskInput&)> ins,
-                 std::function<std::string(const TaskInput&)> out) { t.push_back({std::move(name), ins, out}); };
+                 std::function<std::string(const TaskInput&)> out) {
+    t.push_back({std::move(name), ins, out});
+  };
   auto fixed = [](std::string s) { return [s](const TaskInput&) { return s; }; };
   add("next_movie", fixed("Which movie will this user rate next? Answer with its title."),
       [](const TaskInput& in) { return title(in, in.target.item); });
-  add("next_genre", fixed("Which genre will the next movie this user rates belong to? Answer with one genre."),
+  add("next_genre",
+      fixed("Which genre will the next movie this user rates belong to? Answer with one genre."),
       [](const TaskInput& in) { return genre_name(in, first_genre(target(in))); });
-  add("next_genres", fixed("List every genre of the next movie this user will rate."), [](const TaskInput& in) {
-    std::vector<std::string> g;
-    for (int x : target(in).genres) g.push_back(genre_name(in, x));
-    return join(g, ", ");
-  });
+  add("next_genres", fixed("List every genre of the next movie this user will rate."),
+      [](const TaskInput& in) {
+        std::vector<std::string> g;
+        for (int x : target(in).genres) g.push_back(genre_name(in, x));
+        return join(g, ", ");
+      });
   add("rating_level", fixed("Will the user rate their next movie low (1-2), medium (3) or high (4-5)?"),
       [](const TaskInput& in) {
         return std::string(in.target.rating >= 4 ? "high" : in.target.rating == 3 ? "medium" : "low");
@@ -99,21 +105,27 @@ std::vector<Task> make_tasks() {
     return y > 0 ? std::to_string(y / 10 * 10) + "s" : std::string("unknown");
   });
   add("release_year", fixed("In which year was the next movie this user will rate released?"),
-      [](const TaskInput& in) { return target(in).year > 0 ? std::to_string(target(in).year) : std::string("unknown"); });
+      [](const TaskInput& in) {
+        return target(in).year > 0 ? std::to_string(target(in).year) : std::string("unknown");
+      });
   add("will_love", fixed("Will the user love (rate 4 or 5) the next movie they rate? Answer yes or no."),
       [](const TaskInput& in) { return yes_no(in.target.rating >= 4); });
   add("will_like", fixed("Will the user rate the next movie 3 or more? Answer yes or no."),
       [](const TaskInput& in) { return yes_no(in.target.rating >= 3); });
   add("new_release",
-      fixed("Will the next movie this user rates be a new release (released that year or the year before)? Answer "
+      fixed("Will the next movie this user rates be a new release (released that year or the year before)? "
+            "Answer "
             "yes or no."),
       [](const TaskInput& in) {
         const int64_t rating_year = 1970 + in.target.time / 31556952;  // mean Gregorian year
         return yes_no(target(in).year > 0 && target(in).year >= rating_year - 1);
       });
   add("era", fixed("Will the next movie this user rates be a classic (released before 1980) or modern?"),
-      [](const TaskInput& in) { return std::string(target(in).year > 0 && target(in).year < 1980 ? "classic" : "modern"); });
-  add("genre_yes_no",
+      [](const TaskInput& in) {
+        return std::string(target(in).year > 0 && target(in).year < 1980 ? "classic" : "modern");
+      });
+  add(
+      "genre_yes_no",
       [](const TaskInput& in) {
         return "Will the next movie this user rates be a " + genre_name(in, asked_genre(in)) +
                " movie? Answer yes or no.";
@@ -127,12 +139,14 @@ std::vector<Task> make_tasks() {
       std::vector<std::string> others;
       for (int32_t c : distractors(in, n, salt)) others.push_back(title(in, c));
       return "Which of these movies will the user rate next: " +
-             join(options_with_target(in, others, title(in, in.target.item), salt), " | ") + "? Answer with the title.";
+             join(options_with_target(in, others, title(in, in.target.item), salt), " | ") +
+             "? Answer with the title.";
     };
   };
   add("pick_of_two", pick(1, 0x74776full), [](const TaskInput& in) { return title(in, in.target.item); });
   add("pick_of_five", pick(4, 0x66697665ull), [](const TaskInput& in) { return title(in, in.target.item); });
-  add("pick_genre_of_four",
+  add(
+      "pick_genre_of_four",
       [](const TaskInput& in) {
         const int g = first_genre(target(in));
         std::vector<std::string> others;
@@ -146,21 +160,25 @@ std::vector<Task> make_tasks() {
       },
       [](const TaskInput& in) { return genre_name(in, first_genre(target(in))); });
   add("popularity",
-      fixed("Will the next movie this user rates be a blockbuster (among the 100 most rated), mid-range, or niche "
+      fixed("Will the next movie this user rates be a blockbuster (among the 100 most rated), mid-range, or "
+            "niche "
             "(rated by fewer than 20 users)?"),
       [](const TaskInput& in) { return popularity_level(in, in.target.item); });
   add("same_genre_as_last",
-      fixed("Will the next movie this user rates share a genre with the last movie they rated? Answer yes or no."),
+      fixed("Will the next movie this user rates share a genre with the last movie they rated? Answer yes or "
+            "no."),
       [](const TaskInput& in) {
         if (in.history.empty()) return std::string("no");
         const auto& last = movie(in, in.history.back().item).genres;
         bool shared = false;
-        for (int g : target(in).genres) shared = shared || std::find(last.begin(), last.end(), g) != last.end();
+        for (int g : target(in).genres)
+          shared = shared || std::find(last.begin(), last.end(), g) != last.end();
         return yes_no(shared);
       });
   add("genre_count", fixed("How many genres does the next movie this user rates have?"),
       [](const TaskInput& in) { return std::to_string(target(in).genres.size()); });
-  add("movie_given_genre",
+  add(
+      "movie_given_genre",
       [](const TaskInput& in) {
         return "The next movie this user rates is a " + genre_name(in, first_genre(target(in))) +
                " movie. Which one? Answer with its title.";
@@ -194,7 +212,8 @@ std::string user_message(const std::string& knowledge, const std::string& instru
   return knowledge + "\n\nTask: " + instruction;
 }
 
-nlohmann::json chat_example(const std::string& knowledge, const std::string& instruction, const std::string& output) {
+nlohmann::json chat_example(const std::string& knowledge, const std::string& instruction,
+                            const std::string& output) {
   return {{"messages",
            {{{"role", "user"}, {"content", user_message(knowledge, instruction)}},
             {{"role", "assistant"}, {"content", output}}}}};

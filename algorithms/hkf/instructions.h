@@ -51,7 +51,9 @@ const Task& task(const std::string& name);
 int first_genre(const data::movielens::Movie& m);
 
 std::string user_message(const std::string& knowledge, const std::string& instruction);
-// {"messages": [{"role": "user", ...}, {"role": "assistant", ...}]}, plus "user", "task" (ignored by train_gpt).
-nlohmann::json chat_example(const std::string& knowledge, const std::string& instruction, const std::string& output);
+// {"messages": [{"role": "user", ...}, {"role": "assistant", ...}]}, plus "user", "task" (ignored by
+// train_gpt).
+nlohmann::json chat_example(const std::string& knowledge, const std::string& instruction,
+                            const std::string& output);
 
 }  // namespace nabla::hkf

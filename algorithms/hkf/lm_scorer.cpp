@@ -17,7 +17,8 @@ Tensor ids_tensor(const std::vector<std::vector<int64_t>>& rows, int64_t len, De
   std::vector<double> flat;
   flat.reserve(rows.size() * len);
   for (auto& r : rows)
-    for (int64_t i = 0; i < len; ++i) flat.push_back(i < static_cast<int64_t>(r.size()) ? static_cast<double>(r[i]) : 0.0);
+    for (int64_t i = 0; i < len; ++i)
+      flat.push_back(i < static_cast<int64_t>(r.size()) ? static_cast<double>(r[i]) : 0.0);
   return from_vector(flat, {static_cast<int64_t>(rows.size()), len}, {.dtype = DType::i64}).to(dev);
 }
 
@@ -34,9 +35,11 @@ void check_inputs(const models::GPT& model, const std::vector<int64_t>& prompt,
                   " outside [0, ", c.vocab_size, ")");
   }
   for (int64_t id : prompt)
-    NABLA_CHECK(id >= 0 && id < c.vocab_size, "score_candidates: prompt token ", id, " outside [0, ", c.vocab_size, ")");
-  NABLA_CHECK(static_cast<int64_t>(prompt.size() + longest) <= c.n_positions + 1, "score_candidates: prompt (",
-              prompt.size(), " tokens) + the longest candidate (", longest, ") exceed n_positions ", c.n_positions);
+    NABLA_CHECK(id >= 0 && id < c.vocab_size, "score_candidates: prompt token ", id, " outside [0, ",
+                c.vocab_size, ")");
+  NABLA_CHECK(static_cast<int64_t>(prompt.size() + longest) <= c.n_positions + 1,
+              "score_candidates: prompt (", prompt.size(), " tokens) + the longest candidate (", longest,
+              ") exceed n_positions ", c.n_positions);
 }
 
 }  // namespace
@@ -57,7 +60,8 @@ std::vector<double> score_candidates(models::GPT& model, const std::vector<int64
 
   models::KVCache pc = models::KVCache::allocate(model.config(), 1, capacity, wte.dtype(), dev);
   Tensor h = model.hidden(ids_tensor({prompt}, lp, dev), Tensor(), Tensor(), &pc);  // [1, Lp, E]
-  Tensor first = log_softmax(linear(h.select(1, lp - 1), wte).to(DType::f32), -1).to(Device::cpu()).contiguous();
+  Tensor first =
+      log_softmax(linear(h.select(1, lp - 1), wte).to(DType::f32), -1).to(Device::cpu()).contiguous();
   const float* fd = first.data<float>();  // [1, V]
 
   std::vector<double> out(candidates.size(), 0.0);
@@ -91,7 +95,8 @@ std::vector<double> score_candidates(models::GPT& model, const std::vector<int64
                         .contiguous();
     const float* pd = picked.data<float>();
     for (int64_t r = 0; r < b; ++r)
-      for (int64_t j = 1; j < static_cast<int64_t>(rows[r].size()); ++j) out[start + r] += pd[r * steps + j - 1];
+      for (int64_t j = 1; j < static_cast<int64_t>(rows[r].size()); ++j)
+        out[start + r] += pd[r * steps + j - 1];
   }
   model.train(was_training);
   return out;
@@ -109,7 +114,9 @@ std::vector<double> score_candidates_reference(models::GPT& model, const std::ve
     std::vector<int64_t> seq = prompt;
     seq.insert(seq.end(), c.begin(), c.end());
     const auto t = static_cast<int64_t>(seq.size()) - 1;  // the last token is only a target
-    Tensor logp = log_softmax(model.logits(ids_tensor({seq}, t, dev)).to(DType::f32), -1).to(Device::cpu()).contiguous();
+    Tensor logp = log_softmax(model.logits(ids_tensor({seq}, t, dev)).to(DType::f32), -1)
+                      .to(Device::cpu())
+                      .contiguous();
     const float* d = logp.data<float>();
     const int64_t v = logp.size(2);
     double s = 0;

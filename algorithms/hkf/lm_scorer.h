@@ -20,7 +20,8 @@ namespace nabla::hkf {
 // prompt: token ids (>= 1); candidates: token ids each (>= 1 token, the end token included by the caller).
 // batch: candidates per forward. Runs under NoGradGuard, in eval mode, on the model's device.
 std::vector<double> score_candidates(models::GPT& model, const std::vector<int64_t>& prompt,
-                                     const std::vector<std::vector<int64_t>>& candidates, int64_t batch = 128);
+                                     const std::vector<std::vector<int64_t>>& candidates,
+                                     int64_t batch = 128);
 
 // The same, one full forward per candidate (the reference the tests compare against).
 std::vector<double> score_candidates_reference(models::GPT& model, const std::vector<int64_t>& prompt,

@@ -22,8 +22,10 @@ BprMf::BprMf(int32_t num_users, int32_t num_items, MfOptions options)
     : num_users_(num_users), num_items_(num_items), o_(options) {
   NABLA_CHECK(num_users >= 1 && num_items >= 2, "BprMf: expected >= 1 user and >= 2 items, got ", num_users,
               " users and ", num_items, " items");
-  NABLA_CHECK(o_.dim >= 1 && o_.epochs >= 0 && o_.batch_size >= 1, "BprMf: expected dim, batch_size >= 1 and "
-              "epochs >= 0, got dim ", o_.dim, ", batch ", o_.batch_size, ", epochs ", o_.epochs);
+  NABLA_CHECK(o_.dim >= 1 && o_.epochs >= 0 && o_.batch_size >= 1,
+              "BprMf: expected dim, batch_size >= 1 and "
+              "epochs >= 0, got dim ",
+              o_.dim, ", batch ", o_.batch_size, ", epochs ", o_.epochs);
   Generator gen{.seed = o_.seed};
   user_factors = normal({num_users + 1, o_.dim}, 0.0, o_.init_std, {}, &gen).requires_grad_();
   item_factors = normal({num_items + 1, o_.dim}, 0.0, o_.init_std, {}, &gen).requires_grad_();
@@ -34,8 +36,9 @@ std::vector<double> BprMf::fit(std::span<const Interaction> train) {
   NABLA_CHECK(!train.empty(), "BprMf::fit: no training interactions");
   std::vector<std::unordered_set<int32_t>> seen(num_users_ + 1);
   for (const Interaction& x : train) {
-    NABLA_CHECK(x.user >= 1 && x.user <= num_users_ && x.item >= 1 && x.item <= num_items_, "BprMf::fit: pair (",
-                x.user, ", ", x.item, ") outside users [1, ", num_users_, "] x items [1, ", num_items_, "]");
+    NABLA_CHECK(x.user >= 1 && x.user <= num_users_ && x.item >= 1 && x.item <= num_items_,
+                "BprMf::fit: pair (", x.user, ", ", x.item, ") outside users [1, ", num_users_,
+                "] x items [1, ", num_items_, "]");
     seen[x.user].insert(x.item);
   }
   optim::Adam opt(std::vector<Tensor>{user_factors, item_factors, item_bias},
@@ -57,18 +60,21 @@ std::vector<double> BprMf::fit(std::span<const Interaction> train) {
         u[k] = x.user, pos[k] = x.item;
         int32_t j = 0;
         for (uint64_t tries = 0;; ++tries) {  // rejection: a user has seen far fewer items than exist
-          j = 1 + static_cast<int32_t>(
-                      philox_bits64(o_.seed ^ 0x6270726eull, (static_cast<uint64_t>(e) << 40) + tries,
-                                    start + k) % static_cast<uint64_t>(num_items_));
+          j = 1 + static_cast<int32_t>(philox_bits64(o_.seed ^ 0x6270726eull,
+                                                     (static_cast<uint64_t>(e) << 40) + tries, start + k) %
+                                       static_cast<uint64_t>(num_items_));
           if (!seen[x.user].count(j) || tries > 1000) break;
         }
         neg[k] = j;
       }
-      Tensor tu = from_vector(u, {b}, {.dtype = DType::i64}), tp = from_vector(pos, {b}, {.dtype = DType::i64}),
+      Tensor tu = from_vector(u, {b}, {.dtype = DType::i64}),
+             tp = from_vector(pos, {b}, {.dtype = DType::i64}),
              tn = from_vector(neg, {b}, {.dtype = DType::i64});
       Tensor pu = embedding(user_factors, tu);
-      Tensor sp = sum(pu * embedding(item_factors, tp), {1}) + embedding(item_bias.reshape({-1, 1}), tp).reshape({b});
-      Tensor sn = sum(pu * embedding(item_factors, tn), {1}) + embedding(item_bias.reshape({-1, 1}), tn).reshape({b});
+      Tensor sp =
+          sum(pu * embedding(item_factors, tp), {1}) + embedding(item_bias.reshape({-1, 1}), tp).reshape({b});
+      Tensor sn =
+          sum(pu * embedding(item_factors, tn), {1}) + embedding(item_bias.reshape({-1, 1}), tn).reshape({b});
       Tensor loss = binary_cross_entropy_with_logits(sp - sn, ones({b}));
       opt.zero_grad();
       loss.backward();
@@ -82,7 +88,8 @@ std::vector<double> BprMf::fit(std::span<const Interaction> train) {
 }
 
 std::vector<double> BprMf::scores(int32_t user, std::span<const int32_t> items) const {
-  NABLA_CHECK(user >= 1 && user <= num_users_, "BprMf::scores: user ", user, " outside [1, ", num_users_, "]");
+  NABLA_CHECK(user >= 1 && user <= num_users_, "BprMf::scores: user ", user, " outside [1, ", num_users_,
+              "]");
   NoGradGuard ng;
   Tensor p = user_factors.detach().select(0, user).contiguous();
   Tensor q = item_factors.detach().contiguous(), bias = item_bias.detach().contiguous();
@@ -104,22 +111,23 @@ std::vector<double> popularity_scores(std::span<const int64_t> counts, std::span
   std::vector<double> out;
   out.reserve(items.size());
   for (int32_t i : items) {
-    NABLA_CHECK(i >= 0 && static_cast<size_t>(i) < counts.size(), "popularity_scores: item ", i, " outside [0, ",
-                counts.size(), ")");
+    NABLA_CHECK(i >= 0 && static_cast<size_t>(i) < counts.size(), "popularity_scores: item ", i,
+                " outside [0, ", counts.size(), ")");
     out.push_back(static_cast<double>(counts[i]));
   }
   return out;
 }
 
 std::vector<double> genre_scores_from_items(std::span<const double> item_scores,
-                                            const std::vector<std::vector<int>>& item_genres, int num_genres) {
+                                            const std::vector<std::vector<int>>& item_genres,
+                                            int num_genres) {
   NABLA_CHECK(item_scores.size() == item_genres.size(), "genre_scores_from_items: ", item_scores.size(),
               " item scores for ", item_genres.size(), " items");
   std::vector<double> sum(num_genres, 0.0), n(num_genres, 0.0);
   for (size_t i = 1; i < item_genres.size(); ++i)
     for (int g : item_genres[i]) {
-      NABLA_CHECK(g >= 0 && g < num_genres, "genre_scores_from_items: item ", i, " has genre ", g, " outside [0, ",
-                  num_genres, ")");
+      NABLA_CHECK(g >= 0 && g < num_genres, "genre_scores_from_items: item ", i, " has genre ", g,
+                  " outside [0, ", num_genres, ")");
       sum[g] += item_scores[i], n[g] += 1;
     }
   std::vector<double> out(num_genres);

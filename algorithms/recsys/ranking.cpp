@@ -20,7 +20,8 @@ int64_t rank_of_positive(std::span<const double> scores, std::span<const int64_t
     is_pos[p] = true;
   }
   for (size_t i = 0; i < scores.size(); ++i)
-    NABLA_CHECK(std::isfinite(scores[i]), "rank_of_positive: score ", i, " is ", scores[i], ", expected finite");
+    NABLA_CHECK(std::isfinite(scores[i]), "rank_of_positive: score ", i, " is ", scores[i],
+                ", expected finite");
   int64_t best = std::numeric_limits<int64_t>::max();
   for (int64_t p : positives) {
     int64_t above = 0;
@@ -32,7 +33,9 @@ int64_t rank_of_positive(std::span<const double> scores, std::span<const int64_t
 }
 
 double hit_at(int64_t rank, int64_t k) { return rank <= k ? 1.0 : 0.0; }
-double ndcg_at(int64_t rank, int64_t k) { return rank <= k ? 1.0 / std::log2(static_cast<double>(rank) + 1) : 0.0; }
+double ndcg_at(int64_t rank, int64_t k) {
+  return rank <= k ? 1.0 / std::log2(static_cast<double>(rank) + 1) : 0.0;
+}
 
 void RankingMetrics::add(int64_t rank) {
   NABLA_CHECK(rank >= 1, "RankingMetrics: expected a rank >= 1, got ", rank);
@@ -50,15 +53,15 @@ RankingMetrics RankingMetrics::mean() const {
 
 std::string RankingMetrics::str() const {
   char buf[160];
-  std::snprintf(buf, sizeof buf, "HR@5 %.4f NDCG@5 %.4f HR@10 %.4f NDCG@10 %.4f (%lld users)", hr5, ndcg5, hr10,
-                ndcg10, static_cast<long long>(count));
+  std::snprintf(buf, sizeof buf, "HR@5 %.4f NDCG@5 %.4f HR@10 %.4f NDCG@10 %.4f (%lld users)", hr5, ndcg5,
+                hr10, ndcg10, static_cast<long long>(count));
   return buf;
 }
 
 std::vector<int32_t> sample_candidates(int32_t positive, std::span<const int32_t> excluded, int32_t num_items,
                                        int64_t n, uint64_t seed, int64_t user) {
-  NABLA_CHECK(positive >= 1 && positive <= num_items, "sample_candidates: positive ", positive, " outside [1, ",
-              num_items, "]");
+  NABLA_CHECK(positive >= 1 && positive <= num_items, "sample_candidates: positive ", positive,
+              " outside [1, ", num_items, "]");
   std::vector<bool> banned(num_items + 1, false);
   banned[0] = banned[positive] = true;
   for (int32_t e : excluded)
@@ -72,7 +75,8 @@ std::vector<int32_t> sample_candidates(int32_t positive, std::span<const int32_t
   // Partial Fisher-Yates: the first n slots of a shuffle keyed by (seed, user).
   for (int64_t i = 0; i < n; ++i) {
     const auto left = static_cast<uint64_t>(pool.size()) - static_cast<uint64_t>(i);
-    const auto j = static_cast<size_t>(i) + philox_bits64(seed ^ 0x6e656773ull, static_cast<uint64_t>(user) << 20, i) % left;
+    const auto j = static_cast<size_t>(i) +
+                   philox_bits64(seed ^ 0x6e656773ull, static_cast<uint64_t>(user) << 20, i) % left;
     std::swap(pool[i], pool[j]);
     out.push_back(pool[i]);
   }

@@ -29,8 +29,9 @@ KnowledgeFusion::KnowledgeFusion(FusionOptions options) : o_(std::move(options))
 std::string KnowledgeFusion::cache_path(const std::string& key, const std::string& text) const {
   NABLA_CHECK(!key.empty(), "knowledge fusion: empty cache key");
   for (char c : key)
-    NABLA_CHECK(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-', "knowledge fusion: cache key '",
-                key, "' has '", std::string(1, c), "'; expected letters, digits, '_' and '-'");
+    NABLA_CHECK(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-',
+                "knowledge fusion: cache key '", key, "' has '", std::string(1, c),
+                "'; expected letters, digits, '_' and '-'");
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016llx",
                 static_cast<unsigned long long>(fnv1a64(o_.model + "\n" + hkf::fusion_prompt(text))));
@@ -46,7 +47,8 @@ std::string KnowledgeFusion::fuse(const std::string& key, const std::string& tex
     ++hits_;
     return ss.str();
   }
-  if (!client_) client_ = std::make_unique<OpenAIClient>(ClientOptions{.base_url = o_.base_url, .api_key = o_.api_key});
+  if (!client_)
+    client_ = std::make_unique<OpenAIClient>(ClientOptions{.base_url = o_.base_url, .api_key = o_.api_key});
   nlohmann::json req = {{"model", o_.model},
                         {"messages", {{{"role", "user"}, {"content", hkf::fusion_prompt(text)}}}},
                         {"max_tokens", o_.max_tokens},

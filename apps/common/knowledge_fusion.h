@@ -21,7 +21,7 @@ struct FusionOptions {
   std::string model = "nabla-gpt";  // the request's "model"
   std::string cache_dir;            // required
   int64_t max_tokens = 160;
-  double temperature = 0;           // greedy: the same answer on every run
+  double temperature = 0;  // greedy: the same answer on every run
 };
 
 class KnowledgeFusion {
