@@ -39,6 +39,7 @@
 #include "algorithms/metrics/auc.h"
 #include "algorithms/optim/optimizer.h"
 #include "algorithms/recsys/baselines.h"
+#include "algorithms/recsys/bert4rec.h"
 #include "algorithms/recsys/ranking.h"
 #include "apps/common/knowledge_fusion.h"
 #include "apps/common/options.h"
@@ -70,7 +71,7 @@ struct Options {
   int64_t negatives, max_users, score_batch;
   // features / baselines
   std::string lm_features, seeds;
-  int64_t dlrm_epochs, dlrm_batch, dlrm_negatives, mf_dim, mf_epochs;
+  int64_t dlrm_epochs, dlrm_batch, dlrm_negatives, mf_dim, mf_epochs, bert4rec_epochs;
   double dlrm_lr, mf_lr;
   bool force = false;
   apps::RunOptions run;
@@ -639,6 +640,26 @@ void stage_baselines(const Options& o, const Setup& s) {
     out["bpr_mf"].push_back(mj);
     report("bpr-mf seed " + std::to_string(seed), mr);
   }
+  // BERT4Rec on our BERT encoder, one run per seed
+  if (o.bert4rec_epochs > 0) {
+    std::vector<std::vector<int32_t>> seqs(s.data.num_users() + 1);
+    for (const auto& us : s.split.users) seqs[us.user] = train_items(us);
+    for (uint64_t seed : seed_list(o.seeds)) {
+      recsys::Bert4Rec b4r(s.data.num_items(), {.epochs = o.bert4rec_epochs, .seed = seed});
+      const auto losses = b4r.fit(seqs);
+      auto [bj, br] = evaluate(
+          [&](int32_t user, std::span<const int32_t> items) { return b4r.scores(seqs[user], items); },
+          [&](const ml::UserSplit& us) {
+            auto sc = b4r.scores(seqs[us.user], all_items);
+            sc.insert(sc.begin(), 0.0);
+            return recsys::genre_scores_from_items(sc, item_genres, ml::kNumGenres);
+          });
+      bj["seed"] = seed;
+      bj["final_loss"] = losses.empty() ? 0.0 : losses.back();
+      out["bert4rec"].push_back(bj);
+      report("bert4rec seed " + std::to_string(seed), br);
+    }
+  }
   write_text(path, out.dump(2) + "\n");
 }
 
@@ -731,6 +752,8 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
   cli.add("mf-dim", &o.mf_dim, 32, "BPR-MF factors").positive();
   cli.add("mf-epochs", &o.mf_epochs, 20, "BPR-MF epochs").non_negative();
   cli.add("mf-lr", &o.mf_lr, 5e-3, "BPR-MF Adam learning rate").positive();
+  cli.add("bert4rec-epochs", &o.bert4rec_epochs, 60, "BERT4Rec epochs (0: no BERT4Rec baseline)")
+      .non_negative();
   apps::add_run_options(cli, o.run);
   cli.example("--stage text,instructions,baselines --out run/hkf",
               "split, texts, instruction data, baselines");
