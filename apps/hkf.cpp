@@ -73,7 +73,7 @@ struct Options {
   std::string lm_features, seeds;
   int64_t dlrm_epochs, dlrm_batch, dlrm_negatives, mf_dim, mf_epochs, bert4rec_epochs;
   double dlrm_lr, mf_lr;
-  bool force = false;
+  bool force = false, allow_missing_lm_features = false;
   apps::RunOptions run;
 };
 
@@ -525,6 +525,19 @@ void stage_features(const Options& o, const Setup& s) {
       auto p = r.at("genre_probs").get<std::vector<double>>();
       prefs[r.at("user").get<int32_t>()] = std::vector<float>(p.begin(), p.end());
     }
+    int64_t missing = 0;
+    for (const auto& us : s.split.users)
+      if (!prefs.count(us.user)) {
+        NABLA_CHECK(o.allow_missing_lm_features, "hkf: ", o.lm_features,
+                    " has no genre preferences for user ", us.user,
+                    " (ranked with --max-users?); --allow-missing-lm-features gives such users uniform ones");
+        prefs[us.user] = std::vector<float>(ml::kNumGenres, 1.0f / static_cast<float>(ml::kNumGenres - 1));
+        prefs[us.user][0] = 0.0f;
+        ++missing;
+      }
+    if (missing)
+      std::printf("features: %lld users without LM preferences got uniform ones\n",
+                  static_cast<long long>(missing));
     hkf::join_user_features(train, train_rows, prefs, ml::kNumGenres);
     hkf::join_genre_match(train, train_rows, s.data, prefs);
     hkf::join_user_features(test, test_rows, prefs, ml::kNumGenres);
@@ -745,9 +758,11 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
     }
     return std::string();
   });
+  cli.add_switch("allow-missing-lm-features", &o.allow_missing_lm_features,
+                 "users missing from --lm-features get uniform genre preferences (smoke runs)");
   cli.add("dlrm-epochs", &o.dlrm_epochs, 2, "DLRM epochs").positive();
   cli.add("dlrm-batch", &o.dlrm_batch, 1024, "DLRM batch").positive();
-  cli.add("dlrm-negatives", &o.dlrm_negatives, 2, "DLRM training negatives per interaction").non_negative();
+  cli.add("dlrm-negatives", &o.dlrm_negatives, 2, "DLRM training negatives per interaction").positive();
   cli.add("dlrm-lr", &o.dlrm_lr, 2e-3, "DLRM Adam learning rate").positive();
   cli.add("mf-dim", &o.mf_dim, 32, "BPR-MF factors").positive();
   cli.add("mf-epochs", &o.mf_epochs, 20, "BPR-MF epochs").non_negative();

@@ -31,7 +31,7 @@ full_users="${HKF_FULL_USERS:-200}" seeds="${HKF_SEEDS:-0,1,2}" rank_users=0
 dlrm=(--dlrm-epochs 2 --dlrm-negatives 2)
 if [[ "${HKF_TINY:-0}" == 1 ]]; then
   device=cpu model=tiny pre_steps=4 sft_steps=3 batch=2 full_users=2 seeds=0 rank_users=4
-  dlrm=(--dlrm-epochs 1 --dlrm-negatives 0)
+  dlrm=(--dlrm-epochs 1 --dlrm-negatives 1 --allow-missing-lm-features)
 fi
 amp=bf16
 [[ $device == cpu ]] && amp=off
@@ -52,15 +52,19 @@ with open(sys.argv[1]) as f, open(sys.argv[2], "w") as o:
     for line in f:
         o.write(json.loads(line)["text"] + "<|endoftext|>")
 EOF
+# Steps whose output exists are skipped (a second call resumes after a time limit; rm -r the folder to redo).
+if [[ -s "$out/base/config.json" ]]; then echo "$out/base exists: skipped"; else
 "$build/gpt_tokenize" --input "$out/corpus.txt" --out-dir "$out/shards" --encoder "$tok/encoder.json" \
   --vocab-bpe "$tok/vocab.bpe" --val-every 20 > "$out/tokenize.log" 2>&1
 "$build/train_gpt" --model "$model" --train-data "$out/shards/train_*.bin" --val-data "$out/shards/val_*.bin" \
   --context "$context" --batch-size "$batch" --max-steps "$pre_steps" --lr 1e-3 --warmup-steps $((pre_steps / 15)) \
   --dropout 0.1 --val-every $(((pre_steps + 3) / 4)) --val-batches 10 --print-every 100 "${gpt_common[@]}" \
   --save-pretrained "$out/base" > "$out/pretrain.log" 2>&1
+fi
 grep -E "val loss|unigram" "$out/pretrain.log" | tail -3
 
 sft() {  # sft KNOWLEDGE ADAPTER_DIR
+  [[ -s "$2/adapter_config.json" ]] && { echo "$2 exists: skipped"; return; }
   "$build/train_gpt" --mode sft --init-from "$out/base" --sft-data "$out/sft_$1.jsonl" --context "$context" \
     --batch-size "$batch" --max-steps "$sft_steps" --lr 2e-3 --warmup-steps $((sft_steps / 15)) --lora-r 16 \
     --lora-alpha 32 --lora-targets c_attn,c_proj,c_fc --print-every 100 "${gpt_common[@]}" --adapter-out "$2" \
@@ -72,9 +76,9 @@ rank() {  # rank LABEL KNOWLEDGE [ADAPTER]
   local extra=()
   [[ -n "${3:-}" ]] && extra=(--adapter "$3")
   "${hkf[@]}" --stage rank --label "$1" --knowledge "$2" --model-dir "$out/base" "${extra[@]}" --protocols sampled \
-    --max-users "$rank_users" --device "$device" 2>&1 | grep -E "^rank $1 " | tee -a "$out/rank.log"
+    --max-users "$rank_users" --device "$device" 2>&1 | { grep -E "^rank $1 |exists: skipped" || true; } | tee -a "$out/rank.log"
   "${hkf[@]}" --stage rank --label "$1-full" --knowledge "$2" --model-dir "$out/base" "${extra[@]}" --protocols full \
-    --max-users "$full_users" --device "$device" 2>&1 | grep -E "^rank $1-full \| item" | tee -a "$out/rank.log"
+    --max-users "$full_users" --device "$device" 2>&1 | { grep -E "^rank $1-full \| item|exists: skipped" || true; } | tee -a "$out/rank.log"
 }
 
 echo "=== 3. LoRA instruction tuning on the templated texts (no-HKF), $sft_steps steps"
@@ -105,11 +109,11 @@ if [[ "${HKF_FUSE:-0}" == 1 ]]; then
 fi
 
 echo "=== 6. DLRM with and without the LM's genre preferences (seeds $seeds)"
-"${hkf[@]}" --stage features --seeds "$seeds" "${dlrm[@]}" --device "$device" 2>&1 | grep -E "^dlrm" | tee "$out/dlrm_base.log"
+"${hkf[@]}" --stage features --seeds "$seeds" "${dlrm[@]}" --device "$device" 2>&1 | { grep -E "^dlrm|exists: skipped|^hkf:" || true; } | tee "$out/dlrm_base.log"
 for label in no-hkf hkf; do
   [[ -s "$out/lm_genres_$label.jsonl" ]] || continue
   "${hkf[@]}" --stage features --label "$label" --lm-features "$out/lm_genres_$label.jsonl" --seeds "$seeds" \
-    "${dlrm[@]}" --device "$device" 2>&1 | grep -E "^dlrm with_lm" | tee "$out/dlrm_$label.log"
+    "${dlrm[@]}" --device "$device" 2>&1 | { grep -E "^dlrm with_lm|exists: skipped|^hkf:" || true; } | tee "$out/dlrm_$label.log"
 done
 
 echo "=== summary ($((SECONDS - t0)) s)"
@@ -124,7 +128,7 @@ print("| --- | --- | --- | --- | --- | --- |")
 for path in sorted(glob.glob(os.path.join(out, "rank_*.json"))):
     r = json.load(open(path))
     for task in ("genre", "item_sampled", "item_full"):
-        if task in r:
+        if task in r and not (task == "genre" and r["label"].endswith("-full")):
             for group in ("all", "cold"):
                 print(row(f"{r['label']} {task} {group}", r[task][group]))
 for path in sorted(glob.glob(os.path.join(out, "features_*.json"))):
