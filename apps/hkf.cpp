@@ -227,8 +227,8 @@ void stage_fuse(const Options& o) {
               o.endpoint.c_str(), path.c_str());
 }
 
-// The knowledge text of a row: the templated text, or the fused answer (with the template's profile line
-// kept, as the paper stores one description per user).
+// The knowledge text of a row: the templated text (no-HKF) or the fused answer (HKF), cut to
+// --max-knowledge-chars bytes (on a UTF-8 boundary).
 std::string knowledge_of(const Options& o, const json& r) {
   std::string k =
       o.knowledge == "fused" ? r.at("knowledge").get<std::string>() : r.at("text").get<std::string>();
