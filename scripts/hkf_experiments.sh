@@ -14,8 +14,9 @@
 # (scripts/prepare_tokenizers.sh; carry .cache/tokenizers); MovieLens 100K at HKF_DATA (default
 # ../shared/data/movielens-100k, else shared/data/movielens-100k inside the repository).
 # Knobs: HKF_DEVICE (cuda), HKF_MODEL (small), HKF_CONTEXT (512), HKF_PRETRAIN_STEPS (800), HKF_SFT_STEPS
-# (600), HKF_BATCH (32), HKF_FULL_USERS (200), HKF_SEEDS (0,1,2), HKF_BASELINES (0: popularity and BPR-MF,
-# CPU, ~2 min on 2 cores), HKF_FUSE (0). CPU smoke run of the whole script: HKF_TINY=1.
+# (600), HKF_BATCH (32), HKF_FULL_USERS (200), HKF_SEEDS (0,1,2), HKF_BASELINES (0; 1: popularity, BPR-MF and
+# BERT4Rec on the CPU: ~4 + 40 min on the 2-core machine, already in docs/hkf.md), HKF_FUSE (0). CPU smoke run
+# of the whole script: HKF_TINY=1.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${1:-$root/build-gpu}"
