@@ -164,12 +164,20 @@ std::pair<double, double> unigram_baseline(const data::TokenWindows& train, cons
 }
 
 // Next-token cross-entropy: logits of inputs [B, T] against targets [B, T] (already shifted by one; -100
-// ignored).
-Tensor lm_loss(models::GPT& model, const Tensor& inputs, const Tensor& targets) {
+// ignored). sum_scale > 0: the sum over the targets times sum_scale instead of their mean.
+Tensor lm_loss(models::GPT& model, const Tensor& inputs, const Tensor& targets, double sum_scale = 0) {
   const int64_t b = inputs.size(0), t = inputs.size(1);
   Tensor logits = model.logits(inputs);
-  return cross_entropy(logits.reshape({b * t, logits.size(2)}), targets.contiguous().reshape({b * t}),
-                       {.ignore_index = -100});
+  Tensor flat = logits.reshape({b * t, logits.size(2)}), labels = targets.contiguous().reshape({b * t});
+  if (sum_scale > 0)
+    return cross_entropy(flat, labels, {.reduction = Reduction::sum, .ignore_index = -100}) * sum_scale;
+  return cross_entropy(flat, labels, {.ignore_index = -100});
+}
+
+// The targets that count (not -100) in a CPU tensor of labels.
+int64_t counted_targets(const Tensor& labels) {
+  const std::vector<int64_t> v = labels.contiguous().to_vector<int64_t>();
+  return static_cast<int64_t>(std::count_if(v.begin(), v.end(), [](int64_t y) { return y != -100; }));
 }
 
 // The mean next-token loss of the first --val-batches global batches of sequential validation windows,
@@ -395,9 +403,14 @@ int run(Options& o) {
   const optim::Schedule schedule =
       optim::Schedule::parse(str_cat("cosine:end=", o.lr * o.min_lr_ratio),
                              {.base_lr = o.lr, .total_steps = o.max_steps, .warmup_steps = warmup});
-  apps::ForwardFn forward = [&model](nn::Module&, const Tensor& inputs, const Tensor& targets) {
+  // SFT: a step's loss is the mean over ALL its response tokens (every micro-batch of every rank), as one
+  // process with the whole batch computes it; micro-batches and ranks hold different numbers of them, so
+  // each micro-batch's loss is its sum times W * accum / (the step's tokens): TrainStep's 1/accum and the
+  // all-reduce's 1/W then leave sum / tokens. Pretraining rows all have T targets: plain means.
+  double sft_scale = 0;
+  apps::ForwardFn forward = [&model, &sft_scale](nn::Module&, const Tensor& inputs, const Tensor& targets) {
     apps::ForwardOutput f;
-    f.loss = lm_loss(*model, inputs, targets);
+    f.loss = lm_loss(*model, inputs, targets, sft_scale);
     return f;
   };
   apps::TrainStep train_step(*model, optimizer, ds, forward, {.amp = r.amp(), .clip = o.clip});
@@ -459,11 +472,18 @@ int run(Options& o) {
   while (step < o.max_steps) {
     const auto t0 = Clock::now();
     const double lr = schedule.lr_at(step);
+    std::vector<std::pair<Tensor, Tensor>> micro;
+    for (int64_t m = 0; m < o.grad_accum; ++m) micro.push_back(batches.get(step, m, o.grad_accum, slice));
+    if (sft) {
+      double tokens = 0;
+      for (auto& [ids, labels] : micro) tokens += static_cast<double>(counted_targets(labels));
+      ds.sum(tokens);
+      sft_scale = static_cast<double>(ds.world_size() * o.grad_accum) / std::max(tokens, 1.0);
+    }
     const apps::StepResult res = train_step.run_accumulated(
         o.grad_accum,
         [&](int64_t m) {
-          auto [ids, labels] = batches.get(step, m, o.grad_accum, slice);
-          return std::pair{ids.to(dev), labels.to(dev)};
+          return std::pair{micro[m].first.to(dev), micro[m].second.to(dev)};
         },
         lr);
     double loss_sum = res.loss;
