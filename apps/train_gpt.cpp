@@ -32,7 +32,8 @@
 // SFT (--mode sft): the base model from --init-from (a save_pretrained folder, e.g. what --save-pretrained
 // wrote), LoRA adapters on --lora-targets (models/nn/lora.h: every other parameter frozen), the examples of
 // --sft-data (JSONL, data/chat.h) in the chat template with the loss on the assistant tokens only, rows
-// drawn with philox keyed by the step; the adapter is saved in PEFT's layout to --adapter-out.
+// drawn with philox keyed by the step; the adapter is saved in PEFT's layout to --adapter-out. A step's
+// loss is the mean over all its response tokens (every micro-batch, every rank).
 //
 // Exit codes: 0 done; 1 a failure; 2 a bad command line; 130 / 143 stopped by SIGINT / SIGTERM.
 #include <algorithm>
