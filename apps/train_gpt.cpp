@@ -15,6 +15,15 @@
 // besides model, AdamW moments and the generator (dropout). Resumed runs are bit-identical to uninterrupted
 // ones on the CPU (tests/gpt/test_train_gpt.cpp).
 //
+// Data-parallel (mpirun -n W, or the launcher of docs/distributed.md): --batch-size is the global
+// micro-batch, as in every binary (dist/session.h); each rank takes --batch-size / W of its rows
+// (apps/common/gpt_batches.h: rank r the rows r*b ..), the gradients are averaged once per step after the
+// last micro-batch (apps::TrainStep::run_accumulated), so a step trains on --batch-size x --grad-accum
+// sequences whatever W is, and W ranks give the losses and parameters of one process up to f32 summation
+// order (tests/dist/train_gpt_mpirun.sh). The logged and validation losses are means over all ranks; rank
+// 0 alone prints, samples, writes metrics and checkpoints. Dropout masks are drawn per rank from the same
+// generator, so with --dropout > 0 W ranks are not the same run as one process.
+//
 // Vocabulary: the shards' ids (GPT-2's 50,257) padded up to a multiple of 64 (50,304, as llm.c does: faster
 // GEMMs), so the chat markers <|system|> <|user|> <|assistant|> <|end|> (50257..50260, data/chat.h) have
 // embedding rows. --init-from a transformers GPT-2 directory pads its 50,257 rows the same way, with new
@@ -23,7 +32,8 @@
 // SFT (--mode sft): the base model from --init-from (a save_pretrained folder, e.g. what --save-pretrained
 // wrote), LoRA adapters on --lora-targets (models/nn/lora.h: every other parameter frozen), the examples of
 // --sft-data (JSONL, data/chat.h) in the chat template with the loss on the assistant tokens only, rows
-// drawn with philox keyed by the step; the adapter is saved in PEFT's layout to --adapter-out.
+// drawn with philox keyed by the step; the adapter is saved in PEFT's layout to --adapter-out. A step's
+// loss is the mean over all its response tokens (every micro-batch, every rank).
 //
 // Exit codes: 0 done; 1 a failure; 2 a bad command line; 130 / 143 stopped by SIGINT / SIGTERM.
 #include <algorithm>
@@ -35,9 +45,9 @@
 #include <optional>
 #include <sstream>
 
-#include "algorithms/optim/clip.h"
 #include "algorithms/optim/optimizer.h"
 #include "algorithms/optim/schedule.h"
+#include "apps/common/gpt_batches.h"
 #include "apps/common/options.h"
 #include "apps/common/run.h"
 #include "apps/common/train_step.h"
@@ -155,60 +165,40 @@ std::pair<double, double> unigram_baseline(const data::TokenWindows& train, cons
 }
 
 // Next-token cross-entropy: logits of inputs [B, T] against targets [B, T] (already shifted by one; -100
-// ignored).
-Tensor lm_loss(models::GPT& model, const Tensor& inputs, const Tensor& targets) {
+// ignored). sum_scale > 0: the sum over the targets times sum_scale instead of their mean.
+Tensor lm_loss(models::GPT& model, const Tensor& inputs, const Tensor& targets, double sum_scale = 0) {
   const int64_t b = inputs.size(0), t = inputs.size(1);
   Tensor logits = model.logits(inputs);
-  return cross_entropy(logits.reshape({b * t, logits.size(2)}), targets.contiguous().reshape({b * t}),
-                       {.ignore_index = -100});
+  Tensor flat = logits.reshape({b * t, logits.size(2)}), labels = targets.contiguous().reshape({b * t});
+  if (sum_scale > 0)
+    return cross_entropy(flat, labels, {.reduction = Reduction::sum, .ignore_index = -100}) * sum_scale;
+  return cross_entropy(flat, labels, {.ignore_index = -100});
 }
 
-// Where batches come from: token windows (pretraining) or packed SFT rows.
-struct Batches {
-  std::unique_ptr<data::TokenWindows> train, val;
-  data::SftBatchData sft;
-  bool random = true;
-  uint64_t seed = 0;
+// The targets that count (not -100) in a CPU tensor of labels.
+int64_t counted_targets(const Tensor& labels) {
+  const std::vector<int64_t> v = labels.contiguous().to_vector<int64_t>();
+  return static_cast<int64_t>(std::count_if(v.begin(), v.end(), [](int64_t y) { return y != -100; }));
+}
 
-  // Micro-batch m of step s: inputs [B, T] and their next-token targets [B, T] (-100: no loss).
-  std::pair<Tensor, Tensor> get(int64_t step, int64_t micro, int64_t accum, int64_t b) const {
-    if (train) {
-      Tensor w = random ? train->random_batch(b, seed, static_cast<uint64_t>(step * accum + micro))
-                        : train->sequential_batch(b, (step * accum + micro) * b);
-      const int64_t t = w.size(1) - 1;
-      return {w.narrow(1, 0, t).contiguous(), w.narrow(1, 1, t).contiguous()};
-    }
-    Tensor ids = Tensor::empty({b, sft.length}, DType::i64),
-           labels = Tensor::empty({b, sft.length}, DType::i64);
-    for (int64_t r = 0; r < b; ++r) {
-      const auto row = static_cast<int64_t>(
-          philox_bits64(seed ^ 0x5f7a11ull, static_cast<uint64_t>(step * accum + micro), r) %
-          static_cast<uint64_t>(sft.rows));
-      std::copy_n(sft.ids.begin() + row * sft.length, sft.length, ids.data<int64_t>() + r * sft.length);
-      std::copy_n(sft.labels.begin() + row * sft.length, sft.length, labels.data<int64_t>() + r * sft.length);
-    }
-    const int64_t t = sft.length - 1;  // rows hold T + 1 tokens
-    return {ids.narrow(1, 0, t).contiguous(), labels.narrow(1, 1, t).contiguous()};
-  }
-};
-
-// The mean next-token loss of the first --val-batches sequential windows of the validation shards.
-double validation_loss(models::GPT& model, const data::TokenWindows& val, const Options& o, Device dev,
-                       bool amp) {
+// The mean next-token loss of the first --val-batches global batches of sequential validation windows,
+// each rank taking its rows (the ranks' means averaged: every row has T targets).
+double validation_loss(models::GPT& model, const apps::GptBatches& batches, const apps::BatchSlice& slice,
+                       const Options& o, const dist::Session& ds, Device dev, bool amp) {
   NoGradGuard ng;
   const bool was_training = model.is_training();
   model.eval();
   double sum = 0;
-  const int64_t n =
-      std::min(o.val_batches, std::max<int64_t>(1, val.num_sequential_windows() / o.batch_size));
+  const int64_t n = batches.val_batches(o.val_batches, slice);
   for (int64_t i = 0; i < n; ++i) {
-    Tensor w = val.sequential_batch(o.batch_size, i * o.batch_size).to(dev);
+    Tensor w = batches.val_batch(i, slice).to(dev);
     const int64_t t = w.size(1) - 1;
     AutocastGuard ac(DType::bf16, amp);
     sum += lm_loss(model, w.narrow(1, 0, t).contiguous(), w.narrow(1, 1, t).contiguous()).item_double();
   }
+  ds.sum(sum);
   model.train(was_training);
-  return sum / static_cast<double>(n);
+  return sum / static_cast<double>(n * slice.world);
 }
 
 void print_sample(models::GPT& model, const data::Gpt2Tokenizer& tok, const Options& o, int64_t step) {
@@ -273,7 +263,11 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
   cli.add("vocab-bpe", &o.vocab_bpe, ".cache/tokenizers/gpt2/vocab.bpe", "GPT-2's vocab.bpe")
       .value_name("FILE");
   cli.section("Training");
-  cli.add("batch-size", &o.batch_size, 8, "sequences per micro-batch").in_range(1, 1 << 20).unit("sequences");
+  cli.add("batch-size", &o.batch_size, 8,
+          "sequences per micro-batch over all ranks (each of W data-parallel ranks takes batch / W); a step "
+          "trains on batch x grad-accum sequences")
+      .in_range(1, 1 << 20)
+      .unit("sequences");
   cli.add("grad-accum", &o.grad_accum, 1, "micro-batches per optimizer step").in_range(1, 1 << 20);
   cli.add("max-steps", &o.max_steps, 1000, "optimizer steps").positive().unit("steps");
   cli.add("lr", &o.lr, 6e-4, "peak learning rate").positive();
@@ -320,6 +314,10 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
       "--model gpt2 --context 1024 --batch-size 16 --grad-accum 32 --train-data shards --device cuda --amp "
       "bf16",
       "GPT-2 124M with 0.5M-token steps");
+  cli.example("--model small --train-data shards/train_*.bin --batch-size 32 --grad-accum 2 --max-steps 100",
+              "under mpirun -n 4: data-parallel, 4 ranks of 8 sequences per micro-batch; a step trains on 64 "
+              "sequences "
+              "as in one process");
   cli.example(
       "--mode sft --init-from run/hf --sft-data chat.jsonl --adapter-out run/adapter --max-steps 200 --lr "
       "1e-3",
@@ -337,15 +335,15 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
 
 int run(Options& o) {
   // 1. set-up
-  int64_t global_batch = o.batch_size;
-  apps::Run r = apps::Run::start(o.run, global_batch);
-  NABLA_CHECK(!r.session().active(),
-              "train_gpt runs in one process (data-parallel GPT training is not done yet)");
+  const int64_t global_batch = o.batch_size;
+  apps::Run r = apps::Run::start(o.run, o.batch_size);  // --batch-size becomes this rank's share
+  const dist::Session& ds = r.session();
+  const apps::BatchSlice slice{.rows = o.batch_size, .rank = ds.rank(), .world = ds.world_size()};
   const Device dev = r.device();
   const bool sft = o.mode == "sft";
 
   // 2. data
-  Batches batches;
+  apps::GptBatches batches;
   batches.seed = o.run.seed;
   batches.random = o.sampling == "random";
   data::ChatTokens ct;
@@ -398,8 +396,6 @@ int run(Options& o) {
   NamedTensors trainable;
   for (auto& [name, t] : model->named_parameters())
     if (t.requires_grad()) trainable.emplace_back(name, t);
-  std::vector<Tensor> params;
-  for (auto& [name, t] : trainable) params.push_back(t);
   optim::AdamW optimizer(
       optim::split_decay_groups(trainable, o.weight_decay, o.lr),
       {.lr = o.lr, .beta1 = o.beta1, .beta2 = o.beta2, .eps = 1e-8, .weight_decay = o.weight_decay});
@@ -408,11 +404,22 @@ int run(Options& o) {
   const optim::Schedule schedule =
       optim::Schedule::parse(str_cat("cosine:end=", o.lr * o.min_lr_ratio),
                              {.base_lr = o.lr, .total_steps = o.max_steps, .warmup_steps = warmup});
+  // SFT: a step's loss is the mean over ALL its response tokens (every micro-batch of every rank), as one
+  // process with the whole batch computes it; micro-batches and ranks hold different numbers of them, so
+  // each micro-batch's loss is its sum times W * accum / (the step's tokens): TrainStep's 1/accum and the
+  // all-reduce's 1/W then leave sum / tokens. Pretraining rows all have T targets: plain means.
+  double sft_scale = 0;
+  apps::ForwardFn forward = [&model, &sft_scale](nn::Module&, const Tensor& inputs, const Tensor& targets) {
+    apps::ForwardOutput f;
+    f.loss = lm_loss(*model, inputs, targets, sft_scale);
+    return f;
+  };
+  apps::TrainStep train_step(*model, optimizer, ds, forward, {.amp = r.amp(), .clip = o.clip});
   const int64_t t_len = o.context;
-  const int64_t tokens_per_step = o.batch_size * o.grad_accum * t_len;
+  const int64_t tokens_per_step = global_batch * o.grad_accum * t_len;
   std::printf(
       "model %s: %s parameters (vocab %lld, context %lld, %s attention) | %s | %s tokens/step "
-      "(%lld x %lld x %lld) | AdamW, %s%s\n",
+      "(%lld x %lld x %lld%s) | AdamW, %s%s\n",
       o.init_from.empty() ? o.model.c_str() : o.init_from.c_str(),
       apps::with_commas(static_cast<double>(model->num_parameters())).c_str(), static_cast<long long>(vocab),
       static_cast<long long>(o.context), o.attention.c_str(),
@@ -423,16 +430,17 @@ int run(Options& o) {
                                   " val tokens")
                         : "")
                 .c_str(),
-      apps::with_commas(static_cast<double>(tokens_per_step)).c_str(), static_cast<long long>(o.batch_size),
-      static_cast<long long>(o.grad_accum), static_cast<long long>(t_len), schedule.str().c_str(),
-      r.amp() ? " | bf16 autocast" : "");
+      apps::with_commas(static_cast<double>(tokens_per_step)).c_str(), static_cast<long long>(global_batch),
+      static_cast<long long>(o.grad_accum), static_cast<long long>(t_len),
+      ds.active() ? str_cat("; ", ds.world_size(), " ranks x ", o.batch_size, " sequences").c_str() : "",
+      schedule.str().c_str(), r.amp() ? " | bf16 autocast" : "");
 
   // 4. resume (the data position is the step: see the top of the file)
   apps::TrainState state = r.resume(*model, optimizer, o.max_steps, 1);
   state.extra["mode"] = o.mode;
   state.extra["model"] = o.init_from.empty() ? o.model : o.init_from;
   apps::TrainLog log(r, o.max_steps, 1, "tok/s");
-  if (!sft && state.step == 0) {
+  if (!sft && state.step == 0 && r.is_main()) {
     const auto [h, xent] = unigram_baseline(*batches.train, batches.val.get());
     std::printf("unigram baseline: entropy of the training tokens %.4f nats/token%s\n", h,
                 std::isnan(xent) ? "" : str_cat("; on the validation tokens ", xent, " nats/token").c_str());
@@ -451,7 +459,7 @@ int run(Options& o) {
   };
   auto validate = [&](int64_t step) {
     if (!batches.val) return;
-    const double v = validation_loss(*model, *batches.val, o, dev, r.amp());
+    const double v = validation_loss(*model, batches, slice, o, ds, dev, r.amp());
     log.finish_line();
     std::printf("step %lld | val loss %.4f | %s elapsed\n", static_cast<long long>(step), v,
                 apps::format_duration(log.elapsed()).c_str());
@@ -465,29 +473,30 @@ int run(Options& o) {
   while (step < o.max_steps) {
     const auto t0 = Clock::now();
     const double lr = schedule.lr_at(step);
-    optimizer.zero_grad();
-    double loss_sum = 0;
-    for (int64_t m = 0; m < o.grad_accum; ++m) {
-      auto [ids, labels] = batches.get(step, m, o.grad_accum, o.batch_size);
-      ids = ids.to(dev), labels = labels.to(dev);
-      Tensor loss;
-      {
-        AutocastGuard ac(DType::bf16, r.amp());
-        loss = lm_loss(*model, ids, labels);
-      }
-      if (o.grad_accum > 1) loss = loss * (1.0 / static_cast<double>(o.grad_accum));
-      loss.backward();
-      loss_sum += loss.item_double();
+    std::vector<std::pair<Tensor, Tensor>> micro;
+    for (int64_t m = 0; m < o.grad_accum; ++m) micro.push_back(batches.get(step, m, o.grad_accum, slice));
+    if (sft) {
+      double tokens = 0;
+      for (auto& [ids, labels] : micro) tokens += static_cast<double>(counted_targets(labels));
+      ds.sum(tokens);
+      sft_scale = static_cast<double>(ds.world_size() * o.grad_accum) / std::max(tokens, 1.0);
     }
-    const double norm = o.clip > 0 ? optim::clip_grad_norm(params, o.clip) : 0.0;
-    optimizer.set_lr(lr);
-    optimizer.step();
+    const apps::StepResult res = train_step.run_accumulated(
+        o.grad_accum,
+        [&](int64_t m) {
+          return std::pair{micro[m].first.to(dev), micro[m].second.to(dev)};
+        },
+        lr);
+    double loss_sum = res.loss;
+    ds.sum(loss_sum);  // the mean over the ranks (the same number of rows each)
+    loss_sum /= static_cast<double>(ds.world_size());
+    const double norm = res.grad_norm;
     apps::check_loss(loss_sum, ++step, o.run.allow_nonfinite);
     const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
     log.step(step, 0, loss_sum, lr, tokens_per_step, secs);
     if (log.records(step)) log.write({{"kind", "grad"}, {"step", step}, {"grad_norm", norm}});
     if (step % o.val_every == 0 && step < o.max_steps) validate(step);
-    if (tok && o.sample_every > 0 && step % o.sample_every == 0 && step < o.max_steps) {
+    if (tok && r.is_main() && o.sample_every > 0 && step % o.sample_every == 0 && step < o.max_steps) {
       log.finish_line();
       print_sample(*model, *tok, o, step);
     }
@@ -508,17 +517,17 @@ int run(Options& o) {
 
   // 6. the end: validation, a sample, checkpoint, exports
   validate(step);
-  if (tok && !sft) print_sample(*model, *tok, o, step);
+  if (tok && !sft && r.is_main()) print_sample(*model, *tok, o, step);
   r.save(*model, optimizer, snapshot(step));
   log.summary();
-  if (!o.save_pretrained.empty()) {
+  if (!o.save_pretrained.empty() && r.is_main()) {
     model->to(Device::cpu());
     if (sft) nn::merge_lora(*model);  // a standalone model: the adapters folded into the weights
     model->save_pretrained(o.save_pretrained);
     if (sft) nn::unmerge_lora(*model);
     std::printf("model written to %s (transformers layout)\n", o.save_pretrained.c_str());
   }
-  if (sft && !o.adapter_out.empty()) {
+  if (sft && !o.adapter_out.empty() && r.is_main()) {
     model->to(Device::cpu());
     nn::save_lora(*model, lora, o.adapter_out);
     std::printf("adapter written to %s (PEFT layout)\n", o.adapter_out.c_str());

@@ -167,13 +167,13 @@ void TokenWindows::copy_window(int64_t shard, int64_t start, int64_t* out) const
   for (int64_t i = 0; i <= t_; ++i) out[i] = tok[static_cast<size_t>(start + i)];
 }
 
-Tensor TokenWindows::random_batch(int64_t batch, uint64_t seed, uint64_t step) const {
-  NABLA_CHECK(batch >= 1, "token windows: batch must be >= 1, got ", batch);
+Tensor TokenWindows::random_batch(int64_t batch, uint64_t seed, uint64_t step, int64_t first_row) const {
+  NABLA_CHECK(batch >= 1 && first_row >= 0, "token windows: bad batch ", batch, " or first row ", first_row);
   Tensor out = Tensor::empty({batch, t_ + 1}, DType::i64);
   int64_t* o = out.data<int64_t>();
   const int64_t n = num_random_starts();
   for (int64_t r = 0; r < batch; ++r) {
-    auto k = static_cast<int64_t>(philox_uniform(seed, step, r) * static_cast<double>(n));
+    auto k = static_cast<int64_t>(philox_uniform(seed, step, first_row + r) * static_cast<double>(n));
     k = std::min(k, n - 1);
     const auto s =
         static_cast<int64_t>(std::upper_bound(starts_.begin(), starts_.end(), k) - starts_.begin());

@@ -83,8 +83,9 @@ class TokenWindows {
   int64_t num_sequential_windows() const { return windows_.empty() ? 0 : windows_.back(); }
   const std::vector<std::unique_ptr<TokenShard>>& shards() const { return shards_; }
 
-  // [B, T + 1] i64 on the CPU.
-  Tensor random_batch(int64_t batch, uint64_t seed, uint64_t step) const;
+  // [B, T + 1] i64 on the CPU. random_batch's rows are rows first_row .. first_row + B - 1 of step `step`
+  // (a data-parallel rank's slice of the global batch: the same windows one process draws).
+  Tensor random_batch(int64_t batch, uint64_t seed, uint64_t step, int64_t first_row = 0) const;
   Tensor sequential_batch(int64_t batch, int64_t first_window) const;
   // Unigram counts over every token of every shard (vocab_size entries), for the entropy baseline.
   std::vector<int64_t> unigram_counts() const;

@@ -9,6 +9,7 @@
 #include "autograd/autograd.h"
 #include "engine/device_runtime.h"
 #include "ops/autocast.h"
+#include "ops/elementwise.h"
 #include "ops/factory.h"
 #include "ops/index.h"
 #include "ops/loss.h"
@@ -165,11 +166,42 @@ StepResult TrainStep::eager(const Tensor& inputs, const Tensor& labels) {
     loss.backward();
   }
   if (dp_) dp_->finish();  // gradients averaged over the ranks
-  if (o_.clip > 0) optim::clip_grad_norm(model_.parameters(), o_.clip);
-  optimizer_.step();
   StepResult r;
+  if (o_.clip > 0) r.grad_norm = optim::clip_grad_norm(model_.parameters(), o_.clip);
+  optimizer_.step();
   r.loss = loss.item();
   if (logits.defined()) r.correct = static_cast<int64_t>(topk_correct(logits.detach(), labels, 1).item());
+  return r;
+}
+
+StepResult TrainStep::run_accumulated(int64_t micro_batches, const MicroBatchFn& batch, double lr) {
+  NABLA_CHECK(micro_batches >= 1, "TrainStep: ", micro_batches, " micro-batches; expected at least 1");
+  NABLA_CHECK(!vr_, "TrainStep: gradient accumulation is not for the VR optimizers (they take partitions)");
+  optimizer_.set_lr(lr);
+  optimizer_.zero_grad();
+  const double scale = 1.0 / static_cast<double>(micro_batches);
+  StepResult r;
+  for (int64_t m = 0; m < micro_batches; ++m) {
+    auto [inputs, targets] = batch(m);
+    Tensor loss;
+    {
+      AutocastGuard autocast(DType::bf16, o_.amp);
+      loss = forward_(model_, inputs, targets).loss;
+    }
+    if (micro_batches > 1) loss = loss * scale;
+    // The all-reduce starts during the last micro-batch's backward, on the accumulated gradients.
+    if (dp_ && m + 1 < micro_batches) {
+      auto local = dp_->no_sync();
+      loss.backward();
+    } else {
+      loss.backward();
+    }
+    r.loss += loss.item();
+  }
+  if (dp_) dp_->finish();  // the accumulated gradients averaged over the ranks
+  if (o_.clip > 0) r.grad_norm = optim::clip_grad_norm(model_.parameters(), o_.clip);
+  optimizer_.step();
+  ++steps_run_;
   return r;
 }
 
@@ -185,9 +217,10 @@ StepResult TrainStep::vr_step(const Tensor& inputs, const Tensor& labels, bool w
   }
   if (want_stats)
     gsnr_record_ = gsnr_stats_record(vr_->gsnr(), 0);  // before the step, as the reduce left them
-  if (o_.clip > 0) optim::clip_grad_norm(model_.parameters(), o_.clip);
+  StepResult r{v.loss, v.correct};
+  if (o_.clip > 0) r.grad_norm = optim::clip_grad_norm(model_.parameters(), o_.clip);
   optimizer_.step();
-  return {v.loss, v.correct};
+  return r;
 }
 
 void TrainStep::sync_buffers() {

@@ -10,6 +10,9 @@
 //                replay (dropout, a CPU op) makes the capture fail: the run says so and stays eager.
 //                Not with data-parallel (the gradient all-reduce hooks into backward on a stream of its
 //                own) nor the VR optimizers (one forward and backward per partition, host reads).
+//   accumulated  run_accumulated: k micro-batches, each loss scaled by 1/k and backward (the gradient
+//                all-reduce held back by no_sync until the last), then [clip] and the optimizer step; with
+//                W ranks of b sequences this is the step of one process on W * b (train_gpt --grad-accum)
 //   VR           the VR optimizers (algorithms/vrgd): k forward/backward passes over the batch's partitions,
 //                the GSNR statistics (summed over the ranks in data-parallel runs: rank mode), then the
 //                step (apps/common/vrgd_step.h)
@@ -22,8 +25,10 @@
 // top-1 hits are counted on (StepResult::correct; a model without classes returns no logits).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "algorithms/optim/optimizer.h"
 #include "apps/common/vrgd_step.h"
@@ -43,9 +48,13 @@ struct StepOptions {
 };
 
 struct StepResult {
-  double loss = 0;      // this rank's mean loss over its batch
-  int64_t correct = 0;  // top-1 hits over this rank's batch
+  double loss = 0;       // this rank's mean loss over its batch
+  int64_t correct = 0;   // top-1 hits over this rank's batch
+  double grad_norm = 0;  // the global L2 norm of the (averaged) gradient before clipping (0: --clip off)
 };
+
+// Micro-batch m of a step (0 <= m < the step's micro-batches): its inputs and targets, on the device.
+using MicroBatchFn = std::function<std::pair<Tensor, Tensor>(int64_t m)>;
 
 class TrainStep {
  public:
@@ -58,6 +67,9 @@ class TrainStep {
   // One step at learning rate `lr`: the parameters are updated when it returns. want_stats: VR optimizers
   // compute the per-layer GSNR statistics (gsnr_record()).
   StepResult run(const Tensor& inputs, const Tensor& targets, double lr, bool want_stats = false);
+  // One step over `micro_batches` micro-batches (gradient accumulation): loss = their mean loss (this
+  // rank's). Eager only (no device graph, not the VR optimizers).
+  StepResult run_accumulated(int64_t micro_batches, const MicroBatchFn& batch, double lr);
   // After an epoch, before evaluating: every rank takes rank 0's buffers (batch-norm statistics).
   void sync_buffers();
   // A line saying how the steps run ("VRGD: 8 partitions of 8 examples per step (micro-batches), gamma
