@@ -198,19 +198,19 @@ CompletionResult OpenAIClient::post(const std::string& path, json request, bool 
     }
     out.raw = std::move(j);
   };
-  if (status / 100 == 2 && events) {
-    auto body_cb = [&](std::uint64_t, beast::string_view body, beast::error_code&) -> std::size_t {
-      pending.append(body.data(), body.size());
-      size_t at;
-      while ((at = pending.find("\n\n")) != std::string::npos) {
-        std::string event = pending.substr(0, at);
-        pending.erase(0, at + 2);
-        if (event.rfind("data: ", 0) == 0) on_event(event.substr(6));
-      }
-      return body.size();
-    };
-    parser.on_chunk_body(body_cb);
-  }
+  // Beast's parser keeps a *reference* to the chunk callback, so it must live as long as the reads below
+  // (declared inside the `if`, it went out of scope before them: AddressSanitizer's stack-use-after-scope).
+  auto body_cb = [&](std::uint64_t, beast::string_view body, beast::error_code&) -> std::size_t {
+    pending.append(body.data(), body.size());
+    size_t at;
+    while ((at = pending.find("\n\n")) != std::string::npos) {
+      std::string event = pending.substr(0, at);
+      pending.erase(0, at + 2);
+      if (event.rfind("data: ", 0) == 0) on_event(event.substr(6));
+    }
+    return body.size();
+  };
+  if (status / 100 == 2 && events) parser.on_chunk_body(body_cb);
   while (!parser.is_done()) {
     http::read(s, buffer, parser, ec);
     NABLA_CHECK(!ec, "OpenAIClient: reading the stream of POST ", path, " failed: ", ec.message());
