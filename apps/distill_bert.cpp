@@ -68,18 +68,9 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-std::vector<std::string> split_commas(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  std::string part;
-  while (std::getline(in, part, ','))
-    if (!part.empty()) out.push_back(part);
-  return out;
-}
-
 std::vector<double> parse_scores(const std::string& s) {
   std::vector<double> out;
-  for (const std::string& part : split_commas(s)) {
+  for (const std::string& part : apps::split_list(s)) {
     double v = 0;
     auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), v);
     NABLA_CHECK(ec == std::errc() && end == part.data() + part.size() && std::isfinite(v), "--scores: '",
@@ -148,7 +139,7 @@ int run(Options& o) {
   // 3. teachers, frozen
   distill::TeacherTeam team(bert_logits);
   std::vector<std::string> teacher_dirs;
-  for (const std::string& arg : split_commas(o.teachers)) {
+  for (const std::string& arg : apps::split_list(o.teachers)) {
     teacher_dirs.push_back(teacher_dir(arg));
     auto t = models::BertForSequenceClassification::from_pretrained(teacher_dirs.back());
     NABLA_CHECK(t->config.num_labels == num_labels, "--teachers: '", arg, "' has ", t->config.num_labels,
@@ -445,7 +436,7 @@ int run(Options& o) {
 
 void check_options(const Options& o, const apps::OptionSet& cli) {
   apps::check_run_options(o.run);
-  const int64_t n = static_cast<int64_t>(split_commas(o.teachers).size());
+  const int64_t n = static_cast<int64_t>(apps::split_list(o.teachers).size());
   const std::string& m = o.mode;
   if (m == "student") NABLA_CHECK(n == 0, "--mode student trains without teachers, but --teachers names ", n);
   if (m == "kd") NABLA_CHECK(n == 1, "--mode kd needs exactly one teacher in --teachers, got ", n);

@@ -36,15 +36,6 @@ struct Options {
   int64_t val_every, shard_tokens, vocab_size, threads;
 };
 
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
 std::string read_all(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   NABLA_CHECK(f.good(), "cannot open --input file ", path);
@@ -77,7 +68,7 @@ int run(const Options& o) {
               " must be in [the tokenizer's ", tok.vocab_size(), ", 65536]");
   std::vector<std::string> docs;
   int64_t bytes = 0;
-  for (auto& path : split_list(o.input)) {
+  for (auto& path : apps::split_list(o.input)) {
     const std::string text = read_all(path);
     bytes += static_cast<int64_t>(text.size());
     const std::string_view sep = "<|endoftext|>";

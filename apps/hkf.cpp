@@ -77,18 +77,9 @@ struct Options {
   apps::RunOptions run;
 };
 
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
 std::vector<uint64_t> seed_list(const std::string& s) {
   std::vector<uint64_t> out;
-  for (auto& x : split_list(s)) out.push_back(std::stoull(x));
+  for (auto& x : apps::split_list(s)) out.push_back(std::stoull(x));
   return out;
 }
 
@@ -366,7 +357,7 @@ void stage_rank(const Options& o, const Setup& s) {
   const auto rows = read_jsonl(o.out + "/test_" + o.knowledge + ".jsonl");
   std::map<std::string, Scored> results;
   std::ostringstream genres_out;
-  const auto protocols = split_list(o.protocols);
+  const auto protocols = apps::split_list(o.protocols);
   int64_t done = 0;
   const auto t0 = std::chrono::steady_clock::now();
   for (const json& row : rows) {
@@ -567,7 +558,7 @@ void stage_baselines(const Options& o, const Setup& s) {
   for (int32_t i = 1; i <= s.data.num_items(); ++i) item_genres[i] = s.data.movies[i].genres;
   std::vector<int32_t> all_items(s.data.num_items());
   std::iota(all_items.begin(), all_items.end(), 1);
-  const auto protocols = split_list(o.protocols);
+  const auto protocols = apps::split_list(o.protocols);
   // score(user, items) -> scores; one evaluation of the item task per protocol and of the genre task.
   auto evaluate = [&](const std::function<std::vector<double>(int32_t, std::span<const int32_t>)>& score,
                       const std::function<std::vector<double>(const ml::UserSplit&)>& genre_score) {
@@ -683,12 +674,12 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
   cli.add("stage", &o.stage, "text,instructions,baselines",
           "comma-separated stages, run in this order: text, fuse, instructions, rank, features, baselines")
       .check([](const std::string& v) {
-        for (auto& s : split_list(v))
+        for (auto& s : apps::split_list(v))
           if (s != "text" && s != "fuse" && s != "instructions" && s != "rank" && s != "features" &&
               s != "baselines")
             return "unknown stage '" + s +
                    "'; expected text, fuse, instructions, rank, features or baselines";
-        return split_list(v).empty() ? std::string("expected at least one stage") : std::string();
+        return apps::split_list(v).empty() ? std::string("expected at least one stage") : std::string();
       });
   cli.add("data-dir", &o.data_dir, "../shared/data/movielens-100k",
           "MovieLens 100K folder (u.data, u.user, u.item)")
@@ -734,9 +725,9 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
       .value_name("FILE");
   cli.add("protocols", &o.protocols, "sampled,full", "item-task candidates: sampled (1 + --negatives), full")
       .check([](const std::string& v) {
-        for (auto& s : split_list(v))
+        for (auto& s : apps::split_list(v))
           if (s != "sampled" && s != "full") return "unknown protocol '" + s + "'; expected sampled or full";
-        return split_list(v).empty() ? std::string("expected at least one protocol") : std::string();
+        return apps::split_list(v).empty() ? std::string("expected at least one protocol") : std::string();
       });
   cli.add("negatives", &o.negatives, 99, "sampled negatives per held-out item").positive();
   cli.add("max-users", &o.max_users, 0, "rank only the first N test users (0: all)").non_negative();
@@ -747,8 +738,8 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
       .value_name("FILE");
   cli.add("seeds", &o.seeds, "0,1,2", "model seeds of BPR-MF and DLRM").check([](const std::string& v) {
     try {
-      if (split_list(v).empty()) return std::string("expected at least one seed");
-      for (auto& s : split_list(v)) {
+      if (apps::split_list(v).empty()) return std::string("expected at least one seed");
+      for (auto& s : apps::split_list(v)) {
         size_t used = 0;
         std::stoull(s, &used);
         if (used != s.size() || s[0] == '-') return "expected non-negative integers, got '" + s + "'";
@@ -787,7 +778,7 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
 int run(const Options& o) {
   std::filesystem::create_directories(o.out);
   Setup s = load(o);
-  const auto stages = split_list(o.stage);
+  const auto stages = apps::split_list(o.stage);
   auto has = [&](const char* st) { return std::find(stages.begin(), stages.end(), st) != stages.end(); };
   if (has("text")) stage_text(o, s);
   if (has("fuse")) stage_fuse(o);

@@ -91,15 +91,6 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-std::vector<std::string> split_commas(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  std::string part;
-  while (std::getline(in, part, ','))
-    if (!part.empty()) out.push_back(part);
-  return out;
-}
-
 // ---- model ----------------------------------------------------------------------------------------------
 
 apps::BertShape shape_of(const Options& o) {
@@ -214,7 +205,7 @@ int run_pretrain(Options& o) {
   const data::BertTokenizer tok = data::BertTokenizer::from_file(o.vocab);
   const auto t_read = Clock::now();
   auto corpus = std::make_shared<data::BertCorpus>(data::BertCorpus::read(
-      split_commas(o.train_files), tok, static_cast<int64_t>(o.corpus_limit_mb * 1e6)));
+      apps::split_list(o.train_files), tok, static_cast<int64_t>(o.corpus_limit_mb * 1e6)));
   auto heldout = std::make_shared<data::BertCorpus>(data::BertCorpus::read({o.heldout_file}, tok));
   const double unigram =
       data::unigram_cross_entropy(data::unigram_counts(*corpus, tok.vocab_size()), *heldout, tok);

@@ -77,15 +77,6 @@ struct Options {
   apps::RunOptions run;
 };
 
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
 int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
 // The model presets: gpt2 (124M) and small ones for experiments and CI. n_positions = --context for the
@@ -382,7 +373,7 @@ int run(Options& o) {
   nn::LoraConfig lora;
   if (sft) {
     lora.r = o.lora_r, lora.lora_alpha = o.lora_alpha, lora.lora_dropout = o.lora_dropout;
-    lora.target_modules = split_list(o.lora_targets);
+    lora.target_modules = apps::split_list(o.lora_targets);
     lora.fan_in_fan_out = true;
     lora.base_model_name_or_path = o.init_from;
     lora.seed = o.run.seed;

@@ -144,4 +144,8 @@ class OptionSet {
   std::string config_file_;
 };
 
+// The non-empty items of a comma-separated option value ("a,,b" -> {"a", "b"}), for list options such as
+// --teachers or --lora-targets.
+std::vector<std::string> split_list(const std::string& s);
+
 }  // namespace nabla::apps
