@@ -11,9 +11,6 @@
 // GEMM with the bias-gradient epilogue.
 #include "ops/linalg.h"
 
-#include <cstdlib>
-#include <string>
-
 #include "ops/autocast.h"
 #include "ops/elementwise.h"
 #include "ops/factory.h"
@@ -174,18 +171,11 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, bool r
               const Device d = gz.device();
               Tensor dw_t = Tensor::empty({args.out, args.in}, gz.dtype(), d);
               Tensor db_t = need_b ? Tensor::empty({args.out}, gz.dtype(), d) : Tensor();
-              // NABLA_LINEAR_BGRADB=0: the bias gradient by the sum kernel instead of the weight-gradient
-              // GEMM's epilogue (cuBLASLt's BGRADB), to compare the two.
-              static const bool bgradb = [] {
-                const char* e = std::getenv("NABLA_LINEAR_BGRADB");
-                return !(e && std::string(e) == "0");
-              }();
-              Tensor db_epilogue = bgradb ? db_t : Tensor();
               const bool fused = need_w && linear_weight_grad_kernel.has(d) &&
-                                 linear_weight_grad_kernel.get(d, "linear")(args, gz, x2, dw_t, db_epilogue);
+                                 linear_weight_grad_kernel.get(d, "linear")(args, gz, x2, dw_t, db_t);
               if (fused) {
                 dw = dw_t;
-                db = need_b && !bgradb ? sum(gz, {0}) : db_t;
+                db = db_t;
               } else {
                 if (need_w) dw = matmul(gz.t(), x2);
                 if (need_b) db = sum(gz, {0});
