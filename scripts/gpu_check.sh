@@ -15,7 +15,7 @@
 # 32², Nabla against PyTorch), the image pipeline's decoding rate by loader workers, and ResNet-20 trained on
 # Fashion-MNIST padded to 32² (expected >= 93% test accuracy), eager and with --cuda-graph. GPU_CHECK_PART picks the parts (the versions
 # and the build always run): all (default), or a comma list of core (tests, op benchmarks, LeNet), tests (ctest and
-# the CUDA suite only), resnet,
+# the CUDA suite only), cuda (the CUDA suite alone, CUDA_TEST_FILTER picks tests), resnet,
 # vrgd (benchmarks/bench_vrgd: the VR step's cost on ResNet-50), oracles (tokenizers, BERT and GPT-2 against
 # Hugging Face: part 5c), attention (the fused attention op against PyTorch's SDPA: part 5d), gpt (GPT-2 124M
 # training step and generation against plain PyTorch: part 5g), bert (BERT
@@ -166,6 +166,14 @@ else
 fi
 
 fi  # want core || want tests
+
+# GPU_CHECK_PART=cuda: the CUDA suite alone, optionally a part of it (CUDA_TEST_FILTER, a gtest filter such as
+# '*Embedding*:*Yolo*'): a short call after a change to a few kernels.
+if want cuda && ! want core && ! want tests; then
+  run_step cuda_tests 150 60 "$LOG/cuda_tests.log" "$BUILD/nabla_cuda_tests" --gtest_brief=1 \
+    --gtest_filter="${CUDA_TEST_FILTER:-*}"
+  grep -E '^\[  (FAILED|PASSED|SKIPPED) *\]|tests? from .* ran' "$LOG/cuda_tests.log" | head -n 40
+fi
 
 # ---- 4. benchmarks ---------------------------------------------------------------------------------------
 if want core; then
