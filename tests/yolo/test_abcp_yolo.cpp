@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -308,6 +309,43 @@ TEST(AbcpYolo, ATinySearchRunsEndToEndAndItsBestRespectsTheBudget) {
   std::smatch m;
   ASSERT_TRUE(std::regex_search(map_out, m, std::regex(R"(mAP@0.5 = ([0-9.]+)%)"))) << map_out;
   EXPECT_NEAR(std::stod(m[1]) / 100, best["map"].get<double>(), 6e-4) << map_out;
+  // Debian's Darknet loads the exported files and its [yolo] outputs equal ours on its own input
+  if (fs::exists("/usr/bin/darknet")) {
+    const std::string odir = dir + "/oracle";
+    const std::string log = run_command(
+        "bash " + std::string(NABLA_SOURCE_DIR) + "/scripts/darknet_oracle.sh " + dir + "/best.cfg " + dir +
+            "/best.weights " + dir + "/syn/val/images/im0.png " + odir + " 0.5",
+        code);
+    if (code != 77) {
+      ASSERT_EQ(code, 0) << log;
+      auto floats = [](const std::string& path) {
+        std::ifstream f(path, std::ios::binary);
+        std::vector<char> b((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+        std::vector<float> v(b.size() / 4);
+        std::memcpy(v.data(), b.data(), 4 * v.size());
+        return v;
+      };
+      const std::vector<float> input = floats(odir + "/input.bin");
+      ASSERT_EQ(input.size(), 3u * 32 * 32);
+      Tensor x = Tensor::empty({1, 3, 32, 32}, DType::f32);
+      std::memcpy(x.data_ptr(), input.data(), 4 * input.size());
+      exported.eval();
+      NoGradGuard ng;
+      const std::vector<Tensor> heads = exported.forward_yolo(x);
+      const std::vector<int> idx = exported.yolo_layers();
+      ASSERT_EQ(idx.size(), 3u);
+      for (size_t k = 0; k < idx.size(); ++k) {
+        char name[64];
+        std::snprintf(name, sizeof name, "/layer_%03d.bin", idx[k]);
+        const std::vector<float> ref = floats(odir + name), ours = heads[k].contiguous().to_vector<float>();
+        ASSERT_EQ(ref.size(), ours.size()) << name;
+        double m = 0;
+        for (size_t i = 0; i < ref.size(); ++i)
+          m = std::max(m, std::fabs(ours[i] - ref[i]) / (1.0 + std::fabs(ref[i])));
+        EXPECT_LT(m, 1e-4) << "layer " << idx[k];
+      }
+    }
+  }
   // bad command lines name what was expected
   const std::string bad = run_command(bin + " --model yolo --data list.txt", code);
   EXPECT_EQ(code, 2);
