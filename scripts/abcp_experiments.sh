@@ -16,7 +16,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 BUILD=${1:-build-gpu}
 DEVICE=${2:-cuda}
 if [[ ${ABCP_TINY:-0} == 1 ]]; then
-  : "${ABCP_CFG:=builtin:yolov3-mini}" "${ABCP_SIZE:=32}" "${ABCP_PRETRAIN:=60}" "${ABCP_ITERS:=4}" "${ABCP_FT:=2}"
+  : "${ABCP_CFG:=builtin:yolov3-mini}" "${ABCP_SIZE:=32}" "${ABCP_PRETRAIN:=30}" "${ABCP_ITERS:=4}" "${ABCP_FT:=2}"
   : "${ABCP_FINAL:=10}" "${ABCP_BATCH:=8}" "${ABCP_TRAIN:=32}" "${ABCP_VAL:=16}" "${ABCP_REPS:=2}"
 else
   : "${ABCP_CFG:=builtin:yolov3}" "${ABCP_SIZE:=128}" "${ABCP_PRETRAIN:=600}" "${ABCP_ITERS:=12}" "${ABCP_FT:=20}"
@@ -35,6 +35,8 @@ if [[ ! -x $BUILD/prune_abcp || ! -x $BUILD/train_yolo ]]; then
     { tail -30 "$LOG/build.log"; exit 1; }
 fi
 
+# one OpenMP thread on the CPU: on a loaded shared machine two threads only wait for each other
+[[ $DEVICE == cpu ]] && export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 t0=$(date +%s)
 timeout "${ABCP_TIMEOUT:-500}" "$BUILD/prune_abcp" --model yolo --cfg "$ABCP_CFG" --data synthetic \
   --synthetic-dir "$LOG/synthetic" --synthetic-train "$ABCP_TRAIN" --synthetic-val "$ABCP_VAL" \
