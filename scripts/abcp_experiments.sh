@@ -5,7 +5,7 @@
 # fine-tune them like the unpruned net, and print one table: mAP@0.5, params, GFLOPs and img/s.
 #
 #   bash scripts/abcp_experiments.sh [build-dir=build-gpu] [device=cuda]      the H200 run (~300 s)
-#   ABCP_TINY=1 bash scripts/abcp_experiments.sh build cpu                    a CPU smoke test (~1-2 min)
+#   ABCP_TINY=1 bash scripts/abcp_experiments.sh build cpu                    a CPU smoke test (~15 s on 1 thread)
 #
 # Sizes come from the environment: ABCP_CFG (builtin:yolov3, or a .cfg), ABCP_SIZE (input and image size),
 # ABCP_PRETRAIN, ABCP_ITERS (candidates per search), ABCP_FT (fine-tune steps per candidate), ABCP_FINAL,
