@@ -1,8 +1,17 @@
 // prune_abcp: ABCP (joint block and channel pruning by an LSTM controller trained with REINFORCE) on a
-// Darknet network, with the CPU classification proxy of the brief (§4.1): a residual Darknet-cfg network
-// (stride-2 stem + 8 residual blocks in 3 stages, widths 16/32/64 by default) on a Fashion-MNIST subset.
+// Darknet network. Two models:
+//   --model yolo: a Darknet YOLO cfg (builtin:yolov3-mini on the CPU, builtin:yolov3 or a .cfg file) on a
+//     detection set (--data synthetic writes the coloured-rectangle set; else a Darknet image list / folder
+//     with --val). Per candidate: reset to the pretrained weights, mask, fine-tune briefly (all layers, masks
+//     re-applied), validation mAP@0.5 (or YOLO loss); R = mAP - lambda FLOPs / FLOPs_full under an optional
+//     FLOPs / parameter budget. Then the best candidate within the budget and the uniform-ratio net at the
+//     same FLOPs are shrunk and fine-tuned like the unpruned net, and a table compares mAP@0.5, parameters,
+//     FLOPs and img/s; the best is exported as Darknet .cfg + .weights (train_yolo and Darknet load them).
+//   --model proxy: the CPU classification proxy of the brief (§4.1): a residual Darknet-cfg network
+//     (stride-2 stem + 8 residual blocks in 3 stages, widths 16/32/64 by default) on a Fashion-MNIST subset.
 //
-//   parse options -> build + pretrain the proxy -> search (controller and/or random search, same budget):
+// Proxy: parse options -> build + pretrain the proxy -> search (controller and/or random search, same
+// budget):
 //     per candidate: reset to the pretrained weights, mask (|gamma|), fine-tune the classifier head,
 //     validation loss, R = -(L_val + lambda MACs / MACs_full), archive line
 //   -> best candidate by R and the uniform-ratio net at the same MACs: shrink, fine-tune all layers, test
@@ -19,13 +28,18 @@
 #include "algorithms/optim/optimizer.h"
 #include "algorithms/pruning/abcp_controller.h"
 #include "algorithms/pruning/abcp_search.h"
+#include "algorithms/pruning/abcp_yolo.h"
 #include "algorithms/pruning/darknet_pruning.h"
 #include "apps/common/options.h"
 #include "apps/common/run.h"
 #include "autograd/autograd.h"
 #include "data/idx.h"
+#include "data/synthetic_detection.h"
+#include "data/yolo_dataset.h"
 #include "models/darknet/cfg.h"
 #include "models/darknet/network.h"
+#include "models/darknet/weights.h"
+#include <nlohmann/json.hpp>
 #include "ops/elementwise.h"
 #include "ops/factory.h"
 #include "ops/index.h"
@@ -39,8 +53,14 @@ using namespace nabla::models::darknet;
 namespace {
 
 struct Options {
-  std::string finetune = "head", search = "both", data_dir = "/usr/share/datasets/fashion-mnist", archive,
-              export_prefix;
+  std::string model = "proxy", finetune = "auto", search = "both",
+              data_dir = "/usr/share/datasets/fashion-mnist", archive, export_prefix;
+  // YOLO mode
+  std::string cfg = "builtin:yolov3-mini", weights, data = "synthetic", val, synthetic_dir, reward = "map",
+              device = "cpu", summary, save_pretrained;
+  int64_t size = 0, classes = 0, synthetic_train = 256, synthetic_val = 64, synthetic_size = 64,
+          bench_batch = 16, bench_reps = 3, bn_recalibrate = 8;
+  double flops_budget = 0, params_budget = 0, finetune_lr = 1e-3, pretrain_lr = 1e-3;
   int64_t iterations = 100, pretrain_steps = 400, finetune_steps = 20, final_steps = 200, batch = 64;
   int64_t width = 16, train_size = 10000, val_size = 1000, test_size = 2000, threads = 0;
   double lambda = 1.0, controller_lr = 1e-3, entropy_weight = 1e-4;
@@ -49,7 +69,12 @@ struct Options {
 };
 
 std::optional<int> parse(int argc, char** argv, Options& o) {
-  apps::OptionSet cli("prune_abcp", "ABCP joint block and channel pruning search (CPU classification proxy)");
+  apps::OptionSet cli(
+      "prune_abcp",
+      "ABCP joint block and channel pruning search (Darknet YOLO, or the CPU classification proxy)");
+  cli.section("Model");
+  cli.add("model", &o.model, "proxy", "yolo (a Darknet YOLO cfg, mAP reward) | proxy (Fashion-MNIST ResNet)")
+      .one_of({"yolo", "proxy"});
   cli.section("Search");
   cli.add("search", &o.search, "both", "controller | random | both (same budget each)")
       .one_of({"controller", "random", "both"});
@@ -63,6 +88,58 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
       .value_name("FILE");
   cli.add("export", &o.export_prefix, "", "write the best shrunk net as PREFIX.cfg + PREFIX.weights")
       .value_name("PREFIX");
+  cli.add("reward", &o.reward, "map",
+          "yolo: map (R = mAP@0.5 - lambda F/F_full) | loss (R = -(L_val + lambda F/F_full))")
+      .one_of({"map", "loss"});
+  cli.add("flops-budget", &o.flops_budget, 0,
+          "yolo: candidates above this fraction of the full FLOPs are "
+          "penalised, not evaluated, and never selected (0: no budget)")
+      .in_range(0, 1);
+  cli.add("params-budget", &o.params_budget, 0, "yolo: the same for the parameters (0: no budget)")
+      .in_range(0, 1);
+  cli.section("YOLO");
+  cli.add("cfg", &o.cfg, "builtin:yolov3-mini",
+          "Darknet .cfg, or builtin:yolov3 / builtin:yolov3-mini (Darknet-53 layout, 7 blocks, 1/4 width)")
+      .value_name("CFG");
+  cli.add("weights", &o.weights, "", "pretrained Darknet .weights (then --pretrain-steps add to them)")
+      .value_name("FILE");
+  cli.add("data", &o.data, "synthetic",
+          "training images: synthetic (written to --synthetic-dir) or a Darknet "
+          "image list / folder")
+      .value_name("LIST");
+  cli.add("val", &o.val, "", "validation images (the reward's mAP; needed unless --data synthetic)")
+      .value_name("LIST");
+  cli.add("synthetic-dir", &o.synthetic_dir, "",
+          "where --data synthetic writes train/ and val/ (default: "
+          "abcp_synthetic in the working directory)")
+      .value_name("DIR");
+  cli.add("synthetic-train", &o.synthetic_train, 256, "synthetic training images").positive();
+  cli.add("synthetic-val", &o.synthetic_val, 64, "synthetic validation images").positive();
+  cli.add("synthetic-size", &o.synthetic_size, 64, "synthetic image width and height")
+      .in_range(16, 4096)
+      .unit("pixels");
+  cli.add("size", &o.size, 0, "network input width and height (0: the synthetic size, else the cfg's)")
+      .in_range(0, 8192)
+      .unit("pixels");
+  cli.add("classes", &o.classes, 0, "set the [yolo] classes (0: 2 for synthetic, else the cfg's)")
+      .in_range(0, 100000);
+  cli.add("finetune-lr", &o.finetune_lr, 1e-3,
+          "yolo: Adam learning rate of the per-candidate and final "
+          "fine-tunes")
+      .positive();
+  cli.add("pretrain-lr", &o.pretrain_lr, 1e-3, "yolo: Adam learning rate of pretraining").positive();
+  cli.add("bn-recalibrate", &o.bn_recalibrate, 8,
+          "yolo: batches that re-estimate the BN statistics after "
+          "each all-layer fine-tune (0: none)")
+      .non_negative();
+  cli.add("device", &o.device, "cpu", "yolo: cpu | cuda | cuda:N").value_name("DEV");
+  cli.add("bench-batch", &o.bench_batch, 16, "yolo: batch of the img/s measurement").positive();
+  cli.add("bench-reps", &o.bench_reps, 3, "yolo: timed passes of the img/s measurement").positive();
+  cli.add("summary", &o.summary, "", "yolo: write the final table as JSON to FILE").value_name("FILE");
+  cli.add("save-pretrained", &o.save_pretrained, "",
+          "yolo: write the pretrained unpruned net as Darknet "
+          ".weights (reuse with --weights --pretrain-steps 0)")
+      .value_name("FILE");
   cli.section("Proxy training");
   cli.add("data-dir", &o.data_dir, "/usr/share/datasets/fashion-mnist", "Fashion-MNIST IDX files")
       .value_name("DIR");
@@ -71,13 +148,16 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
       .positive();
   cli.add("test-size", &o.test_size, 2000, "held-out test images (final accuracy), after the validation ones")
       .positive();
-  cli.add("pretrain-steps", &o.pretrain_steps, 400, "SGD steps of pretraining").positive();
-  cli.add("finetune", &o.finetune, "head",
-          "per-candidate fine-tune: head (the classifier conv, as the original) | all (every layer, BN in "
-          "evaluation mode, masks re-applied after each step)")
-      .one_of({"head", "all"});
-  cli.add("finetune-steps", &o.finetune_steps, 20, "head-only steps per candidate").non_negative();
-  cli.add("final-steps", &o.final_steps, 200, "all-layer steps for the selected and uniform nets")
+  cli.add("pretrain-steps", &o.pretrain_steps, 400, "SGD (yolo: Adam) steps of pretraining").non_negative();
+  cli.add("finetune", &o.finetune, "auto",
+          "per-candidate fine-tune: head (the classifier conv / the [yolo] output convs, as the original) | "
+          "all "
+          "(every layer, masks re-applied after each step; proxy: BN in evaluation mode, yolo: BN statistics "
+          "recalibrated) | auto (proxy: head, yolo: all)")
+      .one_of({"head", "all", "auto"});
+  cli.add("finetune-steps", &o.finetune_steps, 20, "fine-tuning steps per candidate").non_negative();
+  cli.add("final-steps", &o.final_steps, 200,
+          "all-layer steps for the selected, uniform (and, yolo, unpruned) nets")
       .non_negative();
   cli.add("batch", &o.batch, 64, "batch size").positive();
   cli.add("width", &o.width, 16, "proxy widths: stem and stage 1 W, stage 2 2W, stage 3 4W")
@@ -87,9 +167,17 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
   cli.add("seed", &o.seed, 1, "seed of everything");
   cli.example("--iterations 100 --lambda 1 --archive abcp.jsonl", "controller and random search, 100 each");
   cli.example("--search controller --lambda 4 --iterations 60", "a larger FLOPs weight: blocks get dropped");
+  cli.example("--model yolo --cfg builtin:yolov3-mini --data synthetic --flops-budget 0.5 --iterations 20",
+              "YOLO: a search on the synthetic detection set under half the FLOPs");
   return cli.parse(argc, argv, [&] {
     NABLA_CHECK(o.val_size + o.test_size <= 10000,
                 "--val-size + --test-size must be <= 10000 (the test file)");
+    NABLA_CHECK(o.model == "yolo" || o.data == "synthetic",
+                "--data is for --model yolo (the proxy reads --data-dir)");
+    NABLA_CHECK(o.model != "yolo" || o.data == "synthetic" || !o.val.empty(),
+                "--model yolo with --data LIST needs --val LIST");
+    NABLA_CHECK(o.model != "yolo" || o.pretrain_steps > 0 || !o.weights.empty(),
+                "--pretrain-steps 0 needs --weights (the search prunes a pretrained net)");
   });
 }
 
@@ -171,7 +259,7 @@ void set_trainable(DarknetNetwork& net, bool all, int head) {
     p.requires_grad_(all || name.rfind(std::to_string(head) + ".", 0) == 0);
 }
 
-int run(const Options& o) {
+int run_proxy(const Options& o) {
   if (o.threads > 0) omp_set_num_threads(o.threads);
   std::mt19937_64 rng(o.seed);
   const Cfg cfg = parse_cfg(proxy_cfg(static_cast<int>(o.width)), "abcp-proxy.cfg");
@@ -206,7 +294,7 @@ int run(const Options& o) {
     net->load_state_dict(pretrained);
     ChannelPlan plan = plan_channels(*net, s, a);
     apply_masks(*net, plan);
-    if (o.finetune == "head") {
+    if (o.finetune != "all") {
       train_steps(*net, train, head_params, o.finetune_steps, 0.02, o.batch, false, rng);
     } else {
       set_trainable(*net, true, head);
@@ -297,6 +385,278 @@ int run(const Options& o) {
   return 0;
 }
 
+// ---- YOLO mode
+// ----------------------------------------------------------------------------------------------
+
+struct YoloRow {
+  std::string name;
+  double map = 0, map_before = 0, img_s = 0;
+  Cost cost;
+  int blocks = 0, layers = 0;
+};
+
+NamedTensors state_on(DarknetNetwork& net, Device device) {
+  NamedTensors st;
+  for (auto& [k, v] : net.state_dict()) st.emplace_back(k, v.to(device).clone());
+  return st;
+}
+
+void set_yolo_trainable(DarknetNetwork& net, const std::vector<Tensor>& params) {
+  for (auto& p : net.parameters()) p.requires_grad_(false);
+  for (Tensor p : params) p.requires_grad_(true);
+}
+
+// The [yolo] output convs (the original's per-candidate fine-tune trains only these).
+std::vector<Tensor> head_params(DarknetNetwork& net) {
+  std::vector<Tensor> out;
+  for (int y : net.yolo_layers()) {
+    NABLA_CHECK(y > 0 && net.layers[y - 1].conv,
+                "--finetune head needs a [convolutional] before each [yolo]");
+    auto& c = *net.layers[y - 1].conv;
+    out.push_back(c.conv->weight);
+    if (c.conv->bias.defined()) out.push_back(c.conv->bias);
+    if (c.bn) out.push_back(c.bn->weight), out.push_back(c.bn->bias);
+  }
+  return out;
+}
+
+int run_yolo(const Options& o) {
+  apps::RunOptions ro;
+  ro.device = o.device, ro.threads = o.threads, ro.seed = o.seed;
+  int64_t global_batch = 1;
+  apps::Run run = apps::Run::start(ro, global_batch);
+  const Device dev = run.device();
+  const auto t0 = std::chrono::steady_clock::now();
+  auto secs = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+
+  // data: the synthetic set is written once per seed and size (the train_yolo tests' generator)
+  std::string train_list = o.data, val_list = o.val;
+  int classes = static_cast<int>(o.classes), size = static_cast<int>(o.size);
+  if (o.data == "synthetic") {
+    const std::string dir = o.synthetic_dir.empty() ? "abcp_synthetic" : o.synthetic_dir;
+    const int w = static_cast<int>(o.synthetic_size);
+    data::write_synthetic_detection_set(dir + "/train", static_cast<int>(o.synthetic_train), w, w,
+                                        static_cast<uint32_t>(o.seed));
+    data::write_synthetic_detection_set(dir + "/val", static_cast<int>(o.synthetic_val), w, w,
+                                        static_cast<uint32_t>(o.seed + 1000003));
+    train_list = dir + "/train/images", val_list = dir + "/val/images";
+    if (classes == 0) classes = 2;
+    if (size == 0) size = w;
+    std::printf("synthetic set: %lld train + %lld val images of %d x %d in %s\n",
+                static_cast<long long>(o.synthetic_train), static_cast<long long>(o.synthetic_val), w, w,
+                dir.c_str());
+  }
+  Cfg cfg;
+  if (o.cfg.rfind("builtin:", 0) == 0) {
+    const std::string name = o.cfg.substr(8);
+    cfg = parse_cfg(
+        builtin_yolo_cfg(name, size > 0 ? size : 416, size > 0 ? size : 416, classes > 0 ? classes : 80),
+        name + ".cfg");
+  } else {
+    cfg = read_cfg(o.cfg);
+  }
+  override_cfg(cfg, size, size, classes);
+  auto cpu_net = std::make_shared<DarknetNetwork>(cfg);  // the pretrained weights on the host: masks, shrink
+  if (!o.weights.empty()) load_weights(*cpu_net, o.weights);
+  const int ncls = cpu_net->layers[cpu_net->yolo_layers().at(0)].yolo.classes;
+  const int W = cpu_net->net.width, H = cpu_net->net.height;
+  const DetectionData train = load_detection_data(data::YoloDataset(train_list, ncls), W, H);
+  const DetectionData val = load_detection_data(data::YoloDataset(val_list, ncls), W, H);
+  const PruneStructure s = analyze(*cpu_net);
+  const Cost full = count_cost(*cpu_net);
+  std::printf(
+      "yolo: %s at %d x %d, %d classes | %zu layers, %zu prunable convs, %zu blocks, %zu tie groups | %.4f "
+      "GFLOPs, %lld params | %lld train / %lld val images | %s\n",
+      o.cfg.c_str(), W, H, ncls, cpu_net->layers.size(), s.convs.size(), s.blocks.size(), s.tie_groups.size(),
+      full.gflops(), static_cast<long long>(full.params), static_cast<long long>(train.size()),
+      static_cast<long long>(val.size()), dev.str().c_str());
+
+  auto net = std::make_shared<DarknetNetwork>(cfg);
+  net->load_state_dict(cpu_net->state_dict());
+  net->to(dev);
+  const bool all = o.finetune != "head";
+  auto ft = [&](int64_t steps, uint64_t seed, bool bn_train) {
+    return FinetuneOptions{.steps = steps,
+                           .batch = o.batch,
+                           .lr = o.finetune_lr,
+                           .bn_train = bn_train,
+                           .seed = seed,
+                           .recalibrate = static_cast<int>(o.bn_recalibrate)};
+  };
+  if (o.pretrain_steps > 0) {
+    FinetuneOptions p = ft(o.pretrain_steps, o.seed, true);
+    p.lr = o.pretrain_lr;
+    const double l = detection_finetune(*net, train, net->parameters(), p);
+    std::printf("pretrained %lld steps: train loss %.3f | %.1f s\n", static_cast<long long>(o.pretrain_steps),
+                l, secs());
+  }
+  const NamedTensors pretrained = state_on(*net, dev);
+  cpu_net->load_state_dict(state_on(*net, Device::cpu()));
+  if (!o.save_pretrained.empty()) {
+    save_weights(*cpu_net, o.save_pretrained);
+    std::printf("wrote %s\n", o.save_pretrained.c_str());
+  }
+  const double map0 = detection_map(*net, val).map, loss0 = detection_loss(*net, val);
+  std::printf("pretrained: val mAP@0.5 %.2f%% | val loss %.3f | %.1f s\n", 100 * map0, loss0, secs());
+
+  const bool use_map = o.reward == "map";
+  uint64_t eval_seed = o.seed * 7919;
+  EvaluateFn eval_candidate = [&](const PruneAction& a) {
+    net->load_state_dict(pretrained);
+    const ChannelPlan plan = plan_channels(*cpu_net, s, a);
+    apply_masks(*net, plan);
+    std::vector<Tensor> params = all ? net->parameters() : head_params(*net);
+    set_yolo_trainable(*net, params);
+    detection_finetune(*net, train, params, ft(o.finetune_steps, ++eval_seed, all), &plan);
+    for (auto& p : net->parameters()) p.requires_grad_(true);
+    Evaluation e;
+    e.cost = count_cost(*cpu_net, &plan);
+    if (use_map)
+      e.map = detection_map(*net, val).map;
+    else
+      e.loss = detection_loss(*net, val);
+    return e;
+  };
+  const bool budget = o.flops_budget > 0 || o.params_budget > 0;
+  std::vector<std::pair<std::string, std::vector<Candidate>>> results;
+  std::shared_ptr<AbcpController> controller;
+  for (std::string kind : {"controller", "random"}) {
+    if (o.search != "both" && o.search != kind) continue;
+    SearchOptions so{.iterations = static_cast<int>(o.iterations),
+                     .lambda = o.lambda,
+                     .random_search = kind == "random",
+                     .start_unpruned = !budget,
+                     .archive = o.archive.empty() ? "" : o.archive + "." + kind + ".jsonl",
+                     .seed = o.seed + 17,
+                     .reward = use_map ? RewardKind::map : RewardKind::loss,
+                     .flops_budget = o.flops_budget,
+                     .params_budget = o.params_budget,
+                     .over_budget_score = use_map ? 0.0 : 2 * loss0 + 1,
+                     .cost = [&](const PruneAction& a) {
+                       const ChannelPlan plan = plan_channels(*cpu_net, s, a);
+                       return count_cost(*cpu_net, &plan);
+                     }};
+    if (!so.archive.empty()) std::filesystem::remove(so.archive);
+    if (kind == "controller")
+      controller = std::make_shared<AbcpController>(ActionLayout::from(s),
+                                                    ControllerOptions{.entropy_weight = o.entropy_weight,
+                                                                      .lr = o.controller_lr,
+                                                                      .original_bugs = o.original_bugs,
+                                                                      .seed = o.seed});
+    auto archive = abcp_search(
+        s, kind == "controller" ? controller.get() : nullptr, eval_candidate, full, so,
+        [&](const Candidate& c) {
+          std::printf(
+              "%s %d/%d | reward %.4f | %s %.4f | flops %.1f%% params %.1f%% | blocks %d/%zu%s | %.0f s\n",
+              kind.c_str(), c.iteration + 1, static_cast<int>(o.iterations), c.reward,
+              use_map ? "val mAP" : "val loss", use_map ? c.map : c.loss, 100 * c.flops_fraction,
+              100 * c.params_fraction, c.blocks_kept, s.blocks.size(),
+              c.within_budget ? "" : " | over budget", secs());
+        });
+    results.emplace_back(kind, std::move(archive));
+  }
+  nlohmann::json summary;
+  for (auto& [kind, a] : results) {
+    const int n = static_cast<int>(a.size()), w = std::max(1, n / 5);
+    std::vector<double> fifths;
+    for (int f = 0; f < 5 && f * w < n; ++f) {
+      double m = 0;
+      int k = 0;
+      for (int i = f * w; i < (f == 4 ? n : std::min(n, (f + 1) * w)); ++i) m += a[i].reward, ++k;
+      fifths.push_back(m / k);
+    }
+    int within = 0;
+    for (const Candidate& c : a) within += c.within_budget;
+    const Candidate& b = best_candidate(a);
+    std::printf("%s: mean reward by fifth", kind.c_str());
+    for (double f : fifths) std::printf(" %.4f", f);
+    std::printf(" | %d/%d within budget | best %.4f (iter %d, %s %.4f, flops %.1f%%, blocks %d)\n", within, n,
+                b.reward, b.iteration, use_map ? "mAP" : "loss", use_map ? b.map : b.loss,
+                100 * b.flops_fraction, b.blocks_kept);
+    summary["search"][kind] = {
+        {"fifths", fifths}, {"within_budget", within}, {"best", nlohmann::json::parse(candidate_json(b))}};
+  }
+  const Candidate* best = nullptr;
+  for (auto& [kind, a] : results) {
+    const Candidate& b = best_candidate(a);
+    if (!best || (b.within_budget && !best->within_budget) ||
+        (b.within_budget == best->within_budget && b.reward > best->reward))
+      best = &b;
+  }
+  NABLA_CHECK(best, "no search ran");
+  if (!best->within_budget)
+    std::printf("warning: no candidate met the budget; the best one overall is used\n");
+
+  // The unpruned, the best and the uniform-ratio net at the best's FLOPs: shrunk, fine-tuned alike, measured.
+  const PruneAction uniform = uniform_action_for_macs(*cpu_net, s, best->cost.macs);
+  PruneAction none;
+  none.ratios.assign(s.convs.size(), 0.0);
+  none.prune_block.assign(s.blocks.size(), 0);
+  std::vector<YoloRow> rows;
+  for (auto [name, action] : {std::pair<const char*, PruneAction>{"unpruned", resolve(s, none)},
+                              {"abcp-best", best->action},
+                              {"uniform", uniform}}) {
+    const ChannelPlan plan = plan_channels(*cpu_net, s, action);
+    auto small = shrink(cfg, *cpu_net, plan);
+    small->to(dev);
+    YoloRow r;
+    r.name = name;
+    r.map_before = detection_map(*small, val).map;
+    detection_finetune(*small, train, small->parameters(), ft(o.final_steps, o.seed + 99, true));
+    r.map = detection_map(*small, val).map;
+    r.img_s = detection_throughput(*small, val, o.bench_batch, static_cast<int>(o.bench_reps));
+    r.cost = count_cost(*small);
+    r.layers = static_cast<int>(small->layers.size());
+    r.blocks = static_cast<int>(s.blocks.size());
+    for (int p : action.prune_block) r.blocks -= p;
+    std::printf("%s: mAP@0.5 %.2f%% before, %.2f%% after %lld steps | %.1f%% FLOPs | %.1f img/s | %.0f s\n",
+                name, 100 * r.map_before, 100 * r.map, static_cast<long long>(o.final_steps),
+                100.0 * r.cost.macs / full.macs, r.img_s, secs());
+    if (!o.export_prefix.empty() && r.name == "abcp-best") {
+      small->to(Device::cpu());
+      export_darknet(shrink_cfg(cfg, *cpu_net, plan), *small, o.export_prefix);
+      std::printf("wrote %s.cfg and %s.weights\n", o.export_prefix.c_str(), o.export_prefix.c_str());
+    }
+    rows.push_back(r);
+  }
+  std::printf(
+      "\nABCP on %s, %d x %d, %s: %lld candidates per search, %lld fine-tune steps each, reward %s, lambda "
+      "%g, FLOPs budget %g, params budget %g; every net fine-tuned %lld steps after the search\n",
+      o.cfg.c_str(), W, H, dev.str().c_str(), static_cast<long long>(o.iterations),
+      static_cast<long long>(o.finetune_steps), o.reward.c_str(), o.lambda, o.flops_budget, o.params_budget,
+      static_cast<long long>(o.final_steps));
+  std::printf(
+      "| net | mAP@0.5 | mAP@0.5 before fine-tune | params | GFLOPs | FLOPs | blocks | layers | img/s |\n");
+  std::printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+  for (const YoloRow& r : rows) {
+    std::printf("| %s | %.2f%% | %.2f%% | %lld | %.4f | %.1f%% | %d/%zu | %d | %.1f |\n", r.name.c_str(),
+                100 * r.map, 100 * r.map_before, static_cast<long long>(r.cost.params), r.cost.gflops(),
+                100.0 * r.cost.macs / full.macs, r.blocks, s.blocks.size(), r.layers, r.img_s);
+    summary["rows"].push_back({{"name", r.name},
+                               {"map", r.map},
+                               {"map_before", r.map_before},
+                               {"params", r.cost.params},
+                               {"macs", r.cost.macs},
+                               {"gflops", r.cost.gflops()},
+                               {"flops_fraction", static_cast<double>(r.cost.macs) / full.macs},
+                               {"blocks", r.blocks},
+                               {"layers", r.layers},
+                               {"img_s", r.img_s}});
+  }
+  summary["full"] = {{"macs", full.macs}, {"params", full.params}, {"blocks", s.blocks.size()}};
+  summary["pretrained_map"] = map0;
+  summary["flops_budget"] = o.flops_budget;
+  summary["params_budget"] = o.params_budget;
+  summary["seconds"] = secs();
+  if (!o.summary.empty()) {
+    std::ofstream f(o.summary);
+    NABLA_CHECK(f.good(), "--summary ", o.summary, ": cannot open for writing");
+    f << summary.dump(1) << "\n";
+  }
+  std::printf("total %.1f s\n", secs());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -304,7 +664,7 @@ int main(int argc, char** argv) {
   Options o;
   if (std::optional<int> code = parse(argc, argv, o)) return *code;
   try {
-    return run(o);
+    return o.model == "yolo" ? run_yolo(o) : run_proxy(o);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "prune_abcp: %s\n", e.what());
   }

@@ -141,31 +141,11 @@ std::vector<std::string> read_names(const std::string& path, int classes) {
   return names;
 }
 
-// The cfg with [net] width / height replaced (layers are size-agnostic; shapes are rebuilt from them).
+// The cfg with [net] width / height and the classes replaced (layers are size-agnostic; shapes are rebuilt
+// from them).
 Cfg load_cfg(const Options& o) {
   Cfg cfg = read_cfg(o.cfg);
-  for (CfgSection& s : cfg.sections) {
-    if (s.type != "net" && s.type != "network") continue;
-    for (CfgOption& opt : s.options) {
-      if (opt.key == "width" && o.width > 0) opt.value = std::to_string(o.width);
-      if (opt.key == "height" && o.height > 0) opt.value = std::to_string(o.height);
-    }
-  }
-  if (o.classes <= 0) return cfg;
-  for (size_t i = 0; i < cfg.sections.size(); ++i) {
-    CfgSection& s = cfg.sections[i];
-    if (s.type != "yolo") continue;
-    size_t anchors = 0;
-    for (CfgOption& opt : s.options) {
-      if (opt.key == "classes") opt.value = std::to_string(o.classes);
-      if (opt.key == "mask") anchors = std::count(opt.value.begin(), opt.value.end(), ',') + 1;
-    }
-    NABLA_CHECK(anchors > 0 && i > 0 &&
-                    (cfg.sections[i - 1].type == "convolutional" || cfg.sections[i - 1].type == "conv"),
-                s.where("mask"), "--classes needs a mask and a [convolutional] right before each [yolo]");
-    for (CfgOption& opt : cfg.sections[i - 1].options)
-      if (opt.key == "filters") opt.value = std::to_string(anchors * (5 + o.classes));
-  }
+  override_cfg(cfg, static_cast<int>(o.width), static_cast<int>(o.height), static_cast<int>(o.classes));
   return cfg;
 }
 

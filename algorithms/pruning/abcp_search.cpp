@@ -1,6 +1,7 @@
 // The ABCP search loop and the uniform-ratio baseline (see abcp_search.h).
 #include "algorithms/pruning/abcp_search.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -16,6 +17,10 @@ std::string candidate_json(const Candidate& c) {
   j["loss"] = c.loss;
   j["flops_fraction"] = c.flops_fraction;
   j["reward"] = c.reward;
+  j["map"] = c.map;
+  j["params_fraction"] = c.params_fraction;
+  j["within_budget"] = c.within_budget;
+  j["evaluated"] = c.evaluated;
   j["macs"] = c.cost.macs;
   j["params"] = c.cost.params;
   j["gflops"] = c.cost.gflops();
@@ -32,6 +37,11 @@ std::vector<Candidate> abcp_search(const PruneStructure& s, AbcpController* cont
                                    const std::function<void(const Candidate&)>& on_candidate) {
   NABLA_CHECK(o.iterations > 0, "abcp search: iterations must be positive, got ", o.iterations);
   NABLA_CHECK(full.macs > 0, "abcp search: the full network has no MACs");
+  const bool budget = o.flops_budget > 0 || o.params_budget > 0;
+  NABLA_CHECK(!budget || o.cost, "abcp search: a FLOPs or parameter budget needs SearchOptions::cost");
+  NABLA_CHECK(o.flops_budget >= 0 && o.flops_budget <= 1 && o.params_budget >= 0 && o.params_budget <= 1,
+              "abcp search: budgets are fractions in [0, 1], got FLOPs ", o.flops_budget, ", params ",
+              o.params_budget);
   std::ofstream archive;
   if (!o.archive.empty()) {
     archive.open(o.archive, std::ios::app);
@@ -56,11 +66,32 @@ std::vector<Candidate> abcp_search(const PruneStructure& s, AbcpController* cont
     Candidate c;
     c.iteration = it;
     c.action = resolve(s, a);
-    Evaluation e = evaluate(c.action);
+    double excess = 0;
+    if (budget) {
+      const Cost pre = o.cost(c.action);
+      const double f = static_cast<double>(pre.macs) / static_cast<double>(full.macs),
+                   p = full.params > 0 ? static_cast<double>(pre.params) / static_cast<double>(full.params)
+                                       : 0;
+      if (o.flops_budget > 0) excess = std::max(excess, f / o.flops_budget - 1);
+      if (o.params_budget > 0) excess = std::max(excess, p / o.params_budget - 1);
+    }
+    Evaluation e;
+    if (excess > 0) {
+      c.within_budget = c.evaluated = false;
+      e.cost = o.cost(c.action);
+      e.loss = e.map = o.over_budget_score;
+    } else {
+      e = evaluate(c.action);
+    }
     c.loss = e.loss;
+    c.map = e.map;
     c.cost = e.cost;
     c.flops_fraction = static_cast<double>(e.cost.macs) / static_cast<double>(full.macs);
-    c.reward = -(e.loss + o.lambda * c.flops_fraction);
+    c.params_fraction =
+        full.params > 0 ? static_cast<double>(e.cost.params) / static_cast<double>(full.params) : 0;
+    c.reward = o.reward == RewardKind::map ? e.map - o.lambda * c.flops_fraction
+                                           : -(e.loss + o.lambda * c.flops_fraction);
+    c.reward -= excess;
     c.blocks_kept = static_cast<int>(s.blocks.size());
     for (int p : c.action.prune_block) c.blocks_kept -= p;
     if (controller && !o.random_search && sample.log_prob.defined()) {
@@ -76,10 +107,12 @@ std::vector<Candidate> abcp_search(const PruneStructure& s, AbcpController* cont
 
 const Candidate& best_candidate(const std::vector<Candidate>& archive) {
   NABLA_CHECK(!archive.empty(), "abcp: empty archive");
-  size_t best = 0;
-  for (size_t i = 1; i < archive.size(); ++i)
-    if (archive[i].reward > archive[best].reward) best = i;
-  return archive[best];
+  bool any_within = false;
+  for (const Candidate& c : archive) any_within |= c.within_budget;
+  const Candidate* best = nullptr;
+  for (const Candidate& c : archive)
+    if ((c.within_budget || !any_within) && (!best || c.reward > best->reward)) best = &c;
+  return *best;
 }
 
 PruneAction uniform_action_for_macs(const models::darknet::DarknetNetwork& net, const PruneStructure& s,

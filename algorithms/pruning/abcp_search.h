@@ -1,6 +1,12 @@
 // The ABCP search loop: sample an action (controller or uniform random search), evaluate it (the caller's
-// function: reset to the pretrained weights, mask, short fine-tune, validation loss), reward
-//   R = -(L_val + lambda * MACs / MACs_full),
+// function: reset to the pretrained weights, mask, short fine-tune, validation loss or mAP), reward
+//   R = -(L_val + lambda * MACs / MACs_full)        (RewardKind::loss, the original's)
+//   R = mAP@0.5 - lambda * MACs / MACs_full          (RewardKind::map, the YOLO mode's default)
+// A FLOPs and / or parameter budget (fractions of the full network's) is a hard constraint: a candidate over
+// it is not evaluated (its cost comes from `SearchOptions::cost`), its score is `over_budget_score` (mAP 0,
+// or the caller's bad loss), and its reward loses the relative excess max(f / F_budget, p / P_budget) - 1
+// on top, so that the controller is pushed back inside. The best candidate is the argmax R among the
+// candidates within the budget (any candidate when none is).
 // update the controller, and append every candidate to an archive (JSONL, one line per iteration, flushed).
 // The best candidate is the archive's argmax R (as the original picks it from its log). The first candidate
 // of a controller search is the unpruned network (as the original).
@@ -14,10 +20,15 @@
 
 namespace nabla::algorithms::pruning {
 
+enum class RewardKind { loss, map };
+
 struct Candidate {
   int iteration = 0;
   PruneAction action;  // resolved
   double loss = 0, flops_fraction = 0, reward = 0;
+  double map = 0;  // RewardKind::map: the validation mAP@0.5
+  double params_fraction = 0;
+  bool within_budget = true, evaluated = true;
   Cost cost;
   int blocks_kept = 0;
   double advantage = 0, baseline = 0;
@@ -31,11 +42,16 @@ struct SearchOptions {
   bool start_unpruned = true;
   std::string archive;  // JSONL path ("" = none); appended to
   uint64_t seed = 1;
+  RewardKind reward = RewardKind::loss;
+  double flops_budget = 0, params_budget = 0;    // fractions of the full network's; 0 = no constraint
+  double over_budget_score = 0;                  // the loss (or mAP) an over-budget candidate is given
+  std::function<Cost(const PruneAction&)> cost;  // needed with a budget: the cost without evaluating
 };
 
 struct Evaluation {
-  double loss = 0;
+  double loss = 0;  // RewardKind::loss
   Cost cost;
+  double map = 0;  // RewardKind::map
 };
 using EvaluateFn = std::function<Evaluation(const PruneAction& resolved)>;
 
@@ -44,6 +60,7 @@ std::vector<Candidate> abcp_search(const PruneStructure& s, AbcpController* cont
                                    const EvaluateFn& evaluate, const Cost& full, const SearchOptions& o,
                                    const std::function<void(const Candidate&)>& on_candidate = {});
 
+// The highest reward among the candidates within the budget (among all when none is).
 const Candidate& best_candidate(const std::vector<Candidate>& archive);
 
 // The uniform ratio r (no block pruned) whose MACs come closest to `target_macs` (bisection on r).

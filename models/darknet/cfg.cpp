@@ -1,6 +1,7 @@
 // Darknet .cfg parsing and typed option getters (see cfg.h).
 #include "models/darknet/cfg.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cctype>
 #include <cerrno>
@@ -188,6 +189,31 @@ std::string format_cfg(const Cfg& cfg) {
     for (const CfgOption& o : cfg.sections[i].options) out += o.key + "=" + o.value + "\n";
   }
   return out;
+}
+
+void override_cfg(Cfg& cfg, int width, int height, int classes) {
+  for (CfgSection& s : cfg.sections) {
+    if (s.type != "net" && s.type != "network") continue;
+    for (CfgOption& opt : s.options) {
+      if (opt.key == "width" && width > 0) opt.value = std::to_string(width);
+      if (opt.key == "height" && height > 0) opt.value = std::to_string(height);
+    }
+  }
+  if (classes <= 0) return;
+  for (size_t i = 0; i < cfg.sections.size(); ++i) {
+    CfgSection& s = cfg.sections[i];
+    if (s.type != "yolo") continue;
+    size_t anchors = 0;
+    for (CfgOption& opt : s.options) {
+      if (opt.key == "classes") opt.value = std::to_string(classes);
+      if (opt.key == "mask") anchors = std::count(opt.value.begin(), opt.value.end(), ',') + 1;
+    }
+    NABLA_CHECK(anchors > 0 && i > 0 &&
+                    (cfg.sections[i - 1].type == "convolutional" || cfg.sections[i - 1].type == "conv"),
+                s.where("mask"), "--classes needs a mask and a [convolutional] right before each [yolo]");
+    for (CfgOption& opt : cfg.sections[i - 1].options)
+      if (opt.key == "filters") opt.value = std::to_string(anchors * (5 + classes));
+  }
 }
 
 }  // namespace nabla::models::darknet

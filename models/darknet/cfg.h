@@ -52,5 +52,9 @@ Cfg read_cfg(const std::string& path);
 Cfg parse_cfg(const std::string& text, const std::string& name);
 // Writes sections back as text (one blank line between sections), e.g. after model surgery.
 std::string format_cfg(const Cfg& cfg);
+// Sets [net] width / height (when > 0), and (classes > 0) every [yolo] layer's classes and the filters of the
+// [convolutional] right before it to len(mask) x (5 + classes); throws when a [yolo] has no mask or no conv
+// before it. train_yolo's and prune_abcp's --width / --height / --classes.
+void override_cfg(Cfg& cfg, int width, int height, int classes);
 
 }  // namespace nabla::models::darknet
