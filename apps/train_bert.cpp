@@ -636,7 +636,14 @@ int run_finetune_tokens(Options& o) {
       apps::first_examples(apps::encode_tagging(train_s, labels, tok, o.seq_len), o.limit_train);
   const apps::EncodedTags dev_set = apps::encode_tagging(dev_s, labels, tok, o.seq_len);
   const auto num_labels = static_cast<int64_t>(labels.size());
-  auto dataset = std::make_shared<data::TensorDataset>(train.inputs, train.labels);
+  // The dataset's labels are one per example: the tags travel as a fourth row of the inputs [N, 4, L]
+  // (ids, types, mask, tags), the labels are the example indices.
+  const int64_t n_train = train.inputs.size(0);
+  std::vector<double> index(static_cast<size_t>(n_train));
+  for (int64_t i = 0; i < n_train; ++i) index[static_cast<size_t>(i)] = static_cast<double>(i);
+  auto dataset = std::make_shared<data::TensorDataset>(
+      cat({train.inputs, train.labels.unsqueeze(1)}, 1).contiguous(),
+      from_vector(index, {n_train}, {.dtype = DType::i64}));
   data::DataLoader loader(dataset, {.batch_size = o.batch_size,
                                     .shuffle = true,
                                     .drop_last = true,
@@ -644,7 +651,7 @@ int run_finetune_tokens(Options& o) {
                                     .num_replicas = ds.world_size(),
                                     .rank = ds.rank()});
   NABLA_CHECK(loader.num_batches() >= 1, "--batch-size ", o.batch_size * ds.world_size(),
-              " is larger than the ", train.inputs.size(0), " training sentences");
+              " is larger than the ", n_train, " training sentences");
 
   std::shared_ptr<models::BertForTokenClassification> model;
   if (!o.init_from.empty()) {  // a pretraining checkpoint: the encoder; the classifier is new
@@ -670,10 +677,10 @@ int run_finetune_tokens(Options& o) {
   const bool vr = vrgd::is_vr_optimizer_kind(o.optimizer);
   NABLA_CHECK(o.accum == 1 || vr || !ds.active(), "--accum ", o.accum, " with --optimizer ", o.optimizer,
               " runs in one process only; use more ranks instead, or a vr-* optimizer");
-  apps::ForwardFn forward = [&](nn::Module&, const Tensor& inputs, const Tensor& y) {
+  apps::ForwardFn forward = [&](nn::Module&, const Tensor& inputs, const Tensor&) {
     apps::BertInputs u = apps::unpack_bert_inputs(inputs);
     apps::ForwardOutput f;
-    f.loss = model->loss(model->forward(u.ids, u.types, u.mask), y);
+    f.loss = model->loss(model->forward(u.ids, u.types, u.mask), inputs.select(1, 3).contiguous());
     return f;
   };
   apps::TrainStep train_step(
