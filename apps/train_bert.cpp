@@ -14,6 +14,8 @@
 //   inputs  i64 [B, 3, L]  input_ids, token_type_ids, attention_mask
 //   targets pretraining: i64 [B, L + 1] (the MLM labels, then the NSP label); fine-tuning: i64 [B] classes
 //           (regression: the example indices; the targets are looked up on the host)
+//   --head token: inputs i64 [B, 4, L] (the fourth row: the tag of each position, -100 off first pieces),
+//           targets the example indices (unused)
 // Gradient accumulation (--accum K) runs K micro-batches of B / K (examples j, j + K, ...) before each
 // optimizer step; for the VR optimizers the same K micro-batches are the GSNR partitions, so LAMB and VR-LAMB
 // see the same micro-batches.
@@ -641,9 +643,9 @@ int run_finetune_tokens(Options& o) {
   const int64_t n_train = train.inputs.size(0);
   std::vector<double> index(static_cast<size_t>(n_train));
   for (int64_t i = 0; i < n_train; ++i) index[static_cast<size_t>(i)] = static_cast<double>(i);
-  auto dataset = std::make_shared<data::TensorDataset>(
-      cat({train.inputs, train.labels.unsqueeze(1)}, 1).contiguous(),
-      from_vector(index, {n_train}, {.dtype = DType::i64}));
+  auto dataset =
+      std::make_shared<data::TensorDataset>(cat({train.inputs, train.labels.unsqueeze(1)}, 1).contiguous(),
+                                            from_vector(index, {n_train}, {.dtype = DType::i64}));
   data::DataLoader loader(dataset, {.batch_size = o.batch_size,
                                     .shuffle = true,
                                     .drop_last = true,

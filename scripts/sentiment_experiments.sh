@@ -25,7 +25,7 @@
 # SENTI_LIMIT (instances per dataset: default 30, the first 30 of the study's sample, to keep the default run
 # near 300 s, an estimate; 0 = the study's 100 / 50 / 30 and 100 / 90, about 2.5x the query time), SETTINGS
 # (all), GPT_HF, BERT_PRETRAINED (reuse folders). SENTI_TINY=1: a CPU smoke run of every step with tiny sizes
-# (2 instances per dataset; its scores mean nothing).
+# (2 instances per dataset, 64 training examples and 1 epoch per BERT task; its scores mean nothing).
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${1:-$root/build-gpu}"
@@ -133,6 +133,7 @@ while IFS=$'\t' read -r name task train dev inputs; do
     ECPE) cols=(--text-a sentence1 --text-b sentence2); metric=(--metric f1) ;;  # F1 of the pair class
     E2E-ABSA) cols=(--text-a tokens --label tags); head=(--head token); metric=(--metric f1); epochs=8 ;;
   esac
+  [[ $tiny == 1 ]] && epochs=1
   "$build/train_bert" --mode finetune "${head[@]}" --init-from "$bert_pre" "${common[@]}" "${cols[@]}" "${metric[@]}" \
     "${bert_limit[@]}" --train-tsv "$train" --dev-tsv "$dev" --seq-len 96 --batch-size 32 --epochs "${BERT_EPOCHS:-$epochs}" \
     --lr 1e-4 --warmup-steps 100 --eval-batch-size 256 --best-dir "$out/bert_$name" > "$out/bert_$name.log" 2>&1 \
