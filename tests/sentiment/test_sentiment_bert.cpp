@@ -267,7 +267,8 @@ TEST(SentimentBert, TinyTaggerLossFallsOnASlice) {
   EXPECT_LT(after.loss, before.loss);
   EXPECT_GT(after.f1, before.f1);
   EXPECT_GT(after.token_accuracy, 0.9);
-  std::printf("tiny tagger: loss %.3f -> %.3f, span F1 %.3f -> %.3f\n", losses.front(), losses.back(), before.f1, after.f1);
+  std::printf("tiny tagger: loss %.3f -> %.3f, span F1 %.3f -> %.3f\n", losses.front(), losses.back(),
+              before.f1, after.f1);
 }
 
 }  // namespace
