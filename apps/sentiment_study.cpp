@@ -1,7 +1,8 @@
 // sentiment_study: the harness of "Is ChatGPT a Good Sentiment Analyzer?" (docs/sentiment.md): the study's
 // grid of setting x task x dataset (data/sentiment.h), a language model behind any OpenAI-compatible
 // endpoint (our serve_gpt, or ChatGPT through a proxy) in zero- and few-shot settings, a fine-tuned BERT
-// (train_bert) for SC, ABSC and ECE, per-instance answers saved as JSONL, and the study's tables.
+// (train_bert) for every task (SC, ABSC and ECE, ECPE as sequence classification; E2E-ABSA as token tagging),
+// per-instance answers saved as JSONL, and the study's tables.
 //
 //   sentiment_study --mode sample --out study                       # study/sample_ids.tsv
 //   sentiment_study --mode sft-data --out study                     # study/sft.jsonl (training splits only)
@@ -33,6 +34,8 @@
 #include "apps/common/options.h"
 #include "data/sentiment.h"
 #include "data/sentiment_prompts.h"
+#include "data/sentiment_bert.h"
+#include "data/token_tagging.h"
 
 using namespace nabla;
 using json = nlohmann::json;
@@ -46,8 +49,9 @@ namespace {
 struct Options {
   std::string mode, root, out, settings, tasks, datasets, shots, run_name, endpoint, model, api_key_env,
       sample_ids;
-  int64_t prompt_index, max_tokens, max_retries, limit, open_absc_n, open_e2e_n, sft_per_task, demo_seed;
-  double timeout_s, requests_per_minute, backoff_s;
+  int64_t prompt_index, max_tokens, max_retries, limit, open_absc_n, open_e2e_n, sft_per_task, demo_seed,
+      ecpe_window, ecpe_negatives;
+  double timeout_s, requests_per_minute, backoff_s, ecpe_threshold;
   bool filter_absent, no_cache;
 };
 
@@ -316,8 +320,11 @@ std::string ece_context(const SentimentExample& e) {
 
 // Writes, under <out>/bert: absc_train_<src>.tsv / absc_dev_<src>.tsv (sentence1 = sentence, sentence2 =
 // aspect, label 0/1/2) for each ABSC source domain, ECE clause pairs (clause, emotion word + emotion clause,
-// label 1 for a cause), one predict input per dataset (<key>.txt: sentences, sentence<TAB>aspect, or one
-// clause pair per clause of each document) and manifest.json naming, per dataset, its input and training
+// label 1 for a cause), E2E-ABSA tagged sentences (tokens<TAB>tags: the unified BIO tags of
+// data/sentiment_bert.h) for each source domain, ECPE candidate pairs (clause e, "<c - e> clause c", label 1
+// for a gold pair; training: the gold pairs and --ecpe-negatives other candidates per document, dev: every
+// candidate), one predict input per dataset (<key>.txt: sentences, sentence<TAB>aspect, one clause pair per
+// clause or per candidate of each document) and manifest.json naming, per dataset, its input and training
 // files.
 int run_bert_export(const Options& o) {
   const fs::path dir = fs::path(o.out) / "bert";
@@ -354,11 +361,59 @@ int run_bert_export(const Options& o) {
     }
     return path;
   };
-  for (const Selected& s : select_grid(o)) {
-    if (s.d.task != SentimentTask::sc && s.d.task != SentimentTask::absc && s.d.task != SentimentTask::ece) {
-      std::printf("%-40s skipped: the BERT back end covers SC, ABSC and ECE only\n", s.d.key().c_str());
-      continue;
+  // E2E-ABSA as token tagging: the sentence's words and their unified tags.
+  auto write_e2e_tsv = [&](const std::string& rel) {
+    std::string name = rel;
+    std::replace(name.begin(), name.end(), '/', '_');
+    const std::string path = (dir / name).string() + ".tsv";
+    if (written.insert(path).second) {
+      std::ofstream f(path);
+      f << "tokens\ttags\n";
+      int64_t unmatched = 0, pairs = 0;
+      for (const auto& e : data::read_e2e_absa(o.root + "/" + rel)) {
+        const auto words = data::split_words(clean(e.text));
+        int64_t missed = 0;
+        const auto tags = data::e2e_tags(words, e.pairs, &missed);
+        unmatched += missed, pairs += static_cast<int64_t>(e.pairs.size());
+        for (size_t k = 0; k < words.size(); ++k) f << (k ? " " : "") << words[k];
+        f << '\t';
+        for (size_t k = 0; k < tags.size(); ++k) f << (k ? " " : "") << tags[k];
+        f << '\n';
+      }
+      std::printf("%s: %lld of %lld aspects not found among the words (left untagged)\n", path.c_str(),
+                  static_cast<long long>(unmatched), static_cast<long long>(pairs));
     }
+    return path;
+  };
+  // ECPE as pair classification over the candidates within --ecpe-window.
+  auto write_ecpe_tsv = [&](const std::string& rel, bool sample_negatives) {
+    std::string name = rel;
+    std::replace(name.begin(), name.end(), '/', '_');
+    const std::string path = (dir / name).string() + ".tsv";
+    if (written.insert(path).second) {
+      std::ofstream f(path);
+      f << "sentence1\tsentence2\tlabel\n";
+      data::PyRandom rng(static_cast<uint32_t>(o.demo_seed));
+      const int window = static_cast<int>(o.ecpe_window);
+      for (const auto& e : data::read_ecpe(o.root + "/" + rel)) {
+        std::vector<data::EcpeTrainingPair> pairs;
+        if (sample_negatives) {
+          pairs = data::ecpe_training_pairs(e, window, static_cast<int>(o.ecpe_negatives), rng);
+        } else {
+          for (const auto& [a, b] : data::ecpe_candidates(static_cast<int>(e.clauses.size()), window))
+            pairs.push_back(
+                {a, b,
+                 std::count(e.clause_pairs.begin(), e.clause_pairs.end(), std::make_pair(a, b)) ? 1 : 0});
+        }
+        for (const auto& p : pairs) {
+          const auto [ta, tb] = data::ecpe_pair_texts(e, p.e, p.c);
+          f << clean(ta) << '\t' << clean(tb) << '\t' << p.label << '\n';
+        }
+      }
+    }
+    return path;
+  };
+  for (const Selected& s : select_grid(o)) {
     std::string key = s.d.key();
     std::replace(key.begin(), key.end(), '/', '_');
     const std::string input = (dir / (key + ".txt")).string();
@@ -373,6 +428,15 @@ int run_bert_export(const Options& o) {
         }
         continue;
       }
+      if (s.d.task == SentimentTask::ecpe) {  // one line per candidate pair: "doc:e,c"
+        for (const auto& [a, b] :
+             data::ecpe_candidates(static_cast<int>(e.clauses.size()), static_cast<int>(o.ecpe_window))) {
+          const auto [ta, tb] = data::ecpe_pair_texts(e, a, b);
+          f << clean(ta) << '\t' << clean(tb) << '\n';
+          ids.push_back(str_cat(e.id, ":", a, ",", b));
+        }
+        continue;
+      }
       f << clean(e.text);
       if (s.d.task == SentimentTask::absc) f << '\t' << clean(e.aspect);
       f << '\n';
@@ -383,6 +447,14 @@ int run_bert_export(const Options& o) {
       m["train_tsv"] = write_ece_tsv(s.d.train_file);
       m["dev_tsv"] = write_ece_tsv(s.d.dev_file);
       m["model"] = "ece";
+    } else if (s.d.task == SentimentTask::ecpe) {
+      m["train_tsv"] = write_ecpe_tsv(s.d.train_file, true);
+      m["dev_tsv"] = write_ecpe_tsv(s.d.dev_file, false);
+      m["model"] = "ecpe";
+    } else if (s.d.task == SentimentTask::e2e_absa) {
+      m["train_tsv"] = write_e2e_tsv(s.d.train_file);
+      m["dev_tsv"] = write_e2e_tsv(s.d.dev_file);
+      m["model"] = "e2e_" + fs::path(m["train_tsv"].get<std::string>()).stem().string();
     } else if (s.d.task == SentimentTask::sc) {
       m["train_tsv"] = o.root + "/" + s.d.train_file;
       m["dev_tsv"] = o.root + "/" + s.d.dev_file;
@@ -401,8 +473,10 @@ int run_bert_export(const Options& o) {
   return 0;
 }
 
-// Reads <input>.pred (train_bert --mode predict's output: label<TAB>probabilities...<TAB>input line) for each
-// manifest entry and writes answers/<run>.jsonl.
+// Reads <input>.pred (train_bert --mode predict's output: label<TAB>probabilities...<TAB>input line, or
+// with --head token tags<TAB>input line) for each manifest entry and writes answers/<run>.jsonl: E2E-ABSA
+// tags become (aspect, polarity) pairs, ECE clause labels a document's causes, ECPE candidate
+// probabilities its pairs (data::ecpe_decode, --ecpe-threshold).
 int run_bert_import(const Options& o) {
   const fs::path dir = fs::path(o.out) / "bert";
   std::ifstream mf(dir / "manifest.json");
@@ -425,13 +499,61 @@ int run_bert_import(const Options& o) {
       continue;
     }
     std::vector<std::string> lines;
-    for (std::string l; std::getline(pf, l);)  // prediction lines only (label<TAB>...), not notes
-      if (!l.empty() && std::isdigit(static_cast<unsigned char>(l[0])) && l.find('\t') != std::string::npos)
+    const bool tagged = s.d.task == SentimentTask::e2e_absa;
+    for (std::string l; std::getline(pf, l);)  // prediction lines only (label<TAB>... or tags<TAB>...)
+      if (!l.empty() && (tagged || std::isdigit(static_cast<unsigned char>(l[0]))) &&
+          l.find('\t') != std::string::npos)
         lines.push_back(l);
     NABLA_CHECK(lines.size() == m["ids"].size(), pred_path, ": ", lines.size(), " predictions for ",
                 m["ids"].size(), " instances");
     std::map<std::string, const SentimentExample*> by_id;
     for (const auto& e : s.test) by_id[e.id] = &e;
+    if (s.d.task == SentimentTask::e2e_absa) {  // tags -> (aspect, polarity) pairs
+      for (size_t k = 0; k < lines.size(); ++k) {
+        const SentimentExample& e = *by_id.at(m["ids"][k].get<std::string>());
+        const std::string tags = lines[k].substr(0, lines[k].find('\t'));
+        const auto words = data::split_words(clean(e.text));
+        const auto tag_list = data::split_words(tags);
+        NABLA_CHECK(tag_list.size() == words.size(), pred_path, ":", k + 1, ": ", tag_list.size(),
+                    " tags for the ", words.size(), " words of instance ", e.id);
+        json r = record(run, "bert", 0, s, e);
+        std::vector<std::string> items;
+        for (const auto& [a, p] : data::e2e_pairs_from_tags(words, tag_list)) items.push_back(a + "\x1f" + p);
+        r["answer"] = tags;
+        r["parsed"] = true;
+        r["pred"] = items;
+        out << r.dump(-1, ' ', false, json::error_handler_t::replace) << '\n';
+        ++n;
+      }
+      continue;
+    }
+    if (s.d.task == SentimentTask::ecpe) {  // candidate probabilities -> each document's pairs
+      std::map<std::string, std::pair<std::vector<std::pair<int, int>>, std::vector<double>>> cand;
+      std::vector<std::string> docs;
+      for (size_t k = 0; k < lines.size(); ++k) {
+        const std::string id = m["ids"][k].get<std::string>();
+        const size_t colon = id.find(':'), comma = id.find(',');
+        const std::string doc = id.substr(0, colon);
+        if (!cand.count(doc)) docs.push_back(doc);
+        std::vector<std::string> f = split(lines[k], '\t');
+        NABLA_CHECK(f.size() >= 3, pred_path, ":", k + 1, ": expected label<TAB>p0<TAB>p1<TAB>text");
+        cand[doc].first.emplace_back(std::stoi(id.substr(colon + 1, comma - colon - 1)),
+                                     std::stoi(id.substr(comma + 1)));
+        cand[doc].second.push_back(std::stod(f[2]));
+      }
+      for (const auto& doc : docs) {
+        json r = record(run, "bert", 0, s, *by_id.at(doc));
+        std::vector<std::string> items;
+        for (const auto& [a, b] : data::ecpe_decode(cand[doc].first, cand[doc].second, o.ecpe_threshold))
+          items.push_back(str_cat(a, ",", b));
+        r["answer"] = items;
+        r["parsed"] = true;
+        r["pred"] = items;
+        out << r.dump(-1, ' ', false, json::error_handler_t::replace) << '\n';
+        ++n;
+      }
+      continue;
+    }
     if (s.d.task == SentimentTask::ece) {  // clause predictions -> each document's cause clauses
       std::map<std::string, std::vector<std::string>> causes;
       std::vector<std::string> docs;
@@ -627,6 +749,15 @@ int main(int argc, char** argv) {
   cli.add_switch("filter-absent", &o.filter_absent, "E2E-ABSA: drop predicted aspects not in the sentence");
   cli.add_switch("no-cache", &o.no_cache, "do not read or write <out>/llm_cache.jsonl");
   cli.add("sft-per-task", &o.sft_per_task, 3000, "sft-data: examples per training file").positive();
+  cli.section("BERT back end (--mode bert-export, bert-import)");
+  cli.add("ecpe-window", &o.ecpe_window, 2, "ECPE candidates: pairs (e, c) with |c - e| <= this")
+      .in_range(0, 100);
+  cli.add("ecpe-negatives", &o.ecpe_negatives, 8,
+          "ECPE training: non-pairs drawn per document (with --demo-seed)")
+      .in_range(0, 10000);
+  cli.add("ecpe-threshold", &o.ecpe_threshold, 0.5,
+          "ECPE: a candidate whose pair probability reaches this is predicted (and each document's best)")
+      .in_range(0, 1);
   cli.example("--mode sample --out study", "write the study's sampled ids to study/sample_ids.tsv");
   cli.example("--mode query --out study --endpoint http://127.0.0.1:8000/v1 --model nabla-gpt --shots 0,3",
               "ask our served GPT, zero- and 3-shot; answers in study/answers/");

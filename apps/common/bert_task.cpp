@@ -1,15 +1,19 @@
 // The BERT binaries' shared pieces: model shape, optimizer, schedule, GLUE data, dev evaluation
-// (bert_task.h).
+// (bert_task.h), and the token tagger's data and evaluation.
 #include "apps/common/bert_task.h"
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 
 #include "algorithms/metrics/classification.h"
+#include "algorithms/metrics/sentiment.h"
 #include "algorithms/optim/optimizer.h"
 #include "algorithms/vrgd/vr_optimizer.h"
 #include "autograd/autograd.h"
 #include "engine/error.h"
 #include "ops/autocast.h"
+#include "ops/factory.h"
 #include "ops/index.h"
 #include "ops/loss.h"
 #include "ops/nn.h"
@@ -146,6 +150,108 @@ DevResult evaluate_bert_classifier(models::BertForSequenceClassification& model,
   r.f1 = metrics::f1_binary(pred, dev_set.classes);
   r.matthews = metrics::matthews_corrcoef(pred, dev_set.classes);
   return r;
+}
+
+}  // namespace nabla::apps
+
+// ---- token tagging ----
+namespace nabla::apps {
+
+EncodedTags encode_tagging(const data::TaggedSentences& s, const std::vector<std::string>& label_set,
+                           const data::BertTokenizer& tok, int64_t seq_len) {
+  const int64_t n = s.size(), l = seq_len;
+  EncodedTags e;
+  e.inputs = zeros({n, 3, l}, {.dtype = DType::i64});
+  e.labels = Tensor::empty({n, l}, DType::i64);
+  int64_t* in = e.inputs.data<int64_t>();
+  int64_t* lab = e.labels.data<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    std::vector<int64_t> ids;
+    for (const std::string& t : s.tags[static_cast<size_t>(i)]) {
+      const auto it = std::find(label_set.begin(), label_set.end(), t);
+      NABLA_CHECK(it != label_set.end(), "sentence ", i + 1, ": tag '", t, "' is not among the model's ",
+                  label_set.size(), " labels");
+      ids.push_back(it - label_set.begin());
+    }
+    const data::TaggedEncoding enc = data::encode_tagged_words(tok, s.words[static_cast<size_t>(i)], ids, l);
+    std::copy(enc.input_ids.begin(), enc.input_ids.end(), in + i * 3 * l);  // token types stay 0
+    std::copy(enc.attention_mask.begin(), enc.attention_mask.end(), in + i * 3 * l + 2 * l);
+    std::copy(enc.labels.begin(), enc.labels.end(), lab + i * l);
+  }
+  return e;
+}
+
+EncodedTags first_examples(const EncodedTags& e, int64_t n) {
+  if (n <= 0 || n >= e.inputs.size(0)) return e;
+  return {e.inputs.narrow(0, 0, n).contiguous(), e.labels.narrow(0, 0, n).contiguous()};
+}
+
+TaggerResult evaluate_bert_tagger(models::BertForTokenClassification& model, const EncodedTags& set,
+                                  const std::vector<std::string>& label_set, int64_t batch, Device dev,
+                                  bool amp) {
+  const bool was_training = model.is_training();
+  model.eval();
+  NoGradGuard ng;
+  AutocastGuard autocast(DType::bf16, amp);
+  const int64_t n = set.inputs.size(0), l = set.inputs.size(2);
+  double loss_sum = 0, hits = 0, labelled = 0;
+  std::vector<std::vector<std::string>> gold_items, pred_items;
+  auto items = [&](const std::vector<int64_t>& ids) {
+    std::vector<std::string> tags, out;
+    for (int64_t id : ids) tags.push_back(label_set[static_cast<size_t>(id)]);
+    for (const data::TagSpan& sp : data::bio_spans(tags))
+      out.push_back(str_cat(sp.begin, ":", sp.end, ":", sp.type));
+    return out;
+  };
+  for (int64_t first = 0; first < n; first += batch) {
+    const int64_t m = std::min(batch, n - first);
+    BertInputs u = unpack_bert_inputs(set.inputs.narrow(0, first, m).to(dev));
+    Tensor y = set.labels.narrow(0, first, m).contiguous();
+    Tensor logits = model.forward(u.ids, u.types, u.mask).to(DType::f32);
+    const std::vector<int64_t> pred = argmax(logits, -1).to(Device::cpu()).to_vector<int64_t>();
+    const std::vector<int64_t> gold = y.to_vector<int64_t>();
+    const auto count =
+        static_cast<double>(std::count_if(gold.begin(), gold.end(), [](int64_t v) { return v != -100; }));
+    if (count > 0) loss_sum += model.loss(logits, y.to(dev)).item() * count;
+    for (int64_t r = 0; r < m; ++r) {
+      std::vector<int64_t> g, p;
+      for (int64_t k = r * l; k < (r + 1) * l; ++k)
+        if (gold[static_cast<size_t>(k)] != -100) {
+          g.push_back(gold[static_cast<size_t>(k)]);
+          p.push_back(
+              std::min<int64_t>(pred[static_cast<size_t>(k)], static_cast<int64_t>(label_set.size()) - 1));
+          hits += g.back() == p.back();
+        }
+      labelled += static_cast<double>(g.size());
+      gold_items.push_back(items(g));
+      pred_items.push_back(items(p));
+    }
+  }
+  model.train(was_training);
+  TaggerResult r;
+  if (labelled > 0) r.loss = loss_sum / labelled, r.token_accuracy = hits / labelled;
+  const metrics::PrfScores s = metrics::micro_prf(gold_items, pred_items);
+  r.precision = s.precision, r.recall = s.recall, r.f1 = s.f1;
+  return r;
+}
+
+void save_tag_labels(const std::string& dir, const std::vector<std::string>& labels) {
+  std::filesystem::create_directories(dir);
+  std::ofstream f(dir + "/labels.txt");
+  NABLA_CHECK(f, "cannot write ", dir, "/labels.txt");
+  for (const auto& l : labels) f << l << '\n';
+}
+
+std::vector<std::string> load_tag_labels(const std::string& dir) {
+  std::ifstream f(dir + "/labels.txt");
+  NABLA_CHECK(f, dir,
+              "/labels.txt is missing: expected the tag labels of a token-classification model "
+              "(train_bert --head token writes them)");
+  std::vector<std::string> out;
+  for (std::string l; std::getline(f, l);)
+    if (!l.empty()) out.push_back(l);
+  NABLA_CHECK(!out.empty(), dir, "/labels.txt holds no labels");
+  return out;
 }
 
 }  // namespace nabla::apps

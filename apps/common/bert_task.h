@@ -1,6 +1,7 @@
 // What the BERT binaries share (train_bert, distill_bert): the model shape from options, the optimizer and
 // schedule of BERT fine-tuning, GLUE-style TSV data encoded once into tensors, and evaluation of a sequence
-// classifier on a dev set (accuracy, F1, Matthews, or Pearson for regression).
+// classifier on a dev set (accuracy, F1, Matthews, or Pearson for regression); and the same for a token
+// tagger (BIO-tagged words, data/token_tagging.h: token accuracy and span micro-F1).
 //
 // A batch travels through apps::TrainStep packed into one tensor, so that its eager, VR (micro-batch
 // partitions) and data-parallel forms work unchanged:
@@ -14,6 +15,7 @@
 #include "algorithms/optim/optimizer.h"
 #include "algorithms/optim/schedule.h"
 #include "data/glue_tsv.h"
+#include "data/token_tagging.h"
 #include "data/tokenizer/wordpiece.h"
 #include "models/bert/heads.h"
 
@@ -70,5 +72,30 @@ DevResult evaluate_bert_classifier(models::BertForSequenceClassification& model,
                                    int64_t batch, Device dev, bool amp, bool regression);
 // The metrics of class predictions (argmax of probabilities or logits [N, C], any device) against `classes`.
 DevResult classification_metrics(const Tensor& scores, const std::vector<int64_t>& classes);
+
+// ---- token tagging (train_bert --head token) ----
+
+// A tagged-sentence set tokenized once: the labels sit on each word's first piece (-100 elsewhere).
+struct EncodedTags {
+  Tensor inputs;  // i64 [N, 3, L]
+  Tensor labels;  // i64 [N, L]
+};
+// Tags outside `label_set` throw naming the sentence and the tag.
+EncodedTags encode_tagging(const data::TaggedSentences& s, const std::vector<std::string>& label_set,
+                           const data::BertTokenizer& tok, int64_t seq_len);
+EncodedTags first_examples(const EncodedTags& e, int64_t n);
+
+struct TaggerResult {
+  double loss = 0, token_accuracy = 0, precision = 0, recall = 0, f1 = 0;  // over the labelled positions
+};
+// Token accuracy over the first pieces; span micro P/R/F1 of the BIO spans (exact begin, end and type)
+// decoded from the first pieces' predictions.
+TaggerResult evaluate_bert_tagger(models::BertForTokenClassification& model, const EncodedTags& set,
+                                  const std::vector<std::string>& label_set, int64_t batch, Device dev,
+                                  bool amp);
+
+// The label set stored next to a token-classification checkpoint: <dir>/labels.txt, one a line, in id order.
+void save_tag_labels(const std::string& dir, const std::vector<std::string>& labels);
+std::vector<std::string> load_tag_labels(const std::string& dir);
 
 }  // namespace nabla::apps

@@ -1,7 +1,8 @@
 // End-to-end tests of the train_bert binary on files written here: a 105-token vocabulary, a corpus whose
 // sentences repeat one random word (w17 w17 w17 ...: a masked word is in its context, about uniform
 // without it, so a working MLM beats the unigram baseline by far in a few dozen steps), and a TSV sentiment
-// task decided by one marker word. A 1-layer, 32-wide BERT keeps every run to a second or two on the CPU.
+// task decided by one marker word, and a tagging task of marker words. A 1-layer, 32-wide BERT keeps every
+// run to a second or two on the CPU.
 #include <unistd.h>
 
 #include <cstdio>
@@ -90,6 +91,25 @@ class TrainBert : public ::testing::Test {
     };
     tsv(dir_ / "train.tsv", 480);
     tsv(dir_ / "dev.tsv", 120);
+    // Tagging: 6-10 words from w10..w99 with "w0 w2" (B-POS I-POS) and w1 (B-NEG) at random places.
+    auto tags = [&](const fs::path& p, int n) {
+      std::ofstream out(p);
+      out << "tokens\ttags\n";
+      for (int i = 0; i < n; ++i) {
+        std::vector<std::string> w, t;
+        for (int j = 0, len = 6 + static_cast<int>(g() % 5); j < len; ++j)
+          w.push_back("w" + std::to_string(10 + g() % 90)), t.push_back("O");
+        const size_t a = g() % (w.size() - 1), b = (a + 2 + g() % (w.size() - 2)) % w.size();
+        w[a] = "w0", w[a + 1] = "w2", t[a] = "B-POS", t[a + 1] = "I-POS";
+        if (b != a && b != a + 1) w[b] = "w1", t[b] = "B-NEG";
+        for (size_t j = 0; j < w.size(); ++j) out << (j ? " " : "") << w[j];
+        out << "\t";
+        for (size_t j = 0; j < t.size(); ++j) out << (j ? " " : "") << t[j];
+        out << "\n";
+      }
+    };
+    tags(dir_ / "tags_train.tsv", 480);
+    tags(dir_ / "tags_dev.tsv", 120);
   }
   static void TearDownTestSuite() { fs::remove_all(dir_); }
   static std::string common() {
@@ -212,6 +232,43 @@ TEST_F(TrainBert, FineTunesASeparableTaskKeepsTheBestAndPredicts) {
   EXPECT_EQ(l1.substr(0, 2), "1\t") << p.output;  // label, then the two probabilities
   EXPECT_EQ(l2.substr(0, 2), "0\t") << p.output;
   EXPECT_NE(l1.find("w20 w0 w33 w41"), std::string::npos);
+}
+
+// --head token: a token tagger learns where "w0 w2" (B-POS I-POS) and w1 (B-NEG) are, keeps the best dev span
+// F1 with labels.txt, and predicts one tag per word.
+TEST_F(TrainBert, FineTunesATokenTaggerAndPredictsTags) {
+  const fs::path best = dir_ / "best_tags", metrics = dir_ / "tags.jsonl";
+  Result r =
+      run(common() + "--mode finetune --head token --text-a tokens --label tags --metric f1 --train-tsv " +
+          (dir_ / "tags_train.tsv").string() + " --dev-tsv " + (dir_ / "tags_dev.tsv").string() +
+          " --seq-len 16 --epochs 3 --batch-size 16 --lr 3e-3 --warmup-steps 5 --best-dir " + best.string() +
+          " --metrics " + metrics.string());
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("4 labels (O B-NEG B-POS I-POS)"), std::string::npos) << r.output;
+  double best_f1 = 0;
+  for (const auto& j : read_jsonl(metrics))
+    if (j["kind"] == "eval") best_f1 = std::max(best_f1, j["f1"].get<double>());
+  EXPECT_GE(best_f1, 0.95) << r.output;
+  EXPECT_EQ(read_bytes(best / "labels.txt"), "O\nB-NEG\nB-POS\nI-POS\n");
+  const fs::path in = dir_ / "predict_tags.txt";
+  std::ofstream(in) << "w20 w0 w2 w41 w1\nw55 w61 w12\n";
+  Result p = run(common() + "--mode predict --head token --seq-len 16 --init-from " + best.string() +
+                 " --input " + in.string());
+  ASSERT_EQ(p.code, 0) << p.output;
+  EXPECT_NE(p.output.find("O B-POS I-POS O B-NEG\tw20 w0 w2 w41 w1\nO O O\tw55 w61 w12\n"), std::string::npos)
+      << p.output;
+  // a sequence classifier's checkpoint has no labels.txt; a tag outside BIO names the file and line
+  Result no_labels = run(common() + "--mode predict --head token --init-from " + (dir_ / "best").string() +
+                         " --input " + in.string());
+  EXPECT_EQ(no_labels.code, 1);
+  const fs::path bad = dir_ / "bad_tags.tsv";
+  std::ofstream(bad) << "tokens\ttags\nw3 w4\tO B-POS\nw5 w6\tO POS\n";
+  Result b =
+      run(common() + "--mode finetune --head token --text-a tokens --label tags --metric f1 --train-tsv " +
+          bad.string() + " --dev-tsv " + bad.string());
+  EXPECT_EQ(b.code, 1) << b.output;
+  EXPECT_NE(b.output.find(bad.string() + ":3: tag 'POS'"), std::string::npos) << b.output;
+  EXPECT_EQ(run("--head token --text-b sentence2 --mode finetune").code, 2);
 }
 
 TEST_F(TrainBert, FineTuningFromThePretrainedEncoderLoadsIt) {

@@ -1,13 +1,16 @@
 // The sentiment_study binary end to end against a loopback endpoint with canned answers: query (zero-shot
 // and 3-shot) on the standard SC and ABSC sets and on ECE, the per-instance answers file, a rerun served
 // from the cache, the report's scores against scores computed here from the gold labels, and bert-import
-// of a predictions file.
+// of predictions files (SC and ECE; E2E-ABSA tags and ECPE candidate pairs).
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 
 #include "algorithms/metrics/sentiment.h"
 #include "data/sentiment.h"
+#include "data/sentiment_bert.h"
+#include "data/sentiment_prompts.h"
+#include "data/token_tagging.h"
 #include "scripted_server.h"
 
 namespace nabla::test {
@@ -145,6 +148,103 @@ TEST(SentimentStudyApp, QueriesAnEndpointSavesAnswersAndReportsTheStudysScores) 
   EXPECT_EQ(r["answer"], "positive");
   EXPECT_EQ(r["parsed"], true);
   EXPECT_EQ(r["pred"], json::array({"positive"}));
+}
+
+// bert-export / bert-import of the two structured tasks: the E2E-ABSA tagging TSV (unified tags of the
+// gold pairs) and the ECPE candidate TSVs, then predictions as train_bert writes them (--head token: tags;
+// pairs: label and probabilities) read back into the study's pair items and scores computed here.
+TEST(SentimentStudyApp, BertExportAndImportForE2eAbsaAndEcpe) {
+  const std::string out = std::filesystem::path(write_temp("x", "")).parent_path().string() + "/study_e2e";
+  const std::string common = " --data " + sentiment_root() + " --out " + out + " --sample-ids " + out +
+                             "/ids.tsv --settings standard,sentiment-inference --tasks E2E-ABSA,ECPE "
+                             "--datasets 14res,ecpe --limit 6";
+  int rc = 0;
+  std::string log = run_binary("--mode sample" + common, &rc);
+  ASSERT_EQ(rc, 0) << log;
+  log = run_binary("--mode bert-export" + common, &rc);
+  ASSERT_EQ(rc, 0) << log;
+  EXPECT_NE(log.find("0 of 1835 aspects not found"), std::string::npos) << log;  // 14res train
+  std::ifstream mf(out + "/bert/manifest.json");
+  const json manifest = json::parse(mf);
+  ASSERT_EQ(manifest.size(), 2u);
+  std::map<std::string, data::SentimentExample> e2e, ecpe;
+  for (auto& e : data::read_e2e_absa(sentiment_file("standard/ASPE/14res/test.txt"))) e2e[e.id] = e;
+  for (auto& e : data::read_ecpe(sentiment_file("sentiment_inference/ECPE/ECPE_test.txt"))) ecpe[e.id] = e;
+  std::vector<std::vector<std::string>> e2e_gold, e2e_pred, ecpe_gold, ecpe_pred;
+  for (const json& m : manifest) {
+    std::ifstream in(m["input"].get<std::string>());
+    std::ofstream pred(m["input"].get<std::string>() + ".pred");
+    if (m["task"] == "E2E-ABSA") {
+      EXPECT_EQ(m["model"], "e2e_standard_ASPE_14res_train.txt");
+      // training data: line 1 of 14res train is "But the staff was so horrible to us ." with staff negative
+      const data::TaggedSentences train = data::read_tagging_tsv(m["train_tsv"].get<std::string>());
+      ASSERT_EQ(train.size(), 1300);
+      EXPECT_EQ(train.tags[0], (std::vector<std::string>{"O", "O", "B-NEG", "O", "O", "O", "O", "O", "O"}));
+      // predictions: the gold tags, except all O for the second instance
+      int k = 0;
+      for (const json& id : m["ids"]) {
+        std::string line;
+        std::getline(in, line);
+        const data::SentimentExample& e = e2e.at(id.get<std::string>());
+        const auto words = data::split_words(line);
+        auto tags = data::e2e_tags(words, e.pairs);
+        std::vector<std::string> g, p;
+        for (const auto& [a, q] : e.pairs) g.push_back(data::to_lower(a) + "\x1f" + data::to_lower(q));
+        if (k++ == 1)
+          std::fill(tags.begin(), tags.end(), "O");
+        else
+          p = g;
+        e2e_gold.push_back(g), e2e_pred.push_back(p);
+        std::string joined;
+        for (const auto& t : tags) joined += (joined.empty() ? "" : " ") + t;
+        pred << joined << '\t' << line << '\n';
+      }
+    } else {
+      EXPECT_EQ(m["task"], "ECPE");
+      // predictions: probability 0.9 for a gold pair, 0.1 for the others: a document's gold pairs within the
+      // window, or its first candidate when none is
+      std::map<std::string, std::vector<std::string>> got;
+      std::vector<std::string> docs;
+      for (const json& id : m["ids"]) {
+        std::string line;
+        std::getline(in, line);
+        const std::string s = id.get<std::string>();
+        const std::string doc = s.substr(0, s.find(':')), pair = s.substr(s.find(':') + 1);
+        const data::SentimentExample& e = ecpe.at(doc);
+        bool gold = false;
+        for (const auto& [a, b] : e.clause_pairs) gold |= str_cat(a, ",", b) == pair;
+        if (!got.count(doc)) docs.push_back(doc), got[doc] = {};
+        if (gold) got[doc].push_back(pair);
+        pred << (gold ? "1\t0.1000\t0.9000\t" : "0\t0.9000\t0.1000\t") << line << '\n';
+      }
+      EXPECT_EQ(docs.size(), 6u);
+      for (const auto& doc : docs) {
+        std::vector<std::string> g;
+        for (const auto& [a, b] : ecpe.at(doc).clause_pairs) g.push_back(str_cat(a, ",", b));
+        ecpe_gold.push_back(g);
+        ecpe_pred.push_back(got[doc].empty() ? std::vector<std::string>{"1,1"} : got[doc]);
+      }
+    }
+  }
+  log = run_binary("--mode bert-import" + common, &rc);
+  ASSERT_EQ(rc, 0) << log;
+  EXPECT_NE(log.find("bert: 12 instances written, 0 datasets without predictions"), std::string::npos) << log;
+  log = run_binary("--mode report --out " + out, &rc);
+  ASSERT_EQ(rc, 0) << log;
+  std::ifstream rf(out + "/report.json");
+  const json report = json::parse(rf);
+  ASSERT_EQ(report["rows"].size(), 2u);
+  const metrics::PrfScores e2e_s = metrics::micro_prf(e2e_gold, e2e_pred),
+                           ecpe_s = metrics::micro_prf(ecpe_gold, ecpe_pred);
+  EXPECT_LT(e2e_s.f1, 1.0);
+  EXPECT_GT(e2e_s.f1, 0.5);
+  for (const json& row : report["rows"]) {
+    const json& cell = row["runs"]["bert"];
+    const metrics::PrfScores& want = row["task"] == "E2E-ABSA" ? e2e_s : ecpe_s;
+    EXPECT_EQ(cell["tp"], want.tp) << row;
+    EXPECT_EQ(cell["predicted"], want.predicted) << row;
+    EXPECT_DOUBLE_EQ(cell["f1"], want.f1) << row;
+  }
 }
 
 TEST(SentimentStudyApp, ADeadEndpointFailsNamingIt) {
