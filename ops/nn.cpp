@@ -200,10 +200,15 @@ Tensor batch_norm_impl(const char* op, const Tensor& x_in, const Tensor& weight_
   if (training) {
     mean = Tensor::empty(per_channel, stat_dtype, x.device());
     var = Tensor::empty(per_channel, stat_dtype, x.device());
-  } else {
+  } else if (autograd::needs_grad({&x, &weight, &bias, &residual})) {
     // Copies: a later training step updates the running statistics in place before this backward runs.
     mean = running_mean.detach().clone();
     var = running_var.detach().clone();
+  } else {
+    // No backward will read them (inference, no_grad): the running statistics as they are, no copy
+    // kernels (two a layer of a YOLOv3 forward).
+    mean = running_mean.detach();
+    var = running_var.detach();
   }
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device(), f);
   // Training updates the running statistics in the kernel (ops/nn.h): running = (1 - momentum) running +
