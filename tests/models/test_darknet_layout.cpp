@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "autograd/autograd.h"
 #include "models/darknet/cfg.h"
 #include "models/darknet/network.h"
 #include "testing.h"
@@ -84,11 +85,18 @@ Run run_net(uint64_t seed, const Tensor& x, const std::vector<Tensor>& cot, bool
   Tensor xi = x.detach().clone().requires_grad_(training);
   Run r;
   r.outs = net.forward_all(xi);
-  if (channels_last)  // the activations are NHWC from the first conv to the last (the inputs of [yolo])
-    for (int i : {0, 1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 14})
+  if (channels_last) {  // the activations are NHWC from the first conv to the last (the inputs of [yolo])
+    for (int i : {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14})
       EXPECT_TRUE(r.outs[i].is_contiguous(kCL) && !r.outs[i].is_contiguous())
           << "layer " << i << " (" << layer_type_name(net.layers[i].type) << ") is not channels-last";
+  }
   if (!training) return r;
+  // Not vacuous: training runs conv + BN + leaky fused exactly when asked to (layer 0 is one).
+  if (!r.outs[0].grad_fn()) {
+    ADD_FAILURE() << "layer 0's output has no grad_fn in training";
+    return r;
+  }
+  EXPECT_EQ(r.outs[0].grad_fn()->name, std::string(fused ? "batch_norm_add_relu" : "leaky_relu"));
   Tensor loss;
   size_t k = 0;
   for (int i : net.yolo_layers()) {
