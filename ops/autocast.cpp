@@ -9,11 +9,11 @@
 namespace nabla {
 namespace {
 
-// A cached cast of a leaf weight: the source is kept (so its address cannot be reused by another tensor
-// while the entry lives) with the storage address it had, so a weight whose data was replaced
-// (Module::to, set_data) is cast again.
+// A cached cast of a leaf weight. The source tensor and its storage as they were are both kept alive, so
+// neither address can be reused while the entry lives: a weight whose data was replaced (Module::to,
+// set_data) has another data address and is cast again.
 struct CastEntry {
-  Tensor src;
+  Tensor src, storage;  // the weight, and a detached view holding the storage it had
   const void* data = nullptr;
   Tensor cast;
 };
@@ -72,7 +72,7 @@ Tensor autocast_input(const Tensor& x, AutocastKind kind) {
       if (t_autocast.depth == 0 || !cacheable(x)) return x.to(t_autocast.dtype);
       CastEntry& e = t_autocast.cache[{x.impl(), t_autocast.dtype}];
       const void* data = x.data_ptr();
-      if (!e.cast.defined() || e.data != data) e = CastEntry{x, data, x.to(t_autocast.dtype)};
+      if (!e.cast.defined() || e.data != data) e = CastEntry{x, x.detach(), data, x.to(t_autocast.dtype)};
       return e.cast;
     }
     case AutocastKind::f32:
