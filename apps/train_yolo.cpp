@@ -54,7 +54,7 @@ struct Options {
       print_every;
   uint64_t seed;
   double lr, thresh, nms, iou_thresh, map_thresh;
-  bool no_augment, no_progress;
+  bool no_augment, no_progress, channels_last;
 };
 
 std::optional<int> parse(int argc, char** argv, Options& o) {
@@ -101,6 +101,8 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
   cli.section("Run");
   cli.add("device", &o.device, "cpu", "cpu | cuda | cuda:N").value_name("DEV");
   cli.add("amp", &o.amp, "off", "off | bf16 (autocast on CUDA)").one_of({"off", "bf16"});
+  cli.add_switch("channels-last", &o.channels_last,
+                 "run the network NHWC (weights and activations; faster bf16 convolutions on the GPU)");
   cli.add("threads", &o.threads, 0, "CPU threads (0: OMP_NUM_THREADS or all cores)").in_range(0, 4096);
   cli.add("seed", &o.seed, 0, "seed of initialisation, shuffling and augmentation");
   cli.add("checkpoint", &o.checkpoint, "", "train: write Darknet .weights here (atomically)")
@@ -115,6 +117,8 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
       "--cfg /usr/share/darknet/cfg/yolov3-tiny.cfg --data train.txt --width 224 --height 224 --max-steps "
       "200",
       "train yolov3-tiny at 224² from scratch");
+  cli.example("--cfg yolov3.cfg --data train.txt --amp bf16 --channels-last --device cuda",
+              "train on the GPU in bf16, NHWC");
   cli.example("--mode detect --cfg c.cfg --weights w.weights --data img.jpg --out dets.json", "detect boxes");
   cli.example("--mode map --cfg c.cfg --weights w.weights --data val.txt --names c.names",
               "per-class AP table");
@@ -421,6 +425,7 @@ int run_all(Options& o) {
   if (!o.weights.empty()) load_weights(*net, o.weights, {.cutoff = static_cast<int>(o.cutoff)});
   if (!o.resume.empty()) load_weights(*net, o.resume);
   net->to(run.device());
+  net->set_channels_last(o.channels_last);
   const std::vector<std::string> names = read_names(o.names, num_classes(*net));
   if (o.mode == "train") return run_train(o, run, *net, names);
   if (o.mode == "detect") return run_detect(o, *net, run.device(), names);

@@ -10,10 +10,13 @@
 // evaluation mode under no_grad. Data: one batch of N(0, 1) images made on the device once.
 // Timing as bench_resnet: `warmup` untimed steps, then `windows` windows of `steps` steps bracketed by
 // device events; the median window's img/s. TF32 on unless --no-tf32.
+// --channels-last: DarknetNetwork::set_channels_last (NHWC weights and activations; the input is made
+// channels-last once, before timing, as the PyTorch side's). The record says "fused": whether conv + BN +
+// leaky ran as one batch_norm_add_relu (NABLA_DARKNET_FUSED=0 turns it off).
 //
 // Usage: bench_yolo --cfg yolov3.cfg [--name N] [--mode train|infer] [--batch 16] [--size 416]
 //                   [--amp off|bf16] [--loss surrogate|darknet] [--device cuda|cpu] [--warmup 5]
-//                   [--steps 5] [--windows 5] [--no-tf32]
+//                   [--steps 5] [--windows 5] [--no-tf32] [--channels-last]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -36,14 +39,14 @@ using namespace nabla::models::darknet;
 struct Options {
   std::string cfg, name, mode = "train", amp = "off", loss = "surrogate", device = "cuda";
   int64_t batch = 16, size = 416, warmup = 5, steps = 5, windows = 5;
-  bool tf32 = true;
+  bool tf32 = true, channels_last = false;
 };
 
 [[noreturn]] void usage(const std::string& why) {
   std::fprintf(stderr,
                "bench_yolo: %s\nusage: bench_yolo --cfg FILE [--name N] [--mode train|infer] [--batch N] "
                "[--size S] [--amp off|bf16] [--loss surrogate|darknet] [--device cuda|cpu] [--warmup N] "
-               "[--steps N] [--windows N] [--no-tf32]\n",
+               "[--steps N] [--windows N] [--no-tf32] [--channels-last]\n",
                why.c_str());
   std::exit(2);
 }
@@ -61,6 +64,10 @@ Options parse(int argc, char** argv) {
     const std::string a = argv[i];
     if (a == "--no-tf32") {
       o.tf32 = false;
+      continue;
+    }
+    if (a == "--channels-last") {
+      o.channels_last = true;
       continue;
     }
     if (i + 1 >= argc) usage("missing value for " + a);
@@ -98,7 +105,7 @@ Options parse(int argc, char** argv) {
   if (o.name.empty())
     o.name = o.mode + "_b" + std::to_string(o.batch) + "_" + std::to_string(o.size) + "_" +
              (o.amp == "bf16" ? "bf16" : (o.tf32 ? "tf32" : "fp32")) +
-             (o.loss == "darknet" ? "_darknetloss" : "");
+             (o.loss == "darknet" ? "_darknetloss" : "") + (o.channels_last ? "_cl" : "");
   return o;
 }
 
@@ -116,9 +123,17 @@ Cfg sized_cfg(const std::string& path, int64_t size) {
 
 int main(int argc, char** argv) {
   const Options o = parse(argc, argv);
-  nlohmann::json j = {{"impl", "nabla"}, {"name", o.name},   {"cfg", o.cfg},
-                      {"mode", o.mode},  {"batch", o.batch}, {"size", o.size},
-                      {"amp", o.amp},    {"loss", o.loss},   {"tf32", o.tf32}};
+  nlohmann::json j = {{"impl", "nabla"},
+                      {"name", o.name},
+                      {"cfg", o.cfg},
+                      {"mode", o.mode},
+                      {"batch", o.batch},
+                      {"size", o.size},
+                      {"amp", o.amp},
+                      {"loss", o.loss},
+                      {"tf32", o.tf32},
+                      {"channels_last", o.channels_last},
+                      {"fused", darknet_fused()}};
   try {
     const Device dev = Device::parse(o.device);
     runtime::require_device(dev, "bench_yolo");
@@ -126,9 +141,11 @@ int main(int argc, char** argv) {
     manual_seed(0);
     DarknetNetwork net(sized_cfg(o.cfg, o.size));
     net.to(dev);
+    net.set_channels_last(o.channels_last);
     j["parameters"] = net.num_parameters();
     Generator gen{1, 0};
-    const Tensor images = randn({o.batch, 3, o.size, o.size}, {}, &gen).to(dev);
+    Tensor images = randn({o.batch, 3, o.size, o.size}, {}, &gen).to(dev);
+    if (o.channels_last) images = images.contiguous(MemoryFormat::ChannelsLast);
     std::mt19937 rng(3);
     std::uniform_real_distribution<float> u(0.1f, 0.9f), s(0.03f, 0.3f);
     const int classes = net.layers[net.yolo_layers().at(0)].yolo.classes;

@@ -7,9 +7,10 @@ training step is zero_grad, forward in training mode (bf16 autocast with --amp b
 sum over the [yolo] heads of 0.5 * mean(head^2), backward, SGD (momentum 0.9, weight decay 5e-4).
 Inference: eval mode under no_grad, with the yolo layers' logistic on x, y, objectness and classes.
 Timing as bench_yolo: warm-up steps, then windows of steps bracketed by CUDA events; the median window.
-One JSON line per case.
+--channels-last: model.to(memory_format=torch.channels_last) and a channels-last input, as bench_yolo's
+--channels-last. One JSON line per case.
 
-  python3 benchmarks/yolo_torch.py --cfg yolov3.cfg --mode train --batch 16 --size 416 --amp bf16
+  python3 benchmarks/yolo_torch.py --cfg yolov3.cfg --mode train --batch 16 --size 416 --amp bf16 [--channels-last]
 """
 import argparse
 import contextlib
@@ -112,8 +113,8 @@ class Darknet(nn.Module):
                 if not self.training:
                     n, classes = arg
                     b, _, h, w = x.shape
-                    v = x.view(b, n, 5 + classes, h, w)
-                    x = torch.cat([v[:, :, :2].sigmoid(), v[:, :, 2:4], v[:, :, 4:].sigmoid()], 2).view(b, -1, h, w)
+                    v = x.reshape(b, n, 5 + classes, h, w)
+                    x = torch.cat([v[:, :, :2].sigmoid(), v[:, :, 2:4], v[:, :, 4:].sigmoid()], 2).reshape(b, -1, h, w)
                 heads.append(x)
             outs.append(x)
         return heads
@@ -132,11 +133,14 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--windows", type=int, default=5)
     ap.add_argument("--no-tf32", action="store_true")
+    ap.add_argument("--channels-last", action="store_true")
     a = ap.parse_args()
     tf32 = not a.no_tf32
-    name = a.name or f"{a.mode}_b{a.batch}_{a.size}_" + ("bf16" if a.amp == "bf16" else ("tf32" if tf32 else "fp32"))
+    name = a.name or (f"{a.mode}_b{a.batch}_{a.size}_" + ("bf16" if a.amp == "bf16" else ("tf32" if tf32 else "fp32"))
+                      + ("_cl" if a.channels_last else ""))
     rec = {"impl": "torch", "name": name, "cfg": a.cfg, "mode": a.mode, "batch": a.batch, "size": a.size,
-           "amp": a.amp, "loss": "surrogate", "tf32": tf32, "torch": torch.__version__}
+           "amp": a.amp, "loss": "surrogate", "tf32": tf32, "channels_last": a.channels_last,
+           "torch": torch.__version__}
     try:
         dev = torch.device(a.device)
         torch.backends.cuda.matmul.allow_tf32 = tf32
@@ -146,6 +150,9 @@ def main():
         net = Darknet(read_cfg(a.cfg), a.size).to(dev)
         rec["parameters"] = sum(p.numel() for p in net.parameters())
         images = torch.randn(a.batch, 3, a.size, a.size, device=dev)
+        if a.channels_last:
+            net = net.to(memory_format=torch.channels_last)
+            images = images.contiguous(memory_format=torch.channels_last)
         opt = torch.optim.SGD(net.parameters(), lr=1e-4, momentum=0.9, weight_decay=5e-4)
         amp = a.amp == "bf16" and dev.type == "cuda"
         state = {}

@@ -14,7 +14,8 @@
 //      shift; dx = g * w rstd - kx (x - mean) - k0 (training) or g * w rstd (evaluation).
 //   The running statistics are updated in bn_finalize.
 // batch_norm_add_relu fuses into the same kernels (BnEpi): the forward apply adds the residual and clamps at
-// 0; the backward reads gm = (y > 0 ? g : 0) (y the forward's output) wherever batch_norm reads g, in the
+// 0 (or, with a negative slope a, maps v <= 0 to a v: the leaky ReLU of Darknet's conv blocks); the backward
+// reads gm = (y > 0 ? g : a g) (y the forward's output) wherever batch_norm reads g, in the
 // partials and in the apply, and the apply writes gm as the residual's gradient. So the fused op costs the
 // launches and passes of batch_norm alone: no separate add, relu or relu-backward pass over the activations.
 // mean/var are read and written in x's dtype, or f32 for a bf16/f16 x (Stat<T>, cuda/rows.cuh).
@@ -53,20 +54,34 @@ __device__ __forceinline__ Moments<A> shfl_down(Moments<A> v, int d) {
 }
 
 // The fused epilogue of batch_norm_add_relu (all null / false for plain batch_norm). Forward: res is added
-// to y and relu clamps it at 0. Backward: ym (the forward's output) masks g, and dres receives the masked g.
+// to y and relu maps it to v > 0 ? v : slope v (slope 0: exactly 0). Backward: ym (the forward's output)
+// masks g (slope g where ym <= 0), and dres receives the masked g.
 template <class T>
 struct BnEpi {
   const T* res = nullptr;
   bool relu = false;
+  acc_t<T> slope = 0;
   const T* ym = nullptr;
   T* dres = nullptr;
 };
 
-// g at off, zeroed where the forward's output (ym, when given) is not positive: the ReLU backward.
+// The (leaky) ReLU of the fused epilogue; slope 0 keeps ReLU's exact 0.
+template <class A>
+__device__ __forceinline__ A leaky(A v, A slope) {
+  return v > A(0) ? v : (slope == A(0) ? A(0) : v * slope);
+}
+
+// g where the forward's output (ym, when given) is positive, else slope g (0 for ReLU): the ReLU backward.
+template <class A>
+__device__ __forceinline__ A mask_g(A gv, A yv, A slope) {
+  return yv > A(0) ? gv : (slope == A(0) ? A(0) : gv * slope);
+}
+
 template <class T>
-__device__ __forceinline__ acc_t<T> masked_g(const T* __restrict__ g, const T* __restrict__ ym, int64_t off) {
+__device__ __forceinline__ acc_t<T> masked_g(const T* __restrict__ g, const T* __restrict__ ym,
+                                             acc_t<T> slope, int64_t off) {
   const acc_t<T> gv = load(g[off]);
-  return ym == nullptr || load(ym[off]) > acc_t<T>(0) ? gv : acc_t<T>(0);
+  return ym == nullptr ? gv : mask_g(gv, load(ym[off]), slope);
 }
 
 // Per-thread accumulation. Forward: sums of (x - k) and (x - k)^2 with k the thread's first value (a shift
@@ -111,7 +126,7 @@ __device__ __forceinline__ void bn_store_partial(A* part, int64_t stride, int64_
 template <class T, bool BWD>
 __global__ void __launch_bounds__(256)
     bn_partial_planes(const T* __restrict__ x, const T* __restrict__ g, const T* __restrict__ ym,
-                      Stat<T> mean, int64_t n, int64_t c, int64_t s, int64_t chunks,
+                      acc_t<T> slope, Stat<T> mean, int64_t n, int64_t c, int64_t s, int64_t chunks,
                       acc_t<T>* __restrict__ part) {
   using A = acc_t<T>;
   __shared__ A sh[3][8];
@@ -126,7 +141,7 @@ __global__ void __launch_bounds__(256)
   if (!BWD && e < total) acc.k = load(x[(i * c + ch) * s + k]);
   for (; e < total; e += B) {
     const int64_t off = (i * c + ch) * s + k;
-    acc.add(load(x[off]), BWD ? masked_g(g, ym, off) : A(0), mu);
+    acc.add(load(x[off]), BWD ? masked_g(g, ym, slope, off) : A(0), mu);
     k += dk;
     i += di;
     if (k >= s) {
@@ -178,7 +193,7 @@ __global__ void __launch_bounds__(256)
 template <class T, bool BWD>
 __global__ void __launch_bounds__(256)
     bn_partial_columns(const T* __restrict__ x, const T* __restrict__ g, const T* __restrict__ ym,
-                       Stat<T> mean, int64_t n, int64_t c, int64_t s, int64_t chunks,
+                       acc_t<T> slope, Stat<T> mean, int64_t n, int64_t c, int64_t s, int64_t chunks,
                        acc_t<T>* __restrict__ part) {
   using A = acc_t<T>;
   __shared__ A sh[3][8][33];
@@ -194,7 +209,7 @@ __global__ void __launch_bounds__(256)
     const A mu = BWD ? mean.get(ch) : A(0);
     if (!BWD && i0 + ty < i1) acc.k = load(x[(i0 + ty) * Q + q]);
     for (int64_t i = i0 + ty; i < i1; i += 8)
-      acc.add(load(x[i * Q + q]), BWD ? masked_g(g, ym, i * Q + q) : A(0), mu);
+      acc.add(load(x[i * Q + q]), BWD ? masked_g(g, ym, slope, i * Q + q) : A(0), mu);
   }
   if constexpr (BWD) {
     sh[0][ty][tx] = acc.s1;
@@ -312,7 +327,7 @@ __global__ void __launch_bounds__(256)
     const A wr = coef[ch], kx = coef[c + ch], k0 = coef[2 * c + ch], mu = coef[3 * c + ch];
     for (int64_t i = blockIdx.y; i < n; i += gridDim.y) {
       const int64_t off = i * Q + q;
-      const A gv = masked_g(g, ep.ym, off);
+      const A gv = masked_g(g, ep.ym, ep.slope, off);
       if (ep.dres) ep.dres[off] = store<T>(gv);
       if (out) out[off] = store<T>(gv * wr - kx * (load(x[off]) - mu) - k0);
     }
@@ -322,7 +337,7 @@ __global__ void __launch_bounds__(256)
       const int64_t off = i * Q + q;
       A v = load(x[off]) * sc + sh;
       if (ep.res) v += load(ep.res[off]);
-      if (ep.relu) v = v > A(0) ? v : A(0);
+      if (ep.relu) v = leaky(v, ep.slope);
       out[off] = store<T>(v);
     }
   }
@@ -340,14 +355,14 @@ __global__ void __launch_bounds__(256)
        e += static_cast<I>(blockDim.x) * gridDim.x) {
     const I ch = e % c;
     if constexpr (BWD) {
-      const A gv = masked_g(g, ep.ym, e);
+      const A gv = masked_g(g, ep.ym, ep.slope, e);
       if (ep.dres) ep.dres[e] = store<T>(gv);
       if (out)
         out[e] = store<T>(gv * coef[ch] - coef[c + ch] * (load(x[e]) - coef[3 * c + ch]) - coef[2 * c + ch]);
     } else {
       A v = load(x[e]) * coef[ch] + coef[c + ch];
       if (ep.res) v += load(ep.res[e]);
-      if (ep.relu) v = v > A(0) ? v : A(0);
+      if (ep.relu) v = leaky(v, ep.slope);
       out[e] = store<T>(v);
     }
   }
@@ -366,7 +381,8 @@ constexpr int kBnPack = static_cast<int>(16 / sizeof(T));
 template <class T, bool BWD>
 __global__ void __launch_bounds__(256)
     bn_partial_rows_packed(const T* __restrict__ x, const T* __restrict__ g, const T* __restrict__ ym,
-                           Stat<T> mean, int64_t n, int64_t c, int64_t chunks, acc_t<T>* __restrict__ part) {
+                           acc_t<T> slope, Stat<T> mean, int64_t n, int64_t c, int64_t chunks,
+                           acc_t<T>* __restrict__ part) {
   using A = acc_t<T>;
   constexpr int V = kBnPack<T>;
   __shared__ A sh[BWD ? 2 : 3][256 * V];
@@ -397,7 +413,7 @@ __global__ void __launch_bounds__(256)
         if (ym) {  // the ReLU backward of batch_norm_add_relu
           load_pack<T, V>(ym + i * c + pack * V, yv);
 #pragma unroll
-          for (int e = 0; e < V; ++e) gv[e] = yv[e] > A(0) ? gv[e] : A(0);
+          for (int e = 0; e < V; ++e) gv[e] = mask_g(gv[e], yv[e], slope);
         }
       }
 #pragma unroll
@@ -459,7 +475,7 @@ __global__ void __launch_bounds__(256)
       if (ep.ym) {  // the ReLU backward: gm = g where the forward's output is positive
         load_pack<T, V>(ep.ym + p * V, tv);
 #pragma unroll
-        for (int e = 0; e < V; ++e) gv[e] = tv[e] > A(0) ? gv[e] : A(0);
+        for (int e = 0; e < V; ++e) gv[e] = mask_g(gv[e], tv[e], ep.slope);
       }
       if (ep.dres) store_pack<T, V>(ep.dres + p * V, gv);
       if (out == nullptr) continue;
@@ -477,7 +493,7 @@ __global__ void __launch_bounds__(256)
       }
       if (ep.relu) {
 #pragma unroll
-        for (int e = 0; e < V; ++e) xv[e] = xv[e] > A(0) ? xv[e] : A(0);
+        for (int e = 0; e < V; ++e) xv[e] = leaky(xv[e], ep.slope);
       }
     }
     store_pack<T, V>(out + p * V, xv);
@@ -573,8 +589,9 @@ DType acc_dtype() {
 
 template <class T>
 void batch_norm_typed(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& residual,
-                      bool relu, bool training, int64_t n, int64_t c, int64_t s, double eps, double momentum,
-                      Tensor& mean, Tensor& var, Tensor& running_mean, Tensor& running_var, Tensor& y) {
+                      bool relu, double slope, bool training, int64_t n, int64_t c, int64_t s, double eps,
+                      double momentum, Tensor& mean, Tensor& var, Tensor& running_mean, Tensor& running_var,
+                      Tensor& y) {
   using A = acc_t<T>;
   const T* px = ptr<T>(x);
   const Stat<T> sm = stat_of<T>(mean, "batch_norm", "mean"), sv = stat_of<T>(var, "batch_norm", "var");
@@ -587,13 +604,13 @@ void batch_norm_typed(const Tensor& x, const Tensor& weight, const Tensor& bias,
     part = Tensor::empty({3 * c * p.J}, acc_dtype<T>(), x.device());
     if (p.packed)
       bn_partial_rows_packed<T, false>
-          <<<p.grid, p.block, 0, st>>>(px, nullptr, nullptr, sm, n, c, p.chunks, ptr<A>(part));
+          <<<p.grid, p.block, 0, st>>>(px, nullptr, nullptr, A(0), sm, n, c, p.chunks, ptr<A>(part));
     else if (p.planes)
       bn_partial_planes<T, false>
-          <<<p.grid, p.block, 0, st>>>(px, nullptr, nullptr, sm, n, c, s, p.chunks, ptr<A>(part));
+          <<<p.grid, p.block, 0, st>>>(px, nullptr, nullptr, A(0), sm, n, c, s, p.chunks, ptr<A>(part));
     else
       bn_partial_columns<T, false>
-          <<<p.grid, p.block, 0, st>>>(px, nullptr, nullptr, sm, n, c, s, p.chunks, ptr<A>(part));
+          <<<p.grid, p.block, 0, st>>>(px, nullptr, nullptr, A(0), sm, n, c, s, p.chunks, ptr<A>(part));
     NABLA_CUDA_LAUNCH_CHECK();
   }
   Tensor coef = Tensor::empty({2 * c}, acc_dtype<T>(), x.device());
@@ -607,29 +624,32 @@ void batch_norm_typed(const Tensor& x, const Tensor& weight, const Tensor& bias,
   BnEpi<T> ep;
   ep.res = residual.defined() ? ptr<T>(residual) : nullptr;
   ep.relu = relu;
+  ep.slope = static_cast<A>(slope);
   if (n * s > 0) bn_launch_apply<T, false>(px, nullptr, ptr<A>(coef), n, c, s, ep, ptr<T>(y));
 }
 
 void batch_norm_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& residual,
-                     bool relu, bool training, int64_t n, int64_t c, int64_t s, double eps, double momentum,
-                     Tensor& mean, Tensor& var, Tensor& running_mean, Tensor& running_var, Tensor& y) {
+                     bool relu, double slope, bool training, int64_t n, int64_t c, int64_t s, double eps,
+                     double momentum, Tensor& mean, Tensor& var, Tensor& running_mean, Tensor& running_var,
+                     Tensor& y) {
   DeviceGuard g(x.device().index);
   if (c == 0) return;
   visit_cuda_float(x.dtype(), "batch_norm", [&](auto zero) {
-    batch_norm_typed<decltype(zero)>(x, weight, bias, residual, relu, training, n, c, s, eps, momentum, mean,
-                                     var, running_mean, running_var, y);
+    batch_norm_typed<decltype(zero)>(x, weight, bias, residual, relu, slope, training, n, c, s, eps, momentum,
+                                     mean, var, running_mean, running_var, y);
   });
 }
 
 template <class T>
-void batch_norm_backward_typed(const Tensor& g, const Tensor& x, const Tensor& relu_out, const Tensor& weight,
-                               const Tensor& mean, const Tensor& var, bool training, int64_t n, int64_t c,
-                               int64_t s, double eps, Tensor& dx, Tensor& dweight, Tensor& dbias,
-                               Tensor& dresidual) {
+void batch_norm_backward_typed(const Tensor& g, const Tensor& x, const Tensor& relu_out, double slope,
+                               const Tensor& weight, const Tensor& mean, const Tensor& var, bool training,
+                               int64_t n, int64_t c, int64_t s, double eps, Tensor& dx, Tensor& dweight,
+                               Tensor& dbias, Tensor& dresidual) {
   using A = acc_t<T>;
   const T* pg = ptr<T>(g);
   const T* px = ptr<T>(x);
   const T* py = relu_out.defined() ? ptr<T>(relu_out) : nullptr;
+  const A sl = static_cast<A>(slope);
   const Stat<T> sm = stat_of<T>(mean, "batch_norm", "mean"), sv = stat_of<T>(var, "batch_norm", "var");
   cudaStream_t st = current_stream();
   const bool need_sums = training || dweight.defined() || dbias.defined();
@@ -641,12 +661,13 @@ void batch_norm_backward_typed(const Tensor& g, const Tensor& x, const Tensor& r
     part = Tensor::empty({2 * c * p.J}, acc_dtype<T>(), x.device());
     if (p.packed)
       bn_partial_rows_packed<T, true>
-          <<<p.grid, p.block, 0, st>>>(px, pg, py, sm, n, c, p.chunks, ptr<A>(part));
+          <<<p.grid, p.block, 0, st>>>(px, pg, py, sl, sm, n, c, p.chunks, ptr<A>(part));
     else if (p.planes)
-      bn_partial_planes<T, true><<<p.grid, p.block, 0, st>>>(px, pg, py, sm, n, c, s, p.chunks, ptr<A>(part));
+      bn_partial_planes<T, true>
+          <<<p.grid, p.block, 0, st>>>(px, pg, py, sl, sm, n, c, s, p.chunks, ptr<A>(part));
     else
       bn_partial_columns<T, true>
-          <<<p.grid, p.block, 0, st>>>(px, pg, py, sm, n, c, s, p.chunks, ptr<A>(part));
+          <<<p.grid, p.block, 0, st>>>(px, pg, py, sl, sm, n, c, s, p.chunks, ptr<A>(part));
     NABLA_CUDA_LAUNCH_CHECK();
   }
   Tensor coef = Tensor::empty({4 * c}, acc_dtype<T>(), x.device());
@@ -659,20 +680,21 @@ void batch_norm_backward_typed(const Tensor& g, const Tensor& x, const Tensor& r
   NABLA_CUDA_LAUNCH_CHECK();
   BnEpi<T> ep;
   ep.ym = py;
+  ep.slope = sl;
   ep.dres = dresidual.defined() ? ptr<T>(dresidual) : nullptr;
   if ((dx.defined() || ep.dres) && n * s > 0)
     bn_launch_apply<T, true>(px, pg, ptr<A>(coef), n, c, s, ep, dx.defined() ? ptr<T>(dx) : nullptr);
 }
 
-void batch_norm_backward_cuda(const Tensor& g, const Tensor& x, const Tensor& relu_out, const Tensor& weight,
-                              const Tensor& mean, const Tensor& var, bool training, int64_t n, int64_t c,
-                              int64_t s, double eps, Tensor& dx, Tensor& dweight, Tensor& dbias,
-                              Tensor& dresidual) {
+void batch_norm_backward_cuda(const Tensor& g, const Tensor& x, const Tensor& relu_out, double slope,
+                              const Tensor& weight, const Tensor& mean, const Tensor& var, bool training,
+                              int64_t n, int64_t c, int64_t s, double eps, Tensor& dx, Tensor& dweight,
+                              Tensor& dbias, Tensor& dresidual) {
   DeviceGuard guard(x.device().index);
   if (c == 0) return;
   visit_cuda_float(x.dtype(), "batch_norm", [&](auto zero) {
-    batch_norm_backward_typed<decltype(zero)>(g, x, relu_out, weight, mean, var, training, n, c, s, eps, dx,
-                                              dweight, dbias, dresidual);
+    batch_norm_backward_typed<decltype(zero)>(g, x, relu_out, slope, weight, mean, var, training, n, c, s,
+                                              eps, dx, dweight, dbias, dresidual);
   });
 }
 

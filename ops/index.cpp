@@ -111,7 +111,17 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
                 ", tensor ", i, " is ", t.shape());
     out_shape[d] += t.shape()[d];
   }
-  Tensor out = Tensor::empty(out_shape, t0.dtype(), t0.device());
+  // 4-D tensors of which one is channels-last (and none has another non-row-major layout) give a
+  // channels-last result, as PyTorch's cat keeps its inputs' memory format: a route layer of a channels-last
+  // Darknet network stays NHWC for the convolution after it.
+  bool channels_last = t0.dim() == 4, any_cl = false;
+  for (const Tensor& t : tensors) {
+    const bool cl = t.suggest_memory_format() == MemoryFormat::ChannelsLast;
+    any_cl = any_cl || cl;
+    channels_last = channels_last && (cl || t.is_contiguous());
+  }
+  const MemoryFormat f = channels_last && any_cl ? MemoryFormat::ChannelsLast : MemoryFormat::Contiguous;
+  Tensor out = Tensor::empty(out_shape, t0.dtype(), t0.device(), f);
   auto copy = copy_kernel.get(t0.device(), "cat");
   std::vector<int64_t> starts;
   int64_t start = 0;

@@ -1,6 +1,8 @@
 // Joining, splitting and indexing.
 //
-//   cat(ts, d): sizes agree except along d.   stack(ts, d) = cat of ts each unsqueezed at d.
+//   cat(ts, d): sizes agree except along d; 4-D inputs of which one is channels-last (the others row-major
+//              or channels-last) give a channels-last result.   stack(ts, d) = cat of ts each unsqueezed at
+//              d.
 //   split(x, size, d): views of `size` along d (the last may be smaller); chunk(x, n, d): n near-equal views.
 //   index_select(x, d, idx[k]): out[..., i, ...] = x[..., idx[i], ...]
 //   gather(x, d, idx): out[i][j][k] = x[i][idx[i][j][k]][k] (d = 1); idx has x's rank

@@ -13,6 +13,7 @@
 #include "ops/nn.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "ops/autocast.h"
 #include "ops/elementwise.h"
@@ -132,7 +133,7 @@ namespace {
 // batch_norm, and with fuse_relu batch_norm_add_relu: relu(batch_norm(x) + residual), residual optional.
 Tensor batch_norm_impl(const char* op, const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in,
                        const Tensor& running_mean, const Tensor& running_var, bool training, double momentum,
-                       double eps, const Tensor& residual, bool fuse_relu) {
+                       double eps, const Tensor& residual, bool fuse_relu, double slope = 0.0) {
   // Autocast: batch_norm runs in its input's dtype, as under torch.autocast (where it is on neither list).
   // A bf16 activation from a bf16 convolution stays bf16, so no cast kernel goes over every activation of a
   // ResNet twice (those casts and the f32 traffic behind them made bf16 ResNet-50 slower than TF32). The
@@ -174,6 +175,10 @@ Tensor batch_norm_impl(const char* op, const Tensor& x_in, const Tensor& weight_
   NABLA_CHECK(!training || n * s > 1, op,
               ": expected more than 1 value per channel when training, got input ", x.shape());
   NABLA_CHECK(eps >= 0, op, ": eps must be >= 0, got ", eps);
+  // The backward tells the two sides of the (leaky) ReLU apart by the sign of the saved output, which is
+  // the pre-activation's sign only for a slope >= 0.
+  NABLA_CHECK(slope >= 0 && std::isfinite(slope), op, ": negative_slope must be finite and >= 0, got ",
+              slope);
   if (residual.defined()) {
     NABLA_CHECK(
         residual.shape() == x.shape() && residual.dtype() == x.dtype() && residual.device() == x.device(), op,
@@ -195,21 +200,26 @@ Tensor batch_norm_impl(const char* op, const Tensor& x_in, const Tensor& weight_
   if (training) {
     mean = Tensor::empty(per_channel, stat_dtype, x.device());
     var = Tensor::empty(per_channel, stat_dtype, x.device());
-  } else {
+  } else if (autograd::needs_grad({&x, &weight, &bias, &residual})) {
     // Copies: a later training step updates the running statistics in place before this backward runs.
     mean = running_mean.detach().clone();
     var = running_var.detach().clone();
+  } else {
+    // No backward will read them (inference, no_grad): the running statistics as they are, no copy
+    // kernels (two a layer of a YOLOv3 forward).
+    mean = running_mean.detach();
+    var = running_var.detach();
   }
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device(), f);
   // Training updates the running statistics in the kernel (ops/nn.h): running = (1 - momentum) running +
   // momentum batch, with the unbiased batch variance.
   Tensor rm = training ? running_mean : Tensor(), rv = training ? running_var : Tensor();
-  batch_norm_kernel.get(x.device(), op)(xc, wc, bc, rc, fuse_relu, training, kn, c, ks, eps, momentum, mean,
-                                        var, rm, rv, y);
+  batch_norm_kernel.get(x.device(), op)(xc, wc, bc, rc, fuse_relu, slope, training, kn, c, ks, eps, momentum,
+                                        mean, var, rm, rv, y);
 
   // The fused op saves its output (detached) for the ReLU mask: y > 0 exactly where the pre-activation was.
   autograd::record(op, y, {x, weight, bias, residual},
-                   [op, xc, wc, mean, var, training, f, kn, c, ks, eps, want_x = wants_grad(x),
+                   [op, xc, wc, mean, var, training, f, kn, c, ks, eps, slope, want_x = wants_grad(x),
                     want_w = wants_grad(weight), want_b = wants_grad(bias), want_r = wants_grad(residual), bc,
                     ys = fuse_relu ? y.detach() : Tensor()](const Tensor& g) -> std::vector<Tensor> {
                      Tensor gc = contiguous_raw(g, op, f);
@@ -218,8 +228,8 @@ Tensor batch_norm_impl(const char* op, const Tensor& x_in, const Tensor& weight_
                                         : Tensor();  // f32 under autocast
                      Tensor db = want_b ? Tensor::empty({c}, bc.dtype(), xc.device()) : Tensor();
                      Tensor dr = want_r ? Tensor::empty(xc.shape(), xc.dtype(), xc.device(), f) : Tensor();
-                     batch_norm_backward_kernel.get(xc.device(), op)(gc, xc, ys, wc, mean, var, training, kn,
-                                                                     c, ks, eps, dx, dw, db, dr);
+                     batch_norm_backward_kernel.get(xc.device(), op)(
+                         gc, xc, ys, slope, wc, mean, var, training, kn, c, ks, eps, dx, dw, db, dr);
                      return {dx, dw, db, dr};
                    });
   return y;
@@ -236,9 +246,9 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
 
 Tensor batch_norm_add_relu(const Tensor& x, const Tensor& weight, const Tensor& bias,
                            const Tensor& running_mean, const Tensor& running_var, bool training,
-                           const Tensor& residual, double momentum, double eps) {
+                           const Tensor& residual, double momentum, double eps, double negative_slope) {
   return batch_norm_impl("batch_norm_add_relu", x, weight, bias, running_mean, running_var, training,
-                         momentum, eps, residual, true);
+                         momentum, eps, residual, true, negative_slope);
 }
 
 Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {

@@ -9,7 +9,8 @@
 //               running = (1 - momentum) * running + momentum * batch (unbiased variance, as PyTorch);
 //               evaluation: normalise with the running statistics.
 //   batch_norm_add_relu: y = relu(batch_norm(x) + residual) in one pass (residual optional), the
-//               training/evaluation rules of batch_norm; a ResNet block's last three ops.
+//               training/evaluation rules of batch_norm; a ResNet block's last three ops. With
+//               negative_slope a > 0 the ReLU is a leaky one, v > 0 ? v : a v (Darknet's conv + BN + leaky).
 //   dropout: zero each element with probability p and scale the kept ones by 1/(1-p) (training only);
 //            the mask comes from the Philox generator, so it is reproducible across backends.
 //
@@ -22,7 +23,8 @@
 //   batch_norm    training: dx = rstd * (gh - mean(gh) - xhat * mean(gh * xhat)) over each channel,
 //                 evaluation: dx = gh * rstd (the running statistics are constants);
 //                 dw = sum g * xhat, db = sum g         saves x and the mean/variance it normalised with
-//   batch_norm_add_relu  gm = g where y > 0, else 0 (the ReLU mask from the saved output y);
+//   batch_norm_add_relu  gm = g where y > 0, else a g (0 for ReLU; the mask from the saved output y, which
+//                 is > 0 exactly where the pre-activation is, since a >= 0);
 //                 dresidual = gm, and dx, dw, db are batch_norm's backward of gm, in one fused kernel
 //                                                       saves x, y and the mean/variance, as batch_norm
 //   dropout       dx = g * mask / (1 - p)               saves only (seed, offset): the mask is redrawn
@@ -44,9 +46,11 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
 // relu(batch_norm(x, ...) + residual), with batch_norm's arguments and rules; residual (x's shape, dtype
 // and device) may be undefined: then relu(batch_norm(x, ...)). One forward kernel and one backward kernel
 // (batch-norm backward with the ReLU mask formed from the saved output), for NCHW and channels-last.
+// negative_slope (>= 0, finite) makes the ReLU leaky: y = v > 0 ? v : negative_slope * v.
 Tensor batch_norm_add_relu(const Tensor& x, const Tensor& weight, const Tensor& bias,
                            const Tensor& running_mean, const Tensor& running_var, bool training,
-                           const Tensor& residual = Tensor(), double momentum = 0.1, double eps = 1e-5);
+                           const Tensor& residual = Tensor(), double momentum = 0.1, double eps = 1e-5,
+                           double negative_slope = 0.0);
 Tensor dropout(const Tensor& x, double p, bool training, Generator* gen = nullptr);
 
 }  // namespace nabla
@@ -78,21 +82,24 @@ using LayerNormBackwardKernelFn = void (*)(const Tensor& g, const Tensor& x, con
 //   running_var  = (1 - momentum) running_var + momentum var * count / (count - 1)   (count = n s),
 // so a step's batch norm is one kernel call, not five more launches for the running statistics.
 // Fused epilogue (batch_norm_add_relu): residual, when defined, has x's dtype and layout and is added to y;
-// relu clamps y at 0 after that. batch_norm passes an undefined residual and relu = false.
+// relu then maps v to v > 0 ? v : slope * v (slope 0: exactly 0, also for NaN, as before the slope came).
+// batch_norm passes an undefined residual and relu = false.
 // On CUDA under autocast, a 16-bit x may come with f32 weight/bias/mean/var/running statistics (the
 // gradients of weight and bias then come back f32, as torch.autocast's batch norm); otherwise every tensor
 // has x's dtype.
 using BatchNormKernelFn = void (*)(const Tensor& x, const Tensor& weight, const Tensor& bias,
-                                   const Tensor& residual, bool relu, bool training, int64_t n, int64_t c,
-                                   int64_t s, double eps, double momentum, Tensor& mean, Tensor& var,
-                                   Tensor& running_mean, Tensor& running_var, Tensor& y);
+                                   const Tensor& residual, bool relu, double slope, bool training, int64_t n,
+                                   int64_t c, int64_t s, double eps, double momentum, Tensor& mean,
+                                   Tensor& var, Tensor& running_mean, Tensor& running_var, Tensor& y);
 // mean/var: what the forward normalised with. Fills whichever of dx, dweight, dbias are defined.
 // relu_out, when defined, is the forward's output of batch_norm_add_relu (x's layout): the incoming g is
-// replaced by gm = (relu_out > 0 ? g : 0) everywhere (sums and dx), and dresidual, when defined, receives gm.
+// replaced by gm = (relu_out > 0 ? g : slope * g) everywhere (sums and dx; slope 0 gives exactly 0), and
+// dresidual, when defined, receives gm.
 using BatchNormBackwardKernelFn = void (*)(const Tensor& g, const Tensor& x, const Tensor& relu_out,
-                                           const Tensor& weight, const Tensor& mean, const Tensor& var,
-                                           bool training, int64_t n, int64_t c, int64_t s, double eps,
-                                           Tensor& dx, Tensor& dweight, Tensor& dbias, Tensor& dresidual);
+                                           double slope, const Tensor& weight, const Tensor& mean,
+                                           const Tensor& var, bool training, int64_t n, int64_t c, int64_t s,
+                                           double eps, Tensor& dx, Tensor& dweight, Tensor& dbias,
+                                           Tensor& dresidual);
 
 // out[i] = philox_uniform(seed, offset, i) >= p ? in[i] * scale : 0, for the row-major index i.
 // The forward (in = x) and the backward (in = g) redraw the same mask from the same (seed, offset).

@@ -349,40 +349,61 @@ EOF
 fi
 
 # ---- 5e. YOLOv3 from a Darknet cfg (benchmarks/bench_yolo.cpp) against the same cfg in PyTorch (yolo_torch.py) ----
-# Training step (surrogate loss on both sides; Nabla also with Darknet's loss, computed on the host) and
-# inference, batch 16 and 32 at 416², TF32 and bf16. One table: img/s per side and the ratio.
+# Training step (surrogate loss on both sides) and inference at 416², each case in both layouts on both sides
+# (NCHW, and channels-last: bench_yolo --channels-last, yolo_torch.py --channels-last): bf16 at batch 32
+# first, then TF32 at batch 16, then the ablation of the BN + leaky fusion (NABLA_DARKNET_FUSED=0) and
+# Nabla with Darknet's loss on the host; later cases are skipped when the budget runs out. One table: img/s
+# per side and layout, each layout's ratio, and best layout against best layout.
 if want yolo && [ -x "$BUILD/bench_yolo" ]; then
   YCFG=/usr/share/darknet/cfg/yolov3.cfg
   [ -f "$YCFG" ] || YCFG=tests/yolo/fixtures/yolov3.cfg
   : >"$LOG/bench_yolo.jsonl"
   : >"$LOG/yolo_torch.jsonl"
-  for c in "train 16 off" "train 16 bf16" "train 32 bf16" "infer 16 off" "infer 16 bf16" "infer 32 bf16"; do
+  for c in "train 32 bf16" "infer 32 bf16" "train 16 off" "infer 16 off"; do
     read -r ymode ybatch yamp <<<"$c"
-    ytag=${ymode}_${ybatch}_${yamp}
-    run_step "bench_yolo $c" 60 15 "$LOG/bench_yolo.$ytag.log" "$BUILD/bench_yolo" --cfg "$YCFG" --mode "$ymode" --batch "$ybatch" --amp "$yamp"
-    cat "$LOG/bench_yolo.$ytag.log" >>"$LOG/bench_yolo.jsonl"
-    run_step "yolo_torch $c" 60 15 "$LOG/yolo_torch.$ytag.log" python3 benchmarks/yolo_torch.py --cfg "$YCFG" --mode "$ymode" --batch "$ybatch" --amp "$yamp"
-    cat "$LOG/yolo_torch.$ytag.log" >>"$LOG/yolo_torch.jsonl"
+    for ylayout in nchw cl; do
+      ytag=${ymode}_${ybatch}_${yamp}_${ylayout}
+      yflag=()
+      [ "$ylayout" = cl ] && yflag=(--channels-last)
+      run_step "bench_yolo $c $ylayout" 60 15 "$LOG/bench_yolo.$ytag.log" "$BUILD/bench_yolo" --cfg "$YCFG" --mode "$ymode" --batch "$ybatch" --amp "$yamp" ${yflag[@]+"${yflag[@]}"}
+      cat "$LOG/bench_yolo.$ytag.log" >>"$LOG/bench_yolo.jsonl"
+      run_step "yolo_torch $c $ylayout" 60 15 "$LOG/yolo_torch.$ytag.log" python3 benchmarks/yolo_torch.py --cfg "$YCFG" --mode "$ymode" --batch "$ybatch" --amp "$yamp" ${yflag[@]+"${yflag[@]}"}
+      cat "$LOG/yolo_torch.$ytag.log" >>"$LOG/yolo_torch.jsonl"
+    done
   done
+  run_step "bench_yolo train 32 bf16 cl, BN + leaky unfused" 60 10 "$LOG/bench_yolo.unfused.log" env NABLA_DARKNET_FUSED=0 "$BUILD/bench_yolo" --cfg "$YCFG" --mode train --batch 32 --amp bf16 --channels-last --name train_b32_416_bf16_unfused_cl
+  cat "$LOG/bench_yolo.unfused.log" >>"$LOG/bench_yolo.jsonl"
   run_step "bench_yolo darknet loss" 60 5 "$LOG/bench_yolo.darknetloss.log" "$BUILD/bench_yolo" --cfg "$YCFG" --mode train --batch 16 --amp bf16 --loss darknet
   cat "$LOG/bench_yolo.darknetloss.log" >>"$LOG/bench_yolo.jsonl"
   python3 - "$LOG/bench_yolo.jsonl" "$LOG/yolo_torch.jsonl" <<'EOF2' | tee "$LOG/yolo_compare.txt"
 import json, sys
-rows = {}
+rows = {}  # case name without the layout suffix -> {(impl, layout): record}
 for path in sys.argv[1:]:
     for line in open(path, errors="replace"):
         try:
             r = json.loads(line)
         except ValueError:
             continue
-        rows.setdefault(r.get("name"), {})[r.get("impl")] = r
-print("| yolov3 416² case | Nabla img/s | PyTorch img/s | Nabla / PyTorch |")
-print("| --- | --- | --- | --- |")
+        name = str(r.get("name"))
+        layout = "cl" if name.endswith("_cl") else "nchw"
+        rows.setdefault(name[:-3] if layout == "cl" else name, {})[(r.get("impl"), layout)] = r
+def ips(r):
+    return r.get("img_per_s") if r else None
+def fmt(r):
+    if not r:
+        return "-"
+    return "%.1f" % r["img_per_s"] if "img_per_s" in r else "error: " + str(r.get("error", "-"))[:50]
+def ratio(a, b):
+    return "%.2fx" % (a / b) if a and b else "-"
+print("| yolov3 416² case | Nabla NCHW | PyTorch NCHW | ratio | Nabla CL | PyTorch CL | ratio | best / best |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- |")
 for name in sorted(rows, key=str):
-    n, t = rows[name].get("nabla", {}), rows[name].get("torch", {})
-    fmt = lambda r: ("%.1f" % r["img_per_s"]) if "img_per_s" in r else ("error: " + str(r.get("error", "-"))[:60] if r else "-")
-    ratio = "%.2fx" % (n["img_per_s"] / t["img_per_s"]) if "img_per_s" in n and "img_per_s" in t else "-"
-    print(f"| {name} | {fmt(n)} | {fmt(t)} | {ratio} |")
+    g = rows[name]
+    nn_, tn, nc, tc = (g.get(k) for k in (("nabla", "nchw"), ("torch", "nchw"), ("nabla", "cl"), ("torch", "cl")))
+    best_n = max([v for v in (ips(nn_), ips(nc)) if v] or [0])
+    best_t = max([v for v in (ips(tn), ips(tc)) if v] or [0])
+    print(f"| {name} | {fmt(nn_)} | {fmt(tn)} | {ratio(ips(nn_), ips(tn))} | {fmt(nc)} | {fmt(tc)} | "
+          f"{ratio(ips(nc), ips(tc))} | {ratio(best_n, best_t)} |")
 EOF2
 fi
 

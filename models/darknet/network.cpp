@@ -2,6 +2,9 @@
 #include "models/darknet/network.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <set>
 
@@ -211,6 +214,22 @@ Tensor activate(const Tensor& x, Activation a) {
   return x;
 }
 
+namespace {
+std::atomic<int> g_fused{-1};  // -1: not read yet; 0 / 1: off / on
+}  // namespace
+
+bool darknet_fused() {
+  int v = g_fused.load(std::memory_order_relaxed);
+  if (v < 0) {
+    const char* e = std::getenv("NABLA_DARKNET_FUSED");
+    v = (e && std::strcmp(e, "0") == 0) ? 0 : 1;
+    g_fused.store(v, std::memory_order_relaxed);
+  }
+  return v == 1;
+}
+
+void set_darknet_fused(bool on) { g_fused.store(on ? 1 : 0, std::memory_order_relaxed); }
+
 std::vector<std::string> supported_section_types() {
   std::vector<std::string> out = {"net"};
   for (auto& [name, t] : section_types()) out.push_back(name);
@@ -230,8 +249,13 @@ DarknetConv::DarknetConv(int in_channels, int filters, int size, int stride, int
 
 Tensor DarknetConv::forward(const Tensor& x) {
   Tensor y = conv->forward(x);
+  // leaky / relu after batch norm: one batch_norm_add_relu with that negative slope (network.h).
+  const bool fuse =
+      bn && darknet_fused() && (activation == Activation::leaky || activation == Activation::relu);
+  const double slope = activation == Activation::leaky ? 0.1 : 0.0;
   if (bn) {
     if (is_training()) {
+      if (fuse) return bn->forward_add_relu(y, Tensor(), slope);
       y = bn->forward(y);
     } else if (y.device().is_cuda()) {
       // On the GPU, one batch-norm pass instead of five element-wise ones (sub, div, mul, add and the
@@ -240,6 +264,9 @@ Tensor DarknetConv::forward(const Tensor& x) {
       // formula up to rounding (the CPU path below stays Darknet's order of operations, for the oracle
       // tests).
       Tensor v = sqrt(bn->running_var) + 1e-6;
+      if (fuse)
+        return batch_norm_add_relu(y, bn->weight, bn->bias, bn->running_mean, v * v, /*training=*/false,
+                                   Tensor(), 0.0, 0.0, slope);
       y = batch_norm(y, bn->weight, bn->bias, bn->running_mean, v * v, /*training=*/false, 0.0, 0.0);
     } else {
       // Darknet's normalize_cpu, scale_bias and add_bias in its order (x - mean) / (sqrt(var) + .000001f)
@@ -504,8 +531,12 @@ std::vector<Tensor> DarknetNetwork::run(const Tensor& x, bool keep_all) {
   NABLA_CHECK(x.dim() == 4 && x.size(1) == net.channels, "darknet ", cfg_path_, ": expected an input [N, ",
               net.channels, ", H, W], got ", x.shape());
   std::vector<Tensor> outs(layers.size());
+  // Channels-last: the input is brought to NHWC once (its gradient comes back in the caller's layout).
+  const Tensor xin = channels_last_ && x.suggest_memory_format() != MemoryFormat::ChannelsLast
+                         ? x.contiguous(MemoryFormat::ChannelsLast)
+                         : x;
   for (const Layer& l : layers) {
-    const Tensor& in = l.index == 0 ? x : outs[l.index - 1];
+    const Tensor& in = l.index == 0 ? xin : outs[l.index - 1];
     outs[l.index] = run_layer(l, in, outs);
     if (!keep_all)
       for (int j = 0; j < l.index; ++j)
@@ -516,6 +547,12 @@ std::vector<Tensor> DarknetNetwork::run(const Tensor& x, bool keep_all) {
 }
 
 Tensor DarknetNetwork::forward(const Tensor& x) { return run(x, false).back(); }
+
+void DarknetNetwork::set_channels_last(bool on) {
+  NABLA_CHECK(allocated_, "darknet ", cfg_path_, ": built with allocate = false (shapes only): no layout");
+  to(on ? MemoryFormat::ChannelsLast : MemoryFormat::Contiguous);
+  channels_last_ = on;
+}
 
 std::vector<Tensor> DarknetNetwork::forward_all(const Tensor& x) { return run(x, true); }
 

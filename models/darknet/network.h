@@ -31,6 +31,20 @@
 //                   yolo_layer.h decodes it into boxes.
 // [net] keeps every option as data (width, height, channels and the training hyper-parameters).
 //
+// Speed paths (the same outputs and gradients up to the roundings of skipped intermediates; the Darknet
+// oracle tests run the CPU in evaluation mode, where neither changes anything):
+//   fusion          a convolutional layer with batch_normalize and activation leaky (or relu) runs BN and the
+//                   activation as one batch_norm_add_relu with negative slope 0.1 (0): one pass forward, one
+//                   fused backward, in training on any device and in evaluation on the GPU (the CPU keeps
+//                   Darknet's order of operations for the oracle). NABLA_DARKNET_FUSED=0 or
+//                   set_darknet_fused(false) turns it off.
+//   channels-last   set_channels_last(true) stores the 4-D conv weights NHWC and runs the network NHWC: the
+//                   input is brought to channels-last once, and conv, batch norm, the activations, shortcut,
+//                   route (cat keeps channels-last), upsample and maxpool keep that layout (as ResNet with
+//                   --channels-last). The [yolo] outputs are channels-last views [N, C, H, W] (values as
+//                   NCHW; reshape copies where needed). On the GPU this lets cuDNN run bf16 convolutions
+//                   NHWC.
+//
 // Parameters are named by layer index: "12.conv.weight", "12.conv.bias" (no BN), "12.bn.weight" (Darknet's
 // scales), "12.bn.bias" (Darknet's biases), "12.bn.running_mean", "12.bn.running_var".
 #pragma once
@@ -79,6 +93,7 @@ class DarknetConv : public nn::Module {
   DarknetConv(int in_channels, int filters, int size, int stride, int padding, int groups,
               bool batch_normalize, Activation activation);
   Tensor forward(const Tensor& x) override;
+  // bn(conv(x)) with the activation; fused as the header says.
   std::shared_ptr<nn::Conv2d> conv;
   std::shared_ptr<nn::BatchNorm> bn;  // null without batch_normalize
   Activation activation;
@@ -124,6 +139,12 @@ class DarknetNetwork : public nn::Module {
   std::vector<int> yolo_layers() const;
   const std::string& cfg_path() const { return cfg_path_; }
 
+  // Channels-last execution (see the header comment): on converts the parameters now (call it after
+  // to(device) or before; moves keep the layout) and makes forward bring its input to channels-last; off
+  // converts back.
+  void set_channels_last(bool on);
+  bool channels_last() const { return channels_last_; }
+
   NetConfig net;
   std::vector<Layer> layers;
   // Options that no layer read, "file:line: [type] key" (Darknet prints these as "Unused field").
@@ -138,8 +159,14 @@ class DarknetNetwork : public nn::Module {
   Tensor run_layer(const Layer& l, const Tensor& x, const std::vector<Tensor>& outs);
   std::string cfg_path_;
   bool allocated_ = true;
+  bool channels_last_ = false;
   std::vector<int> last_use_;  // last layer that reads each layer's output (for freeing)
 };
+
+// Whether conv + BN + leaky/relu layers use batch_norm_add_relu: NABLA_DARKNET_FUSED (default 1; 0 turns it
+// off), read once; set_darknet_fused overrides it for the process (tests compare the two paths).
+bool darknet_fused();
+void set_darknet_fused(bool on);
 
 // Section types this builder supports, and Darknet's section types it does not.
 std::vector<std::string> supported_section_types();

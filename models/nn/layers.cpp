@@ -102,10 +102,10 @@ Tensor BatchNorm::forward(const Tensor& x) {
   return batch_norm(x, weight, bias, running_mean, running_var, use_batch_stats, momentum, eps);
 }
 
-Tensor BatchNorm::forward_add_relu(const Tensor& x, const Tensor& residual) {
+Tensor BatchNorm::forward_add_relu(const Tensor& x, const Tensor& residual, double negative_slope) {
   const bool use_batch_stats = begin_forward(x);
   return batch_norm_add_relu(x, weight, bias, running_mean, running_var, use_batch_stats, residual, momentum,
-                             eps);
+                             eps, negative_slope);
 }
 
 std::string BatchNorm::extra_repr() const { return std::to_string(num_features); }

@@ -46,8 +46,9 @@ class BatchNorm : public Module {
   BatchNorm(int64_t num_features, int64_t spatial_dims, double eps = 1e-5, double momentum = 0.1,
             bool affine = true, bool track_running_stats = true);
   Tensor forward(const Tensor& x) override;
-  // relu(forward(x) + residual) (residual may be undefined) through the fused batch_norm_add_relu op.
-  Tensor forward_add_relu(const Tensor& x, const Tensor& residual = Tensor());
+  // relu(forward(x) + residual) (residual may be undefined) through the fused batch_norm_add_relu op;
+  // negative_slope > 0 makes the ReLU leaky (v > 0 ? v : negative_slope v).
+  Tensor forward_add_relu(const Tensor& x, const Tensor& residual = Tensor(), double negative_slope = 0.0);
   Tensor weight, bias, running_mean, running_var, num_batches_tracked;
   int64_t num_features, spatial_dims;
   double eps, momentum;

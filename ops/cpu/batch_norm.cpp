@@ -2,10 +2,10 @@
 // tensors arrive contiguous, x viewed as [n, c, s].
 //
 // Statistics are partial sums per (n, c) plane (parallel over n * c), added up over n in order; then one
-// pass applies y = x * scale[c] + shift[c] (+ residual, then relu, for batch_norm_add_relu). Sums accumulate
-// in f64 for both f32 and f64. The backward of batch_norm_add_relu reads gm = (y > 0 ? g : 0) wherever
-// batch_norm's reads g (no pass of its own), and its dx pass also writes gm as the residual's gradient. The
-// CUDA twin is cuda/batch_norm.cu.
+// pass applies y = x * scale[c] + shift[c] (+ residual, then the (leaky) relu, for batch_norm_add_relu). Sums
+// accumulate in f64 for both f32 and f64. The backward of batch_norm_add_relu reads gm = (y > 0 ? g : a g)
+// wherever batch_norm's reads g (no pass of its own), and its dx pass also writes gm as the residual's
+// gradient. The CUDA twin is cuda/batch_norm.cu.
 #include <cmath>
 #include <vector>
 
@@ -28,8 +28,9 @@ std::vector<double> sum_planes(int64_t n, int64_t c, int64_t s, F plane_sum) {
 }
 
 void batch_norm_cpu(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& residual,
-                    bool relu, bool training, int64_t n, int64_t c, int64_t s, double eps, double momentum,
-                    Tensor& mean, Tensor& var, Tensor& running_mean, Tensor& running_var, Tensor& y) {
+                    bool relu, double slope, bool training, int64_t n, int64_t c, int64_t s, double eps,
+                    double momentum, Tensor& mean, Tensor& var, Tensor& running_mean, Tensor& running_var,
+                    Tensor& y) {
   visit_float(x.dtype(), "batch_norm", [&](auto zero) {
     using T = decltype(zero);
     const T* px = base<T>(x);
@@ -87,6 +88,8 @@ void batch_norm_cpu(const Tensor& x, const Tensor& weight, const Tensor& bias, c
     }
     T* py = base<T>(y);
     const T* pr = residual.defined() ? base<T>(residual) : nullptr;
+    const T a = static_cast<T>(slope);
+    const bool leaky = slope != 0.0;  // slope 0 keeps ReLU's exact 0 (for NaN and -0 too)
 #pragma omp parallel for if (n * c * s >= kParallelGrain) schedule(static)
     for (int64_t p = 0; p < n * c; ++p) {
       const T sc = scale[p % c], sh = shift[p % c];
@@ -100,23 +103,27 @@ void batch_norm_cpu(const Tensor& x, const Tensor& weight, const Tensor& bias, c
       for (int64_t k = 0; k < s; ++k) {
         T v = xp[k] * sc + sh;
         if (rp) v += rp[k];
-        yp[k] = relu && !(v > T(0)) ? T(0) : v;
+        yp[k] = relu && !(v > T(0)) ? (leaky ? a * v : T(0)) : v;
       }
     }
   });
 }
 
-void batch_norm_backward_cpu(const Tensor& g, const Tensor& x, const Tensor& relu_out, const Tensor& weight,
-                             const Tensor& mean, const Tensor& var, bool training, int64_t n, int64_t c,
-                             int64_t s, double eps, Tensor& dx, Tensor& dweight, Tensor& dbias,
-                             Tensor& dresidual) {
+void batch_norm_backward_cpu(const Tensor& g, const Tensor& x, const Tensor& relu_out, double slope,
+                             const Tensor& weight, const Tensor& mean, const Tensor& var, bool training,
+                             int64_t n, int64_t c, int64_t s, double eps, Tensor& dx, Tensor& dweight,
+                             Tensor& dbias, Tensor& dresidual) {
   visit_float(x.dtype(), "batch_norm", [&](auto zero) {
     using T = decltype(zero);
-    // The ReLU backward of batch_norm_add_relu folded into every read of g: gm = g where the forward's
-    // output is positive, else 0 (plain batch_norm: py == nullptr, gm = g).
+    // The (leaky) ReLU backward of batch_norm_add_relu folded into every read of g: gm = g where the
+    // forward's output is positive, else slope * g (0 for ReLU; plain batch_norm: py == nullptr, gm = g).
     const T* pg = base<T>(g);
     const T* py = relu_out.defined() ? base<T>(relu_out) : nullptr;
-    const auto gm = [pg, py](int64_t e) -> T { return py && !(py[e] > T(0)) ? T(0) : pg[e]; };
+    const T a = static_cast<T>(slope);
+    const bool leaky = slope != 0.0;
+    const auto gm = [pg, py, a, leaky](int64_t e) -> T {
+      return py && !(py[e] > T(0)) ? (leaky ? a * pg[e] : T(0)) : pg[e];
+    };
     const T* px = base<T>(x);
     const T* pw = weight.defined() ? base<T>(weight) : nullptr;
     const T* pmean = base<T>(mean);

@@ -224,5 +224,61 @@ TEST(CudaAutocast, F16TrainingStepWithGradScaler) {
   test::compare_tensors(w0.grad(), g, {.atol = 1e-3, .rtol = 4e-3}, "unscaled f16 gradient");
 }
 
+// The cast cache (torch.autocast's): a weight read by two matmuls in one region is cast once (both reads
+// see the same bf16 tensor), its gradient is the sum of both uses' (as without the cache), the cache is
+// dropped when the outermost guard ends, and activations, no_grad regions and replaced storage are not
+// served from it.
+TEST(CudaAutocast, CastCacheCastsAWeightOncePerRegion) {
+  REQUIRE_GPU();
+  NoTf32 no_tf32;
+  Tensor xh = test::randn32({16, 32}), wh = test::randn32({32, 32});
+  Tensor x = on_gpu(xh), w = on_gpu(wh, true);  // x wants no gradient: only w is a cacheable leaf
+  Tensor loss;
+  {
+    AutocastGuard guard(DType::bf16);
+    const Tensor a = autocast_input(w, AutocastKind::lower_precision);
+    const Tensor b = autocast_input(w, AutocastKind::lower_precision);
+    EXPECT_EQ(a.dtype(), DType::bf16);
+    EXPECT_EQ(a.data_ptr(), b.data_ptr()) << "the weight was cast twice in one region";
+    EXPECT_EQ(autocast_cache_size(), 1u);
+    // An activation (not a leaf) is not cached.
+    Tensor h = x * 2.0;
+    EXPECT_NE(autocast_input(h, AutocastKind::lower_precision).data_ptr(),
+              autocast_input(h, AutocastKind::lower_precision).data_ptr());
+    {
+      AutocastGuard inner(DType::bf16);  // nested: the cache lives on
+      Tensor y = matmul(matmul(x, w), w);
+      loss = sum(y.to(DType::f32));
+    }
+    EXPECT_EQ(autocast_cache_size(), 1u);
+    {
+      NoGradGuard ng;  // no_grad: cast, but not cached (it would carry no graph)
+      autocast_input(on_gpu(wh, true), AutocastKind::lower_precision);
+      EXPECT_EQ(autocast_cache_size(), 1u);
+    }
+  }
+  EXPECT_EQ(autocast_cache_size(), 0u);
+  loss.backward();
+  ASSERT_EQ(w.grad().dtype(), DType::f32);
+  // f32 reference of the same two uses.
+  Tensor x0 = on_gpu(xh, true), w0 = on_gpu(wh, true);
+  sum(matmul(matmul(x0, w0), w0)).backward();
+  const double scale = amax(abs(w0.grad())).item();
+  EXPECT_LT(amax(abs(w.grad() - w0.grad())).item(), 3e-2 * scale);
+  // A weight whose storage is replaced (Module::to, set_data) is cast again, with its new values.
+  {
+    AutocastGuard guard(DType::bf16);
+    const Tensor a = autocast_input(w, AutocastKind::lower_precision);
+    {
+      NoGradGuard ng;
+      w.set_data(on_gpu(wh * 2.0));
+    }
+    const Tensor b = autocast_input(w, AutocastKind::lower_precision);
+    EXPECT_NE(a.data_ptr(), b.data_ptr());
+    EXPECT_NEAR(b.to(DType::f32).to(Device::cpu()).to_double_vector()[0], 2.0 * wh.to_double_vector()[0],
+                1e-2 * (1 + std::abs(2.0 * wh.to_double_vector()[0])));
+  }
+}
+
 }  // namespace
 }  // namespace nabla

@@ -8,6 +8,8 @@
 //   the flat apply;  x not requiring a gradient: the apply that writes only the residual's gradient.
 // A few cases run the fused op on both sides (the CPU's fused kernel against the GPU's), and two plain tests
 // compare a ResNet BasicBlock and Bottleneck on the GPU fused against unfused (NABLA_RESNET_FUSED's switch).
+// The leaky form (negative_slope 0.1, Darknet's conv + BN + leaky) runs on the same launch paths against
+// leaky_relu(batch_norm(x) (+ residual)) on the CPU.
 //
 // bf16: the GPU runs the fused op in bf16 (weights too, as batch_norm without autocast needs); the CPU runs
 // the unfused composition in f32 on the same bf16-rounded inputs and rounds its result to bf16, so the
@@ -36,6 +38,7 @@ struct Spec {
   bool training = true;
   bool residual = true;
   bool fused_on_cpu = false;  // the CPU runs the fused op too (kernel parity) instead of the composition
+  double slope = 0.0;         // > 0: the leaky form
 };
 
 // Inputs: x, w, b, residual, running_mean, running_var (the last two constant). The running statistics are
@@ -56,10 +59,13 @@ Tensor fused_or_reference(In in, const Spec& sp) {
   Tensor rm = prep(in[4], false).clone(), rv = prep(in[5], false).clone();
   Tensor y;
   if (gpu || sp.fused_on_cpu) {
-    y = batch_norm_add_relu(x, w, b, rm, rv, sp.training, r, 0.1, 1e-5);
+    y = batch_norm_add_relu(x, w, b, rm, rv, sp.training, r, 0.1, 1e-5, sp.slope);
   } else {
     Tensor h = batch_norm(x, w, b, rm, rv, sp.training, 0.1, 1e-5);
-    y = r.defined() ? add_relu(h, r) : relu(h);
+    if (sp.slope > 0)
+      y = leaky_relu(r.defined() ? h + r : h, sp.slope);
+    else
+      y = r.defined() ? add_relu(h, r) : relu(h);
   }
   const int64_t c = in[0].size(1);
   Shape st(in[0].dim(), 1);
@@ -126,6 +132,27 @@ FUSED_BN_PARITY(f64_nchw_planes, Shape({5, 6, 7, 7}), kF64Tol, .dtype = DType::f
 FUSED_BN_PARITY(f32_cpu_fused_nchw, Shape({6, 5, 9, 9}), kF32Tol, .dtype = DType::f32, .fused_on_cpu = true)
 FUSED_BN_PARITY(f32_cpu_fused_cl, Shape({6, 32, 5, 5}), kF32Tol, .dtype = DType::f32, .channels_last = true,
                 .fused_on_cpu = true)
+
+// The leaky form on every launch path: planes, columns, packed (f32 and bf16), flat, evaluation, and the
+// CPU's fused kernel against the GPU's.
+FUSED_BN_PARITY(leaky_f32_nchw_planes_train, Shape({6, 5, 9, 9}), kF32Tol, .dtype = DType::f32,
+                .residual = false, .slope = 0.1)
+FUSED_BN_PARITY(leaky_f32_nchw_columns_train, Shape({40, 7, 3, 2}), kF32Tol, .dtype = DType::f32,
+                .slope = 0.1)
+FUSED_BN_PARITY(leaky_f32_cl_packed_c64, Shape({8, 64, 10, 10}), kF32Tol, .dtype = DType::f32,
+                .channels_last = true, .residual = false, .slope = 0.1)
+FUSED_BN_PARITY(leaky_f32_cl_flat_c37, Shape({4, 37, 9, 7}), kF32Tol, .dtype = DType::f32,
+                .channels_last = true, .slope = 0.1)
+FUSED_BN_PARITY(leaky_f32_cl_packed_eval, Shape({3, 32, 6, 5}), kF32Tol, .dtype = DType::f32,
+                .channels_last = true, .training = false, .residual = false, .slope = 0.1)
+FUSED_BN_PARITY(leaky_bf16_cl_packed_c64, Shape({4, 64, 16, 16}), kBf16Tol, .dtype = DType::bf16,
+                .channels_last = true, .residual = false, .slope = 0.1)
+FUSED_BN_PARITY(leaky_bf16_nchw_planes_train, Shape({8, 8, 9, 9}), kBf16Tol, .dtype = DType::bf16,
+                .residual = false, .slope = 0.1)
+FUSED_BN_PARITY(leaky_f64_cl_packed, Shape({5, 6, 7, 7}), kF64Tol, .dtype = DType::f64, .channels_last = true,
+                .slope = 0.1)
+FUSED_BN_PARITY(leaky_f32_cpu_fused_cl, Shape({6, 32, 5, 5}), kF32Tol, .dtype = DType::f32,
+                .channels_last = true, .fused_on_cpu = true, .slope = 0.1)
 
 // x needs no gradient: the backward apply writes only the residual's (out == nullptr in the kernels).
 #define FUSED_BN_PARITY_RESIDUAL_ONLY(name, xshape, tol, ...)                             \

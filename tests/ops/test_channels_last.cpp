@@ -1,8 +1,9 @@
 // Channels-last (MemoryFormat::ChannelsLast) through the ops on the CPU: every op a ResNet uses keeps its
 // input's layout and gives the values and gradients of the row-major path (conv2d with either operand
 // channels-last, its weight gradient in the weight's layout; batch_norm training and evaluation; the pools;
-// element-wise ops, the residual add with mixed layouts, broadcasting; dropout's mask under its layout),
-// plus f64 gradient checks of the channels-last paths against finite differences.
+// element-wise ops, the residual add with mixed layouts, broadcasting; dropout's mask under its layout; cat,
+// which a Darknet route layer needs channels-last), plus f64 gradient checks of the channels-last paths
+// against finite differences.
 #include "testing.h"
 
 namespace nabla {
@@ -201,6 +202,25 @@ TEST(ChannelsLast, ElementwiseOpsKeepTheLayout) {
   Tensor c = gt(x.contiguous(kCL), x * 0.0);
   EXPECT_TRUE(is_cl(c));
   test::expect_close(c.to(DType::f64), gt(x, x * 0.0).to(DType::f64), 0.0);
+}
+
+TEST(ChannelsLast, CatKeepsChannelsLastAlongEveryDim) {
+  // Along channels (Darknet's route), with a row-major input among channels-last ones, and along H and W
+  // (Darknet's maxpool padding).
+  for (int64_t d : {1, 2, 3}) {
+    SCOPED_TRACE("dim " + std::to_string(d));
+    Shape a{2, 3, 4, 5}, b{2, 3, 4, 5};
+    a[d] = 2;
+    Tensor y = expect_same_as_nchw(
+        [d](In in) {
+          return cat({in[0], in[1], in[2]}, d);
+        },
+        {randn64(a), randn64(b), randn64(a)}, {true, false, true});
+    EXPECT_TRUE(is_cl(y));
+  }
+  // Row-major inputs stay row-major; so do 3-D ones.
+  EXPECT_TRUE(cat({randn64({2, 3, 4, 5}), randn64({2, 1, 4, 5})}, 1).is_contiguous());
+  EXPECT_TRUE(cat({randn64({3, 4, 5}), randn64({3, 4, 5})}, 0).is_contiguous());
 }
 
 TEST(ChannelsLast, DropoutKeepsTheLayoutAndItsMaskMeetsTheGradient) {

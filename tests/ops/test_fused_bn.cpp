@@ -5,7 +5,9 @@
 //   - the fused op against the unfused composition relu(batch_norm(x) + residual) on fresh random inputs:
 //     outputs, every gradient and the running statistics, f64 (to 1e-12) and f32, NCHW and channels-last,
 //     training and evaluation, with and without the residual, sizes large enough for the parallel loops;
-//   - the layout of the outputs and gradients (channels-last in, channels-last out), and the errors.
+//   - the layout of the outputs and gradients (channels-last in, channels-last out), and the errors;
+//   - the leaky form (negative_slope > 0, Darknet's conv + BN + leaky): gradient checks and the fused op
+//     against batch_norm then leaky_relu, the same ways.
 #include <cmath>
 
 #include "testing.h"
@@ -58,6 +60,31 @@ NABLA_GRADCHECK(batch_norm_add_relu, training_only_residual_wants_grad) {
                    {randn64({3, 2, 4})});
 }
 
+NABLA_GRADCHECK(batch_norm_add_relu, leaky_training_nchw) {
+  Tensor rm = zeros({3}, {.dtype = DType::f64}), rv = ones({3}, {.dtype = DType::f64});
+  EXPECT_GRADCHECK(
+      [rm, rv](In in) {
+        return batch_norm_add_relu(in[0], in[1], in[2], rm, rv, true, Tensor(), 0.1, 1e-5, 0.1);
+      },
+      {randn64({2, 3, 3, 4}), randn64({3}), randn64({3})});
+}
+NABLA_GRADCHECK(batch_norm_add_relu, leaky_training_channels_last_residual) {
+  EXPECT_GRADCHECK(
+      [](In in) {
+        return batch_norm_add_relu(in[0].contiguous(kCL), in[1], in[2], Tensor(), Tensor(), true,
+                                   in[3].contiguous(kCL), 0.1, 1e-5, 0.25);
+      },
+      {randn64({2, 4, 3, 3}), randn64({4}), randn64({4}), randn64({2, 4, 3, 3})});
+}
+NABLA_GRADCHECK(batch_norm_add_relu, leaky_eval) {
+  Tensor rm = randn64({3}, false), rv = rand64({3}, 0.5, 2.0, false);
+  EXPECT_GRADCHECK(
+      [rm, rv](In in) {
+        return batch_norm_add_relu(in[0], in[1], in[2], rm, rv, false, Tensor(), 0.1, 0.0, 0.1);
+      },
+      {randn64({2, 3, 2, 3}), randn64({3}), randn64({3})});
+}
+
 // ---- fused against unfused -------------------------------------------------------------------------
 
 struct BnCase {
@@ -67,6 +94,7 @@ struct BnCase {
   bool training = true;
   bool residual = true;
   bool affine = true;
+  double slope = 0.0;  // > 0: the leaky form, against leaky_relu(batch_norm(x) + residual, slope)
 };
 
 struct BnRun {
@@ -92,10 +120,13 @@ BnRun run_bn(const BnCase& k, const std::vector<Tensor>& leaves, const Tensor& g
   out.rm = in[4].clone();
   out.rv = in[5].clone();
   if (fused) {
-    out.y = batch_norm_add_relu(x, in[1], in[2], out.rm, out.rv, k.training, r, 0.1, 1e-5);
+    out.y = batch_norm_add_relu(x, in[1], in[2], out.rm, out.rv, k.training, r, 0.1, 1e-5, k.slope);
   } else {
     Tensor h = batch_norm(x, in[1], in[2], out.rm, out.rv, k.training, 0.1, 1e-5);
-    out.y = r.defined() ? add_relu(h, r) : relu(h);
+    if (k.slope > 0)
+      out.y = leaky_relu(r.defined() ? h + r : h, k.slope);
+    else
+      out.y = r.defined() ? add_relu(h, r) : relu(h);
   }
   out.y.backward(g);
   out.dx = in[0].grad();
@@ -127,12 +158,12 @@ void expect_fused_matches_unfused(const BnCase& k, double tol) {
   if (k.residual) test::expect_close(f.dr, u.dr, tol);
   test::expect_close(f.rm, u.rm, tol);
   test::expect_close(f.rv, u.rv, tol);
-  // Not a vacuous pass: the ReLU cut some of the outputs and kept some.
+  // Not a vacuous pass: the ReLU cut (or, leaky, scaled) some of the outputs and kept some.
   const std::vector<double> yv = f.y.to_double_vector();
-  int64_t zeros_seen = 0;
-  for (double v : yv) zeros_seen += v == 0.0;
-  EXPECT_GT(zeros_seen, 0);
-  EXPECT_LT(zeros_seen, static_cast<int64_t>(yv.size()));
+  int64_t cut = 0;
+  for (double v : yv) cut += k.slope > 0 ? v < 0.0 : v == 0.0;
+  EXPECT_GT(cut, 0);
+  EXPECT_LT(cut, static_cast<int64_t>(yv.size()));
 }
 
 TEST(BatchNormAddRelu, MatchesUnfusedF64NchwTraining) {
@@ -155,6 +186,30 @@ TEST(BatchNormAddRelu, MatchesUnfusedF32BothLayoutsLarge) {
   expect_fused_matches_unfused({.shape = {8, 16, 24, 24}, .dtype = DType::f32, .format = kCL}, 2e-5);
   expect_fused_matches_unfused(
       {.shape = {6, 12, 10, 10}, .dtype = DType::f32, .format = kCL, .training = false}, 2e-5);
+}
+
+TEST(BatchNormAddRelu, LeakyMatchesUnfusedBothLayouts) {
+  expect_fused_matches_unfused({.shape = {4, 5, 6, 7}, .residual = false, .slope = 0.1}, 1e-12);
+  expect_fused_matches_unfused({.shape = {3, 8, 5, 4}, .format = kCL, .slope = 0.1}, 1e-12);
+  expect_fused_matches_unfused({.shape = {3, 4, 5, 5}, .training = false, .slope = 0.1}, 1e-12);
+  expect_fused_matches_unfused({.shape = {40, 6}, .residual = false, .affine = false, .slope = 0.3}, 1e-12);
+  expect_fused_matches_unfused(
+      {.shape = {8, 16, 24, 24}, .dtype = DType::f32, .format = kCL, .residual = false, .slope = 0.1}, 2e-5);
+  expect_fused_matches_unfused({.shape = {8, 16, 24, 24}, .dtype = DType::f32, .slope = 0.1}, 2e-5);
+}
+
+TEST(BatchNormAddRelu, BadSlopeIsNamed) {
+  Tensor x = test::randn32({2, 3, 4, 4});
+  test::expect_error(
+      [&] {
+        batch_norm_add_relu(x, Tensor(), Tensor(), Tensor(), Tensor(), true, Tensor(), 0.1, 1e-5, -0.1);
+      },
+      {"batch_norm_add_relu", "negative_slope", "-0.1"});
+  test::expect_error(
+      [&] {
+        batch_norm_add_relu(x, Tensor(), Tensor(), Tensor(), Tensor(), true, Tensor(), 0.1, 1e-5, INFINITY);
+      },
+      {"batch_norm_add_relu", "negative_slope"});
 }
 
 TEST(BatchNormAddRelu, GradientsKeepTheInputLayout) {

@@ -2,6 +2,8 @@
 // end to end (train with checkpoints and metrics, resume, detect to JSON, map) and its bad command lines.
 #include <sys/wait.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -172,6 +174,44 @@ TEST_F(TrainYolo, TrainsResumesDetectsAndEvaluates) {
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("| 0 | red | "), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("mAP@0.5 = "), std::string::npos) << r.output;
+}
+
+// --channels-last (DarknetNetwork::set_channels_last) trains the same: the same per-update losses as the
+// NCHW run from the same seed, and the same weights written.
+TEST_F(TrainYolo, ChannelsLastTrainsLikeNchw) {
+  const std::string dir = test::yolo_temp_dir("app_cl");
+  test::write_synthetic_set(dir, 4, 64, 64, static_cast<uint32_t>(test::next_seed()));
+  std::ofstream(dir + "/tiny.cfg") << test::tiny_yolo_cfg();
+  const std::string base = "--cfg " + dir + "/tiny.cfg --data " + dir +
+                           "/images --no-progress --no-augment " + "--max-steps 4 --seed 7";
+  auto losses_of = [&](const std::string& tag, const std::string& extra) {
+    Result r = run_yolo(base + extra + " --metrics " + dir + "/" + tag + ".jsonl --checkpoint " + dir + "/" +
+                        tag + ".weights");
+    EXPECT_EQ(r.code, 0) << r.output;
+    std::vector<double> losses;
+    std::ifstream m(dir + "/" + tag + ".jsonl");
+    for (std::string line; std::getline(m, line);) {
+      const auto j = nlohmann::json::parse(line);
+      if (j.value("kind", "") == "yolo") losses.push_back(j["loss"].get<double>());
+    }
+    return losses;
+  };
+  const std::vector<double> nchw = losses_of("nchw", ""), cl = losses_of("cl", " --channels-last");
+  ASSERT_EQ(nchw.size(), 4u);
+  ASSERT_EQ(cl.size(), nchw.size());
+  for (size_t i = 0; i < nchw.size(); ++i) EXPECT_NEAR(cl[i], nchw[i], 1e-4 * (1 + std::abs(nchw[i]))) << i;
+  DarknetNetwork a(parse_cfg(test::tiny_yolo_cfg(), "tiny.cfg")),
+      b(parse_cfg(test::tiny_yolo_cfg(), "tiny.cfg"));
+  load_weights(a, dir + "/nchw.weights");
+  load_weights(b, dir + "/cl.weights");
+  const auto pa = a.parameters(), pb = b.parameters();
+  ASSERT_EQ(pa.size(), pb.size());
+  for (size_t i = 0; i < pa.size(); ++i) {
+    const std::vector<double> va = pa[i].to_double_vector(), vb = pb[i].to_double_vector();
+    double worst = 0;
+    for (size_t k = 0; k < va.size(); ++k) worst = std::max(worst, std::abs(va[k] - vb[k]));
+    EXPECT_LT(worst, 1e-4) << "parameter " << i;
+  }
 }
 
 // One training iteration against Debian's `darknet detector train` on a batch of one image built so that
