@@ -58,7 +58,7 @@ struct Options {
   uint64_t seed = 0;
   // the TR-LSTM task
   std::string lstm_in_shape = "16,16", lstm_gate_shape = "4,16", seq_sizes = "1500,500,1000";
-  int64_t seq_length = 10, seq_motifs = 3, seq_motif_rank = 3, baseline_max_rank = 0;
+  int64_t seq_length = 6, seq_motifs = 3, seq_motif_rank = 3, baseline_max_rank = 0;
   double seq_amplitude = 5.0, input_dropout = 0.0;
 };
 
@@ -356,7 +356,7 @@ int main(int argc, char** argv) {
         return v >= 0 && v < 1 ? std::string() : "must be in [0, 1), got " + std::to_string(v);
       });
   cli.add("seq-sizes", &o.seq_sizes, "1500,500,1000", "training, validation and test sequences");
-  cli.add("seq-length", &o.seq_length, 10, "steps per sequence (>= 2)").positive();
+  cli.add("seq-length", &o.seq_length, 6, "steps per sequence (>= 2)").positive();
   cli.add("seq-motifs", &o.seq_motifs, 3, "motifs M: classes are ordered pairs, M (M - 1)").positive();
   cli.add("seq-motif-rank", &o.seq_motif_rank, 3, "matrix rank of each motif as a [rows, cols] matrix")
       .positive();
@@ -420,7 +420,7 @@ int main(int argc, char** argv) {
   if (o.offspring == 0) o.offspring = o.pop_size;
   if (o.min_rank == 0) o.min_rank = syn ? 3 : 2;
   if (o.epochs == 0) o.epochs = syn ? 100 : seq ? 10 : 20;
-  if (o.batch_size == 0) o.batch_size = syn ? 128 : seq ? 100 : 512;
+  if (o.batch_size == 0) o.batch_size = syn ? 128 : seq ? 50 : 512;
   if (o.lr == 0) o.lr = syn ? 1e-2 : 2e-3;
   if (o.baseline_max_rank == 0) o.baseline_max_rank = seq ? 15 : 20;
   if (syn && !o.carry_population) o.reinit_each_phase = true;

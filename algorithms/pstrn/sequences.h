@@ -27,7 +27,7 @@ namespace nabla::pstrn {
 
 struct SequenceTaskOptions {
   int64_t n_train = 1500, n_val = 500, n_test = 1000;
-  int64_t length = 10;           // T
+  int64_t length = 6;            // T
   int64_t rows = 16, cols = 16;  // features I = rows x cols
   int64_t motifs = 3;            // M: M (M - 1) classes
   int64_t motif_rank = 3;        // matrix rank of each [rows, cols] motif
@@ -45,7 +45,7 @@ SequenceTask make_sequence_task(const SequenceTaskOptions& o);
 
 struct SequenceTrainOptions {
   models::TRLSTMOptions model;  // shapes, dropout, order (the generator is set per net)
-  int64_t epochs = 10, batch_size = 100;
+  int64_t epochs = 10, batch_size = 50;
   double lr = 1e-2, gamma = 0.1;
   std::vector<int64_t> milestones = {7};
   bool network_compression = false;  // the fitness's compression: the classifier's instead of the layer's

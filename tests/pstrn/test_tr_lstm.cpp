@@ -3,6 +3,8 @@
 // gradient, fresh random inputs and states, both contraction orders), f64 finite-difference gradient checks,
 // the parameter count against the formula (hand case and random shapes), the planted signal of the data, a
 // short training that learns the task, and bad shapes / ranks.
+#include <omp.h>
+
 #include <cmath>
 
 #include "algorithms/pstrn/sequences.h"
@@ -185,13 +187,17 @@ TEST(SequenceTask, ShapesLabelsAndThePlantedMotifs) {
 }
 
 TEST(SequenceTask, ATRLSTMLearnsItAndThreadsDoNotChangeTheNumbers) {
-  // The search's defaults (16 x 16 features, amplitude 5, 10 steps, 10 epochs) on 1,500 sequences.
+  // The search's defaults (16 x 16 features, amplitude 5, 6 steps, 10 epochs, batch 50) on 1,500 sequences.
   auto d = pstrn::make_sequence_task({.n_val = 300, .n_test = 300, .seed = test::next_seed()});
   pstrn::SequenceTrainOptions o;
+  // Small ops: one OpenMP thread per net (as search_pstrn --threads 1) is several times faster than two.
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
   auto r = pstrn::train_sequence(d, {4, 4, 4, 4}, o, true);
-  // Chance is 83.3% error (6 classes); these ranks reach about 15% on the default seed.
-  EXPECT_LT(r.best_val_error, 40.0);
-  EXPECT_LT(r.test_error, 45.0);
+  omp_set_num_threads(threads);
+  // Chance is 83.3% error (6 classes); ranks 3 reach about 30%, ranks 6 about 15% on the default seed.
+  EXPECT_LT(r.best_val_error, 50.0);
+  EXPECT_LT(r.test_error, 55.0);
   EXPECT_EQ(r.params, TRLSTM::param_formula({16, 16}, {4, 16}, {4, 4, 4, 4}) + 16 * 6 + 6);
   auto fit = pstrn::sequence_fitness(d, o, 2);
   auto two = fit({{2, 3, 2, 3}, {4, 4, 4, 4}});
