@@ -206,5 +206,37 @@ TEST(SequenceTask, ATRLSTMLearnsItAndThreadsDoNotChangeTheNumbers) {
   EXPECT_NEAR(two[0].compression, 256.0 * 64 / (2 * 16 * 3 + 3 * 16 * 2 + 2 * 4 * 3 + 3 * 16 * 2), 1e-9);
 }
 
+// ---- CUDA (skipped where there is no CUDA backend or device; the lead's GPU run takes it) ----
+bool cuda_usable() {
+  try {
+    return zeros({1}, {.device = Device::cuda()}).device().is_cuda();
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+TEST(TRLSTMCuda, LogitsAndGradientsMatchTheCpuInBothOrders) {
+  if (!cuda_usable()) GTEST_SKIP() << "no CUDA backend or device";
+  for (auto order : {TRContraction::paper, TRContraction::full_weight}) {
+    TRLSTMOptions o{.layer = {.bias = true, .init = models::TRInit::resnet, .order = order}};
+    models::TRLSTMClassifier cpu({3, 5, 4, 6}, 6, o), gpu({3, 5, 4, 6}, 6, o);
+    gpu.load_state_dict(cpu.state_dict());
+    gpu.to(Device::cuda());
+    Tensor x = test::randn32({8, 6, 256}), y = test::randint64(0, 6, {8});
+    Tensor lc = cpu.forward(x), lg = gpu.forward(x.to(Device::cuda()));
+    // f32 GEMMs run in TF32 on the GPU by default: a loose tolerance.
+    expect_close(lg.to(Device::cpu()), lc, 2e-2);
+    cross_entropy(lc, y).backward();
+    cross_entropy(lg, y.to(Device::cuda())).backward();
+    auto pc = cpu.named_parameters(), pg = gpu.named_parameters();
+    ASSERT_EQ(pc.size(), pg.size());
+    for (size_t i = 0; i < pc.size(); ++i) {
+      const Tensor gc = pc[i].second.grad(), gg = pg[i].second.grad().to(Device::cpu());
+      const double scale = std::max(1e-3, amax(abs(gc)).item_double());
+      expect_close(div(gg, scalar_like(scale, gg)), div(gc, scalar_like(scale, gc)), 3e-2);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace nabla
