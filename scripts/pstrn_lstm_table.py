@@ -4,7 +4,7 @@
 usage: pstrn_lstm_table.py RUN_DIR
 RUN_DIR holds pstrn.ckpt (the search's checkpoint: every evaluation), and the --metrics files of the baselines
 equal.jsonl, random.jsonl (one line per evaluation) and ga.jsonl (a search: per-generation Pareto fronts; with
-ga.ckpt every evaluation). Prints
+ga.ckpt every evaluation; without it the GA's interest region is over its fronts only). Prints
   1. per method: evaluations, networks trained, best validation error, its ranks and TR-layer compression;
   2. the same-budget comparison: for each equal-rank net, the best error every method reached with a TR layer
      at least as compressed (the front of error against compression read at that budget);
@@ -21,23 +21,25 @@ def load(run):
     ck = run / "pstrn.ckpt"
     if ck.exists():
         st = json.loads(ck.read_text())
-        methods["PSTRN"] = ([(h["ranks"], h["error"], h["compression"]) for h in st["history"]], len(st["cache"]))
+        recs = [(h["ranks"], h["error"], h["compression"]) for h in st["history"]]
+        methods["PSTRN"] = (recs, len(st["cache"]), len(recs))
     ckg = run / "ga.ckpt"
     if ckg.exists():
         st = json.loads(ckg.read_text())
-        methods["plain GA"] = ([(h["ranks"], h["error"], h["compression"]) for h in st["history"]], len(st["cache"]))
+        recs = [(h["ranks"], h["error"], h["compression"]) for h in st["history"]]
+        methods["plain GA"] = (recs, len(st["cache"]), len(recs))
     elif (run / "ga.jsonl").exists():  # fronts only: the union of the per-generation fronts
         lines = [json.loads(l) for l in (run / "ga.jsonl").read_text().splitlines() if l.strip()]
         recs = [(p["ranks"], p["error"], p["compression"]) for l in lines for p in l.get("pareto_front", [])]
         if lines:
-            methods["plain GA"] = (recs, lines[-1]["networks"])
+            methods["plain GA"] = (recs, lines[-1]["networks"], lines[-1]["evaluations"])
     for name in ["random", "equal"]:
         f = run / f"{name}.jsonl"
         if f.exists():
             lines = [json.loads(l) for l in f.read_text().splitlines() if l.strip()]
             recs = [(l["ranks"], l["error"], l["compression"]) for l in lines if "eval" in l]
             if recs:
-                methods[name] = (recs, len({tuple(r[0]) for r in recs}))
+                methods[name] = (recs, len({tuple(r[0]) for r in recs}), len(recs))
     return methods
 
 
@@ -63,9 +65,9 @@ def main():
     methods = load(run)
     print("| method | evaluations | networks trained | best val error % | ranks | TR-layer compression |")
     print("| --- | --- | --- | --- | --- | --- |")
-    for name, (recs, nets) in methods.items():
+    for name, (recs, nets, evals) in methods.items():
         b = min(recs, key=lambda r: r[1])
-        print(f"| {name} | {len(recs)} | {nets} | {b[1]:.1f} | {b[0]} | {b[2]:.1f} |")
+        print(f"| {name} | {evals} | {nets} | {b[1]:.1f} | {b[0]} | {b[2]:.1f} |")
     if "equal" in methods:
         others = [m for m in methods if m != "equal"]
         print()
@@ -87,7 +89,7 @@ def main():
             print(f"- {m}: lower error than equal ranks at {w} budgets, equal at {t}, higher at {l}")
     print()
     print("Interest region (10 best distinct rank vectors, per element R0 | R1 | R2 | R3):")
-    for name, (recs, _) in methods.items():
+    for name, (recs, _, _) in methods.items():
         if name != "equal":
             print(f"- {name}: {region(recs)}")
 
