@@ -193,14 +193,14 @@ TEST(SequenceTask, ATRLSTMLearnsItAndThreadsDoNotChangeTheNumbers) {
   // Small ops: one OpenMP thread per net (as search_pstrn --threads 1) is several times faster than two.
   const int threads = omp_get_max_threads();
   omp_set_num_threads(1);
-  auto r = pstrn::train_sequence(d, {4, 4, 4, 4}, o, true);
+  auto r = pstrn::train_sequence(d, {6, 6, 6, 6}, o, true);
   omp_set_num_threads(threads);
-  // Chance is 83.3% error (6 classes); ranks 3 reach about 30%, ranks 6 about 15% on the default seed.
+  // Chance is 83.3% error (6 classes); ranks 6 reach 9-16% on the seeds tried (ranks 4: 18-40%).
   EXPECT_LT(r.best_val_error, 50.0);
   EXPECT_LT(r.test_error, 55.0);
-  EXPECT_EQ(r.params, TRLSTM::param_formula({16, 16}, {4, 16}, {4, 4, 4, 4}) + 16 * 6 + 6);
+  EXPECT_EQ(r.params, TRLSTM::param_formula({16, 16}, {4, 16}, {6, 6, 6, 6}) + 16 * 6 + 6);
   auto fit = pstrn::sequence_fitness(d, o, 2);
-  auto two = fit({{2, 3, 2, 3}, {4, 4, 4, 4}});
+  auto two = fit({{2, 3, 2, 3}, {6, 6, 6, 6}});
   EXPECT_DOUBLE_EQ(two[1].error, r.best_val_error);  // threads and order do not change a net's numbers
   EXPECT_DOUBLE_EQ(two[1].compression, r.compression);
   EXPECT_NEAR(two[0].compression, 256.0 * 64 / (2 * 16 * 3 + 3 * 16 * 2 + 2 * 4 * 3 + 3 * 16 * 2), 1e-9);
