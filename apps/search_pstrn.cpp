@@ -1,11 +1,13 @@
 // search_pstrn: PSTRN, the progressive genetic search of tensor-ring ranks (docs/pstrn.md).
 //
-//   options -> task (synthetic TR-FC, TR-LeNet5 on MNIST-format data, TR-ResNet-20/32 on CIFAR-10) ->
+//   options -> task (synthetic TR-FC, TR-LeNet5 on MNIST-format data, TR-ResNet-20/32 on CIFAR-10, TR-LSTM
+//   on the synthetic sequence task of algorithms/pstrn/sequences.h) ->
 //   either a search: PstrnSearch::run(fitness) with one JSONL record per generation (the population's best,
 //   the Pareto front of the phase) and an atomic checkpoint after each (--checkpoint, --resume);
 //   or --retrain RANKS: one network trained from scratch, its test error and compression;
 //   or --baseline: the synthetic experiment's comparisons (equal ranks, a coarse grid, random search, a
-//   plain GA over ranks 2..20) on the same fitness.
+//   plain GA over ranks 2..20) on the same fitness; for the TR-LSTM task, equal ranks, random search and
+//   the plain GA over ranks 2..--baseline-max-rank.
 // Fitness (as the authors' code): train from scratch for --epochs with Adam (--lr, x0.1 at --milestones),
 // error = 100 - best validation top-1 over the epochs (synthetic: the best validation MSE), compression =
 // the smallest layer ratio (TR-LeNet5, as the reference) or the whole-network ratio (TR-ResNet).
@@ -22,6 +24,7 @@
 
 #include "algorithms/optim/optimizer.h"
 #include "algorithms/pstrn/pstrn.h"
+#include "algorithms/pstrn/sequences.h"
 #include "algorithms/pstrn/synthetic.h"
 #include "apps/common/evaluate.h"
 #include "apps/common/options.h"
@@ -31,6 +34,7 @@
 #include "data/idx.h"
 #include "engine/random.h"
 #include "models/tensor_ring.h"
+#include "models/tr_lstm.h"
 #include "ops/elementwise.h"
 #include "ops/factory.h"
 #include "ops/index.h"
@@ -52,6 +56,10 @@ struct Options {
   std::string device = "cpu", checkpoint, resume, metrics;
   int64_t threads = 0;
   uint64_t seed = 0;
+  // the TR-LSTM task
+  std::string lstm_in_shape = "16,16", lstm_gate_shape = "4,16", seq_sizes = "1500,500,1000";
+  int64_t seq_length = 6, seq_motifs = 3, seq_motif_rank = 3, baseline_max_rank = 0;
+  double seq_amplitude = 5.0, input_dropout = 0.0;
 };
 
 std::vector<int64_t> parse_list(const std::string& s, const char* what) {
@@ -218,10 +226,10 @@ void log_line(apps::MetricsLog& log, const json& j) {
   if (log.enabled()) log.write(j);
 }
 
-int run_baseline(const Options& o, const pstrn::Fitness& fit, apps::MetricsLog& log) {
+int run_baseline(const Options& o, int64_t n_ranks, const pstrn::Fitness& fit, apps::MetricsLog& log) {
   std::vector<pstrn::Ranks> cands;
   if (o.baseline == "equal") {
-    for (int64_t r = 2; r <= 20; ++r) cands.push_back({r, r, r, r});
+    for (int64_t r = 2; r <= o.baseline_max_rank; ++r) cands.push_back(pstrn::Ranks(n_ranks, r));
   } else if (o.baseline == "grid") {
     const int64_t g[] = {2, 3, 4, 6, 8, 12};
     for (int64_t a : g)
@@ -230,8 +238,12 @@ int run_baseline(const Options& o, const pstrn::Fitness& fit, apps::MetricsLog& 
           for (int64_t e : g) cands.push_back({a, b, c, e});
   } else if (o.baseline == "random") {
     std::mt19937_64 rng(o.seed);
-    std::uniform_int_distribution<int64_t> u(2, 20);
-    for (int64_t i = 0; i < o.random_evals; ++i) cands.push_back({u(rng), u(rng), u(rng), u(rng)});
+    std::uniform_int_distribution<int64_t> u(2, o.baseline_max_rank);
+    for (int64_t i = 0; i < o.random_evals; ++i) {
+      pstrn::Ranks r(n_ranks);
+      for (auto& v : r) v = u(rng);
+      cands.push_back(r);
+    }
   }
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<pstrn::FitnessResult> res;
@@ -278,7 +290,7 @@ int main(int argc, char** argv) {
   apps::OptionSet cli("search_pstrn", "PSTRN: progressive genetic search of tensor-ring ranks");
   cli.section("Task");
   cli.add("task", &o.task, "synthetic", "what to search: the synthetic TR-FC, TR-LeNet5, TR-ResNet-20/32")
-      .one_of({"synthetic", "lenet5", "resnet20", "resnet32"});
+      .one_of({"synthetic", "lenet5", "resnet20", "resnet32", "lstm"});
   cli.add("retrain", &o.retrain, "", "train these ranks (comma-separated) from scratch instead of searching")
       .value_name("RANKS");
   cli.add("baseline", &o.baseline, "none",
@@ -286,6 +298,9 @@ int main(int argc, char** argv) {
           "over ranks 2..20, no progression)")
       .one_of({"none", "equal", "grid", "random", "ga"});
   cli.add("random-evals", &o.random_evals, 600, "evaluations of --baseline random").positive();
+  cli.add("baseline-max-rank", &o.baseline_max_rank, 0,
+          "largest rank of --baseline equal/random/ga (0: 20; lstm 15, phase 1's largest)")
+      .non_negative();
   cli.section("Search");
   cli.add("steps", &o.steps, "", "rank step of each phase (default 5,2,1; synthetic 3,2,1 as its logs)");
   cli.add("generations", &o.generations, "",
@@ -300,7 +315,9 @@ int main(int argc, char** argv) {
                  "restart every phase from the seed's population (the synthetic logs do; default there)");
   cli.add_switch("carry-population", &o.carry_population,
                  "synthetic task: carry the population over the phases instead (evolution_search_multi.py)");
-  cli.add("eval-threads", &o.eval_threads, 1, "synthetic task: networks trained at once (OpenMP)").positive();
+  cli.add("eval-threads", &o.eval_threads, 1,
+          "synthetic and lstm tasks: networks trained at once (OpenMP, CPU)")
+      .positive();
   cli.section("Data and training of one network");
   cli.add("data-dir", &o.data_dir, "",
           "data folder (default: ../shared/data/pstrn-synthetic or "
@@ -326,9 +343,25 @@ int main(int argc, char** argv) {
                    : "'" + v + "' is not one of paper, full_weight, cheapest";
       });
   cli.add("compression", &o.compression, "min-layer",
-          "second objective of lenet5 / resnet: the smallest layer ratio (the reference) or the whole "
-          "network's")
+          "second objective of lenet5 / resnet / lstm: the smallest layer ratio (the reference; lstm: its "
+          "one TR layer) or the whole network's")
       .one_of({"min-layer", "network"});
+  cli.section(
+      "TR-LSTM task (--task lstm: synthetic sequences with planted motifs; UCF11/HMDB51 are not here)");
+  cli.add("lstm-in-shape", &o.lstm_in_shape, "16,16", "TR modes of the input features (product = features)");
+  cli.add("lstm-gate-shape", &o.lstm_gate_shape, "4,16",
+          "TR modes of the 4 gates' outputs (product = 4 x hidden); ranks = input + gate modes");
+  cli.add("input-dropout", &o.input_dropout, 0.0, "dropout on the input features (the authors' HMDB51: 0.25)")
+      .check([](const double& v) {
+        return v >= 0 && v < 1 ? std::string() : "must be in [0, 1), got " + std::to_string(v);
+      });
+  cli.add("seq-sizes", &o.seq_sizes, "1500,500,1000", "training, validation and test sequences");
+  cli.add("seq-length", &o.seq_length, 6, "steps per sequence (>= 2)").positive();
+  cli.add("seq-motifs", &o.seq_motifs, 3, "motifs M: classes are ordered pairs, M (M - 1)").positive();
+  cli.add("seq-motif-rank", &o.seq_motif_rank, 3, "matrix rank of each motif as a [rows, cols] matrix")
+      .positive();
+  cli.add("seq-amplitude", &o.seq_amplitude, 5.0, "Frobenius norm of a motif (noise std 1 per feature)")
+      .check([](const double& v) { return v >= 0 ? std::string() : "must be >= 0"; });
   cli.section("Run");
   cli.add("device", &o.device, "cpu", "cpu or cuda[:N]");
   cli.add("threads", &o.threads, 0, "OpenMP threads (0: the default)").non_negative();
@@ -342,42 +375,105 @@ int main(int argc, char** argv) {
               "a small TR-LeNet5 search on Fashion-MNIST");
   cli.example("--task lenet5 --retrain 8,14,8,18,14,18,22,28,6,24,20,14,20,20,10,22,20,20,6,20 --val-size 0",
               "retrain the paper's Fashion-MNIST PSTRN-M ranks for 20 epochs");
+  cli.example("--task lstm --eval-threads 2 --threads 1",
+              "TR-LSTM search on the synthetic sequence task (156 nets)");
+  cli.example("--task lstm --baseline equal", "TR-LSTM with equal ranks 2..15, the enumeration baseline");
+  cli.example("--task lstm --retrain 6,3,6,6 --seq-sizes 4000,500,2000", "retrain one TR-LSTM rank vector");
   if (auto code = cli.parse(argc, argv, [&] {
         (void)Device::parse(o.device);
         if (!o.retrain.empty()) (void)parse_list(o.retrain, "retrain");
-        if (o.baseline != "none" && o.task != "synthetic") fail("--baseline needs --task synthetic");
+        if (o.baseline != "none" && o.task != "synthetic" && o.task != "lstm")
+          fail("--baseline needs --task synthetic or lstm");
+        if (o.baseline == "grid" && o.task != "synthetic") fail("--baseline grid needs --task synthetic");
+        if (o.task == "lstm") {
+          const auto in = parse_list(o.lstm_in_shape, "lstm-in-shape");
+          const auto gate = parse_list(o.lstm_gate_shape, "lstm-gate-shape");
+          int64_t features = 1, gates = 1;
+          for (int64_t v : in) features *= v;
+          for (int64_t v : gate) gates *= v;
+          if (in.size() != 2 || in[0] * in[1] != features)
+            fail(
+                "--lstm-in-shape: the sequence task's features are one [rows, cols] matrix, so 2 modes, got "
+                "'",
+                o.lstm_in_shape, "'");
+          if (gates % 4 != 0)
+            fail("--lstm-gate-shape: the product must be 4 x hidden, got ", gates, " ('", o.lstm_gate_shape,
+                 "')");
+          if (parse_list(o.seq_sizes, "seq-sizes").size() != 3)
+            fail("--seq-sizes: expected 3 numbers (train, validation, test), got '", o.seq_sizes, "'");
+        }
         if (o.carry_population && o.reinit_each_phase)
           fail("--carry-population and --reinit-each-phase exclude each other");
       }))
     return *code;
 
-  const bool syn = o.task == "synthetic";
+  const bool syn = o.task == "synthetic", seq = o.task == "lstm";
   auto dflt = [](std::string& s, const char* v) {
     if (s.empty()) s = v;
   };
-  dflt(o.steps, syn ? "3,2,1" : "5,2,1");
-  dflt(o.generations, syn ? "10,10,10" : "50,30,20");
-  dflt(o.milestones, syn ? "30,60,90" : "5,10,15");
-  dflt(o.order, syn ? "paper" : "cheapest");
+  dflt(o.steps, syn || seq ? "3,2,1" : "5,2,1");
+  dflt(o.generations, syn ? "10,10,10" : seq ? "5,4,4" : "50,30,20");
+  dflt(o.milestones, syn ? "30,60,90" : seq ? "7" : "5,10,15");
+  dflt(o.order, syn || seq ? "paper" : "cheapest");
   dflt(o.data_dir, syn ? "../shared/data/pstrn-synthetic" : "/usr/share/datasets/fashion-mnist");
-  if (o.pop_size == 0) o.pop_size = syn ? 20 : 30;
+  if (o.pop_size == 0) o.pop_size = syn ? 20 : seq ? 12 : 30;
   if (o.offspring == 0) o.offspring = o.pop_size;
   if (o.min_rank == 0) o.min_rank = syn ? 3 : 2;
-  if (o.epochs == 0) o.epochs = syn ? 100 : 20;
-  if (o.batch_size == 0) o.batch_size = syn ? 128 : 512;
+  if (o.epochs == 0) o.epochs = syn ? 100 : seq ? 10 : 20;
+  if (o.batch_size == 0) o.batch_size = syn ? 128 : seq ? 50 : 512;
   if (o.lr == 0) o.lr = syn ? 1e-2 : 2e-3;
+  if (o.baseline_max_rank == 0) o.baseline_max_rank = seq ? 15 : 20;
   if (syn && !o.carry_population) o.reinit_each_phase = true;
   if (o.threads > 0) omp_set_num_threads(static_cast<int>(o.threads));
 
   try {
     apps::MetricsLog log = o.metrics.empty() ? apps::MetricsLog() : apps::MetricsLog(o.metrics);
-    const int64_t n_ranks = syn                  ? 4
+    const int64_t n_ranks = syn   ? 4
+                            : seq ? static_cast<int64_t>(parse_list(o.lstm_in_shape, "").size() +
+                                                         parse_list(o.lstm_gate_shape, "").size())
                             : o.task == "lenet5" ? models::TRLeNet5::kNumRanks
                                                  : models::TRResNet::kNumRanks;
     pstrn::Fitness fit;
     std::optional<pstrn::SyntheticData> syn_data;
     std::optional<ImageData> images;
-    if (syn) {
+    std::optional<pstrn::SequenceTask> seq_data;
+    pstrn::SequenceTrainOptions seq_train;
+    if (seq) {
+      const auto sizes = parse_list(o.seq_sizes, "seq-sizes");
+      const auto in = parse_list(o.lstm_in_shape, "lstm-in-shape");
+      seq_data = pstrn::make_sequence_task({.n_train = sizes[0],
+                                            .n_val = sizes[1],
+                                            .n_test = sizes[2],
+                                            .length = o.seq_length,
+                                            .rows = in[0],
+                                            .cols = in[1],
+                                            .motifs = o.seq_motifs,
+                                            .motif_rank = o.seq_motif_rank,
+                                            .amplitude = o.seq_amplitude,
+                                            .seed = o.seed});
+      seq_train = {.model = {.in_shape = in,
+                             .out_shape = parse_list(o.lstm_gate_shape, "lstm-gate-shape"),
+                             .input_dropout = o.input_dropout,
+                             .layer = {.bias = true,
+                                       .init = models::TRInit::resnet,
+                                       .order = models::parse_tr_contraction(o.order)}},
+                   .epochs = o.epochs,
+                   .batch_size = o.batch_size,
+                   .lr = o.lr,
+                   .milestones = parse_list(o.milestones, "milestones"),
+                   .network_compression = o.compression == "network",
+                   .device = o.device,
+                   .seed = o.seed};
+      std::printf(
+          "TR-LSTM task: %lld / %lld / %lld sequences of %lld steps x %lld features, %lld classes (ordered "
+          "motif "
+          "pairs), motif rank %lld, amplitude %.2f; %lld ranks\n",
+          static_cast<long long>(sizes[0]), static_cast<long long>(sizes[1]),
+          static_cast<long long>(sizes[2]), static_cast<long long>(o.seq_length),
+          static_cast<long long>(in[0] * in[1]), static_cast<long long>(seq_data->classes),
+          static_cast<long long>(o.seq_motif_rank), o.seq_amplitude, static_cast<long long>(n_ranks));
+      fit = pstrn::sequence_fitness(*seq_data, seq_train, o.eval_threads);
+    } else if (syn) {
       syn_data = pstrn::load_synthetic(o.data_dir, o.train_size > 0 ? o.train_size : 4000, o.seed);
       std::printf(
           "synthetic: %lld training rows (regenerated), 1000 validation rows; least-squares floor of the "
@@ -411,7 +507,19 @@ int main(int argc, char** argv) {
                   " ranks, got ", ranks.size());
       const auto t0 = std::chrono::steady_clock::now();
       json j = {{"retrain", ranks}, {"task", o.task}, {"epochs", o.epochs}};
-      if (syn) {
+      if (seq) {
+        auto r = pstrn::train_sequence(*seq_data, ranks, seq_train, true);
+        std::printf(
+            "ranks [%s]: test error %.2f%% | best validation error %.2f%% | parameters %lld | compression "
+            "(TR layer) %.2f | network %.2f\n",
+            join(ranks).c_str(), r.test_error, r.best_val_error, static_cast<long long>(r.params),
+            r.compression, r.network_compression);
+        j.update({{"test_error", r.test_error},
+                  {"best_val_error", r.best_val_error},
+                  {"params", r.params},
+                  {"compression", r.compression},
+                  {"network_compression", r.network_compression}});
+      } else if (syn) {
         auto r = fit({ranks})[0];
         std::printf("ranks [%s]: best validation MSE %.4f | compression %.2f\n", join(ranks).c_str(), r.error,
                     r.compression);
@@ -434,7 +542,7 @@ int main(int argc, char** argv) {
       log_line(log, j);
       return 0;
     }
-    if (o.baseline != "none" && o.baseline != "ga") return run_baseline(o, fit, log);
+    if (o.baseline != "none" && o.baseline != "ga") return run_baseline(o, n_ranks, fit, log);
 
     pstrn::PstrnOptions po{.n_ranks = n_ranks,
                            .steps = parse_list(o.steps, "steps"),
@@ -452,7 +560,7 @@ int main(int argc, char** argv) {
       po.steps = {1};
       po.generations = {total};
       po.code_low = 2;
-      po.code_high = 20;
+      po.code_high = o.baseline_max_rank;
       po.min_rank = 2;
     }
     pstrn::PstrnSearch search(po);

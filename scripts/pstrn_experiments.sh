@@ -11,6 +11,11 @@
 #              included) against PyTorch eager (benchmarks/pstrn_torch.py, the authors' order, warm-up excluded)
 #   resnet     TR-ResNet-20 (the paper's CIFAR-10 PSTRN-M ranks) trained on Fashion-MNIST (28x28, 1 channel)
 #              if no CIFAR-10 is carried (CIFAR10_DIR), as far as the time allows
+#   lstm       TR-LSTM on the synthetic motif-order sequences (UCF11/HMDB51 are not available): PSTRN at the
+#              synthetic experiment's budget (pop 20, 3 x 10 generations), equal ranks 2..15, random search
+#              with as many nets, plain NSGA-II with as many evaluations, on the host's cores (the nets are
+#              tiny); then the best ranks retrained on the GPU (the CUDA path) and the same-budget table.
+#              PSTRN_LSTM_TINY=1: a 2-minute CPU version (pop 6, 2+1+1 generations, 600 sequences)
 #
 #   PSTRN_PART=synthetic bash scripts/pstrn_experiments.sh      # logs under $OUT (else build-gpu/pstrn)
 # Needs build-gpu (scripts/gpu_check.sh builds it) or builds search_pstrn there.
@@ -83,4 +88,24 @@ if want resnet; then
   echo "== TR-ResNet-20 (reconstruction), the paper's CIFAR-10 PSTRN-M ranks {4,8,6,8,6,12,10} =="
   timeout 500 $B --task resnet20 $D --device cuda --threads 4 --val-size 0 --epochs 10 --milestones 5,8 \
     --batch-size 128 --lr 0.002 --retrain 4,8,6,8,6,12,10 --metrics "$LOG/resnet20.jsonl" 2>&1 | tail -2
+fi
+
+if want lstm; then
+  S="--task lstm --threads 1 --eval-threads $CORES"
+  BUDGET="--pop-size 20 --generations 10,10,10"
+  if [[ ${PSTRN_LSTM_TINY:-0} == 1 ]]; then
+    S="$S --seq-sizes 600,300,300 --epochs 4 --milestones 3"
+    BUDGET="--pop-size 6 --generations 2,1,1"
+  fi
+  mkdir -p "$LOG/lstm"
+  timeout 150 $B $S $BUDGET --metrics "$LOG/lstm/pstrn.jsonl" --checkpoint "$LOG/lstm/pstrn.ckpt" >"$LOG/lstm/pstrn.txt" 2>&1
+  timeout 30 $B $S --baseline equal --metrics "$LOG/lstm/equal.jsonl" >"$LOG/lstm/equal.txt" 2>&1
+  N=$(grep -o '([0-9]* nets)' "$LOG/lstm/pstrn.txt" | tail -1 | tr -dc 0-9)
+  timeout 100 $B $S --baseline random --random-evals "${N:-100}" --metrics "$LOG/lstm/random.jsonl" >"$LOG/lstm/random.txt" 2>&1
+  timeout 150 $B $S $BUDGET --baseline ga --metrics "$LOG/lstm/ga.jsonl" --checkpoint "$LOG/lstm/ga.ckpt" >"$LOG/lstm/ga.txt" 2>&1
+  BEST=$(grep '^best: ranks' "$LOG/lstm/pstrn.txt" | sed 's/.*\[\(.*\)\].*/\1/' | head -1)
+  echo "== TR-LSTM, synthetic motif-order sequences: PSTRN against equal ranks, random search, plain GA =="
+  grep -E '^best' "$LOG/lstm/pstrn.txt"
+  [[ -n $BEST ]] && timeout 60 $B --task lstm --device cuda --retrain "$BEST" --metrics "$LOG/lstm/best_cuda.jsonl" 2>&1 | tail -1
+  /usr/bin/python3 scripts/pstrn_lstm_table.py "$LOG/lstm" 2>/dev/null || python3 scripts/pstrn_lstm_table.py "$LOG/lstm"
 fi

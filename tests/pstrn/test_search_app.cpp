@@ -1,6 +1,7 @@
 // End-to-end tests of the search_pstrn binary: bad command lines (exit 2 naming the option), the --help
 // examples parse, a TR-LeNet5 retrain and a tiny search with a checkpoint on a small Fashion-MNIST-format
-// set written here (each class a bright square on noise), and the synthetic task on the shared data.
+// set written here (each class a bright square on noise), the synthetic task on the shared data, and the
+// TR-LSTM task end to end (search with per-phase Pareto fronts, resume, retrain, the equal-rank baseline).
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -135,6 +136,65 @@ TEST_F(SearchPstrn, RetrainsTRLeNet5AndSearchesWithACheckpoint) {
           (dir_ / "s.ckpt").string());
   EXPECT_EQ(bad.code, 1);
   EXPECT_NE(bad.output.find("pop_size is 2"), std::string::npos) << bad.output;
+}
+
+TEST_F(SearchPstrn, TRLSTMSearchRetrainAndBaselineRunEndToEnd) {
+  const std::string common =
+      "--task lstm --seq-sizes 500,200,100 --seq-amplitude 10 --epochs 6 --milestones 5 --batch-size 20 "
+      "--lr 0.02 --threads 1 --eval-threads 2";
+  auto bad = run("--task lstm --lstm-gate-shape 3,5 --print-config");
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.output.find("4 x hidden, got 15"), std::string::npos) << bad.output;
+  bad = run("--task lstm --baseline grid --print-config");
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.output.find("--baseline grid needs --task synthetic"), std::string::npos) << bad.output;
+  bad = run("--task lstm --retrain 4,4,4 --seq-sizes 10,10,10");
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_NE(bad.output.find("lstm has 4 ranks, got 3"), std::string::npos) << bad.output;
+
+  const std::string search = common + " --pop-size 4 --generations 1,1,1 --metrics " +
+                             (dir_ / "s.jsonl").string() + " --checkpoint " + (dir_ / "s.ckpt").string();
+  auto r = run(search);
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("TR-LSTM task: 500 / 200 / 100 sequences"), std::string::npos) << r.output;
+  const size_t at = r.output.find("best: ranks");
+  ASSERT_NE(at, std::string::npos) << r.output;
+  // One record per generation, each phase with a non-empty, mutually non-dominated Pareto front.
+  std::ifstream in(dir_ / "s.jsonl");
+  std::string line;
+  std::vector<nlohmann::json> recs;
+  while (std::getline(in, line)) recs.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(recs.size(), 3u);
+  for (size_t g = 0; g < 3; ++g) {
+    EXPECT_EQ(recs[g]["phase"], g + 1);
+    const auto& front = recs[g]["pareto_front"];
+    ASSERT_FALSE(front.empty());
+    for (auto& p : front)
+      for (auto& q : front) {
+        const double pe = p["error"], qe = q["error"], pc = p["compression"], qc = q["compression"];
+        EXPECT_FALSE(qe <= pe && qc >= pc && (qe < pe || qc > pc)) << front.dump();
+      }
+  }
+  const double best = recs.back()["best"]["error"];
+  EXPECT_LT(best, 60.0) << r.output;  // 6 classes: chance is 83.3%
+  auto again = run(search + " --resume " + (dir_ / "s.ckpt").string());
+  ASSERT_EQ(again.code, 0) << again.output;
+  EXPECT_EQ(r.output.substr(at), again.output.substr(again.output.find("best: ranks")));
+
+  std::vector<int64_t> ranks = recs.back()["best"]["ranks"];
+  std::string rs;
+  for (auto v : ranks) rs += (rs.empty() ? "" : ",") + std::to_string(v);
+  r = run(common + " --retrain " + rs + " --metrics " + (dir_ / "r.jsonl").string());
+  ASSERT_EQ(r.code, 0) << r.output;
+  std::ifstream rin(dir_ / "r.jsonl");
+  auto j = nlohmann::json::parse(rin);
+  EXPECT_DOUBLE_EQ(j["best_val_error"].get<double>(), best);  // the same net, trained the same way
+  EXPECT_LT(j["test_error"].get<double>(), 70.0);
+  EXPECT_GT(j["compression"].get<double>(), 1.0);
+
+  r = run(common + " --baseline equal --baseline-max-rank 4 --metrics " + (dir_ / "e.jsonl").string());
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("baseline equal: 3 evaluations"), std::string::npos) << r.output;
 }
 
 }  // namespace
