@@ -165,8 +165,9 @@ TEST(Dlrm, FusedLookupsTrainAsThePerTableLoop) {
     auto sa = loop_model.state_dict(), sb = fused_model.state_dict();
     ASSERT_EQ(sa.size(), sb.size());
     for (size_t i = 0; i < sa.size(); ++i) test::expect_close(sb[i].second, sa[i].second, 1e-5);
-    if (c.sparse_embeddings)
+    if (c.sparse_embeddings) {
       for (const Tensor& t : fused_model.tables()) EXPECT_FALSE(t.grad().defined());
+    }
   }
 }
 

@@ -77,9 +77,10 @@ TEST(MultiEmbeddingBag, SparseSgdEqualsADenseStepOnTouchedRowsOnly) {
   multi_embedding_bag_sparse_sgd_(ws, ids, BagMode::sum, g, 0.3);
   for (int64_t f = 0; f < F; ++f) {
     test::expect_close(ws[f], w[f] - 0.3 * wd[f].grad(), 1e-6);
-    if (rows[f] > 5)
+    if (rows[f] > 5) {
       EXPECT_EQ(ws[f].narrow(0, 5, rows[f] - 5).to_vector<float>(),
                 w[f].narrow(0, 5, rows[f] - 5).to_vector<float>());
+    }
   }
 }
 
