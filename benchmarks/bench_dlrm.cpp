@@ -22,6 +22,7 @@
 //   --dim 32
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -112,6 +113,8 @@ int main(int argc, char** argv) {
         nlohmann::json line = {{"impl", "nabla"},    {"batch", batch},
                                {"mode", mode},       {"embeddings", o.embeddings},
                                {"device", o.device}, {"tf32", runtime::tf32_enabled()}};
+        const char* split = std::getenv("NABLA_LINEAR_SPLIT_WGRAD");  // ops/linalg.cpp's switch
+        line["split_wgrad"] = !(split && std::string(split) == "0");
         try {
           manual_seed(1);
           models::Dlrm model(c);
