@@ -14,6 +14,9 @@
 // reads: a bad id reads row 0 instead and the first one is reported to the op's asynchronous check
 // (engine/async_check.h); no separate index-check launch, nothing read back.
 //
+// Index arithmetic is 32-bit when the flat work count allows (2^30: DLRM's 65,536 x 26 x 32 float4 groups
+// is 54.5M), as 64-bit division is emulated on the GPU.
+//
 // Backward, deterministic, no atomics (as embedding_bag's): the key of position l = (b Fc + fc) n + k is
 // first_row_fc + ids[b, f0 + fc, k], the tables' rows laid end to end (an out-of-range id gets the key
 // `total`, sorted last and skipped, and is reported when a check id is given); one stable radix sort
@@ -22,6 +25,7 @@
 // b then k: the CPU kernel's order. Accumulation in f32 for 16-bit types, the row read once and written
 // once.
 #include <bit>
+#include <type_traits>
 
 #include "cuda/dtype.cuh"
 #include "cuda/loops.cuh"
@@ -32,6 +36,9 @@ namespace nabla::cuda {
 namespace {
 
 constexpr int kMaxTables = 64;
+// Flat work counts up to 2^30 use 32-bit index arithmetic (64-bit division is emulated on the GPU); the
+// margin keeps the grid-stride loop's last increment inside int32.
+constexpr int64_t kIndex32 = int64_t{1} << 30;
 
 struct TableSet {
   void* w[kMaxTables];            // table (forward) or destination (backward) base pointers
@@ -71,16 +78,17 @@ __device__ __forceinline__ void store_vec(T* p, const acc_t<T> (&a)[V]) {
   }
 }
 
-template <class T, int V>
+template <class T, int V, class I>
 __global__ void multi_bag_forward(TableSet ts, const int64_t* __restrict__ ids, int64_t B, int64_t F,
                                   int64_t f0, int64_t Fc, int64_t n, int64_t D, bool mean,
                                   T* __restrict__ out, int64_t so, int64_t sf, unsigned long long check_id,
                                   AsyncCheckRecord* rec) {
   using A = acc_t<T>;
-  const int64_t Dv = D / V, total = B * Fc * Dv;
-  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
-       e += static_cast<int64_t>(blockDim.x) * gridDim.x) {
-    const int64_t cv = e % Dv, bf = e / Dv, fc = bf % Fc, b = bf / Fc;
+  const I Dv = static_cast<I>(D / V), Fci = static_cast<I>(Fc), total = static_cast<I>(B) * Fci * Dv;
+  for (I e = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; e < total;
+       e += static_cast<I>(blockDim.x) * gridDim.x) {
+    const I cv = e % Dv, bf = e / Dv, fc = bf % Fci;
+    const int64_t b = bf / Fci;
     const T* w = static_cast<const T*>(ts.w[fc]);
     const int64_t rows = ts.rows[fc];
     A acc[V];
@@ -115,7 +123,9 @@ __global__ void multi_bag_keys(TableSet ts, const int64_t* __restrict__ ids, int
   const int64_t L = B * Fc * n;
   for (int64_t l = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; l < L;
        l += static_cast<int64_t>(blockDim.x) * gridDim.x) {
-    const int64_t k = l % n, bf = l / n, fc = bf % Fc, b = bf / Fc;
+    const int32_t li = static_cast<int32_t>(l), n32 = static_cast<int32_t>(n),
+                  Fc32 = static_cast<int32_t>(Fc);
+    const int32_t k = li % n32, bf = li / n32, fc = bf % Fc32, b = bf / Fc32;
     const int64_t at = (b * F + f0 + fc) * n + k, v = ids[at];
     const bool ok = v >= 0 && v < ts.rows[fc];
     if (!ok) report_bad_id(rec, check_id, at, v);
@@ -123,25 +133,27 @@ __global__ void multi_bag_keys(TableSet ts, const int64_t* __restrict__ ids, int
   }
 }
 
-template <class T, int V>
+template <class T, int V, class I>
 __global__ void multi_bag_backward_runs(TableSet ts, const T* __restrict__ g,
                                         const int64_t* __restrict__ skey, const int32_t* __restrict__ spos,
                                         int64_t L, int64_t Fc, int64_t n, int64_t f0, int64_t D, int64_t s0,
                                         int64_t s1, int64_t total, double scale) {
   using A = acc_t<T>;
-  const int64_t Dv = D / V, work = L * Dv;
+  const I Dv = static_cast<I>(D / V), work = static_cast<I>(L) * Dv;
+  const int32_t n32 = static_cast<int32_t>(n), Fc32 = static_cast<int32_t>(Fc);  // positions are 32-bit
   const A s = static_cast<A>(scale);
-  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < work;
-       e += static_cast<int64_t>(blockDim.x) * gridDim.x) {
-    const int64_t cv = e % Dv, j = e / Dv;
+  for (I e = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; e < work;
+       e += static_cast<I>(blockDim.x) * gridDim.x) {
+    const I cv = e % Dv;
+    const int64_t j = e / Dv;
     const int64_t key = skey[j];
     if (key == total || (j > 0 && skey[j - 1] == key)) continue;  // skipped, or not the first of its run
-    const int64_t fc = (spos[j] / n) % Fc;
+    const int32_t fc = (spos[j] / n32) % Fc32;
     T* d = static_cast<T*>(ts.w[fc]) + (key - ts.first_row[fc]) * D + cv * V;
     A acc[V];
     load_vec<T, V>(d, acc);
     for (int64_t p = j; p < L && skey[p] == key; ++p) {
-      const int64_t b = spos[p] / n / Fc;
+      const int64_t b = spos[p] / n32 / Fc32;
       A r[V];
       load_vec<T, V>(g + b * s0 + (f0 + fc) * s1 + cv * V, r);
 #pragma unroll
@@ -182,14 +194,22 @@ void forward_typed(const std::vector<Tensor>& tables, const Tensor& ids, bool me
   for (const Tensor& t : tables) vec4 = vec4 && aligned16(t.data_ptr());
   AsyncCheckRecord* rec = async_check_record(out.device().index);
   for_each_group(tables, [&](int64_t f0, int64_t Fc, const TableSet& ts, int64_t) {
-    if (vec4) {
-      if constexpr (std::is_same_v<T, float>)
-        multi_bag_forward<T, 4><<<grid_for(B * Fc * D / 4), kBlock, 0, current_stream()>>>(
-            ts, ptr<int64_t>(ids), B, F, f0, Fc, n, D, mean, ptr<T>(out), so, sf, check_id, rec);
-    } else {
-      multi_bag_forward<T, 1><<<grid_for(B * Fc * D), kBlock, 0, current_stream()>>>(
+    auto launch = [&](auto v, auto index) {
+      constexpr int V = decltype(v)::value;
+      multi_bag_forward<T, V, decltype(index)><<<grid_for(B * Fc * D / V), kBlock, 0, current_stream()>>>(
           ts, ptr<int64_t>(ids), B, F, f0, Fc, n, D, mean, ptr<T>(out), so, sf, check_id, rec);
+    };
+    const bool small = B * Fc * D <= kIndex32;
+    if constexpr (std::is_same_v<T, float>) {
+      if (vec4) {
+        small ? launch(std::integral_constant<int, 4>{}, int32_t{})
+              : launch(std::integral_constant<int, 4>{}, int64_t{});
+        NABLA_CUDA_LAUNCH_CHECK();
+        return;
+      }
     }
+    small ? launch(std::integral_constant<int, 1>{}, int32_t{})
+          : launch(std::integral_constant<int, 1>{}, int64_t{});
     NABLA_CUDA_LAUNCH_CHECK();
   });
 }
@@ -222,16 +242,24 @@ void backward_typed(const Tensor& grad, const Tensor& ids, double scale, uint32_
     NABLA_CUDA_LAUNCH_CHECK();
     const SortedByKey s = sort_positions_by_key(
         ptr<int64_t>(keys), L, static_cast<int>(std::bit_width(static_cast<uint64_t>(total))), grad.device());
-    if (vec4) {
-      if constexpr (std::is_same_v<T, float>)
-        multi_bag_backward_runs<T, 4><<<grid_for(L * D / 4), kBlock, 0, current_stream()>>>(
-            ts, ptr<T>(grad), ptr<int64_t>(s.keys), ptr<int32_t>(s.positions), L, Fc, n, f0, D, s0, s1, total,
-            scale);
-    } else {
-      multi_bag_backward_runs<T, 1><<<grid_for(L * D), kBlock, 0, current_stream()>>>(
+    auto launch = [&](auto v, auto index) {
+      constexpr int V = decltype(v)::value;
+      multi_bag_backward_runs<T, V, decltype(index)><<<grid_for(L * D / V), kBlock, 0, current_stream()>>>(
           ts, ptr<T>(grad), ptr<int64_t>(s.keys), ptr<int32_t>(s.positions), L, Fc, n, f0, D, s0, s1, total,
           scale);
+    };
+    const bool small = L * D <= kIndex32;
+    bool done = false;
+    if constexpr (std::is_same_v<T, float>) {
+      if (vec4) {
+        small ? launch(std::integral_constant<int, 4>{}, int32_t{})
+              : launch(std::integral_constant<int, 4>{}, int64_t{});
+        done = true;
+      }
     }
+    if (!done)
+      small ? launch(std::integral_constant<int, 1>{}, int32_t{})
+            : launch(std::integral_constant<int, 1>{}, int64_t{});
     NABLA_CUDA_LAUNCH_CHECK();
   });
 }
