@@ -6,6 +6,9 @@
 // Data: random dense features and uniformly random ids, made once on the device (the step, not the loader, is
 // timed). TF32 on for f32 GEMMs (--no-tf32 turns it off).
 //
+// Lookups: --embeddings fused (the default: one multi_embedding_bag for all tables, ops/multi_embedding.h)
+// or per-table (one embedding_bag per table and a stack, the reference's loop), to measure the difference.
+//
 // Two table modes per batch size:
 //   dense   the tables are ordinary parameters: each step makes a dense [100000, 128] gradient per table
 //           (zeroed, scattered into, then read by SGD: 3 x 1.3 GB of traffic a step over the 26 tables)
@@ -19,6 +22,7 @@
 //   --dim 32
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -34,7 +38,7 @@ using namespace nabla;
 namespace {
 
 struct Options {
-  std::string device, bottom, top, batches, modes;
+  std::string device, bottom, top, batches, modes, embeddings;
   int64_t tables, rows, dim, steps, warmup;
   bool no_tf32;
 };
@@ -73,6 +77,9 @@ int main(int argc, char** argv) {
   cli.add("modes", &o.modes, "dense,sparse", "table modes: dense, sparse or both").value_name("LIST");
   cli.add("steps", &o.steps, 20, "timed steps per case").positive();
   cli.add("warmup", &o.warmup, 5, "untimed steps first").non_negative();
+  cli.add("embeddings", &o.embeddings, "fused",
+          "lookup path: fused (one multi_embedding_bag for all tables) or per-table (one embedding_bag each)")
+      .value_name("PATH");
   cli.add_switch("no-tf32", &o.no_tf32, "full f32 GEMMs");
   cli.example(
       "--device cpu --rows 1000 --batch 64,256 --steps 3 --warmup 1 --bottom 13-64-32 --top 64-1 --dim 32",
@@ -82,6 +89,8 @@ int main(int argc, char** argv) {
         NABLA_CHECK(o.modes == "dense" || o.modes == "sparse" || o.modes == "dense,sparse" ||
                         o.modes == "sparse,dense",
                     "--modes: expected dense, sparse or dense,sparse, got '", o.modes, "'");
+        NABLA_CHECK(o.embeddings == "fused" || o.embeddings == "per-table",
+                    "--embeddings: expected fused or per-table, got '", o.embeddings, "'");
       }))
     return *code;
   try {
@@ -100,11 +109,12 @@ int main(int argc, char** argv) {
         c.bottom_mlp.assign(bottom.begin() + 1, bottom.end());
         c.top_mlp = models::parse_mlp(o.top, "--top");
         c.sparse_embeddings = sparse;
-        nlohmann::json line = {{"impl", "nabla"},
-                               {"batch", batch},
-                               {"mode", mode},
-                               {"device", o.device},
-                               {"tf32", runtime::tf32_enabled()}};
+        c.fused_embeddings = o.embeddings == "fused";
+        nlohmann::json line = {{"impl", "nabla"},    {"batch", batch},
+                               {"mode", mode},       {"embeddings", o.embeddings},
+                               {"device", o.device}, {"tf32", runtime::tf32_enabled()}};
+        const char* split = std::getenv("NABLA_LINEAR_SPLIT_WGRAD");  // ops/linalg.cpp's switch
+        line["split_wgrad"] = !(split && std::string(split) == "0");
         try {
           manual_seed(1);
           models::Dlrm model(c);

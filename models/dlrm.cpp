@@ -9,6 +9,7 @@
 #include "ops/factory.h"
 #include "ops/index.h"
 #include "ops/linalg.h"
+#include "ops/multi_embedding.h"
 
 namespace nabla::models {
 namespace {
@@ -143,11 +144,30 @@ Tensor pair_index_tensor(int64_t n, bool self, Device device) {
   return from_vector(flat, {static_cast<int64_t>(flat.size())}, {.dtype = DType::i64, .device = device});
 }
 
+// Z = T T^T [B, n, n] with its own backward dT = (dZ + dZ^T) T: one batched GEMM and an add over [B, n, n],
+// where matmul's backward would run two GEMMs (one through a transposed copy of T) and add two [B, n, D]
+// gradients.
+Tensor gram(const Tensor& T) {
+  Tensor Td = T.detach(), Z;
+  {
+    NoGradGuard ng;
+    Z = matmul(Td, Td.transpose(1, 2));  // the transposed operand goes to GEMM as a flag, not a copy
+  }
+  autograd::record("dlrm_gram", Z, {T}, [Td](const Tensor& g) -> std::vector<Tensor> {
+    return {matmul(g + g.transpose(1, 2), Td)};
+  });
+  return Z;
+}
+
+// T = [x, e_0, ..] [B, n, D] -> [x, Z's selected pairs] [B, D + pairs].
+Tensor interact_stacked(const Tensor& x, const Tensor& T, const Tensor& pair_index) {
+  const int64_t B = T.shape()[0], n = T.shape()[1];
+  return cat({x, index_select(gram(T).reshape({B, n * n}), 1, pair_index)}, 1);
+}
+
 Tensor interact(const Tensor& x, const Tensor& emb, const Tensor& pair_index) {
-  const int64_t B = x.shape()[0], D = x.shape()[1], n = emb.shape()[1] + 1;
-  Tensor T = cat({x.view({B, 1, D}), emb}, 1);                  // [B, n, D]
-  Tensor Z = matmul(T, T.transpose(1, 2)).reshape({B, n * n});  // [B, n*n]
-  return cat({x, index_select(Z, 1, pair_index)}, 1);
+  const int64_t B = x.shape()[0], D = x.shape()[1];
+  return interact_stacked(x, cat({x.view({B, 1, D}), emb}, 1), pair_index);
 }
 }  // namespace
 
@@ -190,11 +210,25 @@ NamedTensors Dlrm::dense_parameters() const {
   return out;
 }
 
+Tensor Dlrm::mlp(nn::Sequential& seq, Tensor x) {
+  for (size_t i = 0; i < seq.size(); ++i) {
+    auto lin = std::dynamic_pointer_cast<nn::Linear>(seq[i]);
+    if (!lin) {  // (make_mlp puts a ReLU only after a Linear; run anything else as it is)
+      x = seq[i]->forward(x);
+      continue;
+    }
+    const bool relu = i + 1 < seq.size() && seq[i + 1]->type_name() == "ReLU";
+    x = linear(x, lin->weight, lin->bias, relu);
+    if (relu) ++i;
+  }
+  return x;
+}
+
 Tensor Dlrm::bottom(const Tensor& dense) {
   NABLA_CHECK(dense.defined() && dense.dim() == 2 && dense.shape()[1] == config_.num_dense,
               "dlrm: dense input ", "must be [B, ", config_.num_dense, "], got ",
               dense.defined() ? str_cat(dense.shape()) : "undefined");
-  return bot_->forward(dense);
+  return mlp(*bot_, dense);
 }
 
 Tensor Dlrm::lookup(int64_t f, const Tensor& ids) {
@@ -214,19 +248,50 @@ Tensor Dlrm::lookup(int64_t f, const Tensor& ids) {
   return out;
 }
 
-Tensor Dlrm::top(const Tensor& x, const Tensor& emb) {
+Tensor Dlrm::lookup_all(const Tensor& x, const Tensor& ids) {
+  const int64_t F = config_.num_tables();
+  if (!config_.sparse_embeddings) return multi_embedding_bag(tables_, ids, BagMode::sum, x);
+  std::vector<Tensor> detached;
+  for (const Tensor& t : tables_) detached.push_back(t.detach());
+  Tensor out;
+  {
+    NoGradGuard ng;
+    out = multi_embedding_bag(detached, ids, BagMode::sum, x.detach());
+  }
+  // One node: x's gradient is g[:, 0]; the tables' SGD runs on g[:, 1:] (training only), at once.
+  const bool train = autograd::grad_enabled() && is_training();
+  std::vector<Tensor> inputs{x};
+  if (train) inputs.push_back(anchor_);
+  autograd::record(
+      "multi_embedding_bag_sparse_sgd", out, inputs,
+      [this, tables = tables_, idx = ids.detach(), train, F](const Tensor& g) -> std::vector<Tensor> {
+        if (train) multi_embedding_bag_sparse_sgd_(tables, idx, BagMode::sum, g.narrow(1, 1, F), sparse_lr_);
+        std::vector<Tensor> grads{g.select(1, 0)};
+        if (train) grads.emplace_back();
+        return grads;
+      });
+  return out;
+}
+
+Tensor Dlrm::top_stacked(const Tensor& x, const Tensor& T) {
+  const int64_t B = T.shape()[0];
   Tensor z;
   if (config_.interaction == DlrmInteraction::cat) {
-    z = cat({x, emb.reshape({emb.shape()[0], emb.shape()[1] * emb.shape()[2]})}, 1);
+    z = T.reshape({B, T.shape()[1] * T.shape()[2]});  // [x, e_0, ..] flattened: cat's order
   } else {
     if (!pair_index_.defined() || pair_index_device_ != x.device()) {
       pair_index_ = pair_index_tensor(config_.num_tables() + 1, config_.self_interaction, x.device());
       pair_index_device_ = x.device();
     }
-    z = interact(x, emb, pair_index_);
+    z = interact_stacked(x, T, pair_index_);
   }
-  Tensor y = top_->forward(z);
-  return y.reshape({y.shape()[0]});
+  Tensor y = mlp(*top_, z);
+  return y.reshape({B});
+}
+
+Tensor Dlrm::top(const Tensor& x, const Tensor& emb) {
+  const int64_t B = x.shape()[0], D = x.shape()[1];
+  return top_stacked(x, cat({x.view({B, 1, D}), emb}, 1));
 }
 
 Tensor Dlrm::forward(const Tensor& dense, const Tensor& sparse) {
@@ -237,6 +302,7 @@ Tensor Dlrm::forward(const Tensor& dense, const Tensor& sparse) {
               sparse.defined() ? str_cat(sparse.shape()) : "undefined", " and dense ",
               dense.defined() ? str_cat(dense.shape()) : "undefined");
   Tensor x = bottom(dense);
+  if (config_.fused_embeddings) return top_stacked(x, lookup_all(x, sparse));
   std::vector<Tensor> e;
   e.reserve(F);
   for (int64_t f = 0; f < F; ++f) e.push_back(lookup(f, sparse.select(1, f)));

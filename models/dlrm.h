@@ -10,8 +10,7 @@
 // The dot interaction, as the reference's interact_features: T = [x, e_0, .., e_{F-1}] stacked to
 // [B, F+1, D], Z = T T^T (a batched matmul), the strictly lower triangle Z[:, i, j], j < i, taken row by row
 // (i = 1..F, j = 0..i-1; with self-interaction j <= i), concatenated after x. It is a composition of ops
-// (stack, matmul, index_select, cat), so its backward is theirs: dT = (dZ + dZ^T) T with dZ zero outside
-// the selected entries.
+// (T T^T with its own backward dT = (dZ + dZ^T) T, dZ zero outside the selected entries; index_select, cat).
 //
 // forward() returns the logit y [B] (the loss is binary_cross_entropy_with_logits, stable where the
 // reference's sigmoid + BCELoss clamps); probabilities() applies the sigmoid.
@@ -23,11 +22,19 @@
 // Initialisation as the reference: Linear W ~ N(0, sqrt(2 / (in + out))), b ~ N(0, sqrt(1 / out)); table f
 // ~ U(-sqrt(1 / n_f), sqrt(1 / n_f)).
 //
+// Lookups (config.fused_embeddings, the default): one multi_embedding_bag (ops/multi_embedding.h) for all
+// tables, writing x and the F lookups straight into T [B, F + 1, D]: one kernel each way and no stack/cat;
+// false: one embedding_bag per table and a stack (the reference's loop; kept for the equivalence test and
+// for the hybrid-parallel model, which looks up only its own tables through lookup()). The dot
+// interaction's T T^T has its own backward, dT = (dZ + dZ^T) T (one batched GEMM). The MLPs run each Linear
+// with its ReLU fused (linear(x, w, b, relu): the cuBLASLt RELU_BIAS epilogue on CUDA).
+//
 // Sparse tables (config.sparse_embeddings): the tables stay parameters (checkpoints, to(device)) but get no
-// dense gradient; each lookup's backward applies embedding_bag_sparse_sgd_ (ops/embedding.h) to its table
-// at once with the learning rate set by set_sparse_lr(): only the rows of the batch are touched (the
-// reference's sparse SGD; TorchRec's fused optimizer). The optimizer then takes dense_parameters() only.
-// Plain SGD, no momentum or weight decay on the tables; every other optimizer needs dense tables.
+// dense gradient; the lookups' backward applies multi_embedding_bag_sparse_sgd_ to all tables (fused path;
+// embedding_bag_sparse_sgd_ to its table per lookup otherwise) at once with the learning rate set by
+// set_sparse_lr(): only the rows of the batch are touched (the reference's sparse SGD; TorchRec's fused
+// optimizer). The optimizer then takes dense_parameters() only. Plain SGD, no momentum or weight decay on the
+// tables; every other optimizer needs dense tables.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -50,6 +57,7 @@ struct DlrmConfig {
   DlrmInteraction interaction = DlrmInteraction::dot;
   bool self_interaction = false;  // dot: include Z[i, i]
   bool sparse_embeddings = false;
+  bool fused_embeddings = true;  // one multi_embedding_bag for all tables (false: one embedding_bag each)
 
   // The reference's Kaggle run (bench/dlrm_s_criteo_kaggle.sh): D 16, bottom 13-512-256-64-16, top 512-256-1.
   static DlrmConfig kaggle(std::vector<int64_t> table_sizes);
@@ -92,6 +100,10 @@ class Dlrm : public nn::Module {
   Tensor bottom(const Tensor& dense);               // [B, D]
   Tensor lookup(int64_t table, const Tensor& ids);  // ids [B] -> [B, D], sparse or dense gradient
   Tensor top(const Tensor& x, const Tensor& emb);   // x [B, D], emb [B, F, D] -> logits [B]
+  // All tables at once (fused_embeddings): ids [B, F] -> T = [x, e_0, .., e_{F-1}] [B, F + 1, D].
+  Tensor lookup_all(const Tensor& x, const Tensor& ids);
+  // The interaction and the top MLP from T = [x, e_0, ..] [B, F + 1, D] (x as passed: T[:, 0]).
+  Tensor top_stacked(const Tensor& x, const Tensor& T);
 
   const DlrmConfig& config() const { return config_; }
   const std::vector<Tensor>& tables() const { return tables_; }
@@ -105,6 +117,7 @@ class Dlrm : public nn::Module {
   DlrmConfig config_;
   std::shared_ptr<nn::Sequential> bot_, top_;
   std::vector<Tensor> tables_;
+  Tensor mlp(nn::Sequential& seq, Tensor x);  // the Linear layers, each with its following ReLU fused
   Tensor anchor_;  // sparse tables: a 1-element tensor requiring grad that their backward nodes hang on
   Tensor pair_index_;
   Device pair_index_device_ = Device::cpu();

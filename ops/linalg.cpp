@@ -11,6 +11,9 @@
 // GEMM with the bias-gradient epilogue.
 #include "ops/linalg.h"
 
+#include <cstdlib>
+#include <string>
+
 #include "ops/autocast.h"
 #include "ops/elementwise.h"
 #include "ops/factory.h"
@@ -36,6 +39,18 @@ GemmOperand gemm_operand(const Tensor& x, const Shape& batch) {
     if (x.is_contiguous()) return {x, false, 0};
     if (x.stride(0) == 1 && x.stride(1) == r) return {x, true, 0};  // transpose of a contiguous [c, r]
     return {x.contiguous(), false, 0};
+  }
+  // The transpose of a contiguous [..., c, r] without broadcasting (DLRM's T^T in T T^T): the transpose
+  // flag with batch stride r c instead of a copy.
+  if (x.dim() == static_cast<int64_t>(batch.size()) + 2 && r > 1 && c > 1 && x.stride(-2) == 1 &&
+      x.stride(-1) == r) {
+    bool ok = true;
+    int64_t expect = r * c;
+    for (int64_t d = x.dim() - 3; d >= 0 && ok; --d) {
+      ok = x.shape()[d] == batch[d] && (x.shape()[d] == 1 || x.stride(d) == expect);
+      expect *= x.shape()[d];
+    }
+    if (ok) return {x, true, r * c};
   }
   Shape full = batch;
   full.push_back(r);
@@ -80,6 +95,26 @@ Tensor matmul_nd(const Tensor& a, const Tensor& b) {
                      return {ga, gb};
                    });
   return c;
+}
+
+// The weight gradient dW = gz^T x of a layer with many rows and a small [out, in] is one GEMM whose
+// reduction runs over all the rows: with out x in covering fewer 128 x 128 output tiles than an H200 has
+// SMs (132), most SMs idle unless the library splits the reduction, which cuBLASLt's heuristic does not
+// promise with the bias-gradient epilogue (DLRM at batch 65,536: k = 65,536 rows, a 256 x 1 or 512 x 256
+// output). Such layers take the rows in S chunks instead: one batched GEMM [S, out, in] (S x the tiles) and a
+// sum over the chunks (and db = sum(gz) over the rows). S: the smallest power of two giving >= 264 tiles,
+// chunks of >= 1,024 rows. On CUDA only; NABLA_LINEAR_SPLIT_WGRAD=0 turns it off (1 chunk).
+int64_t weight_grad_chunks(const LinearArgs& a, Device device) {
+  static const bool enabled = [] {
+    const char* e = std::getenv("NABLA_LINEAR_SPLIT_WGRAD");
+    return !(e && std::string(e) == "0");
+  }();
+  if (!enabled || !device.is_cuda() || a.rows < 32768) return 1;
+  const int64_t tiles = ((a.out + 127) / 128) * ((a.in + 127) / 128);
+  if (tiles >= 132) return 1;
+  int64_t S = 1;
+  while (tiles * S < 264 && S < 256 && a.rows % (2 * S) == 0 && a.rows / (2 * S) >= 1024) S *= 2;
+  return S;
 }
 
 }  // namespace
@@ -167,7 +202,15 @@ Tensor linear(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, bool r
             }
             Tensor dx = need_x ? matmul(gz, wc).reshape(xshape) : Tensor();
             Tensor dw, db;
-            if (need_w || need_b) {
+            const int64_t S = need_w ? weight_grad_chunks(args, gz.device()) : 1;
+            if (S >
+                1) {  // dW = sum_s gz_s^T x_s over S chunks of rows (the transpose goes to GEMM as a flag)
+              const int64_t r = args.rows / S;
+              Tensor g3 = raw_view(gz, {S, r, args.out}, {r * args.out, args.out, 1}, gz.offset());
+              Tensor x3 = raw_view(x2, {S, r, args.in}, {r * args.in, args.in, 1}, x2.offset());
+              dw = sum(matmul(g3.transpose(1, 2), x3), {0});
+              if (need_b) db = sum(gz, {0});
+            } else if (need_w || need_b) {
               const Device d = gz.device();
               Tensor dw_t = Tensor::empty({args.out, args.in}, gz.dtype(), d);
               Tensor db_t = need_b ? Tensor::empty({args.out}, gz.dtype(), d) : Tensor();

@@ -88,6 +88,7 @@
   /* embeddings */                                                  \
   X(embedding, embedding, Differentiable)                           \
   X(embedding_bag, embedding, Differentiable)                       \
+  X(multi_embedding_bag, multi_embedding, Differentiable)           \
   /* convolution and pooling */                                     \
   X(conv2d, conv, Differentiable)                                   \
   X(max_pool2d, conv, Differentiable)                               \

@@ -440,6 +440,24 @@ for (b, m) in sorted(rows):
     print("| %d | %s | %s | %s | %s | %s | %s | %s" % (b, m, cell(n, "samples_per_s", "%.0f"),
           cell(t, "samples_per_s", "%.0f"), ratio, best, cell(n, "peak_mib", "%.0f"), cell(t, "peak_mib", "%.0f")))
 EOF
+  # The parts of the batch-65,536 step, A/B in the same call (docs/dlrm.md, "All tables at once"): the
+  # per-table lookups, and linear's weight gradient without the row chunks.
+  run_step bench_dlrm_ab 90 30 "$LOG/bench_dlrm_ab.jsonl" bash -c "'$BUILD/bench_dlrm' --batch 65536 --modes sparse \
+    --embeddings per-table; NABLA_LINEAR_SPLIT_WGRAD=0 '$BUILD/bench_dlrm' --batch 65536 --modes sparse"
+  python3 - "$LOG/bench_dlrm.jsonl" "$LOG/bench_dlrm_ab.jsonl" <<'EOF' | tee -a "$LOG/dlrm_compare.txt"
+import json, sys
+print("DLRM batch 65,536, sparse tables, Nabla variants | embeddings | split weight grad | samples/s | ms/step")
+for path in sys.argv[1:]:
+    for line in open(path, errors="replace"):
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        if r.get("batch") == 65536 and r.get("mode") == "sparse":
+            print("| %s | %s | %s | %s" % (r.get("embeddings"), r.get("split_wgrad"),
+                  "%.0f" % r["samples_per_s"] if "samples_per_s" in r else r.get("error", "-")[:40],
+                  "%.2f" % r["ms_per_step"] if "ms_per_step" in r else "-"))
+EOF
 fi
 
 # ---- 5g. GPT-2 124M (models/gpt.h): training step and generation against plain PyTorch -------------------------

@@ -1,0 +1,97 @@
+// Parity cases of multi_embedding_bag (cuda/multi_embedding.cu against ops/cpu/multi_embedding.cpp):
+// DLRM's shape (many tables of one id per row, D 128: the float4 path, with the prefix slot), odd widths
+// (the scalar path), bags of 3 with mean, i32 ids, more tables than one launch takes (kMaxTables = 64: two
+// groups), f64; the sparse SGD on a strided gradient; and a bad id reported at the next synchronisation.
+#include "ops/multi_embedding.h"
+#include "parity.h"
+
+namespace nabla {
+namespace {
+using test::parity_randn;
+using In = const std::vector<Tensor>&;
+
+Tensor rand_ids(int64_t hi, const Shape& s, DType dt = DType::i64) {
+  Generator g{test::next_seed(), 0};
+  return randint(0, hi, s, {.dtype = dt}, &g);
+}
+// ids [B, F(, n)] with column f drawn in [0, rows[f]).
+Tensor table_ids(const std::vector<int64_t>& rows, int64_t B, int64_t n, DType dt = DType::i64) {
+  std::vector<Tensor> cols;
+  for (int64_t r : rows) cols.push_back(rand_ids(r, {B, 1, n}, dt));
+  Tensor ids = cat(cols, 1);
+  return n == 1 ? ids.reshape({B, static_cast<int64_t>(rows.size())}) : ids;
+}
+std::vector<Tensor> take(In in, size_t count) { return {in.begin(), in.begin() + count}; }
+
+NABLA_PARITY(multi_embedding_bag, dlrm_shape_with_prefix) {
+  // 26 tables of 1,000 x 128 (repeats: 2,048 draws each), one id per row, the bottom output as slot 0.
+  std::vector<int64_t> rows(26, 1000);
+  std::vector<Tensor> inputs;
+  for (int64_t r : rows) inputs.push_back(parity_randn({r, 128}));
+  inputs.push_back(table_ids(rows, 2048, 1));
+  inputs.push_back(parity_randn({2048, 128}));
+  EXPECT_PARITY([](In in) { return multi_embedding_bag(take(in, 26), in[26], BagMode::sum, in[27]); },
+                inputs);
+}
+NABLA_PARITY(multi_embedding_bag, odd_width_bags_of_three_mean_i32) {
+  const std::vector<int64_t> rows{7, 1, 300};
+  std::vector<Tensor> inputs;
+  for (int64_t r : rows) inputs.push_back(parity_randn({r, 33}));
+  inputs.push_back(table_ids(rows, 100, 3, DType::i32));
+  EXPECT_PARITY([](In in) { return multi_embedding_bag(take(in, 3), in[3], BagMode::mean); }, inputs);
+}
+NABLA_PARITY(multi_embedding_bag, seventy_tables_two_launch_groups) {
+  std::vector<int64_t> rows;
+  for (int64_t f = 0; f < 70; ++f) rows.push_back(1 + (f * 37) % 50);
+  std::vector<Tensor> inputs;
+  for (int64_t r : rows) inputs.push_back(parity_randn({r, 8}));
+  inputs.push_back(table_ids(rows, 64, 2));
+  EXPECT_PARITY([](In in) { return multi_embedding_bag(take(in, 70), in[70], BagMode::sum); }, inputs);
+}
+NABLA_PARITY(multi_embedding_bag, f64_tables) {
+  const std::vector<int64_t> rows{20, 3};
+  EXPECT_PARITY(
+      [](In in) {
+        return multi_embedding_bag({in[0].to(DType::f64), in[1].to(DType::f64)}, in[2], BagMode::sum)
+            .to(DType::f32);
+      },
+      {parity_randn({20, 16}), parity_randn({3, 16}), table_ids(rows, 50, 1)});
+}
+NABLA_PARITY(multi_embedding_bag, sparse_sgd_strided_gradient) {
+  // In place on copies of the tables; the gradient is g[:, 1:, :] of a [B, F + 1, D] buffer.
+  const std::vector<int64_t> rows{500, 40, 1000};
+  EXPECT_PARITY(
+      [](In in) {
+        std::vector<Tensor> t{in[0].detach().clone(), in[1].detach().clone(), in[2].detach().clone()};
+        multi_embedding_bag_sparse_sgd_(t, in[3], BagMode::sum, in[4].detach().narrow(1, 1, 3), 0.25);
+        return cat({t[0], t[1], t[2]}, 0);
+      },
+      {parity_randn({500, 64}, false), parity_randn({40, 64}, false), parity_randn({1000, 64}, false),
+       table_ids(rows, 1024, 1), parity_randn({1024, 4, 64}, false)},
+      {.atol = 1e-4, .rtol = 1e-4, .check_grads = false});
+}
+
+TEST(MultiEmbeddingBagCuda, BadIdIsReportedAtTheNextSynchronisationNamingTheTable) {
+  if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  if (cuda::sync_every_op()) GTEST_SKIP() << "NABLA_SYNC=1 reports at the op itself";
+  const Device gpu = Device::cuda(0);
+  std::vector<Tensor> w{test::randn32({5, 4}).to(gpu), test::randn32({3, 4}).to(gpu)};
+  Tensor bad = from_vector({0, 1, 4, 3}, {2, 2}, {.dtype = DType::i64}).to(gpu);  // 3 is out of table 1
+  Tensor y;
+  ASSERT_NO_THROW(y = multi_embedding_bag(w, bad, BagMode::sum));  // queued, not waited for
+  test::expect_error([&] { (void)y.to(Device::cpu()); },
+                     {"multi_embedding_bag", "id 3", "[1,1]", "table 1 of 3 rows"});
+  // The sparse SGD skips and reports a bad id too, and leaves the tables' other rows as they were.
+  Tensor before = w[1].to(Device::cpu());
+  multi_embedding_bag_sparse_sgd_(w, bad, BagMode::sum, test::randn32({2, 2, 4}).to(gpu), 0.5);
+  test::expect_error([&] { cuda::synchronize(); }, {"multi_embedding_bag_sparse_sgd_", "id 3"});
+  Tensor after = w[1].to(Device::cpu());
+  EXPECT_EQ(after.narrow(0, 0, 1).to_vector(), before.narrow(0, 0, 1).to_vector());  // not touched by ids
+  EXPECT_EQ(after.narrow(0, 2, 1).to_vector(), before.narrow(0, 2, 1).to_vector());
+  // The device stays usable.
+  Tensor ok = from_vector({0, 1, 4, 2}, {2, 2}, {.dtype = DType::i64}).to(gpu);
+  EXPECT_EQ(multi_embedding_bag(w, ok, BagMode::sum).to(Device::cpu()).shape(), Shape({2, 2, 4}));
+}
+
+}  // namespace
+}  // namespace nabla
