@@ -10,6 +10,7 @@
 #include "ops/conv.h"
 #include "ops/elementwise.h"
 #include "ops/embedding.h"
+#include "ops/multi_embedding.h"
 #include "ops/factory.h"
 #include "ops/gradcheck.h"
 #include "ops/index.h"
