@@ -131,7 +131,7 @@ struct Setup {
 
 Setup load(const Options& o) {
   Setup s;
-  s.data = ml::read_100k(o.data_dir);
+  s.data = ml::read_dataset(o.data_dir);
   s.split = ml::leave_last_out(s.data, 2);
   ml::make_cold_start(s.split, o.cold_fraction, o.cold_keep, o.run.seed);
   s.counts = ml::train_item_counts(s.split, s.data.num_items());
@@ -561,8 +561,13 @@ void stage_baselines(const Options& o, const Setup& s) {
   auto want = [&](const char* m) { return std::find(models.begin(), models.end(), m) != models.end(); };
   std::string suffix;
   for (auto& m : models) suffix += (suffix.empty() ? "_" : "-") + m;
-  const std::string path =
-      o.out + "/baselines" + (o.baseline_models == kBaselineModels ? std::string() : suffix) + ".json";
+  if (o.baseline_models == kBaselineModels) suffix.clear();
+  if (!suffix.empty() && o.seeds != "0,1,2") {  // a subset on other seeds: its own file (parallel runs)
+    suffix += "_s";
+    for (auto& x : apps::split_list(o.seeds)) suffix += x + "-";
+    suffix.pop_back();
+  }
+  const std::string path = o.out + "/baselines" + suffix + ".json";
   if (skip(o, path)) return;
   std::vector<std::vector<int>> item_genres(s.data.num_items() + 1);
   for (int32_t i = 1; i <= s.data.num_items(); ++i) item_genres[i] = s.data.movies[i].genres;
@@ -727,7 +732,7 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
         return apps::split_list(v).empty() ? std::string("expected at least one stage") : std::string();
       });
   cli.add("data-dir", &o.data_dir, "../shared/data/movielens-100k",
-          "MovieLens 100K folder (u.data, u.user, u.item)")
+          "MovieLens 100K folder (u.data, u.user, u.item) or ml-latest-small's (ratings.csv, movies.csv)")
       .value_name("DIR");
   cli.add("out", &o.out, "", "folder of every stage's inputs and outputs").value_name("DIR");
   cli.add_switch("force", &o.force, "redo stages whose output exists");
@@ -807,7 +812,8 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
   cli.add("bert4rec-epochs", &o.bert4rec_epochs, 60, "BERT4Rec epochs (0: no BERT4Rec baseline)")
       .non_negative();
   cli.add("baseline-models", &o.baseline_models, kBaselineModels,
-          "baselines to run (a subset writes baselines_<models>.json)")
+          "baselines to run (a subset writes baselines_<models>.json, baselines_<models>_s<seeds>.json with "
+          "other --seeds)")
       .check([](const std::string& v) {
         for (auto& s : apps::split_list(v))
           if (s != "popularity" && s != "genre_history" && s != "bpr_mf" && s != "bert4rec" && s != "caser")
