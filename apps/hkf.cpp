@@ -8,7 +8,8 @@
 //   rank          a GPT (+ LoRA adapter) ranks the item and genre candidates by likelihood ->
 //                 rank_<label>.json (HR/NDCG@5/10, overall and cold-start) and lm_genres_<label>.jsonl
 //   features      DLRM with and without the LM's genre preferences -> features_<label>.json (AUC, HR/NDCG)
-//   baselines     popularity and BPR-MF on the same split and candidates -> baselines.json
+//   baselines     popularity, genre history, BPR-MF, BERT4Rec and Caser on the same split and candidates ->
+//                 baselines.json (baselines_<models>.json for a --baseline-models subset)
 //
 //   ./build/hkf --stage text,instructions,baselines --out run/hkf
 //   ./build/hkf --stage fuse --out run/hkf --endpoint http://127.0.0.1:8000/v1
@@ -40,6 +41,7 @@
 #include "algorithms/optim/optimizer.h"
 #include "algorithms/recsys/baselines.h"
 #include "algorithms/recsys/bert4rec.h"
+#include "algorithms/recsys/caser.h"
 #include "algorithms/recsys/ranking.h"
 #include "apps/common/knowledge_fusion.h"
 #include "apps/common/options.h"
@@ -70,8 +72,9 @@ struct Options {
   std::string model_dir, adapter, encoder, vocab_bpe, protocols;
   int64_t negatives, max_users, score_batch;
   // features / baselines
-  std::string lm_features, seeds;
+  std::string lm_features, seeds, baseline_models;
   int64_t dlrm_epochs, dlrm_batch, dlrm_negatives, mf_dim, mf_epochs, bert4rec_epochs;
+  int64_t caser_epochs, caser_l, caser_t;
   double dlrm_lr, mf_lr;
   bool force = false, allow_missing_lm_features = false;
   apps::RunOptions run;
@@ -128,7 +131,7 @@ struct Setup {
 
 Setup load(const Options& o) {
   Setup s;
-  s.data = ml::read_100k(o.data_dir);
+  s.data = ml::read_dataset(o.data_dir);
   s.split = ml::leave_last_out(s.data, 2);
   ml::make_cold_start(s.split, o.cold_fraction, o.cold_keep, o.run.seed);
   s.counts = ml::train_item_counts(s.split, s.data.num_items());
@@ -551,8 +554,20 @@ void stage_features(const Options& o, const Setup& s) {
 }
 
 // ---- baselines -----------------------------------------------------------------------------------------
+constexpr const char* kBaselineModels = "popularity,genre_history,bpr_mf,bert4rec,caser";
+
 void stage_baselines(const Options& o, const Setup& s) {
-  const std::string path = o.out + "/baselines.json";
+  const auto models = apps::split_list(o.baseline_models);
+  auto want = [&](const char* m) { return std::find(models.begin(), models.end(), m) != models.end(); };
+  std::string suffix;
+  for (auto& m : models) suffix += (suffix.empty() ? "_" : "-") + m;
+  if (o.baseline_models == kBaselineModels) suffix.clear();
+  if (!suffix.empty() && o.seeds != "0,1,2") {  // a subset on other seeds: its own file (parallel runs)
+    suffix += "_s";
+    for (auto& x : apps::split_list(o.seeds)) suffix += x + "-";
+    suffix.pop_back();
+  }
+  const std::string path = o.out + "/baselines" + suffix + ".json";
   if (skip(o, path)) return;
   std::vector<std::vector<int>> item_genres(s.data.num_items() + 1);
   for (int32_t i = 1; i <= s.data.num_items(); ++i) item_genres[i] = s.data.movies[i].genres;
@@ -596,11 +611,13 @@ void stage_baselines(const Options& o, const Setup& s) {
   for (const auto& us : s.split.users)
     for (const auto& r : us.train)
       for (int g : s.data.movies[r.item].genres) genre_pop[g] += 1;
-  auto [pj, pr] = evaluate(
-      [&](int32_t, std::span<const int32_t> items) { return recsys::popularity_scores(s.counts, items); },
-      [&](const ml::UserSplit&) { return genre_pop; });
-  out["popularity"] = pj;
-  report("popularity", pr);
+  if (want("popularity")) {
+    auto [pj, pr] = evaluate(
+        [&](int32_t, std::span<const int32_t> items) { return recsys::popularity_scores(s.counts, items); },
+        [&](const ml::UserSplit&) { return genre_pop; });
+    out["popularity"] = pj;
+    report("popularity", pr);
+  }
   // the user's own genre shares (a personal genre baseline; items: popularity within the user's genres)
   auto share = [&](const ml::UserSplit& us) {
     std::vector<double> g(ml::kNumGenres, 0.0);
@@ -610,25 +627,27 @@ void stage_baselines(const Options& o, const Setup& s) {
       g[x] += 1e-3 * genre_pop[x] / static_cast<double>(s.data.ratings.size());
     return g;
   };
-  auto [hj, hr] = evaluate(
-      [&](int32_t user, std::span<const int32_t> items) {
-        const auto g = share(*s.by_user.at(user));
-        std::vector<double> v;
-        for (int32_t i : items) {
-          double m = 0;
-          for (int x : s.data.movies[i].genres) m = std::max(m, g[x]);
-          v.push_back(m * 1e6 + static_cast<double>(s.counts[i]));
-        }
-        return v;
-      },
-      share);
-  out["genre_history"] = hj;
-  report("genre-history", hr);
+  if (want("genre_history")) {
+    auto [hj, hr] = evaluate(
+        [&](int32_t user, std::span<const int32_t> items) {
+          const auto g = share(*s.by_user.at(user));
+          std::vector<double> v;
+          for (int32_t i : items) {
+            double m = 0;
+            for (int x : s.data.movies[i].genres) m = std::max(m, g[x]);
+            v.push_back(m * 1e6 + static_cast<double>(s.counts[i]));
+          }
+          return v;
+        },
+        share);
+    out["genre_history"] = hj;
+    report("genre-history", hr);
+  }
   // BPR-MF, one run per seed
   std::vector<recsys::Interaction> pairs;
   for (const auto& us : s.split.users)
     for (const auto& r : us.train) pairs.push_back({us.user, r.item});
-  for (uint64_t seed : seed_list(o.seeds)) {
+  for (uint64_t seed : want("bpr_mf") ? seed_list(o.seeds) : std::vector<uint64_t>{}) {
     recsys::BprMf mf(s.data.num_users(), s.data.num_items(),
                      {.dim = o.mf_dim, .epochs = o.mf_epochs, .lr = o.mf_lr, .seed = seed});
     const auto losses = mf.fit(pairs);
@@ -644,10 +663,10 @@ void stage_baselines(const Options& o, const Setup& s) {
     out["bpr_mf"].push_back(mj);
     report("bpr-mf seed " + std::to_string(seed), mr);
   }
+  std::vector<std::vector<int32_t>> seqs(s.data.num_users() + 1);
+  for (const auto& us : s.split.users) seqs[us.user] = train_items(us);
   // BERT4Rec on our BERT encoder, one run per seed
-  if (o.bert4rec_epochs > 0) {
-    std::vector<std::vector<int32_t>> seqs(s.data.num_users() + 1);
-    for (const auto& us : s.split.users) seqs[us.user] = train_items(us);
+  if (want("bert4rec") && o.bert4rec_epochs > 0) {
     for (uint64_t seed : seed_list(o.seeds)) {
       recsys::Bert4Rec b4r(s.data.num_items(), {.epochs = o.bert4rec_epochs, .seed = seed});
       const auto losses = b4r.fit(seqs);
@@ -662,6 +681,37 @@ void stage_baselines(const Options& o, const Setup& s) {
       bj["final_loss"] = losses.empty() ? 0.0 : losses.back();
       out["bert4rec"].push_back(bj);
       report("bert4rec seed " + std::to_string(seed), br);
+    }
+  }
+  // Caser (the authors' defaults but T, L, epochs from the options), one run per seed, on --device
+  if (want("caser")) {
+    int64_t gb = 1;
+    apps::RunOptions ro = o.run;
+    apps::Run run = apps::Run::start(ro, gb);
+    for (uint64_t seed : seed_list(o.seeds)) {
+      const auto t0 = std::chrono::steady_clock::now();
+      recsys::Caser caser(
+          s.data.num_users(), s.data.num_items(),
+          {.L = o.caser_l, .T = o.caser_t, .epochs = o.caser_epochs, .seed = seed, .device = run.device()});
+      const auto losses = caser.fit(seqs);
+      const double train_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      auto [cj, cr] = evaluate(
+          [&](int32_t user, std::span<const int32_t> items) { return caser.scores(user, seqs[user], items); },
+          [&](const ml::UserSplit& us) {
+            auto sc = caser.scores(us.user, seqs[us.user], all_items);
+            sc.insert(sc.begin(), 0.0);
+            return recsys::genre_scores_from_items(sc, item_genres, ml::kNumGenres);
+          });
+      cj["seed"] = seed;
+      cj["final_loss"] = losses.empty() ? 0.0 : losses.back();
+      cj["train_seconds"] = train_s;
+      cj["options"] = {
+          {"L", o.caser_l}, {"T", o.caser_t}, {"epochs", o.caser_epochs}, {"device", o.run.device}};
+      out["caser"].push_back(cj);
+      report("caser seed " + std::to_string(seed), cr);
+      std::printf("caser seed %llu: %lld epochs in %.1f s, final loss %.4f\n",
+                  static_cast<unsigned long long>(seed), static_cast<long long>(o.caser_epochs), train_s,
+                  losses.empty() ? 0.0 : losses.back());
     }
   }
   write_text(path, out.dump(2) + "\n");
@@ -682,7 +732,7 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
         return apps::split_list(v).empty() ? std::string("expected at least one stage") : std::string();
       });
   cli.add("data-dir", &o.data_dir, "../shared/data/movielens-100k",
-          "MovieLens 100K folder (u.data, u.user, u.item)")
+          "MovieLens 100K folder (u.data, u.user, u.item) or ml-latest-small's (ratings.csv, movies.csv)")
       .value_name("DIR");
   cli.add("out", &o.out, "", "folder of every stage's inputs and outputs").value_name("DIR");
   cli.add_switch("force", &o.force, "redo stages whose output exists");
@@ -736,19 +786,20 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
   cli.add("lm-features", &o.lm_features, "",
           "lm_genres_<label>.jsonl of --stage rank (empty: DLRM without LM)")
       .value_name("FILE");
-  cli.add("seeds", &o.seeds, "0,1,2", "model seeds of BPR-MF and DLRM").check([](const std::string& v) {
-    try {
-      if (apps::split_list(v).empty()) return std::string("expected at least one seed");
-      for (auto& s : apps::split_list(v)) {
-        size_t used = 0;
-        std::stoull(s, &used);
-        if (used != s.size() || s[0] == '-') return "expected non-negative integers, got '" + s + "'";
-      }
-    } catch (const std::exception&) {
-      return "expected comma-separated non-negative integers, got '" + v + "'";
-    }
-    return std::string();
-  });
+  cli.add("seeds", &o.seeds, "0,1,2", "model seeds of BPR-MF, BERT4Rec, Caser and DLRM")
+      .check([](const std::string& v) {
+        try {
+          if (apps::split_list(v).empty()) return std::string("expected at least one seed");
+          for (auto& s : apps::split_list(v)) {
+            size_t used = 0;
+            std::stoull(s, &used);
+            if (used != s.size() || s[0] == '-') return "expected non-negative integers, got '" + s + "'";
+          }
+        } catch (const std::exception&) {
+          return "expected comma-separated non-negative integers, got '" + v + "'";
+        }
+        return std::string();
+      });
   cli.add_switch("allow-missing-lm-features", &o.allow_missing_lm_features,
                  "users missing from --lm-features get uniform genre preferences (smoke runs)");
   cli.add("dlrm-epochs", &o.dlrm_epochs, 2, "DLRM epochs").positive();
@@ -760,6 +811,19 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
   cli.add("mf-lr", &o.mf_lr, 5e-3, "BPR-MF Adam learning rate").positive();
   cli.add("bert4rec-epochs", &o.bert4rec_epochs, 60, "BERT4Rec epochs (0: no BERT4Rec baseline)")
       .non_negative();
+  cli.add("baseline-models", &o.baseline_models, kBaselineModels,
+          "baselines to run (a subset writes baselines_<models>.json, baselines_<models>_s<seeds>.json with "
+          "other --seeds)")
+      .check([](const std::string& v) {
+        for (auto& s : apps::split_list(v))
+          if (s != "popularity" && s != "genre_history" && s != "bpr_mf" && s != "bert4rec" && s != "caser")
+            return "unknown baseline '" + s +
+                   "'; expected popularity, genre_history, bpr_mf, bert4rec or caser";
+        return apps::split_list(v).empty() ? std::string("expected at least one baseline") : std::string();
+      });
+  cli.add("caser-epochs", &o.caser_epochs, 50, "Caser epochs").positive();
+  cli.add("caser-L", &o.caser_l, 5, "Caser: the last L items are its input").positive();
+  cli.add("caser-T", &o.caser_t, 3, "Caser: targets per training window").positive();
   apps::add_run_options(cli, o.run);
   cli.example("--stage text,instructions,baselines --out run/hkf",
               "split, texts, instruction data, baselines");

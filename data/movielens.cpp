@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <set>
 #include <string_view>
+#include <unordered_map>
 
 #include "data/file_bytes.h"
 #include "engine/error.h"
@@ -97,6 +98,7 @@ std::vector<Rating> parse_ratings(const std::string& text, const std::string& na
     r.item = static_cast<int32_t>(to_int(f[1], name, n, "item"));
     r.rating = static_cast<int32_t>(to_int(f[2], name, n, "rating"));
     r.time = to_int(f[3], name, n, "time");
+    r.half_stars = 2 * r.rating;
     NABLA_CHECK(r.user >= 1 && r.item >= 1, "movielens: ", name, ":", n, ": ids start at 1, got user ",
                 r.user, " item ", r.item);
     NABLA_CHECK(r.rating >= 1 && r.rating <= 5, "movielens: ", name, ":", n, ": expected a rating 1..5, got ",
@@ -135,6 +137,7 @@ std::vector<Movie> parse_items(const std::string& text, const std::string& name)
     m.id = static_cast<int32_t>(to_int(f[0], name, n, "id"));
     NABLA_CHECK(m.id == static_cast<int32_t>(out.size()), "movielens: ", name, ":", n, ": expected item id ",
                 out.size(), " (ids in order from 1), got ", m.id);
+    m.source_id = m.id;
     m.title = std::string(f[1]);
     m.year = year_of_date(f[2]);
     if (m.year == 0) m.year = year_of_title(f[1]);
@@ -181,6 +184,218 @@ MovieLens read_100k(const std::string& dir) {
   for (size_t u = 1; u < ml.users.size(); ++u) occ.insert(ml.users[u].occupation);
   ml.occupations.assign(occ.begin(), occ.end());
   return ml;
+}
+
+// ---- ml-latest-small ----
+
+std::vector<CsvRecord> parse_csv(const std::string& text, const std::string& name) {
+  std::vector<CsvRecord> out;
+  size_t p = 0;
+  const size_t n = text.size();
+  int64_t line = 1;
+  while (p < n) {
+    // one record
+    if (text[p] == '\n' || (text[p] == '\r' && p + 1 < n && text[p + 1] == '\n')) {  // an empty line
+      p += text[p] == '\r' ? 2 : 1;
+      ++line;
+      continue;
+    }
+    CsvRecord rec;
+    rec.line = line;
+    while (true) {  // one field
+      std::string field;
+      if (p < n && text[p] == '"') {
+        const int64_t opened = line;
+        ++p;
+        while (true) {
+          if (p >= n)
+            fail("movielens: ", name, ":", opened, ": field ", rec.fields.size() + 1,
+                 ": expected a closing '\"', got the end of the file");
+          const char c = text[p];
+          if (c == '"') {
+            if (p + 1 < n && text[p + 1] == '"') {
+              field += '"';
+              p += 2;
+              continue;
+            }
+            ++p;
+            break;
+          }
+          if (c == '\n') ++line;
+          field += c;
+          ++p;
+        }
+        if (p < n && text[p] != ',' && text[p] != '\n' &&
+            !(text[p] == '\r' && p + 1 < n && text[p + 1] == '\n'))
+          fail("movielens: ", name, ":", line, ": field ", rec.fields.size() + 1,
+               ": expected ',' or the end of the line after a closing quote, got '", std::string(1, text[p]),
+               "'");
+      } else {
+        while (p < n && text[p] != ',' && text[p] != '\n' &&
+               !(text[p] == '\r' && p + 1 < n && text[p + 1] == '\n')) {
+          if (text[p] == '"')
+            fail("movielens: ", name, ":", line, ": field ", rec.fields.size() + 1,
+                 ": expected a field in quotes to hold the '\"', got one inside an unquoted field");
+          field += text[p++];
+        }
+      }
+      rec.fields.push_back(std::move(field));
+      if (p < n && text[p] == ',') {
+        ++p;
+        continue;
+      }
+      break;  // end of line or of the file
+    }
+    if (p < n) {
+      p += text[p] == '\r' ? 2 : 1;
+      ++line;
+    }
+    out.push_back(std::move(rec));
+  }
+  return out;
+}
+
+namespace {
+
+void expect_header(const std::vector<CsvRecord>& rows, const std::vector<std::string>& want,
+                   const std::string& name) {
+  std::string w;
+  for (auto& f : want) w += (w.empty() ? "" : ",") + f;
+  NABLA_CHECK(!rows.empty(), "movielens: ", name, ": expected the header '", w, "', got an empty file");
+  std::string got;
+  for (auto& f : rows[0].fields) got += (got.empty() ? "" : ",") + f;
+  NABLA_CHECK(rows[0].fields == want, "movielens: ", name, ":", rows[0].line, ": expected the header '", w,
+              "', got '", got, "'");
+}
+
+void expect_fields(const CsvRecord& r, size_t k, const char* what, const std::string& name) {
+  if (r.fields.size() != k)
+    fail("movielens: ", name, ":", r.line, ": expected ", k, " comma-separated fields (", what, "), got ",
+         r.fields.size());
+}
+
+int genre_index(std::string_view g) {
+  if (g == "Children") return 4;
+  if (g == "(no genres listed)") return 0;
+  const auto& names = default_genre_names();
+  for (int i = 1; i < kNumGenres; ++i)
+    if (g == names[i]) return i;
+  return -1;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+}  // namespace
+
+std::vector<Rating> parse_latest_ratings(const std::string& text, const std::string& name) {
+  const auto rows = parse_csv(text, name);
+  expect_header(rows, {"userId", "movieId", "rating", "timestamp"}, name);
+  std::vector<Rating> out;
+  out.reserve(rows.size());
+  for (size_t i = 1; i < rows.size(); ++i) {
+    const CsvRecord& r = rows[i];
+    expect_fields(r, 4, "userId,movieId,rating,timestamp", name);
+    Rating x;
+    x.user = static_cast<int32_t>(to_int(r.fields[0], name, r.line, "userId"));
+    x.item = static_cast<int32_t>(to_int(r.fields[1], name, r.line, "movieId"));
+    x.time = to_int(r.fields[3], name, r.line, "timestamp");
+    const std::string& st = r.fields[2];
+    double stars = 0;
+    auto [p, ec] = std::from_chars(st.data(), st.data() + st.size(), stars);
+    if (ec != std::errc() || p != st.data() + st.size() || st.empty())
+      fail("movielens: ", name, ":", r.line, ": field rating: expected a number, got '", st, "'");
+    const double half = stars * 2;
+    if (!(half >= 1 && half <= 10) || half != std::floor(half))
+      fail("movielens: ", name, ":", r.line, ": field rating: expected 0.5..5 in steps of 0.5, got '", st,
+           "'");
+    x.half_stars = static_cast<int32_t>(half);
+    x.rating = (x.half_stars + 1) / 2;  // rounded up: 0.5 -> 1, 3.5 -> 4
+    NABLA_CHECK(x.user >= 1 && x.item >= 1, "movielens: ", name, ":", r.line, ": ids start at 1, got userId ",
+                x.user, " movieId ", x.item);
+    out.push_back(x);
+  }
+  return out;
+}
+
+LatestSmallMovies parse_latest_movies(const std::string& text, const std::string& name) {
+  const auto rows = parse_csv(text, name);
+  expect_header(rows, {"movieId", "title", "genres"}, name);
+  LatestSmallMovies out;
+  out.movies.resize(1);
+  std::set<int32_t> ids;
+  for (size_t i = 1; i < rows.size(); ++i) {
+    const CsvRecord& r = rows[i];
+    expect_fields(r, 3, "movieId,title,genres; a title with a comma must be in quotes", name);
+    Movie m;
+    m.id = static_cast<int32_t>(out.movies.size());
+    m.source_id = static_cast<int32_t>(to_int(r.fields[0], name, r.line, "movieId"));
+    NABLA_CHECK(m.source_id >= 1, "movielens: ", name, ":", r.line, ": field movieId: expected >= 1, got ",
+                m.source_id);
+    NABLA_CHECK(ids.insert(m.source_id).second, "movielens: ", name, ":", r.line, ": movieId ", m.source_id,
+                " appears twice");
+    m.title = std::string(trim(r.fields[1]));
+    NABLA_CHECK(!m.title.empty(), "movielens: ", name, ":", r.line,
+                ": field title: expected a title, got ''");
+    m.year = year_of_title(m.title);
+    std::set<int> g;
+    for (auto part : split_fields(r.fields[2], '|')) {
+      part = trim(part);
+      if (part == "IMAX") {
+        ++out.imax_dropped;
+        continue;
+      }
+      const int k = genre_index(part);
+      if (k < 0)
+        fail("movielens: ", name, ":", r.line,
+             ": field genres: expected '|'-separated MovieLens genres, got '", std::string(part), "'");
+      g.insert(k);
+    }
+    if (g.size() > 1) g.erase(0);  // "unknown" only alone
+    if (g.empty()) g.insert(0);
+    m.genres.assign(g.begin(), g.end());
+    out.movies.push_back(std::move(m));
+  }
+  return out;
+}
+
+MovieLens read_latest_small(const std::string& dir) {
+  MovieLens ml;
+  const std::string rp = dir + "/ratings.csv", mp = dir + "/movies.csv";
+  LatestSmallMovies mv = parse_latest_movies(read_text(mp), mp);
+  ml.movies = std::move(mv.movies);
+  std::unordered_map<int32_t, int32_t> dense;
+  for (size_t i = 1; i < ml.movies.size(); ++i) dense[ml.movies[i].source_id] = static_cast<int32_t>(i);
+  ml.ratings = parse_latest_ratings(read_text(rp), rp);
+  int32_t max_user = 0;
+  for (size_t i = 0; i < ml.ratings.size(); ++i) {
+    Rating& r = ml.ratings[i];
+    auto it = dense.find(r.item);
+    if (it == dense.end())
+      fail("movielens: ", rp, ": rating ", i + 1, " (user ", r.user, "): movieId ", r.item, " is not in ",
+           mp);
+    r.item = it->second;
+    max_user = std::max(max_user, r.user);
+  }
+  NABLA_CHECK(!ml.ratings.empty() && ml.num_items() > 0, "movielens: ", dir,
+              ": expected ratings and movies, got ", ml.ratings.size(), " ratings and ", ml.num_items(),
+              " movies");
+  ml.users.resize(static_cast<size_t>(max_user) + 1);
+  for (int32_t u = 0; u <= max_user; ++u) ml.users[u].id = u;
+  ml.genre_names.assign(default_genre_names().begin(), default_genre_names().end());
+  ml.occupations = {""};
+  return ml;
+}
+
+MovieLens read_dataset(const std::string& dir) {
+  if (std::filesystem::exists(dir + "/u.data")) return read_100k(dir);
+  if (std::filesystem::exists(dir + "/ratings.csv")) return read_latest_small(dir);
+  fail("movielens: ", dir,
+       ": expected MovieLens 100K (u.data, u.user, u.item) or ml-latest-small "
+       "(ratings.csv, movies.csv), got neither u.data nor ratings.csv");
 }
 
 const char* behaviour_name(Behaviour b) {

@@ -1,5 +1,5 @@
-// MovieLens 100K (GroupLens; ../shared/data/movielens-100k) for recommendation: the reader, the behaviour
-// model that HKF's templates use, and the splits (docs/hkf.md).
+// MovieLens 100K (GroupLens; ../shared/data/movielens-100k) and ml-latest-small for recommendation: the
+// readers, the behaviour model that HKF's templates use, and the splits (docs/hkf.md).
 //
 // Files (Latin-1 text):
 //   u.data   user \t item \t rating \t unix time        100,000 rows; ids start at 1, rating 1..5
@@ -8,6 +8,17 @@
 //   u.genre  name|index                                  19 rows (optional: the standard names otherwise)
 // A malformed row throws "movielens: FILE:LINE: what was expected, what came". Ids are kept as in the files
 // (1-based); vectors are indexed by id (index 0 unused).
+//
+// ml-latest-small (GroupLens 2016; scripts/movielens_latest_small.py writes it from Debian's r-cran-dslabs):
+// RFC 4180 CSV (UTF-8, a header row, LF or CRLF; a field in double quotes may hold commas, newlines and ""
+// for a quote):
+//   ratings.csv  userId,movieId,rating,timestamp      rating 0.5..5 in steps of 0.5
+//   movies.csv   movieId,title,genres                 title "Name (YYYY)", genres "A|B|..."
+// Mapped onto the same MovieLens struct: items renumbered 1..M in movies.csv order (Movie::source_id keeps
+// movieId); users 1..the largest userId, with no demographics (age 0, empty gender and occupation); a
+// rating's stars kept in Rating::half_stars (1..10) and rounded up to Rating::rating 1..5 (3.5 -> 4: an
+// "order" of the behaviour model); genre names onto the 19 of u.item ("Children" -> "Children's",
+// "(no genres listed)" -> unknown; "IMAX", a format rather than a genre, is dropped and counted).
 //
 // Behaviour model (the paper's heterogeneous axes mapped onto what the data holds):
 //   content (action)  every rating is an exposure; rating >= 3 a click; rating >= 4 an order. The three are
@@ -36,7 +47,8 @@ constexpr int kNumGenres = 19;  // u.item's flags, "unknown" first
 
 struct Rating {
   int32_t user = 0, item = 0, rating = 0;
-  int64_t time = 0;  // unix seconds
+  int64_t time = 0;        // unix seconds
+  int32_t half_stars = 0;  // the rating in half stars (1..10): 2 x rating for 100K
 };
 
 struct User {
@@ -49,6 +61,7 @@ struct Movie {
   std::string title;        // "Toy Story (1995)"
   int32_t year = 0;         // release year (the release date's, else the title's "(YYYY)"; 0: unknown)
   std::vector<int> genres;  // genre indices with flag 1, ascending
+  int32_t source_id = 0;    // the file's movieId (ml-latest-small renumbers items; 100K: == id)
 };
 
 struct MovieLens {
@@ -71,6 +84,30 @@ MovieLens read_100k(const std::string& dir);
 std::vector<Rating> parse_ratings(const std::string& text, const std::string& name);
 std::vector<User> parse_users(const std::string& text, const std::string& name);
 std::vector<Movie> parse_items(const std::string& text, const std::string& name);
+
+// ---- ml-latest-small ----
+// One CSV record: its fields and the line it starts on (1-based).
+struct CsvRecord {
+  int64_t line = 0;
+  std::vector<std::string> fields;
+};
+// RFC 4180 records of `text` (empty lines skipped); `name` is the file name used in errors (an unterminated
+// quote, a quote inside an unquoted field, text after a closing quote).
+std::vector<CsvRecord> parse_csv(const std::string& text, const std::string& name);
+
+struct LatestSmallMovies {
+  std::vector<Movie> movies;  // [0] unused; ids 1..M in file order, source_id = movieId
+  int64_t imax_dropped = 0;   // "IMAX" genre entries dropped
+};
+// The two files' parsers (header row required). parse_latest_ratings leaves item = movieId (the source id);
+// read_latest_small renumbers.
+std::vector<Rating> parse_latest_ratings(const std::string& text, const std::string& name);
+LatestSmallMovies parse_latest_movies(const std::string& text, const std::string& name);
+// Reads dir/ratings.csv and dir/movies.csv; every rating's movieId must be in movies.csv.
+MovieLens read_latest_small(const std::string& dir);
+// read_100k when dir/u.data exists, read_latest_small when dir/ratings.csv does; otherwise an error naming
+// both.
+MovieLens read_dataset(const std::string& dir);
 
 // ---- behaviour model ----
 enum class Behaviour { exposure = 0, click = 1, order = 2 };

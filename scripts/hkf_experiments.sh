@@ -6,7 +6,10 @@
 # 1 positive + 99 sampled negatives for every user, the full catalogue for the first HKF_FULL_USERS users;
 # genre task: all 18 genres); DLRM with and without the tuned LM's genre preferences (3 seeds). With
 # HKF_FUSE=1 also the fusion stage (through HKF_ENDPOINT, else serve_gpt with the base LM, which is no
-# instruction-following model: its "knowledge" is a labelled stand-in), the HKF and no-IT rows.
+# instruction-following model: its "knowledge" is a labelled stand-in), the HKF and no-IT rows. The Caser
+# baseline (the authors' defaults, 50 epochs, seeds HKF_SEEDS) trains on the host's CPU, one process per seed
+# in the background while the GPU pretrains the LM (about 3 minutes there; no added wall time unless the host
+# is slow), and its rows end the summary.
 #
 #   bash scripts/hkf_experiments.sh [build_dir] [out_dir]     (defaults: build-gpu, $OUT or build-gpu/hkf_exp)
 #
@@ -15,8 +18,8 @@
 # ../shared/data/movielens-100k, else shared/data/movielens-100k inside the repository).
 # Knobs: HKF_DEVICE (cuda), HKF_MODEL (small), HKF_CONTEXT (512), HKF_PRETRAIN_STEPS (800), HKF_SFT_STEPS
 # (600), HKF_BATCH (32), HKF_FULL_USERS (200), HKF_SEEDS (0,1,2), HKF_BASELINES (0; 1: popularity, BPR-MF and
-# BERT4Rec on the CPU: ~4 + 40 min on the 2-core machine, already in docs/hkf.md), HKF_FUSE (0). CPU smoke run
-# of the whole script: HKF_TINY=1.
+# BERT4Rec on the CPU: ~4 + 40 min on the 2-core machine, already in docs/hkf.md), HKF_FUSE (0), HKF_CASER (1;
+# 0: no Caser), HKF_CASER_EPOCHS (50). CPU smoke run of the whole script: HKF_TINY=1.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${1:-$root/build-gpu}"
@@ -30,8 +33,9 @@ device="${HKF_DEVICE:-cuda}" model="${HKF_MODEL:-small}" context="${HKF_CONTEXT:
 pre_steps="${HKF_PRETRAIN_STEPS:-800}" sft_steps="${HKF_SFT_STEPS:-600}" batch="${HKF_BATCH:-32}"
 full_users="${HKF_FULL_USERS:-200}" seeds="${HKF_SEEDS:-0,1,2}" rank_users=0
 dlrm=(--dlrm-epochs 2 --dlrm-negatives 2)
+caser_epochs="${HKF_CASER_EPOCHS:-50}"
 if [[ "${HKF_TINY:-0}" == 1 ]]; then
-  device=cpu model=tiny pre_steps=4 sft_steps=3 batch=2 full_users=2 seeds=0 rank_users=4
+  device=cpu model=tiny pre_steps=4 sft_steps=3 batch=2 full_users=2 seeds=0 rank_users=4 caser_epochs=1
   dlrm=(--dlrm-epochs 1 --dlrm-negatives 1 --allow-missing-lm-features)
 fi
 amp=bf16
@@ -45,6 +49,16 @@ echo "=== 1. split, behaviour texts, instruction data$([[ ${HKF_BASELINES:-0} ==
 stages=text,instructions
 [[ ${HKF_BASELINES:-0} == 1 ]] && stages+=,baselines
 "${hkf[@]}" --stage "$stages" --seeds "$seeds" 2>&1 | tee "$out/prepare.log"
+
+caser_pids=()
+if [[ "${HKF_CASER:-1}" == 1 ]]; then
+  echo "=== 1b. Caser on the CPU in the background (seeds $seeds, $caser_epochs epochs; logs caser_s*.log)"
+  for s in ${seeds//,/ }; do
+    OMP_NUM_THREADS=1 "${hkf[@]}" --stage baselines --baseline-models caser --seeds "$s" \
+      --caser-epochs "$caser_epochs" --device cpu > "$out/caser_s$s.log" 2>&1 &
+    caser_pids+=($!)
+  done
+fi
 
 echo "=== 2. the base LM: $model GPT pretrained on the behaviour texts ($pre_steps steps, context $context)"
 /usr/bin/env python3 - "$out/text.jsonl" "$out/corpus.txt" <<'EOF'
@@ -117,6 +131,12 @@ for label in no-hkf hkf; do
     "${dlrm[@]}" --device "$device" 2>&1 | { grep -E "^dlrm with_lm|exists: skipped|^hkf:" || true; } | tee "$out/dlrm_$label.log"
 done
 
+if ((${#caser_pids[@]})); then
+  echo "=== waiting for Caser ($((SECONDS - t0)) s so far)"
+  for p in "${caser_pids[@]}"; do wait "$p" || echo "hkf_experiments: a Caser run failed (see $out/caser_s*.log)"; done
+  grep -h "^caser seed" "$out"/caser_s*.log | grep -v "|" || true
+fi
+
 echo "=== summary ($((SECONDS - t0)) s)"
 /usr/bin/env python3 - "$out" <<'EOF'
 import glob, json, os, statistics, sys
@@ -142,4 +162,13 @@ for path in sorted(glob.glob(os.path.join(out, "features_*.json"))):
             cold_s = f"{statistics.mean(cold):.4f} ± {sd(cold):.4f}" if cold else "n/a"
             print(f"| DLRM {f['label']} {variant} | AUC {statistics.mean(auc):.4f} ± {sd(auc):.4f} | cold AUC {cold_s} "
                   f"| seeds {len(auc)} |")
+runs = [r for p in sorted(glob.glob(os.path.join(out, "baselines_caser*.json"))) for r in json.load(open(p)).get("caser", [])]
+if runs:
+    print(f"| Caser, mean ± sd of {len(runs)} seeds | HR@5 | NDCG@5 | HR@10 | NDCG@10 | users |")
+    for task in ("genre", "item_sampled", "item_full"):
+        for group in ("all", "cold"):
+            vals = {k: [r[task][group][k] for r in runs] for k in ("hr5", "ndcg5", "hr10", "ndcg10")}
+            sd = lambda v: statistics.stdev(v) if len(v) > 1 else 0.0
+            cells = " | ".join(f"{statistics.mean(v):.4f} ± {sd(v):.4f}" for v in vals.values())
+            print(f"| caser {task} {group} | {cells} | {runs[0][task][group]['users']} |")
 EOF

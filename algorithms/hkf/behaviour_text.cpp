@@ -64,8 +64,8 @@ std::string behaviour_text(const ml::MovieLens& data, int32_t user, std::span<co
     NABLA_CHECK(history[i - 1].time <= history[i].time, "behaviour_text: user ", user,
                 ": the history is not sorted by time at event ", i);
   std::ostringstream s;
-  if (o.profile) {
-    const ml::User& u = data.users[user];
+  const ml::User& u = data.users[user];
+  if (o.profile && (u.age > 0 || !u.gender.empty() || !u.occupation.empty())) {  // ml-latest-small: none
     s << "User: " << u.age << "-year-old "
       << (u.gender == "F"   ? "woman"
           : u.gender == "M" ? "man"

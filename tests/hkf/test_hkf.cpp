@@ -465,7 +465,13 @@ TEST(Hkf, BinaryRejectsBadOptionsAndFilesClearly) {
   r = run_binary(
       "hkf", "--stage text --out " + std::string(NABLA_BINARY_DIR) + "/hkf_bad --data-dir /nonexistent-ml");
   EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.output.find("/nonexistent-ml/u.data"), std::string::npos) << r.output;
+  EXPECT_NE(
+      r.output.find("/nonexistent-ml: expected MovieLens 100K (u.data, u.user, u.item) or ml-latest-small"),
+      std::string::npos)
+      << r.output;
+  r = run_binary("hkf", "--stage baselines --out /tmp/x --baseline-models bpr_mf,gru4rec");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.output.find("unknown baseline 'gru4rec'"), std::string::npos) << r.output;
 }
 
 }  // namespace
