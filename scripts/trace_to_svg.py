@@ -29,6 +29,7 @@ COLOURS = {
     "data": "#e15759",
     "copy": "#b07aa1",
     "user": "#9c755f",
+    "collective": "#edc948",
 }
 OTHER = "#bab0ac"
 ROW = 16  # pixels per nesting level
@@ -144,7 +145,7 @@ def render(events, title, width, from_ms, to_ms, min_px, step=None, top=0):
         if top:
             totals = {}
             for (t0, t1, name, cat, _), d in zip(ivs, depth):
-                if cat == "kernel" or cat == "copy":
+                if cat in ("kernel", "copy", "collective"):
                     totals[name] = totals.get(name, 0.0) + (t1 - t0)
             for name, us in sorted(totals.items(), key=lambda kv: -kv[1])[:top]:
                 summary.append(f"    {name:36s} {fmt_us(us):>12s}")
