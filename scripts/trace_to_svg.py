@@ -62,7 +62,8 @@ def intervals(events):
         ph = e.get("ph")
         key = (e.get("pid", 0), e.get("tid", 0))
         if ph == "M":
-            names[(key[0], key[1] if e.get("name") == "thread_name" else None)] = e.get("args", {}).get("name", "")
+            if e.get("name") in ("process_name", "thread_name"):  # not thread_sort_index and the like
+                names[(key[0], key[1] if e.get("name") == "thread_name" else None)] = e.get("args", {}).get("name", "")
         elif ph == "X":
             t0 = float(e["ts"])
             tracks.setdefault(key, []).append([t0, t0 + float(e.get("dur", 0)), e.get("name", "?"),
