@@ -6,11 +6,13 @@
 //   ./build/nabla_inspect ops                                      # ops and the kernels each backend has
 //   ./build/nabla_inspect graph --model lenet5 --out step.dot      # autograd graph of one training step
 //   ./build/nabla_inspect trace-cost --model resnet20 --batch 32   # step time untraced vs NABLA_TRACE-d
+//   ./build/nabla_inspect memory --model resnet20 --batch 32       # live tensors of a step, by creating op
 //
 // The first argument is the command; the rest are its options (apps/common/options.h: --help, exit 2 on a
 // mistake). The work is in apps/common/inspect.cpp.
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <iostream>
 #include <string>
 
@@ -28,7 +30,8 @@ constexpr const char* kUsage =
     "  checkpoint  a safetensors file's tensors with dtype, shape, mean, std, min, max\n"
     "  ops         the op table and the kernel slots with the backends that implement them\n"
     "  graph       the autograd graph of one training step, as Graphviz\n"
-    "  trace-cost  the step time of a model's training step untraced and traced, alternating\n";
+    "  trace-cost  the step time of a model's training step untraced and traced, alternating\n"
+    "  memory      the live tensors of a training step (size, dtype, shape, device, creating op)\n";
 
 int run(const std::string& command, int argc, char** argv) {
   const std::string program = "nabla_inspect " + command;
@@ -90,10 +93,36 @@ int run(const std::string& command, int argc, char** argv) {
     std::cout << apps::format_trace_cost(apps::measure_trace_cost(model, batch, pairs, device, image_size));
     return 0;
   }
-  std::fprintf(
-      stderr,
-      "nabla_inspect: unknown command '%s'; expected summary, checkpoint, ops, graph or trace-cost\n%s",
-      command.c_str(), kUsage);
+  if (command == "memory") {
+    std::string model, device, json;
+    int64_t batch, image_size, rows;
+    apps::OptionSet cli(program, "the live tensors of one training step (engine/memory.h snapshot)");
+    cli.add("model", &model, "resnet20", "lenet5, mlp or a ResNet name");
+    cli.add("batch", &batch, 32, "batch size").in_range(1, 1 << 16);
+    cli.add("device", &device, "cpu", "cpu or cuda[:i]");
+    cli.add("image-size", &image_size, 0, "ResNets: input side (0: 32 for CIFAR ResNets, else 224)")
+        .non_negative();
+    cli.add("rows", &rows, 25, "largest storages to list (0: all)").non_negative();
+    cli.add("json", &json, "", "also write both snapshots as JSON to this file").value_name("FILE");
+    cli.example("--model resnet50 --batch 64 --device cuda --json live.json",
+                "ResNet-50 at 224x224 on the GPU");
+    if (auto code = cli.parse(argc, argv)) return *code;
+    const apps::StepMemory m = apps::measure_step_memory(model, batch, device, image_size);
+    std::cout << apps::format_step_memory(m, static_cast<size_t>(rows));
+    if (!json.empty()) {
+      std::ofstream f(json);
+      if (!(f << apps::step_memory_json(m) << "\n")) {
+        std::fprintf(stderr, "nabla_inspect memory: cannot write '%s'\n", json.c_str());
+        return 1;
+      }
+      std::cout << "wrote " << json << "\n";
+    }
+    return 0;
+  }
+  std::fprintf(stderr,
+               "nabla_inspect: unknown command '%s'; expected summary, checkpoint, ops, graph, trace-cost or "
+               "memory\n%s",
+               command.c_str(), kUsage);
   return apps::kExitUsage;
 }
 

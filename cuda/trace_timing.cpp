@@ -85,8 +85,10 @@ void emit(Timing& t, Mark& m) {
       cudaEventElapsedTime(&from_base, b.event, m.start) == cudaSuccess &&
       cudaEventElapsedTime(&dur, m.start, m.end) == cudaSuccess)
     trace::device_event(m.device, m.track, std::move(m.name),
-                        m.track == trace::kComputeTrack ? "kernel" : "copy", b.host_us + 1e3 * from_base,
-                        1e3 * dur, std::move(m.args));
+                        m.track == trace::kComputeTrack ? "kernel"
+                        : m.track == trace::kCopyTrack  ? "copy"
+                                                        : "collective",
+                        b.host_us + 1e3 * from_base, 1e3 * dur, std::move(m.args));
   recycle(t, m);
 }
 
@@ -113,7 +115,7 @@ const trace::DeviceTimer g_timer{&begin_kernel, &end_kernel, &flush};
 
 }  // namespace
 
-int begin_on_stream(int device, cudaStream_t s) {
+int begin_on_stream(int device, cudaStream_t s, int track) {
   if (!trace::enabled() || capturing_cuda_graph() || device < 0 || device >= kDevices) return -1;
   // NABLA_TRACE writes the file from an atexit handler registered when the library loaded, so it runs
   // after the CUDA runtime's own exit teardown (registered later, at its first call), when events can no
@@ -141,7 +143,7 @@ int begin_on_stream(int device, cudaStream_t s) {
   Mark m;
   m.device = device;
   m.stream = s;
-  m.track = s == stream(device) ? trace::kComputeTrack : trace::kCopyTrack;
+  m.track = track != 0 ? track : s == stream(device) ? trace::kComputeTrack : trace::kCopyTrack;
   m.session = session;
   m.start = take_event(t, device);
   if (!m.start) return -1;

@@ -1,10 +1,14 @@
-// Communicator front end: argument checks, shapes of the results, routing by device, and start-up.
-// The transports live in mpi_backend.cpp and nccl_backend.cpp.
+// Communicator front end: argument checks, shapes of the results, routing by device, start-up, and each
+// collective's event in the trace (engine/trace.h, cat "collective"). The transports live in
+// mpi_backend.cpp and nccl_backend.cpp.
 #include "dist/communicator.h"
+
+#include <nlohmann/json.hpp>
 
 #include "autograd/autograd.h"
 #include "dist/store.h"
 #include "engine/error.h"
+#include "engine/trace.h"
 
 namespace nabla::dist {
 namespace {
@@ -27,6 +31,75 @@ Shape with_leading(int64_t n, const Shape& s) {
   out.insert(out.end(), s.begin(), s.end());
   return out;
 }
+
+// The transport a collective takes (as Communicator::backend_for and barrier() choose it).
+std::string backend_of(const Communicator& c, const Tensor* t) {
+  if (c.world_size() == 1) return "single process";
+  if (t == nullptr) return c.has_cpu_backend() ? "mpi" : "nccl";  // barrier: MPI when there is MPI
+  return t->defined() && t->device().is_cuda() ? "nccl" : "mpi";
+}
+
+// A collective's trace event (engine/trace.h "lanes"): begun by the constructor, added by finish() or the
+// destructor (so a collective that throws still has its event). When not tracing: one branch.
+// args: bytes (the tensor this rank hands in; all_gather and reduce_scatter add out_bytes), dtype, shape,
+// world_size, rank, backend, and what the call adds (op, root, async).
+class CollectiveEvent {
+ public:
+  CollectiveEvent(const Communicator& c, const char* name, const Tensor* t, nlohmann::json extra = {}) {
+    if (!trace::enabled()) return;
+    mark_ = trace::lane_begin();
+    name_ = name;
+    nlohmann::json a{{"bytes", t && t->defined() ? t->nbytes() : 0},
+                     {"dtype", t && t->defined() ? dtype_name(t->dtype()) : "none"},
+                     {"shape", t && t->defined() ? shape_str(t->shape()) : "[]"},
+                     {"world_size", c.world_size()},
+                     {"rank", c.rank()},
+                     {"backend", backend_of(c, t)}};
+    if (extra.is_object()) a.update(extra);
+    args_ = a.dump();
+  }
+  ~CollectiveEvent() { finish(); }
+  CollectiveEvent(CollectiveEvent&& o) noexcept
+      : mark_(o.mark_), name_(std::move(o.name_)), args_(std::move(o.args_)) {
+    o.mark_.lane = -1;
+  }
+  CollectiveEvent(const CollectiveEvent&) = delete;
+  CollectiveEvent& operator=(const CollectiveEvent&) = delete;
+  void finish() {
+    if (mark_.lane < 0) return;
+    trace::lane_end(mark_, std::move(name_), std::move(args_));
+    mark_.lane = -1;
+  }
+
+ private:
+  trace::LaneMark mark_;
+  std::string name_, args_;
+};
+
+// all_reduce_async's Work with its event, which ends when the work is found done (wait(), a test() that
+// answers true, or the destructor, which waits).
+class TracedWork final : public Work {
+ public:
+  TracedWork(std::unique_ptr<Work> inner, CollectiveEvent event)
+      : inner_(std::move(inner)), event_(std::move(event)) {}
+  ~TracedWork() override {
+    inner_.reset();
+    event_.finish();
+  }
+  void wait() override {
+    inner_->wait();
+    event_.finish();
+  }
+  bool test() override {
+    const bool done = inner_->test();
+    if (done) event_.finish();
+    return done;
+  }
+
+ private:
+  std::unique_ptr<Work> inner_;
+  CollectiveEvent event_;
+};
 
 }  // namespace
 
@@ -80,6 +153,7 @@ Backend& Communicator::backend_for(const Tensor& t, const char* what) {
 
 void Communicator::all_reduce(Tensor& t, ReduceOp op) {
   check_reduction(t, op, "all_reduce");
+  CollectiveEvent event(*this, "all_reduce", &t, {{"op", reduce_op_name(op)}});
   if (world_size() == 1) return;
   if (t.is_contiguous()) {
     backend_for(t, "all_reduce").all_reduce(t, op)->wait();
@@ -94,13 +168,20 @@ void Communicator::all_reduce(Tensor& t, ReduceOp op) {
 std::unique_ptr<Work> Communicator::all_reduce_async(const Tensor& t, ReduceOp op) {
   check_reduction(t, op, "all_reduce_async");
   NABLA_CHECK(t.is_contiguous(), "all_reduce_async: the tensor must be contiguous (shape ", t.shape(), ")");
-  if (world_size() == 1) return std::make_unique<DoneWork>();
-  return backend_for(t, "all_reduce_async").all_reduce(t, op);
+  if (!trace::enabled()) {
+    if (world_size() == 1) return std::make_unique<DoneWork>();
+    return backend_for(t, "all_reduce_async").all_reduce(t, op);
+  }
+  CollectiveEvent event(*this, "all_reduce_async", &t, {{"op", reduce_op_name(op)}, {"async", true}});
+  std::unique_ptr<Work> w =
+      world_size() == 1 ? std::make_unique<DoneWork>() : backend_for(t, "all_reduce_async").all_reduce(t, op);
+  return std::make_unique<TracedWork>(std::move(w), std::move(event));
 }
 
 void Communicator::broadcast(Tensor& t, int root) {
   NABLA_CHECK(t.defined(), "broadcast: undefined tensor");
   NABLA_CHECK(root >= 0 && root < world_size(), "broadcast: root ", root, " is not a rank of ", world_size());
+  CollectiveEvent event(*this, "broadcast", &t, {{"root", root}});
   if (world_size() == 1) return;
   if (t.is_contiguous()) {
     backend_for(t, "broadcast").broadcast(t, root)->wait();
@@ -114,6 +195,7 @@ void Communicator::broadcast(Tensor& t, int root) {
 
 Tensor Communicator::all_gather(const Tensor& t) {
   NABLA_CHECK(t.defined(), "all_gather: undefined tensor");
+  CollectiveEvent event(*this, "all_gather", &t, {{"out_bytes", t.nbytes() * world_size()}});
   Tensor in = t.contiguous();
   Tensor out = Tensor::empty(with_leading(world_size(), t.shape()), t.dtype(), t.device());
   if (world_size() == 1) {
@@ -129,6 +211,8 @@ Tensor Communicator::reduce_scatter(const Tensor& t, ReduceOp op) {
   check_reduction(t, op, "reduce_scatter");
   NABLA_CHECK(t.dim() >= 1 && t.size(0) % world_size() == 0, "reduce_scatter: dim 0 of shape ", t.shape(),
               " must be a multiple of the world size ", world_size());
+  CollectiveEvent event(*this, "reduce_scatter", &t,
+                        {{"op", reduce_op_name(op)}, {"out_bytes", t.nbytes() / world_size()}});
   Tensor in = t.contiguous();
   Shape s = t.shape();
   s[0] /= world_size();
@@ -146,6 +230,7 @@ Tensor Communicator::all_to_all(const Tensor& t) {
   NABLA_CHECK(t.defined(), "all_to_all: undefined tensor");
   NABLA_CHECK(t.dim() >= 1 && t.size(0) % world_size() == 0, "all_to_all: dim 0 of shape ", t.shape(),
               " must be a multiple of the world size ", world_size());
+  CollectiveEvent event(*this, "all_to_all", &t);
   Tensor in = t.contiguous();
   Tensor out = Tensor::empty(t.shape(), t.dtype(), t.device());
   if (world_size() == 1) {
@@ -158,6 +243,7 @@ Tensor Communicator::all_to_all(const Tensor& t) {
 }
 
 void Communicator::barrier() {
+  CollectiveEvent event(*this, "barrier", nullptr);
   if (world_size() == 1) return;
   NABLA_CHECK(cpu_ || cuda_, "barrier: this communicator has no backend");
   if (cpu_)

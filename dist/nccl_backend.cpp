@@ -13,6 +13,9 @@
 // an asynchronous error or a collective still pending after NABLA_DIST_TIMEOUT seconds makes it print the
 // cause, call ncclCommAbort (which releases the kernels waiting on the missing peer) and end the process
 // with exit code 3 (the launcher then ends the others; their own watchdogs would too).
+//
+// Tracing (engine/trace.h): while a trace records, each collective is bracketed by a pair of CUDA events on
+// the communication stream (cuda/trace_timing.h), its device time on the "comm stream" track of the GPU.
 #include "dist/communicator.h"
 #include "engine/error.h"
 
@@ -30,6 +33,8 @@
 #include <thread>
 
 #include "cuda/runtime.h"
+#include "cuda/trace_timing.h"
+#include "engine/trace.h"
 #endif
 
 namespace nabla::dist {
@@ -174,37 +179,37 @@ class NcclBackend final : public Backend {
 
   std::unique_ptr<Work> all_reduce(const Tensor& t, ReduceOp op) override {
     cuda::DeviceGuard g(device_);  // NCCL launches on the current device
-    begin({t}, "all_reduce");
+    const int mark = begin({t}, "all_reduce");
     settle(ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t.dtype()), nccl_op(op), comm_,
                          stream_),
            "ncclAllReduce");
-    return end({t}, "all_reduce");
+    return end({t}, "all_reduce", mark);
   }
   std::unique_ptr<Work> broadcast(const Tensor& t, int root) override {
     cuda::DeviceGuard g(device_);  // NCCL launches on the current device
-    begin({t}, "broadcast");
+    const int mark = begin({t}, "broadcast");
     settle(ncclBroadcast(t.data_ptr(), t.data_ptr(), t.nbytes(), ncclUint8, root, comm_, stream_),
            "ncclBroadcast");
-    return end({t}, "broadcast");
+    return end({t}, "broadcast", mark);
   }
   std::unique_ptr<Work> all_gather(const Tensor& in, const Tensor& out) override {
     cuda::DeviceGuard g(device_);  // NCCL launches on the current device
-    begin({in, out}, "all_gather");
+    const int mark = begin({in, out}, "all_gather");
     settle(ncclAllGather(in.data_ptr(), out.data_ptr(), in.nbytes(), ncclUint8, comm_, stream_),
            "ncclAllGather");
-    return end({in, out}, "all_gather");
+    return end({in, out}, "all_gather", mark);
   }
   std::unique_ptr<Work> reduce_scatter(const Tensor& in, const Tensor& out, ReduceOp op) override {
     cuda::DeviceGuard g(device_);  // NCCL launches on the current device
-    begin({in, out}, "reduce_scatter");
+    const int mark = begin({in, out}, "reduce_scatter");
     settle(ncclReduceScatter(in.data_ptr(), out.data_ptr(), out.numel(), nccl_type(in.dtype()), nccl_op(op),
                              comm_, stream_),
            "ncclReduceScatter");
-    return end({in, out}, "reduce_scatter");
+    return end({in, out}, "reduce_scatter", mark);
   }
   std::unique_ptr<Work> all_to_all(const Tensor& in, const Tensor& out) override {
     cuda::DeviceGuard g(device_);  // NCCL launches on the current device
-    begin({in, out}, "all_to_all");
+    const int mark = begin({in, out}, "all_to_all");
     const size_t chunk = in.nbytes() / env_.world_size;
     const char* src = static_cast<const char*>(in.data_ptr());
     char* dst = static_cast<char*>(out.data_ptr());
@@ -214,7 +219,7 @@ class NcclBackend final : public Backend {
       settle(ncclRecv(dst + peer * chunk, chunk, ncclUint8, peer, comm_, stream_), "ncclRecv");
     }
     settle(ncclGroupEnd(), "ncclGroupEnd (all_to_all)");
-    return end({in, out}, "all_to_all");
+    return end({in, out}, "all_to_all", mark);
   }
   void barrier() override {
     Tensor t = Tensor::empty({1}, DType::f32, Device::cuda(device_));
@@ -225,7 +230,7 @@ class NcclBackend final : public Backend {
   }
 
  private:
-  void begin(std::initializer_list<Tensor> ts, const char* what) {
+  int begin(std::initializer_list<Tensor> ts, const char* what) {
     for (const Tensor& t : ts)
       NABLA_CHECK(t.device() == Device::cuda(device_), "dist (nccl): ", what, " got a tensor on ", t.device(),
                   ", the communicator lives on cuda:", device_);
@@ -235,9 +240,18 @@ class NcclBackend final : public Backend {
     NABLA_CUDA_CHECK(cudaEventRecord(ready, cuda::stream(device_)));
     NABLA_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready, 0));
     NABLA_CUDA_CHECK(cudaEventDestroy(ready));
+    return trace::enabled() ? cuda::trace_timing::begin_on_stream(device_, stream_, trace::kCommTrack) : -1;
   }
-  std::unique_ptr<Work> end(std::vector<Tensor> keep, const char* what) {
+  std::unique_ptr<Work> end(std::vector<Tensor> keep, const char* what, int mark) {
     cuda::DeviceGuard g(device_);
+    if (mark >= 0) {
+      const Tensor& t = keep.front();
+      cuda::trace_timing::end(mark, what,
+                              "{\"bytes\":" + std::to_string(t.nbytes()) + ",\"dtype\":\"" +
+                                  dtype_name(t.dtype()) +
+                                  "\",\"world_size\":" + std::to_string(env_.world_size) +
+                                  ",\"rank\":" + std::to_string(env_.rank) + "}");
+    }
     auto c = std::make_shared<Completion>();
     c->device = device_;
     c->queued = Clock::now();

@@ -1,4 +1,4 @@
-// Memory statistics of a device's allocator, and the op that reached the peak.
+// Memory statistics of a device's allocator, the op that reached the peak, and a snapshot of live tensors.
 //
 //   memory::Stats s = memory::stats(Device::cpu());   // allocated, reserved, peak, allocations, mallocs
 //   memory::reset_peak(Device::cpu());
@@ -16,12 +16,35 @@
 // is the peak's op. An op allocates its outputs just before its kernel runs, so this names the op whose
 // outputs (or scratch) made the high-water mark. Tracking turns the profiler's host-mode recording on
 // (engine/profile.h), so it costs what NABLA_PROFILE=host costs.
+//
+// Live tensors: while live tracking is on (set_live_tracking(true), NABLA_MEMORY=live, or
+// NABLA_MEMORY_SNAPSHOT=file.json), every Storage allocated (engine/storage.cpp) is registered with its
+// bytes, device, the dtype and shape of the tensor it was made for (Tensor::empty), and its creator, and
+// unregistered when freed; snapshot() lists those alive, largest first, with totals per creator.
+//   memory::Snapshot s = memory::snapshot();  std::cout << memory::snapshot_text(s);  // or snapshot_json
+//   NABLA_MEMORY=live ./build/train_classifier ...            # report + snapshot on stderr at exit
+//   NABLA_MEMORY_SNAPSHOT=live.json ./build/...              # the snapshot as JSON at exit
+// The creator: a storage allocated while a kernel runs (scratch) belongs to that kernel's op (its
+// NABLA_PROFILE name: "conv2d", "matmul backward", ...). One allocated outside any kernel (an op's output,
+// allocated just before its kernel runs) starts as "user" and is claimed by the first kernel that is handed
+// it as an output: a `Tensor&` (or `Tensor*`) parameter of the kernel slot's signature (ops/dispatch.h;
+// inputs are `const Tensor&`). Factories therefore show as their kernel's op ("full" for zeros/ones, "randn",
+// "arange"); a storage no kernel ever wrote (Tensor::empty filled by hand, a data loader's batch) stays
+// "user". CreatorScope names the storages allocated in a scope outside kernels ("from_vector").
+// Only storages allocated while tracking is on are listed, and only non-empty ones; a view shares its
+// storage and is not listed again. Off, the cost is one relaxed load and a branch per Storage (and the
+// profiler's unchanged check per kernel); on, a mutex and a hash-map update per allocation and free, and
+// the profiler's host-mode hook per kernel (as NABLA_PROFILE=host).
 #pragma once
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "engine/device.h"
+#include "engine/dtype.h"
+#include "engine/shape.h"
 
 namespace nabla::memory {
 
@@ -42,6 +65,64 @@ std::string report();
 
 void set_tracking(bool on);
 bool tracking();
+
+// ---- live tensors ------------------------------------------------------------------------------------
+namespace detail {
+inline std::atomic<bool> g_live{false};
+inline thread_local const char* t_kernel_op = nullptr;  // the op whose kernel runs on this thread (dispatch)
+inline thread_local const char* t_label = nullptr;      // CreatorScope
+}  // namespace detail
+
+inline bool live_tracking() { return detail::g_live.load(std::memory_order_relaxed); }
+// On: storages allocated from now on are registered (those already alive are not). Off: the registry is
+// kept for the storages still alive, and emptied as they are freed; nothing new is registered.
+void set_live_tracking(bool on);
+
+struct LiveTensor {
+  size_t nbytes = 0;
+  DType dtype = DType::u8;  // of the tensor the storage was made for
+  Shape shape;
+  Device device;
+  std::string creator;  // an op's name, a CreatorScope's label, or "user"
+  uint64_t order = 0;   // allocation order among the registered storages
+};
+struct CreatorTotal {
+  std::string creator;
+  size_t nbytes = 0;
+  int64_t count = 0;
+};
+struct Snapshot {
+  std::vector<LiveTensor> tensors;     // largest first (then in allocation order)
+  std::vector<CreatorTotal> creators;  // largest total first
+  size_t total_bytes = 0;
+};
+Snapshot snapshot();
+// A table (the `max_rows` largest storages, 0: all) and the totals per creator.
+std::string snapshot_text(const Snapshot& s, size_t max_rows = 30);
+// {"total_bytes", "count", "tensors": [{"bytes","dtype","shape","device","creator","order"}], "by_creator":
+// [...]}
+std::string snapshot_json(const Snapshot& s);
+
+// Names the storages allocated on this thread outside kernels while it lives (nested: the innermost).
+class CreatorScope {
+ public:
+  explicit CreatorScope(const char* label) : prev_(detail::t_label) { detail::t_label = label; }
+  ~CreatorScope() { detail::t_label = prev_; }
+  CreatorScope(const CreatorScope&) = delete;
+  CreatorScope& operator=(const CreatorScope&) = delete;
+
+ private:
+  const char* prev_;
+};
+
+namespace detail {
+// engine/storage.cpp and engine/tensor.cpp (only while live_tracking()):
+void on_alloc(const void* storage, size_t nbytes, Device device);
+void on_free(const void* storage);
+void describe(const void* storage, const Shape& shape, DType dtype);
+// ops/dispatch.h: a kernel of `op` is handed `storage` as an output.
+void claim(const void* storage, const char* op);
+}  // namespace detail
 
 namespace detail {
 // The CPU allocator's counters (engine/storage.cpp).

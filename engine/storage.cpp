@@ -70,9 +70,14 @@ void memory::detail::cpu_reset_peak() { g_cpu_peak = g_cpu_allocated.load(); }
 Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
   allocator_ = &allocator_for(device.type);
   data_ = allocator_->allocate(nbytes, device);
+  if (memory::live_tracking() && nbytes > 0) {
+    memory::detail::on_alloc(this, nbytes, device);
+    live_ = true;
+  }
 }
 
 Storage::~Storage() {
+  if (live_) memory::detail::on_free(this);
   if (data_) allocator_->deallocate(data_, nbytes_, device_);
 }
 

@@ -37,6 +37,7 @@ class Storage {
   size_t nbytes_ = 0;
   Device device_;
   Allocator* allocator_ = nullptr;
+  bool live_ = false;  // registered with memory::snapshot() (engine/memory.h)
 };
 
 }  // namespace nabla

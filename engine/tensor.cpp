@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "engine/error.h"
+#include "engine/memory.h"
 
 namespace nabla {
 
@@ -29,11 +30,13 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device, MemoryForma
   NABLA_CHECK(format == MemoryFormat::Contiguous || shape.size() == 4,
               "empty: channels_last needs a 4-D [N, C, H, W] shape, got ", shape);
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(nbytes_of(shape, static_cast<int64_t>(nabla::itemsize(dtype))), device);
+  impl->storage =
+      std::make_shared<Storage>(nbytes_of(shape, static_cast<int64_t>(nabla::itemsize(dtype))), device);
   impl->sizes = shape;
   impl->strides =
       format == MemoryFormat::ChannelsLast ? channels_last_strides(shape) : contiguous_strides(shape);
   impl->dtype = dtype;
+  if (memory::live_tracking()) memory::detail::describe(impl->storage.get(), shape, dtype);
   return Tensor(std::move(impl));
 }
 
@@ -43,10 +46,12 @@ Tensor Tensor::empty_strided(const Shape& shape, const Strides& strides, DType d
               "empty_strided: strides ", strides, " are not a dense, non-overlapping layout of shape ",
               shape);
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(nbytes_of(shape, static_cast<int64_t>(nabla::itemsize(dtype))), device);
+  impl->storage =
+      std::make_shared<Storage>(nbytes_of(shape, static_cast<int64_t>(nabla::itemsize(dtype))), device);
   impl->sizes = shape;
   impl->strides = strides;
   impl->dtype = dtype;
+  if (memory::live_tracking()) memory::detail::describe(impl->storage.get(), shape, dtype);
   return Tensor(std::move(impl));
 }
 

@@ -40,6 +40,7 @@ struct State {
   bool turned_profile_on = false;
   PushHook push = nullptr;
   PopHook pop = nullptr;
+  std::vector<bool> lanes;  // lanes in use (this session)
 };
 
 std::atomic<const DeviceTimer*> g_timers[kNumDeviceTypes] = {};
@@ -76,6 +77,22 @@ std::string to_json_locked(State& s) {
   };
   meta("process_name", pid, 0, "host");
   std::vector<std::pair<int, int>> tracks;
+  std::vector<int> lanes;  // host tids of collective lanes that have events
+  for (const Event& e : s.events)
+    if (e.pid == 0 && e.tid >= kCollectiveTrack &&
+        std::find(lanes.begin(), lanes.end(), e.tid) == lanes.end())
+      lanes.push_back(e.tid);
+  std::sort(lanes.begin(), lanes.end());
+  for (int tid : lanes) {
+    meta("thread_name", pid, tid,
+         tid == kCollectiveTrack ? std::string("collectives")
+                                 : "collectives " + std::to_string(tid - kCollectiveTrack + 1));
+    events.push_back({{"name", "thread_sort_index"},
+                      {"ph", "M"},
+                      {"pid", pid},
+                      {"tid", tid},
+                      {"args", {{"sort_index", tid}}}});
+  }
   for (const Event& e : s.events)
     if (e.pid != 0 && std::find(tracks.begin(), tracks.end(), std::make_pair(e.pid, e.tid)) == tracks.end())
       tracks.emplace_back(e.pid, e.tid);
@@ -84,7 +101,10 @@ std::string to_json_locked(State& s) {
     const auto [p, tid] = tracks[i];
     if (i == 0 || tracks[i - 1].first != p)
       meta("process_name", p, 0, "GPU " + std::to_string(p - kDevicePid));
-    meta("thread_name", p, tid, tid == kComputeTrack ? "compute stream" : "copy stream");
+    meta("thread_name", p, tid,
+         tid == kComputeTrack ? "compute stream"
+         : tid == kCopyTrack  ? "copy stream"
+                              : "comm stream (NCCL)");
   }
   for (const Event& e : s.events) {
     nlohmann::json j{{"name", e.name},
@@ -137,6 +157,7 @@ void start(const std::string& path) {
   {
     std::lock_guard<std::mutex> lock(s.mu);
     s.events.clear();
+    s.lanes.clear();
     ++g_session;
     s.path = path;
     s.t0 = Clock::now();
@@ -162,7 +183,7 @@ std::string stop(const std::string& path) {
   {
     std::lock_guard<std::mutex> lock(s.mu);
     if (s.turned_profile_on) {
-      if (!memory::tracking()) profile::set_enabled(false);
+      if (!memory::tracking() && !memory::live_tracking()) profile::set_enabled(false);
       s.turned_profile_on = false;
     }
     text = to_json_locked(s);
@@ -234,6 +255,30 @@ void device_event(int device_index, int stream_track, std::string name, const ch
   std::lock_guard<std::mutex> lock(s.mu);
   s.events.push_back(
       {std::move(name), cat, 'X', ts_us, dur_us, stream_track, std::move(args), kDevicePid + device_index});
+}
+
+LaneMark lane_begin() {
+  if (!enabled()) return {};
+  State& s = state();
+  const double ts = us_since_start(Clock::now());
+  std::lock_guard<std::mutex> lock(s.mu);
+  size_t lane = 0;
+  while (lane < s.lanes.size() && s.lanes[lane]) ++lane;
+  if (lane == s.lanes.size()) s.lanes.push_back(true);
+  s.lanes[lane] = true;
+  return {static_cast<int>(lane), g_session.load(), ts};
+}
+
+void lane_end(const LaneMark& mark, std::string name, std::string args) {
+  if (mark.lane < 0) return;
+  State& s = state();
+  const double end_us = us_since_start(Clock::now());
+  std::lock_guard<std::mutex> lock(s.mu);
+  if (mark.session != g_session.load()) return;  // start() has cleared the lanes since
+  s.lanes[static_cast<size_t>(mark.lane)] = false;
+  if (!enabled()) return;
+  s.events.push_back({std::move(name), "collective", 'X', mark.start_us, end_us - mark.start_us,
+                      kCollectiveTrack + mark.lane, std::move(args)});
 }
 
 void set_range_hooks(PushHook push, PopHook pop) {

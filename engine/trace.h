@@ -24,11 +24,19 @@
 //     blocking while the run goes on and waited for at stop() / json(); the one synchronisation is at the
 //     first GPU event of a session, to place the device's clock on the host's (cuda/trace_timing.cpp).
 //     Nothing is recorded inside a CUDA graph capture.
+//   - collectives (dist/communicator.cpp, cat "collective"): every all_reduce, all_reduce_async, broadcast,
+//     all_gather, reduce_scatter, all_to_all and barrier of a dist::Communicator, whatever its backend (MPI,
+//     NCCL, a world of one), as a complete event on host tracks of their own ("collectives", tid
+//     kCollectiveTrack + lane: collectives in flight together, as the data-parallel buckets' async
+//     all-reduces are, take separate lanes so no two events of a track overlap), args {"bytes", "dtype",
+//     "shape", "world_size", "rank", "backend", ...}; a sync call's event is the call, an async one's runs
+//     from the call to its Work's wait() (or a test() that finds it done). With NCCL the collective's device
+//     time is on the GPU process's "comm stream" track (tid 3), from CUDA events on NCCL's stream.
 // Under the CUDA build with NVTX headers, every B/E range is also an NVTX range (cuda/nvtx.cpp registers
 // the hooks), so Nsight Systems shows the same names.
 //
-// A picture without a browser: python3 scripts/trace_to_svg.py run.json run.svg (--step K: one training step).
-// Cost when off: each hook is one relaxed atomic load and a branch. Cost when on: docs/inspect.md
+// A picture without a browser: python3 scripts/trace_to_svg.py run.json run.svg (--step K: one training
+// step). Cost when off: each hook is one relaxed atomic load and a branch. Cost when on: docs/inspect.md
 // (nabla_inspect trace-cost measures it).
 #pragma once
 #include <atomic>
@@ -85,6 +93,19 @@ using PushHook = void (*)(const char* name);
 using PopHook = void (*)();
 void set_range_hooks(PushHook push, PopHook pop);
 
+// ---- lanes: host tracks for events that may overlap (the collectives) ------------------------------------
+// lane_begin() takes the lowest lane free in this session and notes the time; lane_end() adds the complete
+// event (ph X, cat "collective") on tid kCollectiveTrack + lane of the host process and frees the lane.
+// A mark from an earlier session (or taken while not tracing: lane -1) adds nothing.
+inline constexpr int kCollectiveTrack = 1000;
+struct LaneMark {
+  int lane = -1;
+  uint64_t session = 0;
+  double start_us = 0;
+};
+LaneMark lane_begin();
+void lane_end(const LaneMark& mark, std::string name, std::string args);
+
 // ---- device time (a backend's timer; the CUDA backend registers one in cuda/trace_timing.cpp) ---------
 // The op layer calls device_begin() before a kernel on a non-CPU device while tracing and device_end()
 // after it; without a registered timer they do nothing. flush() is called by json() and stop() to wait
@@ -103,6 +124,7 @@ void device_end(Device d, int token, const char* name, const std::string& args);
 inline constexpr int kDevicePid = 1000000;
 inline constexpr int kComputeTrack = 1;
 inline constexpr int kCopyTrack = 2;
+inline constexpr int kCommTrack = 3;  // NCCL's stream (dist/nccl_backend.cpp)
 double now_us();
 uint64_t session();
 void device_event(int device_index, int stream_track, std::string name, const char* cat, double ts_us,

@@ -19,6 +19,9 @@
 // While tracing (engine/trace.h, which turns the profiler on) the call also gives the trace the shapes and
 // dtypes of the tensors it is passed, and on a GPU brackets the kernel with the backend's device timer
 // (CUDA events on the compute stream) through trace::device_begin / device_end: no cuda/ header here.
+// While live tensors are tracked (engine/memory.h, which turns the profiler on too), the call names its
+// outputs' storages after the op (the slot's `Tensor&` / `Tensor*` parameters: inputs are `const Tensor&`)
+// and marks the op as running on this thread, so scratch allocated inside the kernel is the op's too.
 #pragma once
 #include <chrono>
 #include <string>
@@ -29,6 +32,7 @@
 #include "engine/capture.h"
 #include "engine/device.h"
 #include "engine/error.h"
+#include "engine/memory.h"
 #include "engine/profile.h"
 #include "engine/tensor.h"
 #include "engine/trace.h"
@@ -74,6 +78,16 @@ struct KernelTraceArgs {
            "],\"dtypes\":[" + dtypes + "]}";
   }
 };
+
+// Live-tensor tracking: a kernel's output parameters (`Tensor&`, `Tensor*`) name their storage's creator.
+template <class Param, class A>
+void claim_output(const char* op, const A& a) {
+  if constexpr (std::is_same_v<Param, Tensor&>) {
+    if (a.defined()) memory::detail::claim(a.storage().get(), op);
+  } else if constexpr (std::is_same_v<Param, Tensor*>) {
+    if (a && a->defined()) memory::detail::claim(a->storage().get(), op);
+  }
+}
 }  // namespace detail
 
 template <class Fn>
@@ -101,6 +115,12 @@ struct KernelCall<R (*)(Args...)> {
       if (device.type != DeviceType::cpu && !capturing_cuda_graph())
         device_mark = trace::device_begin(device);
     }
+    const bool live = memory::live_tracking();
+    const char* outer_op = memory::detail::t_kernel_op;
+    if (live) {
+      (detail::claim_output<Args>(op, args), ...);
+      memory::detail::t_kernel_op = op;
+    }
     const auto t0 = std::chrono::steady_clock::now();
     ++profile::detail::g_depth;
     struct Done {  // records on the way out (also when R is void, or fn throws)
@@ -109,7 +129,10 @@ struct KernelCall<R (*)(Args...)> {
       bool sync;
       const std::string& trace_args;
       int device_mark;
+      bool live;
+      const char* outer_op;
       ~Done() {
+        if (live) memory::detail::t_kernel_op = outer_op;
         --profile::detail::g_depth;
         if (device_mark >= 0) trace::device_end(k.device, device_mark, k.op, trace_args);
         if (sync) profile::synchronize(k.device);
@@ -117,7 +140,7 @@ struct KernelCall<R (*)(Args...)> {
                         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
                         trace_args);
       }
-    } done{*this, t0, sync, trace_args, device_mark};
+    } done{*this, t0, sync, trace_args, device_mark, live, outer_op};
     return fn(std::forward<Args>(args)...);
   }
   operator Fn() const { return fn; }  // NOLINT: call sites may keep the plain function pointer

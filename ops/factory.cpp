@@ -1,6 +1,8 @@
 // Factories: allocation plus a fill, range or random kernel of the target device.
 #include "ops/factory.h"
 
+#include "engine/memory.h"
+
 #include <cmath>
 
 #include "ops/elementwise.h"
@@ -82,6 +84,7 @@ Tensor randint(int64_t lo, int64_t hi, const Shape& shape, TensorOptions o, Gene
 Tensor from_vector(const std::vector<double>& values, const Shape& shape, TensorOptions o) {
   NABLA_CHECK(static_cast<int64_t>(values.size()) == numel_of(shape), "from_vector: ", values.size(),
               " values for shape ", shape, " (", numel_of(shape), " elements)");
+  memory::CreatorScope creator("from_vector");  // live-tensor snapshots (engine/memory.h)
   Tensor host = Tensor::empty(shape, DType::f64, Device::cpu());
   std::copy(values.begin(), values.end(), host.data<double>());
   Tensor t = Tensor::empty(shape, o.dtype, o.device);

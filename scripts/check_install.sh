@@ -39,7 +39,7 @@ if grep -E "^ *INCLUDES = " "$work/examples/build.ninja" | grep -qF -- "$(pwd)";
 fi
 
 status=0
-for example in graph_example mlp_classifier custom_op mlp_from_tensors training_hook; do
+for example in graph_example mlp_classifier custom_op mlp_from_tensors training_hook memory_snapshot; do
   if (cd "$work" && OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}" "$work/examples/$example" >"$work/$example.log" 2>&1); then
     echo "check_install: $example ok ($(tail -n 1 "$work/$example.log"))"
   else

@@ -25,8 +25,8 @@
 # the bf16 channels-last step's time goes, Nabla and PyTorch; then NABLA_PROFILE=host on ResNet-18 at 32²:
 # the host's time per op of a host-bound step), dlrm (benchmarks/bench_dlrm against benchmarks/dlrm_torch.py:
 # 26 tables x 100k x 128, batches 2,048 and 65,536, dense and sparse tables: part 5f), inspect (part 5i: a
-# ResNet-50 GPU training run under NABLA_TRACE, one step rendered to SVG, nabla_inspect summary, the step
-# time with tracing off and on), resnet_fusion (scripts/resnet_fusion_experiments.sh: fused batch norm + add +
+# ResNet-50 GPU training run under NABLA_TRACE, one step rendered to SVG, nabla_inspect summary, the live
+# tensors of a step, the step time with tracing off and on), resnet_fusion (scripts/resnet_fusion_experiments.sh: fused batch norm + add +
 # ReLU against unfused, the conv choice cache file: issue 27), dist (multi-GPU: scripts/dist_check.sh, only
 # with >= 2 GPUs); split them over device calls of 600 s each when one is not enough.
 set -u
@@ -536,24 +536,38 @@ fi
 # train_classifier on synthetic 224² images, batch 64, 30 steps: once plain, once under NABLA_TRACE (every
 # kernel with its host time, and its device time from CUDA events on the "GPU 0" compute/copy tracks). The
 # 25th step is rendered to $LOG/resnet50_step.svg (scripts/trace_to_svg.py; no browser needed), with the
-# kernels that take the most device time; nabla_inspect prints the model's summary. The median steps of the
-# two runs give the cost of tracing, and nabla_inspect trace-cost measures it again in one process.
+# kernels that take the most device time; nabla_inspect prints the model's summary, and the live tensors of
+# one training step by creating op ($LOG/resnet50_live_tensors.json; the text in $LOG/inspect.log). The median
+# steps of the two runs give the cost of tracing, and nabla_inspect trace-cost measures it again in one process.
+# The device tool brings back at most 8 files from $OUT, so this part keeps its step logs and the trace JSON
+# (tens of MiB) in $ILOG and puts three files in $LOG: the SVG, the snapshot JSON and inspect.log (every
+# step log's text, concatenated).
+ILOG=${INSPECT_LOG_DIR:-$BUILD/inspect_logs}
 if want inspect; then
+  mkdir -p "$ILOG" && ILOG=$(cd "$ILOG" && pwd)
   INSPECT_ARGS=(--device cuda --model resnet50 --dataset synthetic --image-size 224 --classes 1000 --channels 3
     --batch-size 64 --epochs 1 --limit-train 1920 --max-steps 30)
-  run_step inspect_summary 30 150 "$LOG/inspect_summary.log" "$BUILD/nabla_inspect" summary --model resnet50
-  tail -n 2 "$LOG/inspect_summary.log"
-  run_step inspect_plain 120 100 "$LOG/inspect_plain.log" "$BUILD/train_classifier" "${INSPECT_ARGS[@]}"
-  run_step inspect_traced 120 40 "$LOG/inspect_traced.log" env NABLA_TRACE="$LOG/resnet50_trace.json" \
+  run_step inspect_summary 30 180 "$ILOG/inspect_summary.log" "$BUILD/nabla_inspect" summary --model resnet50
+  tail -n 2 "$ILOG/inspect_summary.log"
+  run_step inspect_plain 120 130 "$ILOG/inspect_plain.log" "$BUILD/train_classifier" "${INSPECT_ARGS[@]}"
+  run_step inspect_traced 120 70 "$ILOG/inspect_traced.log" env NABLA_TRACE="$ILOG/resnet50_trace.json" \
     "$BUILD/train_classifier" "${INSPECT_ARGS[@]}"
-  run_step inspect_svg 60 0 "$LOG/inspect_svg.log" python3 scripts/trace_to_svg.py "$LOG/resnet50_trace.json" \
+  run_step inspect_svg 60 0 "$ILOG/inspect_svg.log" python3 scripts/trace_to_svg.py "$ILOG/resnet50_trace.json" \
     "$LOG/resnet50_step.svg" --step 25 --top 8 --title "Nabla: one ResNet-50 training step, batch 64, 224², H200"
-  cat "$LOG/inspect_svg.log"
-  grep -h '^throughput' "$LOG/inspect_plain.log" "$LOG/inspect_traced.log"
+  cat "$ILOG/inspect_svg.log"
+  grep -h '^throughput' "$ILOG/inspect_plain.log" "$ILOG/inspect_traced.log"
+  # The live tensors of one training step (engine/memory.h snapshot): after forward and loss, and after the step.
+  run_step inspect_memory 60 90 "$ILOG/inspect_memory.log" "$BUILD/nabla_inspect" memory --model resnet50 \
+    --batch 64 --device cuda --rows 30 --json "$LOG/resnet50_live_tensors.json"
+  sed -n '1,60p' "$ILOG/inspect_memory.log"
   # The same cost in one process, untraced and traced steps alternating (less exposed to drift).
-  run_step inspect_cost 90 0 "$LOG/inspect_cost.log" "$BUILD/nabla_inspect" trace-cost --model resnet50 --batch 64 \
+  run_step inspect_cost 90 0 "$ILOG/inspect_cost.log" "$BUILD/nabla_inspect" trace-cost --model resnet50 --batch 64 \
     --device cuda --pairs 10
-  cat "$LOG/inspect_cost.log"
+  cat "$ILOG/inspect_cost.log"
+  for f in summary plain traced svg memory cost; do
+    printf '\n==== %s\n' "inspect_$f.log"
+    cat "$ILOG/inspect_$f.log" 2>/dev/null
+  done >"$LOG/inspect.log"
 fi
 
 # ---- 6. multi-GPU -----------------------------------------------------------------------------------------
@@ -601,11 +615,13 @@ for line in sys.stdin:
     print("vrgd step cost (%s, batch %d, k=%d): fwd+bwd %.1f ms, VR overhead %.2f ms (%.1f%%), rank mode %.2f ms (%.1f%%), op-by-op rank mode %s ms, whole step +%.1f%%" % (
         r["model"], r["batch"], r["k"], r["fwd_bwd_ms"], r["vr_overhead_ms"], 100 * r["overhead_fraction"], r["rank_mode_overhead_ms"],
         100 * r["rank_mode_overhead_fraction"], r.get("rank_mode_reference_ms", "-"), 100 * r["step_overhead_fraction"]))' 2>/dev/null
-if [ -s "$LOG/inspect_traced.log" ]; then  # part inspect
-  plain_ms=$(grep -o 'median step [0-9.]* ms' "$LOG/inspect_plain.log" | awk '{print $3}')
-  traced_ms=$(grep -o 'median step [0-9.]* ms' "$LOG/inspect_traced.log" | awk '{print $3}')
+if want inspect && [ -s "$ILOG/inspect_traced.log" ]; then  # part inspect
+  plain_ms=$(grep -o 'median step [0-9.]* ms' "$ILOG/inspect_plain.log" | awk '{print $3}')
+  traced_ms=$(grep -o 'median step [0-9.]* ms' "$ILOG/inspect_traced.log" | awk '{print $3}')
   echo "inspect: resnet50 b64 224² cuda, median step ${plain_ms:-?} ms untraced, ${traced_ms:-?} ms under NABLA_TRACE;" \
-    "trace $(du -h "$LOG/resnet50_trace.json" 2>/dev/null | cut -f1), picture $LOG/resnet50_step.svg"
-  grep -h '^trace cost' "$LOG/inspect_cost.log" 2>/dev/null | sed 's/^/inspect: /'
+    "trace $(du -h "$ILOG/resnet50_trace.json" 2>/dev/null | cut -f1), picture $LOG/resnet50_step.svg"
+  grep -h '^trace cost' "$ILOG/inspect_cost.log" 2>/dev/null | sed 's/^/inspect: /'
+  grep -h -A1 '^after forward' "$ILOG/inspect_memory.log" 2>/dev/null | tail -n 1 | sed 's/^/inspect: after forward, /'
+  ls -l "$LOG/resnet50_step.svg" "$LOG/resnet50_live_tensors.json" 2>/dev/null | sed 's/^/inspect: /'
 fi
 echo "total $(elapsed) s; logs in $LOG"

@@ -29,6 +29,7 @@ COLOURS = {
     "data": "#e15759",
     "copy": "#b07aa1",
     "user": "#9c755f",
+    "collective": "#edc948",
 }
 OTHER = "#bab0ac"
 ROW = 16  # pixels per nesting level
@@ -61,7 +62,8 @@ def intervals(events):
         ph = e.get("ph")
         key = (e.get("pid", 0), e.get("tid", 0))
         if ph == "M":
-            names[(key[0], key[1] if e.get("name") == "thread_name" else None)] = e.get("args", {}).get("name", "")
+            if e.get("name") in ("process_name", "thread_name"):  # not thread_sort_index and the like
+                names[(key[0], key[1] if e.get("name") == "thread_name" else None)] = e.get("args", {}).get("name", "")
         elif ph == "X":
             t0 = float(e["ts"])
             tracks.setdefault(key, []).append([t0, t0 + float(e.get("dur", 0)), e.get("name", "?"),
@@ -144,7 +146,7 @@ def render(events, title, width, from_ms, to_ms, min_px, step=None, top=0):
         if top:
             totals = {}
             for (t0, t1, name, cat, _), d in zip(ivs, depth):
-                if cat == "kernel" or cat == "copy":
+                if cat in ("kernel", "copy", "collective"):
                     totals[name] = totals.get(name, 0.0) + (t1 - t0)
             for name, us in sorted(totals.items(), key=lambda kv: -kv[1])[:top]:
                 summary.append(f"    {name:36s} {fmt_us(us):>12s}")

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "engine/memory.h"
 #include "engine/trace.h"
 #include "ops/elementwise.h"
 #include "ops/factory.h"
@@ -24,6 +25,7 @@ Adagrad::Adagrad(std::vector<Tensor> params, AdagradOptions o)
 void Adagrad::step() {
   trace::Scope range;  // engine/trace.h
   if (trace::enabled()) range.begin(name() + " step", "optim");
+  memory::CreatorScope state_label("optimizer state");  // live-tensor snapshots (engine/memory.h)
   for_each_param([&](const ParamGroup& group, Tensor& p, const Tensor& grad, ParamState& st) {
     const bool fresh = st.buffers.find("sum") == st.buffers.end();
     Tensor& sum = buffer(st, "sum", p);

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "autograd/autograd.h"
+#include "engine/memory.h"
 #include "engine/trace.h"
 #include "ops/elementwise.h"
 #include "ops/factory.h"
@@ -268,6 +269,7 @@ std::vector<std::string> Sgd::buffer_names() const {
 void Sgd::step() {
   trace::Scope range;  // engine/trace.h
   if (trace::enabled()) range.begin(name() + " step", "optim");
+  memory::CreatorScope state_label("optimizer state");  // live-tensor snapshots (engine/memory.h)
   // The fused kernel (ops/optim_kernels.h) does the maths below in one multi-tensor call per device and
   // dtype, bit-for-bit; a parameter it cannot take (a strided view, a backend without the kernel) runs the
   // op-by-op version.
@@ -332,6 +334,7 @@ AdamW::AdamW(std::vector<Tensor> params, AdamWOptions o)
 void Adam::step() {
   trace::Scope range;  // engine/trace.h
   if (trace::enabled()) range.begin(name() + " step", "optim");
+  memory::CreatorScope state_label("optimizer state");  // live-tensor snapshots (engine/memory.h)
   NABLA_CHECK(
       !capturing_cuda_graph(), name(),
       ": cannot be captured in a CUDA graph: its bias correction is computed on the host from the step "
@@ -375,6 +378,7 @@ Lars::Lars(std::vector<Tensor> params, LarsOptions o) : Lars(one_group(std::move
 void Lars::step() {
   trace::Scope range;  // engine/trace.h
   if (trace::enabled()) range.begin(name() + " step", "optim");
+  memory::CreatorScope state_label("optimizer state");  // live-tensor snapshots (engine/memory.h)
   // Fused (ops/optim_kernels.h): one multi-tensor norm call for ||p|| and ||grad|| of every adapting
   // parameter, then one LARS call that reads those norms from device memory (no host read, no sync). The
   // op-by-op version below is the same maths, for parameters the kernels cannot take.
@@ -442,6 +446,7 @@ Lamb::Lamb(std::vector<Tensor> params, LambOptions o) : Lamb(one_group(std::move
 void Lamb::step() {
   trace::Scope range;  // engine/trace.h
   if (trace::enabled()) range.begin(name() + " step", "optim");
+  memory::CreatorScope state_label("optimizer state");  // live-tensor snapshots (engine/memory.h)
   NABLA_CHECK(
       !capturing_cuda_graph(), name(),
       ": cannot be captured in a CUDA graph: its bias correction is computed on the host from the step "

@@ -15,6 +15,7 @@
 #include "autograd/graph_dot.h"
 #include "engine/device_runtime.h"
 #include "engine/error.h"
+#include "engine/memory.h"
 #include "engine/safetensors.h"
 #include "engine/trace.h"
 #include "models/classifiers.h"
@@ -341,6 +342,72 @@ std::string format_trace_cost(const TraceCost& c) {
       static_cast<long long>(c.events_per_step), static_cast<long long>(c.device_events_per_step),
       per_event_us);
   return line;
+}
+
+StepMemory measure_step_memory(const std::string& model, int64_t batch, const std::string& device,
+                               int64_t image_size) {
+  NABLA_CHECK(batch >= 1, "memory: batch must be >= 1, got ", batch);
+  NABLA_CHECK(
+      !memory::live_tracking(),
+      "memory: live tensors are already tracked (NABLA_MEMORY=live or NABLA_MEMORY_SNAPSHOT is set?); "
+      "run without it");
+  const Device dev = Device::parse(device);
+  runtime::require_device(dev, "memory --device");
+  StepMemory r{model, dev.str(), batch, {}, {}};
+  memory::set_live_tracking(true);
+  struct Off {
+    ~Off() { memory::set_live_tracking(false); }
+  } off;
+  std::shared_ptr<nn::Module> m;
+  Tensor x;
+  int64_t classes = 10;
+  if (model == "lenet5" || model == "mlp") {
+    m = models::make_classifier(model, 1, 28, classes);
+    x = randn({batch, 1, 28, 28});
+  } else {
+    const auto& names = models::resnet_names();
+    NABLA_CHECK(std::find(names.begin(), names.end(), model) != names.end(), "memory: unknown model '", model,
+                "'; expected lenet5, mlp or a ResNet name");
+    auto net = models::make_resnet(model, {});
+    classes = net->fc->weight.size(0);
+    const int64_t side = image_size > 0 ? image_size : (net->spec.cifar ? 32 : 224);
+    x = randn({batch, 3, side, side});
+    m = net;
+  }
+  m->to(dev);
+  x = x.to(dev);
+  const Tensor y = randint(0, classes, {batch}).to(dev);
+  optim::Sgd opt(m->parameters(), {.lr = 0.01, .momentum = 0.9});
+  {
+    Tensor loss = cross_entropy(m->forward(x), y);
+    (void)loss.item();  // the device has finished (a CUDA allocator frees only what is done)
+    r.after_forward = memory::snapshot();
+    loss.backward();
+  }
+  opt.step();
+  runtime::synchronize(dev);
+  r.after_step = memory::snapshot();
+  return r;
+}
+
+std::string format_step_memory(const StepMemory& m, size_t max_rows) {
+  std::ostringstream os;
+  os << "live tensors of one training step: " << m.model << ", batch " << m.batch << ", " << m.device
+     << " (the tracked storages: the model, the batch, and what the step made)\n\n";
+  os << "after forward and loss (the activations kept for backward):\n"
+     << memory::snapshot_text(m.after_forward, max_rows);
+  os << "\nafter backward and the SGD step (parameters, gradients, momentum):\n"
+     << memory::snapshot_text(m.after_step, 10);
+  return os.str();
+}
+
+std::string step_memory_json(const StepMemory& m) {
+  return nlohmann::json{{"model", m.model},
+                        {"device", m.device},
+                        {"batch", m.batch},
+                        {"after_forward", nlohmann::json::parse(memory::snapshot_json(m.after_forward))},
+                        {"after_step", nlohmann::json::parse(memory::snapshot_json(m.after_step))}}
+      .dump();
 }
 
 }  // namespace nabla::apps

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/memory.h"
+
 namespace nabla::apps {
 
 struct SummaryRow {
@@ -57,5 +59,22 @@ struct TraceCost {
 TraceCost measure_trace_cost(const std::string& model, int64_t batch, int64_t pairs,
                              const std::string& device, int64_t image_size = 0);
 std::string format_trace_cost(const TraceCost& c);
+
+// The live tensors of one training step (engine/memory.h snapshot()): with live tracking on, builds
+// `model` (as measure_trace_cost), moves it to `device`, runs forward and a cross-entropy loss on a random
+// batch and takes a snapshot (the parameters and the activations the graph keeps for backward: the step's
+// high-water mark), then backward and an SGD step with momentum, and another snapshot (parameters,
+// gradients, momentum buffers). Refuses to run while live tracking is already on (NABLA_MEMORY=live).
+struct StepMemory {
+  std::string model, device;
+  int64_t batch = 0;
+  memory::Snapshot after_forward, after_step;
+};
+StepMemory measure_step_memory(const std::string& model, int64_t batch, const std::string& device,
+                               int64_t image_size = 0);
+// The after-forward table (its `max_rows` largest storages) and the per-creator totals of both snapshots.
+std::string format_step_memory(const StepMemory& m, size_t max_rows = 25);
+// {"model", "device", "batch", "after_forward": snapshot_json, "after_step": snapshot_json}
+std::string step_memory_json(const StepMemory& m);
 
 }  // namespace nabla::apps

@@ -454,7 +454,8 @@ TEST(Inspect, CommandLine) {
   EXPECT_EQ(rc, 2) << out;
   std::tie(rc, out) = run_inspect("frobnicate");
   EXPECT_EQ(rc, 2) << out;
-  EXPECT_NE(out.find("expected summary, checkpoint, ops, graph or trace-cost"), std::string::npos) << out;
+  EXPECT_NE(out.find("expected summary, checkpoint, ops, graph, trace-cost or memory"), std::string::npos)
+      << out;
   std::tie(rc, out) = run_inspect("");
   EXPECT_EQ(rc, 2) << out;
   std::tie(rc, out) = run_inspect("summary --model resnet19");
@@ -488,4 +489,71 @@ TEST(Inspect, TraceAndMemoryFromTheEnvironment) {
   EXPECT_TRUE(names.count("matmul") || names.count("linear") || names.count("gemm"))
       << j.dump().substr(0, 500);
   EXPECT_TRUE(names.count("randn"));
+}
+
+TEST(Memory, LiveTensorsOfATrainingStep) {
+  const int64_t batch = 3 + static_cast<int64_t>(test::next_seed() % 6);
+  const apps::StepMemory m = apps::measure_step_memory("mlp", batch, "cpu");
+  auto mlp = models::make_classifier("mlp", 1, 28, 10);
+  size_t param_bytes = 0;
+  for (const Tensor& p : mlp->parameters()) param_bytes += p.nbytes();
+  // After forward: the parameters, the batch, and activations made by ops, the logits [batch, 10] among them.
+  bool logits = false;
+  size_t by_ops = 0;
+  for (const auto& t : m.after_forward.tensors) {
+    logits |= t.shape == Shape{batch, 10} && t.creator != "user";
+    if (t.creator != "user" && t.creator != "uniform" && t.creator != "randn" && t.creator != "randint")
+      by_ops += t.nbytes;
+  }
+  EXPECT_TRUE(logits) << memory::snapshot_text(m.after_forward, 0);
+  EXPECT_GT(by_ops, 0u);
+  // After the step: parameters, gradients and momentum buffers (3x the parameters), plus the batch.
+  EXPECT_GE(m.after_step.total_bytes, 3 * param_bytes) << memory::snapshot_text(m.after_step, 0);
+  EXPECT_LT(m.after_step.total_bytes, 3 * param_bytes + 4 * static_cast<size_t>(batch) * 28 * 28 + 4096);
+  const nlohmann::json j = nlohmann::json::parse(apps::step_memory_json(m));
+  EXPECT_EQ(j.at("after_step").at("total_bytes").get<size_t>(), m.after_step.total_bytes);
+  EXPECT_EQ(j.at("after_forward").at("count").get<size_t>(), m.after_forward.tensors.size());
+  const std::string text = apps::format_step_memory(m);
+  EXPECT_NE(text.find("after forward and loss"), std::string::npos) << text;
+  EXPECT_FALSE(memory::live_tracking());
+  test::expect_error([] { apps::measure_step_memory("mlp", 0, "cpu"); }, {"batch", ">= 1", "0"});
+  test::expect_error([] { apps::measure_step_memory("resnet19", 2, "cpu"); }, {"unknown model 'resnet19'"});
+}
+
+TEST(Memory, LiveTensorsFromTheEnvironment) {
+  if (!fs::exists(std::string(NABLA_BINARY_DIR) + "/nabla_inspect"))
+    GTEST_SKIP() << "nabla_inspect not built";
+  const fs::path path = fs::temp_directory_path() / ("nabla_env_live_" + std::to_string(getpid()) + ".json");
+  const std::string cmd = "NABLA_MEMORY=live NABLA_MEMORY_SNAPSHOT=" + path.string() + " " +
+                          std::string(NABLA_BINARY_DIR) +
+                          "/nabla_inspect graph --model mlp --out /dev/null 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  EXPECT_EQ(WEXITSTATUS(pclose(p)), 0) << out;
+  EXPECT_NE(out.find("cpu:0  allocated"), std::string::npos) << out;
+  EXPECT_NE(out.find("live tensors (engine/memory.h)"), std::string::npos) << out;
+  EXPECT_NE(out.find("by creator:"), std::string::npos) << out;
+  EXPECT_NE(out.find("wrote the live-tensor snapshot to " + path.string()), std::string::npos) << out;
+  std::ifstream f(path);
+  ASSERT_TRUE(f.good()) << out;
+  const nlohmann::json j = nlohmann::json::parse(f);
+  fs::remove(path);
+  size_t sum = 0;
+  for (const auto& t : j.at("tensors")) sum += t.at("bytes").get<size_t>();
+  EXPECT_EQ(sum, j.at("total_bytes").get<size_t>());
+  // The memory command: its text, and its JSON file.
+  const fs::path json = fs::temp_directory_path() / ("nabla_step_live_" + std::to_string(getpid()) + ".json");
+  auto [rc, text] = run_inspect("memory --model mlp --batch 4 --rows 5 --json " + json.string());
+  EXPECT_EQ(rc, 0) << text;
+  EXPECT_NE(text.find("after backward and the SGD step"), std::string::npos) << text;
+  std::ifstream jf(json);
+  ASSERT_TRUE(jf.good()) << text;
+  const nlohmann::json step = nlohmann::json::parse(jf);
+  fs::remove(json);
+  EXPECT_EQ(step.at("batch"), 4);
+  EXPECT_GT(step.at("after_forward").at("count").get<int64_t>(), 0);
+  std::tie(rc, text) = run_inspect("memory --batch 0");
+  EXPECT_EQ(rc, 2) << text;
 }
