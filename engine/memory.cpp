@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <iomanip>
 #include <sstream>
 #include <unordered_map>
 
@@ -140,7 +141,8 @@ std::string report() {
     const Stats st = stats(d);
     const std::string op = peak_op(d);
     os << "  " << device_type_name(d.type) << ":" << d.index << "  allocated " << mib(st.allocated)
-       << "  reserved " << mib(st.reserved) << "  peak " << mib(st.peak_allocated)
+       << "  reserved " << mib(st.reserved) << " (" << std::fixed << std::setprecision(1)
+       << 100.0 * st.fragmentation() << "% free)" << std::defaultfloat << "  peak " << mib(st.peak_allocated)
        << (op.empty() ? std::string() : " (reached in '" + op + "')") << "  allocations " << st.allocations
        << "  mallocs " << st.device_mallocs << "\n";
   }

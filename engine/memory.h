@@ -54,13 +54,19 @@ struct Stats {
   size_t peak_allocated = 0;
   uint64_t allocations = 0;
   uint64_t device_mallocs = 0;
+  // The share of `reserved` that no tensor uses: (reserved - allocated) / reserved, 0 when nothing is
+  // reserved. On CUDA it is the caching allocator's free cached blocks (what PyTorch's memory_summary shows
+  // as reserved minus allocated); on the CPU only the 64-byte rounding.
+  double fragmentation() const {
+    return reserved == 0 ? 0.0 : static_cast<double>(reserved - allocated) / static_cast<double>(reserved);
+  }
 };
 
 Stats stats(Device device);
 void reset_peak(Device device);
 // The op that reached the peak since the last reset_peak ("" when none was seen while tracking).
 std::string peak_op(Device device);
-// One line per device: allocated, reserved, peak and its op, allocations, mallocs.
+// One line per device: allocated, reserved, fragmentation, peak and its op, allocations, mallocs.
 std::string report();
 
 void set_tracking(bool on);

@@ -279,6 +279,8 @@ TEST(Memory, PeakOfAKnownSequence) {
     const memory::Stats s1 = memory::stats(cpu);
     EXPECT_EQ(s1.allocated - s0.allocated, 12000u);
     EXPECT_EQ(s1.reserved - s0.reserved, 4032u + 8000u);  // 64-byte blocks
+    EXPECT_DOUBLE_EQ(s1.fragmentation(), double(s1.reserved - s1.allocated) / double(s1.reserved));
+    EXPECT_EQ((s1.reserved - s1.allocated) - (s0.reserved - s0.allocated), 32u);  // a's 32 rounding bytes
     a = Tensor();
     Tensor c = Tensor::empty({500}, DType::f64);  // 4000
     const memory::Stats s2 = memory::stats(cpu);
@@ -309,6 +311,10 @@ TEST(Memory, PeakIsAttributedToTheOpThatReachedIt) {
   const std::string r = memory::report();
   EXPECT_NE(r.find("cpu:0"), std::string::npos) << r;
   EXPECT_NE(r.find("(reached in 'exp')"), std::string::npos) << r;
+  EXPECT_NE(r.find("% free)"), std::string::npos) << r;
+  EXPECT_EQ(memory::Stats{}.fragmentation(), 0.0);
+  const memory::Stats half{.allocated = 100, .reserved = 400};
+  EXPECT_DOUBLE_EQ(half.fragmentation(), 0.75);
 }
 
 TEST(Inspect, ResNetSummariesMatchThePublishedCounts) {
