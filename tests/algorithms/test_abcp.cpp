@@ -13,6 +13,7 @@
 #include "models/darknet/cfg.h"
 #include "models/darknet/network.h"
 #include "models/darknet/weights.h"
+#include "darknet_testing.h"
 #include "testing.h"
 
 namespace nabla {
@@ -144,22 +145,7 @@ num=6
 )";
 
 void randomize(DarknetNetwork& net, uint64_t seed) {
-  Generator g{seed, 0};
-  NoGradGuard ng;
-  for (const Layer& l : net.layers) {
-    if (l.type != LayerType::convolutional) continue;
-    auto& c = *l.conv;
-    const double fan_in = static_cast<double>(c.conv->weight.numel() / c.conv->weight.size(0));
-    c.conv->weight.copy_(normal(c.conv->weight.shape(), 0, 1.4 / std::sqrt(fan_in), {}, &g));
-    if (c.bn) {
-      c.bn->running_var.copy_(uniform(c.bn->running_var.shape(), 0.5, 1.5, {}, &g));
-      c.bn->running_mean.copy_(normal(c.bn->running_mean.shape(), 0, 0.2, {}, &g));
-      c.bn->weight.copy_(normal(c.bn->weight.shape(), 0, 1.0, {}, &g));
-      c.bn->bias.copy_(normal(c.bn->bias.shape(), 0, 0.2, {}, &g));
-    } else {
-      c.conv->bias.copy_(normal(c.conv->bias.shape(), 0, 0.2, {}, &g));
-    }
-  }
+  test::randomize_darknet(net, seed, test::BnScales::signed_normal);
 }
 
 double max_diff(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {

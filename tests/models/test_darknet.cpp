@@ -16,6 +16,7 @@
 #include "models/darknet/network.h"
 #include "models/darknet/weights.h"
 #include "models/darknet/yolo_layer.h"
+#include "darknet_testing.h"
 #include "testing.h"
 
 namespace nabla {
@@ -52,27 +53,15 @@ Tensor tensor_of(const std::vector<float>& v, const Shape& shape) {
   return t;
 }
 
-// Random weights that keep activations O(1) through a deep net in evaluation mode: conv weights
-// N(0, 1.4 / sqrt(fan_in)), BN rolling_var U(0.5, 1.5), rolling_mean N(0, 0.2), scales U(0.8, 1.2),
-// biases N(0, 0.2).
+// test::randomize_darknet's weights (tests/darknet_testing.h), then before each [yolo] layer objectness and
+// class logits 1.5 lower, so that a threshold keeps a minority of boxes and NMS has overlapping candidates
+// to sort out.
 void randomize(DarknetNetwork& net, uint64_t seed) {
-  Generator g{seed, 0};
+  test::randomize_darknet(net, seed);
   NoGradGuard ng;
   for (const Layer& l : net.layers) {
     if (l.type != LayerType::convolutional) continue;
     auto& c = *l.conv;
-    const double fan_in = static_cast<double>(c.conv->weight.numel() / c.conv->weight.size(0));
-    c.conv->weight.copy_(normal(c.conv->weight.shape(), 0, 1.4 / std::sqrt(fan_in), {}, &g));
-    if (c.bn) {
-      c.bn->running_var.copy_(uniform(c.bn->running_var.shape(), 0.5, 1.5, {}, &g));
-      c.bn->running_mean.copy_(normal(c.bn->running_mean.shape(), 0, 0.2, {}, &g));
-      c.bn->weight.copy_(uniform(c.bn->weight.shape(), 0.8, 1.2, {}, &g));
-      c.bn->bias.copy_(normal(c.bn->bias.shape(), 0, 0.2, {}, &g));
-    } else {
-      c.conv->bias.copy_(normal(c.conv->bias.shape(), 0, 0.2, {}, &g));
-    }
-    // Before a [yolo] layer: objectness and class logits 1.5 lower, so that a threshold keeps a minority of
-    // boxes and NMS has overlapping candidates to sort out.
     if (l.index + 1 < static_cast<int>(net.layers.size()) &&
         net.layers[l.index + 1].type == LayerType::yolo && c.conv->bias.defined()) {
       const int entries = 5 + net.layers[l.index + 1].yolo.classes;

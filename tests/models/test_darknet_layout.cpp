@@ -14,6 +14,7 @@
 #include "autograd/autograd.h"
 #include "models/darknet/cfg.h"
 #include "models/darknet/network.h"
+#include "darknet_testing.h"
 #include "testing.h"
 
 namespace nabla {
@@ -46,26 +47,6 @@ struct FusedSwitch {
   ~FusedSwitch() { set_darknet_fused(saved); }
 };
 
-// Random parameters and BN statistics (the same for every network built with the same seed).
-void randomize(DarknetNetwork& net, uint64_t seed) {
-  Generator g{seed, 0};
-  NoGradGuard ng;
-  for (const Layer& l : net.layers) {
-    if (l.type != LayerType::convolutional) continue;
-    auto& c = *l.conv;
-    const double fan_in = static_cast<double>(c.conv->weight.numel() / c.conv->weight.size(0));
-    c.conv->weight.copy_(normal(c.conv->weight.shape(), 0, 1.4 / std::sqrt(fan_in), {}, &g));
-    if (c.bn) {
-      c.bn->running_var.copy_(uniform(c.bn->running_var.shape(), 0.5, 1.5, {}, &g));
-      c.bn->running_mean.copy_(normal(c.bn->running_mean.shape(), 0, 0.2, {}, &g));
-      c.bn->weight.copy_(uniform(c.bn->weight.shape(), 0.8, 1.2, {}, &g));
-      c.bn->bias.copy_(normal(c.bn->bias.shape(), 0, 0.2, {}, &g));
-    } else {
-      c.conv->bias.copy_(normal(c.conv->bias.shape(), 0, 0.2, {}, &g));
-    }
-  }
-}
-
 struct Run {
   std::vector<Tensor> outs;   // every layer's output
   std::vector<Tensor> grads;  // every parameter's, then the input's
@@ -78,7 +59,7 @@ Run run_net(uint64_t seed, const Tensor& x, const std::vector<Tensor>& cot, bool
             bool fused) {
   set_darknet_fused(fused);
   DarknetNetwork net(parse_cfg(kLayoutCfg, "layout.cfg"));
-  randomize(net, seed);
+  test::randomize_darknet(net, seed);
   net.set_channels_last(channels_last);
   EXPECT_EQ(net.channels_last(), channels_last);
   net.train(training);
