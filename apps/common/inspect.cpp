@@ -227,23 +227,42 @@ std::string describe_ops() {
   return os.str();
 }
 
+// The model and a random input batch of one training step: LeNet-5 / the MLP on 28² grey images, or a
+// ResNet on `image_size`² colour images (0: 32 for the CIFAR ones, `default_side` otherwise). `what` names
+// the command in the error for an unknown model.
+namespace {
+struct StepSetup {
+  std::shared_ptr<nn::Module> model;
+  Tensor input;
+  int64_t classes = 10;
+};
+
+StepSetup step_setup(const std::string& model, int64_t batch, int64_t image_size, int64_t default_side,
+                     const char* what) {
+  StepSetup s;
+  if (model == "lenet5" || model == "mlp") {
+    s.model = models::make_classifier(model, 1, 28, s.classes);
+    s.input = randn({batch, 1, 28, 28});
+    return s;
+  }
+  const auto& names = models::resnet_names();
+  NABLA_CHECK(std::find(names.begin(), names.end(), model) != names.end(), what, ": unknown model '", model,
+              "'; expected lenet5, mlp or a ResNet name");
+  auto net = models::make_resnet(model, {});
+  s.classes = net->fc->weight.size(0);
+  const int64_t side = image_size > 0 ? image_size : (net->spec.cifar ? 32 : default_side);
+  s.input = randn({batch, 3, side, side});
+  s.model = net;
+  return s;
+}
+}  // namespace
+
 int64_t write_step_graph(const std::string& model, const std::string& path, int64_t batch) {
   NABLA_CHECK(batch >= 1, "graph: batch must be >= 1, got ", batch);
-  std::shared_ptr<nn::Module> m;
-  Tensor x;
-  int64_t classes = 10;
-  if (model == "lenet5" || model == "mlp") {
-    m = models::make_classifier(model, 1, 28, classes);
-    x = randn({batch, 1, 28, 28});
-  } else {
-    const auto& names = models::resnet_names();
-    NABLA_CHECK(std::find(names.begin(), names.end(), model) != names.end(), "graph: unknown model '", model,
-                "'; expected lenet5, mlp or a ResNet name");
-    auto net = models::make_resnet(model, {});
-    classes = net->fc->weight.size(0);
-    x = randn({batch, 3, net->spec.cifar ? 32 : 64, net->spec.cifar ? 32 : 64});
-    m = net;
-  }
+  StepSetup setup = step_setup(model, batch, 0, 64, "graph");
+  std::shared_ptr<nn::Module> m = setup.model;
+  Tensor x = setup.input;
+  const int64_t classes = setup.classes;
   Tensor loss = cross_entropy(m->forward(x), randint(0, classes, {batch}));
   const std::string dot = autograd::graph_to_dot(loss);
   std::ofstream f(path);
@@ -263,22 +282,10 @@ TraceCost measure_trace_cost(const std::string& model, int64_t batch, int64_t pa
               "trace-cost: a trace is already recording (NABLA_TRACE is set?); run without it");
   const Device dev = Device::parse(device);
   runtime::require_device(dev, "trace-cost --device");
-  std::shared_ptr<nn::Module> m;
-  Tensor x;
-  int64_t classes = 10;
-  if (model == "lenet5" || model == "mlp") {
-    m = models::make_classifier(model, 1, 28, classes);
-    x = randn({batch, 1, 28, 28});
-  } else {
-    const auto& names = models::resnet_names();
-    NABLA_CHECK(std::find(names.begin(), names.end(), model) != names.end(), "trace-cost: unknown model '",
-                model, "'; expected lenet5, mlp or a ResNet name");
-    auto net = models::make_resnet(model, {});
-    classes = net->fc->weight.size(0);
-    const int64_t side = image_size > 0 ? image_size : (net->spec.cifar ? 32 : 224);
-    x = randn({batch, 3, side, side});
-    m = net;
-  }
+  StepSetup setup = step_setup(model, batch, image_size, 224, "trace-cost");
+  std::shared_ptr<nn::Module> m = setup.model;
+  Tensor x = setup.input;
+  const int64_t classes = setup.classes;
   m->to(dev);
   x = x.to(dev);
   const Tensor y = randint(0, classes, {batch}).to(dev);
@@ -358,22 +365,10 @@ StepMemory measure_step_memory(const std::string& model, int64_t batch, const st
   struct Off {
     ~Off() { memory::set_live_tracking(false); }
   } off;
-  std::shared_ptr<nn::Module> m;
-  Tensor x;
-  int64_t classes = 10;
-  if (model == "lenet5" || model == "mlp") {
-    m = models::make_classifier(model, 1, 28, classes);
-    x = randn({batch, 1, 28, 28});
-  } else {
-    const auto& names = models::resnet_names();
-    NABLA_CHECK(std::find(names.begin(), names.end(), model) != names.end(), "memory: unknown model '", model,
-                "'; expected lenet5, mlp or a ResNet name");
-    auto net = models::make_resnet(model, {});
-    classes = net->fc->weight.size(0);
-    const int64_t side = image_size > 0 ? image_size : (net->spec.cifar ? 32 : 224);
-    x = randn({batch, 3, side, side});
-    m = net;
-  }
+  StepSetup setup = step_setup(model, batch, image_size, 224, "memory");
+  std::shared_ptr<nn::Module> m = setup.model;
+  Tensor x = setup.input;
+  const int64_t classes = setup.classes;
   m->to(dev);
   x = x.to(dev);
   const Tensor y = randint(0, classes, {batch}).to(dev);
