@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "data/file_bytes.h"
+#include "data/image.h"
 #include "engine/error.h"
 
 namespace nabla::data {
@@ -78,12 +79,62 @@ std::string resolve_dir(const std::string& dir, const std::string& sub, const st
   fail(who, ": no ", probe, " in ", dir, " or in ", nested.string());
 }
 
+// The CIFAR-10 classes in label order, which is also their names' sorted order (ImageFolder's order).
+const std::vector<std::string> kCifar10Classes = {"airplane", "automobile", "bird",  "cat",  "deer",
+                                                  "dog",      "frog",       "horse", "ship", "truck"};
+
+// A CIFAR-10 split stored as images: dir/<class>/<file>.{png,jpg} with the ten class folders. Every image
+// must decode to 32 x 32 RGB. The samples are put in a fixed pseudo-random order (a seed-0 Fisher-Yates
+// over the class-sorted file list) so that a head-of-file subset or a first-half / second-half split (the
+// DARTS search's weight and architecture halves) holds every class, as the binary batches do.
+LabeledImages read_cifar10_folder(const std::string& dir) {
+  ImageFolder folder(dir, ImageMode::rgb, kCifar10Classes);
+  const int64_t n = folder.size();
+  std::vector<int64_t> order(n);
+  for (int64_t i = 0; i < n; ++i) order[i] = i;
+  uint64_t state = 0x9E3779B97F4A7C15ull;  // splitmix64, seed 0
+  auto next = [&state] {
+    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  };
+  for (int64_t i = n - 1; i > 0; --i) std::swap(order[i], order[next() % static_cast<uint64_t>(i + 1)]);
+  LabeledImages d;
+  d.images = Tensor::empty({n, kCifarSide, kCifarSide, 3}, DType::u8);
+  d.labels = Tensor::empty({n}, DType::i64);
+  uint8_t* img = d.images.data<uint8_t>();
+  int64_t* labels = d.labels.data<int64_t>();
+  std::string error;
+#pragma omp parallel for schedule(dynamic, 256)
+  for (int64_t i = 0; i < n; ++i) {
+    try {
+      Example e = folder.get(order[i]);
+      const Tensor& t = e.input;
+      NABLA_CHECK(t.dim() == 3 && t.size(0) == kCifarSide && t.size(1) == kCifarSide && t.size(2) == 3,
+                  "cifar10: ", folder.samples()[order[i]].path, ": expected a 32 x 32 RGB image, got ",
+                  t.shape());
+      Tensor c = t.contiguous();
+      std::memcpy(img + i * kCifarPixels, c.data<uint8_t>(), kCifarPixels);
+      labels[i] = e.label;
+    } catch (const std::exception& ex) {
+#pragma omp critical(cifar10_folder_error)
+      if (error.empty()) error = ex.what();
+    }
+  }
+  if (!error.empty()) fail(error);
+  return d;
+}
+
 }  // namespace
 
 LabeledImages read_cifar10_file(const std::string& path) { return read_cifar_files({path}, kCifar10); }
 LabeledImages read_cifar100_file(const std::string& path) { return read_cifar_files({path}, kCifar100); }
 
 LabeledImages load_cifar10(const std::string& dir, bool train) {
+  std::error_code ec;
+  fs::path images = fs::path(dir) / (train ? "train" : "test");
+  if (fs::is_directory(images / "airplane", ec)) return read_cifar10_folder(images.string());
   std::string probe = train ? "data_batch_1.bin" : "test_batch.bin";
   fs::path root = resolve_dir(dir, "cifar-10-batches-bin", probe, "cifar10");
   std::vector<std::string> paths;

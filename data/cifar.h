@@ -24,7 +24,12 @@ LabeledImages read_cifar10_file(const std::string& path);
 LabeledImages read_cifar100_file(const std::string& path);
 
 // All files of a split. `dir` holds the .bin files, or is the folder the archive unpacks into
-// (containing cifar-10-batches-bin/ or cifar-100-binary/).
+// (containing cifar-10-batches-bin/ or cifar-100-binary/). For CIFAR-10, `dir` may instead hold the
+// images themselves, as the public JPEG re-encodes do: dir/train/<class>/*.jpg and dir/test/<class>/*.jpg
+// with the ten class folders (airplane .. truck). They are decoded in parallel and come back in a fixed
+// pseudo-random order (the binary batches are shuffled too; the class-sorted file order would put one
+// class in each part of a head-of-file split). JPEG re-encodes are lossy: pixels differ from the binary
+// release's by a few levels.
 LabeledImages load_cifar10(const std::string& dir, bool train);
 LabeledImages load_cifar100(const std::string& dir, bool train);
 

@@ -1,6 +1,8 @@
 // CIFAR-10/100 binary readers: exact round trips, the planar -> HWC interleave checked against the raw
 // record bytes, multi-file splits, and errors naming the file and the byte.
 #include <filesystem>
+#include <map>
+#include <set>
 
 #include "data_testing.h"
 
@@ -71,6 +73,47 @@ TEST(Cifar10, TrainSplitConcatenatesFiveBatchesFromTheArchiveFolder) {
                      {"cifar10: ", "data_batch_4.bin", "no such file"});
   test::expect_error([&] { data::load_cifar100(dir.str(), true); },
                      {"cifar100: no train.bin in ", dir.str()});
+}
+
+// The JPEG/PNG re-encode layout (dir/train/<class>/*.png): every image comes back once, with its class's
+// label, in an order that mixes the classes (a first-half split holds every class), and bad files are named.
+TEST(Cifar10, ImageFoldersDecodeToShuffledLabeledImages) {
+  TempDir dir;
+  const std::vector<std::string> classes = {"airplane", "automobile", "bird",  "cat",  "deer",
+                                            "dog",      "frog",       "horse", "ship", "truck"};
+  std::map<std::vector<uint8_t>, int64_t> written;  // pixels -> label (random images are all distinct)
+  for (const char* split : {"train", "test"})
+    for (size_t c = 0; c < classes.size(); ++c) {
+      std::filesystem::path sub = std::filesystem::path(dir.str()) / split / classes[c];
+      std::filesystem::create_directories(sub);
+      for (int k = 0; k < (std::string(split) == "train" ? 6 : 2); ++k) {
+        Tensor img = test::random_bytes({32, 32, 3});
+        data::write_png((sub / (std::to_string(k) + ".png")).string(), img);
+        if (std::string(split) == "train") written[test::bytes_of(img)] = static_cast<int64_t>(c);
+      }
+    }
+  LabeledImages train = data::load_cifar10(dir.str(), true);
+  ASSERT_EQ(train.size(), 60);
+  ASSERT_EQ(train.images.shape(), (Shape{60, 32, 32, 3}));
+  std::set<int64_t> first_half;
+  std::set<std::vector<uint8_t>> seen;
+  for (int64_t i = 0; i < 60; ++i) {
+    std::vector<uint8_t> px = test::bytes_of(train.images.select(0, i));
+    ASSERT_TRUE(written.count(px)) << "image " << i << " is not one of the written files";
+    EXPECT_EQ(train.labels.data<int64_t>()[i], written[px]);
+    seen.insert(px);
+    if (i < 30) first_half.insert(train.labels.data<int64_t>()[i]);
+  }
+  EXPECT_EQ(seen.size(), 60u);
+  EXPECT_GE(first_half.size(), 7u) << "the first half should mix the classes";
+  EXPECT_EQ(data::load_cifar10(dir.str(), false).size(), 20);
+  // The order is fixed: a second load gives the same tensor.
+  EXPECT_EQ(test::bytes_of(data::load_cifar10(dir.str(), true).images), test::bytes_of(train.images));
+
+  std::filesystem::path bad = std::filesystem::path(dir.str()) / "train" / "cat" / "big.png";
+  data::write_png(bad.string(), test::random_bytes({33, 32, 3}));
+  test::expect_error([&] { data::load_cifar10(dir.str(), true); },
+                     {"cifar10: ", "big.png", "expected a 32 x 32 RGB image"});
 }
 
 TEST(Cifar100, RoundTripsCoarseAndFineLabels) {
