@@ -19,11 +19,29 @@
 # Knobs: HKF_DEVICE (cuda), HKF_MODEL (small), HKF_CONTEXT (512), HKF_PRETRAIN_STEPS (800), HKF_SFT_STEPS
 # (600), HKF_BATCH (32), HKF_FULL_USERS (200), HKF_SEEDS (0,1,2), HKF_BASELINES (0; 1: popularity, BPR-MF and
 # BERT4Rec on the CPU: ~4 + 40 min on the 2-core machine, already in docs/hkf.md), HKF_FUSE (0), HKF_CASER (1;
-# 0: no Caser), HKF_CASER_EPOCHS (50). CPU smoke run of the whole script: HKF_TINY=1.
+# 0: no Caser), HKF_CASER_EPOCHS (50), HKF_LM_SEED (0: the seed of the LM's pretraining and LoRA tuning; the
+# split, negatives and DLRM seeds stay). CPU smoke run of the whole script: HKF_TINY=1.
+# Seeds of the LM: HKF_LM_SEEDS=1,2 runs the whole script once per LM seed, in parallel on the one GPU, into
+# out/lm_s<seed>/ (Caser off), then prints each row's mean ± sd over those folders and any given in
+# HKF_SEED_DIRS (e.g. an earlier seed-0 run's folder): scripts/hkf_seed_table.py.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${1:-$root/build-gpu}"
 out="${2:-${OUT:-$build/hkf_exp}}"
+if [[ -n "${HKF_LM_SEEDS:-}" ]]; then
+  pids=() dirs=()
+  for s in ${HKF_LM_SEEDS//,/ }; do
+    mkdir -p "$out/lm_s$s"
+    HKF_LM_SEEDS="" HKF_LM_SEED="$s" HKF_CASER=0 bash "${BASH_SOURCE[0]}" "$build" "$out/lm_s$s" \
+      > "$out/lm_s$s.log" 2>&1 &
+    pids+=($!) dirs+=("$out/lm_s$s")
+  done
+  for i in "${!pids[@]}"; do wait "${pids[$i]}" || echo "hkf_experiments: LM seed run ${dirs[$i]} failed (see its .log)"; done
+  for d in "${dirs[@]}"; do echo "=== ${d##*/}"; sed -n '/=== summary/,$p' "$d.log"; done
+  echo "=== mean ± sd over LM seeds"
+  python3 "$root/scripts/hkf_seed_table.py" "${dirs[@]}" ${HKF_SEED_DIRS:-}
+  exit 0
+fi
 tok="$root/.cache/tokenizers/gpt2"
 data="${HKF_DATA:-$root/../shared/data/movielens-100k}"
 [[ -s "$data/u.data" ]] || data="$root/shared/data/movielens-100k"
@@ -42,7 +60,8 @@ amp=bf16
 [[ $device == cpu ]] && amp=off
 mkdir -p "$out"
 hkf=("$build/hkf" --data-dir "$data" --out "$out" --encoder "$tok/encoder.json" --vocab-bpe "$tok/vocab.bpe")
-gpt_common=(--encoder "$tok/encoder.json" --vocab-bpe "$tok/vocab.bpe" --device "$device" --amp "$amp" --no-progress)
+gpt_common=(--encoder "$tok/encoder.json" --vocab-bpe "$tok/vocab.bpe" --device "$device" --amp "$amp" --no-progress
+  --seed "${HKF_LM_SEED:-0}")
 t0=$SECONDS
 
 echo "=== 1. split, behaviour texts, instruction data$([[ ${HKF_BASELINES:-0} == 1 ]] && echo ", baselines")"

@@ -9,8 +9,9 @@
 #   bench      evaluation throughput: one TR-LeNet5 trained 1 epoch on 10k images + the 10k test set, Nabla
 #              (search_pstrn --retrain, paper and cheapest orders; a fresh process, so cuDNN plan set-up is
 #              included) against PyTorch eager (benchmarks/pstrn_torch.py, the authors' order, warm-up excluded)
-#   resnet     TR-ResNet-20 (the paper's CIFAR-10 PSTRN-M ranks) trained on Fashion-MNIST (28x28, 1 channel)
-#              if no CIFAR-10 is carried (CIFAR10_DIR), as far as the time allows
+#   resnet     TR-ResNet-20 (the paper's CIFAR-10 PSTRN-M ranks) trained on CIFAR-10 (CIFAR10_DIR: the binary
+#              batches or the JPEG re-encodes' train/ test/ folders), else Fashion-MNIST (28x28, 1 channel),
+#              PSTRN_RESNET_EPOCHS (10) epochs within PSTRN_RESNET_TIMEOUT (500) s
 #   lstm       TR-LSTM on the synthetic motif-order sequences (UCF11/HMDB51 are not available): PSTRN at the
 #              synthetic experiment's budget (pop 20, 3 x 10 generations), equal ranks 2..15, random search
 #              with as many nets, plain NSGA-II with as many evaluations, on the host's cores (the nets are
@@ -86,7 +87,9 @@ fi
 if want resnet; then
   if [[ -n ${CIFAR10_DIR:-} ]]; then D="--dataset cifar10 --data-dir $CIFAR10_DIR"; else D="--data-dir $FMNIST"; fi
   echo "== TR-ResNet-20 (reconstruction), the paper's CIFAR-10 PSTRN-M ranks {4,8,6,8,6,12,10} =="
-  timeout 500 $B --task resnet20 $D --device cuda --threads 4 --val-size 0 --epochs 10 --milestones 5,8 \
+  E=${PSTRN_RESNET_EPOCHS:-10}  # milestones at half and 4/5 of the epochs
+  timeout "${PSTRN_RESNET_TIMEOUT:-500}" $B --task resnet20 $D --device cuda --threads 4 --val-size 0 --epochs "$E" \
+    --milestones $(((E + 1) / 2)),$((E * 4 / 5 > (E + 1) / 2 ? E * 4 / 5 : (E + 1) / 2 + 1)) \
     --batch-size 128 --lr 0.002 --retrain 4,8,6,8,6,12,10 --metrics "$LOG/resnet20.jsonl" 2>&1 | tail -2
 fi
 
