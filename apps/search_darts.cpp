@@ -278,15 +278,20 @@ int run(Options& o) {
     bool stopped = false;
     int64_t done_steps = 0;
     auto stats = nas::search_epoch(
-        *net, architect, sgd, train, val, lr, confidence, o.grad_clip, [&](int64_t s, double loss) {
-          apps::check_loss(loss, epoch * steps_per_epoch + s, o.run.allow_nonfinite);
+        *net, architect, sgd, train, val, lr, confidence, o.grad_clip, [&](int64_t s, const Tensor& loss_t) {
           done_steps = s;
-          if (!o.run.no_progress && o.run.print_every > 0 && s % o.run.print_every == 0)
+          // the loss is read (a host synchronisation) only on the printed steps; the epoch's mean is
+          // checked below
+          if (!o.run.no_progress && o.run.print_every > 0 && s % o.run.print_every == 0) {
+            const double loss = loss_t.item<double>();
+            apps::check_loss(loss, epoch * steps_per_epoch + s, o.run.allow_nonfinite);
             std::printf("  step %lld/%lld | loss %.4f\n", static_cast<long long>(s),
                         static_cast<long long>(steps_per_epoch), loss);
+          }
           if (r.stop_requested(epoch * steps_per_epoch + s)) stopped = true;
           return !stopped;
         });
+    if (!stopped) apps::check_loss(stats.train_loss, (epoch + 1) * steps_per_epoch, o.run.allow_nonfinite);
     if (stopped) {
       std::printf("stopped by signal %d after step %lld of epoch %lld; the checkpoint holds epoch %lld\n",
                   r.stop_signal(), static_cast<long long>(done_steps), static_cast<long long>(epoch + 1),

@@ -30,11 +30,27 @@ struct SearchEpochStats {
   double seconds = 0;
 };
 
-// `on_step(step_in_epoch, train_loss)` after each step; returning false stops the epoch early.
+// One bilevel step: the architecture step on `val`, then the weight step on `train` (its lr already set in
+// `weights_optimizer`). Its results stay on the device as 0-dim tensors (no host read: a step of many small
+// kernels runs ahead of the GPU only if nothing waits for it); clip_grad_norm's one read of the norm is the
+// step's only synchronisation. `weights` is model.parameters() (passed in: collected once per epoch).
+struct SearchStepResult {
+  Tensor train_loss;  // f32, mean cross-entropy of the weight step's batch (before its update)
+  Tensor correct;     // f64, correct predictions of that batch
+  Tensor arch_loss;   // the validation loss the architecture step saw
+};
+SearchStepResult search_step(models::darts::SearchNetwork& model, Architect& architect,
+                             optim::Optimizer& weights_optimizer, const std::vector<Tensor>& weights,
+                             const LabeledBatch& train, const LabeledBatch& val, double lr, double confidence,
+                             double grad_clip);
+
+// `on_step(step_in_epoch, train_loss)` after each step, with the step's loss as a 0-dim device tensor (read
+// it only when needed: .item() waits for the GPU); returning false stops the epoch early. The epoch's sums
+// are read once, at its end.
 SearchEpochStats search_epoch(models::darts::SearchNetwork& model, Architect& architect,
                               optim::Optimizer& weights_optimizer, const BatchSource& train,
                               const BatchSource& val, double lr, double confidence, double grad_clip,
-                              const std::function<bool(int64_t, double)>& on_step = {});
+                              const std::function<bool(int64_t, const Tensor&)>& on_step = {});
 
 struct EvalStats {
   double loss = 0, acc = 0;
