@@ -26,9 +26,6 @@ Tensor correct_of(const Tensor& logits, const Tensor& labels) {
   Tensor pred = argmax(logits.detach(), 1);
   return eq(pred, labels.to(pred.dtype())).to(DType::f64).sum();
 }
-int64_t count_correct(const Tensor& logits, const Tensor& labels) {
-  return static_cast<int64_t>(correct_of(logits, labels).item<double>());
-}
 }  // namespace
 
 SearchStepResult search_step(models::darts::SearchNetwork& model, Architect& architect,
@@ -92,17 +89,18 @@ EvalStats evaluate_search(nn::Module& model, const BatchSource& batches) {
   model.eval();
   NoGradGuard ng;
   EvalStats e;
-  double loss_sum = 0;
-  int64_t correct = 0;
+  Tensor loss_sum, correct;  // on the device, read once at the end
   while (auto b = batches()) {
     Tensor logits = model.forward(b->first);
-    loss_sum += cross_entropy(logits, b->second).item<double>() * static_cast<double>(b->second.numel());
-    correct += count_correct(logits, b->second);
+    Tensor l = cross_entropy(logits, b->second).to(DType::f64) * static_cast<double>(b->second.numel());
+    Tensor c = correct_of(logits, b->second);
+    loss_sum = loss_sum.defined() ? loss_sum + l : l;
+    correct = correct.defined() ? correct + c : c;
     e.seen += b->second.numel();
   }
   if (e.seen > 0) {
-    e.loss = loss_sum / static_cast<double>(e.seen);
-    e.acc = static_cast<double>(correct) / static_cast<double>(e.seen);
+    e.loss = loss_sum.item<double>() / static_cast<double>(e.seen);
+    e.acc = correct.item<double>() / static_cast<double>(e.seen);
   }
   model.train(was_training);
   return e;

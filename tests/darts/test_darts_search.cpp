@@ -6,6 +6,7 @@
 
 #include "algorithms/nas/architect.h"
 #include "algorithms/nas/search.h"
+#include "algorithms/optim/clip.h"
 #include "algorithms/optim/optimizer.h"
 #include "models/bcnn.h"
 #include "testing.h"
@@ -201,6 +202,42 @@ TEST(Search, OneStepUpdatesAlphasAndWeightsAndTheTrainLossFalls) {
   EXPECT_GT(abs(net->classifier->weight.detach() - w0).sum().item<double>(), 0.0);
   EXPECT_LT(loss_on(tb), before);
   EXPECT_NEAR(stats.arch_loss, val_before, 0.05);
+}
+
+// search_step is exactly the architecture step followed by the clipped SGD step (what the loop ran before it
+// was factored out), and leaves its results on the device: the same alphas and weights bit for bit as the
+// steps done by hand on a twin network, the train loss and the correct count of the pre-update logits.
+TEST(Search, SearchStepEqualsTheArchitectureStepThenTheWeightStep) {
+  const auto tb = planted_batch(16, 51), vb = planted_batch(16, 52);
+  manual_seed(7);
+  auto a = tiny_bcnn();
+  manual_seed(7);
+  auto b = tiny_bcnn();
+  optim::Sgd sgd_a(a->parameters(), {.lr = 0.1, .momentum = 0.9, .weight_decay = 3e-4});
+  optim::Sgd sgd_b(b->parameters(), {.lr = 0.1, .momentum = 0.9, .weight_decay = 3e-4});
+  nas::Architect arch_a(*a, sgd_a, {.lr = 3e-2}), arch_b(*b, sgd_b, {.lr = 3e-2});
+  const auto weights_a = a->parameters(), weights_b = b->parameters();
+  for (int step = 0; step < 2; ++step) {  // the second step sees momentum and Adam state
+    nas::SearchStepResult r = nas::search_step(*a, arch_a, sgd_a, weights_a, tb, vb, 0.1, 0.5, 0.05);
+    EXPECT_EQ(r.train_loss.dim(), 0);
+    const double arch_loss = arch_b.step(tb.first, tb.second, vb.first, vb.second, 0.1, 0.5);
+    sgd_b.zero_grad();
+    for (const Tensor& al : b->arch_parameters()) al.zero_grad();
+    Tensor logits = b->forward(tb.first);
+    Tensor loss = cross_entropy(logits, tb.second);
+    loss.backward();
+    optim::clip_grad_norm(weights_b, 0.05);  // small: the clip acts
+    sgd_b.step();
+    EXPECT_EQ(r.arch_loss.item<double>(), arch_loss);
+    EXPECT_EQ(r.train_loss.item<double>(), loss.item<double>());
+    const double correct = eq(argmax(logits.detach(), 1), tb.second).to(DType::f64).sum().item<double>();
+    EXPECT_EQ(r.correct.item<double>(), correct);
+    for (size_t i = 0; i < weights_a.size(); ++i) test::expect_close(weights_a[i], weights_b[i], 0);
+    test::expect_close(a->alphas_normal, b->alphas_normal, 0);
+    test::expect_close(a->alphas_reduce, b->alphas_reduce, 0);
+    EXPECT_FALSE(a->alphas_normal.grad().defined() &&
+                 abs(a->alphas_normal.grad()).sum().item<double>() > 0);  // the w step's alpha grads cleared
+  }
 }
 
 // The validation loss is the one the architecture steps see (training-mode BatchNorm, as the search uses
