@@ -13,11 +13,15 @@
 // device (no data loading); 10 classes. After --warmup steps, --windows windows of --steps steps each are
 // timed with the device synchronised around each window; ms_per_step is the median window's mean.
 // Prints one JSON line per (network, batch):
-//   {"impl": "nabla", "net", "batch", "c", "image", "params", "alphas", "ms_per_step", "img_per_s",
+//   {"impl": "nabla", "mode", "net", "batch", "c", "image", "params", "alphas", "ms_per_step", "img_per_s",
 //   "peak_mib"}
 // img_per_s counts the training batch's images (one step = one training batch + one validation batch).
+// --modes eager,graph (default; graph on CUDA only): each case eagerly, then with the step's two forward +
+// backward passes replayed from CUDA graphs (nas::GraphedSearchStep; "mode": "graph", "replays"), from the
+// same initial weights and batches: "loss_rel_diff" compares its final loss with the eager run's.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <sstream>
 #include <vector>
@@ -66,13 +70,16 @@ std::shared_ptr<models::darts::SearchNetwork> make_supernet(const std::string& n
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string device, networks, batches;
+  std::string device, networks, batches, modes;
   int64_t c, image, in_channels, warmup, steps, windows;
   apps::OptionSet cli("bench_darts",
                       "Time of a first-order DARTS search step on the BCNN and DARTS supernets.");
   cli.add("device", &device, "cuda", "cpu | cuda | cuda:N").value_name("DEV");
   cli.add("networks", &networks, "bcnn,darts", "comma list of bcnn, darts").value_name("LIST");
   cli.add("batches", &batches, "256,64", "comma list of batch sizes").value_name("LIST");
+  cli.add("modes", &modes, "eager,graph",
+          "comma list: eager, graph (the two forward + backward passes replayed from CUDA graphs; CUDA only)")
+      .value_name("LIST");
   cli.add("init-channels", &c, 16, "initial channels C").in_range(2, 1024);
   cli.add("image-size", &image, 32, "input height and width (a multiple of 4)")
       .in_range(4, 1024)
@@ -94,56 +101,82 @@ int main(int argc, char** argv) {
     std::vector<std::string> net_list;
     while (std::getline(nets, net_name, ',')) net_list.push_back(net_name);
     const std::vector<int64_t> batch_list = parse_list(batches, "--batches");
+    std::vector<std::string> mode_list;
+    {
+      std::stringstream ms(modes);
+      std::string m;
+      while (std::getline(ms, m, ','))
+        if (m == "eager" || (m == "graph" && dev.is_cuda()))
+          mode_list.push_back(m);
+        else if (m != "graph")
+          fail("bench_darts: --modes names eager and graph, got '", m, "'");
+    }
     for (const std::string& net : net_list) {
       for (const int64_t batch : batch_list) {
-        manual_seed(1);
-        auto model = make_supernet(net, c, in_channels);
-        model->to(dev);
-        model->train();
-        optim::Sgd sgd(model->parameters(), {.lr = 0.1, .momentum = 0.9, .weight_decay = 3e-4});
-        nas::Architect architect(*model, sgd, {.lr = 3e-4, .weight_decay = 1e-3, .clr = true, .power = 2.0});
-        const nas::LabeledBatch train{randn({batch, in_channels, image, image}, {.device = dev}),
+        double eager_loss = std::nan("");
+        for (const std::string& mode : mode_list) {
+          manual_seed(1);
+          auto model = make_supernet(net, c, in_channels);
+          model->to(dev);
+          model->train();
+          optim::Sgd sgd(model->parameters(), {.lr = 0.1, .momentum = 0.9, .weight_decay = 3e-4});
+          nas::Architect architect(*model, sgd,
+                                   {.lr = 3e-4, .weight_decay = 1e-3, .clr = true, .power = 2.0});
+          const nas::LabeledBatch train{randn({batch, in_channels, image, image}, {.device = dev}),
+                                        randint(0, 10, {batch}, {.dtype = DType::i64, .device = dev})};
+          const nas::LabeledBatch val{randn({batch, in_channels, image, image}, {.device = dev}),
                                       randint(0, 10, {batch}, {.dtype = DType::i64, .device = dev})};
-        const nas::LabeledBatch val{randn({batch, in_channels, image, image}, {.device = dev}),
-                                    randint(0, 10, {batch}, {.dtype = DType::i64, .device = dev})};
-        const std::vector<Tensor> weights = model->parameters();
-        sgd.set_lr(0.1);
-        Tensor last_loss;
-        auto step = [&] {
-          last_loss = nas::search_step(*model, architect, sgd, weights, train, val, 0.1, 0.5, 5.0).train_loss;
-        };
-        if (dev.is_cuda()) runtime::reset_peak_memory_stats(dev);
-        for (int64_t i = 0; i < warmup; ++i) step();
-        std::vector<double> ms;
-        for (int64_t w = 0; w < windows; ++w) {
-          runtime::synchronize(dev);
-          const auto t0 = std::chrono::steady_clock::now();
-          for (int64_t i = 0; i < steps; ++i) step();
-          runtime::synchronize(dev);
-          ms.push_back(
-              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() /
-              static_cast<double>(steps));
+          const std::vector<Tensor> weights = model->parameters();
+          sgd.set_lr(0.1);
+          Tensor last_loss;
+          nas::GraphedSearchStep graphed;
+          auto step = [&] {
+            last_loss =
+                mode == "graph"
+                    ? graphed(*model, architect, sgd, weights, train, val, 0.1, 0.5, 5.0).train_loss
+                    : nas::search_step(*model, architect, sgd, weights, train, val, 0.1, 0.5, 5.0).train_loss;
+          };
+          if (dev.is_cuda()) runtime::reset_peak_memory_stats(dev);
+          for (int64_t i = 0; i < warmup; ++i) step();
+          std::vector<double> ms;
+          for (int64_t w = 0; w < windows; ++w) {
+            runtime::synchronize(dev);
+            const auto t0 = std::chrono::steady_clock::now();
+            for (int64_t i = 0; i < steps; ++i) step();
+            runtime::synchronize(dev);
+            ms.push_back(
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() /
+                static_cast<double>(steps));
+          }
+          std::sort(ms.begin(), ms.end());
+          const double m = ms[ms.size() / 2];
+          const double loss = last_loss.item<double>();
+          NABLA_CHECK(std::isfinite(loss), "bench_darts: ", net, " batch ", batch, ": the loss is ", loss);
+          nlohmann::json j{{"impl", "nabla"},
+                           {"mode", mode},
+                           {"net", net},
+                           {"batch", batch},
+                           {"c", c},
+                           {"image", image},
+                           {"device", device},
+                           {"params", model->num_parameters()},
+                           {"alphas", model->alphas_normal.numel() + model->alphas_reduce.numel()},
+                           {"ms_per_step", m},
+                           {"ms_min", ms.front()},
+                           {"img_per_s", 1000.0 * static_cast<double>(batch) / m},
+                           {"loss", loss}};
+          if (dev.is_cuda())
+            j["peak_mib"] = static_cast<double>(runtime::memory_stats(dev).peak_allocated) / (1 << 20);
+          if (mode == "eager") eager_loss = loss;
+          if (mode == "graph") {
+            // the same steps from the same start as the eager run: the losses must agree
+            j["replays"] = graphed.replays();
+            j["loss_eager"] = eager_loss;
+            j["loss_rel_diff"] = std::abs(loss - eager_loss) / std::max(1e-12, std::abs(eager_loss));
+          }
+          std::printf("%s\n", j.dump().c_str());
+          std::fflush(stdout);
         }
-        std::sort(ms.begin(), ms.end());
-        const double m = ms[ms.size() / 2];
-        const double loss = last_loss.item<double>();
-        NABLA_CHECK(std::isfinite(loss), "bench_darts: ", net, " batch ", batch, ": the loss is ", loss);
-        nlohmann::json j{{"impl", "nabla"},
-                         {"net", net},
-                         {"batch", batch},
-                         {"c", c},
-                         {"image", image},
-                         {"device", device},
-                         {"params", model->num_parameters()},
-                         {"alphas", model->alphas_normal.numel() + model->alphas_reduce.numel()},
-                         {"ms_per_step", m},
-                         {"ms_min", ms.front()},
-                         {"img_per_s", 1000.0 * static_cast<double>(batch) / m},
-                         {"loss", loss}};
-        if (dev.is_cuda())
-          j["peak_mib"] = static_cast<double>(runtime::memory_stats(dev).peak_allocated) / (1 << 20);
-        std::printf("%s\n", j.dump().c_str());
-        std::fflush(stdout);
       }
     }
   } catch (const std::exception& e) {

@@ -23,6 +23,9 @@
 #   eval         the searched genotype (the last epoch's if the search has not ended) trained from scratch as the
 #                BCNN evaluation network (C 48, 6 + 2 cells, cutout 16, drop-path ramp): EVAL_EPOCHS (default
 #                5), batch 128, at most EVAL_S (100) s; test accuracy on the 10,000 test images, parameters
+#   CUDA_GRAPH   auto (default): the search steps replay CUDA graphs (search_darts --cuda-graph) when gpu_check's
+#                part darts, run before with the same OUT (or DARTS_BENCH=its bench_darts.jsonl), measured them
+#                faster than eager with the same loss; 1: always; 0: never
 #   TINY=1       the same on the CPU at toy sizes (Fashion-MNIST at 16 x 16, C 4 / 8, a few hundred images):
 #                tests the script end to end without a GPU
 set -euo pipefail
@@ -61,10 +64,30 @@ if [[ $MODE == gpu ]]; then
   S_DESC="BCNN supernet, ${S_SIZE[*]:0:4}, first order, CLR p 2, seed 1"
   E_DESC="BCNN evaluation network (6 + 2 cells), ${E_SIZE[*]}, drop-path ramp to 0.3"
   SEARCH_S=${SEARCH_S:-180} CLR_RUN_S=${CLR_RUN_S:-25} EVAL_S=${EVAL_S:-110}
+  # CUDA graphs for the search steps: auto uses them when gpu_check's bench (DARTS_BENCH, default
+  # $OUT/bench_darts.jsonl) found the graphed BCNN batch-256 step faster than the eager one with the same loss
+  GRAPH=()
+  CUDA_GRAPH=${CUDA_GRAPH:-auto}
+  if [[ -z ${TINY:-} && $CUDA_GRAPH == auto ]]; then
+    CUDA_GRAPH=$(/usr/bin/python3 -c 'import json, sys
+rows = {}
+try:
+    for l in open(sys.argv[1]):
+        r = json.loads(l) if l.startswith("{") else {}
+        if r.get("net") == "bcnn" and r.get("batch") == 256:
+            rows[r.get("mode")] = r
+except OSError:
+    pass
+e, g = rows.get("eager", {}), rows.get("graph", {})
+ok = "ms_per_step" in e and "ms_per_step" in g and g["ms_per_step"] < 0.97 * e["ms_per_step"] and g.get("loss_rel_diff", 1) < 1e-3
+print(1 if ok else 0)' "${DARTS_BENCH:-$OUT/bench_darts.jsonl}")
+  fi
+  [[ -z ${TINY:-} && $CUDA_GRAPH == 1 ]] && GRAPH=(--cuda-graph) && S_DESC+=", steps replayed from CUDA graphs"
   want clr && CLR_RES=$((CLR_RUN_S * 6)) || CLR_RES=0
   want eval && EVAL_RES=$EVAL_S || EVAL_RES=0
   S=$OUT/bdarts_search
-  echo "darts_experiments (gpu${TINY:+, TINY on the CPU}): parts $PART, budget $BUDGET_S s, data ${DS[*]}"
+  echo "darts_experiments (gpu${TINY:+, TINY on the CPU}): parts $PART, budget $BUDGET_S s, data ${DS[*]}," \
+    "CUDA graphs ${GRAPH[*]:-off}"
 
   # 1. the first-order B-DARTS search: BCNN, C 16, batch 256, CLR p 2, seed 1, EPOCHS epochs; SIGTERM after
   #    the limit keeps the last whole epoch in the checkpoint, RESUME_DIR continues it in a later call
@@ -84,7 +107,8 @@ if [[ $MODE == gpu ]]; then
     rc=0
     timeout -s TERM --kill-after=30 "$lim" "$BUILD/search_darts" --network bcnn "${DS[@]}" "${S_SIZE[@]}" \
       --epochs "$EPOCHS" --seed 1 --arch-lr 3e-4 --device "$DEV" --no-progress --metrics "$S.jsonl" \
-      --checkpoint "$S.safetensors" --genotype-out "$S.genotype" "${RES[@]}" >>"$S.log" 2>&1 || rc=$?
+      --checkpoint "$S.safetensors" --genotype-out "$S.genotype" ${RES[@]+"${RES[@]}"} ${GRAPH[@]+"${GRAPH[@]}"} \
+      >>"$S.log" 2>&1 || rc=$?
     grep -E '^epoch ' "$S.log" | tail -n 2 | cut -c1-200 || true
     if [[ -s $S.genotype ]]; then echo "search: finished ($EPOCHS epochs)"
     elif ((rc == 124)); then echo "search: stopped at its time limit; continue with RESUME_DIR=<this OUT> PART=search"
@@ -105,7 +129,7 @@ if [[ $MODE == gpu ]]; then
           if ((lim < 5)); then echo "clr: $name skipped (no time left)"; continue; fi
           timeout -s TERM --kill-after=15 "$lim" "$BUILD/search_darts" --network "$net" "${DS[@]}" "${C_SIZE[@]}" \
             --limit-train "$CLR_LIMIT" --epochs "$CLR_EPOCHS" --arch-lr "${CLR_ARCH_LR:-3e-3}" --seed "$seed" \
-            ${flag[@]+"${flag[@]}"} --device "$DEV" --no-progress --metrics "$OUT/$name.jsonl" \
+            ${flag[@]+"${flag[@]}"} ${GRAPH[@]+"${GRAPH[@]}"} --device "$DEV" --no-progress --metrics "$OUT/$name.jsonl" \
             --genotype-out "$OUT/$name.genotype" >"$OUT/$name.log" 2>&1 || echo "clr: $name stopped (rc $?)"
           grep -E '^epoch ' "$OUT/$name.log" | tail -n 1 | cut -c1-160 | sed "s/^/$name: /" || true
         done

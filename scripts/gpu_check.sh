@@ -574,11 +574,13 @@ fi
 # ---- 5j. DARTS / B-DARTS search step (algorithms/nas search_step) against the same supernets in plain PyTorch --
 # bench_darts and benchmarks/darts_torch.py: one first-order search step (architecture step on a validation
 # batch, Adam on the alphas; weight step on a training batch, SGD momentum, clip 5) on the BCNN supernet (3 cells)
-# and the 8-cell DARTS supernet, C 16, 32², batches DARTS_BATCHES (default 256,64), eager on both sides; one
-# table: ms/step, the ratio (> 1: Nabla faster), peak memory, and both parameter counts (checked equal).
+# and the 8-cell DARTS supernet, C 16, 32², batches DARTS_BATCHES (default 256,64): Nabla eager and with the two
+# forward + backward passes replayed from CUDA graphs (nas::GraphedSearchStep), PyTorch eager; one table: ms/step,
+# the ratios (> 1: Nabla faster), the graph run's final loss against the eager run's, peak memory, and both
+# parameter counts (checked equal).
 if want darts && [ -x "$BUILD/bench_darts" ]; then
   DARTS_ARGS=(--batches "${DARTS_BATCHES:-256,64}" --steps "${DARTS_STEPS:-10}" --windows 3 --warmup 5)
-  run_step bench_darts 100 50 "$LOG/bench_darts.jsonl" "$BUILD/bench_darts" "${DARTS_ARGS[@]}"
+  run_step bench_darts 110 60 "$LOG/bench_darts.jsonl" "$BUILD/bench_darts" "${DARTS_ARGS[@]}"
   run_step darts_torch 100 0 "$LOG/darts_torch.jsonl" python3 benchmarks/darts_torch.py "${DARTS_ARGS[@]}"
   python3 - "$LOG/bench_darts.jsonl" "$LOG/darts_torch.jsonl" <<'EOF' | tee "$LOG/darts_compare.txt"
 import json, sys
@@ -590,20 +592,25 @@ for side, path in (("nabla", sys.argv[1]), ("torch", sys.argv[2])):
         except ValueError:
             continue
         if "net" in r and "batch" in r:
-            rows.setdefault((r["net"], r["batch"]), {})[side] = r
+            key = "graph" if r.get("mode") == "graph" else side
+            rows.setdefault((r["net"], r["batch"]), {})[key] = r
+def ms(r):
+    return r.get("ms_per_step") if r else None
 def cell(r, key, fmt):
     return fmt % r[key] if r and key in r else (str(r.get("error", "-"))[:40] if r else "-")
-print("| DARTS search step, first order, C 16, 32², eager | batch | Nabla ms/step | PyTorch ms/step |"
-      " Nabla/PyTorch speed | Nabla peak MiB | PyTorch peak MiB | parameters (Nabla = PyTorch) |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+def ratio(a, b):
+    return "%.2fx" % (ms(b) / ms(a)) if ms(a) and ms(b) else "-"
+print("| DARTS search step, first order, C 16, 32² | batch | Nabla eager ms | Nabla graph ms | PyTorch eager ms |"
+      " eager / PyTorch | graph / PyTorch | graph loss vs eager | Nabla peak MiB | PyTorch peak MiB |"
+      " parameters (Nabla = PyTorch) |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for (net, b) in sorted(rows, key=lambda k: (k[0] != "bcnn", -k[1])):
-    n, t = rows[(net, b)].get("nabla"), rows[(net, b)].get("torch")
-    ok = n and t and "ms_per_step" in n and "ms_per_step" in t
-    ratio = "%.2fx" % (t["ms_per_step"] / n["ms_per_step"]) if ok else "-"
+    n, g, t = (rows[(net, b)].get(k) for k in ("nabla", "graph", "torch"))
     pn, pt = (n or {}).get("params"), (t or {}).get("params")
     params = "-" if not (pn and pt) else (f"{pn:,} = {pt:,}" if pn == pt else f"MISMATCH {pn:,} != {pt:,}")
-    print("| %s | %d | %s | %s | %s | %s | %s | %s |" % (net, b, cell(n, "ms_per_step", "%.1f"),
-          cell(t, "ms_per_step", "%.1f"), ratio, cell(n, "peak_mib", "%.0f"), cell(t, "peak_mib", "%.0f"), params))
+    print("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (net, b, cell(n, "ms_per_step", "%.1f"),
+          cell(g, "ms_per_step", "%.1f"), cell(t, "ms_per_step", "%.1f"), ratio(n, t), ratio(g, t),
+          cell(g, "loss_rel_diff", "%.1e"), cell(n, "peak_mib", "%.0f"), cell(t, "peak_mib", "%.0f"), params))
 EOF
 fi
 

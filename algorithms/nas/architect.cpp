@@ -186,11 +186,17 @@ Tensor Architect::step_lazy(const Tensor& x_train, const Tensor& y_train, const 
     adam_->set_lr(o_.clr && !o_.second_order_scales_loss ? o_.lr * confidence : o_.lr);
     loss = second_order_grad_lazy(x_train, y_train, x_val, y_val, eta, scale_loss ? confidence : 1.0);
   } else {
-    adam_->set_lr(o_.clr ? o_.lr * confidence : o_.lr);
     loss = first_order_grad_lazy(x_val, y_val, 1.0);
+    first_order_update(confidence);
+    return loss;
   }
   adam_->step();
   return loss;
+}
+
+void Architect::first_order_update(double confidence) {
+  adam_->set_lr(o_.clr ? o_.lr * confidence : o_.lr);
+  adam_->step();
 }
 
 }  // namespace nabla::nas

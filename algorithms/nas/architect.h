@@ -59,13 +59,17 @@ class Architect {
   double first_order_grad(const Tensor& x_val, const Tensor& y_val, double loss_scale = 1.0);
   double second_order_grad(const Tensor& x_train, const Tensor& y_train, const Tensor& x_val,
                            const Tensor& y_val, double eta, double loss_scale = 1.0);
+  // The first-order step in its two halves (step_lazy runs both; GraphedSearchStep replays the first from a
+  // CUDA graph): the alphas' gradient of the validation loss with the weights frozen, returning the loss
+  // unread; then Adam at the first-order CLR lr of `confidence` on the alphas' gradients.
+  Tensor first_order_grad_lazy(const Tensor& x_val, const Tensor& y_val, double loss_scale = 1.0);
+  void first_order_update(double confidence);
   optim::Adam& optimizer() { return *adam_; }
   double current_lr() const { return adam_->lr(); }
   const ArchitectOptions& options() const { return o_; }
 
  private:
   std::vector<Tensor> momentum_buffers() const;
-  Tensor first_order_grad_lazy(const Tensor& x_val, const Tensor& y_val, double loss_scale);
   Tensor second_order_grad_lazy(const Tensor& x_train, const Tensor& y_train, const Tensor& x_val,
                                 const Tensor& y_val, double eta, double loss_scale);
   models::darts::SearchNetwork& model_;

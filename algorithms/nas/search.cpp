@@ -6,9 +6,11 @@
 
 #include "algorithms/optim/clip.h"
 #include "autograd/autograd.h"
+#include "engine/device_runtime.h"
 #include "ops/loss.h"
 #include "ops/reduce.h"
 #include "ops/elementwise.h"
+#include "ops/factory.h"
 #include "ops/index.h"
 
 namespace nabla::nas {
@@ -47,10 +49,93 @@ SearchStepResult search_step(models::darts::SearchNetwork& model, Architect& arc
   return r;
 }
 
+struct GraphedSearchStep::Graphs {
+  explicit Graphs(Device d) : arch(d), weight(d) {}
+  runtime::Graph arch, weight;
+  Tensor xv, yv, xt, yt;                                // the fixed inputs the graphs read
+  Tensor arch_loss, train_loss, logits;                 // written by the replays
+  std::vector<std::pair<Tensor, Tensor>> alpha_grads;   // (alpha, the gradient the architecture graph writes)
+  std::vector<std::pair<Tensor, Tensor>> weight_grads;  // (weight, the gradient the weight graph writes)
+  bool fits(const LabeledBatch& t, const LabeledBatch& v) const {
+    return t.first.shape() == xt.shape() && t.second.shape() == yt.shape() && v.first.shape() == xv.shape() &&
+           v.second.shape() == yv.shape() && t.first.dtype() == xt.dtype() && t.first.device() == xt.device();
+  }
+};
+
+GraphedSearchStep::GraphedSearchStep() = default;
+GraphedSearchStep::~GraphedSearchStep() = default;
+bool GraphedSearchStep::captured() const { return g_ && g_->arch.captured() && g_->weight.captured(); }
+
+SearchStepResult GraphedSearchStep::operator()(models::darts::SearchNetwork& model, Architect& architect,
+                                               optim::Optimizer& weights_optimizer,
+                                               const std::vector<Tensor>& weights, const LabeledBatch& train,
+                                               const LabeledBatch& val, double lr, double confidence,
+                                               double grad_clip) {
+  const bool eligible = !disabled_ && !architect.options().unrolled && train.first.device().is_cuda();
+  if (eligible && !g_ && calls_++ > 0) {  // capture at the second call
+    auto g = std::make_unique<Graphs>(train.first.device());
+    g->xv = empty_like(val.first);
+    g->yv = empty_like(val.second);
+    g->xt = empty_like(train.first);
+    g->yt = empty_like(train.second);
+    const std::vector<Tensor> alphas = model.arch_parameters();
+    try {
+      g->arch.capture([&] { g->arch_loss = architect.first_order_grad_lazy(g->xv, g->yv); });
+      for (const Tensor& a : alphas) g->alpha_grads.emplace_back(a, a.grad());
+      g->weight.capture([&] {
+        weights_optimizer.zero_grad();
+        for (const Tensor& a : alphas) a.zero_grad();
+        g->logits = model.forward(g->xt);
+        Tensor loss = cross_entropy(g->logits, g->yt);
+        loss.backward();
+        g->train_loss = loss.detach();
+      });
+      for (const Tensor& w : weights) g->weight_grads.emplace_back(w, w.grad());
+      for (const auto& [a, gr] : g->alpha_grads)
+        NABLA_CHECK(gr.defined(),
+                    "GraphedSearchStep: the architecture pass left an alpha without a gradient");
+      g_ = std::move(g);
+    } catch (const Error& e) {
+      std::printf("note: cuda graph: the search step cannot be captured, running eagerly: %s\n", e.what());
+      disabled_ = true;
+      weights_optimizer.zero_grad();
+      for (const Tensor& a : alphas) a.zero_grad();
+    }
+  }
+  if (!g_ || disabled_ || !g_->fits(train, val))
+    return search_step(model, architect, weights_optimizer, weights, train, val, lr, confidence, grad_clip);
+  Graphs& g = *g_;
+  SearchStepResult r;
+  {
+    NoGradGuard ng;
+    g.xv.copy_(val.first);
+    g.yv.copy_(val.second);
+    g.xt.copy_(train.first);
+    g.yt.copy_(train.second);
+  }
+  g.arch.replay();
+  for (auto& [a, gr] : g.alpha_grads) a.set_grad(gr);
+  architect.first_order_update(confidence);
+  g.weight.replay();
+  for (auto& [w, gr] : g.weight_grads) w.set_grad(gr);
+  if (grad_clip > 0) optim::clip_grad_norm(weights, grad_clip);
+  weights_optimizer.step();
+  for (const Tensor& a : model.arch_parameters()) a.zero_grad();
+  {
+    NoGradGuard ng;  // copies: the next replay overwrites the graphs' outputs
+    r.arch_loss = g.arch_loss.clone();
+    r.train_loss = g.train_loss.clone();
+    r.correct = correct_of(g.logits, train.second);
+  }
+  ++replays_;
+  return r;
+}
+
 SearchEpochStats search_epoch(models::darts::SearchNetwork& model, Architect& architect,
                               optim::Optimizer& weights_optimizer, const BatchSource& train,
                               const BatchSource& val, double lr, double confidence, double grad_clip,
-                              const std::function<bool(int64_t, const Tensor&)>& on_step) {
+                              const std::function<bool(int64_t, const Tensor&)>& on_step,
+                              GraphedSearchStep* graphed) {
   const auto t0 = std::chrono::steady_clock::now();
   SearchEpochStats s;
   int64_t seen = 0;
@@ -62,8 +147,10 @@ SearchEpochStats search_epoch(models::darts::SearchNetwork& model, Architect& ar
   while (auto batch = train()) {
     auto vb = val();
     NABLA_CHECK(vb.has_value(), "search_epoch: the validation source ran dry");
-    SearchStepResult r =
-        search_step(model, architect, weights_optimizer, weights, *batch, *vb, lr, confidence, grad_clip);
+    SearchStepResult r = graphed ? (*graphed)(model, architect, weights_optimizer, weights, *batch, *vb, lr,
+                                              confidence, grad_clip)
+                                 : search_step(model, architect, weights_optimizer, weights, *batch, *vb, lr,
+                                               confidence, grad_clip);
     const int64_t n = batch->second.numel();
     {
       NoGradGuard ng;
