@@ -14,12 +14,14 @@
 #   DATA=DIR     CIFAR-10 as data::load_cifar10 reads it (passed through as --data-dir); unset: padded
 #                Fashion-MNIST from /usr/share/datasets/fashion-mnist (1 channel)
 #   search       the first-order B-DARTS search at the paper's settings: BCNN, C 16, batch 256, CLR p 2, seed 1,
-#                arch lr 3e-4, the 25,000 + 25,000 split; EPOCHS (default 10: 50 epochs, the paper's, take
-#                about 3 device calls, see docs/bdarts.md) epochs, stopped gracefully (SIGTERM: the checkpoint
-#                keeps the last whole epoch) after SEARCH_S (default 200) s. RESUME_DIR=DIR holds an earlier
-#                call's bdarts_search.safetensors and .jsonl (from its $OUT): the search continues from there.
-#   clr          CLR against no CLR, seeds 1 2 3, BCNN (NETS adds darts): CLR_EPOCHS (default 6) epochs on the
-#                first CLR_LIMIT (default 10000) training images, arch lr 3e-4; each run at most CLR_RUN_S (40) s
+#                arch lr 3e-4, the 25,000 + 25,000 split; EPOCHS epochs (default auto: as many as fit in
+#                SEARCH_S by gpu_check's bench_darts figure, at most 50, 8 without it; the paper's 50 take one
+#                to three device calls of their own, docs/bdarts.md), stopped gracefully (SIGTERM: the
+#                checkpoint keeps the last whole epoch) after SEARCH_S (default 170) s. RESUME_DIR=DIR holds an
+#                earlier call's bdarts_search.safetensors and .jsonl (from its $OUT): the search continues.
+#   clr          CLR against no CLR, seeds 1 2 3, BCNN (NETS adds darts): CLR_EPOCHS (default 4) epochs on the
+#                first CLR_LIMIT (default 8192) training images, arch lr CLR_ARCH_LR (3e-3); each run at most
+#                CLR_RUN_S (20) s
 #   eval         the searched genotype (the last epoch's if the search has not ended) trained from scratch as the
 #                BCNN evaluation network (C 48, 6 + 2 cells, cutout 16, drop-path ramp): EVAL_EPOCHS (default
 #                5), batch 128, at most EVAL_S (100) s; test accuracy on the 10,000 test images, parameters
@@ -59,11 +61,11 @@ if [[ $MODE == gpu ]]; then
     S_SIZE=(--init-channels 16 --batch-size 256 --limit-val "${LIMIT_VAL:-0}")
     C_SIZE=(--init-channels 16 --batch-size 256)
     E_SIZE=(--init-channels 48 --batch-size 128 --cutout 16)
-    EPOCHS=${EPOCHS:-10} CLR_EPOCHS=${CLR_EPOCHS:-5} CLR_LIMIT=${CLR_LIMIT:-8192} EVAL_EPOCHS=${EVAL_EPOCHS:-6}
+    EPOCHS=${EPOCHS:-auto} CLR_EPOCHS=${CLR_EPOCHS:-4} CLR_LIMIT=${CLR_LIMIT:-8192} EVAL_EPOCHS=${EVAL_EPOCHS:-6}
   fi
   S_DESC="BCNN supernet, ${S_SIZE[*]:0:4}, first order, CLR p 2, seed 1"
   E_DESC="BCNN evaluation network (6 + 2 cells), ${E_SIZE[*]}, drop-path ramp to 0.3"
-  SEARCH_S=${SEARCH_S:-180} CLR_RUN_S=${CLR_RUN_S:-25} EVAL_S=${EVAL_S:-110}
+  SEARCH_S=${SEARCH_S:-170} CLR_RUN_S=${CLR_RUN_S:-20} EVAL_S=${EVAL_S:-110}
   # CUDA graphs for the search steps: auto uses them when gpu_check's bench (DARTS_BENCH, default
   # $OUT/bench_darts.jsonl) found the graphed BCNN batch-256 step faster than the eager one with the same loss
   GRAPH=()
@@ -83,6 +85,28 @@ ok = "ms_per_step" in e and "ms_per_step" in g and g["ms_per_step"] < 0.97 * e["
 print(1 if ok else 0)' "${DARTS_BENCH:-$OUT/bench_darts.jsonl}")
   fi
   [[ -z ${TINY:-} && $CUDA_GRAPH == 1 ]] && GRAPH=(--cuda-graph) && S_DESC+=", steps replayed from CUDA graphs"
+  # EPOCHS=auto: as many epochs as fit in SEARCH_S (at most the paper's 50), from the bench's BCNN batch-256
+  # step (eager or graph, as chosen above) x the steps of an epoch x 1.25 (the epoch's evaluation of the
+  # alphas' half, the batches' gathering) after 20 s of start-up; 8 without a bench figure
+  if [[ $EPOCHS == auto && -n ${RESUME_DIR:-} ]]; then  # a resumed search keeps its epoch count
+    EPOCHS=$(grep -oE '^epoch [0-9]+/[0-9]+' "$RESUME_DIR/bdarts_search.log" 2>/dev/null | tail -n 1 | cut -d/ -f2 || true)
+    [[ -n $EPOCHS ]] || { echo "RESUME_DIR=$RESUME_DIR: no epoch line in bdarts_search.log; give EPOCHS"; exit 1; }
+  fi
+  if [[ $EPOCHS == auto ]]; then
+    EPOCHS=$(/usr/bin/python3 -c 'import json, math, sys
+ms = None
+try:
+    for l in open(sys.argv[1]):
+        r = json.loads(l) if l.startswith("{") else {}
+        if r.get("net") == "bcnn" and r.get("batch") == 256 and r.get("mode") == ("graph" if sys.argv[2] == "1" else "eager"):
+            ms = r.get("ms_per_step")
+except OSError:
+    pass
+steps = math.ceil(int(sys.argv[4]) / 2 / 256)
+print(8 if not ms else max(1, min(50, int((int(sys.argv[3]) - 20) / (1.25 * steps * ms / 1000)))))' \
+      "${DARTS_BENCH:-$OUT/bench_darts.jsonl}" "$CUDA_GRAPH" "$SEARCH_S" "$([[ -n ${DATA:-} ]] && echo 50000 || echo 60000)")
+    echo "EPOCHS=auto: $EPOCHS epochs fit in SEARCH_S=$SEARCH_S s"
+  fi
   want clr && CLR_RES=$((CLR_RUN_S * 6)) || CLR_RES=0
   want eval && EVAL_RES=$EVAL_S || EVAL_RES=0
   S=$OUT/bdarts_search
