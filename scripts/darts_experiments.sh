@@ -47,6 +47,7 @@ if [[ $MODE == gpu ]]; then
   BUDGET_S=${BUDGET_S:-400}  # the whole script; each part's limit is cut to what is left of it
   left() { echo $((START + BUDGET_S - $(date +%s) - ${1:-0})); }
   cap() { local a=$1 b; b=$(left "${2:-0}"); echo $((a < b ? a : b)); }  # cap LIMIT RESERVE
+  USER_EPOCHS=${EPOCHS:-auto}
   if [[ -n ${TINY:-} ]]; then  # the whole GPU path on the CPU at toy sizes (a test of the script)
     DEV=cpu
     export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -88,7 +89,7 @@ print(1 if ok else 0)' "${DARTS_BENCH:-$OUT/bench_darts.jsonl}")
   # EPOCHS=auto: as many epochs as fit in SEARCH_S (at most the paper's 50), from the bench's BCNN batch-256
   # step (eager or graph, as chosen above) x the steps of an epoch x 1.25 (the epoch's evaluation of the
   # alphas' half, the batches' gathering) after 20 s of start-up; 8 without a bench figure
-  if [[ $EPOCHS == auto && -n ${RESUME_DIR:-} ]]; then  # a resumed search keeps its epoch count
+  if [[ $USER_EPOCHS == auto && -n ${RESUME_DIR:-} ]]; then  # a resumed search keeps its epoch count
     EPOCHS=$(grep -oE '^epoch [0-9]+/[0-9]+' "$RESUME_DIR/bdarts_search.log" 2>/dev/null | tail -n 1 | cut -d/ -f2 || true)
     [[ -n $EPOCHS ]] || { echo "RESUME_DIR=$RESUME_DIR: no epoch line in bdarts_search.log; give EPOCHS"; exit 1; }
   fi
@@ -115,13 +116,17 @@ print(8 if not ms else max(1, min(50, int((int(sys.argv[3]) - 20) / (1.25 * step
 
   # 1. the first-order B-DARTS search: BCNN, C 16, batch 256, CLR p 2, seed 1, EPOCHS epochs; SIGTERM after
   #    the limit keeps the last whole epoch in the checkpoint, RESUME_DIR continues it in a later call
+  # an earlier call's search (RESUME_DIR): its files come into OUT, for the search to continue or eval to use
+  if [[ -n ${RESUME_DIR:-} ]]; then
+    RD=$(cd "$RESUME_DIR" && pwd)
+    [[ -s $RD/bdarts_search.safetensors ]] || { echo "RESUME_DIR=$RESUME_DIR has no bdarts_search.safetensors"; exit 1; }
+    if [[ $RD != "$OUT" ]]; then
+      for f in "$RD"/bdarts_search.{safetensors,jsonl,log,genotype}; do [[ ! -f $f ]] || cp "$f" "$OUT/"; done
+    fi
+  fi
   if want search; then
     RES=()
     if [[ -n ${RESUME_DIR:-} ]]; then
-      RD=$(cd "$RESUME_DIR" && pwd)
-      [[ -s $RD/bdarts_search.safetensors ]] || { echo "RESUME_DIR=$RESUME_DIR has no bdarts_search.safetensors"; exit 1; }
-      [[ $RD == "$OUT" ]] || cp "$RD"/bdarts_search.{safetensors,jsonl} "$OUT/"
-      [[ $RD == "$OUT" || ! -f $RD/bdarts_search.log ]] || cp "$RD/bdarts_search.log" "$OUT/"
       RES=(--resume "$S.safetensors")
     else
       rm -f "$S".{safetensors,jsonl,log,genotype}
