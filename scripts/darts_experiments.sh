@@ -9,8 +9,9 @@
 #          COST_NETS="" skips part 1, SKIP_EVAL=1 part 3 and the summary (to split the work over processes).
 #          Each run writes OUT_DIR/<net>_<clr|noclr>_s<seed>.jsonl and .log; scripts/darts_summary.py prints
 #          the tables.
-# MODE=gpu: the H200 run, in parts (PART: a comma list of search, clr, eval; default all three), each under
-#          its own wall-clock limit so that the whole stays inside one device call; a summary table last.
+# MODE=gpu: the H200 run, in parts (PART: a comma list of search, clr, eval; default all three), run in the
+#          order search, eval, clr, each under its own wall-clock limit inside BUDGET_S (default 400 s; the
+#          search keeps EVAL_S back for eval, CLR gets what is left); a summary table last.
 #   DATA=DIR     CIFAR-10 as data::load_cifar10 reads it (passed through as --data-dir); unset: padded
 #                Fashion-MNIST from /usr/share/datasets/fashion-mnist (1 channel)
 #   search       the first-order B-DARTS search at the paper's settings: BCNN, C 16, batch 256, CLR p 2, seed 1,
@@ -108,8 +109,7 @@ print(8 if not ms else max(1, min(50, int((int(sys.argv[3]) - 20) / (1.25 * step
       "${DARTS_BENCH:-$OUT/bench_darts.jsonl}" "$CUDA_GRAPH" "$SEARCH_S" "$([[ -n ${DATA:-} ]] && echo 50000 || echo 60000)")
     echo "EPOCHS=auto: $EPOCHS epochs fit in SEARCH_S=$SEARCH_S s"
   fi
-  want clr && CLR_RES=$((CLR_RUN_S * 6)) || CLR_RES=0
-  want eval && EVAL_RES=$EVAL_S || EVAL_RES=0
+  want eval && EVAL_RES=$EVAL_S || EVAL_RES=0  # kept back while the search runs; CLR gets what is left
   S=$OUT/bdarts_search
   echo "darts_experiments (gpu${TINY:+, TINY on the CPU}): parts $PART, budget $BUDGET_S s, data ${DS[*]}," \
     "CUDA graphs ${GRAPH[*]:-off}"
@@ -131,43 +131,22 @@ print(8 if not ms else max(1, min(50, int((int(sys.argv[3]) - 20) / (1.25 * step
     else
       rm -f "$S".{safetensors,jsonl,log,genotype}
     fi
-    lim=$(cap "$SEARCH_S" $((CLR_RES + EVAL_RES)))
+    lim=$(cap "$SEARCH_S" "$EVAL_RES")
     echo "search: $EPOCHS epochs, at most $lim s (log $S.log)"
     rc=0
-    timeout -s TERM --kill-after=30 "$lim" "$BUILD/search_darts" --network bcnn "${DS[@]}" "${S_SIZE[@]}" \
+    ((lim >= 5)) || { lim=0; rc=124; echo "search: skipped (no time left in BUDGET_S)"; }
+    ((lim == 0)) || timeout -s TERM --kill-after=30 "$lim" "$BUILD/search_darts" --network bcnn "${DS[@]}" "${S_SIZE[@]}" \
       --epochs "$EPOCHS" --seed 1 --arch-lr 3e-4 --device "$DEV" --no-progress --metrics "$S.jsonl" \
       --checkpoint "$S.safetensors" --genotype-out "$S.genotype" ${RES[@]+"${RES[@]}"} ${GRAPH[@]+"${GRAPH[@]}"} \
       >>"$S.log" 2>&1 || rc=$?
     grep -E '^epoch ' "$S.log" | tail -n 2 | cut -c1-200 || true
     if [[ -s $S.genotype ]]; then echo "search: finished ($EPOCHS epochs)"
+    elif ((lim == 0)); then :
     elif ((rc == 124)); then echo "search: stopped at its time limit; continue with RESUME_DIR=<this OUT> PART=search"
     else echo "search: failed (rc $rc); the end of $S.log:"; tail -n 5 "$S.log"; fi
   fi
 
-  # 2. CLR against no CLR, seeds 1 2 3, a shortened search on the first CLR_LIMIT images (arch lr CLR_ARCH_LR,
-  #    10x the paper's, as the CPU runs: the search is ~40x shorter than the paper's 4,900 steps)
-  if want clr; then
-    for net in ${NETS:-bcnn}; do
-      for seed in ${SEEDS:-1 2 3}; do
-        for clr in clr noclr; do
-          flag=()
-          [[ $clr == noclr ]] && flag=(--no-clr)
-          name="${net}_${clr}_s${seed}"
-          rm -f "$OUT/$name".{jsonl,genotype}
-          lim=$(cap "$CLR_RUN_S" "$EVAL_RES")
-          if ((lim < 5)); then echo "clr: $name skipped (no time left)"; continue; fi
-          timeout -s TERM --kill-after=15 "$lim" "$BUILD/search_darts" --network "$net" "${DS[@]}" "${C_SIZE[@]}" \
-            --limit-train "$CLR_LIMIT" --epochs "$CLR_EPOCHS" --arch-lr "${CLR_ARCH_LR:-3e-3}" --seed "$seed" \
-            ${flag[@]+"${flag[@]}"} ${GRAPH[@]+"${GRAPH[@]}"} --device "$DEV" --no-progress --metrics "$OUT/$name.jsonl" \
-            --genotype-out "$OUT/$name.genotype" >"$OUT/$name.log" 2>&1 || echo "clr: $name stopped (rc $?)"
-          grep -E '^epoch ' "$OUT/$name.log" | tail -n 1 | cut -c1-160 | sed "s/^/$name: /" || true
-        done
-      done
-    done
-    /usr/bin/python3 "$HERE/darts_summary.py" "$OUT" | tee "$OUT/clr_summary.md"
-  fi
-
-  # 3. the searched genotype trained from scratch (BCNN evaluation network, the paper's C 48, 6 + 2 cells)
+  # 2. the searched genotype trained from scratch (BCNN evaluation network, the paper's C 48, 6 + 2 cells)
   if want eval; then
     G=$OUT/bdarts_eval.genotype
     if [[ -s $S.genotype ]]; then cp "$S.genotype" "$G"; GSRC="the finished search"
@@ -180,12 +159,36 @@ print(r["genotype"])' "$S.jsonl" >"$G"
     rm -f "$OUT/bdarts_eval.jsonl"
     lim=$(cap "$EVAL_S" 0)
     rc=0
-    timeout -s TERM --kill-after=20 "$lim" "$BUILD/train_darts" --genotype "$(cat "$G")" "${DS[@]}" "${E_SIZE[@]}" \
+    ((lim >= 5)) || { lim=0; rc=124; echo "eval: skipped (no time left in BUDGET_S)"; }
+    ((lim == 0)) || timeout -s TERM --kill-after=20 "$lim" "$BUILD/train_darts" --genotype "$(cat "$G")" "${DS[@]}" "${E_SIZE[@]}" \
       --epochs "$EVAL_EPOCHS" --device "$DEV" --no-progress --metrics "$OUT/bdarts_eval.jsonl" \
       >"$OUT/bdarts_eval.log" 2>&1 || rc=$?
-    ((rc == 0)) || echo "eval: stopped (rc $rc; 124: its time limit)"
+    ((rc == 0 || lim == 0)) || echo "eval: stopped (rc $rc; 124: its time limit)"
     grep -E '^epoch ' "$OUT/bdarts_eval.log" | tail -n 2 || true
     echo "$GSRC" >"$OUT/bdarts_eval.source"
+  fi
+
+  # 3. CLR against no CLR (with what is left of the budget), seeds 1 2 3, a shortened search on the first CLR_LIMIT images (arch lr CLR_ARCH_LR,
+  #    10x the paper's, as the CPU runs: the search is ~40x shorter than the paper's 4,900 steps)
+  if want clr; then
+    for net in ${NETS:-bcnn}; do
+      for seed in ${SEEDS:-1 2 3}; do
+        for clr in clr noclr; do
+          flag=()
+          [[ $clr == noclr ]] && flag=(--no-clr)
+          name="${net}_${clr}_s${seed}"
+          rm -f "$OUT/$name".{jsonl,genotype}
+          lim=$(cap "$CLR_RUN_S" 0)
+          if ((lim < 5)); then echo "clr: $name skipped (no time left)"; continue; fi
+          timeout -s TERM --kill-after=15 "$lim" "$BUILD/search_darts" --network "$net" "${DS[@]}" "${C_SIZE[@]}" \
+            --limit-train "$CLR_LIMIT" --epochs "$CLR_EPOCHS" --arch-lr "${CLR_ARCH_LR:-3e-3}" --seed "$seed" \
+            ${flag[@]+"${flag[@]}"} ${GRAPH[@]+"${GRAPH[@]}"} --device "$DEV" --no-progress --metrics "$OUT/$name.jsonl" \
+            --genotype-out "$OUT/$name.genotype" >"$OUT/$name.log" 2>&1 || echo "clr: $name stopped (rc $?)"
+          grep -E '^epoch ' "$OUT/$name.log" | tail -n 1 | cut -c1-160 | sed "s/^/$name: /" || true
+        done
+      done
+    done
+    /usr/bin/python3 "$HERE/darts_summary.py" "$OUT" | tee "$OUT/clr_summary.md"
   fi
 
   # 4. the summary table, last

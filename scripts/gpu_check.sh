@@ -579,7 +579,7 @@ fi
 # the ratios (> 1: Nabla faster), the graph run's final loss against the eager run's, peak memory, and both
 # parameter counts (checked equal).
 if want darts && [ -x "$BUILD/bench_darts" ]; then
-  DARTS_ARGS=(--batches "${DARTS_BATCHES:-256,64}" --steps "${DARTS_STEPS:-10}" --windows 3 --warmup 5)
+  DARTS_ARGS=(--batches "${DARTS_BATCHES:-256,64}" --steps "${DARTS_STEPS:-6}" --windows 3 --warmup 5)
   run_step bench_darts 110 60 "$LOG/bench_darts.jsonl" "$BUILD/bench_darts" "${DARTS_ARGS[@]}"
   run_step darts_torch 100 0 "$LOG/darts_torch.jsonl" python3 benchmarks/darts_torch.py "${DARTS_ARGS[@]}"
   python3 - "$LOG/bench_darts.jsonl" "$LOG/darts_torch.jsonl" <<'EOF' | tee "$LOG/darts_compare.txt"
