@@ -50,10 +50,10 @@ std::vector<int64_t> parse_list(const std::string& s, const char* what) {
       NABLA_CHECK(used == item.size() && v > 0, "");
       out.push_back(v);
     } catch (const std::exception&) {
-      fail("bench_darts: ", what, " expects a comma list of positive integers, got '", s, "'");
+      fail("", what, " expects a comma list of positive integers, got '", s, "'");
     }
   }
-  NABLA_CHECK(!out.empty(), "bench_darts: ", what, " is empty");
+  NABLA_CHECK(!out.empty(), "", what, " is empty");
   return out;
 }
 
@@ -64,7 +64,7 @@ std::shared_ptr<models::darts::SearchNetwork> make_supernet(const std::string& n
   if (net == "darts")
     return std::make_shared<models::DartsSearch>(
         models::DartsOptions{.c = c, .num_classes = 10, .in_channels = in, .layers = 8});
-  fail("bench_darts: --networks names bcnn and darts, got '", net, "'");
+  fail("--networks names bcnn and darts, got '", net, "'");
 }
 
 }  // namespace
@@ -93,8 +93,7 @@ int main(int argc, char** argv) {
               "a CPU check at a tiny size");
   if (auto code = cli.parse(argc, argv)) return *code;
   try {
-    NABLA_CHECK(image % 4 == 0, "bench_darts: --image-size must be a multiple of 4 (two halvings), got ",
-                image);
+    NABLA_CHECK(image % 4 == 0, "--image-size must be a multiple of 4 (two halvings), got ", image);
     const Device dev = Device::parse(device);
     std::stringstream nets(networks);
     std::string net_name;
@@ -109,7 +108,7 @@ int main(int argc, char** argv) {
         if (m == "eager" || (m == "graph" && dev.is_cuda()))
           mode_list.push_back(m);
         else if (m != "graph")
-          fail("bench_darts: --modes names eager and graph, got '", m, "'");
+          fail("--modes names eager and graph, got '", m, "'");
     }
     for (const std::string& net : net_list) {
       for (const int64_t batch : batch_list) {
@@ -151,7 +150,7 @@ int main(int argc, char** argv) {
           std::sort(ms.begin(), ms.end());
           const double m = ms[ms.size() / 2];
           const double loss = last_loss.item<double>();
-          NABLA_CHECK(std::isfinite(loss), "bench_darts: ", net, " batch ", batch, ": the loss is ", loss);
+          NABLA_CHECK(std::isfinite(loss), "", net, " batch ", batch, ": the loss is ", loss);
           nlohmann::json j{{"impl", "nabla"},
                            {"mode", mode},
                            {"net", net},
