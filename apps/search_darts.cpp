@@ -49,7 +49,7 @@ struct Options {
   apps::ImageSetOptions data;
   int64_t epochs, batch_size, c, layers, en_layers, limit_val, stop_after;
   double lr, lr_min, momentum, weight_decay, grad_clip, arch_lr, arch_weight_decay, power, train_portion;
-  bool no_clr, unrolled, no_augment;
+  bool no_clr, unrolled, no_augment, cuda_graph;
   apps::RunOptions run;
 };
 
@@ -94,6 +94,9 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
   cli.add("second-order-clr", &o.second_order_clr, "loss",
           "with --unrolled: CLR scales the unrolled loss (loss, as the code) or the Adam lr (lr)")
       .one_of({"loss", "lr"});
+  cli.add_switch(
+      "cuda-graph", &o.cuda_graph,
+      "replay the step's two forward + backward passes from CUDA graphs (first order, --device cuda)");
   cli.add("stop-after", &o.stop_after, 0,
           "end this invocation after N epochs (0: run to --epochs); continue with --resume")
       .non_negative();
@@ -225,6 +228,8 @@ int run(Options& o) {
                       all.labels.narrow(0, split, all.size() - split), all.classes};
   const bool augment = !o.no_augment;
 
+  NABLA_CHECK(!o.cuda_graph || (dev.is_cuda() && !o.unrolled), "--cuda-graph needs --device cuda and the ",
+              "first-order step (got --device ", o.run.device, o.unrolled ? ", --unrolled)" : ")");
   auto net = make_supernet(o, all.channels(), all.classes);
   net->to(dev);
   optim::Sgd sgd(net->parameters(), {.lr = o.lr, .momentum = o.momentum, .weight_decay = o.weight_decay});
@@ -257,6 +262,8 @@ int run(Options& o) {
   }
   apps::MetricsLog metrics = o.run.metrics.empty() ? apps::MetricsLog() : apps::MetricsLog(o.run.metrics);
   if (dev.is_cuda()) runtime::reset_peak_memory_stats(dev);
+  std::unique_ptr<nas::GraphedSearchStep> graphed;
+  if (o.cuda_graph) graphed = std::make_unique<nas::GraphedSearchStep>();
 
   for (int64_t epoch = start; epoch < o.epochs; ++epoch) {
     const double lr = nas::cosine_epoch_lr(o.lr, o.lr_min, epoch, o.epochs);
@@ -278,15 +285,22 @@ int run(Options& o) {
     bool stopped = false;
     int64_t done_steps = 0;
     auto stats = nas::search_epoch(
-        *net, architect, sgd, train, val, lr, confidence, o.grad_clip, [&](int64_t s, double loss) {
-          apps::check_loss(loss, epoch * steps_per_epoch + s, o.run.allow_nonfinite);
+        *net, architect, sgd, train, val, lr, confidence, o.grad_clip,
+        [&](int64_t s, const Tensor& loss_t) {
           done_steps = s;
-          if (!o.run.no_progress && o.run.print_every > 0 && s % o.run.print_every == 0)
+          // the loss is read (a host synchronisation) only on the printed steps; the epoch's mean is
+          // checked below
+          if (!o.run.no_progress && o.run.print_every > 0 && s % o.run.print_every == 0) {
+            const double loss = loss_t.item<double>();
+            apps::check_loss(loss, epoch * steps_per_epoch + s, o.run.allow_nonfinite);
             std::printf("  step %lld/%lld | loss %.4f\n", static_cast<long long>(s),
                         static_cast<long long>(steps_per_epoch), loss);
+          }
           if (r.stop_requested(epoch * steps_per_epoch + s)) stopped = true;
           return !stopped;
-        });
+        },
+        graphed.get());
+    if (!stopped) apps::check_loss(stats.train_loss, (epoch + 1) * steps_per_epoch, o.run.allow_nonfinite);
     if (stopped) {
       std::printf("stopped by signal %d after step %lld of epoch %lld; the checkpoint holds epoch %lld\n",
                   r.stop_signal(), static_cast<long long>(done_steps), static_cast<long long>(epoch + 1),
@@ -337,7 +351,8 @@ int run(Options& o) {
                    {"alphas_reduce", softmax_rows(net->alphas_reduce)},
                    {"epoch_s", stats.seconds},
                    {"step_s", stats.seconds / static_cast<double>(std::max<int64_t>(1, stats.steps))},
-                   {"peak_mb", peak_mb}});
+                   {"peak_mb", peak_mb},
+                   {"cuda_graph_replays", graphed ? graphed->replays() : 0}});
     if (r.is_main()) save(o.run.checkpoint, *net, sgd, architect.optimizer(), epoch + 1, o);
     if (o.stop_after > 0 && epoch + 1 - start == o.stop_after && epoch + 1 < o.epochs) {
       std::printf("stopping after %lld epochs (--stop-after)\n", static_cast<long long>(o.stop_after));

@@ -144,7 +144,7 @@ int run(Options& o) {
     net->drop_path_prob = o.drop_path * static_cast<double>(epoch) / static_cast<double>(o.epochs);
     net->train();
     const auto order = apps::shuffled(train.size(), seed, epoch);
-    double loss_sum = 0;
+    Tensor loss_sum_t;  // summed on the device, read once per epoch (no host synchronisation per step)
     int64_t seen = 0;
     for (int64_t step = 0; step < steps_per_epoch; ++step) {
       const int64_t at = step * o.batch_size;
@@ -155,9 +155,11 @@ int run(Options& o) {
       loss.backward();
       if (o.grad_clip > 0) optim::clip_grad_norm(params, o.grad_clip);
       sgd.step();
-      const double l = loss.item<double>();
-      apps::check_loss(l, epoch * steps_per_epoch + step + 1, o.run.allow_nonfinite);
-      loss_sum += l * static_cast<double>(idx.size());
+      {
+        NoGradGuard ng;
+        Tensor l = loss.detach().to(DType::f64) * static_cast<double>(idx.size());
+        loss_sum_t = loss_sum_t.defined() ? loss_sum_t + l : l;
+      }
       seen += static_cast<int64_t>(idx.size());
       if (r.stop_requested(epoch * steps_per_epoch + step + 1)) {
         std::printf("stopped by signal %d in epoch %lld; the checkpoint holds epoch %lld\n", r.stop_signal(),
@@ -165,6 +167,8 @@ int run(Options& o) {
         return r.stop_code();
       }
     }
+    const double loss_sum = loss_sum_t.item<double>();
+    apps::check_loss(loss_sum, (epoch + 1) * steps_per_epoch, o.run.allow_nonfinite);
     const double train_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     int64_t at = 0;
     nas::EvalStats ev = nas::evaluate_search(*net, [&]() -> std::optional<nas::LabeledBatch> {

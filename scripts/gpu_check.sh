@@ -27,7 +27,8 @@
 # 26 tables x 100k x 128, batches 2,048 and 65,536, dense and sparse tables: part 5f), inspect (part 5i: a
 # ResNet-50 GPU training run under NABLA_TRACE, one step rendered to SVG, nabla_inspect summary, the live
 # tensors of a step, the step time with tracing off and on), resnet_fusion (scripts/resnet_fusion_experiments.sh: fused batch norm + add +
-# ReLU against unfused, the conv choice cache file: issue 27), dist (multi-GPU: scripts/dist_check.sh, only
+# ReLU against unfused, the conv choice cache file: issue 27), darts (part 5j: a first-order DARTS search step on the
+# BCNN and DARTS supernets, bench_darts against benchmarks/darts_torch.py, C 16, batches 256 and 64), dist (multi-GPU: scripts/dist_check.sh, only
 # with >= 2 GPUs); split them over device calls of 600 s each when one is not enough.
 set -u
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
@@ -570,6 +571,49 @@ if want inspect; then
   done >"$LOG/inspect.log"
 fi
 
+# ---- 5j. DARTS / B-DARTS search step (algorithms/nas search_step) against the same supernets in plain PyTorch --
+# bench_darts and benchmarks/darts_torch.py: one first-order search step (architecture step on a validation
+# batch, Adam on the alphas; weight step on a training batch, SGD momentum, clip 5) on the BCNN supernet (3 cells)
+# and the 8-cell DARTS supernet, C 16, 32², batches DARTS_BATCHES (default 256,64): Nabla eager and with the two
+# forward + backward passes replayed from CUDA graphs (nas::GraphedSearchStep), PyTorch eager; one table: ms/step,
+# the ratios (> 1: Nabla faster), the graph run's final loss against the eager run's, peak memory, and both
+# parameter counts (checked equal).
+if want darts && [ -x "$BUILD/bench_darts" ]; then
+  DARTS_ARGS=(--batches "${DARTS_BATCHES:-256,64}" --steps "${DARTS_STEPS:-6}" --windows 3 --warmup 5)
+  run_step bench_darts 110 60 "$LOG/bench_darts.jsonl" "$BUILD/bench_darts" "${DARTS_ARGS[@]}"
+  run_step darts_torch 100 0 "$LOG/darts_torch.jsonl" python3 benchmarks/darts_torch.py "${DARTS_ARGS[@]}"
+  python3 - "$LOG/bench_darts.jsonl" "$LOG/darts_torch.jsonl" <<'EOF' | tee "$LOG/darts_compare.txt"
+import json, sys
+rows = {}
+for side, path in (("nabla", sys.argv[1]), ("torch", sys.argv[2])):
+    for line in open(path, errors="replace"):
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        if "net" in r and "batch" in r:
+            key = "graph" if r.get("mode") == "graph" else side
+            rows.setdefault((r["net"], r["batch"]), {})[key] = r
+def ms(r):
+    return r.get("ms_per_step") if r else None
+def cell(r, key, fmt):
+    return fmt % r[key] if r and key in r else (str(r.get("error", "-"))[:40] if r else "-")
+def ratio(a, b):
+    return "%.2fx" % (ms(b) / ms(a)) if ms(a) and ms(b) else "-"
+print("| DARTS search step, first order, C 16, 32² | batch | Nabla eager ms | Nabla graph ms | PyTorch eager ms |"
+      " eager / PyTorch | graph / PyTorch | graph loss vs eager | Nabla peak MiB | PyTorch peak MiB |"
+      " parameters (Nabla = PyTorch) |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+for (net, b) in sorted(rows, key=lambda k: (k[0] != "bcnn", -k[1])):
+    n, g, t = (rows[(net, b)].get(k) for k in ("nabla", "graph", "torch"))
+    pn, pt = (n or {}).get("params"), (t or {}).get("params")
+    params = "-" if not (pn and pt) else (f"{pn:,} = {pt:,}" if pn == pt else f"MISMATCH {pn:,} != {pt:,}")
+    print("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (net, b, cell(n, "ms_per_step", "%.1f"),
+          cell(g, "ms_per_step", "%.1f"), cell(t, "ms_per_step", "%.1f"), ratio(n, t), ratio(g, t),
+          cell(g, "loss_rel_diff", "%.1e"), cell(n, "peak_mib", "%.0f"), cell(t, "peak_mib", "%.0f"), params))
+EOF
+fi
+
 # ---- 6. multi-GPU -----------------------------------------------------------------------------------------
 # Multi-GPU (dist/): NCCL tests, all-reduce bandwidth, data-parallel ResNet-50 against PyTorch DDP; only with
 # >= 2 GPUs (scripts/dist_check.sh prints its own table; its last lines are repeated in the summary).
@@ -605,6 +649,7 @@ if [ -s "$LOG/resnet_nabla.jsonl" ]; then
   python3 benchmarks/compare_resnet.py "$LOG/resnet_nabla.jsonl" "$LOG/resnet_torch.jsonl" 2>&1 | sed 's/^/  /'
 fi
 sed -n '2,$p' "$LOG/gpt_compare.txt" 2>/dev/null | sed 's/^/gpt: /'
+sed -n '3,$p' "$LOG/darts_compare.txt" 2>/dev/null | sed 's/^/darts search step: /'
 grep -E '^workers' "$LOG/resnet_pipeline.log" 2>/dev/null | sed 's/^/jpeg pipeline: /'
 grep -E '^epoch 20/20|^throughput' "$LOG/resnet20_fmnist.log" 2>/dev/null | sed 's/^/resnet20 fmnist cuda: /'
 grep -E '^epoch 20/20|^throughput' "$LOG/resnet20_fmnist_graph.log" 2>/dev/null | sed 's/^/resnet20 fmnist cuda graph: /'

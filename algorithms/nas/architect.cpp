@@ -37,9 +37,10 @@ class FreezeGuard {
   std::vector<Tensor> ts_;
 };
 
-double loss_backward(nn::Module& model, const Tensor& x, const Tensor& y, double scale) {
+// The loss's value comes back detached and unread (no host synchronisation).
+Tensor loss_backward(nn::Module& model, const Tensor& x, const Tensor& y, double scale) {
   Tensor loss = cross_entropy(model.forward(x), y);
-  const double value = loss.item<double>();
+  Tensor value = loss.detach();
   (scale == 1.0 ? loss : loss * scale).backward();
   return value;
 }
@@ -82,13 +83,22 @@ std::vector<Tensor> Architect::momentum_buffers() const {
 }
 
 double Architect::first_order_grad(const Tensor& x_val, const Tensor& y_val, double loss_scale) {
+  return first_order_grad_lazy(x_val, y_val, loss_scale).item<double>();
+}
+
+double Architect::second_order_grad(const Tensor& x_train, const Tensor& y_train, const Tensor& x_val,
+                                    const Tensor& y_val, double eta, double loss_scale) {
+  return second_order_grad_lazy(x_train, y_train, x_val, y_val, eta, loss_scale).item<double>();
+}
+
+Tensor Architect::first_order_grad_lazy(const Tensor& x_val, const Tensor& y_val, double loss_scale) {
   zero_grads(model_.arch_parameters());
   FreezeGuard frozen(model_.parameters());
   return loss_backward(model_, x_val, y_val, loss_scale);
 }
 
-double Architect::second_order_grad(const Tensor& x_train, const Tensor& y_train, const Tensor& x_val,
-                                    const Tensor& y_val, double eta, double loss_scale) {
+Tensor Architect::second_order_grad_lazy(const Tensor& x_train, const Tensor& y_train, const Tensor& x_val,
+                                         const Tensor& y_val, double eta, double loss_scale) {
   const std::vector<Tensor> w = model_.parameters(), alphas = model_.arch_parameters();
   // 1. w' = w - eta (grad_w L_train + momentum m + lambda w)
   zero_grads(w);
@@ -112,17 +122,22 @@ double Architect::second_order_grad(const Tensor& x_train, const Tensor& y_train
   // 2. at w': dalpha = grad_a L_val(w', a), v = grad_w' L_val(w', a)
   zero_grads(w);
   zero_grads(alphas);
-  const double val_loss = loss_backward(model_, x_val, y_val, loss_scale);
+  const Tensor val_loss = loss_backward(model_, x_val, y_val, loss_scale);
   std::vector<Tensor> dalpha = grads_of(alphas), v = grads_of(w);
-  // 3. restore w; finite-difference Hessian-vector product around it
+  // 3. restore w; finite-difference Hessian-vector product around it (||v||^2 summed on the device in f64,
+  // one host read)
   double norm2 = 0;
   {
     NoGradGuard ng;
+    Tensor acc;
     for (size_t i = 0; i < w.size(); ++i) {
       Tensor wi = w[i];
       wi.copy_(saved[i]);
-      norm2 += (v[i] * v[i]).sum().item<double>();
+      Tensor vi = v[i].to(DType::f64);
+      Tensor sq = (vi * vi).sum();
+      acc = acc.defined() ? acc + sq : sq;
     }
+    if (acc.defined()) norm2 = acc.item<double>();
   }
   const double r = o_.hvp_r / std::sqrt(norm2);
   auto shift = [&](double by) {
@@ -160,17 +175,28 @@ double Architect::second_order_grad(const Tensor& x_train, const Tensor& y_train
 
 double Architect::step(const Tensor& x_train, const Tensor& y_train, const Tensor& x_val, const Tensor& y_val,
                        double eta, double confidence) {
-  double loss;
+  return step_lazy(x_train, y_train, x_val, y_val, eta, confidence).item<double>();
+}
+
+Tensor Architect::step_lazy(const Tensor& x_train, const Tensor& y_train, const Tensor& x_val,
+                            const Tensor& y_val, double eta, double confidence) {
+  Tensor loss;
   if (o_.unrolled) {
     const bool scale_loss = o_.clr && o_.second_order_scales_loss;
     adam_->set_lr(o_.clr && !o_.second_order_scales_loss ? o_.lr * confidence : o_.lr);
-    loss = second_order_grad(x_train, y_train, x_val, y_val, eta, scale_loss ? confidence : 1.0);
+    loss = second_order_grad_lazy(x_train, y_train, x_val, y_val, eta, scale_loss ? confidence : 1.0);
   } else {
-    adam_->set_lr(o_.clr ? o_.lr * confidence : o_.lr);
-    loss = first_order_grad(x_val, y_val);
+    loss = first_order_grad_lazy(x_val, y_val, 1.0);
+    first_order_update(confidence);
+    return loss;
   }
   adam_->step();
   return loss;
+}
+
+void Architect::first_order_update(double confidence) {
+  adam_->set_lr(o_.clr ? o_.lr * confidence : o_.lr);
+  adam_->step();
 }
 
 }  // namespace nabla::nas

@@ -51,16 +51,27 @@ class Architect {
   // only when o.clr). Returns the validation loss (at w for first order, at w' for second order, unscaled).
   double step(const Tensor& x_train, const Tensor& y_train, const Tensor& x_val, const Tensor& y_val,
               double eta, double confidence);
+  // The same step, the loss left on the device as a 0-dim tensor (no host read: the search loop sums the
+  // losses on the device and reads them once per epoch).
+  Tensor step_lazy(const Tensor& x_train, const Tensor& y_train, const Tensor& x_val, const Tensor& y_val,
+                   double eta, double confidence);
   // The gradients alone (left in the alphas' .grad()), for tests.
   double first_order_grad(const Tensor& x_val, const Tensor& y_val, double loss_scale = 1.0);
   double second_order_grad(const Tensor& x_train, const Tensor& y_train, const Tensor& x_val,
                            const Tensor& y_val, double eta, double loss_scale = 1.0);
+  // The first-order step in its two halves (step_lazy runs both; GraphedSearchStep replays the first from a
+  // CUDA graph): the alphas' gradient of the validation loss with the weights frozen, returning the loss
+  // unread; then Adam at the first-order CLR lr of `confidence` on the alphas' gradients.
+  Tensor first_order_grad_lazy(const Tensor& x_val, const Tensor& y_val, double loss_scale = 1.0);
+  void first_order_update(double confidence);
   optim::Adam& optimizer() { return *adam_; }
   double current_lr() const { return adam_->lr(); }
   const ArchitectOptions& options() const { return o_; }
 
  private:
   std::vector<Tensor> momentum_buffers() const;
+  Tensor second_order_grad_lazy(const Tensor& x_train, const Tensor& y_train, const Tensor& x_val,
+                                const Tensor& y_val, double eta, double loss_scale);
   models::darts::SearchNetwork& model_;
   optim::Optimizer& weights_optimizer_;
   ArchitectOptions o_;

@@ -6,7 +6,9 @@
 
 #include "algorithms/nas/architect.h"
 #include "algorithms/nas/search.h"
+#include "algorithms/optim/clip.h"
 #include "algorithms/optim/optimizer.h"
+#include "engine/device_runtime.h"
 #include "models/bcnn.h"
 #include "testing.h"
 
@@ -201,6 +203,87 @@ TEST(Search, OneStepUpdatesAlphasAndWeightsAndTheTrainLossFalls) {
   EXPECT_GT(abs(net->classifier->weight.detach() - w0).sum().item<double>(), 0.0);
   EXPECT_LT(loss_on(tb), before);
   EXPECT_NEAR(stats.arch_loss, val_before, 0.05);
+}
+
+// search_step is exactly the architecture step followed by the clipped SGD step (what the loop ran before it
+// was factored out), and leaves its results on the device: the same alphas and weights bit for bit as the
+// steps done by hand on a twin network, the train loss and the correct count of the pre-update logits.
+TEST(Search, SearchStepEqualsTheArchitectureStepThenTheWeightStep) {
+  const auto tb = planted_batch(16, 51), vb = planted_batch(16, 52);
+  manual_seed(7);
+  auto a = tiny_bcnn();
+  manual_seed(7);
+  auto b = tiny_bcnn();
+  optim::Sgd sgd_a(a->parameters(), {.lr = 0.1, .momentum = 0.9, .weight_decay = 3e-4});
+  optim::Sgd sgd_b(b->parameters(), {.lr = 0.1, .momentum = 0.9, .weight_decay = 3e-4});
+  nas::Architect arch_a(*a, sgd_a, {.lr = 3e-2}), arch_b(*b, sgd_b, {.lr = 3e-2});
+  const auto weights_a = a->parameters(), weights_b = b->parameters();
+  for (int step = 0; step < 2; ++step) {  // the second step sees momentum and Adam state
+    nas::SearchStepResult r = nas::search_step(*a, arch_a, sgd_a, weights_a, tb, vb, 0.1, 0.5, 0.05);
+    EXPECT_EQ(r.train_loss.dim(), 0);
+    const double arch_loss = arch_b.step(tb.first, tb.second, vb.first, vb.second, 0.1, 0.5);
+    sgd_b.zero_grad();
+    for (const Tensor& al : b->arch_parameters()) al.zero_grad();
+    Tensor logits = b->forward(tb.first);
+    Tensor loss = cross_entropy(logits, tb.second);
+    loss.backward();
+    optim::clip_grad_norm(weights_b, 0.05);  // small: the clip acts
+    sgd_b.step();
+    EXPECT_EQ(r.arch_loss.item<double>(), arch_loss);
+    EXPECT_EQ(r.train_loss.item<double>(), loss.item<double>());
+    const double correct = eq(argmax(logits.detach(), 1), tb.second).to(DType::f64).sum().item<double>();
+    EXPECT_EQ(r.correct.item<double>(), correct);
+    for (size_t i = 0; i < weights_a.size(); ++i) test::expect_close(weights_a[i], weights_b[i], 0);
+    test::expect_close(a->alphas_normal, b->alphas_normal, 0);
+    test::expect_close(a->alphas_reduce, b->alphas_reduce, 0);
+    EXPECT_FALSE(a->alphas_normal.grad().defined() &&
+                 abs(a->alphas_normal.grad()).sum().item<double>() > 0);  // the w step's alpha grads cleared
+  }
+}
+
+// GraphedSearchStep: on the CPU it is the eager step (bit for bit); on a CUDA device (the GPU suite) it
+// captures at its second call and replays, and the alphas, weights and losses follow the eager step's to
+// within float noise over 4 steps (cuDNN may pick other algorithms in the capture, so not bit for bit).
+void graphed_matches_eager(Device dev, double tol) {
+  const auto tb0 = planted_batch(16, 61), vb0 = planted_batch(16, 62);
+  const nas::LabeledBatch tb{tb0.first.to(dev), tb0.second.to(dev)},
+      vb{vb0.first.to(dev), vb0.second.to(dev)};
+  manual_seed(9);
+  auto a = tiny_bcnn();
+  manual_seed(9);
+  auto b = tiny_bcnn();
+  a->to(dev);
+  b->to(dev);
+  optim::Sgd sgd_a(a->parameters(), {.lr = 0.1, .momentum = 0.9}),
+      sgd_b(b->parameters(), {.lr = 0.1, .momentum = 0.9});
+  nas::Architect arch_a(*a, sgd_a, {.lr = 3e-2}), arch_b(*b, sgd_b, {.lr = 3e-2});
+  const auto wa = a->parameters(), wb = b->parameters();
+  nas::GraphedSearchStep graphed;
+  for (int step = 0; step < 4; ++step) {
+    const double c = 0.25 * (step + 1);  // the CLR lr changes between replays
+    auto ra = graphed(*a, arch_a, sgd_a, wa, tb, vb, 0.1, c, 5.0);
+    auto rb = nas::search_step(*b, arch_b, sgd_b, wb, tb, vb, 0.1, c, 5.0);
+    EXPECT_NEAR(ra.train_loss.item<double>(), rb.train_loss.item<double>(), tol) << "step " << step;
+    EXPECT_NEAR(ra.arch_loss.item<double>(), rb.arch_loss.item<double>(), tol) << "step " << step;
+    EXPECT_NEAR(ra.correct.item<double>(), rb.correct.item<double>(), tol > 0 ? 1 : 0) << "step " << step;
+  }
+  for (size_t i = 0; i < wa.size(); ++i)
+    test::expect_close(wa[i].to(Device::cpu()), wb[i].to(Device::cpu()), tol);
+  test::expect_close(a->alphas_normal.to(Device::cpu()), b->alphas_normal.to(Device::cpu()), tol);
+  test::expect_close(a->alphas_reduce.to(Device::cpu()), b->alphas_reduce.to(Device::cpu()), tol);
+  if (dev.is_cuda()) {
+    EXPECT_TRUE(graphed.captured());
+    EXPECT_EQ(graphed.replays(), 3);  // the first call ran eagerly
+  } else {
+    EXPECT_EQ(graphed.replays(), 0);
+  }
+}
+
+TEST(Search, GraphedStepIsTheEagerStepOnTheCpu) { graphed_matches_eager(Device::cpu(), 0); }
+
+TEST(Search, GraphedStepReplaysAndFollowsTheEagerStepOnCuda) {
+  if (!runtime::available(DeviceType::cuda)) GTEST_SKIP() << "no CUDA device";
+  graphed_matches_eager(Device::cuda(0), 1e-3);
 }
 
 // The validation loss is the one the architecture steps see (training-mode BatchNorm, as the search uses
