@@ -50,17 +50,25 @@ def main(dirs):
             f = json.load(open(path))
             for variant in ("without", "with_lm"):
                 for x in f.get(variant, []):
-                    e = feats.setdefault((f["label"], variant), {"auc": [], "auc_cold": []})
+                    e = feats.setdefault((f["label"], variant), {"auc": [], "auc_cold": [], "rank": {}})
                     e["auc"].append(x["auc"])
+                    for group in ("all", "cold"):
+                        for k in ("hr10", "ndcg10"):
+                            v = x.get("ranking", {}).get(group, {}).get(k)
+                            if v is not None:
+                                e["rank"].setdefault(f"{k} {group}", []).append(v)
                     if x.get("auc_cold") is not None:
                         e["auc_cold"].append(x["auc_cold"])
     if feats:
         print()
-        print("| DLRM | AUC | cold-start AUC | runs (LM seed x DLRM seed) |")
-        print("| --- | --- | --- | --- |")
+        cols = ("hr10 all", "ndcg10 all", "hr10 cold", "ndcg10 cold")
+        print("| DLRM | AUC | cold-start AUC | item HR@10 all | item NDCG@10 all | item HR@10 cold | "
+              "item NDCG@10 cold | runs (LM seed x DLRM seed) |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
         for (label, variant), e in sorted(feats.items()):
             cold = mean_sd(e["auc_cold"]) if e["auc_cold"] else "n/a"
-            print(f"| {label} {variant} | {mean_sd(e['auc'])} | {cold} | {len(e['auc'])} |")
+            ranks = " | ".join(mean_sd(e["rank"][c]) if c in e["rank"] else "n/a" for c in cols)
+            print(f"| {label} {variant} | {mean_sd(e['auc'])} | {cold} | {ranks} | {len(e['auc'])} |")
 
 
 if __name__ == "__main__":
