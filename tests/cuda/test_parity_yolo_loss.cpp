@@ -35,8 +35,10 @@ YoloParams layer(std::vector<int> mask, int classes, float ignore, float truth_t
   return p;
 }
 
-std::vector<std::vector<TruthBox>> truth_sets(int batch, int classes, std::mt19937& rng) {
-  std::uniform_real_distribution<float> u(0.02f, 0.98f), s(0.01f, 0.9f);
+// Box sides up to max_side: small ones for the layer of the small anchors, or no truth would be its.
+std::vector<std::vector<TruthBox>> truth_sets(int batch, int classes, std::mt19937& rng,
+                                              float max_side = 0.9f) {
+  std::uniform_real_distribution<float> u(0.02f, 0.98f), s(0.01f, max_side);
   std::vector<std::vector<TruthBox>> t(batch);
   for (int b = 0; b < batch; ++b) {
     const int count = 1 + static_cast<int>(rng() % 12);
@@ -84,18 +86,19 @@ TEST(CudaYoloLoss, DeltaLossAndStatsEqualTheCpuKernelOnRandomHeadsAndTruths) {
   struct Case {
     YoloParams p;
     int batch, lw, lh;
+    float max_side;
   };
   const std::vector<Case> cases = {
-      {layer({6, 7, 8}, 80, 0.7f, 1.0f, 1.0f, 90), 4, 13, 13},   // YOLOv3's first head
-      {layer({3, 4, 5}, 80, 0.5f, 1.0f, 1.05f, 90), 3, 26, 20},  // scale_x_y, a non-square grid
-      {layer({0, 1, 2}, 5, 0.2f, 0.4f, 1.0f, 6), 5, 17, 11},     // truth_thresh branch, max_boxes cut
+      {layer({6, 7, 8}, 80, 0.7f, 1.0f, 1.0f, 90), 4, 13, 13, 0.9f},   // YOLOv3's first head
+      {layer({3, 4, 5}, 80, 0.5f, 1.0f, 1.05f, 90), 3, 26, 20, 0.4f},  // scale_x_y, a non-square grid
+      {layer({0, 1, 2}, 5, 0.2f, 0.4f, 1.0f, 6), 5, 17, 11, 0.1f},     // truth_thresh branch, max_boxes cut
   };
   int k = 0;
   for (const Case& c : cases) {
     const std::string tag = "case " + std::to_string(k++);
     const int n = static_cast<int>(c.p.mask.size());
     const Tensor z = test::parity_randn({c.batch, n * (5 + c.p.classes), c.lh, c.lw}, false) * 1.5;
-    const auto truths = truth_sets(c.batch, c.p.classes, rng);
+    const auto truths = truth_sets(c.batch, c.p.classes, rng, c.max_side);
     const YoloLossResult cpu = yolo_loss(c.p, z, truths, 416, 416);
     const Tensor zg = z.to(Device::cuda(0)).detach().requires_grad_(true);
     const YoloLossResult gpu = yolo_loss(c.p, zg, truths, 416, 416);
@@ -124,7 +127,7 @@ TEST(CudaYoloLoss, HostRouteEqualsTheDeviceKernelAndBf16HeadsWork) {
   std::mt19937 rng(static_cast<uint32_t>(test::next_seed()));
   const YoloParams p = layer({3, 4, 5}, 80, 0.5f, 1.0f, 1.0f, 90);
   const Tensor z = (test::parity_randn({4, 255, 26, 26}, false)).to(Device::cuda(0));
-  const auto truths = truth_sets(4, 80, rng);
+  const auto truths = truth_sets(4, 80, rng, 0.4f);
   const YoloTruths up = upload_truths(truths, p.max_boxes, Device::cuda(0));
   set_yolo_loss_on_host(true);
   const YoloLossResult host = yolo_layer_loss(p, z, up, 416, 416);
