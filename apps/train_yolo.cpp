@@ -360,11 +360,13 @@ int run_train(const Options& o, apps::Run& run, DarknetNetwork& net, const std::
                    o.seed * 1000003 + static_cast<uint64_t>(step * subdiv + s), max_boxes);
       std::vector<std::vector<TruthBox>> truths;
       for (const auto& bx : b.boxes) truths.push_back(to_truths(bx));
+      // Up with the images, before the forward (a host-to-device copy waits for the stream).
+      const YoloTruths up = upload_truths(truths, yolo_max_boxes(net), run.device());
       std::optional<AutocastGuard> autocast;
       if (run.amp()) autocast.emplace(DType::bf16);
       const std::vector<Tensor> heads = net.forward_yolo(b.images.to(run.device()));
       autocast.reset();
-      NetworkLoss l = network_yolo_loss(net, heads, truths);
+      NetworkLoss l = network_yolo_loss(net, heads, up);
       (l.loss * (1.0 / static_cast<double>(batch))).backward();
       loss_sum += l.loss.item_double();
       cost_sum += l.darknet_cost;

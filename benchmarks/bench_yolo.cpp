@@ -5,9 +5,11 @@
 // Training step = zero_grad, forward in training mode (bf16 autocast with --amp bf16), loss, backward, SGD
 // (momentum 0.9, weight decay 5e-4). --loss surrogate (default): sum over the [yolo] heads of
 // 0.5 * mean(head^2), the same on both sides, so the network alone is compared; --loss darknet: Darknet's
-// [yolo] loss (models/darknet/yolo_loss.h) on fixed random truths, which copies the heads to the host and
-// computes the delta there (not on the PyTorch side: a measure of that cost). Inference = forward in
-// evaluation mode under no_grad. Data: one batch of N(0, 1) images made on the device once.
+// [yolo] loss (models/darknet/yolo_loss.h) on fixed random truths (8 per image, uploaded once, as the
+// images are), computed where the heads are (cuda/yolo_loss.cu on a GPU) without reading its statistics
+// back; with NABLA_YOLO_LOSS_HOST=1 the old route: heads copied to the host, delta computed there and
+// copied back (the record's "loss_on_host"). Not on the PyTorch side: a measure of the loss's cost. Inference
+// = forward in evaluation mode under no_grad. Data: one batch of N(0, 1) images made on the device once.
 // Timing as bench_resnet: `warmup` untimed steps, then `windows` windows of `steps` steps bracketed by
 // device events; the median window's img/s. TF32 on unless --no-tf32.
 // --channels-last: DarknetNetwork::set_channels_last (NHWC weights and activations; the input is made
@@ -105,7 +107,8 @@ Options parse(int argc, char** argv) {
   if (o.name.empty())
     o.name = o.mode + "_b" + std::to_string(o.batch) + "_" + std::to_string(o.size) + "_" +
              (o.amp == "bf16" ? "bf16" : (o.tf32 ? "tf32" : "fp32")) +
-             (o.loss == "darknet" ? "_darknetloss" : "") + (o.channels_last ? "_cl" : "");
+             (o.loss == "darknet" ? (yolo_loss_on_host() ? "_darknetloss_host" : "_darknetloss") : "") +
+             (o.channels_last ? "_cl" : "");
   return o;
 }
 
@@ -133,7 +136,8 @@ int main(int argc, char** argv) {
                       {"loss", o.loss},
                       {"tf32", o.tf32},
                       {"channels_last", o.channels_last},
-                      {"fused", darknet_fused()}};
+                      {"fused", darknet_fused()},
+                      {"loss_on_host", o.loss == "darknet" && yolo_loss_on_host()}};
   try {
     const Device dev = Device::parse(o.device);
     runtime::require_device(dev, "bench_yolo");
@@ -153,6 +157,7 @@ int main(int argc, char** argv) {
     for (auto& t : truths)
       for (int k = 0; k < 8; ++k)
         t.push_back({u(rng), u(rng), s(rng), s(rng), static_cast<int>(rng() % classes)});
+    const YoloTruths truths_up = upload_truths(truths, yolo_max_boxes(net), dev);
     optim::Sgd opt(net.parameters(), optim::SgdOptions{.lr = 1e-4, .momentum = 0.9, .weight_decay = 5e-4});
     const bool amp = o.amp == "bf16";
     double last_loss = 0;
@@ -164,7 +169,8 @@ int main(int argc, char** argv) {
         AutocastGuard autocast(DType::bf16, amp);
         const std::vector<Tensor> heads = net.forward_yolo(images);
         if (o.loss == "darknet") {
-          loss = network_yolo_loss(net, heads, truths).loss * (1.0 / static_cast<double>(o.batch));
+          loss = network_yolo_loss(net, heads, truths_up, /*with_stats=*/false).loss *
+                 (1.0 / static_cast<double>(o.batch));
         } else {
           for (const Tensor& h : heads) {
             Tensor term = mean(h.to(DType::f32) * h.to(DType::f32)) * 0.5;

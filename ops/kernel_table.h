@@ -83,7 +83,9 @@
   /* VRGD's GSNR statistics (ops/gsnr_kernels.h) */                                                             \
   X(gsnr_accumulate, gsnr_kernels, gsnr_kernels, AllBackends, "VRGD: per-partition gradient moments")           \
   X(gsnr_reduce, gsnr_kernels, gsnr_kernels, AllBackends, "VRGD: GSNR per element, normalised")                 \
-  X(gsnr_apply, gsnr_kernels, gsnr_kernels, AllBackends, "VRGD: gradient scaled by GSNR")
+  X(gsnr_apply, gsnr_kernels, gsnr_kernels, AllBackends, "VRGD: gradient scaled by GSNR")                     \
+  /* Darknet's [yolo] training delta (ops/yolo_loss.h) */                                                       \
+  X(yolo_loss, yolo_loss, yolo_loss, AllBackends, "models/darknet yolo_loss (delta, loss and Region stats)")
 // clang-format on
 
 namespace nabla::ops {

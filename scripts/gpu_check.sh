@@ -352,17 +352,19 @@ fi
 # ---- 5e. YOLOv3 from a Darknet cfg (benchmarks/bench_yolo.cpp) against the same cfg in PyTorch (yolo_torch.py) ----
 # Training step (surrogate loss on both sides) and inference at 416², each case in both layouts on both sides
 # (NCHW, and channels-last: bench_yolo --channels-last, yolo_torch.py --channels-last): bf16 at batch 32
-# first, then TF32 at batch 16, then the ablation of the BN + leaky fusion (NABLA_DARKNET_FUSED=0) and
-# Nabla with Darknet's loss on the host; later cases are skipped when the budget runs out. One table: img/s
-# per side and layout, each layout's ratio, and best layout against best layout.
+# first, then TF32 at batch 32, then the ablation of the BN + leaky fusion (NABLA_DARKNET_FUSED=0) and
+# Nabla with Darknet's loss (on the GPU, cuda/yolo_loss.cu, and by the old host route,
+# NABLA_YOLO_LOSS_HOST=1); later cases are skipped when the budget runs out. One table: img/s per side and
+# layout, each layout's ratio, and best layout against best layout.
 if want yolo && [ -x "$BUILD/bench_yolo" ]; then
   YCFG=/usr/share/darknet/cfg/yolov3.cfg
   [ -f "$YCFG" ] || YCFG=tests/yolo/fixtures/yolov3.cfg
   : >"$LOG/bench_yolo.jsonl"
   : >"$LOG/yolo_torch.jsonl"
-  # YOLO_CASES: the cases, comma-separated "mode batch amp" (default all four); YOLO_EXTRA=0 skips the two
-  # Nabla-only rows (fusion off, Darknet's loss).
-  IFS=, read -r -a YOLO_CASE_LIST <<<"${YOLO_CASES:-train 32 bf16,infer 32 bf16,train 16 off,infer 16 off}"
+  # YOLO_CASES: the cases, comma-separated "mode batch amp" (default these four; "train 16 off,infer 16 off"
+  # are the TF32 cases of the 2026-12-03 table); YOLO_EXTRA=0 skips the three Nabla-only rows (fusion off,
+  # Darknet's loss on the GPU and on the host).
+  IFS=, read -r -a YOLO_CASE_LIST <<<"${YOLO_CASES:-train 32 bf16,infer 32 bf16,train 32 off,infer 32 off}"
   for c in "${YOLO_CASE_LIST[@]}"; do
     read -r ymode ybatch yamp <<<"$c"
     for ylayout in nchw cl; do
@@ -377,8 +379,10 @@ if want yolo && [ -x "$BUILD/bench_yolo" ]; then
   done
   [ "${YOLO_EXTRA:-1}" = 1 ] && run_step "bench_yolo train 32 bf16 cl, BN + leaky unfused" 60 10 "$LOG/bench_yolo.unfused.log" env NABLA_DARKNET_FUSED=0 "$BUILD/bench_yolo" --cfg "$YCFG" --mode train --batch 32 --amp bf16 --channels-last --name train_b32_416_bf16_unfused_cl
   cat "$LOG/bench_yolo.unfused.log" >>"$LOG/bench_yolo.jsonl" 2>/dev/null
-  [ "${YOLO_EXTRA:-1}" = 1 ] && run_step "bench_yolo darknet loss" 60 5 "$LOG/bench_yolo.darknetloss.log" "$BUILD/bench_yolo" --cfg "$YCFG" --mode train --batch 16 --amp bf16 --loss darknet
+  [ "${YOLO_EXTRA:-1}" = 1 ] && run_step "bench_yolo darknet loss on the GPU" 60 5 "$LOG/bench_yolo.darknetloss.log" "$BUILD/bench_yolo" --cfg "$YCFG" --mode train --batch 16 --amp bf16 --loss darknet
   cat "$LOG/bench_yolo.darknetloss.log" >>"$LOG/bench_yolo.jsonl" 2>/dev/null
+  [ "${YOLO_EXTRA:-1}" = 1 ] && run_step "bench_yolo darknet loss on the host" 60 5 "$LOG/bench_yolo.darknetloss_host.log" env NABLA_YOLO_LOSS_HOST=1 "$BUILD/bench_yolo" --cfg "$YCFG" --mode train --batch 16 --amp bf16 --loss darknet
+  cat "$LOG/bench_yolo.darknetloss_host.log" >>"$LOG/bench_yolo.jsonl" 2>/dev/null
   python3 - "$LOG/bench_yolo.jsonl" "$LOG/yolo_torch.jsonl" <<'EOF2' | tee "$LOG/yolo_compare.txt"
 import json, sys
 rows = {}  # case name without the layout suffix -> {(impl, layout): record}

@@ -153,7 +153,9 @@ double detection_finetune(DarknetNetwork& net, const DetectionData& d, const std
       for (auto& t : truths)
         for (auto& b : t) b.x = 1.0f - b.x;
     }
-    NetworkLoss l = network_yolo_loss(net, net.forward_yolo(x), truths);
+    // The truths go up before the forward (a host-to-device copy waits for the stream).
+    const YoloTruths up = upload_truths(truths, yolo_max_boxes(net), device);
+    NetworkLoss l = network_yolo_loss(net, net.forward_yolo(x), up, /*with_stats=*/false);
     Tensor loss = l.loss * (1.0 / static_cast<double>(batch));
     adam.zero_grad();
     loss.backward();
@@ -235,7 +237,9 @@ double detection_loss(DarknetNetwork& net, const DetectionData& d, int64_t batch
   for (int64_t first = 0; first < d.size(); first += batch) {
     const int64_t n = std::min(batch, d.size() - first);
     std::vector<std::vector<TruthBox>> truths(d.truths.begin() + first, d.truths.begin() + first + n);
-    total += network_yolo_loss(net, net.forward_yolo(d.images.narrow(0, first, n).to(device)), truths)
+    const YoloTruths up = upload_truths(truths, yolo_max_boxes(net), device);
+    total += network_yolo_loss(net, net.forward_yolo(d.images.narrow(0, first, n).to(device)), up,
+                               /*with_stats=*/false)
                  .loss.item_double();
   }
   net.eval();

@@ -1,11 +1,13 @@
-// Darknet's forward_yolo_layer delta, followed statement by statement (see yolo_loss.h), and the loss whose
-// gradient it is. The delta is computed on the CPU in float as Darknet does (logistic and exp in double, as
-// C's exp/log of a float argument); the differentiable loss is sum(z * g) + c with g = -delta and the
-// constant c chosen so that its value is the loss, so backward runs on z's device.
+// Darknet's forward_yolo_layer delta (see yolo_loss.h) through the kernel slot ops/yolo_loss.h on the heads'
+// device, and the loss whose gradient it is: one autograd node whose value is the kernel's loss sum and whose
+// backward hands -delta (times the incoming gradient) to z.
 #include "models/darknet/yolo_loss.h"
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "autograd/autograd.h"
@@ -13,82 +15,27 @@
 #include "ops/elementwise.h"
 #include "ops/factory.h"
 #include "ops/reduce.h"
+#include "ops/index.h"
+#include "ops/yolo_loss.h"
 
 namespace nabla::models::darknet {
 namespace {
 
-std::vector<float> to_floats(const Tensor& t) {
-  Tensor c = t.detach().to(Device::cpu()).to(DType::f32).contiguous();
-  std::vector<float> v(static_cast<size_t>(c.numel()));
-  std::memcpy(v.data(), c.data_ptr(), 4 * v.size());
-  return v;
-}
+std::atomic<int> g_on_host{-1};  // -1: the environment decides
 
-float logistic(float x) { return static_cast<float>(1. / (1. + std::exp(-x))); }
-
-double softplus(double z) { return std::log1p(std::exp(-std::fabs(z))) + (z > 0 ? z : 0); }
-
-// What the final delta of one element is the gradient of (the last assignment wins, as in Darknet).
-enum Kind : uint8_t { kNone = 0, kLogistic = 1, kMse = 2, kScaledLogistic = 3 };
-
-struct LayerView {
-  const YoloParams& p;
-  int batch, lw, lh, n, classes, net_w, net_h;
-  int64_t outputs;  // per batch item
-  int64_t entry(int b, int anchor, int e, int loc) const {
-    return b * outputs + (static_cast<int64_t>(anchor) * (5 + classes) + e) * lw * lh + loc;
-  }
-};
-
-Box get_box(const std::vector<float>& x, const YoloParams& p, int anchor_global, int64_t index, int i, int j,
-            int lw, int lh, int w, int h, int stride) {
-  Box b;
-  b.x = (i + x[index + 0 * stride]) / lw;
-  b.y = (j + x[index + 1 * stride]) / lh;
-  b.w = static_cast<float>(std::exp(x[index + 2 * stride]) * p.anchors[2 * anchor_global] / w);
-  b.h = static_cast<float>(std::exp(x[index + 3 * stride]) * p.anchors[2 * anchor_global + 1] / h);
-  return b;
-}
-
-struct Deltas {
-  std::vector<float> delta, target, weight;
-  std::vector<uint8_t> kind;
-  void set(int64_t k, float d, Kind kd, float t, float w) {
-    delta[k] = d, kind[k] = kd, target[k] = t, weight[k] = w;
-  }
-};
-
-float delta_box(const TruthBox& truth, const std::vector<float>& x, const LayerView& v, int anchor_global,
-                int64_t index, int i, int j, Deltas& d, float scale) {
-  const int stride = v.lw * v.lh;
-  const Box pred = get_box(x, v.p, anchor_global, index, i, j, v.lw, v.lh, v.net_w, v.net_h, stride);
-  const float iou = box_iou(pred, Box{truth.x, truth.y, truth.w, truth.h});
-  const float tx = truth.x * v.lw - i;
-  const float ty = truth.y * v.lh - j;
-  const float tw = static_cast<float>(std::log(truth.w * v.net_w / v.p.anchors[2 * anchor_global]));
-  const float th = static_cast<float>(std::log(truth.h * v.net_h / v.p.anchors[2 * anchor_global + 1]));
-  d.set(index + 0 * stride, scale * (tx - x[index + 0 * stride]), kScaledLogistic, tx, scale);
-  d.set(index + 1 * stride, scale * (ty - x[index + 1 * stride]), kScaledLogistic, ty, scale);
-  d.set(index + 2 * stride, scale * (tw - x[index + 2 * stride]), kMse, tw, scale);
-  d.set(index + 3 * stride, scale * (th - x[index + 3 * stride]), kMse, th, scale);
-  return iou;
-}
-
-// pjreddie's delta_yolo_class: when the anchor already has class deltas (tested on class 0's entry, as
-// Darknet does), only the new class is set.
-void delta_class(const std::vector<float>& out, Deltas& d, int64_t index, int cls, int classes, int stride,
-                 float* avg_cat) {
-  if (d.delta[index]) {
-    const int64_t k = index + static_cast<int64_t>(stride) * cls;
-    d.set(k, 1 - out[k], kLogistic, 1, 1);
-    if (avg_cat) *avg_cat += out[k];
-    return;
-  }
-  for (int c = 0; c < classes; ++c) {
-    const int64_t k = index + static_cast<int64_t>(stride) * c;
-    d.set(k, (c == cls ? 1.0f : 0.0f) - out[k], kLogistic, c == cls ? 1.0f : 0.0f, 1);
-    if (c == cls && avg_cat) *avg_cat += out[k];
-  }
+YoloLayerStats stats_from(const double* st, int lw, int lh, int n, int batch) {
+  YoloLayerStats r;
+  const int count = static_cast<int>(st[ops::kYoloCount]);
+  // Darknet's float divisions (0/0 gives nan there too, for a layer without truths).
+  r.avg_iou = static_cast<float>(st[ops::kYoloIou]) / count;
+  r.avg_class = static_cast<float>(st[ops::kYoloClass]) / count;
+  r.avg_obj = static_cast<float>(st[ops::kYoloObj]) / count;
+  r.avg_noobj = static_cast<float>(st[ops::kYoloNoObj]) / (lw * lh * n * batch);
+  r.recall50 = static_cast<float>(st[ops::kYoloRecall50]) / count;
+  r.recall75 = static_cast<float>(st[ops::kYoloRecall75]) / count;
+  r.count = count;
+  r.darknet_cost = static_cast<float>(st[ops::kYoloCost]);
+  return r;
 }
 
 }  // namespace
@@ -101,171 +48,144 @@ std::string YoloLayerStats::line(int layer_index) const {
   return buf;
 }
 
-YoloLossResult yolo_loss(const YoloParams& p, const Tensor& z,
-                         const std::vector<std::vector<TruthBox>>& truths, int net_w, int net_h) {
+bool yolo_loss_on_host() {
+  const int v = g_on_host.load(std::memory_order_relaxed);
+  if (v >= 0) return v == 1;
+  const char* e = std::getenv("NABLA_YOLO_LOSS_HOST");
+  return e && std::strcmp(e, "0") != 0 && *e;
+}
+
+void set_yolo_loss_on_host(bool on) { g_on_host.store(on ? 1 : 0, std::memory_order_relaxed); }
+
+YoloTruths upload_truths(const std::vector<std::vector<TruthBox>>& truths, int max_boxes, Device device) {
+  NABLA_CHECK(max_boxes > 0, "upload_truths: max_boxes must be > 0, got ", max_boxes);
+  YoloTruths r;
+  r.boxes = truths;
+  r.max_boxes = max_boxes;
+  std::vector<int> used(truths.size(), 0);
+  int T = 1;
+  for (size_t b = 0; b < truths.size(); ++b) {
+    for (const TruthBox& tb : truths[b]) {
+      if (used[b] >= max_boxes || !tb.x) break;
+      ++used[b];
+    }
+    T = std::max(T, used[b]);
+  }
+  std::vector<double> v(truths.size() * static_cast<size_t>(T) * 5, 0.0);
+  for (size_t b = 0; b < truths.size(); ++b)
+    for (int k = 0; k < used[b]; ++k) {
+      const TruthBox& tb = truths[b][k];
+      double* row = v.data() + (b * T + k) * 5;
+      row[0] = tb.x, row[1] = tb.y, row[2] = tb.w, row[3] = tb.h, row[4] = tb.cls;
+    }
+  r.host = from_vector(v, {static_cast<int64_t>(truths.size()), T, 5}, TensorOptions{.dtype = DType::f32});
+  r.device = device.is_cpu() ? r.host : r.host.to(device);
+  return r;
+}
+
+YoloLossResult yolo_layer_loss(const YoloParams& p, const Tensor& z, const YoloTruths& truths, int net_w,
+                               int net_h, bool with_stats) {
   const int n = static_cast<int>(p.mask.size()), classes = p.classes;
   NABLA_CHECK(z.dim() == 4 && z.size(1) == n * (5 + classes), "yolo_loss: expected the raw [yolo] input [N, ",
               n * (5 + classes), ", H, W] (", n, " anchors x (5 + ", classes, " classes)), got ", z.shape());
-  NABLA_CHECK(static_cast<int64_t>(truths.size()) == z.size(0), "yolo_loss: ", z.size(0),
-              " batch items but truths for ", truths.size());
+  NABLA_CHECK(static_cast<int64_t>(truths.boxes.size()) == z.size(0), "yolo_loss: ", z.size(0),
+              " batch items but truths for ", truths.boxes.size());
   NABLA_CHECK(net_w > 0 && net_h > 0, "yolo_loss: network size must be > 0, got ", net_w, "x", net_h);
   for (int m : p.mask)
     NABLA_CHECK(m >= 0 && 2 * m + 1 < static_cast<int>(p.anchors.size()), "yolo_loss: mask index ", m,
                 " outside the ", p.anchors.size() / 2, " anchors");
-  const LayerView v{p,
-                    static_cast<int>(z.size(0)),
-                    static_cast<int>(z.size(3)),
-                    static_cast<int>(z.size(2)),
-                    n,
-                    classes,
-                    net_w,
-                    net_h,
-                    z.numel() / z.size(0)};
-  const int plane = v.lw * v.lh;
-  const int total = static_cast<int>(p.anchors.size() / 2);
-  const float s = p.scale_x_y;
-
-  // Layer output: logistic on x, y (then scale_x_y), objectness and classes.
-  const std::vector<float> raw = to_floats(z);
-  std::vector<float> out = raw;
-  for (int b = 0; b < v.batch; ++b)
-    for (int a = 0; a < n; ++a) {
-      int64_t idx = v.entry(b, a, 0, 0);
-      for (int k = 0; k < 2 * plane; ++k) {
-        out[idx + k] = logistic(out[idx + k]);
-        if (s != 1.0f) out[idx + k] = out[idx + k] * s + static_cast<float>(-0.5 * (s - 1));
-      }
-      idx = v.entry(b, a, 4, 0);
-      for (int k = 0; k < (1 + classes) * plane; ++k) out[idx + k] = logistic(out[idx + k]);
-    }
-
-  Deltas d;
-  const size_t total_elems = raw.size();
-  d.delta.assign(total_elems, 0), d.target.assign(total_elems, 0), d.weight.assign(total_elems, 0);
-  d.kind.assign(total_elems, kNone);
-  float avg_iou = 0, recall = 0, recall75 = 0, avg_cat = 0, avg_obj = 0, avg_anyobj = 0;
-  int count = 0, class_count = 0;
-
-  for (int b = 0; b < v.batch; ++b) {
-    // Darknet's truth buffer: at most max_boxes, the list ends at the first x == 0.
-    std::vector<TruthBox> t;
-    for (const TruthBox& tb : truths[b]) {
-      if (static_cast<int>(t.size()) >= p.max_boxes || !tb.x) break;
+  if (truths.max_boxes != p.max_boxes)  // a layer with its own truth buffer size
+    return yolo_layer_loss(p, z, upload_truths(truths.boxes, p.max_boxes, z.device()), net_w, net_h,
+                           with_stats);
+  for (size_t b = 0; b < truths.boxes.size(); ++b) {
+    int k = 0;
+    for (const TruthBox& tb : truths.boxes[b]) {
+      if (k++ >= p.max_boxes || !tb.x) break;
       NABLA_CHECK(tb.cls >= 0 && tb.cls < classes, "yolo_loss: batch item ", b, " has a box of class ",
                   tb.cls, ", the layer has ", classes, " classes");
-      t.push_back(tb);
-    }
-    for (int j = 0; j < v.lh; ++j)
-      for (int i = 0; i < v.lw; ++i)
-        for (int a = 0; a < n; ++a) {
-          const int loc = j * v.lw + i;
-          const int64_t box_index = v.entry(b, a, 0, loc);
-          const Box pred = get_box(out, p, p.mask[a], box_index, i, j, v.lw, v.lh, net_w, net_h, plane);
-          float best_iou = 0;
-          int best_t = 0;
-          for (size_t k = 0; k < t.size(); ++k) {
-            const float iou = box_iou(pred, Box{t[k].x, t[k].y, t[k].w, t[k].h});
-            if (iou > best_iou) best_iou = iou, best_t = static_cast<int>(k);
-          }
-          const int64_t obj_index = v.entry(b, a, 4, loc);
-          avg_anyobj += out[obj_index];
-          d.set(obj_index, 0 - out[obj_index], kLogistic, 0, 1);
-          if (best_iou > p.ignore_thresh) d.set(obj_index, 0, kNone, 0, 0);
-          if (best_iou > p.truth_thresh) {
-            d.set(obj_index, 1 - out[obj_index], kLogistic, 1, 1);
-            delta_class(out, d, v.entry(b, a, 5, loc), t[best_t].cls, classes, plane, nullptr);
-            delta_box(t[best_t], out, v, p.mask[a], box_index, i, j, d, 2 - t[best_t].w * t[best_t].h);
-          }
-        }
-    for (const TruthBox& truth : t) {
-      float best_iou = 0;
-      int best_n = 0;
-      // Darknet's int conversion; a centre at exactly 1 would index past the grid there: clamped here.
-      const int i = std::min(static_cast<int>(truth.x * v.lw), v.lw - 1);
-      const int j = std::min(static_cast<int>(truth.y * v.lh), v.lh - 1);
-      const Box shift{0, 0, truth.w, truth.h};
-      for (int a = 0; a < total; ++a) {
-        const Box pred{0, 0, p.anchors[2 * a] / net_w, p.anchors[2 * a + 1] / net_h};
-        const float iou = box_iou(pred, shift);
-        if (iou > best_iou) best_iou = iou, best_n = a;
-      }
-      int mask_n = -1;
-      for (int a = 0; a < n; ++a)
-        if (p.mask[a] == best_n) {
-          mask_n = a;
-          break;
-        }
-      if (mask_n < 0) continue;
-      const int loc = j * v.lw + i;
-      const int64_t box_index = v.entry(b, mask_n, 0, loc);
-      const float iou = delta_box(truth, out, v, best_n, box_index, i, j, d, 2 - truth.w * truth.h);
-      const int64_t obj_index = v.entry(b, mask_n, 4, loc);
-      avg_obj += out[obj_index];
-      d.set(obj_index, 1 - out[obj_index], kLogistic, 1, 1);
-      delta_class(out, d, v.entry(b, mask_n, 5, loc), truth.cls, classes, plane, &avg_cat);
-      ++count;
-      ++class_count;
-      if (iou > .5) recall += 1;
-      if (iou > .75) recall75 += 1;
-      avg_iou += iou;
     }
   }
+  const ops::YoloLossSpec spec{.classes = classes,
+                               .mask = p.mask,
+                               .anchors = p.anchors,
+                               .net_w = net_w,
+                               .net_h = net_h,
+                               .ignore_thresh = p.ignore_thresh,
+                               .truth_thresh = p.truth_thresh,
+                               .scale_x_y = p.scale_x_y};
+  const bool host = yolo_loss_on_host() && !z.device().is_cpu();
+  const Device run_on = host ? Device::cpu() : z.device();
+  const Tensor zf = z.detach().to(run_on).to(DType::f32).contiguous();
+  const Tensor& tt = run_on.is_cpu() ? truths.host : truths.device;
+  NABLA_CHECK(tt.device() == run_on, "yolo_loss: the truths are on ", tt.device(), ", the heads on ", run_on,
+              " (upload_truths to the heads' device)");
+  Tensor delta = Tensor::empty(zf.shape(), DType::f32, run_on);
+  Tensor stats = Tensor::empty({ops::kYoloStats}, DType::f64, run_on);
+  ops::yolo_loss_kernel.get(run_on, "yolo_loss")(zf, tt, spec, delta, stats);
+  if (host) delta = delta.to(z.device()), stats = stats.to(z.device());
 
   YoloLossResult r;
-  float mag = 0;
-  for (float x : d.delta) mag += x * x;
-  r.stats.darknet_cost = static_cast<float>(std::pow(std::sqrt(mag), 2));
-  r.stats.avg_iou = avg_iou / count;
-  r.stats.avg_class = avg_cat / class_count;
-  r.stats.avg_obj = avg_obj / count;
-  r.stats.avg_noobj = avg_anyobj / (plane * n * v.batch);
-  r.stats.recall50 = recall / count;
-  r.stats.recall75 = recall75 / count;
-  r.stats.count = count;
-
-  // The loss each element's final delta is the negative gradient of.
-  double value = 0;
-  std::vector<double> grad(total_elems);
-  for (size_t k = 0; k < total_elems; ++k) {
-    const double zk = raw[k], tk = d.target[k], wk = d.weight[k];
-    switch (d.kind[k]) {
-      case kNone:
-        break;
-      case kLogistic:
-        value += softplus(zk) - tk * zk;
-        break;
-      case kScaledLogistic: {
-        const double tt = (tk + (s - 1) / 2.0) / s;
-        value += wk * s * (softplus(zk) - tt * zk);
-        break;
-      }
-      case kMse:
-        value += 0.5 * wk * (tk - zk) * (tk - zk);
-        break;
-    }
-    grad[k] = -d.delta[k];
+  r.delta = delta;
+  r.stats_sums = stats;
+  if (with_stats) {
+    const Tensor sc = stats.to(Device::cpu());
+    r.stats = stats_from(static_cast<const double*>(sc.data_ptr()), static_cast<int>(z.size(3)),
+                         static_cast<int>(z.size(2)), n, static_cast<int>(z.size(0)));
   }
-  Tensor g = from_vector(grad, z.shape(), TensorOptions{.dtype = DType::f32}).to(z.device()).to(z.dtype());
-  Tensor linear = sum(z * g);
-  const double linear_value = linear.item_double();
-  r.loss = linear + (value - linear_value);
-  r.delta = from_vector(std::vector<double>(d.delta.begin(), d.delta.end()), z.shape());
+  // The loss: the kernel's sum, with backward -delta * g in z's dtype.
+  const DType loss_dtype = z.dtype() == DType::f64 ? DType::f64 : DType::f32;
+  Tensor loss = stats.narrow(0, ops::kYoloLossValue, 1).reshape({}).to(loss_dtype).clone();
+  autograd::record("yolo_loss", loss, {z},
+                   [delta, zdtype = z.dtype()](const Tensor& g) -> std::vector<Tensor> {
+                     return {(delta * neg(g.to(DType::f32))).to(zdtype)};
+                   });
+  r.loss = loss;
+  return r;
+}
+
+YoloLossResult yolo_loss(const YoloParams& p, const Tensor& z,
+                         const std::vector<std::vector<TruthBox>>& truths, int net_w, int net_h) {
+  return yolo_layer_loss(p, z, upload_truths(truths, p.max_boxes, z.device()), net_w, net_h, true);
+}
+
+int yolo_max_boxes(const DarknetNetwork& net) {
+  int m = 1;
+  for (int i : net.yolo_layers()) m = std::max(m, net.layers[i].yolo.max_boxes);
+  return m;
+}
+
+NetworkLoss network_yolo_loss(const DarknetNetwork& net, const std::vector<Tensor>& heads,
+                              const YoloTruths& truths, bool with_stats) {
+  const std::vector<int> idx = net.yolo_layers();
+  NABLA_CHECK(idx.size() == heads.size(), "network_yolo_loss: the network has ", idx.size(),
+              " [yolo] layers, got ", heads.size(), " heads");
+  NetworkLoss r;
+  std::vector<Tensor> sums;
+  for (size_t k = 0; k < idx.size(); ++k) {
+    YoloLossResult l = yolo_layer_loss(net.layers[idx[k]].yolo, heads[k], truths, net.net.width,
+                                       net.net.height, /*with_stats=*/false);
+    r.loss = r.loss.defined() ? r.loss + l.loss : l.loss;
+    sums.push_back(l.stats_sums);
+  }
+  if (with_stats && !sums.empty()) {  // one device-to-host read for all layers
+    const Tensor all = cat(sums, 0).to(Device::cpu());
+    const double* st = static_cast<const double*>(all.data_ptr());
+    for (size_t k = 0; k < idx.size(); ++k) {
+      const YoloParams& p = net.layers[idx[k]].yolo;
+      const YoloLayerStats s = stats_from(st + k * ops::kYoloStats, static_cast<int>(heads[k].size(3)),
+                                          static_cast<int>(heads[k].size(2)), static_cast<int>(p.mask.size()),
+                                          static_cast<int>(heads[k].size(0)));
+      r.darknet_cost += s.darknet_cost;
+      r.layers.push_back(s);
+    }
+  }
   return r;
 }
 
 NetworkLoss network_yolo_loss(const DarknetNetwork& net, const std::vector<Tensor>& heads,
                               const std::vector<std::vector<TruthBox>>& truths) {
-  const std::vector<int> idx = net.yolo_layers();
-  NABLA_CHECK(idx.size() == heads.size(), "network_yolo_loss: the network has ", idx.size(),
-              " [yolo] layers, got ", heads.size(), " heads");
-  NetworkLoss r;
-  for (size_t k = 0; k < idx.size(); ++k) {
-    YoloLossResult l = yolo_loss(net.layers[idx[k]].yolo, heads[k], truths, net.net.width, net.net.height);
-    r.loss = r.loss.defined() ? r.loss + l.loss : l.loss;
-    r.darknet_cost += l.stats.darknet_cost;
-    r.layers.push_back(l.stats);
-  }
-  return r;
+  NABLA_CHECK(!heads.empty(), "network_yolo_loss: no heads");
+  return network_yolo_loss(net, heads, upload_truths(truths, yolo_max_boxes(net), heads[0].device()), true);
 }
 
 }  // namespace nabla::models::darknet

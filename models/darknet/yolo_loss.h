@@ -26,6 +26,11 @@
 // so loss.backward() puts -delta into z's gradient (Darknet's direction, our sign). Darknet's own printed
 // cost is |delta|^2 (`darknet_cost`), kept for logs that compare with Darknet's "avg loss" line.
 // Not supported: iou_loss other than mse (giou/ciou of AlexeyAB), iou_normalizer, label smoothing.
+//
+// Where it runs: the kernel slot ops/yolo_loss.h, on z's device (cuda/yolo_loss.cu on a GPU: the heads stay
+// there; the truths, [B, T, 5] floats, go up once per batch, best before the forward since a host-to-device
+// copy waits for the stream). NABLA_YOLO_LOSS_HOST=1 (or set_yolo_loss_on_host) takes the old route for
+// comparison: the heads copied to the CPU, the CPU kernel, the delta copied back.
 #pragma once
 #include <string>
 #include <vector>
@@ -50,19 +55,38 @@ struct YoloLayerStats {
 };
 
 struct YoloLossResult {
-  Tensor loss;           // scalar, differentiable w.r.t. the raw input: sum over the batch
-  Tensor delta;          // Darknet's l.delta (f32, CPU), same shape as the input
-  YoloLayerStats stats;  // pass sums over the layer's batch
+  Tensor loss;           // scalar (f64 for f64 z, f32 otherwise), differentiable w.r.t. the raw input
+  Tensor delta;          // Darknet's l.delta (f32, on the device the loss ran on), same shape as the input
+  YoloLayerStats stats;  // pass sums over the layer's batch (when read: see with_stats below)
+  Tensor stats_sums;     // f64 [ops::kYoloStats] on that device: the sums the stats are made of
 };
+
+// The truths of a batch as the kernel reads them: f32 [B, T, 5] (x, y, w, h, class), each image's list cut
+// at max_boxes (Darknet's truth buffer) and at its first box with x == 0, zero-padded; T >= 1. `boxes` is
+// kept for the class checks and the host route.
+struct YoloTruths {
+  std::vector<std::vector<TruthBox>> boxes;
+  int max_boxes = 0;
+  Tensor host;    // on the CPU
+  Tensor device;  // on `device` (the same tensor when that is the CPU)
+};
+YoloTruths upload_truths(const std::vector<std::vector<TruthBox>>& truths, int max_boxes, Device device);
+
+// NABLA_YOLO_LOSS_HOST=1 in the environment, unless set here (tests, benchmarks).
+bool yolo_loss_on_host();
+void set_yolo_loss_on_host(bool on);
 
 // The raw [yolo] input z [N, n (5 + classes), lh, lw] (training-mode output of the layer), the truths of
 // each batch item (truths.size() == N; at most p.max_boxes are used, as Darknet's truth buffer), and the
-// network input size.
+// network input size. with_stats = false leaves `stats` zero (no device-to-host read).
 YoloLossResult yolo_loss(const YoloParams& p, const Tensor& z,
                          const std::vector<std::vector<TruthBox>>& truths, int net_w, int net_h);
+YoloLossResult yolo_layer_loss(const YoloParams& p, const Tensor& z, const YoloTruths& truths, int net_w,
+                               int net_h, bool with_stats = true);
 
 // All [yolo] layers of a network (heads from forward_yolo in training mode): the losses summed, and the
-// stats of each layer.
+// stats of each layer (read from the device in one copy; with_stats = false skips that read and leaves
+// darknet_cost 0 and layers empty).
 struct NetworkLoss {
   Tensor loss;
   float darknet_cost = 0;  // sum over layers of |delta|^2
@@ -70,5 +94,9 @@ struct NetworkLoss {
 };
 NetworkLoss network_yolo_loss(const DarknetNetwork& net, const std::vector<Tensor>& heads,
                               const std::vector<std::vector<TruthBox>>& truths);
+NetworkLoss network_yolo_loss(const DarknetNetwork& net, const std::vector<Tensor>& heads,
+                              const YoloTruths& truths, bool with_stats = true);
+// The max_boxes of the network's [yolo] layers (the largest; Darknet's layers share one).
+int yolo_max_boxes(const DarknetNetwork& net);
 
 }  // namespace nabla::models::darknet

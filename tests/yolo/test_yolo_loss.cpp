@@ -1,9 +1,12 @@
 // models/darknet/yolo_loss.h: Darknet's [yolo] training delta, checked against libdarknet's own
 // forward_yolo_layer (tests/yolo/fixtures/yolo_loss_oracle.c; skips without Debian's darknet), a
-// hand-computed case, and finite differences of the loss whose gradient the delta is.
+// hand-computed case, finite differences of the loss whose gradient the delta is, and (the CPU kernel of
+// ops/yolo_loss.h) bit for bit against a frozen copy of the host code it replaced
+// (tests/yolo/yolo_loss_reference.h).
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -13,7 +16,9 @@
 
 #include "autograd/autograd.h"
 #include "models/darknet/yolo_loss.h"
+#include "ops/yolo_loss.h"
 #include "testing.h"
+#include "yolo/yolo_loss_reference.h"
 
 namespace nabla {
 namespace {
@@ -244,6 +249,43 @@ TEST(YoloLoss, GradientIsMinusDeltaAndMatchesFiniteDifferences) {
     EXPECT_GT(checked, 20);
     // Only a step that flips an ignore decision may disagree.
     EXPECT_GE(agree, checked - 1) << "scale_x_y " << sxy;
+  }
+}
+
+// The CPU kernel is the former host implementation, arithmetic unchanged: the same delta bits, the same
+// float statistics and the same double loss value, on random heads and truths (with the first-pass
+// truth_thresh branch, scale_x_y, a truth list cut by an x == 0 box and a max_boxes cut).
+TEST(YoloLoss, CpuKernelEqualsTheFrozenHostImplementation) {
+  std::mt19937 rng(static_cast<uint32_t>(test::next_seed()));
+  struct Case {
+    std::vector<int> mask;
+    float ignore, truth, sxy;
+    int max_boxes, batch, lw, lh;
+  };
+  for (const Case& c :
+       {Case{{3, 4, 5}, 0.5f, 1.0f, 1.0f, 90, 3, 5, 4}, Case{{0, 1, 2}, 0.2f, 0.4f, 1.1f, 4, 2, 7, 6},
+        Case{{1, 2, 3}, 0.3f, 0.6f, 1.05f, 90, 2, 8, 8}}) {
+    YoloParams p = params(c.mask, 4, c.ignore, c.truth);
+    p.scale_x_y = c.sxy;
+    p.max_boxes = c.max_boxes;
+    Tensor z = test::randn64({c.batch, 3 * 9, c.lh, c.lw}, false).to(DType::f32);
+    auto truths = random_truths(c.batch, 4, rng);
+    truths[0].insert(truths[0].begin() + 2, TruthBox{0, 0.5f, 0.2f, 0.2f, 1});  // ends image 0's list
+    const auto ref = test::yolo_reference::reference_yolo_loss(p, z, truths, 160, 128);
+    const YoloLossResult ours = yolo_loss(p, z, truths, 160, 128);
+    const Tensor d = ours.delta.contiguous();
+    ASSERT_EQ(static_cast<size_t>(d.numel()), ref.delta.size());
+    EXPECT_EQ(std::memcmp(d.data_ptr(), ref.delta.data(), 4 * ref.delta.size()), 0) << "delta bits";
+    int nonzero = 0;
+    for (float x : ref.delta) nonzero += x != 0;
+    EXPECT_GT(nonzero, 10);
+    EXPECT_EQ(ours.stats.line(0), ref.stats.line(0));
+    EXPECT_EQ(ours.stats.darknet_cost, ref.stats.darknet_cost);
+    EXPECT_EQ(ours.stats.avg_iou, ref.stats.avg_iou);
+    EXPECT_EQ(ours.stats.avg_noobj, ref.stats.avg_noobj);
+    EXPECT_GT(ours.stats.count, 0);
+    EXPECT_EQ(ours.stats_sums.to_double_vector()[ops::kYoloLossValue], ref.value);
+    EXPECT_NEAR(ours.loss.item_double(), ref.value, 1e-6 * std::fabs(ref.value));
   }
 }
 
