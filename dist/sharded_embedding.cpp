@@ -10,6 +10,7 @@
 #include "ops/elementwise.h"
 #include "ops/factory.h"
 #include "ops/index.h"
+#include "ops/reduce.h"
 
 namespace nabla::dist {
 
@@ -18,16 +19,6 @@ Tensor all_to_all_differentiable(Communicator& comm, const Tensor& t) {
   Communicator* c = &comm;
   autograd::record("all_to_all", out, {t},
                    [c](const Tensor& g) -> std::vector<Tensor> { return {c->all_to_all(g.contiguous())}; });
-  return out;
-}
-
-Tensor reduce_scatter_differentiable(Communicator& comm, const Tensor& t) {
-  Tensor out = comm.reduce_scatter(t.detach().contiguous(), ReduceOp::sum);
-  Communicator* c = &comm;
-  const Shape shape = t.shape();
-  autograd::record("reduce_scatter", out, {t}, [c, shape](const Tensor& g) -> std::vector<Tensor> {
-    return {c->all_gather(g.contiguous()).reshape(shape)};
-  });
   return out;
 }
 
@@ -129,24 +120,27 @@ Tensor ShardedDlrm::forward(const Tensor& dense, const Tensor& sparse) {
   Tensor x = model_->bottom(dense);
   Tensor ids =
       W == 1 ? sparse.to(DType::i64) : comm_.all_gather(sparse.to(DType::i64).contiguous()).reshape({B, F});
+  // One all_to_all carries both kinds (so each step has one collective each way and the ranks' backward
+  // passes cannot order two collectives differently): slots 0..T-1 the table-wise tables (zero-padded), then
+  // one slot per row-wise table with this rank's partial sums; rank j receives chunk j (its b rows) of every
+  // rank's slots, and the row-wise slots are summed over the senders (a reduce_scatter).
+  std::vector<int64_t> row_tables;
+  for (int64_t f = 0; f < F; ++f)
+    if (row_wise(f)) row_tables.push_back(f);
+  const int64_t R = static_cast<int64_t>(row_tables.size());
+  std::vector<Tensor> slots;
+  for (int64_t f : placed_[rank_]) slots.push_back(model_->lookup(f, ids.select(1, f)));
+  while (static_cast<int64_t>(slots.size()) < T)
+    slots.push_back(zeros({B, D}, {.dtype = x.dtype(), .device = x.device()}));
+  for (int64_t f : row_tables) slots.push_back(row_wise_lookup(f, ids.select(1, f).contiguous()));
+  Tensor send = stack(slots, 1);  // [B, T + R, D]: rows in rank order, so chunk j is rank j's rows
+  Tensor recv = W == 1 ? send : all_to_all_differentiable(comm_, send);
+  Tensor got = recv.reshape({W, b, T + R, D});  // [sender i, b, slot, D]
   std::vector<Tensor> per_table(F);
-  if (T > 0) {  // the table-wise tables: all_to_all of [B, T, D] slots
-    std::vector<Tensor> slots;
-    for (int64_t f : placed_[rank_]) slots.push_back(model_->lookup(f, ids.select(1, f)));
-    while (static_cast<int64_t>(slots.size()) < T)
-      slots.push_back(zeros({B, D}, {.dtype = x.dtype(), .device = x.device()}));
-    Tensor send = stack(slots, 1);  // [B, T, D]: rows in rank order, so chunk j is rank j's rows
-    Tensor recv = W == 1 ? send : all_to_all_differentiable(comm_, send);
-    Tensor got = recv.reshape({W, b, T, D});  // [rank i, b, slot s, D]: table placed_[i][s]
-    for (int64_t i = 0; i < W; ++i)
-      for (size_t s = 0; s < placed_[i].size(); ++s)
-        per_table[placed_[i][s]] = got.select(0, i).select(1, static_cast<int64_t>(s));
-  }
-  for (int64_t f = 0; f < F; ++f) {  // the row-wise tables: partial sums, reduce_scatter
-    if (!row_wise(f)) continue;
-    Tensor partial = row_wise_lookup(f, ids.select(1, f).contiguous());
-    per_table[f] = W == 1 ? partial : reduce_scatter_differentiable(comm_, partial);
-  }
+  for (int64_t i = 0; i < W; ++i)
+    for (size_t s = 0; s < placed_[i].size(); ++s)
+      per_table[placed_[i][s]] = got.select(0, i).select(1, static_cast<int64_t>(s));
+  for (int64_t k = 0; k < R; ++k) per_table[row_tables[k]] = sum(got.select(2, T + k), {0});
   return model_->top(x, stack(per_table, 1));
 }
 

@@ -10,10 +10,11 @@
 // last rank fewer) as its local table of hi_r - lo_r rows, whichever rank owns it table-wise is then
 // ignored. Every rank looks up the whole global batch's ids of that table, in its own range only (ids
 // outside weigh 0: embedding_bag's per-sample weights, ids shifted by -lo_r and clamped into range), giving
-// a partial sum [B, D]; reduce_scatter (sum) adds the W partials and hands rank r its b rows [b, D]. Its
-// backward is the all_gather of the [b, D] gradients: every rank gets the gradient of the whole batch and
-// updates its rows (the same 1 / W as the table-wise tables). One step on a global batch of B = W b rows,
-// rank r holding rows r b .. (r+1) b - 1:
+// a partial sum [B, D]; the partials ride in the same all_to_all as the table-wise slots ([B, T + R, D] for
+// R row-wise tables: one collective each way, so the ranks' backward passes cannot order two collectives
+// differently), and each rank sums the W partials of its b rows (a reduce_scatter). In the backward every
+// rank gets the gradient of the whole batch for its rows (the same 1 / W as the table-wise tables). One step
+// on a global batch of B = W b rows, rank r holding rows r b .. (r+1) b - 1:
 //
 //   x      = bottom_mlp(dense_r)                                   [b, D]       data-parallel
 //   ids    = all_gather(sparse_r)                                  [B, F]       every rank sees all ids
@@ -40,9 +41,6 @@ namespace nabla::dist {
 
 // Differentiable all_to_all of a [W k, ...] tensor (backward: all_to_all of the gradient).
 Tensor all_to_all_differentiable(Communicator& comm, const Tensor& t);
-
-// Differentiable reduce_scatter (sum) of a [W k, ...] tensor (backward: all_gather of the gradient).
-Tensor reduce_scatter_differentiable(Communicator& comm, const Tensor& t);
 
 struct ShardingOptions {
   // Tables with at least this many rows (and at least world-size rows) are split by rows over all ranks;

@@ -5,7 +5,7 @@
 #   (a) AUC against the planted teacher: DLRM trained with sparse tables and row-wise Adagrad (the MLPs by
 #       Adagrad), evaluated on the test rows (the first half of the last day, never trained on) beside the
 #       teacher's own probabilities on the same rows (the best achievable AUC): teacher AUC, model AUC, gap,
-#       log losses.
+#       log losses; one row per data set of A_CONFIGS (rows:cap, cap = Kaggle's table sizes capped at).
 #   (b) SGD against VR-SGD (the VRGD paper, section 1; algorithms/vrgd) at batch sizes 32k .. 512k, same
 #       epochs for every batch size, dense tables for both (VR-SGD scales every gradient element, the tables'
 #       too). Learning rate by the square-root rule, lr(B) = LR0 sqrt(B / B0) (B0 = the smallest batch; the
@@ -13,16 +13,20 @@
 #       end (MLPerf DLRM's schedule, which the paper follows); VR-SGD with 8 partitions, gamma 0.1. AUC and
 #       log loss on the test rows.
 #
-# Both parts share one synthetic file, written once per script run into OUT (its generation time is printed).
+# Each synthetic file is written once per script run into OUT (the generation times are printed); (b) and
+# the first (a) row share one.
 #
-# Default (GPU, for the H200; about 200-300 s in all, see docs/dlrm.md): 16M rows (13.7M train), Kaggle's
-# table sizes capped at 1,000 rows, --device cuda;
-#   (a) --arch kaggle (D 16, bottom 13-512-256-64-16, top 512-256-1), batch 4,096, 4 epochs, lr 0.05;
-#   (b) --arch mlperf (D 128, bottom 13-512-256-128, top 1024-1024-512-256-1), 2 epochs, LR0 1 at 32,768.
+# Default (GPU, for the H200; about 200-300 s in all, see docs/dlrm.md): --device cuda;
+#   (a) A_CONFIGS "16000000:1000 4000000:100" (16M rows, 13.7M of them training, tables capped at 1,000;
+#       4M rows, tables capped at 100), --arch kaggle (D 16, bottom 13-512-256-64-16, top 512-256-1),
+#       batch 4,096, 4 epochs, lr 0.05;
+#   (b) ROWS 16M, CAP 1,000, --arch mlperf (D 128, bottom 13-512-256-128, top 1024-1024-512-256-1), 2 epochs,
+#       LR0 4 at 32,768 (so 16 at 524,288; NVIDIA's DLRM recipe runs SGD at 24 at 65,536, with a longer
+#       warm-up).
 # TINY=1 (the CPU here, one thread: OpenMP threads only wait on each other on the shared 2 cores): 200k rows,
-#   tables capped at 100, --arch tiny (D 8); (a) batch 512, 3 epochs; (b) batches 256 .. 4,096 (the GPU's
+#   tables capped at 100 (A_CONFIGS "200000:100"), --arch tiny (D 8); (a) batch 512, 3 epochs; (b) batches 256 .. 4,096 (the GPU's
 #   / 128), 2 epochs, LR0 0.5.
-# Overrides (env): ROWS, CAP, A_EPOCHS, A_BATCH, A_LR, B_EPOCHS, B_LR0, B_BATCHES ("32768 65536 ..."),
+# Overrides (env): A_CONFIGS, ROWS, CAP, A_EPOCHS, A_BATCH, A_LR, B_EPOCHS, B_LR0, B_BATCHES ("32768 65536 ..."),
 # DEVICE, PARTS ("a b", "a" or "b").
 #
 # Output: OUT (default $OUT, else BUILD/dlrm_experiments) gets one log and one metrics JSONL per run,
@@ -41,34 +45,39 @@ mkdir -p "$OUTDIR" || exit 1
 OUTDIR=$(cd "$OUTDIR" && pwd)
 
 if [ "${TINY:-0}" = 1 ]; then
-  : "${DEVICE:=cpu}" "${ROWS:=200000}" "${CAP:=100}" "${A_ARCH:=tiny}" "${A_BATCH:=512}" "${A_EPOCHS:=3}"
+  : "${DEVICE:=cpu}" "${ROWS:=200000}" "${CAP:=100}" "${A_CONFIGS:=200000:100}" "${A_ARCH:=tiny}" "${A_BATCH:=512}" "${A_EPOCHS:=3}"
   : "${A_LR:=0.05}" "${B_ARCH:=tiny}" "${B_BATCHES:=256 512 1024 2048 4096}" "${B_EPOCHS:=2}" "${B_LR0:=0.5}"
   : "${THREADS:=1}"
 else
-  : "${DEVICE:=cuda}" "${ROWS:=16000000}" "${CAP:=1000}" "${A_ARCH:=kaggle}" "${A_BATCH:=4096}"
+  : "${DEVICE:=cuda}" "${ROWS:=16000000}" "${CAP:=1000}" "${A_CONFIGS:=16000000:1000 4000000:100}" "${A_ARCH:=kaggle}" "${A_BATCH:=4096}"
   : "${A_EPOCHS:=4}" "${A_LR:=0.05}" "${B_ARCH:=mlperf}" "${B_BATCHES:=32768 65536 131072 262144 524288}"
-  : "${B_EPOCHS:=2}" "${B_LR0:=1}" "${THREADS:=0}"
+  : "${B_EPOCHS:=2}" "${B_LR0:=4}" "${THREADS:=0}"
 fi
 : "${PARTS:=a b}" "${SEED:=1}"
-COMMON=(--device "$DEVICE" --seed "$SEED" --synthetic-rows "$ROWS" --synthetic-cap "$CAP" --eval-rows test
-  --no-progress)
+COMMON=(--device "$DEVICE" --seed "$SEED" --eval-rows test --no-progress)
 [ "$THREADS" != 0 ] && COMMON+=(--threads "$THREADS")
 START=$(date +%s)
 stamp() { echo "[t+$(($(date +%s) - START))s] $*"; }
 
-# ---- data, once -------------------------------------------------------------------------------------------
-DATA=$OUTDIR/synthetic_n${ROWS}_c${CAP}_s${SEED}.bin
-T0=$(date +%s)
-if [ ! -f "$DATA" ]; then
-  stamp "writing $ROWS synthetic rows (tables capped at $CAP) to $DATA"
-  "$BIN" --prepare "$DATA" "${COMMON[@]}" >"$OUTDIR/prepare.log" 2>&1 || {
-    cat "$OUTDIR/prepare.log" >&2
-    exit 1
-  }
-  cat "$OUTDIR/prepare.log"
-fi
-GEN_S=$(($(date +%s) - T0))
-COMMON+=(--data-path "$DATA")
+# ---- data, once per (rows, cap) ----------------------------------------------------------------------------
+rm -f "$OUTDIR/data.jsonl"
+# prepare ROWS CAP: writes the file unless it exists; sets DATA_ARGS for train_dlrm.
+prepare() {
+  local rows=$1 cap=$2
+  local path=$OUTDIR/synthetic_n${rows}_c${cap}_s${SEED}.bin t0
+  t0=$(date +%s)
+  if [ ! -f "$path" ]; then
+    stamp "writing $rows synthetic rows (tables capped at $cap) to $path"
+    "$BIN" --prepare "$path" --synthetic-rows "$rows" --synthetic-cap "$cap" "${COMMON[@]}" \
+      >"$OUTDIR/prepare_n${rows}_c${cap}.log" 2>&1 || {
+      cat "$OUTDIR/prepare_n${rows}_c${cap}.log" >&2
+      exit 1
+    }
+    cat "$OUTDIR/prepare_n${rows}_c${cap}.log"
+    echo "{\"rows\": $rows, \"cap\": $cap, \"seconds\": $(($(date +%s) - t0))}" >>"$OUTDIR/data.jsonl"
+  fi
+  DATA_ARGS=(--data-path "$path" --synthetic-rows "$rows" --synthetic-cap "$cap")
+}
 
 # run NAME ARGS...: one train_dlrm run, log and metrics under OUTDIR; prints its last eval line.
 run() {
@@ -85,12 +94,16 @@ run() {
 
 # ---- (a) AUC against the teacher --------------------------------------------------------------------------
 if [[ " $PARTS " == *" a "* ]]; then
-  run a_rowwise_adagrad --arch "$A_ARCH" --sparse --optimizer adagrad --lr "$A_LR" --batch-size "$A_BATCH" \
-    --epochs "$A_EPOCHS"
+  for CFG in $A_CONFIGS; do
+    prepare "${CFG%%:*}" "${CFG##*:}"
+    run "a_n${CFG%%:*}_c${CFG##*:}" "${DATA_ARGS[@]}" --arch "$A_ARCH" --sparse --optimizer adagrad --lr "$A_LR" \
+      --batch-size "$A_BATCH" --epochs "$A_EPOCHS"
+  done
 fi
 
 # ---- (b) SGD against VR-SGD at large batch ------------------------------------------------------------------
 if [[ " $PARTS " == *" b "* ]]; then
+  prepare "$ROWS" "$CAP"
   B0=${B_BATCHES%% *}
   TRAIN_ROWS=$((ROWS - ROWS / 7))  # days 0..5 of 7 (kaggle_day_rows)
   for B in $B_BATCHES; do
@@ -98,7 +111,7 @@ if [[ " $PARTS " == *" b "* ]]; then
     WARM=$(((TRAIN_ROWS / B) / 2))  # half an epoch of steps
     ((WARM < 1)) && WARM=1
     for OPT in sgd vr-sgd; do
-      run "b_${OPT}_${B}" --arch "$B_ARCH" --optimizer "$OPT" --gsnr-partitions 8 --gsnr-gamma 0.1 \
+      run "b_${OPT}_${B}" "${DATA_ARGS[@]}" --arch "$B_ARCH" --optimizer "$OPT" --gsnr-partitions 8 --gsnr-gamma 0.1 \
         --batch-size "$B" --epochs "$B_EPOCHS" --lr "$LR" --warmup-steps "$WARM" --schedule poly:power=2 \
         --eval-batch-size 65536
     done
@@ -106,10 +119,10 @@ if [[ " $PARTS " == *" b "* ]]; then
 fi
 
 # ---- tables -----------------------------------------------------------------------------------------------
-python3 - "$OUTDIR" "$ROWS" "$CAP" "$DEVICE" "$GEN_S" "$A_ARCH" "$A_BATCH" "$A_EPOCHS" "$A_LR" "$B_ARCH" \
+python3 - "$OUTDIR" "$ROWS" "$CAP" "$DEVICE" "$A_CONFIGS" "$A_ARCH" "$A_BATCH" "$A_EPOCHS" "$A_LR" "$B_ARCH" \
   "$B_EPOCHS" "$B_LR0" "$B_BATCHES" "$PARTS" <<'EOF' | tee "$OUTDIR/tables.md"
 import glob, json, os, sys
-(out, rows, cap, device, gen_s, a_arch, a_batch, a_epochs, a_lr, b_arch, b_epochs, b_lr0, b_batches,
+(out, rows, cap, device, a_configs, a_arch, a_batch, a_epochs, a_lr, b_arch, b_epochs, b_lr0, b_batches,
  parts) = sys.argv[1:]
 
 def last(name):
@@ -136,27 +149,36 @@ def last(name):
 def fail(run):
     return "failed (rc %s)" % (run["rc"] if run else "?")
 
-print("Synthetic Criteo: %s rows (7 days; train days 0-5, test = first half of day 6), Kaggle's table sizes "
-      "capped at %s, device %s; data written in %s s.\n" % (f"{int(rows):,}", cap, device, gen_s))
+gen = []
+if os.path.exists(os.path.join(out, "data.jsonl")):
+    gen = [json.loads(l) for l in open(os.path.join(out, "data.jsonl")) if l.strip()]
+print("Synthetic Criteo (7 days; training = days 0-5, test = the first half of day 6), device %s; data written: "
+      "%s.\n" % (device, "; ".join("%s rows, cap %s, %s s" % (f"{g['rows']:,}", g["cap"], g["seconds"]) for g in gen)
+                  or "(files from an earlier run)"))
 if "a" in parts.split():
-    ev, run, desc = last("a_rowwise_adagrad")
     print("(a) DLRM against the planted teacher (%s, sparse tables with row-wise Adagrad, MLPs Adagrad, "
           "lr %s, batch %s, %s epochs)\n" % (a_arch, a_lr, a_batch, a_epochs))
-    print("| test rows | teacher AUC (best achievable) | DLRM AUC | gap | teacher log loss | DLRM log loss "
-          "| seconds |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    if ev and run and run["rc"] == 0:
-        print("| %s | %.4f | %.4f | **%.4f** | %.4f | %.4f | %s |" % (
-            f"{ev['rows']:,}", ev["teacher_auc"], ev["auc"], ev["teacher_auc"] - ev["auc"],
-            ev["teacher_log_loss"], ev["log_loss"], run["seconds"]))
-    else:
-        print("| - | - | %s | - | - | - | %s |" % (fail(run), run["seconds"] if run else "-"))
+    print("| rows (train) | tables capped at | test rows | teacher AUC (best achievable) | DLRM AUC | gap "
+          "| teacher log loss | DLRM log loss | seconds |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for cfg in a_configs.split():
+        n, c = cfg.split(":")
+        ev, run, desc = last("a_n%s_c%s" % (n, c))
+        rows_cell = "%s (%s)" % (f"{int(n):,}", f"{int(n) - int(n) // 7:,}")
+        if ev and run and run["rc"] == 0:
+            print("| %s | %s | %s | %.4f | %.4f | **%.4f** | %.4f | %.4f | %s |" % (
+                rows_cell, f"{int(c):,}", f"{ev['rows']:,}", ev["teacher_auc"], ev["auc"],
+                ev["teacher_auc"] - ev["auc"], ev["teacher_log_loss"], ev["log_loss"], run["seconds"]))
+        else:
+            print("| %s | %s | - | - | %s | - | - | - | %s |" % (rows_cell, f"{int(c):,}", fail(run),
+                                                                 run["seconds"] if run else "-"))
     print()
 if "b" in parts.split():
     bs = [int(b) for b in b_batches.split()]
-    print("(b) SGD against VR-SGD (8 partitions, gamma 0.1), %s, dense tables, %s epochs at every batch; lr = "
-          "%s sqrt(B / %s), linear warm-up over half an epoch, then poly(2) decay to 0; test rows\n" % (
-              b_arch, b_epochs, b_lr0, f"{bs[0]:,}"))
+    print("(b) SGD against VR-SGD (8 partitions, gamma 0.1), %s, dense tables, %s rows (%s training), tables "
+          "capped at %s, %s epochs at every batch; lr = %s sqrt(B / %s), linear warm-up over half an epoch, then "
+          "poly(2) decay to 0; test rows\n" % (b_arch, f"{int(rows):,}", f"{int(rows) - int(rows) // 7:,}",
+                                                f"{int(cap):,}", b_epochs, b_lr0, f"{bs[0]:,}"))
     print("| batch | lr | steps | SGD AUC | VR-SGD AUC | SGD log loss | VR-SGD log loss | teacher AUC "
           "| SGD s | VR-SGD s |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
