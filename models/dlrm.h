@@ -63,6 +63,7 @@ struct DlrmConfig {
   bool sparse_embeddings = false;
   DlrmSparseOptimizer sparse_optimizer = DlrmSparseOptimizer::sgd;  // the sparse tables' update
   double sparse_eps = 1e-10;                                        // rowwise_adagrad's eps (the reference's)
+  bool init_tables = true;       // false: the tables are left uninitialised for the caller to fill
   bool fused_embeddings = true;  // one multi_embedding_bag for all tables (false: one embedding_bag each)
 
   // The reference's Kaggle run (bench/dlrm_s_criteo_kaggle.sh): D 16, bottom 13-512-256-64-16, top 512-256-1.

@@ -25,7 +25,7 @@
 #       warm-up).
 # TINY=1 (the CPU here, one thread: OpenMP threads only wait on each other on the shared 2 cores): 200k rows,
 #   tables capped at 100 (A_CONFIGS "200000:100"), --arch tiny (D 8); (a) batch 512, 3 epochs; (b) batches 256 .. 4,096 (the GPU's
-#   / 128), 2 epochs, LR0 0.5.
+#   / 128), 2 epochs, LR0 2.
 # Overrides (env): A_CONFIGS, ROWS, CAP, A_EPOCHS, A_BATCH, A_LR, B_EPOCHS, B_LR0, B_BATCHES ("32768 65536 ..."),
 # DEVICE, PARTS ("a b", "a" or "b").
 #
@@ -46,7 +46,7 @@ OUTDIR=$(cd "$OUTDIR" && pwd)
 
 if [ "${TINY:-0}" = 1 ]; then
   : "${DEVICE:=cpu}" "${ROWS:=200000}" "${CAP:=100}" "${A_CONFIGS:=200000:100}" "${A_ARCH:=tiny}" "${A_BATCH:=512}" "${A_EPOCHS:=3}"
-  : "${A_LR:=0.05}" "${B_ARCH:=tiny}" "${B_BATCHES:=256 512 1024 2048 4096}" "${B_EPOCHS:=2}" "${B_LR0:=0.5}"
+  : "${A_LR:=0.05}" "${B_ARCH:=tiny}" "${B_BATCHES:=256 512 1024 2048 4096}" "${B_EPOCHS:=2}" "${B_LR0:=2}"
   : "${THREADS:=1}"
 else
   : "${DEVICE:=cuda}" "${ROWS:=16000000}" "${CAP:=1000}" "${A_CONFIGS:=16000000:1000 4000000:100}" "${A_ARCH:=kaggle}" "${A_BATCH:=4096}"

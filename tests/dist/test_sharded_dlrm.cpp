@@ -27,7 +27,9 @@ void run_equivalence(Device dev, bool sparse, int64_t row_wise_min_rows = 0) {
   dist::ShardedDlrm sharded(c, comm, so);
   int64_t row_wise = 0;
   for (int64_t f = 0; f < 7; ++f) row_wise += sharded.row_wise(f);
-  if (row_wise_min_rows > 0) EXPECT_GE(row_wise, 3);
+  if (row_wise_min_rows > 0) {
+    EXPECT_GE(row_wise, 3);
+  }
   sharded.model().to(dev);
   sharded.load_from(whole);
 
