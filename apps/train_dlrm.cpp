@@ -11,6 +11,10 @@
 // slice of every global batch; the tables are replicated (the hybrid-parallel model with sharded tables is
 // dist/sharded_embedding.h).
 //
+// --sparse: the tables are updated in the backward on the batch's rows only, by sparse SGD (--optimizer sgd)
+// or row-wise Adagrad (--optimizer adagrad: one accumulator per row, TorchRec's / the reference's
+// rwsadagrad; the accumulators are model buffers, so checkpoints carry them); the MLPs by the optimizer.
+//
 // Exit codes: 0 done, 1 failed (bad data, diverged loss, bad checkpoint), 2 bad command line, 130/143 stopped
 // by a signal (with --checkpoint written).
 #include <chrono>
@@ -40,7 +44,7 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 struct Options {
-  std::string data, data_path, prepare, arch, mlp_bot, mlp_top, interaction, optimizer, schedule;
+  std::string data, data_path, prepare, arch, mlp_bot, mlp_top, interaction, optimizer, schedule, eval_rows;
   int64_t synthetic_rows, synthetic_cap, hash_size, embedding_dim;
   int64_t epochs, max_steps, batch_size, eval_batch_size, eval_every, limit_val, warmup_steps;
   int64_t gsnr_partitions;
@@ -93,6 +97,7 @@ models::DlrmConfig make_config(const Options& o, const std::vector<int64_t>& tab
   c.interaction = o.interaction == "cat" ? models::DlrmInteraction::cat : models::DlrmInteraction::dot;
   c.self_interaction = o.self_interaction;
   c.sparse_embeddings = o.sparse;
+  if (o.sparse && o.optimizer == "adagrad") c.sparse_optimizer = models::DlrmSparseOptimizer::rowwise_adagrad;
   c.validate();
   return c;
 }
@@ -143,13 +148,16 @@ EvalResult evaluate(models::Dlrm& model, std::shared_ptr<const criteo::BinaryFil
 void check_options(const Options& o, const apps::OptionSet& cli) {
   apps::check_run_options(o.run);
   NABLA_CHECK(o.data == "synthetic" || !o.data_path.empty(), "--data ", o.data, " needs --data-path FILE");
-  NABLA_CHECK(o.prepare.empty() || o.data == "text",
-              "--prepare OUT converts text: it needs --data text, got --data ", o.data);
-  NABLA_CHECK(!o.sparse || o.optimizer == "sgd",
-              "--sparse updates the tables by sparse SGD in the backward; ",
-              "it works with --optimizer sgd only, got ", o.optimizer);
+  NABLA_CHECK(o.prepare.empty() || o.data == "text" || o.data == "synthetic",
+              "--prepare OUT converts text or writes synthetic rows: it needs --data text or synthetic, got "
+              "--data ",
+              o.data);
+  NABLA_CHECK(!o.sparse || o.optimizer == "sgd" || o.optimizer == "adagrad",
+              "--sparse updates the tables in the backward by sparse SGD (--optimizer sgd) or row-wise ",
+              "Adagrad (--optimizer adagrad); got --optimizer ", o.optimizer);
   NABLA_CHECK(!o.sparse || o.weight_decay == 0,
-              "--sparse: the sparse SGD has no weight decay (got --weight-decay ", o.weight_decay, ")");
+              "--sparse: the sparse table updates have no weight decay (got --weight-decay ", o.weight_decay,
+              ")");
   if (!o.mlp_bot.empty()) (void)models::parse_mlp(o.mlp_bot, "--mlp-bot");
   if (!o.mlp_top.empty()) (void)models::parse_mlp(o.mlp_top, "--mlp-top");
   (void)optim::Schedule::parse(o.schedule,
@@ -169,7 +177,9 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
       .one_of({"synthetic", "binary", "text"});
   cli.add("data-path", &o.data_path, "", "the file (synthetic: where its rows are written once)")
       .value_name("FILE");
-  cli.add("prepare", &o.prepare, "", "convert the --data text file to this binary file (hashing) and exit")
+  cli.add("prepare", &o.prepare, "",
+          "convert the --data text file to this binary file (hashing), or write the --data synthetic rows "
+          "to it, and exit (then train with --data binary or synthetic --data-path OUT)")
       .value_name("OUT");
   cli.add("hash-size", &o.hash_size, 10000000,
           "text: categorical ids are hex value mod this (the reference's "
@@ -191,8 +201,8 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
   cli.add("interaction", &o.interaction, "dot", "feature interaction").one_of({"dot", "cat"});
   cli.add_switch("self-interaction", &o.self_interaction, "dot: include each vector's dot with itself");
   cli.add_switch("sparse", &o.sparse,
-                 "tables updated by sparse SGD in the backward, only the batch's rows "
-                 "(no dense table gradients; --optimizer sgd)");
+                 "tables updated in the backward, only the batch's rows (no dense table gradients): "
+                 "sparse SGD with --optimizer sgd, row-wise Adagrad with --optimizer adagrad");
   cli.section("Training");
   cli.add("epochs", &o.epochs, 1, "passes over the training rows").positive();
   cli.add("max-steps", &o.max_steps, 0, "stop after this many steps (0: no limit)")
@@ -220,7 +230,10 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
       .non_negative()
       .unit("steps");
   cli.add("eval-batch-size", &o.eval_batch_size, 16384, "evaluation batch").in_range(1, int64_t{1} << 30);
-  cli.add("limit-val", &o.limit_val, 0, "evaluate on the first N validation rows (0: all)").non_negative();
+  cli.add("eval-rows", &o.eval_rows, "validation",
+          "evaluate on the reference split's validation or test rows (the two halves of the last day)")
+      .one_of({"validation", "test"});
+  cli.add("limit-val", &o.limit_val, 0, "evaluate on the first N of those rows (0: all)").non_negative();
   apps::add_run_options(cli, o.run);
   cli.example("--max-steps 300 --eval-every 100",
               "tiny DLRM on 200k synthetic rows (a few seconds on 2 cores)");
@@ -237,6 +250,17 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
 }
 
 int run(Options& o) {
+  if (!o.prepare.empty() && o.data == "synthetic") {
+    const auto t0 = Clock::now();
+    criteo::SyntheticCriteo gen(
+        {.cardinalities = criteo::scaled_kaggle_sizes(o.synthetic_cap), .seed = o.run.seed + 1});
+    gen.write_binary(o.prepare, o.synthetic_rows);
+    std::printf("wrote %s: %lld synthetic rows (tables capped at %lld, seed %llu) in %.1f s\n",
+                o.prepare.c_str(), static_cast<long long>(o.synthetic_rows),
+                static_cast<long long>(o.synthetic_cap), static_cast<unsigned long long>(o.run.seed),
+                std::chrono::duration<double>(Clock::now() - t0).count());
+    return 0;
+  }
   if (!o.prepare.empty()) {
     criteo::ConvertStats s = criteo::convert_text_to_binary({o.data_path}, o.prepare,
                                                             criteo::Preprocessor::hashing({o.hash_size}));
@@ -265,7 +289,7 @@ int run(Options& o) {
               " rows, but --synthetic-rows is ", o.synthetic_rows,
               " (a file written by another run: remove it or pass ", "--synthetic-rows ", file->size(), ")");
   const criteo::Split split = criteo::reference_split(*file);
-  criteo::RowRange val = split.val;
+  criteo::RowRange val = o.eval_rows == "test" ? split.test : split.val;
   if (o.limit_val > 0 && o.limit_val < val.size()) val.end = val.begin + o.limit_val;
   NABLA_CHECK(split.train.size() >= global_batch, path, ": ", split.train.size(),
               " training rows, fewer than one --batch-size ", global_batch);
@@ -288,11 +312,12 @@ int run(Options& o) {
   const optim::Schedule schedule =
       optim::Schedule::parse(o.schedule, {.base_lr = o.lr, .total_steps = total, .warmup_steps = warmup});
   if (r.is_main()) {
-    std::printf(
-        "DLRM %s | %s parameters | %s: %lld train, %lld validation rows | %lld steps/epoch | %s, %s\n",
-        model->config().describe().c_str(), apps::with_commas(double(model->num_parameters())).c_str(),
-        path.c_str(), static_cast<long long>(split.train.size()), static_cast<long long>(val.size()),
-        static_cast<long long>(steps_per_epoch), optimizer->name().c_str(), schedule.str().c_str());
+    std::printf("DLRM %s | %s parameters | %s: %lld train, %lld %s rows | %lld steps/epoch | %s, %s\n",
+                model->config().describe().c_str(),
+                apps::with_commas(double(model->num_parameters())).c_str(), path.c_str(),
+                static_cast<long long>(split.train.size()), static_cast<long long>(val.size()),
+                o.eval_rows.c_str(), static_cast<long long>(steps_per_epoch), optimizer->name().c_str(),
+                schedule.str().c_str());
     if (train_step.is_vr()) std::printf("%s\n", train_step.describe(o.batch_size).c_str());
     std::fflush(stdout);
   }
@@ -305,9 +330,8 @@ int run(Options& o) {
     teacher = gen.teacher_report(val.size(), val.begin);
     if (r.is_main())
       std::printf(
-          "teacher (the planted truth) on the validation rows: AUC %.4f | log loss %.4f (the best "
-          "achievable)\n",
-          teacher->auc, teacher->log_loss);
+          "teacher (the planted truth) on the %s rows: AUC %.4f | log loss %.4f (the best achievable)\n",
+          o.eval_rows.c_str(), teacher->auc, teacher->log_loss);
   }
 
   apps::TrainState state = r.resume(*model, *optimizer, steps_per_epoch, o.epochs);
@@ -329,11 +353,12 @@ int run(Options& o) {
     char gap[96] = "";
     if (teacher)
       std::snprintf(gap, sizeof gap, " | teacher AUC %.4f (gap %.4f)", teacher->auc, teacher->auc - e.auc);
-    std::printf("step %lld | validation AUC %.4f | log loss %.4f | %lld rows%s\n",
-                static_cast<long long>(step), e.auc, e.log_loss, static_cast<long long>(e.rows), gap);
+    std::printf("step %lld | %s AUC %.4f | log loss %.4f | %lld rows%s\n", static_cast<long long>(step),
+                o.eval_rows.c_str(), e.auc, e.log_loss, static_cast<long long>(e.rows), gap);
     std::fflush(stdout);
-    nlohmann::json rec = {{"kind", "eval"},         {"step", step},   {"auc", e.auc},
-                          {"log_loss", e.log_loss}, {"rows", e.rows}, {"elapsed_s", log.elapsed()}};
+    nlohmann::json rec = {{"kind", "eval"},          {"step", step},   {"auc", e.auc},
+                          {"log_loss", e.log_loss},  {"rows", e.rows}, {"elapsed_s", log.elapsed()},
+                          {"eval_rows", o.eval_rows}};
     if (teacher) {
       rec["teacher_auc"] = teacher->auc;
       rec["teacher_log_loss"] = teacher->log_loss;

@@ -6,6 +6,12 @@ Model: 26 nn.EmbeddingBag(100000, 128, mode="sum") tables (one id per row and ta
 for the strictly lower triangle; cat with x), top MLP 1024-1024-512-256-1, BCEWithLogitsLoss, torch.optim.SGD lr
 0.01. Init as the reference (Linear N(0, sqrt(2/(m+n))), bias N(0, sqrt(1/m)); tables U(+-sqrt(1/n))). TF32 on.
 
+Table sizes, as bench_dlrm's --sizes: uniform (--tables x --rows) or kaggle (the reference's 26 Kaggle
+cardinalities, each capped at --max-ind-range = 10,000,000 as the reference's flag: 33,631,350 rows; run it with
+the reference's Kaggle dims --dim 16 --bottom 13-512-256-64-16 --top 512-256-1). The tables are made on the
+device and initialised there in one uniform_ pass (nn.EmbeddingBag's _weight argument skips its own normal_
+init), so 2 GB of Kaggle tables take a fraction of a second; "init_s" reports it. Ids are uniform per table.
+
 Table modes, as bench_dlrm: "dense" (sparse=False: a dense [100000, 128] gradient per table, what the issue's
 260k / 2.39M samples/s were measured with) and "sparse" (nn.EmbeddingBag(sparse=True): sparse COO gradients,
 which torch.optim.SGD applies to the touched rows only). Both run; gpu_check's table shows each beside
@@ -16,6 +22,7 @@ torch.cuda.max_memory_allocated() over the timed steps. One JSON line per case:
 {"impl": "torch", "batch", "mode", "ms_per_step", "samples_per_s", "peak_mib"}.
 
 Usage: python dlrm_torch.py [--batch 2048,65536] [--steps 20] [--warmup 5] [--modes dense,sparse] [--device cuda]
+       [--sizes uniform|kaggle] [--max-ind-range 10000000] [--dim 128] [--bottom ...] [--top ...]
 """
 import argparse
 import json
@@ -24,6 +31,10 @@ import time
 
 import torch
 import torch.nn as nn
+
+# The Criteo Kaggle table sizes (the reference's counts; data/criteo.h's kKaggleTableSizes).
+KAGGLE_TABLE_SIZES = [1460, 583, 10131227, 2202608, 305, 24, 12517, 633, 3, 93145, 5683, 8351593, 3194, 27, 14992,
+                      5461306, 10, 5652, 2173, 4, 7046547, 18, 15, 286181, 105, 142572]
 
 
 def mlp(widths, sigmoid_last=False, relu_last=True):
@@ -41,15 +52,15 @@ def mlp(widths, sigmoid_last=False, relu_last=True):
 
 
 class DLRM(nn.Module):
-    def __init__(self, tables, rows, dim, bottom, top, sparse):
+    def __init__(self, sizes, dim, bottom, top, sparse, device):
         super().__init__()
         self.bot_l = mlp(bottom, relu_last=True)
         self.emb_l = nn.ModuleList()
-        for _ in range(tables):
-            e = nn.EmbeddingBag(rows, dim, mode="sum", sparse=sparse)
-            with torch.no_grad():
-                e.weight.uniform_(-math.sqrt(1.0 / rows), math.sqrt(1.0 / rows))
-            self.emb_l.append(e)
+        for rows in sizes:
+            # Made and initialised on the device (one uniform_ pass; _weight skips EmbeddingBag's normal_).
+            w = torch.empty(rows, dim, device=device).uniform_(-math.sqrt(1.0 / rows), math.sqrt(1.0 / rows))
+            self.emb_l.append(nn.EmbeddingBag(rows, dim, mode="sum", sparse=sparse, _weight=w))
+        tables = len(sizes)
         n = tables + 1
         self.li = torch.tensor([i for i in range(n) for j in range(i)])
         self.lj = torch.tensor([j for i in range(n) for j in range(i)])
@@ -77,7 +88,12 @@ def main():
     p.add_argument("--modes", default="dense,sparse")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--sizes", default="uniform", choices=["uniform", "kaggle"])
+    p.add_argument("--max-ind-range", type=int, default=10000000)
     a = p.parse_args()
+    sizes = [a.rows] * a.tables
+    if a.sizes == "kaggle":
+        sizes = [min(n, a.max_ind_range) for n in KAGGLE_TABLE_SIZES]
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     dev = torch.device(a.device)
@@ -88,15 +104,20 @@ def main():
         for mode in ("dense", "sparse"):
             if mode not in a.modes.split(","):
                 continue
-            line = {"impl": "torch", "batch": batch, "mode": mode, "device": a.device, "torch": torch.__version__}
+            line = {"impl": "torch", "batch": batch, "mode": mode, "device": a.device, "torch": torch.__version__,
+                    "sizes": a.sizes, "table_rows": sum(sizes), "dim": a.dim}
             try:
                 torch.manual_seed(1)
-                model = DLRM(a.tables, a.rows, a.dim, bottom, top, mode == "sparse").to(dev)
+                t0 = time.perf_counter()
+                model = DLRM(sizes, a.dim, bottom, top, mode == "sparse", dev).to(dev)
                 model.li, model.lj = model.li.to(dev), model.lj.to(dev)
+                if cuda:
+                    torch.cuda.synchronize()
+                line["init_s"] = time.perf_counter() - t0
                 opt = torch.optim.SGD(model.parameters(), lr=0.01)
                 loss_fn = nn.BCEWithLogitsLoss()
                 dense = torch.randn(batch, 13, device=dev)
-                ids = torch.randint(0, a.rows, (batch, a.tables), device=dev)
+                ids = torch.cat([torch.randint(0, n, (batch, 1), device=dev) for n in sizes], dim=1)
                 labels = torch.randint(0, 2, (batch,), device=dev).float()
 
                 def step():

@@ -24,6 +24,10 @@
 // the first slot of each run of equal keys owns that row and adds its run in increasing l, i.e. increasing
 // b then k: the CPU kernel's order. Accumulation in f32 for 16-bit types, the row read once and written
 // once.
+//
+// Row-wise Adagrad: the same keys and sort; then one warp per sorted slot, the first slot of each run owning
+// its row: G summed over the run per column (lanes over columns, up to kRowCache columns a lane kept in
+// registers), the squares reduced by a warp butterfly (deterministic), state and row updated once.
 #include <bit>
 #include <type_traits>
 
@@ -163,6 +167,65 @@ __global__ void multi_bag_backward_runs(TableSet ts, const T* __restrict__ g,
   }
 }
 
+constexpr int kRowCache = 8;  // columns a lane keeps in registers: rows up to 256 wide are summed once
+
+struct StateSet {
+  void* s[kMaxTables];  // the accumulators [V_f] of the group's tables
+};
+
+template <class T>
+__global__ void multi_bag_rowwise_adagrad_runs(TableSet ts, StateSet ss, const T* __restrict__ g,
+                                               const int64_t* __restrict__ skey,
+                                               const int32_t* __restrict__ spos, int64_t L, int64_t Fc,
+                                               int64_t n, int64_t f0, int64_t D, int64_t s0, int64_t s1,
+                                               int64_t total, double scale, double lr, double eps) {
+  using A = acc_t<T>;
+  const int lane = threadIdx.x & 31;
+  const int32_t n32 = static_cast<int32_t>(n), Fc32 = static_cast<int32_t>(Fc);
+  const A sc = static_cast<A>(scale);
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x / 32);
+  for (int64_t j = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / 32; j < L; j += warps) {
+    const int64_t key = skey[j];
+    if (key == total || (j > 0 && skey[j - 1] == key)) continue;  // uniform over the warp
+    const int32_t fc = (spos[j] / n32) % Fc32;
+    const int64_t v = key - ts.first_row[fc];
+    auto run_sum = [&](int64_t c) {
+      A acc = A(0);
+      for (int64_t p = j; p < L && skey[p] == key; ++p) {
+        const int64_t b = spos[p] / n32 / Fc32;
+        acc += sc * load(g[b * s0 + (f0 + fc) * s1 + c]);
+      }
+      return acc;
+    };
+    A cache[kRowCache];
+    A sq = A(0);
+#pragma unroll
+    for (int k = 0; k < kRowCache; ++k) {
+      const int64_t c = k * 32 + lane;
+      cache[k] = c < D ? run_sum(c) : A(0);
+      sq += cache[k] * cache[k];
+    }
+    for (int64_t c = kRowCache * 32 + lane; c < D; c += 32) {
+      const A a = run_sum(c);
+      sq += a * a;
+    }
+    for (int o = 16; o > 0; o >>= 1) sq += __shfl_xor_sync(0xffffffffu, sq, o);
+    T* state = static_cast<T*>(ss.s[fc]);
+    const A sum = load(state[v]) + sq / static_cast<A>(D);
+    const A step = static_cast<A>(lr) / (sqrt(sum) + static_cast<A>(eps));
+    __syncwarp();
+    if (lane == 0) state[v] = store<T>(sum);
+    T* row = static_cast<T*>(ts.w[fc]) + v * D;
+#pragma unroll
+    for (int k = 0; k < kRowCache; ++k) {
+      const int64_t c = k * 32 + lane;
+      if (c < D) row[c] = store<T>(load(row[c]) - step * cache[k]);
+    }
+    for (int64_t c = kRowCache * 32 + lane; c < D; c += 32)
+      row[c] = store<T>(load(row[c]) - step * run_sum(c));
+  }
+}
+
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 // The groups of at most kMaxTables tables: f(f0, Fc, TableSet with rows and first rows filled, total rows).
@@ -273,9 +336,42 @@ void multi_embedding_bag_backward_cuda(const Tensor& grad, const Tensor& ids, Ba
                    [&](auto zero) { backward_typed<decltype(zero)>(grad, ids, s, check_id, dst); });
 }
 
+void multi_embedding_bag_rowwise_adagrad_cuda(const Tensor& grad, const Tensor& ids, BagMode mode, double lr,
+                                              double eps, uint32_t check_id, std::vector<Tensor>& tables,
+                                              std::vector<Tensor>& states) {
+  DeviceGuard dg(grad.device().index);
+  if (grad.numel() == 0) return;
+  const int64_t B = ids.shape()[0], F = ids.shape()[1], n = ids.shape()[2], D = grad.shape()[2];
+  const int64_t s0 = grad.stride(0), s1 = grad.stride(1);
+  const double scale = mode == BagMode::mean ? 1.0 / static_cast<double>(n) : 1.0;
+  AsyncCheckRecord* rec = async_check_record(grad.device().index);
+  for_each_group(tables, [&](int64_t f0, int64_t Fc, const TableSet& ts, int64_t total) {
+    const int64_t L = B * Fc * n;
+    NABLA_CHECK(L < (int64_t{1} << 31), "multi_embedding_bag_sparse_rowwise_adagrad_: ", L,
+                " positions in one group of tables, at most 2^31 - 1 on cuda");
+    StateSet ss{};
+    for (int64_t i = 0; i < Fc; ++i) ss.s[i] = states[f0 + i].data_ptr();
+    Tensor keys = Tensor::empty({L}, DType::i64, grad.device());
+    multi_bag_keys<<<grid_for(L), kBlock, 0, current_stream()>>>(ts, ptr<int64_t>(ids), B, F, f0, Fc, n,
+                                                                 total, check_id, rec, ptr<int64_t>(keys));
+    NABLA_CUDA_LAUNCH_CHECK();
+    const SortedByKey s = sort_positions_by_key(
+        ptr<int64_t>(keys), L, static_cast<int>(std::bit_width(static_cast<uint64_t>(total))), grad.device());
+    visit_cuda_float(grad.dtype(), "multi_embedding_bag rowwise adagrad", [&](auto zero) {
+      using T = decltype(zero);
+      multi_bag_rowwise_adagrad_runs<T><<<grid_for(L * 32), kBlock, 0, current_stream()>>>(
+          ts, ss, ptr<T>(grad), ptr<int64_t>(s.keys), ptr<int32_t>(s.positions), L, Fc, n, f0, D, s0, s1,
+          total, scale, lr, eps);
+      NABLA_CUDA_LAUNCH_CHECK();
+    });
+  });
+}
+
 }  // namespace
 
 NABLA_REGISTER_KERNEL(multi_embedding_bag_kernel, cuda, multi_embedding_bag_cuda);
 NABLA_REGISTER_KERNEL(multi_embedding_bag_backward_kernel, cuda, multi_embedding_bag_backward_cuda);
+NABLA_REGISTER_KERNEL(multi_embedding_bag_rowwise_adagrad_kernel, cuda,
+                      multi_embedding_bag_rowwise_adagrad_cuda);
 
 }  // namespace nabla::cuda

@@ -2,10 +2,15 @@
 // plan).
 #include "dist/sharded_embedding.h"
 
+#include <algorithm>
+#include <string>
+
 #include "autograd/autograd.h"
+#include "ops/embedding.h"
 #include "ops/elementwise.h"
 #include "ops/factory.h"
 #include "ops/index.h"
+#include "ops/reduce.h"
 
 namespace nabla::dist {
 
@@ -17,17 +22,31 @@ Tensor all_to_all_differentiable(Communicator& comm, const Tensor& t) {
   return out;
 }
 
-namespace {
-models::DlrmConfig local_config(models::DlrmConfig c, int rank, int world) {
-  for (int64_t f = 0; f < c.num_tables(); ++f)
-    if (f % world != rank) c.table_sizes[f] = 1;  // a placeholder, never read
-  return c;
-}
-}  // namespace
-
-ShardedDlrm::ShardedDlrm(const models::DlrmConfig& config, Communicator& comm)
+ShardedDlrm::ShardedDlrm(const models::DlrmConfig& config, Communicator& comm, ShardingOptions options)
     : comm_(comm), rank_(comm.rank()), world_(comm.world_size()), config_(config) {
-  model_ = std::make_shared<models::Dlrm>(local_config(config, rank_, world_));
+  NABLA_CHECK(!config.sparse_embeddings || config.sparse_optimizer == models::DlrmSparseOptimizer::sgd,
+              "ShardedDlrm: sparse tables take sparse SGD only (row-wise Adagrad is not sharded yet)");
+  const int64_t F = config.num_tables(), W = world_;
+  row_lo_.assign(F, -1);
+  row_hi_.assign(F, -1);
+  placed_.assign(W, {});
+  models::DlrmConfig local = config;
+  for (int64_t f = 0; f < F; ++f) {
+    const int64_t V = config.table_sizes[f];
+    if (V >= options.row_wise_min_rows && V >= W) {
+      const int64_t per = (V + W - 1) / W;
+      row_lo_[f] = std::min(V, rank_ * per);
+      row_hi_[f] = std::min(V, (rank_ + 1) * per);
+      // A rank past the end (V just above a multiple) holds a 1-row placeholder it never reads.
+      local.table_sizes[f] = std::max<int64_t>(1, row_hi_[f] - row_lo_[f]);
+      continue;
+    }
+    placed_[f % W].push_back(f);
+    if (f % W != rank_) local.table_sizes[f] = 1;  // a placeholder, never read
+  }
+  model_ = std::make_shared<models::Dlrm>(local);
+  anchor_ = zeros({1});
+  anchor_.requires_grad_(true);
 }
 
 void ShardedDlrm::load_from(const models::Dlrm& whole) {
@@ -40,7 +59,15 @@ void ShardedDlrm::load_from(const models::Dlrm& whole) {
               mine.size());
   for (size_t i = 0; i < mine.size(); ++i) {
     const bool table = mine[i].first.rfind("emb_l.", 0) == 0;
-    if (table && mine[i].second.shape() != theirs[i].second.shape()) continue;  // a placeholder
+    if (table) {
+      const int64_t f = std::stoll(mine[i].first.substr(6));
+      if (row_wise(f)) {
+        if (row_end(f) > row_begin(f))
+          mine[i].second.copy_(theirs[i].second.narrow(0, row_begin(f), row_end(f) - row_begin(f)));
+        continue;
+      }
+      if (mine[i].second.shape() != theirs[i].second.shape()) continue;  // a placeholder
+    }
     mine[i].second.copy_(theirs[i].second);
   }
 }
@@ -50,7 +77,7 @@ std::vector<Tensor> ShardedDlrm::parameters() const {
   for (auto& [name, t] : model_->named_parameters()) {
     if (name.rfind("emb_l.", 0) == 0) {
       const int64_t f = std::stoll(name.substr(6));
-      if (!owns(f) || config_.sparse_embeddings) continue;
+      if ((!owns(f) && !row_wise(f)) || config_.sparse_embeddings) continue;
     }
     out.push_back(t);
   }
@@ -59,22 +86,62 @@ std::vector<Tensor> ShardedDlrm::parameters() const {
 
 void ShardedDlrm::set_sparse_lr(double lr) { model_->set_sparse_lr(lr / world_); }
 
+Tensor ShardedDlrm::row_wise_lookup(int64_t f, const Tensor& ids) {
+  const Tensor& w = model_->tables()[f];
+  const int64_t B = ids.shape()[0], lo = row_begin(f), hi = row_end(f);
+  auto scalar = [&](int64_t v) {
+    return full({}, static_cast<double>(v), {.dtype = DType::i64, .device = ids.device()});
+  };
+  // Ids in [lo, hi) weigh 1 and are shifted to local rows; the others weigh 0 and read local row 0.
+  const Tensor above = ge(ids, scalar(lo)), below = lt(ids, scalar(hi));
+  Tensor in = mul(above.to(w.dtype()), below.to(w.dtype()));
+  Tensor local = where(above, where(below, sub(ids, scalar(lo)), scalar(0)), scalar(0)).reshape({B, 1});
+  if (!config_.sparse_embeddings) return embedding_bag(w, local, BagMode::sum, in);
+  Tensor out = embedding_bag(w.detach(), local, BagMode::sum, in);
+  if (autograd::grad_enabled() && model_->is_training()) {
+    Tensor table = w;
+    models::Dlrm* m = model_.get();
+    autograd::record("row_wise_sparse_sgd", out, {anchor_},
+                     [m, table, local, in](const Tensor& g) mutable -> std::vector<Tensor> {
+                       embedding_bag_sparse_sgd_(table, local, Tensor(), BagMode::sum, g, m->sparse_lr(), in);
+                       return {Tensor()};
+                     });
+  }
+  return out;
+}
+
 Tensor ShardedDlrm::forward(const Tensor& dense, const Tensor& sparse) {
   const int64_t F = config_.num_tables(), D = config_.embedding_dim, W = world_;
-  const int64_t b = dense.shape()[0], B = b * W, T = (F + W - 1) / W;
+  const int64_t b = dense.shape()[0], B = b * W;
+  int64_t T = 0;
+  for (const auto& p : placed_) T = std::max<int64_t>(T, static_cast<int64_t>(p.size()));
   NABLA_CHECK(sparse.dim() == 2 && sparse.shape()[0] == b && sparse.shape()[1] == F,
               "ShardedDlrm: sparse ids must be [", b, ", ", F, "], got ", sparse.shape());
   Tensor x = model_->bottom(dense);
   Tensor ids =
       W == 1 ? sparse.to(DType::i64) : comm_.all_gather(sparse.to(DType::i64).contiguous()).reshape({B, F});
+  // One all_to_all carries both kinds (so each step has one collective each way and the ranks' backward
+  // passes cannot order two collectives differently): slots 0..T-1 the table-wise tables (zero-padded), then
+  // one slot per row-wise table with this rank's partial sums; rank j receives chunk j (its b rows) of every
+  // rank's slots, and the row-wise slots are summed over the senders (a reduce_scatter).
+  std::vector<int64_t> row_tables;
+  for (int64_t f = 0; f < F; ++f)
+    if (row_wise(f)) row_tables.push_back(f);
+  const int64_t R = static_cast<int64_t>(row_tables.size());
   std::vector<Tensor> slots;
-  for (int64_t f = rank_; f < F; f += W) slots.push_back(model_->lookup(f, ids.select(1, f)));
+  for (int64_t f : placed_[rank_]) slots.push_back(model_->lookup(f, ids.select(1, f)));
   while (static_cast<int64_t>(slots.size()) < T)
     slots.push_back(zeros({B, D}, {.dtype = x.dtype(), .device = x.device()}));
-  Tensor send = stack(slots, 1);  // [B, T, D]: rows in rank order, so chunk j is rank j's rows
+  for (int64_t f : row_tables) slots.push_back(row_wise_lookup(f, ids.select(1, f).contiguous()));
+  Tensor send = stack(slots, 1);  // [B, T + R, D]: rows in rank order, so chunk j is rank j's rows
   Tensor recv = W == 1 ? send : all_to_all_differentiable(comm_, send);
-  Tensor emb = recv.reshape({W, b, T, D}).permute({1, 2, 0, 3}).reshape({b, T * W, D}).narrow(1, 0, F);
-  return model_->top(x, emb);
+  Tensor got = recv.reshape({W, b, T + R, D});  // [sender i, b, slot, D]
+  std::vector<Tensor> per_table(F);
+  for (int64_t i = 0; i < W; ++i)
+    for (size_t s = 0; s < placed_[i].size(); ++s)
+      per_table[placed_[i][s]] = got.select(0, i).select(1, static_cast<int64_t>(s));
+  for (int64_t k = 0; k < R; ++k) per_table[row_tables[k]] = sum(got.select(2, T + k), {0});
+  return model_->top(x, stack(per_table, 1));
 }
 
 void ShardedDlrm::finish_backward() {

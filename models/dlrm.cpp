@@ -105,7 +105,10 @@ std::string DlrmConfig::describe() const {
   return str_cat(
       "bottom ", num_dense, "-", join(bottom_mlp), " | ", num_tables(), " tables x ", embedding_dim, " | ",
       interaction == DlrmInteraction::dot ? (self_interaction ? "dot (self)" : "dot") : "cat", " | top ",
-      interaction_width(), "-", join(top_mlp), sparse_embeddings ? " | sparse SGD tables" : "");
+      interaction_width(), "-", join(top_mlp),
+      !sparse_embeddings                                         ? ""
+      : sparse_optimizer == DlrmSparseOptimizer::rowwise_adagrad ? " | sparse row-wise Adagrad tables"
+                                                                 : " | sparse SGD tables");
 }
 
 std::vector<int64_t> parse_mlp(const std::string& text, const std::string& what) {
@@ -181,6 +184,15 @@ Tensor dlrm_dot_interaction(const Tensor& x, const Tensor& emb, bool self_intera
 }
 
 // ---- model --------------------------------------------------------------------------------------------
+namespace {
+// The row-wise Adagrad accumulators: buffers "0".."F-1", so the model's state dict holds emb_adagrad.<f>.
+class TableStates : public nn::Module {
+ public:
+  TableStates() : nn::Module("RowwiseAdagradState") {}
+  Tensor add(const std::string& name, Tensor t) { return register_buffer(name, std::move(t)); }
+};
+}  // namespace
+
 Dlrm::Dlrm(DlrmConfig config) : nn::Module("DLRM"), config_(std::move(config)) {
   config_.validate();
   bot_ = register_module("bot_l", make_mlp(config_.num_dense, config_.bottom_mlp, /*relu_last=*/true));
@@ -188,8 +200,10 @@ Dlrm::Dlrm(DlrmConfig config) : nn::Module("DLRM"), config_(std::move(config)) {
   for (int64_t f = 0; f < config_.num_tables(); ++f) {
     const int64_t n = config_.table_sizes[f];
     const double bound = std::sqrt(1.0 / static_cast<double>(n));
-    auto bag = std::make_shared<nn::EmbeddingBag>(n, config_.embedding_dim, BagMode::sum);
-    {
+    // Drawn once (U(+-bound)), not N(0, 1) first and then overwritten: Kaggle's 33.6M rows x 16 take one
+    // pass; with init_tables = false not even that (the caller fills them, e.g. on the device).
+    auto bag = std::make_shared<nn::EmbeddingBag>(n, config_.embedding_dim, BagMode::sum, /*init=*/false);
+    if (config_.init_tables) {
       NoGradGuard ng;
       uniform_(bag->weight, -bound, bound);
     }
@@ -197,6 +211,12 @@ Dlrm::Dlrm(DlrmConfig config) : nn::Module("DLRM"), config_(std::move(config)) {
     emb->add(bag);
   }
   register_module("emb_l", emb);
+  if (config_.sparse_embeddings && config_.sparse_optimizer == DlrmSparseOptimizer::rowwise_adagrad) {
+    auto states = std::make_shared<TableStates>();
+    for (int64_t f = 0; f < config_.num_tables(); ++f)
+      states_.push_back(states->add(std::to_string(f), zeros({config_.table_sizes[f]})));
+    register_module("emb_adagrad", states);
+  }
   top_ =
       register_module("top_l", make_mlp(config_.interaction_width(), config_.top_mlp, /*relu_last=*/false));
   anchor_ = zeros({1});
@@ -238,10 +258,14 @@ Tensor Dlrm::lookup(int64_t f, const Tensor& ids) {
   if (!config_.sparse_embeddings) return embedding_bag(w, bags, BagMode::sum);
   Tensor out = embedding_bag(w.detach(), bags, BagMode::sum);
   if (autograd::grad_enabled() && is_training()) {
-    Tensor table = w, idx = bags.detach();
+    Tensor table = w, idx = bags.detach(), state = states_.empty() ? Tensor() : states_[f];
     autograd::record("embedding_bag_sparse_sgd", out, {anchor_},
-                     [this, table, idx](const Tensor& g) mutable -> std::vector<Tensor> {
-                       embedding_bag_sparse_sgd_(table, idx, Tensor(), BagMode::sum, g, sparse_lr_);
+                     [this, table, state, idx](const Tensor& g) mutable -> std::vector<Tensor> {
+                       if (state.defined())
+                         embedding_bag_sparse_rowwise_adagrad_(table, state, idx, Tensor(), BagMode::sum, g,
+                                                               sparse_lr_, config_.sparse_eps);
+                       else
+                         embedding_bag_sparse_sgd_(table, idx, Tensor(), BagMode::sum, g, sparse_lr_);
                        return {Tensor()};
                      });
   }
@@ -264,8 +288,13 @@ Tensor Dlrm::lookup_all(const Tensor& x, const Tensor& ids) {
   if (train) inputs.push_back(anchor_);
   autograd::record(
       "multi_embedding_bag_sparse_sgd", out, inputs,
-      [this, tables = tables_, idx = ids.detach(), train, F](const Tensor& g) -> std::vector<Tensor> {
-        if (train) multi_embedding_bag_sparse_sgd_(tables, idx, BagMode::sum, g.narrow(1, 1, F), sparse_lr_);
+      [this, tables = tables_, states = states_, idx = ids.detach(), train,
+       F](const Tensor& g) -> std::vector<Tensor> {
+        if (train && !states.empty())
+          multi_embedding_bag_sparse_rowwise_adagrad_(tables, states, idx, BagMode::sum, g.narrow(1, 1, F),
+                                                      sparse_lr_, config_.sparse_eps);
+        else if (train)
+          multi_embedding_bag_sparse_sgd_(tables, idx, BagMode::sum, g.narrow(1, 1, F), sparse_lr_);
         std::vector<Tensor> grads{g.select(1, 0)};
         if (train) grads.emplace_back();
         return grads;

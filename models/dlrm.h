@@ -34,7 +34,10 @@
 // embedding_bag_sparse_sgd_ to its table per lookup otherwise) at once with the learning rate set by
 // set_sparse_lr(): only the rows of the batch are touched (the reference's sparse SGD; TorchRec's fused
 // optimizer). The optimizer then takes dense_parameters() only. Plain SGD, no momentum or weight decay on the
-// tables; every other optimizer needs dense tables.
+// tables; or, with config.sparse_optimizer = rowwise_adagrad, row-wise Adagrad (TorchRec's
+// EXACT_ROWWISE_ADAGRAD, the reference's rwsadagrad: one accumulator per row, ops/embedding.h) with the same
+// learning rate, its accumulators buffers named emb_adagrad.<f> ([table_sizes[f]], zeros), so they travel
+// with the model (checkpoints, to(device)). Every other optimizer needs dense tables.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -47,6 +50,7 @@
 namespace nabla::models {
 
 enum class DlrmInteraction { dot, cat };
+enum class DlrmSparseOptimizer { sgd, rowwise_adagrad };
 
 struct DlrmConfig {
   int64_t num_dense = 13;
@@ -57,6 +61,9 @@ struct DlrmConfig {
   DlrmInteraction interaction = DlrmInteraction::dot;
   bool self_interaction = false;  // dot: include Z[i, i]
   bool sparse_embeddings = false;
+  DlrmSparseOptimizer sparse_optimizer = DlrmSparseOptimizer::sgd;  // the sparse tables' update
+  double sparse_eps = 1e-10;                                        // rowwise_adagrad's eps (the reference's)
+  bool init_tables = true;       // false: the tables are left uninitialised for the caller to fill
   bool fused_embeddings = true;  // one multi_embedding_bag for all tables (false: one embedding_bag each)
 
   // The reference's Kaggle run (bench/dlrm_s_criteo_kaggle.sh): D 16, bottom 13-512-256-64-16, top 512-256-1.
@@ -107,6 +114,8 @@ class Dlrm : public nn::Module {
 
   const DlrmConfig& config() const { return config_; }
   const std::vector<Tensor>& tables() const { return tables_; }
+  // rowwise_adagrad: the accumulators, one [table_sizes[f]] per table (else empty).
+  const std::vector<Tensor>& table_states() const { return states_; }
   // Everything but the tables (with sparse tables: what the optimizer takes).
   NamedTensors dense_parameters() const;
   // The learning rate of the sparse tables' SGD in the next backward (sparse_embeddings only).
@@ -116,7 +125,7 @@ class Dlrm : public nn::Module {
  private:
   DlrmConfig config_;
   std::shared_ptr<nn::Sequential> bot_, top_;
-  std::vector<Tensor> tables_;
+  std::vector<Tensor> tables_, states_;
   Tensor mlp(nn::Sequential& seq, Tensor x);  // the Linear layers, each with its following ReLU fused
   Tensor anchor_;  // sparse tables: a 1-element tensor requiring grad that their backward nodes hang on
   Tensor pair_index_;

@@ -23,6 +23,15 @@
 // -lr straight into W). No dense [V, D] gradient exists; the cost is O(L D) instead of O(V D). It is plain
 // SGD (no momentum, no weight decay), applied at once, as the reference's sparse SGD and TorchRec's fused
 // optimizer do.
+//
+// embedding_bag_sparse_rowwise_adagrad_ (TorchRec's / FBGEMM's EXACT_ROWWISE_ADAGRAD, the reference's
+// rwsadagrad): one accumulator per row, state [V]. For every row v the batch touches (its positions'
+// gradients summed first, as a coalesced sparse gradient):
+//   G_v       = sum_{l : idx[l] = v} s(l) g[bag(l)]          (the rows of dW above; duplicates summed)
+//   state[v] += mean_c G_v[c]^2                              (the mean over the D columns)
+//   W[v]     -= lr * G_v / (sqrt(state[v]) + eps)
+// Untouched rows and their accumulators stay as they are. state has the weight's dtype and device, starts
+// at 0 (the reference's initial_accumulator_value) and belongs in checkpoints with the table.
 #pragma once
 #include "engine/tensor.h"
 #include "ops/dispatch.h"
@@ -46,6 +55,12 @@ Tensor embedding_bag(const Tensor& weight, const Tensor& indices, BagMode mode =
 void embedding_bag_sparse_sgd_(Tensor& weight, const Tensor& indices, const Tensor& offsets, BagMode mode,
                                const Tensor& grad, double lr, const Tensor& per_sample_weights = Tensor());
 
+// In place, no autograd: row-wise Adagrad on the rows the bags touch (the file comment). offsets undefined:
+// fixed bags, indices [B, n]. state: contiguous [V] of weight's dtype and device.
+void embedding_bag_sparse_rowwise_adagrad_(Tensor& weight, Tensor& state, const Tensor& indices,
+                                           const Tensor& offsets, BagMode mode, const Tensor& grad, double lr,
+                                           double eps = 1e-10, const Tensor& per_sample_weights = Tensor());
+
 }  // namespace nabla
 
 namespace nabla::ops {
@@ -63,7 +78,14 @@ using EmbeddingBagBackwardKernelFn = void (*)(const Tensor& grad, const Tensor& 
                                               const Tensor& per_sample_weights, double scale,
                                               Tensor& dweight);
 
+// Row-wise Adagrad (the file comment) with G from grad [B, D] as the backward's dW: weight [V, D] and state
+// [V] contiguous, updated in place on the touched rows only.
+using BagAdagradFn = void (*)(const Tensor& grad, const Tensor& indices, const Tensor& offsets, BagMode mode,
+                              const Tensor& per_sample_weights, double lr, double eps, Tensor& weight,
+                              Tensor& state);
+
 inline Kernel<EmbeddingBagKernelFn> embedding_bag_kernel{"embedding_bag"};
 inline Kernel<EmbeddingBagBackwardKernelFn> embedding_bag_backward_kernel{"embedding_bag_backward"};
+inline Kernel<BagAdagradFn> embedding_bag_rowwise_adagrad_kernel{"embedding_bag_rowwise_adagrad"};
 
 }  // namespace nabla::ops

@@ -54,6 +54,8 @@
   X(embedding_bag_backward, embedding, embedding, AllBackends, "embedding_bag backward")                        \
   X(multi_embedding_bag, multi_embedding, multi_embedding, AllBackends, "multi_embedding_bag")                 \
   X(multi_embedding_bag_backward, multi_embedding, multi_embedding, AllBackends, "multi_embedding_bag backward, multi_embedding_bag_sparse_sgd_") \
+  X(embedding_bag_rowwise_adagrad, embedding, embedding, AllBackends, "embedding_bag_sparse_rowwise_adagrad_") \
+  X(multi_embedding_bag_rowwise_adagrad, multi_embedding, multi_embedding, AllBackends, "multi_embedding_bag_sparse_rowwise_adagrad_") \
   /* convolution, pooling, upsampling (ops/conv.h) */                                                           \
   X(conv2d_forward, conv, conv, AllBackends, "conv2d")                                                          \
   X(conv2d_backward, conv, conv, AllBackends, "conv2d backward")                                                \

@@ -20,6 +20,11 @@
 // scale -lr straight into the tables: one sort, one launch for all F tables, no [V, D] gradient. Plain SGD
 // applied at once (the reference's sparse SGD, TorchRec's fused optimizer). Deterministic, like the backward.
 //
+// multi_embedding_bag_sparse_rowwise_adagrad_(tables, states, ids, mode, grad, lr, eps): row-wise Adagrad
+// (ops/embedding.h; TorchRec's EXACT_ROWWISE_ADAGRAD) on the rows the batch touches, one accumulator per
+// row (states[f] [V_f]): G = the rows of dW_f above (duplicates summed first), state += mean_c G[c]^2,
+// W -= lr G / (sqrt(state) + eps). One sort for all tables as the SGD; on CUDA one warp per touched row.
+//
 // Index check: every id must lie in [0, V_f) of its table. On the CPU the ids are checked on the host
 // before anything runs; on a GPU the forward and backward kernels check each id as they read it (no
 // separate launch, nothing read back): a bad id reads row 0 (forward) or is skipped (backward) and is
@@ -43,6 +48,12 @@ Tensor multi_embedding_bag(const std::vector<Tensor>& tables, const Tensor& ids,
 void multi_embedding_bag_sparse_sgd_(const std::vector<Tensor>& tables, const Tensor& ids, BagMode mode,
                                      const Tensor& grad, double lr);
 
+// In place, no autograd. states: F contiguous [V_f] of the tables' dtype and device; grad as the SGD's.
+void multi_embedding_bag_sparse_rowwise_adagrad_(const std::vector<Tensor>& tables,
+                                                 const std::vector<Tensor>& states, const Tensor& ids,
+                                                 BagMode mode, const Tensor& grad, double lr,
+                                                 double eps = 1e-10);
+
 }  // namespace nabla
 
 namespace nabla::ops {
@@ -57,7 +68,15 @@ using MultiBagFn = void (*)(const std::vector<Tensor>& tables, const Tensor& ids
 using MultiBagBackwardFn = void (*)(const Tensor& grad, const Tensor& ids, BagMode mode, double scale,
                                     uint32_t check_id, std::vector<Tensor>& dst);
 
+// Row-wise Adagrad: grad [B, F, D] (strides (s0, s1, 1)); tables and states updated in place.
+using MultiAdagradFn = void (*)(const Tensor& grad, const Tensor& ids, BagMode mode, double lr, double eps,
+                                uint32_t check_id, std::vector<Tensor>& tables, std::vector<Tensor>& states);
+
 inline Kernel<MultiBagFn> multi_embedding_bag_kernel{"multi_embedding_bag"};
 inline Kernel<MultiBagBackwardFn> multi_embedding_bag_backward_kernel{"multi_embedding_bag_backward"};
+// (on one line: tests/ops/test_kernel_slots.cpp reads the declarations line by line)
+// clang-format off
+inline Kernel<MultiAdagradFn> multi_embedding_bag_rowwise_adagrad_kernel{"multi_embedding_bag_rowwise_adagrad"};
+// clang-format on
 
 }  // namespace nabla::ops

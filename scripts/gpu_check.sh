@@ -24,7 +24,7 @@
 # from its Darknet cfg against the same network in PyTorch, training step and inference: part 5e), profile (benchmarks/profile_resnet.sh: where
 # the bf16 channels-last step's time goes, Nabla and PyTorch; then NABLA_PROFILE=host on ResNet-18 at 32²:
 # the host's time per op of a host-bound step), dlrm (benchmarks/bench_dlrm against benchmarks/dlrm_torch.py:
-# 26 tables x 100k x 128, batches 2,048 and 65,536, dense and sparse tables: part 5f), inspect (part 5i: a
+# 26 tables x 100k x 128, batches 2,048 and 65,536, dense and sparse tables; and Kaggle-sized tables: part 5f), inspect (part 5i: a
 # ResNet-50 GPU training run under NABLA_TRACE, one step rendered to SVG, nabla_inspect summary, the live
 # tensors of a step, the step time with tracing off and on), resnet_fusion (scripts/resnet_fusion_experiments.sh: fused batch norm + add +
 # ReLU against unfused, the conv choice cache file: issue 27), darts (part 5j: a first-order DARTS search step on the
@@ -465,6 +465,36 @@ for path in sys.argv[1:]:
             print("| %s | %s | %s | %s" % (r.get("embeddings"), r.get("split_wgrad"),
                   "%.0f" % r["samples_per_s"] if "samples_per_s" in r else r.get("error", "-")[:40],
                   "%.2f" % r["ms_per_step"] if "ms_per_step" in r else "-"))
+EOF
+  # Kaggle-sized tables: the reference's 26 Kaggle cardinalities capped at 10M rows (--max-ind-range), 33.6M
+  # rows x 16 (2.15 GB f32), the reference's Kaggle MLPs, both sides, dense and sparse tables, batches 2,048
+  # and 65,536 (about 60 s in all; the tables are initialised on the device on the PyTorch side).
+  KAGGLE_ARGS="--sizes kaggle --dim 16 --bottom 13-512-256-64-16 --top 512-256-1"
+  run_step bench_dlrm_kaggle 75 30 "$LOG/bench_dlrm_kaggle.jsonl" "$BUILD/bench_dlrm" $KAGGLE_ARGS
+  run_step dlrm_torch_kaggle 75 0 "$LOG/dlrm_torch_kaggle.jsonl" python3 benchmarks/dlrm_torch.py $KAGGLE_ARGS
+  python3 - "$LOG/bench_dlrm_kaggle.jsonl" "$LOG/dlrm_torch_kaggle.jsonl" <<'EOF' | tee -a "$LOG/dlrm_compare.txt"
+import json, sys
+rows = {}
+for side, path in (("nabla", sys.argv[1]), ("torch", sys.argv[2])):
+    for line in open(path, errors="replace"):
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        if "batch" in r:
+            rows.setdefault((r["batch"], r["mode"]), {})[side] = r
+def rate(r):
+    return r["samples_per_s"] if r and "samples_per_s" in r else None
+def cell(r, key, fmt):
+    return fmt % r[key] if r and key in r else (r.get("error", "-")[:40] if r else "-")
+print("DLRM Kaggle tables (26, 33,631,350 rows x 16), MLPs 13-512-256-64-16 / 512-256-1, SGD, TF32 | batch | tables"
+      " | nabla samples/s | torch samples/s | nabla/torch | nabla peak MiB | torch peak MiB | nabla init s | torch init s")
+for (b, m) in sorted(rows):
+    n, t = rows[(b, m)].get("nabla"), rows[(b, m)].get("torch")
+    ratio = "%.2fx" % (rate(n) / rate(t)) if rate(n) and rate(t) else "-"
+    print("| %d | %s | %s | %s | %s | %s | %s | %s | %s" % (b, m, cell(n, "samples_per_s", "%.0f"),
+          cell(t, "samples_per_s", "%.0f"), ratio, cell(n, "peak_mib", "%.0f"), cell(t, "peak_mib", "%.0f"),
+          cell(n, "init_s", "%.1f"), cell(t, "init_s", "%.1f")))
 EOF
 fi
 

@@ -130,8 +130,9 @@ Embedding::Embedding(int64_t n, int64_t dim, int64_t pad) : Module("Embedding"),
 
 Tensor Embedding::forward(const Tensor& indices) { return embedding(weight, indices, padding_idx); }
 
-EmbeddingBag::EmbeddingBag(int64_t n, int64_t dim, BagMode m) : Module("EmbeddingBag"), mode(m) {
-  weight = register_parameter("weight", randn({n, dim}));
+EmbeddingBag::EmbeddingBag(int64_t n, int64_t dim, BagMode m, bool init) : Module("EmbeddingBag"), mode(m) {
+  weight = register_parameter("weight",
+                              init ? randn({n, dim}) : Tensor::empty({n, dim}, DType::f32, Device::cpu()));
 }
 
 Tensor EmbeddingBag::forward(const Tensor& indices, const Tensor& offsets) {

@@ -82,7 +82,8 @@ class Embedding : public Module {
 
 class EmbeddingBag : public Module {
  public:
-  EmbeddingBag(int64_t num_embeddings, int64_t dim, BagMode mode = BagMode::mean);
+  // init: weight ~ N(0, 1); false leaves it uninitialised (empty) for the caller to fill.
+  EmbeddingBag(int64_t num_embeddings, int64_t dim, BagMode mode = BagMode::mean, bool init = true);
   Tensor forward(const Tensor& indices, const Tensor& offsets);
   Tensor weight;
   BagMode mode;

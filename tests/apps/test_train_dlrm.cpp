@@ -1,8 +1,10 @@
 // End-to-end tests of the train_dlrm binary on synthetic Criteo with a planted teacher (a small file written
 // once per test run): it learns (loss falls, validation AUC above 0.7), it resumes bit for bit from a
-// checkpoint, it trains on the text sample after converting it, and bad options exit with 2.
+// checkpoint (also with sparse row-wise Adagrad tables), it trains on the text sample after converting it,
+// and bad options exit with 2.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -110,6 +112,44 @@ TEST_F(TrainDlrm, ResumesExactly) {
             lines_with(rest.output, "validation AUC").back());
 }
 
+// Sparse tables with row-wise Adagrad (--sparse --optimizer adagrad): the accumulators are in the
+// checkpoint (emb_adagrad.<f>, one per table row, some non-zero, none negative), and 30 steps equal 12 +
+// resume + 18 bit for bit, the tables and their accumulators included.
+TEST_F(TrainDlrm, SparseRowwiseAdagradResumesExactly) {
+  const std::string a = (dir() / "sa.safetensors").string(), b = (dir() / "sb.safetensors").string(),
+                    c = (dir() / "sc.safetensors").string();
+  const std::string common = data_args() +
+                             "--sparse --batch-size 128 --lr 0.05 --optimizer adagrad --warmup-steps 4 "
+                             "--limit-val 500 --no-progress ";
+  Result whole = run(common + "--max-steps 30 --checkpoint " + a);
+  ASSERT_EQ(whole.code, 0) << whole.output;
+  EXPECT_NE(whole.output.find("sparse row-wise Adagrad tables"), std::string::npos) << whole.output;
+  Result first = run(common + "--max-steps 12 --checkpoint " + b);
+  ASSERT_EQ(first.code, 0) << first.output;
+  Result rest = run(common + "--max-steps 30 --resume " + b + " --checkpoint " + c);
+  ASSERT_EQ(rest.code, 0) << rest.output;
+  SafetensorsFile fa = load_safetensors(a), fc = load_safetensors(c), fb = load_safetensors(b);
+  ASSERT_EQ(fa.tensors.size(), fc.tensors.size());
+  int states = 0;
+  for (auto& [name, t] : fa.tensors) {
+    EXPECT_EQ(t.to_double_vector(), fc.get(name).to_double_vector()) << name;
+    if (name.rfind("model.emb_adagrad.", 0) != 0) continue;
+    ++states;
+    const std::vector<double> v = t.to_double_vector();
+    EXPECT_EQ(static_cast<int64_t>(v.size()),
+              fa.get("model.emb_l." + name.substr(18) + ".weight").shape()[0]);
+    EXPECT_GE(*std::min_element(v.begin(), v.end()), 0.0) << name;
+    EXPECT_GT(*std::max_element(v.begin(), v.end()), 0.0) << name;
+  }
+  EXPECT_EQ(states, 26);
+  EXPECT_NE(fa.get("model.emb_adagrad.3").to_double_vector(),
+            fb.get("model.emb_adagrad.3").to_double_vector());
+  EXPECT_NE(fa.get("model.emb_l.3.weight").to_double_vector(),
+            fb.get("model.emb_l.3.weight").to_double_vector());
+  EXPECT_EQ(lines_with(whole.output, "validation AUC").back(),
+            lines_with(rest.output, "validation AUC").back());
+}
+
 // VR-SGD (algorithms/vrgd) over 4 micro-batches: it runs, writes GSNR records, and the loss stays finite.
 TEST_F(TrainDlrm, RunsVrSgdWithGsnrRecords) {
   const std::string metrics = (dir() / "vr.jsonl").string();
@@ -180,10 +220,27 @@ TEST_F(TrainDlrm, HelpExamplesAndDocCommandLinesParse) {
   }
 }
 
+// --data synthetic --prepare OUT writes the rows once and exits; training on that file with --eval-rows test
+// evaluates on the test half of the last day (the teacher too).
+TEST_F(TrainDlrm, PreparesSyntheticRowsAndEvaluatesOnTestRows) {
+  const std::string file = (dir() / "prepared.bin").string();
+  Result w = run("--prepare " + file + " --synthetic-rows 7000 --synthetic-cap 50");
+  ASSERT_EQ(w.code, 0) << w.output;
+  EXPECT_NE(w.output.find("7000 synthetic rows"), std::string::npos) << w.output;
+  ASSERT_TRUE(fs::exists(file));
+  Result r = run("--data-path " + file +
+                 " --synthetic-rows 7000 --synthetic-cap 50 --batch-size 64 --max-steps 3 --eval-rows test "
+                 "--no-progress");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(lines_with(r.output, "writing").size(), 0u) << r.output;  // the prepared file was used
+  EXPECT_EQ(lines_with(r.output, "teacher (the planted truth) on the test rows").size(), 1u) << r.output;
+  EXPECT_EQ(lines_with(r.output, "test AUC").size(), 1u) << r.output;
+}
+
 TEST_F(TrainDlrm, BadOptionsExitWithTwo) {
-  for (const char* bad :
-       {"--batch-size 0", "--optimizer adam", "--sparse --optimizer adagrad", "--mlp-top 1-x-1",
-        "--data binary", "--lr nan", "--interaction sum", "--prepare out.bin"}) {
+  for (const char* bad : {"--batch-size 0", "--optimizer adam", "--sparse --optimizer vr-sgd",
+                          "--mlp-top 1-x-1", "--data binary", "--lr nan", "--interaction sum",
+                          "--data binary --data-path x.bin --prepare out.bin", "--eval-rows train"}) {
     Result r = run(bad);
     EXPECT_EQ(r.code, 2) << bad << ": " << r.output;
     EXPECT_EQ(lines_with(r.output, "train_dlrm").size(), 1u) << bad << ": " << r.output;

@@ -2,7 +2,8 @@
 // index_add backward with the device radix sort); embedding_bag on cuda/embedding.cu. Cases: repeated
 // indices (long runs in the sorted backward), padding_idx (its gradient row stays zero), vocabularies that
 // need 1, 2 and 3 radix passes, widths that give 16-, 8- and 4-byte copy units, bf16 lookups, i32 indices;
-// bags: sum and mean, empty bags first, in the middle and last, a long bag, all bags empty.
+// bags: sum and mean, empty bags first, in the middle and last, a long bag, all bags empty; the sparse SGD
+// and row-wise Adagrad updates (three steps, rows wider than a warp keeps in registers).
 #include "parity.h"
 
 namespace nabla {
@@ -120,6 +121,37 @@ NABLA_PARITY(embedding_bag, sparse_sgd_update) {
         return t;
       },
       {parity_randn({500, 64}, false), rand_ids(200, {1024, 1}), parity_randn({1024, 64}, false)},
+      {.atol = 1e-4, .rtol = 1e-4, .check_grads = false});
+}
+
+NABLA_PARITY(embedding_bag, sparse_rowwise_adagrad_three_steps) {
+  // Three steps on one table and its accumulators (zeros on the inputs' device), ids with many repeats, mean
+  // bags of 2 with offsets-free fixed bags; then a 300-wide table (wider than the 256 columns a warp keeps in
+  // registers) with offsets and per-sample weights. The tables and accumulators are compared.
+  EXPECT_PARITY(
+      [](In in) {
+        Tensor t = in[0].detach().clone();
+        Tensor st = zeros({500}, {.device = in[0].device()});
+        for (int k = 0; k < 3; ++k)
+          embedding_bag_sparse_rowwise_adagrad_(t, st, in[1 + k], Tensor(), BagMode::mean, in[4 + k].detach(),
+                                                0.1);
+        return cat({t.reshape({-1}), st}, 0);
+      },
+      {parity_randn({500, 64}, false), rand_ids(100, {1024, 2}), rand_ids(500, {1024, 2}),
+       rand_ids(20, {1024, 2}), parity_randn({1024, 64}, false), parity_randn({1024, 64}, false),
+       parity_randn({1024, 64}, false)},
+      {.atol = 1e-4, .rtol = 1e-4, .check_grads = false});
+  EXPECT_PARITY(
+      [](In in) {
+        Tensor t = in[0].detach().clone();
+        Tensor st = zeros({50}, {.device = in[0].device()});
+        Tensor off = arange(0, 300, 3, {.dtype = DType::i64, .device = in[0].device()});
+        embedding_bag_sparse_rowwise_adagrad_(t, st, in[1], off, BagMode::sum, in[2].detach(), 0.1, 1e-8,
+                                              in[3].detach());
+        return cat({t.reshape({-1}), st}, 0);
+      },
+      {parity_randn({50, 300}, false), rand_ids(50, {300}), parity_randn({100, 300}, false),
+       parity_randn({300}, false)},
       {.atol = 1e-4, .rtol = 1e-4, .check_grads = false});
 }
 

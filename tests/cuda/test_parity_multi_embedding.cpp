@@ -1,7 +1,8 @@
 // Parity cases of multi_embedding_bag (cuda/multi_embedding.cu against ops/cpu/multi_embedding.cpp):
 // DLRM's shape (many tables of one id per row, D 128: the float4 path, with the prefix slot), odd widths
 // (the scalar path), bags of 3 with mean, i32 ids, more tables than one launch takes (kMaxTables = 64: two
-// groups), f64; the sparse SGD on a strided gradient; and a bad id reported at the next synchronisation.
+// groups), f64; the sparse SGD on a strided gradient; row-wise Adagrad over three steps (and on 70 tables
+// 300 wide); and a bad id reported at the next synchronisation.
 #include "ops/multi_embedding.h"
 #include "parity.h"
 
@@ -69,6 +70,54 @@ NABLA_PARITY(multi_embedding_bag, sparse_sgd_strided_gradient) {
       {parity_randn({500, 64}, false), parity_randn({40, 64}, false), parity_randn({1000, 64}, false),
        table_ids(rows, 1024, 1), parity_randn({1024, 4, 64}, false)},
       {.atol = 1e-4, .rtol = 1e-4, .check_grads = false});
+}
+
+NABLA_PARITY(multi_embedding_bag, sparse_rowwise_adagrad_three_steps) {
+  // Three steps of row-wise Adagrad on copies of DLRM-like tables (D 128, one id per row, many repeats) and
+  // their accumulators, the gradient g[:, 1:, :] of a [B, F + 1, D] buffer; then 70 tables (two launch
+  // groups) of width 300 (beyond the registers' 256 columns), bags of 2 with mean. Tables and accumulators
+  // are compared.
+  const std::vector<int64_t> rows{500, 40, 1000};
+  EXPECT_PARITY(
+      [rows](In in) {
+        std::vector<Tensor> t, st;
+        for (int f = 0; f < 3; ++f) {
+          t.push_back(in[f].detach().clone());
+          st.push_back(zeros({rows[f]}, {.device = in[0].device()}));
+        }
+        for (int k = 0; k < 3; ++k)
+          multi_embedding_bag_sparse_rowwise_adagrad_(t, st, in[3 + k], BagMode::sum,
+                                                      in[6 + k].detach().narrow(1, 1, 3), 0.05);
+        std::vector<Tensor> parts;
+        for (int f = 0; f < 3; ++f) parts.push_back(t[f].reshape({-1}));
+        for (int f = 0; f < 3; ++f) parts.push_back(st[f]);
+        return cat(parts, 0);
+      },
+      {parity_randn({500, 128}, false), parity_randn({40, 128}, false), parity_randn({1000, 128}, false),
+       table_ids(rows, 2048, 1), table_ids(rows, 2048, 1), table_ids({5, 5, 5}, 2048, 1),
+       parity_randn({2048, 4, 128}, false), parity_randn({2048, 4, 128}, false),
+       parity_randn({2048, 4, 128}, false)},
+      {.atol = 1e-4, .rtol = 1e-4, .check_grads = false});
+  std::vector<int64_t> many;
+  for (int64_t f = 0; f < 70; ++f) many.push_back(1 + (f * 37) % 50);
+  std::vector<Tensor> inputs;
+  for (int64_t r : many) inputs.push_back(parity_randn({r, 300}, false));
+  inputs.push_back(table_ids(many, 64, 2));
+  inputs.push_back(parity_randn({64, 70, 300}, false));
+  EXPECT_PARITY(
+      [many](In in) {
+        std::vector<Tensor> t, st;
+        for (size_t f = 0; f < many.size(); ++f) {
+          t.push_back(in[f].detach().clone());
+          st.push_back(zeros({many[f]}, {.device = in[0].device()}));
+        }
+        multi_embedding_bag_sparse_rowwise_adagrad_(t, st, in[70], BagMode::mean, in[71].detach(), 0.05);
+        std::vector<Tensor> parts;
+        for (size_t f = 0; f < many.size(); ++f) parts.push_back(t[f].reshape({-1}));
+        for (size_t f = 0; f < many.size(); ++f) parts.push_back(st[f]);
+        return cat(parts, 0);
+      },
+      inputs, {.atol = 1e-4, .rtol = 1e-4, .check_grads = false});
 }
 
 TEST(MultiEmbeddingBagCuda, BadIdIsReportedAtTheNextSynchronisationNamingTheTable) {

@@ -1,7 +1,8 @@
 // Hybrid-parallel DLRM (dist/sharded_embedding.h) against the replicated model: W ranks, each with its share
 // of a global batch and 1/W of the tables, train step for step as one whole model on the whole batch: equal
-// losses and equal parameters (dense and sparse tables, SGD). Under mpirun with 2 and 4 processes (CPU,
-// MPI); in a single process the same code runs with W = 1. On GPUs with NCCL the same test runs on cuda.
+// losses and equal parameters (dense and sparse tables, SGD; tables placed whole, or the larger ones split by
+// rows). Under mpirun with 2 and 4 processes (CPU, MPI); in a single process the same code runs with W = 1.
+// On GPUs with NCCL the same test runs on cuda.
 #include "algorithms/optim/optimizer.h"
 #include "dist/dist_test.h"
 #include "dist/sharded_embedding.h"
@@ -11,7 +12,8 @@
 namespace nabla {
 namespace {
 
-void run_equivalence(Device dev, bool sparse) {
+// row_wise_min_rows: tables of at least that many rows are split by rows over the ranks (0: none).
+void run_equivalence(Device dev, bool sparse, int64_t row_wise_min_rows = 0) {
   dist::Communicator& comm = dist_test::comm();
   const int W = comm.world_size(), r = comm.rank();
   std::vector<int64_t> sizes{13, 7, 29, 5, 17, 11, 3};  // 7 tables: uneven over 2 and 4 ranks
@@ -20,7 +22,14 @@ void run_equivalence(Device dev, bool sparse) {
   manual_seed(21);  // the same whole model on every rank
   models::Dlrm whole(c);
   whole.to(dev);
-  dist::ShardedDlrm sharded(c, comm);
+  dist::ShardingOptions so;
+  if (row_wise_min_rows > 0) so.row_wise_min_rows = row_wise_min_rows;
+  dist::ShardedDlrm sharded(c, comm, so);
+  int64_t row_wise = 0;
+  for (int64_t f = 0; f < 7; ++f) row_wise += sharded.row_wise(f);
+  if (row_wise_min_rows > 0) {
+    EXPECT_GE(row_wise, 3);
+  }
   sharded.model().to(dev);
   sharded.load_from(whole);
 
@@ -53,12 +62,24 @@ void run_equivalence(Device dev, bool sparse) {
     opt_sharded.step();
     Tensor mean_loss = ls.detach().to(Device::cpu()).reshape({1}).contiguous();
     comm.all_reduce(mean_loss, dist::ReduceOp::avg);
-    EXPECT_NEAR(mean_loss.item(), lw.item(), 1e-5) << "step " << step;
+    EXPECT_NEAR(mean_loss.item(), lw.item(), 1e-5) << "step " << step << " row_wise " << row_wise_min_rows;
   }
   auto mine = sharded.model().state_dict(), ref = whole.state_dict();
   ASSERT_EQ(mine.size(), ref.size());
   int checked_tables = 0;
+  int checked_row_parts = 0;
   for (size_t i = 0; i < mine.size(); ++i) {
+    if (mine[i].first.rfind("emb_l.", 0) == 0) {  // this rank's rows of a row-wise table
+      const int64_t f = std::stoll(mine[i].first.substr(6));
+      if (sharded.row_wise(f)) {
+        const int64_t lo = sharded.row_begin(f), n = sharded.row_end(f) - lo;
+        if (n > 0)
+          test::expect_close(mine[i].second.to(Device::cpu()),
+                             ref[i].second.narrow(0, lo, n).to(Device::cpu()), 2e-5);
+        ++checked_row_parts;
+        continue;
+      }
+    }
     if (mine[i].second.shape() != ref[i].second.shape()) continue;  // a table of another rank
     if (mine[i].first.rfind("emb_l.", 0) == 0) ++checked_tables;
     test::expect_close(mine[i].second.to(Device::cpu()), ref[i].second.to(Device::cpu()), 2e-5);
@@ -66,6 +87,7 @@ void run_equivalence(Device dev, bool sparse) {
   int64_t owned = 0;
   for (int64_t f = 0; f < 7; ++f) owned += sharded.owns(f);
   EXPECT_GE(checked_tables, owned);
+  EXPECT_EQ(checked_row_parts, row_wise);
 }
 
 TEST(ShardedDlrm, EqualsTheReplicatedModelOnCpu) {
@@ -74,10 +96,19 @@ TEST(ShardedDlrm, EqualsTheReplicatedModelOnCpu) {
   run_equivalence(Device::cpu(), true);
 }
 
+// Tables of 12 rows or more (13, 29, 17) split by rows over the ranks, the others table-wise: still equal.
+TEST(ShardedDlrm, RowWiseTablesEqualTheReplicatedModelOnCpu) {
+  if (dist_test::comm().world_size() > 1) SKIP_WITHOUT_CPU_COLLECTIVES();
+  run_equivalence(Device::cpu(), false, 12);
+  run_equivalence(Device::cpu(), true, 12);
+}
+
 TEST(ShardedDlrm, EqualsTheReplicatedModelOnCuda) {
   SKIP_WITHOUT_GPU_COLLECTIVES();
   run_equivalence(dist_test::gpu(), false);
   run_equivalence(dist_test::gpu(), true);
+  run_equivalence(dist_test::gpu(), false, 12);
+  run_equivalence(dist_test::gpu(), true, 12);
 }
 
 }  // namespace

@@ -124,13 +124,18 @@ TEST(Dlrm, SparseTablesEqualDenseSgd) {
 }
 
 // The fused lookup (one multi_embedding_bag writing [x, e_0, ..] at once) trains exactly as the reference's
-// per-table loop: dense and sparse tables, dot (with and without self-interaction) and cat interactions.
+// per-table loop: dense and sparse SGD tables, dot (with and without self-interaction) and cat interactions;
+// sparse row-wise Adagrad tables (dot, cat).
 TEST(Dlrm, FusedLookupsTrainAsThePerTableLoop) {
   std::vector<int64_t> sizes{20, 1, 30, 4, 9};
-  for (int variant = 0; variant < 6; ++variant) {
+  // variants 0..5: dense or sparse SGD tables x (dot, dot with self-interaction, cat); 6, 7: sparse
+  // row-wise Adagrad tables, dot and cat.
+  for (int variant = 0; variant < 8; ++variant) {
     DlrmConfig c = DlrmConfig::tiny(sizes);
-    c.sparse_embeddings = variant % 2 == 1;
-    c.interaction = variant / 2 == 2 ? models::DlrmInteraction::cat : models::DlrmInteraction::dot;
+    c.sparse_embeddings = variant % 2 == 1 || variant >= 6;
+    if (variant >= 6) c.sparse_optimizer = models::DlrmSparseOptimizer::rowwise_adagrad;
+    c.interaction =
+        variant / 2 == 2 || variant == 7 ? models::DlrmInteraction::cat : models::DlrmInteraction::dot;
     c.self_interaction = variant / 2 == 1;
     c.fused_embeddings = false;
     manual_seed(5);
@@ -167,6 +172,11 @@ TEST(Dlrm, FusedLookupsTrainAsThePerTableLoop) {
     for (size_t i = 0; i < sa.size(); ++i) test::expect_close(sb[i].second, sa[i].second, 1e-5);
     if (c.sparse_embeddings) {
       for (const Tensor& t : fused_model.tables()) EXPECT_FALSE(t.grad().defined());
+    }
+    if (variant >= 6) {  // the accumulators are buffers (in the state dict), and they moved
+      ASSERT_EQ(fused_model.table_states().size(), sizes.size());
+      EXPECT_GT(sum(fused_model.table_states()[0]).item(), 0.0);
+      EXPECT_EQ(sa.back().first, "emb_adagrad.4");
     }
   }
 }

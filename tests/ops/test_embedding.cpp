@@ -1,5 +1,6 @@
 // Tests of the embedding family: gradient checks (repeated indices, padding_idx, empty bags), values and
-// backward against naive loops, determinism, and error messages.
+// backward against naive loops, determinism, the sparse SGD and row-wise Adagrad against dense references,
+// and error messages.
 #include <omp.h>
 
 #include "testing.h"
@@ -134,6 +135,85 @@ TEST(EmbeddingBag, SparseSgdEqualsADenseStepOnTouchedRowsOnly) {
   Tensor ws2 = w.clone();
   embedding_bag_sparse_sgd_(ws2, idx1, off, BagMode::sum, g, 0.3, p);
   test::expect_close(ws2, w - 0.3 * wd2.grad(), 1e-6);
+}
+
+// Row-wise Adagrad as a dense reference: dW from the backward (duplicates summed), then for every row the
+// ids touch: state[v] += mean_c dW[v, c]^2, W[v] -= lr dW[v] / (sqrt(state[v]) + eps); other rows unchanged.
+void dense_rowwise_adagrad(std::vector<double>& w, std::vector<double>& state, const std::vector<double>& dw,
+                           const std::vector<double>& touched_ids, int64_t D, double lr, double eps) {
+  std::vector<bool> touched(state.size(), false);
+  for (double v : touched_ids) touched[static_cast<size_t>(v)] = true;
+  for (size_t v = 0; v < state.size(); ++v) {
+    if (!touched[v]) continue;
+    double sq = 0;
+    for (int64_t c = 0; c < D; ++c) sq += dw[v * D + c] * dw[v * D + c];
+    state[v] += sq / static_cast<double>(D);
+    for (int64_t c = 0; c < D; ++c) w[v * D + c] -= lr * dw[v * D + c] / (std::sqrt(state[v]) + eps);
+  }
+}
+
+// Several steps on fresh random ids (with duplicates: ids drawn from a few rows) equal the dense reference,
+// fixed bags (mean) and offsets with per-sample weights (sum), f64 and f32; untouched rows and their
+// accumulators never move.
+TEST(EmbeddingBag, SparseRowwiseAdagradEqualsADenseReference) {
+  Generator gen{test::next_seed(), 0};
+  const int64_t V = 40, D = 7, B = 16, touchable = 12;  // rows 12.. are never touched
+  const double lr = 0.2, eps = 1e-8;
+  for (DType dt : {DType::f64, DType::f32}) {
+    for (bool offsets : {false, true}) {
+      Tensor w = randn({V, D}, {.dtype = dt}, &gen), state = zeros({V}, {.dtype = dt});
+      const Tensor w0 = w.clone();
+      std::vector<double> w_ref = w.to_double_vector(), s_ref(V, 0.0);
+      for (int step = 0; step < 4; ++step) {
+        Tensor idx = randint(0, touchable, {B, 3}, {.dtype = DType::i64}, &gen);
+        Tensor g = randn({B, D}, {.dtype = dt}, &gen);
+        Tensor wd = from_vector(w_ref, {V, D}, {.dtype = DType::f64}).requires_grad_();
+        if (offsets) {
+          Tensor idx1 = idx.reshape({3 * B}), off = arange(0, 3 * B, 3),
+                 p = randn({3 * B}, {.dtype = dt}, &gen);
+          embedding_bag(wd, idx1, off, BagMode::sum, p.to(DType::f64)).backward(g.to(DType::f64));
+          embedding_bag_sparse_rowwise_adagrad_(w, state, idx1, off, BagMode::sum, g, lr, eps, p);
+        } else {
+          embedding_bag(wd, idx, BagMode::mean).backward(g.to(DType::f64));
+          embedding_bag_sparse_rowwise_adagrad_(w, state, idx, Tensor(), BagMode::mean, g, lr, eps);
+        }
+        dense_rowwise_adagrad(w_ref, s_ref, wd.grad().to_double_vector(), idx.to_double_vector(), D, lr, eps);
+        const double tol = dt == DType::f64 ? 1e-12 : 2e-5;
+        test::expect_close(w, w_ref, tol);
+        test::expect_close(state, s_ref, tol);
+      }
+      EXPECT_EQ(w.narrow(0, touchable, V - touchable).to_double_vector(),
+                w0.narrow(0, touchable, V - touchable).to_double_vector());
+      for (int64_t v = touchable; v < V; ++v) EXPECT_EQ(state.to_double_vector()[v], 0.0);
+    }
+  }
+}
+
+TEST(EmbeddingBagErrors, SparseRowwiseAdagrad) {
+  Tensor w = test::randn32({5, 3}), st = zeros({5}), g = test::randn32({2, 3});
+  Tensor bags = ids({0, 4}, {2, 1});
+  Tensor bad_state = zeros({4});
+  test::expect_error(
+      [&] { embedding_bag_sparse_rowwise_adagrad_(w, bad_state, bags, Tensor(), BagMode::sum, g, 0.1); },
+      {"rowwise_adagrad", "state must be", "[5]", "[4]"});
+  Tensor f64_state = zeros({5}, {.dtype = DType::f64});
+  test::expect_error(
+      [&] { embedding_bag_sparse_rowwise_adagrad_(w, f64_state, bags, Tensor(), BagMode::sum, g, 0.1); },
+      {"state must be a contiguous f32", "f64"});
+  test::expect_error(
+      [&] { embedding_bag_sparse_rowwise_adagrad_(w, st, bags, Tensor(), BagMode::sum, g, 0.1, -1.0); },
+      {"eps must be", "-1"});
+  test::expect_error(
+      [&] {
+        embedding_bag_sparse_rowwise_adagrad_(w, st, bags, Tensor(), BagMode::sum, test::randn32({3, 3}),
+                                              0.1);
+      },
+      {"grad must be", "[2,3]", "[3,3]"});
+  test::expect_error(
+      [&] {
+        embedding_bag_sparse_rowwise_adagrad_(w, st, ids({0, 5}, {2, 1}), Tensor(), BagMode::sum, g, 0.1);
+      },
+      {"embedding_bag", "5"});
 }
 
 TEST(EmbeddingBagErrors, PerSampleWeightsAndFixedBags) {

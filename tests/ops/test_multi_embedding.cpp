@@ -1,6 +1,7 @@
 // Tests of multi_embedding_bag (ops/multi_embedding.h): gradient checks (tables and prefix, sum and mean,
 // bags of 1 and 3, repeated ids), values and gradients against one embedding_bag per table on fresh random
-// inputs, the sparse SGD against a dense SGD step (untouched rows unchanged), and error messages.
+// inputs, the sparse SGD against a dense SGD step (untouched rows unchanged), the sparse row-wise Adagrad
+// against a dense reference over several steps, and error messages.
 #include "ops/multi_embedding.h"
 #include "testing.h"
 
@@ -82,6 +83,91 @@ TEST(MultiEmbeddingBag, SparseSgdEqualsADenseStepOnTouchedRowsOnly) {
                 w[f].narrow(0, 5, rows[f] - 5).to_vector<float>());
     }
   }
+}
+
+// Row-wise Adagrad over several steps on fresh random ids (duplicates: ids from a few rows), on a strided
+// gradient, equals the dense reference (dW from the backward; touched rows only: state += mean dW^2, W -= lr
+// dW / (sqrt(state) + eps)); rows never touched and their accumulators stay as they were. f64 and f32.
+TEST(MultiEmbeddingBag, SparseRowwiseAdagradEqualsADenseReference) {
+  Generator gen{test::next_seed(), 0};
+  const int64_t B = 24, D = 5, F = 3, touchable = 6;
+  const std::vector<int64_t> rows{40, 4, 25};
+  const double lr = 0.1, eps = 1e-8;
+  for (DType dt : {DType::f64, DType::f32}) {
+    for (BagMode mode : {BagMode::sum, BagMode::mean}) {
+      std::vector<Tensor> w, st, w0;
+      std::vector<std::vector<double>> w_ref, s_ref;
+      for (int64_t r : rows) {
+        w.push_back(randn({r, D}, {.dtype = dt}, &gen));
+        w0.push_back(w.back().clone());
+        st.push_back(zeros({r}, {.dtype = dt}));
+        w_ref.push_back(w.back().to_double_vector());
+        s_ref.emplace_back(r, 0.0);
+      }
+      for (int step = 0; step < 4; ++step) {
+        const int64_t n = mode == BagMode::mean ? 2 : 1;
+        std::vector<Tensor> id_cols;
+        for (int64_t r : rows)
+          id_cols.push_back(randint(0, std::min(r, touchable), {B, 1, n}, {.dtype = DType::i64}, &gen));
+        Tensor ids = cat(id_cols, 1);  // [B, F, n]
+        Tensor wide = randn({B, F + 1, D}, {.dtype = dt}, &gen);
+        Tensor g = wide.narrow(1, 1, F);  // strided, as DLRM passes it
+        std::vector<Tensor> wd;
+        for (int64_t f = 0; f < F; ++f)
+          wd.push_back(from_vector(w_ref[f], {rows[f], D}, {.dtype = DType::f64}).requires_grad_());
+        multi_embedding_bag(wd, ids, mode).backward(g.contiguous().to(DType::f64));
+        multi_embedding_bag_sparse_rowwise_adagrad_(w, st, ids, mode, g, lr, eps);
+        const double tol = dt == DType::f64 ? 1e-12 : 2e-5;
+        for (int64_t f = 0; f < F; ++f) {
+          const int64_t V = rows[f];
+          std::vector<bool> touched(V, false);
+          Tensor col = ids.select(1, f).contiguous();
+          for (double v : col.to_double_vector()) touched[static_cast<size_t>(v)] = true;
+          std::vector<double> dw = wd[f].grad().to_double_vector();
+          for (int64_t v = 0; v < V; ++v) {
+            if (!touched[v]) continue;
+            double sq = 0;
+            for (int64_t c = 0; c < D; ++c) sq += dw[v * D + c] * dw[v * D + c];
+            s_ref[f][v] += sq / static_cast<double>(D);
+            for (int64_t c = 0; c < D; ++c)
+              w_ref[f][v * D + c] -= lr * dw[v * D + c] / (std::sqrt(s_ref[f][v]) + eps);
+          }
+          test::expect_close(w[f], w_ref[f], tol);
+          test::expect_close(st[f], s_ref[f], tol);
+        }
+      }
+      for (int64_t f = 0; f < F; ++f) {
+        if (rows[f] <= touchable) continue;
+        EXPECT_EQ(w[f].narrow(0, touchable, rows[f] - touchable).to_double_vector(),
+                  w0[f].narrow(0, touchable, rows[f] - touchable).to_double_vector());
+        EXPECT_EQ(st[f].narrow(0, touchable, rows[f] - touchable).to_double_vector(),
+                  std::vector<double>(rows[f] - touchable, 0.0));
+      }
+    }
+  }
+}
+
+TEST(MultiEmbeddingBagErrors, SparseRowwiseAdagrad) {
+  std::vector<Tensor> w{test::randn32({5, 3}), test::randn32({2, 3})};
+  std::vector<Tensor> st{zeros({5}), zeros({2})};
+  Tensor idv = from_vector({0, 1}, {1, 2}, {.dtype = DType::i64});
+  Tensor g = test::randn32({1, 2, 3});
+  test::expect_error(
+      [&] { multi_embedding_bag_sparse_rowwise_adagrad_(w, {st[0]}, idv, BagMode::sum, g, 0.1); },
+      {"2 tables but 1 states"});
+  test::expect_error(
+      [&] {
+        multi_embedding_bag_sparse_rowwise_adagrad_(w, {st[0], zeros({3})}, idv, BagMode::sum, g, 0.1);
+      },
+      {"state 1 must be", "[2]", "[3]"});
+  test::expect_error([&] { multi_embedding_bag_sparse_rowwise_adagrad_(w, st, idv, BagMode::sum, g, NAN); },
+                     {"lr must be finite"});
+  test::expect_error(
+      [&] {
+        multi_embedding_bag_sparse_rowwise_adagrad_(w, st, from_vector({0, 2}, {1, 2}, {.dtype = DType::i64}),
+                                                    BagMode::sum, g, 0.1);
+      },
+      {"id 2", "table 1 of 2 rows"});
 }
 
 TEST(MultiEmbeddingBagErrors, NameWhatWasExpected) {
