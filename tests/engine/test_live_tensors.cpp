@@ -172,7 +172,9 @@ TEST(LiveTensors, TextAndJsonAgreeWithTheSnapshot) {
   EXPECT_NE(text.find("[17,3]"), std::string::npos) << text;
   EXPECT_NE(text.find("relu"), std::string::npos) << text;
   const std::string short_text = memory::snapshot_text(s, 1);
-  if (s.tensors.size() > 1) EXPECT_NE(short_text.find("smaller storages"), std::string::npos) << short_text;
+  if (s.tensors.size() > 1) {
+    EXPECT_NE(short_text.find("smaller storages"), std::string::npos) << short_text;
+  }
 }
 
 }  // namespace
