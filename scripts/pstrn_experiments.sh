@@ -94,7 +94,10 @@ if want bench; then
       timeout 200 $B --task lenet5 --data-dir "$FMNIST" --device "$BDEV" --threads 4 --train-size "$BTRAIN" \
         --val-size 0 --epochs 1 --order $order --retrain $R --bench "$NETS" $g --metrics "$LOG/bench.jsonl" \
         >"$LOG/bench_${order}${g:+_graph}.txt" 2>&1 || tail -3 "$LOG/bench_${order}${g:+_graph}.txt"
-      rows+=("nabla $order${g:+ + cuda graph}|$(grep -o '[0-9.]* s/net' "$LOG/bench_${order}${g:+_graph}.txt" | cut -d' ' -f1)|$(grep -o 'parameters [0-9]*' "$LOG/bench_${order}${g:+_graph}.txt" | tail -1 | cut -d' ' -f2)")
+      f="$LOG/bench_${order}${g:+_graph}.txt"
+      note=""
+      grep -q "cannot be captured" "$f" && note=" (not captured: eager)"
+      rows+=("nabla $order${g:+ + cuda graph}$note|$(grep -o '[0-9.]* s/net' "$f" | cut -d' ' -f1)|$(grep -o 'parameters [0-9]*' "$f" | tail -1 | cut -d' ' -f2)")
     done
   done
   PY=python3
