@@ -145,7 +145,8 @@ ImageData load_images(const Options& o) {
   d.y_test = te.labels;
   // On the device once: every network of the search draws its batches there (index_select on the device).
   const Device dev = Device::parse(o.device);
-  for (Tensor* t : {&d.x_train, &d.y_train, &d.x_val, &d.y_val, &d.x_test, &d.y_test}) *t = t->to(dev);
+  for (Tensor* t : {&d.x_train, &d.y_train, &d.x_val, &d.y_val, &d.x_test, &d.y_test})
+    if (t->numel() > 0) *t = t->to(dev);  // an empty split (--val-size 0) is never read
   return d;
 }
 
