@@ -5,6 +5,9 @@
 //   either a search: PstrnSearch::run(fitness) with one JSONL record per generation (the population's best,
 //   the Pareto front of the phase) and an atomic checkpoint after each (--checkpoint, --resume);
 //   or --retrain RANKS: one network trained from scratch, its test error and compression;
+//   or --bench N (with --retrain RANKS, image tasks): N networks of those ranks trained one after another
+//   in this process exactly as the search evaluates one (train_net), the median seconds per network
+//   without the first (which pays cuDNN's plan set-up) -- the search's evaluation throughput;
 //   or --baseline: the synthetic experiment's comparisons (equal ranks, a coarse grid, random search, a
 //   plain GA over ranks 2..20) on the same fitness; for the TR-LSTM task, equal ranks, random search and
 //   the plain GA over ranks 2..--baseline-max-rank.
@@ -12,8 +15,12 @@
 // error = 100 - best validation top-1 over the epochs (synthetic: the best validation MSE), compression =
 // the smallest layer ratio (TR-LeNet5, as the reference) or the whole-network ratio (TR-ResNet).
 // The validation split is held out of the training set (--val-size); the test set is used by --retrain only.
+// The image sets are put on the device once per process (load_images); a network's step reads nothing to
+// the host (the loss sums on the device and is checked once per epoch), and --cuda-graph replays the
+// forward + backward from a CUDA graph (apps::TrainStep).
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -54,7 +61,8 @@ struct Options {
   double lr = 0;
   std::string milestones, order, compression = "min-layer";
   std::string device = "cpu", checkpoint, resume, metrics;
-  int64_t threads = 0;
+  int64_t threads = 0, bench = 0;
+  bool cuda_graph = false;
   uint64_t seed = 0;
   // the TR-LSTM task
   std::string lstm_in_shape = "16,16", lstm_gate_shape = "4,16", seq_sizes = "1500,500,1000";
@@ -135,6 +143,10 @@ ImageData load_images(const Options& o) {
   d.y_train = index_select(y, 0, idx.narrow(0, o.val_size, n_train));
   d.x_test = normalise(te.images, mean, std, d.channels);
   d.y_test = te.labels;
+  // On the device once: every network of the search draws its batches there (index_select on the device).
+  const Device dev = Device::parse(o.device);
+  for (Tensor* t : {&d.x_train, &d.y_train, &d.x_val, &d.y_val, &d.x_test, &d.y_test})
+    if (t->numel() > 0) *t = t->to(dev);  // an empty split (--val-size 0) is never read
   return d;
 }
 
@@ -174,7 +186,7 @@ double error_on(nn::Module& net, const Tensor& x, const Tensor& y, Device dev, i
       [&]() -> std::optional<data::Batch> {
         if (at >= n) return std::nullopt;
         const int64_t b = std::min(batch, n - at);
-        data::Batch bt{x.narrow(0, at, b).to(dev), y.narrow(0, at, b).to(dev), {}, 0, 0};
+        data::Batch bt{x.narrow(0, at, b).to(dev), y.narrow(0, at, b).to(dev), {}, 0, 0};  // no-op copies
         at += b;
         return bt;
       },
@@ -192,7 +204,9 @@ NetResult train_net(const Options& o, const ImageData& d, const pstrn::Ranks& ra
   net->to(dev);
   optim::Adam opt(net->parameters(), {.lr = o.lr});
   dist::Session session;
-  apps::TrainStep step(*net, opt, session, apps::classifier_forward(0.0), {});
+  // No host read per step: the losses sum on the device, checked once per epoch.
+  apps::TrainStep step(*net, opt, session, apps::classifier_forward(0.0),
+                       {.cuda_graph = o.cuda_graph && dev.is_cuda(), .read_results = false});
   const auto milestones = parse_list(o.milestones, "milestones");
   std::mt19937_64 order(233 + o.seed);
   const int64_t n = d.x_train.size(0);
@@ -204,12 +218,15 @@ NetResult train_net(const Options& o, const ImageData& d, const pstrn::Ranks& ra
     net->train();
     std::iota(perm.begin(), perm.end(), 0);
     std::shuffle(perm.begin(), perm.end(), order);
-    Tensor idx = from_vector(std::vector<double>(perm.begin(), perm.end()), {n}, {.dtype = DType::i64});
+    Tensor idx =
+        from_vector(std::vector<double>(perm.begin(), perm.end()), {n}, {.dtype = DType::i64}).to(dev);
+    Tensor loss_sum;  // on the device
     for (int64_t s = 0; s < n; s += o.batch_size) {
       Tensor bi = idx.narrow(0, s, std::min(o.batch_size, n - s));
-      auto res = step.run(index_select(d.x_train, 0, bi).to(dev), index_select(d.y_train, 0, bi).to(dev), lr);
-      apps::check_loss(res.loss, epoch, false);
+      auto res = step.run(index_select(d.x_train, 0, bi), index_select(d.y_train, 0, bi), lr);
+      loss_sum = loss_sum.defined() ? add(loss_sum, res.loss_device) : res.loss_device.clone();
     }
+    if (loss_sum.defined()) apps::check_loss(loss_sum.item(), epoch, false);  // one read per epoch
     if (d.x_val.size(0) > 0)
       r.best_val_error = std::min(r.best_val_error, error_on(*net, d.x_val, d.y_val, dev, 1000, session));
   }
@@ -365,6 +382,12 @@ int main(int argc, char** argv) {
   cli.section("Run");
   cli.add("device", &o.device, "cpu", "cpu or cuda[:N]");
   cli.add("threads", &o.threads, 0, "OpenMP threads (0: the default)").non_negative();
+  cli.add_switch("cuda-graph", &o.cuda_graph,
+                 "image tasks on cuda: replay each network's forward + backward from a CUDA graph");
+  cli.add("bench", &o.bench, 0,
+          "with --retrain, image tasks: train N networks of those ranks one after another in this process, "
+          "as the search evaluates them, and print the median seconds per network without the first")
+      .non_negative();
   cli.add("seed", &o.seed, 0, "search seed (and offset of the training seed)");
   cli.add("checkpoint", &o.checkpoint, "", "write the search state here after every generation (atomically)");
   cli.add("resume", &o.resume, "", "continue the search saved in this checkpoint");
@@ -382,6 +405,10 @@ int main(int argc, char** argv) {
   if (auto code = cli.parse(argc, argv, [&] {
         (void)Device::parse(o.device);
         if (!o.retrain.empty()) (void)parse_list(o.retrain, "retrain");
+        if (o.bench > 0 && (o.retrain.empty() || o.task == "synthetic" || o.task == "lstm"))
+          fail("--bench needs --retrain RANKS and an image task (lenet5, resnet20, resnet32), got task '",
+               o.task, "'", o.retrain.empty() ? " and no --retrain" : "");
+        if (o.bench == 1) fail("--bench: at least 2 networks (the first is the warm-up), got 1");
         if (o.baseline != "none" && o.task != "synthetic" && o.task != "lstm")
           fail("--baseline needs --task synthetic or lstm");
         if (o.baseline == "grid" && o.task != "synthetic") fail("--baseline grid needs --task synthetic");
@@ -505,6 +532,40 @@ int main(int argc, char** argv) {
       const auto ranks = parse_list(o.retrain, "retrain");
       NABLA_CHECK(static_cast<int64_t>(ranks.size()) == n_ranks, "--retrain: ", o.task, " has ", n_ranks,
                   " ranks, got ", ranks.size());
+      if (o.bench > 0) {  // the search's evaluation throughput: N nets in this process, the first excluded
+        std::vector<double> secs;
+        for (int64_t i = 0; i < o.bench; ++i) {
+          const auto t0 = std::chrono::steady_clock::now();
+          auto r = train_net(o, *images, ranks, true);  // the test error's read waits for the device
+          secs.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+          std::printf("net %lld: %.3f s | test error %.2f%% | parameters %lld\n",
+                      static_cast<long long>(i + 1), secs.back(), r.test_error,
+                      static_cast<long long>(r.params));
+          log_line(log, {{"bench", i + 1},
+                         {"ranks", ranks},
+                         {"order", o.order},
+                         {"cuda_graph", o.cuda_graph},
+                         {"seconds", secs.back()},
+                         {"test_error", r.test_error},
+                         {"params", r.params}});
+        }
+        std::vector<double> warm(secs.begin() + 1, secs.end());
+        std::sort(warm.begin(), warm.end());
+        const double med = warm[warm.size() / 2];
+        std::printf(
+            "bench: %s order%s, %lld epoch(s) on %lld images + %lld test: %.4f s/net (median of %zu, "
+            "the first net %.3f s excluded) = %.2f nets/s\n",
+            o.order.c_str(), o.cuda_graph ? ", cuda graph" : "", static_cast<long long>(o.epochs),
+            static_cast<long long>(images->x_train.size(0)), static_cast<long long>(images->x_test.size(0)),
+            med, warm.size(), secs[0], 1.0 / med);
+        log_line(log, {{"bench_summary", true},
+                       {"order", o.order},
+                       {"cuda_graph", o.cuda_graph},
+                       {"median_seconds", med},
+                       {"first_seconds", secs[0]},
+                       {"nets", o.bench}});
+        return 0;
+      }
       const auto t0 = std::chrono::steady_clock::now();
       json j = {{"retrain", ranks}, {"task", o.task}, {"epochs", o.epochs}};
       if (seq) {

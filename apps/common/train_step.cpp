@@ -169,6 +169,12 @@ StepResult TrainStep::eager(const Tensor& inputs, const Tensor& labels) {
   StepResult r;
   if (o_.clip > 0) r.grad_norm = optim::clip_grad_norm(model_.parameters(), o_.clip);
   optimizer_.step();
+  r.loss_device = loss.detach();
+  if (!o_.read_results) {
+    r.loss = NAN;
+    r.correct = -1;
+    return r;
+  }
   r.loss = loss.item();
   if (logits.defined()) r.correct = static_cast<int64_t>(topk_correct(logits.detach(), labels, 1).item());
   return r;

@@ -45,12 +45,16 @@ struct StepOptions {
   double clip = 0;            // clip gradients to this global L2 norm (0: off)
   bool cuda_graph = false;    // replay forward + backward from a device graph
   int64_t vr_partitions = 8;  // VR optimizers: GSNR partitions per step over all ranks
+  // false: the eager/graph step does not read its loss and hits to the host (no synchronisation per step);
+  // StepResult::loss is NaN and correct -1, and the caller sums StepResult::loss_device on the device
+  bool read_results = true;
 };
 
 struct StepResult {
   double loss = 0;       // this rank's mean loss over its batch
   int64_t correct = 0;   // top-1 hits over this rank's batch
   double grad_norm = 0;  // the global L2 norm of the (averaged) gradient before clipping (0: --clip off)
+  Tensor loss_device;    // the mean loss as a 0-d tensor on the device (eager and graph steps)
 };
 
 // Micro-batch m of a step (0 <= m < the step's micro-batches): its inputs and targets, on the device.

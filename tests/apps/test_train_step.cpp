@@ -1,4 +1,5 @@
-// apps::TrainStep::run_accumulated (apps/common/train_step.h): k micro-batches with the loss scaled by 1/k
+// apps::TrainStep (apps/common/train_step.h): a step without host reads (read_results = false) is the same
+// step, its loss left on the device. run_accumulated: k micro-batches with the loss scaled by 1/k
 // take the same step as one batch of all their rows (the mean of equal-sized means is the mean), report the
 // gradient norm before clipping, and refuse zero micro-batches and the VR optimizers' partitions.
 #include <cmath>
@@ -54,6 +55,27 @@ TEST(TrainStepAccumulated, MicroBatchesTakeTheStepOfTheirConcatenation) {
     test::expect_close(acc.weight, one.weight, 1e-5);
     test::expect_close(acc.bias, one.bias, 1e-5);
   }
+}
+
+TEST(TrainStep, WithoutHostReadsTheStepIsTheSameAndTheLossStaysOnTheDevice) {
+  nn::Linear read(5, 3), lazy(5, 3);
+  copy_parameters(lazy, read);
+  optim::Adam adam_read(read.parameters(), {.lr = 0.01}), adam_lazy(lazy.parameters(), {.lr = 0.01});
+  dist::Session single;
+  apps::TrainStep step_read(read, adam_read, single, mse_forward(), {});
+  apps::TrainStep step_lazy(lazy, adam_lazy, single, mse_forward(), {.read_results = false});
+  for (int s = 0; s < 3; ++s) {
+    Tensor x = test::randn32({6, 5}), y = test::randn32({6, 3});
+    apps::StepResult a = step_read.run(x, y, 0.01), b = step_lazy.run(x, y, 0.01);
+    EXPECT_TRUE(std::isnan(b.loss));
+    EXPECT_EQ(b.correct, -1);
+    ASSERT_TRUE(b.loss_device.defined());
+    EXPECT_EQ(b.loss_device.numel(), 1);
+    EXPECT_EQ(b.loss_device.item(), a.loss) << "step " << s;  // the same step, bit for bit
+    EXPECT_EQ(a.loss_device.item(), a.loss);
+  }
+  test::expect_close(lazy.weight, read.weight, 0);
+  test::expect_close(lazy.bias, read.bias, 0);
 }
 
 TEST(TrainStepAccumulated, GradNormIsTheNormBeforeClipping) {

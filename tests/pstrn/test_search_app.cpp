@@ -2,6 +2,7 @@
 // examples parse, a TR-LeNet5 retrain and a tiny search with a checkpoint on a small Fashion-MNIST-format
 // set written here (each class a bright square on noise), the synthetic task on the shared data, and the
 // TR-LSTM task end to end (search with per-phase Pareto fronts, resume, retrain, the equal-rank baseline).
+#include <algorithm>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -83,6 +84,46 @@ TEST_F(SearchPstrn, BadCommandLinesExitTwoNamingTheOption) {
   r = run("--steps 5,2,1 --generations 3,3 --task synthetic --data-dir " + dir_.string());
   EXPECT_EQ(r.code, 1);  // the data folder is empty: the file is named
   EXPECT_NE(r.output.find("fc_144x144.txt"), std::string::npos) << r.output;
+}
+
+TEST_F(SearchPstrn, BenchTrainsNetsInOneProcessEachAsTheRetrain) {
+  write_split(dir_, "train", 300, 3);
+  write_split(dir_, "t10k", 100, 4);
+  const std::string common = "--task lenet5 --data-dir " + dir_.string() +
+                             " --val-size 50 --batch-size 50 --lr 0.01 --threads 1 --epochs 1 "
+                             "--retrain 3,5,4,6,3,5,4,6,3,5,4,6,3,5,4,6,3,5,4,6";
+  auto one = run(common + " --metrics " + (dir_ / "one.jsonl").string());
+  ASSERT_EQ(one.code, 0) << one.output;
+  std::ifstream in1(dir_ / "one.jsonl");
+  const auto retrain = nlohmann::json::parse(in1);
+  auto r = run(common + " --bench 3 --metrics " + (dir_ / "bench.jsonl").string());
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("s/net (median of 2"), std::string::npos) << r.output;
+  std::ifstream in(dir_ / "bench.jsonl");
+  std::vector<double> secs;
+  nlohmann::json summary;
+  for (std::string line; std::getline(in, line);) {
+    auto j = nlohmann::json::parse(line);
+    if (j.contains("bench_summary")) {
+      summary = j;
+      continue;
+    }
+    // Every net is the search's evaluation from the same seed: the same result as one --retrain.
+    EXPECT_EQ(j["test_error"].get<double>(), retrain["test_error"].get<double>()) << line;
+    EXPECT_EQ(j["params"], retrain["params"]);
+    secs.push_back(j["seconds"].get<double>());
+  }
+  ASSERT_EQ(secs.size(), 3u);
+  ASSERT_FALSE(summary.is_null()) << r.output;
+  EXPECT_EQ(summary["median_seconds"].get<double>(), std::max(secs[1], secs[2]));  // of 2: the upper
+  EXPECT_EQ(summary["first_seconds"].get<double>(), secs[0]);
+
+  auto bad = run("--task lenet5 --bench 3 --print-config");
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.output.find("--bench needs --retrain"), std::string::npos) << bad.output;
+  bad = run(common + " --bench 1 --print-config");
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.output.find("at least 2 networks"), std::string::npos) << bad.output;
 }
 
 TEST_F(SearchPstrn, HelpExamplesParse) {
