@@ -21,9 +21,11 @@
 // docs/abcp.md has the commands and figures.
 #include <omp.h>
 
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -169,14 +171,14 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
   cli.add("width", &o.width, 16, "proxy widths: stem and stage 1 W, stage 2 2W, stage 3 4W")
       .in_range(2, 1024);
   cli.add("checkpoint", &o.checkpoint, "",
-          "proxy: write the search state (controller, Adam, baseline, generators, archives) to FILE after "
+          "write the search state (controller, Adam, baseline, generators, archives) to FILE after "
           "every candidate")
       .value_name("FILE");
   cli.add_switch("resume", &o.resume,
-                 "proxy: continue the search saved in --checkpoint (same options; the pretraining is redone "
+                 "continue the search saved in --checkpoint (same options; the pretraining is redone "
                  "and checked against the saved one)");
   cli.add("stop-after", &o.stop_after, 0,
-          "proxy: exit after this many candidates in all (a simulated interruption, for tests; 0: never)")
+          "exit after this many candidates in all (a simulated interruption, for tests; 0: never)")
       .non_negative();
   cli.section("Run");
   cli.add("threads", &o.threads, 0, "CPU threads (0: OMP default)").in_range(0, 4096);
@@ -195,8 +197,6 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
     NABLA_CHECK(o.model != "yolo" || o.pretrain_steps > 0 || !o.weights.empty(),
                 "--pretrain-steps 0 needs --weights (the search prunes a pretrained net)");
     NABLA_CHECK(!o.resume || !o.checkpoint.empty(), "--resume needs --checkpoint FILE");
-    NABLA_CHECK(o.model == "proxy" || (o.checkpoint.empty() && o.stop_after == 0),
-                "--checkpoint and --stop-after are for --model proxy");
   });
 }
 
@@ -276,6 +276,129 @@ void train_steps(DarknetNetwork& net, const Split& d, const std::vector<Tensor>&
 void set_trainable(DarknetNetwork& net, bool all, int head) {
   for (auto& [name, p] : net.named_parameters())
     p.requires_grad_(all || name.rfind(std::to_string(head) + ".", 0) == 0);
+}
+
+// The options a saved YOLO search depends on (a resumed run must have the same).
+std::string apps_fingerprint(const Options& o) {
+  std::ostringstream f;
+  f << "cfg " << o.cfg << " weights " << o.weights << " data " << o.data << " val " << o.val << " size "
+    << o.size << " classes " << o.classes << " synthetic " << o.synthetic_train << "/" << o.synthetic_val
+    << "/" << o.synthetic_size << " pretrain " << o.pretrain_steps << "/" << double_to_string(o.pretrain_lr)
+    << " batch " << o.batch << " finetune " << o.finetune << "/" << o.finetune_steps << "/"
+    << double_to_string(o.finetune_lr) << " bn " << o.bn_recalibrate << " iterations " << o.iterations
+    << " lambda " << double_to_string(o.lambda) << " lr " << double_to_string(o.controller_lr) << " entropy "
+    << double_to_string(o.entropy_weight) << " bugs " << o.original_bugs << " seed " << o.seed << " search "
+    << o.search << " reward " << o.reward << " budget " << double_to_string(o.flops_budget) << "/"
+    << double_to_string(o.params_budget);
+  return f.str();
+}
+
+// --checkpoint / --resume of the searches: after every candidate, the controller (parameters, Adam state,
+// baseline, generator), both searches' states (archive, generator), the caller's evaluation state (its
+// data generator or seed counter, as text) and the candidate count are written through
+// apps::save_checkpoint (tmp file, fsync, rename). A resumed run checks the options and the pretrained net
+// against the file first. --stop-after exits once that many candidates are checkpointed.
+class SearchCheckpoint {
+ public:
+  SearchCheckpoint(const Options& o, std::string fingerprint, std::string pretrained,
+                   AbcpController& controller, std::map<std::string, SearchState>& states,
+                   std::function<std::string()> save_eval,
+                   std::function<void(const std::string&, const std::string&)> load_eval)
+      : o_(o),
+        fingerprint_(std::move(fingerprint)),
+        pretrained_(std::move(pretrained)),
+        controller_(controller),
+        states_(states),
+        save_eval_(std::move(save_eval)),
+        load_eval_(std::move(load_eval)) {}
+
+  void start() {
+    if (o_.checkpoint.empty()) return;
+    apps::remove_stale_temporary(o_.checkpoint);
+    if (o_.resume) load();
+  }
+
+  void candidate_done() {
+    ++done_;
+    if (!o_.checkpoint.empty()) save();
+  }
+
+  void maybe_stop() const {
+    if (o_.stop_after > 0 && done_ >= o_.stop_after) {
+      std::printf("stopped after %lld candidates (--stop-after)\n", static_cast<long long>(done_));
+      std::fflush(stdout);
+      std::exit(0);
+    }
+  }
+
+ private:
+  void load() {
+    apps::check_checkpoint_file(o_.checkpoint, "--resume");
+    apps::TrainState ts = apps::load_checkpoint(o_.checkpoint, controller_, controller_.optimizer());
+    const std::string where = "checkpoint " + o_.checkpoint;
+    auto field = [&](const std::string& key) -> const std::string& {
+      auto it = ts.extra.find(key);
+      NABLA_CHECK(it != ts.extra.end(), where, ": has no field '", key, "' (not a prune_abcp checkpoint?)");
+      return it->second;
+    };
+    NABLA_CHECK(field("abcp.options") == fingerprint_, where, ": saved by a run with other options ('",
+                field("abcp.options"), "'), this run has '", fingerprint_, "'");
+    NABLA_CHECK(field("abcp.pretrained") == pretrained_, where, ": the pretrained net differs (saved ",
+                field("abcp.pretrained"), ", now ", pretrained_, ")");
+    controller_.load_state(ts.extra, "abcp.policy.", where);
+    load_eval_(field("abcp.eval"), where + ": field 'abcp.eval'");
+    done_ = 0;
+    for (auto& [kind, st] : states_) {
+      st.rng = rng_from_string(field("abcp." + kind + ".rng"), where + ": field 'abcp." + kind + ".rng'");
+      st.archive.clear();
+      std::istringstream lines(field("abcp." + kind + ".archive"));
+      int i = 0;
+      for (std::string l; std::getline(lines, l); ++i) {
+        st.archive.push_back(candidate_from_json(
+            l, where + ": field 'abcp." + kind + ".archive' line " + std::to_string(i + 1)));
+        NABLA_CHECK(st.archive.back().iteration == i, where, ": field 'abcp.", kind, ".archive' line ", i + 1,
+                    " is iteration ", st.archive.back().iteration, ", expected ", i);
+      }
+      done_ += static_cast<int64_t>(st.archive.size());
+    }
+    NABLA_CHECK(done_ == ts.step, where, ": field 'step' is ", ts.step, " but the archives hold ", done_,
+                " candidates");
+    std::printf("resumed from %s: %lld candidates done\n", o_.checkpoint.c_str(),
+                static_cast<long long>(done_));
+  }
+
+  void save() const {
+    apps::TrainState ts;
+    ts.step = done_;
+    ts.rng = default_generator();
+    ts.extra["abcp.options"] = fingerprint_;
+    ts.extra["abcp.pretrained"] = pretrained_;
+    controller_.save_state(ts.extra, "abcp.policy.");
+    ts.extra["abcp.eval"] = save_eval_();
+    for (auto& [kind, st] : states_) {
+      ts.extra["abcp." + kind + ".rng"] = rng_to_string(st.rng);
+      std::string lines;
+      for (const Candidate& c : st.archive) lines += candidate_json(c) + "\n";
+      ts.extra["abcp." + kind + ".archive"] = lines;
+    }
+    apps::save_checkpoint(o_.checkpoint, controller_, controller_.optimizer(), ts);
+  }
+
+  const Options& o_;
+  std::string fingerprint_, pretrained_;
+  AbcpController& controller_;
+  std::map<std::string, SearchState>& states_;
+  std::function<std::string()> save_eval_;
+  std::function<void(const std::string&, const std::string&)> load_eval_;
+  int64_t done_ = 0;  // candidates evaluated in all (both searches)
+};
+
+// A resumed search rewrites its archive from the checkpoint (lines written after it are dropped).
+void rewrite_archive(const std::string& path, const SearchState& state) {
+  if (path.empty()) return;
+  std::ofstream f(path, std::ios::trunc);
+  NABLA_CHECK(f.good(), "--archive: cannot write ", path);
+  for (const Candidate& c : state.archive) f << candidate_json(c) << "\n";
 }
 
 int run_proxy(const Options& o) {
@@ -361,59 +484,15 @@ int run_proxy(const Options& o) {
                 double_to_string(o.controller_lr).c_str(), double_to_string(o.entropy_weight).c_str(),
                 o.original_bugs ? 1 : 0, static_cast<unsigned long long>(o.seed), o.search.c_str());
   const std::string fingerprint = fp, pretrained_loss = double_to_string(pre_val.loss);
-  int64_t done = 0;  // candidates evaluated in all (both searches)
-  if (o.resume) {
-    apps::check_checkpoint_file(o.checkpoint, "--resume");
-    apps::remove_stale_temporary(o.checkpoint);
-    apps::TrainState ts = apps::load_checkpoint(o.checkpoint, *controller, controller->optimizer());
-    const std::string where = "checkpoint " + o.checkpoint;
-    auto field = [&](const std::string& key) -> const std::string& {
-      auto it = ts.extra.find(key);
-      NABLA_CHECK(it != ts.extra.end(), where, ": has no field '", key, "' (not a prune_abcp checkpoint?)");
-      return it->second;
-    };
-    NABLA_CHECK(field("abcp.options") == fingerprint, where, ": saved by a run with other options ('",
-                field("abcp.options"), "'), this run has '", fingerprint, "'");
-    NABLA_CHECK(field("abcp.pretrained_val_loss") == pretrained_loss, where,
-                ": the pretrained net differs (saved val loss ", field("abcp.pretrained_val_loss"), ", now ",
-                pretrained_loss, ")");
-    controller->load_state(ts.extra, "abcp.policy.", where);
-    rng = rng_from_string(field("abcp.eval_rng"), where + ": field 'abcp.eval_rng'");
-    for (auto& [kind, st] : states) {
-      st.rng = rng_from_string(field("abcp." + kind + ".rng"), where + ": field 'abcp." + kind + ".rng'");
-      std::istringstream lines(field("abcp." + kind + ".archive"));
-      int i = 0;
-      for (std::string l; std::getline(lines, l); ++i) {
-        st.archive.push_back(candidate_from_json(
-            l, where + ": field 'abcp." + kind + ".archive' line " + std::to_string(i + 1)));
-        NABLA_CHECK(st.archive.back().iteration == i, where, ": field 'abcp.", kind, ".archive' line ", i + 1,
-                    " is iteration ", st.archive.back().iteration, ", expected ", i);
-      }
-      done += static_cast<int64_t>(st.archive.size());
-    }
-    NABLA_CHECK(done == ts.step, where, ": field 'step' is ", ts.step, " but the archives hold ", done,
-                " candidates");
-    std::printf("resumed from %s: %lld candidates done\n", o.checkpoint.c_str(),
-                static_cast<long long>(done));
-  } else if (!o.checkpoint.empty()) {
-    apps::remove_stale_temporary(o.checkpoint);
-  }
-  auto write_checkpoint = [&] {
-    apps::TrainState ts;
-    ts.step = done;
-    ts.rng = default_generator();
-    ts.extra["abcp.options"] = fingerprint;
-    ts.extra["abcp.pretrained_val_loss"] = pretrained_loss;
-    controller->save_state(ts.extra, "abcp.policy.");
-    ts.extra["abcp.eval_rng"] = rng_to_string(rng);
-    for (auto& [kind, st] : states) {
-      ts.extra["abcp." + kind + ".rng"] = rng_to_string(st.rng);
-      std::string lines;
-      for (const Candidate& c : st.archive) lines += candidate_json(c) + "\n";
-      ts.extra["abcp." + kind + ".archive"] = lines;
-    }
-    apps::save_checkpoint(o.checkpoint, *controller, controller->optimizer(), ts);
-  };
+  SearchCheckpoint ck{
+      o,
+      fingerprint,
+      pretrained_loss,
+      *controller,
+      states,
+      [&] { return rng_to_string(rng); },
+      [&](const std::string& text, const std::string& what) { rng = rng_from_string(text, what); }};
+  ck.start();
   for (std::string kind : {"controller", "random"}) {
     if (o.search != "both" && o.search != kind) continue;
     SearchOptions so{.iterations = static_cast<int>(o.iterations),
@@ -422,27 +501,17 @@ int run_proxy(const Options& o) {
                      .archive = o.archive.empty() ? "" : o.archive + "." + kind + ".jsonl",
                      .seed = o.seed + 17};
     SearchState& state = states[kind];
-    if (!so.archive.empty()) {
-      // a resumed search rewrites the archive from the checkpoint (lines written after it are dropped)
-      std::ofstream f(so.archive, std::ios::trunc);
-      NABLA_CHECK(f.good(), "--archive: cannot write ", so.archive);
-      for (const Candidate& c : state.archive) f << candidate_json(c) << "\n";
-    }
+    rewrite_archive(so.archive, state);
     if (state.archive.size() < static_cast<size_t>(o.iterations)) {
       abcp_search(
           s, kind == "controller" ? controller.get() : nullptr, eval_candidate, full, so,
           [&](const Candidate& c) {
-            ++done;
-            if (!o.checkpoint.empty()) write_checkpoint();
+            ck.candidate_done();
             if (c.iteration % 10 == 0 || c.iteration + 1 == o.iterations)
               std::printf("%s %d/%d | reward %.4f | val loss %.4f | flops %.1f%% | blocks %d/%zu | %.0f s\n",
                           kind.c_str(), c.iteration + 1, static_cast<int>(o.iterations), c.reward, c.loss,
                           100 * c.flops_fraction, c.blocks_kept, s.blocks.size(), secs());
-            if (o.stop_after > 0 && done >= o.stop_after) {
-              std::printf("stopped after %lld candidates (--stop-after)\n", static_cast<long long>(done));
-              std::fflush(stdout);
-              std::exit(0);
-            }
+            ck.maybe_stop();
           },
           &state);
     }
@@ -633,7 +702,27 @@ int run_yolo(const Options& o) {
   };
   const bool budget = o.flops_budget > 0 || o.params_budget > 0;
   std::vector<std::pair<std::string, std::vector<Candidate>>> results;
-  std::shared_ptr<AbcpController> controller;
+  auto controller = std::make_shared<AbcpController>(ActionLayout::from(s),
+                                                     ControllerOptions{.entropy_weight = o.entropy_weight,
+                                                                       .lr = o.controller_lr,
+                                                                       .original_bugs = o.original_bugs,
+                                                                       .seed = o.seed});
+  std::map<std::string, SearchState> states;
+  for (std::string kind : {"controller", "random"})
+    states[kind] = SearchState{{}, std::mt19937_64(o.seed + 17)};
+  const std::string fingerprint = apps_fingerprint(o);
+  SearchCheckpoint ck{o,
+                      fingerprint,
+                      "val mAP " + double_to_string(map0) + " loss " + double_to_string(loss0),
+                      *controller,
+                      states,
+                      [&] { return std::to_string(eval_seed); },
+                      [&](const std::string& text, const std::string& what) {
+                        auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), eval_seed);
+                        NABLA_CHECK(ec == std::errc() && end == text.data() + text.size(), what, " is '",
+                                    text, "', expected an unsigned integer");
+                      }};
+  ck.start();
   for (std::string kind : {"controller", "random"}) {
     if (o.search != "both" && o.search != kind) continue;
     SearchOptions so{.iterations = static_cast<int>(o.iterations),
@@ -650,24 +739,23 @@ int run_yolo(const Options& o) {
                        const ChannelPlan plan = plan_channels(*cpu_net, s, a);
                        return count_cost(*cpu_net, &plan);
                      }};
-    if (!so.archive.empty()) std::filesystem::remove(so.archive);
-    if (kind == "controller")
-      controller = std::make_shared<AbcpController>(ActionLayout::from(s),
-                                                    ControllerOptions{.entropy_weight = o.entropy_weight,
-                                                                      .lr = o.controller_lr,
-                                                                      .original_bugs = o.original_bugs,
-                                                                      .seed = o.seed});
-    auto archive = abcp_search(
-        s, kind == "controller" ? controller.get() : nullptr, eval_candidate, full, so,
-        [&](const Candidate& c) {
-          std::printf(
-              "%s %d/%d | reward %.4f | %s %.4f | flops %.1f%% params %.1f%% | blocks %d/%zu%s | %.0f s\n",
-              kind.c_str(), c.iteration + 1, static_cast<int>(o.iterations), c.reward,
-              use_map ? "val mAP" : "val loss", use_map ? c.map : c.loss, 100 * c.flops_fraction,
-              100 * c.params_fraction, c.blocks_kept, s.blocks.size(),
-              c.within_budget ? "" : " | over budget", secs());
-        });
-    results.emplace_back(kind, std::move(archive));
+    SearchState& state = states[kind];
+    rewrite_archive(so.archive, state);
+    if (state.archive.size() < static_cast<size_t>(o.iterations))
+      abcp_search(
+          s, kind == "controller" ? controller.get() : nullptr, eval_candidate, full, so,
+          [&](const Candidate& c) {
+            ck.candidate_done();
+            std::printf(
+                "%s %d/%d | reward %.4f | %s %.4f | flops %.1f%% params %.1f%% | blocks %d/%zu%s | %.0f s\n",
+                kind.c_str(), c.iteration + 1, static_cast<int>(o.iterations), c.reward,
+                use_map ? "val mAP" : "val loss", use_map ? c.map : c.loss, 100 * c.flops_fraction,
+                100 * c.params_fraction, c.blocks_kept, s.blocks.size(),
+                c.within_budget ? "" : " | over budget", secs());
+            ck.maybe_stop();
+          },
+          &state);
+    results.emplace_back(kind, state.archive);
   }
   nlohmann::json summary;
   for (auto& [kind, a] : results) {

@@ -2,7 +2,7 @@
 // YOLOv3 cfg against Darknet's yolov3.cfg, a pruned mini-YOLOv3 keeping its three heads' shapes and equal to
 // the masked network, the candidate's reward computed from the real mAP (the same figure train_yolo's map
 // gives), a budget that is respected, and a tiny search end to end through the binary whose exported
-// .cfg / .weights train_yolo loads and scores the same; and the proxy mode's --checkpoint / --resume (a
+// .cfg / .weights train_yolo loads and scores the same; and --checkpoint / --resume in both modes (a
 // resumed search equals an uninterrupted one).
 #include <sys/wait.h>
 
@@ -416,6 +416,45 @@ TEST(AbcpProxy, AResumedSearchEqualsAnUninterruptedOne) {
   out = run_command(bin + " --resume", code);
   EXPECT_EQ(code, 2) << out;
   EXPECT_NE(out.find("--resume needs --checkpoint FILE"), std::string::npos) << out;
+}
+
+// The same for --model yolo (synthetic set at 32 x 32, budget 0.4): stopped after 2 candidates and after 6
+// (in the random search), resumed, it ends with the same archives, search summaries and table rows (the
+// img/s column aside) as one uninterrupted run.
+TEST(AbcpYolo, AResumedSearchEqualsAnUninterruptedOne) {
+  const std::string bin = std::string(NABLA_BINARY_DIR) + "/prune_abcp";
+  if (!fs::exists(bin)) GTEST_SKIP() << "prune_abcp was not built";
+  const std::string dir = test::yolo_temp_dir("abcp_yolo_resume");
+  const std::string base =
+      bin + " --model yolo --cfg builtin:yolov3-mini --data synthetic --synthetic-dir " + dir +
+      "/syn --synthetic-train 12 --synthetic-val 6 --synthetic-size 32 " +
+      "--pretrain-steps 6 --batch 6 --bn-recalibrate 2 --finetune-steps 1 --iterations 4 " +
+      "--final-steps 1 --flops-budget 0.4 --bench-batch 2 --bench-reps 1 --threads 1 " + "--seed " +
+      std::to_string(test::next_seed() % 100000);
+  int code = 0;
+  const std::string full =
+      run_command(base + " --archive " + dir + "/full --checkpoint " + dir + "/full.ck", code);
+  ASSERT_EQ(code, 0) << full;
+  const std::string part = base + " --archive " + dir + "/part --checkpoint " + dir + "/part.ck";
+  std::string out = run_command(part + " --stop-after 2", code);
+  ASSERT_EQ(code, 0) << out;
+  out = run_command(part + " --resume --stop-after 6", code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("2 candidates done"), std::string::npos) << out;
+  out = run_command(part + " --resume", code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("6 candidates done"), std::string::npos) << out;
+  for (const char* kind : {"controller", "random"})
+    EXPECT_EQ(read_text(dir + "/full." + kind + ".jsonl"), read_text(dir + "/part." + kind + ".jsonl"))
+        << kind;
+  const std::regex img_s(R"(\| [0-9.]+ \|\n)");
+  auto rows = [&](const std::string& o) {
+    return std::regex_replace(
+        result_lines(o, {"controller: mean", "random: mean", "| unpruned", "| abcp-best", "| uniform"}),
+        img_s, "|\n");
+  };
+  EXPECT_NE(rows(full).find("| abcp-best"), std::string::npos) << full;
+  EXPECT_EQ(rows(out), rows(full));
 }
 
 }  // namespace
