@@ -12,24 +12,30 @@
 //
 // Proxy: parse options -> build + pretrain the proxy -> search (controller and/or random search, same
 // budget):
-//     per candidate: reset to the pretrained weights, mask (|gamma|), fine-tune the classifier head,
-//     validation loss, R = -(L_val + lambda MACs / MACs_full), archive line
+//     per candidate: reset to the pretrained weights, mask (|gamma|), re-estimate the BN statistics
+//     (--bn-recalibrate), fine-tune the classifier head, validation loss, R = -(L_val + lambda MACs /
+//     MACs_full), archive line, checkpoint (--checkpoint: controller, Adam, baseline, generators and
+//     archives after every candidate; --resume continues it exactly)
 //   -> best candidate by R and the uniform-ratio net at the same MACs: shrink, fine-tune all layers, test
 //      accuracy -> export the best as Darknet .cfg + .weights.
 // docs/abcp.md has the commands and figures.
 #include <omp.h>
 
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <random>
+#include <sstream>
 
 #include "algorithms/optim/optimizer.h"
 #include "algorithms/pruning/abcp_controller.h"
 #include "algorithms/pruning/abcp_search.h"
 #include "algorithms/pruning/abcp_yolo.h"
 #include "algorithms/pruning/darknet_pruning.h"
+#include "apps/common/checkpoint.h"
 #include "apps/common/options.h"
 #include "apps/common/run.h"
 #include "autograd/autograd.h"
@@ -64,7 +70,9 @@ struct Options {
   int64_t iterations = 100, pretrain_steps = 400, finetune_steps = 20, final_steps = 200, batch = 64;
   int64_t width = 16, train_size = 10000, val_size = 1000, test_size = 2000, threads = 0;
   double lambda = 1.0, controller_lr = 1e-3, entropy_weight = 1e-4;
-  bool original_bugs = false;
+  bool original_bugs = false, resume = false;
+  std::string checkpoint;
+  int64_t stop_after = 0;
   uint64_t seed = 1;
 };
 
@@ -129,8 +137,8 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
       .positive();
   cli.add("pretrain-lr", &o.pretrain_lr, 1e-3, "yolo: Adam learning rate of pretraining").positive();
   cli.add("bn-recalibrate", &o.bn_recalibrate, 8,
-          "yolo: batches that re-estimate the BN statistics after "
-          "each all-layer fine-tune (0: none)")
+          "batches that re-estimate the BN statistics of each masked candidate (yolo: after each all-layer "
+          "fine-tune; proxy: before a head fine-tune, after an all-layer one); 0: none, the original")
       .non_negative();
   cli.add("device", &o.device, "cpu", "yolo: cpu | cuda | cuda:N").value_name("DEV");
   cli.add("bench-batch", &o.bench_batch, 16, "yolo: batch of the img/s measurement").positive();
@@ -162,6 +170,16 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
   cli.add("batch", &o.batch, 64, "batch size").positive();
   cli.add("width", &o.width, 16, "proxy widths: stem and stage 1 W, stage 2 2W, stage 3 4W")
       .in_range(2, 1024);
+  cli.add("checkpoint", &o.checkpoint, "",
+          "write the search state (controller, Adam, baseline, generators, archives) to FILE after "
+          "every candidate")
+      .value_name("FILE");
+  cli.add_switch("resume", &o.resume,
+                 "continue the search saved in --checkpoint (same options; the pretraining is redone "
+                 "and checked against the saved one)");
+  cli.add("stop-after", &o.stop_after, 0,
+          "exit after this many candidates in all (a simulated interruption, for tests; 0: never)")
+      .non_negative();
   cli.section("Run");
   cli.add("threads", &o.threads, 0, "CPU threads (0: OMP default)").in_range(0, 4096);
   cli.add("seed", &o.seed, 1, "seed of everything");
@@ -178,6 +196,7 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
                 "--model yolo with --data LIST needs --val LIST");
     NABLA_CHECK(o.model != "yolo" || o.pretrain_steps > 0 || !o.weights.empty(),
                 "--pretrain-steps 0 needs --weights (the search prunes a pretrained net)");
+    NABLA_CHECK(!o.resume || !o.checkpoint.empty(), "--resume needs --checkpoint FILE");
   });
 }
 
@@ -259,6 +278,129 @@ void set_trainable(DarknetNetwork& net, bool all, int head) {
     p.requires_grad_(all || name.rfind(std::to_string(head) + ".", 0) == 0);
 }
 
+// The options a saved YOLO search depends on (a resumed run must have the same).
+std::string apps_fingerprint(const Options& o) {
+  std::ostringstream f;
+  f << "cfg " << o.cfg << " weights " << o.weights << " data " << o.data << " val " << o.val << " size "
+    << o.size << " classes " << o.classes << " synthetic " << o.synthetic_train << "/" << o.synthetic_val
+    << "/" << o.synthetic_size << " pretrain " << o.pretrain_steps << "/" << double_to_string(o.pretrain_lr)
+    << " batch " << o.batch << " finetune " << o.finetune << "/" << o.finetune_steps << "/"
+    << double_to_string(o.finetune_lr) << " bn " << o.bn_recalibrate << " iterations " << o.iterations
+    << " lambda " << double_to_string(o.lambda) << " lr " << double_to_string(o.controller_lr) << " entropy "
+    << double_to_string(o.entropy_weight) << " bugs " << o.original_bugs << " seed " << o.seed << " search "
+    << o.search << " reward " << o.reward << " budget " << double_to_string(o.flops_budget) << "/"
+    << double_to_string(o.params_budget);
+  return f.str();
+}
+
+// --checkpoint / --resume of the searches: after every candidate, the controller (parameters, Adam state,
+// baseline, generator), both searches' states (archive, generator), the caller's evaluation state (its
+// data generator or seed counter, as text) and the candidate count are written through
+// apps::save_checkpoint (tmp file, fsync, rename). A resumed run checks the options and the pretrained net
+// against the file first. --stop-after exits once that many candidates are checkpointed.
+class SearchCheckpoint {
+ public:
+  SearchCheckpoint(const Options& o, std::string fingerprint, std::string pretrained,
+                   AbcpController& controller, std::map<std::string, SearchState>& states,
+                   std::function<std::string()> save_eval,
+                   std::function<void(const std::string&, const std::string&)> load_eval)
+      : o_(o),
+        fingerprint_(std::move(fingerprint)),
+        pretrained_(std::move(pretrained)),
+        controller_(controller),
+        states_(states),
+        save_eval_(std::move(save_eval)),
+        load_eval_(std::move(load_eval)) {}
+
+  void start() {
+    if (o_.checkpoint.empty()) return;
+    apps::remove_stale_temporary(o_.checkpoint);
+    if (o_.resume) load();
+  }
+
+  void candidate_done() {
+    ++done_;
+    if (!o_.checkpoint.empty()) save();
+  }
+
+  void maybe_stop() const {
+    if (o_.stop_after > 0 && done_ >= o_.stop_after) {
+      std::printf("stopped after %lld candidates (--stop-after)\n", static_cast<long long>(done_));
+      std::fflush(stdout);
+      std::exit(0);
+    }
+  }
+
+ private:
+  void load() {
+    apps::check_checkpoint_file(o_.checkpoint, "--resume");
+    apps::TrainState ts = apps::load_checkpoint(o_.checkpoint, controller_, controller_.optimizer());
+    const std::string where = "checkpoint " + o_.checkpoint;
+    auto field = [&](const std::string& key) -> const std::string& {
+      auto it = ts.extra.find(key);
+      NABLA_CHECK(it != ts.extra.end(), where, ": has no field '", key, "' (not a prune_abcp checkpoint?)");
+      return it->second;
+    };
+    NABLA_CHECK(field("abcp.options") == fingerprint_, where, ": saved by a run with other options ('",
+                field("abcp.options"), "'), this run has '", fingerprint_, "'");
+    NABLA_CHECK(field("abcp.pretrained") == pretrained_, where, ": the pretrained net differs (saved ",
+                field("abcp.pretrained"), ", now ", pretrained_, ")");
+    controller_.load_state(ts.extra, "abcp.policy.", where);
+    load_eval_(field("abcp.eval"), where + ": field 'abcp.eval'");
+    done_ = 0;
+    for (auto& [kind, st] : states_) {
+      st.rng = rng_from_string(field("abcp." + kind + ".rng"), where + ": field 'abcp." + kind + ".rng'");
+      st.archive.clear();
+      std::istringstream lines(field("abcp." + kind + ".archive"));
+      int i = 0;
+      for (std::string l; std::getline(lines, l); ++i) {
+        st.archive.push_back(candidate_from_json(
+            l, where + ": field 'abcp." + kind + ".archive' line " + std::to_string(i + 1)));
+        NABLA_CHECK(st.archive.back().iteration == i, where, ": field 'abcp.", kind, ".archive' line ", i + 1,
+                    " is iteration ", st.archive.back().iteration, ", expected ", i);
+      }
+      done_ += static_cast<int64_t>(st.archive.size());
+    }
+    NABLA_CHECK(done_ == ts.step, where, ": field 'step' is ", ts.step, " but the archives hold ", done_,
+                " candidates");
+    std::printf("resumed from %s: %lld candidates done\n", o_.checkpoint.c_str(),
+                static_cast<long long>(done_));
+  }
+
+  void save() const {
+    apps::TrainState ts;
+    ts.step = done_;
+    ts.rng = default_generator();
+    ts.extra["abcp.options"] = fingerprint_;
+    ts.extra["abcp.pretrained"] = pretrained_;
+    controller_.save_state(ts.extra, "abcp.policy.");
+    ts.extra["abcp.eval"] = save_eval_();
+    for (auto& [kind, st] : states_) {
+      ts.extra["abcp." + kind + ".rng"] = rng_to_string(st.rng);
+      std::string lines;
+      for (const Candidate& c : st.archive) lines += candidate_json(c) + "\n";
+      ts.extra["abcp." + kind + ".archive"] = lines;
+    }
+    apps::save_checkpoint(o_.checkpoint, controller_, controller_.optimizer(), ts);
+  }
+
+  const Options& o_;
+  std::string fingerprint_, pretrained_;
+  AbcpController& controller_;
+  std::map<std::string, SearchState>& states_;
+  std::function<std::string()> save_eval_;
+  std::function<void(const std::string&, const std::string&)> load_eval_;
+  int64_t done_ = 0;  // candidates evaluated in all (both searches)
+};
+
+// A resumed search rewrites its archive from the checkpoint (lines written after it are dropped).
+void rewrite_archive(const std::string& path, const SearchState& state) {
+  if (path.empty()) return;
+  std::ofstream f(path, std::ios::trunc);
+  NABLA_CHECK(f.good(), "--archive: cannot write ", path);
+  for (const Candidate& c : state.archive) f << candidate_json(c) << "\n";
+}
+
 int run_proxy(const Options& o) {
   if (o.threads > 0) omp_set_num_threads(o.threads);
   std::mt19937_64 rng(o.seed);
@@ -294,7 +436,19 @@ int run_proxy(const Options& o) {
     net->load_state_dict(pretrained);
     ChannelPlan plan = plan_channels(*net, s, a);
     apply_masks(*net, plan);
+    // BN statistics of the masked net: `--bn-recalibrate` random training batches, cumulative average
+    auto recalibrate = [&] {
+      if (o.bn_recalibrate == 0) return;
+      std::uniform_int_distribution<int64_t> pick(0, train.x.size(0) - 1);
+      recalibrate_bn(*net, static_cast<int>(o.bn_recalibrate), [&](int) {
+        std::vector<double> idx(o.batch);
+        for (auto& v : idx) v = static_cast<double>(pick(rng));
+        Tensor ix = from_vector(idx, {o.batch}, {.dtype = DType::i64});
+        (void)net->forward(index_select(train.x, 0, ix));
+      });
+    };
     if (o.finetune != "all") {
+      recalibrate();
       train_steps(*net, train, head_params, o.finetune_steps, 0.02, o.batch, false, rng);
     } else {
       set_trainable(*net, true, head);
@@ -303,11 +457,42 @@ int run_proxy(const Options& o) {
         apply_masks(*net, plan);
       }
       set_trainable(*net, false, head);
+      recalibrate();
     }
     return Evaluation{evaluate(*net, val).loss, count_cost(*net, &plan)};
   };
   std::vector<std::pair<std::string, std::vector<Candidate>>> results;
-  std::shared_ptr<AbcpController> controller;
+  // The controller exists in every mode, so that a checkpoint always holds one (random search leaves it be).
+  auto controller = std::make_shared<AbcpController>(ActionLayout::from(s),
+                                                     ControllerOptions{.entropy_weight = o.entropy_weight,
+                                                                       .lr = o.controller_lr,
+                                                                       .original_bugs = o.original_bugs,
+                                                                       .seed = o.seed});
+  std::map<std::string, SearchState> states;
+  for (std::string kind : {"controller", "random"})
+    states[kind] = SearchState{{}, std::mt19937_64(o.seed + 17)};
+  // What the saved search depends on: a resumed run must have the same, and the same pretrained net.
+  char fp[512];
+  std::snprintf(fp, sizeof fp,
+                "width %lld train %lld val %lld test %lld pretrain %lld batch %lld finetune %s/%lld bn %lld "
+                "iterations %lld lambda %s lr %s entropy %s bugs %d seed %llu search %s",
+                static_cast<long long>(o.width), static_cast<long long>(o.train_size),
+                static_cast<long long>(o.val_size), static_cast<long long>(o.test_size),
+                static_cast<long long>(o.pretrain_steps), static_cast<long long>(o.batch), o.finetune.c_str(),
+                static_cast<long long>(o.finetune_steps), static_cast<long long>(o.bn_recalibrate),
+                static_cast<long long>(o.iterations), double_to_string(o.lambda).c_str(),
+                double_to_string(o.controller_lr).c_str(), double_to_string(o.entropy_weight).c_str(),
+                o.original_bugs ? 1 : 0, static_cast<unsigned long long>(o.seed), o.search.c_str());
+  const std::string fingerprint = fp, pretrained_loss = double_to_string(pre_val.loss);
+  SearchCheckpoint ck{
+      o,
+      fingerprint,
+      pretrained_loss,
+      *controller,
+      states,
+      [&] { return rng_to_string(rng); },
+      [&](const std::string& text, const std::string& what) { rng = rng_from_string(text, what); }};
+  ck.start();
   for (std::string kind : {"controller", "random"}) {
     if (o.search != "both" && o.search != kind) continue;
     SearchOptions so{.iterations = static_cast<int>(o.iterations),
@@ -315,24 +500,22 @@ int run_proxy(const Options& o) {
                      .random_search = kind == "random",
                      .archive = o.archive.empty() ? "" : o.archive + "." + kind + ".jsonl",
                      .seed = o.seed + 17};
-    if (!so.archive.empty()) std::filesystem::remove(so.archive);
-    if (kind == "controller")
-      controller = std::make_shared<AbcpController>(ActionLayout::from(s),
-                                                    ControllerOptions{.entropy_weight = o.entropy_weight,
-                                                                      .lr = o.controller_lr,
-                                                                      .original_bugs = o.original_bugs,
-                                                                      .seed = o.seed});
-    auto archive =
-        abcp_search(s, kind == "controller" ? controller.get() : nullptr, eval_candidate, full, so,
-                    [&](const Candidate& c) {
-                      if (c.iteration % 10 == 0 || c.iteration + 1 == o.iterations)
-                        std::printf(
-                            "%s %d/%d | reward %.4f | val loss %.4f | flops %.1f%% | blocks "
-                            "%d/%zu | %.0f s\n",
-                            kind.c_str(), c.iteration + 1, static_cast<int>(o.iterations), c.reward, c.loss,
-                            100 * c.flops_fraction, c.blocks_kept, s.blocks.size(), secs());
-                    });
-    results.emplace_back(kind, std::move(archive));
+    SearchState& state = states[kind];
+    rewrite_archive(so.archive, state);
+    if (state.archive.size() < static_cast<size_t>(o.iterations)) {
+      abcp_search(
+          s, kind == "controller" ? controller.get() : nullptr, eval_candidate, full, so,
+          [&](const Candidate& c) {
+            ck.candidate_done();
+            if (c.iteration % 10 == 0 || c.iteration + 1 == o.iterations)
+              std::printf("%s %d/%d | reward %.4f | val loss %.4f | flops %.1f%% | blocks %d/%zu | %.0f s\n",
+                          kind.c_str(), c.iteration + 1, static_cast<int>(o.iterations), c.reward, c.loss,
+                          100 * c.flops_fraction, c.blocks_kept, s.blocks.size(), secs());
+            ck.maybe_stop();
+          },
+          &state);
+    }
+    results.emplace_back(kind, state.archive);
   }
   // reward by fifths of the search, for the docs' table
   for (auto& [kind, a] : results) {
@@ -348,7 +531,7 @@ int run_proxy(const Options& o) {
     std::printf(" | best %.4f (iter %d, val loss %.4f, flops %.1f%%, blocks %d)\n", b.reward, b.iteration,
                 b.loss, 100 * b.flops_fraction, b.blocks_kept);
   }
-  if (controller) {
+  if (o.search != "random") {
     PruneAction m = resolve(s, controller->mode());
     int kept = static_cast<int>(s.blocks.size());
     for (int p : m.prune_block) kept -= p;
@@ -519,7 +702,27 @@ int run_yolo(const Options& o) {
   };
   const bool budget = o.flops_budget > 0 || o.params_budget > 0;
   std::vector<std::pair<std::string, std::vector<Candidate>>> results;
-  std::shared_ptr<AbcpController> controller;
+  auto controller = std::make_shared<AbcpController>(ActionLayout::from(s),
+                                                     ControllerOptions{.entropy_weight = o.entropy_weight,
+                                                                       .lr = o.controller_lr,
+                                                                       .original_bugs = o.original_bugs,
+                                                                       .seed = o.seed});
+  std::map<std::string, SearchState> states;
+  for (std::string kind : {"controller", "random"})
+    states[kind] = SearchState{{}, std::mt19937_64(o.seed + 17)};
+  const std::string fingerprint = apps_fingerprint(o);
+  SearchCheckpoint ck{o,
+                      fingerprint,
+                      "val mAP " + double_to_string(map0) + " loss " + double_to_string(loss0),
+                      *controller,
+                      states,
+                      [&] { return std::to_string(eval_seed); },
+                      [&](const std::string& text, const std::string& what) {
+                        auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), eval_seed);
+                        NABLA_CHECK(ec == std::errc() && end == text.data() + text.size(), what, " is '",
+                                    text, "', expected an unsigned integer");
+                      }};
+  ck.start();
   for (std::string kind : {"controller", "random"}) {
     if (o.search != "both" && o.search != kind) continue;
     SearchOptions so{.iterations = static_cast<int>(o.iterations),
@@ -536,24 +739,23 @@ int run_yolo(const Options& o) {
                        const ChannelPlan plan = plan_channels(*cpu_net, s, a);
                        return count_cost(*cpu_net, &plan);
                      }};
-    if (!so.archive.empty()) std::filesystem::remove(so.archive);
-    if (kind == "controller")
-      controller = std::make_shared<AbcpController>(ActionLayout::from(s),
-                                                    ControllerOptions{.entropy_weight = o.entropy_weight,
-                                                                      .lr = o.controller_lr,
-                                                                      .original_bugs = o.original_bugs,
-                                                                      .seed = o.seed});
-    auto archive = abcp_search(
-        s, kind == "controller" ? controller.get() : nullptr, eval_candidate, full, so,
-        [&](const Candidate& c) {
-          std::printf(
-              "%s %d/%d | reward %.4f | %s %.4f | flops %.1f%% params %.1f%% | blocks %d/%zu%s | %.0f s\n",
-              kind.c_str(), c.iteration + 1, static_cast<int>(o.iterations), c.reward,
-              use_map ? "val mAP" : "val loss", use_map ? c.map : c.loss, 100 * c.flops_fraction,
-              100 * c.params_fraction, c.blocks_kept, s.blocks.size(),
-              c.within_budget ? "" : " | over budget", secs());
-        });
-    results.emplace_back(kind, std::move(archive));
+    SearchState& state = states[kind];
+    rewrite_archive(so.archive, state);
+    if (state.archive.size() < static_cast<size_t>(o.iterations))
+      abcp_search(
+          s, kind == "controller" ? controller.get() : nullptr, eval_candidate, full, so,
+          [&](const Candidate& c) {
+            ck.candidate_done();
+            std::printf(
+                "%s %d/%d | reward %.4f | %s %.4f | flops %.1f%% params %.1f%% | blocks %d/%zu%s | %.0f s\n",
+                kind.c_str(), c.iteration + 1, static_cast<int>(o.iterations), c.reward,
+                use_map ? "val mAP" : "val loss", use_map ? c.map : c.loss, 100 * c.flops_fraction,
+                100 * c.params_fraction, c.blocks_kept, s.blocks.size(),
+                c.within_budget ? "" : " | over budget", secs());
+            ck.maybe_stop();
+          },
+          &state);
+    results.emplace_back(kind, state.archive);
   }
   nlohmann::json summary;
   for (auto& [kind, a] : results) {

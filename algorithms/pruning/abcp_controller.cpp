@@ -3,7 +3,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <charconv>
 #include <numbers>
+#include <sstream>
 
 #include "autograd/autograd.h"
 #include "engine/error.h"
@@ -143,6 +145,57 @@ double AbcpController::update(const ControllerSample& evaluated, double reward) 
   loss.backward();
   adam_->step();
   return adv;
+}
+
+std::string rng_to_string(const std::mt19937_64& rng) {
+  std::ostringstream os;
+  os << rng;
+  return os.str();
+}
+
+std::mt19937_64 rng_from_string(const std::string& text, const std::string& what) {
+  std::istringstream is(text);
+  std::mt19937_64 rng;
+  is >> rng;
+  NABLA_CHECK(!is.fail() && (is >> std::ws).eof(), what, " is not a saved mt19937_64 state (", text.size(),
+              " characters)");
+  return rng;
+}
+
+std::string double_to_string(double v) {
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  NABLA_CHECK(ec == std::errc(), "cannot format ", v);
+  return std::string(buf, end);
+}
+
+double double_from_string(const std::string& text, const std::string& what) {
+  double v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  NABLA_CHECK(ec == std::errc() && end == text.data() + text.size(), what, " is '", text,
+              "', expected a number");
+  return v;
+}
+
+void AbcpController::save_state(std::map<std::string, std::string>& out, const std::string& prefix) const {
+  out[prefix + "baseline"] = double_to_string(baseline_);
+  out[prefix + "baseline_set"] = baseline_set_ ? "1" : "0";
+  out[prefix + "rng"] = rng_to_string(rng_);
+}
+
+void AbcpController::load_state(const std::map<std::string, std::string>& in, const std::string& prefix,
+                                const std::string& source) {
+  auto get = [&](const std::string& key) -> const std::string& {
+    auto it = in.find(prefix + key);
+    NABLA_CHECK(it != in.end(), source, ": has no field '", prefix + key, "'");
+    return it->second;
+  };
+  const std::string where = source + ": field '" + prefix;
+  baseline_ = double_from_string(get("baseline"), where + "baseline'");
+  const std::string& set = get("baseline_set");
+  NABLA_CHECK(set == "0" || set == "1", where, "baseline_set' is '", set, "', expected 0 or 1");
+  baseline_set_ = set == "1";
+  rng_ = rng_from_string(get("rng"), where + "rng'");
 }
 
 }  // namespace nabla::algorithms::pruning

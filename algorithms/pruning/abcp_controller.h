@@ -20,8 +20,10 @@
 //   the Gaussian log-density is of the unclipped draw u (clip is a deterministic function of u); original:
 //   of the clipped p. Next-input embedding: bucket = min(9, floor(10 p)); original: round(p) (0 or 1).
 #pragma once
+#include <map>
 #include <memory>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "algorithms/optim/optimizer.h"
@@ -58,6 +60,12 @@ struct ControllerSample {
   std::vector<double> block_prune_prob;  // pi(prune) at each block (for logs)
 };
 
+// Text forms of a generator's state and of a double (exact round trip); the readers throw naming `what`.
+std::string rng_to_string(const std::mt19937_64& rng);
+std::mt19937_64 rng_from_string(const std::string& text, const std::string& what);
+std::string double_to_string(double v);
+double double_from_string(const std::string& text, const std::string& what);
+
 class AbcpController : public nn::Module {
  public:
   AbcpController(ActionLayout layout, ControllerOptions o = {});
@@ -67,6 +75,14 @@ class AbcpController : public nn::Module {
   // One REINFORCE step for `s` evaluated with `reward`; returns the advantage used.
   double update(const ControllerSample& s, double reward);
   double baseline() const { return baseline_; }
+  // What a resumed search needs beyond the parameters (state_dict) and the Adam state (optimizer()): the
+  // EMA baseline and the sampling generator, as text entries (keys "<prefix>baseline",
+  // "<prefix>baseline_set",
+  // "<prefix>rng"); load_state throws naming `source` when one is missing or malformed.
+  void save_state(std::map<std::string, std::string>& out, const std::string& prefix) const;
+  void load_state(const std::map<std::string, std::string>& in, const std::string& prefix,
+                  const std::string& source);
+  optim::Optimizer& optimizer() { return *adam_; }
   const ControllerOptions& options() const { return o_; }
 
  private:

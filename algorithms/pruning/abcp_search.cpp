@@ -32,9 +32,36 @@ std::string candidate_json(const Candidate& c) {
   return j.dump();
 }
 
+Candidate candidate_from_json(const std::string& line, const std::string& what) {
+  try {
+    const nlohmann::json j = nlohmann::json::parse(line);
+    Candidate c;
+    c.iteration = j.at("iteration").get<int>();
+    c.loss = j.at("loss").get<double>();
+    c.flops_fraction = j.at("flops_fraction").get<double>();
+    c.reward = j.at("reward").get<double>();
+    c.map = j.at("map").get<double>();
+    c.params_fraction = j.at("params_fraction").get<double>();
+    c.within_budget = j.at("within_budget").get<bool>();
+    c.evaluated = j.at("evaluated").get<bool>();
+    c.cost.macs = j.at("macs").get<int64_t>();
+    c.cost.params = j.at("params").get<int64_t>();
+    c.blocks_kept = j.at("blocks_kept").get<int>();
+    c.baseline = j.at("baseline").get<double>();
+    c.advantage = j.at("advantage").get<double>();
+    c.action.ratios = j.at("ratios").get<std::vector<double>>();
+    c.action.prune_block = j.at("prune_block").get<std::vector<int>>();
+    return c;
+  } catch (const nlohmann::json::exception& e) {
+    NABLA_CHECK(false, what, ": not a candidate line (", e.what(), ")");
+  }
+  return {};
+}
+
 std::vector<Candidate> abcp_search(const PruneStructure& s, AbcpController* controller,
                                    const EvaluateFn& evaluate, const Cost& full, const SearchOptions& o,
-                                   const std::function<void(const Candidate&)>& on_candidate) {
+                                   const std::function<void(const Candidate&)>& on_candidate,
+                                   SearchState* state) {
   NABLA_CHECK(o.iterations > 0, "abcp search: iterations must be positive, got ", o.iterations);
   NABLA_CHECK(full.macs > 0, "abcp search: the full network has no MACs");
   const bool budget = o.flops_budget > 0 || o.params_budget > 0;
@@ -47,10 +74,14 @@ std::vector<Candidate> abcp_search(const PruneStructure& s, AbcpController* cont
     archive.open(o.archive, std::ios::app);
     NABLA_CHECK(archive.good(), "abcp search: cannot open archive ", o.archive);
   }
-  std::mt19937_64 rng(o.seed);
+  SearchState local{{}, std::mt19937_64(o.seed)};
+  SearchState& st = state ? *state : local;
+  NABLA_CHECK(st.archive.size() <= static_cast<size_t>(o.iterations), "abcp search: resumed with ",
+              st.archive.size(), " candidates, more than the ", o.iterations, " iterations");
+  std::mt19937_64& rng = st.rng;
   std::uniform_real_distribution<double> u01(0, 1);
-  std::vector<Candidate> out;
-  for (int it = 0; it < o.iterations; ++it) {
+  std::vector<Candidate>& out = st.archive;
+  for (int it = static_cast<int>(out.size()); it < o.iterations; ++it) {
     PruneAction a;
     ControllerSample sample;
     if (it == 0 && o.start_unpruned) {
@@ -99,8 +130,8 @@ std::vector<Candidate> abcp_search(const PruneStructure& s, AbcpController* cont
       c.baseline = controller->baseline();
     }
     if (archive.is_open()) archive << candidate_json(c) << "\n" << std::flush;
-    if (on_candidate) on_candidate(c);
     out.push_back(std::move(c));
+    if (on_candidate) on_candidate(out.back());
   }
   return out;
 }

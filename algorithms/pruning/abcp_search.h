@@ -12,6 +12,7 @@
 // of a controller search is the unpruned network (as the original).
 #pragma once
 #include <functional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -55,10 +56,23 @@ struct Evaluation {
 };
 using EvaluateFn = std::function<Evaluation(const PruneAction& resolved)>;
 
+// What a resumed search needs besides the controller: the candidates so far and the random-search generator.
+struct SearchState {
+  std::vector<Candidate> archive;
+  std::mt19937_64 rng;
+};
+
 // Runs the search; `controller` may be null for random search. `on_candidate` (optional) sees each one.
+// With `state`, the search starts at candidate state->archive.size() with state->rng (a fresh state: seed it
+// with SearchOptions::seed) and keeps `state` up to date before each on_candidate call, so that the callback
+// can checkpoint it; the archive file is only appended to.
 std::vector<Candidate> abcp_search(const PruneStructure& s, AbcpController* controller,
                                    const EvaluateFn& evaluate, const Cost& full, const SearchOptions& o,
-                                   const std::function<void(const Candidate&)>& on_candidate = {});
+                                   const std::function<void(const Candidate&)>& on_candidate = {},
+                                   SearchState* state = nullptr);
+
+// The inverse of candidate_json (exact doubles); throws naming `what` on a malformed line.
+Candidate candidate_from_json(const std::string& line, const std::string& what);
 
 // The highest reward among the candidates within the budget (among all when none is).
 const Candidate& best_candidate(const std::vector<Candidate>& archive);

@@ -179,21 +179,11 @@ void recalibrate_batchnorm(DarknetNetwork& net, const DetectionData& d, int batc
   const Device device = device_of(net);
   std::mt19937_64 rng(seed);
   std::uniform_int_distribution<int64_t> pick(0, d.size() - 1);
-  std::vector<nn::BatchNorm*> bns;
-  for (Layer& l : net.layers)
-    if (l.conv && l.conv->bn) bns.push_back(l.conv->bn.get());
-  std::vector<double> momentum;
-  for (nn::BatchNorm* bn : bns) momentum.push_back(bn->momentum);
-  NoGradGuard ng;
-  net.train();
-  for (int k = 0; k < batches; ++k) {
-    for (nn::BatchNorm* bn : bns) bn->momentum = 1.0 / (k + 1);
+  recalibrate_bn(net, batches, [&](int) {
     std::vector<int64_t> idx(static_cast<size_t>(std::min(batch, d.size())));
     for (auto& i : idx) i = pick(rng);
     (void)net.forward_yolo(gather(d, idx, device));
-  }
-  for (size_t i = 0; i < bns.size(); ++i) bns[i]->momentum = momentum[i];
-  net.eval();
+  });
 }
 
 metrics::MapResult detection_map(DarknetNetwork& net, const DetectionData& d, float thresh, float nms,

@@ -358,4 +358,21 @@ void export_darknet(const Cfg& cfg, DarknetNetwork& net, const std::string& pref
   fs::rename(weights_path + ".tmp", weights_path);
 }
 
+void recalibrate_bn(DarknetNetwork& net, int batches, const std::function<void(int)>& forward) {
+  NABLA_CHECK(batches > 0, "BN recalibration: expected batches > 0, got ", batches);
+  std::vector<nn::BatchNorm*> bns;
+  for (Layer& l : net.layers)
+    if (l.conv && l.conv->bn) bns.push_back(l.conv->bn.get());
+  std::vector<double> momentum;
+  for (nn::BatchNorm* bn : bns) momentum.push_back(bn->momentum);
+  NoGradGuard ng;
+  net.train();
+  for (int k = 0; k < batches; ++k) {
+    for (nn::BatchNorm* bn : bns) bn->momentum = 1.0 / (k + 1);
+    forward(k);
+  }
+  for (size_t i = 0; i < bns.size(); ++i) bns[i]->momentum = momentum[i];
+  net.eval();
+}
+
 }  // namespace nabla::algorithms::pruning

@@ -26,6 +26,7 @@
 // equals the masked network on every input (tests/algorithms/test_abcp.cpp).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -68,6 +69,14 @@ ChannelPlan plan_channels(const models::darknet::DarknetNetwork& pretrained, con
 
 // Zeroes conv weight rows, gamma and beta of the pruned channels of `net` (same cfg as the plan's).
 void apply_masks(models::darknet::DarknetNetwork& net, const ChannelPlan& plan);
+
+// Re-estimates the running statistics of every BN layer of `net` as the plain average over `batches`
+// forward passes in training mode (PyTorch's momentum=None): batch k (from 0) enters with momentum
+// 1 / (k + 1), so afterwards running_mean is the mean of the batch means and running_var the mean of the
+// unbiased batch variances of the (masked) network. `forward(k)` runs batch k through `net` (no gradient is
+// recorded). The momenta are restored and the network is left in evaluation mode.
+void recalibrate_bn(models::darknet::DarknetNetwork& net, int batches,
+                    const std::function<void(int)>& forward);
 
 struct Cost {
   int64_t macs = 0;    // multiply-accumulates of the convolutions at the [net] input size

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 
 #include "algorithms/pruning/abcp_controller.h"
 #include "algorithms/pruning/abcp_search.h"
@@ -13,6 +14,9 @@
 #include "models/darknet/cfg.h"
 #include "models/darknet/network.h"
 #include "models/darknet/weights.h"
+#include "ops/conv.h"
+#include "ops/factory.h"
+#include "ops/reduce.h"
 #include "darknet_testing.h"
 #include "testing.h"
 
@@ -223,6 +227,51 @@ TEST(AbcpSurgery, CostMatchesAHandComputedNet) {
   EXPECT_EQ(c.params, 9 * 3 * 3 + 2 * 3 + 3 * 2 + 2);
 }
 
+// BN recalibration after masking: the running statistics become the average of the masked net's batch
+// statistics (mean of the batch means, mean of the unbiased batch variances), computed here by hand from the
+// masked conv weights; pruned channels get mean 0 and variance 0; the layer's momentum is restored.
+TEST(AbcpSurgery, BnRecalibrationAveragesTheMaskedNetsBatchStatistics) {
+  const char* cfg =
+      "[net]\nwidth=8\nheight=8\nchannels=3\n[convolutional]\nbatch_normalize=1\nfilters=4\nsize=3\n"
+      "stride=1\npad=1\nactivation=leaky\n[convolutional]\nfilters=2\nsize=1\nstride=2\npad=1\n"
+      "activation=linear\n";
+  DarknetNetwork net(parse_cfg(cfg, "hand"));
+  randomize(net, 11);
+  PruneStructure s = analyze(net);
+  ChannelPlan plan = plan_channels(net, s, resolve(s, {{0.5}, {}}));  // keeps 3 of 4
+  apply_masks(net, plan);
+  auto& conv = *net.layers[0].conv;
+  const double momentum = conv.bn->momentum;
+  const std::vector<double> before = conv.bn->running_mean.to_vector<double>();
+  Generator g{77, 0};
+  std::vector<Tensor> xs;
+  for (int k = 0; k < 3; ++k) xs.push_back(normal({5, 3, 8, 8}, 0.3 * k, 1.0 + k, {}, &g));
+  recalibrate_bn(net, 3, [&](int k) { (void)net.forward(xs[k]); });
+  EXPECT_EQ(conv.bn->momentum, momentum);
+  std::vector<double> want_mean(4, 0.0), want_var(4, 0.0);
+  for (int k = 0; k < 3; ++k) {
+    NoGradGuard ng;
+    Tensor y = conv2d(xs[k], conv.conv->weight, Tensor(), {1, 1}, {1, 1});  // [5, 4, 8, 8]
+    std::vector<double> m = mean(y, {0, 2, 3}).to_vector<double>(), v = var(y, {0, 2, 3}).to_vector<double>();
+    for (int c = 0; c < 4; ++c) want_mean[c] += m[c] / 3, want_var[c] += v[c] / 3;
+  }
+  const std::vector<double> got_mean = conv.bn->running_mean.to_vector<double>(),
+                            got_var = conv.bn->running_var.to_vector<double>();
+  int pruned = 0;
+  for (int c = 0; c < 4; ++c) {
+    EXPECT_NEAR(got_mean[c], want_mean[c], 1e-4 * (1 + std::fabs(want_mean[c]))) << "channel " << c;
+    EXPECT_NEAR(got_var[c], want_var[c], 1e-4 * (1 + want_var[c])) << "channel " << c;
+    if (want_var[c] == 0) {
+      ++pruned;
+      EXPECT_EQ(got_mean[c], 0.0);
+    } else {
+      EXPECT_GT(std::fabs(got_mean[c] - before[c]), 1e-3) << "channel " << c << " kept its old mean";
+    }
+  }
+  EXPECT_EQ(pruned, 1);
+  EXPECT_THROW(recalibrate_bn(net, 0, [](int) {}), Error);
+}
+
 TEST(AbcpSurgery, MaskedNetworkEqualsShrunkNetworkAndExportLoadsBack) {
   Cfg cfg = parse_cfg(kMiniYolo, "mini");
   Generator g{2026, 0};
@@ -362,6 +411,52 @@ TEST(AbcpSearch, ArchivesEveryCandidateAndPicksTheBestReward) {
   PruneAction u = uniform_action_for_macs(net, s, best.cost.macs);
   ChannelPlan p = plan_channels(net, s, u);
   EXPECT_NEAR(static_cast<double>(count_cost(net, &p).macs) / best.cost.macs, 1.0, 0.25);
+}
+
+// Resuming at the library level: a search stopped after 5 of 12 candidates and continued with a new
+// controller that received the parameters, the Adam state, the baseline and the generator (and the
+// candidates through their JSON lines) gives the same 12 candidates as an uninterrupted search.
+TEST(AbcpSearch, AResumedSearchEqualsAnUninterruptedOne) {
+  DarknetNetwork net(parse_cfg(kMiniYolo, "mini"));
+  randomize(net, 5);
+  PruneStructure s = analyze(net);
+  const Cost full = count_cost(net);
+  EvaluateFn eval = [&](const PruneAction& a) {
+    ChannelPlan p = plan_channels(net, s, a);
+    return Evaluation{1.0 - a.ratios[0] + 0.3 * a.prune_block[0], count_cost(net, &p)};
+  };
+  const uint64_t seed = test::next_seed();
+  const ControllerOptions co{.hidden = 8, .lr = 0.05, .seed = seed};
+  for (bool random : {false, true}) {
+    const SearchOptions so{.iterations = 12, .lambda = 0.5, .random_search = random, .seed = seed + 1};
+    manual_seed(seed);  // the controller's initial weights come from the default generator
+    AbcpController a(ActionLayout::from(s), co);
+    const std::vector<Candidate> whole = abcp_search(s, &a, eval, full, so);
+    manual_seed(seed);
+    AbcpController b(ActionLayout::from(s), co);
+    SearchState st{{}, std::mt19937_64(so.seed)};
+    SearchOptions first = so;
+    first.iterations = 5;
+    abcp_search(s, &b, eval, full, first, {}, &st);
+    ASSERT_EQ(st.archive.size(), 5u);
+    std::map<std::string, std::string> saved;
+    b.save_state(saved, "c.");
+    AbcpController c(ActionLayout::from(s), {.hidden = 8, .lr = 0.05, .seed = seed + 99});
+    c.load_state_dict(b.state_dict());
+    c.optimizer().load_state_tensors(b.optimizer().state_tensors());
+    c.load_state(saved, "c.", "saved");
+    SearchState resumed{{}, rng_from_string(rng_to_string(st.rng), "rng")};
+    for (const Candidate& k : st.archive)
+      resumed.archive.push_back(candidate_from_json(candidate_json(k), "line"));
+    const std::vector<Candidate> rest = abcp_search(s, &c, eval, full, so, {}, &resumed);
+    ASSERT_EQ(rest.size(), whole.size());
+    for (size_t i = 0; i < whole.size(); ++i)
+      EXPECT_EQ(candidate_json(rest[i]), candidate_json(whole[i])) << i;
+  }
+  std::map<std::string, std::string> bad{{"c.baseline", "1.5x"}, {"c.baseline_set", "1"}, {"c.rng", "3"}};
+  AbcpController d(ActionLayout::from(s), co);
+  EXPECT_THROW(d.load_state(bad, "c.", "ck.safetensors"), Error);
+  EXPECT_THROW(candidate_from_json("{\"iteration\": 1}", "archive line 2"), Error);
 }
 
 }  // namespace

@@ -2,13 +2,16 @@
 // YOLOv3 cfg against Darknet's yolov3.cfg, a pruned mini-YOLOv3 keeping its three heads' shapes and equal to
 // the masked network, the candidate's reward computed from the real mAP (the same figure train_yolo's map
 // gives), a budget that is respected, and a tiny search end to end through the binary whose exported
-// .cfg / .weights train_yolo loads and scores the same.
+// .cfg / .weights train_yolo loads and scores the same; and --checkpoint / --resume in both modes (a
+// resumed search equals an uninterrupted one).
 #include <sys/wait.h>
 
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <algorithm>
+#include <sstream>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -336,6 +339,122 @@ TEST(AbcpYolo, ATinySearchRunsEndToEndAndItsBestRespectsTheBudget) {
   const std::string bad = run_command(bin + " --model yolo --data list.txt", code);
   EXPECT_EQ(code, 2);
   EXPECT_NE(bad.find("--model yolo with --data LIST needs --val LIST"), std::string::npos) << bad;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// The lines of `out` that start with one of `prefixes` (the result lines of a run, without timings).
+std::string result_lines(const std::string& out, std::initializer_list<const char*> prefixes) {
+  std::istringstream is(out);
+  std::string r;
+  for (std::string l; std::getline(is, l);)
+    for (const char* p : prefixes)
+      if (l.rfind(p, 0) == 0) r += l + "\n";
+  return r;
+}
+
+// prune_abcp --checkpoint / --resume on the CPU proxy at a tiny width: a search stopped after 3 candidates
+// (inside the controller search) and after 7 (inside the random search), resumed each time, ends with the
+// same archives, the same best candidates and the same final nets as one uninterrupted run. A corrupt
+// checkpoint and one saved with other options are refused with a message naming the file.
+TEST(AbcpProxy, AResumedSearchEqualsAnUninterruptedOne) {
+  const std::string bin = std::string(NABLA_BINARY_DIR) + "/prune_abcp";
+  if (!fs::exists(bin)) GTEST_SKIP() << "prune_abcp was not built";
+  if (!fs::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"))
+    GTEST_SKIP() << "no Fashion-MNIST in /usr/share/datasets/fashion-mnist";
+  const std::string dir = test::yolo_temp_dir("abcp_resume");
+  const std::string base = bin +
+                           " --threads 1 --width 4 --train-size 512 --val-size 64 --test-size 64 "
+                           "--pretrain-steps 10 --batch 16 --finetune-steps 2 --bn-recalibrate 2 "
+                           "--iterations 5 --final-steps 2 --controller-lr 0.05 --seed " +
+                           std::to_string(test::next_seed() % 100000);
+  int code = 0;
+  const std::string full =
+      run_command(base + " --archive " + dir + "/full --checkpoint " + dir + "/full.ck", code);
+  ASSERT_EQ(code, 0) << full;
+  const std::string ck = dir + "/part.ck", part = base + " --archive " + dir + "/part --checkpoint " + ck;
+  std::string out = run_command(part + " --stop-after 3", code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("stopped after 3 candidates"), std::string::npos) << out;
+  out = run_command(part + " --resume --stop-after 7", code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("resumed from " + ck + ": 3 candidates done"), std::string::npos) << out;
+  EXPECT_NE(out.find("stopped after 7 candidates"), std::string::npos) << out;
+  out = run_command(part + " --resume", code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("7 candidates done"), std::string::npos) << out;
+  for (const char* kind : {"controller", "random"}) {
+    const std::string a = read_text(dir + "/full." + kind + ".jsonl"),
+                      b = read_text(dir + "/part." + kind + ".jsonl");
+    EXPECT_EQ(std::count(a.begin(), a.end(), '\n'), 5) << kind;
+    EXPECT_EQ(a, b) << kind;
+  }
+  const auto prefixes = {"controller mean reward", "random mean reward", "controller mode",
+                         "abcp-best:", "uniform:"};
+  const std::string want = result_lines(full, prefixes);
+  EXPECT_NE(want.find("abcp-best:"), std::string::npos) << full;
+  EXPECT_EQ(result_lines(out, prefixes), want);
+
+  // a corrupt checkpoint, one of another run, none at all
+  std::string bytes = read_text(ck);
+  bytes[bytes.size() / 2] ^= 0x5a;
+  std::ofstream(dir + "/bad.ck", std::ios::binary) << bytes;
+  out = run_command(base + " --checkpoint " + dir + "/bad.ck --resume", code);
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_NE(out.find(dir + "/bad.ck"), std::string::npos) << out;
+  out = run_command(base + " --lambda 3 --checkpoint " + ck + " --resume", code);
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_NE(out.find("checkpoint " + ck + ": saved by a run with other options"), std::string::npos) << out;
+  out = run_command(base + " --checkpoint " + dir + "/none.ck --resume", code);
+  EXPECT_EQ(code, 1) << out;
+  EXPECT_NE(out.find(dir + "/none.ck: no such file"), std::string::npos) << out;
+  out = run_command(bin + " --resume", code);
+  EXPECT_EQ(code, 2) << out;
+  EXPECT_NE(out.find("--resume needs --checkpoint FILE"), std::string::npos) << out;
+}
+
+// The same for --model yolo (synthetic set at 32 x 32, budget 0.4): stopped after 2 candidates and after 6
+// (in the random search), resumed, it ends with the same archives, search summaries and table rows (the
+// img/s column aside) as one uninterrupted run.
+TEST(AbcpYolo, AResumedSearchEqualsAnUninterruptedOne) {
+  const std::string bin = std::string(NABLA_BINARY_DIR) + "/prune_abcp";
+  if (!fs::exists(bin)) GTEST_SKIP() << "prune_abcp was not built";
+  const std::string dir = test::yolo_temp_dir("abcp_yolo_resume");
+  const std::string base =
+      bin + " --model yolo --cfg builtin:yolov3-mini --data synthetic --synthetic-dir " + dir +
+      "/syn --synthetic-train 12 --synthetic-val 6 --synthetic-size 32 " +
+      "--pretrain-steps 6 --batch 6 --bn-recalibrate 2 --finetune-steps 1 --iterations 4 " +
+      "--final-steps 1 --flops-budget 0.4 --bench-batch 2 --bench-reps 1 --threads 1 " + "--seed " +
+      std::to_string(test::next_seed() % 100000);
+  int code = 0;
+  const std::string full =
+      run_command(base + " --archive " + dir + "/full --checkpoint " + dir + "/full.ck", code);
+  ASSERT_EQ(code, 0) << full;
+  const std::string part = base + " --archive " + dir + "/part --checkpoint " + dir + "/part.ck";
+  std::string out = run_command(part + " --stop-after 2", code);
+  ASSERT_EQ(code, 0) << out;
+  out = run_command(part + " --resume --stop-after 6", code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("2 candidates done"), std::string::npos) << out;
+  out = run_command(part + " --resume", code);
+  ASSERT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("6 candidates done"), std::string::npos) << out;
+  for (const char* kind : {"controller", "random"})
+    EXPECT_EQ(read_text(dir + "/full." + kind + ".jsonl"), read_text(dir + "/part." + kind + ".jsonl"))
+        << kind;
+  const std::regex img_s(R"(\| [0-9.]+ \|\n)");
+  auto rows = [&](const std::string& o) {
+    return std::regex_replace(
+        result_lines(o, {"controller: mean", "random: mean", "| unpruned", "| abcp-best", "| uniform"}),
+        img_s, "|\n");
+  };
+  EXPECT_NE(rows(full).find("| abcp-best"), std::string::npos) << full;
+  EXPECT_EQ(rows(out), rows(full));
 }
 
 }  // namespace
