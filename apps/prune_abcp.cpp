@@ -279,7 +279,37 @@ void set_trainable(DarknetNetwork& net, bool all, int head) {
 }
 
 // The options a saved YOLO search depends on (a resumed run must have the same).
-std::string apps_fingerprint(const Options& o) {
+// The options a saved search depends on (a resumed run must have the same), per mode.
+std::string proxy_fingerprint(const Options& o) {
+  std::ostringstream f;
+  f << "width " << o.width << " train " << o.train_size << " val " << o.val_size << " test " << o.test_size
+    << " pretrain " << o.pretrain_steps << " batch " << o.batch << " finetune " << o.finetune << "/"
+    << o.finetune_steps << " bn " << o.bn_recalibrate << " iterations " << o.iterations << " lambda "
+    << double_to_string(o.lambda) << " lr " << double_to_string(o.controller_lr) << " entropy "
+    << double_to_string(o.entropy_weight) << " bugs " << (o.original_bugs ? 1 : 0) << " seed " << o.seed
+    << " search " << o.search;
+  return f.str();
+}
+
+// The controller and both searches' states, fresh. The controller exists in every mode, so that a checkpoint
+// always holds one (random search leaves it be).
+struct Searches {
+  std::shared_ptr<AbcpController> controller;
+  std::map<std::string, SearchState> states;
+};
+Searches fresh_searches(const Options& o, const ActionLayout& layout) {
+  Searches r;
+  r.controller =
+      std::make_shared<AbcpController>(layout, ControllerOptions{.entropy_weight = o.entropy_weight,
+                                                                 .lr = o.controller_lr,
+                                                                 .original_bugs = o.original_bugs,
+                                                                 .seed = o.seed});
+  for (std::string kind : {"controller", "random"})
+    r.states[kind] = SearchState{{}, std::mt19937_64(o.seed + 17)};
+  return r;
+}
+
+std::string yolo_fingerprint(const Options& o) {
   std::ostringstream f;
   f << "cfg " << o.cfg << " weights " << o.weights << " data " << o.data << " val " << o.val << " size "
     << o.size << " classes " << o.classes << " synthetic " << o.synthetic_train << "/" << o.synthetic_val
@@ -462,28 +492,11 @@ int run_proxy(const Options& o) {
     return Evaluation{evaluate(*net, val).loss, count_cost(*net, &plan)};
   };
   std::vector<std::pair<std::string, std::vector<Candidate>>> results;
-  // The controller exists in every mode, so that a checkpoint always holds one (random search leaves it be).
-  auto controller = std::make_shared<AbcpController>(ActionLayout::from(s),
-                                                     ControllerOptions{.entropy_weight = o.entropy_weight,
-                                                                       .lr = o.controller_lr,
-                                                                       .original_bugs = o.original_bugs,
-                                                                       .seed = o.seed});
-  std::map<std::string, SearchState> states;
-  for (std::string kind : {"controller", "random"})
-    states[kind] = SearchState{{}, std::mt19937_64(o.seed + 17)};
+  Searches searches = fresh_searches(o, ActionLayout::from(s));
+  std::shared_ptr<AbcpController>& controller = searches.controller;
+  std::map<std::string, SearchState>& states = searches.states;
   // What the saved search depends on: a resumed run must have the same, and the same pretrained net.
-  char fp[512];
-  std::snprintf(fp, sizeof fp,
-                "width %lld train %lld val %lld test %lld pretrain %lld batch %lld finetune %s/%lld bn %lld "
-                "iterations %lld lambda %s lr %s entropy %s bugs %d seed %llu search %s",
-                static_cast<long long>(o.width), static_cast<long long>(o.train_size),
-                static_cast<long long>(o.val_size), static_cast<long long>(o.test_size),
-                static_cast<long long>(o.pretrain_steps), static_cast<long long>(o.batch), o.finetune.c_str(),
-                static_cast<long long>(o.finetune_steps), static_cast<long long>(o.bn_recalibrate),
-                static_cast<long long>(o.iterations), double_to_string(o.lambda).c_str(),
-                double_to_string(o.controller_lr).c_str(), double_to_string(o.entropy_weight).c_str(),
-                o.original_bugs ? 1 : 0, static_cast<unsigned long long>(o.seed), o.search.c_str());
-  const std::string fingerprint = fp, pretrained_loss = double_to_string(pre_val.loss);
+  const std::string fingerprint = proxy_fingerprint(o), pretrained_loss = double_to_string(pre_val.loss);
   SearchCheckpoint ck{
       o,
       fingerprint,
@@ -702,15 +715,10 @@ int run_yolo(const Options& o) {
   };
   const bool budget = o.flops_budget > 0 || o.params_budget > 0;
   std::vector<std::pair<std::string, std::vector<Candidate>>> results;
-  auto controller = std::make_shared<AbcpController>(ActionLayout::from(s),
-                                                     ControllerOptions{.entropy_weight = o.entropy_weight,
-                                                                       .lr = o.controller_lr,
-                                                                       .original_bugs = o.original_bugs,
-                                                                       .seed = o.seed});
-  std::map<std::string, SearchState> states;
-  for (std::string kind : {"controller", "random"})
-    states[kind] = SearchState{{}, std::mt19937_64(o.seed + 17)};
-  const std::string fingerprint = apps_fingerprint(o);
+  Searches searches = fresh_searches(o, ActionLayout::from(s));
+  std::shared_ptr<AbcpController>& controller = searches.controller;
+  std::map<std::string, SearchState>& states = searches.states;
+  const std::string fingerprint = yolo_fingerprint(o);
   SearchCheckpoint ck{o,
                       fingerprint,
                       "val mAP " + double_to_string(map0) + " loss " + double_to_string(loss0),

@@ -204,66 +204,32 @@ Tensor embedding_bag(const Tensor& weight, const Tensor& indices, BagMode mode,
                             [&] { return div_floor_positions(f.B * n, n, device); });
 }
 
-void embedding_bag_sparse_sgd_(Tensor& weight, const Tensor& indices, const Tensor& offsets, BagMode mode,
-                               const Tensor& grad, double lr, const Tensor& per_sample_weights) {
-  NABLA_CHECK(weight.defined() && weight.dim() == 2 && weight.is_contiguous(),
-              "embedding_bag_sparse_sgd_: weight must be a contiguous [V, D] tensor, got ",
-              weight.defined() ? str_cat(weight.shape()) : std::string("an undefined tensor"));
-  NABLA_CHECK(std::isfinite(lr), "embedding_bag_sparse_sgd_: lr must be finite, got ", lr);
-  Tensor idx, off;
-  int64_t B = 0, L = 0;
-  if (offsets.defined()) {
-    CheckedBags c = check_bags(weight, indices, offsets);
-    idx = c.idx;
-    off = c.off;
-    B = offsets.shape()[0];
-    L = indices.shape()[0];
-  } else {
-    FixedBags f = check_fixed_bags(weight, indices);
-    idx = f.idx;
-    off = f.off;
-    B = f.B;
-    L = f.B * f.n;
-  }
-  Tensor psw = checked_per_sample_weights(per_sample_weights, weight, L, mode);
-  check_defined("embedding_bag_sparse_sgd_", grad, "grad");
-  NABLA_CHECK(grad.shape() == Shape({B, weight.shape()[1]}) && grad.dtype() == weight.dtype() &&
-                  grad.device() == weight.device(),
-              "embedding_bag_sparse_sgd_: grad must be ", weight.dtype(), " ", Shape({B, weight.shape()[1]}),
-              " on ", weight.device(), ", got ", grad.dtype(), " ", grad.shape(), " on ", grad.device());
-  NoGradGuard ng;
-  Tensor p = psw.defined() ? contiguous_copy_raw(psw.detach(), "embedding_bag_sparse_sgd_") : Tensor();
-  embedding_bag_backward_kernel.get(weight.device(), "embedding_bag_sparse_sgd_")(
-      contiguous_copy_raw(grad, "embedding_bag_sparse_sgd_"), idx, off, mode, p, -lr, weight);
-}
+namespace {
 
-void embedding_bag_sparse_rowwise_adagrad_(Tensor& weight, Tensor& state, const Tensor& indices,
-                                           const Tensor& offsets, BagMode mode, const Tensor& grad, double lr,
-                                           double eps, const Tensor& per_sample_weights) {
-  const char* op = "embedding_bag_sparse_rowwise_adagrad_";
+// The sparse updates' shared checks: weight [V, D] contiguous (updated in place), the bags, the per-sample
+// weights and grad [B, D]; returns what the backward kernels take (grad and weights as contiguous copies).
+struct SparseUpdate {
+  Tensor grad, idx, off, psw;
+};
+SparseUpdate check_sparse_update(const char* op, const Tensor& weight, const Tensor& indices,
+                                 const Tensor& offsets, BagMode mode, const Tensor& grad, double lr,
+                                 const Tensor& per_sample_weights) {
   NABLA_CHECK(weight.defined() && weight.dim() == 2 && weight.is_contiguous(), op,
               ": weight must be a contiguous [V, D] tensor, got ",
               weight.defined() ? str_cat(weight.shape()) : std::string("an undefined tensor"));
-  NABLA_CHECK(state.defined() && state.shape() == Shape({weight.shape()[0]}) && state.is_contiguous() &&
-                  state.dtype() == weight.dtype() && state.device() == weight.device(),
-              op, ": state must be a contiguous ", weight.dtype(), " ", Shape({weight.shape()[0]}), " on ",
-              weight.device(), " (one accumulator per row), got ",
-              state.defined() ? str_cat(state.dtype(), " ", state.shape(), " on ", state.device())
-                              : std::string("an undefined tensor"));
   NABLA_CHECK(std::isfinite(lr), op, ": lr must be finite, got ", lr);
-  NABLA_CHECK(std::isfinite(eps) && eps >= 0, op, ": eps must be finite and >= 0, got ", eps);
-  Tensor idx, off;
+  SparseUpdate u;
   int64_t B = 0, L = 0;
   if (offsets.defined()) {
     CheckedBags c = check_bags(weight, indices, offsets);
-    idx = c.idx;
-    off = c.off;
+    u.idx = c.idx;
+    u.off = c.off;
     B = offsets.shape()[0];
     L = indices.shape()[0];
   } else {
     FixedBags f = check_fixed_bags(weight, indices);
-    idx = f.idx;
-    off = f.off;
+    u.idx = f.idx;
+    u.off = f.off;
     B = f.B;
     L = f.B * f.n;
   }
@@ -274,9 +240,36 @@ void embedding_bag_sparse_rowwise_adagrad_(Tensor& weight, Tensor& state, const 
               op, ": grad must be ", weight.dtype(), " ", Shape({B, weight.shape()[1]}), " on ",
               weight.device(), ", got ", grad.dtype(), " ", grad.shape(), " on ", grad.device());
   NoGradGuard ng;
-  Tensor p = psw.defined() ? contiguous_copy_raw(psw.detach(), op) : Tensor();
-  embedding_bag_rowwise_adagrad_kernel.get(weight.device(), op)(contiguous_copy_raw(grad, op), idx, off, mode,
-                                                                p, lr, eps, weight, state);
+  u.psw = psw.defined() ? contiguous_copy_raw(psw.detach(), op) : Tensor();
+  u.grad = contiguous_copy_raw(grad, op);
+  return u;
+}
+
+}  // namespace
+
+void embedding_bag_sparse_sgd_(Tensor& weight, const Tensor& indices, const Tensor& offsets, BagMode mode,
+                               const Tensor& grad, double lr, const Tensor& per_sample_weights) {
+  const char* op = "embedding_bag_sparse_sgd_";
+  SparseUpdate u = check_sparse_update(op, weight, indices, offsets, mode, grad, lr, per_sample_weights);
+  NoGradGuard ng;
+  embedding_bag_backward_kernel.get(weight.device(), op)(u.grad, u.idx, u.off, mode, u.psw, -lr, weight);
+}
+
+void embedding_bag_sparse_rowwise_adagrad_(Tensor& weight, Tensor& state, const Tensor& indices,
+                                           const Tensor& offsets, BagMode mode, const Tensor& grad, double lr,
+                                           double eps, const Tensor& per_sample_weights) {
+  const char* op = "embedding_bag_sparse_rowwise_adagrad_";
+  SparseUpdate u = check_sparse_update(op, weight, indices, offsets, mode, grad, lr, per_sample_weights);
+  NABLA_CHECK(state.defined() && state.shape() == Shape({weight.shape()[0]}) && state.is_contiguous() &&
+                  state.dtype() == weight.dtype() && state.device() == weight.device(),
+              op, ": state must be a contiguous ", weight.dtype(), " ", Shape({weight.shape()[0]}), " on ",
+              weight.device(), " (one accumulator per row), got ",
+              state.defined() ? str_cat(state.dtype(), " ", state.shape(), " on ", state.device())
+                              : std::string("an undefined tensor"));
+  NABLA_CHECK(std::isfinite(eps) && eps >= 0, op, ": eps must be finite and >= 0, got ", eps);
+  NoGradGuard ng;
+  embedding_bag_rowwise_adagrad_kernel.get(weight.device(), op)(u.grad, u.idx, u.off, mode, u.psw, lr, eps,
+                                                                weight, state);
 }
 
 }  // namespace nabla

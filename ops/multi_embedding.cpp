@@ -126,10 +126,18 @@ Tensor multi_embedding_bag(const std::vector<Tensor>& tables, const Tensor& ids,
   return out;
 }
 
-void multi_embedding_bag_sparse_sgd_(const std::vector<Tensor>& tables, const Tensor& ids, BagMode mode,
-                                     const Tensor& grad, double lr) {
-  const char* op = "multi_embedding_bag_sparse_sgd_";
-  CheckedIds c = check_tables_and_ids(op, tables, ids);
+namespace {
+
+// The sparse updates' shared checks: tables and ids, every table contiguous (updated in place), grad
+// [B, F, D]; returns the ids and grad (unit stride in D) the backward kernels take.
+struct SparseUpdate {
+  CheckedIds c;
+  Tensor grad;
+};
+SparseUpdate check_sparse_update(const char* op, const std::vector<Tensor>& tables, const Tensor& ids,
+                                 const Tensor& grad, double lr) {
+  SparseUpdate u{check_tables_and_ids(op, tables, ids), Tensor()};
+  const CheckedIds& c = u.c;
   for (size_t f = 0; f < tables.size(); ++f)
     NABLA_CHECK(tables[f].is_contiguous(), op, ": table ", f, " must be contiguous (updated in place), got ",
                 tables[f].shape(), " with strides ", tables[f].strides());
@@ -141,22 +149,31 @@ void multi_embedding_bag_sparse_sgd_(const std::vector<Tensor>& tables, const Te
       op, ": grad must be ", t0.dtype(), " ", Shape({c.B, c.F, c.D}), " on ", t0.device(), ", got ",
       grad.dtype(), " ", grad.shape(), " on ", grad.device());
   NoGradGuard ng;
-  Tensor g = grad.detach();
-  if (g.stride(2) != 1) g = contiguous_raw(g, op);
+  u.grad = grad.detach();
+  if (u.grad.stride(2) != 1) u.grad = contiguous_raw(u.grad, op);
+  return u;
+}
+
+}  // namespace
+
+void multi_embedding_bag_sparse_sgd_(const std::vector<Tensor>& tables, const Tensor& ids, BagMode mode,
+                                     const Tensor& grad, double lr) {
+  const char* op = "multi_embedding_bag_sparse_sgd_";
+  SparseUpdate u = check_sparse_update(op, tables, ids, grad, lr);
+  NoGradGuard ng;
   std::vector<Tensor> dst(tables.begin(), tables.end());
-  multi_embedding_bag_backward_kernel.get(t0.device(), op)(g, c.ids, mode, -lr, c.check_id, dst);
+  multi_embedding_bag_backward_kernel.get(tables[0].device(), op)(u.grad, u.c.ids, mode, -lr, u.c.check_id,
+                                                                  dst);
 }
 
 void multi_embedding_bag_sparse_rowwise_adagrad_(const std::vector<Tensor>& tables,
                                                  const std::vector<Tensor>& states, const Tensor& ids,
                                                  BagMode mode, const Tensor& grad, double lr, double eps) {
   const char* op = "multi_embedding_bag_sparse_rowwise_adagrad_";
-  CheckedIds c = check_tables_and_ids(op, tables, ids);
+  SparseUpdate u = check_sparse_update(op, tables, ids, grad, lr);
   NABLA_CHECK(states.size() == tables.size(), op, ": ", tables.size(), " tables but ", states.size(),
               " states (one accumulator vector per table)");
   for (size_t f = 0; f < tables.size(); ++f) {
-    NABLA_CHECK(tables[f].is_contiguous(), op, ": table ", f, " must be contiguous (updated in place), got ",
-                tables[f].shape(), " with strides ", tables[f].strides());
     const Tensor& s = states[f];
     NABLA_CHECK(s.defined() && s.shape() == Shape({tables[f].shape()[0]}) && s.is_contiguous() &&
                     s.dtype() == tables[f].dtype() && s.device() == tables[f].device(),
@@ -166,19 +183,11 @@ void multi_embedding_bag_sparse_rowwise_adagrad_(const std::vector<Tensor>& tabl
                 s.defined() ? str_cat(s.dtype(), " ", s.shape(), " on ", s.device())
                             : std::string("an undefined tensor"));
   }
-  NABLA_CHECK(std::isfinite(lr), op, ": lr must be finite, got ", lr);
   NABLA_CHECK(std::isfinite(eps) && eps >= 0, op, ": eps must be finite and >= 0, got ", eps);
-  check_defined(op, grad, "grad");
-  const Tensor& t0 = tables[0];
-  NABLA_CHECK(
-      grad.shape() == Shape({c.B, c.F, c.D}) && grad.dtype() == t0.dtype() && grad.device() == t0.device(),
-      op, ": grad must be ", t0.dtype(), " ", Shape({c.B, c.F, c.D}), " on ", t0.device(), ", got ",
-      grad.dtype(), " ", grad.shape(), " on ", grad.device());
   NoGradGuard ng;
-  Tensor g = grad.detach();
-  if (g.stride(2) != 1) g = contiguous_raw(g, op);
   std::vector<Tensor> w(tables.begin(), tables.end()), st(states.begin(), states.end());
-  multi_embedding_bag_rowwise_adagrad_kernel.get(t0.device(), op)(g, c.ids, mode, lr, eps, c.check_id, w, st);
+  multi_embedding_bag_rowwise_adagrad_kernel.get(tables[0].device(), op)(u.grad, u.c.ids, mode, lr, eps,
+                                                                         u.c.check_id, w, st);
 }
 
 }  // namespace nabla

@@ -55,21 +55,28 @@ void embedding_bag_cpu(const Tensor& weight, const Tensor& indices, const Tensor
   });
 }
 
+// The backward kernels' view of the bags: bag[l] is the bag of position l, scale[b] the factor of bag b's
+// gradient (scale_all, divided by the bag's length in mean mode).
+void bags_of_positions(const int64_t* po, int64_t B, int64_t L, BagMode mode, double scale_all,
+                       std::vector<int64_t>& bag, std::vector<double>& scale) {
+  bag.assign(L, 0);
+  scale.assign(B, scale_all);
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t begin = po[b], end = bag_end(po, b, B, L);
+    for (int64_t l = begin; l < end; ++l) bag[l] = b;
+    if (mode == BagMode::mean && end > begin) scale[b] = 1.0 / static_cast<double>(end - begin) * scale_all;
+  }
+}
+
 void embedding_bag_backward_cpu(const Tensor& grad, const Tensor& indices, const Tensor& offsets,
                                 BagMode mode, const Tensor& per_sample_weights, double scale_all,
                                 Tensor& dweight) {
   const int64_t V = dweight.shape()[0], D = dweight.shape()[1], L = indices.numel(), B = offsets.numel();
   if (L == 0 || D == 0) return;
   const int64_t* pi = base<int64_t>(indices);
-  const int64_t* po = base<int64_t>(offsets);
-  std::vector<int64_t> bag(L);
-  std::vector<double> scale(B, 1.0);
-  for (int64_t b = 0; b < B; ++b) {
-    const int64_t begin = po[b], end = bag_end(po, b, B, L);
-    for (int64_t l = begin; l < end; ++l) bag[l] = b;
-    scale[b] = scale_all;
-    if (mode == BagMode::mean && end > begin) scale[b] = 1.0 / static_cast<double>(end - begin) * scale_all;
-  }
+  std::vector<int64_t> bag;
+  std::vector<double> scale;
+  bags_of_positions(base<int64_t>(offsets), B, L, mode, scale_all, bag, scale);
   // Counting sort of positions by row (the same grouping as the index family's index_add kernel).
   std::vector<int64_t> first(V + 1, 0), pos(L), rows;
   for (int64_t l = 0; l < L; ++l) ++first[pi[l] + 1];
@@ -117,14 +124,9 @@ void embedding_bag_rowwise_adagrad_cpu(const Tensor& grad, const Tensor& indices
   const int64_t D = weight.shape()[1], L = indices.numel(), B = offsets.numel();
   if (L == 0 || D == 0) return;
   const int64_t* pi = base<int64_t>(indices);
-  const int64_t* po = base<int64_t>(offsets);
-  std::vector<int64_t> bag(L);
-  std::vector<double> scale(B, 1.0);
-  for (int64_t b = 0; b < B; ++b) {
-    const int64_t begin = po[b], end = bag_end(po, b, B, L);
-    for (int64_t l = begin; l < end; ++l) bag[l] = b;
-    if (mode == BagMode::mean && end > begin) scale[b] = 1.0 / static_cast<double>(end - begin);
-  }
+  std::vector<int64_t> bag;
+  std::vector<double> scale;
+  bags_of_positions(base<int64_t>(offsets), B, L, mode, 1.0, bag, scale);
   std::vector<int64_t> starts;
   const std::vector<int64_t> pos = positions_by_row(pi, L, starts);
   visit_float(weight.dtype(), "embedding_bag rowwise adagrad", [&](auto zero) {
