@@ -419,35 +419,8 @@ fi
 if want dlrm && [ -x "$BUILD/bench_dlrm" ]; then
   run_step bench_dlrm 150 60 "$LOG/bench_dlrm.jsonl" "$BUILD/bench_dlrm"
   run_step dlrm_torch 150 0 "$LOG/dlrm_torch.jsonl" python3 benchmarks/dlrm_torch.py
-  python3 - "$LOG/bench_dlrm.jsonl" "$LOG/dlrm_torch.jsonl" <<'EOF' | tee "$LOG/dlrm_compare.txt"
-import json, sys
-rows = {}
-for side, path in (("nabla", sys.argv[1]), ("torch", sys.argv[2])):
-    for line in open(path, errors="replace"):
-        try:
-            r = json.loads(line)
-        except ValueError:
-            continue
-        if "batch" in r:
-            rows.setdefault((r["batch"], r["mode"]), {})[side] = r
-def rate(r):
-    return r["samples_per_s"] if r and "samples_per_s" in r else None
-def cell(r, key, fmt):
-    return fmt % r[key] if r and key in r else (r.get("error", "-")[:40] if r else "-")
-best_torch = {}
-for (b, m), v in rows.items():
-    t = rate(v.get("torch"))
-    if t:
-        best_torch[b] = max(best_torch.get(b, 0), t)
-print("DLRM 26 x 100k x 128, SGD, TF32 | batch | tables | nabla samples/s | torch samples/s | nabla/torch"
-      " | nabla/torch's best mode | nabla peak MiB | torch peak MiB")
-for (b, m) in sorted(rows):
-    n, t = rows[(b, m)].get("nabla"), rows[(b, m)].get("torch")
-    ratio = "%.2fx" % (rate(n) / rate(t)) if rate(n) and rate(t) else "-"
-    best = "%.2fx" % (rate(n) / best_torch[b]) if rate(n) and b in best_torch else "-"
-    print("| %d | %s | %s | %s | %s | %s | %s | %s" % (b, m, cell(n, "samples_per_s", "%.0f"),
-          cell(t, "samples_per_s", "%.0f"), ratio, best, cell(n, "peak_mib", "%.0f"), cell(t, "peak_mib", "%.0f")))
-EOF
+  python3 scripts/dlrm_compare.py "DLRM 26 x 100k x 128, SGD, TF32" "$LOG/bench_dlrm.jsonl" \
+    "$LOG/dlrm_torch.jsonl" | tee "$LOG/dlrm_compare.txt"
   # The parts of the batch-65,536 step, A/B in the same call (docs/dlrm.md, "All tables at once"): the
   # per-table lookups, and linear's weight gradient without the row chunks.
   run_step bench_dlrm_ab 90 30 "$LOG/bench_dlrm_ab.jsonl" bash -c "'$BUILD/bench_dlrm' --batch 65536 --modes sparse \
@@ -472,30 +445,9 @@ EOF
   KAGGLE_ARGS="--sizes kaggle --dim 16 --bottom 13-512-256-64-16 --top 512-256-1"
   run_step bench_dlrm_kaggle 75 30 "$LOG/bench_dlrm_kaggle.jsonl" "$BUILD/bench_dlrm" $KAGGLE_ARGS
   run_step dlrm_torch_kaggle 75 0 "$LOG/dlrm_torch_kaggle.jsonl" python3 benchmarks/dlrm_torch.py $KAGGLE_ARGS
-  python3 - "$LOG/bench_dlrm_kaggle.jsonl" "$LOG/dlrm_torch_kaggle.jsonl" <<'EOF' | tee -a "$LOG/dlrm_compare.txt"
-import json, sys
-rows = {}
-for side, path in (("nabla", sys.argv[1]), ("torch", sys.argv[2])):
-    for line in open(path, errors="replace"):
-        try:
-            r = json.loads(line)
-        except ValueError:
-            continue
-        if "batch" in r:
-            rows.setdefault((r["batch"], r["mode"]), {})[side] = r
-def rate(r):
-    return r["samples_per_s"] if r and "samples_per_s" in r else None
-def cell(r, key, fmt):
-    return fmt % r[key] if r and key in r else (r.get("error", "-")[:40] if r else "-")
-print("DLRM Kaggle tables (26, 33,631,350 rows x 16), MLPs 13-512-256-64-16 / 512-256-1, SGD, TF32 | batch | tables"
-      " | nabla samples/s | torch samples/s | nabla/torch | nabla peak MiB | torch peak MiB | nabla init s | torch init s")
-for (b, m) in sorted(rows):
-    n, t = rows[(b, m)].get("nabla"), rows[(b, m)].get("torch")
-    ratio = "%.2fx" % (rate(n) / rate(t)) if rate(n) and rate(t) else "-"
-    print("| %d | %s | %s | %s | %s | %s | %s | %s | %s" % (b, m, cell(n, "samples_per_s", "%.0f"),
-          cell(t, "samples_per_s", "%.0f"), ratio, cell(n, "peak_mib", "%.0f"), cell(t, "peak_mib", "%.0f"),
-          cell(n, "init_s", "%.1f"), cell(t, "init_s", "%.1f")))
-EOF
+  python3 scripts/dlrm_compare.py --init \
+    "DLRM Kaggle tables (26, 33,631,350 rows x 16), MLPs 13-512-256-64-16 / 512-256-1, SGD, TF32" \
+    "$LOG/bench_dlrm_kaggle.jsonl" "$LOG/dlrm_torch_kaggle.jsonl" | tee -a "$LOG/dlrm_compare.txt"
 fi
 
 # ---- 5g. GPT-2 124M (models/gpt.h): training step and generation against plain PyTorch -------------------------
