@@ -13,16 +13,16 @@
 //
 // Backward, deterministic without atomics: bag(l) is found for every position by a binary search of the
 // offsets (the last bag starting at or before l, which skips empty bags); positions are grouped by row v
-// with the stable device radix sort of cuda/sort.h, and the first slot of each run of equal rows owns
-// dW[v, :] and adds the run in increasing l: the CPU kernel's order (its counting sort). One thread per
-// (sorted slot, column), flat over [L, D], so the g rows are read coalesced; slots that do not start a run
-// exit at once. The mean scale is computed as the CPU does (1.0 / |bag| in double, rounded to the type).
+// with the stable device radix sort of cuda/sort.h and the runs of equal rows found by runs_of_sorted_keys;
+// one warp per run owns dW[v, :]: its lanes split the columns and, for rows narrower than 32, the run's
+// positions (a run can be thousands long: a table of 3 rows), each lane summing its positions in increasing
+// l and a fixed xor butterfly adding the lanes' sums (deterministic; not bit-equal to the CPU's sequential
+// order). The mean scale is computed as the CPU does (1.0 / |bag| in double, rounded to the type).
 //
-// Row-wise Adagrad (embedding_bag_sparse_rowwise_adagrad_): the same sort; then one warp per sorted slot,
-// and the first slot of each run owns row v: each lane sums G_v[c] over the run for its columns c = lane +
-// 32 k (in increasing l, f32 for 16-bit types), keeping up to kRowCache of them in registers (wider rows
-// are summed again in the second pass), the squares are reduced across the warp by a butterfly (the same
-// order every run: deterministic), and the lanes update state[v] (lane 0) and W[v, :].
+// Row-wise Adagrad (embedding_bag_sparse_rowwise_adagrad_): the same sort and runs; one warp per run owns
+// row v: lanes over columns (up to kRowCache a lane, in registers; wider rows are summed again in the
+// second pass) and positions, G_v summed in f32 for 16-bit types, the squares reduced across the warp by a
+// butterfly (the same order every run: deterministic), and the lanes update state[v] (lane 0) and W[v, :].
 #include <bit>
 
 #include "cuda/dtype.cuh"
@@ -74,82 +74,125 @@ __global__ void bag_of_positions(const int64_t* __restrict__ off, int64_t B, int
   }
 }
 
+// The factor of position l: scale * s_bag(l) * p_l, computed as the CPU does (1.0 / |bag| in double).
+template <class T>
+__device__ __forceinline__ acc_t<T> position_scale(int64_t l, const int64_t* __restrict__ bag,
+                                                   const int64_t* __restrict__ off, int64_t B, int64_t L,
+                                                   bool mean, const T* __restrict__ psw, double scale,
+                                                   int64_t* b_out) {
+  const int64_t b = bag[l];
+  *b_out = b;
+  double sd = scale;
+  if (mean) sd = 1.0 / static_cast<double>(bag_end(off, b, B, L) - off[b]) * scale;
+  acc_t<T> s = static_cast<acc_t<T>>(sd);
+  if (psw) s *= load(psw[l]);
+  return s;
+}
+
+// Lanes of a warp that share one position of a run: the smallest power of two >= `cols` (at most 32); the
+// other 32 / that lanes take further positions of the same run.
+__device__ __forceinline__ int lanes_per_position(int64_t cols) {
+  int g = 1;
+  while (g < 32 && g < cols) g <<= 1;
+  return g;
+}
+
+// One warp per run (runs_of_sorted_keys): lane = (ps, cl), cl < gp over columns (tiles of gp), ps < P = 32 /
+// gp over the run's positions; lane partial sums in increasing position, added by a fixed xor butterfly.
 template <class T>
 __global__ void embedding_bag_backward_runs(const T* __restrict__ g, const int64_t* __restrict__ skey,
-                                            const int32_t* __restrict__ spos, const int64_t* __restrict__ bag,
-                                            const int64_t* __restrict__ off, int64_t B, int64_t L, int64_t D,
-                                            bool mean, const T* __restrict__ psw, double scale,
-                                            T* __restrict__ dw) {
+                                            const int32_t* __restrict__ spos,
+                                            const int32_t* __restrict__ starts,
+                                            const int32_t* __restrict__ nruns,
+                                            const int64_t* __restrict__ bag, const int64_t* __restrict__ off,
+                                            int64_t B, int64_t L, int64_t D, bool mean,
+                                            const T* __restrict__ psw, double scale, T* __restrict__ dw) {
   using A = acc_t<T>;
-  const int64_t total = L * D;
-  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
-       e += static_cast<int64_t>(blockDim.x) * gridDim.x) {
-    const int64_t c = e % D, j = e / D;
-    const int64_t v = skey[j];
-    if (j > 0 && skey[j - 1] == v) continue;  // not the first of its run
-    T* d = dw + v * D + c;
-    A acc = load(*d);
-    for (int64_t p = j; p < L && skey[p] == v; ++p) {
-      const int64_t l = spos[p], b = bag[l];
-      double sd = scale;
-      if (mean) sd = 1.0 / static_cast<double>(bag_end(off, b, B, L) - off[b]) * scale;
-      A s = static_cast<A>(sd);
-      if (psw) s *= load(psw[l]);
-      acc += s * load(g[b * D + c]);
+  const int lane = threadIdx.x & 31;
+  const int gp = lanes_per_position(D), P = 32 / gp, ps = lane / gp, cl = lane % gp;
+  const int32_t R = nruns[0];
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x / 32);
+  for (int64_t r = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / 32; r < R; r += warps) {
+    const int32_t j0 = starts[r], j1 = starts[r + 1];
+    T* row = dw + skey[j0] * D;
+    for (int64_t c0 = 0; c0 < D; c0 += gp) {  // uniform over the warp
+      const int64_t c = c0 + cl;
+      A acc = A(0);
+      if (c < D)
+        for (int32_t p = j0 + ps; p < j1; p += P) {
+          int64_t b;
+          const A s = position_scale<T>(spos[p], bag, off, B, L, mean, psw, scale, &b);
+          acc += s * load(g[b * D + c]);
+        }
+      for (int o = gp; o < 32; o <<= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+      if (ps == 0 && c < D) row[c] = store<T>(load(row[c]) + acc);
     }
-    *d = store<T>(acc);
   }
 }
 
 constexpr int kRowCache = 8;  // columns a lane keeps in registers: rows up to 256 wide are summed once
 
+// Row-wise Adagrad, one warp per run: lanes (ps, cl) with gp = the smallest power of two >= D / kRowCache
+// lanes over columns (cl + k gp, k < kRowCache, in registers) and P = 32 / gp over positions.
 template <class T>
-__global__ void embedding_bag_rowwise_adagrad_runs(const T* __restrict__ g, const int64_t* __restrict__ skey,
-                                                   const int32_t* __restrict__ spos,
-                                                   const int64_t* __restrict__ bag,
-                                                   const int64_t* __restrict__ off, int64_t B, int64_t L,
-                                                   int64_t D, bool mean, const T* __restrict__ psw, double lr,
-                                                   double eps, T* __restrict__ w, T* __restrict__ state) {
+__global__ void embedding_bag_rowwise_adagrad_runs(
+    const T* __restrict__ g, const int64_t* __restrict__ skey, const int32_t* __restrict__ spos,
+    const int32_t* __restrict__ starts, const int32_t* __restrict__ nruns, const int64_t* __restrict__ bag,
+    const int64_t* __restrict__ off, int64_t B, int64_t L, int64_t D, bool mean, const T* __restrict__ psw,
+    double lr, double eps, T* __restrict__ w, T* __restrict__ state) {
   using A = acc_t<T>;
   const int lane = threadIdx.x & 31;
+  const int gp = lanes_per_position((D + kRowCache - 1) / kRowCache), P = 32 / gp, ps = lane / gp,
+            cl = lane % gp;
+  const int32_t R = nruns[0];
   const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x / 32);
-  for (int64_t j = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / 32; j < L; j += warps) {
-    const int64_t v = skey[j];
-    if (j > 0 && skey[j - 1] == v) continue;  // not the first of its run (uniform over the warp)
+  for (int64_t r = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / 32; r < R; r += warps) {
+    const int32_t j0 = starts[r], j1 = starts[r + 1];
+    const int64_t v = skey[j0];
+    A cache[kRowCache];
+#pragma unroll
+    for (int k = 0; k < kRowCache; ++k) cache[k] = A(0);
+    for (int32_t p = j0 + ps; p < j1; p += P) {
+      int64_t b;
+      const A s = position_scale<T>(spos[p], bag, off, B, L, mean, psw, 1.0, &b);
+#pragma unroll
+      for (int k = 0; k < kRowCache; ++k) {
+        const int64_t c = k * gp + cl;
+        if (c < D) cache[k] += s * load(g[b * D + c]);
+      }
+    }
+    A sq = A(0);
+#pragma unroll
+    for (int k = 0; k < kRowCache; ++k) {
+      for (int o = gp; o < 32; o <<= 1) cache[k] += __shfl_xor_sync(0xffffffffu, cache[k], o);
+      sq += cache[k] * cache[k];  // zero for columns past D
+    }
+    // Rows wider than kRowCache * 32 (gp = 32, P = 1): the remaining columns' run sums, summed twice.
     auto run_sum = [&](int64_t c) {
       A acc = A(0);
-      for (int64_t p = j; p < L && skey[p] == v; ++p) {
-        const int64_t l = spos[p], b = bag[l];
-        double sd = 1.0;
-        if (mean) sd = 1.0 / static_cast<double>(bag_end(off, b, B, L) - off[b]);
-        A s = static_cast<A>(sd);
-        if (psw) s *= load(psw[l]);
+      for (int32_t p = j0; p < j1; ++p) {
+        int64_t b;
+        const A s = position_scale<T>(spos[p], bag, off, B, L, mean, psw, 1.0, &b);
         acc += s * load(g[b * D + c]);
       }
       return acc;
     };
-    A cache[kRowCache];
-    A sq = A(0);
-#pragma unroll
-    for (int k = 0; k < kRowCache; ++k) {
-      const int64_t c = k * 32 + lane;
-      cache[k] = c < D ? run_sum(c) : A(0);
-      sq += cache[k] * cache[k];
-    }
     for (int64_t c = kRowCache * 32 + lane; c < D; c += 32) {
       const A a = run_sum(c);
       sq += a * a;
     }
-    for (int o = 16; o > 0; o >>= 1) sq += __shfl_xor_sync(0xffffffffu, sq, o);
+    for (int o = 1; o < gp; o <<= 1) sq += __shfl_xor_sync(0xffffffffu, sq, o);
     const A sum = load(state[v]) + sq / static_cast<A>(D);
     const A step = static_cast<A>(lr) / (sqrt(sum) + static_cast<A>(eps));
     __syncwarp();
     if (lane == 0) state[v] = store<T>(sum);
     T* row = w + v * D;
+    if (ps == 0) {
 #pragma unroll
-    for (int k = 0; k < kRowCache; ++k) {
-      const int64_t c = k * 32 + lane;
-      if (c < D) row[c] = store<T>(load(row[c]) - step * cache[k]);
+      for (int k = 0; k < kRowCache; ++k) {
+        const int64_t c = k * gp + cl;
+        if (c < D) row[c] = store<T>(load(row[c]) - step * cache[k]);
+      }
     }
     for (int64_t c = kRowCache * 32 + lane; c < D; c += 32)
       row[c] = store<T>(load(row[c]) - step * run_sum(c));
@@ -179,9 +222,11 @@ template <class T>
 void backward_typed(const Tensor& grad, const SortedByKey& s, const Tensor& bag, const Tensor& offsets,
                     bool mean, const Tensor& psw, double scale, int64_t L, Tensor& dweight) {
   const int64_t D = dweight.shape()[1], B = offsets.numel();
-  embedding_bag_backward_runs<T><<<grid_for(L * D), kBlock, 0, current_stream()>>>(
-      ptr<T>(grad), ptr<int64_t>(s.keys), ptr<int32_t>(s.positions), ptr<int64_t>(bag), ptr<int64_t>(offsets),
-      B, L, D, mean, psw.defined() ? ptr<T>(psw) : nullptr, scale, ptr<T>(dweight));
+  const SortedRuns runs = runs_of_sorted_keys(ptr<int64_t>(s.keys), L, -1, dweight.device());
+  embedding_bag_backward_runs<T><<<grid_for(L * 32), kBlock, 0, current_stream()>>>(
+      ptr<T>(grad), ptr<int64_t>(s.keys), ptr<int32_t>(s.positions), ptr<int32_t>(runs.starts),
+      ptr<int32_t>(runs.count), ptr<int64_t>(bag), ptr<int64_t>(offsets), B, L, D, mean,
+      psw.defined() ? ptr<T>(psw) : nullptr, scale, ptr<T>(dweight));
   NABLA_CUDA_LAUNCH_CHECK();
 }
 
@@ -217,12 +262,13 @@ void embedding_bag_rowwise_adagrad_cuda(const Tensor& grad, const Tensor& indice
   const SortedByKey s =
       sort_positions_by_key(ptr<int64_t>(indices), L,
                             static_cast<int>(std::bit_width(static_cast<uint64_t>(V - 1))), weight.device());
+  const SortedRuns runs = runs_of_sorted_keys(ptr<int64_t>(s.keys), L, -1, weight.device());
   visit_cuda_float(weight.dtype(), "embedding_bag rowwise adagrad", [&](auto zero) {
     using T = decltype(zero);
     embedding_bag_rowwise_adagrad_runs<T><<<grid_for(L * 32), kBlock, 0, current_stream()>>>(
-        ptr<T>(grad), ptr<int64_t>(s.keys), ptr<int32_t>(s.positions), ptr<int64_t>(bag),
-        ptr<int64_t>(offsets), B, L, D, mode == BagMode::mean, psw.defined() ? ptr<T>(psw) : nullptr, lr, eps,
-        ptr<T>(weight), ptr<T>(state));
+        ptr<T>(grad), ptr<int64_t>(s.keys), ptr<int32_t>(s.positions), ptr<int32_t>(runs.starts),
+        ptr<int32_t>(runs.count), ptr<int64_t>(bag), ptr<int64_t>(offsets), B, L, D, mode == BagMode::mean,
+        psw.defined() ? ptr<T>(psw) : nullptr, lr, eps, ptr<T>(weight), ptr<T>(state));
     NABLA_CUDA_LAUNCH_CHECK();
   });
 }

@@ -407,6 +407,48 @@ void exclusive_scan_i32(int32_t* data, int64_t n, Device device) {
   NABLA_CUDA_LAUNCH_CHECK();
 }
 
+namespace {
+// head[j] = 1 when slot j starts a run (its key differs from the slot before) of a key below `skip`.
+__global__ void run_heads(const int64_t* __restrict__ skey, int64_t m, int64_t skip,
+                          int32_t* __restrict__ head) {
+  for (int64_t j = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; j < m;
+       j += static_cast<int64_t>(blockDim.x) * gridDim.x)
+    head[j] = skey[j] != skip && (j == 0 || skey[j - 1] != skey[j]) ? 1 : 0;
+}
+// rank = the exclusive scan of head: a head writes its slot at its rank; the last slot below `skip` writes
+// the end and the count.
+__global__ void run_starts(const int64_t* __restrict__ skey, const int32_t* __restrict__ rank, int64_t m,
+                           int64_t skip, int32_t* __restrict__ starts, int32_t* __restrict__ count) {
+  for (int64_t j = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; j < m;
+       j += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+    const int64_t key = skey[j];
+    if (key == skip) continue;
+    const bool head = j == 0 || skey[j - 1] != key;
+    if (head) starts[rank[j]] = static_cast<int32_t>(j);
+    if (j == m - 1 || skey[j + 1] == skip) {
+      const int32_t runs = rank[j] + (head ? 1 : 0);
+      starts[runs] = static_cast<int32_t>(j + 1);
+      count[0] = runs;
+    }
+  }
+}
+}  // namespace
+
+SortedRuns runs_of_sorted_keys(const int64_t* sorted_keys, int64_t m, int64_t skip, Device device) {
+  NABLA_CHECK(m >= 0 && m < INT32_MAX, "cuda runs_of_sorted_keys: ", m, " keys (at most 2^31 - 2)");
+  SortedRuns out{Tensor::empty({m + 1}, DType::i32, device), Tensor::empty({1}, DType::i32, device)};
+  NABLA_CUDA_CHECK(cudaMemsetAsync(out.count.data_ptr(), 0, sizeof(int32_t), current_stream()));
+  if (m == 0) return out;
+  Tensor rank = Tensor::empty({m}, DType::i32, device);
+  run_heads<<<grid_for(m), kBlock, 0, current_stream()>>>(sorted_keys, m, skip, ptr<int32_t>(rank));
+  NABLA_CUDA_LAUNCH_CHECK();
+  exclusive_scan_i32(ptr<int32_t>(rank), m, device);
+  run_starts<<<grid_for(m), kBlock, 0, current_stream()>>>(sorted_keys, ptr<int32_t>(rank), m, skip,
+                                                           ptr<int32_t>(out.starts), ptr<int32_t>(out.count));
+  NABLA_CUDA_LAUNCH_CHECK();
+  return out;
+}
+
 SortedByKey sort_positions_by_key(const int64_t* keys, int64_t m, int key_bits, Device device) {
   NABLA_CHECK(m >= 0 && m < INT32_MAX, "cuda sort: ", m, " keys (at most 2^31 - 2 are supported)");
   SortedByKey out{Tensor::empty({m}, DType::i64, device), Tensor::empty({m}, DType::i32, device)};

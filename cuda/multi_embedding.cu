@@ -14,20 +14,22 @@
 // reads: a bad id reads row 0 instead and the first one is reported to the op's asynchronous check
 // (engine/async_check.h); no separate index-check launch, nothing read back.
 //
-// Index arithmetic is 32-bit when the flat work count allows (2^30: DLRM's 65,536 x 26 x 32 float4 groups
-// is 54.5M), as 64-bit division is emulated on the GPU.
+// The forward's index arithmetic is 32-bit when the flat work count allows (2^30: DLRM's 65,536 x 26 x 32
+// float4 groups is 54.5M), as 64-bit division is emulated on the GPU.
 //
 // Backward, deterministic, no atomics (as embedding_bag's): the key of position l = (b Fc + fc) n + k is
 // first_row_fc + ids[b, f0 + fc, k], the tables' rows laid end to end (an out-of-range id gets the key
 // `total`, sorted last and skipped, and is reported when a check id is given); one stable radix sort
-// (cuda/sort.h) groups the positions of all tables by row; then one thread per (sorted slot, column group):
-// the first slot of each run of equal keys owns that row and adds its run in increasing l, i.e. increasing
-// b then k: the CPU kernel's order. Accumulation in f32 for 16-bit types, the row read once and written
-// once.
+// (cuda/sort.h) groups the positions of all tables by row, runs_of_sorted_keys finds where each run of
+// equal keys starts; then one warp per run: its lanes split the row's columns and, for rows narrower than
+// 32 column groups, the run's positions too (a Kaggle table of 3 rows takes 20,000 positions of a batch of
+// 65,536: one thread walking them alone took 11 ms), the lanes' partial sums added by a fixed butterfly, so
+// the result is deterministic (not bit-equal to the CPU kernel's sequential order). Accumulation in f32 for
+// 16-bit types, the row read once and written once.
 //
-// Row-wise Adagrad: the same keys and sort; then one warp per sorted slot, the first slot of each run owning
-// its row: G summed over the run per column (lanes over columns, up to kRowCache columns a lane kept in
-// registers), the squares reduced by a warp butterfly (deterministic), state and row updated once.
+// Row-wise Adagrad: the same keys, sort and runs; one warp per run, lanes over columns (up to kRowCache
+// columns a lane kept in registers) and positions, G summed over the run per column, the squares reduced
+// by a warp butterfly (deterministic), state and row updated once.
 #include <bit>
 #include <type_traits>
 
@@ -137,33 +139,63 @@ __global__ void multi_bag_keys(TableSet ts, const int64_t* __restrict__ ids, int
   }
 }
 
-template <class T, int V, class I>
+// Lanes of a warp that share one position of a run: the smallest power of two >= `groups` (column groups
+// of the row), at most 32; the other 32 / that lanes take further positions of the same run.
+__device__ __forceinline__ int lanes_per_position(int64_t groups) {
+  int g = 1;
+  while (g < 32 && g < groups) g <<= 1;
+  return g;
+}
+
+// One warp per run of equal keys (runs_of_sorted_keys): lane = (ps, cl), cl < gp over the row's column
+// groups of V, ps < P = 32 / gp over the run's positions (j0 + ps, j0 + ps + P, ...). Each lane sums its
+// positions in increasing order, then an xor butterfly over ps adds the P partial sums (the same tree on
+// every lane, so the result does not depend on scheduling) and ps = 0 adds scale times the sum into the row.
+// Rows wider than 32 groups loop over tiles of 32 groups (P = 1).
+template <class T, int V>
 __global__ void multi_bag_backward_runs(TableSet ts, const T* __restrict__ g,
                                         const int64_t* __restrict__ skey, const int32_t* __restrict__ spos,
-                                        int64_t L, int64_t Fc, int64_t n, int64_t f0, int64_t D, int64_t s0,
-                                        int64_t s1, int64_t total, double scale) {
+                                        const int32_t* __restrict__ starts, const int32_t* __restrict__ nruns,
+                                        int64_t Fc, int64_t n, int64_t f0, int64_t D, int64_t s0, int64_t s1,
+                                        double scale) {
   using A = acc_t<T>;
-  const I Dv = static_cast<I>(D / V), work = static_cast<I>(L) * Dv;
+  const int lane = threadIdx.x & 31;
+  const int64_t G = D / V;
+  const int gp = lanes_per_position(G), P = 32 / gp, ps = lane / gp, cl = lane % gp;
   const int32_t n32 = static_cast<int32_t>(n), Fc32 = static_cast<int32_t>(Fc);  // positions are 32-bit
   const A s = static_cast<A>(scale);
-  for (I e = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; e < work;
-       e += static_cast<I>(blockDim.x) * gridDim.x) {
-    const I cv = e % Dv;
-    const int64_t j = e / Dv;
-    const int64_t key = skey[j];
-    if (key == total || (j > 0 && skey[j - 1] == key)) continue;  // skipped, or not the first of its run
-    const int32_t fc = (spos[j] / n32) % Fc32;
-    T* d = static_cast<T*>(ts.w[fc]) + (key - ts.first_row[fc]) * D + cv * V;
-    A acc[V];
-    load_vec<T, V>(d, acc);
-    for (int64_t p = j; p < L && skey[p] == key; ++p) {
-      const int64_t b = spos[p] / n32 / Fc32;
-      A r[V];
-      load_vec<T, V>(g + b * s0 + (f0 + fc) * s1 + cv * V, r);
+  const int32_t R = nruns[0];
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x / 32);
+  for (int64_t r = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / 32; r < R; r += warps) {
+    const int32_t j0 = starts[r], j1 = starts[r + 1];
+    const int32_t fc = (spos[j0] / n32) % Fc32;
+    T* row = static_cast<T*>(ts.w[fc]) + (skey[j0] - ts.first_row[fc]) * D;
+    const T* gf = g + (f0 + fc) * s1;
+    for (int64_t c0 = 0; c0 < G; c0 += gp) {  // uniform over the warp
+      const int64_t cg = c0 + cl;
+      A acc[V];
 #pragma unroll
-      for (int i = 0; i < V; ++i) acc[i] += s * r[i];
+      for (int i = 0; i < V; ++i) acc[i] = A(0);
+      if (cg < G) {
+#pragma unroll 4
+        for (int32_t p = j0 + ps; p < j1; p += P) {
+          A v[V];
+          load_vec<T, V>(gf + static_cast<int64_t>(spos[p] / n32 / Fc32) * s0 + cg * V, v);
+#pragma unroll
+          for (int i = 0; i < V; ++i) acc[i] += v[i];
+        }
+      }
+      for (int o = gp; o < 32; o <<= 1)
+#pragma unroll
+        for (int i = 0; i < V; ++i) acc[i] += __shfl_xor_sync(0xffffffffu, acc[i], o);
+      if (ps == 0 && cg < G) {
+        A d[V];
+        load_vec<T, V>(row + cg * V, d);
+#pragma unroll
+        for (int i = 0; i < V; ++i) d[i] += s * acc[i];
+        store_vec<T, V>(row + cg * V, d);
+      }
     }
-    store_vec<T, V>(d, acc);
   }
 }
 
@@ -173,53 +205,74 @@ struct StateSet {
   void* s[kMaxTables];  // the accumulators [V_f] of the group's tables
 };
 
+// Row-wise Adagrad, one warp per run: lane = (ps, cl) as above with gp lanes over the row's columns
+// (column cl + k gp for k < kRowCache, kept in registers: gp = the smallest power of two >= D / kRowCache,
+// at most 32) and P = 32 / gp over the run's positions; the P partial sums added by an xor butterfly over ps,
+// the squares by one over cl (the same order on every lane); columns beyond kRowCache * 32 (rows wider than
+// 256) are summed again where they are applied.
 template <class T>
 __global__ void multi_bag_rowwise_adagrad_runs(TableSet ts, StateSet ss, const T* __restrict__ g,
                                                const int64_t* __restrict__ skey,
-                                               const int32_t* __restrict__ spos, int64_t L, int64_t Fc,
-                                               int64_t n, int64_t f0, int64_t D, int64_t s0, int64_t s1,
-                                               int64_t total, double scale, double lr, double eps) {
+                                               const int32_t* __restrict__ spos,
+                                               const int32_t* __restrict__ starts,
+                                               const int32_t* __restrict__ nruns, int64_t Fc, int64_t n,
+                                               int64_t f0, int64_t D, int64_t s0, int64_t s1, double scale,
+                                               double lr, double eps) {
   using A = acc_t<T>;
   const int lane = threadIdx.x & 31;
+  const int gp = lanes_per_position((D + kRowCache - 1) / kRowCache), P = 32 / gp, ps = lane / gp,
+            cl = lane % gp;
   const int32_t n32 = static_cast<int32_t>(n), Fc32 = static_cast<int32_t>(Fc);
   const A sc = static_cast<A>(scale);
+  const int32_t R = nruns[0];
   const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x / 32);
-  for (int64_t j = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / 32; j < L; j += warps) {
-    const int64_t key = skey[j];
-    if (key == total || (j > 0 && skey[j - 1] == key)) continue;  // uniform over the warp
-    const int32_t fc = (spos[j] / n32) % Fc32;
-    const int64_t v = key - ts.first_row[fc];
-    auto run_sum = [&](int64_t c) {
-      A acc = A(0);
-      for (int64_t p = j; p < L && skey[p] == key; ++p) {
-        const int64_t b = spos[p] / n32 / Fc32;
-        acc += sc * load(g[b * s0 + (f0 + fc) * s1 + c]);
-      }
-      return acc;
-    };
+  for (int64_t r = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / 32; r < R; r += warps) {
+    const int32_t j0 = starts[r], j1 = starts[r + 1];
+    const int32_t fc = (spos[j0] / n32) % Fc32;
+    const int64_t v = skey[j0] - ts.first_row[fc];
+    const T* gf = g + (f0 + fc) * s1;
     A cache[kRowCache];
+#pragma unroll
+    for (int k = 0; k < kRowCache; ++k) cache[k] = A(0);
+#pragma unroll 2
+    for (int32_t p = j0 + ps; p < j1; p += P) {
+      const T* gr = gf + static_cast<int64_t>(spos[p] / n32 / Fc32) * s0;
+#pragma unroll
+      for (int k = 0; k < kRowCache; ++k) {
+        const int64_t c = k * gp + cl;
+        if (c < D) cache[k] += load(gr[c]);
+      }
+    }
     A sq = A(0);
 #pragma unroll
     for (int k = 0; k < kRowCache; ++k) {
-      const int64_t c = k * 32 + lane;
-      cache[k] = c < D ? run_sum(c) : A(0);
-      sq += cache[k] * cache[k];
+      for (int o = gp; o < 32; o <<= 1) cache[k] += __shfl_xor_sync(0xffffffffu, cache[k], o);
+      cache[k] *= sc;
+      sq += cache[k] * cache[k];  // zero for columns past D
     }
+    // Rows wider than kRowCache * 32 (gp = 32, P = 1): the remaining columns' run sums, summed twice.
+    auto run_sum = [&](int64_t c) {
+      A acc = A(0);
+      for (int32_t p = j0; p < j1; ++p) acc += load(gf[static_cast<int64_t>(spos[p] / n32 / Fc32) * s0 + c]);
+      return sc * acc;
+    };
     for (int64_t c = kRowCache * 32 + lane; c < D; c += 32) {
       const A a = run_sum(c);
       sq += a * a;
     }
-    for (int o = 16; o > 0; o >>= 1) sq += __shfl_xor_sync(0xffffffffu, sq, o);
+    for (int o = 1; o < gp; o <<= 1) sq += __shfl_xor_sync(0xffffffffu, sq, o);
     T* state = static_cast<T*>(ss.s[fc]);
     const A sum = load(state[v]) + sq / static_cast<A>(D);
     const A step = static_cast<A>(lr) / (sqrt(sum) + static_cast<A>(eps));
     __syncwarp();
     if (lane == 0) state[v] = store<T>(sum);
     T* row = static_cast<T*>(ts.w[fc]) + v * D;
+    if (ps == 0) {
 #pragma unroll
-    for (int k = 0; k < kRowCache; ++k) {
-      const int64_t c = k * 32 + lane;
-      if (c < D) row[c] = store<T>(load(row[c]) - step * cache[k]);
+      for (int k = 0; k < kRowCache; ++k) {
+        const int64_t c = k * gp + cl;
+        if (c < D) row[c] = store<T>(load(row[c]) - step * cache[k]);
+      }
     }
     for (int64_t c = kRowCache * 32 + lane; c < D; c += 32)
       row[c] = store<T>(load(row[c]) - step * run_sum(c));
@@ -305,24 +358,21 @@ void backward_typed(const Tensor& grad, const Tensor& ids, double scale, uint32_
     NABLA_CUDA_LAUNCH_CHECK();
     const SortedByKey s = sort_positions_by_key(
         ptr<int64_t>(keys), L, static_cast<int>(std::bit_width(static_cast<uint64_t>(total))), grad.device());
-    auto launch = [&](auto v, auto index) {
+    const SortedRuns runs = runs_of_sorted_keys(ptr<int64_t>(s.keys), L, total, grad.device());
+    auto launch = [&](auto v) {
       constexpr int V = decltype(v)::value;
-      multi_bag_backward_runs<T, V, decltype(index)><<<grid_for(L * D / V), kBlock, 0, current_stream()>>>(
-          ts, ptr<T>(grad), ptr<int64_t>(s.keys), ptr<int32_t>(s.positions), L, Fc, n, f0, D, s0, s1, total,
-          scale);
+      multi_bag_backward_runs<T, V><<<grid_for(L * 32), kBlock, 0, current_stream()>>>(
+          ts, ptr<T>(grad), ptr<int64_t>(s.keys), ptr<int32_t>(s.positions), ptr<int32_t>(runs.starts),
+          ptr<int32_t>(runs.count), Fc, n, f0, D, s0, s1, scale);
     };
-    const bool small = L * D <= kIndex32;
     bool done = false;
     if constexpr (std::is_same_v<T, float>) {
       if (vec4) {
-        small ? launch(std::integral_constant<int, 4>{}, int32_t{})
-              : launch(std::integral_constant<int, 4>{}, int64_t{});
+        launch(std::integral_constant<int, 4>{});
         done = true;
       }
     }
-    if (!done)
-      small ? launch(std::integral_constant<int, 1>{}, int32_t{})
-            : launch(std::integral_constant<int, 1>{}, int64_t{});
+    if (!done) launch(std::integral_constant<int, 1>{});
     NABLA_CUDA_LAUNCH_CHECK();
   });
 }
@@ -357,11 +407,12 @@ void multi_embedding_bag_rowwise_adagrad_cuda(const Tensor& grad, const Tensor& 
     NABLA_CUDA_LAUNCH_CHECK();
     const SortedByKey s = sort_positions_by_key(
         ptr<int64_t>(keys), L, static_cast<int>(std::bit_width(static_cast<uint64_t>(total))), grad.device());
+    const SortedRuns runs = runs_of_sorted_keys(ptr<int64_t>(s.keys), L, total, grad.device());
     visit_cuda_float(grad.dtype(), "multi_embedding_bag rowwise adagrad", [&](auto zero) {
       using T = decltype(zero);
       multi_bag_rowwise_adagrad_runs<T><<<grid_for(L * 32), kBlock, 0, current_stream()>>>(
-          ts, ss, ptr<T>(grad), ptr<int64_t>(s.keys), ptr<int32_t>(s.positions), L, Fc, n, f0, D, s0, s1,
-          total, scale, lr, eps);
+          ts, ss, ptr<T>(grad), ptr<int64_t>(s.keys), ptr<int32_t>(s.positions), ptr<int32_t>(runs.starts),
+          ptr<int32_t>(runs.count), Fc, n, f0, D, s0, s1, scale, lr, eps);
       NABLA_CUDA_LAUNCH_CHECK();
     });
   });

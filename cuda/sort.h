@@ -27,4 +27,16 @@ SortedByKey sort_positions_by_key(const int64_t* keys, int64_t m, int key_bits, 
 
 void exclusive_scan_i32(int32_t* data, int64_t n, Device device);
 
+// The runs of equal keys in sorted keys (sort_positions_by_key's), found in parallel: starts[r] is the first
+// slot of run r for r < R, starts[R] one past the last slot whose key is below `skip` (keys equal to `skip`,
+// sorted last, belong to no run), and count[0] = R (0 when every key is `skip`). R stays on the device: the
+// kernels that use it read count[0] and stride over the runs, so nothing is read back. A kernel that gives
+// each run a warp (or more) no longer has one thread walk a run of thousands of equal keys alone (a table
+// of 3 rows at batch 65,536).
+struct SortedRuns {
+  Tensor starts;  // i32 [m + 1]
+  Tensor count;   // i32 [1]
+};
+SortedRuns runs_of_sorted_keys(const int64_t* sorted_keys, int64_t m, int64_t skip, Device device);
+
 }  // namespace nabla::cuda

@@ -416,11 +416,18 @@ EOF2
 fi
 
 # ---- 5f. DLRM training steps (models/dlrm.h) against the same model in PyTorch (benchmarks/dlrm_torch.py) -----
+# DLRM_PARTS: a comma list of main (the two batches, 26 x 100k tables), ab (the A/B rows), kaggle (Kaggle-sized
+# tables); default all three.
+DLRM_PARTS=${DLRM_PARTS:-main,ab,kaggle}
+dlrm_want() { [[ ",$DLRM_PARTS," == *",$1,"* ]]; }
 if want dlrm && [ -x "$BUILD/bench_dlrm" ]; then
+  if dlrm_want main; then
   run_step bench_dlrm 150 60 "$LOG/bench_dlrm.jsonl" "$BUILD/bench_dlrm"
   run_step dlrm_torch 150 0 "$LOG/dlrm_torch.jsonl" python3 benchmarks/dlrm_torch.py
   python3 scripts/dlrm_compare.py "DLRM 26 x 100k x 128, SGD, TF32" "$LOG/bench_dlrm.jsonl" \
     "$LOG/dlrm_torch.jsonl" | tee "$LOG/dlrm_compare.txt"
+  fi
+  if dlrm_want ab; then
   # The parts of the batch-65,536 step, A/B in the same call (docs/dlrm.md, "All tables at once"): the
   # per-table lookups, and linear's weight gradient without the row chunks.
   run_step bench_dlrm_ab 90 30 "$LOG/bench_dlrm_ab.jsonl" bash -c "'$BUILD/bench_dlrm' --batch 65536 --modes sparse \
@@ -439,15 +446,18 @@ for path in sys.argv[1:]:
                   "%.0f" % r["samples_per_s"] if "samples_per_s" in r else r.get("error", "-")[:40],
                   "%.2f" % r["ms_per_step"] if "ms_per_step" in r else "-"))
 EOF
+  fi
   # Kaggle-sized tables: the reference's 26 Kaggle cardinalities capped at 10M rows (--max-ind-range), 33.6M
   # rows x 16 (2.15 GB f32), the reference's Kaggle MLPs, both sides, dense and sparse tables, batches 2,048
   # and 65,536 (about 60 s in all; the tables are initialised on the device on the PyTorch side).
+  if dlrm_want kaggle; then
   KAGGLE_ARGS="--sizes kaggle --dim 16 --bottom 13-512-256-64-16 --top 512-256-1"
   run_step bench_dlrm_kaggle 75 30 "$LOG/bench_dlrm_kaggle.jsonl" "$BUILD/bench_dlrm" $KAGGLE_ARGS
   run_step dlrm_torch_kaggle 75 0 "$LOG/dlrm_torch_kaggle.jsonl" python3 benchmarks/dlrm_torch.py $KAGGLE_ARGS
   python3 scripts/dlrm_compare.py --init \
     "DLRM Kaggle tables (26, 33,631,350 rows x 16), MLPs 13-512-256-64-16 / 512-256-1, SGD, TF32" \
     "$LOG/bench_dlrm_kaggle.jsonl" "$LOG/dlrm_torch_kaggle.jsonl" | tee -a "$LOG/dlrm_compare.txt"
+  fi
 fi
 
 # ---- 5g. GPT-2 124M (models/gpt.h): training step and generation against plain PyTorch -------------------------

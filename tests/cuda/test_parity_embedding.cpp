@@ -112,6 +112,25 @@ NABLA_PARITY(embedding_bag, fixed_bags_dlrm_shape) {
   EXPECT_PARITY([](In in) { return embedding_bag(in[0], in[1], BagMode::mean); },
                 {parity_randn({100, 33}), rand_ids(100, {64, 4}, DType::i32)});
 }
+NABLA_PARITY(embedding_bag, long_runs_narrow_rows) {
+  // A table of 3 rows at 8,192 lookups (runs ~2,700 long, split over a warp's lanes) for D 16 and 5, sum and
+  // mean bags of 2; then row-wise Adagrad on the same shapes (D 16: 2 lanes a position).
+  for (int64_t D : {16, 5}) {
+    EXPECT_PARITY([](In in) { return embedding_bag(in[0], in[1], BagMode::sum); },
+                  {parity_randn({3, D}), rand_ids(3, {8192, 1})}, {.atol = 2e-3, .rtol = 1e-4});
+    EXPECT_PARITY([](In in) { return embedding_bag(in[0], in[1], BagMode::mean); },
+                  {parity_randn({3, D}), rand_ids(3, {4096, 2})}, {.atol = 2e-3, .rtol = 1e-4});
+    EXPECT_PARITY(
+        [](In in) {
+          Tensor t = in[0].detach().clone();
+          Tensor st = zeros({3}, {.device = in[0].device()});
+          embedding_bag_sparse_rowwise_adagrad_(t, st, in[1], Tensor(), BagMode::sum, in[2].detach(), 0.1);
+          return cat({t.reshape({-1}), st}, 0);
+        },
+        {parity_randn({3, D}, false), rand_ids(3, {8192, 1}), parity_randn({8192, D}, false)},
+        {.atol = 1e-3, .rtol = 1e-4, .check_grads = false});
+  }
+}
 NABLA_PARITY(embedding_bag, sparse_sgd_update) {
   // In place on a copy of the table: the rows of the batch move by -lr * their gradient, the rest stay.
   EXPECT_PARITY(

@@ -2,7 +2,8 @@
 // DLRM's shape (many tables of one id per row, D 128: the float4 path, with the prefix slot), odd widths
 // (the scalar path), bags of 3 with mean, i32 ids, more tables than one launch takes (kMaxTables = 64: two
 // groups), f64; the sparse SGD on a strided gradient; row-wise Adagrad over three steps (and on 70 tables
-// 300 wide); and a bad id reported at the next synchronisation.
+// 300 wide); runs thousands long (Kaggle's 3-row tables) in the backward and row-wise Adagrad; and a bad
+// id reported at the next synchronisation.
 #include "ops/multi_embedding.h"
 #include "parity.h"
 
@@ -118,6 +119,54 @@ NABLA_PARITY(multi_embedding_bag, sparse_rowwise_adagrad_three_steps) {
         return cat(parts, 0);
       },
       inputs, {.atol = 1e-4, .rtol = 1e-4, .check_grads = false});
+}
+
+NABLA_PARITY(multi_embedding_bag, kaggle_like_long_runs) {
+  // Kaggle's smallest tables (3, 4 and 10 rows) next to a larger one at batch 8,192: runs of up to ~2,700
+  // equal ids, which one warp's lanes split over positions (D 16: 4 float4 groups, 8 positions at a time;
+  // D 12: 3 groups of a 4-lane slot). Values and table gradients, sum and mean.
+  const std::vector<int64_t> rows{3, 4, 10, 2000};
+  for (int64_t D : {16, 12}) {
+    std::vector<Tensor> inputs;
+    for (int64_t r : rows) inputs.push_back(parity_randn({r, D}));
+    inputs.push_back(table_ids(rows, 8192, 1));
+    EXPECT_PARITY([](In in) { return multi_embedding_bag(take(in, 4), in[4], BagMode::sum); }, inputs,
+                  {.atol = 2e-3, .rtol = 1e-4});
+    // Fresh tables: the CPU inputs keep the gradients of the call above (the GPU copies are new each call).
+    for (size_t f = 0; f < rows.size(); ++f) inputs[f] = parity_randn({rows[f], D});
+    inputs[4] = table_ids(rows, 1024, 3);
+    EXPECT_PARITY([](In in) { return multi_embedding_bag(take(in, 4), in[4], BagMode::mean); }, inputs,
+                  {.atol = 2e-3, .rtol = 1e-4});
+  }
+}
+NABLA_PARITY(multi_embedding_bag, rowwise_adagrad_long_runs_narrow_rows) {
+  // Row-wise Adagrad where runs are thousands long and rows narrow: D 16 (2 lanes a position, 16 positions
+  // at a time), D 40 (8 lanes, 4 positions), D 1 (32 positions); two steps, tables and accumulators.
+  const std::vector<int64_t> rows{3, 4, 10, 2000};
+  for (int64_t D : {16, 40, 1}) {
+    std::vector<Tensor> inputs;
+    for (int64_t r : rows) inputs.push_back(parity_randn({r, D}, false));
+    inputs.push_back(table_ids(rows, 8192, 1));
+    inputs.push_back(table_ids(rows, 8192, 1));
+    inputs.push_back(parity_randn({8192, 4, D}, false));
+    inputs.push_back(parity_randn({8192, 4, D}, false));
+    EXPECT_PARITY(
+        [rows](In in) {
+          std::vector<Tensor> t, st;
+          for (int f = 0; f < 4; ++f) {
+            t.push_back(in[f].detach().clone());
+            st.push_back(zeros({rows[f]}, {.device = in[0].device()}));
+          }
+          for (int k = 0; k < 2; ++k)
+            multi_embedding_bag_sparse_rowwise_adagrad_(t, st, in[4 + k], BagMode::sum, in[6 + k].detach(),
+                                                        0.05);
+          std::vector<Tensor> parts;
+          for (int f = 0; f < 4; ++f) parts.push_back(t[f].reshape({-1}));
+          for (int f = 0; f < 4; ++f) parts.push_back(st[f]);
+          return cat(parts, 0);
+        },
+        inputs, {.atol = 1e-3, .rtol = 1e-4, .check_grads = false});
+  }
 }
 
 TEST(MultiEmbeddingBagCuda, BadIdIsReportedAtTheNextSynchronisationNamingTheTable) {
