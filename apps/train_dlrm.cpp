@@ -8,8 +8,25 @@
 // Data: the reference's split (data/criteo.h: days 0..D-2 train, the last day halved into test and
 // validation). The batches are shuffled per epoch from --seed (a pure function of seed and epoch), so a
 // checkpoint's loader position resumes exactly. With W data-parallel ranks (mpirun), each takes its 1/W
-// slice of every global batch; the tables are replicated (the hybrid-parallel model with sharded tables is
-// dist/sharded_embedding.h).
+// slice of every global batch; the tables are replicated.
+//
+// --model-parallel: the hybrid-parallel model (dist/sharded_embedding.h, the DLRM paper's and TorchRec's):
+// the tables sharded over the W ranks (whole tables round robin; --row-wise-min-rows N splits the tables of
+// at least N rows by rows over all ranks), one all_to_all of the looked-up vectors each way, the MLPs
+// data-parallel; each rank still takes its 1/W slice of every global batch. It starts from the parameters
+// the plain model has under the same --seed and trains as the plain model on the global batch (equal up to
+// f32 summation order; W = 1 is the plain model computed table by table). The logged loss is the global
+// batch's mean (the ranks' means averaged). Evaluation runs through the sharded model (every eval batch
+// split over the ranks, the last rows padded by repeating the last; the probabilities all-gathered in row
+// order), so AUC and log loss are over exactly the validation rows, as the plain run's. Checkpoints are
+// per-rank shards (decision): rank 0 writes --checkpoint FILE, rank r > 0 FILE.rank<r>, each its local model
+// (its tables or rows, their row-wise Adagrad accumulators, the MLPs), its optimizer state and the same
+// run state, with the sharding in the metadata (model_parallel_world, model_parallel_rank,
+// row_wise_min_rows). No rank ever holds the whole tables (the point of sharding), and every optimizer's
+// state stays with its shard. --resume FILE continues exactly under the same W and --row-wise-min-rows (a
+// checkpoint of another layout is refused, naming it); with W = 1 the one file is a plain checkpoint, so
+// plain and --model-parallel runs resume each other. Not with --optimizer vr-sgd (its GSNR partitions run
+// through the data-parallel step): exit 2.
 //
 // --sparse: the tables are updated in the backward on the batch's rows only, by sparse SGD (--optimizer sgd)
 // or row-wise Adagrad (--optimizer adagrad: one accumulator per row, TorchRec's / the reference's
@@ -20,6 +37,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -34,8 +52,10 @@
 #include "apps/common/train_step.h"
 #include "data/criteo.h"
 #include "data/criteo_synthetic.h"
+#include "dist/sharded_embedding.h"
 #include "models/dlrm.h"
 #include "nabla.h"
+#include "ops/autocast.h"
 
 using namespace nabla;
 namespace criteo = nabla::data::criteo;
@@ -47,9 +67,9 @@ struct Options {
   std::string data, data_path, prepare, arch, mlp_bot, mlp_top, interaction, optimizer, schedule, eval_rows;
   int64_t synthetic_rows, synthetic_cap, hash_size, embedding_dim;
   int64_t epochs, max_steps, batch_size, eval_batch_size, eval_every, limit_val, warmup_steps;
-  int64_t gsnr_partitions;
+  int64_t gsnr_partitions, row_wise_min_rows;
   double lr, gsnr_gamma, weight_decay;
-  bool self_interaction, sparse;
+  bool self_interaction, sparse, model_parallel;
   apps::RunOptions run;
 };
 
@@ -102,10 +122,8 @@ models::DlrmConfig make_config(const Options& o, const std::vector<int64_t>& tab
   return c;
 }
 
-std::unique_ptr<optim::Optimizer> make_optimizer(const Options& o, const models::Dlrm& model) {
-  NamedTensors named = o.sparse ? model.dense_parameters() : model.named_parameters();
-  std::vector<Tensor> params;
-  for (auto& [n, t] : named) params.push_back(t);
+// params: what the optimizer updates (sparse tables: the MLPs only; --model-parallel: this rank's).
+std::unique_ptr<optim::Optimizer> make_optimizer(const Options& o, const std::vector<Tensor>& params) {
   std::vector<optim::ParamGroup> groups{{.params = params, .lr = o.lr, .weight_decay = o.weight_decay}};
   if (o.optimizer == "vr-sgd")
     return vrgd::make_vr_optimizer(
@@ -145,6 +163,87 @@ EvalResult evaluate(models::Dlrm& model, std::shared_ptr<const criteo::BinaryFil
   return r;
 }
 
+// The same through the sharded model (every rank calls it): each eval batch of n rows is split over the W
+// ranks, ceil(n / W) rows each (the last rows padded by repeating row n - 1), and the probabilities are
+// all-gathered in row order, so every rank scores exactly the n rows, in the plain evaluation's order.
+EvalResult evaluate_sharded(dist::ShardedDlrm& sharded, dist::Communicator& comm,
+                            std::shared_ptr<const criteo::BinaryFile> file, criteo::RowRange range,
+                            int64_t batch, Device dev) {
+  EvalResult r;
+  if (range.size() <= 0) return r;
+  NoGradGuard ng;
+  sharded.model().eval();
+  const int64_t W = comm.world_size(), rank = comm.rank();
+  criteo::CriteoLoader loader(file, range, {.batch_size = batch});
+  std::vector<float> scores, labels;
+  while (auto b = loader.next()) {
+    const int64_t n = b->labels.numel(), per = (n + W - 1) / W;
+    std::vector<double> rows(per);
+    for (int64_t i = 0; i < per; ++i) rows[i] = static_cast<double>(std::min(rank * per + i, n - 1));
+    Tensor idx = from_vector(rows, {per}, {.dtype = DType::i64});
+    Tensor p = sigmoid(sharded.forward(index_select(b->dense, 0, idx).to(dev),
+                                       index_select(b->sparse, 0, idx).to(dev)))
+                   .to(Device::cpu())
+                   .contiguous();
+    if (W > 1) p = comm.all_gather(p).reshape({W * per}).contiguous();
+    const float* pp = p.data<float>();
+    const float* pl = b->labels.contiguous().data<float>();
+    scores.insert(scores.end(), pp, pp + n);
+    labels.insert(labels.end(), pl, pl + n);
+  }
+  sharded.model().train();
+  r.rows = static_cast<int64_t>(scores.size());
+  r.auc = metrics::roc_auc(std::span<const float>(scores), std::span<const float>(labels));
+  r.log_loss = metrics::log_loss(std::span<const float>(scores), std::span<const float>(labels));
+  return r;
+}
+
+// --model-parallel checkpoints: rank 0 writes FILE, rank r > 0 FILE.rank<r> (see the file comment).
+std::string shard_path(const std::string& path, int rank) {
+  return rank == 0 ? path : str_cat(path, ".rank", rank);
+}
+
+// A checkpoint's metadata, read from its header alone (the tensors may be large).
+std::map<std::string, std::string> checkpoint_metadata(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  uint64_t n = 0;
+  in.read(reinterpret_cast<char*>(&n), 8);
+  NABLA_CHECK(in && n > 0 && n < (uint64_t{1} << 30), "checkpoint ", path, ": not a safetensors file");
+  std::string header(n, '\0');
+  in.read(header.data(), static_cast<std::streamsize>(n));
+  NABLA_CHECK(in, "checkpoint ", path, ": truncated header");
+  std::map<std::string, std::string> out;
+  auto j = nlohmann::json::parse(header, nullptr, /*allow_exceptions=*/false);
+  NABLA_CHECK(j.is_object(), "checkpoint ", path, ": its header is not JSON");
+  if (j.contains("__metadata__") && j["__metadata__"].is_object())
+    for (auto& [k, v] : j["__metadata__"].items())
+      if (v.is_string()) out[k] = v.get<std::string>();
+  return out;
+}
+
+// Whether the checkpoint's sharding is this run's: the world size and the row-wise threshold (absent: a
+// plain checkpoint, which a --model-parallel run on one process reads as its own), and the rank.
+void check_checkpoint_layout(const std::string& path, int64_t world, int64_t rank,
+                             int64_t row_wise_min_rows) {
+  const auto meta = checkpoint_metadata(path);
+  auto field = [&](const char* key, int64_t dflt) {
+    auto it = meta.find(key);
+    return it == meta.end() ? dflt : std::stoll(it->second);
+  };
+  const int64_t w = field("model_parallel_world", 1), r = field("model_parallel_rank", 0),
+                rw = field("row_wise_min_rows", 0);
+  NABLA_CHECK(w == world && r == rank && (world == 1 || rw == row_wise_min_rows), "checkpoint ", path,
+              ": written by ",
+              w > 1 ? str_cat("rank ", r, " of a --model-parallel run on ", w, " ranks (--row-wise-min-rows ",
+                              rw, ")")
+                    : std::string("one process (tables whole)"),
+              "; this run is ",
+              world > 1 ? str_cat("rank ", rank, " of --model-parallel on ", world,
+                                  " ranks (--row-wise-min-rows ", row_wise_min_rows, ")")
+                        : std::string("one process with whole tables"),
+              ": resume it with the same number of ranks and sharding options");
+}
+
 void check_options(const Options& o, const apps::OptionSet& cli) {
   apps::check_run_options(o.run);
   NABLA_CHECK(o.data == "synthetic" || !o.data_path.empty(), "--data ", o.data, " needs --data-path FILE");
@@ -158,6 +257,12 @@ void check_options(const Options& o, const apps::OptionSet& cli) {
   NABLA_CHECK(!o.sparse || o.weight_decay == 0,
               "--sparse: the sparse table updates have no weight decay (got --weight-decay ", o.weight_decay,
               ")");
+  NABLA_CHECK(
+      !o.model_parallel || o.optimizer != "vr-sgd",
+      "--model-parallel takes --optimizer sgd or adagrad; got --optimizer vr-sgd (its GSNR partitions run "
+      "through the data-parallel step, which would average the sharded tables' gradients)");
+  NABLA_CHECK(o.model_parallel || o.row_wise_min_rows == 0, "--row-wise-min-rows ", o.row_wise_min_rows,
+              " splits tables over the ranks of --model-parallel; add --model-parallel or drop it");
   if (!o.mlp_bot.empty()) (void)models::parse_mlp(o.mlp_bot, "--mlp-bot");
   if (!o.mlp_top.empty()) (void)models::parse_mlp(o.mlp_top, "--mlp-top");
   (void)optim::Schedule::parse(o.schedule,
@@ -203,6 +308,15 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
   cli.add_switch("sparse", &o.sparse,
                  "tables updated in the backward, only the batch's rows (no dense table gradients): "
                  "sparse SGD with --optimizer sgd, row-wise Adagrad with --optimizer adagrad");
+  cli.add_switch(
+      "model-parallel", &o.model_parallel,
+      "hybrid parallel under mpirun: the tables sharded over the ranks (whole tables round robin), "
+      "all_to_all of the looked-up vectors, MLPs data-parallel; checkpoints: one shard per rank "
+      "(FILE, FILE.rank1, ..); sgd or adagrad");
+  cli.add("row-wise-min-rows", &o.row_wise_min_rows, 0,
+          "--model-parallel: split the tables of at least N rows by rows over all ranks (0: none)")
+      .non_negative()
+      .unit("rows");
   cli.section("Training");
   cli.add("epochs", &o.epochs, 1, "passes over the training rows").positive();
   cli.add("max-steps", &o.max_steps, 0, "stop after this many steps (0: no limit)")
@@ -246,6 +360,8 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
       "VR-SGD at large batch on synthetic Criteo");
   cli.example("--sparse --checkpoint ck.safetensors --eval-every 100 --metrics run.jsonl",
               "sparse tables, checkpoints and JSON lines");
+  cli.example("--model-parallel --row-wise-min-rows 500 --sparse --optimizer adagrad --lr 0.05",
+              "under mpirun -np 2: tables sharded over the ranks, the large ones by rows");
   return cli.parse(argc, argv, [&] { check_options(o, cli); });
 }
 
@@ -269,14 +385,34 @@ int run(Options& o) {
     return 0;
   }
   const int64_t global_batch = o.batch_size;
+  const std::string checkpoint = o.run.checkpoint;      // Run::start clears it on ranks other than 0
   apps::Run r = apps::Run::start(o.run, o.batch_size);  // o.batch_size becomes this rank's share
   const dist::Session& ds = r.session();
   const Device dev = r.device();
-  NABLA_CHECK(
-      !o.sparse || ds.world_size() == 1,
-      "--sparse: the sparse tables are updated in each rank's backward, "
-      "which replicated data-parallel tables cannot average; run one process (the hybrid-parallel model "
-      "with sharded tables is dist/sharded_embedding.h)");
+  if (o.sparse && ds.world_size() > 1 && !o.model_parallel) {
+    std::fprintf(stderr,
+                 "train_dlrm: --sparse on %d ranks needs --model-parallel: the sparse tables are updated in "
+                 "each rank's backward, which replicated data-parallel tables cannot average\n",
+                 ds.world_size());
+    return apps::kExitUsage;
+  }
+  // --model-parallel: the communicator (one of a single process when not under mpirun).
+  std::shared_ptr<dist::Communicator> comm = ds.communicator();
+  if (o.model_parallel && !comm)
+    comm = std::make_shared<dist::Communicator>(dist::LaunchEnv{}, nullptr, nullptr);
+  const std::string my_checkpoint =
+      checkpoint.empty() ? std::string() : shard_path(checkpoint, o.model_parallel ? ds.rank() : 0);
+  const std::string my_resume =
+      o.run.resume.empty() ? std::string() : shard_path(o.run.resume, o.model_parallel ? ds.rank() : 0);
+  if (o.model_parallel && ds.rank() > 0 && !my_checkpoint.empty() &&
+      apps::remove_stale_temporary(my_checkpoint))
+    std::fprintf(stderr, "note: removed %s.tmp, left by a run stopped while writing it\n",
+                 my_checkpoint.c_str());
+  if (!my_resume.empty()) {
+    apps::check_checkpoint_file(my_resume, "--resume");
+    check_checkpoint_layout(my_resume, o.model_parallel ? ds.world_size() : 1,
+                            o.model_parallel ? ds.rank() : 0, o.row_wise_min_rows);
+  }
 
   // data
   const std::string path = prepare_data(o, r.is_main());
@@ -298,14 +434,36 @@ int run(Options& o) {
       {.batch_size = global_batch, .shuffle = true, .drop_last = true, .seed = o.run.seed});
 
   // model, optimizer, step
-  auto model = std::make_shared<models::Dlrm>(make_config(o, file->header().table_sizes));
+  const models::DlrmConfig config = make_config(o, file->header().table_sizes);
+  std::shared_ptr<models::Dlrm> model;         // the plain model, or this rank's part of the sharded one
+  std::unique_ptr<dist::ShardedDlrm> sharded;  // --model-parallel
+  std::vector<Tensor> params;                  // what the optimizer updates
+  int64_t num_parameters = 0;                  // of the whole model
+  if (o.model_parallel) {
+    dist::ShardingOptions so;
+    if (o.row_wise_min_rows > 0) so.row_wise_min_rows = o.row_wise_min_rows;
+    sharded = std::make_unique<dist::ShardedDlrm>(config, *comm, so);  // the plain model's start (same seed)
+    model = std::shared_ptr<models::Dlrm>(&sharded->model(), [](models::Dlrm*) {});
+    params = sharded->parameters();
+    for (auto& [n, t] : model->dense_parameters()) num_parameters += t.numel();
+    for (int64_t v : config.table_sizes) num_parameters += v * config.embedding_dim;
+  } else {
+    model = std::make_shared<models::Dlrm>(config);
+    for (auto& [n, t] : (o.sparse ? model->dense_parameters() : model->named_parameters()))
+      params.push_back(t);
+    num_parameters = model->num_parameters();
+  }
   model->to(dev);
-  auto optimizer = make_optimizer(o, *model);
+  auto optimizer = make_optimizer(o, params);
   apps::ForwardFn forward = [](nn::Module& m, const Tensor& x, const Tensor& y) {
     return apps::ForwardOutput{binary_cross_entropy_with_logits(m.forward(x), y), Tensor()};
   };
-  apps::TrainStep train_step(*model, *optimizer, ds, forward,
-                             {.amp = r.amp(), .vr_partitions = o.gsnr_partitions});
+  // (--model-parallel steps without it: its data-parallel wrapper would average the sharded tables)
+  std::unique_ptr<apps::TrainStep> train_step_ptr;
+  if (!o.model_parallel)
+    train_step_ptr = std::make_unique<apps::TrainStep>(
+        *model, *optimizer, ds, forward,
+        apps::StepOptions{.amp = r.amp(), .vr_partitions = o.gsnr_partitions});
   const int64_t steps_per_epoch = loader.num_batches();
   const int64_t total = apps::total_steps(steps_per_epoch, o.epochs, o.max_steps);
   const int64_t warmup = std::min(o.warmup_steps, total / 2);
@@ -313,12 +471,37 @@ int run(Options& o) {
       optim::Schedule::parse(o.schedule, {.base_lr = o.lr, .total_steps = total, .warmup_steps = warmup});
   if (r.is_main()) {
     std::printf("DLRM %s | %s parameters | %s: %lld train, %lld %s rows | %lld steps/epoch | %s, %s\n",
-                model->config().describe().c_str(),
-                apps::with_commas(double(model->num_parameters())).c_str(), path.c_str(),
+                config.describe().c_str(), apps::with_commas(double(num_parameters)).c_str(), path.c_str(),
                 static_cast<long long>(split.train.size()), static_cast<long long>(val.size()),
                 o.eval_rows.c_str(), static_cast<long long>(steps_per_epoch), optimizer->name().c_str(),
                 schedule.str().c_str());
-    if (train_step.is_vr()) std::printf("%s\n", train_step.describe(o.batch_size).c_str());
+    if (train_step_ptr && train_step_ptr->is_vr())
+      std::printf("%s\n", train_step_ptr->describe(o.batch_size).c_str());
+    std::fflush(stdout);
+  }
+  if (sharded) {  // the plan, and how many table rows each rank holds
+    int64_t whole_tables = 0, split = 0, rows = 0, most = 0;
+    for (int64_t f = 0; f < config.num_tables(); ++f) {
+      whole_tables += !sharded->row_wise(f);
+      split += sharded->row_wise(f);
+      rows += sharded->owns(f)       ? config.table_sizes[f]
+              : sharded->row_wise(f) ? sharded->row_end(f) - sharded->row_begin(f)
+                                     : 0;
+    }
+    std::vector<double> held(ds.world_size(), 0.0);
+    held[ds.rank()] = static_cast<double>(rows);
+    ds.sum_vector(held);
+    for (double h : held) most = std::max(most, static_cast<int64_t>(h));
+    int64_t all = 0;
+    for (int64_t v : config.table_sizes) all += v;
+    if (r.is_main())
+      std::printf(
+          "model-parallel: %d rank%s | %lld tables whole (round robin), %lld split by rows%s | at most "
+          "%s of %s table rows per rank | MLPs data-parallel\n",
+          ds.world_size(), ds.world_size() == 1 ? "" : "s", static_cast<long long>(whole_tables),
+          static_cast<long long>(split),
+          o.row_wise_min_rows > 0 ? str_cat(" (>= ", o.row_wise_min_rows, " rows)").c_str() : "",
+          apps::with_commas(double(most)).c_str(), apps::with_commas(double(all)).c_str());
     std::fflush(stdout);
   }
 
@@ -334,7 +517,31 @@ int run(Options& o) {
           o.eval_rows.c_str(), teacher->auc, teacher->log_loss);
   }
 
-  apps::TrainState state = r.resume(*model, *optimizer, steps_per_epoch, o.epochs);
+  apps::TrainState state;
+  if (!o.model_parallel) {
+    state = r.resume(*model, *optimizer, steps_per_epoch, o.epochs);
+  } else {  // Run::resume's steps on this rank's shard
+    state.rng = default_generator();
+    if (!my_resume.empty()) {
+      const uint64_t init_offset = default_generator().offset;
+      state = apps::load_checkpoint(my_resume, *model, *optimizer);
+      apps::check_against_run(my_resume, state, steps_per_epoch, o.epochs, o.run.seed, init_offset);
+      default_generator() = state.rng;
+      int64_t steps = state.step;  // the shards must come from the same save
+      ds.sum(steps);
+      NABLA_CHECK(steps == state.step * ds.world_size(), "--resume ", o.run.resume,
+                  ": the ranks' shards were written at different steps (this rank's ", my_resume, ": step ",
+                  state.step, ")");
+      if (r.is_main())
+        std::printf("resumed from %s (%d shard%s) at step %lld (epoch %lld, batch %lld)\n",
+                    o.run.resume.c_str(), ds.world_size(), ds.world_size() == 1 ? "" : "s",
+                    static_cast<long long>(state.step), static_cast<long long>(state.loader.epoch),
+                    static_cast<long long>(state.loader.batch));
+    }
+    state.extra["model_parallel_world"] = std::to_string(ds.world_size());
+    state.extra["model_parallel_rank"] = std::to_string(ds.rank());
+    state.extra["row_wise_min_rows"] = std::to_string(o.row_wise_min_rows);
+  }
   loader.set_position(state.loader);
   state.extra["model"] = "dlrm";
   state.extra["data"] = path;
@@ -344,10 +551,25 @@ int run(Options& o) {
     state.loader = loader.position();
     state.rng = default_generator();
     state.epoch = loader.position().epoch;
-    r.save(*model, *optimizer, state);
+    if (!o.model_parallel) return r.save(*model, *optimizer, state);
+    if (my_checkpoint.empty()) return;
+    apps::save_checkpoint(my_checkpoint, *model, *optimizer, state);  // every rank its shard
+    int64_t written = 1;
+    ds.sum(written);  // rank 0 reports once all shards are there
+    if (r.is_main())
+      std::printf(
+          "checkpoint written to %s%s\n", checkpoint.c_str(),
+          ds.world_size() > 1
+              ? str_cat(" and ", checkpoint, ".rank1",
+                        ds.world_size() > 2 ? str_cat(" .. .rank", ds.world_size() - 1) : std::string(),
+                        " (one shard per rank)")
+                    .c_str()
+              : "");
+    std::fflush(stdout);
   };
   auto eval_and_log = [&](int64_t step) {
-    EvalResult e = evaluate(*model, file, val, o.eval_batch_size, dev);
+    EvalResult e = sharded ? evaluate_sharded(*sharded, *comm, file, val, o.eval_batch_size, dev)
+                           : evaluate(*model, file, val, o.eval_batch_size, dev);
     if (!r.is_main()) return;
     log.finish_line();
     char gap[96] = "";
@@ -380,12 +602,32 @@ int run(Options& o) {
     }
     const double lr = schedule.lr_at(step);
     model->set_sparse_lr(lr);
-    const bool stats = train_step.is_vr() && log.records(step + 1);
-    const apps::StepResult s =
-        train_step.run(models::dlrm_pack(dense, sparse).to(dev), labels.contiguous().to(dev), lr, stats);
-    apps::check_loss(s.loss, ++step, o.run.allow_nonfinite);
-    if (stats) log.write(train_step.gsnr_record(step));
-    log.step(step, b->epoch, s.loss, lr, local * world,
+    double loss = 0;
+    if (sharded) {  // forward (all_to_all), backward (all_to_all back), MLP gradients averaged, step
+      optimizer->set_lr(lr);
+      optimizer->zero_grad();
+      Tensor l;
+      {
+        AutocastGuard autocast(DType::bf16, r.amp());
+        l = binary_cross_entropy_with_logits(sharded->forward(dense.to(dev), sparse.to(dev)),
+                                             labels.contiguous().to(dev));
+      }
+      l.backward();
+      sharded->finish_backward();
+      optimizer->step();
+      Tensor mean = l.detach().to(Device::cpu()).to(DType::f64).reshape({1}).contiguous();
+      if (world > 1) comm->all_reduce(mean, dist::ReduceOp::avg);  // the global batch's mean loss
+      loss = mean.item();
+    } else {
+      apps::TrainStep& train_step = *train_step_ptr;
+      const bool stats = train_step.is_vr() && log.records(step + 1);
+      const apps::StepResult s =
+          train_step.run(models::dlrm_pack(dense, sparse).to(dev), labels.contiguous().to(dev), lr, stats);
+      loss = s.loss;
+      if (stats) log.write(train_step.gsnr_record(step + 1));
+    }
+    apps::check_loss(loss, ++step, o.run.allow_nonfinite);
+    log.step(step, b->epoch, loss, lr, local * world,
              std::chrono::duration<double>(Clock::now() - t0).count());
     if (o.eval_every > 0 && step % o.eval_every == 0 && step < total) {
       eval_and_log(step);

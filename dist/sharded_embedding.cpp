@@ -14,23 +14,29 @@
 
 namespace nabla::dist {
 
-Tensor all_to_all_differentiable(Communicator& comm, const Tensor& t) {
+Tensor all_to_all_differentiable(Communicator& comm, const Tensor& t, double grad_scale) {
   Tensor out = comm.all_to_all(t.detach().contiguous());
   Communicator* c = &comm;
-  autograd::record("all_to_all", out, {t},
-                   [c](const Tensor& g) -> std::vector<Tensor> { return {c->all_to_all(g.contiguous())}; });
+  autograd::record("all_to_all", out, {t}, [c, grad_scale](const Tensor& g) -> std::vector<Tensor> {
+    Tensor back = c->all_to_all(g.contiguous());
+    if (grad_scale != 1) mul_(back, grad_scale);
+    return {back};
+  });
   return out;
 }
 
 ShardedDlrm::ShardedDlrm(const models::DlrmConfig& config, Communicator& comm, ShardingOptions options)
     : comm_(comm), rank_(comm.rank()), world_(comm.world_size()), config_(config) {
-  NABLA_CHECK(!config.sparse_embeddings || config.sparse_optimizer == models::DlrmSparseOptimizer::sgd,
-              "ShardedDlrm: sparse tables take sparse SGD only (row-wise Adagrad is not sharded yet)");
   const int64_t F = config.num_tables(), W = world_;
   row_lo_.assign(F, -1);
   row_hi_.assign(F, -1);
   placed_.assign(W, {});
+  NABLA_CHECK(config.whole_table_sizes.empty(),
+              "ShardedDlrm: the config must be a whole model's, got a shard's");
   models::DlrmConfig local = config;
+  // The local tables start as the whole model's rows (models/dlrm.h: a shard's initialisation).
+  local.whole_table_sizes = config.table_sizes;
+  local.table_first_row.assign(F, -1);
   for (int64_t f = 0; f < F; ++f) {
     const int64_t V = config.table_sizes[f];
     if (V >= options.row_wise_min_rows && V >= W) {
@@ -39,10 +45,14 @@ ShardedDlrm::ShardedDlrm(const models::DlrmConfig& config, Communicator& comm, S
       row_hi_[f] = std::min(V, (rank_ + 1) * per);
       // A rank past the end (V just above a multiple) holds a 1-row placeholder it never reads.
       local.table_sizes[f] = std::max<int64_t>(1, row_hi_[f] - row_lo_[f]);
+      if (row_hi_[f] > row_lo_[f]) local.table_first_row[f] = row_lo_[f];
       continue;
     }
     placed_[f % W].push_back(f);
-    if (f % W != rank_) local.table_sizes[f] = 1;  // a placeholder, never read
+    if (f % W != rank_)
+      local.table_sizes[f] = 1;  // a placeholder, never read
+    else
+      local.table_first_row[f] = 0;
   }
   model_ = std::make_shared<models::Dlrm>(local);
   anchor_ = zeros({1});
@@ -58,9 +68,12 @@ void ShardedDlrm::load_from(const models::Dlrm& whole) {
   NABLA_CHECK(mine.size() == theirs.size(), "ShardedDlrm::load_from: ", theirs.size(), " tensors, expected ",
               mine.size());
   for (size_t i = 0; i < mine.size(); ++i) {
-    const bool table = mine[i].first.rfind("emb_l.", 0) == 0;
+    NABLA_CHECK(mine[i].first == theirs[i].first, "ShardedDlrm::load_from: tensor ", i, " is ",
+                theirs[i].first, ", expected ", mine[i].first);
+    // A table's rows and its row-wise Adagrad accumulators (emb_adagrad.<f>) are split alike.
+    const bool table = mine[i].first.rfind("emb_l.", 0) == 0 || mine[i].first.rfind("emb_adagrad.", 0) == 0;
     if (table) {
-      const int64_t f = std::stoll(mine[i].first.substr(6));
+      const int64_t f = std::stoll(mine[i].first.substr(mine[i].first.find('.') + 1));
       if (row_wise(f)) {
         if (row_end(f) > row_begin(f))
           mine[i].second.copy_(theirs[i].second.narrow(0, row_begin(f), row_end(f) - row_begin(f)));
@@ -84,7 +97,7 @@ std::vector<Tensor> ShardedDlrm::parameters() const {
   return out;
 }
 
-void ShardedDlrm::set_sparse_lr(double lr) { model_->set_sparse_lr(lr / world_); }
+void ShardedDlrm::set_sparse_lr(double lr) { model_->set_sparse_lr(lr); }
 
 Tensor ShardedDlrm::row_wise_lookup(int64_t f, const Tensor& ids) {
   const Tensor& w = model_->tables()[f];
@@ -99,11 +112,20 @@ Tensor ShardedDlrm::row_wise_lookup(int64_t f, const Tensor& ids) {
   if (!config_.sparse_embeddings) return embedding_bag(w, local, BagMode::sum, in);
   Tensor out = embedding_bag(w.detach(), local, BagMode::sum, in);
   if (autograd::grad_enabled() && model_->is_training()) {
+    // Ids outside [lo, hi) read local row 0 with weight 0: they add nothing to its summed gradient, so its
+    // row-wise Adagrad accumulator and its row move only by the ids inside (0 / (sqrt(0) + eps) = 0).
     Tensor table = w;
+    Tensor state = model_->table_states().empty() ? Tensor() : model_->table_states()[f];
     models::Dlrm* m = model_.get();
-    autograd::record("row_wise_sparse_sgd", out, {anchor_},
-                     [m, table, local, in](const Tensor& g) mutable -> std::vector<Tensor> {
-                       embedding_bag_sparse_sgd_(table, local, Tensor(), BagMode::sum, g, m->sparse_lr(), in);
+    const double eps = config_.sparse_eps;
+    autograd::record("row_wise_sparse_update", out, {anchor_},
+                     [m, table, state, local, in, eps](const Tensor& g) mutable -> std::vector<Tensor> {
+                       if (state.defined())
+                         embedding_bag_sparse_rowwise_adagrad_(table, state, local, Tensor(), BagMode::sum, g,
+                                                               m->sparse_lr(), eps, in);
+                       else
+                         embedding_bag_sparse_sgd_(table, local, Tensor(), BagMode::sum, g, m->sparse_lr(),
+                                                   in);
                        return {Tensor()};
                      });
   }
@@ -134,7 +156,10 @@ Tensor ShardedDlrm::forward(const Tensor& dense, const Tensor& sparse) {
     slots.push_back(zeros({B, D}, {.dtype = x.dtype(), .device = x.device()}));
   for (int64_t f : row_tables) slots.push_back(row_wise_lookup(f, ids.select(1, f).contiguous()));
   Tensor send = stack(slots, 1);  // [B, T + R, D]: rows in rank order, so chunk j is rank j's rows
-  Tensor recv = W == 1 ? send : all_to_all_differentiable(comm_, send);
+  // Each rank's loss is the mean over its b rows, so the gradient coming back for the B rows is W times that
+  // of the global batch's mean: the backward's all_to_all scales it by 1 / W, and every table (dense
+  // gradient, sparse SGD, row-wise Adagrad alike) sees the gradient the replicated model sees.
+  Tensor recv = W == 1 ? send : all_to_all_differentiable(comm_, send, 1.0 / static_cast<double>(W));
   Tensor got = recv.reshape({W, b, T + R, D});  // [sender i, b, slot, D]
   std::vector<Tensor> per_table(F);
   for (int64_t i = 0; i < W; ++i)
@@ -149,11 +174,8 @@ void ShardedDlrm::finish_backward() {
   for (auto& [name, t] : model_->named_parameters()) {
     Tensor g = t.grad();
     if (!g.defined()) continue;
-    if (name.rfind("emb_l.", 0) == 0) {
-      if (world_ > 1) mul_(g, 1.0 / world_);
-    } else if (world_ > 1) {
-      comm_.all_reduce(g, ReduceOp::avg);
-    }
+    // The tables' gradients are already the global batch's (forward: the all_to_all's backward scales).
+    if (name.rfind("emb_l.", 0) != 0 && world_ > 1) comm_.all_reduce(g, ReduceOp::avg);
   }
 }
 

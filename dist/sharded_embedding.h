@@ -13,7 +13,7 @@
 // a partial sum [B, D]; the partials ride in the same all_to_all as the table-wise slots ([B, T + R, D] for
 // R row-wise tables: one collective each way, so the ranks' backward passes cannot order two collectives
 // differently), and each rank sums the W partials of its b rows (a reduce_scatter). In the backward every
-// rank gets the gradient of the whole batch for its rows (the same 1 / W as the table-wise tables). One step
+// rank gets the gradient of the whole batch for its rows (scaled by 1 / W as the table-wise tables). One step
 // on a global batch of B = W b rows, rank r holding rows r b .. (r+1) b - 1:
 //
 //   x      = bottom_mlp(dense_r)                                   [b, D]       data-parallel
@@ -25,11 +25,18 @@
 //
 // Backward: all_to_all is its own inverse, so the gradient of recv goes back by another all_to_all and each
 // owner gets the gradient of its tables' outputs for the whole global batch. Each rank's loss is the mean
-// over its b rows, so the owner's table gradient is W times that of the global mean: finish_backward()
-// divides the table gradients by W (the sparse SGD gets lr / W) and all-reduces (averages) the dense
-// gradients. After that the optimizer steps on every rank's parameters alike, and training equals the
-// replicated model on the global batch (tests/dist/test_sharded_dlrm.cpp, with MPI processes on the CPU, NCCL
-// on GPUs).
+// over its b rows, so that gradient is W times the global mean's: the backward all_to_all scales it by 1 / W,
+// before any table sees it. So dense table gradients, sparse SGD and row-wise Adagrad (sparse_optimizer
+// rowwise_adagrad: the accumulators are the local model's emb_adagrad.<f> buffers, one per local row, so
+// they live with the shard's rows) all see exactly the replicated model's gradient. finish_backward()
+// all-reduces (averages) the dense MLP gradients. After that the optimizer steps on every rank's parameters
+// alike, and training equals the replicated model on the global batch (tests/dist/test_sharded_dlrm.cpp,
+// with MPI processes on the CPU, NCCL on GPUs).
+//
+// Initialisation: the local model is a shard (models::DlrmConfig::whole_table_sizes / table_first_row), its
+// tables drawn from the whole model's generator counters, so ShardedDlrm(config) built after manual_seed(s)
+// holds exactly the parameters of Dlrm(config) built after manual_seed(s), on any number of ranks, without
+// the whole tables ever existing on one rank (load_from copies from a whole model instead).
 #pragma once
 #include <memory>
 #include <vector>
@@ -39,8 +46,8 @@
 
 namespace nabla::dist {
 
-// Differentiable all_to_all of a [W k, ...] tensor (backward: all_to_all of the gradient).
-Tensor all_to_all_differentiable(Communicator& comm, const Tensor& t);
+// Differentiable all_to_all of a [W k, ...] tensor (backward: all_to_all of the gradient, times grad_scale).
+Tensor all_to_all_differentiable(Communicator& comm, const Tensor& t, double grad_scale = 1);
 
 struct ShardingOptions {
   // Tables with at least this many rows (and at least world-size rows) are split by rows over all ranks;
@@ -59,9 +66,9 @@ class ShardedDlrm {
 
   // dense [b, num_dense], sparse [b, F] (this rank's rows; b equal on every rank) -> logits [b].
   Tensor forward(const Tensor& dense, const Tensor& sparse);
-  // After loss.backward(): table gradients / W, dense gradients averaged over the ranks.
+  // After loss.backward(): the dense (MLP) gradients averaged over the ranks.
   void finish_backward();
-  // Sparse tables: the next backward's SGD learning rate (divided by W inside).
+  // Sparse tables: the next backward's learning rate (SGD or row-wise Adagrad).
   void set_sparse_lr(double lr);
 
   // Table-wise placement: the whole table lives on this rank.

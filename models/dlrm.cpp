@@ -99,6 +99,16 @@ void DlrmConfig::validate() const {
               join(top_mlp));
   for (int64_t w : bottom_mlp) NABLA_CHECK(w >= 1, "dlrm: bottom MLP width ", w, " (", join(bottom_mlp), ")");
   for (int64_t w : top_mlp) NABLA_CHECK(w >= 1, "dlrm: top MLP width ", w, " (", join(top_mlp), ")");
+  NABLA_CHECK(whole_table_sizes.size() == table_first_row.size() &&
+                  (whole_table_sizes.empty() || whole_table_sizes.size() == table_sizes.size()),
+              "dlrm: a shard needs whole_table_sizes and table_first_row for each of the ",
+              table_sizes.size(), " tables, got ", whole_table_sizes.size(), " and ", table_first_row.size());
+  for (size_t f = 0; f < whole_table_sizes.size(); ++f)
+    NABLA_CHECK(table_first_row[f] == -1 ||
+                    (table_first_row[f] >= 0 && table_first_row[f] + table_sizes[f] <= whole_table_sizes[f]),
+                "dlrm: shard table ", f, ": rows [", table_first_row[f], ", ",
+                table_first_row[f] + table_sizes[f], ") are not inside the whole table's ",
+                whole_table_sizes[f], " rows (first row -1: a placeholder)");
 }
 
 std::string DlrmConfig::describe() const {
@@ -197,15 +207,34 @@ Dlrm::Dlrm(DlrmConfig config) : nn::Module("DLRM"), config_(std::move(config)) {
   config_.validate();
   bot_ = register_module("bot_l", make_mlp(config_.num_dense, config_.bottom_mlp, /*relu_last=*/true));
   auto emb = std::make_shared<nn::Sequential>();
+  const bool shard = !config_.whole_table_sizes.empty();
   for (int64_t f = 0; f < config_.num_tables(); ++f) {
-    const int64_t n = config_.table_sizes[f];
-    const double bound = std::sqrt(1.0 / static_cast<double>(n));
+    const int64_t n = config_.table_sizes[f], D = config_.embedding_dim;
+    const int64_t whole = shard ? config_.whole_table_sizes[f] : n;
+    const double bound = std::sqrt(1.0 / static_cast<double>(whole));
     // Drawn once (U(+-bound)), not N(0, 1) first and then overwritten: Kaggle's 33.6M rows x 16 take one
     // pass; with init_tables = false not even that (the caller fills them, e.g. on the device).
-    auto bag = std::make_shared<nn::EmbeddingBag>(n, config_.embedding_dim, BagMode::sum, /*init=*/false);
-    if (config_.init_tables) {
+    auto bag = std::make_shared<nn::EmbeddingBag>(n, D, BagMode::sum, /*init=*/false);
+    if (config_.init_tables && !shard) {
       NoGradGuard ng;
       uniform_(bag->weight, -bound, bound);
+    } else if (config_.init_tables) {
+      // A shard: the whole table's counters are reserved; element i of the whole draw uses counter
+      // offset + i / 2 (engine/random.h), so rows [first, first + n) are a draw at offset + e / 2 from an
+      // even element e (one element earlier when first * D is odd, dropped).
+      NoGradGuard ng;
+      Generator& gen = default_generator();
+      const uint64_t at = gen.advance(whole * D);
+      const int64_t first = config_.table_first_row[f];
+      if (first < 0) {
+        bag->weight.zero_();
+      } else {
+        const int64_t e = first * D, odd = e % 2;
+        Generator part{gen.seed, at + static_cast<uint64_t>(e / 2)};
+        Tensor draw = empty({n * D + odd});
+        uniform_(draw, -bound, bound, &part);
+        bag->weight.copy_(draw.narrow(0, odd, n * D).reshape({n, D}));
+      }
     }
     tables_.push_back(bag->weight);
     emb->add(bag);

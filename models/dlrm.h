@@ -65,6 +65,12 @@ struct DlrmConfig {
   double sparse_eps = 1e-10;                                        // rowwise_adagrad's eps (the reference's)
   bool init_tables = true;       // false: the tables are left uninitialised for the caller to fill
   bool fused_embeddings = true;  // one multi_embedding_bag for all tables (false: one embedding_bag each)
+  // A shard of a whole model (dist/sharded_embedding.h); both empty for a whole model. Table f holds rows
+  // [table_first_row[f], table_first_row[f] + table_sizes[f]) of a table of whole_table_sizes[f] rows and is
+  // initialised to exactly those rows of the whole model's table (the same generator counters and bound),
+  // the generator left where the whole model leaves it, so a sharded model starts where the whole one does.
+  // First row -1: a placeholder for a table held elsewhere (zeros).
+  std::vector<int64_t> whole_table_sizes, table_first_row;
 
   // The reference's Kaggle run (bench/dlrm_s_criteo_kaggle.sh): D 16, bottom 13-512-256-64-16, top 512-256-1.
   static DlrmConfig kaggle(std::vector<int64_t> table_sizes);

@@ -1,7 +1,8 @@
 // End-to-end tests of the train_dlrm binary on synthetic Criteo with a planted teacher (a small file written
 // once per test run): it learns (loss falls, validation AUC above 0.7), it resumes bit for bit from a
 // checkpoint (also with sparse row-wise Adagrad tables), it trains on the text sample after converting it,
-// and bad options exit with 2.
+// --model-parallel in one process is the plain run (metrics, checkpoint; each resumes the other's), and bad
+// options exit with 2. (--model-parallel on 2 ranks: tests/dist/train_dlrm_mpirun.sh.)
 #include <unistd.h>
 
 #include <algorithm>
@@ -52,6 +53,12 @@ class TrainDlrm : public ::testing::Test {
   }
   static void TearDownTestSuite() { fs::remove_all(dir()); }
 };
+
+std::string metadata_or_empty(const std::string& path, const std::string& key) {
+  SafetensorsFile f = load_safetensors(path);
+  auto it = f.metadata.find(key);
+  return it == f.metadata.end() ? std::string() : it->second;
+}
 
 std::vector<std::string> lines_with(const std::string& text, const std::string& key) {
   std::vector<std::string> out;
@@ -237,14 +244,76 @@ TEST_F(TrainDlrm, PreparesSyntheticRowsAndEvaluatesOnTestRows) {
   EXPECT_EQ(lines_with(r.output, "test AUC").size(), 1u) << r.output;
 }
 
+// --model-parallel on one process (W = 1: every table on the one rank, computed table by table through
+// ShardedDlrm) is the plain run: the same metrics and the same checkpoint tensors (sparse row-wise Adagrad
+// tables); its checkpoint is a plain one, so a plain run stopped at step 12 and resumed with --model-parallel
+// ends where both end.
+TEST_F(TrainDlrm, ModelParallelOnOneProcessIsThePlainRun) {
+  const std::string common = data_args() +
+                             "--sparse --optimizer adagrad --batch-size 128 --lr 0.05 --warmup-steps 4 "
+                             "--eval-every 15 --limit-val 500 --no-progress ";
+  auto path = [](const std::string& name) { return (dir() / name).string(); };
+  Result plain =
+      run(common + "--max-steps 30 --checkpoint " + path("p.ckpt") + " --metrics " + path("p.jsonl"));
+  ASSERT_EQ(plain.code, 0) << plain.output;
+  Result mp = run(common + "--max-steps 30 --model-parallel --checkpoint " + path("m.ckpt") + " --metrics " +
+                  path("m.jsonl"));
+  ASSERT_EQ(mp.code, 0) << mp.output;
+  EXPECT_EQ(lines_with(mp.output, "model-parallel: 1 rank | 26 tables whole").size(), 1u) << mp.output;
+  Result first = run(common + "--max-steps 12 --checkpoint " + path("h.ckpt"));
+  ASSERT_EQ(first.code, 0) << first.output;
+  Result rest = run(common + "--max-steps 30 --model-parallel --resume " + path("h.ckpt") + " --checkpoint " +
+                    path("r.ckpt"));
+  ASSERT_EQ(rest.code, 0) << rest.output;
+  auto records = [](const std::string& file) {
+    std::vector<double> v;
+    std::ifstream in(file);
+    for (std::string line; std::getline(in, line);) {
+      auto j = nlohmann::json::parse(line);
+      for (const char* k : {"loss", "auc", "log_loss"})
+        if (j.contains(k)) v.push_back(j[k].get<double>());
+    }
+    return v;
+  };
+  const std::vector<double> rp = records(path("p.jsonl")), rm = records(path("m.jsonl"));
+  ASSERT_EQ(rp.size(), rm.size());
+  ASSERT_GE(rp.size(), 7u);  // losses at steps 10, 20, 30; AUC and log loss at 15 and 30
+  for (size_t i = 0; i < rp.size(); ++i)
+    EXPECT_NEAR(rm[i], rp[i], 1e-6 * std::max(1.0, std::abs(rp[i]))) << i;
+  SafetensorsFile fp = load_safetensors(path("p.ckpt"));
+  for (const char* other : {"m.ckpt", "r.ckpt"}) {
+    SafetensorsFile fo = load_safetensors(path(other));
+    ASSERT_EQ(fp.tensors.size(), fo.tensors.size()) << other;
+    int states = 0;
+    for (auto& [name, t] : fp.tensors) {
+      const std::vector<double> a = t.to_double_vector(), b = fo.get(name).to_double_vector();
+      ASSERT_EQ(a.size(), b.size()) << other << " " << name;
+      double worst = 0;
+      for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::abs(a[i] - b[i]));
+      EXPECT_LE(worst, 1e-5) << other << " " << name;
+      states += name.rfind("model.emb_adagrad.", 0) == 0;
+    }
+    EXPECT_EQ(states, 26) << other;
+  }
+  EXPECT_EQ(metadata_or_empty(path("m.ckpt"), "model_parallel_world"), "1");
+}
+
 TEST_F(TrainDlrm, BadOptionsExitWithTwo) {
-  for (const char* bad : {"--batch-size 0", "--optimizer adam", "--sparse --optimizer vr-sgd",
-                          "--mlp-top 1-x-1", "--data binary", "--lr nan", "--interaction sum",
-                          "--data binary --data-path x.bin --prepare out.bin", "--eval-rows train"}) {
+  for (const char* bad :
+       {"--batch-size 0", "--optimizer adam", "--sparse --optimizer vr-sgd", "--mlp-top 1-x-1",
+        "--data binary", "--lr nan", "--interaction sum", "--data binary --data-path x.bin --prepare out.bin",
+        "--eval-rows train", "--model-parallel --optimizer vr-sgd", "--row-wise-min-rows 100",
+        "--model-parallel --row-wise-min-rows -1"}) {
     Result r = run(bad);
     EXPECT_EQ(r.code, 2) << bad << ": " << r.output;
     EXPECT_EQ(lines_with(r.output, "train_dlrm").size(), 1u) << bad << ": " << r.output;
   }
+  // The message names the option that cannot be combined.
+  EXPECT_NE(run("--model-parallel --optimizer vr-sgd")
+                .output.find("--model-parallel takes --optimizer sgd or "
+                             "adagrad; got --optimizer vr-sgd"),
+            std::string::npos);
+  EXPECT_NE(run("--row-wise-min-rows 100").output.find("add --model-parallel"), std::string::npos);
   Result missing = run("--data binary --data-path /nonexistent/kaggle.bin");
   EXPECT_EQ(missing.code, 1) << missing.output;
   EXPECT_NE(missing.output.find("/nonexistent/kaggle.bin"), std::string::npos) << missing.output;

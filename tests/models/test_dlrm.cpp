@@ -1,5 +1,6 @@
 // Tests of DLRM (models/dlrm.h): the dot interaction against a loop and finite differences, the model's
-// shapes, parameter names and presets, sparse tables against dense SGD, Adagrad against its formula.
+// shapes, parameter names and presets, a shard's initialisation, sparse tables against dense SGD, Adagrad
+// against its formula.
 // (Training on synthetic Criteo: tests/apps/test_train_dlrm.cpp.)
 #include <random>
 
@@ -88,6 +89,37 @@ TEST(Dlrm, ShapesNamesAndPresets) {
 }
 
 // One step with sparse tables equals one dense SGD step: same loss, same tables, same MLP.
+// A shard (DlrmConfig::whole_table_sizes / table_first_row) built after the same seed holds exactly its rows
+// of the whole model's tables (odd first elements too: D = 3), the same MLPs, zeros for a placeholder, and
+// leaves the generator where the whole model leaves it; inconsistent shard fields are refused.
+TEST(Dlrm, AShardStartsWithTheWholeModelsRows) {
+  std::vector<int64_t> sizes{7, 10, 5};
+  DlrmConfig c = DlrmConfig::tiny(sizes);
+  c.embedding_dim = 3;
+  c.bottom_mlp.back() = 3;
+  const uint64_t seed = std::random_device{}();
+  manual_seed(seed);
+  Dlrm whole(c);
+  const uint64_t after = default_generator().offset;
+  DlrmConfig part = c;
+  part.whole_table_sizes = sizes;
+  part.table_first_row = {0, 3, -1};  // table 0 whole, rows 3..8 of table 1 (odd element 9), a placeholder
+  part.table_sizes = {7, 6, 1};
+  manual_seed(seed);
+  Dlrm shard(part);
+  EXPECT_EQ(default_generator().offset, after);
+  test::expect_close(shard.tables()[0], whole.tables()[0], 0);
+  test::expect_close(shard.tables()[1], whole.tables()[1].narrow(0, 3, 6), 0);
+  test::expect_close(shard.tables()[2], zeros({1, 3}), 0);
+  auto a = whole.dense_parameters(), b = shard.dense_parameters();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) test::expect_close(b[i].second, a[i].second, 0);
+  part.table_first_row = {0, 5, -1};  // rows 5..10 of a 10-row table
+  test::expect_error([&] { Dlrm bad(part); }, {"shard table 1", "[5, 11)", "10 rows"});
+  part.table_first_row = {0, 3};
+  test::expect_error([&] { Dlrm bad(part); }, {"whole_table_sizes and table_first_row", "3 and 2"});
+}
+
 TEST(Dlrm, SparseTablesEqualDenseSgd) {
   std::vector<int64_t> sizes{20, 9, 30, 4};
   DlrmConfig c = DlrmConfig::tiny(sizes);
