@@ -4,7 +4,8 @@
 //   on the synthetic sequence task of algorithms/pstrn/sequences.h) ->
 //   either a search: PstrnSearch::run(fitness) with one JSONL record per generation (the population's best,
 //   the Pareto front of the phase) and an atomic checkpoint after each (--checkpoint, --resume);
-//   or --retrain RANKS: one network trained from scratch, its test error and compression;
+//   or --retrain RANKS: one network trained from scratch, its test error and compression (--dense: the dense
+//   LeNet-5 of TR-LeNet5's shape the same way, the baseline);
 //   or --bench N (with --retrain RANKS, image tasks): N networks of those ranks trained one after another
 //   in this process exactly as the search evaluates one (train_net), the median seconds per network
 //   without the first (which pays cuDNN's plan set-up) -- the search's evaluation throughput;
@@ -53,6 +54,7 @@ namespace {
 
 struct Options {
   std::string task = "synthetic", baseline = "none", retrain;
+  bool dense = false;  // --dense: the dense LeNet-5 of TR-LeNet5's shape, trained as a retrain
   std::string steps, generations;
   int64_t pop_size = 0, offspring = 0, top_k = 5, min_rank = 0, eval_threads = 1, random_evals = 600;
   bool single_objective = false, reinit_each_phase = false, carry_population = false;
@@ -158,6 +160,12 @@ struct NetResult {
 std::shared_ptr<nn::Module> build_net(const Options& o, const ImageData& d, const pstrn::Ranks& ranks,
                                       Generator* gen, double& min_cr, double& net_cr) {
   models::TRLayerOptions lo{.order = models::parse_tr_contraction(o.order), .generator = gen};
+  if (o.dense) {  // the baseline: the same shape with dense layers, initialised from the run's seed
+    manual_seed(233 + o.seed);
+    auto net = std::make_shared<models::DenseLeNet5>(d.classes);
+    min_cr = net_cr = 1.0;
+    return net;
+  }
   if (o.task == "lenet5") {
     auto net = std::make_shared<models::TRLeNet5>(
         ranks, models::TRLeNet5Options{.num_classes = d.classes, .layer = lo});
@@ -310,6 +318,10 @@ int main(int argc, char** argv) {
       .one_of({"synthetic", "lenet5", "resnet20", "resnet32", "lstm"});
   cli.add("retrain", &o.retrain, "", "train these ranks (comma-separated) from scratch instead of searching")
       .value_name("RANKS");
+  cli.add_switch(
+      "dense", &o.dense,
+      "task lenet5: train the dense LeNet-5 of TR-LeNet5's shape (1-20-50-320-10, 429,100 "
+      "parameters) from scratch instead, as --retrain does: the baseline a TR-LeNet5 is compared with");
   cli.add("baseline", &o.baseline, "none",
           "synthetic task: score a baseline instead of PSTRN (ga: plain NSGA-II "
           "over ranks 2..20, no progression)")
@@ -398,6 +410,7 @@ int main(int argc, char** argv) {
               "a small TR-LeNet5 search on Fashion-MNIST");
   cli.example("--task lenet5 --retrain 8,14,8,18,14,18,22,28,6,24,20,14,20,20,10,22,20,20,6,20 --val-size 0",
               "retrain the paper's Fashion-MNIST PSTRN-M ranks for 20 epochs");
+  cli.example("--task lenet5 --dense --val-size 0", "the dense LeNet-5 of the same shape, for comparison");
   cli.example("--task lstm --eval-threads 2 --threads 1",
               "TR-LSTM search on the synthetic sequence task (156 nets)");
   cli.example("--task lstm --baseline equal", "TR-LSTM with equal ranks 2..15, the enumeration baseline");
@@ -405,6 +418,10 @@ int main(int argc, char** argv) {
   if (auto code = cli.parse(argc, argv, [&] {
         (void)Device::parse(o.device);
         if (!o.retrain.empty()) (void)parse_list(o.retrain, "retrain");
+        if (o.dense && o.task != "lenet5") fail("--dense needs --task lenet5, got task '", o.task, "'");
+        if (o.dense && !o.retrain.empty()) fail("--dense trains the dense net: give it no --retrain ranks");
+        if (o.dense && o.bench > 0)
+          fail("--dense: --bench times TR nets (--retrain RANKS), not the dense one");
         if (o.bench > 0 && (o.retrain.empty() || o.task == "synthetic" || o.task == "lstm"))
           fail("--bench needs --retrain RANKS and an image task (lenet5, resnet20, resnet32), got task '",
                o.task, "'", o.retrain.empty() ? " and no --retrain" : "");
@@ -528,6 +545,21 @@ int main(int argc, char** argv) {
       };
     }
 
+    if (o.dense) {  // the dense LeNet-5 of TR-LeNet5's shape, trained as one --retrain
+      const auto t0 = std::chrono::steady_clock::now();
+      auto r = train_net(o, *images, {}, true);
+      std::printf("dense LeNet-5: test error %.2f%% | best validation error %.2f%% | parameters %lld\n",
+                  r.test_error, r.best_val_error, static_cast<long long>(r.params));
+      log_line(log,
+               {{"dense", true},
+                {"task", o.task},
+                {"epochs", o.epochs},
+                {"test_error", r.test_error},
+                {"best_val_error", r.best_val_error},
+                {"params", r.params},
+                {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()}});
+      return 0;
+    }
     if (!o.retrain.empty()) {
       const auto ranks = parse_list(o.retrain, "retrain");
       NABLA_CHECK(static_cast<int64_t>(ranks.size()) == n_ranks, "--retrain: ", o.task, " has ", n_ranks,

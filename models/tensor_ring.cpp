@@ -290,6 +290,24 @@ Tensor TRLeNet5::forward(const Tensor& x) {
   return fc6->forward(h);
 }
 
+DenseLeNet5::DenseLeNet5(int64_t num_classes) : Module("DenseLeNet5") {
+  NABLA_CHECK(num_classes >= 1, "DenseLeNet5: num_classes must be >= 1, got ", num_classes);
+  c1 = register_module("c1",
+                       std::make_shared<nn::Conv2d>(1, 20, Pair{5, 5}, nn::Conv2dOptions{.padding = {2, 2}}));
+  c3 = register_module("c3", std::make_shared<nn::Conv2d>(20, 50, Pair{5, 5}));
+  fc5 = register_module("fc5", std::make_shared<nn::Linear>(1250, 320));
+  fc6 = register_module("fc6", std::make_shared<nn::Linear>(320, num_classes));
+}
+
+Tensor DenseLeNet5::forward(const Tensor& x) {
+  NABLA_CHECK(x.dim() == 4 && x.size(1) == 1 && x.size(2) == 28 && x.size(3) == 28,
+              "DenseLeNet5: expected input [N, 1, 28, 28], got ", x.shape());
+  Tensor h = max_pool2d(relu(c1->forward(x)), {2, 2});
+  h = max_pool2d(relu(c3->forward(h)), {2, 2});
+  h = relu(fc5->forward(h.flatten(1)));
+  return fc6->forward(h);
+}
+
 double TRLeNet5::min_compression() const {
   return std::min({c1->compression(), c3->compression(), fc5->compression(), fc6->compression()});
 }

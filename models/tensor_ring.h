@@ -158,6 +158,18 @@ class TRLeNet5 : public nn::Module {
   std::shared_ptr<TRLinear> fc5, fc6;
 };
 
+// ---- the dense LeNet-5 of TR-LeNet5's shape: the baseline a TR-LeNet5 is compared with ----
+//   c1 conv 1 -> 20, 5x5 pad 2; relu; maxpool 2 | c3 conv 20 -> 50, 5x5; relu; maxpool 2 | fc5 1250 -> 320;
+//   relu | fc6 320 -> classes. 429,100 parameters for 10 classes (TRLeNet5::dense_network_params); the
+//   layers' default initialisation (PyTorch's) from the global generator.
+class DenseLeNet5 : public nn::Module {
+ public:
+  explicit DenseLeNet5(int64_t num_classes = 10);
+  Tensor forward(const Tensor& x) override;  // x [N, 1, 28, 28]
+  std::shared_ptr<nn::Conv2d> c1, c3;
+  std::shared_ptr<nn::Linear> fc5, fc6;
+};
+
 // ---- TR-ResNet-20/32 on 32x32 inputs: a reconstruction (the authors' model file is missing) ----
 // The CIFAR ResNet of models/resnet.h (16/32/64 channels, 3 stages of n = (depth - 2) / 6 basic blocks,
 // option-B projection shortcuts, BN, global pool, fc) with every 3x3 conv a TRConv2d. 7 rank elements as

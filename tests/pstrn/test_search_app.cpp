@@ -143,6 +143,28 @@ TEST_F(SearchPstrn, HelpExamplesParse) {
   EXPECT_GE(examples, 4);
 }
 
+TEST_F(SearchPstrn, DenseLeNet5IsTheBaselineOfTheSameShape) {
+  // --dense trains the dense 1-20-50-320-10 LeNet-5 through the same evaluation as --retrain: it learns the
+  // written classes (chance is 90% error) with TR-LeNet5's dense parameter count; bad combinations exit 2.
+  write_split(dir_, "train", 400, 5);
+  write_split(dir_, "t10k", 100, 6);
+  const std::string common =
+      "--task lenet5 --data-dir " + dir_.string() + " --val-size 50 --batch-size 50 --lr 0.01 --threads 1";
+  auto r = run(common + " --epochs 2 --dense --metrics " + (dir_ / "d.jsonl").string());
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("dense LeNet-5: test error"), std::string::npos) << r.output;
+  std::ifstream in(dir_ / "d.jsonl");
+  auto j = nlohmann::json::parse(in);
+  EXPECT_EQ(j["params"].get<int64_t>(), 429100);
+  EXPECT_LT(j["test_error"].get<double>(), 60.0) << r.output;
+  auto bad = run(common + " --dense --retrain 4,4 --print-config");
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.output.find("--dense trains the dense net"), std::string::npos) << bad.output;
+  bad = run("--task resnet20 --dense --print-config");
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.output.find("--dense needs --task lenet5"), std::string::npos) << bad.output;
+}
+
 TEST_F(SearchPstrn, RetrainsTRLeNet5AndSearchesWithACheckpoint) {
   write_split(dir_, "train", 400, 1);
   write_split(dir_, "t10k", 100, 2);

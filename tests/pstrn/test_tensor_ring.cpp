@@ -228,6 +228,22 @@ TEST(TRLeNet5, CompressionOfThePaperRanksMatchesTheBriefsDerivation) {
   EXPECT_EQ(y.shape(), (Shape{3, 10}));
 }
 
+TEST(DenseLeNet5, HasTheDenseCountOfTRLeNet5AndChecksItsInput) {
+  models::DenseLeNet5 net(10);
+  const auto m = models::parse_ranks("6,20,14,8,12,20,2,20,16,16,20,12,12,8,6,26,8,2,6,20", 20);
+  EXPECT_EQ(net.num_parameters(), models::TRLeNet5(m).dense_network_params());
+  Tensor x = test::randn32({2, 1, 28, 28});
+  Tensor y = net.forward(x);
+  EXPECT_EQ(y.shape(), (Shape{2, 10}));
+  sum(mul(y, y)).backward();
+  EXPECT_GT(sum(mul(net.c1->weight.grad(), net.c1->weight.grad())).item_double(), 0.0);
+  test::expect_error(
+      [&] {
+        net.forward(test::randn32({2, 1, 32, 32}));
+      },
+      {"DenseLeNet5", "[N, 1, 28, 28]", "32"});
+}
+
 TEST(TRLinear, InitialisationKeepsTheInputVarianceTimesTheGain) {
   // lenet init: Var y = 2 Var x (He gain before a ReLU) whatever the ranks and factorisation.
   for (auto ranks : {std::vector<int64_t>{3, 4, 5, 6, 7}, std::vector<int64_t>{8, 2, 8, 2, 8}}) {
