@@ -73,6 +73,7 @@ if want lenet; then
   [[ -n $BEST ]] && timeout 100 $B $L --val-size 0 --retrain "$BEST" --metrics "$LOG/lenet_best.jsonl" | tail -1
   timeout 100 $B $L --val-size 0 --retrain 8,14,8,18,14,18,22,28,6,24,20,14,20,20,10,22,20,20,6,20 \
     --metrics "$LOG/lenet_paper_m.jsonl" | tail -1
+  timeout 100 $B $L --val-size 0 --dense --metrics "$LOG/lenet_dense.jsonl" | tail -1  # the dense baseline
 fi
 
 if want bench; then
