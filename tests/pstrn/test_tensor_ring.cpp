@@ -4,6 +4,7 @@
 // counts on hand cases, the variance of the initialisation, TR-LeNet5 / TR-ResNet shapes and bad ranks.
 #include <cmath>
 
+#include "engine/device_runtime.h"
 #include "models/tensor_ring.h"
 #include "testing.h"
 
@@ -282,6 +283,42 @@ TEST(TRLayers, BadShapesRanksAndInputsAreErrors) {
   TRLinear fc({2, 3}, {4}, {2, 3, 5});
   test::expect_error([&] { fc.forward(test::randn32({2, 5})); }, {"5 features", "expected 6"});
   test::expect_error([] { models::parse_tr_contraction("fast"); }, {"'fast'", "paper"});
+}
+
+// ---- CUDA parity (skips where there is no CUDA backend or device; the lead's GPU run takes it) ----
+bool cuda_device_usable() {
+  try {
+    return zeros({1}, {.device = Device::cuda()}).device().is_cuda();
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+TEST(TRLeNet5Cuda, LogitsAndGradientsMatchTheCpuInEveryOrder) {
+  // TR-Conv2d (c1, c3) and TR-Linear (fc5, fc6) through TR-LeNet5, f32 with TF32 off, each contraction order:
+  // the logits and every core's gradient on the GPU equal the CPU's.
+  if (!cuda_device_usable()) GTEST_SKIP() << "no CUDA backend or device";
+  const bool tf32 = runtime::tf32_enabled();
+  runtime::set_tf32_enabled(false);
+  const auto ranks = models::parse_ranks("3,5,4,6,3,5,4,6,3,5,4,6,3,5,4,6,3,5,4,6", 20);
+  for (auto order : {TRContraction::paper, TRContraction::full_weight, TRContraction::cheapest}) {
+    models::TRLeNet5 cpu(ranks, {.layer = {.order = order}}), gpu(ranks, {.layer = {.order = order}});
+    gpu.load_state_dict(cpu.state_dict());
+    gpu.to(Device::cuda());
+    Tensor x = test::randn32({6, 1, 28, 28}), y = test::randint64(0, 10, {6});
+    Tensor lc = cpu.forward(x), lg = gpu.forward(x.to(Device::cuda()));
+    expect_close(lg.to(Device::cpu()), lc, 1e-4);
+    cross_entropy(lc, y).backward();
+    cross_entropy(lg, y.to(Device::cuda())).backward();
+    auto pc = cpu.named_parameters(), pg = gpu.named_parameters();
+    ASSERT_EQ(pc.size(), pg.size());
+    for (size_t i = 0; i < pc.size(); ++i) {
+      const Tensor gc = pc[i].second.grad(), gg = pg[i].second.grad().to(Device::cpu());
+      const double scale = std::max(1e-6, amax(abs(gc)).item_double());
+      expect_close(div(gg, scalar_like(scale, gg)), div(gc, scalar_like(scale, gc)), 1e-4);
+    }
+  }
+  runtime::set_tf32_enabled(tf32);
 }
 
 }  // namespace
