@@ -33,7 +33,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <map>
 #include <memory>
 #include <sstream>
 
@@ -131,10 +130,13 @@ int main(int argc, char** argv) {
       for (int64_t n : sizes) cols.push_back(randint(0, n, {batch, 1}, {.dtype = DType::i64, .device = dev}));
       return cat(cols, 1);
     };
-    std::map<std::string, std::shared_ptr<models::Dlrm>> models_by_mode;
-    for (int64_t batch : parse_list(o.batches, "--batch")) {
-      for (const char* mode : {"dense", "sparse"}) {
-        if (o.modes.find(mode) == std::string::npos) continue;
+    // Table mode outside, batch inside: one model per mode, made at its first batch size and reused by the
+    // next, and dropped before the other mode's is made, so each record's peak memory is its own model's
+    // (PyTorch's side deletes its model between cases too).
+    for (const char* mode : {"dense", "sparse"}) {
+      if (o.modes.find(mode) == std::string::npos) continue;
+      std::shared_ptr<models::Dlrm> made;
+      for (int64_t batch : parse_list(o.batches, "--batch")) {
         const bool sparse = std::string(mode) == "sparse";
         models::DlrmConfig c;
         c.table_sizes = sizes;
@@ -151,9 +153,7 @@ int main(int argc, char** argv) {
         const char* split = std::getenv("NABLA_LINEAR_SPLIT_WGRAD");  // ops/linalg.cpp's switch
         line["split_wgrad"] = !(split && std::string(split) == "0");
         try {
-          // One model per table mode, made at its first batch size and reused by the next (Kaggle's 2 GB of
-          // tables are initialised on the host: seconds, not worth repeating); "init_s" where it was made.
-          std::shared_ptr<models::Dlrm>& made = models_by_mode[mode];
+          // The mode's model, made at its first batch size ("init_s" there) and reused by the next.
           if (!made) {
             manual_seed(1);
             const auto i0 = std::chrono::steady_clock::now();
