@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "ops/cpu/loops.h"
+#include "ops/cpu/rowwise_adagrad.h"
 #include "ops/embedding.h"
 
 namespace nabla::ops::cpu {
@@ -150,12 +151,7 @@ void embedding_bag_rowwise_adagrad_cpu(const Tensor& grad, const Tensor& indices
           const T* g = pg + b * D;
           for (int64_t c = 0; c < D; ++c) G[c] += s * g[c];
         }
-        T sq = T(0);
-        for (int64_t c = 0; c < D; ++c) sq += G[c] * G[c];
-        ps[v] += sq / static_cast<T>(D);
-        const T step = lr_t / (std::sqrt(ps[v]) + eps_t);
-        T* w = pw + v * D;
-        for (int64_t c = 0; c < D; ++c) w[c] -= step * G[c];
+        rowwise_adagrad_row(G.data(), D, lr_t, eps_t, ps[v], pw + v * D);
       }
     }
   });

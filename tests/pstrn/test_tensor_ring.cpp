@@ -286,18 +286,10 @@ TEST(TRLayers, BadShapesRanksAndInputsAreErrors) {
 }
 
 // ---- CUDA parity (skips where there is no CUDA backend or device; the lead's GPU run takes it) ----
-bool cuda_device_usable() {
-  try {
-    return zeros({1}, {.device = Device::cuda()}).device().is_cuda();
-  } catch (const std::exception&) {
-    return false;
-  }
-}
-
 TEST(TRLeNet5Cuda, LogitsAndGradientsMatchTheCpuInEveryOrder) {
   // TR-Conv2d (c1, c3) and TR-Linear (fc5, fc6) through TR-LeNet5, f32 with TF32 off, each contraction order:
   // the logits and every core's gradient on the GPU equal the CPU's.
-  if (!cuda_device_usable()) GTEST_SKIP() << "no CUDA backend or device";
+  if (!runtime::available(DeviceType::cuda)) GTEST_SKIP() << "no CUDA backend or device";
   const bool tf32 = runtime::tf32_enabled();
   runtime::set_tf32_enabled(false);
   const auto ranks = models::parse_ranks("3,5,4,6,3,5,4,6,3,5,4,6,3,5,4,6,3,5,4,6", 20);

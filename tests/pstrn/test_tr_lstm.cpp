@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "algorithms/pstrn/sequences.h"
+#include "engine/device_runtime.h"
 #include "models/nn/rnn.h"
 #include "models/tr_lstm.h"
 #include "testing.h"
@@ -207,16 +208,8 @@ TEST(SequenceTask, ATRLSTMLearnsItAndThreadsDoNotChangeTheNumbers) {
 }
 
 // ---- CUDA (skipped where there is no CUDA backend or device; the lead's GPU run takes it) ----
-bool cuda_usable() {
-  try {
-    return zeros({1}, {.device = Device::cuda()}).device().is_cuda();
-  } catch (const std::exception&) {
-    return false;
-  }
-}
-
 TEST(TRLSTMCuda, LogitsAndGradientsMatchTheCpuInBothOrders) {
-  if (!cuda_usable()) GTEST_SKIP() << "no CUDA backend or device";
+  if (!runtime::available(DeviceType::cuda)) GTEST_SKIP() << "no CUDA backend or device";
   for (auto order : {TRContraction::paper, TRContraction::full_weight}) {
     TRLSTMOptions o{.layer = {.bias = true, .init = models::TRInit::resnet, .order = order}};
     models::TRLSTMClassifier cpu({3, 5, 4, 6}, 6, o), gpu({3, 5, 4, 6}, 6, o);
