@@ -89,14 +89,6 @@ __device__ __forceinline__ acc_t<T> position_scale(int64_t l, const int64_t* __r
   return s;
 }
 
-// Lanes of a warp that share one position of a run: the smallest power of two >= `cols` (at most 32); the
-// other 32 / that lanes take further positions of the same run.
-__device__ __forceinline__ int lanes_per_position(int64_t cols) {
-  int g = 1;
-  while (g < 32 && g < cols) g <<= 1;
-  return g;
-}
-
 // One warp per run (runs_of_sorted_keys): lane = (ps, cl), cl < gp over columns (tiles of gp), ps < P = 32 /
 // gp over the run's positions; lane partial sums in increasing position, added by a fixed xor butterfly.
 template <class T>

@@ -139,14 +139,6 @@ __global__ void multi_bag_keys(TableSet ts, const int64_t* __restrict__ ids, int
   }
 }
 
-// Lanes of a warp that share one position of a run: the smallest power of two >= `groups` (column groups
-// of the row), at most 32; the other 32 / that lanes take further positions of the same run.
-__device__ __forceinline__ int lanes_per_position(int64_t groups) {
-  int g = 1;
-  while (g < 32 && g < groups) g <<= 1;
-  return g;
-}
-
 // One warp per run of equal keys (runs_of_sorted_keys): lane = (ps, cl), cl < gp over the row's column
 // groups of V, ps < P = 32 / gp over the run's positions (j0 + ps, j0 + ps + P, ...). Each lane sums its
 // positions in increasing order, then an xor butterfly over ps adds the P partial sums (the same tree on
@@ -339,6 +331,25 @@ void multi_embedding_bag_cuda(const std::vector<Tensor>& tables, const Tensor& i
   });
 }
 
+// The positions of one group of tables grouped by row: the keys (multi_bag_keys), their stable sort and
+// the runs of equal rows (ids out of range sorted last and left out of the runs).
+struct GroupedRuns {
+  SortedByKey sorted;
+  SortedRuns runs;
+};
+GroupedRuns group_runs(const TableSet& ts, const Tensor& ids, int64_t B, int64_t F, int64_t f0, int64_t Fc,
+                       int64_t n, int64_t total, uint32_t check_id, AsyncCheckRecord* rec, Device device) {
+  const int64_t L = B * Fc * n;
+  Tensor keys = Tensor::empty({L}, DType::i64, device);
+  multi_bag_keys<<<grid_for(L), kBlock, 0, current_stream()>>>(ts, ptr<int64_t>(ids), B, F, f0, Fc, n, total,
+                                                               check_id, rec, ptr<int64_t>(keys));
+  NABLA_CUDA_LAUNCH_CHECK();
+  SortedByKey s = sort_positions_by_key(
+      ptr<int64_t>(keys), L, static_cast<int>(std::bit_width(static_cast<uint64_t>(total))), device);
+  SortedRuns runs = runs_of_sorted_keys(ptr<int64_t>(s.keys), L, total, device);
+  return {std::move(s), std::move(runs)};
+}
+
 template <class T>
 void backward_typed(const Tensor& grad, const Tensor& ids, double scale, uint32_t check_id,
                     std::vector<Tensor>& dst) {
@@ -352,13 +363,9 @@ void backward_typed(const Tensor& grad, const Tensor& ids, double scale, uint32_
     const int64_t L = B * Fc * n;
     NABLA_CHECK(L < (int64_t{1} << 31), "multi_embedding_bag backward: ", L,
                 " positions in one group of tables, at most 2^31 - 1 on cuda");
-    Tensor keys = Tensor::empty({L}, DType::i64, grad.device());
-    multi_bag_keys<<<grid_for(L), kBlock, 0, current_stream()>>>(ts, ptr<int64_t>(ids), B, F, f0, Fc, n,
-                                                                 total, check_id, rec, ptr<int64_t>(keys));
-    NABLA_CUDA_LAUNCH_CHECK();
-    const SortedByKey s = sort_positions_by_key(
-        ptr<int64_t>(keys), L, static_cast<int>(std::bit_width(static_cast<uint64_t>(total))), grad.device());
-    const SortedRuns runs = runs_of_sorted_keys(ptr<int64_t>(s.keys), L, total, grad.device());
+    const GroupedRuns gr = group_runs(ts, ids, B, F, f0, Fc, n, total, check_id, rec, grad.device());
+    const SortedByKey& s = gr.sorted;
+    const SortedRuns& runs = gr.runs;
     auto launch = [&](auto v) {
       constexpr int V = decltype(v)::value;
       multi_bag_backward_runs<T, V><<<grid_for(L * 32), kBlock, 0, current_stream()>>>(
@@ -401,13 +408,9 @@ void multi_embedding_bag_rowwise_adagrad_cuda(const Tensor& grad, const Tensor& 
                 " positions in one group of tables, at most 2^31 - 1 on cuda");
     StateSet ss{};
     for (int64_t i = 0; i < Fc; ++i) ss.s[i] = states[f0 + i].data_ptr();
-    Tensor keys = Tensor::empty({L}, DType::i64, grad.device());
-    multi_bag_keys<<<grid_for(L), kBlock, 0, current_stream()>>>(ts, ptr<int64_t>(ids), B, F, f0, Fc, n,
-                                                                 total, check_id, rec, ptr<int64_t>(keys));
-    NABLA_CUDA_LAUNCH_CHECK();
-    const SortedByKey s = sort_positions_by_key(
-        ptr<int64_t>(keys), L, static_cast<int>(std::bit_width(static_cast<uint64_t>(total))), grad.device());
-    const SortedRuns runs = runs_of_sorted_keys(ptr<int64_t>(s.keys), L, total, grad.device());
+    const GroupedRuns gr = group_runs(ts, ids, B, F, f0, Fc, n, total, check_id, rec, grad.device());
+    const SortedByKey& s = gr.sorted;
+    const SortedRuns& runs = gr.runs;
     visit_cuda_float(grad.dtype(), "multi_embedding_bag rowwise adagrad", [&](auto zero) {
       using T = decltype(zero);
       multi_bag_rowwise_adagrad_runs<T><<<grid_for(L * 32), kBlock, 0, current_stream()>>>(

@@ -39,4 +39,15 @@ struct SortedRuns {
 };
 SortedRuns runs_of_sorted_keys(const int64_t* sorted_keys, int64_t m, int64_t skip, Device device);
 
+#ifdef __CUDACC__
+// For the kernels that give each run a warp: the lanes that share one position of a run, the smallest
+// power of two >= `cols` (the row's columns, or column groups), at most 32; the other 32 / that lanes take
+// further positions of the same run.
+__device__ __forceinline__ int lanes_per_position(int64_t cols) {
+  int g = 1;
+  while (g < 32 && g < cols) g <<= 1;
+  return g;
+}
+#endif
+
 }  // namespace nabla::cuda
