@@ -68,7 +68,7 @@ struct Options {
   int64_t synthetic_rows, synthetic_cap, hash_size, embedding_dim;
   int64_t epochs, max_steps, batch_size, eval_batch_size, eval_every, limit_val, warmup_steps;
   int64_t gsnr_partitions, row_wise_min_rows;
-  double lr, gsnr_gamma, weight_decay;
+  double lr, gsnr_gamma, weight_decay, sparse_lr_scale;
   bool self_interaction, sparse, model_parallel;
   apps::RunOptions run;
 };
@@ -254,6 +254,8 @@ void check_options(const Options& o, const apps::OptionSet& cli) {
   NABLA_CHECK(!o.sparse || o.optimizer == "sgd" || o.optimizer == "adagrad",
               "--sparse updates the tables in the backward by sparse SGD (--optimizer sgd) or row-wise ",
               "Adagrad (--optimizer adagrad); got --optimizer ", o.optimizer);
+  NABLA_CHECK(o.sparse || o.sparse_lr_scale == 1, "--sparse-lr-scale ", o.sparse_lr_scale,
+              " scales the sparse tables' learning rate: it needs --sparse");
   NABLA_CHECK(!o.sparse || o.weight_decay == 0,
               "--sparse: the sparse table updates have no weight decay (got --weight-decay ", o.weight_decay,
               ")");
@@ -328,6 +330,9 @@ std::optional<int> parse(int argc, char** argv, Options& o) {
   cli.add("optimizer", &o.optimizer, "sgd", "sgd, adagrad or vr-sgd (GSNR-scaled SGD, docs/vrgd.md)")
       .one_of({"sgd", "adagrad", "vr-sgd"});
   cli.add("lr", &o.lr, 0.1, "peak learning rate").positive();
+  cli.add("sparse-lr-scale", &o.sparse_lr_scale, 1.0,
+          "--sparse: the tables' learning rate is --lr (as scheduled) times this; the MLPs' is --lr")
+      .positive();
   cli.add("weight-decay", &o.weight_decay, 0.0, "L2 weight decay").non_negative();
   cli.add("warmup-steps", &o.warmup_steps, 0, "linear warm-up from 0 to --lr").non_negative().unit("steps");
   cli.add("schedule", &o.schedule, "constant",
@@ -601,7 +606,7 @@ int run(Options& o) {
       labels = labels.narrow(0, ds.rank() * local, local);
     }
     const double lr = schedule.lr_at(step);
-    model->set_sparse_lr(lr);
+    model->set_sparse_lr(lr * o.sparse_lr_scale);
     double loss = 0;
     if (sharded) {  // forward (all_to_all), backward (all_to_all back), MLP gradients averaged, step
       optimizer->set_lr(lr);

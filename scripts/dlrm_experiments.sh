@@ -6,7 +6,9 @@
 #       sparse SGD and the MLPs by SGD, or adagrad, the tables by row-wise Adagrad and the MLPs by Adagrad;
 #       A_SCHEDULE: train_dlrm's --schedule), evaluated on the test rows (the first half of the last day, never trained on) beside the
 #       teacher's own probabilities on the same rows (the best achievable AUC): teacher AUC, model AUC, gap,
-#       log losses; one row per data set of A_CONFIGS (rows:cap, cap = Kaggle's table sizes capped at).
+#       log losses; one row per data set of A_CONFIGS (rows:cap, cap = Kaggle's table sizes capped at) and
+#       seed of A_SEEDS (the seed draws the teacher and the rows); the tables' learning rate is A_LR times
+#       A_SPARSE_LR_SCALE (train_dlrm --sparse-lr-scale), with A_WARMUP warm-up steps.
 #   (b) SGD against VR-SGD (the VRGD paper, section 1; algorithms/vrgd) at batch sizes 32k .. 512k, same
 #       epochs for every batch size, dense tables for both (VR-SGD scales every gradient element, the tables'
 #       too). Learning rate by the square-root rule, lr(B) = LR0 sqrt(B / B0) (B0 = the smallest batch; the
@@ -18,18 +20,18 @@
 # the first (a) row share one.
 #
 # Default (GPU, for the H200; about 200-300 s in all, see docs/dlrm.md): --device cuda;
-#   (a) A_CONFIGS "16000000:1000 4000000:100" (16M rows, 13.7M of them training, tables capped at 1,000;
-#       4M rows, tables capped at 100), --arch kaggle (D 16, bottom 13-512-256-64-16, top 512-256-1),
-#       batch 4,096, A_OPT sgd, lr 1 decayed to 0 (poly, power 2), 10 epochs (row-wise Adagrad at lr 0.05 for
-#       4 epochs left a gap of 0.046 on the H200, 2026-12-03: it learns too slowly; SGD at lr 1 was far ahead
-#       after 2,000 steps);
+#   (a) A_CONFIGS "16000000:1000" (16M rows, 13.7M of them training, tables capped at 1,000), A_SEEDS "1 2",
+#       --arch kaggle (D 16, bottom 13-512-256-64-16, top 512-256-1), batch 4,096, A_OPT sgd, lr 1 (the
+#       tables 5: A_SPARSE_LR_SCALE 5), 300 warm-up steps, then decayed to 0 (poly, power 2), 10 epochs:
+#       gaps 0.0095 and 0.0065 on the H200, 2026-12-03 (row-wise Adagrad at lr 0.05 for 4 epochs left 0.046;
+#       the tables at 20x diverged at step 10);
 #   (b) ROWS 16M, CAP 1,000, --arch mlperf (D 128, bottom 13-512-256-128, top 1024-1024-512-256-1), 2 epochs,
 #       LR0 4 at 32,768 (so 16 at 524,288; NVIDIA's DLRM recipe runs SGD at 24 at 65,536, with a longer
 #       warm-up).
 # TINY=1 (the CPU here, one thread: OpenMP threads only wait on each other on the shared 2 cores): 200k rows,
-#   tables capped at 100 (A_CONFIGS "200000:100"), --arch tiny (D 8); (a) batch 512, 3 epochs, adagrad lr 0.05; (b) batches 256 .. 4,096 (the GPU's
+#   tables capped at 100 (A_CONFIGS "200000:100"), --arch tiny (D 8); (a) seed 1, batch 512, 3 epochs, adagrad lr 0.05; (b) batches 256 .. 4,096 (the GPU's
 #   / 128), 2 epochs, LR0 2.
-# Overrides (env): A_CONFIGS, ROWS, CAP, A_EPOCHS, A_BATCH, A_LR, A_OPT, A_SCHEDULE, B_EPOCHS, B_LR0, B_BATCHES ("32768 65536 ..."),
+# Overrides (env): A_CONFIGS, A_SEEDS, ROWS, CAP, A_EPOCHS, A_BATCH, A_LR, A_SPARSE_LR_SCALE, A_WARMUP, A_OPT, A_SCHEDULE, B_EPOCHS, B_LR0, B_BATCHES ("32768 65536 ..."),
 # DEVICE, PARTS ("a b", "a" or "b"), BUDGET_S (default 480: a run that would start later is skipped and
 # reported as such, so the tables still print inside the lead's 540 s limit).
 #
@@ -50,37 +52,38 @@ OUTDIR=$(cd "$OUTDIR" && pwd)
 
 if [ "${TINY:-0}" = 1 ]; then
   : "${DEVICE:=cpu}" "${ROWS:=200000}" "${CAP:=100}" "${A_CONFIGS:=200000:100}" "${A_ARCH:=tiny}" "${A_BATCH:=512}" "${A_EPOCHS:=3}"
-  : "${A_LR:=0.05}" "${A_OPT:=adagrad}" "${A_SCHEDULE:=constant}" "${B_ARCH:=tiny}" "${B_BATCHES:=256 512 1024 2048 4096}" "${B_EPOCHS:=2}" "${B_LR0:=2}"
+  : "${A_LR:=0.05}" "${A_OPT:=adagrad}" "${A_SCHEDULE:=constant}" "${A_SEEDS:=1}" "${A_SPARSE_LR_SCALE:=1}" "${A_WARMUP:=0}"
+  : "${B_ARCH:=tiny}" "${B_BATCHES:=256 512 1024 2048 4096}" "${B_EPOCHS:=2}" "${B_LR0:=2}"
   : "${THREADS:=1}"
 else
-  : "${DEVICE:=cuda}" "${ROWS:=16000000}" "${CAP:=1000}" "${A_CONFIGS:=16000000:1000 4000000:100}" "${A_ARCH:=kaggle}" "${A_BATCH:=4096}"
-  : "${A_EPOCHS:=10}" "${A_LR:=1}" "${A_OPT:=sgd}" "${A_SCHEDULE:=poly:power=2}" "${B_ARCH:=mlperf}" "${B_BATCHES:=32768 65536 131072 262144 524288}"
+  : "${DEVICE:=cuda}" "${ROWS:=16000000}" "${CAP:=1000}" "${A_CONFIGS:=16000000:1000}" "${A_SEEDS:=1 2}" "${A_ARCH:=kaggle}" "${A_BATCH:=4096}"
+  : "${A_EPOCHS:=10}" "${A_LR:=1}" "${A_SPARSE_LR_SCALE:=5}" "${A_WARMUP:=300}" "${A_OPT:=sgd}" "${A_SCHEDULE:=poly:power=2}" "${B_ARCH:=mlperf}" "${B_BATCHES:=32768 65536 131072 262144 524288}"
   : "${B_EPOCHS:=2}" "${B_LR0:=4}" "${THREADS:=0}"
 fi
 : "${PARTS:=a b}" "${SEED:=1}" "${BUDGET_S:=480}"
-COMMON=(--device "$DEVICE" --seed "$SEED" --eval-rows test --no-progress)
+COMMON=(--device "$DEVICE" --eval-rows test --no-progress)  # the seed is each run's (--seed)
 [ "$THREADS" != 0 ] && COMMON+=(--threads "$THREADS")
 START=$(date +%s)
 stamp() { echo "[t+$(($(date +%s) - START))s] $*"; }
 
 # ---- data, once per (rows, cap) ----------------------------------------------------------------------------
 rm -f "$OUTDIR/data.jsonl"
-# prepare ROWS CAP: writes the file unless it exists; sets DATA_ARGS for train_dlrm.
+# prepare ROWS CAP [SEED]: writes the file unless it exists; sets DATA_ARGS for train_dlrm (with --seed).
 prepare() {
-  local rows=$1 cap=$2
-  local path=$OUTDIR/synthetic_n${rows}_c${cap}_s${SEED}.bin t0
+  local rows=$1 cap=$2 seed=${3:-$SEED}
+  local path=$OUTDIR/synthetic_n${rows}_c${cap}_s${seed}.bin t0
   t0=$(date +%s)
   if [ ! -f "$path" ]; then
     stamp "writing $rows synthetic rows (tables capped at $cap) to $path"
-    "$BIN" --prepare "$path" --synthetic-rows "$rows" --synthetic-cap "$cap" "${COMMON[@]}" \
-      >"$OUTDIR/prepare_n${rows}_c${cap}.log" 2>&1 || {
-      cat "$OUTDIR/prepare_n${rows}_c${cap}.log" >&2
+    "$BIN" --prepare "$path" --synthetic-rows "$rows" --synthetic-cap "$cap" --seed "$seed" "${COMMON[@]}" \
+      >"$OUTDIR/prepare_n${rows}_c${cap}_s${seed}.log" 2>&1 || {
+      cat "$OUTDIR/prepare_n${rows}_c${cap}_s${seed}.log" >&2
       exit 1
     }
-    cat "$OUTDIR/prepare_n${rows}_c${cap}.log"
-    echo "{\"rows\": $rows, \"cap\": $cap, \"seconds\": $(($(date +%s) - t0))}" >>"$OUTDIR/data.jsonl"
+    cat "$OUTDIR/prepare_n${rows}_c${cap}_s${seed}.log"
+    echo "{\"rows\": $rows, \"cap\": $cap, \"seed\": $seed, \"seconds\": $(($(date +%s) - t0))}" >>"$OUTDIR/data.jsonl"
   fi
-  DATA_ARGS=(--data-path "$path" --synthetic-rows "$rows" --synthetic-cap "$cap")
+  DATA_ARGS=(--data-path "$path" --synthetic-rows "$rows" --synthetic-cap "$cap" --seed "$seed")
 }
 
 # run NAME ARGS...: one train_dlrm run, log and metrics under OUTDIR; prints its last eval line.
@@ -104,9 +107,12 @@ run() {
 # ---- (a) AUC against the teacher --------------------------------------------------------------------------
 if [[ " $PARTS " == *" a "* ]]; then
   for CFG in $A_CONFIGS; do
-    prepare "${CFG%%:*}" "${CFG##*:}"
-    run "a_n${CFG%%:*}_c${CFG##*:}" "${DATA_ARGS[@]}" --arch "$A_ARCH" --sparse --optimizer "$A_OPT" --lr "$A_LR" \
-      --schedule "$A_SCHEDULE" --batch-size "$A_BATCH" --epochs "$A_EPOCHS"
+    for S in $A_SEEDS; do
+      prepare "${CFG%%:*}" "${CFG##*:}" "$S"
+      run "a_n${CFG%%:*}_c${CFG##*:}_s$S" "${DATA_ARGS[@]}" --arch "$A_ARCH" --sparse --optimizer "$A_OPT" \
+        --lr "$A_LR" --sparse-lr-scale "$A_SPARSE_LR_SCALE" --warmup-steps "$A_WARMUP" --schedule "$A_SCHEDULE" \
+        --batch-size "$A_BATCH" --epochs "$A_EPOCHS"
+    done
   done
 fi
 
@@ -129,10 +135,11 @@ fi
 
 # ---- tables -----------------------------------------------------------------------------------------------
 python3 - "$OUTDIR" "$ROWS" "$CAP" "$DEVICE" "$A_CONFIGS" "$A_ARCH" "$A_BATCH" "$A_EPOCHS" "$A_LR" "$B_ARCH" \
-  "$B_EPOCHS" "$B_LR0" "$B_BATCHES" "$PARTS" "$A_OPT" "$A_SCHEDULE" <<'EOF' | tee "$OUTDIR/tables.md"
+  "$B_EPOCHS" "$B_LR0" "$B_BATCHES" "$PARTS" "$A_OPT" "$A_SCHEDULE" "$A_SEEDS" "$A_SPARSE_LR_SCALE" "$A_WARMUP" \
+  <<'EOF' | tee "$OUTDIR/tables.md"
 import glob, json, os, sys
 (out, rows, cap, device, a_configs, a_arch, a_batch, a_epochs, a_lr, b_arch, b_epochs, b_lr0, b_batches,
- parts, a_opt, a_schedule) = sys.argv[1:]
+ parts, a_opt, a_schedule, a_seeds, a_scale, a_warmup) = sys.argv[1:]
 
 def last(name):
     """The run's last eval record, its run record, and the configuration line of its log."""
@@ -164,26 +171,27 @@ gen = []
 if os.path.exists(os.path.join(out, "data.jsonl")):
     gen = [json.loads(l) for l in open(os.path.join(out, "data.jsonl")) if l.strip()]
 print("Synthetic Criteo (7 days; training = days 0-5, test = the first half of day 6), device %s; data written: "
-      "%s.\n" % (device, "; ".join("%s rows, cap %s, %s s" % (f"{g['rows']:,}", g["cap"], g["seconds"]) for g in gen)
+      "%s.\n" % (device, "; ".join("%s rows, cap %s, seed %s, %s s" % (f"{g['rows']:,}", g["cap"], g.get("seed", "?"), g["seconds"])
+                            for g in gen)
                   or "(files from an earlier run)"))
 if "a" in parts.split():
     opt = ("sparse tables with row-wise Adagrad, MLPs Adagrad" if a_opt == "adagrad" else
            "sparse tables with sparse SGD, MLPs SGD" if a_opt == "sgd" else "sparse tables, optimizer " + a_opt)
-    print("(a) DLRM against the planted teacher (%s, %s, lr %s, schedule %s, batch %s, %s epochs)\n"
-          % (a_arch, opt, a_lr, a_schedule, a_batch, a_epochs))
-    print("| rows (train) | tables capped at | test rows | teacher AUC (best achievable) | DLRM AUC | gap "
+    print("(a) DLRM against the planted teacher (%s, %s, lr %s, the tables' lr x %s, %s warm-up steps, schedule %s, "
+          "batch %s, %s epochs)\n" % (a_arch, opt, a_lr, a_scale, a_warmup, a_schedule, a_batch, a_epochs))
+    print("| rows (train) | tables capped at | seed | test rows | teacher AUC (best achievable) | DLRM AUC | gap "
           "| teacher log loss | DLRM log loss | seconds |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for cfg in a_configs.split():
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for cfg, seed in [(cfg, seed) for cfg in a_configs.split() for seed in a_seeds.split()]:
         n, c = cfg.split(":")
-        ev, run, desc = last("a_n%s_c%s" % (n, c))
+        ev, run, desc = last("a_n%s_c%s_s%s" % (n, c, seed))
         rows_cell = "%s (%s)" % (f"{int(n):,}", f"{int(n) - int(n) // 7:,}")
         if ev and run and run["rc"] == 0:
-            print("| %s | %s | %s | %.4f | %.4f | **%.4f** | %.4f | %.4f | %s |" % (
-                rows_cell, f"{int(c):,}", f"{ev['rows']:,}", ev["teacher_auc"], ev["auc"],
+            print("| %s | %s | %s | %s | %.4f | %.4f | **%.4f** | %.4f | %.4f | %s |" % (
+                rows_cell, f"{int(c):,}", seed, f"{ev['rows']:,}", ev["teacher_auc"], ev["auc"],
                 ev["teacher_auc"] - ev["auc"], ev["teacher_log_loss"], ev["log_loss"], run["seconds"]))
         else:
-            print("| %s | %s | - | - | %s | - | - | - | %s |" % (rows_cell, f"{int(c):,}", fail(run),
+            print("| %s | %s | %s | - | - | %s | - | - | - | %s |" % (rows_cell, f"{int(c):,}", seed, fail(run),
                                                                  run["seconds"] if run else "-"))
     print()
 if "b" in parts.split():

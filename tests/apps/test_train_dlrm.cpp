@@ -298,12 +298,50 @@ TEST_F(TrainDlrm, ModelParallelOnOneProcessIsThePlainRun) {
   EXPECT_EQ(metadata_or_empty(path("m.ckpt"), "model_parallel_world"), "1");
 }
 
+// --sparse-lr-scale s: the tables' first sparse SGD step is s times the plain one (t_s = t0 - s lr g, so t1 +
+// t3 = 2 t2, and the touched rows move), the MLPs' step is the plain one.
+TEST_F(TrainDlrm, SparseLrScaleScalesTheTablesStepOnly) {
+  auto path = [](const std::string& name) { return (dir() / name).string(); };
+  std::vector<SafetensorsFile> ck;
+  for (const char* scale : {"1", "2", "3"}) {
+    Result r =
+        run(data_args() + "--sparse --optimizer sgd --lr 0.5 --batch-size 256 --max-steps 1 --no-progress " +
+            "--sparse-lr-scale " + scale + " --checkpoint " + path(std::string("s") + scale + ".ckpt"));
+    ASSERT_EQ(r.code, 0) << r.output;
+    ck.push_back(load_safetensors(path(std::string("s") + scale + ".ckpt")));
+  }
+  int tables = 0, mlps = 0;
+  for (auto& [name, t] : ck[0].tensors) {
+    if (name.find("model.") != 0) continue;  // the model's tensors (not the schedule's or the loader's state)
+    const std::vector<double> a = t.to_double_vector(), b = ck[1].get(name).to_double_vector(),
+                              c = ck[2].get(name).to_double_vector();
+    ASSERT_EQ(a.size(), c.size()) << name;
+    const bool table = name.find("emb") != std::string::npos;
+    double moved = 0, off_line = 0, apart = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      moved = std::max(moved, std::abs(b[i] - a[i]));
+      off_line = std::max(off_line, std::abs(a[i] + c[i] - 2 * b[i]));
+      apart = std::max(apart, std::abs(c[i] - a[i]));
+    }
+    if (table) {
+      ++tables;
+      EXPECT_GT(moved, 1e-6) << name;  // every table has rows in the batch
+      EXPECT_LE(off_line, 1e-6 + 1e-5 * moved) << name;
+    } else {
+      ++mlps;
+      EXPECT_EQ(apart, 0) << name;
+    }
+  }
+  EXPECT_EQ(tables, 26);
+  EXPECT_GT(mlps, 0);
+}
+
 TEST_F(TrainDlrm, BadOptionsExitWithTwo) {
   for (const char* bad :
        {"--batch-size 0", "--optimizer adam", "--sparse --optimizer vr-sgd", "--mlp-top 1-x-1",
         "--data binary", "--lr nan", "--interaction sum", "--data binary --data-path x.bin --prepare out.bin",
         "--eval-rows train", "--model-parallel --optimizer vr-sgd", "--row-wise-min-rows 100",
-        "--model-parallel --row-wise-min-rows -1"}) {
+        "--model-parallel --row-wise-min-rows -1", "--sparse-lr-scale 5", "--sparse --sparse-lr-scale 0"}) {
     Result r = run(bad);
     EXPECT_EQ(r.code, 2) << bad << ": " << r.output;
     EXPECT_EQ(lines_with(r.output, "train_dlrm").size(), 1u) << bad << ": " << r.output;
@@ -314,6 +352,7 @@ TEST_F(TrainDlrm, BadOptionsExitWithTwo) {
                              "adagrad; got --optimizer vr-sgd"),
             std::string::npos);
   EXPECT_NE(run("--row-wise-min-rows 100").output.find("add --model-parallel"), std::string::npos);
+  EXPECT_NE(run("--sparse-lr-scale 5").output.find("it needs --sparse"), std::string::npos);
   Result missing = run("--data binary --data-path /nonexistent/kaggle.bin");
   EXPECT_EQ(missing.code, 1) << missing.output;
   EXPECT_NE(missing.output.find("/nonexistent/kaggle.bin"), std::string::npos) << missing.output;
