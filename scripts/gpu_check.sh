@@ -363,18 +363,23 @@ if want yolo && [ -x "$BUILD/bench_yolo" ]; then
   : >"$LOG/yolo_torch.jsonl"
   # YOLO_CASES: the cases, comma-separated "mode batch amp" (default these four; "train 16 off,infer 16 off"
   # are the TF32 cases of the 2026-12-03 table); YOLO_EXTRA=0 skips the three Nabla-only rows (fusion off,
-  # Darknet's loss on the GPU and on the host).
+  # Darknet's loss on the GPU and on the host). YOLO_REPEAT=N runs each case N times, the two sides
+  # alternating (Nabla, PyTorch, Nabla, ...): the table takes each side's median and lists the N ratios, an
+  # error bar for a ratio near 1 (TF32 channels-last training measured 0.99x and 1.01x in two calls).
   IFS=, read -r -a YOLO_CASE_LIST <<<"${YOLO_CASES:-train 32 bf16,infer 32 bf16,train 32 off,infer 32 off}"
   for c in "${YOLO_CASE_LIST[@]}"; do
     read -r ymode ybatch yamp <<<"$c"
+    for yrep in $(seq 1 "${YOLO_REPEAT:-1}"); do
     for ylayout in nchw cl; do
       ytag=${ymode}_${ybatch}_${yamp}_${ylayout}
+      [ "$yrep" = 1 ] || ytag+=_r$yrep
       yflag=()
       [ "$ylayout" = cl ] && yflag=(--channels-last)
       run_step "bench_yolo $c $ylayout" 60 15 "$LOG/bench_yolo.$ytag.log" "$BUILD/bench_yolo" --cfg "$YCFG" --mode "$ymode" --batch "$ybatch" --amp "$yamp" ${yflag[@]+"${yflag[@]}"}
       cat "$LOG/bench_yolo.$ytag.log" >>"$LOG/bench_yolo.jsonl"
       run_step "yolo_torch $c $ylayout" 60 15 "$LOG/yolo_torch.$ytag.log" python3 benchmarks/yolo_torch.py --cfg "$YCFG" --mode "$ymode" --batch "$ybatch" --amp "$yamp" ${yflag[@]+"${yflag[@]}"}
       cat "$LOG/yolo_torch.$ytag.log" >>"$LOG/yolo_torch.jsonl"
+    done
     done
   done
   [ "${YOLO_EXTRA:-1}" = 1 ] && run_step "bench_yolo train 32 bf16 cl, BN + leaky unfused" 60 10 "$LOG/bench_yolo.unfused.log" env NABLA_DARKNET_FUSED=0 "$BUILD/bench_yolo" --cfg "$YCFG" --mode train --batch 32 --amp bf16 --channels-last --name train_b32_416_bf16_unfused_cl
@@ -389,7 +394,8 @@ if want yolo && [ -x "$BUILD/bench_yolo" ]; then
   cat "$LOG/bench_yolo.darknetloss_host.log" >>"$LOG/bench_yolo.jsonl" 2>/dev/null
   python3 - "$LOG/bench_yolo.jsonl" "$LOG/yolo_torch.jsonl" <<'EOF2' | tee "$LOG/yolo_compare.txt"
 import json, sys
-rows = {}  # case name without the layout suffix -> {(impl, layout): record}
+import statistics
+rows = {}  # case name without the layout suffix -> {(impl, layout): [records, in run order]}
 for path in sys.argv[1:]:
     for line in open(path, errors="replace"):
         try:
@@ -398,15 +404,17 @@ for path in sys.argv[1:]:
             continue
         name = str(r.get("name"))
         layout = "cl" if name.endswith("_cl") else "nchw"
-        rows.setdefault(name[:-3] if layout == "cl" else name, {})[(r.get("impl"), layout)] = r
-def ips(r):
-    return r.get("img_per_s") if r else None
-def fmt(r):
-    if not r:
+        rows.setdefault(name[:-3] if layout == "cl" else name, {}).setdefault((r.get("impl"), layout), []).append(r)
+def ips(rs):  # the median over the repeats that gave a figure
+    v = [r["img_per_s"] for r in rs or [] if "img_per_s" in r]
+    return statistics.median(v) if v else None
+def fmt(rs):
+    if not rs:
         return "-"
-    return "%.1f" % r["img_per_s"] if "img_per_s" in r else "error: " + str(r.get("error", "-"))[:50]
+    v = ips(rs)
+    return "%.1f" % v if v else "error: " + str(rs[-1].get("error", "-"))[:50]
 def ratio(a, b):
-    return "%.2fx" % (a / b) if a and b else "-"
+    return "%.3fx" % (a / b) if a and b else "-"
 print("| yolov3 416² case | Nabla NCHW | PyTorch NCHW | ratio | Nabla CL | PyTorch CL | ratio | best / best |")
 print("| --- | --- | --- | --- | --- | --- | --- | --- |")
 for name in sorted(rows, key=str):
@@ -416,6 +424,13 @@ for name in sorted(rows, key=str):
     best_t = max([v for v in (ips(tn), ips(tc)) if v] or [0])
     print(f"| {name} | {fmt(nn_)} | {fmt(tn)} | {ratio(ips(nn_), ips(tn))} | {fmt(nc)} | {fmt(tc)} | "
           f"{ratio(ips(nc), ips(tc))} | {ratio(best_n, best_t)} |")
+for name in sorted(rows, key=str):  # with YOLO_REPEAT > 1: each repeat's ratio
+    g = rows[name]
+    for lay in ("nchw", "cl"):
+        a, b = g.get(("nabla", lay)) or [], g.get(("torch", lay)) or []
+        if min(len(a), len(b)) > 1:
+            rs = [ratio(x.get("img_per_s"), y.get("img_per_s")) for x, y in zip(a, b)]
+            print(f"{name} {lay}: ratio per repeat {', '.join(rs)}")
 EOF2
 fi
 
