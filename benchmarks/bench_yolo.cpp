@@ -15,14 +15,19 @@
 // --channels-last: DarknetNetwork::set_channels_last (NHWC weights and activations; the input is made
 // channels-last once, before timing, as the PyTorch side's). The record says "fused": whether conv + BN +
 // leaky ran as one batch_norm_add_relu (NABLA_DARKNET_FUSED=0 turns it off).
+// --cuda-graph (cuda only): after the warm-up steps (which chose cuDNN's algorithms), the step's forward and
+// backward (training: zero_grad, forward, loss, backward; inference: the forward) are captured once as a
+// CUDA graph (runtime::Graph) and every timed step replays it; SGD stays eager, as in train_classifier's
+// --cuda-graph. The PyTorch side stays eager. The record gets "cuda_graph" and the graph's node count.
 //
 // Usage: bench_yolo --cfg yolov3.cfg [--name N] [--mode train|infer] [--batch 16] [--size 416]
 //                   [--amp off|bf16] [--loss surrogate|darknet] [--device cuda|cpu] [--warmup 5]
-//                   [--steps 5] [--windows 5] [--no-tf32] [--channels-last]
+//                   [--steps 5] [--windows 5] [--no-tf32] [--channels-last] [--cuda-graph]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
@@ -41,14 +46,14 @@ using namespace nabla::models::darknet;
 struct Options {
   std::string cfg, name, mode = "train", amp = "off", loss = "surrogate", device = "cuda";
   int64_t batch = 16, size = 416, warmup = 5, steps = 5, windows = 5;
-  bool tf32 = true, channels_last = false;
+  bool tf32 = true, channels_last = false, cuda_graph = false;
 };
 
 [[noreturn]] void usage(const std::string& why) {
   std::fprintf(stderr,
                "bench_yolo: %s\nusage: bench_yolo --cfg FILE [--name N] [--mode train|infer] [--batch N] "
                "[--size S] [--amp off|bf16] [--loss surrogate|darknet] [--device cuda|cpu] [--warmup N] "
-               "[--steps N] [--windows N] [--no-tf32] [--channels-last]\n",
+               "[--steps N] [--windows N] [--no-tf32] [--channels-last] [--cuda-graph]\n",
                why.c_str());
   std::exit(2);
 }
@@ -70,6 +75,10 @@ Options parse(int argc, char** argv) {
     }
     if (a == "--channels-last") {
       o.channels_last = true;
+      continue;
+    }
+    if (a == "--cuda-graph") {
+      o.cuda_graph = true;
       continue;
     }
     if (i + 1 >= argc) usage("missing value for " + a);
@@ -104,11 +113,13 @@ Options parse(int argc, char** argv) {
   if (o.amp != "off" && o.amp != "bf16") usage("--amp expects off or bf16, got " + o.amp);
   if (o.loss != "surrogate" && o.loss != "darknet")
     usage("--loss expects surrogate or darknet, got " + o.loss);
+  if (o.cuda_graph && o.device != "cuda" && o.device.rfind("cuda:", 0) != 0)
+    usage("--cuda-graph needs --device cuda, got --device " + o.device);
   if (o.name.empty())
     o.name = o.mode + "_b" + std::to_string(o.batch) + "_" + std::to_string(o.size) + "_" +
              (o.amp == "bf16" ? "bf16" : (o.tf32 ? "tf32" : "fp32")) +
              (o.loss == "darknet" ? (yolo_loss_on_host() ? "_darknetloss_host" : "_darknetloss") : "") +
-             (o.channels_last ? "_cl" : "");
+             (o.cuda_graph ? "_graph" : "") + (o.channels_last ? "_cl" : "");
   return o;
 }
 
@@ -137,6 +148,7 @@ int main(int argc, char** argv) {
                       {"tf32", o.tf32},
                       {"channels_last", o.channels_last},
                       {"fused", darknet_fused()},
+                      {"cuda_graph", o.cuda_graph},
                       {"loss_on_host", o.loss == "darknet" && yolo_loss_on_host()}};
   try {
     const Device dev = Device::parse(o.device);
@@ -162,7 +174,8 @@ int main(int argc, char** argv) {
     const bool amp = o.amp == "bf16";
     double last_loss = 0;
     Tensor loss_t;
-    auto train_step = [&] {
+    // The forward and backward of a training step (the gradients are on the parameters afterwards).
+    auto forward_backward = [&] {
       opt.zero_grad();
       Tensor loss;
       {
@@ -179,8 +192,11 @@ int main(int argc, char** argv) {
         }
       }
       loss.backward();
-      opt.step();
       loss_t = loss;
+    };
+    auto train_step = [&] {
+      forward_backward();
+      opt.step();
     };
     auto infer_step = [&] {
       NoGradGuard no_grad;
@@ -192,9 +208,28 @@ int main(int argc, char** argv) {
       net.train();
     else
       net.eval();
-    auto step = [&] { o.mode == "train" ? train_step() : infer_step(); };
+    std::function<void()> step = [&] { o.mode == "train" ? train_step() : infer_step(); };
     for (int64_t i = 0; i < o.warmup; ++i) step();
     runtime::synchronize(dev);
+    runtime::Graph graph;  // --cuda-graph: captured after the warm-up, on the current device
+    std::vector<std::pair<Tensor, Tensor>> grads;  // (parameter, the gradient tensor the graph writes)
+    if (o.cuda_graph) {
+      graph.capture(o.mode == "train" ? std::function<void()>(forward_backward)
+                                      : std::function<void()>(infer_step));
+      j["graph_nodes"] = graph.num_nodes();
+      if (o.mode == "train")
+        for (const Tensor& p : net.parameters())
+          if (p.grad().defined()) grads.emplace_back(p, p.grad());
+      step = [&] {
+        graph.replay();
+        if (o.mode == "train") {
+          for (auto& [p, g] : grads) p.set_grad(g);
+          opt.step();
+        }
+      };
+      for (int64_t i = 0; i < 2; ++i) step();  // the replays' first runs, untimed
+      runtime::synchronize(dev);
+    }
     if (o.mode == "train") last_loss = loss_t.item_double();
     j["loss_after_warmup"] = last_loss;
     std::vector<double> img_per_s;

@@ -388,6 +388,10 @@ if want yolo && [ -x "$BUILD/bench_yolo" ]; then
   # Nabla's default keeps to deterministic ones): the one case below 1.0x on 2026-12-03 (0.99x)
   [ "${YOLO_EXTRA:-1}" = 1 ] && run_step "bench_yolo train 32 TF32 cl, non-deterministic cuDNN" 60 10 "$LOG/bench_yolo.nondet.log" env NABLA_CUDNN_DETERMINISTIC=0 "$BUILD/bench_yolo" --cfg "$YCFG" --mode train --batch 32 --amp off --channels-last --name train_b32_416_tf32_nondet_cl
   cat "$LOG/bench_yolo.nondet.log" >>"$LOG/bench_yolo.jsonl" 2>/dev/null
+  # The same case with the forward and backward replayed from a CUDA graph (bench_yolo --cuda-graph; SGD
+  # eager), against PyTorch eager: its row is train_b32_416_tf32_graph, PyTorch's figure that of the eager case.
+  [ "${YOLO_EXTRA:-1}" = 1 ] && run_step "bench_yolo train 32 TF32 cl, CUDA graph" 60 10 "$LOG/bench_yolo.graph.log" "$BUILD/bench_yolo" --cfg "$YCFG" --mode train --batch 32 --amp off --channels-last --cuda-graph
+  cat "$LOG/bench_yolo.graph.log" >>"$LOG/bench_yolo.jsonl" 2>/dev/null
   [ "${YOLO_EXTRA:-1}" = 1 ] && run_step "bench_yolo darknet loss on the GPU" 60 5 "$LOG/bench_yolo.darknetloss.log" "$BUILD/bench_yolo" --cfg "$YCFG" --mode train --batch 16 --amp bf16 --loss darknet
   cat "$LOG/bench_yolo.darknetloss.log" >>"$LOG/bench_yolo.jsonl" 2>/dev/null
   [ "${YOLO_EXTRA:-1}" = 1 ] && run_step "bench_yolo darknet loss on the host" 60 5 "$LOG/bench_yolo.darknetloss_host.log" env NABLA_YOLO_LOSS_HOST=1 "$BUILD/bench_yolo" --cfg "$YCFG" --mode train --batch 16 --amp bf16 --loss darknet
@@ -418,7 +422,11 @@ def ratio(a, b):
 print("| yolov3 416² case | Nabla NCHW | PyTorch NCHW | ratio | Nabla CL | PyTorch CL | ratio | best / best |")
 print("| --- | --- | --- | --- | --- | --- | --- | --- |")
 for name in sorted(rows, key=str):
-    g = rows[name]
+    g = dict(rows[name])
+    if name.endswith("_graph"):  # Nabla replaying a CUDA graph: PyTorch's figures are the eager case's
+        for k, v in rows.get(name[:-len("_graph")], {}).items():
+            if k[0] == "torch":
+                g.setdefault(k, v)
     nn_, tn, nc, tc = (g.get(k) for k in (("nabla", "nchw"), ("torch", "nchw"), ("nabla", "cl"), ("torch", "cl")))
     best_n = max([v for v in (ips(nn_), ips(nc)) if v] or [0])
     best_t = max([v for v in (ips(tn), ips(tc)) if v] or [0])
