@@ -20,10 +20,14 @@
 // --report-algos: NABLA_CONV_REPORT=1, so every convolution shape's cuDNN choice is listed on stderr at exit
 // (NABLA_CONV_CACHE=file keeps the choices for the next process: cuda/conv_cache.h).
 // --device cpu: the same step on the CPU (for trying the harness without a GPU; no CUDA graph, no TF32).
+// Arithmetic: "gmacs_per_image" (ResNet::macs: every conv and the fc, forward) and "train_tflops" = 6 x MACs
+// x img/s / 1e12 (2 FLOPs a multiply-add; the backward's data and weight gradients twice the forward's), and
+// on CUDA "peak_fraction" of --peak-tflops (default: the H200 SXM's dense tensor-core peak, 989.4 TFLOP/s for
+// bf16, 494.7 for TF32; "peak_tflops" in the record; without TF32 no fraction is given).
 //
 // Usage: bench_resnet --name resnet50_b128_tf32 --model resnet50 --batch 128 --image-size 224
 //                     --classes 1000 [--amp bf16] [--channels-last] [--cuda-graph] [--warmup 10] [--steps 10]
-//                     [--windows 5] [--no-tf32] [--report-algos] [--device cuda|cpu]
+//                     [--windows 5] [--no-tf32] [--report-algos] [--device cuda|cpu] [--peak-tflops T]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -48,6 +52,7 @@ struct Options {
   bool tf32 = true;
   bool channels_last = false;  // model and input in NHWC (Module::to(MemoryFormat::ChannelsLast))
   bool cuda_graph = false;     // capture one step after the warm-up and time its replays (cuda/graph.h)
+  double peak_tflops = 0;      // 0: the H200's dense tensor-core peak for the precision
 };
 
 [[noreturn]] void usage(const std::string& why) {
@@ -55,7 +60,7 @@ struct Options {
       stderr,
       "bench_resnet: %s\nusage: bench_resnet --name NAME --model resnetNN --batch N --image-size S "
       "--classes C [--amp off|bf16] [--channels-last] [--cuda-graph] [--warmup N] [--steps N] [--windows N] "
-      "[--no-tf32] [--report-algos] [--device cuda|cpu]\n",
+      "[--no-tf32] [--report-algos] [--device cuda|cpu] [--peak-tflops T]\n",
       why.c_str());
   std::exit(2);
 }
@@ -109,7 +114,12 @@ Options parse(int argc, char** argv) {
       o.windows = positive(a, v);
     else if (a == "--device")
       o.device = v;
-    else
+    else if (a == "--peak-tflops") {
+      char* end = nullptr;
+      o.peak_tflops = std::strtod(v, &end);
+      if (end == v || *end != '\0' || !(o.peak_tflops > 0))
+        usage(std::string("--peak-tflops expects a positive number, got '") + v + "'");
+    } else
       usage("unknown option " + a);
   }
   if (o.amp != "off" && o.amp != "bf16") usage("--amp expects off or bf16, got " + o.amp);
@@ -207,6 +217,16 @@ int main(int argc, char** argv) {
     j["loss_after_warmup"] = first_loss;
     j["loss_last"] = last_loss.item();
     j["peak_gib"] = static_cast<double>(runtime::memory_stats(dev).peak_allocated) / (1ull << 30);
+    const double macs = static_cast<double>(model->macs(o.image_size, o.image_size));
+    const double tflops = 6.0 * macs * median / 1e12;
+    j["gmacs_per_image"] = macs / 1e9;
+    j["train_tflops"] = tflops;
+    const double peak =
+        o.peak_tflops > 0 ? o.peak_tflops : (o.amp == "bf16" ? 989.4 : (o.tf32 ? 494.7 : 0.0));
+    if (dev.is_cuda() && peak > 0) {
+      j["peak_tflops"] = peak;
+      j["peak_fraction"] = tflops / peak;
+    }
   } catch (const std::exception& e) {
     j["error"] = e.what();
   }

@@ -86,6 +86,14 @@ def main():
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for r in rows:
         print(line(r))
+    # The arithmetic rate of each Nabla case (bench_resnet's train_tflops and peak_fraction)
+    for name in names:
+        for label, rec in (("eager", n.get(name)), ("graph", g.get(name))):
+            if rec and "train_tflops" in rec and "img_per_s" in rec:
+                frac = (f", {100 * rec['peak_fraction']:.1f}% of the {rec['peak_tflops']:g} TFLOP/s dense peak"
+                        if "peak_fraction" in rec else "")
+                print(f"{name} ({label}): {rec['train_tflops']:.1f} TFLOP/s ({rec['gmacs_per_image']:.2f} GMACs an "
+                      f"image x 6 x img/s){frac}")
 
 if __name__ == "__main__":
     main()
