@@ -178,22 +178,8 @@ def main():
         if cuda:
             rec["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
         if a.profile and cuda:
-            from torch.profiler import ProfilerActivity, profile
-            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-                for _ in range(a.profile):
-                    step()
-                torch.cuda.synchronize()
-            events = prof.key_averages()
-            attr = "device_time_total" if hasattr(events[0], "device_time_total") else "cuda_time_total"
-            kernels = [e for e in events if getattr(e, attr, 0) > 0 and e.device_type.name == "CUDA"]
-            total = sum(getattr(e, attr) for e in kernels)
-            import sys
-            print(f"torch.profiler, {a.profile} steps: kernel time {total / 1e3 / a.profile:.2f} ms/step "
-                  f"(timed step {1e3 * a.batch / median:.2f} ms)", file=sys.stderr)
-            for e in sorted(kernels, key=lambda e: -getattr(e, attr))[:40]:
-                t = getattr(e, attr)
-                print(f"{t / 1e3 / a.profile:9.3f} ms/step {100 * t / total:5.1f}% {e.count // a.profile:5d}/step  "
-                      f"{e.key[:110]}", file=sys.stderr)
+            from torch_profile import print_kernel_table
+            print_kernel_table(step, a.profile, 1e3 * a.batch / median)
     except Exception as e:  # one line per case, even for a failure
         rec["error"] = f"{type(e).__name__}: {e}"
     print(json.dumps(rec), flush=True)

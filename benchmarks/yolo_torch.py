@@ -134,6 +134,9 @@ def main():
     ap.add_argument("--windows", type=int, default=5)
     ap.add_argument("--no-tf32", action="store_true")
     ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--profile", type=int, default=0,
+                    help="after the timed windows, run this many steps under torch.profiler and print the "
+                         "kernels' device time on stderr (benchmarks/profile_yolo.sh)")
     a = ap.parse_args()
     tf32 = not a.no_tf32
     name = a.name or (f"{a.mode}_b{a.batch}_{a.size}_" + ("bf16" if a.amp == "bf16" else ("tf32" if tf32 else "fp32"))
@@ -204,6 +207,9 @@ def main():
             rec["loss_last"] = state["loss"].item()
         if dev.type == "cuda":
             rec["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        if a.profile and dev.type == "cuda":
+            from torch_profile import print_kernel_table
+            print_kernel_table(step, a.profile, 1e3 * a.batch / rec["img_per_s"])
     except Exception as e:  # one JSON line whatever happens
         rec["error"] = repr(e)
     print(json.dumps(rec), flush=True)

@@ -1,0 +1,29 @@
+"""The kernels of a few training steps under torch.profiler, printed as a table on stderr: the device time per
+step of each kernel, its share and its calls per step, most expensive first. Shared by resnet_torch.py and
+yolo_torch.py (--profile N), which benchmarks/profile_resnet.sh and profile_yolo.sh run beside Nabla's
+NABLA_PROFILE=1 op table.
+"""
+import sys
+
+import torch
+
+
+def print_kernel_table(step, steps, timed_ms, top=40, out=sys.stderr):
+    """Runs `step` `steps` times under torch.profiler (CUDA) and prints the table; timed_ms is the step's
+    time from the timed windows, printed beside the kernels' sum."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            step()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+    events = prof.key_averages()
+    attr = "device_time_total" if hasattr(events[0], "device_time_total") else "cuda_time_total"
+    kernels = [e for e in events if getattr(e, attr, 0) > 0 and e.device_type.name == "CUDA"]
+    total = sum(getattr(e, attr) for e in kernels)
+    print(f"torch.profiler, {steps} steps: kernel time {total / 1e3 / steps:.2f} ms/step "
+          f"(timed step {timed_ms:.2f} ms)", file=out)
+    for e in sorted(kernels, key=lambda e: -getattr(e, attr))[:top]:
+        t = getattr(e, attr)
+        print(f"{t / 1e3 / steps:9.3f} ms/step {100 * t / total:5.1f}% {e.count // steps:5d}/step  {e.key[:110]}",
+              file=out)
