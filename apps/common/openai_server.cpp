@@ -436,6 +436,9 @@ void OpenAIServer::serve_connection(std::shared_ptr<Connection> c) {
           completions(request, chat,
                       [&](const json& event) { return send("data: " + dump(event) + "\n\n"); });
           streamed = true;
+          // Counted before the stream's last bytes go out: a client that has read the whole stream sees it
+          // in requests_served() (counting after the write raced with it).
+          ++served_;
           if (ok) send("data: [DONE]\n\n");
           beast::error_code wec;
           if (ok) net::write(s, http::make_chunk_last(), wec);
@@ -452,7 +455,7 @@ void OpenAIServer::serve_connection(std::shared_ptr<Connection> c) {
       status = 500;
       body = error_body({500, str_cat("internal error: ", e.what()), "server_error", ""});
     }
-    ++served_;
+    if (!streamed) ++served_;  // before the response is written (a streamed one was counted above)
     if (o_.log_requests)
       std::printf("%s %s -> %d\n", req.method_string().to_string().c_str(), path.c_str(),
                   streamed ? 200 : status),
