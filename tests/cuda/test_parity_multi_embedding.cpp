@@ -4,6 +4,9 @@
 // groups), f64; the sparse SGD on a strided gradient; row-wise Adagrad over three steps (and on 70 tables
 // 300 wide); runs thousands long (Kaggle's 3-row tables) in the backward and row-wise Adagrad; and a bad
 // id reported at the next synchronisation.
+#include <utility>
+#include <vector>
+
 #include "ops/multi_embedding.h"
 #include "parity.h"
 
@@ -24,6 +27,22 @@ Tensor table_ids(const std::vector<int64_t>& rows, int64_t B, int64_t n, DType d
   return n == 1 ? ids.reshape({B, static_cast<int64_t>(rows.size())}) : ids;
 }
 std::vector<Tensor> take(In in, size_t count) { return {in.begin(), in.begin() + count}; }
+// Row-wise Adagrad (lr 0.05) on copies of the tables in[0 .. rows.size()) with zero accumulators, one step
+// per (ids, gradient) pair in order; returns the tables, flattened, then the accumulators.
+Tensor rowwise_adagrad_on_copies(In in, const std::vector<int64_t>& rows, BagMode mode,
+                                 const std::vector<std::pair<Tensor, Tensor>>& steps) {
+  std::vector<Tensor> t, st;
+  for (size_t f = 0; f < rows.size(); ++f) {
+    t.push_back(in[f].detach().clone());
+    st.push_back(zeros({rows[f]}, {.device = in[0].device()}));
+  }
+  for (const auto& [ids, grad] : steps)
+    multi_embedding_bag_sparse_rowwise_adagrad_(t, st, ids, mode, grad, 0.05);
+  std::vector<Tensor> parts;
+  for (const Tensor& w : t) parts.push_back(w.reshape({-1}));
+  for (const Tensor& a : st) parts.push_back(a);
+  return cat(parts, 0);
+}
 
 NABLA_PARITY(multi_embedding_bag, dlrm_shape_with_prefix) {
   // 26 tables of 1,000 x 128 (repeats: 2,048 draws each), one id per row, the bottom output as slot 0.
@@ -81,18 +100,9 @@ NABLA_PARITY(multi_embedding_bag, sparse_rowwise_adagrad_three_steps) {
   const std::vector<int64_t> rows{500, 40, 1000};
   EXPECT_PARITY(
       [rows](In in) {
-        std::vector<Tensor> t, st;
-        for (int f = 0; f < 3; ++f) {
-          t.push_back(in[f].detach().clone());
-          st.push_back(zeros({rows[f]}, {.device = in[0].device()}));
-        }
-        for (int k = 0; k < 3; ++k)
-          multi_embedding_bag_sparse_rowwise_adagrad_(t, st, in[3 + k], BagMode::sum,
-                                                      in[6 + k].detach().narrow(1, 1, 3), 0.05);
-        std::vector<Tensor> parts;
-        for (int f = 0; f < 3; ++f) parts.push_back(t[f].reshape({-1}));
-        for (int f = 0; f < 3; ++f) parts.push_back(st[f]);
-        return cat(parts, 0);
+        std::vector<std::pair<Tensor, Tensor>> steps;
+        for (int k = 0; k < 3; ++k) steps.emplace_back(in[3 + k], in[6 + k].detach().narrow(1, 1, 3));
+        return rowwise_adagrad_on_copies(in, rows, BagMode::sum, steps);
       },
       {parity_randn({500, 128}, false), parity_randn({40, 128}, false), parity_randn({1000, 128}, false),
        table_ids(rows, 2048, 1), table_ids(rows, 2048, 1), table_ids({5, 5, 5}, 2048, 1),
@@ -107,16 +117,7 @@ NABLA_PARITY(multi_embedding_bag, sparse_rowwise_adagrad_three_steps) {
   inputs.push_back(parity_randn({64, 70, 300}, false));
   EXPECT_PARITY(
       [many](In in) {
-        std::vector<Tensor> t, st;
-        for (size_t f = 0; f < many.size(); ++f) {
-          t.push_back(in[f].detach().clone());
-          st.push_back(zeros({many[f]}, {.device = in[0].device()}));
-        }
-        multi_embedding_bag_sparse_rowwise_adagrad_(t, st, in[70], BagMode::mean, in[71].detach(), 0.05);
-        std::vector<Tensor> parts;
-        for (size_t f = 0; f < many.size(); ++f) parts.push_back(t[f].reshape({-1}));
-        for (size_t f = 0; f < many.size(); ++f) parts.push_back(st[f]);
-        return cat(parts, 0);
+        return rowwise_adagrad_on_copies(in, many, BagMode::mean, {{in[70], in[71].detach()}});
       },
       inputs, {.atol = 1e-4, .rtol = 1e-4, .check_grads = false});
 }
@@ -152,18 +153,8 @@ NABLA_PARITY(multi_embedding_bag, rowwise_adagrad_long_runs_narrow_rows) {
     inputs.push_back(parity_randn({8192, 4, D}, false));
     EXPECT_PARITY(
         [rows](In in) {
-          std::vector<Tensor> t, st;
-          for (int f = 0; f < 4; ++f) {
-            t.push_back(in[f].detach().clone());
-            st.push_back(zeros({rows[f]}, {.device = in[0].device()}));
-          }
-          for (int k = 0; k < 2; ++k)
-            multi_embedding_bag_sparse_rowwise_adagrad_(t, st, in[4 + k], BagMode::sum, in[6 + k].detach(),
-                                                        0.05);
-          std::vector<Tensor> parts;
-          for (int f = 0; f < 4; ++f) parts.push_back(t[f].reshape({-1}));
-          for (int f = 0; f < 4; ++f) parts.push_back(st[f]);
-          return cat(parts, 0);
+          return rowwise_adagrad_on_copies(in, rows, BagMode::sum,
+                                           {{in[4], in[6].detach()}, {in[5], in[7].detach()}});
         },
         inputs, {.atol = 1e-3, .rtol = 1e-4, .check_grads = false});
   }

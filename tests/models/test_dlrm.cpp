@@ -88,7 +88,6 @@ TEST(Dlrm, ShapesNamesAndPresets) {
   test::expect_error([&] { m.forward(dense, sparse.narrow(1, 0, 2)); }, {"[B, 3]", "[5,2]"});
 }
 
-// One step with sparse tables equals one dense SGD step: same loss, same tables, same MLP.
 // A shard (DlrmConfig::whole_table_sizes / table_first_row) built after the same seed holds exactly its rows
 // of the whole model's tables (odd first elements too: D = 3), the same MLPs, zeros for a placeholder, and
 // leaves the generator where the whole model leaves it; inconsistent shard fields are refused.
@@ -120,6 +119,7 @@ TEST(Dlrm, AShardStartsWithTheWholeModelsRows) {
   test::expect_error([&] { Dlrm bad(part); }, {"whole_table_sizes and table_first_row", "3 and 2"});
 }
 
+// One step with sparse tables equals one dense SGD step: same loss, same tables, same MLP.
 TEST(Dlrm, SparseTablesEqualDenseSgd) {
   std::vector<int64_t> sizes{20, 9, 30, 4};
   DlrmConfig c = DlrmConfig::tiny(sizes);

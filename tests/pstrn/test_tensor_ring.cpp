@@ -6,6 +6,7 @@
 
 #include "engine/device_runtime.h"
 #include "models/tensor_ring.h"
+#include "pstrn_testing.h"
 #include "testing.h"
 
 namespace nabla {
@@ -302,13 +303,7 @@ TEST(TRLeNet5Cuda, LogitsAndGradientsMatchTheCpuInEveryOrder) {
     expect_close(lg.to(Device::cpu()), lc, 1e-4);
     cross_entropy(lc, y).backward();
     cross_entropy(lg, y.to(Device::cuda())).backward();
-    auto pc = cpu.named_parameters(), pg = gpu.named_parameters();
-    ASSERT_EQ(pc.size(), pg.size());
-    for (size_t i = 0; i < pc.size(); ++i) {
-      const Tensor gc = pc[i].second.grad(), gg = pg[i].second.grad().to(Device::cpu());
-      const double scale = std::max(1e-6, amax(abs(gc)).item_double());
-      expect_close(div(gg, scalar_like(scale, gg)), div(gc, scalar_like(scale, gc)), 1e-4);
-    }
+    test::expect_same_gradients(cpu, gpu, 1e-6, 1e-4);
   }
   runtime::set_tf32_enabled(tf32);
 }

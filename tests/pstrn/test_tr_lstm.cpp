@@ -11,6 +11,7 @@
 #include "engine/device_runtime.h"
 #include "models/nn/rnn.h"
 #include "models/tr_lstm.h"
+#include "pstrn_testing.h"
 #include "testing.h"
 
 namespace nabla {
@@ -221,13 +222,7 @@ TEST(TRLSTMCuda, LogitsAndGradientsMatchTheCpuInBothOrders) {
     expect_close(lg.to(Device::cpu()), lc, 2e-2);
     cross_entropy(lc, y).backward();
     cross_entropy(lg, y.to(Device::cuda())).backward();
-    auto pc = cpu.named_parameters(), pg = gpu.named_parameters();
-    ASSERT_EQ(pc.size(), pg.size());
-    for (size_t i = 0; i < pc.size(); ++i) {
-      const Tensor gc = pc[i].second.grad(), gg = pg[i].second.grad().to(Device::cpu());
-      const double scale = std::max(1e-3, amax(abs(gc)).item_double());
-      expect_close(div(gg, scalar_like(scale, gg)), div(gc, scalar_like(scale, gc)), 3e-2);
-    }
+    test::expect_same_gradients(cpu, gpu, 1e-3, 3e-2);
   }
 }
 
