@@ -40,6 +40,7 @@
 #include "data/synthetic.h"
 #include "engine/device_runtime.h"
 #include "engine/profile.h"
+#include "benchmarks/kernel_trace_hook.h"
 #include "models/resnet.h"
 #include "nabla.h"
 
@@ -185,6 +186,9 @@ int main(int argc, char** argv) {
     auto timed_step = [&] { o.cuda_graph ? graph.replay() : step(); };
     // NABLA_PROFILE=1: the table at exit covers the timed steps only (not cuDNN's algorithm search).
     if (profile::enabled()) profile::reset();
+    // LD_PRELOAD=libnabla_kernel_trace.so: its kernel table covers the timed steps only.
+    runtime::synchronize(dev);
+    bench::kernel_trace_begin(static_cast<int>(o.steps * o.windows));
     std::vector<double> img_per_s, host_ms;
     for (int64_t w = 0; w < o.windows; ++w) {
       runtime::Event start(dev), stop(dev);
@@ -201,6 +205,7 @@ int main(int argc, char** argv) {
       const double ms = start.elapsed_ms(stop);
       img_per_s.push_back(static_cast<double>(o.batch * o.steps) / (ms * 1e-3));
     }
+    bench::kernel_trace_end();
     std::vector<double> sorted = img_per_s;
     std::sort(sorted.begin(), sorted.end());
     const double median = sorted[sorted.size() / 2];
