@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "cuda/runtime.h"
@@ -17,7 +18,44 @@
 namespace nabla::cuda::cudnn_graph {
 namespace {
 
-constexpr int kTimedCandidates = 6;
+// An integer from the environment in [lo, hi], else (unset, not a number, out of range) the default.
+int env_int(const char* name, int lo, int hi, int fallback) {
+  const char* v = std::getenv(name);
+  const int k = v ? std::atoi(v) : 0;
+  return k >= lo && k <= hi ? k : fallback;
+}
+// How many filtered candidates are timed: NABLA_CONV_CANDIDATES (1..64, default 6).
+int timed_candidates() {
+  static const int n = env_int("NABLA_CONV_CANDIDATES", 1, 64, 6);
+  return n;
+}
+// Timed runs per candidate (after one warm-up run): NABLA_CONV_TIMING_RUNS (1..100, default 3).
+int timing_runs() {
+  static const int n = env_int("NABLA_CONV_TIMING_RUNS", 1, 100, 3);
+  return n;
+}
+// The heuristics modes asked, in order: NABLA_CONV_HEUR, a comma list of a, b, instant and fallback
+// (default "a,fallback"; an unknown word is ignored, an empty list means the default).
+const std::vector<cudnnBackendHeurMode_t>& heur_modes() {
+  static const std::vector<cudnnBackendHeurMode_t> modes = [] {
+    std::vector<cudnnBackendHeurMode_t> m;
+    const char* v = std::getenv("NABLA_CONV_HEUR");
+    std::string s = v ? v : "";
+    size_t at = 0;
+    while (at <= s.size() && !s.empty()) {
+      const size_t end = std::min(s.find(',', at), s.size());
+      const std::string w = s.substr(at, end - at);
+      if (w == "a") m.push_back(CUDNN_HEUR_MODE_A);
+      if (w == "b") m.push_back(CUDNN_HEUR_MODE_B);
+      if (w == "instant") m.push_back(CUDNN_HEUR_MODE_INSTANT);
+      if (w == "fallback") m.push_back(CUDNN_HEUR_MODE_FALLBACK);
+      at = end + 1;
+    }
+    if (m.empty()) m = {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_FALLBACK};
+    return m;
+  }();
+  return modes;
+}
 constexpr int64_t kMaxWorkspace = int64_t(1) << 30;
 constexpr int64_t kUidX = 1, kUidW = 2, kUidY = 3;
 
@@ -185,8 +223,8 @@ std::shared_ptr<ConvPlan> make_conv_plan(const ConvDesc& d, void* x, void* w, vo
   std::vector<Candidate> candidates;
   int considered = 0;
   // A preferred engine may be any of the timed candidates, so they are all enumerated then.
-  const int wanted = time_candidates || preferred_engine >= 0 ? kTimedCandidates : 1;
-  for (cudnnBackendHeurMode_t mode : {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_FALLBACK}) {
+  const int wanted = time_candidates || preferred_engine >= 0 ? timed_candidates() : 1;
+  for (cudnnBackendHeurMode_t mode : heur_modes()) {
     if (static_cast<int>(candidates.size()) >= wanted) break;
     Desc heur(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
     cudnnBackendDescriptor_t gd = base->graph->get();
@@ -279,12 +317,13 @@ std::shared_ptr<ConvPlan> make_conv_plan(const ConvDesc& d, void* x, void* w, vo
       try {
         execute(probe, x, w, y, ws);  // warm-up (and a check that it runs)
         NABLA_CUDA_CHECK(cudaEventRecord(e0, s));
-        for (int r = 0; r < 3; ++r) execute(probe, x, w, y, ws);
+        const int runs = timing_runs();
+        for (int r = 0; r < runs; ++r) execute(probe, x, w, y, ws);
         NABLA_CUDA_CHECK(cudaEventRecord(e1, s));
         NABLA_CUDA_CHECK(cudaEventSynchronize(e1));
         float ms = 0;
         NABLA_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-        c.ms = ms / 3;
+        c.ms = ms / runs;
       } catch (const Error&) {
         ok = false;
       }

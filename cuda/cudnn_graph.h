@@ -12,11 +12,13 @@
 //   - engines that down-convert their inputs;
 //   - with TF32 off, f32 engines on tensor cores;
 //   - unless NABLA_CUDNN_DETERMINISTIC=0, non-deterministic engines (as the legacy path).
-// Then up to kTimedCandidates plans that finalise, with a workspace of at most 1 GiB, are each run once
-// and timed over 3 runs on the call's own buffers (a host synchronisation at the first call of a shape),
-// and the fastest is kept. NABLA_CUDNN_FIND=0 takes the heuristics' first instead, the same in every
-// process. NABLA_CUDNN_API=legacy sends every convolution to the legacy API. A preferred engine (from the
-// NABLA_CONV_CACHE file, cuda/conv_cache.h) that is among the filtered candidates is taken without timing.
+// Then up to 6 plans that finalise (NABLA_CONV_CANDIDATES=N: N), with a workspace of at most 1 GiB, are
+// each run once and timed over 3 runs (NABLA_CONV_TIMING_RUNS) on the call's own buffers (a host
+// synchronisation at the first call of a shape), and the fastest is kept. NABLA_CONV_HEUR=b,fallback (any
+// comma list of a, b, instant, fallback) changes the heuristics modes asked, in order. NABLA_CUDNN_FIND=0
+// takes the heuristics' first instead, the same in every process. NABLA_CUDNN_API=legacy sends every
+// convolution to the legacy API. A preferred engine (from the NABLA_CONV_CACHE file, cuda/conv_cache.h) that
+// is among the filtered candidates is taken without timing.
 #pragma once
 #include <cudnn.h>
 
