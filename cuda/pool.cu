@@ -17,6 +17,10 @@
 // there are no atomics, the result is deterministic, and f32 results are bit-identical to the CPU ones.
 // Sums accumulate in f32 (f64 for f64) except the average pool's forward window sum, which is f64 for f32
 // input as on the CPU. 32-bit index arithmetic is used whenever the tensors are small enough.
+// Packed backward kernels (16 bytes of one tensor a thread; NABLA_POOL_FAST=0 turns them off): the max-pool
+// backward over V = 16 / sizeof(T) channels (channels-last, C % V == 0) or V columns (NCHW, W % V == 0),
+// and the average-pool backward of a global pooling (one window: the whole plane). Each element's terms
+// are the general kernel's, added in the same order, so the results are bit-identical to it.
 //
 // Channels-last (template flag CL, from the geometry): every tensor of the call is [N, C, *, *] with memory
 // order N, H, W, C. The thread of linear index idx still writes element idx of its output in memory order
@@ -25,10 +29,13 @@
 // are unchanged, so results equal the NCHW kernels' bit for bit.
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <string>
 #include <type_traits>
 
 #include "cuda/dtype.cuh"
 #include "cuda/loops.cuh"
+#include "cuda/vec.cuh"
 #include "ops/conv.h"
 
 namespace nabla::cuda {
@@ -201,6 +208,111 @@ __global__ void max_pool_backward_kernel(Geo<I> g, const T* __restrict__ gy,
   }
 }
 
+// max_pool backward in channels-last with 16-byte packs (C a multiple of the pack V = 16 / sizeof(T), gy and
+// dx 16-byte aligned): a thread per V consecutive channels of one input position, so the window arithmetic
+// is done once for V elements and gy, the indices and dx move in 16-, 16 x (8 / sizeof(T))- and 16-byte
+// loads and stores. Each element's sum is the scalar kernel's, in the same order. (The scalar kernel took
+// 1.36 ms for ResNet-50's stem pooling at batch 128 in bf16, 5% of the step on the H200.)
+template <class T, class I>
+__global__ void max_pool_backward_cl_packed(Geo<I> g, const T* __restrict__ gy,
+                                            const int64_t* __restrict__ indices, T* __restrict__ dx,
+                                            I total_packs) {
+  using A = acc_t<T>;
+  constexpr int V = static_cast<int>(16 / sizeof(T));
+  const I cp = g.c / V;  // packs per position
+  for (I idx = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; idx < total_packs;
+       idx += static_cast<I>(blockDim.x) * gridDim.x) {
+    const I pk = idx % cp;
+    I t = idx / cp;
+    const I b = t % g.w;
+    t /= g.w;
+    const I a = t % g.h, nn = t / g.h;
+    I i0, i1, j0, j1;
+    covering<I>(a, g.kh, g.sh, g.ph, g.oh, i0, i1);
+    covering<I>(b, g.kw, g.sw, g.pw, g.ow, j0, j1);
+    const int64_t target = static_cast<int64_t>(a) * g.w + b;
+    A s[V];
+#pragma unroll
+    for (int e = 0; e < V; ++e) s[e] = A(0);
+    for (I i = i0; i <= i1; ++i)
+      for (I j = j0; j <= j1; ++j) {
+        const I o = ((nn * g.oh + i) * g.ow + j) * g.c + pk * V;  // element (nn, i, j, pk V) of gy
+        A gv[V];
+        load_pack<T, V>(gy + o, gv);
+        const longlong2* ip = reinterpret_cast<const longlong2*>(indices + o);
+#pragma unroll
+        for (int e2 = 0; e2 < V / 2; ++e2) {
+          const longlong2 q = ip[e2];
+          if (q.x == target) s[2 * e2] += gv[2 * e2];
+          if (q.y == target) s[2 * e2 + 1] += gv[2 * e2 + 1];
+        }
+      }
+    store_pack<T, V>(dx + static_cast<int64_t>(idx) * V, s);
+  }
+}
+
+// max_pool backward in NCHW, V = 16 / sizeof(T) consecutive input columns per thread (W a multiple of V, dx
+// 16-byte aligned): the windows covering the V columns are walked once (rows i ascending, then columns j),
+// each window's index and gradient loaded once for all V, and element e adds window (i, j) only when j is
+// in its own covering range: so each element's sum has the scalar kernel's terms in the scalar kernel's
+// order. (The scalar kernel took 1.16 ms for ResNet-50's f32 stem pooling at batch 128 on the H200,
+// bound by its per-element index arithmetic.)
+template <class T, class I>
+__global__ void max_pool_backward_nchw_packed(Geo<I> g, const T* __restrict__ gy,
+                                              const int64_t* __restrict__ indices, T* __restrict__ dx,
+                                              I total_packs) {
+  using A = acc_t<T>;
+  constexpr int V = static_cast<int>(16 / sizeof(T));
+  const I wp = g.w / V;  // packs per input row
+  for (I idx = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; idx < total_packs;
+       idx += static_cast<I>(blockDim.x) * gridDim.x) {
+    const I b0 = (idx % wp) * V;
+    const I t = idx / wp;
+    const I a = t % g.h, pl = t / g.h;
+    I i0, i1, jlo[V], jhi[V];
+    covering<I>(a, g.kh, g.sh, g.ph, g.oh, i0, i1);
+#pragma unroll
+    for (int e = 0; e < V; ++e) covering<I>(b0 + e, g.kw, g.sw, g.pw, g.ow, jlo[e], jhi[e]);
+    const I j0 = jlo[0], j1 = jhi[V - 1];  // covering ranges grow with the column
+    A s[V];
+#pragma unroll
+    for (int e = 0; e < V; ++e) s[e] = A(0);
+    const I plane = pl * g.oh * g.ow;
+    const int64_t row_target = static_cast<int64_t>(a) * g.w + b0;
+    for (I i = i0; i <= i1; ++i)
+      for (I j = j0; j <= j1; ++j) {
+        const I o = plane + i * g.ow + j;
+        const int64_t k = indices[o] - row_target;  // the winner's column offset from b0, if in this row
+        if (k < 0 || k >= V) continue;
+        const A gv = load(gy[o]);
+#pragma unroll
+        for (int e = 0; e < V; ++e)
+          if (k == e && j >= jlo[e] && j <= jhi[e]) s[e] += gv;
+      }
+    store_pack<T, V>(dx + static_cast<int64_t>(idx) * V, s);
+  }
+}
+
+// avg_pool backward of a global pooling (one output per plane whose window is the whole input: adaptive to
+// 1 x 1, or a kernel the input's size without padding): dx = T(gy[plane] / (H W)), the general kernel's
+// arithmetic without its window search (0.28 ms for ResNet-50's head at batch 128 on the H200).
+template <class T, class I, bool CL>
+__global__ void avg_pool_backward_global(Geo<I> g, const T* __restrict__ gy, T* __restrict__ dx, I total) {
+  using A = acc_t<T>;
+  const double count = static_cast<double>(g.h) * static_cast<double>(g.w);
+  for (I idx = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; idx < total;
+       idx += static_cast<I>(blockDim.x) * gridDim.x) {
+    I pl;
+    if constexpr (CL)
+      pl = (idx / (g.h * g.w * g.c)) * g.c + idx % g.c;
+    else
+      pl = idx / (g.h * g.w);
+    A s = A(0);
+    s += static_cast<A>(static_cast<double>(load(gy[pl])) / count);  // plane pl's one output: index pl
+    dx[idx] = store<T>(s);
+  }
+}
+
 template <class T, class I, bool CL>
 __global__ void avg_pool_forward_kernel(Geo<I> g, const T* __restrict__ x, T* __restrict__ y, I total) {
   // The CPU kernel sums in f64; so does this one for f32 and f64 (16-bit types sum in f32).
@@ -274,6 +386,18 @@ __global__ void upsample_backward_kernel(Geo<I> g, const T* __restrict__ gy, T* 
 
 #undef GRID_STRIDE
 
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// NABLA_POOL_FAST=0: the general kernels only (no packed channels-last max-pool backward, no global
+// average-pool backward), for comparison.
+bool packed_pool_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("NABLA_POOL_FAST");
+    return !(v && std::string(v) == "0");
+  }();
+  return on;
+}
+
 // 32-bit indexing when every index (including a grid-stride loop's last step past the end) fits.
 bool fits_i32(int64_t n) { return n + int64_t(kBlock) * 65535 * 8 < INT32_MAX; }
 
@@ -313,8 +437,18 @@ void max_pool2d_backward_cuda(const Pool2dGeometry& g, const Tensor& gy, const T
   if (total == 0) return;
   dispatch(gy.dtype(), std::max(total, gy.numel()), g.channels_last, "max_pool2d",
            [&]<class T, class I, bool CL>() {
-             max_pool_backward_kernel<T, I, CL><<<grid_for(total), kBlock, 0, current_stream()>>>(
-                 geo<I>(g), ptr<T>(gy), ptr<int64_t>(indices), ptr<T>(dx), static_cast<I>(total));
+             constexpr int64_t V = 16 / sizeof(T);
+             if (CL && g.channels % V == 0 && aligned16(ptr<T>(gy)) && aligned16(ptr<T>(dx)) &&
+                 aligned16(ptr<int64_t>(indices)) && packed_pool_enabled()) {
+               max_pool_backward_cl_packed<T, I><<<grid_for(total / V), kBlock, 0, current_stream()>>>(
+                   geo<I>(g), ptr<T>(gy), ptr<int64_t>(indices), ptr<T>(dx), static_cast<I>(total / V));
+             } else if (!CL && g.w % V == 0 && aligned16(ptr<T>(dx)) && packed_pool_enabled()) {
+               max_pool_backward_nchw_packed<T, I><<<grid_for(total / V), kBlock, 0, current_stream()>>>(
+                   geo<I>(g), ptr<T>(gy), ptr<int64_t>(indices), ptr<T>(dx), static_cast<I>(total / V));
+             } else {
+               max_pool_backward_kernel<T, I, CL><<<grid_for(total), kBlock, 0, current_stream()>>>(
+                   geo<I>(g), ptr<T>(gy), ptr<int64_t>(indices), ptr<T>(dx), static_cast<I>(total));
+             }
              NABLA_CUDA_LAUNCH_CHECK();
            });
 }
@@ -335,10 +469,16 @@ void avg_pool2d_backward_cuda(const Pool2dGeometry& g, const Tensor& gy, Tensor&
   DeviceGuard guard(gy.device().index);
   const int64_t total = dx.numel();
   if (total == 0) return;
+  const bool global =
+      g.oh == 1 && g.ow == 1 && (g.adaptive || (g.kh == g.h && g.kw == g.w && g.pad_h == 0 && g.pad_w == 0));
   dispatch(gy.dtype(), std::max(total, gy.numel()), g.channels_last, "avg_pool2d",
            [&]<class T, class I, bool CL>() {
-             avg_pool_backward_kernel<T, I, CL><<<grid_for(total), kBlock, 0, current_stream()>>>(
-                 geo<I>(g), ptr<T>(gy), ptr<T>(dx), static_cast<I>(total));
+             if (global && packed_pool_enabled())
+               avg_pool_backward_global<T, I, CL><<<grid_for(total), kBlock, 0, current_stream()>>>(
+                   geo<I>(g), ptr<T>(gy), ptr<T>(dx), static_cast<I>(total));
+             else
+               avg_pool_backward_kernel<T, I, CL><<<grid_for(total), kBlock, 0, current_stream()>>>(
+                   geo<I>(g), ptr<T>(gy), ptr<T>(dx), static_cast<I>(total));
              NABLA_CUDA_LAUNCH_CHECK();
            });
 }

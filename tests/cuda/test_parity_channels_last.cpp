@@ -197,6 +197,18 @@ NABLA_PARITY(batch_norm, channels_last_packed_f64) {
       },
       {parity_randn({5, 6, 7, 7}), parity_randn({6}), parity_randn({6})}, {.atol = 1e-5, .rtol = 1e-5});
 }
+// Many rows, so many partials per channel that bn_finalize merges them with 64 (256 partials: 65,536 rows of
+// C = 16) and 256 threads a channel (1,024 partials: 262,144 rows).
+NABLA_PARITY(batch_norm, channels_last_packed_f32_finalize_64) {
+  EXPECT_PARITY(
+      [](In in) { return batch_norm(cl(in[0]), in[1], in[2], Tensor(), Tensor(), true, 0.1, 1e-5); },
+      {parity_randn({32, 16, 32, 64}), parity_randn({16}), parity_randn({16})}, {.atol = 2e-3, .rtol = 2e-4});
+}
+NABLA_PARITY(batch_norm, channels_last_packed_f32_finalize_256) {
+  EXPECT_PARITY(
+      [](In in) { return batch_norm(cl(in[0]), in[1], in[2], Tensor(), Tensor(), true, 0.1, 1e-5); },
+      {parity_randn({64, 16, 64, 64}), parity_randn({16}), parity_randn({16})}, {.atol = 2e-3, .rtol = 2e-4});
+}
 NABLA_PARITY(batch_norm, channels_last_packed_eval) {
   EXPECT_PARITY([](In in) { return batch_norm(cl(in[0]), in[1], in[2], in[3], in[4], false, 0.1, 1e-5); },
                 {parity_randn({3, 32, 6, 5}), parity_randn({32}), parity_randn({32}),
@@ -237,6 +249,29 @@ NABLA_PARITY(max_pool2d, channels_last_bf16) {
       },
       {tie_free_bf16_values({2, 9, 10, 11})}, {.atol = 1e-2, .rtol = 1e-2});
 }
+// The packed channels-last backward (C a multiple of 16 bytes' worth: f32 C = 64, 4 a pack; f64 C = 6;
+// bf16 C = 16 on tie-free values), on ResNet's stem geometry and an overlapping one.
+NABLA_PARITY(max_pool2d, channels_last_packed_f32) {
+  EXPECT_PARITY(
+      [](In in) {
+        return max_pool2d(cl(in[0]), {3, 3}, {2, 2}, {1, 1});
+      },
+      {parity_randn({2, 64, 13, 11})});
+}
+NABLA_PARITY(max_pool2d, channels_last_packed_f64_overlap) {
+  EXPECT_PARITY(
+      [](In in) {
+        return max_pool2d(cl(in[0]), {4, 4}, {1, 1}, {2, 2});
+      },
+      {parity_randn({2, 6, 9, 7}, true, DType::f64)}, {.atol = 1e-12, .rtol = 1e-12});
+}
+NABLA_PARITY(max_pool2d, channels_last_packed_bf16) {
+  EXPECT_PARITY(
+      [](In in) {
+        return max_pool2d(bf16_or_rounded(cl(in[0])), {3, 3}, {2, 2}, {1, 1}).to(DType::f32);
+      },
+      {tie_free_bf16_values({2, 16, 10, 11})}, {.atol = 1e-2, .rtol = 1e-2});
+}
 NABLA_PARITY(avg_pool2d, channels_last_include_pad) {
   EXPECT_PARITY(
       [](In in) {
@@ -257,6 +292,20 @@ NABLA_PARITY(adaptive_avg_pool2d, channels_last_global) {
         return adaptive_avg_pool2d(cl(in[0]), {1, 1}).flatten(1);
       },
       {parity_randn({4, 130, 7, 7})});
+}
+// Global pooling by a kernel the input's size (the global backward), NCHW and channels-last.
+NABLA_PARITY(avg_pool2d, global_kernel_nchw) {
+  EXPECT_PARITY([](In in) { return avg_pool2d(in[0], {5, 6}); }, {parity_randn({3, 7, 5, 6})});
+}
+NABLA_PARITY(adaptive_avg_pool2d, global_nchw) {
+  EXPECT_PARITY(
+      [](In in) {
+        return adaptive_avg_pool2d(in[0], {1, 1}).flatten(1);
+      },
+      {parity_randn({4, 9, 7, 7})});
+}
+NABLA_PARITY(avg_pool2d, channels_last_global_kernel) {
+  EXPECT_PARITY([](In in) { return avg_pool2d(cl(in[0]), {4, 3}); }, {parity_randn({2, 5, 4, 3})});
 }
 NABLA_PARITY(adaptive_avg_pool2d, channels_last_overlapping) {
   EXPECT_PARITY([](In in) { return adaptive_avg_pool2d(cl(in[0]), {4, 3}); }, {parity_randn({2, 11, 9, 7})});

@@ -230,6 +230,34 @@ NABLA_PARITY(max_pool2d, bf16) {
       },
       {parity_randn({2, 3, 10, 9})}, {.atol = 1e-2, .rtol = 1e-2});
 }
+// The packed NCHW backward (W a multiple of 16 bytes' worth of T: 4 f32, 2 f64, 8 bf16); ties, NaNs and
+// ResNet's stem geometry above take it too (W = 8, 56). Here: heavy overlap (up to 4 x 4 windows an input,
+// covering ranges that differ across a pack's columns), windows that skip columns (kernel 1, stride 2:
+// empty covering ranges), f64 and bf16.
+NABLA_PARITY(max_pool2d, packed_nchw_heavy_overlap) {
+  EXPECT_PARITY(
+      [](In in) {
+        return max_pool2d(in[0], {4, 4}, {1, 1}, {2, 2});
+      },
+      {parity_randn({2, 3, 6, 8})});
+}
+NABLA_PARITY(max_pool2d, packed_nchw_k1_s2_gaps) {
+  EXPECT_PARITY([](In in) { return max_pool2d(in[0], {1, 1}, {2, 2}); }, {parity_randn({2, 3, 7, 12})});
+}
+NABLA_PARITY(max_pool2d, packed_nchw_f64) {
+  EXPECT_PARITY(
+      [](In in) {
+        return max_pool2d(in[0], {3, 3}, {2, 2}, {1, 1});
+      },
+      {parity_randn({2, 3, 9, 10}, true, DType::f64)}, {.atol = 1e-12, .rtol = 1e-12});
+}
+NABLA_PARITY(max_pool2d, packed_nchw_bf16) {
+  EXPECT_PARITY(
+      [](In in) {
+        return max_pool2d(bf16_or_rounded(in[0]), {3, 3}, {2, 2}, {1, 1}).to(DType::f32);
+      },
+      {parity_randn({2, 3, 10, 16})}, {.atol = 1e-2, .rtol = 1e-2});
+}
 NABLA_PARITY(max_pool2d, strided_input) {
   EXPECT_PARITY(
       [](In in) {

@@ -114,6 +114,13 @@ FUSED_BN_PARITY(f32_cl_packed_no_residual, Shape({4, 24, 7, 7}), kF32Tol, .dtype
                 .channels_last = true, .residual = false)
 // bf16: NCHW planes and columns; channels-last packed (C = 64 ResNet's, 24: 3 threads a row, 512: 2 tiles).
 FUSED_BN_PARITY(bf16_nchw_planes_train, Shape({8, 8, 9, 9}), kBf16Tol, .dtype = DType::bf16)
+// NCHW planes with s a multiple of the pack: the packed partials and apply (bf16 s = 64, f32 s = 36).
+FUSED_BN_PARITY(bf16_nchw_planes_packed_train, Shape({8, 8, 8, 8}), kBf16Tol, .dtype = DType::bf16)
+FUSED_BN_PARITY(f32_nchw_planes_packed_train, Shape({6, 5, 6, 6}), kF32Tol, .dtype = DType::f32)
+FUSED_BN_PARITY(f32_nchw_planes_packed_eval, Shape({6, 5, 6, 6}), kF32Tol, .dtype = DType::f32,
+                .training = false)
+// c s a multiple of the pack, s not (packs across two planes in the apply): ResNet-50's 7 x 7 layers.
+FUSED_BN_PARITY(f32_nchw_packs_straddle_planes, Shape({6, 4, 7, 7}), kF32Tol, .dtype = DType::f32)
 FUSED_BN_PARITY(bf16_nchw_columns_eval, Shape({64, 20}), kBf16Tol, .dtype = DType::bf16, .training = false)
 FUSED_BN_PARITY(bf16_cl_packed_c64, Shape({4, 64, 16, 16}), kBf16Tol, .dtype = DType::bf16,
                 .channels_last = true)

@@ -7,7 +7,11 @@
 //     and small r; -inf (masked) entries in every softmax path.
 //   layer_norm dweight/dbias: one and many row chunks; no affine, weight only, multi-dim normalized_shape.
 //   batch_norm: the plane partials (s >= 32) with one and several chunks of n, the column partials (s < 32,
-//     including [N, C]), training (running statistics checked too) and evaluation, no affine, large means.
+//     including [N, C]), training (running statistics checked too) and evaluation, no affine, large means;
+//     the planes' 16-byte packed kernels (s a multiple of the pack: s = 100, 256, 32, 64, 40 and a count of
+//     packs per block that leaves the two-cursor loop a tail) beside the scalar ones (s = 37, 81, 49), and
+//     the packed apply of c s a multiple of the pack with packs across two planes (s = 49); the
+//     finalize with 32 threads a channel (its 64- and 256-thread groups: test_parity_channels_last.cpp).
 //   dropout: odd sizes (the last Philox counter serves one element), a non-zero generator offset, p = 1.
 // bf16/f16 run on the GPU only (the CPU kernels compute f32/f64): the CPU reference runs in f32 on the
 // inputs rounded to the 16-bit type and rounds its result, the GPU runs in the 16-bit type (in_dtype below).
@@ -300,6 +304,26 @@ NABLA_PARITY(batch_norm, bf16_train) {
                     return bn_train(c, {1, 8, 1, 1});
                   }); },
       bn_inputs({16, 8, 9, 9}, 8), {.atol = 6e-2, .rtol = 3e-2});
+}
+// The planes' packed kernels in bf16 (8 values a pack; s = 64 and 3 chunks of n) and in f32 with an odd
+// number of packs per block (s = 36: 9 packs a plane, 7 planes a chunk), both directions.
+NABLA_PARITY(batch_norm, bf16_planes_packed_train) {
+  EXPECT_PARITY(
+      [](In in) { return in_dtype(in, DType::bf16, [](In c) {
+                    return bn_train(c, {1, 4, 1, 1});
+                  }); },
+      bn_inputs({48, 4, 8, 8}, 4), {.atol = 6e-2, .rtol = 3e-2});
+}
+BN_TRAIN(train_planes_packed_tail, Shape({7, 3, 6, 6}), 3, Shape({1, 3, 1, 1}))
+// s not a multiple of the pack but c s is: the packed apply with packs that straddle two planes (ResNet-50's
+// 7 x 7 layers), f32 and bf16; the partials take the scalar planes kernel.
+BN_TRAIN(train_apply_packs_straddle_planes, Shape({6, 4, 7, 7}), 4, Shape({1, 4, 1, 1}))
+NABLA_PARITY(batch_norm, bf16_apply_packs_straddle_planes) {
+  EXPECT_PARITY(
+      [](In in) { return in_dtype(in, DType::bf16, [](In c) {
+                    return bn_train(c, {1, 8, 1, 1});
+                  }); },
+      bn_inputs({4, 8, 7, 7}, 8), {.atol = 6e-2, .rtol = 3e-2});
 }
 NABLA_PARITY(batch_norm, f16_columns_eval) {
   EXPECT_PARITY(
