@@ -6,13 +6,16 @@
 // tensors all share one dense, non-overlapping layout (e.g. all channels-last: the walk is then in memory
 // order, which is still one visit per element with matching offsets); otherwise each thread turns its
 // linear index into per-tensor offsets with one division per dim (dims of size 1 are dropped and adjacent
-// dims that are contiguous in every tensor merged first, so most views need 1-2 divisions).
+// dims that are contiguous in every tensor merged first, after ordering the dims by the first tensor's
+// strides, so most views need 1-2 divisions, 32-bit ones below 2^31 elements).
 // f is a __device__ lambda (nvcc --extended-lambda).
 #pragma once
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
+#include <vector>
 
 #include "cuda/runtime.h"
 #include "engine/tensor.h"
@@ -35,6 +38,19 @@ struct OffsetCalc {
       linear /= sizes[d];
 #pragma unroll
       for (int k = 0; k < N; ++k) off[k] += idx * strides[k][d];
+    }
+    return off;
+  }
+  // The same with 32-bit index arithmetic (linear < 2^31: a 64-bit division costs several times a 32-bit
+  // one).
+  __device__ __forceinline__ std::array<int64_t, N> get32(uint32_t linear) const {
+    std::array<int64_t, N> off{};
+    for (int d = ndim - 1; d >= 0; --d) {
+      const uint32_t size = static_cast<uint32_t>(sizes[d]);
+      const uint32_t idx = linear % size;
+      linear /= size;
+#pragma unroll
+      for (int k = 0; k < N; ++k) off[k] += static_cast<int64_t>(idx) * strides[k][d];
     }
     return off;
   }
@@ -70,6 +86,7 @@ OffsetCalc<N> make_offset_calc(const Shape& shape, const std::array<const Stride
 
 template <int N, class F>
 __global__ void elementwise_kernel(int64_t n, OffsetCalc<N> calc, bool contiguous, F f) {
+  const bool small = n < (int64_t(1) << 31);
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
     if (contiguous) {
@@ -77,6 +94,8 @@ __global__ void elementwise_kernel(int64_t n, OffsetCalc<N> calc, bool contiguou
 #pragma unroll
       for (int k = 0; k < N; ++k) off[k] = i;
       f(off);
+    } else if (small) {
+      f(calc.get32(static_cast<uint32_t>(i)));
     } else {
       f(calc.get(i));
     }
@@ -101,7 +120,26 @@ void launch_elementwise(const Shape& shape, const std::array<const Strides*, N>&
     contiguous = true;
     for (int k = 1; k < N; ++k) contiguous = contiguous && *strides[k] == *strides[0];
   }
-  OffsetCalc<N> calc = contiguous ? OffsetCalc<N>{} : make_offset_calc<N>(shape, strides);
+  OffsetCalc<N> calc{};
+  if (!contiguous) {
+    // Walk the elements in the first tensor's memory order (dims by decreasing stride, ties in order):
+    // each element is still visited once, the first tensor's accesses are in order, and views whose dims
+    // are contiguous only in memory order merge (a channel slice of a channels-last tensor, [N, C, H, W]
+    // with strides [H W Ct, 1, W Ct, Ct], is a [N H W, C] matrix with row stride Ct: 1 division, not 3).
+    std::vector<size_t> order(shape.size());
+    for (size_t d = 0; d < order.size(); ++d) order[d] = d;
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t a, size_t b) { return (*strides[0])[a] > (*strides[0])[b]; });
+    Shape ps;
+    std::array<Strides, N> pst;
+    for (size_t d : order) {
+      ps.push_back(shape[d]);
+      for (int k = 0; k < N; ++k) pst[k].push_back((*strides[k])[d]);
+    }
+    std::array<const Strides*, N> pp;
+    for (int k = 0; k < N; ++k) pp[k] = &pst[k];
+    calc = make_offset_calc<N>(ps, pp);
+  }
   elementwise_kernel<N><<<grid_for(n), kBlock, 0, current_stream()>>>(n, calc, contiguous, f);
   NABLA_CUDA_LAUNCH_CHECK();
 }
