@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <nlohmann/json.hpp>
 
@@ -253,10 +254,24 @@ TEST_F(TrainYolo, OneIterationAgreesWithDarknetDetectorTrain) {
   const std::string q = "cd " + dir + " && ";
   ASSERT_EQ(std::system((q + "darknet partial tiny.cfg /dev/null init.weights 10 >partial.log 2>&1").c_str()),
             0);
-  ASSERT_EQ(
-      std::system(
-          (q + "darknet detector train d.data tiny.cfg init.weights >darknet.out 2>darknet.err").c_str()),
-      0);
+  // Debian's darknet can crash on its way out: its loader thread, still decoding the next batch's image in
+  // OpenCV, meets the process's exit (a segfault in libopencv_imgcodecs after the final weights are saved;
+  // 5 runs of 5 on the CI machine on 2026-12-03, none before). Everything this test reads is written before
+  // that, stdout line by line (stdbuf -oL: a crash would lose a fully buffered stdout), so such an exit is
+  // accepted once darknet has saved its final weights.
+  const int rc = std::system(
+      (q + "stdbuf -oL darknet detector train d.data tiny.cfg init.weights >darknet.out 2>darknet.err")
+          .c_str());
+  if (rc != 0) {
+    std::ifstream err_file(dir + "/darknet.err");
+    const std::string err((std::istreambuf_iterator<char>(err_file)), std::istreambuf_iterator<char>());
+    ASSERT_NE(err.find("Saving weights to " + dir + "/backup/tiny_final.weights"), std::string::npos)
+        << "darknet detector train exited with status " << rc << " before saving its final weights:\n"
+        << err;
+    ASSERT_TRUE(fs::exists(dir + "/backup/tiny_final.weights"));
+    std::printf("darknet detector train exited with status %d after saving its final weights (accepted)\n",
+                rc);
+  }
   std::ifstream dout(dir + "/darknet.out");
   std::string region, loss_line;
   for (std::string l; std::getline(dout, l);) {
