@@ -21,7 +21,11 @@ def print_kernel_table(step, steps, timed_ms, top=40, out=sys.stderr):
             torch.cuda.synchronize()
     events = prof.key_averages()
     attr = "device_time_total" if hasattr(events[0], "device_time_total") else "cuda_time_total"
-    kernels = [e for e in events if getattr(e, attr, 0) > 0 and e.device_type.name == "CUDA"]
+    # Device events only, and not the user annotations that torch.profiler also puts on the GPU timeline
+    # ("Optimizer.step#SGD.step" spans the optimizer's kernels: counting it would count them twice).
+    kernels = [e for e in events if getattr(e, attr, 0) > 0 and e.device_type.name == "CUDA"
+               and not getattr(e, "is_user_annotation", False)
+               and not e.key.startswith(("Optimizer.", "ProfilerStep#"))]
     total = sum(getattr(e, attr) for e in kernels)
     tsv = os.environ.get("TORCH_KERNEL_TSV")
     if tsv:  # the table benchmarks/kernel_compare.py reads (benchmarks/kernel_trace.cpp writes Nabla's)
