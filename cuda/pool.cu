@@ -208,11 +208,11 @@ __global__ void max_pool_backward_kernel(Geo<I> g, const T* __restrict__ gy,
   }
 }
 
-// max_pool backward in channels-last with 16-byte packs (C a multiple of the pack V = 16 / sizeof(T), gy and
-// dx 16-byte aligned): a thread per V consecutive channels of one input position, so the window arithmetic
-// is done once for V elements and gy, the indices and dx move in 16-, 16 x (8 / sizeof(T))- and 16-byte
-// loads and stores. Each element's sum is the scalar kernel's, in the same order. (The scalar kernel took
-// 1.36 ms for ResNet-50's stem pooling at batch 128 in bf16, 5% of the step on the H200.)
+// max_pool backward in channels-last with 16-byte packs (C a multiple of the pack V = 16 / sizeof(T); gy, dx
+// and the indices 16-byte aligned): a thread per V consecutive channels of one input position, so the
+// window arithmetic is done once for V elements, gy and dx move in 16-byte loads and stores and the V
+// indices in V / 2 16-byte loads. Each element's sum is the scalar kernel's, in the same order. (The scalar
+// kernel took 1.36 ms for ResNet-50's stem pooling at batch 128 in bf16, 5% of the step on the H200.)
 template <class T, class I>
 __global__ void max_pool_backward_cl_packed(Geo<I> g, const T* __restrict__ gy,
                                             const int64_t* __restrict__ indices, T* __restrict__ dx,
@@ -220,8 +220,7 @@ __global__ void max_pool_backward_cl_packed(Geo<I> g, const T* __restrict__ gy,
   using A = acc_t<T>;
   constexpr int V = static_cast<int>(16 / sizeof(T));
   const I cp = g.c / V;  // packs per position
-  for (I idx = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; idx < total_packs;
-       idx += static_cast<I>(blockDim.x) * gridDim.x) {
+  GRID_STRIDE(idx, total_packs) {
     const I pk = idx % cp;
     I t = idx / cp;
     const I b = t % g.w;
@@ -264,8 +263,7 @@ __global__ void max_pool_backward_nchw_packed(Geo<I> g, const T* __restrict__ gy
   using A = acc_t<T>;
   constexpr int V = static_cast<int>(16 / sizeof(T));
   const I wp = g.w / V;  // packs per input row
-  for (I idx = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; idx < total_packs;
-       idx += static_cast<I>(blockDim.x) * gridDim.x) {
+  GRID_STRIDE(idx, total_packs) {
     const I b0 = (idx % wp) * V;
     const I t = idx / wp;
     const I a = t % g.h, pl = t / g.h;
@@ -300,8 +298,7 @@ template <class T, class I, bool CL>
 __global__ void avg_pool_backward_global(Geo<I> g, const T* __restrict__ gy, T* __restrict__ dx, I total) {
   using A = acc_t<T>;
   const double count = static_cast<double>(g.h) * static_cast<double>(g.w);
-  for (I idx = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; idx < total;
-       idx += static_cast<I>(blockDim.x) * gridDim.x) {
+  GRID_STRIDE(idx, total) {
     I pl;
     if constexpr (CL)
       pl = (idx / (g.h * g.w * g.c)) * g.c + idx % g.c;
